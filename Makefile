@@ -1,0 +1,72 @@
+# Thin wrapper over Meson: the commands people type. See README.md.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 10
+PREFIX     ?= /usr/local
+PYTHON     := /usr/bin/python3
+
+.PHONY: all deps test-deps run test unit integration sanitize fuzz bench install clean format check-format check-banned user
+
+all: $(BUILD)/hongyan
+
+deps:
+	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
+
+# Meson does not glob; scripts/configure.sh re-runs setup when the set of
+# source files changes, so adding a file never needs a manual step.
+$(BUILD)/hongyan: FORCE deps
+	@scripts/configure.sh $(BUILD)
+	@ninja -C $(BUILD)
+
+run: all
+	./$(BUILD)/hongyan serve
+
+test: test-deps check-banned
+	@scripts/ensure-user.sh
+	@scripts/configure.sh $(BUILD)
+	ninja -C $(BUILD)
+	meson test -C $(BUILD) --print-errorlogs
+	HONGYAN_BIN=$(CURDIR)/$(BUILD)/hongyan $(PYTHON) -m pytest -q tests/integration
+	@scripts/configure.sh $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C $(ASAN_BUILD)
+	meson test -C $(ASAN_BUILD) --print-errorlogs
+	HONGYAN_BIN=$(CURDIR)/$(ASAN_BUILD)/hongyan HONGYAN_SANITIZED=1 $(PYTHON) -m pytest -q tests/integration
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+unit: all
+	meson test -C $(BUILD) --print-errorlogs
+
+integration: all test-deps
+	@scripts/ensure-user.sh
+	HONGYAN_BIN=$(CURDIR)/$(BUILD)/hongyan $(PYTHON) -m pytest -q tests/integration
+
+fuzz: deps
+	@CC=clang scripts/configure.sh $(FUZZ_BUILD) -Dfuzz=true -Db_lundef=false
+	ninja -C $(FUZZ_BUILD)
+	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+bench: all
+	bench/run.sh
+
+install: all
+	scripts/install.sh $(BUILD) $(PREFIX)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+check-format:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+# STYLE.md: these calls have no length and are not used anywhere in src/.
+check-banned:
+	@! grep -rnE '\b(strcpy|strcat|sprintf|vsprintf|gets)\s*\(' src fuzz tests/unit || \
+	  { echo "banned string call (see STYLE.md)"; exit 1; }
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+
+FORCE:

@@ -1,0 +1,51 @@
+/*
+ * The configuration: Postfix main.cf syntax (SPEC.md) read into a table of
+ * known keys. Every key has a name, a default, a check and a one-line doc in
+ * config_keys.c; values are checked when the file is loaded, so the typed
+ * getters below cannot fail at run time.
+ *
+ * Ownership: config_load() returns a struct the caller frees with
+ * config_free(). Strings returned by getters live as long as the config.
+ */
+#ifndef HONGYAN_CONFIG_CONFIG_H
+#define HONGYAN_CONFIG_CONFIG_H
+
+#include <stddef.h>
+
+#include "lib/buf.h"
+
+struct config;
+
+/*
+ * Which file to read: cli_path (-c) if given, else $HONGYAN_CONFIG, else
+ * /etc/hongyan/main.cf if it exists, else NULL: the embedded default.
+ */
+const char *config_locate(const char *cli_path);
+
+/*
+ * Reads and checks path (NULL: the embedded default, under ./hongyan-data
+ * and listening on 127.0.0.1 only). On error returns NULL and puts
+ * "FILE:LINE: what is wrong" in err.
+ */
+struct config *config_load(const char *path, struct buf *err);
+void config_free(struct config *cfg);
+
+/* The file read, or NULL for the embedded default. */
+const char *config_file(const struct config *cfg);
+
+/*
+ * Values after $name expansion. Asking for a key that is not in the table
+ * is a programming error and aborts (remote input never names keys).
+ */
+const char *config_get(const struct config *cfg, const char *key);
+long long config_get_int(const struct config *cfg, const char *key);
+int config_get_bool(const struct config *cfg, const char *key);
+long long config_get_time(const struct config *cfg, const char *key); /* seconds */
+/* The list split as main.cf lists are (commas and/or space); strlist_free(). */
+char **config_get_list(const struct config *cfg, const char *key, size_t *count);
+/* The value as written (or the default), before expansion. */
+const char *config_get_raw(const struct config *cfg, const char *key);
+/* Whether the key was set in the file (postconf -n). */
+int config_is_set(const struct config *cfg, const char *key);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * Mail log writer; see log.h. Formatting happens into a local buffer so that
+ * concurrent threads never interleave within a line.
+ */
+#include "lib/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/util.h"
+
+static char log_service[32] = "hongyan";
+static char log_hostname[256] = "localhost";
+static int log_fd = -1;
+static int log_to_stderr = 1;
+static int log_debug_on = 0;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void log_set_service(const char *service)
+{
+    pthread_mutex_lock(&log_lock);
+    str_copy(log_service, sizeof log_service, service);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void log_set_hostname(const char *hostname)
+{
+    pthread_mutex_lock(&log_lock);
+    str_copy(log_hostname, sizeof log_hostname, hostname);
+    pthread_mutex_unlock(&log_lock);
+}
+
+int log_open_file(const char *path, struct buf *err)
+{
+    int fd = -1;
+    if (path && *path) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            buf_printf(err, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&log_lock);
+    if (log_fd >= 0)
+        close(log_fd);
+    log_fd = fd;
+    pthread_mutex_unlock(&log_lock);
+    return 0;
+}
+
+void log_set_stderr(int enabled)
+{
+    log_to_stderr = enabled;
+}
+
+void log_set_debug(int enabled)
+{
+    log_debug_on = enabled;
+}
+
+int log_debug_enabled(void)
+{
+    return log_debug_on;
+}
+
+static void log_write(const char *severity, const char *fmt, va_list ap)
+{
+    char line[8192];
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+
+    pthread_mutex_lock(&log_lock);
+    int n = snprintf(line, sizeof line, "%s %s hongyan/%s[%ld]: %s", stamp, log_hostname,
+                     log_service, (long)getpid(), severity);
+    pthread_mutex_unlock(&log_lock);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return;
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    if (m < 0)
+        return;
+    size_t len = (size_t)n + (size_t)m;
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    /* Remote text may contain control bytes; a log line must stay one line. */
+    for (size_t i = (size_t)n; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = '?';
+    line[len++] = '\n';
+
+    if (log_to_stderr)
+        write_all(STDERR_FILENO, line, len);
+    pthread_mutex_lock(&log_lock);
+    if (log_fd >= 0)
+        write_all(log_fd, line, len);
+    pthread_mutex_unlock(&log_lock);
+}
+
+#define LOG_DEFINE(name, severity, guard)                                                          \
+    void name(const char *fmt, ...)                                                                \
+    {                                                                                              \
+        if (!(guard))                                                                              \
+            return;                                                                                \
+        int saved = errno;                                                                         \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        log_write(severity, fmt, ap);                                                              \
+        va_end(ap);                                                                                \
+        errno = saved;                                                                             \
+    }
+
+LOG_DEFINE(log_info, "", 1)
+LOG_DEFINE(log_warning, "warning: ", 1)
+LOG_DEFINE(log_error, "error: ", 1)
+LOG_DEFINE(log_debug, "debug: ", log_debug_on)

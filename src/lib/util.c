@@ -1,0 +1,229 @@
+/* Shared helpers; see util.h. */
+#include "lib/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/xalloc.h"
+
+size_t str_copy(char *dst, size_t size, const char *src)
+{
+    size_t len = strlen(src);
+    if (size) {
+        size_t n = len < size - 1 ? len : size - 1;
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+    }
+    return len;
+}
+
+void str_lower(char *s)
+{
+    for (; *s; s++)
+        *s = (char)tolower((unsigned char)*s);
+}
+
+int str_eq_ci(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+int str_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+char *str_trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+char **strlist_split(const char *s, size_t *count)
+{
+    size_t n = 0, cap = 4;
+    char **list = xmalloc(cap * sizeof *list);
+    const char *p = s ? s : "";
+    for (;;) {
+        while (*p == ',' || isspace((unsigned char)*p))
+            p++;
+        if (*p == '\0')
+            break;
+        const char *start = p;
+        int depth = 0;
+        while (*p && (depth > 0 || (*p != ',' && !isspace((unsigned char)*p)))) {
+            if (*p == '{')
+                depth++;
+            else if (*p == '}' && depth > 0)
+                depth--;
+            p++;
+        }
+        if (n + 2 > cap) {
+            cap *= 2;
+            list = xrealloc(list, cap * sizeof *list);
+        }
+        list[n++] = xstrndup(start, (size_t)(p - start));
+    }
+    list[n] = NULL;
+    if (count)
+        *count = n;
+    return list;
+}
+
+void strlist_free(char **list)
+{
+    if (list == NULL)
+        return;
+    for (char **p = list; *p; p++)
+        free(*p);
+    free(list);
+}
+
+int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int read_file(const char *path, struct buf *out, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        if (out->len + (size_t)n > max) {
+            close(fd);
+            errno = EFBIG;
+            return -1;
+        }
+        buf_append(out, chunk, (size_t)n);
+    }
+    close(fd);
+    return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[4096];
+    if (str_copy(tmp, sizeof tmp, path) >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char dirbuf[4096];
+    if (str_copy(dirbuf, sizeof dirbuf, path) >= sizeof dirbuf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    const char *dir = dirname(dirbuf);
+    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) {
+        free(tmp);
+        return -1;
+    }
+    if (write_all(fd, data, len) < 0 || fsync(fd) < 0)
+        goto fail;
+    if (close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) < 0)
+        goto fail;
+    free(tmp);
+    return fsync_dir(dir);
+fail: {
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    free(tmp);
+    errno = e;
+    return -1;
+}
+}
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void random_bytes(void *out, size_t len)
+{
+    unsigned char *p = out;
+    while (len) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            xalloc_die("getrandom failed");
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}

@@ -1,0 +1,48 @@
+/*
+ * Small helpers shared by every module: bounded string copies, lists as
+ * main.cf writes them, and the one durable-write path (temp file, write,
+ * fsync, rename, fsync the directory) that everything on disk goes through.
+ */
+#ifndef HONGYAN_LIB_UTIL_H
+#define HONGYAN_LIB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/buf.h"
+
+/* Copies at most size-1 bytes and always terminates; returns strlen(src). */
+size_t str_copy(char *dst, size_t size, const char *src);
+void str_lower(char *s);
+int str_eq_ci(const char *a, const char *b);
+int str_prefix_ci(const char *s, const char *prefix);
+/* Trims ASCII white space in place; returns s advanced past leading space. */
+char *str_trim(char *s);
+
+/*
+ * Splits a main.cf list: items separated by commas and/or white space, with
+ * braces kept whole ("inline:{a=b, c=d}" is one item). Returns a
+ * NULL-terminated array; free it with strlist_free(). *count may be NULL.
+ */
+char **strlist_split(const char *s, size_t *count);
+void strlist_free(char **list);
+
+/* Writes everything, retrying on EINTR; 0 or -1 with errno. */
+int write_all(int fd, const void *data, size_t len);
+/* Reads a whole file (at most max bytes) into out; 0 or -1 with errno (EFBIG when too big). */
+int read_file(const char *path, struct buf *out, size_t max);
+/* mkdir -p with mode for the created parts; 0 or -1 with errno. */
+int mkdir_p(const char *path, mode_t mode);
+int fsync_dir(const char *dir);
+/*
+ * Durably replaces path with data: a temp file in the same directory,
+ * write, fsync, rename, fsync the directory. 0 or -1 with errno; on failure
+ * nothing half-written remains.
+ */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+uint64_t now_ms(void);                   /* monotonic */
+void random_bytes(void *out, size_t len); /* getrandom(2); aborts only if the kernel has none */
+
+#endif
