@@ -1,0 +1,62 @@
+/*
+ * What the worker process shares with every session and agent: the event
+ * loop, the configuration in force, and the modules built from it. A SIGHUP
+ * builds a new set (config, resolver, TLS) and swaps it in; sessions keep a
+ * reference to the generation they started with (server_gen_ref/unref), so
+ * a reload never changes the rules under an open transaction.
+ */
+#ifndef HONGYAN_DAEMON_SERVER_H
+#define HONGYAN_DAEMON_SERVER_H
+
+#include <sys/socket.h>
+
+struct event_base;
+struct config;
+struct resolver;
+struct spool;
+struct workq;
+struct qmgr;
+struct tls_server;
+struct dns;
+
+enum listener_kind {
+    LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
+    LISTEN_SUBMISSION, /* submission_listen: STARTTLS then AUTH required to relay */
+    LISTEN_SMTPS,      /* smtps_listen: implicit TLS (RFC 8314) */
+};
+
+/* The part rebuilt on reload. */
+struct server_gen {
+    int refs;
+    struct config *cfg;
+    struct resolver *resolver;
+    struct tls_server *tls; /* NULL until the TLS module provides one */
+};
+
+struct server {
+    struct event_base *base;
+    struct server_gen *gen; /* current generation */
+    struct spool *spool;
+    struct workq *workq;
+    struct qmgr *qmgr;
+    struct dns *dns; /* NULL until the DNS module provides one */
+    int sessions;    /* open SMTP sessions, for limits and shutdown */
+    int draining;    /* SIGTERM: finish open transactions, accept nothing new */
+};
+
+struct server_gen *server_gen_ref(struct server *srv);
+void server_gen_unref(struct server_gen *gen);
+
+/*
+ * Starts an SMTP session on an accepted socket; the session owns fd and
+ * frees itself when the client leaves. Implemented by src/smtpd/.
+ */
+void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer,
+                         socklen_t peer_len, enum listener_kind kind);
+/*
+ * The listener counts sessions per client address and refuses with 421 over
+ * the limits before a session starts; the session reports its end here.
+ */
+void server_session_ended(struct server *srv, const struct sockaddr *peer, socklen_t peer_len);
+
+#endif

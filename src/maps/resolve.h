@@ -1,0 +1,57 @@
+/*
+ * Recipient resolution: what the configuration says about an address.
+ * Used by the SMTP server at RCPT time (to accept, refuse with 550 5.1.1, or
+ * answer 4xx when a table is unavailable), by pickup for mail from sendmail,
+ * and by delivery to find the mailbox.
+ *
+ * Local domains are mydestination and virtual_mailbox_domains. Expansion
+ * applies virtual_alias_maps to every address, then alias_maps to local
+ * parts of mydestination domains, recursively with a loop and depth guard;
+ * when virtual_mailbox_maps is set only its keys are valid local mailboxes.
+ */
+#ifndef HONGYAN_MAPS_RESOLVE_H
+#define HONGYAN_MAPS_RESOLVE_H
+
+#include <stddef.h>
+
+#include "lib/buf.h"
+#include "maps/maps.h"
+
+struct config;
+struct resolver;
+
+enum resolve_class {
+    RESOLVE_LOCAL,  /* mydestination or virtual_mailbox_domains: Maildir */
+    RESOLVE_RELAY,  /* relay_domains: accepted from anyone, delivered onward */
+    RESOLVE_REMOTE, /* anything else: needs mynetworks or AUTH to be accepted */
+};
+
+struct resolved_rcpt {
+    char *address; /* final address after expansion */
+    enum resolve_class cls;
+    char *mailbox; /* RESOLVE_LOCAL: absolute Maildir path ending in '/'; else NULL */
+};
+
+struct resolved_list {
+    struct resolved_rcpt *items;
+    size_t count;
+};
+
+/* NULL with err when a table named in the configuration cannot be opened. */
+struct resolver *resolver_new(const struct config *cfg, struct buf *err);
+void resolver_free(struct resolver *r);
+
+/* Classifies by domain alone (case-insensitive); "" and no '@' count as local (myorigin). */
+enum resolve_class resolver_classify(struct resolver *r, const char *address);
+
+/*
+ * Expands address into final recipients. MAP_NOTFOUND: a local recipient
+ * that does not exist (550 5.1.1), with the reason in err. MAP_TEMPFAIL: a
+ * table could not be read (4xx). The caller frees out with
+ * resolved_list_free().
+ */
+enum map_result resolver_expand(struct resolver *r, const char *address, struct resolved_list *out,
+                                struct buf *err);
+void resolved_list_free(struct resolved_list *l);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * The queue manager: the scheduler that runs in the worker's event loop. At
+ * start it rebuilds its state from the spool (recovery after any crash) and
+ * picks up mail that `sendmail` left in maildrop/; then it delivers each
+ * message's pending recipients (local: Maildir; remote: the SMTP client
+ * once it exists, meanwhile deferred with a clear reason), records each
+ * result in the envelope, retries with backoff, and bounces what fails for
+ * good. Blocking work (Maildir writes, fsyncs) runs on the work queue.
+ */
+#ifndef HONGYAN_QUEUE_QMGR_H
+#define HONGYAN_QUEUE_QMGR_H
+
+struct server;
+struct qmgr;
+
+struct qmgr *qmgr_new(struct server *srv);
+/* Recovery scan, maildrop pickup, timers. */
+void qmgr_start(struct qmgr *q);
+/* A message was just committed: schedule it now. */
+void qmgr_kick(struct qmgr *q, const char *queue_id);
+/* Retry every deferred message now (hongyan queue flush, the flush FIFO). */
+void qmgr_flush(struct qmgr *q);
+/* Stops starting deliveries; done(arg) runs once those in flight have finished. */
+void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg);
+void qmgr_free(struct qmgr *q);
+
+#endif

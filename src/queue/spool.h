@@ -1,0 +1,56 @@
+/*
+ * The spool: the one hand-over point between receiving and delivering. A
+ * message is a data file plus its envelope under queue_directory. Receiving
+ * writes to a temporary file; the commit makes it durable (fsync the file,
+ * rename, fsync the directory) before the caller may answer 250. Commits
+ * from sessions that finish together share one round of syncs (group
+ * commit) on the work queue, and the callback comes back on the event loop.
+ *
+ * Layout under queue_directory: incoming/ (being received), active/
+ * (committed, waiting or being delivered), hold/, corrupt/ (files that could
+ * not be parsed, kept and logged, never deleted), maildrop/ (from sendmail,
+ * written without the server), public/ (the flush FIFO).
+ *
+ * Disk full while writing or committing is a temporary failure (452 4.3.1)
+ * and leaves nothing half-written behind.
+ */
+#ifndef HONGYAN_QUEUE_SPOOL_H
+#define HONGYAN_QUEUE_SPOOL_H
+
+#include <stddef.h>
+
+#include "lib/buf.h"
+#include "queue/envelope.h"
+
+struct event_base;
+struct workq;
+struct spool;
+struct spool_msg;
+
+/* Opens (creating the layout if needed) the spool; NULL with err. */
+struct spool *spool_open(const char *queue_dir, struct buf *err);
+void spool_free(struct spool *s);
+/* Group commit needs the loop and the work queue; without them commits are synchronous. */
+void spool_attach(struct spool *s, struct event_base *base, struct workq *wq);
+
+/* A message being received. NULL with err (e.g. disk full) is a 4xx. */
+struct spool_msg *spool_msg_new(struct spool *s, struct buf *err);
+const char *spool_msg_id(const struct spool_msg *m);
+struct envelope *spool_msg_envelope(struct spool_msg *m); /* fill sender, rcpts, DSN */
+/* Appends message bytes (CRLF line ends, unstuffed); 0 or -1 with errno. */
+int spool_msg_write(struct spool_msg *m, const void *data, size_t len);
+size_t spool_msg_size(const struct spool_msg *m);
+
+/*
+ * Makes the message durable and hands it to delivery. Takes ownership of m.
+ * cb runs on the event loop with result 0 (durable: answer 250) or -1
+ * (nothing kept: answer 4xx; errno-like code in err_code).
+ */
+typedef void (*spool_commit_cb)(void *arg, int result, int err_code, const char *queue_id);
+void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg);
+/* The same, synchronously (CLI use); 0 or -1 with err. Takes ownership. */
+int spool_msg_commit_sync(struct spool_msg *m, struct buf *err);
+/* Drops a message being received, removing its files. */
+void spool_msg_abort(struct spool_msg *m);
+
+#endif

@@ -1,0 +1,168 @@
+"""Shared fixtures for integration tests: the real hongyan binary, on
+loopback, on random high ports, in a temporary data directory.
+
+Run with /usr/bin/python3 (Debian's, which sees python3-aiosmtpd & co.).
+HONGYAN_BIN names the binary under test (make test sets it).
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("HONGYAN_BIN", str(ROOT / "build" / "hongyan"))
+SHARED = ROOT.parent / "shared"
+
+
+def free_port():
+    """A currently unused loopback TCP port (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("server exited with %s" % proc.returncode)
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("port %d did not open" % port)
+
+
+def wait_for(predicate, timeout=10.0, step=0.05):
+    """Polls predicate until it is true; returns its last value. Bounded."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(step)
+        value = predicate()
+    return value
+
+
+def run(args, input=None, env=None, check=False, timeout=60):
+    """Runs the hongyan binary with args; returns CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run([BIN] + list(args), input=input, capture_output=True,
+                          text=isinstance(input, str) or input is None,
+                          env=full_env, check=check, timeout=timeout)
+
+
+class Server:
+    """A hongyan instance with its own main.cf and data directory."""
+
+    def __init__(self, tmp, extra=None):
+        self.tmp = pathlib.Path(tmp)
+        self.data = self.tmp / "data"
+        self.smtpd_port = free_port()
+        self.submission_port = free_port()
+        self.smtps_port = free_port()
+        self.cfg = self.tmp / "main.cf"
+        self.log = self.tmp / "server.log"
+        self.settings = {
+            "myhostname": "mx.example.com",
+            "mydomain": "example.com",
+            "mydestination": "$myhostname, localhost, example.com",
+            "data_directory": str(self.data),
+            "smtpd_listen": "127.0.0.1:%d" % self.smtpd_port,
+            "submission_listen": "127.0.0.1:%d" % self.submission_port,
+            "mynetworks": "127.0.0.0/8",
+            "maillog_file": str(self.tmp / "maillog"),
+            "minimal_backoff_time": "1s",
+            "maximal_backoff_time": "2s",
+            "queue_run_delay": "1s",
+        }
+        if extra:
+            self.settings.update(extra)
+        self.proc = None
+        self.write_config()
+
+    def write_config(self):
+        self.cfg.write_text("".join("%s = %s\n" % kv for kv in self.settings.items()))
+
+    def cmd(self, *args, input=None, check=False, timeout=60):
+        """Runs `hongyan -c main.cf ARGS`."""
+        return run(["-c", str(self.cfg)] + list(args), input=input, check=check,
+                   timeout=timeout)
+
+    def start(self, wait=True):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([BIN, "-c", str(self.cfg), "serve"],
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if wait:
+            wait_port(self.smtpd_port, proc=self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(sig)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        # The worker is a child in the same session; make sure none survives.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        rc = self.proc.returncode
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def reload(self):
+        self.write_config()
+        self.proc.send_signal(signal.SIGHUP)
+
+    def log_text(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def maildir(self, domain, local):
+        return self.data / "mail" / domain / local
+
+    def messages(self, domain, local):
+        """Files in the mailbox's new/ directory, sorted by name."""
+        d = self.maildir(domain, local) / "new"
+        return sorted(d.iterdir()) if d.exists() else []
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    made = []
+
+    def make(extra=None, start=True, name="srv"):
+        srv = Server(tmp_path / ("%s%d" % (name, len(made))), extra)
+        srv.tmp.mkdir(parents=True, exist_ok=True)
+        srv.write_config()
+        made.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield make
+    for srv in made:
+        srv.stop()
+    for srv in made:
+        # Under sanitizers a leak or UB report goes to the log: fail on it.
+        text = srv.log_text()
+        assert "ERROR: AddressSanitizer" not in text, text[-4000:]
+        assert "runtime error:" not in text, text[-4000:]
+
+
+@pytest.fixture
+def server(server_factory):
+    return server_factory()
