@@ -1,0 +1,48 @@
+/*
+ * The delivery interface between the queue manager and its agents (local
+ * Maildir, remote SMTP, later LMTP): one request carries a message and some
+ * of its recipients that share a next hop; the agent answers each recipient
+ * with delivered, try again later, or failed for good, plus the reply text
+ * for the log and the DSN. Agents never touch the envelope on disk; the
+ * queue manager records the results.
+ */
+#ifndef HONGYAN_DELIVER_AGENT_H
+#define HONGYAN_DELIVER_AGENT_H
+
+#include <stddef.h>
+
+struct server;
+struct envelope;
+
+enum delivery_status {
+    DELIVERY_OK,
+    DELIVERY_TEMPFAIL, /* deferred: retry with backoff */
+    DELIVERY_PERMFAIL, /* bounced: a DSN goes to the sender */
+};
+
+struct delivery_rcpt_result {
+    size_t rcpt;   /* index into env->rcpts */
+    enum delivery_status status;
+    char dsn[16];  /* "2.0.0", "4.4.1", "5.1.1" */
+    char *reply;   /* remote reply or local reason, for the log and the DSN; heap */
+    char *relay;   /* "host[ip]:port", "local", ...; heap, may be NULL */
+};
+
+struct delivery_request {
+    struct server *srv;
+    const struct envelope *env; /* read-only for the agent */
+    const char *queue_id;
+    const char *data_path; /* the message: headers and body, CRLF line ends */
+    size_t *rcpts;         /* indexes into env->rcpts for this request */
+    size_t nrcpts;
+};
+
+/* results has req->nrcpts entries, in the order of req->rcpts; the queue manager frees it. */
+typedef void (*delivery_done_cb)(void *arg, struct delivery_rcpt_result *results, size_t count);
+
+void delivery_results_free(struct delivery_rcpt_result *results, size_t count);
+
+/* Remote delivery by MX, relayhost or transport_maps (src/deliver/remote.c). */
+void remote_deliver(const struct delivery_request *req, delivery_done_cb done, void *arg);
+
+#endif
