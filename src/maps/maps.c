@@ -213,9 +213,13 @@ static int map_ts_newer(const struct timespec *a, const struct timespec *b)
     return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
 }
 
-static const char *map_rebuild_hint(const struct map *m)
+/* The command that rebuilds this table, for messages: "hongyan aliases" or "hongyan map build
+ * SPEC". */
+static char *map_rebuild_hint(const struct map *m)
 {
-    return m->syntax == MAP_SYNTAX_ALIASES ? "hongyan aliases" : "hongyan map build";
+    if (m->syntax == MAP_SYNTAX_ALIASES)
+        return xstrdup("hongyan aliases");
+    return xasprintf("hongyan map build %s", m->spec);
 }
 
 /*
@@ -273,8 +277,9 @@ static void map_lmdb_refresh(struct map *m)
     }
     /* A compiled table older than its source is reported, never silently used. */
     if (stat(m->source, &src) == 0 && map_ts_newer(&src.st_mtim, &m->mtim)) {
-        map_lmdb_fail(m, "%s: %s is older than %s; run `%s`", m->spec, m->dbpath, m->source,
-                      map_rebuild_hint(m));
+        char *hint = map_rebuild_hint(m);
+        map_lmdb_fail(m, "%s: %s is older than %s; run `%s`", m->spec, m->dbpath, m->source, hint);
+        free(hint);
         return;
     }
     m->usable = 1;
