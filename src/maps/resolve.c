@@ -454,7 +454,9 @@ static enum map_result resolve_results(struct resolve_ctx *c, const struct resol
     struct buf e = BUF_INIT;
     for (size_t i = 0; i < n && res == MAP_FOUND; i++) {
         const char *it = list[i];
-        if (is_alias && (it[0] == '|' || it[0] == '/' || str_prefix_ci(it, ":include:"))) {
+        /* aliases(5): "|command", "/file" and ":include:" (quoted or not) are not addresses. */
+        const char *bare = it[0] == '"' ? it + 1 : it;
+        if (is_alias && (bare[0] == '|' || bare[0] == '/' || str_prefix_ci(bare, ":include:"))) {
             buf_printf(&e, "alias %s: destination '%s' is not supported (only addresses)", a->full,
                        it);
             res = resolve_tempfail(c, buf_cstr(&e));
