@@ -159,10 +159,13 @@ def test_rebuild_while_querying(tmp_path):
     nkeys = 3000
 
     def write_version(v):
-        src.write_text("".join("k%d v%d-%d\n" % (i, v, i) for i in range(nkeys)))
-        # An old source time, so that the table is never "older than its source"
-        # here: every answer must come from a complete table.
-        os.utime(str(src), (1000000, 1000000))
+        # The source appears by rename with an old time, so that the table is
+        # never "older than its source" here: every answer must come from a
+        # complete table.
+        tmp = tmp_path / "big.new"
+        tmp.write_text("".join("k%d v%d-%d\n" % (i, v, i) for i in range(nkeys)))
+        os.utime(str(tmp), (1000000, 1000000))
+        os.replace(str(tmp), str(src))
 
     write_version(0)
     assert run(["map", "build", "hash:%s" % src]).returncode == 0
