@@ -98,3 +98,18 @@ __attribute__((weak)) void resolved_list_free(struct resolved_list *l)
     l->items = NULL;
     l->count = 0;
 }
+
+/* Likewise for the daemon's generation references (src/daemon/), until it lands. */
+#include "daemon/server.h"
+
+__attribute__((weak)) struct server_gen *server_gen_ref(struct server *srv)
+{
+    srv->gen->refs++;
+    return srv->gen;
+}
+
+__attribute__((weak)) void server_gen_unref(struct server_gen *gen)
+{
+    if (gen)
+        gen->refs--;
+}
