@@ -142,6 +142,8 @@ void envelope_encode(const struct envelope *e, struct buf *out)
 static int envelope_get_field(const char *f, char **out)
 {
     *out = NULL;
+    if (*f == '\0') /* the encoder writes "=" for the empty string */
+        return -1;
     if (strcmp(f, "-") == 0)
         return 0;
     if (strcmp(f, "=") == 0) {

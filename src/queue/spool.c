@@ -711,6 +711,11 @@ static int spool_recover_dir(struct spool *s, const char *dir, const char *other
         const char *name = names[i];
         size_t len = strlen(name);
         struct stat st;
+        char *self = spool_path(dir, name, NULL);
+        int present = lstat(self, &st) == 0;
+        free(self);
+        if (!present)
+            continue; /* moved along with its envelope already */
         if (len > 5 && strcmp(name + len - 5, ".data") == 0) {
             char *id = xstrndup(name, len - 5);
             char *env = spool_path(dir, id, NULL);
