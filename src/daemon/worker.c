@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "dns/dns.h"
 #include "daemon/daemon.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -167,6 +168,12 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
         return EXIT_FAILURE;
     }
     spool_attach(w.srv.spool, w.srv.base, w.srv.workq);
+    w.srv.dns = dns_new(w.srv.base, config_get(cfg, "dns_resolver"), &err);
+    if (w.srv.dns == NULL) {
+        log_error("dns_resolver: %s", buf_cstr(&err));
+        buf_free(&err);
+        return EXIT_FAILURE;
+    }
     w.srv.qmgr = qmgr_new(&w.srv);
 
     w.listeners = xcalloc((size_t)nsocks, sizeof *w.listeners);
@@ -198,6 +205,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     qmgr_free(w.srv.qmgr);
     workq_free(w.srv.workq);
     spool_free(w.srv.spool);
+    dns_free(w.srv.dns);
     event_free(w.sig_hup);
     event_free(w.sig_term);
     event_free(w.sig_int);
