@@ -99,7 +99,7 @@ class Peer:
     """An aiosmtpd server in a thread; see the module docstring."""
 
     def __init__(self, tmp=None, tls=False, require_starttls=False, wrapper=False, users=None,
-                 hostname="127.0.0.1", port=None, name="relay.test"):
+                 hostname="127.0.0.1", port=None, name="relay.test", exclude_mechanisms=None):
         self.lock = threading.Lock()
         self.messages = []
         self.rcpt_options = []
@@ -126,6 +126,8 @@ class Peer:
             kwargs["authenticator"] = self._auth
             kwargs["auth_required"] = True
             kwargs["auth_require_tls"] = bool(tls)
+        if exclude_mechanisms:
+            kwargs["auth_exclude_mechanism"] = list(exclude_mechanisms)
         kwargs["enable_SMTPUTF8"] = True
         peer = self
 
@@ -144,11 +146,21 @@ class Peer:
         ok = self.users.get(user) == auth_data.password.decode()
         with self.lock:
             (self.auth_ok if ok else self.auth_failed).append((user, mechanism))
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd sends the 535 itself.
+        return AuthResult(success=ok, handled=ok)
 
     def start(self):
         self.controller.start()
+        # Controller.start() connects once to check the server is up.
+        with self.lock:
+            self._baseline = self.connections
         return self
+
+    @property
+    def connections_after_start(self):
+        """Connections made by others since start()."""
+        with self.lock:
+            return self.connections - self._baseline
 
     def stop(self):
         self.controller.stop()
