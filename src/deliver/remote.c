@@ -129,17 +129,15 @@ static int remote_map_lookup(void *ctx, const char *table, const char *key, stru
                              struct buf *err)
 {
     struct remote_gen *g = ctx;
-    struct map_list *l = strcmp(table, "transport_maps") == 0 ? g->transport
-                         : strcmp(table, "sender_dependent_relayhost_maps") == 0
-                             ? g->sender_relay
-                             : g->sasl;
+    struct map_list *l = strcmp(table, "transport_maps") == 0                    ? g->transport
+                         : strcmp(table, "sender_dependent_relayhost_maps") == 0 ? g->sender_relay
+                                                                                 : g->sasl;
     if (!l)
         return MAP_NOTFOUND;
     return map_list_lookup(l, key, value, err);
 }
 
-static struct map_list *remote_open_maps(const struct config *cfg, const char *key,
-                                         struct buf *err)
+static struct map_list *remote_open_maps(const struct config *cfg, const char *key, struct buf *err)
 {
     const char *spec = config_get(cfg, key);
     if (!spec || !*spec)
@@ -320,8 +318,8 @@ static void remote_dest_release(struct remote_dest *d, struct smtp_client *c,
 
 /* ---- Results ---- */
 
-static void remote_result(struct remote_job *j, size_t k, enum delivery_status st,
-                          const char *dsn, const char *reply, const char *relay)
+static void remote_result(struct remote_job *j, size_t k, enum delivery_status st, const char *dsn,
+                          const char *reply, const char *relay)
 {
     struct delivery_rcpt_result *r = &j->req->results[j->pos[k]];
     r->status = st;
@@ -358,8 +356,7 @@ static void remote_job_fail_rest(struct remote_job *j, enum delivery_status st, 
     }
 }
 
-static void remote_set_error(struct remote_job *j, const char *dsn, const char *why,
-                             int permanent)
+static void remote_set_error(struct remote_job *j, const char *dsn, const char *why, int permanent)
 {
     free(j->last_error);
     j->last_error = xstrdup(why);
@@ -565,8 +562,8 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     int have_auth = 0;
     if (j->gen->sasl) {
         struct buf key = BUF_INIT, err = BUF_INIT;
-        int r = route_sasl_lookup(&j->gen->tables, &j->route, a->host, &j->user, &j->pass, &key,
-                                  &err);
+        int r =
+            route_sasl_lookup(&j->gen->tables, &j->route, a->host, &j->user, &j->pass, &key, &err);
         if (r == MAP_TEMPFAIL) {
             log_warning("%s: %s", j->req->queue_id, buf_cstr(&err));
             remote_set_error(j, "4.3.0", buf_cstr(&err), 0);
@@ -650,8 +647,9 @@ static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
         }
     } else if (ans->status == DNS_TEMPFAIL) {
         struct buf why = BUF_INIT;
-        buf_printf(&why, "Host or domain name not found. Name service error for name=%s type=%s: "
-                         "Host not found, try again",
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s type=%s: "
+                   "Host not found, try again",
                    h->name, j->aaaa_phase ? "AAAA" : "A");
         remote_set_error(j, "4.4.3", buf_cstr(&why), 0);
         buf_free(&why);
@@ -668,10 +666,12 @@ static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
     j->next_host++;
     if (j->next_addr >= j->naddrs && ans->status != DNS_TEMPFAIL && !j->last_error) {
         struct buf why = BUF_INIT;
-        buf_printf(&why, "Host or domain name not found. Name service error for name=%s "
-                         "type=A: Host not found",
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s "
+                   "type=A: Host not found",
                    h->name);
-        /* The recipient's own domain with no address at all is permanent; a configured next hop is the operator's to fix. */
+        /* The recipient's own domain with no address at all is permanent; a configured next hop is
+         * the operator's to fix. */
         int perm = strcmp(j->route.source, "mx") == 0 && j->nhosts == 1 &&
                    strcmp(h->name, j->route.host) == 0;
         remote_set_error(j, perm ? "5.4.4" : "4.4.4", buf_cstr(&why), perm);
@@ -755,8 +755,9 @@ static void remote_dns_mx_cb(void *arg, const struct dns_answer *ans)
         j->hosts[0].name = xstrdup(name);
         j->nhosts = 1;
     } else if (ans->status == DNS_NXDOMAIN || ans->status == DNS_PERMFAIL) {
-        buf_printf(&why, "Host or domain name not found. Name service error for name=%s type=MX: "
-                         "Host not found",
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s type=MX: "
+                   "Host not found",
                    name);
         /* The recipient's domain does not exist: bounce. A configured relay: defer. */
         int perm = strcmp(j->route.source, "mx") == 0;
@@ -765,8 +766,9 @@ static void remote_dns_mx_cb(void *arg, const struct dns_answer *ans)
         remote_job_end(j);
         return;
     } else {
-        buf_printf(&why, "Host or domain name not found. Name service error for name=%s type=MX: "
-                         "Host not found, try again",
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s type=MX: "
+                   "Host not found, try again",
                    name);
         remote_set_error(j, "4.4.3", buf_cstr(&why), 0);
         buf_free(&why);
@@ -934,8 +936,8 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         /* Join the job for the same next hop, or start one. */
         struct remote_job *j = NULL;
         for (size_t k = 0; k < njobs && !j; k++)
-            if (strcmp(jobs[k]->route.nexthop, r.nexthop) == 0 &&
-                jobs[k]->route.port == r.port && jobs[k]->route.mx == r.mx)
+            if (strcmp(jobs[k]->route.nexthop, r.nexthop) == 0 && jobs[k]->route.port == r.port &&
+                jobs[k]->route.mx == r.mx)
                 j = jobs[k];
         if (j) {
             route_clear(&r);

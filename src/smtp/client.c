@@ -61,6 +61,8 @@ struct smtp_client {
     int tls;
     struct event *kick; /* deferred completion for CS_LOCAL and connect failures */
     int connect_errno;
+    int depth; /* handlers running: a free inside a callback waits for them */
+    int dead;  /* smtp_client_free() was called inside a handler */
 
     smtp_client_ready_cb ready_cb;
     void *ready_arg;
@@ -310,7 +312,8 @@ static void client_start_tls(struct smtp_client *c, enum client_state st)
     client_state(c, st);
 }
 
-static void client_tls_done(struct smtp_client *c)
+/* 0: go on; -1: the caller was called back and c may be gone. */
+static int client_tls_done(struct smtp_client *c)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     struct buf summary = BUF_INIT, why = BUF_INIT;
@@ -326,7 +329,11 @@ static void client_tls_done(struct smtp_client *c)
         log_info("%s", buf_cstr(&msg));
         client_ready_fail(c, SMTP_FAIL_POLICY, 0, "4.7.5", buf_cstr(&msg));
         buf_free(&msg);
-    } else if (wrap) {
+        buf_free(&summary);
+        buf_free(&why);
+        return -1;
+    }
+    if (wrap) {
         client_state(c, CS_GREETING);
     } else {
         client_send(c, "EHLO %s", c->o.helo_name);
@@ -334,6 +341,7 @@ static void client_tls_done(struct smtp_client *c)
     }
     buf_free(&summary);
     buf_free(&why);
+    return 0;
 }
 
 /* After EHLO/HELO: STARTTLS, the TLS policy, then AUTH, then ready. */
@@ -560,9 +568,8 @@ static void client_pump(struct smtp_client *c)
     }
 }
 
-static void client_kick_cb(evutil_socket_t fd, short what, void *arg)
+static void client_kick_inner(struct smtp_client *c)
 {
-    struct smtp_client *c = arg;
     if (c->state == CS_LOCAL) {
         client_txn_finish(c, 1, NULL);
     } else if (c->state == CS_CONNECTING && c->connect_errno) {
@@ -883,9 +890,8 @@ static void client_broken(struct smtp_client *c, enum smtp_client_fail fail, con
     }
 }
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+static void client_read_inner(struct smtp_client *c, struct bufferevent *bev)
 {
-    struct smtp_client *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     for (;;) {
         if (c->state == CS_DATA_BODY || c->state == CS_LOCAL || c->state == CS_TLS_HANDSHAKE ||
@@ -926,30 +932,22 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         }
         buf_free(&err);
         if (st == SMTP_REPLY_DONE) {
-            enum client_state before = c->state;
-            size_t idx = c->reply_idx;
             client_reply(c);
-            /*
-             * The reply may have finished the session and called back, after
-             * which c may be gone: keep reading only in states where the
-             * next reply belongs to the same exchange we are in.
-             */
-            if (before != CS_TXN || c->state != CS_TXN || c->reply_idx == idx)
+            /* A callback may have freed c (deferred until we return: see depth). */
+            if (c->dead)
                 return;
         }
     }
 }
 
-static void client_write_cb(struct bufferevent *bev, void *arg)
+static void client_write_inner(struct smtp_client *c, struct bufferevent *bev)
 {
-    struct smtp_client *c = arg;
     if (c->state == CS_DATA_BODY)
         client_pump(c);
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+static void client_event_inner(struct smtp_client *c, struct bufferevent *bev, short what)
 {
-    struct smtp_client *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == CS_CONNECTING) {
             if (c->o.wrappermode && c->o.tls) {
@@ -960,10 +958,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
             return;
         }
         if (c->state == CS_TLS_HANDSHAKE || c->state == CS_TLS_WRAP) {
-            client_tls_done(c);
+            if (client_tls_done(c) < 0)
+                return;
             /* Replies may already wait (wrapper mode greeting). */
             if (c->state == CS_GREETING && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-                client_read_cb(c->bev, c);
+                client_read_inner(c, c->bev);
             return;
         }
         return;
@@ -999,6 +998,54 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
                  buf_cstr(&why));
     client_broken(c, fail, buf_cstr(&why));
     buf_free(&why);
+}
+
+/*
+ * The entry points from libevent: count the handlers running so that a
+ * callback that frees the client only marks it, and the last handler to
+ * return frees it for real.
+ */
+static void client_leave(struct smtp_client *c)
+{
+    if (--c->depth == 0 && c->dead) {
+        c->dead = 0;
+        smtp_client_free(c);
+    }
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_client *c = arg;
+    c->depth++;
+    client_read_inner(c, bev);
+    client_leave(c);
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_client *c = arg;
+    c->depth++;
+    if (!c->dead)
+        client_write_inner(c, bev);
+    client_leave(c);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtp_client *c = arg;
+    c->depth++;
+    if (!c->dead)
+        client_event_inner(c, bev, what);
+    client_leave(c);
+}
+
+static void client_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_client *c = arg;
+    c->depth++;
+    if (!c->dead)
+        client_kick_inner(c);
+    client_leave(c);
 }
 
 /* ---- Life cycle ---- */
@@ -1072,6 +1119,14 @@ void smtp_client_free(struct smtp_client *c)
 {
     if (!c)
         return;
+    if (c->depth > 0) {
+        c->dead = 1;
+        c->ready_cb = NULL;
+        c->idle_cb = NULL;
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+        return;
+    }
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->kick)

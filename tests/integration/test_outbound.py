@@ -266,6 +266,8 @@ def test_connection_reuse(server_factory, tmp_path):
         srv = make_server(server_factory, None, {
             "relayhost": "[127.0.0.1]:%d" % mx.port,
             "smtp_destination_concurrency_limit": "2",
+            # Long enough that a slow (sanitized) pickup never outlives the cache.
+            "smtp_connection_cache_time_limit": "10s",
         }, start=False)
         for i in range(12):
             sendmail(srv, ["user%d@example.net" % i], body="Subject: m%d\n\nbody %d\n" % (i, i))
