@@ -10,12 +10,13 @@ DNS server answers are under example.com/example.net: unbound answers
 names under .test itself (an RFC 6761 local zone) without asking.
 """
 import os
+import pathlib
 import re
 import subprocess
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, free_port, wait_for, wait_port
 from dnsserver import DNSServer
 from smtppeer import Peer
 
@@ -339,3 +340,64 @@ def test_transport_maps(server_factory, tmp_path):
         assert "this domain is gone" in dsn and "5.1.2" in dsn
         assert "y@void.example.net" not in dsn
         assert wait_for(lambda: "to=<y@void.example.net>, relay=none" in logs(srv), timeout=10)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink():
+    """Postfix's smtp-sink (it offers PIPELINING), fetched by scripts/get-smtp-sink.sh."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    r = subprocess.run([str(root / "scripts" / "get-smtp-sink.sh"),
+                        str(root / "build" / "tools" / "postfix")],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.skip("smtp-sink not available: " + r.stderr.strip())
+    return r.stdout.strip()
+
+
+def test_pipelining_peer_smtp_sink(server_factory, tmp_path, smtp_sink):
+    """Many recipients per transaction, pipelined, many messages over one connection."""
+    dump = tmp_path / "sink"
+    dump.mkdir()
+    os.chmod(dump, 0o777)
+    os.chmod(tmp_path, 0o755)
+    port = free_port()
+    counters = tmp_path / "sink.out"
+    out = open(counters, "wb")
+    # -c: "sess=N quit=N mesg=N" counters, updated as sessions end.
+    sink = subprocess.Popen([smtp_sink, "-c", "-u", "nobody", "-d", str(dump) + "/%M.",
+                             "127.0.0.1:%d" % port, "50"],
+                            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc=sink)
+        srv = make_server(server_factory, None, {
+            "relayhost": "[127.0.0.1]:%d" % port,
+            "smtp_destination_concurrency_limit": "1",
+            "smtp_connection_cache_time_limit": "10s",
+        }, start=False)
+        for i in range(10):
+            sendmail(srv, ["a%d@example.net" % i, "b%d@example.net" % i, "c%d@example.org" % i],
+                     body="Subject: sink %d\n\n.dot line\nbody %d\n" % (i, i))
+        srv.start()
+        assert wait_for(lambda: len(list(dump.iterdir())) == 10, timeout=30), logs(srv)
+        assert wait_for(lambda: logs(srv).count("status=sent") == 30, timeout=20), logs(srv)
+        for f in dump.iterdir():
+            text = f.read_text(errors="replace")
+            n = re.search(r"Subject: sink (\d+)", text).group(1)
+            for who in ("a", "b"):
+                assert "X-Rcpt-Args: <%s%s@example.net>" % (who, n) in text
+            assert "X-Rcpt-Args: <c%s@example.org>" % n in text
+            assert "\n.dot line\n" in text.replace("\r\n", "\n")  # dot-stuffing undone
+        # One connection carried them all (concurrency 1, cache 10s). The sink's
+        # counters ("sess=ENDED quit=N mesg=N") count sessions as they end:
+        # stop the server to end ours; the first is wait_port()'s probe.
+        srv.stop()
+
+        def last():
+            found = re.findall(r"sess=(\d+) quit=\d+ mesg=(\d+)", counters.read_text())
+            return tuple(int(x) for x in found[-1]) if found else (0, 0)
+        assert wait_for(lambda: last()[0] >= 2, timeout=10), counters.read_text()
+        assert last() == (2, 10), counters.read_text()
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+        out.close()
