@@ -106,6 +106,7 @@ struct remote_job {
     struct smtp_msg_rcpt *mrcpts;
     size_t *mpos; /* msg rcpt i -> index into pos */
     char *last_error;
+    char *last_relay; /* host[ip]:port that gave last_error, or NULL (no session) */
     char last_dsn[16];
     int last_permanent;
     struct buf user, pass;
@@ -350,18 +351,26 @@ static void remote_job_fail_rest(struct remote_job *j, enum delivery_status st, 
 {
     for (size_t k = 0; k < j->n; k++) {
         if (!j->final[k]) {
-            remote_result(j, k, st, dsn, why, j->c_server ? NULL : NULL);
+            remote_result(j, k, st, dsn, why, j->last_relay);
             j->final[k] = 1;
         }
     }
 }
 
-static void remote_set_error(struct remote_job *j, const char *dsn, const char *why, int permanent)
+static void remote_set_error_at(struct remote_job *j, const char *dsn, const char *why,
+                                int permanent, const char *relay)
 {
     free(j->last_error);
     j->last_error = xstrdup(why);
+    free(j->last_relay);
+    j->last_relay = relay ? xstrdup(relay) : NULL;
     str_copy(j->last_dsn, sizeof j->last_dsn, dsn);
     j->last_permanent = permanent;
+}
+
+static void remote_set_error(struct remote_job *j, const char *dsn, const char *why, int permanent)
+{
+    remote_set_error_at(j, dsn, why, permanent, NULL);
 }
 
 static void remote_job_free(struct remote_job *j)
@@ -382,6 +391,7 @@ static void remote_job_free(struct remote_job *j)
     free(j->mrcpts);
     free(j->mpos);
     free(j->last_error);
+    free(j->last_relay);
     if (j->pass.data)
         explicit_bzero(j->pass.data, j->pass.len);
     buf_free(&j->user);
@@ -426,7 +436,7 @@ static void remote_sent(void *arg, struct smtp_client *c, int conn_ok, struct sm
         size_t k = j->mpos[i];
         if (out[i].status == DELIVERY_TEMPFAIL) {
             /* Kept for the next server (Postfix: a soft error is retried on the next MX). */
-            remote_set_error(j, out[i].dsn, out[i].reply, 0);
+            remote_set_error_at(j, out[i].dsn, out[i].reply, 0, relay);
             remote_result(j, k, DELIVERY_TEMPFAIL, out[i].dsn, out[i].reply, relay);
         } else {
             remote_result(j, k, out[i].status, out[i].dsn, out[i].reply, relay);
@@ -501,6 +511,8 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
         remote_send(j);
         return;
     }
+    /* A refusal names the server (relay=); a failed connection does not, as in Postfix. */
+    char *relay = fail == SMTP_FAIL_CONNECT ? NULL : xstrdup(smtp_client_label(c));
     smtp_client_free(c);
     j->c = NULL;
     enum tls_level level = tls_level_parse(config_get(j->gen->cfg, "smtp_tls_security_level"));
@@ -518,7 +530,8 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
      * A 5xx greeting or EHLO is not the recipient's fault: like Postfix
      * (smtp_skip_5xx_greeting) it defers and the next server is tried.
      */
-    remote_set_error(j, permanent ? "4.0.0" : dsn, why, 0);
+    remote_set_error_at(j, permanent ? "4.0.0" : dsn, why, 0, relay);
+    free(relay);
     remote_job_try_next(j);
 }
 
