@@ -523,8 +523,6 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
         j->plain_retry = 1;
         j->next_addr--;
         j->tried--;
-    } else {
-        j->plain_retry = 0;
     }
     /*
      * A 5xx greeting or EHLO is not the recipient's fault: like Postfix
@@ -602,6 +600,8 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     o.level = tls_level_parse(config_get(cfg, "smtp_tls_security_level"));
     o.wrappermode = config_get_bool(cfg, "smtp_tls_wrappermode");
     o.no_starttls = j->plain_retry;
+    /* Plain text only for this one retry: the next address gets STARTTLS again. */
+    j->plain_retry = 0;
     o.helo_name = config_get(cfg, "smtp_helo_name");
     o.server_name = a->host;
     /* secure: the certificate must name the next hop; verify: the server as found. */
