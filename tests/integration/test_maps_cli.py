@@ -156,7 +156,7 @@ def test_aliases_and_newaliases(tmp_path):
 def test_rebuild_while_querying(tmp_path):
     """Readers never see a missing or half-written table while it is rebuilt."""
     src = tmp_path / "big"
-    nkeys = 3000
+    nkeys = 2000
 
     def write_version(v):
         # The source appears by rename with an old time, so that the table is
@@ -173,7 +173,7 @@ def test_rebuild_while_querying(tmp_path):
     seen = set()
 
     def reader():
-        for _ in range(150):  # bounded
+        for _ in range(40):  # bounded
             r = subprocess.run([BIN, "map", "query", "lmdb:%s" % src, "k%d" % (nkeys - 1)],
                                capture_output=True, text=True, timeout=60)
             if r.returncode == 0:
