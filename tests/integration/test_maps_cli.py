@@ -66,6 +66,12 @@ def test_errors_and_exit_codes(tmp_path):
     r = run(["map", "build", "texthash:%s" % bad])
     assert r.returncode == EX_USAGE
 
+    # texthash is read at open: a bad line or a missing file fails the query.
+    r = run(["map", "query", "texthash:%s" % bad, "good"])
+    assert r.returncode == EX_DATAERR and "%s:2:" % bad in r.stderr
+    r = run(["map", "query", "texthash:%s" % (tmp_path / "absent"), "k"])
+    assert r.returncode == EX_NOINPUT and "absent" in r.stderr
+
     # Never built: try later, and say what to run.
     src = tmp_path / "t"
     src.write_text("k v\n")
