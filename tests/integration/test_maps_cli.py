@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-from conftest import BIN, run
+from conftest import BIN, run, wait_for
 
 EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL = 64, 65, 66, 75
 
@@ -208,3 +208,37 @@ def test_rebuild_while_querying(tmp_path):
     assert r.stdout == "v%d-0\n" % v
     # No temporary files are left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "big.lmdb"]
+
+
+def test_server_uses_aliases_and_rebuilds(server_factory, tmp_path):
+    """End to end: mail queued with sendmail reaches the Maildir that the alias
+    and virtual tables name, and a rebuilt table is used without a reload."""
+    aliases = tmp_path / "aliases"
+    aliases.write_text("postmaster: root\nroot: alice\n")
+    virtual = tmp_path / "virtual"
+    virtual.write_text("info@example.com  bob@example.com, root@example.com\n")
+    srv = server_factory(start=False, extra={
+        "alias_maps": "hash:%s" % aliases,
+        "virtual_alias_maps": "texthash:%s" % virtual,
+        "recipient_delimiter": "+",
+    })
+    assert srv.cmd("aliases").returncode == 0
+    srv.start()
+
+    def sendmail(rcpt):
+        r = srv.cmd("sendmail", rcpt, input="Subject: t\n\nbody\n")
+        assert r.returncode == 0, r.stderr
+
+    sendmail("postmaster@example.com")
+    assert wait_for(lambda: srv.messages("example.com", "alice"), timeout=20), srv.log_text()
+    sendmail("info+x@example.com")
+    assert wait_for(lambda: srv.messages("example.com", "bob"), timeout=20), srv.log_text()
+    assert wait_for(lambda: len(srv.messages("example.com", "alice")) == 2, timeout=20)
+
+    # Rebuild the alias table while the server runs: the next message follows it.
+    aliases.write_text("postmaster: root\nroot: carol\n")
+    assert srv.cmd("aliases").returncode == 0
+    time.sleep(1.1)  # the server looks for a new compiled file at most once a second
+    sendmail("root@example.com")
+    assert wait_for(lambda: srv.messages("example.com", "carol"), timeout=20), srv.log_text()
+    assert len(srv.messages("example.com", "alice")) == 2
