@@ -10,7 +10,7 @@
 
 struct cur {
     const unsigned char *p;
-    size_t n;   /* bytes left */
+    size_t n; /* bytes left */
     unsigned opts;
     unsigned flags;
     int utf8_refused; /* saw UTF-8 without SMTPUTF8: a 553 5.6.7 rather than a 501 */
@@ -379,8 +379,8 @@ syntax:
 int smtp_mailbox_parse(const char *s, size_t len, unsigned opts, struct smtp_path *out,
                        struct smtp_reply *err)
 {
-    struct cur c = {(const unsigned char *)s, len, opts & ~(unsigned)SMTP_ADDR_ALLOW_POSTMASTER,
-                    0, 0};
+    struct cur c = {(const unsigned char *)s, len, opts & ~(unsigned)SMTP_ADDR_ALLOW_POSTMASTER, 0,
+                    0};
     out->len = 0;
     out->at = 0;
     out->addr[0] = '\0';

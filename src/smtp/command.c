@@ -12,10 +12,10 @@ static const struct {
     const char *name;
     enum smtp_verb verb;
 } verbs[] = {
-    {"HELO", SMTP_CMD_HELO}, {"EHLO", SMTP_CMD_EHLO}, {"MAIL", SMTP_CMD_MAIL},
-    {"RCPT", SMTP_CMD_RCPT}, {"DATA", SMTP_CMD_DATA}, {"BDAT", SMTP_CMD_BDAT},
-    {"RSET", SMTP_CMD_RSET}, {"NOOP", SMTP_CMD_NOOP}, {"QUIT", SMTP_CMD_QUIT},
-    {"VRFY", SMTP_CMD_VRFY}, {"EXPN", SMTP_CMD_EXPN}, {"HELP", SMTP_CMD_HELP},
+    {"HELO", SMTP_CMD_HELO},         {"EHLO", SMTP_CMD_EHLO}, {"MAIL", SMTP_CMD_MAIL},
+    {"RCPT", SMTP_CMD_RCPT},         {"DATA", SMTP_CMD_DATA}, {"BDAT", SMTP_CMD_BDAT},
+    {"RSET", SMTP_CMD_RSET},         {"NOOP", SMTP_CMD_NOOP}, {"QUIT", SMTP_CMD_QUIT},
+    {"VRFY", SMTP_CMD_VRFY},         {"EXPN", SMTP_CMD_EXPN}, {"HELP", SMTP_CMD_HELP},
     {"STARTTLS", SMTP_CMD_STARTTLS}, {"AUTH", SMTP_CMD_AUTH},
 };
 
@@ -194,7 +194,7 @@ int smtp_mail_parse(const char *args, size_t len, unsigned ext, unsigned long lo
     }
     unsigned opts = SMTP_ADDR_ALLOW_NULL | ((ext & SMTP_EXT_SMTPUTF8) ? SMTP_ADDR_ALLOW_UTF8 : 0);
     if (smtp_path_parse(args + off, len - off, opts, &out->from, &used, err) < 0) {
-        if (err && err->code == 501)
+        if (err && err->code == 501 && strcmp(err->status, "5.1.3") == 0)
             err->status = "5.1.7"; /* RFC 3463: bad sender's mailbox syntax */
         return -1;
     }
@@ -273,8 +273,8 @@ int smtp_mail_parse(const char *args, size_t len, unsigned ext, unsigned long lo
     return 0;
 }
 
-int smtp_rcpt_parse(const char *args, size_t len, unsigned ext, int smtputf8,
-                    struct smtp_rcpt *out, struct smtp_reply *err)
+int smtp_rcpt_parse(const char *args, size_t len, unsigned ext, int smtputf8, struct smtp_rcpt *out,
+                    struct smtp_reply *err)
 {
     size_t off, used;
     memset(out, 0, sizeof *out);
@@ -338,9 +338,8 @@ int smtp_rcpt_parse(const char *args, size_t len, unsigned ext, int smtputf8,
                 if (out->orcpt[i] >= 'A' && out->orcpt[i] <= 'Z')
                     out->orcpt[i] = (char)(out->orcpt[i] - 'A' + 'a');
             size_t rest = pr.val_len - tl - 1;
-            if (rest == 0 ||
-                smtp_xtext_decode(semi + 1, rest, out->orcpt + tl + 1, sizeof out->orcpt - tl - 1) <
-                    0)
+            if (rest == 0 || smtp_xtext_decode(semi + 1, rest, out->orcpt + tl + 1,
+                                               sizeof out->orcpt - tl - 1) < 0)
                 return bad_param(err);
         } else {
             return unsupported(err);

@@ -68,9 +68,9 @@ struct smtp_mail {
     unsigned long long size; /* SIZE=, 0 when not given */
     enum smtp_body body;
     int smtputf8;
-    int ret;                          /* 0 none, 1 FULL, 2 HDRS (enum dsn_ret) */
-    char envid[SMTP_ENVID_MAX + 1];   /* decoded xtext, "" when not given */
-    char auth[SMTP_XTEXT_MAX + 1];    /* AUTH= decoded, "" when not given or "<>" */
+    int ret;                        /* 0 none, 1 FULL, 2 HDRS (enum dsn_ret) */
+    char envid[SMTP_ENVID_MAX + 1]; /* decoded xtext, "" when not given */
+    char auth[SMTP_XTEXT_MAX + 1];  /* AUTH= decoded, "" when not given or "<>" */
 };
 
 /* NOTIFY= bits (RFC 3461 4.1); the same values as enum dsn_notify in queue/envelope.h. */
@@ -97,8 +97,8 @@ int smtp_mail_parse(const char *args, size_t len, unsigned ext, unsigned long lo
                     struct smtp_mail *out, struct smtp_reply *err);
 
 /* RCPT arguments ("TO:<path> params"); smtputf8 from the MAIL command. */
-int smtp_rcpt_parse(const char *args, size_t len, unsigned ext, int smtputf8,
-                    struct smtp_rcpt *out, struct smtp_reply *err);
+int smtp_rcpt_parse(const char *args, size_t len, unsigned ext, int smtputf8, struct smtp_rcpt *out,
+                    struct smtp_reply *err);
 
 /* EHLO/HELO argument: 0, or -1 with 501 5.5.4. */
 int smtp_helo_check(const char *args, size_t len, struct smtp_reply *err);

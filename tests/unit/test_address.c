@@ -131,9 +131,13 @@ static void test_literals(void **state)
 
 static void test_utf8(void **state)
 {
-    const char *in = "<j\xc3\xb6rg@b\xc3\xbc" "cher.example>";
+    const char *in = "<j\xc3\xb6rg@b\xc3\xbc"
+                     "cher.example>";
     bad(in, 0, 553, "5.6.7");
-    ok(in, SMTP_ADDR_ALLOW_UTF8, "j\xc3\xb6rg@b\xc3\xbc" "cher.example", SMTP_ADDR_UTF8);
+    ok(in, SMTP_ADDR_ALLOW_UTF8,
+       "j\xc3\xb6rg@b\xc3\xbc"
+       "cher.example",
+       SMTP_ADDR_UTF8);
     ok("<\"\xe2\x82\xac x\"@example.com>", SMTP_ADDR_ALLOW_UTF8, "\"\xe2\x82\xac x\"@example.com",
        SMTP_ADDR_UTF8 | SMTP_ADDR_QUOTED);
     /* Malformed UTF-8 is never accepted: overlong, surrogate, truncated, stray continuation. */
@@ -208,11 +212,11 @@ static void test_mailbox_and_domain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple),           cmocka_unit_test(test_null_and_postmaster),
-        cmocka_unit_test(test_trailing_params),  cmocka_unit_test(test_source_route),
-        cmocka_unit_test(test_quoted),           cmocka_unit_test(test_bad_syntax),
-        cmocka_unit_test(test_literals),         cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_limits),           cmocka_unit_test(test_mailbox_and_domain),
+        cmocka_unit_test(test_simple),          cmocka_unit_test(test_null_and_postmaster),
+        cmocka_unit_test(test_trailing_params), cmocka_unit_test(test_source_route),
+        cmocka_unit_test(test_quoted),          cmocka_unit_test(test_bad_syntax),
+        cmocka_unit_test(test_literals),        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_limits),          cmocka_unit_test(test_mailbox_and_domain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
