@@ -391,3 +391,36 @@ def test_idle_timeout_closes(server_factory):
     assert c.closed()
     assert wait_for(lambda: "timeout after EHLO from unknown[127.0.0.1]" in
                     (srv.tmp / "maillog").read_text())
+
+
+def test_reload_keeps_open_session_rules(server_factory):
+    """A session keeps the configuration it started with; new sessions get the new one."""
+    srv = server_factory({"smtpd_recipient_limit": "1"})
+    c, _ = greet(srv.smtpd_port)
+    srv.settings["smtpd_recipient_limit"] = "5"
+    srv.settings["smtpd_banner"] = "$myhostname ESMTP reloaded"
+    srv.reload()
+
+    def new_banner():
+        d = Client(srv.smtpd_port)
+        text = d.reply()[1]
+        d.cmd("QUIT")
+        d.close()
+        return text == "mx.example.com ESMTP reloaded"
+
+    assert wait_for(new_banner, timeout=20)
+    assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 250
+    assert c.cmd("RCPT TO:<u1@example.com>")[0] == 250
+    assert c.cmd("RCPT TO:<u2@example.com>")[0] == 452  # the old limit still applies
+    assert c.cmd("QUIT")[0] == 221
+
+
+def test_disconnect_statistics(server):
+    c, _ = greet(server.smtpd_port)
+    assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 250
+    assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+    assert c.cmd("RCPT TO:<bad address>")[0] == 501
+    assert c.cmd("QUIT")[0] == 221
+    assert c.closed()
+    assert wait_for(lambda: "disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1/2 quit=1 "
+                    "commands=4/5" in (server.tmp / "maillog").read_text())
