@@ -80,6 +80,7 @@ struct smtpd_session {
     int in_run;       /* session_run() is on the stack */
     int dead;         /* the connection is gone; free when safe */
     int commit_pending;
+    int eof; /* the client has shut down its side */
     const char *last_cmd;
     unsigned cmd_total[SMTP_CMD_COUNT];
     unsigned cmd_ok[SMTP_CMD_COUNT];
@@ -547,7 +548,10 @@ static void message_end(struct smtpd_session *s)
              spool_msg_size(m), spool_msg_envelope(m)->nrcpts);
     session_enter(s, SMTPD_STATE_COMMIT);
     s->commit_pending = 1;
-    bufferevent_disable(s->bev, EV_READ);
+    /*
+     * Reading goes on (session_run() does not run commands in COMMIT), so a
+     * client that leaves is noticed; the read watermark bounds what piles up.
+     */
     spool_msg_commit(m, commit_done, s);
 }
 
@@ -573,7 +577,6 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
     tx_reset(s);
     if (s->state == SMTPD_STATE_COMMIT)
         session_enter(s, SMTPD_STATE_HELO);
-    bufferevent_enable(s->bev, EV_READ);
     if (!s->in_run)
         session_run(s);
 }
@@ -829,6 +832,15 @@ static void session_run(struct smtpd_session *s)
         dispatch(s, line, len);
     }
     s->in_run = 0;
+    /*
+     * The client closed its side: what was complete has run (a pipelined
+     * QUIT among it); anything else can never complete.
+     */
+    if (s->eof && !s->dead && !s->commit_pending && s->state != SMTPD_STATE_QUIT) {
+        log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
+                 s->host, s->addr);
+        s->dead = 1;
+    }
     if (s->dead)
         session_close(s); /* frees s unless a commit is pending */
 }
@@ -926,6 +938,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->myhostname);
         bufferevent_enable(bev, EV_WRITE);
         session_close(s);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->state != SMTPD_STATE_QUIT) {
+        /* Half-closed: replies can still go out; session_run() decides. */
+        s->eof = 1;
+        if (!s->in_run)
+            session_run(s);
         return;
     }
     if (s->state != SMTPD_STATE_QUIT)

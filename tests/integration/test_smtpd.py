@@ -424,3 +424,32 @@ def test_disconnect_statistics(server):
     assert c.closed()
     assert wait_for(lambda: "disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1/2 quit=1 "
                     "commands=4/5" in (server.tmp / "maillog").read_text())
+
+
+def test_pipelined_quit_then_half_close(server):
+    """A client that sends everything, QUIT included, then shuts down its side still gets
+    every reply, and the message is queued."""
+    c, _ = greet(server.smtpd_port)
+    c.send(b"MAIL FROM:<a@sender.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n"
+           b"Subject: half\r\n\r\nclosed\r\n.\r\nQUIT\r\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    codes = [c.reply()[0] for _ in range(5)]
+    assert codes == [250, 250, 354, 250, 221]
+    assert c.closed()
+    _, rest = split_delivered(delivered(server)[0])
+    assert rest == b"Subject: half\r\n\r\nclosed\r\n"
+
+
+def test_client_vanishes_mid_data_nothing_queued(server):
+    c, _ = greet(server.smtpd_port)
+    c.send(b"MAIL FROM:<a@sender.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n"
+           b"Subject: cut\r\n\r\npartial")
+    assert [c.reply()[0] for _ in range(3)] == [250, 250, 354]
+    c.close()
+    assert wait_for(lambda: "lost connection after DATA" in (server.tmp / "maillog").read_text())
+    with smtplib.SMTP("127.0.0.1", server.smtpd_port) as s:
+        s.sendmail("a@sender.example", ["u@example.com"], b"Subject: marker\r\n\r\nok\r\n")
+    msgs = delivered(server)
+    assert len(msgs) == 1 and b"marker" in msgs[0]
+    incoming = server.data / "queue" / "incoming"
+    assert wait_for(lambda: not incoming.exists() or not any(incoming.iterdir()))
