@@ -1010,7 +1010,12 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     v = config_get_int(cfg, "smtpd_recipient_limit");
     s->rcpt_limit = v > 0 ? (size_t)v : (size_t)-1;
     s->hard_errors = (int)config_get_int(cfg, "smtpd_hard_error_limit");
-    s->trusted_net = smtpd_policy_mynetworks(cfg, peer);
+    /*
+     * mynetworks lets a client relay on the MX port only; on the submission
+     * ports relaying needs AUTH (SPEC, RFC 6409), as Postfix's master.cf
+     * submission entry does with permit_sasl_authenticated.
+     */
+    s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
 
     evutil_make_socket_nonblocking(fd);
     s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);

@@ -453,3 +453,13 @@ def test_client_vanishes_mid_data_nothing_queued(server):
     assert len(msgs) == 1 and b"marker" in msgs[0]
     incoming = server.data / "queue" / "incoming"
     assert wait_for(lambda: not incoming.exists() or not any(incoming.iterdir()))
+
+
+def test_submission_port_needs_auth_to_relay(server):
+    """mynetworks (127.0.0.0/8 here) opens the MX port only; submission wants AUTH."""
+    c, _ = greet(server.submission_port)
+    assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 250
+    code, text, _ = c.cmd("RCPT TO:<someone@elsewhere.example>")
+    assert (code, text[:5]) == (554, "5.7.1")
+    assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+    c.cmd("QUIT")
