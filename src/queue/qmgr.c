@@ -107,8 +107,11 @@ static struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
     m = xcalloc(1, sizeof *m);
     str_copy(m->id, sizeof m->id, id);
     m->next_try = next_try;
-    m->next = q->msgs;
-    q->msgs = m;
+    /* Appended, so that messages are tried in the order they arrived. */
+    struct qmsg **pp = &q->msgs;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = m;
     return m;
 }
 

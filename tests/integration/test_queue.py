@@ -185,3 +185,23 @@ def test_sendmail_without_recipients_fails(server_factory):
     assert r.returncode == 64
     assert not any((srv.data / "queue" / "maildrop").glob("[!.]*")) \
         if (srv.data / "queue" / "maildrop").exists() else True
+
+
+def test_lifetime_expiry_bounces_and_bounce_of_bounce_is_dropped(server_factory):
+    srv = server_factory({
+        "relayhost": "[127.0.0.1]:%d" % free_port(),
+        "maximal_queue_lifetime": "1s",
+        "bounce_queue_lifetime": "1s",
+        "virtual_mailbox_maps": "inline:{alice@example.com=example.com/alice/}",
+    })
+    # Remote recipient never reachable: expires and bounces to alice (4.4.7).
+    sendmail(srv, ["-f", "alice@example.com", "far@remote.test"], "Subject: expires\n\nx\n")
+    assert wait_for(lambda: srv.messages("example.com", "alice"), timeout=30)
+    dsn = read_msg(srv.messages("example.com", "alice")[0])
+    report = str(list(dsn.iter_parts())[1])
+    assert "Status: 4.4.7" in report and "far@remote.test" in report
+    # A bounce to a remote sender that cannot be reached is dropped, never bounced.
+    sendmail(srv, ["-f", "sender@remote.test", "nosuch@example.com"], "Subject: b\n\ny\n")
+    assert wait_for(lambda: "failed for good; dropped" in srv.log_text(), timeout=30)
+    assert wait_for(lambda: queue_ids(srv) == [], timeout=15)
+    assert len(srv.messages("example.com", "alice")) == 1
