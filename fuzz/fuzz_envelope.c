@@ -1,4 +1,5 @@
-/* Fuzz target: envelope_decode on arbitrary bytes; a decoded envelope must re-encode and decode again. */
+/* Fuzz target: envelope_decode on arbitrary bytes; a decoded envelope must re-encode and decode
+ * again. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -47,7 +47,8 @@ static void sendmail_addresses(const char *v, char ***list, size_t *n)
     for (const char *p = v;; p++) {
         char c = *p;
         if (c == '\0' || (!in_q && !in_angle && !comment && (c == ',' || c == ';'))) {
-            const char *a = had_angle ? buf_cstr(&angle) : str_trim(cur.data ? cur.data : (char[]){0});
+            const char *a =
+                had_angle ? buf_cstr(&angle) : str_trim(cur.data ? cur.data : (char[]){0});
             if (a[0]) {
                 *list = xrealloc(*list, (*n + 2) * sizeof **list);
                 (*list)[(*n)++] = xstrdup(a);
@@ -190,13 +191,24 @@ static int sendmail_drop(const char *dir, const struct buf *data, struct buf *er
         unlink(tmp);
         goto out;
     }
-    if (close(fd) < 0 || rename(tmp, fin) < 0) {
+    if (rename(tmp, fin) < 0) {
         buf_printf(err, "%s: %s", fin, strerror(errno));
+        close(fd);
         unlink(tmp);
         goto out;
     }
-    if (fsync_dir(dir) < 0) {
+    /*
+     * The rename must be durable before we report success. An unprivileged
+     * user cannot open maildrop/ (mode 1733: no read) to fsync it; syncfs(2)
+     * on the file's own descriptor makes the directory entry durable too.
+     */
+    if (fsync_dir(dir) < 0 && (errno != EACCES || syncfs(fd) < 0)) {
         buf_printf(err, "%s: %s", dir, strerror(errno));
+        close(fd);
+        goto out;
+    }
+    if (close(fd) < 0) {
+        buf_printf(err, "%s: %s", fin, strerror(errno));
         goto out;
     }
     rc = 0;

@@ -120,8 +120,8 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
         if (r->last_error) {
             /* A remote reply keeps its SMTP code; a local reason is x-unix, as Postfix. */
             const char *e = r->last_error;
-            int smtp = strlen(e) >= 4 && e[0] >= '2' && e[0] <= '5' && e[1] >= '0' &&
-                       e[1] <= '9' && e[2] >= '0' && e[2] <= '9' && (e[3] == ' ' || e[3] == '-');
+            int smtp = strlen(e) >= 4 && e[0] >= '2' && e[0] <= '5' && e[1] >= '0' && e[1] <= '9' &&
+                       e[2] >= '0' && e[2] <= '9' && (e[3] == ' ' || e[3] == '-');
             buf_printf(out, "Diagnostic-Code: %s; ", smtp ? "smtp" : "x-unix");
             bounce_put_clean(out, e);
             buf_puts(out, "\r\n");
@@ -168,8 +168,8 @@ int bounce_queue(struct spool *s, const struct envelope *env, const char *data_p
     struct envelope copy = *env;
     if (orig.len >= BOUNCE_ORIG_MAX / 2)
         copy.ret = DSN_RET_HDRS;
-    bounce_build(&copy, orig.data ? orig.data : "", orig.len, rcpts, nrcpts, hostname,
-                 time(NULL), &text);
+    bounce_build(&copy, orig.data ? orig.data : "", orig.len, rcpts, nrcpts, hostname, time(NULL),
+                 &text);
     buf_free(&orig);
     struct spool_msg *m = spool_msg_new(s, err);
     if (m == NULL) {

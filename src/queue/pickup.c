@@ -162,8 +162,8 @@ static int pickup_one(struct spool *s, const struct config *cfg, struct resolver
                 continue;
             struct envelope_rcpt *nr = envelope_add_rcpt(e, rl.items[k].address);
             nr->notify = in->rcpts[i].notify;
-            nr->orcpt = in->rcpts[i].orcpt ? xstrdup(in->rcpts[i].orcpt)
-                                           : xasprintf("rfc822;%s", a);
+            nr->orcpt =
+                in->rcpts[i].orcpt ? xstrdup(in->rcpts[i].orcpt) : xasprintf("rfc822;%s", a);
         }
         resolved_list_free(&rl);
     }

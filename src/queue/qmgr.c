@@ -429,8 +429,7 @@ static void qjob_record_work(void *arg)
             if (errno == ENOENT)
                 j->gone = 1; /* deleted or held by the operator meanwhile */
             else
-                log_error("%s: cannot record delivery results: %s", e->queue_id,
-                          strerror(errno));
+                log_error("%s: cannot record delivery results: %s", e->queue_id, strerror(errno));
             j->record_failed = 1;
         }
     }
@@ -473,8 +472,8 @@ static void qjob_record_done(void *arg)
                 buf_printf(&orig, ", orig_to=<%s>", a);
         }
         log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", e->queue_id,
-                 e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay,
-                 r->dsn, qmgr_status_word(r->status), r->reply);
+                 e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay, r->dsn,
+                 qmgr_status_word(r->status), r->reply);
         buf_free(&orig);
     }
     if (j->bounce_id[0]) {
@@ -538,8 +537,8 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     str_copy(j->hostname, sizeof j->hostname, config_get(j->cfg, "myhostname"));
     j->min_backoff = config_get_time(j->cfg, "minimal_backoff_time");
     j->max_backoff = config_get_time(j->cfg, "maximal_backoff_time");
-    j->lifetime = config_get_time(
-        j->cfg, e->is_bounce ? "bounce_queue_lifetime" : "maximal_queue_lifetime");
+    j->lifetime =
+        config_get_time(j->cfg, e->is_bounce ? "bounce_queue_lifetime" : "maximal_queue_lifetime");
     if (j->max_backoff < j->min_backoff)
         j->max_backoff = j->min_backoff;
     for (size_t i = 0; i < e->nrcpts; i++) {
@@ -555,8 +554,8 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
             qjob_set(j, i, DELIVERY_PERMFAIL, "5.1.1", why, "local");
             free(why);
         } else if (mr == MAP_TEMPFAIL || rl.count == 0) {
-            char *why = xasprintf("recipient lookup failed: %s",
-                                  err.len ? buf_cstr(&err) : "no result");
+            char *why =
+                xasprintf("recipient lookup failed: %s", err.len ? buf_cstr(&err) : "no result");
             qjob_set(j, i, DELIVERY_TEMPFAIL, "4.3.0", why, "none");
             free(why);
         } else {

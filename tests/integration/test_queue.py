@@ -6,6 +6,8 @@ import email.policy
 import os
 import re
 
+import pytest
+
 from conftest import free_port, wait_for
 
 
@@ -205,3 +207,28 @@ def test_lifetime_expiry_bounces_and_bounce_of_bounce_is_dropped(server_factory)
     assert wait_for(lambda: "failed for good; dropped" in srv.log_text(), timeout=30)
     assert wait_for(lambda: queue_ids(srv) == [], timeout=15)
     assert len(srv.messages("example.com", "alice")) == 1
+
+
+def test_sendmail_as_unprivileged_user(server):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run sendmail as another user")
+    import pwd
+    import shutil
+    import subprocess
+    from conftest import BIN
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    if shutil.which("runuser") is None:
+        pytest.skip("runuser not installed")
+    r = subprocess.run(["runuser", "-u", "nobody", "--", BIN, "-c", str(server.cfg), "sendmail",
+                        "bob@example.com"], input="Subject: unprivileged\n\nhi\n",
+                       capture_output=True, text=True, timeout=60)
+    if "Permission denied" in r.stderr and "main.cf" in r.stderr:
+        pytest.skip("the test directory is not readable by nobody")
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: server.messages("example.com", "bob"), timeout=15)
+    m = read_msg(server.messages("example.com", "bob")[0])
+    assert m["Return-Path"] == "<nobody@mx.example.com>"
+    assert "uid=%d " % pwd.getpwnam("nobody").pw_uid in server.log_text()
