@@ -191,6 +191,9 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     event_add(w.sig_hup, NULL);
     event_add(w.sig_term, NULL);
     event_add(w.sig_int, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
     qmgr_start(w.srv.qmgr);
     log_info("ready: %d listener(s), queue %s", nsocks, config_get(cfg, "queue_directory"));
