@@ -73,11 +73,18 @@ def test_sendmail_t_bcc_removed(server):
 
 
 def test_sendmail_unqualified_and_default_sender(server):
-    sendmail(server, ["bob"], "Subject: local\n\nx\n")
+    sendmail(server, ["-F", "Doe, John", "bob"], "Subject: local\n\nx\n")
     assert wait_for(lambda: server.messages("mx.example.com", "bob"), timeout=15)
     m = read_msg(server.messages("mx.example.com", "bob")[0])
     assert m["Delivered-To"] == "bob@mx.example.com"
     assert re.match(r"<\w+@mx\.example\.com>", m["Return-Path"])
+    frm = m["From"].addresses[0]
+    assert frm.display_name == "Doe, John"
+    assert "<" + frm.addr_spec + ">" == m["Return-Path"]
+    # -f with angle brackets, and the null sender.
+    sendmail(server, ["-f", "<carol@example.com>", "dave@example.com"], "Subject: f\n\nx\n")
+    assert wait_for(lambda: server.messages("example.com", "dave"), timeout=15)
+    assert read_msg(server.messages("example.com", "dave")[0])["Return-Path"] == "<carol@example.com>"
 
 
 def test_queue_commands(server_factory):
