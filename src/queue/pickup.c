@@ -18,7 +18,7 @@
 #include "queue/msghdr.h"
 
 #define PICKUP_ENVELOPE_SLACK (4 * 1024 * 1024)
-#define PICKUP_BATCH 1000
+#define PICKUP_BATCH 200
 
 void pickup_encode(const struct envelope *e, const char *msg, size_t len, struct buf *out)
 {
