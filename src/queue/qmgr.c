@@ -406,32 +406,41 @@ static void qjob_record_work(void *arg)
             if (bounce_wanted(e, r, 0))
                 dsn_for[ndsn++] = i;
         }
-        envelope_encode_result(e, i, &rec);
     }
     if (ndsn > 0) {
         buf_free(&err);
         if (bounce_queue(s, e, buf_cstr(&j->data_path), dsn_for, ndsn, j->hostname, j->bounce_id,
                          &err) < 0) {
+            /*
+             * No DSN, no bounce: those recipients stay pending and are tried
+             * (and bounced) again later; the other results are still recorded
+             * so nobody is delivered twice.
+             */
             log_error("%s: cannot queue a non-delivery notification: %s", e->queue_id,
                       buf_cstr(&err));
             j->bounce_id[0] = '\0';
-            j->record_failed = 1;
+            for (size_t k = 0; k < ndsn; k++) {
+                e->rcpts[dsn_for[k]].state = RCPT_PENDING;
+                j->res[dsn_for[k]].status = DELIVERY_TEMPFAIL;
+                pending++;
+            }
         }
     }
     free(dsn_for);
-    if (!j->record_failed) {
-        if (pending) {
-            e->attempts++;
-            e->next_try = now + qmgr_backoff(j, e->attempts);
-            envelope_encode_schedule(e, &rec);
-        }
-        if (rec.len && spool_append(s, e->queue_id, rec.data, rec.len) < 0) {
-            if (errno == ENOENT)
-                j->gone = 1; /* deleted or held by the operator meanwhile */
-            else
-                log_error("%s: cannot record delivery results: %s", e->queue_id, strerror(errno));
-            j->record_failed = 1;
-        }
+    for (size_t i = 0; i < e->nrcpts; i++)
+        if (j->res[i].have)
+            envelope_encode_result(e, i, &rec);
+    if (pending) {
+        e->attempts++;
+        e->next_try = now + qmgr_backoff(j, e->attempts);
+        envelope_encode_schedule(e, &rec);
+    }
+    if (rec.len && spool_append(s, e->queue_id, rec.data, rec.len) < 0) {
+        if (errno == ENOENT)
+            j->gone = 1; /* deleted or held by the operator meanwhile */
+        else
+            log_error("%s: cannot record delivery results: %s", e->queue_id, strerror(errno));
+        j->record_failed = 1;
     }
     if (!j->record_failed && !pending) {
         if (spool_delete(s, e->queue_id) == 0)
