@@ -56,7 +56,7 @@ struct smtp_client {
     enum client_state state;
     char *label;  /* host[ip]:port */
     char *hostip; /* host[ip] */
-    struct smtp_reply reply;
+    struct smtp_response reply;
     struct smtp_ehlo ehlo;
     int tls;
     struct event *kick; /* deferred completion for CS_LOCAL and connect failures */
@@ -215,7 +215,7 @@ static const char *client_cmd_text(const struct smtp_client *c)
 static void client_said(const struct smtp_client *c, struct buf *out)
 {
     buf_printf(out, "host %s said: ", c->hostip);
-    smtp_reply_format(&c->reply, out);
+    smtp_response_format(&c->reply, out);
     const char *cmd = client_cmd_text(c);
     if (cmd)
         buf_printf(out, " (in reply to %s command)", cmd);
@@ -260,7 +260,7 @@ static void client_ready_refused(struct smtp_client *c, const char *prefix)
     if (prefix)
         buf_puts(&why, prefix);
     client_said(c, &why);
-    smtp_reply_dsn(&c->reply, dsn);
+    smtp_response_dsn(&c->reply, dsn);
     int permanent = c->reply.code >= 500;
     client_ready_fail(c, SMTP_FAIL_REPLY, permanent, dsn, buf_cstr(&why));
     buf_free(&why);
@@ -350,7 +350,7 @@ static void client_after_ehlo(struct smtp_client *c)
     int want_tls = c->o.tls && c->o.level != TLS_LEVEL_NONE && !c->o.no_starttls;
     int need_tls = c->o.level == TLS_LEVEL_ENCRYPT || c->o.level == TLS_LEVEL_VERIFY ||
                    c->o.level == TLS_LEVEL_SECURE;
-    if (!c->tls && want_tls && (c->ehlo.ext & SMTP_EXT_STARTTLS)) {
+    if (!c->tls && want_tls && (c->ehlo.ext & SMTP_EHLO_STARTTLS)) {
         client_send(c, "STARTTLS");
         client_state(c, CS_STARTTLS);
         return;
@@ -364,7 +364,7 @@ static void client_after_ehlo(struct smtp_client *c)
         buf_free(&why);
         return;
     }
-    if (c->o.sasl_user && (c->ehlo.ext & SMTP_EXT_AUTH)) {
+    if (c->o.sasl_user && (c->ehlo.ext & SMTP_EHLO_AUTH)) {
         if (!c->tls && c->o.sasl_noplaintext) {
             /* smtp_sasl_security_options noplaintext: no password in the clear. */
             struct buf why = BUF_INIT;
@@ -378,7 +378,7 @@ static void client_after_ehlo(struct smtp_client *c)
             buf_free(&why);
             return;
         }
-        if (c->ehlo.auth & SMTP_AUTH_PLAIN) {
+        if (c->ehlo.auth & SMTP_EHLO_AUTH_PLAIN) {
             /* RFC 4616 2: authzid NUL authcid NUL passwd, as an initial response (RFC 4954 4). */
             struct buf raw = BUF_INIT, enc = BUF_INIT;
             buf_putc(&raw, '\0');
@@ -394,7 +394,7 @@ static void client_after_ehlo(struct smtp_client *c)
             client_state(c, CS_AUTH);
             return;
         }
-        if (c->ehlo.auth & SMTP_AUTH_LOGIN) {
+        if (c->ehlo.auth & SMTP_EHLO_AUTH_LOGIN) {
             client_send(c, "AUTH LOGIN");
             client_state(c, CS_AUTH_LOGIN_USER);
             return;
@@ -459,15 +459,15 @@ static void client_rcpt_result(struct smtp_client *c, size_t i, int with_said)
     struct buf text = BUF_INIT;
     if (c->reply.code / 100 == 2) {
         o->status = DELIVERY_OK;
-        smtp_reply_format(&c->reply, &text);
+        smtp_response_format(&c->reply, &text);
     } else {
         o->status = c->reply.code >= 500 ? DELIVERY_PERMFAIL : DELIVERY_TEMPFAIL;
         if (with_said)
             client_said(c, &text);
         else
-            smtp_reply_format(&c->reply, &text);
+            smtp_response_format(&c->reply, &text);
     }
-    smtp_reply_dsn(&c->reply, o->dsn);
+    smtp_response_dsn(&c->reply, o->dsn);
     free(o->reply);
     o->reply = buf_steal(&text);
 }
@@ -477,7 +477,7 @@ static void client_send_rcpt(struct smtp_client *c, size_t i)
     const struct smtp_msg_rcpt *r = &c->m->rcpts[i];
     struct buf cmd = BUF_INIT;
     buf_printf(&cmd, "RCPT TO:<%s>", r->address);
-    if (c->ehlo.ext & SMTP_EXT_DSN) {
+    if (c->ehlo.ext & SMTP_EHLO_DSN) {
         if (r->notify & DSN_NOTIFY_NEVER) {
             buf_puts(&cmd, " NOTIFY=NEVER");
         } else if (r->notify) {
@@ -506,13 +506,13 @@ static void client_send_mail(struct smtp_client *c)
     const struct smtp_msg *m = c->m;
     struct buf cmd = BUF_INIT;
     buf_printf(&cmd, "MAIL FROM:<%s>", m->sender);
-    if (c->ehlo.ext & SMTP_EXT_SIZE)
+    if (c->ehlo.ext & SMTP_EHLO_SIZE)
         buf_printf(&cmd, " SIZE=%llu", m->size);
-    if (m->body_8bit && (c->ehlo.ext & SMTP_EXT_8BITMIME))
+    if (m->body_8bit && (c->ehlo.ext & SMTP_EHLO_8BITMIME))
         buf_puts(&cmd, " BODY=8BITMIME");
-    if (m->smtputf8 && (c->ehlo.ext & SMTP_EXT_SMTPUTF8))
+    if (m->smtputf8 && (c->ehlo.ext & SMTP_EHLO_SMTPUTF8))
         buf_puts(&cmd, " SMTPUTF8");
-    if (c->ehlo.ext & SMTP_EXT_DSN) {
+    if (c->ehlo.ext & SMTP_EHLO_DSN) {
         if (m->ret == DSN_RET_FULL)
             buf_puts(&cmd, " RET=FULL");
         else if (m->ret == DSN_RET_HDRS)
@@ -621,13 +621,13 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
     c->data_fd = -1;
     c->at_bol = 1;
     c->dot_for_nothing = 0;
-    c->pipelining = (c->ehlo.ext & SMTP_EXT_PIPELINING) != 0;
+    c->pipelining = (c->ehlo.ext & SMTP_EHLO_PIPELINING) != 0;
     struct buf why = BUF_INIT;
-    if (m->smtputf8 && !(c->ehlo.ext & SMTP_EXT_SMTPUTF8) && client_needs_utf8(m)) {
+    if (m->smtputf8 && !(c->ehlo.ext & SMTP_EHLO_SMTPUTF8) && client_needs_utf8(m)) {
         /* RFC 6531 3.2: a message that needs SMTPUTF8 cannot go to a server without it. */
         buf_printf(&why, "SMTPUTF8 is required, but was not offered by host %s", c->hostip);
         client_local_fail(c, DELIVERY_PERMFAIL, "5.6.7", buf_cstr(&why));
-    } else if ((c->ehlo.ext & SMTP_EXT_SIZE) && c->ehlo.size > 0 && m->size > c->ehlo.size) {
+    } else if ((c->ehlo.ext & SMTP_EHLO_SIZE) && c->ehlo.size > 0 && m->size > c->ehlo.size) {
         /* RFC 1870 6: do not send what the server announced it will refuse. */
         buf_printf(&why, "message size %llu exceeds size limit %llu of server %s", m->size,
                    c->ehlo.size, c->hostip);
@@ -806,13 +806,13 @@ static void client_reply(struct smtp_client *c)
         {
             struct buf why = BUF_INIT;
             buf_printf(&why, "SASL authentication failed; server %s said: ", c->hostip);
-            smtp_reply_format(&c->reply, &why);
+            smtp_response_format(&c->reply, &why);
             log_warning("%s%s%s", c->o.queue_id ? c->o.queue_id : "", c->o.queue_id ? ": " : "",
                         buf_cstr(&why));
             char dsn[16];
             /* A wrong password may be fixed: never a bounce (permanent 0). */
             client_ready_fail(c, SMTP_FAIL_REPLY, 0,
-                              c->reply.enh[0] ? smtp_reply_dsn(&c->reply, dsn) : "4.7.0",
+                              c->reply.enh[0] ? smtp_response_dsn(&c->reply, dsn) : "4.7.0",
                               buf_cstr(&why));
             buf_free(&why);
         }
@@ -908,10 +908,10 @@ static void client_read_inner(struct smtp_client *c, struct bufferevent *bev)
         size_t len = 0;
         char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
         if (!line) {
-            if (evbuffer_get_length(in) > SMTP_REPLY_LINE_MAX + 2) {
+            if (evbuffer_get_length(in) > SMTP_RESPONSE_LINE_MAX + 2) {
                 struct buf why = BUF_INIT;
                 buf_printf(&why, "host %s sent a reply line longer than %d octets", c->hostip,
-                           SMTP_REPLY_LINE_MAX);
+                           SMTP_RESPONSE_LINE_MAX);
                 client_broken(c, SMTP_FAIL_PROTOCOL, buf_cstr(&why));
                 buf_free(&why);
             }
@@ -920,9 +920,9 @@ static void client_read_inner(struct smtp_client *c, struct bufferevent *bev)
         if (log_debug_enabled())
             log_debug("%s: < %.*s", c->label, (int)(len > 200 ? 200 : len), line);
         struct buf err = BUF_INIT;
-        enum smtp_reply_feed st = smtp_reply_feed(&c->reply, line, len, &err);
+        enum smtp_response_feed st = smtp_response_feed(&c->reply, line, len, &err);
         free(line);
-        if (st == SMTP_REPLY_ERROR) {
+        if (st == SMTP_RESPONSE_ERROR) {
             struct buf why = BUF_INIT;
             buf_printf(&why, "host %s: %s %s", c->hostip, buf_cstr(&err), client_stage_text(c));
             client_broken(c, SMTP_FAIL_PROTOCOL, buf_cstr(&why));
@@ -931,7 +931,7 @@ static void client_read_inner(struct smtp_client *c, struct bufferevent *bev)
             return;
         }
         buf_free(&err);
-        if (st == SMTP_REPLY_DONE) {
+        if (st == SMTP_RESPONSE_DONE) {
             client_reply(c);
             /* A callback may have freed c (deferred until we return: see depth). */
             if (c->dead)
@@ -1139,7 +1139,7 @@ void smtp_client_free(struct smtp_client *c)
         free(c->out);
     }
     free(c->accepted);
-    smtp_reply_clear(&c->reply);
+    smtp_response_clear(&c->reply);
     free(c->label);
     free(c->hostip);
     free(c);

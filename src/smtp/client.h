@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 
 #include "deliver/agent.h"
-#include "smtp/reply.h"
+#include "smtp/response.h"
 #include "tls/tls_client.h"
 
 struct event_base;

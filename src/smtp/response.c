@@ -1,9 +1,9 @@
 /*
- * SMTP reply parser and EHLO keyword reader for the client; see reply.h.
+ * SMTP reply parser and EHLO keyword reader for the client; see response.h.
  * Grammar from RFC 5321 4.2: Reply-line = *( Reply-code "-" [ textstring ]
  * CRLF ) Reply-code [ SP textstring ] CRLF, the codes all equal.
  */
-#include "smtp/reply.h"
+#include "smtp/response.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -14,16 +14,16 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
-void smtp_reply_reset(struct smtp_reply *r)
+void smtp_response_reset(struct smtp_response *r)
 {
     for (size_t i = 0; i < r->nlines; i++)
         free(r->lines[i]);
     memset(r, 0, sizeof *r);
 }
 
-void smtp_reply_clear(struct smtp_reply *r)
+void smtp_response_clear(struct smtp_response *r)
 {
-    smtp_reply_reset(r);
+    smtp_response_reset(r);
 }
 
 /* RFC 5321 4.2: the first digit is 2..5, the second 0..5, the third 0..9. */
@@ -56,35 +56,35 @@ static size_t reply_enh_len(const char *s, size_t len)
     return i;
 }
 
-enum smtp_reply_feed smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len,
-                                     struct buf *err)
+enum smtp_response_feed smtp_response_feed(struct smtp_response *r, const char *line, size_t len,
+                                           struct buf *err)
 {
     if (r->done) {
         /* A new reply after a complete one: start over. */
-        smtp_reply_reset(r);
+        smtp_response_reset(r);
     }
     if (len > 0 && line[len - 1] == '\r')
         len--;
-    if (len > SMTP_REPLY_LINE_MAX) {
-        buf_printf(err, "reply line longer than %d octets", SMTP_REPLY_LINE_MAX);
-        return SMTP_REPLY_ERROR;
+    if (len > SMTP_RESPONSE_LINE_MAX) {
+        buf_printf(err, "reply line longer than %d octets", SMTP_RESPONSE_LINE_MAX);
+        return SMTP_RESPONSE_ERROR;
     }
     if (len < 3 || !reply_code_ok(line)) {
         buf_puts(err, "malformed reply: no valid reply code");
-        return SMTP_REPLY_ERROR;
+        return SMTP_RESPONSE_ERROR;
     }
     if (len > 3 && line[3] != ' ' && line[3] != '-') {
         buf_puts(err, "malformed reply: reply code not followed by space or hyphen");
-        return SMTP_REPLY_ERROR;
+        return SMTP_RESPONSE_ERROR;
     }
     int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
     if (r->nlines > 0 && code != r->code) {
         buf_printf(err, "malformed reply: code %d in a reply that began with %d", code, r->code);
-        return SMTP_REPLY_ERROR;
+        return SMTP_RESPONSE_ERROR;
     }
-    if (r->nlines >= SMTP_REPLY_LINES_MAX) {
-        buf_printf(err, "reply longer than %d lines", SMTP_REPLY_LINES_MAX);
-        return SMTP_REPLY_ERROR;
+    if (r->nlines >= SMTP_RESPONSE_LINES_MAX) {
+        buf_printf(err, "reply longer than %d lines", SMTP_RESPONSE_LINES_MAX);
+        return SMTP_RESPONSE_ERROR;
     }
     r->code = code;
     int last = len == 3 || line[3] == ' ';
@@ -105,13 +105,13 @@ enum smtp_reply_feed smtp_reply_feed(struct smtp_reply *r, const char *line, siz
     }
     if (last) {
         r->done = 1;
-        return SMTP_REPLY_DONE;
+        return SMTP_RESPONSE_DONE;
     }
-    return SMTP_REPLY_MORE;
+    return SMTP_RESPONSE_MORE;
 }
 
 /* The text of line i without a leading enhanced code equal to the reply's. */
-static const char *reply_line_text(const struct smtp_reply *r, size_t i)
+static const char *reply_line_text(const struct smtp_response *r, size_t i)
 {
     const char *t = r->lines[i];
     size_t el = strlen(r->enh);
@@ -120,7 +120,7 @@ static const char *reply_line_text(const struct smtp_reply *r, size_t i)
     return t;
 }
 
-void smtp_reply_format(const struct smtp_reply *r, struct buf *out)
+void smtp_response_format(const struct smtp_response *r, struct buf *out)
 {
     buf_printf(out, "%03d", r->code);
     if (r->enh[0])
@@ -132,7 +132,7 @@ void smtp_reply_format(const struct smtp_reply *r, struct buf *out)
     }
 }
 
-const char *smtp_reply_dsn(const struct smtp_reply *r, char out[16])
+const char *smtp_response_dsn(const struct smtp_response *r, char out[16])
 {
     if (r->enh[0])
         str_copy(out, 16, r->enh);
@@ -150,17 +150,17 @@ static int ehlo_word_eq(const char *w, size_t wl, const char *kw)
 static unsigned ehlo_mech(const char *w, size_t wl)
 {
     if (ehlo_word_eq(w, wl, "PLAIN"))
-        return SMTP_AUTH_PLAIN;
+        return SMTP_EHLO_AUTH_PLAIN;
     if (ehlo_word_eq(w, wl, "LOGIN"))
-        return SMTP_AUTH_LOGIN;
+        return SMTP_EHLO_AUTH_LOGIN;
     if (ehlo_word_eq(w, wl, "CRAM-MD5"))
-        return SMTP_AUTH_CRAM_MD5;
+        return SMTP_EHLO_AUTH_CRAM_MD5;
     if (ehlo_word_eq(w, wl, "XOAUTH2"))
-        return SMTP_AUTH_XOAUTH2;
-    return SMTP_AUTH_OTHER;
+        return SMTP_EHLO_AUTH_XOAUTH2;
+    return SMTP_EHLO_AUTH_OTHER;
 }
 
-void smtp_ehlo_parse(const struct smtp_reply *r, struct smtp_ehlo *out)
+void smtp_ehlo_parse(const struct smtp_response *r, struct smtp_ehlo *out)
 {
     memset(out, 0, sizeof *out);
     /* Line 0 is "domain greeting" (RFC 5321 4.1.1.1); keywords follow. */
@@ -174,21 +174,21 @@ void smtp_ehlo_parse(const struct smtp_reply *r, struct smtp_ehlo *out)
         if (*args == '=')
             auth_eq = 1;
         if (ehlo_word_eq(t, kl, "PIPELINING"))
-            out->ext |= SMTP_EXT_PIPELINING;
+            out->ext |= SMTP_EHLO_PIPELINING;
         else if (ehlo_word_eq(t, kl, "8BITMIME"))
-            out->ext |= SMTP_EXT_8BITMIME;
+            out->ext |= SMTP_EHLO_8BITMIME;
         else if (ehlo_word_eq(t, kl, "SMTPUTF8"))
-            out->ext |= SMTP_EXT_SMTPUTF8;
+            out->ext |= SMTP_EHLO_SMTPUTF8;
         else if (ehlo_word_eq(t, kl, "DSN"))
-            out->ext |= SMTP_EXT_DSN;
+            out->ext |= SMTP_EHLO_DSN;
         else if (ehlo_word_eq(t, kl, "STARTTLS"))
-            out->ext |= SMTP_EXT_STARTTLS;
+            out->ext |= SMTP_EHLO_STARTTLS;
         else if (ehlo_word_eq(t, kl, "CHUNKING"))
-            out->ext |= SMTP_EXT_CHUNKING;
+            out->ext |= SMTP_EHLO_CHUNKING;
         else if (ehlo_word_eq(t, kl, "ENHANCEDSTATUSCODES"))
-            out->ext |= SMTP_EXT_ENHANCEDSTATUSCODES;
+            out->ext |= SMTP_EHLO_ENHANCEDSTATUSCODES;
         else if (ehlo_word_eq(t, kl, "SIZE") && !auth_eq) {
-            out->ext |= SMTP_EXT_SIZE;
+            out->ext |= SMTP_EHLO_SIZE;
             while (*args == ' ')
                 args++;
             /* RFC 1870 4: an optional decimal limit; 0 or none means no limit. */
@@ -200,7 +200,7 @@ void smtp_ehlo_parse(const struct smtp_reply *r, struct smtp_ehlo *out)
             }
             out->size = isdigit((unsigned char)*args) ? 0 : v;
         } else if (ehlo_word_eq(t, kl, "AUTH")) {
-            out->ext |= SMTP_EXT_AUTH;
+            out->ext |= SMTP_EHLO_AUTH;
             const char *p = args + 1;
             if (*args == '\0')
                 continue;

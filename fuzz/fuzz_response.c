@@ -6,32 +6,32 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "smtp/reply.h"
+#include "smtp/response.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct smtp_reply r = {0};
+    struct smtp_response r = {0};
     struct buf err = BUF_INIT, out = BUF_INIT;
     const char *p = (const char *)data;
     const char *end = p + size;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        enum smtp_reply_feed st = smtp_reply_feed(&r, p, n, &err);
-        if (st == SMTP_REPLY_DONE) {
+        enum smtp_response_feed st = smtp_response_feed(&r, p, n, &err);
+        if (st == SMTP_RESPONSE_DONE) {
             struct smtp_ehlo e;
             char dsn[16];
             smtp_ehlo_parse(&r, &e);
-            smtp_reply_dsn(&r, dsn);
+            smtp_response_dsn(&r, dsn);
             buf_reset(&out);
-            smtp_reply_format(&r, &out);
-        } else if (st == SMTP_REPLY_ERROR) {
-            smtp_reply_reset(&r);
+            smtp_response_format(&r, &out);
+        } else if (st == SMTP_RESPONSE_ERROR) {
+            smtp_response_reset(&r);
             buf_reset(&err);
         }
         p += n + 1;
     }
-    smtp_reply_clear(&r);
+    smtp_response_clear(&r);
     buf_free(&err);
     buf_free(&out);
     return 0;
