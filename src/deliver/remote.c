@@ -829,6 +829,7 @@ static void remote_reuse_reset(void *arg, struct smtp_client *c, int ok)
     /* It died while idle: not the server's fault, just open a new one. */
     smtp_client_free(c);
     j->c = NULL;
+    j->dest->active--; /* remote_job_run() takes the slot again */
     free(j->c_server);
     free(j->c_ip);
     j->c_server = j->c_ip = NULL;
