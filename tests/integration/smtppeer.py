@@ -61,6 +61,17 @@ class _Handler:
     def __init__(self, peer):
         self.peer = peer
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.peer.ehlo_reply:
+            return [self.peer.ehlo_reply]  # e.g. a 502: the client must fall back to HELO
+        session.host_name = hostname
+        with self.peer.lock:
+            self.peer.ehlo_names.append(hostname)
+        if self.peer.pipelining:
+            # aiosmtpd reads pipelined commands fine; it just does not say so.
+            responses.insert(1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -99,13 +110,17 @@ class Peer:
     """An aiosmtpd server in a thread; see the module docstring."""
 
     def __init__(self, tmp=None, tls=False, require_starttls=False, wrapper=False, users=None,
-                 hostname="127.0.0.1", port=None, name="relay.test", exclude_mechanisms=None):
+                 hostname="127.0.0.1", port=None, name="relay.test", exclude_mechanisms=None,
+                 pipelining=False, ehlo_reply=None):
         self.lock = threading.Lock()
         self.messages = []
         self.rcpt_options = []
         self.connections = 0
         self.rcpt_replies = {}
         self.data_reply = None
+        self.pipelining = pipelining
+        self.ehlo_reply = ehlo_reply
+        self.ehlo_names = []
         self.auth_ok = []
         self.auth_failed = []
         self.users = users

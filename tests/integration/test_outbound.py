@@ -232,7 +232,8 @@ def test_4xx_then_success_after_flush(server_factory, tmp_path):
 
 
 def test_5xx_bounces_with_dsn_to_sender(server_factory, tmp_path):
-    with Peer() as mx, DNSServer({"example.net": [("MX", (10, "mx.example.net"))],
+    """One recipient refused in a pipelined transaction: it bounces, the other is sent."""
+    with Peer(pipelining=True) as mx, DNSServer({"example.net": [("MX", (10, "mx.example.net"))],
                                   "mx.example.net": [("A", "127.0.0.1")]}) as dns:
         mx.rcpt_replies["nobody@example.net"] = "550 5.1.1 <nobody@example.net>: no such user"
         srv = make_server(server_factory, dns, {"smtp_tcp_port": str(mx.port)})
@@ -247,6 +248,14 @@ def test_5xx_bounces_with_dsn_to_sender(server_factory, tmp_path):
         assert "bob@example.net" not in dsn.split("Final-Recipient", 1)[-1] or \
             dsn.count("Final-Recipient") == 1
         assert mx.messages and mx.messages[0].rcpt_tos == ["bob@example.net"]
+
+
+def test_helo_fallback(server_factory, tmp_path):
+    with Peer(ehlo_reply="502 5.5.1 EHLO not implemented") as mx:
+        srv = make_server(server_factory, None, {"relayhost": "[127.0.0.1]:%d" % mx.port})
+        sendmail(srv, ["bob@example.net"])
+        assert wait_for(lambda: mx.messages, timeout=20), logs(srv)
+        assert mx.ehlo_names == []  # never got past EHLO: it was HELO
 
 
 def test_null_mx_bounces_at_once(server_factory, tmp_path):
