@@ -111,7 +111,7 @@ class Peer:
 
     def __init__(self, tmp=None, tls=False, require_starttls=False, wrapper=False, users=None,
                  hostname="127.0.0.1", port=None, name="relay.test", exclude_mechanisms=None,
-                 pipelining=False, ehlo_reply=None):
+                 pipelining=False, ehlo_reply=None, broken_tls=False):
         self.lock = threading.Lock()
         self.messages = []
         self.rcpt_options = []
@@ -133,6 +133,12 @@ class Peer:
             self.cert = cert
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(str(cert), str(key))
+            if broken_tls:
+                # Offers STARTTLS, then fails every handshake: TLS 1.2 with a
+                # client certificate required (the alert comes in the handshake).
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(str(cert))
             self.context = ctx
             if tls:
                 kwargs["tls_context"] = ctx

@@ -168,6 +168,15 @@ def test_no_password_over_plain_text_by_default(server_factory, tmp_path):
         assert relay.auth_ok == [] and relay.auth_failed == [] and not relay.messages
 
 
+def test_may_falls_back_to_plain_text_after_a_failed_handshake(server_factory, tmp_path):
+    with Peer(tmp=tmp_path, tls=True, broken_tls=True) as mx:
+        srv = make_server(server_factory, None, {"relayhost": "[127.0.0.1]:%d" % mx.port})
+        sendmail(srv, ["bob@example.net"])
+        assert wait_for(lambda: mx.messages, timeout=20), logs(srv)
+        assert "TLS handshake failed with host 127.0.0.1[127.0.0.1]" in logs(srv)
+        assert "trying again without TLS" in logs(srv)
+
+
 def test_encrypt_refuses_peer_without_starttls(server_factory, tmp_path):
     with Peer() as mx:
         srv = make_server(server_factory, None, {
