@@ -73,6 +73,8 @@ class _Handler:
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.peer.lock:
+            self.peer.mail_froms.append((address, list(mail_options)))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
@@ -111,7 +113,7 @@ class Peer:
 
     def __init__(self, tmp=None, tls=False, require_starttls=False, wrapper=False, users=None,
                  hostname="127.0.0.1", port=None, name="relay.test", exclude_mechanisms=None,
-                 pipelining=False, ehlo_reply=None, broken_tls=False):
+                 pipelining=False, ehlo_reply=None, broken_tls=False, size_limit=None):
         self.lock = threading.Lock()
         self.messages = []
         self.rcpt_options = []
@@ -121,6 +123,7 @@ class Peer:
         self.pipelining = pipelining
         self.ehlo_reply = ehlo_reply
         self.ehlo_names = []
+        self.mail_froms = []
         self.auth_ok = []
         self.auth_failed = []
         self.users = users
@@ -149,6 +152,8 @@ class Peer:
             kwargs["auth_require_tls"] = bool(tls)
         if exclude_mechanisms:
             kwargs["auth_exclude_mechanism"] = list(exclude_mechanisms)
+        if size_limit is not None:
+            kwargs["data_size_limit"] = size_limit  # announced as SIZE n
         kwargs["enable_SMTPUTF8"] = True
         peer = self
 

@@ -267,6 +267,35 @@ def test_helo_fallback(server_factory, tmp_path):
         assert mx.ehlo_names == []  # never got past EHLO: it was HELO
 
 
+def test_size_over_the_peer_limit_bounces_unsent(server_factory, tmp_path):
+    with Peer(size_limit=2000) as mx:
+        srv = make_server(server_factory, None, {"relayhost": "[127.0.0.1]:%d" % mx.port})
+        sendmail(srv, ["big@example.net"], body="Subject: big\n\n" + "x" * 70 + "\n" * 1 +
+                 ("y" * 70 + "\n") * 60)
+        sendmail(srv, ["small@example.net"], body="Subject: small\n\nhi\n")
+        assert wait_for(lambda: dsn_messages(srv), timeout=20), logs(srv)
+        dsn = dsn_messages(srv)[0]
+        assert "5.3.4" in dsn and "exceeds size limit 2000" in dsn
+        assert wait_for(lambda: mx.messages, timeout=20), logs(srv)
+        # Only the small one was offered, with its SIZE= (RFC 1870).
+        assert [m.rcpt_tos for m in mx.messages] == [["small@example.net"]]
+        assert len(mx.mail_froms) == 1 and any(o.startswith("SIZE=") for o in mx.mail_froms[0][1])
+
+
+def test_sender_dependent_relayhost(server_factory, tmp_path):
+    with Peer() as default, Peer() as special:
+        srv = make_server(server_factory, None, {
+            "relayhost": "[127.0.0.1]:%d" % default.port,
+            "sender_dependent_relayhost_maps": "inline:{app@local.test=[127.0.0.1]:%d}"
+                                               % special.port,
+        })
+        sendmail(srv, ["a@example.net"], sender="app@local.test")
+        sendmail(srv, ["b@example.net"], sender="alice@local.test")
+        assert wait_for(lambda: special.messages and default.messages, timeout=20), logs(srv)
+        assert special.messages[0].rcpt_tos == ["a@example.net"]
+        assert default.messages[0].rcpt_tos == ["b@example.net"]
+
+
 def test_null_mx_bounces_at_once(server_factory, tmp_path):
     with Peer() as mx, DNSServer({"nomail.example.net": [("MX", (0, "."))]}) as dns:
         srv = make_server(server_factory, dns, {"smtp_tcp_port": str(mx.port)})
