@@ -38,6 +38,8 @@ const char *dkim_result_name(enum dkim_result r);
 /* ---- Signing ---- */
 
 enum dkim_canon { DKIM_CANON_SIMPLE, DKIM_CANON_RELAXED };
+/* Parses a c= value: "simple", "relaxed" or "HEADER/BODY" (RFC 6376 3.5); -1 when unknown. */
+int dkim_canon_parse(const char *s, enum dkim_canon *header, enum dkim_canon *body);
 
 enum dkim_sign_status {
     DKIM_SIGN_OK,       /* out holds the DKIM-Signature field(s) */
@@ -86,10 +88,23 @@ typedef void (*dkim_lookup_done_fn)(void *done_arg, enum dkim_lookup_status st,
                                     const char *const *txt, const size_t *txtlen, size_t ntxt);
 
 struct dkim_key_lookup {
-    /* Asks for the TXT records at name ("SELECTOR._domainkey.DOMAIN"). */
-    void (*lookup)(void *arg, const char *name, dkim_lookup_done_fn done, void *done_arg);
+    /*
+     * Asks for the TXT records at name ("SELECTOR._domainkey.DOMAIN").
+     * Returns a handle for cancel(), or NULL when done() has already run.
+     */
+    void *(*lookup)(void *arg, const char *name, dkim_lookup_done_fn done, void *done_arg);
+    /* Stops a pending lookup: done() will not run. NULL if lookups always answer at once. */
+    void (*cancel)(void *arg, void *handle);
     void *arg;
 };
+
+/*
+ * Key lookups through the DNS layer (src/dns/dns.h), asynchronous on its
+ * event loop. NXDOMAIN, NODATA and malformed answers are NOTFOUND; SERVFAIL
+ * and timeouts TEMPFAIL. dns must outlive every verification using it.
+ */
+struct dns;
+struct dkim_key_lookup dkim_dns_lookup(struct dns *dns);
 
 /*
  * A lookup backed by a file of "NAME TXT VALUE" lines (the conformance
@@ -126,16 +141,16 @@ struct dkim_verify_result {
  * Verifies every DKIM-Signature in msg (CRLF) at time now. All the work on
  * the message is done before this returns (msg may be freed then); the key
  * lookups may finish later, and done() runs once when the last one has, with
- * a result owned by the library and valid only during the call. Returns a
- * handle to cancel with dkim_verify_cancel() before done() has run (the
- * caller must then make sure no lookup completes afterwards), or NULL when
- * done() has already run.
+ * a result owned by the library and valid only during the call. lk is
+ * copied. Returns a handle for dkim_verify_cancel() while done() has not
+ * run, or NULL when done() has already run (every lookup answered at once).
  */
 struct dkim_verify;
 typedef void (*dkim_verify_done_fn)(void *arg, const struct dkim_verify_result *res);
 struct dkim_verify *dkim_verify_start(const char *msg, size_t len, time_t now,
                                       const struct dkim_key_lookup *lk, dkim_verify_done_fn done,
                                       void *arg);
+/* Cancels the pending key lookups and frees; done() is not called. NULL does nothing. */
 void dkim_verify_cancel(struct dkim_verify *v);
 
 /* Copies a result (dkim_verify_result_free() it). */

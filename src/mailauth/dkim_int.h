@@ -67,8 +67,6 @@ void dkim_msg_free(struct dkim_msg *m);
 void dkim_canon_header(enum dkim_canon c, const char *field, size_t len, struct buf *out);
 /* Appends the canonical body (whole; the caller truncates for l=). */
 void dkim_canon_body(enum dkim_canon c, const char *body, size_t len, struct buf *out);
-/* Parses "simple", "relaxed", "a/b"; -1 when unknown. */
-int dkim_canon_parse(const char *s, enum dkim_canon *header, enum dkim_canon *body);
 
 /*
  * The bytes the header signature covers (RFC 6376 3.7): the fields named in

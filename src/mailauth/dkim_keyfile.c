@@ -109,7 +109,7 @@ void dkim_keyfile_free(struct dkim_keyfile *kf)
     free(kf);
 }
 
-static void keyfile_lookup(void *arg, const char *name, dkim_lookup_done_fn done, void *done_arg)
+static void *keyfile_lookup(void *arg, const char *name, dkim_lookup_done_fn done, void *done_arg)
 {
     struct dkim_keyfile *kf = arg;
     const char *txt[16];
@@ -119,7 +119,7 @@ static void keyfile_lookup(void *arg, const char *name, dkim_lookup_done_fn done
             continue;
         if (kf->recs[i].txt == NULL) {
             done(done_arg, DKIM_LOOKUP_TEMPFAIL, NULL, NULL, 0);
-            return;
+            return NULL;
         }
         if (n < 16) {
             txt[n] = kf->recs[i].txt;
@@ -128,10 +128,11 @@ static void keyfile_lookup(void *arg, const char *name, dkim_lookup_done_fn done
         }
     }
     done(done_arg, n ? DKIM_LOOKUP_FOUND : DKIM_LOOKUP_NOTFOUND, txt, len, n);
+    return NULL;
 }
 
 struct dkim_key_lookup dkim_keyfile_lookup(struct dkim_keyfile *kf)
 {
-    struct dkim_key_lookup lk = {keyfile_lookup, kf};
+    struct dkim_key_lookup lk = {keyfile_lookup, NULL, kf};
     return lk;
 }

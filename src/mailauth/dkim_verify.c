@@ -23,6 +23,7 @@ struct vsig {
     struct buf data; /* header hash input */
     struct buf sig;  /* decoded b= */
     char *dnsname;
+    void *handle; /* the pending lookup */
 };
 
 struct dkim_verify {
@@ -30,7 +31,7 @@ struct dkim_verify {
     size_t n;
     size_t outstanding;
     int starting;
-    int cancelled;
+    struct dkim_key_lookup lk;
     dkim_verify_done_fn done;
     void *arg;
 };
@@ -406,15 +407,13 @@ static void verify_free(struct dkim_verify *v)
 
 static void finish(struct dkim_verify *v)
 {
-    if (!v->cancelled) {
-        struct dkim_verify_result res;
-        res.count = v->n;
-        res.sigs = xcalloc(v->n ? v->n : 1, sizeof(*res.sigs));
-        for (size_t i = 0; i < v->n; i++)
-            res.sigs[i] = v->sigs[i].r;
-        v->done(v->arg, &res);
-        free(res.sigs);
-    }
+    struct dkim_verify_result res;
+    res.count = v->n;
+    res.sigs = xcalloc(v->n ? v->n : 1, sizeof(*res.sigs));
+    for (size_t i = 0; i < v->n; i++)
+        res.sigs[i] = v->sigs[i].r;
+    v->done(v->arg, &res);
+    free(res.sigs);
     verify_free(v);
 }
 
@@ -423,8 +422,9 @@ static void lookup_done(void *arg, enum dkim_lookup_status st, const char *const
 {
     struct vsig *s = arg;
     struct dkim_verify *v = s->v;
-    if (!v->cancelled)
-        with_key(s, st, txt, txtlen, ntxt);
+    s->handle = NULL;
+    s->settled = 1; /* answered: not to be cancelled */
+    with_key(s, st, txt, txtlen, ntxt);
     v->outstanding--;
     if (v->outstanding == 0 && !v->starting)
         finish(v);
@@ -443,6 +443,7 @@ struct dkim_verify *dkim_verify_start(const char *msg, size_t len, time_t now,
     struct dkim_verify *v = xcalloc(1, sizeof(*v));
     v->done = done;
     v->arg = arg;
+    v->lk = *lk;
     struct dkim_msg m;
     if (dkim_msg_parse(&m, msg, len) < 0) {
         /* The header cannot be split into fields: nothing can be verified. */
@@ -493,8 +494,12 @@ struct dkim_verify *dkim_verify_start(const char *msg, size_t len, time_t now,
         v->outstanding += !v->sigs[i].settled;
     v->starting = 1;
     for (size_t i = 0; i < v->n; i++)
-        if (!v->sigs[i].settled)
-            lk->lookup(lk->arg, v->sigs[i].dnsname, lookup_done, &v->sigs[i]);
+        if (!v->sigs[i].settled) {
+            void *h = lk->lookup(lk->arg, v->sigs[i].dnsname, lookup_done, &v->sigs[i]);
+            /* The lookup may have answered already, and cleared the handle. */
+            if (!v->sigs[i].settled)
+                v->sigs[i].handle = h;
+        }
     v->starting = 0;
     if (v->outstanding == 0) {
         finish(v);
@@ -505,8 +510,12 @@ struct dkim_verify *dkim_verify_start(const char *msg, size_t len, time_t now,
 
 void dkim_verify_cancel(struct dkim_verify *v)
 {
-    if (v)
-        v->cancelled = 1;
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < v->n; i++)
+        if (v->sigs[i].handle && v->lk.cancel)
+            v->lk.cancel(v->lk.arg, v->sigs[i].handle);
+    verify_free(v);
 }
 
 struct dkim_verify_result *dkim_verify_result_dup(const struct dkim_verify_result *r)
