@@ -168,8 +168,7 @@ static void test_mail_dkim_keys(void **state)
         struct buf why = BUF_INIT;
         enum dkim_keyerr got = dkim_pubkey_parse(txt, strlen(txt), &k, &why);
         if (got != cases[c].want || (cases[c].why && !strstr(buf_cstr(&why), cases[c].why)))
-            fail_msg("%s: got %d (%s), want %d", cases[c].name, got, buf_cstr(&why),
-                     cases[c].want);
+            fail_msg("%s: got %d (%s), want %d", cases[c].name, got, buf_cstr(&why), cases[c].want);
         dkim_pubkey_clear(&k);
         buf_free(&why);
         free(txt);
