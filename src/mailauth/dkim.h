@@ -75,6 +75,18 @@ size_t dkim_signer_key_count(const struct dkim_signer *s);
 enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, size_t len,
                                 time_t now, struct buf *out, struct buf *err);
 
+/*
+ * dkim_sign() on a thread of q (src/lib/workq.h); done runs later on the
+ * loop thread with the status, the DKIM-Signature field(s) (on
+ * DKIM_SIGN_OK) or the reason, all valid during the call only. msg and s
+ * must stay valid until done has run.
+ */
+struct workq;
+typedef void (*dkim_sign_done_fn)(void *arg, enum dkim_sign_status st, const struct buf *fields,
+                                  const char *err);
+void dkim_sign_submit(struct workq *q, const struct dkim_signer *s, const char *msg, size_t len,
+                      time_t now, dkim_sign_done_fn done, void *arg);
+
 /* ---- Key lookup (the seam between DKIM and DNS) ---- */
 
 enum dkim_lookup_status {
@@ -168,5 +180,12 @@ void dkim_crlf_normalize(const char *src, size_t len, struct buf *out);
  */
 struct evp_pkey_st;
 int dkim_key_record(struct evp_pkey_st *key, struct buf *out);
+/*
+ * Whether the key record txt (as published in DNS) is usable and carries
+ * the public half of key: 1 yes; 0 no, with why in why (for doctor).
+ */
+int dkim_key_record_matches(struct evp_pkey_st *key, const char *txt, size_t len, struct buf *why);
+/* Loads a PEM private key usable for signing (RSA >= 1024 bits or Ed25519); NULL with err. */
+struct evp_pkey_st *dkim_load_private_key(const char *path, struct buf *err);
 
 #endif

@@ -214,3 +214,18 @@ int dkim_key_record(EVP_PKEY *key, struct buf *out)
     OPENSSL_free(der);
     return 0;
 }
+
+int dkim_key_record_matches(EVP_PKEY *key, const char *txt, size_t len, struct buf *why)
+{
+    struct dkim_pubkey k;
+    if (dkim_pubkey_parse(txt, len, &k, why) != DKIM_KEY_OK) {
+        dkim_pubkey_clear(&k);
+        return 0;
+    }
+    /* EVP_PKEY_eq compares the public components (and the type). */
+    int same = EVP_PKEY_eq(k.pkey, key) == 1;
+    if (!same)
+        buf_puts(why, "the record's p= is not this key's public key");
+    dkim_pubkey_clear(&k);
+    return same;
+}

@@ -14,12 +14,15 @@
 
 #include "config/config.h"
 #include "lib/util.h"
+#include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
 
 /* A PEM key file is small; anything bigger is not one. */
 #define DKIM_KEY_FILE_MAX (64 * 1024)
 #define DKIM_LINE_MAX 78
+
+static int load_key(const char *path, EVP_PKEY **out, struct buf *err);
 
 /*
  * RFC 6376 5.4.1's list, with the mailing-list fields (RFC 2369, 2919, 8058)
@@ -82,6 +85,12 @@ static int key_cmp(const void *a, const void *b)
     const struct dkim_signkey *x = a, *y = b;
     int c = strcmp(x->domain, y->domain);
     return c ? c : strcmp(x->selector, y->selector);
+}
+
+EVP_PKEY *dkim_load_private_key(const char *path, struct buf *err)
+{
+    EVP_PKEY *k = NULL;
+    return load_key(path, &k, err) == 0 ? k : NULL;
 }
 
 static int load_key(const char *path, EVP_PKEY **out, struct buf *err)
@@ -510,4 +519,43 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
     buf_free(&hlist);
     dkim_msg_free(&m);
     return st;
+}
+
+struct dkim_sign_job {
+    const struct dkim_signer *s;
+    const char *msg;
+    size_t len;
+    time_t now;
+    enum dkim_sign_status st;
+    struct buf out, err;
+    dkim_sign_done_fn done;
+    void *arg;
+};
+
+static void dkim_sign_job_work(void *arg)
+{
+    struct dkim_sign_job *j = arg;
+    j->st = dkim_sign(j->s, j->msg, j->len, j->now, &j->out, &j->err);
+}
+
+static void dkim_sign_job_done(void *arg)
+{
+    struct dkim_sign_job *j = arg;
+    j->done(j->arg, j->st, &j->out, buf_cstr(&j->err));
+    buf_free(&j->out);
+    buf_free(&j->err);
+    free(j);
+}
+
+void dkim_sign_submit(struct workq *q, const struct dkim_signer *s, const char *msg, size_t len,
+                      time_t now, dkim_sign_done_fn done, void *arg)
+{
+    struct dkim_sign_job *j = xcalloc(1, sizeof(*j));
+    j->s = s;
+    j->msg = msg;
+    j->len = len;
+    j->now = now;
+    j->done = done;
+    j->arg = arg;
+    workq_submit(q, dkim_sign_job_work, dkim_sign_job_done, j);
 }

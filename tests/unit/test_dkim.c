@@ -15,7 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <openssl/pem.h>
+
+#include "lib/workq.h"
 
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -495,6 +498,82 @@ static void test_sign_roundtrip(void **state)
     dkim_signer_free(s);
 }
 
+struct sign_wait {
+    int done;
+    enum dkim_sign_status st;
+    struct buf fields;
+    struct event_base *base;
+};
+
+static void signed_cb(void *arg, enum dkim_sign_status st, const struct buf *fields,
+                      const char *err)
+{
+    struct sign_wait *w = arg;
+    (void)err;
+    w->done++;
+    w->st = st;
+    buf_append(&w->fields, fields->data ? fields->data : "", fields->len);
+    event_base_loopbreak(w->base);
+}
+
+/* Signing on the work queue gives the same bytes as signing inline. */
+static void test_sign_on_workq(void **state)
+{
+    struct dkim_keyfile *kf = *state;
+    char *doms[] = {"example.com"};
+    struct buf err = BUF_INIT, inline_out = BUF_INIT;
+    struct dkim_signer *s = dkim_signer_new(keydir, doms, 1, &err);
+    assert_non_null(s);
+    assert_int_equal(dkim_sign(s, sample, strlen(sample), 5, &inline_out, &err), DKIM_SIGN_OK);
+    struct sign_wait w = {0, DKIM_SIGN_ERROR, BUF_INIT, event_base_new()};
+    struct workq *q = workq_new(w.base, 2);
+    dkim_sign_submit(q, s, sample, strlen(sample), 5, signed_cb, &w);
+    for (int i = 0; i < 100 && !w.done; i++)
+        event_base_loop(w.base, EVLOOP_ONCE);
+    assert_int_equal(w.done, 1);
+    assert_int_equal(w.st, DKIM_SIGN_OK);
+    /* Ed25519 and RSA PKCS#1 v1.5 signatures are deterministic: the same bytes. */
+    assert_string_equal(buf_cstr(&w.fields), buf_cstr(&inline_out));
+    buf_append(&w.fields, sample, strlen(sample));
+    struct dkim_verify_result *r = verify_with(w.fields.data, w.fields.len, 6, kf);
+    assert_int_equal(r->count, 2);
+    assert_int_equal(r->sigs[0].result, DKIM_PASS);
+    assert_int_equal(r->sigs[1].result, DKIM_PASS);
+    dkim_verify_result_free(r);
+    workq_free(q);
+    event_base_free(w.base);
+    buf_free(&w.fields);
+    buf_free(&inline_out);
+    buf_free(&err);
+    dkim_signer_free(s);
+}
+
+static void test_record_matches(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/example.com/mail-ed25519.pem", keydir);
+    struct buf err = BUF_INIT, rec = BUF_INIT, why = BUF_INIT;
+    EVP_PKEY *ed = dkim_load_private_key(path, &err);
+    snprintf(path, sizeof(path), "%s/example.com/mail.pem", keydir);
+    EVP_PKEY *rsa = dkim_load_private_key(path, &err);
+    assert_non_null(ed);
+    assert_non_null(rsa);
+    assert_int_equal(dkim_key_record(ed, &rec), 0);
+    assert_int_equal(dkim_key_record_matches(ed, rec.data, rec.len, &why), 1);
+    assert_int_equal(dkim_key_record_matches(rsa, rec.data, rec.len, &why), 0);
+    buf_reset(&rec);
+    assert_int_equal(dkim_key_record(rsa, &rec), 0);
+    assert_int_equal(dkim_key_record_matches(rsa, rec.data, rec.len, &why), 1);
+    assert_int_equal(dkim_key_record_matches(rsa, "v=DKIM1; p=", 11, &why), 0);
+    assert_null(dkim_load_private_key("/nonexistent.pem", &err));
+    EVP_PKEY_free(ed);
+    EVP_PKEY_free(rsa);
+    buf_free(&err);
+    buf_free(&rec);
+    buf_free(&why);
+}
+
 /* Verifier checks on a hand-made signature field (tag errors settle before any key lookup). */
 static enum dkim_result verify_field(struct dkim_keyfile *kf, const char *sig, time_t now,
                                      char *reason, size_t rsz)
@@ -635,6 +714,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sign_roundtrip, setup_keys, teardown_keys),
         cmocka_unit_test_setup_teardown(test_verify_tag_checks, setup_keys, teardown_keys),
         cmocka_unit_test_setup_teardown(test_verify_limits, setup_keys, teardown_keys),
+        cmocka_unit_test_setup_teardown(test_sign_on_workq, setup_keys, teardown_keys),
+        cmocka_unit_test_setup_teardown(test_record_matches, setup_keys, teardown_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
