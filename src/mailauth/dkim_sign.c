@@ -363,8 +363,9 @@ int dkim_sign_template(EVP_PKEY *key, const struct dkim_msg *m, const char *temp
     }
     /* h= names, FWS around the colons removed. */
     char *hl = xstrdup(h);
-    names = xcalloc(strlen(hl) / 2 + 2, sizeof(char *));
-    for (char *tok = strtok(hl, ":"); tok; tok = strtok(NULL, ":"))
+    names = xcalloc(strlen(hl) + 2, sizeof(char *));
+    char *save = NULL;
+    for (char *tok = strtok_r(hl, ":", &save); tok; tok = strtok_r(NULL, ":", &save))
         names[nn++] = xstrdup(str_trim(tok));
     free(hl);
     buf_puts(&field, "DKIM-Signature: ");
@@ -436,7 +437,6 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
     }
 
     /* h=: each default field as often as present; the over-signed ones once more. */
-    struct buf hlist = BUF_INIT;
     char *names[512];
     size_t nn = 0;
     for (size_t k = 0; dkim_default_headers[k]; k++) {
@@ -516,7 +516,6 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
         buf_append(out, all.data ? all.data : "", all.len);
     buf_free(&all);
     buf_free(&bh64);
-    buf_free(&hlist);
     dkim_msg_free(&m);
     return st;
 }

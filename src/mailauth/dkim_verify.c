@@ -4,8 +4,11 @@
  * one key lookup per signature, and each answer settles that signature.
  * Results are RFC 8601 words with a reason.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/sha.h>
 
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -108,14 +111,11 @@ static int qp_decode(const char *s, struct buf *out)
             buf_putc(out, *s);
             continue;
         }
-        char hex[3] = {s[1], s[1] ? s[2] : 0, 0};
-        char *end;
-        if (!hex[0] || !hex[1] || hex[0] == '+' || hex[0] == '-')
+        /* hex-octet = "=" 2(DIGIT / "A"-"F"), lower case tolerated */
+        if (!isxdigit((unsigned char)s[1]) || !isxdigit((unsigned char)s[2]))
             return -1;
-        long v = strtol(hex, &end, 16);
-        if (*end)
-            return -1;
-        buf_putc(out, (char)v);
+        char hex[3] = {s[1], s[2], 0};
+        buf_putc(out, (char)strtol(hex, NULL, 16));
         s += 2;
     }
     return 0;
@@ -153,15 +153,38 @@ static int list_has(const char *list, const char *item)
 {
     char *copy = xstrdup(list);
     int hit = 0;
-    for (char *tok = strtok(copy, ":"); tok && !hit; tok = strtok(NULL, ":"))
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ":", &save); tok && !hit; tok = strtok_r(NULL, ":", &save))
         hit = strcmp(str_trim(tok), item) == 0;
     free(copy);
     return hit;
 }
 
+/* The canonical bodies, made once per canonicalization for all signatures. */
+struct canon_bodies {
+    struct buf body[2];
+    int made[2];
+};
+
+/* SHA-256 of the first l bytes (all when l < 0) of the canonical body; -1 when l is too long. */
+static int body_hash(struct canon_bodies *cb, const struct dkim_msg *m, enum dkim_canon c,
+                     long long l, unsigned char out[32], size_t *clen)
+{
+    struct buf *b = &cb->body[c];
+    if (!cb->made[c]) {
+        dkim_canon_body(c, m->body ? m->body : "", m->body ? m->body_len : 0, b);
+        cb->made[c] = 1;
+    }
+    *clen = b->len;
+    if (l >= 0 && (unsigned long long)l > b->len)
+        return -1;
+    SHA256((const unsigned char *)(b->data ? b->data : ""), l >= 0 ? (size_t)l : b->len, out);
+    return 0;
+}
+
 /* Checks one signature's tags (6.1.1) and prepares what the key will check. */
 static void prepare(struct vsig *s, const struct dkim_msg *m, const struct dkim_field *f,
-                    time_t now)
+                    time_t now, struct canon_bodies *cb)
 {
     const char *colon = memchr(f->start, ':', f->len);
     const char *val = colon + 1;
@@ -238,7 +261,8 @@ static void prepare(struct vsig *s, const struct dkim_msg *m, const struct dkim_
     /* h=: must sign From (5.4). */
     const char *h = dkim_tags_get(&t, "h");
     char *hl = xstrdup(h);
-    names = xcalloc(strlen(hl) / 2 + 2, sizeof(char *));
+    /* One name per ':' at most, plus one. */
+    names = xcalloc(strlen(hl) + 2, sizeof(char *));
     int has_from = 0, bad = 0;
     for (char *p = hl, *tok; (tok = strsep(&p, ":")) != NULL;) {
         char *nm = str_trim(tok);
@@ -312,7 +336,7 @@ static void prepare(struct vsig *s, const struct dkim_msg *m, const struct dkim_
     }
     unsigned char mine[32];
     size_t clen = 0;
-    if (dkim_body_hash(bc, m->body, m->body_len, s->r.body_length, mine, &clen) < 0) {
+    if (body_hash(cb, m, bc, s->r.body_length, mine, &clen) < 0) {
         buf_free(&bhd);
         settle(s, DKIM_PERMERROR, "l=%lld is longer than the body (%zu)", s->r.body_length, clen);
         goto out;
@@ -453,6 +477,8 @@ struct dkim_verify *dkim_verify_start(const char *msg, size_t len, time_t now,
     for (size_t i = 0; i < m.nfields; i++)
         total += field_is(&m.fields[i], "DKIM-Signature");
     v->sigs = xcalloc(total ? total : 1, sizeof(*v->sigs));
+    struct canon_bodies cb;
+    memset(&cb, 0, sizeof(cb));
     for (size_t i = 0; i < m.nfields; i++) {
         if (!field_is(&m.fields[i], "DKIM-Signature"))
             continue;
@@ -487,8 +513,10 @@ struct dkim_verify *dkim_verify_start(const char *msg, size_t len, time_t now,
             settle(s, DKIM_POLICY, "more than %d signatures; not checked", DKIM_MAX_SIGNATURES);
             continue;
         }
-        prepare(s, &m, &m.fields[i], now);
+        prepare(s, &m, &m.fields[i], now, &cb);
     }
+    buf_free(&cb.body[0]);
+    buf_free(&cb.body[1]);
     dkim_msg_free(&m);
     for (size_t i = 0; i < v->n; i++)
         v->outstanding += !v->sigs[i].settled;
