@@ -26,7 +26,7 @@
 #define DKIM_USAGE                                                                                 \
     "dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519] [--bits N] [--force]\n"           \
     "       hongyan dkim sign [--canonicalization H/B] < MESSAGE\n"                                \
-    "       hongyan dkim verify [--now UNIX] < MESSAGE"
+    "       hongyan dkim verify < MESSAGE"
 
 /* A TXT character-string holds at most 255 octets (RFC 1035 3.3). */
 #define DKIM_TXT_STRING_MAX 255
