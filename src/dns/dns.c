@@ -23,6 +23,21 @@
 #define DNS_ROOT_KEY "/usr/share/dns/root.key"
 #define DNS_NAME_MAX 1025 /* text form of a 255-octet name with escapes, bounded */
 
+/* Unbound's default local zones that tests and private set-ups use. */
+static const char *const dns_reserved[] = {
+    "test.",
+    "invalid.",
+    "onion.",
+    "home.arpa.",
+    "2.0.192.in-addr.arpa.",
+    "100.51.198.in-addr.arpa.",
+    "113.0.203.in-addr.arpa.",
+    "8.b.d.0.1.0.0.2.ip6.arpa.",
+    "0.in-addr.arpa.",
+    "254.169.in-addr.arpa.",
+    "255.255.255.255.in-addr.arpa.",
+};
+
 struct dns_query {
     struct dns *dns;
     dns_cb cb;
@@ -191,6 +206,19 @@ struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *e
         if ((r = ub_ctx_set_fwd(dns->ctx, buf_cstr(&fwd))) != 0) {
             buf_printf(err, "dns_resolver %s: %s", resolver, ub_strerror(r));
             goto fail;
+        }
+        /*
+         * Unbound answers some reserved names itself (RFC 6761 test. and
+         * invalid., the documentation and private reverse zones). The server
+         * we forward to is the authority here: ask it.
+         */
+        if (dns_set(dns->ctx, "unblock-lan-zones:", "yes", err) != 0)
+            goto fail;
+        for (size_t i = 0; i < sizeof(dns_reserved) / sizeof(dns_reserved[0]); i++) {
+            char zone[96];
+            snprintf(zone, sizeof(zone), "%s nodefault", dns_reserved[i]);
+            if (dns_set(dns->ctx, "local-zone:", zone, err) != 0)
+                goto fail;
         }
     }
     const char *anchor = getenv("HONGYAN_DNS_TRUST_ANCHOR");
