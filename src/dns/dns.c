@@ -486,6 +486,50 @@ void dns_answer_free(struct dns_answer *a)
     free(a);
 }
 
+static char **dns_strv_copy(char **v, size_t n)
+{
+    if (v == NULL)
+        return NULL;
+    char **out = xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        out[i] = v[i] != NULL ? xstrdup(v[i]) : NULL;
+    return out;
+}
+
+struct dns_answer *dns_answer_copy(const struct dns_answer *ans)
+{
+    struct dns_answer *a = xcalloc(1, sizeof(*a));
+    size_t n = ans->count;
+
+    *a = *ans;
+    a->txt = dns_strv_copy(ans->txt, n);
+    a->addrs = dns_strv_copy(ans->addrs, n);
+    a->names = dns_strv_copy(ans->names, n);
+    a->canonname = ans->canonname != NULL ? xstrdup(ans->canonname) : NULL;
+    if (ans->mx != NULL) {
+        a->mx = xcalloc(n + 1, sizeof(struct dns_mx));
+        for (size_t i = 0; i < n; i++) {
+            a->mx[i].pref = ans->mx[i].pref;
+            a->mx[i].host = ans->mx[i].host != NULL ? xstrdup(ans->mx[i].host) : NULL;
+        }
+    }
+    if (ans->rdata != NULL) {
+        a->rdata = xcalloc(n + 1, sizeof(unsigned char *));
+        a->rdlen = xcalloc(n + 1, sizeof(size_t));
+        for (size_t i = 0; i < n; i++) {
+            a->rdata[i] = xmalloc(ans->rdlen[i] + 1);
+            memcpy(a->rdata[i], ans->rdata[i], ans->rdlen[i] + 1);
+            a->rdlen[i] = ans->rdlen[i];
+        }
+    }
+    return a;
+}
+
+struct event_base *dns_base(const struct dns *dns)
+{
+    return dns->base;
+}
+
 /* Delivers ans to the query's owner and forgets the query. */
 static void dns_deliver(struct dns_query *q, struct dns_answer *ans)
 {
@@ -561,11 +605,7 @@ struct dns_query *dns_query(struct dns *dns, const char *name, int rrtype, dns_c
 static void dns_sync_cb(void *arg, const struct dns_answer *ans)
 {
     struct dns_answer **out = arg;
-    struct dns_answer *copy = xcalloc(1, sizeof(*copy));
-    /* The answer is freed after the callback: take its contents. */
-    *copy = *ans;
-    memset((struct dns_answer *)ans, 0, sizeof(*ans));
-    *out = copy;
+    *out = dns_answer_copy(ans);
 }
 
 struct dns_answer *dns_query_sync(struct dns *dns, const char *name, int rrtype)

@@ -86,6 +86,11 @@ struct dns_query *dns_query(struct dns *dns, const char *name, int rrtype, dns_c
 /* Cancels a pending query: cb will not be called. NULL does nothing. */
 void dns_cancel(struct dns_query *q);
 
+/* A deep copy of ans, to keep an answer past its callback; dns_answer_free() it. */
+struct dns_answer *dns_answer_copy(const struct dns_answer *ans);
+/* The event base given to dns_new() (NULL for a synchronous-only resolver). */
+struct event_base *dns_base(const struct dns *dns);
+
 /* Blocks until the answer or the timeout. Never NULL. */
 struct dns_answer *dns_query_sync(struct dns *dns, const char *name, int rrtype);
 void dns_answer_free(struct dns_answer *ans);

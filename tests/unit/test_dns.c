@@ -93,6 +93,15 @@ static void test_sync_records(void **state)
     assert_true(str_eq_ci(a->mx[p0 == 10 ? 0 : 1].host, "mx.example.com"));
     dns_answer_free(a);
 
+    /* A copy outlives the original. */
+    a = dns_query_sync(dns, "example.com", DNS_T_MX);
+    struct dns_answer *c = dns_answer_copy(a);
+    dns_answer_free(a);
+    assert_int_equal(c->count, 2);
+    assert_non_null(c->mx[0].host);
+    assert_non_null(c->rdata[1]);
+    dns_answer_free(c);
+
     a = dns_query_sync(dns, "mx.example.com", DNS_T_AAAA);
     assert_int_equal(a->status, DNS_OK);
     assert_string_equal(a->addrs[0], "2001:db8::25");
