@@ -30,6 +30,9 @@ int cli_spf_main(int argc, char **argv)
                 args[nargs++] = argv[i];
             if (i < argc)
                 return cli_usage(SPF_CLI_USAGE);
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "hongyan: spf: unknown option '%s'\n", argv[i]);
+            return cli_usage(SPF_CLI_USAGE);
         } else if (nargs < 3) {
             args[nargs++] = argv[i];
         } else {
