@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #define SPF_MAX_QUERIES 400  /* our cap on distinct queries in one check */
 #define SPF_MAX_RECORD 65535 /* a TXT record cannot be longer */
 #define SPF_PENDING 100      /* internal: waiting for DNS */
+#define SPF_MAX_MS 20000     /* RFC 7208 4.6.4: bound the whole check, 20 s at least */
 
 const char *spf_result_str(enum spf_result r)
 {
@@ -684,6 +686,7 @@ struct spf_check {
     char *domain;
     char *receiver;
     long long now;
+    uint64_t started; /* now_ms() at the start, for SPF_MAX_MS */
 
     struct spf_entry *cache;
     size_t entries;
@@ -1280,9 +1283,9 @@ static void spf_run(struct spf_check *c)
     spf_exp_clear(&exp);
     if (result == SPF_PENDING) {
         buf_free(&text);
-        if (c->inflight > 0)
+        if (c->inflight > 0 && now_ms() - c->started <= SPF_MAX_MS)
             return; /* spf_on_answer runs us again */
-        buf_set(&c->problem, "too many DNS queries");
+        buf_set(&c->problem, c->inflight > 0 ? "the check took too long" : "too many DNS queries");
         result = SPF_TEMPERROR;
     }
     spf_finish(c, result, have_exp ? buf_cstr(&text) : NULL);
@@ -1314,6 +1317,7 @@ struct spf_check *spf_check_start(struct dns *dns, const struct spf_request *req
     c->cb = cb;
     c->arg = arg;
     c->now = (long long)time(NULL);
+    c->started = now_ms();
     c->helo = xstrdup(req->helo != NULL ? req->helo : "");
     c->receiver = xstrdup(req->receiver != NULL && req->receiver[0] ? req->receiver : "unknown");
     if (spf_ip_parse(req->ip, &c->ip) == 0) {
