@@ -183,10 +183,11 @@ struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *e
         goto fail;
 
     if (resolver == NULL || resolver[0] == '\0') {
-        if ((r = ub_ctx_resolvconf(dns->ctx, NULL)) != 0) {
-            buf_printf(err, "reading /etc/resolv.conf: %s", ub_strerror(r));
-            goto fail;
-        }
+        /*
+         * No readable /etc/resolv.conf (a bare container): unbound then
+         * resolves from the root servers itself, which is still correct.
+         */
+        (void)ub_ctx_resolvconf(dns->ctx, NULL);
         /* /etc/hosts too, as the system's resolver would; a missing one is fine. */
         (void)ub_ctx_hosts(dns->ctx, NULL);
         /*
