@@ -22,13 +22,14 @@
 #include "lib/xalloc.h"
 #include "mailauth/spf.h"
 
-#define SPF_MAX_LOOKUPS 10   /* RFC 7208 4.6.4: DNS-querying terms */
-#define SPF_MAX_VOIDS 2      /* RFC 7208 4.6.4: void lookups */
-#define SPF_MAX_NAMES 10     /* RFC 7208 4.6.4: MX names, PTR names */
-#define SPF_MAX_QUERIES 400  /* our cap on distinct queries in one check */
-#define SPF_MAX_RECORD 65535 /* a TXT record cannot be longer */
-#define SPF_PENDING 100      /* internal: waiting for DNS */
-#define SPF_MAX_MS 20000     /* RFC 7208 4.6.4: bound the whole check, 20 s at least */
+#define SPF_MAX_LOOKUPS 10     /* RFC 7208 4.6.4: DNS-querying terms */
+#define SPF_MAX_VOIDS 2        /* RFC 7208 4.6.4: void lookups */
+#define SPF_MAX_NAMES 10       /* RFC 7208 4.6.4: MX names, PTR names */
+#define SPF_MAX_QUERIES 400    /* our cap on distinct queries in one check */
+#define SPF_MAX_RECORD 65535   /* a TXT record cannot be longer */
+#define SPF_MACRO_MAX_OUT 8192 /* longest expansion accepted (explanations included) */
+#define SPF_PENDING 100        /* internal: waiting for DNS */
+#define SPF_MAX_MS 20000       /* RFC 7208 4.6.4: bound the whole check, 20 s at least */
 
 const char *spf_result_str(enum spf_result r)
 {
@@ -213,8 +214,14 @@ static int spf_macro_run(const char *text, const struct spf_macro_ctx *ctx,
     int rc = SPF_MACRO_OK;
     int last_macro = 0;
 
+    size_t base = out->len;
     for (const char *p = text; *p != '\0'; p++) {
         unsigned char c = (unsigned char)*p;
+        /* Expansion multiplies: cap what one string may grow to. */
+        if (out->len - base > SPF_MACRO_MAX_OUT) {
+            rc = SPF_MACRO_SYNTAX;
+            goto out;
+        }
         if (c != '%') {
             /* macro-literal = %x21-24 / %x26-7E; explain-string allows SP too. */
             if (!((c >= 0x21 && c <= 0x7e) || (c == ' ' && mode == SPF_MACRO_EXPLAIN))) {

@@ -302,6 +302,16 @@ static void test_macro_errors(void **state)
             fail_msg("'%s' expanded (%d) but should not", bad[i].in, rc);
         buf_free(&out);
     }
+    /* Expansion is capped: 2000 copies of the sender is too much. */
+    struct buf big = BUF_INIT;
+    for (int i = 0; i < 2000; i++)
+        buf_puts(&big, "%{s}");
+    struct buf res = BUF_INIT;
+    assert_int_equal(spf_macro_expand(buf_cstr(&big), &ctx4, SPF_MACRO_EXPLAIN, &res),
+                     SPF_MACRO_SYNTAX);
+    buf_free(&big);
+    buf_free(&res);
+
     /* %{p} without a validated name asks for DNS first. */
     struct spf_macro_ctx c = ctx4;
     c.validated = NULL;
