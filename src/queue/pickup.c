@@ -134,7 +134,8 @@ int pickup_prepare(struct spool *s, const struct config *cfg, struct resolver *r
     e->ret = in->ret;
     e->smtputf8 = in->smtputf8;
     e->body_8bit = in->body_8bit;
-    if (in->arrival)
+    /* The time sendmail ran, unless implausible (the file is the user's to write). */
+    if (in->arrival <= e->arrival && in->arrival > e->arrival - 7 * 86400)
         e->arrival = in->arrival;
     for (size_t i = 0; i < in->nrcpts; i++) {
         const char *a = in->rcpts[i].address;
