@@ -38,12 +38,16 @@ struct qmsg {
     char id[QUEUE_ID_MAX];
     time_t next_try;
     int busy;
-    struct qmsg *next;
+    struct qmsg *next, *prev; /* arrival order */
+    struct qmsg *hnext;       /* hash chain by id */
 };
+
+#define QMGR_BUCKETS 16384
 
 struct qmgr {
     struct server *srv;
-    struct qmsg *msgs;
+    struct qmsg *msgs, *msgs_tail;
+    struct qmsg *buckets[QMGR_BUCKETS];
     struct event *tick, *fifo_ev;
     int fifo_fd;
     time_t last_scan;
@@ -90,9 +94,17 @@ static struct config *qmgr_cfg(struct qmgr *q)
     return q->srv->gen->cfg;
 }
 
+static unsigned qmgr_hash(const char *id)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % QMGR_BUCKETS;
+}
+
 static struct qmsg *qmgr_find(struct qmgr *q, const char *id)
 {
-    for (struct qmsg *m = q->msgs; m; m = m->next)
+    for (struct qmsg *m = q->buckets[qmgr_hash(id)]; m; m = m->hnext)
         if (strcmp(m->id, id) == 0)
             return m;
     return NULL;
@@ -109,23 +121,36 @@ static struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
     m = xcalloc(1, sizeof *m);
     str_copy(m->id, sizeof m->id, id);
     m->next_try = next_try;
+    unsigned h = qmgr_hash(m->id);
+    m->hnext = q->buckets[h];
+    q->buckets[h] = m;
     /* Appended, so that messages are tried in the order they arrived. */
-    struct qmsg **pp = &q->msgs;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = m;
+    m->prev = q->msgs_tail;
+    if (q->msgs_tail)
+        q->msgs_tail->next = m;
+    else
+        q->msgs = m;
+    q->msgs_tail = m;
     return m;
 }
 
 static void qmgr_forget(struct qmgr *q, struct qmsg *gone)
 {
-    for (struct qmsg **pp = &q->msgs; *pp; pp = &(*pp)->next) {
+    for (struct qmsg **pp = &q->buckets[qmgr_hash(gone->id)]; *pp; pp = &(*pp)->hnext) {
         if (*pp == gone) {
-            *pp = gone->next;
-            free(gone);
-            return;
+            *pp = gone->hnext;
+            break;
         }
     }
+    if (gone->prev)
+        gone->prev->next = gone->next;
+    else
+        q->msgs = gone->next;
+    if (gone->next)
+        gone->next->prev = gone->prev;
+    else
+        q->msgs_tail = gone->prev;
+    free(gone);
 }
 
 struct qmgr *qmgr_new(struct server *srv)
