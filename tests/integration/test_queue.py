@@ -36,6 +36,8 @@ def test_sendmail_while_stopped_then_start(server_factory):
     assert len([p for p in drop.iterdir() if not p.name.startswith(".")]) == 1
     # The maildrop accepts files from any local user (world-writable, sticky).
     assert oct(drop.stat().st_mode & 0o7777) == "0o1733"
+    out = srv.cmd("queue").stdout
+    assert "waiting for pickup" in out and "bob@example.com" in out
     srv.start()
     assert wait_for(lambda: srv.messages("example.com", "bob"), timeout=15)
     m = read_msg(srv.messages("example.com", "bob")[0])
