@@ -22,8 +22,7 @@
 #include "lib/xalloc.h"
 #include "smtpd/auth.h"
 
-#define USER_USAGE                                                                                 \
-    "user [-c FILE] add|passwd [--sha512|--bcrypt] USER | del USER | list"
+#define USER_USAGE "user [-c FILE] add|passwd [--sha512|--bcrypt] USER | del USER | list"
 #define USER_PASS_MAX 1023
 #define USER_FILE_MAX (16u * 1024 * 1024)
 
@@ -293,8 +292,7 @@ int cli_user_main(int argc, char **argv)
         return 1;
     }
     if (is_passwd && !exists) {
-        fprintf(stderr, "hongyan: no user %s in %s; use 'hongyan user add %s'\n", user, path,
-                user);
+        fprintf(stderr, "hongyan: no user %s in %s; use 'hongyan user add %s'\n", user, path, user);
         return 1;
     }
 

@@ -67,8 +67,8 @@ struct auth_pending {
     struct auth *a;
     enum auth_pending_state state;
     int cancelled;
-    int known;    /* the user exists and its hash is in hash */
-    int decided;  /* result is final without hashing (AUTH_REFUSED) */
+    int known;   /* the user exists and its hash is in hash */
+    int decided; /* result is final without hashing (AUTH_REFUSED) */
     enum auth_result result;
     struct event *timer;
     char addr[AUTH_ADDR_MAX];
@@ -119,8 +119,8 @@ void auth_throttle_free(struct auth_throttle *t)
     free(t);
 }
 
-static int auth_throttle_expired(const struct auth_throttle *t,
-                                 const struct auth_throttle_entry *e, uint64_t now)
+static int auth_throttle_expired(const struct auth_throttle *t, const struct auth_throttle_entry *e,
+                                 uint64_t now)
 {
     return now >= e->last_failure && now - e->last_failure >= t->window_ms;
 }
@@ -225,8 +225,8 @@ static void auth_users_free(struct auth_user *users, size_t n)
  * as in passwd-style files), "#" comments, blank lines. A bad line is
  * logged with FILE:LINE and skipped; an unreadable file is an error.
  */
-static int auth_users_load(const char *path, struct auth_user **out, size_t *count,
-                           int *available, struct buf *err)
+static int auth_users_load(const char *path, struct auth_user **out, size_t *count, int *available,
+                           struct buf *err)
 {
     struct buf text = BUF_INIT;
     *out = NULL;
@@ -252,15 +252,16 @@ static int auth_users_load(const char *path, struct auth_user **out, size_t *cou
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *eol = nl ? nl : end;
         lineno++;
+        int has_nul = memchr(p, '\0', (size_t)(eol - p)) != NULL;
         *eol = '\0';
         char *line = str_trim(p);
         p = eol + 1;
-        if (line[0] == '\0' || line[0] == '#')
-            continue;
-        if (memchr(line, '\0', (size_t)(eol - line)) != NULL) {
+        if (has_nul) {
             log_warning("%s:%u: NUL byte in line, ignored", path, lineno);
             continue;
         }
+        if (line[0] == '\0' || line[0] == '#')
+            continue;
         char *colon = strchr(line, ':');
         if (colon == NULL) {
             log_warning("%s:%u: expected user:hash, line ignored", path, lineno);
@@ -277,10 +278,9 @@ static int auth_users_load(const char *path, struct auth_user **out, size_t *cou
         }
         int cs = crypt_checksalt(hash);
         if (hash[0] != '$' || strlen(hash) >= CRYPT_OUTPUT_SIZE ||
-            (cs != CRYPT_SALT_OK && cs != CRYPT_SALT_METHOD_LEGACY &&
-             cs != CRYPT_SALT_TOO_CHEAP)) {
-            log_warning("%s:%u: user %s: not a supported crypt(3) hash, line ignored", path,
-                        lineno, line);
+            (cs != CRYPT_SALT_OK && cs != CRYPT_SALT_METHOD_LEGACY && cs != CRYPT_SALT_TOO_CHEAP)) {
+            log_warning("%s:%u: user %s: not a supported crypt(3) hash, line ignored", path, lineno,
+                        line);
             continue;
         }
         if (cs != CRYPT_SALT_OK)
@@ -579,6 +579,5 @@ void auth_log_failure(const char *client, const char *mech, const char *user, en
     const char *why = r == AUTH_REFUSED    ? "too many failures from this address"
                       : r == AUTH_TEMPFAIL ? "temporary failure"
                                            : "authentication failure";
-    log_warning("%s: SASL %s authentication failed: %s, sasl_username=%s", client, mech, why,
-                safe);
+    log_warning("%s: SASL %s authentication failed: %s, sasl_username=%s", client, mech, why, safe);
 }

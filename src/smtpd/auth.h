@@ -67,8 +67,8 @@ const char *auth_result_reply(enum auth_result r);
 
 /*
  * Logs a failure as Postfix does, e.g.
- *   warning: unknown[127.0.0.1]: SASL LOGIN authentication failed: authentication failure, sasl_username=bob
- * client is "name[addr]"; the password is never an argument.
+ *   warning: unknown[127.0.0.1]: SASL LOGIN authentication failed: authentication failure,
+ * sasl_username=bob client is "name[addr]"; the password is never an argument.
  */
 void auth_log_failure(const char *client, const char *mech, const char *user, enum auth_result r);
 

@@ -19,12 +19,12 @@
 #define SASL_FIELD_MAX 255
 
 enum sasl_status {
-    SASL_CHALLENGE, /* send "334 " + sasl_challenge() and feed the next line to sasl_step */
-    SASL_CHECK,     /* sasl_user() and sasl_password() are ready to be checked */
-    SASL_ERR_MECH,  /* 504 5.5.4 unknown or missing mechanism */
+    SASL_CHALLENGE,  /* send "334 " + sasl_challenge() and feed the next line to sasl_step */
+    SASL_CHECK,      /* sasl_user() and sasl_password() are ready to be checked */
+    SASL_ERR_MECH,   /* 504 5.5.4 unknown or missing mechanism */
     SASL_ERR_SYNTAX, /* 501 5.5.2 bad base64 or malformed message */
-    SASL_ERR_AUTHZ, /* 535 5.7.8 the authorization identity is not the user's own */
-    SASL_ABORTED,   /* 501 5.0.0 the client sent "*" */
+    SASL_ERR_AUTHZ,  /* 535 5.7.8 the authorization identity is not the user's own */
+    SASL_ABORTED,    /* 501 5.0.0 the client sent "*" */
 };
 
 struct sasl;

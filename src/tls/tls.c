@@ -36,7 +36,8 @@
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
-#define TLS_CIPHERS_TLS13 "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define TLS_CIPHERS_TLS13                                                                          \
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define TLS_GROUPS "X25519:prime256v1:secp384r1"
 
 #define TLS_SELFSIGNED_DAYS 3650
@@ -118,10 +119,10 @@ static int tls_make_selfsigned(const char *hostname, struct buf *key_pem, struct
     unsigned char rnd[16];
     random_bytes(rnd, sizeof rnd);
     rnd[0] &= 0x7f;
-    if (!BN_bin2bn(rnd, sizeof rnd, serial) || !BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)))
+    if (!BN_bin2bn(rnd, sizeof rnd, serial) ||
+        !BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)))
         goto out;
-    if (!X509_set_version(x, X509_VERSION_3) ||
-        !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
+    if (!X509_set_version(x, X509_VERSION_3) || !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
         !X509_time_adj_ex(X509_getm_notAfter(x), TLS_SELFSIGNED_DAYS, 0, NULL) ||
         !X509_set_pubkey(x, pkey))
         goto out;
@@ -142,7 +143,8 @@ static int tls_make_selfsigned(const char *hostname, struct buf *key_pem, struct
         goto out;
     if (!X509_sign(x, pkey, EVP_sha256()))
         goto out;
-    if (!PEM_write_bio_PrivateKey(kb, pkey, NULL, NULL, 0, NULL, NULL) || !PEM_write_bio_X509(cb, x))
+    if (!PEM_write_bio_PrivateKey(kb, pkey, NULL, NULL, 0, NULL, NULL) ||
+        !PEM_write_bio_X509(cb, x))
         goto out;
     char *p;
     long n = BIO_get_mem_data(kb, &p);
@@ -283,7 +285,11 @@ struct tls_server *tls_server_new(const struct config *cfg, struct buf *err)
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
-        buf_printf(err, "smtpd_tls_key_file: cannot load private key %s", key_path);
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            buf_printf(err, "smtpd_tls_key_file: %s does not match the certificate in %s", key_path,
+                       cert_path);
+        else
+            buf_printf(err, "smtpd_tls_key_file: cannot load private key %s", key_path);
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -333,10 +339,9 @@ int tls_server_starttls(struct tls_server *ts, struct bufferevent **bevp)
     SSL *ssl = SSL_new(ts->ctx);
     if (ssl == NULL)
         return -1;
-    struct bufferevent *tls =
-        bufferevent_openssl_filter_new(bufferevent_get_base(plain), plain, ssl,
-                                       BUFFEREVENT_SSL_ACCEPTING,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *tls = bufferevent_openssl_filter_new(
+        bufferevent_get_base(plain), plain, ssl, BUFFEREVENT_SSL_ACCEPTING,
+        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (tls == NULL) {
         SSL_free(ssl);
         return -1;
@@ -353,9 +358,8 @@ struct bufferevent *tls_server_accept(struct tls_server *ts, struct event_base *
     SSL *ssl = SSL_new(ts->ctx);
     if (ssl == NULL)
         return NULL;
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (bev == NULL) {
         SSL_free(ssl);
         return NULL;
