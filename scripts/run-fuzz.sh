@@ -5,7 +5,7 @@ dir=$1; secs=$2
 top=$(cd "$(dirname "$0")/.." && pwd)
 found=0
 for bin in "$dir"/fuzz_*; do
-  [ -x "$bin" ] || continue
+  [ -f "$bin" ] && [ -x "$bin" ] || continue
   found=1
   name=$(basename "$bin")
   corpus="$top/fuzz/corpus/${name#fuzz_}"

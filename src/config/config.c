@@ -112,10 +112,6 @@ static char *config_default_for(int idx, int embedded, const char *hostname)
         return xstrdup(config_keys[idx].fallback);
     if (strcmp(name, "myhostname") == 0)
         return xstrdup(hostname);
-    if (strcmp(name, "mydomain") == 0) {
-        const char *dot = strchr(hostname, '.');
-        return xstrdup(dot && dot[1] ? dot + 1 : "localdomain");
-    }
     if (strcmp(name, "mynetworks") == 0)
         return config_default_mynetworks();
     if (strcmp(name, "mail_version") == 0)
@@ -435,39 +431,73 @@ static int config_parse(struct config *cfg, const char *text, size_t len, struct
     return rc;
 }
 
-struct config *config_load(const char *path, struct buf *err)
+static struct config *config_with_defaults(const char *path, int embedded)
 {
     struct config *cfg =
         xcalloc(1, sizeof *cfg + config_key_count * sizeof(struct config_value));
     cfg->path = path ? xstrdup(path) : NULL;
     char *hostname = config_default_hostname();
     for (size_t i = 0; i < config_key_count; i++)
-        cfg->values[i].raw = config_default_for((int)i, path == NULL, hostname);
+        cfg->values[i].raw = config_default_for((int)i, embedded, hostname);
     free(hostname);
+    return cfg;
+}
 
-    if (path) {
-        struct buf text = BUF_INIT;
-        if (read_file(path, &text, CONFIG_MAX_FILE) < 0) {
-            buf_printf(err, "%s: cannot read: %s", path, strerror(errno));
-            buf_free(&text);
-            config_free(cfg);
-            return NULL;
-        }
-        int rc = config_parse(cfg, buf_cstr(&text), text.len, err);
-        buf_free(&text);
-        if (rc < 0) {
-            config_free(cfg);
-            return NULL;
-        }
+static int config_finish(struct config *cfg, struct buf *err)
+{
+    /* Postfix: mydomain defaults to $myhostname minus its first component. */
+    int host = config_key_index("myhostname"), dom = config_key_index("mydomain");
+    if (cfg->values[dom].line == 0) {
+        if (config_expand(cfg, host, 0, err) < 0)
+            return -1;
+        const char *dot = strchr(cfg->values[host].expanded, '.');
+        free(cfg->values[dom].raw);
+        cfg->values[dom].raw = xstrdup(dot && dot[1] ? dot + 1 : "localdomain");
     }
     for (size_t i = 0; i < config_key_count; i++) {
-        if (config_expand(cfg, (int)i, 0, err) < 0 || config_check(cfg, (int)i, err) < 0) {
-            config_free(cfg);
-            return NULL;
-        }
+        if (config_expand(cfg, (int)i, 0, err) < 0 || config_check(cfg, (int)i, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+struct config *config_defaults(int embedded)
+{
+    struct config *cfg = config_with_defaults(NULL, embedded);
+    struct buf err = BUF_INIT;
+    if (config_finish(cfg, &err) < 0) {
+        fprintf(stderr, "hongyan: internal error: defaults do not check: %s\n", buf_cstr(&err));
+        abort();
+    }
+    buf_free(&err);
+    return cfg;
+}
+
+struct config *config_load_text(const char *name, const char *text, size_t len, struct buf *err)
+{
+    struct config *cfg = config_with_defaults(name, 0);
+    if (config_parse(cfg, text, len, err) < 0 || config_finish(cfg, err) < 0) {
+        config_free(cfg);
+        return NULL;
     }
     return cfg;
 }
+
+struct config *config_load(const char *path, struct buf *err)
+{
+    if (path == NULL)
+        return config_defaults(1);
+    struct buf text = BUF_INIT;
+    if (read_file(path, &text, CONFIG_MAX_FILE) < 0) {
+        buf_printf(err, "%s: cannot read: %s", path, strerror(errno));
+        buf_free(&text);
+        return NULL;
+    }
+    struct config *cfg = config_load_text(path, buf_cstr(&text), text.len, err);
+    buf_free(&text);
+    return cfg;
+}
+
 
 void config_free(struct config *cfg)
 {

@@ -29,6 +29,10 @@ const char *config_locate(const char *cli_path);
  */
 struct config *config_load(const char *path, struct buf *err);
 void config_free(struct config *cfg);
+/* The same from text in memory (name is used in error messages); for -e and fuzzing. */
+struct config *config_load_text(const char *name, const char *text, size_t len, struct buf *err);
+/* Defaults only: embedded (./hongyan-data) or as with a configuration file. */
+struct config *config_defaults(int embedded);
 
 /* The file read, or NULL for the embedded default. */
 const char *config_file(const struct config *cfg);

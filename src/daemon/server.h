@@ -8,7 +8,10 @@
 #ifndef HONGYAN_DAEMON_SERVER_H
 #define HONGYAN_DAEMON_SERVER_H
 
+#include <stddef.h>
 #include <sys/socket.h>
+
+#include "lib/buf.h"
 
 struct event_base;
 struct config;
@@ -18,6 +21,7 @@ struct workq;
 struct qmgr;
 struct tls_server;
 struct dns;
+struct client_table;
 
 enum listener_kind {
     LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
@@ -40,6 +44,7 @@ struct server {
     struct workq *workq;
     struct qmgr *qmgr;
     struct dns *dns; /* NULL until the DNS module provides one */
+    struct client_table *clients; /* sessions per client address */
     int sessions;    /* open SMTP sessions, for limits and shutdown */
     int draining;    /* SIGTERM: finish open transactions, accept nothing new */
 };
@@ -58,5 +63,16 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
  * the limits before a session starts; the session reports its end here.
  */
 void server_session_ended(struct server *srv, const struct sockaddr *peer, socklen_t peer_len);
+
+/* Builds a generation from the configuration file (NULL: embedded); NULL with err. */
+struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err);
+
+/* Per-address counts: add delta (+1/-1) and return the new count. */
+struct client_table *client_table_new(void);
+void client_table_free(struct client_table *t);
+int client_table_add(struct client_table *t, const char *addr, int delta);
+
+/* "ip" text of a socket address (no port), for logs and counting. */
+void server_addr_text(const struct sockaddr *sa, char *out, size_t outlen);
 
 #endif
