@@ -45,17 +45,18 @@ static int user_read_line(FILE *in, char *out, size_t size)
 static int user_read_tty(const char *prompt, char *out, size_t size)
 {
     struct termios old, quiet;
-    fputs(prompt, stderr);
-    fflush(stderr);
     if (tcgetattr(STDIN_FILENO, &old) < 0)
         return -1;
     quiet = old;
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
     quiet.c_lflag |= ICANON;
+    /* Echo off (dropping typeahead) before the prompt, so nothing typed after it shows. */
     if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0)
         return -1;
+    fputs(prompt, stderr);
+    fflush(stderr);
     int rc = user_read_line(stdin, out, size);
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
     fputc('\n', stderr);
     return rc;
 }
