@@ -203,6 +203,9 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     event_add(w.sig_hup, NULL);
     event_add(w.sig_term, NULL);
     event_add(w.sig_int, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
     qmgr_start(w.srv.qmgr);
     log_info("ready: %d listener(s), queue %s", nsocks, config_get(cfg, "queue_directory"));
@@ -214,8 +217,9 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
         socks[i].fd = -1; /* evconnlistener closed nothing (no CLOSE_ON_FREE): the supervisor owns them */
     }
     free(w.listeners);
-    qmgr_free(w.srv.qmgr);
+    /* The work queue first: its last completions still call into the qmgr. */
     workq_free(w.srv.workq);
+    qmgr_free(w.srv.qmgr);
     auth_free(w.srv.auth);
     spool_free(w.srv.spool);
     dns_free(w.srv.dns);
