@@ -335,6 +335,8 @@ int tls_server_starttls(struct tls_server *ts, struct bufferevent **bevp)
      */
     struct evbuffer *in = bufferevent_get_input(plain);
     evbuffer_drain(in, evbuffer_get_length(in));
+    /* Timeouts belong on the TLS layer the session talks to, not twice. */
+    bufferevent_set_timeouts(plain, NULL, NULL);
 
     SSL *ssl = SSL_new(ts->ctx);
     if (ssl == NULL)

@@ -41,7 +41,8 @@ const char *tls_server_cert_file(const struct tls_server *ts);
  * still unread in *bev's input is discarded first (CVE-2011-0411: plaintext
  * must never be taken as if it came over TLS). The old bufferevent becomes
  * the filter's underlying stream and is freed with it (BEV_OPT_CLOSE_ON_FREE);
- * the caller sets its callbacks on the new *bev. 0, or -1 (then *bev is
+ * the caller sets its callbacks, watermarks and timeouts on the new *bev
+ * (the old one loses its timeouts). 0, or -1 (then *bev is
  * unchanged and still the caller's).
  */
 int tls_server_starttls(struct tls_server *ts, struct bufferevent **bev);
