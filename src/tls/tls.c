@@ -331,26 +331,36 @@ int tls_server_starttls(struct tls_server *ts, struct bufferevent **bevp)
     /*
      * RFC 3207 section 5 / CVE-2011-0411: commands pipelined behind STARTTLS
      * arrived in the clear; they must not be executed as if they came over
-     * TLS. Drop them before the filter starts reading from this buffer.
+     * TLS. Drop them: the handshake starts with what the socket holds next.
      */
-    struct evbuffer *in = bufferevent_get_input(plain);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    /* Timeouts belong on the TLS layer the session talks to, not twice. */
-    bufferevent_set_timeouts(plain, NULL, NULL);
-
+    evutil_socket_t fd = bufferevent_getfd(plain);
+    /* The 220 must have left: a TLS stream on the socket would not send it. */
+    if (fd < 0 || evbuffer_get_length(bufferevent_get_output(plain)) > 0)
+        return -1;
     SSL *ssl = SSL_new(ts->ctx);
     if (ssl == NULL)
         return -1;
-    struct bufferevent *tls = bufferevent_openssl_filter_new(
-        bufferevent_get_base(plain), plain, ssl, BUFFEREVENT_SSL_ACCEPTING,
+    struct evbuffer *in = bufferevent_get_input(plain);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    /*
+     * A TLS bufferevent on the socket itself, rather than a filter over the
+     * plain one: a filter's underlying output could still hold the last
+     * reply when the session frees it (QUIT, 421), and that reply would be
+     * lost. The plain bufferevent lets go of the socket and is freed.
+     */
+    bufferevent_disable(plain, EV_READ | EV_WRITE);
+    bufferevent_setfd(plain, -1);
+    struct bufferevent *tls = bufferevent_openssl_socket_new(
+        bufferevent_get_base(plain), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (tls == NULL) {
+        bufferevent_setfd(plain, fd);
         SSL_free(ssl);
         return -1;
     }
     /* Many clients close without close_notify; that is an end, not an attack on SMTP. */
     bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
-    bufferevent_enable(plain, EV_READ | EV_WRITE);
+    bufferevent_free(plain);
     *bevp = tls;
     return 0;
 }

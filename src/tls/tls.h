@@ -35,15 +35,17 @@ SSL_CTX *tls_server_ctx(struct tls_server *ts);
 const char *tls_server_cert_file(const struct tls_server *ts);
 
 /*
- * STARTTLS: replaces *bev (an accepted plain bufferevent, after "220 Ready
- * to start TLS" was queued on it) with a TLS filter over it, in the
- * accepting state. Whatever the client pipelined after STARTTLS and is
- * still unread in *bev's input is discarded first (CVE-2011-0411: plaintext
- * must never be taken as if it came over TLS). The old bufferevent becomes
- * the filter's underlying stream and is freed with it (BEV_OPT_CLOSE_ON_FREE);
- * the caller sets its callbacks, watermarks and timeouts on the new *bev
- * (the old one loses its timeouts). 0, or -1 (then *bev is
- * unchanged and still the caller's).
+ * STARTTLS: replaces *bev, an accepted plain socket bufferevent whose
+ * output has been written out (call it from the write callback after "220
+ * Ready to start TLS"), with a TLS bufferevent on the same socket, in the
+ * accepting state, owning the socket (BEV_OPT_CLOSE_ON_FREE). Whatever the
+ * client pipelined after STARTTLS and is still unread in *bev's input is
+ * discarded (CVE-2011-0411: plaintext must never be taken as if it came
+ * over TLS); the caller should stop reading at STARTTLS so that nothing
+ * more is read in the clear. The old bufferevent is freed; the caller sets
+ * its callbacks, watermarks and timeouts on the new *bev. 0, or -1 (output
+ * not yet written, or no resources; then *bev is unchanged and still the
+ * caller's).
  */
 int tls_server_starttls(struct tls_server *ts, struct bufferevent **bev);
 

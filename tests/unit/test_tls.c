@@ -389,8 +389,13 @@ static void test_starttls_discards_pipelined(void **state)
     assert_string_equal(cmd, "STARTTLS");
     free(cmd);
 
-    /* The reply in the clear, then TLS in place. */
+    /* The reply in the clear; TLS only once it has been written out. */
+    bufferevent_disable(s.bev, EV_READ);
     bufferevent_write(s.bev, "220 go\r\n", 8);
+    assert_int_equal(tls_server_starttls(f->ts, &s.bev), -1); /* not written yet */
+    for (int i = 0; i < 100 && evbuffer_get_length(bufferevent_get_output(s.bev)) > 0; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(evbuffer_get_length(bufferevent_get_output(s.bev)), 0);
     assert_int_equal(tls_server_starttls(f->ts, &s.bev), 0);
     assert_non_null(tls_bev_ssl(s.bev));
     bufferevent_setcb(s.bev, server_read, NULL, server_event, &s);
