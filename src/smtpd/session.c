@@ -94,6 +94,7 @@ struct smtpd_session {
     int in_run;       /* session_run() is on the stack */
     int dead;         /* the connection is gone; free when safe */
     int commit_pending;
+    int eof; /* the client has shut down its side */
     const char *last_cmd;
     unsigned cmd_total[SMTP_CMD_COUNT];
     unsigned cmd_ok[SMTP_CMD_COUNT];
@@ -581,7 +582,10 @@ static void message_end(struct smtpd_session *s)
              spool_msg_size(m), spool_msg_envelope(m)->nrcpts);
     session_enter(s, SMTPD_STATE_COMMIT);
     s->commit_pending = 1;
-    bufferevent_disable(s->bev, EV_READ);
+    /*
+     * Reading goes on (session_run() does not run commands in COMMIT), so a
+     * client that leaves is noticed; the read watermark bounds what piles up.
+     */
     spool_msg_commit(m, commit_done, s);
 }
 
@@ -607,7 +611,6 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
     tx_reset(s);
     if (s->state == SMTPD_STATE_COMMIT)
         session_enter(s, SMTPD_STATE_HELO);
-    bufferevent_enable(s->bev, EV_READ);
     if (!s->in_run)
         session_run(s);
 }
@@ -1114,6 +1117,16 @@ static void session_run(struct smtpd_session *s)
         explicit_bzero(line, len);
     }
     s->in_run = 0;
+    /*
+     * The client closed its side: what was complete has run (a pipelined
+     * QUIT among it); anything else can never complete.
+     */
+    if (s->eof && !s->dead && !s->commit_pending && !s->auth_q &&
+        s->state != SMTPD_STATE_QUIT) {
+        log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
+                 s->host, s->addr);
+        s->dead = 1;
+    }
     if (s->dead)
         session_close(s); /* frees s unless a commit is pending */
 }
@@ -1224,9 +1237,20 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         session_close(s);
         return;
     }
-    if (s->tls && !s->tls_up)
-        tlsauth_handshake_failed(s);
-    else if (s->state != SMTPD_STATE_QUIT)
+    if (s->tls && !s->tls_up) {
+        tlsauth_handshake_failed(s); /* a TLS session that never got going */
+        s->dead = 1;
+        session_close(s);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->state != SMTPD_STATE_QUIT) {
+        /* Half-closed: replies can still go out; session_run() decides. */
+        s->eof = 1;
+        if (!s->in_run)
+            session_run(s);
+        return;
+    }
+    if (s->state != SMTPD_STATE_QUIT)
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
     s->dead = 1;
@@ -1289,7 +1313,12 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     v = config_get_int(cfg, "smtpd_recipient_limit");
     s->rcpt_limit = v > 0 ? (size_t)v : (size_t)-1;
     s->hard_errors = (int)config_get_int(cfg, "smtpd_hard_error_limit");
-    s->trusted_net = smtpd_policy_mynetworks(cfg, peer);
+    /*
+     * mynetworks lets a client relay on the MX port only; on the submission
+     * ports relaying needs AUTH (SPEC, RFC 6409), as Postfix's master.cf
+     * submission entry does with permit_sasl_authenticated.
+     */
+    s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
 
     evutil_make_socket_nonblocking(fd);
     if (kind == LISTEN_SMTPS) {
