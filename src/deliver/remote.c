@@ -592,8 +592,8 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
         buf_free(&key);
         buf_free(&err);
     }
-    char *label = strchr(a->ip, ':') ? xasprintf("%s[%s]:%d", a->host, a->ip, j->route.port)
-                                     : xasprintf("%s[%s]:%d", a->host, a->ip, j->route.port);
+    /* "host[ip]:port", as Postfix writes relay= (IPv6 too: "mx[2001:db8::1]:25"). */
+    char *label = xasprintf("%s[%s]:%d", a->host, a->ip, j->route.port);
     struct smtp_client_opts o = {0};
     o.base = j->req->srv->base;
     o.tls = j->gen->tls;
@@ -666,8 +666,6 @@ static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
                    h->name, j->aaaa_phase ? "AAAA" : "A");
         remote_set_error(j, "4.4.3", buf_cstr(&why), 0);
         buf_free(&why);
-    } else if (j->aaaa_phase && !j->last_error) {
-        /* Recorded only when neither A nor AAAA gave anything (checked below). */
     }
     if (!j->aaaa_phase) {
         j->aaaa_phase = 1;
