@@ -52,6 +52,9 @@ def zone(keyrec):
         "example.com": [("TXT", "v=spf1 -all")],
         "_dmarc.example.com": [("TXT", "v=DMARC1; p=none; sp=reject")],
         "news.example.com": [("TXT", "v=spf1 ip4:192.0.2.1 -all")],
+        # p=reject, and the SPF record (the only aligned check) cannot be fetched
+        "shaky.example.net": [("RCODE", "SERVFAIL")],
+        "_dmarc.shaky.example.net": [("TXT", "v=DMARC1; p=reject")],
     }
 
 
@@ -236,3 +239,27 @@ def test_bdat_gets_checked(server_factory, dns, key):
         assert reply() == 221
     ar = ours(delivered(srv)[0])
     assert "spf=pass" in ar and "dkim=pass" in ar and "dmarc=pass" in ar, ar
+
+
+def test_spf_temperror_defers_never_refuses(server_factory, dns):
+    srv = server_factory(outside(dns, smtpd_spf_policy="reject"))
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        send(srv, "alice@shaky.example.net", message("shaky.example.net"))
+    text = e.value.smtp_error.decode()
+    assert e.value.smtp_code == 451 and text.startswith("4.7.24"), text
+    assert nothing_queued(srv)
+
+
+def test_dmarc_reject_undecidable_is_451(server_factory, dns):
+    srv = server_factory(outside(dns, smtpd_dmarc_policy="reject"))
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        send(srv, "alice@shaky.example.net", message("shaky.example.net"))
+    text = e.value.smtp_error.decode()
+    assert e.value.smtp_code == 451 and text.startswith("4.7.1"), text
+    assert "shaky.example.net" in text, text
+    assert nothing_queued(srv)
+    # with the tag policy the same message is accepted and says so
+    srv2 = server_factory(outside(dns))
+    send(srv2, "alice@shaky.example.net", message("shaky.example.net"))
+    ar = ours(delivered(srv2)[0])
+    assert "spf=temperror" in ar and "dmarc=temperror" in ar, ar
