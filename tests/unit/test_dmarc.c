@@ -531,14 +531,35 @@ static void test_lookup_names(void **state)
     fake_free(&f);
 }
 
+/*
+ * The synchronous wrapper on the real DNS layer: a resolver that does not
+ * answer (nothing listens on port 1) is a temporary error, never "none".
+ */
+static void test_sync_unreachable(void **state)
+{
+    struct dmarc_request req = {.from_domain = "example.com"};
+    struct dmarc_outcome out;
+    struct buf err = BUF_INIT;
+    assert_int_equal(dmarc_check_sync("127.0.0.1:1", &req, &out, &err), 0);
+    assert_int_equal(out.result, DMARC_RESULT_TEMPERROR);
+    assert_string_equal(out.from_domain, "example.com");
+    assert_non_null(strstr(out.reason, "_dmarc.example.com"));
+    dmarc_outcome_clear(&out);
+    /* a resolver that cannot be set up is the caller's error, said in err */
+    assert_int_equal(dmarc_check_sync("not an address:x", &req, &out, &err), -1);
+    assert_true(err.len > 0);
+    buf_free(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_records),      cmocka_unit_test(test_record_notes),
-        cmocka_unit_test(test_org_domain),   cmocka_unit_test(test_aligned),
-        cmocka_unit_test(test_from_domain),  cmocka_unit_test(test_golden_sync),
-        cmocka_unit_test(test_golden_async), cmocka_unit_test(test_pct_draws),
-        cmocka_unit_test(test_cancel),       cmocka_unit_test(test_lookup_names),
+        cmocka_unit_test(test_records),          cmocka_unit_test(test_record_notes),
+        cmocka_unit_test(test_org_domain),       cmocka_unit_test(test_aligned),
+        cmocka_unit_test(test_from_domain),      cmocka_unit_test(test_golden_sync),
+        cmocka_unit_test(test_golden_async),     cmocka_unit_test(test_pct_draws),
+        cmocka_unit_test(test_cancel),           cmocka_unit_test(test_lookup_names),
+        cmocka_unit_test(test_sync_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
