@@ -263,3 +263,13 @@ def test_dmarc_reject_undecidable_is_451(server_factory, dns):
     send(srv2, "alice@shaky.example.net", message("shaky.example.net"))
     ar = ours(delivered(srv2)[0])
     assert "spf=temperror" in ar and "dmarc=temperror" in ar, ar
+
+
+def test_dkim_verify_off(server_factory, dns, key):
+    # no signature verified: no dkim= entry, and DMARC is recorded but not enforced
+    srv = server_factory(outside(dns, smtpd_dkim_verify="no", smtpd_dmarc_policy="reject"))
+    send(srv, "alice@example.net", sign(message("example.net"), key[0], domain="example.org"))
+    ar = ours(delivered(srv)[0])
+    assert "dkim=" not in ar and "spf=fail" in ar, ar
+    assert "dmarc=fail" in ar, ar
+    assert ("sel._domainkey.example.org", "TXT") not in dns.queries
