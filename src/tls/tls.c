@@ -328,11 +328,6 @@ const char *tls_server_cert_file(const struct tls_server *ts)
 int tls_server_starttls(struct tls_server *ts, struct bufferevent **bevp)
 {
     struct bufferevent *plain = *bevp;
-    /*
-     * RFC 3207 section 5 / CVE-2011-0411: commands pipelined behind STARTTLS
-     * arrived in the clear; they must not be executed as if they came over
-     * TLS. Drop them: the handshake starts with what the socket holds next.
-     */
     evutil_socket_t fd = bufferevent_getfd(plain);
     /* The 220 must have left: a TLS stream on the socket would not send it. */
     if (fd < 0 || evbuffer_get_length(bufferevent_get_output(plain)) > 0)
@@ -340,6 +335,11 @@ int tls_server_starttls(struct tls_server *ts, struct bufferevent **bevp)
     SSL *ssl = SSL_new(ts->ctx);
     if (ssl == NULL)
         return -1;
+    /*
+     * RFC 3207 section 5 / CVE-2011-0411: commands pipelined behind STARTTLS
+     * arrived in the clear; they must not be executed as if they came over
+     * TLS. Drop them: the handshake starts with what the socket holds next.
+     */
     struct evbuffer *in = bufferevent_get_input(plain);
     evbuffer_drain(in, evbuffer_get_length(in));
     /*
