@@ -248,7 +248,15 @@ struct tls_server *tls_server_new(const struct config *cfg, struct buf *err)
     char *cert_path, *key_path;
     if (cert[0] == '\0') {
         char *dir = xasprintf("%s/tls", config_get(cfg, "data_directory"));
-        if (tls_selfsigned_ensure(dir, config_get(cfg, "myhostname"), err) < 0) {
+        const char *host = config_get(cfg, "myhostname");
+        if (!tls_hostname_ok(host)) {
+            /* Not worth refusing to start over a self-signed certificate's name. */
+            log_warning("myhostname '%s' cannot be a certificate name; the self-signed "
+                        "certificate says localhost",
+                        host);
+            host = "localhost";
+        }
+        if (tls_selfsigned_ensure(dir, host, err) < 0) {
             free(dir);
             return NULL;
         }
