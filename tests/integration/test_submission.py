@@ -127,6 +127,8 @@ def test_ehlo_offers_starttls_then_auth(server_factory):
     assert "STARTTLS" in ext
     assert not any(e.startswith("AUTH") for e in ext)
     c.starttls()
+    # RFC 3207 4.2: the session starts over; EHLO again first.
+    assert c.cmd("MAIL FROM:<alice@example.com>")[0] == 503
     ext = c.ehlo()
     assert "AUTH PLAIN LOGIN" in ext
     assert "STARTTLS" not in ext
