@@ -1,0 +1,891 @@
+#!/usr/bin/python3
+"""hongyan benchmarks, side by side with a private Postfix instance and with
+smtp-sink alone, on loopback high ports. Started by bench/run.sh (which
+fetches Postfix and raises the open-files limit); see bench/README.md.
+
+Every load loop is bounded (message counts and timeouts); every process
+started here is stopped at the end, whatever happens.
+"""
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(os.environ.get("BENCH_ROOT", pathlib.Path(__file__).resolve().parents[1]))
+OUT = pathlib.Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out"))
+PFROOT = pathlib.Path(os.environ.get("BENCH_PFROOT", OUT / "postfix-root"))
+HONGYAN = pathlib.Path(os.environ.get("HONGYAN_BIN", ROOT / "build" / "hongyan"))
+SMTP_SOURCE = PFROOT / "usr/sbin/smtp-source"
+SMTP_SINK = PFROOT / "usr/sbin/smtp-sink"
+PF_ENV = dict(os.environ, LD_LIBRARY_PATH=str(PFROOT / "usr/lib/postfix"))
+
+MSG_SIZE = 4096  # payload bytes per message (smtp-source -l)
+LOCAL_RCPT = "user@local.test"  # delivered to Maildir by both servers
+REMOTE_RCPT = "rcpt@example.com"  # relayed to smtp-sink by both servers
+SENDER = "sender@client.example.com"
+
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# Everything started here, stopped by cleanup() (atexit-like, and on signals).
+_cleanups = []
+
+
+def log(*a):
+    print("[%s]" % time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_banner(port, timeout=20.0, proc=None):
+    """True once 127.0.0.1:port answers with a 220 greeting (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.settimeout(2)
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def wait_until(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+# ---------------------------------------------------------------- /proc accounting
+
+def _proc_stat(pid):
+    """(ppid, cpu_ticks incl. reaped children, rss_bytes) or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+    fields = s[s.rindex(")") + 2:].split()
+    # fields[0] is state (field 3); utime is field 14 -> index 11.
+    ppid = int(fields[1])
+    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    rss = int(fields[21]) * PAGE
+    return ppid, ticks, rss
+
+
+def tree_pids(root):
+    """root and all its descendants, from a scan of /proc."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _proc_stat(int(d))
+            if st:
+                children.setdefault(st[0], []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_cpu(root):
+    """CPU seconds of the tree: utime+stime of the live processes plus
+    cutime+cstime (the processes they already reaped). Differences of two
+    readings give the CPU spent in between, children that came and went
+    included."""
+    total = 0
+    for p in tree_pids(root):
+        st = _proc_stat(p)
+        if st:
+            total += st[1]
+    return total / CLK
+
+
+def tree_mem(root):
+    """(sum of RSS, sum of PSS, process count) in bytes over the tree. RSS
+    counts shared pages once per process (Postfix's many processes share
+    their libraries); PSS divides shared pages among their users."""
+    rss = pss = n = 0
+    for p in tree_pids(root):
+        st = _proc_stat(p)
+        if not st:
+            continue
+        n += 1
+        rss += st[2]
+        try:
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            pass
+    return rss, pss, n
+
+
+class MemSampler:
+    """Samples the tree's memory in a thread; keeps the peaks."""
+
+    def __init__(self, root, interval=0.5):
+        self.root, self.interval = root, interval
+        self.peak_rss = self.peak_pss = self.peak_procs = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self):
+        rss, pss, n = tree_mem(self.root)
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+        self.peak_procs = max(self.peak_procs, n)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(timeout=5)
+        self.sample()
+
+
+# ---------------------------------------------------------------- load tools
+
+def smtp_source(port, count, sessions, rcpt, timeout):
+    """Runs Postfix's smtp-source: COUNT messages of MSG_SIZE bytes over
+    SESSIONS parallel sessions, one new connection per message (as MX
+    traffic arrives). Returns (seconds, ok, error text)."""
+    cmd = [str(SMTP_SOURCE), "-l", str(MSG_SIZE), "-m", str(count), "-s", str(sessions),
+           "-M", "client.example.com", "-f", SENDER, "-t", rcpt, "127.0.0.1:%d" % port]
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(cmd, env=PF_ENV, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return time.monotonic() - t0, False, "smtp-source timed out after %ds" % timeout
+    dt = time.monotonic() - t0
+    err = (r.stderr or "").strip().splitlines()
+    return dt, r.returncode == 0, (err[-1] if err else "")
+
+
+class Sink:
+    """Postfix's smtp-sink on a high port, counting messages (-c)."""
+
+    def __init__(self, name):
+        self.port = free_port()
+        self.out = OUT / ("sink-%s.out" % name)
+        self.proc = None
+
+    def start(self):
+        self.f = open(self.out, "wb")
+        self.proc = subprocess.Popen(
+            [str(SMTP_SINK), "-c", "-u", "nobody", "-m", "1000", "127.0.0.1:%d" % self.port, "1024"],
+            env=PF_ENV, stdout=self.f, stderr=subprocess.STDOUT, start_new_session=True)
+        _cleanups.append(self.stop)
+        if not wait_banner(self.port, proc=self.proc):
+            raise RuntimeError("smtp-sink did not start")
+        return self
+
+    def count(self):
+        """Messages received so far (the last "mesg=N" counter)."""
+        try:
+            with open(self.out, "rb") as f:
+                f.seek(max(0, os.path.getsize(self.out) - 400))
+                tail = f.read().decode("ascii", "replace")
+        except OSError:
+            return 0
+        m = re.findall(r"mesg=(\d+)", tail)
+        return int(m[-1]) if m else 0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- servers
+
+def _count_files(dirs):
+    n = 0
+    for d in dirs:
+        for _, _, files in os.walk(d):
+            n += len(files)
+    return n
+
+
+class Postfix:
+    """A private Postfix instance: its own config_directory, queue_directory
+    and data_directory under bench/out, smtpd on a high loopback port,
+    chroot off (nothing to copy in), logging to maillog_file (no syslog).
+    Local domain local.test delivered by virtual(8) to Maildir; everything
+    else to relayhost = [127.0.0.1]:SINK. cleanup(8) fsyncs each queue file
+    before smtpd answers 250, as always."""
+
+    name = "postfix"
+
+    def __init__(self, work, sink_port, smtpd_process_limit=None):
+        self.work = pathlib.Path(work)
+        self.port = free_port()
+        self.sink_port = sink_port
+        self.limit = smtpd_process_limit
+        self.conf = self.work / "conf"
+        self.queue = self.work / "queue"
+        self.mail = self.work / "mail"
+        self.maillog = self.work / "maillog"
+        self.master_pid = None
+
+    def setup(self):
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        for d in (self.conf, self.queue, self.work / "data", self.mail):
+            d.mkdir(parents=True)
+        shutil.chown(self.work / "data", "postfix")
+        shutil.chown(self.mail, "postfix", "postfix")
+        shutil.copy(PFROOT / "etc/postfix/postfix-files", self.conf)
+        shutil.copytree(PFROOT / "etc/postfix/postfix-files.d", self.conf / "postfix-files.d")
+        shutil.copy(PFROOT / "usr/share/postfix/dynamicmaps.cf", self.conf)
+        (self.conf / "dynamicmaps.cf.d").mkdir()
+        # master.cf: Debian's, with chroot off and smtpd on our port only.
+        lines = []
+        limit = str(self.limit) if self.limit else "-"
+        for line in (PFROOT / "usr/share/postfix/master.cf.dist").read_text().splitlines():
+            f = line.split()
+            if line and not line[0].isspace() and not line.startswith("#") and len(f) >= 8:
+                if f[0] == "smtp" and f[1] == "inet":
+                    line = "127.0.0.1:%d inet n - n - %s smtpd" % (self.port, limit)
+                elif f[4] == "y":
+                    f[4] = "n"
+                    line = "  ".join(f)
+            lines.append(line)
+        (self.conf / "master.cf").write_text("\n".join(lines) + "\n")
+        import pwd
+        pw = pwd.getpwnam("postfix")
+        w = str(self.work)
+        settings = {
+            "compatibility_level": "3.6",
+            "queue_directory": str(self.queue),
+            "data_directory": w + "/data",
+            "daemon_directory": str(PFROOT / "usr/lib/postfix/sbin"),
+            "command_directory": str(PFROOT / "usr/sbin"),
+            "shlib_directory": str(PFROOT / "usr/lib/postfix"),
+            "meta_directory": str(self.conf),
+            "manpage_directory": str(PFROOT / "usr/share/man"),
+            "sendmail_path": str(PFROOT / "usr/sbin/sendmail"),
+            "newaliases_path": str(PFROOT / "usr/bin/newaliases"),
+            "mailq_path": str(PFROOT / "usr/bin/mailq"),
+            # The binaries find their libraries through LD_LIBRARY_PATH;
+            # master passes only what import_environment lists.
+            "import_environment": "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C "
+                                  "POSTLOG_SERVICE POSTLOG_HOSTNAME LD_LIBRARY_PATH",
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "myhostname": "pf.bench.test",
+            "mydomain": "bench.test",
+            "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4",
+            "mydestination": "",
+            "alias_maps": "",
+            "alias_database": "",
+            "local_recipient_maps": "",
+            "mynetworks": "127.0.0.0/8",
+            "virtual_mailbox_domains": "local.test",
+            "virtual_mailbox_base": str(self.mail),
+            "virtual_mailbox_maps": "inline:{ %s=local.test/user/ }" % LOCAL_RCPT,
+            "virtual_uid_maps": "static:%d" % pw.pw_uid,
+            "virtual_gid_maps": "static:%d" % pw.pw_gid,
+            "relayhost": "[127.0.0.1]:%d" % self.sink_port,
+            "smtp_tls_security_level": "none",
+            "maillog_file": str(self.maillog),
+            "maillog_file_prefixes": w,
+            "smtputf8_enable": "no",
+        }
+        (self.conf / "main.cf").write_text("".join("%s = %s\n" % kv for kv in settings.items()))
+
+    def _postfix(self, *args, timeout=60):
+        return subprocess.run([str(PFROOT / "usr/sbin/postfix"), "-c", str(self.conf)] + list(args),
+                              env=PF_ENV, capture_output=True, text=True, timeout=timeout)
+
+    def start(self):
+        self.setup()
+        _cleanups.append(self.stop)
+        r = self._postfix("start")
+        pidfile = self.queue / "pid/master.pid"
+        if r.returncode != 0 or not wait_until(pidfile.exists, 10):
+            raise RuntimeError("postfix start failed: %s %s; see %s" % (r.stdout, r.stderr, self.maillog))
+        self.master_pid = int(pidfile.read_text().split()[0])
+        if not wait_banner(self.port):
+            raise RuntimeError("postfix smtpd does not answer; see %s" % self.maillog)
+        return self
+
+    @property
+    def root_pid(self):
+        return self.master_pid
+
+    def stop(self):
+        if self.master_pid is None:
+            return
+        pids = tree_pids(self.master_pid)
+        try:
+            self._postfix("stop", timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        if not wait_until(lambda: not os.path.exists("/proc/%d" % self.master_pid), 15, 0.1):
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        # Children that outlived master (they exit on their own; be sure).
+        for p in pids:
+            try:
+                os.kill(p, 0)
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.master_pid = None
+
+    def queued(self):
+        return _count_files([self.queue / d for d in ("incoming", "active", "deferred", "maildrop", "hold")])
+
+    def maildir_new(self):
+        return self.mail / "local.test/user/new"
+
+    def version(self):
+        v = PFROOT / "VERSION"
+        return "Postfix " + (v.read_text().strip() if v.exists() else "?")
+
+    def durability(self):
+        return "cleanup(8) fsync of the queue file before 250; virtual(8) fsync of the Maildir file"
+
+
+class Hongyan:
+    """hongyan serve with its own main.cf under bench/out: local.test
+    delivered to Maildir, everything else to relayhost = [127.0.0.1]:SINK.
+    Started as root it drops to mail_owner (hongyan), as Postfix does."""
+
+    name = "hongyan"
+
+    def __init__(self, work, sink_port):
+        self.work = pathlib.Path(work)
+        self.port = free_port()
+        self.sink_port = sink_port
+        self.data = self.work / "data"
+        self.mail = self.data / "mail"
+        self.cfg = self.work / "main.cf"
+        self.maillog = self.work / "maillog"
+        self.proc = None
+        # A loopback port where nothing listens: any DNS query hongyan makes
+        # (it should make none here) fails at once instead of leaving the host.
+        self.dns_port = free_port()
+
+    def setup(self):
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True)
+        settings = {
+            "myhostname": "hy.bench.test",
+            "mydomain": "bench.test",
+            "mydestination": "",
+            "data_directory": str(self.data),
+            "smtpd_listen": "127.0.0.1:%d" % self.port,
+            "submission_listen": "127.0.0.1:%d" % free_port(),
+            "mynetworks": "127.0.0.0/8",
+            "virtual_mailbox_domains": "local.test",
+            "virtual_mailbox_maps": "inline:{ %s=local.test/user/ }" % LOCAL_RCPT,
+            "relayhost": "[127.0.0.1]:%d" % self.sink_port,
+            "smtp_tls_security_level": "none",
+            "maillog_file": str(self.maillog),
+            "dns_resolver": "127.0.0.1:%d" % self.dns_port,
+            # All load comes from 127.0.0.1: lift the per-client cap (Postfix
+            # exempts $mynetworks from its equivalent) and the total cap above
+            # the 10,000 idle sessions.
+            "smtpd_client_connection_count_limit": "20000",
+            "smtpd_client_connection_limit": "20000",
+            # Postfix out of the box checks no DKIM/SPF; neither do we here.
+            "smtpd_dkim_verify": "no",
+        }
+        self.cfg.write_text("".join("%s = %s\n" % kv for kv in settings.items()))
+
+    def start(self):
+        if not HONGYAN.exists():
+            raise RuntimeError("%s not built" % HONGYAN)
+        self.setup()
+        self.logf = open(self.work / "server.log", "ab")
+        self.proc = subprocess.Popen([str(HONGYAN), "-c", str(self.cfg), "serve"],
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        _cleanups.append(self.stop)
+        if not wait_banner(self.port, proc=self.proc):
+            tail = (self.work / "server.log").read_text(errors="replace")[-600:]
+            self.stop()
+            raise RuntimeError("hongyan serve did not answer: %s" % tail)
+        return self
+
+    @property
+    def root_pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc is None:
+            return
+        pids = tree_pids(self.proc.pid) if self.proc.poll() is None else []
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        for p in pids + [self.proc.pid]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+    def queued(self):
+        q = self.data / "queue"
+        return _count_files([q / d for d in ("incoming", "active", "maildrop", "hold")])
+
+    def maildir_new(self):
+        return self.mail / "local.test/user/new"
+
+    def version(self):
+        try:
+            r = subprocess.run([str(HONGYAN), "version"], capture_output=True, text=True, timeout=10)
+            v = r.stdout.strip() or "?"
+        except (OSError, subprocess.TimeoutExpired):
+            v = "?"
+        try:
+            c = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            c = "?"
+        return "%s (commit %s)" % (v, c)
+
+    def durability(self):
+        return "spool commit: fsync of file, rename, fsync of directory before 250 (group commit)"
+
+
+def maildir_count(d):
+    try:
+        return len(os.listdir(d))
+    except OSError:
+        return 0
+
+
+def clear_maildir(d):
+    try:
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- scenarios
+
+def scenario_sink(sessions, count):
+    """smtp-source straight into smtp-sink: the protocol ceiling."""
+    sink = Sink("ceiling-%d" % sessions).start()
+    try:
+        dt, ok, err = smtp_source(sink.port, count, sessions, REMOTE_RCPT, timeout=120)
+        wait_until(lambda: sink.count() >= count, 5)
+        got = sink.count()
+    finally:
+        sink.stop()
+    return {"rate": count / dt if ok else None, "seconds": dt, "ok": ok and got >= count,
+            "error": err if not ok else ("sink counted %d" % got if got < count else "")}
+
+
+def scenario_accept(server, sessions, count):
+    """COUNT 4 KB messages to the local domain over SESSIONS parallel
+    sessions. Rate = COUNT / time until smtp-source has every 250 (each one
+    given after fsync). CPU = the server's whole process tree from the first
+    connection until the last message is in the Maildir (acceptance and
+    local delivery both), per 1,000 messages."""
+    newdir = server.maildir_new()
+    clear_maildir(newdir)
+    if not wait_until(lambda: server.queued() == 0, 60, 0.2):
+        return {"ok": False, "error": "queue not empty before the run"}
+    root = server.root_pid
+    cpu0 = tree_cpu(root)
+    with MemSampler(root) as mem:
+        dt, ok, err = smtp_source(server.port, count, sessions, LOCAL_RCPT,
+                                  timeout=max(120, count // 10))
+        t_acc = time.monotonic()
+        delivered = wait_until(lambda: maildir_count(newdir) >= count and server.queued() == 0,
+                               max(60, count // 20), 0.05)
+        t_all = time.monotonic() - t_acc + dt
+    cpu = tree_cpu(root) - cpu0
+    got = maildir_count(newdir)
+    res = {"rate": count / dt if ok else None, "seconds": dt, "ok": ok and delivered,
+           "delivered_rate": count / t_all if delivered else None,
+           "cpu_s": cpu, "cpu_per_1000": cpu / count * 1000,
+           "peak_rss": mem.peak_rss, "peak_pss": mem.peak_pss, "peak_procs": mem.peak_procs,
+           "in_maildir": got}
+    if not ok:
+        res["error"] = err
+    elif not delivered:
+        res["error"] = "only %d of %d in Maildir, %d still queued" % (got, count, server.queued())
+    clear_maildir(newdir)
+    return res
+
+
+def scenario_relay(server, sink, sessions, count):
+    """COUNT 4 KB messages for a remote domain; the server relays them to
+    smtp-sink. Rate = COUNT / time from the first connection until the sink
+    has received the last one (end to end)."""
+    if not wait_until(lambda: server.queued() == 0, 60, 0.2):
+        return {"ok": False, "error": "queue not empty before the run"}
+    root = server.root_pid
+    c0 = sink.count()
+    cpu0 = tree_cpu(root)
+    t0 = time.monotonic()
+    with MemSampler(root) as mem:
+        dt, ok, err = smtp_source(server.port, count, sessions, REMOTE_RCPT,
+                                  timeout=max(120, count // 10))
+        done = wait_until(lambda: sink.count() - c0 >= count, max(60, count // 20), 0.02)
+        t_e2e = time.monotonic() - t0
+    cpu = tree_cpu(root) - cpu0
+    got = sink.count() - c0
+    res = {"rate": count / t_e2e if done else None, "accept_rate": count / dt if ok else None,
+           "seconds": t_e2e, "ok": ok and done, "cpu_per_1000": cpu / count * 1000,
+           "peak_rss": mem.peak_rss, "peak_pss": mem.peak_pss, "at_sink": got}
+    if not ok:
+        res["error"] = err
+    elif not done:
+        res["error"] = "sink got %d of %d, %d still queued" % (got, count, server.queued())
+    wait_until(lambda: server.queued() == 0, 30, 0.2)
+    return res
+
+
+async def _hold_idle(port, n, connect_concurrency=500, connect_timeout=2.0,
+                     reply_timeout=15.0, deadline=120.0):
+    """Opens up to N sessions (connect, read the 220, EHLO, read the 250)
+    and keeps them open. Returns (stats, writers)."""
+    stats = {"connected": 0, "connect_failed": 0, "greeted": 0, "ehlo_ok": 0,
+             "refused_reply": 0, "no_greeting": 0}
+    writers = []
+    sem = asyncio.Semaphore(connect_concurrency)
+
+    async def one():
+        async with sem:
+            try:
+                r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
+                                              connect_timeout)
+            except (OSError, asyncio.TimeoutError):
+                stats["connect_failed"] += 1
+                return
+        stats["connected"] += 1
+        writers.append((r, w))
+        try:
+            line = await asyncio.wait_for(r.readline(), reply_timeout)
+            if not line.startswith(b"220"):
+                stats["refused_reply"] += 1
+                return
+            stats["greeted"] += 1
+            w.write(b"EHLO idle.example.com\r\n")
+            while True:
+                line = await asyncio.wait_for(r.readline(), reply_timeout)
+                if not line or not line.startswith(b"250"):
+                    return
+                if line[3:4] == b" ":
+                    stats["ehlo_ok"] += 1
+                    return
+        except (OSError, asyncio.TimeoutError):
+            stats["no_greeting"] += 1
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(n))), deadline)
+    except asyncio.TimeoutError:
+        stats["deadline_hit"] = True
+    return stats, writers
+
+
+def scenario_idle(server, n=10000):
+    """N concurrent idle sessions (greeted, EHLO answered, then silent):
+    the server tree's memory while they are held."""
+    root = server.root_pid
+    base_rss, base_pss, _ = tree_mem(root)
+    t0 = time.monotonic()
+
+    async def run():
+        stats, writers = await _hold_idle(server.port, n)
+        await asyncio.sleep(2)
+        rss, pss, procs = tree_mem(root)
+        still_open = sum(1 for r, w in writers if not r.at_eof())
+        for _, w in writers:
+            w.close()
+        await asyncio.sleep(0.5)
+        return stats, rss, pss, procs, still_open
+
+    stats, rss, pss, procs, still_open = asyncio.run(run())
+    res = dict(stats)
+    res.update({"asked": n, "held_open": still_open, "rss": rss, "pss": pss, "procs": procs,
+                "base_rss": base_rss, "base_pss": base_pss, "seconds": time.monotonic() - t0,
+                "ok": stats["ehlo_ok"] >= n})
+    # Let the server notice the closed sessions before the next scenario.
+    time.sleep(3)
+    return res
+
+
+def scenario_tls(server):
+    """Issue 4 hook: STARTTLS handshakes/s and memory per TLS session, vs
+    Postfix smtpd with TLS. smtp-source has no STARTTLS; this needs a C or
+    openssl-based client to measure the server rather than the client."""
+    return {"ok": None, "error": "not implemented yet"}
+
+
+def scenario_dkim(server):
+    """Issue 5 hook: DKIM signatures/s (RSA-2048, Ed25519) and verifications/s,
+    hongyan vs opendkim on the same messages."""
+    return {"ok": None, "error": "not implemented yet"}
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_rate(v):
+    return "%.0f" % v if v else "—"
+
+
+def fmt_mb(v):
+    return "%.1f" % (v / 1e6) if v else "—"
+
+
+def ratio(a, b, invert=False):
+    if not a or not b:
+        return "—"
+    return "%.2fx" % ((b / a) if invert else (a / b))
+
+
+def render(results, meta):
+    L = []
+    L.append("# hongyan benchmark results")
+    L.append("")
+    L.append("%s · %s · %d cores · %s" % (meta["date"], meta["host"], meta["cores"], meta["kernel"]))
+    L.append("")
+    L.append("- hongyan: %s" % meta.get("hongyan", "—"))
+    L.append("- Postfix: %s" % meta.get("postfix", "—"))
+    L.append("- load: smtp-source, %d-byte messages, one new connection per message" % MSG_SIZE)
+    L.append("")
+    acc = results.get("accept", {})
+    sink = results.get("sink", {})
+    if acc or sink:
+        L.append("## Acceptance (local domain, Maildir delivery): messages/s accepted durably")
+        L.append("")
+        L.append("| sessions | smtp-sink | Postfix | hongyan | hongyan / Postfix | Postfix CPU s/1000 | "
+                 "hongyan CPU s/1000 | Postfix CPU / hongyan CPU | Postfix peak RSS / PSS MB | "
+                 "hongyan peak RSS / PSS MB |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in sorted(set(list(acc.get("postfix", {}).keys()) + list(acc.get("hongyan", {}).keys())
+                            + list(sink.keys())), key=int):
+            p = acc.get("postfix", {}).get(s, {})
+            h = acc.get("hongyan", {}).get(s, {})
+            k = sink.get(s, {})
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |" % (
+                s, fmt_rate(k.get("rate")), fmt_rate(p.get("rate")), fmt_rate(h.get("rate")),
+                ratio(h.get("rate"), p.get("rate")),
+                "%.2f" % p["cpu_per_1000"] if p.get("ok") else "—",
+                "%.2f" % h["cpu_per_1000"] if h.get("ok") else "—",
+                ratio(p.get("cpu_per_1000") if p.get("ok") else None,
+                      h.get("cpu_per_1000") if h.get("ok") else None),
+                fmt_mb(p.get("peak_rss")), fmt_mb(p.get("peak_pss")),
+                fmt_mb(h.get("peak_rss")), fmt_mb(h.get("peak_pss"))))
+        L.append("")
+    rel = results.get("relay", {})
+    if rel:
+        L.append("## Relay to smtp-sink, end to end (acceptance to the sink's 250): messages/s")
+        L.append("")
+        L.append("| sessions | Postfix | hongyan | hongyan / Postfix | Postfix CPU s/1000 | hongyan CPU s/1000 |")
+        L.append("|---:|---:|---:|---:|---:|---:|")
+        for s in sorted(set(list(rel.get("postfix", {}).keys()) + list(rel.get("hongyan", {}).keys())), key=int):
+            p = rel.get("postfix", {}).get(s, {})
+            h = rel.get("hongyan", {}).get(s, {})
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                s, fmt_rate(p.get("rate")), fmt_rate(h.get("rate")), ratio(h.get("rate"), p.get("rate")),
+                "%.2f" % p["cpu_per_1000"] if p.get("ok") else "—",
+                "%.2f" % h["cpu_per_1000"] if h.get("ok") else "—"))
+        L.append("")
+    idle = results.get("idle", {})
+    if idle:
+        L.append("## Concurrent idle sessions (greeted, EHLO answered, then silent)")
+        L.append("")
+        L.append("| server | asked | EHLO answered | TCP connected | connect failed | open at measurement | "
+                 "server RSS MB | server PSS MB | processes |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, r in idle.items():
+            if "asked" not in r:
+                L.append("| %s | — | — | — | — | — | — | — | — |" % name)
+                continue
+            L.append("| %s | %d | %d | %d | %d | %d | %s | %s | %d |" % (
+                name, r["asked"], r["ehlo_ok"], r["connected"], r["connect_failed"], r["held_open"],
+                fmt_mb(r["rss"]), fmt_mb(r["pss"]), r["procs"]))
+        L.append("")
+    errs = results.get("errors", [])
+    for key in ("tls", "dkim"):
+        for name, r in results.get(key, {}).items():
+            if r.get("error"):
+                errs.append("%s/%s: %s" % (key, name, r["error"]))
+    for sc in ("accept", "relay"):
+        for name, by in results.get(sc, {}).items():
+            for s, r in by.items():
+                if r.get("error"):
+                    errs.append("%s/%s/%s sessions: %s" % (sc, name, s, r["error"]))
+    for name, r in idle.items():
+        if r.get("error"):
+            errs.append("idle/%s: %s" % (name, r["error"]))
+    if errs:
+        L.append("## Notes and failures")
+        L.append("")
+        for e in errs:
+            L.append("- " + e)
+        L.append("")
+    return "\n".join(L)
+
+
+def cleanup():
+    while _cleanups:
+        fn = _cleanups.pop()
+        try:
+            fn()
+        except Exception as e:  # keep stopping the others
+            print("cleanup: %s" % e, file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small message counts (a smoke run)")
+    ap.add_argument("--servers", default="postfix,hongyan")
+    ap.add_argument("--only", default="sink,accept,relay,idle,tls,dkim")
+    ap.add_argument("--sessions", default="1,20,100")
+    ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
+    args = ap.parse_args()
+
+    def stop_on_signal(sig, frame):
+        cleanup()
+        sys.exit(128 + sig)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, stop_on_signal)
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    only = set(args.only.split(","))
+    servers = [s for s in args.servers.split(",") if s]
+    sessions = [int(s) for s in args.sessions.split(",")]
+    # Messages per run: enough for a steady state, bounded in time.
+    counts = {1: 300, 20: 3000, 100: 4000}
+    if args.quick:
+        counts = {1: 50, 20: 300, 100: 400}
+    count_for = lambda s: counts.get(s, 3000 if not args.quick else 300)
+    relay_sessions = [20]
+    idle_n = args.idle if not args.quick else min(args.idle, 1000)
+
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release()}
+    results = {"accept": {}, "relay": {}, "idle": {}, "sink": {}, "tls": {}, "dkim": {}, "errors": []}
+    try:
+        if "sink" in only:
+            for s in sessions:
+                log("smtp-sink alone, %d sessions, %d messages" % (s, count_for(s)))
+                results["sink"][str(s)] = r = scenario_sink(s, count_for(s))
+                log("  ->", fmt_rate(r.get("rate")), "msg/s", r.get("error", ""))
+        for name in servers:
+            sink = Sink("relay-" + name).start()
+            srv = (Postfix(OUT / "postfix", sink.port) if name == "postfix"
+                   else Hongyan(OUT / "hongyan", sink.port))
+            try:
+                srv.start()
+            except Exception as e:
+                log("%s: cannot start: %s" % (name, e))
+                results["errors"].append("%s not measurable: %s" % (name, e))
+                sink.stop()
+                continue
+            meta[name] = srv.version()
+            try:
+                if "accept" in only:
+                    for s in sessions:
+                        log("%s accept, %d sessions, %d messages" % (name, s, count_for(s)))
+                        r = scenario_accept(srv, s, count_for(s))
+                        results["accept"].setdefault(name, {})[str(s)] = r
+                        log("  ->", fmt_rate(r.get("rate")), "msg/s,", "%.2f CPU s/1000" % r.get("cpu_per_1000", 0),
+                            "peak RSS %s MB" % fmt_mb(r.get("peak_rss")), r.get("error", ""))
+                if "relay" in only:
+                    for s in relay_sessions:
+                        log("%s relay, %d sessions, %d messages" % (name, s, count_for(s)))
+                        r = scenario_relay(srv, sink, s, count_for(s))
+                        results["relay"].setdefault(name, {})[str(s)] = r
+                        log("  ->", fmt_rate(r.get("rate")), "msg/s end to end", r.get("error", ""))
+                if "idle" in only:
+                    log("%s idle sessions: %d" % (name, idle_n))
+                    r = scenario_idle(srv, idle_n)
+                    results["idle"][name + " (as configured)"] = r
+                    log("  -> %d answered EHLO, RSS %s MB" % (r["ehlo_ok"], fmt_mb(r["rss"])))
+                if "tls" in only:
+                    results["tls"][name] = scenario_tls(srv)
+                if "dkim" in only:
+                    results["dkim"][name] = scenario_dkim(srv)
+            finally:
+                srv.stop()
+                sink.stop()
+            if name == "postfix" and "idle" in only:
+                # Fair to Postfix: the same test with smtpd's process limit
+                # raised above the session count.
+                sink = Sink("idle-postfix").start()
+                big = Postfix(OUT / "postfix-big", sink.port, smtpd_process_limit=idle_n + 100)
+                try:
+                    big.start()
+                    log("postfix (smtpd process_limit %d) idle sessions: %d" % (idle_n + 100, idle_n))
+                    r = scenario_idle(big, idle_n)
+                    results["idle"]["postfix (smtpd process_limit %d)" % (idle_n + 100)] = r
+                    log("  -> %d answered EHLO, RSS %s MB, %d processes" % (r["ehlo_ok"], fmt_mb(r["rss"]), r["procs"]))
+                except Exception as e:
+                    results["errors"].append("postfix with a raised process limit: %s" % e)
+                finally:
+                    big.stop()
+                    sink.stop()
+    finally:
+        cleanup()
+        md = render(results, meta)
+        (OUT / "results.md").write_text(md + "\n")
+        (OUT / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print()
+        print(md)
+
+
+if __name__ == "__main__":
+    main()
