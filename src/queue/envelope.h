@@ -73,5 +73,12 @@ struct envelope_rcpt *envelope_add_rcpt(struct envelope *e, const char *address)
 void envelope_encode(const struct envelope *e, struct buf *out);
 /* NULL with err when the text is malformed (the spool quarantines such files). */
 struct envelope *envelope_decode(const char *text, size_t len, struct buf *err);
+/*
+ * Appended records (added for the spool): the result of recipient i as it
+ * stands in e, and the message's retry schedule (next_try, attempts). The
+ * decoder replays them in order, so the last record wins.
+ */
+void envelope_encode_result(const struct envelope *e, size_t i, struct buf *out);
+void envelope_encode_schedule(const struct envelope *e, struct buf *out);
 
 #endif

@@ -18,6 +18,7 @@
 #define HONGYAN_QUEUE_SPOOL_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "lib/buf.h"
 #include "queue/envelope.h"
@@ -52,5 +53,61 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg);
 int spool_msg_commit_sync(struct spool_msg *m, struct buf *err);
 /* Drops a message being received, removing its files. */
 void spool_msg_abort(struct spool_msg *m);
+
+/*
+ * Added for the queue manager, the CLI and tests (compatible additions).
+ *
+ * On disk a message is two files in the same directory: DIR/QUEUEID, the
+ * envelope (envelope.h text records, results appended), and
+ * DIR/QUEUEID.data, the message itself. The envelope is renamed into
+ * active/ last, so its presence there marks a complete message.
+ */
+enum spool_where {
+    SPOOL_ACTIVE,
+    SPOOL_HOLD,
+};
+
+const char *spool_dir(const struct spool *s);
+/* public/flush: the FIFO sendmail and `hongyan queue` write to wake the server. */
+const char *spool_fifo_path(const struct spool *s);
+const char *spool_maildrop_dir(const struct spool *s);
+/* Gives the layout to the mail_owner (called by root before dropping privileges). */
+int spool_chown(struct spool *s, uid_t uid, gid_t gid);
+/* Completed sync rounds of the group commit (tests, statistics). */
+unsigned long spool_sync_rounds(const struct spool *s);
+
+/* A new queue id: time, microseconds and randomness in base 32, 15 chars, roughly sortable. */
+void spool_new_id(char id[QUEUE_ID_MAX]);
+int spool_valid_id(const char *id);
+
+/*
+ * Reads the envelope of a queued message from active/ or hold/ (where says
+ * which; may be NULL). NULL with errno ENOENT when the message is gone, or
+ * with errno EINVAL and err when malformed. Caller frees with envelope_free.
+ */
+struct envelope *spool_read_envelope(struct spool *s, const char *id, enum spool_where *where,
+                                     struct buf *err);
+/* The data file's path (out is replaced). */
+void spool_data_path(const struct spool *s, const char *id, enum spool_where where,
+                     struct buf *out);
+/*
+ * Appends records (whole lines) to an active message's envelope durably
+ * (write + fdatasync); on failure the file is cut back to its old length.
+ * 0 or -1 with errno (ENOENT: the message was deleted or held meanwhile).
+ */
+int spool_append(struct spool *s, const char *id, const char *records, size_t len);
+/* Operator actions by rename; 0 or -1 with errno (ENOENT: no such message there). */
+int spool_hold(struct spool *s, const char *id);
+int spool_release(struct spool *s, const char *id);
+int spool_delete(struct spool *s, const char *id);
+/* Queue ids in active/ or hold/, sorted; strlist_free(). */
+char **spool_list(struct spool *s, enum spool_where where, size_t *count);
+/*
+ * Start-up recovery: removes what is in incoming/ (never acknowledged),
+ * rejoins pairs split by a crash between renames, cuts a torn last line off
+ * envelopes, and moves what cannot be parsed to corrupt/ (logged, never
+ * deleted). Returns the number of files quarantined.
+ */
+int spool_recover(struct spool *s);
 
 #endif

@@ -1,0 +1,270 @@
+/*
+ * `hongyan queue` and `mailq`: list, show, flush, delete, hold and release
+ * queued mail. Changes are renames and unlinks in the spool that the queue
+ * manager tolerates (it re-reads each envelope before every delivery and
+ * forgets a message that left active/); flush and release write to the
+ * flush FIFO so a running server acts at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "config/config.h"
+#include "lib/buf.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+#include "queue/envelope.h"
+#include "queue/spool.h"
+
+#define QUEUE_SHOW_MAX (256 * 1024 * 1024)
+
+static struct spool *queue_open(void)
+{
+    struct buf err = BUF_INIT;
+    struct spool *s = spool_open(config_get(cli_config(), "queue_directory"), &err);
+    if (s == NULL)
+        fprintf(stderr, "hongyan queue: %s\n", buf_cstr(&err));
+    buf_free(&err);
+    return s;
+}
+
+/* 0 when a server read it, -1 when none is running (ENXIO) or the FIFO is missing. */
+static int queue_poke(struct spool *s, const char *what)
+{
+    int fd = open(spool_fifo_path(s), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = write_all(fd, what, strlen(what));
+    close(fd);
+    return rc;
+}
+
+static void queue_time(time_t t, char *out, size_t n)
+{
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(out, n, "%a %b %e %H:%M:%S", &tm);
+}
+
+static int queue_list(struct spool *s)
+{
+    size_t total = 0, count = 0;
+    int header = 0;
+    time_t now = time(NULL);
+    for (int w = 0; w < 2; w++) {
+        size_t n;
+        char **ids = spool_list(s, w ? SPOOL_HOLD : SPOOL_ACTIVE, &n);
+        for (size_t i = 0; i < n; i++) {
+            struct buf err = BUF_INIT, path = BUF_INIT;
+            enum spool_where where;
+            struct envelope *e = spool_read_envelope(s, ids[i], &where, &err);
+            if (e == NULL) {
+                buf_free(&err);
+                continue;
+            }
+            if (!header) {
+                printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+                header = 1;
+            }
+            spool_data_path(s, ids[i], where, &path);
+            struct stat st;
+            long long size = stat(buf_cstr(&path), &st) == 0 ? (long long)st.st_size : 0;
+            char when[64];
+            queue_time(e->arrival, when, sizeof when);
+            char idm[QUEUE_ID_MAX + 2];
+            snprintf(idm, sizeof idm, "%s%s", e->queue_id, where == SPOOL_HOLD ? "!" : "");
+            printf("%-16s %8lld %-20s  %s\n", idm, size, when,
+                   e->sender[0] ? e->sender : "MAILER-DAEMON");
+            if (where != SPOOL_HOLD && e->next_try > now) {
+                char nt[64];
+                queue_time(e->next_try, nt, sizeof nt);
+                printf("%48s(next try: %s)\n", "", nt);
+            }
+            for (size_t k = 0; k < e->nrcpts; k++) {
+                const struct envelope_rcpt *r = &e->rcpts[k];
+                if (r->state != RCPT_PENDING)
+                    continue;
+                if (r->last_error)
+                    printf("%48s(%s)\n", "", r->last_error);
+                printf("%48s%s\n", "", r->address);
+            }
+            printf("\n");
+            total += (size_t)size;
+            count++;
+            envelope_free(e);
+            buf_free(&err);
+            buf_free(&path);
+        }
+        strlist_free(ids);
+    }
+    if (count == 0)
+        printf("Mail queue is empty\n");
+    else
+        printf("-- %zu Kbytes in %zu Request%s.\n", (total + 1023) / 1024, count,
+               count == 1 ? "" : "s");
+    return 0;
+}
+
+static const char *queue_state(enum rcpt_state st)
+{
+    switch (st) {
+    case RCPT_DELIVERED:
+        return "delivered";
+    case RCPT_BOUNCED:
+        return "bounced";
+    case RCPT_DELETED:
+        return "deleted";
+    case RCPT_PENDING:
+        break;
+    }
+    return "pending";
+}
+
+static int queue_show(struct spool *s, const char *id)
+{
+    struct buf err = BUF_INIT, path = BUF_INIT, data = BUF_INIT;
+    enum spool_where where;
+    struct envelope *e = spool_read_envelope(s, id, &where, &err);
+    if (e == NULL) {
+        fprintf(stderr, "hongyan queue: %s: %s\n", id,
+                errno == ENOENT ? "no such message" : buf_cstr(&err));
+        buf_free(&err);
+        return 1;
+    }
+    char when[64];
+    queue_time(e->arrival, when, sizeof when);
+    printf("*** ENVELOPE RECORDS %s ***\n", id);
+    printf("queue: %s\narrival: %s\nsender: %s\n", where == SPOOL_HOLD ? "hold" : "active", when,
+           e->sender);
+    if (e->envid)
+        printf("envid: %s\n", e->envid);
+    for (size_t k = 0; k < e->nrcpts; k++) {
+        const struct envelope_rcpt *r = &e->rcpts[k];
+        printf("recipient: %s (%s", r->address, queue_state(r->state));
+        if (r->dsn_status)
+            printf(", dsn=%s", r->dsn_status);
+        if (r->last_error)
+            printf(", %s", r->last_error);
+        printf(")\n");
+        if (r->orcpt)
+            printf("original_recipient: %s\n", r->orcpt);
+    }
+    printf("*** MESSAGE CONTENTS %s ***\n", id);
+    spool_data_path(s, id, where, &path);
+    int rc = 0;
+    if (read_file(buf_cstr(&path), &data, QUEUE_SHOW_MAX) < 0) {
+        fprintf(stderr, "hongyan queue: %s: %s\n", buf_cstr(&path), strerror(errno));
+        rc = 1;
+    } else {
+        /* Shown with the terminal's line ends, as postcat does. */
+        for (size_t i = 0; i < data.len; i++)
+            if (!(data.data[i] == '\r' && i + 1 < data.len && data.data[i + 1] == '\n'))
+                putchar(data.data[i]);
+    }
+    printf("*** END OF MESSAGE %s ***\n", id);
+    envelope_free(e);
+    buf_free(&err);
+    buf_free(&path);
+    buf_free(&data);
+    return rc;
+}
+
+static int queue_delete(struct spool *s, const char *id)
+{
+    int n = 0, missing = 0;
+    if (strcmp(id, "ALL") == 0) {
+        for (int w = 0; w < 2; w++) {
+            size_t c;
+            char **ids = spool_list(s, w ? SPOOL_HOLD : SPOOL_ACTIVE, &c);
+            for (size_t i = 0; i < c; i++)
+                if (spool_delete(s, ids[i]) == 0) {
+                    printf("%s: removed\n", ids[i]);
+                    n++;
+                }
+            strlist_free(ids);
+        }
+    } else if (spool_delete(s, id) == 0) {
+        printf("%s: removed\n", id);
+        n = 1;
+    } else {
+        fprintf(stderr, "hongyan queue: %s: no such message\n", id);
+        missing = 1;
+    }
+    printf("Deleted: %d message%s\n", n, n == 1 ? "" : "s");
+    queue_poke(s, "W");
+    return missing;
+}
+
+static int queue_move(struct spool *s, const char *id, int hold)
+{
+    if ((hold ? spool_hold(s, id) : spool_release(s, id)) < 0) {
+        fprintf(stderr, "hongyan queue: %s: %s\n", id,
+                errno == ENOENT ? (hold ? "no such message in the active queue"
+                                        : "no such message on hold")
+                                : strerror(errno));
+        return 1;
+    }
+    printf("%s: %s\n", id, hold ? "placed on hold" : "released from hold");
+    if (!hold)
+        queue_poke(s, "W");
+    return 0;
+}
+
+static const char *queue_usage = "queue [list] | flush | show ID | delete ID|ALL | hold ID | release ID";
+
+int cli_queue_main(int argc, char **argv)
+{
+    int i = 1;
+    while (i < argc && strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+        cli_config_path = argv[i + 1];
+        i += 2;
+    }
+    const char *cmd = i < argc ? argv[i] : "list";
+    const char *arg = i + 1 < argc ? argv[i + 1] : NULL;
+    int needs_arg = strcmp(cmd, "show") == 0 || strcmp(cmd, "delete") == 0 ||
+                    strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0;
+    if ((needs_arg && arg == NULL) || (!needs_arg && arg != NULL))
+        return cli_usage(queue_usage);
+    struct spool *s = queue_open();
+    if (s == NULL)
+        return EX_TEMPFAIL;
+    int rc;
+    if (strcmp(cmd, "list") == 0) {
+        rc = queue_list(s);
+    } else if (strcmp(cmd, "flush") == 0) {
+        if (queue_poke(s, "F") < 0) {
+            fprintf(stderr, "hongyan queue: the server is not running; "
+                            "queued mail will be delivered when it starts\n");
+            rc = EX_UNAVAILABLE;
+        } else {
+            printf("flush requested\n");
+            rc = 0;
+        }
+    } else if (strcmp(cmd, "show") == 0) {
+        rc = queue_show(s, arg);
+    } else if (strcmp(cmd, "delete") == 0) {
+        rc = queue_delete(s, arg);
+    } else if (strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0) {
+        rc = queue_move(s, arg, strcmp(cmd, "hold") == 0);
+    } else {
+        rc = cli_usage(queue_usage);
+    }
+    spool_free(s);
+    return rc;
+}
+
+int cli_mailq_main(int argc, char **argv)
+{
+    struct spool *s = queue_open();
+    if (s == NULL)
+        return EX_TEMPFAIL;
+    int rc = queue_list(s);
+    spool_free(s);
+    return rc;
+}

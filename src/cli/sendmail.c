@@ -1,0 +1,346 @@
+/*
+ * `hongyan sendmail` / `sendmail`: the Postfix-compatible local submission
+ * command. Reads a message on stdin, completes its headers (RFC 6409 8),
+ * and writes it with its envelope durably into maildrop/, which works
+ * whether or not the server runs; then wakes a running server via the
+ * flush FIFO. Exit 75 (EX_TEMPFAIL) only when the message could not be queued.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "config/config.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+#include "queue/envelope.h"
+#include "queue/msghdr.h"
+#include "queue/pickup.h"
+#include "queue/spool.h"
+
+#define SENDMAIL_LINE_MAX 65536
+
+/* addr with "@myorigin" when it has no domain; caller frees. */
+static char *sendmail_qualify(const char *addr, const char *origin)
+{
+    if (addr[0] == '\0' || strchr(addr, '@'))
+        return xstrdup(addr);
+    return xasprintf("%s@%s", addr, origin);
+}
+
+/*
+ * Extracts the addresses of an address-list header value (RFC 5322 3.4):
+ * the part in <> when there is one, else the bare token; comments and
+ * display names dropped, group syntax "name: a, b;" understood.
+ */
+static void sendmail_addresses(const char *v, char ***list, size_t *n)
+{
+    struct buf cur = BUF_INIT, angle = BUF_INIT;
+    int in_q = 0, in_angle = 0, comment = 0, had_angle = 0;
+    for (const char *p = v;; p++) {
+        char c = *p;
+        if (c == '\0' || (!in_q && !in_angle && !comment && (c == ',' || c == ';'))) {
+            const char *a = had_angle ? buf_cstr(&angle) : str_trim(cur.data ? cur.data : (char[]){0});
+            if (a[0]) {
+                *list = xrealloc(*list, (*n + 2) * sizeof **list);
+                (*list)[(*n)++] = xstrdup(a);
+                (*list)[*n] = NULL;
+            }
+            buf_reset(&cur);
+            buf_reset(&angle);
+            had_angle = 0;
+            if (c == '\0')
+                break;
+            continue;
+        }
+        if (comment) {
+            if (c == '(')
+                comment++;
+            else if (c == ')')
+                comment--;
+            continue;
+        }
+        if (in_q) {
+            if (c == '\\' && p[1]) {
+                buf_putc(in_angle ? &angle : &cur, c);
+                c = *++p;
+            } else if (c == '"') {
+                in_q = 0;
+            }
+            buf_putc(in_angle ? &angle : &cur, c);
+            continue;
+        }
+        if (c == '"') {
+            in_q = 1;
+            buf_putc(in_angle ? &angle : &cur, c);
+        } else if (c == '(' && !in_angle) {
+            comment = 1;
+        } else if (c == '<') {
+            in_angle = 1;
+            had_angle = 1;
+            buf_reset(&angle);
+        } else if (c == '>' && in_angle) {
+            in_angle = 0;
+        } else if (c == ':' && !in_angle) {
+            buf_reset(&cur); /* group name */
+        } else if (in_angle) {
+            buf_putc(&angle, c);
+        } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            buf_putc(&cur, c);
+        }
+    }
+    buf_free(&cur);
+    buf_free(&angle);
+}
+
+/*
+ * -t: collects To/Cc/Bcc addresses from the header block and rewrites the
+ * block without Bcc (RFC 5322 3.6.3: blind copies are not shown).
+ */
+static void sendmail_extract(struct buf *msg, char ***rcpts, size_t *n)
+{
+    size_t hl = msghdr_block_len(msg->data, msg->len);
+    struct buf out = BUF_INIT, field = BUF_INIT;
+    size_t i = 0;
+    while (i < hl) {
+        size_t start = i;
+        /* One field: its first line plus continuation lines. */
+        do {
+            const char *eol = memchr(msg->data + i, '\n', hl - i);
+            i = eol ? (size_t)(eol - msg->data) + 1 : hl;
+        } while (i < hl && (msg->data[i] == ' ' || msg->data[i] == '\t'));
+        buf_reset(&field);
+        buf_append(&field, msg->data + start, i - start);
+        const char *f = buf_cstr(&field);
+        int is_bcc = str_prefix_ci(f, "bcc:");
+        if (str_prefix_ci(f, "to:") || str_prefix_ci(f, "cc:") || is_bcc)
+            sendmail_addresses(strchr(f, ':') + 1, rcpts, n);
+        if (!is_bcc)
+            buf_append(&out, field.data, field.len);
+    }
+    buf_append(&out, msg->data + hl, msg->len - hl);
+    buf_free(msg);
+    *msg = out;
+    buf_free(&field);
+}
+
+/* Whether the first line is a header field ("Name:" with printable name characters) or blank. */
+static int sendmail_starts_with_header(const char *m, size_t len)
+{
+    if (len >= 2 && m[0] == '\r' && m[1] == '\n')
+        return 1;
+    size_t i = 0;
+    while (i < len && m[i] > 32 && m[i] < 127 && m[i] != ':')
+        i++;
+    return i > 0 && i < len && m[i] == ':';
+}
+
+/* Reads stdin into out with CRLF line ends; -1 when over limit. */
+static int sendmail_read(struct buf *out, int dot_ends, long long limit)
+{
+    char *line = xmalloc(SENDMAIL_LINE_MAX + 2);
+    int rc = 0;
+    while (fgets(line, SENDMAIL_LINE_MAX, stdin)) {
+        size_t l = strlen(line);
+        int had_nl = l > 0 && line[l - 1] == '\n';
+        if (had_nl)
+            l--;
+        if (had_nl && l > 0 && line[l - 1] == '\r')
+            l--;
+        if (dot_ends && had_nl && l == 1 && line[0] == '.')
+            break;
+        buf_append(out, line, l);
+        if (had_nl)
+            buf_puts(out, "\r\n");
+        if (limit > 0 && (long long)out->len > limit) {
+            rc = -1;
+            break;
+        }
+    }
+    if (out->len > 0 && out->data[out->len - 1] != '\n')
+        buf_puts(out, "\r\n");
+    free(line);
+    return rc;
+}
+
+/* Writes a file into maildrop/ as write_file_atomic does, readable by the server. */
+static int sendmail_drop(const char *dir, const struct buf *data, struct buf *err)
+{
+    char id[QUEUE_ID_MAX];
+    spool_new_id(id);
+    char *tmp = xasprintf("%s/.tmp.%ld.%s", dir, (long)getpid(), id);
+    char *fin = xasprintf("%s/%s", dir, id);
+    int rc = -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        buf_printf(err, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    /* The umask must not hide the file from mail_owner (maildrop is 1733: not listable). */
+    if (fchmod(fd, 0644) < 0 || write_all(fd, data->data, data->len) < 0 || fsync(fd) < 0) {
+        buf_printf(err, "%s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    if (close(fd) < 0 || rename(tmp, fin) < 0) {
+        buf_printf(err, "%s: %s", fin, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    if (fsync_dir(dir) < 0) {
+        buf_printf(err, "%s: %s", dir, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    free(tmp);
+    free(fin);
+    return rc;
+}
+
+/* Wakes a running server; quietly does nothing when none reads the FIFO. */
+static int sendmail_poke(const char *queue_dir, const char *what)
+{
+    char *fifo = xasprintf("%s/public/flush", queue_dir);
+    int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    free(fifo);
+    if (fd < 0)
+        return -1;
+    int rc = write_all(fd, what, strlen(what));
+    close(fd);
+    return rc;
+}
+
+int cli_sendmail_main(int argc, char **argv)
+{
+    int extract = 0, dot_ends = 1;
+    const char *sender_opt = NULL, *full_name = NULL;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(a, "-t") == 0) {
+            extract = 1;
+        } else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0) {
+            dot_ends = 0;
+        } else if (a[1] == 'f' || a[1] == 'r' || a[1] == 'F' || a[1] == 'B' || a[1] == 'N' ||
+                   a[1] == 'R' || a[1] == 'V' || a[1] == 'X' || a[1] == 'C') {
+            const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+            if (v == NULL)
+                return cli_usage("sendmail [-t] [-i] [-f SENDER] [-F NAME] [RCPT...]");
+            if (a[1] == 'f' || a[1] == 'r')
+                sender_opt = v;
+            else if (a[1] == 'F')
+                full_name = v;
+            else if (a[1] == 'C')
+                cli_config_path = v;
+            /* -B -N -R -V -X: accepted and ignored, as Postfix ignores most of them. */
+        } else if (a[1] == 'o' || strcmp(a, "-v") == 0 || strcmp(a, "-bm") == 0 ||
+                   strcmp(a, "-U") == 0 || strcmp(a, "-em") == 0 || strcmp(a, "-ep") == 0 ||
+                   strcmp(a, "-eq") == 0 || a[1] == 'L' || a[1] == 'h') {
+            /* Harmless sendmail options: ignored. */
+        } else {
+            fprintf(stderr, "sendmail: unsupported option %s\n", a);
+            return EX_USAGE;
+        }
+    }
+    struct config *cfg = cli_config();
+    log_set_service("sendmail");
+    const char *origin = config_get(cfg, "myorigin");
+    const char *qdir = config_get(cfg, "queue_directory");
+
+    struct envelope *e = envelope_new();
+    e->arrival = time(NULL);
+    free(e->sender);
+    if (sender_opt) {
+        const char *s = sender_opt;
+        if (strcmp(s, "<>") == 0)
+            s = "";
+        e->sender = sendmail_qualify(s, origin);
+    } else {
+        struct passwd *pw = getpwuid(getuid());
+        e->sender = xasprintf("%s@%s", pw ? pw->pw_name : "nobody", origin);
+    }
+
+    struct buf msg = BUF_INIT;
+    if (sendmail_read(&msg, dot_ends, config_get_int(cfg, "message_size_limit")) < 0) {
+        fprintf(stderr, "sendmail: message is larger than message_size_limit\n");
+        buf_free(&msg);
+        envelope_free(e);
+        return EX_DATAERR;
+    }
+    char **rcpts = xcalloc(1, sizeof *rcpts);
+    size_t nr = 0;
+    for (; i < argc; i++)
+        sendmail_addresses(argv[i], &rcpts, &nr);
+    if (extract)
+        sendmail_extract(&msg, &rcpts, &nr);
+    for (size_t k = 0; k < nr; k++) {
+        char *q = sendmail_qualify(rcpts[k], origin);
+        envelope_add_rcpt(e, q);
+        free(q);
+    }
+    strlist_free(rcpts);
+    if (e->nrcpts == 0) {
+        fprintf(stderr, "sendmail: no recipients specified\n");
+        buf_free(&msg);
+        envelope_free(e);
+        return EX_USAGE;
+    }
+
+    /* RFC 6409 8.1-8.3: complete From, Date and Message-ID when missing. */
+    struct buf full = BUF_INIT, add = BUF_INIT;
+    if (!msghdr_has(msg.data ? msg.data : "", msg.len, "From")) {
+        if (full_name)
+            buf_printf(&add, "From: %s <%s>\r\n", full_name, e->sender);
+        else
+            buf_printf(&add, "From: %s\r\n", e->sender[0] ? e->sender : "MAILER-DAEMON");
+    }
+    if (!msghdr_has(msg.data ? msg.data : "", msg.len, "Date"))
+        msghdr_add_date(&add, e->arrival);
+    if (!msghdr_has(msg.data ? msg.data : "", msg.len, "Message-ID")) {
+        char id[QUEUE_ID_MAX];
+        spool_new_id(id);
+        msghdr_add_message_id(&add, id, config_get(cfg, "myhostname"));
+    }
+    /* A message that starts with its body gets a blank line after the added headers. */
+    if (msg.len > 0 && !sendmail_starts_with_header(msg.data, msg.len))
+        buf_puts(&add, "\r\n");
+    buf_append(&add, msg.data ? msg.data : "", msg.len);
+    pickup_encode(e, add.data, add.len, &full);
+
+    char *maildrop = xasprintf("%s/maildrop", qdir);
+    struct stat st;
+    if (stat(maildrop, &st) < 0) {
+        struct buf err = BUF_INIT;
+        struct spool *s = spool_open(qdir, &err);
+        if (s == NULL)
+            fprintf(stderr, "sendmail: %s\n", buf_cstr(&err));
+        spool_free(s);
+        buf_free(&err);
+    }
+    struct buf err = BUF_INIT;
+    int rc = sendmail_drop(maildrop, &full, &err);
+    if (rc < 0)
+        fprintf(stderr, "sendmail: cannot queue the message: %s\n", buf_cstr(&err));
+    else
+        sendmail_poke(qdir, "W");
+    buf_free(&err);
+    free(maildrop);
+    buf_free(&full);
+    buf_free(&add);
+    buf_free(&msg);
+    envelope_free(e);
+    return rc < 0 ? EX_TEMPFAIL : 0;
+}

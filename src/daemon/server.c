@@ -1,0 +1,142 @@
+/*
+ * Server generations (what SIGHUP rebuilds) and the per-client-address
+ * session counts the listener consults before starting a session.
+ */
+#include "daemon/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+#include "maps/resolve.h"
+
+struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err)
+{
+    struct server_gen *gen = xcalloc(1, sizeof *gen);
+    gen->refs = 1;
+    gen->cfg = cfg ? cfg : config_load(config_path, err);
+    if (gen->cfg == NULL)
+        goto fail;
+    gen->resolver = resolver_new(gen->cfg, err);
+    if (gen->resolver == NULL)
+        goto fail;
+    return gen;
+fail:
+    server_gen_unref(gen);
+    return NULL;
+}
+
+struct server_gen *server_gen_ref(struct server *srv)
+{
+    srv->gen->refs++;
+    return srv->gen;
+}
+
+void server_gen_unref(struct server_gen *gen)
+{
+    if (gen == NULL || --gen->refs > 0)
+        return;
+    resolver_free(gen->resolver);
+    config_free(gen->cfg);
+    free(gen);
+}
+
+void server_addr_text(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        /* A v4 client on a dual-stack socket is logged and counted as v4. */
+        if (IN6_IS_ADDR_V4MAPPED(a6))
+            inet_ntop(AF_INET, &a6->s6_addr[12], out, (socklen_t)outlen);
+        else
+            inet_ntop(AF_INET6, a6, out, (socklen_t)outlen);
+    } else {
+        str_copy(out, outlen, "unknown");
+    }
+}
+
+/*
+ * Sessions per client address: a small chained hash table. Entries are
+ * removed when their count drops to zero, so its size follows the number
+ * of distinct clients connected now.
+ */
+#define CLIENT_BUCKETS 1024
+
+struct client_entry {
+    char addr[64];
+    int count;
+    struct client_entry *next;
+};
+
+struct client_table {
+    struct client_entry *buckets[CLIENT_BUCKETS];
+};
+
+static unsigned client_hash(const char *s)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % CLIENT_BUCKETS;
+}
+
+struct client_table *client_table_new(void)
+{
+    return xcalloc(1, sizeof(struct client_table));
+}
+
+void client_table_free(struct client_table *t)
+{
+    if (t == NULL)
+        return;
+    for (int i = 0; i < CLIENT_BUCKETS; i++) {
+        struct client_entry *e = t->buckets[i];
+        while (e) {
+            struct client_entry *next = e->next;
+            free(e);
+            e = next;
+        }
+    }
+    free(t);
+}
+
+int client_table_add(struct client_table *t, const char *addr, int delta)
+{
+    unsigned h = client_hash(addr);
+    struct client_entry **pp = &t->buckets[h];
+    for (; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->addr, addr) == 0)
+            break;
+    }
+    if (*pp == NULL) {
+        if (delta <= 0)
+            return 0;
+        *pp = xcalloc(1, sizeof **pp);
+        str_copy((*pp)->addr, sizeof (*pp)->addr, addr);
+    }
+    struct client_entry *e = *pp;
+    e->count += delta;
+    int count = e->count;
+    if (count <= 0) {
+        *pp = e->next;
+        free(e);
+        count = 0;
+    }
+    return count;
+}
+
+void server_session_ended(struct server *srv, const struct sockaddr *peer, socklen_t peer_len)
+{
+    (void)peer_len;
+    char addr[64];
+    server_addr_text(peer, addr, sizeof addr);
+    client_table_add(srv->clients, addr, -1);
+    srv->sessions--;
+}

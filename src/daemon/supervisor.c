@@ -1,0 +1,246 @@
+/*
+ * The supervisor: started as root it prepares directories, binds the
+ * listening sockets, and runs the worker as mail_owner; it restarts a worker
+ * that dies and passes SIGHUP/SIGTERM on. It parses no network input, so the
+ * part of hongyan that keeps root privileges stays small.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "daemon/daemon.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+
+/* Seconds to wait for the worker to finish after passing SIGTERM on. */
+#define SUPERVISOR_STOP_SECONDS 40
+
+static volatile sig_atomic_t supervisor_got_term;
+static volatile sig_atomic_t supervisor_got_hup;
+
+static void supervisor_on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        supervisor_got_hup = 1;
+    else
+        supervisor_got_term = 1;
+}
+
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int supervisor_chown_entry(const char *path, const struct stat *st, int type,
+                                  struct FTW *ftw)
+{
+    (void)ftw;
+    if (type == FTW_SL)
+        return 0;
+    if (st->st_uid != chown_uid || st->st_gid != chown_gid)
+        if (lchown(path, chown_uid, chown_gid) < 0)
+            log_warning("cannot chown %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/*
+ * Creates a directory the worker needs and hands it to mail_owner. The
+ * queue is handed over whole: sendmail run as root may have left files.
+ */
+static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode,
+                                  const struct passwd *pw, int recursive)
+{
+    if (path[0] == '\0')
+        return 0;
+    if (mkdir_p(path, mode) < 0) {
+        log_error("%s: cannot create %s: %s", key, path, strerror(errno));
+        return -1;
+    }
+    if (pw == NULL)
+        return 0;
+    chown_uid = pw->pw_uid;
+    chown_gid = pw->pw_gid;
+    if (recursive)
+        return nftw(path, supervisor_chown_entry, 16, FTW_PHYS) == 0 ? 0 : -1;
+    if (chown(path, pw->pw_uid, pw->pw_gid) < 0) {
+        log_error("%s: cannot chown %s: %s", key, path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int supervisor_drop_privileges(const struct passwd *pw)
+{
+    if (pw == NULL)
+        return 0;
+    if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+        log_error("cannot become %s: %s", pw->pw_name, strerror(errno));
+        return -1;
+    }
+    /* Make sure root cannot be regained, whatever the kernel's setuid semantics. */
+    if (setuid(0) == 0) {
+        log_error("privilege drop to %s did not stick", pw->pw_name);
+        return -1;
+    }
+    return 0;
+}
+
+static pid_t supervisor_spawn(const char *config_path, struct config *cfg,
+                              const struct passwd *pw, struct listen_sock *socks, int nsocks)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    struct sigaction sa = {.sa_handler = SIG_DFL};
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (supervisor_drop_privileges(pw) < 0)
+        _exit(EX_NOPERM);
+    _exit(daemon_worker_run(config_path, cfg, socks, nsocks));
+}
+
+static int supervisor_wait(pid_t pid, int seconds)
+{
+    for (int i = 0; i < seconds * 20; i++) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD))
+            return 0;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+int daemon_supervise(const char *config_path, struct config *cfg)
+{
+    log_set_service("master");
+    log_set_hostname(config_get(cfg, "myhostname"));
+    struct buf err = BUF_INIT;
+    if (log_open_file(config_get(cfg, "maillog_file"), &err) < 0) {
+        fprintf(stderr, "hongyan: maillog_file: %s\n", buf_cstr(&err));
+        buf_free(&err);
+        return EX_CANTCREAT;
+    }
+
+    const struct passwd *pw = NULL;
+    if (geteuid() == 0) {
+        const char *owner = config_get(cfg, "mail_owner");
+        pw = getpwnam(owner);
+        if (pw == NULL) {
+            log_error("mail_owner: user '%s' does not exist; create it with: "
+                      "useradd --system --home-dir /var/lib/hongyan --shell /usr/sbin/nologin %s",
+                      owner, owner);
+            return EX_NOUSER;
+        }
+        if (pw->pw_uid == 0) {
+            log_error("mail_owner: '%s' must not be root", owner);
+            return EX_CONFIG;
+        }
+    }
+    const char *data = config_get(cfg, "data_directory");
+    char *tls_dir = xasprintf("%s/tls", data);
+    int rc = supervisor_prepare_dir("data_directory", data, 0755, pw, 0);
+    if (rc == 0)
+        rc = supervisor_prepare_dir("queue_directory", config_get(cfg, "queue_directory"), 0755,
+                                    pw, 1);
+    if (rc == 0)
+        rc = supervisor_prepare_dir("virtual_mailbox_base",
+                                    config_get(cfg, "virtual_mailbox_base"), 0700, pw, 0);
+    if (rc == 0)
+        rc = supervisor_prepare_dir("data_directory", tls_dir, 0700, pw, 0);
+    if (rc == 0)
+        rc = supervisor_prepare_dir("dkim_key_directory", config_get(cfg, "dkim_key_directory"),
+                                    0700, pw, 1);
+    free(tls_dir);
+    if (rc < 0)
+        return EX_CANTCREAT;
+
+    struct listen_sock *socks = NULL;
+    int nsocks = daemon_listeners_bind(cfg, &socks, &err);
+    if (nsocks < 0) {
+        log_error("%s", buf_cstr(&err));
+        buf_free(&err);
+        return EX_UNAVAILABLE;
+    }
+    if (nsocks == 0) {
+        log_error("no listening address: set smtpd_listen or submission_listen");
+        return EX_CONFIG;
+    }
+    for (int i = 0; i < nsocks; i++)
+        log_info("listening on %s", socks[i].addr);
+
+    struct sigaction sa = {.sa_handler = supervisor_on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int quick_deaths = 0;
+    while (!supervisor_got_term) {
+        time_t started = time(NULL);
+        pid_t pid = supervisor_spawn(config_path, cfg, pw, socks, nsocks);
+        if (pid < 0) {
+            log_error("fork: %s", strerror(errno));
+            break;
+        }
+        log_info("worker started, pid %ld%s%s", (long)pid, pw ? ", user " : "",
+                 pw ? pw->pw_name : "");
+        int status = 0;
+        for (;;) {
+            pid_t r = waitpid(pid, &status, 0);
+            if (r == pid)
+                break;
+            if (r < 0 && errno != EINTR)
+                break;
+            if (supervisor_got_hup) {
+                supervisor_got_hup = 0;
+                kill(pid, SIGHUP);
+            }
+            if (supervisor_got_term) {
+                kill(pid, SIGTERM);
+                if (supervisor_wait(pid, SUPERVISOR_STOP_SECONDS) < 0) {
+                    log_warning("worker did not stop in %ds; killing it",
+                                SUPERVISOR_STOP_SECONDS);
+                    kill(pid, SIGKILL);
+                    waitpid(pid, &status, 0);
+                }
+                break;
+            }
+        }
+        if (supervisor_got_term)
+            break;
+        if (WIFSIGNALED(status))
+            log_warning("worker pid %ld killed by signal %d; restarting", (long)pid,
+                        WTERMSIG(status));
+        else
+            log_warning("worker pid %ld exited with status %d; restarting", (long)pid,
+                        WEXITSTATUS(status));
+        /* A worker that cannot start (bad tables, no disk) must not spin. */
+        quick_deaths = time(NULL) - started < 5 ? quick_deaths + 1 : 0;
+        int delay = quick_deaths > 5 ? 10 : quick_deaths;
+        for (int i = 0; i < delay * 10 && !supervisor_got_term; i++) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    daemon_listeners_free(socks, nsocks);
+    log_info("stopped");
+    buf_free(&err);
+    return 0;
+}

@@ -1,0 +1,183 @@
+/*
+ * Maildir delivery (see maildir.h). The message keeps the CRLF line ends it
+ * was received with: Dovecot and other Maildir readers accept both, and
+ * the bytes stay exactly those the sender's DKIM signature covers.
+ */
+#include "deliver/maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "lib/util.h"
+#include "lib/xalloc.h"
+
+#define MAILDIR_COPY_BUF 65536
+
+static atomic_uint maildir_seq;
+
+/* Disk full, quota, I/O: try again later. Anything about the path itself: give up. */
+static enum delivery_status maildir_classify(int e, char dsn[16], struct buf *reason,
+                                             const char *what, const char *path)
+{
+    buf_reset(reason);
+    buf_printf(reason, "cannot %s %s: %s", what, path, strerror(e));
+    switch (e) {
+    case ENOSPC:
+        str_copy(dsn, 16, "4.3.1");
+        return DELIVERY_TEMPFAIL;
+    case EDQUOT:
+        str_copy(dsn, 16, "4.2.2");
+        return DELIVERY_TEMPFAIL;
+    case EACCES:
+    case EPERM:
+    case ENOTDIR:
+    case EROFS:
+    case ELOOP:
+    case ENAMETOOLONG:
+    case EEXIST:
+    case EISDIR:
+        str_copy(dsn, 16, "5.2.0");
+        return DELIVERY_PERMFAIL;
+    default:
+        str_copy(dsn, 16, "4.3.0");
+        return DELIVERY_TEMPFAIL;
+    }
+}
+
+/* The host part of a unique name, with '/' and ':' escaped as the Maildir spec asks. */
+static void maildir_host(struct buf *out)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    for (const char *p = host; *p; p++) {
+        if (*p == '/')
+            buf_puts(out, "\\057");
+        else if (*p == ':')
+            buf_puts(out, "\\072");
+        else
+            buf_putc(out, *p);
+    }
+}
+
+enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_path,
+                                          const char *sender, const char *rcpt, char dsn[16],
+                                          struct buf *reason, struct buf *path_out)
+{
+    enum delivery_status st;
+    struct buf dir = BUF_INIT, tmp = BUF_INIT, fin = BUF_INIT, name = BUF_INIT, hdr = BUF_INIT;
+    int in = -1, out = -1;
+    char *copy = NULL;
+    if (mailbox == NULL || mailbox[0] != '/') {
+        buf_reset(reason);
+        buf_printf(reason, "mailbox path is not absolute: %s", mailbox ? mailbox : "(none)");
+        str_copy(dsn, 16, "5.3.5");
+        return DELIVERY_PERMFAIL;
+    }
+    buf_puts(&dir, mailbox);
+    while (dir.len > 1 && dir.data[dir.len - 1] == '/')
+        buf_truncate(&dir, dir.len - 1);
+    const char *subs[] = {"tmp", "new", "cur"};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = xasprintf("%s/%s", buf_cstr(&dir), subs[i]);
+        if (mkdir_p(p, 0700) < 0) {
+            st = maildir_classify(errno, dsn, reason, "create", p);
+            free(p);
+            goto done;
+        }
+        free(p);
+    }
+    in = open(data_path, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        st = DELIVERY_TEMPFAIL;
+        str_copy(dsn, 16, "4.3.0");
+        buf_reset(reason);
+        buf_printf(reason, "cannot open queue file: %s", strerror(errno));
+        goto done;
+    }
+    /* RFC 5321 4.4: Return-Path is added at final delivery. */
+    buf_printf(&hdr, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", sender, rcpt);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    buf_printf(&name, "%lld.M%ldP%ldQ%u.", (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
+               atomic_fetch_add(&maildir_seq, 1) + 1);
+    maildir_host(&name);
+    buf_printf(&tmp, "%s/tmp/%s", buf_cstr(&dir), buf_cstr(&name));
+    out = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        st = maildir_classify(errno, dsn, reason, "create", buf_cstr(&tmp));
+        goto done;
+    }
+    size_t size = hdr.len;
+    if (write_all(out, hdr.data, hdr.len) < 0)
+        goto write_error;
+    copy = xmalloc(MAILDIR_COPY_BUF);
+    for (;;) {
+        ssize_t n = read(in, copy, MAILDIR_COPY_BUF);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            st = DELIVERY_TEMPFAIL;
+            str_copy(dsn, 16, "4.3.0");
+            buf_reset(reason);
+            buf_printf(reason, "cannot read queue file: %s", strerror(errno));
+            goto unlink_tmp;
+        }
+        if (n == 0)
+            break;
+        if (write_all(out, copy, (size_t)n) < 0)
+            goto write_error;
+        size += (size_t)n;
+    }
+    if (fsync(out) < 0)
+        goto write_error;
+    if (close(out) < 0) {
+        out = -1;
+        goto write_error;
+    }
+    out = -1;
+    /* The S= size lets readers skip a stat (a common Maildir++ extension). */
+    buf_printf(&fin, "%s/new/%s,S=%zu", buf_cstr(&dir), buf_cstr(&name), size);
+    if (rename(buf_cstr(&tmp), buf_cstr(&fin)) < 0) {
+        st = maildir_classify(errno, dsn, reason, "rename into", buf_cstr(&fin));
+        goto unlink_tmp;
+    }
+    char *newdir = xasprintf("%s/new", buf_cstr(&dir));
+    int drc = fsync_dir(newdir);
+    int de = errno;
+    free(newdir);
+    if (drc < 0) {
+        unlink(buf_cstr(&fin));
+        st = maildir_classify(de, dsn, reason, "sync", buf_cstr(&dir));
+        goto done;
+    }
+    st = DELIVERY_OK;
+    str_copy(dsn, 16, "2.0.0");
+    buf_set(reason, "delivered to maildir");
+    if (path_out)
+        buf_set(path_out, buf_cstr(&fin));
+    goto done;
+write_error:
+    st = maildir_classify(errno, dsn, reason, "write", buf_cstr(&tmp));
+unlink_tmp:
+    unlink(buf_cstr(&tmp));
+done:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    free(copy);
+    buf_free(&dir);
+    buf_free(&tmp);
+    buf_free(&fin);
+    buf_free(&name);
+    buf_free(&hdr);
+    return st;
+}

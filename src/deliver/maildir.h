@@ -1,0 +1,25 @@
+/*
+ * Local delivery into a Maildir (https://cr.yp.to/proto/maildir.html): the
+ * message is written under tmp/ with a unique name, synced, and renamed into
+ * new/. Blocking: the queue manager calls it from the work queue.
+ */
+#ifndef HONGYAN_DELIVER_MAILDIR_H
+#define HONGYAN_DELIVER_MAILDIR_H
+
+#include "deliver/agent.h"
+#include "lib/buf.h"
+
+/*
+ * Delivers the message in data_path (CRLF line ends, kept as they are) to
+ * the Maildir mailbox (an absolute path; tmp/ new/ cur/ are created mode
+ * 0700 as needed), with "Return-Path: <sender>" and "Delivered-To: rcpt"
+ * prepended. DELIVERY_OK, DELIVERY_TEMPFAIL (disk full, I/O error: retry)
+ * or DELIVERY_PERMFAIL (the path cannot be used); dsn gets X.Y.Z, reason a
+ * sentence for the log and the DSN. The new file's path goes to path_out
+ * when it is not NULL.
+ */
+enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_path,
+                                          const char *sender, const char *rcpt, char dsn[16],
+                                          struct buf *reason, struct buf *path_out);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * Delivery status notifications (RFC 3464): a multipart/report with a human
+ * part, a message/delivery-status part with one block per recipient, and
+ * the original headers (text/rfc822-headers) or, for RET=FULL, the whole
+ * message (message/rfc822). Queued from the null sender to the envelope
+ * sender and marked as a bounce, so it is never bounced again.
+ */
+#ifndef HONGYAN_QUEUE_BOUNCE_H
+#define HONGYAN_QUEUE_BOUNCE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "lib/buf.h"
+#include "queue/envelope.h"
+#include "queue/spool.h"
+
+/*
+ * Whether recipient r of env wants a DSN for a failure (success = 0) or a
+ * delivery (success = 1): RFC 3461 4.1, NOTIFY absent means FAILURE only;
+ * never for a bounce or for mail from the null sender.
+ */
+int bounce_wanted(const struct envelope *env, const struct envelope_rcpt *r, int success);
+
+/*
+ * Builds the DSN text (CRLF line ends) into out: about env's recipients
+ * listed in rcpts (their state, dsn_status and last_error say what
+ * happened), quoting the original message (msg, len). hostname names the
+ * reporting MTA.
+ */
+void bounce_build(const struct envelope *env, const char *msg, size_t len, const size_t *rcpts,
+                  size_t nrcpts, const char *hostname, time_t now, struct buf *out);
+
+/*
+ * Builds and queues the DSN durably (synchronous commit: call it from the
+ * work queue or the CLI). 0 with the new id in id_out, or -1 with err.
+ */
+int bounce_queue(struct spool *s, const struct envelope *env, const char *data_path,
+                 const size_t *rcpts, size_t nrcpts, const char *hostname,
+                 char id_out[QUEUE_ID_MAX], struct buf *err);
+
+#endif

@@ -1,0 +1,619 @@
+/*
+ * The queue manager (see qmgr.h): a list of known messages with their next
+ * try, run from a one-second tick on the worker's event loop. A delivery
+ * reads the envelope afresh from active/ (so operator moves by rename are
+ * simply noticed), splits pending recipients into local (Maildir, on the
+ * work queue) and remote (remote_deliver), then records all results on the
+ * work queue: bounces first, then the appended result records, then the
+ * removal of a finished message. Mail from sendmail is picked up from
+ * maildrop/ on the tick and whenever the flush FIFO is written.
+ */
+#include "queue/qmgr.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "daemon/server.h"
+#include "deliver/agent.h"
+#include "deliver/maildir.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/workq.h"
+#include "lib/xalloc.h"
+#include "maps/resolve.h"
+#include "queue/bounce.h"
+#include "queue/envelope.h"
+#include "queue/pickup.h"
+#include "queue/spool.h"
+
+struct qmsg {
+    char id[QUEUE_ID_MAX];
+    time_t next_try;
+    int busy;
+    struct qmsg *next;
+};
+
+struct qmgr {
+    struct server *srv;
+    struct qmsg *msgs;
+    struct event *tick, *fifo_ev;
+    int fifo_fd;
+    time_t last_scan;
+    int inflight, stopping;
+    void (*stop_done)(void *);
+    void *stop_arg;
+};
+
+/* Per-recipient outcome gathered before it is recorded. */
+struct qresult {
+    int have;
+    enum delivery_status status;
+    char dsn[16];
+    char *reply, *relay;
+};
+
+struct qjob {
+    struct qmgr *q;
+    struct qmsg *qm;
+    struct envelope *env;
+    struct config *cfg; /* the generation's config, held for the job */
+    struct server_gen *gen;
+    struct buf data_path;
+    struct qresult *res; /* env->nrcpts entries */
+    size_t *local, nlocal;
+    char **mailboxes;
+    size_t *remote, nremote;
+    struct delivery_request req;
+    int outstanding;
+    /* Filled by the record step. */
+    int gone, removed, record_failed;
+    char bounce_id[QUEUE_ID_MAX];
+    size_t *bounced, nbounced; /* recipients bounced in this round */
+    char hostname[256];
+    long long min_backoff, max_backoff, lifetime;
+};
+
+static void qmgr_run(struct qmgr *q);
+
+static struct config *qmgr_cfg(struct qmgr *q)
+{
+    return q->srv->gen->cfg;
+}
+
+static struct qmsg *qmgr_find(struct qmgr *q, const char *id)
+{
+    for (struct qmsg *m = q->msgs; m; m = m->next)
+        if (strcmp(m->id, id) == 0)
+            return m;
+    return NULL;
+}
+
+static struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
+{
+    struct qmsg *m = qmgr_find(q, id);
+    if (m) {
+        if (next_try < m->next_try)
+            m->next_try = next_try;
+        return m;
+    }
+    m = xcalloc(1, sizeof *m);
+    str_copy(m->id, sizeof m->id, id);
+    m->next_try = next_try;
+    m->next = q->msgs;
+    q->msgs = m;
+    return m;
+}
+
+static void qmgr_forget(struct qmgr *q, struct qmsg *gone)
+{
+    for (struct qmsg **pp = &q->msgs; *pp; pp = &(*pp)->next) {
+        if (*pp == gone) {
+            *pp = gone->next;
+            free(gone);
+            return;
+        }
+    }
+}
+
+struct qmgr *qmgr_new(struct server *srv)
+{
+    struct qmgr *q = xcalloc(1, sizeof *q);
+    q->srv = srv;
+    q->fifo_fd = -1;
+    return q;
+}
+
+/* Adds every message in active/ we do not know yet, at the next try its envelope names. */
+static void qmgr_scan(struct qmgr *q, int all_now)
+{
+    size_t n;
+    char **ids = spool_list(q->srv->spool, SPOOL_ACTIVE, &n);
+    for (size_t i = 0; i < n; i++) {
+        struct qmsg *m = qmgr_find(q, ids[i]);
+        if (m) {
+            if (all_now && !m->busy)
+                m->next_try = 0;
+            continue;
+        }
+        struct buf err = BUF_INIT;
+        struct envelope *e = spool_read_envelope(q->srv->spool, ids[i], NULL, &err);
+        if (e) {
+            qmgr_add(q, ids[i], all_now ? 0 : e->next_try);
+            envelope_free(e);
+        }
+        buf_free(&err);
+    }
+    strlist_free(ids);
+    q->last_scan = time(NULL);
+}
+
+static void qmgr_pickup(struct qmgr *q)
+{
+    struct server_gen *g = q->srv->gen;
+    char **ids = pickup_run(q->srv->spool, g->cfg, g->resolver);
+    for (char **p = ids; p && *p; p++)
+        qmgr_add(q, *p, 0);
+    strlist_free(ids);
+}
+
+static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct qmgr *q = arg;
+    if (q->stopping)
+        return;
+    qmgr_pickup(q);
+    if (time(NULL) - q->last_scan >= config_get_time(qmgr_cfg(q), "queue_run_delay"))
+        qmgr_scan(q, 0);
+    qmgr_run(q);
+}
+
+static void qmgr_on_fifo(evutil_socket_t fd, short what, void *arg)
+{
+    struct qmgr *q = arg;
+    char b[512];
+    int flush = 0;
+    ssize_t n;
+    while ((n = read(fd, b, sizeof b)) > 0)
+        for (ssize_t i = 0; i < n; i++)
+            flush |= b[i] == 'F';
+    if (q->stopping)
+        return;
+    /* Any write is a wake-up: new maildrop files, a release, or a flush ("F"). */
+    qmgr_pickup(q);
+    qmgr_scan(q, 0);
+    if (flush)
+        qmgr_flush(q);
+    else
+        qmgr_run(q);
+}
+
+void qmgr_start(struct qmgr *q)
+{
+    struct spool *s = q->srv->spool;
+    int bad = spool_recover(s);
+    if (bad)
+        log_warning("queue recovery: %d file(s) moved to corrupt/", bad);
+    qmgr_scan(q, 0);
+    q->fifo_fd = open(spool_fifo_path(s), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (q->fifo_fd >= 0) {
+        q->fifo_ev = event_new(q->srv->base, q->fifo_fd, EV_READ | EV_PERSIST, qmgr_on_fifo, q);
+        event_add(q->fifo_ev, NULL);
+    } else {
+        log_warning("cannot open %s: %s", spool_fifo_path(s), strerror(errno));
+    }
+    q->tick = event_new(q->srv->base, -1, EV_PERSIST, qmgr_on_tick, q);
+    struct timeval tv = {1, 0};
+    event_add(q->tick, &tv);
+    qmgr_pickup(q);
+    qmgr_run(q);
+}
+
+void qmgr_kick(struct qmgr *q, const char *queue_id)
+{
+    if (q == NULL)
+        return;
+    qmgr_add(q, queue_id, 0);
+    qmgr_run(q);
+}
+
+void qmgr_flush(struct qmgr *q)
+{
+    for (struct qmsg *m = q->msgs; m; m = m->next)
+        if (!m->busy)
+            m->next_try = 0;
+    qmgr_run(q);
+}
+
+void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg)
+{
+    q->stopping = 1;
+    if (q->tick)
+        event_del(q->tick);
+    if (q->fifo_ev)
+        event_del(q->fifo_ev);
+    if (q->inflight == 0) {
+        if (done)
+            done(arg);
+        return;
+    }
+    q->stop_done = done;
+    q->stop_arg = arg;
+}
+
+void qmgr_free(struct qmgr *q)
+{
+    if (q == NULL)
+        return;
+    if (q->tick)
+        event_free(q->tick);
+    if (q->fifo_ev)
+        event_free(q->fifo_ev);
+    if (q->fifo_fd >= 0)
+        close(q->fifo_fd);
+    while (q->msgs) {
+        struct qmsg *m = q->msgs;
+        q->msgs = m->next;
+        free(m);
+    }
+    free(q);
+}
+
+static void qjob_free(struct qjob *j)
+{
+    if (j->res) {
+        for (size_t i = 0; i < j->env->nrcpts; i++) {
+            free(j->res[i].reply);
+            free(j->res[i].relay);
+        }
+    }
+    free(j->res);
+    for (size_t i = 0; i < j->nlocal; i++)
+        free(j->mailboxes[i]);
+    free(j->mailboxes);
+    free(j->local);
+    free(j->remote);
+    free(j->bounced);
+    buf_free(&j->data_path);
+    envelope_free(j->env);
+    server_gen_unref(j->gen);
+    free(j);
+}
+
+static void qjob_set(struct qjob *j, size_t i, enum delivery_status st, const char *dsn,
+                     const char *reply, const char *relay)
+{
+    struct qresult *r = &j->res[i];
+    free(r->reply);
+    free(r->relay);
+    r->have = 1;
+    r->status = st;
+    str_copy(r->dsn, sizeof r->dsn, dsn);
+    r->reply = xstrdup(reply ? reply : "");
+    r->relay = relay ? xstrdup(relay) : NULL;
+}
+
+static void qjob_record_work(void *arg);
+static void qjob_record_done(void *arg);
+
+static void qjob_part_done(struct qjob *j)
+{
+    if (--j->outstanding == 0)
+        workq_submit(j->q->srv->workq, qjob_record_work, qjob_record_done, j);
+}
+
+static void qjob_local_work(void *arg)
+{
+    struct qjob *j = arg;
+    struct buf reason = BUF_INIT;
+    for (size_t k = 0; k < j->nlocal; k++) {
+        size_t i = j->local[k];
+        char dsn[16];
+        enum delivery_status st =
+            maildir_deliver_file(j->mailboxes[k], buf_cstr(&j->data_path), j->env->sender,
+                                 j->env->rcpts[i].address, dsn, &reason, NULL);
+        qjob_set(j, i, st, dsn, buf_cstr(&reason), "local");
+    }
+    buf_free(&reason);
+}
+
+static void qjob_local_done(void *arg)
+{
+    qjob_part_done(arg);
+}
+
+static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, size_t count)
+{
+    struct qjob *j = arg;
+    for (size_t k = 0; k < count; k++)
+        if (results[k].rcpt < j->env->nrcpts)
+            qjob_set(j, results[k].rcpt, results[k].status, results[k].dsn, results[k].reply,
+                     results[k].relay);
+    delivery_results_free(results, count);
+    qjob_part_done(j);
+}
+
+static long long qmgr_backoff(const struct qjob *j, int attempts)
+{
+    long long d = j->min_backoff > 0 ? j->min_backoff : 1;
+    for (int i = 1; i < attempts && d < j->max_backoff; i++)
+        d *= 2;
+    return d > j->max_backoff ? j->max_backoff : d;
+}
+
+/*
+ * On a pool thread: fold the results into the envelope, queue the DSN for
+ * new failures (before recording them, so a crash can duplicate a DSN but
+ * never lose one), append the records durably, and remove a finished
+ * message.
+ */
+static void qjob_record_work(void *arg)
+{
+    struct qjob *j = arg;
+    struct envelope *e = j->env;
+    struct spool *s = j->q->srv->spool;
+    time_t now = time(NULL);
+    struct buf rec = BUF_INIT, err = BUF_INIT;
+    int pending = 0;
+    j->bounced = xcalloc(e->nrcpts + 1, sizeof *j->bounced);
+    size_t *dsn_for = xcalloc(e->nrcpts + 1, sizeof *dsn_for);
+    size_t ndsn = 0;
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        struct envelope_rcpt *r = &e->rcpts[i];
+        struct qresult *q = &j->res[i];
+        if (r->state != RCPT_PENDING)
+            continue;
+        if (!q->have) {
+            pending++;
+            continue;
+        }
+        r->attempts++;
+        free(r->dsn_status);
+        r->dsn_status = xstrdup(q->dsn);
+        free(r->last_error);
+        r->last_error = xstrdup(q->reply);
+        if (q->status == DELIVERY_OK) {
+            r->state = RCPT_DELIVERED;
+        } else if (q->status == DELIVERY_PERMFAIL) {
+            r->state = RCPT_BOUNCED;
+        } else if (now - e->arrival >= j->lifetime) {
+            /* RFC 3463 4.4.7: delivery time expired. */
+            r->state = RCPT_BOUNCED;
+            char *why = xasprintf("message expired in the queue; last error: %s", q->reply);
+            free(r->last_error);
+            r->last_error = why;
+            free(r->dsn_status);
+            r->dsn_status = xstrdup("4.4.7");
+            free(q->reply);
+            q->reply = xstrdup(why);
+            str_copy(q->dsn, sizeof q->dsn, "4.4.7");
+            q->status = DELIVERY_PERMFAIL;
+        } else {
+            pending++;
+        }
+        if (r->state == RCPT_BOUNCED) {
+            j->bounced[j->nbounced++] = i;
+            if (bounce_wanted(e, r, 0))
+                dsn_for[ndsn++] = i;
+        }
+        envelope_encode_result(e, i, &rec);
+    }
+    if (ndsn > 0) {
+        buf_free(&err);
+        if (bounce_queue(s, e, buf_cstr(&j->data_path), dsn_for, ndsn, j->hostname, j->bounce_id,
+                         &err) < 0) {
+            log_error("%s: cannot queue a non-delivery notification: %s", e->queue_id,
+                      buf_cstr(&err));
+            j->bounce_id[0] = '\0';
+            j->record_failed = 1;
+        }
+    }
+    free(dsn_for);
+    if (!j->record_failed) {
+        if (pending) {
+            e->attempts++;
+            e->next_try = now + qmgr_backoff(j, e->attempts);
+            envelope_encode_schedule(e, &rec);
+        }
+        if (rec.len && spool_append(s, e->queue_id, rec.data, rec.len) < 0) {
+            if (errno == ENOENT)
+                j->gone = 1; /* deleted or held by the operator meanwhile */
+            else
+                log_error("%s: cannot record delivery results: %s", e->queue_id,
+                          strerror(errno));
+            j->record_failed = 1;
+        }
+    }
+    if (!j->record_failed && !pending) {
+        if (spool_delete(s, e->queue_id) == 0)
+            j->removed = 1;
+        else
+            j->gone = 1;
+    }
+    buf_free(&rec);
+    buf_free(&err);
+}
+
+static const char *qmgr_status_word(enum delivery_status st)
+{
+    return st == DELIVERY_OK ? "sent" : st == DELIVERY_TEMPFAIL ? "deferred" : "bounced";
+}
+
+static void qjob_record_done(void *arg)
+{
+    struct qjob *j = arg;
+    struct qmgr *q = j->q;
+    struct envelope *e = j->env;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double delay = (double)(tv.tv_sec - e->arrival) + tv.tv_usec / 1e6;
+    if (delay < 0)
+        delay = 0;
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        struct qresult *r = &j->res[i];
+        if (!r->have)
+            continue;
+        struct buf orig = BUF_INIT;
+        const char *oc = e->rcpts[i].orcpt;
+        if (oc && strchr(oc, ';')) {
+            const char *a = strchr(oc, ';') + 1;
+            while (*a == ' ')
+                a++;
+            if (strcmp(a, e->rcpts[i].address) != 0)
+                buf_printf(&orig, ", orig_to=<%s>", a);
+        }
+        log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", e->queue_id,
+                 e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay,
+                 r->dsn, qmgr_status_word(r->status), r->reply);
+        buf_free(&orig);
+    }
+    if (j->bounce_id[0]) {
+        log_info("%s: sender non-delivery notification: %s", e->queue_id, j->bounce_id);
+        qmgr_add(q, j->bounce_id, 0);
+    } else {
+        for (size_t k = 0; k < j->nbounced; k++)
+            if (e->is_bounce)
+                log_info("%s: bounce to <%s> failed for good; dropped", e->queue_id,
+                         e->rcpts[j->bounced[k]].address);
+    }
+    q->inflight--;
+    j->qm->busy = 0;
+    if (j->removed) {
+        log_info("%s: removed", e->queue_id);
+        qmgr_forget(q, j->qm);
+    } else if (j->gone) {
+        qmgr_forget(q, j->qm);
+    } else if (j->record_failed) {
+        j->qm->next_try = time(NULL) + (time_t)j->min_backoff;
+    } else {
+        j->qm->next_try = e->next_try;
+    }
+    qjob_free(j);
+    if (q->stopping) {
+        if (q->inflight == 0 && q->stop_done) {
+            void (*done)(void *) = q->stop_done;
+            q->stop_done = NULL;
+            done(q->stop_arg);
+        }
+        return;
+    }
+    qmgr_run(q);
+}
+
+/* Starts one delivery round for m; 0 when started, -1 when the message is gone. */
+static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
+{
+    struct buf err = BUF_INIT;
+    enum spool_where where;
+    struct envelope *e = spool_read_envelope(q->srv->spool, m->id, &where, &err);
+    if (e == NULL || where != SPOOL_ACTIVE) {
+        if (e == NULL && errno != ENOENT)
+            log_error("%s: unreadable envelope (%s); will be quarantined at next start", m->id,
+                      buf_cstr(&err));
+        envelope_free(e);
+        buf_free(&err);
+        return -1;
+    }
+    struct qjob *j = xcalloc(1, sizeof *j);
+    j->q = q;
+    j->qm = m;
+    j->env = e;
+    j->gen = server_gen_ref(q->srv);
+    j->cfg = j->gen->cfg;
+    spool_data_path(q->srv->spool, m->id, SPOOL_ACTIVE, &j->data_path);
+    j->res = xcalloc(e->nrcpts + 1, sizeof *j->res);
+    j->local = xcalloc(e->nrcpts + 1, sizeof *j->local);
+    j->mailboxes = xcalloc(e->nrcpts + 1, sizeof *j->mailboxes);
+    j->remote = xcalloc(e->nrcpts + 1, sizeof *j->remote);
+    str_copy(j->hostname, sizeof j->hostname, config_get(j->cfg, "myhostname"));
+    j->min_backoff = config_get_time(j->cfg, "minimal_backoff_time");
+    j->max_backoff = config_get_time(j->cfg, "maximal_backoff_time");
+    j->lifetime = config_get_time(
+        j->cfg, e->is_bounce ? "bounce_queue_lifetime" : "maximal_queue_lifetime");
+    if (j->max_backoff < j->min_backoff)
+        j->max_backoff = j->min_backoff;
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        struct envelope_rcpt *r = &e->rcpts[i];
+        if (r->state != RCPT_PENDING)
+            continue;
+        struct resolved_list rl = {NULL, 0};
+        buf_reset(&err);
+        enum map_result mr = resolver_expand(j->gen->resolver, r->address, &rl, &err);
+        if (mr == MAP_NOTFOUND) {
+            char *why = xasprintf("unknown user: \"%s\"%s%s", r->address, err.len ? ": " : "",
+                                  buf_cstr(&err));
+            qjob_set(j, i, DELIVERY_PERMFAIL, "5.1.1", why, "local");
+            free(why);
+        } else if (mr == MAP_TEMPFAIL || rl.count == 0) {
+            char *why = xasprintf("recipient lookup failed: %s",
+                                  err.len ? buf_cstr(&err) : "no result");
+            qjob_set(j, i, DELIVERY_TEMPFAIL, "4.3.0", why, "none");
+            free(why);
+        } else {
+            /* Envelopes hold final recipients; prefer the item that is this address. */
+            struct resolved_rcpt *it = &rl.items[0];
+            for (size_t k = 0; k < rl.count; k++)
+                if (str_eq_ci(rl.items[k].address, r->address))
+                    it = &rl.items[k];
+            if (it->cls == RESOLVE_LOCAL && it->mailbox) {
+                j->mailboxes[j->nlocal] = xstrdup(it->mailbox);
+                j->local[j->nlocal++] = i;
+            } else if (it->cls == RESOLVE_LOCAL) {
+                qjob_set(j, i, DELIVERY_PERMFAIL, "5.3.5", "no mailbox for local recipient",
+                         "local");
+            } else {
+                j->remote[j->nremote++] = i;
+            }
+        }
+        resolved_list_free(&rl);
+    }
+    buf_free(&err);
+    m->busy = 1;
+    q->inflight++;
+    /* One reference held while launching, so a synchronous agent cannot finish us early. */
+    j->outstanding = 1;
+    if (j->nlocal) {
+        j->outstanding++;
+        workq_submit(q->srv->workq, qjob_local_work, qjob_local_done, j);
+    }
+    if (j->nremote) {
+        j->outstanding++;
+        j->req.srv = q->srv;
+        j->req.env = j->env;
+        j->req.queue_id = j->env->queue_id;
+        j->req.data_path = buf_cstr(&j->data_path);
+        j->req.rcpts = j->remote;
+        j->req.nrcpts = j->nremote;
+        remote_deliver(&j->req, qjob_remote_done, j);
+    }
+    qjob_part_done(j);
+    return 0;
+}
+
+static int qmgr_limit(struct qmgr *q)
+{
+    long long n = config_get_int(qmgr_cfg(q), "default_destination_concurrency_limit");
+    return n < 1 ? 1 : n > 1000 ? 1000 : (int)n;
+}
+
+static void qmgr_run(struct qmgr *q)
+{
+    if (q->stopping)
+        return;
+    time_t now = time(NULL);
+    int limit = qmgr_limit(q);
+    struct qmsg *m = q->msgs;
+    while (m && q->inflight < limit) {
+        struct qmsg *next = m->next;
+        if (!m->busy && m->next_try <= now && qmgr_start_delivery(q, m) < 0)
+            qmgr_forget(q, m);
+        m = next;
+    }
+}

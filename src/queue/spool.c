@@ -1,0 +1,815 @@
+/*
+ * The spool on disk (see spool.h): queue ids, receiving into incoming/,
+ * the durable commit into active/ with group commit on the work queue,
+ * appended results, operator moves and start-up recovery.
+ */
+#include "queue/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/workq.h"
+#include "lib/xalloc.h"
+
+#define SPOOL_ENVELOPE_MAX (64 * 1024 * 1024)
+#define SPOOL_WBUF 65536
+
+struct spool_commit;
+
+struct spool {
+    char *dir, *incoming, *active, *hold, *corrupt, *maildrop, *public_dir, *fifo;
+    struct event_base *base;
+    struct workq *wq;
+    struct spool_commit *pending, *pending_tail; /* waiting for the next round */
+    int round_running;
+    unsigned long rounds;
+};
+
+struct spool_msg {
+    struct spool *s;
+    char id[QUEUE_ID_MAX];
+    int fd;
+    int failed_errno; /* a write failed: the commit must fail */
+    size_t size;
+    struct envelope *env;
+    char wbuf[SPOOL_WBUF];
+    size_t wlen;
+};
+
+struct spool_commit {
+    struct spool_msg *m;
+    spool_commit_cb cb;
+    void *arg;
+    struct buf env_text;
+    int result, err_code;
+    struct spool_commit *next;
+};
+
+static char *spool_path(const char *dir, const char *name, const char *suffix)
+{
+    return xasprintf("%s/%s%s", dir, name, suffix ? suffix : "");
+}
+
+static int spool_mkdir(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) == 0)
+        return chmod(path, mode); /* mkdir is subject to the umask; 1733 must be exact */
+    return errno == EEXIST ? 0 : -1;
+}
+
+struct spool *spool_open(const char *queue_dir, struct buf *err)
+{
+    struct spool *s = xcalloc(1, sizeof *s);
+    s->dir = xstrdup(queue_dir);
+    s->incoming = spool_path(queue_dir, "incoming", NULL);
+    s->active = spool_path(queue_dir, "active", NULL);
+    s->hold = spool_path(queue_dir, "hold", NULL);
+    s->corrupt = spool_path(queue_dir, "corrupt", NULL);
+    s->maildrop = spool_path(queue_dir, "maildrop", NULL);
+    s->public_dir = spool_path(queue_dir, "public", NULL);
+    s->fifo = spool_path(s->public_dir, "flush", NULL);
+    if (mkdir_p(queue_dir, 0755) < 0) {
+        buf_printf(err, "%s: %s", queue_dir, strerror(errno));
+        goto fail;
+    }
+    /*
+     * maildrop/ is world-writable and sticky (Postfix's historical 1733):
+     * any local user's sendmail can drop a file, nobody but the owner can
+     * list, and only the file's owner or mail_owner can remove it.
+     */
+    const struct {
+        const char *path;
+        mode_t mode;
+    } dirs[] = {{s->incoming, 0700}, {s->active, 0700},   {s->hold, 0700},
+                {s->corrupt, 0700},  {s->maildrop, 01733}, {s->public_dir, 0711}};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (spool_mkdir(dirs[i].path, dirs[i].mode) < 0) {
+            buf_printf(err, "%s: %s", dirs[i].path, strerror(errno));
+            goto fail;
+        }
+    }
+    if (mkfifo(s->fifo, 0622) == 0) {
+        if (chmod(s->fifo, 0622) < 0) {
+            buf_printf(err, "%s: %s", s->fifo, strerror(errno));
+            goto fail;
+        }
+    } else if (errno != EEXIST) {
+        buf_printf(err, "%s: %s", s->fifo, strerror(errno));
+        goto fail;
+    }
+    return s;
+fail:
+    spool_free(s);
+    return NULL;
+}
+
+void spool_free(struct spool *s)
+{
+    if (s == NULL)
+        return;
+    free(s->dir);
+    free(s->incoming);
+    free(s->active);
+    free(s->hold);
+    free(s->corrupt);
+    free(s->maildrop);
+    free(s->public_dir);
+    free(s->fifo);
+    free(s);
+}
+
+void spool_attach(struct spool *s, struct event_base *base, struct workq *wq)
+{
+    s->base = base;
+    s->wq = wq;
+}
+
+const char *spool_dir(const struct spool *s)
+{
+    return s->dir;
+}
+
+const char *spool_fifo_path(const struct spool *s)
+{
+    return s->fifo;
+}
+
+const char *spool_maildrop_dir(const struct spool *s)
+{
+    return s->maildrop;
+}
+
+unsigned long spool_sync_rounds(const struct spool *s)
+{
+    return s->rounds;
+}
+
+int spool_chown(struct spool *s, uid_t uid, gid_t gid)
+{
+    const char *paths[] = {s->dir,      s->incoming,   s->active, s->hold, s->corrupt,
+                           s->maildrop, s->public_dir, s->fifo};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (chown(paths[i], uid, gid) < 0)
+            return -1;
+    return 0;
+}
+
+/* RFC 4648 base32hex upper case: the digits sort in the same order as the values. */
+static const char spool_b32[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
+
+void spool_new_id(char id[QUEUE_ID_MAX])
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    unsigned long long sec = (unsigned long long)tv.tv_sec;
+    unsigned long usec = (unsigned long)tv.tv_usec;
+    unsigned char rnd[3];
+    random_bytes(rnd, sizeof rnd);
+    unsigned long r = ((unsigned long)rnd[0] << 16 | (unsigned long)rnd[1] << 8 | rnd[2]) & 0xfffff;
+    int n = 0;
+    for (int i = 6; i >= 0; i--)
+        id[n++] = spool_b32[(sec >> (5 * i)) & 31];
+    for (int i = 3; i >= 0; i--)
+        id[n++] = spool_b32[(usec >> (5 * i)) & 31];
+    for (int i = 3; i >= 0; i--)
+        id[n++] = spool_b32[(r >> (5 * i)) & 31];
+    id[n] = '\0';
+}
+
+int spool_valid_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n < 10 || n > 16)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'A' && id[i] <= 'Z')))
+            return 0;
+    return 1;
+}
+
+struct spool_msg *spool_msg_new(struct spool *s, struct buf *err)
+{
+    struct spool_msg *m = xcalloc(1, sizeof *m);
+    m->s = s;
+    m->fd = -1;
+    for (int tries = 0; tries < 10 && m->fd < 0; tries++) {
+        spool_new_id(m->id);
+        char *path = spool_path(s->incoming, m->id, ".data");
+        m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        int e = errno;
+        free(path);
+        if (m->fd < 0 && e != EEXIST) {
+            buf_printf(err, "cannot create a queue file in %s: %s", s->incoming, strerror(e));
+            free(m);
+            errno = e;
+            return NULL;
+        }
+    }
+    if (m->fd < 0) {
+        buf_puts(err, "cannot find a free queue id");
+        free(m);
+        errno = EEXIST;
+        return NULL;
+    }
+    m->env = envelope_new();
+    str_copy(m->env->queue_id, sizeof m->env->queue_id, m->id);
+    m->env->arrival = time(NULL);
+    return m;
+}
+
+const char *spool_msg_id(const struct spool_msg *m)
+{
+    return m->id;
+}
+
+struct envelope *spool_msg_envelope(struct spool_msg *m)
+{
+    return m->env;
+}
+
+size_t spool_msg_size(const struct spool_msg *m)
+{
+    return m->size;
+}
+
+static int spool_msg_flush(struct spool_msg *m)
+{
+    if (m->wlen == 0)
+        return 0;
+    if (write_all(m->fd, m->wbuf, m->wlen) < 0) {
+        m->failed_errno = errno;
+        return -1;
+    }
+    m->wlen = 0;
+    return 0;
+}
+
+int spool_msg_write(struct spool_msg *m, const void *data, size_t len)
+{
+    if (m->failed_errno) {
+        errno = m->failed_errno;
+        return -1;
+    }
+    if (m->wlen + len > sizeof m->wbuf && spool_msg_flush(m) < 0)
+        return -1;
+    if (len > sizeof m->wbuf) {
+        if (write_all(m->fd, data, len) < 0) {
+            m->failed_errno = errno;
+            return -1;
+        }
+    } else {
+        memcpy(m->wbuf + m->wlen, data, len);
+        m->wlen += len;
+    }
+    m->size += len;
+    return 0;
+}
+
+static void spool_msg_free(struct spool_msg *m)
+{
+    if (m->fd >= 0)
+        close(m->fd);
+    envelope_free(m->env);
+    free(m);
+}
+
+static void spool_unlink_incoming(struct spool *s, const char *id)
+{
+    char *p = spool_path(s->incoming, id, ".data");
+    unlink(p);
+    free(p);
+    p = spool_path(s->incoming, id, NULL);
+    unlink(p);
+    free(p);
+}
+
+void spool_msg_abort(struct spool_msg *m)
+{
+    if (m == NULL)
+        return;
+    spool_unlink_incoming(m->s, m->id);
+    spool_msg_free(m);
+}
+
+/*
+ * The per-message part of a commit, on a pool thread: the data reaches the
+ * disk, the envelope is written and synced beside it, and both are renamed
+ * into active/ (envelope last: its presence marks a complete message). The
+ * directory sync that makes the renames durable is done once per round by
+ * the caller. On failure nothing of the message remains; -1 with errno.
+ */
+static int spool_commit_files(struct spool *s, struct spool_msg *m, const struct buf *env)
+{
+    int fd = -1, e;
+    char *inc_data = spool_path(s->incoming, m->id, ".data");
+    char *inc_env = spool_path(s->incoming, m->id, NULL);
+    char *act_data = spool_path(s->active, m->id, ".data");
+    char *act_env = spool_path(s->active, m->id, NULL);
+    if (spool_msg_flush(m) < 0 || fsync(m->fd) < 0)
+        goto fail;
+    if (close(m->fd) < 0) {
+        m->fd = -1;
+        goto fail;
+    }
+    m->fd = -1;
+    fd = open(inc_env, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write_all(fd, env->data, env->len) < 0 || fsync(fd) < 0)
+        goto fail;
+    if (close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(inc_data, act_data) < 0)
+        goto fail;
+    if (rename(inc_env, act_env) < 0) {
+        e = errno;
+        unlink(act_data);
+        errno = e;
+        goto fail;
+    }
+    free(inc_data);
+    free(inc_env);
+    free(act_data);
+    free(act_env);
+    return 0;
+fail:
+    e = errno ? errno : EIO;
+    if (m->failed_errno)
+        e = m->failed_errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(inc_data);
+    unlink(inc_env);
+    free(inc_data);
+    free(inc_env);
+    free(act_data);
+    free(act_env);
+    errno = e;
+    return -1;
+}
+
+/* Undoes a commit whose directory sync failed: the renames may not be durable. */
+static void spool_uncommit(struct spool *s, const char *id)
+{
+    char *p = spool_path(s->active, id, NULL);
+    unlink(p);
+    free(p);
+    p = spool_path(s->active, id, ".data");
+    unlink(p);
+    free(p);
+}
+
+static void spool_commit_prepare(struct spool_commit *c)
+{
+    buf_init(&c->env_text);
+    envelope_encode(c->m->env, &c->env_text);
+}
+
+/* One sync round for a whole batch: each message, then the directory once. */
+static void spool_round_work(void *arg)
+{
+    struct spool_commit *batch = arg;
+    struct spool *s = batch->m->s;
+    int any = 0;
+    for (struct spool_commit *c = batch; c; c = c->next) {
+        errno = 0;
+        if (c->m->failed_errno) {
+            c->result = -1;
+            c->err_code = c->m->failed_errno;
+            spool_unlink_incoming(s, c->m->id);
+            continue;
+        }
+        c->result = spool_commit_files(s, c->m, &c->env_text);
+        c->err_code = c->result < 0 ? errno : 0;
+        any |= c->result == 0;
+    }
+    if (any && fsync_dir(s->active) < 0) {
+        int e = errno;
+        for (struct spool_commit *c = batch; c; c = c->next) {
+            if (c->result == 0) {
+                spool_uncommit(s, c->m->id);
+                c->result = -1;
+                c->err_code = e;
+            }
+        }
+    }
+}
+
+static void spool_round_start(struct spool *s);
+
+static void spool_round_done(void *arg)
+{
+    struct spool_commit *c = arg;
+    struct spool *s = c->m->s;
+    s->rounds++;
+    s->round_running = 0;
+    while (c) {
+        struct spool_commit *next = c->next;
+        char id[QUEUE_ID_MAX];
+        str_copy(id, sizeof id, c->m->id);
+        if (c->result < 0)
+            log_warning("%s: queue file commit failed: %s", id, strerror(c->err_code));
+        c->cb(c->arg, c->result, c->err_code, id);
+        buf_free(&c->env_text);
+        spool_msg_free(c->m);
+        free(c);
+        c = next;
+    }
+    /* Commits that arrived during this round form the next one. */
+    if (s->pending)
+        spool_round_start(s);
+}
+
+static void spool_round_start(struct spool *s)
+{
+    struct spool_commit *batch = s->pending;
+    s->pending = s->pending_tail = NULL;
+    s->round_running = 1;
+    workq_submit(s->wq, spool_round_work, spool_round_done, batch);
+}
+
+void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
+{
+    struct spool *s = m->s;
+    struct spool_commit *c = xcalloc(1, sizeof *c);
+    c->m = m;
+    c->cb = cb;
+    c->arg = arg;
+    spool_commit_prepare(c);
+    if (s->wq == NULL) {
+        spool_round_work(c);
+        s->round_running = 0;
+        spool_round_done(c);
+        return;
+    }
+    if (s->pending_tail)
+        s->pending_tail->next = c;
+    else
+        s->pending = c;
+    s->pending_tail = c;
+    if (!s->round_running)
+        spool_round_start(s);
+}
+
+int spool_msg_commit_sync(struct spool_msg *m, struct buf *err)
+{
+    struct spool *s = m->s;
+    struct buf env = BUF_INIT;
+    envelope_encode(m->env, &env);
+    int rc = -1, e = m->failed_errno;
+    if (e == 0) {
+        errno = 0;
+        rc = spool_commit_files(s, m, &env);
+        e = errno;
+        if (rc == 0 && fsync_dir(s->active) < 0) {
+            e = errno;
+            spool_uncommit(s, m->id);
+            rc = -1;
+        }
+    } else {
+        spool_unlink_incoming(s, m->id);
+    }
+    if (rc < 0)
+        buf_printf(err, "%s: cannot queue: %s", m->id, strerror(e));
+    buf_free(&env);
+    spool_msg_free(m);
+    errno = e;
+    return rc;
+}
+
+static const char *spool_where_dir(const struct spool *s, enum spool_where w)
+{
+    return w == SPOOL_HOLD ? s->hold : s->active;
+}
+
+void spool_data_path(const struct spool *s, const char *id, enum spool_where where,
+                     struct buf *out)
+{
+    buf_reset(out);
+    buf_printf(out, "%s/%s.data", spool_where_dir(s, where), id);
+}
+
+struct envelope *spool_read_envelope(struct spool *s, const char *id, enum spool_where *where,
+                                     struct buf *err)
+{
+    if (!spool_valid_id(id)) {
+        errno = ENOENT;
+        return NULL;
+    }
+    struct buf text = BUF_INIT;
+    enum spool_where w = SPOOL_ACTIVE;
+    char *p = spool_path(s->active, id, NULL);
+    int rc = read_file(p, &text, SPOOL_ENVELOPE_MAX);
+    free(p);
+    if (rc < 0 && errno == ENOENT) {
+        w = SPOOL_HOLD;
+        p = spool_path(s->hold, id, NULL);
+        rc = read_file(p, &text, SPOOL_ENVELOPE_MAX);
+        free(p);
+    }
+    if (rc < 0) {
+        int e = errno;
+        buf_printf(err, "%s: %s", id, strerror(e));
+        buf_free(&text);
+        errno = e;
+        return NULL;
+    }
+    struct envelope *env = envelope_decode(text.data ? text.data : "", text.len, err);
+    buf_free(&text);
+    if (env == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    env->hold = w == SPOOL_HOLD;
+    if (where)
+        *where = w;
+    return env;
+}
+
+int spool_append(struct spool *s, const char *id, const char *records, size_t len)
+{
+    char *p = spool_path(s->active, id, NULL);
+    int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+    free(p);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (write_all(fd, records, len) < 0 || fdatasync(fd) < 0) {
+        int e = errno;
+        /* Cut a partial record off so the next append starts on a fresh line. */
+        if (ftruncate(fd, st.st_size) == 0)
+            (void)fdatasync(fd);
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return close(fd);
+}
+
+/* Moves a message between directories: envelope first out of active/, data first into it. */
+static int spool_move(struct spool *s, const char *id, const char *from, const char *to,
+                      int env_first)
+{
+    if (!spool_valid_id(id)) {
+        errno = ENOENT;
+        return -1;
+    }
+    char *fe = spool_path(from, id, NULL), *fd = spool_path(from, id, ".data");
+    char *te = spool_path(to, id, NULL), *td = spool_path(to, id, ".data");
+    int rc;
+    if (env_first) {
+        rc = rename(fe, te);
+        if (rc == 0 && rename(fd, td) < 0 && errno != ENOENT)
+            rc = -1;
+    } else {
+        struct stat st;
+        rc = stat(fe, &st);
+        if (rc == 0 && rename(fd, td) < 0 && errno != ENOENT)
+            rc = -1;
+        if (rc == 0)
+            rc = rename(fe, te);
+    }
+    int e = errno;
+    if (rc == 0) {
+        fsync_dir(to);
+        fsync_dir(from);
+    }
+    free(fe);
+    free(fd);
+    free(te);
+    free(td);
+    errno = e;
+    return rc;
+}
+
+int spool_hold(struct spool *s, const char *id)
+{
+    return spool_move(s, id, s->active, s->hold, 1);
+}
+
+int spool_release(struct spool *s, const char *id)
+{
+    return spool_move(s, id, s->hold, s->active, 0);
+}
+
+int spool_delete(struct spool *s, const char *id)
+{
+    if (!spool_valid_id(id)) {
+        errno = ENOENT;
+        return -1;
+    }
+    const char *dirs[] = {s->active, s->hold};
+    for (size_t i = 0; i < 2; i++) {
+        char *e = spool_path(dirs[i], id, NULL), *d = spool_path(dirs[i], id, ".data");
+        int rc = unlink(e);
+        if (rc == 0)
+            unlink(d);
+        free(e);
+        free(d);
+        if (rc == 0) {
+            fsync_dir(dirs[i]);
+            return 0;
+        }
+    }
+    errno = ENOENT;
+    return -1;
+}
+
+static int spool_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **spool_list(struct spool *s, enum spool_where where, size_t *count)
+{
+    size_t n = 0, cap = 16;
+    char **list = xmalloc(cap * sizeof *list);
+    DIR *d = opendir(spool_where_dir(s, where));
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (!spool_valid_id(de->d_name))
+                continue;
+            if (n + 2 > cap) {
+                cap *= 2;
+                list = xrealloc(list, cap * sizeof *list);
+            }
+            list[n++] = xstrdup(de->d_name);
+        }
+        closedir(d);
+    }
+    list[n] = NULL;
+    qsort(list, n, sizeof *list, spool_cmp);
+    if (count)
+        *count = n;
+    return list;
+}
+
+static void spool_quarantine(struct spool *s, const char *dir, const char *name, const char *why)
+{
+    char *from = spool_path(dir, name, NULL);
+    char *to = spool_path(s->corrupt, name, NULL);
+    if (rename(from, to) < 0)
+        log_error("%s: cannot move to %s: %s", from, s->corrupt, strerror(errno));
+    else
+        log_error("%s: %s; moved to %s", name, why, s->corrupt);
+    free(from);
+    free(to);
+}
+
+/* Cuts a torn last line (a crash in the middle of an append) off an envelope. */
+static void spool_trim_torn(const char *path, const struct buf *text)
+{
+    size_t keep = text->len;
+    while (keep > 0 && text->data[keep - 1] != '\n')
+        keep--;
+    if (keep == text->len || keep == 0)
+        return;
+    if (truncate(path, (off_t)keep) == 0) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)fdatasync(fd);
+            close(fd);
+        }
+        log_warning("%s: cut a torn last record off the envelope", path);
+    }
+}
+
+static int spool_recover_dir(struct spool *s, const char *dir, const char *other)
+{
+    int bad = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        names = xrealloc(names, (n + 1) * sizeof *names);
+        names[n++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = names[i];
+        size_t len = strlen(name);
+        struct stat st;
+        char *self = spool_path(dir, name, NULL);
+        int present = lstat(self, &st) == 0;
+        free(self);
+        if (!present)
+            continue; /* moved along with its envelope already */
+        if (len > 5 && strcmp(name + len - 5, ".data") == 0) {
+            char *id = xstrndup(name, len - 5);
+            char *env = spool_path(dir, id, NULL);
+            char *env_other = spool_path(other, id, NULL);
+            if (!spool_valid_id(id)) {
+                spool_quarantine(s, dir, name, "unexpected file in the queue");
+                bad++;
+            } else if (stat(env, &st) == 0) {
+                /* complete pair */
+            } else if (stat(env_other, &st) == 0) {
+                /* A hold or release was cut short between its two renames. */
+                char *from = spool_path(dir, name, NULL), *to = spool_path(other, name, NULL);
+                if (rename(from, to) == 0)
+                    log_warning("%s: rejoined its envelope in %s", id, other);
+                free(from);
+                free(to);
+            } else {
+                /* A commit cut short before its envelope rename: never acknowledged. */
+                char *p = spool_path(dir, name, NULL);
+                unlink(p);
+                log_warning("%s: removed data without an envelope (interrupted commit)", id);
+                free(p);
+            }
+            free(id);
+            free(env);
+            free(env_other);
+            continue;
+        }
+        if (!spool_valid_id(name)) {
+            spool_quarantine(s, dir, name, "unexpected file in the queue");
+            bad++;
+            continue;
+        }
+        char *path = spool_path(dir, name, NULL);
+        char *data = spool_path(dir, name, ".data");
+        char *data_other = spool_path(other, name, ".data");
+        struct buf text = BUF_INIT, err = BUF_INIT;
+        struct envelope *e = NULL;
+        if (stat(data, &st) < 0 && stat(data_other, &st) == 0 && rename(data_other, data) == 0)
+            log_warning("%s: rejoined its data file", name);
+        if (read_file(path, &text, SPOOL_ENVELOPE_MAX) < 0) {
+            buf_printf(&err, "cannot read: %s", strerror(errno));
+        } else if ((e = envelope_decode(text.data ? text.data : "", text.len, &err)) != NULL) {
+            if (strcmp(e->queue_id, name) != 0) {
+                buf_puts(&err, "queue id does not match the file name");
+            } else if (stat(data, &st) < 0) {
+                buf_puts(&err, "data file missing");
+            } else {
+                spool_trim_torn(path, &text);
+                envelope_free(e);
+                e = NULL;
+                goto next;
+            }
+        }
+        envelope_free(e);
+        spool_quarantine(s, dir, name, buf_cstr(&err));
+        if (stat(data, &st) == 0) {
+            char *dn = xasprintf("%s.data", name);
+            spool_quarantine(s, dir, dn, "data of a quarantined envelope");
+            free(dn);
+        }
+        bad++;
+    next:
+        buf_free(&text);
+        buf_free(&err);
+        free(path);
+        free(data);
+        free(data_other);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return bad;
+}
+
+int spool_recover(struct spool *s)
+{
+    DIR *d = opendir(s->incoming);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.')
+                continue;
+            char *p = spool_path(s->incoming, de->d_name, NULL);
+            if (unlink(p) == 0)
+                log_info("%s: removed unfinished incoming file", de->d_name);
+            free(p);
+        }
+        closedir(d);
+    }
+    int bad = spool_recover_dir(s, s->active, s->hold);
+    bad += spool_recover_dir(s, s->hold, s->active);
+    fsync_dir(s->active);
+    fsync_dir(s->hold);
+    fsync_dir(s->corrupt);
+    return bad;
+}

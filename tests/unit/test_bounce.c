@@ -1,0 +1,158 @@
+/* DSN construction (RFC 3464): structure, per-recipient fields, RET, NOTIFY. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/buf.h"
+#include "lib/util.h"
+#include "queue/bounce.h"
+#include "queue/envelope.h"
+#include "queue/spool.h"
+
+static const char *orig = "From: alice@example.org\r\nTo: bob@example.com\r\n"
+                          "Subject: test\r\n\r\nsecret body\r\n";
+
+static struct envelope *make_env(void)
+{
+    struct envelope *e = envelope_new();
+    snprintf(e->queue_id, sizeof e->queue_id, "1LGL65FDNF42HOP");
+    e->arrival = 1795856559;
+    free(e->sender);
+    e->sender = strdup("alice@example.org");
+    e->envid = strdup("ENV123");
+    struct envelope_rcpt *r = envelope_add_rcpt(e, "bob@example.com");
+    r->orcpt = strdup("rfc822;Bob@Example.com");
+    r->state = RCPT_BOUNCED;
+    r->dsn_status = strdup("5.1.1");
+    r->last_error = strdup("550 5.1.1 <bob@example.com>: user unknown");
+    r = envelope_add_rcpt(e, "carol@example.com");
+    r->state = RCPT_BOUNCED;
+    r->dsn_status = strdup("4.4.7");
+    r->last_error = strdup("message expired\r\ninjected: header");
+    envelope_add_rcpt(e, "dave@example.com"); /* delivered or pending: not in this DSN */
+    return e;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static void test_structure(void **state)
+{
+    (void)state;
+    struct envelope *e = make_env();
+    size_t idx[] = {0, 1};
+    struct buf out = BUF_INIT;
+    bounce_build(e, orig, strlen(orig), idx, 2, "mx.example.com", 1795856600, &out);
+    const char *t = buf_cstr(&out);
+    assert_non_null(strstr(t, "Content-Type: multipart/report; report-type=delivery-status;"));
+    assert_non_null(strstr(t, "To: <alice@example.org>\r\n"));
+    assert_non_null(strstr(t, "Content-Type: message/delivery-status\r\n"));
+    assert_non_null(strstr(t, "Reporting-MTA: dns; mx.example.com\r\n"));
+    assert_non_null(strstr(t, "Original-Envelope-Id: ENV123\r\n"));
+    assert_non_null(strstr(t, "Final-Recipient: rfc822; bob@example.com\r\n"));
+    assert_non_null(strstr(t, "Original-Recipient: rfc822;Bob@Example.com\r\n"));
+    assert_non_null(strstr(t, "Status: 5.1.1\r\n"));
+    assert_non_null(strstr(t, "Diagnostic-Code: smtp; 550 5.1.1"));
+    assert_non_null(strstr(t, "Final-Recipient: rfc822; carol@example.com\r\n"));
+    assert_non_null(strstr(t, "Status: 4.4.7\r\n"));
+    assert_non_null(strstr(t, "Diagnostic-Code: x-unix; message expired  injected: header\r\n"));
+    assert_null(strstr(t, "\r\ninjected: header"));
+    assert_null(strstr(t, "dave@example.com"));
+    assert_int_equal(count(t, "Action: failed\r\n"), 2);
+    /* Headers only by default. */
+    assert_non_null(strstr(t, "Content-Type: text/rfc822-headers\r\n"));
+    assert_non_null(strstr(t, "Subject: test\r\n"));
+    assert_null(strstr(t, "secret body"));
+    assert_non_null(strstr(t, "--1LGL65FDNF42HOP.1795856600/mx.example.com--\r\n"));
+    /* Every line ends in CRLF. */
+    for (size_t i = 0; i < out.len; i++)
+        if (out.data[i] == '\n')
+            assert_true(i > 0 && out.data[i - 1] == '\r');
+    buf_free(&out);
+
+    e->ret = DSN_RET_FULL;
+    bounce_build(e, orig, strlen(orig), idx, 1, "mx.example.com", 1795856600, &out);
+    assert_non_null(strstr(buf_cstr(&out), "Content-Type: message/rfc822\r\n"));
+    assert_non_null(strstr(buf_cstr(&out), "secret body"));
+    buf_free(&out);
+    envelope_free(e);
+}
+
+static void test_notify(void **state)
+{
+    (void)state;
+    struct envelope *e = make_env();
+    struct envelope_rcpt *r = &e->rcpts[0];
+    assert_true(bounce_wanted(e, r, 0));  /* NOTIFY absent: failures */
+    assert_false(bounce_wanted(e, r, 1)); /* success DSNs are not generated */
+    r->notify = DSN_NOTIFY_NEVER;
+    assert_false(bounce_wanted(e, r, 0));
+    r->notify = DSN_NOTIFY_SUCCESS | DSN_NOTIFY_DELAY;
+    assert_false(bounce_wanted(e, r, 0));
+    r->notify = DSN_NOTIFY_FAILURE;
+    assert_true(bounce_wanted(e, r, 0));
+    e->is_bounce = 1; /* never bounce a bounce */
+    assert_false(bounce_wanted(e, r, 0));
+    e->is_bounce = 0;
+    free(e->sender);
+    e->sender = strdup("");
+    assert_false(bounce_wanted(e, r, 0));
+    envelope_free(e);
+}
+
+static void test_queue(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/test_bounce.XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    struct buf err = BUF_INIT, data = BUF_INIT;
+    struct spool *s = spool_open(dir, &err);
+    assert_non_null(s);
+    char path[512];
+    snprintf(path, sizeof path, "%s/orig", dir);
+    assert_int_equal(write_file_atomic(path, orig, strlen(orig), 0600), 0);
+    struct envelope *e = make_env();
+    size_t idx[] = {0};
+    char id[QUEUE_ID_MAX];
+    assert_int_equal(bounce_queue(s, e, path, idx, 1, "mx.example.com", id, &err), 0);
+    struct envelope *b = spool_read_envelope(s, id, NULL, &err);
+    assert_non_null(b);
+    assert_string_equal(b->sender, "");
+    assert_true(b->is_bounce);
+    assert_int_equal(b->nrcpts, 1);
+    assert_string_equal(b->rcpts[0].address, "alice@example.org");
+    envelope_free(b);
+    struct buf dp = BUF_INIT;
+    spool_data_path(s, id, SPOOL_ACTIVE, &dp);
+    assert_int_equal(read_file(buf_cstr(&dp), &data, 1 << 20), 0);
+    assert_non_null(strstr(buf_cstr(&data), "Final-Recipient: rfc822; bob@example.com"));
+    buf_free(&dp);
+    buf_free(&data);
+    buf_free(&err);
+    envelope_free(e);
+    spool_free(s);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_structure),
+        cmocka_unit_test(test_notify),
+        cmocka_unit_test(test_queue),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,133 @@
+/* Maildir delivery: layout, unique names, prepended headers, CRLF kept, failures classified. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "deliver/maildir.h"
+#include "lib/buf.h"
+#include "lib/util.h"
+
+static char *tmpdir(void)
+{
+    char tmpl[] = "/tmp/test_maildir.XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void rm_rf(const char *path)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_deliver(void **state)
+{
+    (void)state;
+    char *root = tmpdir();
+    char data[512], mbox[512];
+    snprintf(data, sizeof data, "%s/msg", root);
+    snprintf(mbox, sizeof mbox, "%s/example.com/bob/", root);
+    const char *msg = "Subject: hi\r\n\r\nbody line\r\n";
+    assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
+    char dsn[16];
+    struct buf reason = BUF_INIT, path = BUF_INIT, got = BUF_INIT, path2 = BUF_INIT;
+    assert_int_equal(maildir_deliver_file(mbox, data, "alice@example.org", "bob@example.com", dsn,
+                                          &reason, &path),
+                     DELIVERY_OK);
+    assert_string_equal(dsn, "2.0.0");
+    const char *subs[] = {"tmp", "new", "cur"};
+    for (int i = 0; i < 3; i++) {
+        char p[600];
+        struct stat st;
+        snprintf(p, sizeof p, "%s%s", mbox, subs[i]);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+    }
+    /* In new/, named time.M<usec>P<pid>Q<n>.host,S=size. */
+    const char *name = strrchr(buf_cstr(&path), '/') + 1;
+    assert_non_null(strstr(buf_cstr(&path), "/new/"));
+    char pid[32];
+    snprintf(pid, sizeof pid, "P%ldQ", (long)getpid());
+    assert_non_null(strstr(name, pid));
+    assert_non_null(strstr(name, ".M"));
+    assert_int_equal(read_file(buf_cstr(&path), &got, 100000), 0);
+    const char *want = "Return-Path: <alice@example.org>\r\nDelivered-To: bob@example.com\r\n"
+                       "Subject: hi\r\n\r\nbody line\r\n";
+    assert_string_equal(buf_cstr(&got), want);
+    char sz[32];
+    snprintf(sz, sizeof sz, ",S=%zu", strlen(want));
+    assert_non_null(strstr(name, sz));
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%stmp", mbox);
+    DIR *d = opendir(tmp);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(n, 0);
+
+    /* A second delivery gets another name; the null sender becomes <>. */
+    assert_int_equal(maildir_deliver_file(mbox, data, "", "bob@example.com", dsn, &reason, &path2),
+                     DELIVERY_OK);
+    assert_string_not_equal(buf_cstr(&path), buf_cstr(&path2));
+    buf_reset(&got);
+    assert_int_equal(read_file(buf_cstr(&path2), &got, 100000), 0);
+    assert_int_equal(strncmp(buf_cstr(&got), "Return-Path: <>\r\n", 17), 0);
+
+    buf_free(&reason);
+    buf_free(&path);
+    buf_free(&path2);
+    buf_free(&got);
+    rm_rf(root);
+    free(root);
+}
+
+static void test_failures(void **state)
+{
+    (void)state;
+    char *root = tmpdir();
+    char data[512], bad[512];
+    snprintf(data, sizeof data, "%s/msg", root);
+    assert_int_equal(write_file_atomic(data, "x\r\n", 3, 0600), 0);
+    char dsn[16];
+    struct buf reason = BUF_INIT;
+    /* A relative path, and a path through a regular file: permanent. */
+    assert_int_equal(maildir_deliver_file("relative/", data, "a@b", "c@d", dsn, &reason, NULL),
+                     DELIVERY_PERMFAIL);
+    assert_int_equal(dsn[0], '5');
+    snprintf(bad, sizeof bad, "%s/msg/sub/", root);
+    assert_int_equal(maildir_deliver_file(bad, data, "a@b", "c@d", dsn, &reason, NULL),
+                     DELIVERY_PERMFAIL);
+    assert_int_equal(dsn[0], '5');
+    assert_true(reason.len > 0);
+    /* The queue file vanished: temporary. */
+    char mbox[512], gone[512];
+    snprintf(mbox, sizeof mbox, "%s/box/", root);
+    snprintf(gone, sizeof gone, "%s/nothing", root);
+    assert_int_equal(maildir_deliver_file(mbox, gone, "a@b", "c@d", dsn, &reason, NULL),
+                     DELIVERY_TEMPFAIL);
+    assert_int_equal(dsn[0], '4');
+    buf_free(&reason);
+    rm_rf(root);
+    free(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deliver),
+        cmocka_unit_test(test_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,360 @@
+/*
+ * The spool: durable commits through a real event loop and work queue,
+ * group commit batching (seen through the round counter), abort, disk full
+ * on a small tmpfs, operator moves, and start-up recovery.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/util.h"
+#include "lib/workq.h"
+#include "queue/envelope.h"
+#include "queue/spool.h"
+
+static char *mkdtemp_dir(void)
+{
+    char tmpl[] = "/tmp/test_spool.XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void rm_rf(const char *path)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static int exists(const char *root, const char *sub, const char *name)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s/%s", root, sub, name);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+struct commits {
+    int done, ok;
+    char ids[200][QUEUE_ID_MAX];
+};
+
+static void on_commit(void *arg, int result, int err_code, const char *queue_id)
+{
+    struct commits *c = arg;
+    if (result == 0)
+        snprintf(c->ids[c->ok++], QUEUE_ID_MAX, "%s", queue_id);
+    c->done++;
+}
+
+static struct spool_msg *new_msg(struct spool *s, const char *rcpt, const char *body)
+{
+    struct buf err = BUF_INIT;
+    struct spool_msg *m = spool_msg_new(s, &err);
+    assert_non_null(m);
+    struct envelope *e = spool_msg_envelope(m);
+    free(e->sender);
+    e->sender = strdup("sender@example.com");
+    envelope_add_rcpt(e, rcpt);
+    assert_int_equal(spool_msg_write(m, body, strlen(body)), 0);
+    buf_free(&err);
+    return m;
+}
+
+static void test_ids(void **state)
+{
+    (void)state;
+    char a[QUEUE_ID_MAX], b[QUEUE_ID_MAX];
+    spool_new_id(a);
+    usleep(2000);
+    spool_new_id(b);
+    assert_true(spool_valid_id(a));
+    assert_true(strlen(a) >= 10 && strlen(a) <= 16);
+    assert_true(strcmp(a, b) < 0); /* sortable by time */
+    assert_false(spool_valid_id("abc"));
+    assert_false(spool_valid_id("1LGL65FDNF42HOP.data"));
+}
+
+static void test_group_commit(void **state)
+{
+    (void)state;
+    char *dir = mkdtemp_dir();
+    struct buf err = BUF_INIT;
+    struct spool *s = spool_open(dir, &err);
+    assert_non_null(s);
+    struct event_base *base = event_base_new();
+    struct workq *wq = workq_new(base, 2);
+    spool_attach(s, base, wq);
+    static struct commits c;
+    memset(&c, 0, sizeof c);
+    enum { N = 100 };
+    /* 100 sessions finishing DATA in the same loop iteration. */
+    for (int i = 0; i < N; i++) {
+        struct spool_msg *m = new_msg(s, "rcpt@example.com", "Subject: x\r\n\r\nbody\r\n");
+        spool_msg_commit(m, on_commit, &c);
+    }
+    for (int guard = 0; c.done < N && guard < 10000; guard++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(c.done, N);
+    assert_int_equal(c.ok, N);
+    /* The first commit starts a round; the 99 that wait share the next one. */
+    assert_true(spool_sync_rounds(s) <= 2);
+    assert_true(spool_sync_rounds(s) >= 1);
+    char inc[512];
+    snprintf(inc, sizeof inc, "%s/incoming", dir);
+    assert_int_equal(count_files(inc), 0);
+    for (int i = 0; i < N; i++) {
+        assert_true(exists(dir, "active", c.ids[i]));
+        struct envelope *e = spool_read_envelope(s, c.ids[i], NULL, &err);
+        assert_non_null(e);
+        assert_string_equal(e->queue_id, c.ids[i]);
+        assert_string_equal(e->rcpts[0].address, "rcpt@example.com");
+        envelope_free(e);
+    }
+    size_t n;
+    char **ids = spool_list(s, SPOOL_ACTIVE, &n);
+    assert_int_equal(n, N);
+    strlist_free(ids);
+    workq_free(wq);
+    event_base_free(base);
+    spool_free(s);
+    buf_free(&err);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_sync_commit_append_moves(void **state)
+{
+    (void)state;
+    char *dir = mkdtemp_dir();
+    struct buf err = BUF_INIT, path = BUF_INIT, data = BUF_INIT;
+    struct spool *s = spool_open(dir, &err);
+    assert_non_null(s);
+    struct spool_msg *m = new_msg(s, "a@example.com", "Subject: y\r\n\r\nhello\r\n");
+    char id[QUEUE_ID_MAX];
+    snprintf(id, sizeof id, "%s", spool_msg_id(m));
+    assert_int_equal(spool_msg_commit_sync(m, &err), 0);
+    spool_data_path(s, id, SPOOL_ACTIVE, &path);
+    assert_int_equal(read_file(buf_cstr(&path), &data, 1000), 0);
+    assert_string_equal(buf_cstr(&data), "Subject: y\r\n\r\nhello\r\n");
+
+    struct envelope *e = spool_read_envelope(s, id, NULL, &err);
+    assert_non_null(e);
+    e->rcpts[0].state = RCPT_DELIVERED;
+    e->rcpts[0].last_error = strdup("delivered to maildir");
+    struct buf rec = BUF_INIT;
+    envelope_encode_result(e, 0, &rec);
+    assert_int_equal(spool_append(s, id, rec.data, rec.len), 0);
+    envelope_free(e);
+    e = spool_read_envelope(s, id, NULL, &err);
+    assert_int_equal(e->rcpts[0].state, RCPT_DELIVERED);
+    envelope_free(e);
+
+    enum spool_where w;
+    assert_int_equal(spool_hold(s, id), 0);
+    assert_false(exists(dir, "active", id));
+    e = spool_read_envelope(s, id, &w, &err);
+    assert_int_equal(w, SPOOL_HOLD);
+    assert_int_equal(e->hold, 1);
+    envelope_free(e);
+    assert_int_equal(spool_append(s, id, rec.data, rec.len), -1); /* only active/ is delivered */
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(spool_release(s, id), 0);
+    assert_true(exists(dir, "active", id));
+    assert_int_equal(spool_release(s, id), -1);
+    assert_int_equal(spool_delete(s, id), 0);
+    assert_false(exists(dir, "active", id));
+    assert_int_equal(spool_delete(s, id), -1);
+    e = spool_read_envelope(s, id, NULL, &err);
+    assert_null(e);
+    assert_int_equal(errno, ENOENT);
+
+    /* Abort leaves nothing behind. */
+    m = new_msg(s, "b@example.com", "x\r\n");
+    spool_msg_abort(m);
+    char inc[512];
+    snprintf(inc, sizeof inc, "%s/incoming", dir);
+    assert_int_equal(count_files(inc), 0);
+    buf_free(&rec);
+    buf_free(&err);
+    buf_free(&path);
+    buf_free(&data);
+    spool_free(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void put(const char *dir, const char *sub, const char *name, const char *text)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s/%s", dir, sub, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_recovery(void **state)
+{
+    (void)state;
+    char *dir = mkdtemp_dir();
+    struct buf err = BUF_INIT, text = BUF_INIT;
+    struct spool *s = spool_open(dir, &err);
+    assert_non_null(s);
+    /* A good message whose last append was torn by a crash. */
+    struct spool_msg *m = new_msg(s, "a@example.com", "x\r\n");
+    char good[QUEUE_ID_MAX];
+    snprintf(good, sizeof good, "%s", spool_msg_id(m));
+    assert_int_equal(spool_msg_commit_sync(m, &err), 0);
+    assert_int_equal(spool_append(s, good, "X 0 D 1 2.0.0 do", 16), 0);
+    /* Garbage in active/, an unfinished receive, an orphan data file, an unknown name. */
+    put(dir, "active", "1AAAAAAAAAAAAAA", "this is not an envelope\n");
+    put(dir, "active", "1AAAAAAAAAAAAAA.data", "data\r\n");
+    put(dir, "incoming", "1BBBBBBBBBBBBBB.data", "half a message");
+    put(dir, "active", "1CCCCCCCCCCCCCC.data", "no envelope\r\n");
+    put(dir, "active", "stray-file", "?");
+    assert_int_equal(spool_recover(s), 2); /* the garbage message and the stray file */
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/incoming", dir);
+    assert_int_equal(count_files(sub), 0);
+    assert_true(exists(dir, "corrupt", "1AAAAAAAAAAAAAA"));
+    assert_true(exists(dir, "corrupt", "1AAAAAAAAAAAAAA.data"));
+    assert_true(exists(dir, "corrupt", "stray-file"));
+    assert_false(exists(dir, "active", "1CCCCCCCCCCCCCC.data"));
+    assert_true(exists(dir, "active", good));
+    /* The torn line was cut off, so a later append starts on its own line. */
+    char p[512];
+    snprintf(p, sizeof p, "%s/active/%s", dir, good);
+    assert_int_equal(read_file(p, &text, 100000), 0);
+    assert_int_equal(text.data[text.len - 1], '\n');
+    struct envelope *e = envelope_new();
+    envelope_add_rcpt(e, "a@example.com");
+    e->rcpts[0].state = RCPT_DELIVERED;
+    struct buf rec = BUF_INIT;
+    envelope_encode_result(e, 0, &rec);
+    assert_int_equal(spool_append(s, good, rec.data, rec.len), 0);
+    envelope_free(e);
+    e = spool_read_envelope(s, good, NULL, &err);
+    assert_non_null(e);
+    assert_int_equal(e->rcpts[0].state, RCPT_DELIVERED);
+    envelope_free(e);
+    size_t n;
+    char **ids = spool_list(s, SPOOL_ACTIVE, &n);
+    assert_int_equal(n, 1);
+    strlist_free(ids);
+    buf_free(&rec);
+    buf_free(&err);
+    buf_free(&text);
+    spool_free(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Disk full: a 1 MiB tmpfs. Needs root (mount); skipped otherwise. */
+static void test_disk_full(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("skipped: mounting a small tmpfs needs root\n");
+        skip();
+    }
+    char *dir = mkdtemp_dir();
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=1m") < 0) {
+        print_message("skipped: cannot mount tmpfs: %s\n", strerror(errno));
+        rm_rf(dir);
+        free(dir);
+        skip();
+    }
+    struct buf err = BUF_INIT;
+    struct spool *s = spool_open(dir, &err);
+    assert_non_null(s);
+    char inc[512], act[512];
+    snprintf(inc, sizeof inc, "%s/incoming", dir);
+    snprintf(act, sizeof act, "%s/active", dir);
+
+    /* 1: the data does not fit. */
+    struct spool_msg *m = new_msg(s, "a@example.com", "x");
+    static char chunk[65536];
+    memset(chunk, 'a', sizeof chunk);
+    int rc = 0;
+    for (int i = 0; i < 64 && rc == 0; i++)
+        rc = spool_msg_write(m, chunk, sizeof chunk);
+    if (rc == 0) {
+        /* Buffered: the failure shows at the commit. */
+        assert_int_equal(spool_msg_commit_sync(m, &err), -1);
+    } else {
+        assert_int_equal(errno, ENOSPC);
+        spool_msg_abort(m);
+    }
+    assert_int_equal(count_files(inc), 0);
+    assert_int_equal(count_files(act), 0);
+
+    /* 2: the data fits but the envelope does not: the commit fails and leaves nothing. */
+    char filler[512];
+    snprintf(filler, sizeof filler, "%s/filler", dir);
+    int fd = open(filler, O_WRONLY | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    while (write(fd, chunk, 4096) == 4096)
+        ;
+    close(fd);
+    m = new_msg(s, "a@example.com", "");
+    static struct commits c;
+    memset(&c, 0, sizeof c);
+    struct event_base *base = event_base_new();
+    struct workq *wq = workq_new(base, 1);
+    spool_attach(s, base, wq);
+    spool_msg_commit(m, on_commit, &c);
+    for (int guard = 0; c.done < 1 && guard < 1000; guard++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(c.done, 1);
+    assert_int_equal(c.ok, 0);
+    assert_int_equal(count_files(inc), 0);
+    assert_int_equal(count_files(act), 0);
+    workq_free(wq);
+    event_base_free(base);
+    spool_free(s);
+    buf_free(&err);
+    assert_int_equal(umount(dir), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_sync_commit_append_moves),
+        cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_disk_full),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
