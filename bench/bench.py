@@ -343,7 +343,8 @@ class Postfix:
         r = self._postfix("start")
         pidfile = self.queue / "pid/master.pid"
         if r.returncode != 0 or not wait_until(pidfile.exists, 10):
-            raise RuntimeError("postfix start failed: %s %s; see %s" % (r.stdout, r.stderr, self.maillog))
+            raise RuntimeError("postfix start failed: %s; see %s"
+                               % (" ".join((r.stdout + r.stderr).split())[-300:], self.maillog))
         self.master_pid = int(pidfile.read_text().split()[0])
         if not wait_banner(self.port):
             raise RuntimeError("postfix smtpd does not answer; see %s" % self.maillog)
@@ -448,9 +449,9 @@ class Hongyan:
                                      start_new_session=True)
         _cleanups.append(self.stop)
         if not wait_banner(self.port, proc=self.proc):
-            tail = (self.work / "server.log").read_text(errors="replace")[-600:]
             self.stop()
-            raise RuntimeError("hongyan serve did not answer: %s" % tail)
+            raise RuntimeError("hongyan serve gave no 220 greeting on 127.0.0.1:%d (see %s)"
+                               % (self.port, self.work / "server.log"))
         return self
 
     @property
@@ -595,12 +596,14 @@ def scenario_relay(server, sink, sessions, count):
 
 
 async def _hold_idle(port, n, connect_concurrency=500, connect_timeout=2.0,
-                     reply_timeout=15.0, deadline=120.0):
+                     stall=15.0, deadline=240.0):
     """Opens up to N sessions (connect, read the 220, EHLO, read the 250)
-    and keeps them open. Returns (stats, writers)."""
+    and keeps them open. Waits for greetings until every session is answered,
+    or nothing has progressed for STALL seconds (a server that queues
+    connections it cannot serve), or DEADLINE. Returns (stats, sessions)."""
     stats = {"connected": 0, "connect_failed": 0, "greeted": 0, "ehlo_ok": 0,
-             "refused_reply": 0, "no_greeting": 0}
-    writers = []
+             "refused_reply": 0, "closed": 0}
+    sessions = []
     sem = asyncio.Semaphore(connect_concurrency)
 
     async def one():
@@ -612,29 +615,51 @@ async def _hold_idle(port, n, connect_concurrency=500, connect_timeout=2.0,
                 stats["connect_failed"] += 1
                 return
         stats["connected"] += 1
-        writers.append((r, w))
+        sessions.append((r, w))
         try:
-            line = await asyncio.wait_for(r.readline(), reply_timeout)
+            line = await r.readline()
+            if not line:
+                stats["closed"] += 1
+                return
             if not line.startswith(b"220"):
                 stats["refused_reply"] += 1
                 return
             stats["greeted"] += 1
             w.write(b"EHLO idle.example.com\r\n")
             while True:
-                line = await asyncio.wait_for(r.readline(), reply_timeout)
+                line = await r.readline()
                 if not line or not line.startswith(b"250"):
+                    stats["refused_reply"] += 1
                     return
                 if line[3:4] == b" ":
                     stats["ehlo_ok"] += 1
                     return
-        except (OSError, asyncio.TimeoutError):
-            stats["no_greeting"] += 1
+        except OSError:
+            stats["closed"] += 1
 
-    try:
-        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(n))), deadline)
-    except asyncio.TimeoutError:
-        stats["deadline_hit"] = True
-    return stats, writers
+    tasks = [asyncio.ensure_future(one()) for _ in range(n)]
+    t0 = time.monotonic()
+    last, last_change = None, time.monotonic()
+    while True:
+        done = all(t.done() for t in tasks)
+        now = time.monotonic()
+        progress = (stats["connected"], stats["connect_failed"], stats["greeted"], stats["ehlo_ok"])
+        if progress != last:
+            last, last_change = progress, now
+        if done:
+            break
+        if now - last_change > stall:
+            stats["stalled"] = True
+            break
+        if now - t0 > deadline:
+            stats["deadline_hit"] = True
+            break
+        await asyncio.sleep(0.5)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stats["ramp_seconds"] = round(last_change - t0, 1)
+    return stats, sessions
 
 
 def scenario_idle(server, n=10000):
@@ -645,11 +670,11 @@ def scenario_idle(server, n=10000):
     t0 = time.monotonic()
 
     async def run():
-        stats, writers = await _hold_idle(server.port, n)
+        stats, sessions = await _hold_idle(server.port, n)
         await asyncio.sleep(2)
         rss, pss, procs = tree_mem(root)
-        still_open = sum(1 for r, w in writers if not r.at_eof())
-        for _, w in writers:
+        still_open = sum(1 for r, w in sessions if not r.at_eof())
+        for _, w in sessions:
             w.close()
         await asyncio.sleep(0.5)
         return stats, rss, pss, procs, still_open
@@ -661,6 +686,57 @@ def scenario_idle(server, n=10000):
                 "ok": stats["ehlo_ok"] >= n})
     # Let the server notice the closed sessions before the next scenario.
     time.sleep(3)
+    return res
+
+
+SYNC_CALLS = ("fsync", "fdatasync", "sync_file_range", "syncfs", "sync", "msync")
+
+
+def scenario_durability(server, count=200, sessions=20):
+    """Not timed: counts the sync system calls the server's process tree
+    makes per accepted-and-delivered message (strace -f -c on every thread
+    of the tree), to show both servers do the same durable work."""
+    if not shutil.which("strace"):
+        return {"ok": None, "error": "strace not installed"}
+    newdir = server.maildir_new()
+    clear_maildir(newdir)
+    wait_until(lambda: server.queued() == 0, 30, 0.2)
+    tids = []
+    for p in tree_pids(server.root_pid):
+        try:
+            tids += [int(t) for t in os.listdir("/proc/%d/task" % p)]
+        except OSError:
+            pass
+    out = OUT / ("strace-%s.txt" % server.name)
+    cmd = ["strace", "-f", "-c", "-o", str(out), "-e", "trace=" + ",".join(SYNC_CALLS)]
+    for t in tids:
+        cmd += ["-p", str(t)]
+    st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+    _cleanups.append(lambda: st.poll() is None and st.kill())
+    try:
+        time.sleep(1.0)  # strace attaches
+        dt, ok, err = smtp_source(server.port, count, sessions, LOCAL_RCPT, timeout=300)
+        delivered = wait_until(lambda: maildir_count(newdir) >= count and server.queued() == 0, 120, 0.1)
+    finally:
+        st.send_signal(signal.SIGINT)
+        try:
+            st.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            st.kill()
+    calls = {}
+    try:
+        for line in out.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 5 and f[-1] in SYNC_CALLS and f[3].isdigit():
+                calls[f[-1]] = int(f[3])
+    except OSError:
+        pass
+    clear_maildir(newdir)
+    total = sum(calls.values())
+    res = {"ok": ok and delivered, "count": count, "calls": calls, "per_message": total / count}
+    if not (ok and delivered):
+        res["error"] = err or "not all delivered under strace"
     return res
 
 
@@ -702,6 +778,10 @@ def render(results, meta):
     L.append("- hongyan: %s" % meta.get("hongyan", "—"))
     L.append("- Postfix: %s" % meta.get("postfix", "—"))
     L.append("- load: smtp-source, %d-byte messages, one new connection per message" % MSG_SIZE)
+    L.append("- load average (1 min) at start / end: %s / %s%s" % (
+        meta.get("load_start", "?"), meta.get("load_end", "?"),
+        " — the machine was busy with other work: treat the numbers as rough"
+        if max(meta.get("load_start", 0), meta.get("load_end", 0)) > 1.0 else ""))
     L.append("")
     acc = results.get("accept", {})
     sink = results.get("sink", {})
@@ -746,17 +826,29 @@ def render(results, meta):
         L.append("## Concurrent idle sessions (greeted, EHLO answered, then silent)")
         L.append("")
         L.append("| server | asked | EHLO answered | TCP connected | connect failed | open at measurement | "
-                 "server RSS MB | server PSS MB | processes |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "seconds to last answer | server RSS MB | server PSS MB | PSS KB per answered session | processes |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, r in idle.items():
             if "asked" not in r:
-                L.append("| %s | — | — | — | — | — | — | — | — |" % name)
+                L.append("| %s |" % name + " — |" * 10)
                 continue
-            L.append("| %s | %d | %d | %d | %d | %d | %s | %s | %d |" % (
+            per = ("%.0f" % ((r["pss"] - r["base_pss"]) / r["ehlo_ok"] / 1024)) if r["ehlo_ok"] else "—"
+            L.append("| %s | %d | %d | %d | %d | %d | %s | %s | %s | %s | %d |" % (
                 name, r["asked"], r["ehlo_ok"], r["connected"], r["connect_failed"], r["held_open"],
-                fmt_mb(r["rss"]), fmt_mb(r["pss"]), r["procs"]))
+                r.get("ramp_seconds", "—"), fmt_mb(r["rss"]), fmt_mb(r["pss"]), per, r["procs"]))
         L.append("")
-    errs = results.get("errors", [])
+    dur = results.get("durability", {})
+    if dur:
+        L.append("## Durability probe (untimed): sync system calls per message, accept + Maildir delivery")
+        L.append("")
+        L.append("| server | messages | sync calls per message | calls |")
+        L.append("|---|---:|---:|---|")
+        for name, r in dur.items():
+            L.append("| %s | %s | %s | %s |" % (name, r.get("count", "—"),
+                     "%.2f" % r["per_message"] if "per_message" in r else "—",
+                     ", ".join("%s %d" % kv for kv in sorted(r.get("calls", {}).items())) or "—"))
+        L.append("")
+    errs = list(results.get("errors", []))
     for key in ("tls", "dkim"):
         for name, r in results.get(key, {}).items():
             if r.get("error"):
@@ -766,7 +858,7 @@ def render(results, meta):
             for s, r in by.items():
                 if r.get("error"):
                     errs.append("%s/%s/%s sessions: %s" % (sc, name, s, r["error"]))
-    for name, r in idle.items():
+    for name, r in list(idle.items()) + list(dur.items()):
         if r.get("error"):
             errs.append("idle/%s: %s" % (name, r["error"]))
     if errs:
@@ -776,6 +868,13 @@ def render(results, meta):
             L.append("- " + e)
         L.append("")
     return "\n".join(L)
+
+
+def loadavg():
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except (OSError, ValueError):
+        return -1.0
 
 
 def cleanup():
@@ -791,9 +890,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small message counts (a smoke run)")
     ap.add_argument("--servers", default="postfix,hongyan")
-    ap.add_argument("--only", default="sink,accept,relay,idle,tls,dkim")
+    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim")
     ap.add_argument("--sessions", default="1,20,100")
     ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
+    ap.add_argument("--postfix-big-sessions", type=int, default=1000,
+                    help="idle sessions for Postfix with its smtpd process limit raised")
     args = ap.parse_args()
 
     def stop_on_signal(sig, frame):
@@ -816,8 +917,10 @@ def main():
     idle_n = args.idle if not args.quick else min(args.idle, 1000)
 
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release()}
-    results = {"accept": {}, "relay": {}, "idle": {}, "sink": {}, "tls": {}, "dkim": {}, "errors": []}
+            "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release(),
+            "load_start": loadavg()}
+    results = {"accept": {}, "relay": {}, "idle": {}, "sink": {}, "tls": {}, "dkim": {},
+               "durability": {}, "errors": []}
     try:
         if "sink" in only:
             for s in sessions:
@@ -855,6 +958,11 @@ def main():
                     r = scenario_idle(srv, idle_n)
                     results["idle"][name + " (as configured)"] = r
                     log("  -> %d answered EHLO, RSS %s MB" % (r["ehlo_ok"], fmt_mb(r["rss"])))
+                if "durability" in only:
+                    log("%s durability probe (strace, untimed)" % name)
+                    r = scenario_durability(srv)
+                    results["durability"][name] = r
+                    log("  -> sync calls per message: %.2f %s" % (r.get("per_message", 0), r.get("calls", "")))
                 if "tls" in only:
                     results["tls"][name] = scenario_tls(srv)
                 if "dkim" in only:
@@ -866,12 +974,16 @@ def main():
                 # Fair to Postfix: the same test with smtpd's process limit
                 # raised above the session count.
                 sink = Sink("idle-postfix").start()
-                big = Postfix(OUT / "postfix-big", sink.port, smtpd_process_limit=idle_n + 100)
+                # One smtpd process per session: 10,000 processes take many
+                # minutes to spawn here, so this run holds fewer and the
+                # table gives the memory per session.
+                big_n = min(idle_n, args.postfix_big_sessions)
+                big = Postfix(OUT / "postfix-big", sink.port, smtpd_process_limit=big_n + 100)
                 try:
                     big.start()
-                    log("postfix (smtpd process_limit %d) idle sessions: %d" % (idle_n + 100, idle_n))
-                    r = scenario_idle(big, idle_n)
-                    results["idle"]["postfix (smtpd process_limit %d)" % (idle_n + 100)] = r
+                    log("postfix (smtpd process_limit %d) idle sessions: %d" % (big_n + 100, big_n))
+                    r = scenario_idle(big, big_n)
+                    results["idle"]["postfix (smtpd process_limit %d)" % (big_n + 100)] = r
                     log("  -> %d answered EHLO, RSS %s MB, %d processes" % (r["ehlo_ok"], fmt_mb(r["rss"]), r["procs"]))
                 except Exception as e:
                     results["errors"].append("postfix with a raised process limit: %s" % e)
@@ -880,6 +992,7 @@ def main():
                     sink.stop()
     finally:
         cleanup()
+        meta["load_end"] = loadavg()
         md = render(results, meta)
         (OUT / "results.md").write_text(md + "\n")
         (OUT / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
