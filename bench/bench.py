@@ -747,10 +747,70 @@ def scenario_tls(server):
     return {"ok": None, "error": "not implemented yet"}
 
 
-def scenario_dkim(server):
-    """Issue 5 hook: DKIM signatures/s (RSA-2048, Ed25519) and verifications/s,
-    hongyan vs opendkim on the same messages."""
-    return {"ok": None, "error": "not implemented yet"}
+def _dkim_message():
+    body = "".join("line %04d of a benchmark message body, some text to sign.\r\n" % i
+                   for i in range(MSG_SIZE // 60))
+    return ("From: Sender <sender@bench.test>\r\nTo: rcpt@example.com\r\n"
+            "Subject: dkim bench\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n"
+            "Message-ID: <bench@bench.test>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain\r\n\r\n" + body).encode()
+
+
+def _time_runs(cmd, msg, n, timeout=120):
+    """Runs CMD N times in sequence with MSG on stdin; (runs/s, ok, error)."""
+    t0 = time.monotonic()
+    for _ in range(n):
+        try:
+            r = subprocess.run(cmd, input=msg, capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return None, False, str(e)
+        if r.returncode != 0 or b"DKIM-Signature:" not in r.stdout:
+            return None, False, (r.stderr.decode(errors="replace").strip().splitlines() or ["no signature"])[-1]
+        if time.monotonic() - t0 > timeout:
+            return None, False, "timed out"
+    return n / (time.monotonic() - t0), True, ""
+
+
+def scenario_dkim(n=200):
+    """Issue 5: DKIM signatures/s, `hongyan dkim sign` vs `opendkim-testmsg`
+    (libopendkim), same key, same 4 KB message, one process per signature on
+    both sides (so process start-up is included on both). Verification with
+    keys from a loopback DNS server is still to do."""
+    work = OUT / "dkim"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    msg = _dkim_message()
+    res = {}
+    for alg, genargs in (("rsa-2048", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+                         ("ed25519", ["-algorithm", "ED25519"])):
+        kdir = work / alg / "keys"
+        (kdir / "bench.test").mkdir(parents=True)
+        key = kdir / "bench.test" / "sel.pem"
+        subprocess.run(["openssl", "genpkey"] + genargs + ["-out", str(key)], check=True,
+                       capture_output=True, timeout=60)
+        cfg = work / alg / "main.cf"
+        cfg.write_text("mydomain = bench.test\nmyhostname = hy.bench.test\n"
+                       "data_directory = %s\ndkim_key_directory = %s\ndkim_domains = bench.test\n"
+                       % (work / alg, kdir))
+        row = {}
+        if HONGYAN.exists():
+            rate, ok, err = _time_runs([str(HONGYAN), "-c", str(cfg), "dkim", "sign"], msg, n)
+            row["hongyan"] = rate
+            if not ok:
+                row["hongyan_error"] = err
+        if alg == "ed25519":
+            # opendkim-testmsg has no algorithm option: it signs rsa-sha256 only.
+            row["opendkim"] = None
+            row["opendkim_error"] = "opendkim-testmsg signs rsa-sha256 only (no algorithm option)"
+        else:
+            rate, ok, err = _time_runs(["opendkim-testmsg", "-d", "bench.test", "-s", "sel",
+                                        "-k", str(key), "-t", str(work)], msg, n)
+            row["opendkim"] = rate
+            if not ok:
+                row["opendkim_error"] = err
+        res[alg] = row
+    return res
 
 
 # ---------------------------------------------------------------- report
@@ -848,11 +908,26 @@ def render(results, meta):
                      "%.2f" % r["per_message"] if "per_message" in r else "—",
                      ", ".join("%s %d" % kv for kv in sorted(r.get("calls", {}).items())) or "—"))
         L.append("")
+    dk = results.get("dkim", {})
+    if dk:
+        L.append("## DKIM signing: signatures/s, one process per signature on both sides")
+        L.append("")
+        L.append("| algorithm | opendkim-testmsg | hongyan dkim sign | hongyan / opendkim |")
+        L.append("|---|---:|---:|---:|")
+        for alg, r in dk.items():
+            L.append("| %s | %s | %s | %s |" % (alg, fmt_rate(r.get("opendkim")), fmt_rate(r.get("hongyan")),
+                                               ratio(r.get("hongyan"), r.get("opendkim"))))
+        L.append("")
     errs = list(results.get("errors", []))
-    for key in ("tls", "dkim"):
-        for name, r in results.get(key, {}).items():
-            if r.get("error"):
-                errs.append("%s/%s: %s" % (key, name, r["error"]))
+    for name, r in results.get("tls", {}).items():
+        if r.get("error"):
+            errs.append("tls/%s: %s" % (name, r["error"]))
+    for alg, r in dk.items():
+        for k in ("hongyan_error", "opendkim_error"):
+            if r.get(k):
+                errs.append("dkim/%s/%s: %s" % (alg, k.split("_")[0], r[k]))
+    if dk and not HONGYAN.exists():
+        errs.append("dkim: hongyan not built")
     for sc in ("accept", "relay"):
         for name, by in results.get(sc, {}).items():
             for s, r in by.items():
@@ -965,8 +1040,6 @@ def main():
                     log("  -> sync calls per message: %.2f %s" % (r.get("per_message", 0), r.get("calls", "")))
                 if "tls" in only:
                     results["tls"][name] = scenario_tls(srv)
-                if "dkim" in only:
-                    results["dkim"][name] = scenario_dkim(srv)
             finally:
                 srv.stop()
                 sink.stop()
@@ -990,6 +1063,10 @@ def main():
                 finally:
                     big.stop()
                     sink.stop()
+        if "dkim" in only:
+            log("DKIM signing, hongyan dkim sign vs opendkim-testmsg")
+            results["dkim"] = scenario_dkim()
+            log("  ->", results["dkim"])
     finally:
         cleanup()
         meta["load_end"] = loadavg()
