@@ -1112,6 +1112,18 @@ def loadavg():
         return -1.0
 
 
+def update_readme(md):
+    readme = ROOT / "bench" / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if begin not in text or end not in text:
+        print("README.md has no results markers; not updated", file=sys.stderr)
+        return
+    body = md.split("\n", 2)[2] if md.startswith("# ") else md  # drop the title
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + begin + "\n" + body.strip() + "\n" + end + rest.split(end, 1)[1])
+
+
 def cleanup():
     while _cleanups:
         fn = _cleanups.pop()
@@ -1128,6 +1140,8 @@ def main():
     ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim")
     ap.add_argument("--sessions", default="1,20,100")
     ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
+    ap.add_argument("--readme", action="store_true",
+                    help="also write the results into bench/README.md (between its results markers)")
     ap.add_argument("--postfix-big-sessions", type=int, default=1000,
                     help="idle sessions for Postfix with its smtpd process limit raised")
     args = ap.parse_args()
@@ -1241,6 +1255,8 @@ def main():
         (OUT / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
         print()
         print(md)
+        if args.readme:
+            update_readme(md)
 
 
 if __name__ == "__main__":
