@@ -205,9 +205,9 @@ static int queue_move(struct spool *s, const char *id, int hold)
 {
     if ((hold ? spool_hold(s, id) : spool_release(s, id)) < 0) {
         fprintf(stderr, "hongyan queue: %s: %s\n", id,
-                errno == ENOENT ? (hold ? "no such message in the active queue"
-                                        : "no such message on hold")
-                                : strerror(errno));
+                errno == ENOENT
+                    ? (hold ? "no such message in the active queue" : "no such message on hold")
+                    : strerror(errno));
         return 1;
     }
     printf("%s: %s\n", id, hold ? "placed on hold" : "released from hold");
@@ -216,7 +216,8 @@ static int queue_move(struct spool *s, const char *id, int hold)
     return 0;
 }
 
-static const char *queue_usage = "queue [list] | flush | show ID | delete ID|ALL | hold ID | release ID";
+static const char *queue_usage =
+    "queue [list] | flush | show ID | delete ID|ALL | hold ID | release ID";
 
 int cli_queue_main(int argc, char **argv)
 {

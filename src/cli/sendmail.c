@@ -47,7 +47,8 @@ static void sendmail_addresses(const char *v, char ***list, size_t *n)
     for (const char *p = v;; p++) {
         char c = *p;
         if (c == '\0' || (!in_q && !in_angle && !comment && (c == ',' || c == ';'))) {
-            const char *a = had_angle ? buf_cstr(&angle) : str_trim(cur.data ? cur.data : (char[]){0});
+            const char *a =
+                had_angle ? buf_cstr(&angle) : str_trim(cur.data ? cur.data : (char[]){0});
             if (a[0]) {
                 *list = xrealloc(*list, (*n + 2) * sizeof **list);
                 (*list)[(*n)++] = xstrdup(a);
@@ -131,6 +132,28 @@ static void sendmail_extract(struct buf *msg, char ***rcpts, size_t *n)
     buf_free(&field);
 }
 
+/*
+ * From: with a display name (-F). A name with RFC 5322 specials becomes a
+ * quoted-string (3.2.4); control characters are dropped.
+ */
+static void sendmail_from_named(struct buf *out, const char *name, const char *addr)
+{
+    int special = strpbrk(name, "()<>[]:;@\\,.\"") != NULL;
+    buf_puts(out, "From: ");
+    if (special)
+        buf_putc(out, '"');
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            continue;
+        if (special && (*p == '"' || *p == '\\'))
+            buf_putc(out, '\\');
+        buf_putc(out, (char)*p);
+    }
+    if (special)
+        buf_putc(out, '"');
+    buf_printf(out, " <%s>\r\n", addr);
+}
+
 /* Whether the first line is a header field ("Name:" with printable name characters) or blank. */
 static int sendmail_starts_with_header(const char *m, size_t len)
 {
@@ -190,13 +213,24 @@ static int sendmail_drop(const char *dir, const struct buf *data, struct buf *er
         unlink(tmp);
         goto out;
     }
-    if (close(fd) < 0 || rename(tmp, fin) < 0) {
+    if (rename(tmp, fin) < 0) {
         buf_printf(err, "%s: %s", fin, strerror(errno));
+        close(fd);
         unlink(tmp);
         goto out;
     }
-    if (fsync_dir(dir) < 0) {
+    /*
+     * The rename must be durable before we report success. An unprivileged
+     * user cannot open maildrop/ (mode 1733: no read) to fsync it; syncfs(2)
+     * on the file's own descriptor makes the directory entry durable too.
+     */
+    if (fsync_dir(dir) < 0 && (errno != EACCES || syncfs(fd) < 0)) {
         buf_printf(err, "%s: %s", dir, strerror(errno));
+        close(fd);
+        goto out;
+    }
+    if (close(fd) < 0) {
+        buf_printf(err, "%s: %s", fin, strerror(errno));
         goto out;
     }
     rc = 0;
@@ -230,6 +264,8 @@ int cli_sendmail_main(int argc, char **argv)
             i++;
             break;
         }
+        if (strcmp(a, "-bp") == 0)
+            return cli_mailq_main(argc, argv); /* sendmail -bp is mailq */
         if (strcmp(a, "-t") == 0) {
             extract = 1;
         } else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0) {
@@ -264,10 +300,13 @@ int cli_sendmail_main(int argc, char **argv)
     e->arrival = time(NULL);
     free(e->sender);
     if (sender_opt) {
-        const char *s = sender_opt;
-        if (strcmp(s, "<>") == 0)
-            s = "";
+        /* -f '<alice@example.com>' and -f '<>' are common in scripts. */
+        size_t sl = strlen(sender_opt);
+        char *s = sl >= 2 && sender_opt[0] == '<' && sender_opt[sl - 1] == '>'
+                      ? xstrndup(sender_opt + 1, sl - 2)
+                      : xstrdup(sender_opt);
         e->sender = sendmail_qualify(s, origin);
+        free(s);
     } else {
         struct passwd *pw = getpwuid(getuid());
         e->sender = xasprintf("%s@%s", pw ? pw->pw_name : "nobody", origin);
@@ -303,7 +342,7 @@ int cli_sendmail_main(int argc, char **argv)
     struct buf full = BUF_INIT, add = BUF_INIT;
     if (!msghdr_has(msg.data ? msg.data : "", msg.len, "From")) {
         if (full_name)
-            buf_printf(&add, "From: %s <%s>\r\n", full_name, e->sender);
+            sendmail_from_named(&add, full_name, e->sender);
         else
             buf_printf(&add, "From: %s\r\n", e->sender[0] ? e->sender : "MAILER-DAEMON");
     }

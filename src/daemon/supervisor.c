@@ -105,9 +105,13 @@ static pid_t supervisor_spawn(const char *config_path, struct config *cfg,
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Signals stay blocked until the worker's loop has its handlers (worker.c). */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_SETMASK, &block, NULL);
     if (supervisor_drop_privileges(pw) < 0)
         _exit(EX_NOPERM);
     _exit(daemon_worker_run(config_path, cfg, socks, nsocks));

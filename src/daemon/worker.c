@@ -191,6 +191,9 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     event_add(w.sig_hup, NULL);
     event_add(w.sig_term, NULL);
     event_add(w.sig_int, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
     qmgr_start(w.srv.qmgr);
     log_info("ready: %d listener(s), queue %s", nsocks, config_get(cfg, "queue_directory"));
@@ -202,8 +205,9 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
         socks[i].fd = -1; /* evconnlistener closed nothing (no CLOSE_ON_FREE): the supervisor owns them */
     }
     free(w.listeners);
-    qmgr_free(w.srv.qmgr);
+    /* The work queue first: its last completions still call into the qmgr. */
     workq_free(w.srv.workq);
+    qmgr_free(w.srv.qmgr);
     spool_free(w.srv.spool);
     dns_free(w.srv.dns);
     event_free(w.sig_hup);

@@ -43,9 +43,25 @@ static void bounce_put_clean(struct buf *out, const char *s)
         buf_putc(out, (*p < 0x20 || *p == 0x7f) ? ' ' : (char)*p);
 }
 
+static int bounce_is_8bit(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++)
+        if (*p >= 0x80)
+            return 1;
+    return 0;
+}
+
 void bounce_build(const struct envelope *env, const char *msg, size_t len, const size_t *rcpts,
                   size_t nrcpts, const char *hostname, time_t now, struct buf *out)
 {
+    /*
+     * RFC 6533: when an address is not ASCII (SMTPUTF8 mail), the report is
+     * message/global-delivery-status with utf-8 address types, and the
+     * returned content message/global or message/global-headers.
+     */
+    int intl = bounce_is_8bit(env->sender);
+    for (size_t i = 0; i < nrcpts; i++)
+        intl |= bounce_is_8bit(env->rcpts[rcpts[i]].address);
     struct buf boundary = BUF_INIT;
     buf_printf(&boundary, "%s.%lld/%s", env->queue_id, (long long)now, hostname);
     buf_printf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", hostname);
@@ -86,8 +102,9 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
     /* RFC 3464 2.2: per-message fields. */
     buf_printf(out,
                "--%s\r\nContent-Description: Delivery report\r\n"
-               "Content-Type: message/delivery-status\r\n\r\n",
-               buf_cstr(&boundary));
+               "Content-Type: %s\r\n\r\n",
+               buf_cstr(&boundary),
+               intl ? "message/global-delivery-status" : "message/delivery-status");
     buf_printf(out, "Reporting-MTA: dns; %s\r\nX-Hongyan-Queue-ID: %s\r\n", hostname,
                env->queue_id);
     if (env->envid) {
@@ -107,7 +124,8 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
     for (size_t i = 0; i < nrcpts; i++) {
         const struct envelope_rcpt *r = &env->rcpts[rcpts[i]];
         int ok = r->state == RCPT_DELIVERED;
-        buf_puts(out, "\r\nFinal-Recipient: rfc822; ");
+        buf_printf(out, "\r\nFinal-Recipient: %s; ",
+                   bounce_is_8bit(r->address) ? "utf-8" : "rfc822");
         bounce_put_clean(out, r->address);
         buf_puts(out, "\r\n");
         if (r->orcpt && strchr(r->orcpt, ';')) {
@@ -120,8 +138,8 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
         if (r->last_error) {
             /* A remote reply keeps its SMTP code; a local reason is x-unix, as Postfix. */
             const char *e = r->last_error;
-            int smtp = strlen(e) >= 4 && e[0] >= '2' && e[0] <= '5' && e[1] >= '0' &&
-                       e[1] <= '9' && e[2] >= '0' && e[2] <= '9' && (e[3] == ' ' || e[3] == '-');
+            int smtp = strlen(e) >= 4 && e[0] >= '2' && e[0] <= '5' && e[1] >= '0' && e[1] <= '9' &&
+                       e[2] >= '0' && e[2] <= '9' && (e[3] == ' ' || e[3] == '-');
             buf_printf(out, "Diagnostic-Code: %s; ", smtp ? "smtp" : "x-unix");
             bounce_put_clean(out, e);
             buf_puts(out, "\r\n");
@@ -143,7 +161,8 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
     int full = env->ret == DSN_RET_FULL;
     buf_printf(out, "--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n\r\n",
                buf_cstr(&boundary), full ? "Undelivered Message" : "Undelivered Message Headers",
-               full ? "message/rfc822" : "text/rfc822-headers");
+               full ? (intl ? "message/global" : "message/rfc822")
+                    : (intl ? "message/global-headers" : "text/rfc822-headers"));
     size_t take = full ? len : hlen;
     buf_append(out, msg, take);
     if (take >= 2 && memcmp(msg + take - 2, "\r\n", 2) != 0)
@@ -168,8 +187,8 @@ int bounce_queue(struct spool *s, const struct envelope *env, const char *data_p
     struct envelope copy = *env;
     if (orig.len >= BOUNCE_ORIG_MAX / 2)
         copy.ret = DSN_RET_HDRS;
-    bounce_build(&copy, orig.data ? orig.data : "", orig.len, rcpts, nrcpts, hostname,
-                 time(NULL), &text);
+    bounce_build(&copy, orig.data ? orig.data : "", orig.len, rcpts, nrcpts, hostname, time(NULL),
+                 &text);
     buf_free(&orig);
     struct spool_msg *m = spool_msg_new(s, err);
     if (m == NULL) {

@@ -3,7 +3,8 @@
  * part, a message/delivery-status part with one block per recipient, and
  * the original headers (text/rfc822-headers) or, for RET=FULL, the whole
  * message (message/rfc822). Queued from the null sender to the envelope
- * sender and marked as a bounce, so it is never bounced again.
+ * sender and marked as a bounce, so it is never bounced again. Mail with
+ * non-ASCII addresses gets the RFC 6533 message/global-* types.
  */
 #ifndef HONGYAN_QUEUE_BOUNCE_H
 #define HONGYAN_QUEUE_BOUNCE_H

@@ -272,8 +272,7 @@ static int envelope_parse_line(struct envelope *e, char *line, int *seen, struct
         return 0;
     case 'R': {
         char *addr, *orcpt;
-        if (n != 4 || e->nrcpts >= ENVELOPE_MAX_RCPTS ||
-            envelope_get_ll(f[3], 0, 15, &v[0]) < 0)
+        if (n != 4 || e->nrcpts >= ENVELOPE_MAX_RCPTS || envelope_get_ll(f[3], 0, 15, &v[0]) < 0)
             goto bad;
         if (envelope_get_field(f[1], &addr) < 0 || addr == NULL) {
             free(addr);

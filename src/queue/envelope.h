@@ -39,9 +39,9 @@ enum rcpt_state {
 };
 
 struct envelope_rcpt {
-    char *address;    /* final recipient */
-    char *orcpt;      /* original recipient as "rfc822;addr", or NULL */
-    unsigned notify;  /* enum dsn_notify bits */
+    char *address;   /* final recipient */
+    char *orcpt;     /* original recipient as "rfc822;addr", or NULL */
+    unsigned notify; /* enum dsn_notify bits */
     enum rcpt_state state;
     char *last_error; /* last reply or reason, or NULL */
     char *dsn_status; /* X.Y.Z of the last result, or NULL */
@@ -59,7 +59,7 @@ struct envelope {
     int hold;
     time_t next_try; /* 0: as soon as possible */
     int attempts;
-    int is_bounce;   /* a DSN we made: never bounce it again */
+    int is_bounce; /* a DSN we made: never bounce it again */
     struct envelope_rcpt *rcpts;
     size_t nrcpts;
 };

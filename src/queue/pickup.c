@@ -18,7 +18,7 @@
 #include "queue/msghdr.h"
 
 #define PICKUP_ENVELOPE_SLACK (4 * 1024 * 1024)
-#define PICKUP_BATCH 1000
+#define PICKUP_BATCH 200
 
 void pickup_encode(const struct envelope *e, const char *msg, size_t len, struct buf *out)
 {
@@ -162,8 +162,8 @@ static int pickup_one(struct spool *s, const struct config *cfg, struct resolver
                 continue;
             struct envelope_rcpt *nr = envelope_add_rcpt(e, rl.items[k].address);
             nr->notify = in->rcpts[i].notify;
-            nr->orcpt = in->rcpts[i].orcpt ? xstrdup(in->rcpts[i].orcpt)
-                                           : xasprintf("rfc822;%s", a);
+            nr->orcpt =
+                in->rcpts[i].orcpt ? xstrdup(in->rcpts[i].orcpt) : xasprintf("rfc822;%s", a);
         }
         resolved_list_free(&rl);
     }

@@ -107,8 +107,11 @@ static struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
     m = xcalloc(1, sizeof *m);
     str_copy(m->id, sizeof m->id, id);
     m->next_try = next_try;
-    m->next = q->msgs;
-    q->msgs = m;
+    /* Appended, so that messages are tried in the order they arrived. */
+    struct qmsg **pp = &q->msgs;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = m;
     return m;
 }
 
@@ -403,33 +406,41 @@ static void qjob_record_work(void *arg)
             if (bounce_wanted(e, r, 0))
                 dsn_for[ndsn++] = i;
         }
-        envelope_encode_result(e, i, &rec);
     }
     if (ndsn > 0) {
         buf_free(&err);
         if (bounce_queue(s, e, buf_cstr(&j->data_path), dsn_for, ndsn, j->hostname, j->bounce_id,
                          &err) < 0) {
+            /*
+             * No DSN, no bounce: those recipients stay pending and are tried
+             * (and bounced) again later; the other results are still recorded
+             * so nobody is delivered twice.
+             */
             log_error("%s: cannot queue a non-delivery notification: %s", e->queue_id,
                       buf_cstr(&err));
             j->bounce_id[0] = '\0';
-            j->record_failed = 1;
+            for (size_t k = 0; k < ndsn; k++) {
+                e->rcpts[dsn_for[k]].state = RCPT_PENDING;
+                j->res[dsn_for[k]].status = DELIVERY_TEMPFAIL;
+                pending++;
+            }
         }
     }
     free(dsn_for);
-    if (!j->record_failed) {
-        if (pending) {
-            e->attempts++;
-            e->next_try = now + qmgr_backoff(j, e->attempts);
-            envelope_encode_schedule(e, &rec);
-        }
-        if (rec.len && spool_append(s, e->queue_id, rec.data, rec.len) < 0) {
-            if (errno == ENOENT)
-                j->gone = 1; /* deleted or held by the operator meanwhile */
-            else
-                log_error("%s: cannot record delivery results: %s", e->queue_id,
-                          strerror(errno));
-            j->record_failed = 1;
-        }
+    for (size_t i = 0; i < e->nrcpts; i++)
+        if (j->res[i].have)
+            envelope_encode_result(e, i, &rec);
+    if (pending) {
+        e->attempts++;
+        e->next_try = now + qmgr_backoff(j, e->attempts);
+        envelope_encode_schedule(e, &rec);
+    }
+    if (rec.len && spool_append(s, e->queue_id, rec.data, rec.len) < 0) {
+        if (errno == ENOENT)
+            j->gone = 1; /* deleted or held by the operator meanwhile */
+        else
+            log_error("%s: cannot record delivery results: %s", e->queue_id, strerror(errno));
+        j->record_failed = 1;
     }
     if (!j->record_failed && !pending) {
         if (spool_delete(s, e->queue_id) == 0)
@@ -470,8 +481,8 @@ static void qjob_record_done(void *arg)
                 buf_printf(&orig, ", orig_to=<%s>", a);
         }
         log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", e->queue_id,
-                 e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay,
-                 r->dsn, qmgr_status_word(r->status), r->reply);
+                 e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay, r->dsn,
+                 qmgr_status_word(r->status), r->reply);
         buf_free(&orig);
     }
     if (j->bounce_id[0]) {
@@ -535,8 +546,8 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     str_copy(j->hostname, sizeof j->hostname, config_get(j->cfg, "myhostname"));
     j->min_backoff = config_get_time(j->cfg, "minimal_backoff_time");
     j->max_backoff = config_get_time(j->cfg, "maximal_backoff_time");
-    j->lifetime = config_get_time(
-        j->cfg, e->is_bounce ? "bounce_queue_lifetime" : "maximal_queue_lifetime");
+    j->lifetime =
+        config_get_time(j->cfg, e->is_bounce ? "bounce_queue_lifetime" : "maximal_queue_lifetime");
     if (j->max_backoff < j->min_backoff)
         j->max_backoff = j->min_backoff;
     for (size_t i = 0; i < e->nrcpts; i++) {
@@ -552,8 +563,8 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
             qjob_set(j, i, DELIVERY_PERMFAIL, "5.1.1", why, "local");
             free(why);
         } else if (mr == MAP_TEMPFAIL || rl.count == 0) {
-            char *why = xasprintf("recipient lookup failed: %s",
-                                  err.len ? buf_cstr(&err) : "no result");
+            char *why =
+                xasprintf("recipient lookup failed: %s", err.len ? buf_cstr(&err) : "no result");
             qjob_set(j, i, DELIVERY_TEMPFAIL, "4.3.0", why, "none");
             free(why);
         } else {

@@ -89,7 +89,7 @@ struct spool *spool_open(const char *queue_dir, struct buf *err)
     const struct {
         const char *path;
         mode_t mode;
-    } dirs[] = {{s->incoming, 0700}, {s->active, 0700},   {s->hold, 0700},
+    } dirs[] = {{s->incoming, 0700}, {s->active, 0700},    {s->hold, 0700},
                 {s->corrupt, 0700},  {s->maildrop, 01733}, {s->public_dir, 0711}};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (spool_mkdir(dirs[i].path, dirs[i].mode) < 0) {
@@ -155,8 +155,8 @@ unsigned long spool_sync_rounds(const struct spool *s)
 
 int spool_chown(struct spool *s, uid_t uid, gid_t gid)
 {
-    const char *paths[] = {s->dir,      s->incoming,   s->active, s->hold, s->corrupt,
-                           s->maildrop, s->public_dir, s->fifo};
+    const char *paths[] = {s->dir,     s->incoming, s->active,     s->hold,
+                           s->corrupt, s->maildrop, s->public_dir, s->fifo};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (chown(paths[i], uid, gid) < 0)
             return -1;
@@ -492,8 +492,7 @@ static const char *spool_where_dir(const struct spool *s, enum spool_where w)
     return w == SPOOL_HOLD ? s->hold : s->active;
 }
 
-void spool_data_path(const struct spool *s, const char *id, enum spool_where where,
-                     struct buf *out)
+void spool_data_path(const struct spool *s, const char *id, enum spool_where where, struct buf *out)
 {
     buf_reset(out);
     buf_printf(out, "%s/%s.data", spool_where_dir(s, where), id);

@@ -85,6 +85,14 @@ class Server:
         if extra:
             self.settings.update(extra)
         self.proc = None
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # As root the worker runs as mail_owner, which must be able to
+            # reach the data directory through pytest's private tmp dirs.
+            for p in [self.tmp] + list(self.tmp.parents):
+                if str(p) in ("/", "/tmp"):
+                    break
+                os.chmod(p, os.stat(p).st_mode | 0o711)
         self.write_config()
 
     def write_config(self):
@@ -102,6 +110,10 @@ class Server:
                                      start_new_session=True)
         if wait:
             wait_port(self.smtpd_port, proc=self.proc)
+            # The supervisor binds before the worker runs; wait for the worker.
+            if not wait_for(lambda: "ready:" in self.log_text() or self.proc.poll() is not None,
+                            timeout=15):
+                raise TimeoutError("worker not ready:\n" + self.log_text())
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=20):

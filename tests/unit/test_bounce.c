@@ -88,6 +88,23 @@ static void test_structure(void **state)
     envelope_free(e);
 }
 
+static void test_utf8(void **state)
+{
+    (void)state;
+    struct envelope *e = make_env();
+    free(e->rcpts[0].address);
+    e->rcpts[0].address = strdup("用户@例子.广告");
+    size_t idx[] = {0};
+    struct buf out = BUF_INIT;
+    bounce_build(e, orig, strlen(orig), idx, 1, "mx.example.com", 1795856600, &out);
+    const char *t = buf_cstr(&out);
+    assert_non_null(strstr(t, "Content-Type: message/global-delivery-status\r\n"));
+    assert_non_null(strstr(t, "Final-Recipient: utf-8; 用户@例子.广告\r\n"));
+    assert_non_null(strstr(t, "Content-Type: message/global-headers\r\n"));
+    buf_free(&out);
+    envelope_free(e);
+}
+
 static void test_notify(void **state)
 {
     (void)state;
@@ -152,6 +169,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_structure),
         cmocka_unit_test(test_notify),
+        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -162,12 +162,12 @@ static void test_malformed(void **state)
     (void)state;
     expect_error("");
     expect_error("HONGYAN-ENVELOPE 2\nS =\n");
-    expect_error("HONGYAN-ENVELOPE 1\n");                      /* no sender */
-    expect_error("HONGYAN-ENVELOPE 1\nS =\nQ what\n");         /* unknown record */
-    expect_error("HONGYAN-ENVELOPE 1\nS =\nX 0 D 1 - -\n");    /* result for no recipient */
+    expect_error("HONGYAN-ENVELOPE 1\n");                   /* no sender */
+    expect_error("HONGYAN-ENVELOPE 1\nS =\nQ what\n");      /* unknown record */
+    expect_error("HONGYAN-ENVELOPE 1\nS =\nX 0 D 1 - -\n"); /* result for no recipient */
     expect_error("HONGYAN-ENVELOPE 1\nS =\nR a - 0\nX 0 Z 1 - -\n");
-    expect_error("HONGYAN-ENVELOPE 1\nS =\nR a%4 - 0\n");      /* bad escape */
-    expect_error("HONGYAN-ENVELOPE 1\nS =\nR a%00b - 0\n");    /* NUL */
+    expect_error("HONGYAN-ENVELOPE 1\nS =\nR a%4 - 0\n");   /* bad escape */
+    expect_error("HONGYAN-ENVELOPE 1\nS =\nR a%00b - 0\n"); /* NUL */
     expect_error("HONGYAN-ENVELOPE 1\nS =\nR a - 0 extra\n");
     expect_error("HONGYAN-ENVELOPE 1\nS =\nT -5\n");
     expect_error("HONGYAN-ENVELOPE 1\nS =\nT 99999999999999999999999\n");

@@ -82,8 +82,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    qmgr_free(f->srv.qmgr);
+    /* The work queue first: its last completions still call into the qmgr. */
     workq_free(f->srv.workq);
+    qmgr_free(f->srv.qmgr);
     event_base_free(f->srv.base);
     spool_free(f->srv.spool);
     resolver_free(f->gen.resolver);

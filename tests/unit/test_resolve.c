@@ -325,13 +325,28 @@ static void test_tempfail(void **state)
     free(path);
 }
 
+static void test_inline_and_domain_lists(void **state)
+{
+    (void)state;
+    /* A later line replaces the common relay_domains, as in main.cf. */
+    struct resolver *r = make_resolver("relay_domains = !bad.relay.test, .relay.test\n"
+                                       "alias_maps = inline:{ info = bob, {team = ann, "
+                                       "joe@remote.test} }\n");
+    assert_int_equal(resolver_classify(r, "x@a.relay.test"), RESOLVE_RELAY);
+    assert_int_equal(resolver_classify(r, "x@bad.relay.test"), RESOLVE_REMOTE);
+    assert_int_equal(resolver_classify(r, "x@relay.test"), RESOLVE_REMOTE);
+    expect(r, "info@example.com", "bob@example.com=example.com/bob/");
+    expect(r, "Team@example.com", "ann@example.com=example.com/ann/|joe@remote.test=X");
+    resolver_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify),    cmocka_unit_test(test_plain_local),
         cmocka_unit_test(test_aliases),     cmocka_unit_test(test_virtual),
         cmocka_unit_test(test_mailbox_map), cmocka_unit_test(test_path_safety),
-        cmocka_unit_test(test_tempfail),
+        cmocka_unit_test(test_tempfail),    cmocka_unit_test(test_inline_and_domain_lists),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,1046 @@
+/*
+ * The SMTP server session: one per client connection, on the worker's event
+ * loop. Reads command lines (capped), runs them through the command table,
+ * streams DATA/BDAT into the spool through the data reader, and answers 250
+ * only once the spool says the message is durable.
+ */
+#include "smtpd/session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "config/config.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+#include "maps/resolve.h"
+#include "queue/envelope.h"
+#include "queue/qmgr.h"
+#include "queue/spool.h"
+#include "smtp/command.h"
+#include "smtp/data.h"
+#include "smtpd/policy.h"
+
+/* Input we let pile up (pipelined commands while a commit runs) before we stop reading. */
+#define SMTPD_INPUT_HIGH (128 * 1024)
+/* Replies the client has not read yet before we stop executing its commands. */
+#define SMTPD_OUTPUT_HIGH (64 * 1024)
+
+_Static_assert((int)SMTP_NOTIFY_NEVER == (int)DSN_NOTIFY_NEVER &&
+                   (int)SMTP_NOTIFY_SUCCESS == (int)DSN_NOTIFY_SUCCESS &&
+                   (int)SMTP_NOTIFY_FAILURE == (int)DSN_NOTIFY_FAILURE &&
+                   (int)SMTP_NOTIFY_DELAY == (int)DSN_NOTIFY_DELAY,
+               "NOTIFY bits must match the envelope's");
+
+/* One mail transaction, from MAIL to the end of the data; allocated at MAIL. */
+struct smtpd_tx {
+    char *sender; /* "" for <> */
+    char *envid;
+    int ret;
+    int smtputf8;
+    int body_8bit;
+    struct spool_msg *msg; /* opened at the first accepted recipient */
+    size_t nrcpt;          /* accepted RCPT commands */
+    char *first_rcpt;      /* as the client wrote it, for "for <...>" */
+    int data_open;         /* the data reader has been set up */
+    struct smtp_data data;
+};
+
+struct smtpd_session {
+    struct server *srv;
+    struct server_gen *gen; /* config and resolver for the whole session */
+    struct bufferevent *bev;
+    struct event *life_timer; /* smtpd_session_timeout */
+    enum listener_kind kind;
+    enum smtpd_state state;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    char addr[INET6_ADDRSTRLEN]; /* the client's address, text */
+    const char *host;            /* its verified name; "unknown" until rDNS exists */
+    char *helo;
+    int esmtp;
+    int tls;           /* set by the STARTTLS work */
+    int authenticated; /* set by the AUTH work */
+    int trusted_net;   /* the client is in mynetworks */
+    unsigned ext;      /* what EHLO advertised (enum smtp_ext) */
+    int errors;
+    int discard_line; /* inside an over-long command line */
+    int in_run;       /* session_run() is on the stack */
+    int dead;         /* the connection is gone; free when safe */
+    int commit_pending;
+    int eof; /* the client has shut down its side */
+    const char *last_cmd;
+    unsigned cmd_total[SMTP_CMD_COUNT];
+    unsigned cmd_ok[SMTP_CMD_COUNT];
+    unsigned unknown_cmds;
+    /* BDAT chunk being read */
+    unsigned long long bdat_left;
+    int bdat_last;
+    int bdat_ok;      /* the chunk goes into a transaction (else it is skipped) */
+    int bdat_replied; /* its reply has already been given */
+    /* limits from the configuration, read once */
+    size_t max_msg, max_hdr, rcpt_limit;
+    int hard_errors;
+    const char *myhostname;
+    struct smtpd_tx *tx;
+};
+
+static const char *state_names[SMTPD_STATE_COUNT] = {
+    "CONNECTED", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "BDAT_MORE", "COMMIT", "QUIT",
+};
+
+const char *smtpd_state_name(enum smtpd_state st)
+{
+    return st < SMTPD_STATE_COUNT ? state_names[st] : "?";
+}
+
+static void session_run(struct smtpd_session *s);
+static void session_close(struct smtpd_session *s);
+
+/* Every state change goes through here (OpenSMTPD's smtp_enter_state). */
+static void session_enter(struct smtpd_session *s, enum smtpd_state st)
+{
+    if (log_debug_enabled())
+        log_debug("smtpd %p [%s]: %s -> %s", (void *)s, s->addr, state_names[s->state],
+                  state_names[st]);
+    s->state = st;
+}
+
+/* ---- replies ---- */
+
+static void reply_raw(struct smtpd_session *s, int code, const char *status, const char *fmt,
+                      va_list ap)
+{
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    char text[1024];
+    vsnprintf(text, sizeof text, fmt, ap);
+    if (status)
+        evbuffer_add_printf(out, "%d %s %s\r\n", code, status, text);
+    else
+        evbuffer_add_printf(out, "%d %s\r\n", code, text);
+    if (log_debug_enabled())
+        log_debug("smtpd %p [%s]: > %d %s %s", (void *)s, s->addr, code, status ? status : "",
+                  text);
+    if (code >= 400)
+        s->errors++;
+}
+
+static void reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_raw(s, code, status, fmt, ap);
+    va_end(ap);
+}
+
+static void reply_r(struct smtpd_session *s, const struct smtp_reply *r)
+{
+    reply(s, r->code, r->status, "%s", r->text);
+}
+
+/* ---- transaction ---- */
+
+static void tx_free(struct smtpd_session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (!tx)
+        return;
+    if (tx->msg)
+        spool_msg_abort(tx->msg);
+    smtp_data_release(&tx->data);
+    free(tx->sender);
+    free(tx->envid);
+    free(tx->first_rcpt);
+    free(tx);
+    s->tx = NULL;
+}
+
+/* Back to "no transaction" (RSET, end of message, errors that end it). */
+static void tx_reset(struct smtpd_session *s)
+{
+    tx_free(s);
+    if (s->state != SMTPD_STATE_QUIT)
+        session_enter(s, s->helo ? SMTPD_STATE_HELO : SMTPD_STATE_CONNECTED);
+}
+
+static const char *proto_name(const struct smtpd_session *s)
+{
+    return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+/* ---- EHLO ---- */
+
+/*
+ * The extensions EHLO lists, in order; offer() says whether this session
+ * gets it. STARTTLS and AUTH slot in here (RFC 3207, RFC 4954) as one line
+ * each, with their commands in the command table below.
+ */
+struct ehlo_ext {
+    const char *keyword;
+    unsigned ext; /* enum smtp_ext bit the parsers then accept, or 0 */
+    int (*offer)(const struct smtpd_session *s);
+};
+
+static int offer_always(const struct smtpd_session *s)
+{
+    return 1;
+}
+
+static int offer_size(const struct smtpd_session *s)
+{
+    return 1;
+}
+
+static const struct ehlo_ext ehlo_exts[] = {
+    {"PIPELINING", 0, offer_always},
+    {"SIZE", SMTP_EXT_SIZE, offer_size},
+    {"8BITMIME", SMTP_EXT_8BITMIME, offer_always},
+    {"ENHANCEDSTATUSCODES", 0, offer_always},
+    {"SMTPUTF8", SMTP_EXT_SMTPUTF8, offer_always},
+    {"CHUNKING", SMTP_EXT_CHUNKING, offer_always},
+    {"DSN", SMTP_EXT_DSN, offer_always},
+};
+
+/* ---- commands ---- */
+
+#define ST(x) (1u << SMTPD_STATE_##x)
+#define ST_SESSION (ST(CONNECTED) | ST(HELO) | ST(MAIL) | ST(RCPT) | ST(BDAT_MORE))
+
+struct smtpd_cmd {
+    enum smtp_verb verb;
+    unsigned states;       /* where the command is legal */
+    const char *bad_state; /* 503 text otherwise */
+    /* Extra legality check beyond the state; 0 to go on, -1 after replying. */
+    int (*check)(struct smtpd_session *s, const char *args, size_t len);
+    /* Does it; 0 when it succeeded (for the disconnect statistics), -1 otherwise. */
+    int (*proceed)(struct smtpd_session *s, const char *args, size_t len);
+};
+
+static int check_no_args(struct smtpd_session *s, const char *args, size_t len)
+{
+    if (len) {
+        reply(s, 501, "5.5.4", "Syntax error: no arguments allowed");
+        return -1;
+    }
+    return 0;
+}
+
+static int helo_common(struct smtpd_session *s, const char *args, size_t len, int esmtp)
+{
+    struct smtp_reply r;
+    if (smtp_helo_check(args, len, &r) < 0) {
+        reply(s, r.code, r.status, "Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        return -1;
+    }
+    free(s->helo);
+    s->helo = xstrndup(args, len);
+    s->esmtp = esmtp;
+    /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it. */
+    tx_free(s);
+    session_enter(s, SMTPD_STATE_HELO);
+    return 0;
+}
+
+static int cmd_helo(struct smtpd_session *s, const char *args, size_t len)
+{
+    if (helo_common(s, args, len, 0) < 0)
+        return -1;
+    s->ext = 0;
+    reply(s, 250, NULL, "%s", s->myhostname);
+    return 0;
+}
+
+static int cmd_ehlo(struct smtpd_session *s, const char *args, size_t len)
+{
+    if (helo_common(s, args, len, 1) < 0)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_add_printf(out, "250-%s\r\n", s->myhostname);
+    s->ext = 0;
+    size_t n = sizeof ehlo_exts / sizeof ehlo_exts[0], last = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ehlo_exts[i].offer(s))
+            last = i;
+    for (size_t i = 0; i < n; i++) {
+        if (!ehlo_exts[i].offer(s))
+            continue;
+        s->ext |= ehlo_exts[i].ext;
+        char sep = i == last ? ' ' : '-';
+        if (ehlo_exts[i].ext == SMTP_EXT_SIZE && s->max_msg)
+            evbuffer_add_printf(out, "250%cSIZE %zu\r\n", sep, s->max_msg);
+        else
+            evbuffer_add_printf(out, "250%c%s\r\n", sep, ehlo_exts[i].keyword);
+    }
+    return 0;
+}
+
+static int check_mail(struct smtpd_session *s, const char *args, size_t len)
+{
+    if (s->srv->draining) {
+        reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
+              s->myhostname);
+        session_close(s);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
+{
+    struct smtp_mail m;
+    struct smtp_reply r;
+    if (smtp_mail_parse(args, len, s->ext, s->max_msg, &m, &r) < 0) {
+        reply_r(s, &r);
+        return -1;
+    }
+    struct smtpd_tx *tx = xcalloc(1, sizeof *tx);
+    tx->sender = xstrndup(m.from.addr, m.from.len);
+    tx->envid = m.envid[0] ? xstrdup(m.envid) : NULL;
+    tx->ret = m.ret;
+    tx->smtputf8 = m.smtputf8;
+    tx->body_8bit = m.body == SMTP_BODY_8BITMIME;
+    s->tx = tx;
+    session_enter(s, SMTPD_STATE_MAIL);
+    reply(s, 250, "2.1.0", "Ok");
+    return 0;
+}
+
+/* Postfix's reject line, which log tools know: NOQUEUE: reject: RCPT from ... */
+static void log_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, int code,
+                       const char *status, const char *text)
+{
+    log_info("%s: reject: %s from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+             s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", cmd, s->host, s->addr,
+             code, status, text, s->tx ? s->tx->sender : "", rcpt, proto_name(s),
+             s->helo ? s->helo : "");
+}
+
+/* Opens the queue file at the first accepted recipient (Postfix's smtpd_delay_open...). */
+static int tx_open(struct smtpd_session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (tx->msg)
+        return 0;
+    struct buf err = BUF_INIT;
+    tx->msg = spool_msg_new(s->srv->spool, &err);
+    if (!tx->msg) {
+        int e = errno;
+        log_warning("cannot open a queue file: %s", buf_cstr(&err));
+        buf_free(&err);
+        if (e == ENOSPC || e == EDQUOT)
+            reply(s, 452, "4.3.1", "Insufficient system storage");
+        else
+            reply(s, 451, "4.3.0", "Error: queue file write error");
+        return -1;
+    }
+    struct envelope *env = spool_msg_envelope(tx->msg);
+    free(env->sender);
+    env->sender = xstrdup(tx->sender);
+    free(env->envid);
+    env->envid = tx->envid ? xstrdup(tx->envid) : NULL;
+    env->ret = tx->ret == 1 ? DSN_RET_FULL : tx->ret == 2 ? DSN_RET_HDRS : DSN_RET_DEFAULT;
+    env->smtputf8 = tx->smtputf8;
+    env->body_8bit = tx->body_8bit;
+    env->arrival = time(NULL);
+    log_info("%s: client=%s[%s]", spool_msg_id(tx->msg), s->host, s->addr);
+    return 0;
+}
+
+static void tx_add_rcpt(struct smtpd_session *s, const char *final, const char *orcpt,
+                        unsigned notify)
+{
+    struct envelope *env = spool_msg_envelope(s->tx->msg);
+    for (size_t i = 0; i < env->nrcpts; i++)
+        if (strcmp(env->rcpts[i].address, final) == 0)
+            return; /* an alias expanding to someone already there */
+    struct envelope_rcpt *r = envelope_add_rcpt(env, final);
+    r->orcpt = xstrdup(orcpt);
+    r->notify = notify;
+}
+
+static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
+{
+    struct smtpd_tx *tx = s->tx;
+    struct smtp_rcpt t;
+    struct smtp_reply r;
+    if (smtp_rcpt_parse(args, len, s->ext, tx->smtputf8, &t, &r) < 0) {
+        reply_r(s, &r);
+        return -1;
+    }
+    if (tx->nrcpt >= s->rcpt_limit) {
+        reply(s, 452, "4.5.3", "Error: too many recipients");
+        return -1;
+    }
+    /* "Postmaster" alone (RFC 5321 4.1.1.3) is the postmaster of this host. */
+    char addr[600];
+    if (t.to.flags & SMTP_ADDR_NO_DOMAIN)
+        snprintf(addr, sizeof addr, "%s@%s", t.to.addr, s->myhostname);
+    else
+        snprintf(addr, sizeof addr, "%s", t.to.addr);
+    struct resolver *res = s->gen->resolver;
+    enum resolve_class cls = resolver_classify(res, addr);
+    if (smtpd_policy_relay(cls, s->trusted_net || s->authenticated, &r) < 0) {
+        reply(s, r.code, r.status, "<%s>: %s", addr, r.text);
+        log_reject(s, "RCPT", addr, r.code, r.status, r.text);
+        return -1;
+    }
+    struct resolved_list list = {NULL, 0};
+    if (cls == RESOLVE_LOCAL) {
+        struct buf err = BUF_INIT;
+        enum map_result mr = resolver_expand(res, addr, &list, &err);
+        if (mr != MAP_FOUND) {
+            /* Not found is permanent; a table we cannot read is never a 5xx. */
+            int code = mr == MAP_NOTFOUND ? 550 : 451;
+            const char *st = mr == MAP_NOTFOUND ? "5.1.1" : "4.3.0";
+            char text[1024], status[8];
+            const char *why = buf_cstr(&err);
+            /* The resolver may say "5.1.3 <addr>: reason"; keep its detail code if 5.x.x. */
+            if (mr == MAP_NOTFOUND && why[0] == '5' && why[1] == '.' && strchr(why, ' ') &&
+                strchr(why, ' ') - why < (long)sizeof status) {
+                size_t k = (size_t)(strchr(why, ' ') - why);
+                memcpy(status, why, k);
+                status[k] = '\0';
+                st = status;
+                snprintf(text, sizeof text, "%s", why + k + 1);
+            } else if (mr == MAP_NOTFOUND) {
+                snprintf(text, sizeof text,
+                         "<%s>: Recipient address rejected: User unknown in local recipient table",
+                         addr);
+            } else {
+                snprintf(text, sizeof text,
+                         "<%s>: Recipient address rejected: Temporary lookup failure", addr);
+                log_warning("recipient lookup for <%s> failed: %s", addr, why);
+            }
+            reply(s, code, st, "%s", text);
+            log_reject(s, "RCPT", addr, code, st, text);
+            buf_free(&err);
+            resolved_list_free(&list);
+            return -1;
+        }
+        buf_free(&err);
+    }
+    if (tx_open(s) < 0) {
+        resolved_list_free(&list);
+        return -1;
+    }
+    char orcpt[1200];
+    if (t.orcpt[0])
+        snprintf(orcpt, sizeof orcpt, "%s", t.orcpt);
+    else
+        snprintf(orcpt, sizeof orcpt, "%s;%s", (t.to.flags & SMTP_ADDR_UTF8) ? "utf-8" : "rfc822",
+                 addr);
+    if (list.count) {
+        for (size_t i = 0; i < list.count; i++)
+            tx_add_rcpt(s, list.items[i].address, orcpt, t.notify);
+    } else {
+        tx_add_rcpt(s, addr, orcpt, t.notify);
+    }
+    resolved_list_free(&list);
+    if (tx->nrcpt++ == 0)
+        tx->first_rcpt = xstrdup(addr);
+    session_enter(s, SMTPD_STATE_RCPT);
+    reply(s, 250, "2.1.5", "Ok");
+    return 0;
+}
+
+static int check_data(struct smtpd_session *s, const char *args, size_t len)
+{
+    if (s->state == SMTPD_STATE_MAIL) {
+        reply(s, 554, "5.5.1", "Error: no valid recipients");
+        return -1;
+    }
+    return check_no_args(s, args, len);
+}
+
+static int data_sink(void *arg, const char *data, size_t len)
+{
+    return spool_msg_write(arg, data, len);
+}
+
+/*
+ * The trace header (RFC 5321 4.4), Postfix's layout, with the protocol
+ * names of RFC 3848 and RFC 6531 (UTF8SMTP...).
+ */
+static int write_received(struct smtpd_session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    char with[16], date[64];
+    snprintf(with, sizeof with, "%s%s%s", tx->smtputf8 ? "UTF8SMTP" : proto_name(s),
+             s->tls ? "S" : "", s->authenticated ? "A" : "");
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+    struct buf h = BUF_INIT;
+    buf_printf(&h, "Received: from %s (%s [%s])\r\n\tby %s (hongyan) with %s id %s", s->helo,
+               s->host, s->addr, s->myhostname, with, spool_msg_id(tx->msg));
+    if (tx->nrcpt == 1)
+        buf_printf(&h, "\r\n\tfor <%s>", tx->first_rcpt);
+    buf_printf(&h, "; %s\r\n", date);
+    int rc = spool_msg_write(tx->msg, h.data, h.len);
+    buf_free(&h);
+    return rc;
+}
+
+/* Sets up the data reader for DATA or the first BDAT chunk; -1 after replying. */
+static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (write_received(s) < 0) {
+        int e = errno;
+        if (e == ENOSPC || e == EDQUOT)
+            reply(s, 452, "4.3.1", "Insufficient system storage");
+        else
+            reply(s, 451, "4.3.0", "Error: queue file write error");
+        return -1;
+    }
+    smtp_data_init(&tx->data, mode, s->max_msg, s->max_hdr, data_sink, tx->msg);
+    tx->data_open = 1;
+    return 0;
+}
+
+static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
+{
+    if (data_open(s, SMTP_DATA_DOT) < 0) {
+        tx_reset(s);
+        return -1;
+    }
+    session_enter(s, SMTPD_STATE_DATA);
+    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    return 0;
+}
+
+static void commit_done(void *arg, int result, int err_code, const char *queue_id);
+
+/* The reader has the whole message: refuse it, or hand it to the spool. */
+static void message_end(struct smtpd_session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    enum smtp_data_status st = smtp_data_finish(&tx->data);
+    if (st != SMTP_DATA_OK) {
+        struct smtp_reply r;
+        smtp_data_reply(&tx->data, &r);
+        log_info("%s: reject: %s from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
+                 spool_msg_id(tx->msg), s->state == SMTPD_STATE_DATA ? "DATA" : "BDAT", s->host,
+                 s->addr, r.code, r.status, r.text, tx->sender, proto_name(s),
+                 s->helo ? s->helo : "");
+        reply_r(s, &r);
+        tx_reset(s); /* aborts the queue file: nothing is kept */
+        return;
+    }
+    struct spool_msg *m = tx->msg;
+    tx->msg = NULL; /* the spool owns it now */
+    log_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", spool_msg_id(m), tx->sender,
+             spool_msg_size(m), spool_msg_envelope(m)->nrcpts);
+    session_enter(s, SMTPD_STATE_COMMIT);
+    s->commit_pending = 1;
+    /*
+     * Reading goes on (session_run() does not run commands in COMMIT), so a
+     * client that leaves is noticed; the read watermark bounds what piles up.
+     */
+    spool_msg_commit(m, commit_done, s);
+}
+
+static void commit_done(void *arg, int result, int err_code, const char *queue_id)
+{
+    struct smtpd_session *s = arg;
+    s->commit_pending = 0;
+    if (s->dead) {
+        if (result == 0)
+            qmgr_kick(s->srv->qmgr, queue_id);
+        session_close(s);
+        return;
+    }
+    if (result == 0) {
+        reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
+        qmgr_kick(s->srv->qmgr, queue_id);
+    } else if (err_code == ENOSPC || err_code == EDQUOT) {
+        reply(s, 452, "4.3.1", "Insufficient system storage");
+    } else {
+        log_warning("%s: queue commit failed: %s", queue_id ? queue_id : "?", strerror(err_code));
+        reply(s, 451, "4.3.0", "Error: queue file write error");
+    }
+    tx_reset(s);
+    if (s->state == SMTPD_STATE_COMMIT)
+        session_enter(s, SMTPD_STATE_HELO);
+    if (!s->in_run)
+        session_run(s);
+}
+
+/*
+ * BDAT (RFC 3030): the chunk's bytes are always read, whatever the state,
+ * so that the session stays in step; the verdict comes after them.
+ */
+static int cmd_bdat(struct smtpd_session *s, const char *args, size_t len)
+{
+    unsigned long long size;
+    int last;
+    struct smtp_reply r;
+    if (smtp_bdat_parse(args, len, &size, &last, &r) < 0) {
+        /* Without a size we cannot skip the chunk: the session cannot go on. */
+        reply_r(s, &r);
+        session_close(s);
+        return -1;
+    }
+    s->bdat_left = size;
+    s->bdat_last = last;
+    s->bdat_ok = 0;
+    s->bdat_replied = 0;
+    if (s->state == SMTPD_STATE_RCPT) {
+        if (data_open(s, SMTP_DATA_BDAT) == 0) {
+            s->bdat_ok = 1;
+        } else {
+            s->bdat_replied = 1; /* the chunk is still skipped */
+            tx_free(s);
+        }
+    } else if (s->state == SMTPD_STATE_BDAT_MORE) {
+        s->bdat_ok = 1;
+    }
+    s->last_cmd = "BDAT";
+    session_enter(s, SMTPD_STATE_BDAT);
+    return 0;
+}
+
+/* The whole chunk has been read. */
+static void bdat_chunk_end(struct smtpd_session *s)
+{
+    if (!s->bdat_ok) {
+        /* No transaction (or it failed earlier): the chunk was skipped. */
+        if (!s->bdat_replied)
+            reply(s, 503, "5.5.1", "Error: need RCPT command");
+        tx_reset(s);
+        return;
+    }
+    if (s->bdat_last) {
+        message_end(s);
+        return;
+    }
+    if (s->tx->data.status != SMTP_DATA_OK) {
+        /* Refuse now; the later chunks of this message meet "no transaction". */
+        message_end(s);
+        return;
+    }
+    session_enter(s, SMTPD_STATE_BDAT_MORE);
+    reply(s, 250, "2.0.0", "Ok: %llu octets", (unsigned long long)s->tx->data.msg_bytes);
+}
+
+static int cmd_rset(struct smtpd_session *s, const char *args, size_t len)
+{
+    tx_reset(s);
+    reply(s, 250, "2.0.0", "Ok");
+    return 0;
+}
+
+static int cmd_noop(struct smtpd_session *s, const char *args, size_t len)
+{
+    reply(s, 250, "2.0.0", "Ok");
+    return 0;
+}
+
+static int cmd_quit(struct smtpd_session *s, const char *args, size_t len)
+{
+    reply(s, 221, "2.0.0", "Bye");
+    session_close(s);
+    return 0;
+}
+
+static int cmd_vrfy(struct smtpd_session *s, const char *args, size_t len)
+{
+    if (len == 0) {
+        reply(s, 501, "5.5.4", "Syntax: VRFY address");
+        return -1;
+    }
+    /* RFC 5321 3.5.3: 252 without confirming anything (no address harvesting). */
+    reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+    return 0;
+}
+
+static int cmd_help(struct smtpd_session *s, const char *args, size_t len)
+{
+    reply(s, 214, "2.0.0",
+          "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; see RFC 5321");
+    return 0;
+}
+
+static int cmd_not_implemented(struct smtpd_session *s, const char *args, size_t len)
+{
+    reply(s, 502, "5.5.1", "Error: command not implemented");
+    return -1;
+}
+
+/*
+ * The command table. STARTTLS (RFC 3207) and AUTH (RFC 4954) replace their
+ * cmd_not_implemented rows; STARTTLS's proceed must drain the input buffer
+ * (evbuffer_drain of everything read so far) before the handshake.
+ */
+static const struct smtpd_cmd smtpd_cmds[] = {
+    {SMTP_CMD_HELO, ST_SESSION, NULL, NULL, cmd_helo},
+    {SMTP_CMD_EHLO, ST_SESSION, NULL, NULL, cmd_ehlo},
+    {SMTP_CMD_MAIL, ST(HELO), "Error: send HELO/EHLO first", check_mail, cmd_mail},
+    {SMTP_CMD_RCPT, ST(MAIL) | ST(RCPT), "Error: need MAIL command", NULL, cmd_rcpt},
+    {SMTP_CMD_DATA, ST(MAIL) | ST(RCPT), "Error: need RCPT command", check_data, cmd_data},
+    {SMTP_CMD_BDAT, ~0u, NULL, NULL, cmd_bdat},
+    {SMTP_CMD_RSET, ST_SESSION, NULL, check_no_args, cmd_rset},
+    {SMTP_CMD_NOOP, ST_SESSION, NULL, NULL, cmd_noop},
+    {SMTP_CMD_QUIT, ST_SESSION, NULL, NULL, cmd_quit},
+    {SMTP_CMD_VRFY, ST_SESSION, NULL, NULL, cmd_vrfy},
+    {SMTP_CMD_EXPN, ST_SESSION, NULL, NULL, cmd_not_implemented},
+    {SMTP_CMD_HELP, ST_SESSION, NULL, NULL, cmd_help},
+    {SMTP_CMD_STARTTLS, ST_SESSION, NULL, NULL, cmd_not_implemented},
+    {SMTP_CMD_AUTH, ST_SESSION, NULL, NULL, cmd_not_implemented},
+};
+
+static const char *bad_sequence_text(const struct smtpd_session *s, const struct smtpd_cmd *c)
+{
+    if (s->state == SMTPD_STATE_BDAT_MORE)
+        return "Error: BDAT transaction in progress (RFC 3030)";
+    if (c->verb == SMTP_CMD_MAIL && s->state != SMTPD_STATE_CONNECTED)
+        return "Error: nested MAIL command";
+    return c->bad_state ? c->bad_state : "Error: bad sequence of commands";
+}
+
+static void dispatch(struct smtpd_session *s, const char *line, size_t len)
+{
+    struct smtp_command cmd;
+    struct smtp_reply r;
+    if (smtp_command_parse(line, len, &cmd, &r) < 0) {
+        s->unknown_cmds++;
+        s->last_cmd = "UNKNOWN";
+        reply_r(s, &r);
+        return;
+    }
+    s->last_cmd = cmd.name;
+    for (size_t i = 0; i < sizeof smtpd_cmds / sizeof smtpd_cmds[0]; i++) {
+        const struct smtpd_cmd *c = &smtpd_cmds[i];
+        if (c->verb != cmd.verb)
+            continue;
+        s->cmd_total[cmd.verb]++;
+        if (!(c->states & (1u << s->state))) {
+            reply(s, 503, "5.5.1", "%s", bad_sequence_text(s, c));
+            return;
+        }
+        if (c->check && c->check(s, cmd.args, cmd.args_len) < 0)
+            return;
+        if (c->proceed(s, cmd.args, cmd.args_len) == 0)
+            s->cmd_ok[cmd.verb]++;
+        return;
+    }
+    reply(s, 502, "5.5.1", "Error: command not implemented");
+}
+
+/* ---- input ---- */
+
+/* Feeds buffered input to the data reader (DATA) or skips/feeds a BDAT chunk. */
+static void read_data(struct smtpd_session *s, struct evbuffer *in)
+{
+    struct evbuffer_iovec v[16];
+    int n = evbuffer_peek(in, -1, NULL, v, 16);
+    size_t used = 0;
+    for (int i = 0; i < n && i < 16; i++) {
+        const char *p = v[i].iov_base;
+        size_t len = v[i].iov_len;
+        if (s->state == SMTPD_STATE_DATA) {
+            size_t k = smtp_data_feed(&s->tx->data, p, len);
+            used += k;
+            if (smtp_data_done(&s->tx->data))
+                break;
+        } else {
+            if (len > s->bdat_left)
+                len = (size_t)s->bdat_left;
+            if (s->bdat_ok)
+                smtp_data_feed(&s->tx->data, p, len);
+            used += len;
+            s->bdat_left -= len;
+            if (s->bdat_left == 0)
+                break;
+        }
+    }
+    evbuffer_drain(in, used);
+    if (s->state == SMTPD_STATE_DATA && smtp_data_done(&s->tx->data))
+        message_end(s);
+    else if (s->state == SMTPD_STATE_BDAT && s->bdat_left == 0)
+        bdat_chunk_end(s);
+}
+
+/* Runs whatever complete input there is, as far as the state allows. */
+static void session_run(struct smtpd_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    s->in_run = 1;
+    while (!s->dead && s->state != SMTPD_STATE_QUIT && s->state != SMTPD_STATE_COMMIT) {
+        if (evbuffer_get_length(out) > SMTPD_OUTPUT_HIGH)
+            break; /* the client is not reading its replies: wait for the write callback */
+        if (s->hard_errors > 0 && s->errors >= s->hard_errors) {
+            reply(s, 421, "4.7.0", "%s Error: too many errors", s->myhostname);
+            log_info("too many errors after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
+                     s->host, s->addr);
+            session_close(s);
+            break;
+        }
+        if (s->state == SMTPD_STATE_BDAT && s->bdat_left == 0) {
+            bdat_chunk_end(s); /* "BDAT 0 LAST" */
+            continue;
+        }
+        if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
+            /* read_data() takes all it can; what stops it short ends the state */
+            if (evbuffer_get_length(in) == 0)
+                break;
+            read_data(s, in);
+            continue;
+        }
+        size_t eol_len = 0;
+        struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+        if (p.pos < 0) {
+            size_t have = evbuffer_get_length(in);
+            if (have > SMTPD_LINE_MAX) {
+                /* No end in sight: drop what we have and remember to answer at its end. */
+                evbuffer_drain(in, have);
+                s->discard_line = 1;
+            }
+            break;
+        }
+        size_t len = (size_t)p.pos;
+        if (s->discard_line || len + eol_len > SMTPD_LINE_MAX) {
+            evbuffer_drain(in, len + eol_len);
+            s->discard_line = 0;
+            s->last_cmd = "UNKNOWN";
+            /* RFC 5321 4.5.3.1.4 allows 512; we take up to SMTPD_LINE_MAX. */
+            reply(s, 500, "5.5.6", "Error: line too long");
+            continue;
+        }
+        char line[SMTPD_LINE_MAX + 1];
+        evbuffer_remove(in, line, len);
+        evbuffer_drain(in, eol_len);
+        line[len] = '\0';
+        if (log_debug_enabled())
+            log_debug("smtpd %p [%s]: < %.*s", (void *)s, s->addr, (int)len, line);
+        dispatch(s, line, len);
+    }
+    s->in_run = 0;
+    /*
+     * The client closed its side: what was complete has run (a pipelined
+     * QUIT among it); anything else can never complete.
+     */
+    if (s->eof && !s->dead && !s->commit_pending && s->state != SMTPD_STATE_QUIT) {
+        log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
+                 s->host, s->addr);
+        s->dead = 1;
+    }
+    if (s->dead)
+        session_close(s); /* frees s unless a commit is pending */
+}
+
+/* ---- life cycle ---- */
+
+static void session_free(struct smtpd_session *s)
+{
+    struct buf stats = BUF_INIT;
+    static const char *names[SMTP_CMD_COUNT] = {
+        [SMTP_CMD_HELO] = "helo", [SMTP_CMD_EHLO] = "ehlo",         [SMTP_CMD_MAIL] = "mail",
+        [SMTP_CMD_RCPT] = "rcpt", [SMTP_CMD_DATA] = "data",         [SMTP_CMD_BDAT] = "bdat",
+        [SMTP_CMD_RSET] = "rset", [SMTP_CMD_NOOP] = "noop",         [SMTP_CMD_QUIT] = "quit",
+        [SMTP_CMD_VRFY] = "vrfy", [SMTP_CMD_EXPN] = "expn",         [SMTP_CMD_HELP] = "help",
+        [SMTP_CMD_AUTH] = "auth", [SMTP_CMD_STARTTLS] = "starttls",
+    };
+    unsigned total = s->unknown_cmds, ok_total = 0;
+    /* Postfix's "disconnect from" statistics: name=ok or name=ok/total. */
+    for (int v = 1; v < SMTP_CMD_COUNT; v++) {
+        if (!s->cmd_total[v])
+            continue;
+        total += s->cmd_total[v];
+        ok_total += s->cmd_ok[v];
+        if (s->cmd_ok[v] == s->cmd_total[v])
+            buf_printf(&stats, " %s=%u", names[v], s->cmd_ok[v]);
+        else
+            buf_printf(&stats, " %s=%u/%u", names[v], s->cmd_ok[v], s->cmd_total[v]);
+    }
+    if (s->unknown_cmds)
+        buf_printf(&stats, " unknown=0/%u", s->unknown_cmds);
+    if (ok_total == total)
+        buf_printf(&stats, " commands=%u", total);
+    else
+        buf_printf(&stats, " commands=%u/%u", ok_total, total);
+    log_info("disconnect from %s[%s]%s", s->host, s->addr, buf_cstr(&stats));
+    buf_free(&stats);
+    tx_free(s);
+    if (s->life_timer)
+        event_free(s->life_timer);
+    if (s->bev)
+        bufferevent_free(s->bev); /* closes the socket */
+    server_session_ended(s->srv, (struct sockaddr *)&s->peer, s->peer_len);
+    server_gen_unref(s->gen);
+    free(s->helo);
+    free(s);
+}
+
+/*
+ * Ends the session: once the replies written so far have left (QUIT, 421),
+ * or at once when the client is gone. Waits for a pending commit, whose
+ * callback needs the session.
+ */
+static void session_close(struct smtpd_session *s)
+{
+    if (s->state != SMTPD_STATE_QUIT) {
+        session_enter(s, SMTPD_STATE_QUIT);
+        bufferevent_disable(s->bev, EV_READ);
+    }
+    if (!s->dead && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+        return; /* the write callback comes back here once the replies are out */
+    s->dead = 1;
+    if (s->in_run || s->commit_pending)
+        return;
+    session_free(s);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    session_run(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct smtpd_session *s = arg;
+    if (s->state == SMTPD_STATE_QUIT) {
+        session_close(s);
+        return;
+    }
+    /* Replies drained: go on with commands held back by the output cap. */
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        session_run(s);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtpd_session *s = arg;
+    if (what & BEV_EVENT_TIMEOUT) {
+        log_info("timeout after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT", s->host,
+                 s->addr);
+        if (s->state == SMTPD_STATE_QUIT || (what & BEV_EVENT_WRITING)) {
+            s->dead = 1;
+            session_close(s);
+            return;
+        }
+        reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->myhostname);
+        bufferevent_enable(bev, EV_WRITE);
+        session_close(s);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->state != SMTPD_STATE_QUIT) {
+        /* Half-closed: replies can still go out; session_run() decides. */
+        s->eof = 1;
+        if (!s->in_run)
+            session_run(s);
+        return;
+    }
+    if (s->state != SMTPD_STATE_QUIT)
+        log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
+                 s->host, s->addr);
+    s->dead = 1;
+    session_close(s);
+}
+
+static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtpd_session *s = arg;
+    if (s->state == SMTPD_STATE_QUIT || s->dead) {
+        s->dead = 1;
+        session_close(s);
+        return;
+    }
+    if (s->commit_pending)
+        return; /* the commit answers first; the idle timeout still applies after */
+    log_info("session time limit exceeded after %s from %s[%s]",
+             s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr);
+    reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->myhostname);
+    session_close(s);
+}
+
+static void peer_text(const struct sockaddr *sa, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)size);
+        else
+            inet_ntop(AF_INET6, a, out, (socklen_t)size);
+    }
+    if (!out[0])
+        str_copy(out, size, "unknown");
+}
+
+void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer,
+                         socklen_t peer_len, enum listener_kind kind)
+{
+    struct smtpd_session *s = xcalloc(1, sizeof *s);
+    s->srv = srv;
+    s->gen = server_gen_ref(srv);
+    s->kind = kind;
+    s->state = SMTPD_STATE_CONNECTED;
+    if (peer_len > sizeof s->peer)
+        peer_len = sizeof s->peer;
+    memcpy(&s->peer, peer, peer_len);
+    s->peer_len = peer_len;
+    peer_text(peer, s->addr, sizeof s->addr);
+    s->host = "unknown";
+
+    const struct config *cfg = s->gen->cfg;
+    s->myhostname = config_get(cfg, "myhostname");
+    long long v = config_get_int(cfg, "message_size_limit");
+    s->max_msg = v > 0 ? (size_t)v : 0;
+    v = config_get_int(cfg, "header_size_limit");
+    s->max_hdr = v > 0 ? (size_t)v : 0;
+    v = config_get_int(cfg, "smtpd_recipient_limit");
+    s->rcpt_limit = v > 0 ? (size_t)v : (size_t)-1;
+    s->hard_errors = (int)config_get_int(cfg, "smtpd_hard_error_limit");
+    /*
+     * mynetworks lets a client relay on the MX port only; on the submission
+     * ports relaying needs AUTH (SPEC, RFC 6409), as Postfix's master.cf
+     * submission entry does with permit_sasl_authenticated.
+     */
+    s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
+
+    evutil_make_socket_nonblocking(fd);
+    s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!s->bev) {
+        log_error("cannot set up a session for %s: out of resources", s->addr);
+        evutil_closesocket(fd);
+        server_session_ended(srv, peer, peer_len);
+        server_gen_unref(s->gen);
+        free(s);
+        return;
+    }
+    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
+    long long idle = config_get_time(cfg, "smtpd_timeout");
+    if (idle > 0) {
+        struct timeval tv = {(time_t)idle, 0};
+        bufferevent_set_timeouts(s->bev, &tv, &tv);
+    }
+    long long life = config_get_time(cfg, "smtpd_session_timeout");
+    if (life > 0) {
+        struct timeval tv = {(time_t)life, 0};
+        s->life_timer = evtimer_new(srv->base, on_life_timeout, s);
+        evtimer_add(s->life_timer, &tv);
+    }
+    log_info("connect from %s[%s]", s->host, s->addr);
+    reply(s, 220, NULL, "%s", config_get(cfg, "smtpd_banner"));
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}

@@ -1,0 +1,126 @@
+"""`hongyan serve` as a process: privilege drop, worker restart after a
+crash, SIGHUP reload, SIGTERM, and configuration errors at start."""
+import os
+import pwd
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from conftest import BIN, wait_for, wait_port
+
+
+def children(pid):
+    """Pids whose parent is pid (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def uid_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError("no Uid line")
+
+
+def greeting(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        return s.recv(512).decode()
+
+
+def sendmail(srv, rcpt, body="Subject: t\n\nbody\n"):
+    r = srv.cmd("sendmail", rcpt, input=body)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
+def test_worker_runs_as_mail_owner(server):
+    worker = wait_for(lambda: children(server.proc.pid))
+    assert len(worker) == 1
+    assert uid_of(server.proc.pid) == 0
+    assert uid_of(worker[0]) == pwd.getpwnam("hongyan").pw_uid
+    queue = server.data / "queue"
+    assert os.stat(queue).st_uid == pwd.getpwnam("hongyan").pw_uid
+
+
+def test_killed_worker_is_restarted_and_resumes(server):
+    worker = wait_for(lambda: children(server.proc.pid))[0]
+    os.kill(worker, signal.SIGKILL)
+    new = wait_for(lambda: [p for p in children(server.proc.pid) if p != worker], timeout=15)
+    assert new, server.log_text()
+    wait_port(server.smtpd_port)
+    assert "killed by signal 9; restarting" in server.log_text()
+    # Mail queued while the old worker was gone is delivered by the new one.
+    sendmail(server, "alice@example.com")
+    assert wait_for(lambda: server.messages("example.com", "alice"), timeout=15)
+
+
+def test_sighup_reloads_configuration(server):
+    server.settings["mydestination"] += ", new.example"
+    server.reload()
+    assert wait_for(lambda: "reload: configuration" in server.log_text())
+    sendmail(server, "bob@new.example")
+    assert wait_for(lambda: server.messages("new.example", "bob"), timeout=15), server.log_text()
+
+
+def test_broken_reload_keeps_running_configuration(server):
+    server.cfg.write_text(server.cfg.read_text() + "smtpd_banner_typo = x\n")
+    server.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload failed" in server.log_text())
+    assert "unknown key 'smtpd_banner_typo'" in server.log_text()
+    # The worker still runs on the previous configuration: it delivers mail
+    # that sendmail (reading the repaired file) queues.
+    server.write_config()
+    sendmail(server, "carol@example.com")
+    assert wait_for(lambda: server.messages("example.com", "carol"), timeout=15)
+
+
+def test_sigterm_stops_cleanly(server):
+    assert server.stop(signal.SIGTERM) == 0
+    assert "terminating on signal 15" in server.log_text()
+
+
+def test_broken_config_line_at_start(server_factory):
+    srv = server_factory(start=False)
+    srv.cfg.write_text(srv.cfg.read_text() + "\nmessage_size_limit = ten megabytes\n")
+    r = subprocess.run([BIN, "-c", str(srv.cfg), "serve"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 78
+    lines = srv.cfg.read_text().count("\n")
+    assert "%s:%d: message_size_limit" % (srv.cfg, lines) in r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mail_owner is only used when started as root")
+def test_missing_mail_owner_says_how_to_create_it(server_factory):
+    srv = server_factory(extra={"mail_owner": "no_such_user_hy"}, start=False)
+    r = subprocess.run([BIN, "-c", str(srv.cfg), "serve"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 67
+    assert "useradd --system" in r.stderr and "no_such_user_hy" in r.stderr
+
+
+def test_port_in_use_is_a_clear_error(server_factory):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        srv = server_factory(extra={"smtpd_listen": "127.0.0.1:%d" % port}, start=False)
+        r = subprocess.run([BIN, "-c", str(srv.cfg), "serve"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 69
+        assert "smtpd_listen: cannot listen on 127.0.0.1:%d" % port in r.stderr
+    finally:
+        busy.close()
