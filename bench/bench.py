@@ -80,6 +80,22 @@ def wait_until(pred, timeout, step=0.05):
         time.sleep(step)
 
 
+def wait_progress(counter, target, timeout, stall, step=0.02):
+    """Waits until counter() >= target; gives up after TIMEOUT, or after
+    STALL seconds without progress (e.g. a server that does not deliver)."""
+    deadline = time.monotonic() + timeout
+    last, since = counter(), time.monotonic()
+    while last < target:
+        now = time.monotonic()
+        if now >= deadline or now - since > stall:
+            return False
+        time.sleep(step)
+        n = counter()
+        if n != last:
+            last, since = n, time.monotonic()
+    return True
+
+
 # ---------------------------------------------------------------- /proc accounting
 
 def _proc_stat(pid):
@@ -568,8 +584,8 @@ def scenario_accept(server, sessions, count):
         dt, ok, err = smtp_source(server.port, count, sessions, LOCAL_RCPT,
                                   timeout=max(120, count // 10))
         t_acc = time.monotonic()
-        delivered = wait_until(lambda: maildir_count(newdir) >= count and server.queued() <= q0,
-                               max(60, count // 20), 0.05)
+        delivered = (wait_progress(lambda: maildir_count(newdir), count, max(60, count // 20), stall=20)
+                     and wait_until(lambda: server.queued() <= q0, 30, 0.05))
         t_all = time.monotonic() - t_acc + dt
     cpu = tree_cpu(root) - cpu0
     got = maildir_count(newdir)
@@ -598,7 +614,7 @@ def scenario_relay(server, sink, sessions, count):
     with MemSampler(root) as mem:
         dt, ok, err = smtp_source(server.port, count, sessions, REMOTE_RCPT,
                                   timeout=max(120, count // 10))
-        done = wait_until(lambda: sink.count() - c0 >= count, max(60, count // 20), 0.02)
+        done = wait_progress(lambda: sink.count() - c0, count, max(60, count // 20), stall=20)
         t_e2e = time.monotonic() - t0
     cpu = tree_cpu(root) - cpu0
     got = sink.count() - c0
