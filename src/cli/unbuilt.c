@@ -37,19 +37,3 @@ UNBUILT(cli_postmap_main, "postmap")
 UNBUILT(cli_postconf_main, "postconf")
 UNBUILT(cli_newaliases_main, "newaliases")
 
-/* The SMTP session (src/smtpd/) until it lands: refuse politely. */
-#include <unistd.h>
-#include <string.h>
-#include "daemon/server.h"
-
-__attribute__((weak)) void smtpd_session_start(struct server *srv, int fd,
-                                               const struct sockaddr *peer, socklen_t peer_len,
-                                               enum listener_kind kind)
-{
-    (void)kind;
-    static const char reply[] = "421 4.3.2 SMTP service is not part of this build yet\r\n";
-    ssize_t n = write(fd, reply, sizeof reply - 1);
-    (void)n;
-    close(fd);
-    server_session_ended(srv, peer, peer_len);
-}

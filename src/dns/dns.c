@@ -23,6 +23,21 @@
 #define DNS_ROOT_KEY "/usr/share/dns/root.key"
 #define DNS_NAME_MAX 1025 /* text form of a 255-octet name with escapes, bounded */
 
+/* Unbound's default local zones that tests and private set-ups use. */
+static const char *const dns_reserved[] = {
+    "test.",
+    "invalid.",
+    "onion.",
+    "home.arpa.",
+    "2.0.192.in-addr.arpa.",
+    "100.51.198.in-addr.arpa.",
+    "113.0.203.in-addr.arpa.",
+    "8.b.d.0.1.0.0.2.ip6.arpa.",
+    "0.in-addr.arpa.",
+    "254.169.in-addr.arpa.",
+    "255.255.255.255.in-addr.arpa.",
+};
+
 struct dns_query {
     struct dns *dns;
     dns_cb cb;
@@ -168,10 +183,11 @@ struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *e
         goto fail;
 
     if (resolver == NULL || resolver[0] == '\0') {
-        if ((r = ub_ctx_resolvconf(dns->ctx, NULL)) != 0) {
-            buf_printf(err, "reading /etc/resolv.conf: %s", ub_strerror(r));
-            goto fail;
-        }
+        /*
+         * No readable /etc/resolv.conf (a bare container): unbound then
+         * resolves from the root servers itself, which is still correct.
+         */
+        (void)ub_ctx_resolvconf(dns->ctx, NULL);
         /* /etc/hosts too, as the system's resolver would; a missing one is fine. */
         (void)ub_ctx_hosts(dns->ctx, NULL);
         /*
@@ -191,6 +207,19 @@ struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *e
         if ((r = ub_ctx_set_fwd(dns->ctx, buf_cstr(&fwd))) != 0) {
             buf_printf(err, "dns_resolver %s: %s", resolver, ub_strerror(r));
             goto fail;
+        }
+        /*
+         * Unbound answers some reserved names itself (RFC 6761 test. and
+         * invalid., the documentation and private reverse zones). The server
+         * we forward to is the authority here: ask it.
+         */
+        if (dns_set(dns->ctx, "unblock-lan-zones:", "yes", err) != 0)
+            goto fail;
+        for (size_t i = 0; i < sizeof(dns_reserved) / sizeof(dns_reserved[0]); i++) {
+            char zone[96];
+            snprintf(zone, sizeof(zone), "%s nodefault", dns_reserved[i]);
+            if (dns_set(dns->ctx, "local-zone:", zone, err) != 0)
+                goto fail;
         }
     }
     const char *anchor = getenv("HONGYAN_DNS_TRUST_ANCHOR");
@@ -458,6 +487,50 @@ void dns_answer_free(struct dns_answer *a)
     free(a);
 }
 
+static char **dns_strv_copy(char **v, size_t n)
+{
+    if (v == NULL)
+        return NULL;
+    char **out = xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        out[i] = v[i] != NULL ? xstrdup(v[i]) : NULL;
+    return out;
+}
+
+struct dns_answer *dns_answer_copy(const struct dns_answer *ans)
+{
+    struct dns_answer *a = xcalloc(1, sizeof(*a));
+    size_t n = ans->count;
+
+    *a = *ans;
+    a->txt = dns_strv_copy(ans->txt, n);
+    a->addrs = dns_strv_copy(ans->addrs, n);
+    a->names = dns_strv_copy(ans->names, n);
+    a->canonname = ans->canonname != NULL ? xstrdup(ans->canonname) : NULL;
+    if (ans->mx != NULL) {
+        a->mx = xcalloc(n + 1, sizeof(struct dns_mx));
+        for (size_t i = 0; i < n; i++) {
+            a->mx[i].pref = ans->mx[i].pref;
+            a->mx[i].host = ans->mx[i].host != NULL ? xstrdup(ans->mx[i].host) : NULL;
+        }
+    }
+    if (ans->rdata != NULL) {
+        a->rdata = xcalloc(n + 1, sizeof(unsigned char *));
+        a->rdlen = xcalloc(n + 1, sizeof(size_t));
+        for (size_t i = 0; i < n; i++) {
+            a->rdata[i] = xmalloc(ans->rdlen[i] + 1);
+            memcpy(a->rdata[i], ans->rdata[i], ans->rdlen[i] + 1);
+            a->rdlen[i] = ans->rdlen[i];
+        }
+    }
+    return a;
+}
+
+struct event_base *dns_base(const struct dns *dns)
+{
+    return dns->base;
+}
+
 /* Delivers ans to the query's owner and forgets the query. */
 static void dns_deliver(struct dns_query *q, struct dns_answer *ans)
 {
@@ -533,11 +606,7 @@ struct dns_query *dns_query(struct dns *dns, const char *name, int rrtype, dns_c
 static void dns_sync_cb(void *arg, const struct dns_answer *ans)
 {
     struct dns_answer **out = arg;
-    struct dns_answer *copy = xcalloc(1, sizeof(*copy));
-    /* The answer is freed after the callback: take its contents. */
-    *copy = *ans;
-    memset((struct dns_answer *)ans, 0, sizeof(*ans));
-    *out = copy;
+    *out = dns_answer_copy(ans);
 }
 
 struct dns_answer *dns_query_sync(struct dns *dns, const char *name, int rrtype)

@@ -40,7 +40,7 @@ enum {
  * On error returns NULL and says why in err.
  */
 struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *err);
-/* Cancels pending queries (their callbacks are not called) and frees. */
+/* Cancels pending queries (their callbacks are not called) and frees. Not from a dns_cb. */
 void dns_free(struct dns *dns);
 /* Bound on one query, in milliseconds (default 5000): then DNS_TEMPFAIL. */
 void dns_set_timeout(struct dns *dns, unsigned ms);
@@ -78,13 +78,19 @@ struct dns_answer {
 typedef void (*dns_cb)(void *arg, const struct dns_answer *ans);
 
 /*
- * Starts a query; cb runs later from the event loop, exactly once, unless
+ * Starts a query (the resolver must have an event base); cb runs later
+ * from the event loop, exactly once, unless
  * the query is cancelled or the resolver freed first. Never calls cb before
  * returning. The handle is valid until cb starts or dns_cancel().
  */
 struct dns_query *dns_query(struct dns *dns, const char *name, int rrtype, dns_cb cb, void *arg);
 /* Cancels a pending query: cb will not be called. NULL does nothing. */
 void dns_cancel(struct dns_query *q);
+
+/* A deep copy of ans, to keep an answer past its callback; dns_answer_free() it. */
+struct dns_answer *dns_answer_copy(const struct dns_answer *ans);
+/* The event base given to dns_new() (NULL for a synchronous-only resolver). */
+struct event_base *dns_base(const struct dns *dns);
 
 /* Blocks until the answer or the timeout. Never NULL. */
 struct dns_answer *dns_query_sync(struct dns *dns, const char *name, int rrtype);

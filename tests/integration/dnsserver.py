@@ -74,17 +74,32 @@ class _Raw(RD):
         buffer.append(self.data)
 
 
-def _label(name):
-    name = str(name).rstrip(".").lower()
-    return name
+def _key(name):
+    """A name as the zone stores it: a tuple of lower-cased label bytes.
+    Names are not IDNA-encoded, so test zones may hold odd labels (spaces,
+    '%', 8-bit bytes) exactly as a resolver would send them."""
+    if isinstance(name, DNSLabel):
+        labels = name.label
+    else:
+        if isinstance(name, str):
+            name = name.encode("utf-8", "surrogateescape")
+        name = bytes(name).rstrip(b".")
+        labels = tuple(name.split(b".")) if name else ()
+    return tuple(bytes(l).lower() for l in labels)
+
+
+def _text(key):
+    return b".".join(key).decode("utf-8", "backslashreplace")
 
 
 def _txt_strings(value):
     if isinstance(value, (list, tuple)):
         parts = list(value)
     else:
-        value = str(value)
-        parts = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+        if isinstance(value, str):
+            value = value.encode("utf-8", "surrogateescape")
+        value = bytes(value)
+        parts = [value[i:i + 255] for i in range(0, len(value), 255)] or [b""]
     out = []
     for p in parts:
         b = p.encode("utf-8", "surrogateescape") if isinstance(p, str) else bytes(p)
@@ -108,7 +123,7 @@ class DNSServer:
         self.host = host
         self.ttl = ttl
         self.lock = threading.Lock()
-        self.records = {}      # name -> list of (qtype number, RD)
+        self.records = {}      # name key (see _key) -> list of (qtype number, RD)
         self.timeout = set()   # names whose unknown types go unanswered
         self.rcodes = {}       # name -> rcode for unknown types
         self.queries = []
@@ -120,13 +135,13 @@ class DNSServer:
         if zone_text:
             for rr in RR.fromZone(zone_text):
                 with self.lock:
-                    self.records.setdefault(_label(rr.rname), []).append((rr.rtype, rr.rdata))
+                    self.records.setdefault(_key(rr.rname), []).append((rr.rtype, rr.rdata))
 
     # ---- zone content -------------------------------------------------
 
     def set(self, name, records):
         """Replaces everything at name with records (forms: module docstring)."""
-        name = _label(name)
+        name = _key(name)
         parsed, timeout, rcode = [], False, None
         for rec in records:
             if isinstance(rec, str) and rec.upper() == "TIMEOUT":
@@ -155,7 +170,7 @@ class DNSServer:
                 self.rcodes.pop(name, None)
 
     def remove(self, name):
-        name = _label(name)
+        name = _key(name)
         with self.lock:
             self.records.pop(name, None)
             self.timeout.discard(name)
@@ -197,48 +212,49 @@ class DNSServer:
     def _exists(self, name):
         if name in self.records or name in self.timeout or name in self.rcodes:
             return True
-        suffix = "." + name
-        return any(n.endswith(suffix) for n in self.records)
+        n = len(name)
+        return any(len(k) > n and k[-n:] == name for k in self.records) if n else True
 
     def _wildcard(self, name):
         """The '*.parent' owner that covers name, if name has nothing itself."""
-        labels = name.split(".")
-        for i in range(1, len(labels)):
-            parent = ".".join(labels[i:])
-            star = "*." + parent
+        for i in range(1, len(name)):
+            parent = name[i:]
+            star = (b"*",) + parent
             if star in self.records:
                 return star
-            if parent in self.records:
+            if self._exists(parent):
                 return None  # the closest encloser exists and has no wildcard
         return None
 
-    def _soa(self, qname):
-        apex = qname.split(".")[-1] or "test"
-        return RR(apex, QTYPE.SOA, ttl=self.ttl,
-                  rdata=SOA("ns." + apex, "hostmaster." + apex, (1, 3600, 600, 86400, 60)))
+    def _soa(self, name):
+        apex = name[-1:] or (b"test",)
+        return RR(DNSLabel(apex), QTYPE.SOA, ttl=self.ttl,
+                  rdata=SOA(DNSLabel((b"ns",) + apex), DNSLabel((b"hostmaster",) + apex),
+                            (1, 3600, 600, 86400, 60)))
 
     def resolve(self, request):
         """The reply (a DNSRecord) to request, or None to stay silent."""
         reply = request.reply()  # QR, AA, RD copied, ID
         q = request.q
-        qname = _label(q.qname)
+        qname = _key(q.qname)
         qtype = q.qtype
         with self.lock:
-            self.queries.append((qname, QTYPE.get(qtype, str(qtype))))
-            name, seen = qname, set()
+            self.queries.append((_text(qname), QTYPE.get(qtype, str(qtype))))
+            name, label, seen = qname, q.qname, set()
             while True:
                 owner = name if name in self.records else (self._wildcard(name) or name)
                 recs = self.records.get(owner, [])
                 match = [rd for t, rd in recs if t == qtype]
                 if match:
                     for rd in match:
-                        reply.add_answer(RR(name, qtype, ttl=self.ttl, rdata=rd))
+                        reply.add_answer(RR(label, qtype, ttl=self.ttl, rdata=rd))
                     return reply
                 cname = [rd for t, rd in recs if t == QTYPE.CNAME]
                 if cname and qtype != QTYPE.CNAME and name not in seen and len(seen) < 16:
                     seen.add(name)
-                    reply.add_answer(RR(name, QTYPE.CNAME, ttl=self.ttl, rdata=cname[0]))
-                    name = _label(cname[0].label)
+                    reply.add_answer(RR(label, QTYPE.CNAME, ttl=self.ttl, rdata=cname[0]))
+                    label = cname[0].label
+                    name = _key(label)
                     if not self._exists(name):
                         reply.header.rcode = RCODE.NXDOMAIN
                         reply.add_auth(self._soa(name))

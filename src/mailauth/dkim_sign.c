@@ -1,0 +1,560 @@
+/*
+ * DKIM signing (RFC 6376 5): keys loaded once per configuration from
+ * DIR/DOMAIN/SELECTOR.pem, the signing domain chosen from the From: domain,
+ * one signature per key. dkim_sign() only reads the signer, so the server
+ * can run it on its thread pool (RSA signing is slow).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+
+#include "config/config.h"
+#include "lib/util.h"
+#include "lib/workq.h"
+#include "lib/xalloc.h"
+#include "mailauth/dkim_int.h"
+
+/* A PEM key file is small; anything bigger is not one. */
+#define DKIM_KEY_FILE_MAX (64 * 1024)
+#define DKIM_LINE_MAX 78
+
+static int load_key(const char *path, EVP_PKEY **out, struct buf *err);
+
+/*
+ * RFC 6376 5.4.1's list, with the mailing-list fields (RFC 2369, 2919, 8058)
+ * that receivers show. Fields absent from the message are not signed...
+ */
+const char *const dkim_default_headers[] = {
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Resent-Date",
+    "Resent-From",
+    "Resent-Sender",
+    "Resent-To",
+    "Resent-Cc",
+    "In-Reply-To",
+    "References",
+    "List-Id",
+    "List-Help",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "List-Subscribe",
+    "List-Post",
+    "List-Owner",
+    "List-Archive",
+    "Message-ID",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Content-ID",
+    "Content-Description",
+    "MIME-Version",
+    "Sender",
+    NULL,
+};
+
+/* ...except these, listed once more than present (RFC 6376 8.15), so that
+ * none can be added without breaking the signature. */
+const char *const dkim_oversign_headers[] = {
+    "From", "To", "Subject", "Date", "Message-ID", "Content-Type", "MIME-Version", NULL,
+};
+
+struct dkim_signkey {
+    char *domain; /* as configured, lower case */
+    char *selector;
+    EVP_PKEY *pkey;
+};
+
+struct dkim_signer {
+    char **domains;
+    size_t ndomains;
+    struct dkim_signkey *keys;
+    size_t nkeys;
+    enum dkim_canon hcanon, bcanon;
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+    const struct dkim_signkey *x = a, *y = b;
+    int c = strcmp(x->domain, y->domain);
+    return c ? c : strcmp(x->selector, y->selector);
+}
+
+EVP_PKEY *dkim_load_private_key(const char *path, struct buf *err)
+{
+    EVP_PKEY *k = NULL;
+    return load_key(path, &k, err) == 0 ? k : NULL;
+}
+
+static int load_key(const char *path, EVP_PKEY **out, struct buf *err)
+{
+    struct buf pem = BUF_INIT;
+    if (read_file(path, &pem, DKIM_KEY_FILE_MAX) < 0) {
+        buf_printf(err, "%s: %s", path, strerror(errno));
+        buf_free(&pem);
+        return -1;
+    }
+    BIO *bio = BIO_new_mem_buf(pem.data ? pem.data : "", (int)pem.len);
+    EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    OPENSSL_cleanse(pem.data, pem.len);
+    buf_free(&pem);
+    if (k == NULL) {
+        buf_printf(err, "%s: not a PEM private key", path);
+        return -1;
+    }
+    int id = EVP_PKEY_get_base_id(k);
+    if (id == EVP_PKEY_RSA && EVP_PKEY_get_bits(k) < 1024) {
+        buf_printf(err, "%s: RSA key of %d bits is too short (RFC 8301 wants 1024 or more)", path,
+                   EVP_PKEY_get_bits(k));
+        EVP_PKEY_free(k);
+        return -1;
+    }
+    if (id != EVP_PKEY_RSA && id != EVP_PKEY_ED25519) {
+        buf_printf(err, "%s: key is neither RSA nor Ed25519", path);
+        EVP_PKEY_free(k);
+        return -1;
+    }
+    *out = k;
+    return 0;
+}
+
+/* Selector names are DNS labels (RFC 6376 3.1); anything else in the directory is skipped. */
+static int selector_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+struct dkim_signer *dkim_signer_new(const char *key_dir, char *const *domains, size_t ndomains,
+                                    struct buf *err)
+{
+    struct dkim_signer *s = xcalloc(1, sizeof(*s));
+    s->hcanon = s->bcanon = DKIM_CANON_RELAXED;
+    s->domains = xcalloc(ndomains + 1, sizeof(char *));
+    size_t cap = 0;
+    for (size_t d = 0; d < ndomains; d++) {
+        char *dom = xstrdup(domains[d]);
+        str_lower(dom);
+        size_t dl = strlen(dom);
+        while (dl > 0 && dom[dl - 1] == '.')
+            dom[--dl] = '\0';
+        s->domains[s->ndomains++] = dom;
+        char *dir = xasprintf("%s/%s", key_dir, dom);
+        DIR *dh = opendir(dir);
+        if (dh == NULL) {
+            int e = errno;
+            free(dir);
+            if (e == ENOENT || e == ENOTDIR)
+                continue;
+            buf_printf(err, "%s/%s: %s", key_dir, dom, strerror(e));
+            dkim_signer_free(s);
+            return NULL;
+        }
+        struct dirent *de;
+        while ((de = readdir(dh)) != NULL) {
+            size_t n = strlen(de->d_name);
+            if (n < 5 || strcmp(de->d_name + n - 4, ".pem") != 0 || !selector_ok(de->d_name, n - 4))
+                continue;
+            char *path = xasprintf("%s/%s", dir, de->d_name);
+            EVP_PKEY *k = NULL;
+            int rc = load_key(path, &k, err);
+            free(path);
+            if (rc < 0) {
+                closedir(dh);
+                free(dir);
+                dkim_signer_free(s);
+                return NULL;
+            }
+            if (s->nkeys == cap) {
+                cap = cap ? cap * 2 : 4;
+                s->keys = xrealloc(s->keys, cap * sizeof(*s->keys));
+            }
+            s->keys[s->nkeys].domain = xstrdup(dom);
+            s->keys[s->nkeys].selector = xstrndup(de->d_name, n - 4);
+            s->keys[s->nkeys].pkey = k;
+            s->nkeys++;
+        }
+        closedir(dh);
+        free(dir);
+    }
+    if (s->nkeys > 1)
+        qsort(s->keys, s->nkeys, sizeof(*s->keys), key_cmp);
+    return s;
+}
+
+struct dkim_signer *dkim_signer_from_config(const struct config *cfg, struct buf *err)
+{
+    size_t n = 0;
+    char **doms = config_get_list(cfg, "dkim_domains", &n);
+    struct dkim_signer *s = dkim_signer_new(config_get(cfg, "dkim_key_directory"), doms, n, err);
+    strlist_free(doms);
+    return s;
+}
+
+void dkim_signer_free(struct dkim_signer *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->ndomains; i++)
+        free(s->domains[i]);
+    free(s->domains);
+    for (size_t i = 0; i < s->nkeys; i++) {
+        free(s->keys[i].domain);
+        free(s->keys[i].selector);
+        EVP_PKEY_free(s->keys[i].pkey);
+    }
+    free(s->keys);
+    free(s);
+}
+
+void dkim_signer_set_canon(struct dkim_signer *s, enum dkim_canon header, enum dkim_canon body)
+{
+    s->hcanon = header;
+    s->bcanon = body;
+}
+
+size_t dkim_signer_key_count(const struct dkim_signer *s)
+{
+    return s->nkeys;
+}
+
+static int field_is(const struct dkim_field *f, const char *name)
+{
+    size_t n = strlen(name);
+    return f->name_len == n && strncasecmp(f->start, name, n) == 0;
+}
+
+/*
+ * The domain of the first address in a From: field, lower case, into out.
+ * Comments and quoted strings are skipped so that "a@b" (x@y) finds b.
+ */
+static int from_domain(const struct dkim_field *f, char *out, size_t outsz)
+{
+    const char *p = memchr(f->start, ':', f->len) + 1;
+    const char *end = f->start + f->len;
+    int depth = 0, quoted = 0, in_angle = 0;
+    const char *at = NULL;
+    for (; p < end; p++) {
+        char c = *p;
+        if (quoted) {
+            if (c == '\\' && p + 1 < end)
+                p++;
+            else if (c == '"')
+                quoted = 0;
+            continue;
+        }
+        if (depth) {
+            if (c == '\\' && p + 1 < end)
+                p++;
+            else if (c == '(')
+                depth++;
+            else if (c == ')')
+                depth--;
+            continue;
+        }
+        if (c == '"')
+            quoted = 1;
+        else if (c == '(')
+            depth = 1;
+        else if (c == '<')
+            in_angle = 1, at = NULL;
+        else if (c == '@')
+            at = p;
+        else if (at && (c == '>' || c == ',' || c == ';' || c == ' ' || c == '\t' || c == '\r' ||
+                        c == '\n' || c == '('))
+            break;
+        else if (c == ',' && !in_angle)
+            break; /* end of the first address without an '@': not one */
+    }
+    if (at == NULL)
+        return -1;
+    size_t n = (size_t)(p - (at + 1));
+    if (n == 0 || n >= outsz)
+        return -1;
+    memcpy(out, at + 1, n);
+    out[n] = '\0';
+    str_lower(out);
+    while (n > 0 && out[n - 1] == '.')
+        out[--n] = '\0';
+    return n ? 0 : -1;
+}
+
+/* The configured domain that dom is, or is a subdomain of; the longest wins. */
+static const char *match_domain(const struct dkim_signer *s, const char *dom)
+{
+    const char *best = NULL;
+    size_t dl = strlen(dom);
+    for (size_t i = 0; i < s->ndomains; i++) {
+        const char *c = s->domains[i];
+        size_t cl = strlen(c);
+        int hit = strcmp(dom, c) == 0 ||
+                  (dl > cl && dom[dl - cl - 1] == '.' && strcmp(dom + dl - cl, c) == 0);
+        if (hit && (best == NULL || cl > strlen(best)))
+            best = c;
+    }
+    return best;
+}
+
+/* Appends tag text to the field, breaking the line first when it would pass 78 columns. */
+static void fold_add(struct buf *f, size_t *col, const char *text, size_t n, int space)
+{
+    if (*col + (space ? 1 : 0) + n > DKIM_LINE_MAX && *col > 1) {
+        buf_append(f, "\r\n ", 3);
+        *col = 1;
+    } else if (space) {
+        buf_putc(f, ' ');
+        (*col)++;
+    }
+    buf_append(f, text, n);
+    *col += n;
+}
+
+/* Appends a long value (b=) in pieces that fill each line; FWS inside base64 is allowed (3.5). */
+static void fold_value(struct buf *f, size_t *col, const char *v, size_t n)
+{
+    while (n > 0) {
+        size_t room = *col < DKIM_LINE_MAX ? DKIM_LINE_MAX - *col : 0;
+        if (room == 0) {
+            buf_append(f, "\r\n ", 3);
+            *col = 1;
+            continue;
+        }
+        size_t take = n < room ? n : room;
+        buf_append(f, v, take);
+        *col += take;
+        v += take;
+        n -= take;
+    }
+}
+
+int dkim_sign_template(EVP_PKEY *key, const struct dkim_msg *m, const char *template_value,
+                       struct buf *out, struct buf *err)
+{
+    struct dkim_tags t;
+    struct buf e = BUF_INIT, field = BUF_INIT, data = BUF_INIT, sig = BUF_INIT;
+    int rc = -1;
+    char **names = NULL;
+    size_t nn = 0;
+    if (dkim_tags_parse(&t, template_value, strlen(template_value), &e) < 0) {
+        buf_printf(err, "signature template: %s", buf_cstr(&e));
+        goto out;
+    }
+    enum dkim_canon hc = DKIM_CANON_SIMPLE, bc = DKIM_CANON_SIMPLE;
+    const char *c = dkim_tags_get(&t, "c");
+    const char *h = dkim_tags_get(&t, "h");
+    if ((c && dkim_canon_parse(c, &hc, &bc) < 0) || h == NULL) {
+        buf_puts(err, "signature template: bad c= or no h=");
+        goto out;
+    }
+    /* h= names, FWS around the colons removed. */
+    char *hl = xstrdup(h);
+    names = xcalloc(strlen(hl) + 2, sizeof(char *));
+    char *save = NULL;
+    for (char *tok = strtok_r(hl, ":", &save); tok; tok = strtok_r(NULL, ":", &save))
+        names[nn++] = xstrdup(str_trim(tok));
+    free(hl);
+    buf_puts(&field, "DKIM-Signature: ");
+    buf_puts(&field, template_value);
+    dkim_signed_headers(m, hc, names, nn, field.data, field.len, &data);
+    if (dkim_crypto_sign(key, &data, &sig) < 0) {
+        buf_puts(err, "signing failed (OpenSSL)");
+        goto out;
+    }
+    struct buf b64 = BUF_INIT;
+    dkim_b64_encode((const unsigned char *)sig.data, sig.len, &b64);
+    const char *lastnl = field.data;
+    for (const char *p = field.data; p < field.data + field.len; p++)
+        if (*p == '\n')
+            lastnl = p + 1;
+    size_t col = (size_t)(field.data + field.len - lastnl);
+    fold_value(&field, &col, b64.data, b64.len);
+    buf_free(&b64);
+    buf_append(&field, "\r\n", 2);
+    buf_append(out, field.data, field.len);
+    rc = 0;
+out:
+    for (size_t i = 0; i < nn; i++)
+        free(names[i]);
+    free(names);
+    dkim_tags_free(&t);
+    buf_free(&e);
+    buf_free(&field);
+    buf_free(&data);
+    buf_free(&sig);
+    return rc;
+}
+
+static const char *canon_name(enum dkim_canon c)
+{
+    return c == DKIM_CANON_RELAXED ? "relaxed" : "simple";
+}
+
+enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, size_t len,
+                                time_t now, struct buf *out, struct buf *err)
+{
+    struct dkim_msg m;
+    if (dkim_msg_parse(&m, msg, len) < 0) {
+        buf_puts(err, "the message header does not parse");
+        dkim_msg_free(&m);
+        return DKIM_SIGN_ERROR;
+    }
+    const struct dkim_field *from = NULL;
+    for (size_t i = 0; i < m.nfields; i++)
+        if (field_is(&m.fields[i], "From")) {
+            if (from) {
+                buf_puts(err, "more than one From: field");
+                dkim_msg_free(&m);
+                return DKIM_SIGN_ERROR;
+            }
+            from = &m.fields[i];
+        }
+    char dom[256];
+    if (from == NULL || from_domain(from, dom, sizeof(dom)) < 0) {
+        buf_puts(err, from ? "no domain in the From: field" : "no From: field");
+        dkim_msg_free(&m);
+        return DKIM_SIGN_ERROR;
+    }
+    const char *d = match_domain(s, dom);
+    if (d == NULL) {
+        buf_printf(err, "From: domain %s is not in dkim_domains", dom);
+        dkim_msg_free(&m);
+        return DKIM_SIGN_NODOMAIN;
+    }
+
+    /* h=: each default field as often as present; the over-signed ones once more. */
+    char *names[512];
+    size_t nn = 0;
+    for (size_t k = 0; dkim_default_headers[k]; k++) {
+        const char *name = dkim_default_headers[k];
+        size_t count = 0;
+        for (size_t i = 0; i < m.nfields; i++)
+            count += field_is(&m.fields[i], name);
+        for (size_t o = 0; dkim_oversign_headers[o]; o++)
+            if (strcmp(dkim_oversign_headers[o], name) == 0)
+                count++;
+        for (size_t j = 0; j < count && nn < sizeof(names) / sizeof(names[0]); j++)
+            names[nn++] = (char *)name;
+    }
+
+    unsigned char bh[32];
+    dkim_body_hash(s->bcanon, m.body, m.body_len, -1, bh, NULL);
+    struct buf bh64 = BUF_INIT;
+    dkim_b64_encode(bh, sizeof(bh), &bh64);
+
+    struct buf all = BUF_INIT;
+    enum dkim_sign_status st = DKIM_SIGN_OK;
+    size_t signed_count = 0;
+    for (size_t k = 0; k < s->nkeys; k++) {
+        const struct dkim_signkey *key = &s->keys[k];
+        if (strcmp(key->domain, d) != 0)
+            continue;
+        int ed = EVP_PKEY_get_base_id(key->pkey) == EVP_PKEY_ED25519;
+        struct buf f = BUF_INIT, piece = BUF_INIT, data = BUF_INIT, sig = BUF_INIT, b64 = BUF_INIT;
+        buf_puts(&f, "DKIM-Signature:");
+        size_t col = f.len;
+        buf_printf(&piece, "v=1; a=%s; c=%s/%s;", ed ? "ed25519-sha256" : "rsa-sha256",
+                   canon_name(s->hcanon), canon_name(s->bcanon));
+        fold_add(&f, &col, piece.data, piece.len, 1);
+        buf_reset(&piece);
+        buf_printf(&piece, "d=%s;", d);
+        fold_add(&f, &col, piece.data, piece.len, 1);
+        buf_reset(&piece);
+        buf_printf(&piece, "s=%s;", key->selector);
+        fold_add(&f, &col, piece.data, piece.len, 1);
+        buf_reset(&piece);
+        buf_printf(&piece, "t=%lld;", (long long)now);
+        fold_add(&f, &col, piece.data, piece.len, 1);
+        for (size_t i = 0; i < nn; i++) {
+            buf_reset(&piece);
+            buf_printf(&piece, "%s%s%s", i == 0 ? "h=" : "", names[i], i + 1 == nn ? ";" : ":");
+            fold_add(&f, &col, piece.data, piece.len, i == 0);
+        }
+        buf_reset(&piece);
+        buf_printf(&piece, "bh=%s;", bh64.data);
+        fold_add(&f, &col, piece.data, piece.len, 1);
+        fold_add(&f, &col, "b=", 2, 1);
+        dkim_signed_headers(&m, s->hcanon, names, nn, f.data, f.len, &data);
+        int rc = dkim_crypto_sign(key->pkey, &data, &sig);
+        if (rc == 0) {
+            dkim_b64_encode((const unsigned char *)sig.data, sig.len, &b64);
+            fold_value(&f, &col, b64.data, b64.len);
+            buf_append(&f, "\r\n", 2);
+            buf_append(&all, f.data, f.len);
+            signed_count++;
+        }
+        buf_free(&f);
+        buf_free(&piece);
+        buf_free(&data);
+        buf_free(&sig);
+        buf_free(&b64);
+        if (rc < 0) {
+            buf_printf(err, "signing with %s/%s.pem failed", key->domain, key->selector);
+            st = DKIM_SIGN_ERROR;
+            break;
+        }
+    }
+    if (st == DKIM_SIGN_OK && signed_count == 0) {
+        buf_printf(err, "no key for %s (dkim keygen %s)", d, d);
+        st = DKIM_SIGN_NODOMAIN;
+    }
+    if (st == DKIM_SIGN_OK)
+        buf_append(out, all.data ? all.data : "", all.len);
+    buf_free(&all);
+    buf_free(&bh64);
+    dkim_msg_free(&m);
+    return st;
+}
+
+struct dkim_sign_job {
+    const struct dkim_signer *s;
+    const char *msg;
+    size_t len;
+    time_t now;
+    enum dkim_sign_status st;
+    struct buf out, err;
+    dkim_sign_done_fn done;
+    void *arg;
+};
+
+static void dkim_sign_job_work(void *arg)
+{
+    struct dkim_sign_job *j = arg;
+    j->st = dkim_sign(j->s, j->msg, j->len, j->now, &j->out, &j->err);
+}
+
+static void dkim_sign_job_done(void *arg)
+{
+    struct dkim_sign_job *j = arg;
+    j->done(j->arg, j->st, &j->out, buf_cstr(&j->err));
+    buf_free(&j->out);
+    buf_free(&j->err);
+    free(j);
+}
+
+void dkim_sign_submit(struct workq *q, const struct dkim_signer *s, const char *msg, size_t len,
+                      time_t now, dkim_sign_done_fn done, void *arg)
+{
+    struct dkim_sign_job *j = xcalloc(1, sizeof(*j));
+    j->s = s;
+    j->msg = msg;
+    j->len = len;
+    j->now = now;
+    j->done = done;
+    j->arg = arg;
+    workq_submit(q, dkim_sign_job_work, dkim_sign_job_done, j);
+}
