@@ -42,6 +42,12 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 _cleanups = []
 
 
+def record_pid(pid):
+    """bench/run.sh kills these process groups if bench.py dies."""
+    with open(OUT / "pids", "a") as f:
+        f.write("%d\n" % pid)
+
+
 def log(*a):
     print("[%s]" % time.strftime("%H:%M:%S"), *a, flush=True)
 
@@ -225,6 +231,7 @@ class Sink:
         self.proc = subprocess.Popen(
             [str(SMTP_SINK), "-c", "-u", "nobody", "-m", "1000", "127.0.0.1:%d" % self.port, "1024"],
             env=PF_ENV, stdout=self.f, stderr=subprocess.STDOUT, start_new_session=True)
+        record_pid(self.proc.pid)
         _cleanups.append(self.stop)
         if not wait_banner(self.port, proc=self.proc):
             raise RuntimeError("smtp-sink did not start")
@@ -469,6 +476,7 @@ class Hongyan:
         self.proc = subprocess.Popen([str(HONGYAN), "-c", str(self.cfg), "serve"],
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        record_pid(self.proc.pid)
         _cleanups.append(self.stop)
         if not wait_banner(self.port, proc=self.proc):
             self.stop()
@@ -747,6 +755,7 @@ def scenario_durability(server, count=200, sessions=20):
         cmd += ["-p", str(t)]
     st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True)
+    record_pid(st.pid)
     _cleanups.append(lambda: st.poll() is None and st.kill())
     try:
         time.sleep(1.0)  # strace attaches
@@ -1270,6 +1279,10 @@ def main():
             log("  ->", results["dkim"])
     finally:
         cleanup()
+        try:
+            os.unlink(OUT / "pids")  # all stopped: nothing for run.sh's trap to do
+        except OSError:
+            pass
         meta["load_end"] = loadavg()
         md = render(results, meta)
         (OUT / "results.md").write_text(md + "\n")

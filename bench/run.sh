@@ -39,8 +39,17 @@ if [ ! -x "$PFROOT/usr/sbin/smtp-source" ] || [ ! -x "$PFROOT/usr/lib/postfix/sb
 	trap - EXIT
 fi
 
-# strace counts sync calls in the (untimed) durability probe.
-command -v strace >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null || true
+# Tools of the other scenarios: strace (sync calls in the untimed durability
+# probe), openssl (certificate and DKIM keys), opendkim-testmsg (DKIM).
+need=""
+command -v strace >/dev/null || need="$need strace"
+command -v openssl >/dev/null || need="$need openssl"
+command -v opendkim-testmsg >/dev/null || need="$need opendkim-tools"
+if [ -n "$need" ]; then
+	echo "== installing:$need"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null ||
+		echo "bench/run.sh: could not install$need; those scenarios will report it" >&2
+fi
 
 # Accounts Postfix needs (the package would create the same ones), and
 # hongyan's mail_owner.
@@ -58,5 +67,35 @@ chmod 2755 "$PFROOT/usr/sbin/postdrop" "$PFROOT/usr/sbin/postqueue"
 ulimit -Hn 65536 2>/dev/null || true
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+# bench.py stops everything it starts (finally + signal handlers). This trap
+# is the second line, should bench.py itself die: every Postfix instance under
+# bench/out is stopped, and every process group bench.py recorded is killed.
+stop_all() {
+	local conf pidf pid
+	for conf in "$OUT"/postfix*/conf; do
+		pidf=${conf%/conf}/queue/pid/master.pid
+		[ -f "$pidf" ] || continue
+		pid=$(tr -dc 0-9 <"$pidf")
+		[ -n "$pid" ] && [ -d "/proc/$pid" ] || continue
+		echo "bench/run.sh: stopping Postfix in ${conf%/conf}" >&2
+		LD_LIBRARY_PATH=$PFROOT/usr/lib/postfix timeout 30 "$PFROOT/usr/sbin/postfix" -c "$conf" stop >/dev/null 2>&1 || true
+		sleep 1
+		[ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+	done
+	if [ -f "$OUT/pids" ]; then
+		while read -r pid; do
+			[ -d "/proc/$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
+		done <"$OUT/pids"
+		rm -f "$OUT/pids"
+	fi
+}
+child=
+trap 'stop_all' EXIT
+trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM HUP
+trap '[ -n "$child" ] && kill -INT "$child" 2>/dev/null; wait "$child"; exit 130' INT
+
 export BENCH_PFROOT=$PFROOT BENCH_OUT=$OUT BENCH_ROOT=$ROOT
-exec /usr/bin/python3 "$ROOT/bench/bench.py" "$@"
+rm -f "$OUT/pids"
+/usr/bin/python3 "$ROOT/bench/bench.py" "$@" &
+child=$!
+wait "$child"
