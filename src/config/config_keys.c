@@ -65,6 +65,9 @@ const struct config_key config_keys[] = {
     {"smtpd_sasl_users", "$data_directory/users", CONFIG_STRING, NULL, "user:crypt-hash lines for SMTP AUTH"},
     {"smtpd_sender_login_maps", "", CONFIG_LIST, NULL, "which envelope senders each authenticated user may use"},
     {"smtpd_sasl_authenticated_header", "no", CONFIG_BOOL, NULL, "name the authenticated user in the Received header"},
+    {"smtpd_sasl_failure_limit", "10", CONFIG_INT, NULL, "failed AUTH attempts from one client address within smtpd_sasl_failure_window before it is refused (0: never)"},
+    {"smtpd_sasl_failure_window", "10m", CONFIG_TIME, "s", "how long a failed AUTH attempt counts against its client address"},
+    {"smtpd_sasl_failure_delay", "1s", CONFIG_TIME, "s", "wait before the next AUTH check after a failure from the same address; doubles per failure up to 32 times"},
 
     /* Queue and retries. */
     {"maximal_queue_lifetime", "5d", CONFIG_TIME, "d", "how long a message may stay deferred before it bounces"},
@@ -83,6 +86,18 @@ const struct config_key config_keys[] = {
     {"smtp_tls_security_level", "may", CONFIG_ENUM, "none may encrypt verify secure dane", "TLS when delivering (Postfix's Debian default, may)"},
     {"smtp_tls_CAfile", "", CONFIG_STRING, NULL, "CA certificates for verify/secure (empty: the system's)"},
     {"smtp_tls_wrappermode", "no", CONFIG_BOOL, NULL, "TLS from the first byte, for port-465 relays"},
+    {"smtp_helo_timeout", "300s", CONFIG_TIME, "s", "time allowed for the greeting and the EHLO/HELO reply"},
+    {"smtp_starttls_timeout", "300s", CONFIG_TIME, "s", "time allowed for the STARTTLS reply and the TLS handshake"},
+    {"smtp_mail_timeout", "300s", CONFIG_TIME, "s", "time allowed for the MAIL FROM reply"},
+    {"smtp_rcpt_timeout", "300s", CONFIG_TIME, "s", "time allowed for each RCPT TO reply"},
+    {"smtp_data_init_timeout", "120s", CONFIG_TIME, "s", "time allowed for the DATA reply"},
+    {"smtp_data_xfer_timeout", "180s", CONFIG_TIME, "s", "time allowed for the server to take each part of the message"},
+    {"smtp_data_done_timeout", "600s", CONFIG_TIME, "s", "time allowed for the reply to the final dot"},
+    {"smtp_quit_timeout", "300s", CONFIG_TIME, "s", "time allowed for the QUIT reply"},
+    {"smtp_mx_address_limit", "5", CONFIG_INT, NULL, "server addresses tried per delivery (0: no limit)"},
+    {"smtp_connection_cache_time_limit", "2s", CONFIG_TIME, "s", "how long an idle connection is kept for the next message to the same next hop"},
+    {"smtp_connection_reuse_time_limit", "300s", CONFIG_TIME, "s", "how long one connection may be reused in total"},
+    {"smtp_destination_concurrency_limit", "$default_destination_concurrency_limit", CONFIG_INT, NULL, "parallel SMTP connections per next hop"},
 
     /* DNS. */
     {"dns_resolver", "", CONFIG_STRING, NULL, "host[:port] of a DNS server to ask instead of the system's"},

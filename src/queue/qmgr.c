@@ -38,6 +38,12 @@ struct qmsg {
     char id[QUEUE_ID_MAX];
     time_t next_try;
     int busy;
+    /*
+     * Found in the spool rather than handed over on arrival (a restart, a
+     * release): an earlier attempt may have delivered without recording it,
+     * so local delivery checks for its own earlier copy (maildir.h).
+     */
+    int found_by_scan;
     struct qmsg *next, *prev; /* arrival order */
     struct qmsg *hnext;       /* hash chain by id */
 };
@@ -176,7 +182,7 @@ static void qmgr_scan(struct qmgr *q, int all_now)
         struct buf err = BUF_INIT;
         struct envelope *e = spool_read_envelope(q->srv->spool, ids[i], NULL, &err);
         if (e) {
-            qmgr_add(q, ids[i], all_now ? 0 : e->next_try);
+            qmgr_add(q, ids[i], all_now ? 0 : e->next_try)->found_by_scan = 1;
             envelope_free(e);
         }
         buf_free(&err);
@@ -437,10 +443,13 @@ static void qjob_local_work(void *arg)
     struct buf reason = BUF_INIT;
     for (size_t k = 0; k < j->nlocal; k++) {
         size_t i = j->local[k];
-        char dsn[16];
+        char dsn[16], stem[QUEUE_ID_MAX + 48];
+        /* Arrival time first keeps names sortable by age, as Maildir readers expect. */
+        snprintf(stem, sizeof stem, "%lld.Q%sR%zu", (long long)j->env->arrival, j->qm->id, i);
+        struct maildir_once once = {stem, j->qm->found_by_scan};
         enum delivery_status st =
             maildir_deliver_file(j->mailboxes[k], buf_cstr(&j->data_path), j->env->sender,
-                                 j->env->rcpts[i].address, dsn, &reason, NULL);
+                                 j->env->rcpts[i].address, &once, dsn, &reason, NULL);
         qjob_set(j, i, st, dsn, buf_cstr(&reason), "local");
     }
     buf_free(&reason);
