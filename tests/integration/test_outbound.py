@@ -448,3 +448,36 @@ def test_pipelining_peer_smtp_sink(server_factory, tmp_path, smtp_sink):
         sink.terminate()
         sink.wait(timeout=10)
         out.close()
+
+
+def test_dsn_parameters_passed_on(server_factory, tmp_path, smtp_sink):
+    """RET/ENVID and NOTIFY/ORCPT given to our smtpd reach a peer that offers DSN."""
+    import smtplib
+    dump = tmp_path / "sink"
+    dump.mkdir()
+    os.chmod(dump, 0o777)
+    os.chmod(tmp_path, 0o755)
+    port = free_port()
+    sink = subprocess.Popen([smtp_sink, "-u", "nobody", "-d", str(dump) + "/%M.",
+                             "127.0.0.1:%d" % port, "50"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc=sink)
+        srv = make_server(server_factory, None, {"relayhost": "[127.0.0.1]:%d" % port})
+        with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as c:
+            c.ehlo("client.example.net")
+            c.sendmail("alice@local.test", ["bob@example.net"],
+                       b"Subject: dsn\r\n\r\nhello\r\n",
+                       mail_options=["RET=HDRS", "ENVID=env+2Bid"],
+                       rcpt_options=["NOTIFY=SUCCESS,FAILURE",
+                                     "ORCPT=rfc822;bob+2Bx@example.net"])
+        assert wait_for(lambda: list(dump.iterdir()), timeout=20), logs(srv)
+        text = next(dump.iterdir()).read_text(errors="replace")
+        mail = re.search(r"^X-Mail-Args: (.*)$", text, re.M).group(1)
+        rcpt = re.search(r"^X-Rcpt-Args: (.*)$", text, re.M).group(1)
+        assert "RET=HDRS" in mail and "ENVID=env+2Bid" in mail, mail
+        assert "NOTIFY=SUCCESS,FAILURE" in rcpt, rcpt
+        assert "ORCPT=rfc822;bob+2Bx@example.net" in rcpt, rcpt
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
