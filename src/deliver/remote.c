@@ -55,6 +55,11 @@ struct remote_job;
 struct remote_dest {
     char *key;
     int active;
+    /* Every server unreachable: later mail is deferred at once until then (Postfix's dead
+     * destination). */
+    time_t dead_until;
+    char *dead_reason;
+    char dead_dsn[16];
     struct remote_idle *idle;
     struct remote_job *wait_head, *wait_tail;
     struct remote_dest *next;
@@ -109,6 +114,7 @@ struct remote_job {
     char *last_relay; /* host[ip]:port that gave last_error, or NULL (no session) */
     char last_dsn[16];
     int last_permanent;
+    int sessions, conn_fails, other_fails; /* what the attempts came to */
     struct buf user, pass;
     struct remote_job *next_wait;
 };
@@ -412,6 +418,13 @@ static void remote_job_end(struct remote_job *j)
     if (j->dest) {
         struct remote_dest *d = j->dest;
         j->dest = NULL;
+        if (j->sessions == 0 && j->conn_fails > 0 && j->other_fails == 0 && j->last_error) {
+            /* No server answered at all: spare the next messages the same wait. */
+            d->dead_until = time(NULL) + config_get_time(j->gen->cfg, "minimal_backoff_time");
+            free(d->dead_reason);
+            d->dead_reason = xstrdup(j->last_error);
+            str_copy(d->dead_dsn, sizeof d->dead_dsn, j->last_dsn);
+        }
         remote_dest_release(d, NULL, NULL, NULL, 0, j->gen->cfg);
     }
     remote_job_free(j);
@@ -508,9 +521,15 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
 {
     struct remote_job *j = arg;
     if (ok) {
+        j->sessions++;
+        j->dest->dead_until = 0;
         remote_send(j);
         return;
     }
+    if (fail == SMTP_FAIL_CONNECT)
+        j->conn_fails++;
+    else
+        j->other_fails++;
     /* A refusal names the server (relay=); a failed connection does not, as in Postfix. */
     char *relay = fail == SMTP_FAIL_CONNECT ? NULL : xstrdup(smtp_client_label(c));
     smtp_client_free(c);
@@ -821,6 +840,7 @@ static void remote_reuse_reset(void *arg, struct smtp_client *c, int ok)
 {
     struct remote_job *j = arg;
     if (ok) {
+        j->sessions++;
         remote_send(j);
         return;
     }
@@ -944,6 +964,14 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         }
         case ROUTE_SMTP:
             break;
+        }
+        struct remote_dest *d = remote_dest_get(&r);
+        if (d->dead_until > time(NULL) && !d->idle) {
+            res->status = DELIVERY_TEMPFAIL;
+            str_copy(res->dsn, sizeof res->dsn, d->dead_dsn);
+            res->reply = xasprintf("delivery temporarily suspended: %s", d->dead_reason);
+            route_clear(&r);
+            continue;
         }
         /* Join the job for the same next hop, or start one. */
         struct remote_job *j = NULL;

@@ -481,3 +481,21 @@ def test_dsn_parameters_passed_on(server_factory, tmp_path, smtp_sink):
     finally:
         sink.terminate()
         sink.wait(timeout=10)
+
+
+def test_unreachable_destination_is_suspended(server_factory, tmp_path):
+    """Once no server of a next hop answers, the next message is deferred without trying."""
+    closed = free_port()
+    srv = make_server(server_factory, None, {
+        "relayhost": "[127.0.0.1]:%d" % closed,
+        "minimal_backoff_time": "300s",
+        "maximal_backoff_time": "600s",
+    })
+    sendmail(srv, ["one@example.net"])
+    assert wait_for(lambda: "to=<one@example.net>" in logs(srv), timeout=20), logs(srv)
+    assert "connect to 127.0.0.1[127.0.0.1]:%d" % closed in logs(srv)
+    sendmail(srv, ["two@example.net"])
+    assert wait_for(lambda: "to=<two@example.net>" in logs(srv), timeout=20), logs(srv)
+    line = [l for l in logs(srv).splitlines() if "to=<two@example.net>" in l][0]
+    assert "status=deferred (delivery temporarily suspended: connect to 127.0.0.1[127.0.0.1]" \
+        in line, line
