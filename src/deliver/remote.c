@@ -33,6 +33,7 @@
 /* What is built from one configuration: tables and TLS; jobs hold a reference. */
 struct remote_gen {
     int refs;
+    struct server_gen *sgen; /* a reference: the configuration stays while jobs use it */
     const struct config *cfg;
     struct map_list *transport, *sender_relay, *sasl;
     struct route_tables tables;
@@ -157,12 +158,13 @@ static struct map_list *remote_open_maps(const struct config *cfg, const char *k
     return l;
 }
 
-static struct remote_gen *remote_gen_new(const struct config *cfg)
+static struct remote_gen *remote_gen_new(struct server *srv)
 {
     struct remote_gen *g = xcalloc(1, sizeof *g);
     struct buf err = BUF_INIT;
     g->refs = 1;
-    g->cfg = cfg;
+    g->sgen = server_gen_ref(srv);
+    const struct config *cfg = g->cfg = g->sgen->cfg;
     g->transport = remote_open_maps(cfg, "transport_maps", &err);
     g->sender_relay = remote_open_maps(cfg, "sender_dependent_relayhost_maps", &err);
     if (config_get_bool(cfg, "smtp_sasl_auth_enable"))
@@ -194,6 +196,7 @@ static void remote_gen_unref(struct remote_gen *g)
     map_list_free(g->sasl);
     tls_client_free(g->tls);
     free(g->open_error);
+    server_gen_unref(g->sgen);
     free(g);
 }
 
@@ -201,15 +204,14 @@ static void remote_idle_drop(struct remote_idle *idle, int quit);
 
 static struct remote_gen *remote_current(struct server *srv)
 {
-    const struct config *cfg = srv->gen->cfg;
     remote.srv = srv;
-    if (!remote.gen || remote.gen->cfg != cfg) {
+    if (!remote.gen || remote.gen->sgen != srv->gen) {
         /* A reload: idle connections were made under the old rules. */
         for (struct remote_dest *d = remote.dests; d; d = d->next)
             while (d->idle)
                 remote_idle_drop(d->idle, 1);
         remote_gen_unref(remote.gen);
-        remote.gen = remote_gen_new(cfg);
+        remote.gen = remote_gen_new(srv);
     }
     remote.gen->refs++;
     return remote.gen;

@@ -501,3 +501,20 @@ def test_unreachable_destination_is_suspended(server_factory, tmp_path):
     line = [l for l in logs(srv).splitlines() if "to=<two@example.net>" in l][0]
     assert "status=deferred (delivery temporarily suspended: connect to 127.0.0.1[127.0.0.1]" \
         in line, line
+
+
+def test_reload_changes_the_relayhost(server_factory, tmp_path):
+    with Peer() as first, Peer() as second:
+        srv = make_server(server_factory, None, {
+            "relayhost": "[127.0.0.1]:%d" % first.port,
+            "smtp_connection_cache_time_limit": "30s",  # an idle connection to drop on reload
+        })
+        sendmail(srv, ["a@example.net"])
+        assert wait_for(lambda: first.messages, timeout=20), logs(srv)
+        srv.settings["relayhost"] = "[127.0.0.1]:%d" % second.port
+        srv.reload()
+        assert wait_for(lambda: "reload: configuration" in logs(srv), timeout=10)
+        sendmail(srv, ["b@example.net"])
+        assert wait_for(lambda: second.messages, timeout=20), logs(srv)
+        assert second.messages[0].rcpt_tos == ["b@example.net"]
+        assert len(first.messages) == 1
