@@ -20,6 +20,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "queue/envelope.h"
+#include "queue/pickup.h"
 #include "queue/spool.h"
 
 #define QUEUE_SHOW_MAX (256 * 1024 * 1024)
@@ -103,6 +104,36 @@ static int queue_list(struct spool *s)
         }
         strlist_free(ids);
     }
+    /* Mail from sendmail that the server has not picked up yet (it is not running). */
+    char **names = pickup_names(s);
+    for (char **n = names; *n; n++) {
+        struct buf text = BUF_INIT, err = BUF_INIT;
+        struct envelope *e = NULL;
+        size_t off;
+        char *path = xasprintf("%s/%s", spool_maildrop_dir(s), *n);
+        if (read_file(path, &text, QUEUE_SHOW_MAX) == 0 &&
+            pickup_decode(text.data ? text.data : "", text.len, &e, &off, &err) == 0) {
+            if (!header) {
+                printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+                header = 1;
+            }
+            char when[64];
+            queue_time(e->arrival, when, sizeof when);
+            printf("%-16s %8zu %-20s  %s\n", *n, text.len - off, when,
+                   e->sender[0] ? e->sender : "MAILER-DAEMON");
+            printf("%48s(waiting for pickup from maildrop)\n", "");
+            for (size_t k = 0; k < e->nrcpts; k++)
+                printf("%48s%s\n", "", e->rcpts[k].address);
+            printf("\n");
+            total += text.len - off;
+            count++;
+        }
+        envelope_free(e);
+        free(path);
+        buf_free(&text);
+        buf_free(&err);
+    }
+    strlist_free(names);
     if (count == 0)
         printf("Mail queue is empty\n");
     else

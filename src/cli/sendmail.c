@@ -266,6 +266,15 @@ int cli_sendmail_main(int argc, char **argv)
         }
         if (strcmp(a, "-bp") == 0)
             return cli_mailq_main(argc, argv); /* sendmail -bp is mailq */
+        if (strcmp(a, "-q") == 0) {
+            /* sendmail -q: deliver the queue now (postqueue -f). */
+            const char *qd = config_get(cli_config(), "queue_directory");
+            if (sendmail_poke(qd, "F") < 0) {
+                fprintf(stderr, "sendmail: the server is not running\n");
+                return EX_UNAVAILABLE;
+            }
+            return 0;
+        }
         if (strcmp(a, "-t") == 0) {
             extract = 1;
         } else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0) {

@@ -65,6 +65,9 @@ const struct config_key config_keys[] = {
     {"smtpd_sasl_users", "$data_directory/users", CONFIG_STRING, NULL, "user:crypt-hash lines for SMTP AUTH"},
     {"smtpd_sender_login_maps", "", CONFIG_LIST, NULL, "which envelope senders each authenticated user may use"},
     {"smtpd_sasl_authenticated_header", "no", CONFIG_BOOL, NULL, "name the authenticated user in the Received header"},
+    {"smtpd_sasl_failure_limit", "10", CONFIG_INT, NULL, "failed AUTH attempts from one client address within smtpd_sasl_failure_window before it is refused (0: never)"},
+    {"smtpd_sasl_failure_window", "10m", CONFIG_TIME, "s", "how long a failed AUTH attempt counts against its client address"},
+    {"smtpd_sasl_failure_delay", "1s", CONFIG_TIME, "s", "wait before the next AUTH check after a failure from the same address; doubles per failure up to 32 times"},
 
     /* Queue and retries. */
     {"maximal_queue_lifetime", "5d", CONFIG_TIME, "d", "how long a message may stay deferred before it bounces"},

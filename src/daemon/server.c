@@ -14,6 +14,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/resolve.h"
+#include "tls/tls.h"
 
 struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err)
 {
@@ -24,6 +25,10 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
         goto fail;
     gen->resolver = resolver_new(gen->cfg, err);
     if (gen->resolver == NULL)
+        goto fail;
+    /* STARTTLS and smtps (RFC 3207, RFC 8314); makes the self-signed pair on first start. */
+    gen->tls = tls_server_new(gen->cfg, err);
+    if (gen->tls == NULL)
         goto fail;
     return gen;
 fail:
@@ -42,6 +47,7 @@ void server_gen_unref(struct server_gen *gen)
     if (gen == NULL || --gen->refs > 0)
         return;
     resolver_free(gen->resolver);
+    tls_server_free(gen->tls);
     config_free(gen->cfg);
     free(gen);
 }

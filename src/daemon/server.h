@@ -22,6 +22,7 @@ struct qmgr;
 struct tls_server;
 struct dns;
 struct client_table;
+struct auth;
 
 enum listener_kind {
     LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
@@ -45,6 +46,8 @@ struct server {
     struct qmgr *qmgr;
     struct dns *dns; /* NULL until the DNS module provides one */
     struct client_table *clients; /* sessions per client address */
+    struct auth *auth; /* SMTP AUTH users and failure throttle (smtpd/auth.h); kept across
+                          reloads (auth_reload on SIGHUP); NULL: no AUTH */
     int sessions;    /* open SMTP sessions, for limits and shutdown */
     int draining;    /* SIGTERM: finish open transactions, accept nothing new */
 };

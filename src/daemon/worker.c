@@ -23,6 +23,7 @@
 #include "lib/xalloc.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "smtpd/auth.h"
 
 /* How long SIGTERM waits for open transactions and deliveries. */
 #define WORKER_DRAIN_SECONDS 30
@@ -91,6 +92,11 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
         log_error("reload failed, keeping the running configuration: %s", buf_cstr(&err));
         buf_free(&err);
         return;
+    }
+    /* The users file is re-read; the failure throttle lives on across reloads. */
+    if (w->srv.auth && auth_reload(w->srv.auth, gen->cfg, &err) < 0) {
+        log_error("reload: %s; keeping the previous users", buf_cstr(&err));
+        buf_reset(&err);
     }
     buf_free(&err);
     struct server_gen *old = w->srv.gen;
@@ -174,6 +180,12 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
         buf_free(&err);
         return EXIT_FAILURE;
     }
+    w.srv.auth = auth_new(w.srv.base, w.srv.workq, cfg, &err);
+    if (w.srv.auth == NULL) {
+        log_error("%s", buf_cstr(&err));
+        buf_free(&err);
+        return EXIT_FAILURE;
+    }
     w.srv.qmgr = qmgr_new(&w.srv);
 
     w.listeners = xcalloc((size_t)nsocks, sizeof *w.listeners);
@@ -208,6 +220,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     /* The work queue first: its last completions still call into the qmgr. */
     workq_free(w.srv.workq);
     qmgr_free(w.srv.qmgr);
+    auth_free(w.srv.auth);
     spool_free(w.srv.spool);
     dns_free(w.srv.dns);
     event_free(w.sig_hup);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -67,8 +68,25 @@ static void maildir_host(struct buf *out)
     }
 }
 
+/* Is there an entry in dir whose name is prefix followed by ',' or ':' (Maildir info)? */
+static int maildir_has_entry(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    size_t n = strlen(prefix);
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL)
+        found = strncmp(de->d_name, prefix, n) == 0 &&
+                (de->d_name[n] == ',' || de->d_name[n] == ':' || de->d_name[n] == '\0');
+    closedir(d);
+    return found;
+}
+
 enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_path,
-                                          const char *sender, const char *rcpt, char dsn[16],
+                                          const char *sender, const char *rcpt,
+                                          const struct maildir_once *once, char dsn[16],
                                           struct buf *reason, struct buf *path_out)
 {
     enum delivery_status st;
@@ -104,13 +122,30 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     }
     /* RFC 5321 4.4: Return-Path is added at final delivery. */
     buf_printf(&hdr, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", sender, rcpt);
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    buf_printf(&name, "%lld.M%ldP%ldQ%u.", (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
-               atomic_fetch_add(&maildir_seq, 1) + 1);
-    maildir_host(&name);
+    if (once) {
+        buf_printf(&name, "%s.", once->stem);
+        maildir_host(&name);
+        if (once->check_cur) {
+            char *cur = xasprintf("%s/cur", buf_cstr(&dir));
+            int seen = maildir_has_entry(cur, buf_cstr(&name));
+            free(cur);
+            if (seen) {
+                st = DELIVERY_OK;
+                str_copy(dsn, 16, "2.0.0");
+                buf_set(reason, "delivered to maildir (found from an earlier attempt)");
+                goto done;
+            }
+        }
+    } else {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        buf_printf(&name, "%lld.M%ldP%ldQ%u.", (long long)tv.tv_sec, (long)tv.tv_usec,
+                   (long)getpid(), atomic_fetch_add(&maildir_seq, 1) + 1);
+        maildir_host(&name);
+    }
     buf_printf(&tmp, "%s/tmp/%s", buf_cstr(&dir), buf_cstr(&name));
-    out = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* A stable name may have a leftover from a crashed attempt in tmp/: it is ours. */
+    out = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | (once ? O_TRUNC : O_EXCL) | O_CLOEXEC, 0600);
     if (out < 0) {
         st = maildir_classify(errno, dsn, reason, "create", buf_cstr(&tmp));
         goto done;

@@ -18,8 +18,24 @@
  * sentence for the log and the DSN. The new file's path goes to path_out
  * when it is not NULL.
  */
+/*
+ * Exactly-once delivery across crashes. The queue records a result only
+ * after the message is in new/, so a crash in between delivers again: with
+ * a stem (unique per queued message and recipient) the file name is the
+ * same on every attempt, so the retry replaces its own earlier copy instead
+ * of adding a second. With check_cur, a copy that a mail reader already
+ * moved to cur/ also counts as delivered (a directory scan: the queue asks
+ * for it only for messages it did not see arrive, i.e. after a restart).
+ */
+struct maildir_once {
+    const char *stem; /* letters, digits, '_' and '-' only */
+    int check_cur;
+};
+
+/* once may be NULL: a fresh unique name, no duplicate check. */
 enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_path,
-                                          const char *sender, const char *rcpt, char dsn[16],
+                                          const char *sender, const char *rcpt,
+                                          const struct maildir_once *once, char dsn[16],
                                           struct buf *reason, struct buf *path_out);
 
 #endif

@@ -88,9 +88,8 @@ static int pickup_has_rcpt(const struct envelope *e, const char *addr)
     return 0;
 }
 
-/* 1 picked up (id set), 0 left for later, -1 quarantined. */
-static int pickup_one(struct spool *s, const struct config *cfg, struct resolver *r,
-                      const char *name, char id[QUEUE_ID_MAX])
+int pickup_prepare(struct spool *s, const struct config *cfg, struct resolver *r, const char *name,
+                   struct spool_msg **out, struct pickup_info *info)
 {
     char *path = xasprintf("%s/%s", spool_maildrop_dir(s), name);
     struct buf text = BUF_INIT, err = BUF_INIT, hdrs = BUF_INIT;
@@ -98,6 +97,7 @@ static int pickup_one(struct spool *s, const struct config *cfg, struct resolver
     struct spool_msg *m = NULL;
     size_t off = 0;
     int rc = 0;
+    *out = NULL;
     struct stat st;
     long long limit = config_get_int(cfg, "message_size_limit");
     size_t cap = limit > 0 ? (size_t)limit + PICKUP_ENVELOPE_SLACK : SIZE_MAX / 2;
@@ -134,7 +134,8 @@ static int pickup_one(struct spool *s, const struct config *cfg, struct resolver
     e->ret = in->ret;
     e->smtputf8 = in->smtputf8;
     e->body_8bit = in->body_8bit;
-    if (in->arrival)
+    /* The time sendmail ran, unless implausible (the file is the user's to write). */
+    if (in->arrival <= e->arrival && in->arrival > e->arrival - 7 * 86400)
         e->arrival = in->arrival;
     for (size_t i = 0; i < in->nrcpts; i++) {
         const char *a = in->rcpts[i].address;
@@ -188,23 +189,13 @@ static int pickup_one(struct spool *s, const struct config *cfg, struct resolver
         m = NULL;
         goto out;
     }
-    str_copy(id, QUEUE_ID_MAX, spool_msg_id(m));
-    size_t size = spool_msg_size(m), nrcpt = e->nrcpts;
-    char *sender = xstrdup(e->sender);
-    buf_reset(&err);
-    int crc = spool_msg_commit_sync(m, &err);
+    str_copy(info->id, sizeof info->id, spool_msg_id(m));
+    str_copy(info->sender, sizeof info->sender, e->sender);
+    info->uid = (long)st.st_uid;
+    info->size = spool_msg_size(m);
+    info->nrcpt = e->nrcpts;
+    *out = m;
     m = NULL;
-    if (crc < 0) {
-        log_warning("maildrop/%s: %s", name, buf_cstr(&err));
-        free(sender);
-        goto out;
-    }
-    /* Only now that the spool holds it durably may the maildrop copy go. */
-    unlink(path);
-    fsync_dir(spool_maildrop_dir(s));
-    log_info("%s: uid=%ld from=<%s>", id, (long)st.st_uid, sender);
-    log_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", id, sender, size, nrcpt);
-    free(sender);
     rc = 1;
 out:
     envelope_free(in);
@@ -215,35 +206,64 @@ out:
     return rc;
 }
 
-char **pickup_run(struct spool *s, const struct config *cfg, struct resolver *r)
+void pickup_finish(struct spool *s, const char *name)
 {
-    size_t n = 0, cap = 8;
-    char **ids = xcalloc(cap, sizeof *ids);
+    /* Only once the spool holds the message durably may the maildrop copy go. */
+    char *path = xasprintf("%s/%s", spool_maildrop_dir(s), name);
+    unlink(path);
+    fsync_dir(spool_maildrop_dir(s));
+    free(path);
+}
+
+void pickup_log(const struct pickup_info *info)
+{
+    log_info("%s: uid=%ld from=<%s>", info->id, info->uid, info->sender);
+    log_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", info->id, info->sender,
+             info->size, info->nrcpt);
+}
+
+char **pickup_names(struct spool *s)
+{
+    size_t nn = 0;
+    char **names = xcalloc(1, sizeof *names);
     DIR *d = opendir(spool_maildrop_dir(s));
     if (d == NULL)
-        return ids;
-    char **names = NULL;
-    size_t nn = 0;
+        return names;
     struct dirent *de;
     while ((de = readdir(d)) != NULL && nn < PICKUP_BATCH) {
         if (de->d_name[0] == '.')
             continue; /* "." "..", and sendmail's temporary files */
-        names = xrealloc(names, (nn + 1) * sizeof *names);
+        names = xrealloc(names, (nn + 2) * sizeof *names);
         names[nn++] = xstrdup(de->d_name);
+        names[nn] = NULL;
     }
     closedir(d);
-    for (size_t i = 0; i < nn; i++) {
-        char id[QUEUE_ID_MAX];
-        if (pickup_one(s, cfg, r, names[i], id) == 1) {
-            if (n + 2 > cap) {
-                cap *= 2;
-                ids = xrealloc(ids, cap * sizeof *ids);
-            }
-            ids[n++] = xstrdup(id);
-            ids[n] = NULL;
+    return names;
+}
+
+char **pickup_run(struct spool *s, const struct config *cfg, struct resolver *r)
+{
+    size_t n = 0;
+    char **ids = xcalloc(1, sizeof *ids);
+    char **names = pickup_names(s);
+    for (char **p = names; *p; p++) {
+        struct spool_msg *m;
+        struct pickup_info info;
+        if (pickup_prepare(s, cfg, r, *p, &m, &info) != 1)
+            continue;
+        struct buf err = BUF_INIT;
+        if (spool_msg_commit_sync(m, &err) < 0) {
+            log_warning("maildrop/%s: %s", *p, buf_cstr(&err));
+            buf_free(&err);
+            continue;
         }
-        free(names[i]);
+        buf_free(&err);
+        pickup_finish(s, *p);
+        pickup_log(&info);
+        ids = xrealloc(ids, (n + 2) * sizeof *ids);
+        ids[n++] = xstrdup(info.id);
+        ids[n] = NULL;
     }
-    free(names);
+    strlist_free(names);
     return ids;
 }

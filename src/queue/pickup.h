@@ -26,7 +26,28 @@ void pickup_encode(const struct envelope *e, const char *msg, size_t len, struct
  */
 int pickup_decode(const char *text, size_t len, struct envelope **env, size_t *msg_off,
                   struct buf *err);
-/* Picks up every file in maildrop/; returns the new queue ids (strlist_free), never NULL. */
+/* What pickup logs about a message it queued. */
+struct pickup_info {
+    char id[QUEUE_ID_MAX];
+    char sender[512];
+    long uid; /* owner of the maildrop file: who ran sendmail */
+    size_t size, nrcpt;
+};
+
+/* Names of files waiting in maildrop/ (a bounded batch); strlist_free(). */
+char **pickup_names(struct spool *s);
+/*
+ * Reads maildrop/NAME, expands its recipients, and builds the spool message
+ * (not yet committed) in *out. 1: ready, commit it and then call
+ * pickup_finish; 0: leave the file for later (a lookup or the disk failed
+ * for now); -1: the file was bad and moved to corrupt/.
+ */
+int pickup_prepare(struct spool *s, const struct config *cfg, struct resolver *r, const char *name,
+                   struct spool_msg **out, struct pickup_info *info);
+/* Removes maildrop/NAME durably (blocking: call from the work queue). */
+void pickup_finish(struct spool *s, const char *name);
+void pickup_log(const struct pickup_info *info);
+/* All of the above, synchronously; returns the new queue ids (strlist_free), never NULL. */
 char **pickup_run(struct spool *s, const struct config *cfg, struct resolver *r);
 
 #endif

@@ -38,16 +38,27 @@ struct qmsg {
     char id[QUEUE_ID_MAX];
     time_t next_try;
     int busy;
-    struct qmsg *next;
+    /*
+     * Found in the spool rather than handed over on arrival (a restart, a
+     * release): an earlier attempt may have delivered without recording it,
+     * so local delivery checks for its own earlier copy (maildir.h).
+     */
+    int found_by_scan;
+    struct qmsg *next, *prev; /* arrival order */
+    struct qmsg *hnext;       /* hash chain by id */
 };
+
+#define QMGR_BUCKETS 16384
 
 struct qmgr {
     struct server *srv;
-    struct qmsg *msgs;
+    struct qmsg *msgs, *msgs_tail;
+    struct qmsg *buckets[QMGR_BUCKETS];
     struct event *tick, *fifo_ev;
     int fifo_fd;
     time_t last_scan;
-    int inflight, stopping;
+    int inflight, stopping; /* inflight: deliveries and pickups under way */
+    struct qpick *picking;  /* maildrop files being committed */
     void (*stop_done)(void *);
     void *stop_arg;
 };
@@ -82,15 +93,24 @@ struct qjob {
 };
 
 static void qmgr_run(struct qmgr *q);
+struct qpick;
 
 static struct config *qmgr_cfg(struct qmgr *q)
 {
     return q->srv->gen->cfg;
 }
 
+static unsigned qmgr_hash(const char *id)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % QMGR_BUCKETS;
+}
+
 static struct qmsg *qmgr_find(struct qmgr *q, const char *id)
 {
-    for (struct qmsg *m = q->msgs; m; m = m->next)
+    for (struct qmsg *m = q->buckets[qmgr_hash(id)]; m; m = m->hnext)
         if (strcmp(m->id, id) == 0)
             return m;
     return NULL;
@@ -107,23 +127,36 @@ static struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
     m = xcalloc(1, sizeof *m);
     str_copy(m->id, sizeof m->id, id);
     m->next_try = next_try;
+    unsigned h = qmgr_hash(m->id);
+    m->hnext = q->buckets[h];
+    q->buckets[h] = m;
     /* Appended, so that messages are tried in the order they arrived. */
-    struct qmsg **pp = &q->msgs;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = m;
+    m->prev = q->msgs_tail;
+    if (q->msgs_tail)
+        q->msgs_tail->next = m;
+    else
+        q->msgs = m;
+    q->msgs_tail = m;
     return m;
 }
 
 static void qmgr_forget(struct qmgr *q, struct qmsg *gone)
 {
-    for (struct qmsg **pp = &q->msgs; *pp; pp = &(*pp)->next) {
+    for (struct qmsg **pp = &q->buckets[qmgr_hash(gone->id)]; *pp; pp = &(*pp)->hnext) {
         if (*pp == gone) {
-            *pp = gone->next;
-            free(gone);
-            return;
+            *pp = gone->hnext;
+            break;
         }
     }
+    if (gone->prev)
+        gone->prev->next = gone->next;
+    else
+        q->msgs = gone->next;
+    if (gone->next)
+        gone->next->prev = gone->prev;
+    else
+        q->msgs_tail = gone->prev;
+    free(gone);
 }
 
 struct qmgr *qmgr_new(struct server *srv)
@@ -149,7 +182,7 @@ static void qmgr_scan(struct qmgr *q, int all_now)
         struct buf err = BUF_INIT;
         struct envelope *e = spool_read_envelope(q->srv->spool, ids[i], NULL, &err);
         if (e) {
-            qmgr_add(q, ids[i], all_now ? 0 : e->next_try);
+            qmgr_add(q, ids[i], all_now ? 0 : e->next_try)->found_by_scan = 1;
             envelope_free(e);
         }
         buf_free(&err);
@@ -158,13 +191,103 @@ static void qmgr_scan(struct qmgr *q, int all_now)
     q->last_scan = time(NULL);
 }
 
+/*
+ * Pickup without blocking the loop: each maildrop file is read and expanded
+ * here, committed through the spool's group commit, and removed from
+ * maildrop/ on the work queue once the spool holds it.
+ */
+struct qpick {
+    struct qmgr *q;
+    char *name;
+    struct pickup_info info;
+    struct qpick *next;
+};
+
+static void qmgr_inflight_done(struct qmgr *q)
+{
+    q->inflight--;
+    if (q->stopping) {
+        if (q->inflight == 0 && q->stop_done) {
+            void (*done)(void *) = q->stop_done;
+            q->stop_done = NULL;
+            done(q->stop_arg);
+        }
+        return;
+    }
+    qmgr_run(q);
+}
+
+static void qpick_free(struct qpick *p)
+{
+    struct qmgr *q = p->q;
+    for (struct qpick **pp = &q->picking; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    free(p->name);
+    free(p);
+}
+
+static void qpick_unlink_work(void *arg)
+{
+    struct qpick *p = arg;
+    pickup_finish(p->q->srv->spool, p->name);
+}
+
+static void qpick_unlink_done(void *arg)
+{
+    struct qpick *p = arg;
+    struct qmgr *q = p->q;
+    pickup_log(&p->info);
+    qmgr_add(q, p->info.id, 0);
+    qpick_free(p);
+    qmgr_inflight_done(q);
+}
+
+static void qpick_committed(void *arg, int result, int err_code, const char *queue_id)
+{
+    struct qpick *p = arg;
+    struct qmgr *q = p->q;
+    if (result == 0) {
+        workq_submit(q->srv->workq, qpick_unlink_work, qpick_unlink_done, p);
+        return;
+    }
+    log_warning("maildrop/%s: cannot queue, will retry: %s", p->name, strerror(err_code));
+    qpick_free(p);
+    qmgr_inflight_done(q);
+}
+
+static int qmgr_picking(struct qmgr *q, const char *name)
+{
+    for (struct qpick *p = q->picking; p; p = p->next)
+        if (strcmp(p->name, name) == 0)
+            return 1;
+    return 0;
+}
+
 static void qmgr_pickup(struct qmgr *q)
 {
     struct server_gen *g = q->srv->gen;
-    char **ids = pickup_run(q->srv->spool, g->cfg, g->resolver);
-    for (char **p = ids; p && *p; p++)
-        qmgr_add(q, *p, 0);
-    strlist_free(ids);
+    char **names = pickup_names(q->srv->spool);
+    for (char **n = names; *n && !q->stopping; n++) {
+        if (qmgr_picking(q, *n))
+            continue; /* its commit is still in progress */
+        struct spool_msg *m;
+        struct qpick *p = xcalloc(1, sizeof *p);
+        if (pickup_prepare(q->srv->spool, g->cfg, g->resolver, *n, &m, &p->info) != 1) {
+            free(p);
+            continue;
+        }
+        p->q = q;
+        p->name = xstrdup(*n);
+        p->next = q->picking;
+        q->picking = p;
+        q->inflight++;
+        spool_msg_commit(m, qpick_committed, p);
+    }
+    strlist_free(names);
 }
 
 static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
@@ -266,6 +389,8 @@ void qmgr_free(struct qmgr *q)
         q->msgs = m->next;
         free(m);
     }
+    while (q->picking)
+        qpick_free(q->picking);
     free(q);
 }
 
@@ -318,10 +443,13 @@ static void qjob_local_work(void *arg)
     struct buf reason = BUF_INIT;
     for (size_t k = 0; k < j->nlocal; k++) {
         size_t i = j->local[k];
-        char dsn[16];
+        char dsn[16], stem[QUEUE_ID_MAX + 48];
+        /* Arrival time first keeps names sortable by age, as Maildir readers expect. */
+        snprintf(stem, sizeof stem, "%lld.Q%sR%zu", (long long)j->env->arrival, j->qm->id, i);
+        struct maildir_once once = {stem, j->qm->found_by_scan};
         enum delivery_status st =
             maildir_deliver_file(j->mailboxes[k], buf_cstr(&j->data_path), j->env->sender,
-                                 j->env->rcpts[i].address, dsn, &reason, NULL);
+                                 j->env->rcpts[i].address, &once, dsn, &reason, NULL);
         qjob_set(j, i, st, dsn, buf_cstr(&reason), "local");
     }
     buf_free(&reason);
@@ -494,7 +622,6 @@ static void qjob_record_done(void *arg)
                 log_info("%s: bounce to <%s> failed for good; dropped", e->queue_id,
                          e->rcpts[j->bounced[k]].address);
     }
-    q->inflight--;
     j->qm->busy = 0;
     if (j->removed) {
         log_info("%s: removed", e->queue_id);
@@ -507,15 +634,7 @@ static void qjob_record_done(void *arg)
         j->qm->next_try = e->next_try;
     }
     qjob_free(j);
-    if (q->stopping) {
-        if (q->inflight == 0 && q->stop_done) {
-            void (*done)(void *) = q->stop_done;
-            q->stop_done = NULL;
-            done(q->stop_arg);
-        }
-        return;
-    }
-    qmgr_run(q);
+    qmgr_inflight_done(q);
 }
 
 /* Starts one delivery round for m; 0 when started, -1 when the message is gone. */

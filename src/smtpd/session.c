@@ -17,8 +17,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "config/config.h"
 #include "lib/buf.h"
@@ -31,7 +34,11 @@
 #include "queue/spool.h"
 #include "smtp/command.h"
 #include "smtp/data.h"
+#include "smtpd/auth.h"
 #include "smtpd/policy.h"
+#include "smtpd/sasl.h"
+#include "smtpd/submission.h"
+#include "tls/tls.h"
 
 /* Input we let pile up (pipelined commands while a commit runs) before we stop reading. */
 #define SMTPD_INPUT_HIGH (128 * 1024)
@@ -73,6 +80,13 @@ struct smtpd_session {
     int esmtp;
     int tls;           /* set by the STARTTLS work */
     int authenticated; /* set by the AUTH work */
+    /* STARTTLS and AUTH (the tlsauth section below) */
+    int tls_up;                  /* the handshake has completed */
+    int starttls_wait;           /* 220 sent; TLS starts once it has been written */
+    struct sasl *sasl;           /* an AUTH exchange; NULL outside one */
+    int auth_step;               /* the next line is a SASL response */
+    struct auth_pending *auth_q; /* a password check in flight */
+    char *auth_user;             /* the login, once authenticated or being checked */
     int trusted_net;   /* the client is in mynetworks */
     unsigned ext;      /* what EHLO advertised (enum smtp_ext) */
     int errors;
@@ -108,6 +122,9 @@ const char *smtpd_state_name(enum smtpd_state st)
 
 static void session_run(struct smtpd_session *s);
 static void session_close(struct smtpd_session *s);
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_write(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
 
 /* Every state change goes through here (OpenSMTPD's smtp_enter_state). */
 static void session_enter(struct smtpd_session *s, enum smtpd_state st)
@@ -205,9 +222,18 @@ static int offer_size(const struct smtpd_session *s)
     return 1;
 }
 
+/* STARTTLS and AUTH: the tlsauth section below the commands. */
+static int offer_starttls(const struct smtpd_session *s);
+static int offer_auth(const struct smtpd_session *s);
+static int tlsauth_check_mail(struct smtpd_session *s);
+static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len);
+static void tlsauth_received(struct smtpd_session *s, struct buf *h);
+
 static const struct ehlo_ext ehlo_exts[] = {
     {"PIPELINING", 0, offer_always},
     {"SIZE", SMTP_EXT_SIZE, offer_size},
+    {"STARTTLS", 0, offer_starttls},
+    {"AUTH PLAIN LOGIN", 0, offer_auth},
     {"8BITMIME", SMTP_EXT_8BITMIME, offer_always},
     {"ENHANCEDSTATUSCODES", 0, offer_always},
     {"SMTPUTF8", SMTP_EXT_SMTPUTF8, offer_always},
@@ -296,7 +322,7 @@ static int check_mail(struct smtpd_session *s, const char *args, size_t len)
         session_close(s);
         return -1;
     }
-    return 0;
+    return tlsauth_check_mail(s);
 }
 
 static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
@@ -307,6 +333,8 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
         reply_r(s, &r);
         return -1;
     }
+    if (tlsauth_check_sender(s, m.from.addr, m.from.len) < 0)
+        return -1;
     struct smtpd_tx *tx = xcalloc(1, sizeof *tx);
     tx->sender = xstrndup(m.from.addr, m.from.len);
     tx->envid = m.envid[0] ? xstrdup(m.envid) : NULL;
@@ -356,7 +384,11 @@ static int tx_open(struct smtpd_session *s)
     env->smtputf8 = tx->smtputf8;
     env->body_8bit = tx->body_8bit;
     env->arrival = time(NULL);
-    log_info("%s: client=%s[%s]", spool_msg_id(tx->msg), s->host, s->addr);
+    if (s->authenticated)
+        log_info("%s: client=%s[%s], sasl_method=%s, sasl_username=%s", spool_msg_id(tx->msg),
+                 s->host, s->addr, sasl_mechanism(s->sasl), s->auth_user);
+    else
+        log_info("%s: client=%s[%s]", spool_msg_id(tx->msg), s->host, s->addr);
     return 0;
 }
 
@@ -486,8 +518,10 @@ static int write_received(struct smtpd_session *s)
     localtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
     struct buf h = BUF_INIT;
-    buf_printf(&h, "Received: from %s (%s [%s])\r\n\tby %s (hongyan) with %s id %s", s->helo,
-               s->host, s->addr, s->myhostname, with, spool_msg_id(tx->msg));
+    buf_printf(&h, "Received: from %s (%s [%s])", s->helo, s->host, s->addr);
+    tlsauth_received(s, &h);
+    buf_printf(&h, "\r\n\tby %s (hongyan) with %s id %s", s->myhostname, with,
+               spool_msg_id(tx->msg));
     if (tx->nrcpt == 1)
         buf_printf(&h, "\r\n\tfor <%s>", tx->first_rcpt);
     buf_printf(&h, "; %s\r\n", date);
@@ -682,6 +716,246 @@ static int cmd_not_implemented(struct smtpd_session *s, const char *args, size_t
     return -1;
 }
 
+
+/* ---- STARTTLS (RFC 3207) and AUTH (RFC 4954): the rules live in smtpd/submission.c ---- */
+
+/* A whole reply line from the submission/SASL/auth modules ("535 5.7.8 text"). */
+static void reply_line(struct smtpd_session *s, const char *line)
+{
+    evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
+    if (line[0] >= '4')
+        s->errors++;
+}
+
+static int offer_starttls(const struct smtpd_session *s)
+{
+    return submission_starttls_offered(s->gen->cfg, s->kind, s->gen->tls != NULL, s->tls);
+}
+
+static int offer_auth(const struct smtpd_session *s)
+{
+    return submission_auth_offered(s->gen->cfg, s->kind, s->srv->auth, s->tls) &&
+           !s->authenticated;
+}
+
+static int tlsauth_check_mail(struct smtpd_session *s)
+{
+    if (!s->tls && submission_tls_required(s->gen->cfg, s->kind)) {
+        reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+        return -1;
+    }
+    /* RFC 6409 section 4.3: submission needs a login. */
+    if (!s->authenticated && submission_auth_required(s->kind)) {
+        reply(s, 530, "5.7.0", "Authentication required");
+        return -1;
+    }
+    return 0;
+}
+
+static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len)
+{
+    if (!s->authenticated)
+        return 0;
+    char *sender = xstrndup(addr, len);
+    struct buf r = BUF_INIT;
+    int rc = submission_sender_login_check(s->gen->cfg, sender, s->auth_user, &r);
+    if (rc < 0) {
+        reply_line(s, buf_cstr(&r));
+        log_info("NOQUEUE: reject: MAIL from %s[%s]: %s; from=<%s> proto=%s helo=<%s>", s->host,
+                 s->addr, buf_cstr(&r), sender, proto_name(s), s->helo ? s->helo : "");
+    }
+    buf_free(&r);
+    free(sender);
+    return rc < 0 ? -1 : 0;
+}
+
+static void tlsauth_received(struct smtpd_session *s, struct buf *h)
+{
+    struct buf c = BUF_INIT;
+    submission_received_comment(s->gen->cfg, tls_bev_ssl(s->bev),
+                                s->authenticated ? s->auth_user : NULL, &c);
+    if (c.len)
+        buf_printf(h, "\r\n\t%s", buf_cstr(&c));
+    buf_free(&c);
+}
+
+/* Forgets what the client said in the clear (RFC 3207 section 4.2), AUTH included. */
+static void tlsauth_forget(struct smtpd_session *s)
+{
+    tx_free(s);
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = 0;
+    s->ext = 0;
+    s->authenticated = 0;
+    s->auth_step = 0;
+    free(s->auth_user);
+    s->auth_user = NULL;
+    if (s->sasl)
+        sasl_reset(s->sasl);
+    session_enter(s, SMTPD_STATE_CONNECTED);
+}
+
+static int cmd_starttls(struct smtpd_session *s, const char *args, size_t len)
+{
+    if (s->tls) {
+        reply(s, 554, "5.5.1", "Error: TLS already active");
+        return -1;
+    }
+    if (!offer_starttls(s)) {
+        reply(s, 502, "5.5.1", "Error: command not implemented");
+        return -1;
+    }
+    reply(s, 220, "2.0.0", "Ready to start TLS");
+    /*
+     * CVE-2011-0411: what was pipelined behind STARTTLS came in the clear
+     * and is dropped, and nothing more is read until TLS is up; the
+     * handshake starts in on_write once the 220 has been written.
+     */
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_disable(s->bev, EV_READ);
+    s->starttls_wait = 1;
+    return 0;
+}
+
+static void tlsauth_starttls_go(struct smtpd_session *s)
+{
+    s->starttls_wait = 0;
+    if (tls_server_starttls(s->gen->tls, &s->bev) < 0) {
+        log_warning("cannot start TLS for %s[%s]: out of resources", s->host, s->addr);
+        s->dead = 1;
+        session_close(s);
+        return;
+    }
+    s->tls = 1;
+    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
+    long long idle = config_get_time(s->gen->cfg, "smtpd_timeout");
+    if (idle > 0) {
+        struct timeval tv = {(time_t)idle, 0};
+        bufferevent_set_timeouts(s->bev, &tv, &tv);
+    }
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    tlsauth_forget(s);
+}
+
+static void tlsauth_handshake_done(struct smtpd_session *s)
+{
+    s->tls_up = 1;
+    SSL *ssl = tls_bev_ssl(s->bev);
+    struct buf d = BUF_INIT;
+    tls_describe(ssl, &d);
+    const char *sni = tls_sni_name(ssl);
+    /* Postfix's line, which log tools know; the SNI name when the client sent one. */
+    log_info("Anonymous TLS connection established from %s[%s]: %s%s%.255s", s->host, s->addr,
+             buf_cstr(&d), sni ? " sni=" : "", sni ? sni : "");
+    buf_free(&d);
+}
+
+static void tlsauth_handshake_failed(struct smtpd_session *s)
+{
+    unsigned long e = bufferevent_get_openssl_error(s->bev);
+    char why[256] = "connection closed";
+    if (e)
+        ERR_error_string_n(e, why, sizeof why);
+    log_info("SSL_accept error from %s[%s]: %s", s->host, s->addr, why);
+}
+
+static void tlsauth_auth_done(void *arg, enum auth_result r)
+{
+    struct smtpd_session *s = arg;
+    s->auth_q = NULL;
+    const char *mech = sasl_mechanism(s->sasl);
+    char client[INET6_ADDRSTRLEN + 64];
+    snprintf(client, sizeof client, "%s[%s]", s->host, s->addr);
+    if (r == AUTH_OK) {
+        s->authenticated = 1;
+        /* The password is gone; keep the mechanism for the log (sasl_method=). */
+        log_debug("%s: SASL %s login as %s", client, mech, s->auth_user);
+    } else {
+        auth_log_failure(client, mech, s->auth_user, r);
+        free(s->auth_user);
+        s->auth_user = NULL;
+    }
+    reply_line(s, auth_result_reply(r));
+    if (r == AUTH_REFUSED) {
+        session_close(s);
+        return;
+    }
+    if (!s->in_run)
+        session_run(s);
+}
+
+/* The SASL machine answered: challenge, check, or an error. */
+static void tlsauth_sasl_status(struct smtpd_session *s, enum sasl_status st)
+{
+    switch (st) {
+    case SASL_CHALLENGE:
+        s->auth_step = 1;
+        evbuffer_add_printf(bufferevent_get_output(s->bev), "334 %s\r\n", sasl_challenge(s->sasl));
+        return;
+    case SASL_CHECK:
+        s->auth_step = 0;
+        free(s->auth_user);
+        s->auth_user = xstrdup(sasl_user(s->sasl));
+        s->auth_q = auth_check(s->srv->auth, s->auth_user, sasl_password(s->sasl), s->addr,
+                               tlsauth_auth_done, s);
+        /* auth_check copied the password: wipe ours now, keep the mechanism name. */
+        explicit_bzero((char *)sasl_password(s->sasl), strlen(sasl_password(s->sasl)));
+        return;
+    case SASL_ERR_AUTHZ: {
+        char client[INET6_ADDRSTRLEN + 64];
+        snprintf(client, sizeof client, "%s[%s]", s->host, s->addr);
+        auth_log_failure(client, sasl_mechanism(s->sasl), "", AUTH_FAIL);
+        break;
+    }
+    case SASL_ERR_MECH:
+    case SASL_ERR_SYNTAX:
+    case SASL_ABORTED:
+        break;
+    }
+    s->auth_step = 0;
+    reply_line(s, sasl_status_reply(st));
+}
+
+static int cmd_auth(struct smtpd_session *s, const char *args, size_t len)
+{
+    const char *no = submission_auth_refusal(s->gen->cfg, s->kind, s->srv->auth, s->tls,
+                                             s->authenticated);
+    if (no) {
+        reply_line(s, no);
+        return -1;
+    }
+    /* AUTH mechanism [initial-response] (RFC 4954 section 4). */
+    char mech[32], *initial = NULL;
+    const char *sp = memchr(args, ' ', len);
+    size_t mlen = sp ? (size_t)(sp - args) : len;
+    if (mlen == 0 || mlen >= sizeof mech) {
+        reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        return -1;
+    }
+    memcpy(mech, args, mlen);
+    mech[mlen] = '\0';
+    if (sp) {
+        size_t ilen = len - mlen - 1;
+        initial = xstrndup(sp + 1, ilen);
+    }
+    if (!s->sasl)
+        s->sasl = sasl_new();
+    tlsauth_sasl_status(s, sasl_start(s->sasl, mech, initial));
+    if (initial) {
+        explicit_bzero(initial, strlen(initial));
+        free(initial);
+    }
+    return s->auth_step || s->auth_q ? 0 : -1;
+}
+
+static void tlsauth_sasl_line(struct smtpd_session *s, const char *line, size_t len)
+{
+    tlsauth_sasl_status(s, sasl_step(s->sasl, line, len));
+}
+
 /*
  * The command table. STARTTLS (RFC 3207) and AUTH (RFC 4954) replace their
  * cmd_not_implemented rows; STARTTLS's proceed must drain the input buffer
@@ -700,8 +974,10 @@ static const struct smtpd_cmd smtpd_cmds[] = {
     {SMTP_CMD_VRFY, ST_SESSION, NULL, NULL, cmd_vrfy},
     {SMTP_CMD_EXPN, ST_SESSION, NULL, NULL, cmd_not_implemented},
     {SMTP_CMD_HELP, ST_SESSION, NULL, NULL, cmd_help},
-    {SMTP_CMD_STARTTLS, ST_SESSION, NULL, NULL, cmd_not_implemented},
-    {SMTP_CMD_AUTH, ST_SESSION, NULL, NULL, cmd_not_implemented},
+    {SMTP_CMD_STARTTLS, ST(CONNECTED) | ST(HELO), "Error: MAIL transaction in progress",
+     check_no_args, cmd_starttls},
+    {SMTP_CMD_AUTH, ST(HELO), "Error: send EHLO first, and not in a mail transaction", NULL,
+     cmd_auth},
 };
 
 static const char *bad_sequence_text(const struct smtpd_session *s, const struct smtpd_cmd *c)
@@ -782,7 +1058,8 @@ static void session_run(struct smtpd_session *s)
     struct evbuffer *in = bufferevent_get_input(s->bev);
     struct evbuffer *out = bufferevent_get_output(s->bev);
     s->in_run = 1;
-    while (!s->dead && s->state != SMTPD_STATE_QUIT && s->state != SMTPD_STATE_COMMIT) {
+    while (!s->dead && s->state != SMTPD_STATE_QUIT && s->state != SMTPD_STATE_COMMIT &&
+           !s->auth_q && !s->starttls_wait) {
         if (evbuffer_get_length(out) > SMTPD_OUTPUT_HIGH)
             break; /* the client is not reading its replies: wait for the write callback */
         if (s->hard_errors > 0 && s->errors >= s->hard_errors) {
@@ -827,16 +1104,25 @@ static void session_run(struct smtpd_session *s)
         evbuffer_remove(in, line, len);
         evbuffer_drain(in, eol_len);
         line[len] = '\0';
+        if (s->auth_step) {
+            /* A SASL response: never logged (it carries the password). */
+            tlsauth_sasl_line(s, line, len);
+            explicit_bzero(line, len);
+            continue;
+        }
         if (log_debug_enabled())
-            log_debug("smtpd %p [%s]: < %.*s", (void *)s, s->addr, (int)len, line);
+            log_debug("smtpd %p [%s]: < %.*s", (void *)s, s->addr,
+                      str_prefix_ci(line, "AUTH ") ? 4 : (int)len, line);
         dispatch(s, line, len);
+        explicit_bzero(line, len);
     }
     s->in_run = 0;
     /*
      * The client closed its side: what was complete has run (a pipelined
      * QUIT among it); anything else can never complete.
      */
-    if (s->eof && !s->dead && !s->commit_pending && s->state != SMTPD_STATE_QUIT) {
+    if (s->eof && !s->dead && !s->commit_pending && !s->auth_q &&
+        s->state != SMTPD_STATE_QUIT) {
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
         s->dead = 1;
@@ -878,6 +1164,9 @@ static void session_free(struct smtpd_session *s)
     log_info("disconnect from %s[%s]%s", s->host, s->addr, buf_cstr(&stats));
     buf_free(&stats);
     tx_free(s);
+    auth_cancel(s->auth_q);
+    sasl_free(s->sasl);
+    free(s->auth_user);
     if (s->life_timer)
         event_free(s->life_timer);
     if (s->bev)
@@ -915,6 +1204,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
     struct smtpd_session *s = arg;
+    if (s->starttls_wait && s->state != SMTPD_STATE_QUIT) {
+        tlsauth_starttls_go(s); /* the 220 is out */
+        return;
+    }
     if (s->state == SMTPD_STATE_QUIT) {
         session_close(s);
         return;
@@ -927,6 +1220,10 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct smtpd_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        tlsauth_handshake_done(s);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("timeout after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT", s->host,
                  s->addr);
@@ -937,6 +1234,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         }
         reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->myhostname);
         bufferevent_enable(bev, EV_WRITE);
+        session_close(s);
+        return;
+    }
+    if (s->tls && !s->tls_up) {
+        tlsauth_handshake_failed(s); /* a TLS session that never got going */
+        s->dead = 1;
         session_close(s);
         return;
     }
@@ -1018,7 +1321,13 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
 
     evutil_make_socket_nonblocking(fd);
-    s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (kind == LISTEN_SMTPS) {
+        /* RFC 8314: TLS from the first byte; the greeting waits for the handshake. */
+        s->bev = s->gen->tls ? tls_server_accept(s->gen->tls, srv->base, fd) : NULL;
+        s->tls = s->bev != NULL;
+    } else {
+        s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!s->bev) {
         log_error("cannot set up a session for %s: out of resources", s->addr);
         evutil_closesocket(fd);

@@ -36,6 +36,8 @@ def test_sendmail_while_stopped_then_start(server_factory):
     assert len([p for p in drop.iterdir() if not p.name.startswith(".")]) == 1
     # The maildrop accepts files from any local user (world-writable, sticky).
     assert oct(drop.stat().st_mode & 0o7777) == "0o1733"
+    out = srv.cmd("queue").stdout
+    assert "waiting for pickup" in out and "bob@example.com" in out
     srv.start()
     assert wait_for(lambda: srv.messages("example.com", "bob"), timeout=15)
     m = read_msg(srv.messages("example.com", "bob")[0])
@@ -239,3 +241,64 @@ def test_sendmail_as_unprivileged_user(server):
     m = read_msg(server.messages("example.com", "bob")[0])
     assert m["Return-Path"] == "<nobody@mx.example.com>"
     assert "uid=%d " % pwd.getpwnam("nobody").pw_uid in server.log_text()
+
+
+def smtp_send(srv, sender, rcpts, text, mail_options=(), rcpt_options=()):
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as c:
+        c.ehlo("client.example.net")
+        return c.sendmail(sender, rcpts, text, mail_options=list(mail_options),
+                          rcpt_options=list(rcpt_options))
+
+
+def test_smtp_sessions_finishing_together_are_all_delivered(server):
+    import threading
+    errors = []
+
+    def one(i):
+        try:
+            smtp_send(server, "alice@example.com", ["bob@example.com"],
+                      "Subject: parallel %d\r\n\r\nbody %d\r\n" % (i, i))
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert wait_for(lambda: len(server.messages("example.com", "bob")) == 30, timeout=30)
+    subjects = sorted(read_msg(p)["Subject"] for p in server.messages("example.com", "bob"))
+    assert subjects == sorted("parallel %d" % i for i in range(30))
+    assert wait_for(lambda: queue_ids(server) == [], timeout=10)
+
+
+def test_smtp_dsn_parameters(server):
+    # A mailbox path that runs through a regular file cannot be used: 5.2.0.
+    mail = server.data / "mail"
+    dom = mail / "example.com"
+    dom.mkdir(exist_ok=True)
+    st = mail.stat()
+    os.chown(dom, st.st_uid, st.st_gid)
+    (dom / "broken").write_text("not a directory")
+    smtp_send(server, "alice@example.com", ["broken@example.com"],
+              "Subject: full return\r\nMessage-ID: <dsn-1@example.com>\r\n\r\nthe whole body\r\n",
+              mail_options=["RET=FULL", "ENVID=abc123"],
+              rcpt_options=["NOTIFY=FAILURE", "ORCPT=rfc822;Broken@Example.com"])
+    assert wait_for(lambda: server.messages("example.com", "alice"), timeout=20)
+    dsn = read_msg(server.messages("example.com", "alice")[0])
+    parts = list(dsn.iter_parts())
+    assert [p.get_content_type() for p in parts] == [
+        "text/plain", "message/delivery-status", "message/rfc822"]
+    report = str(parts[1])
+    assert "Original-Envelope-Id: abc123" in report
+    assert "Original-Recipient: rfc822;Broken@Example.com" in report
+    assert "Status: 5.2.0" in report
+    assert "the whole body" in str(parts[2])
+    # NOTIFY=NEVER: bounced, logged, and no DSN.
+    smtp_send(server, "alice@example.com", ["broken@example.com"], "Subject: quiet\r\n\r\nx\r\n",
+              rcpt_options=["NOTIFY=NEVER"])
+    assert wait_for(lambda: server.log_text().count("status=bounced") >= 2, timeout=20)
+    assert wait_for(lambda: queue_ids(server) == [], timeout=10)
+    assert len(server.messages("example.com", "alice")) == 1

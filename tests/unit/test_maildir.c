@@ -41,7 +41,7 @@ static void test_deliver(void **state)
     assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
     char dsn[16];
     struct buf reason = BUF_INIT, path = BUF_INIT, got = BUF_INIT, path2 = BUF_INIT;
-    assert_int_equal(maildir_deliver_file(mbox, data, "alice@example.org", "bob@example.com", dsn,
+    assert_int_equal(maildir_deliver_file(mbox, data, "alice@example.org", "bob@example.com", NULL, dsn,
                                           &reason, &path),
                      DELIVERY_OK);
     assert_string_equal(dsn, "2.0.0");
@@ -78,7 +78,7 @@ static void test_deliver(void **state)
     assert_int_equal(n, 0);
 
     /* A second delivery gets another name; the null sender becomes <>. */
-    assert_int_equal(maildir_deliver_file(mbox, data, "", "bob@example.com", dsn, &reason, &path2),
+    assert_int_equal(maildir_deliver_file(mbox, data, "", "bob@example.com", NULL, dsn, &reason, &path2),
                      DELIVERY_OK);
     assert_string_not_equal(buf_cstr(&path), buf_cstr(&path2));
     buf_reset(&got);
@@ -93,6 +93,61 @@ static void test_deliver(void **state)
     free(root);
 }
 
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A retry after a crash must not add a second copy (maildir.h: exactly once). */
+static void test_deliver_once(void **state)
+{
+    (void)state;
+    char *root = tmpdir();
+    char data[512], mbox[512], newdir[600], curdir[600];
+    snprintf(data, sizeof data, "%s/msg", root);
+    snprintf(mbox, sizeof mbox, "%s/example.com/bob/", root);
+    snprintf(newdir, sizeof newdir, "%snew", mbox);
+    snprintf(curdir, sizeof curdir, "%scur", mbox);
+    const char *msg = "Subject: once\r\n\r\nbody\r\n";
+    assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
+    char dsn[16];
+    struct buf reason = BUF_INIT, path = BUF_INIT;
+    struct maildir_once once = {"1700000000.QABCDEFR0", 0};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn,
+                                              &reason, &path),
+                         DELIVERY_OK);
+    assert_int_equal(count_entries(newdir), 1);
+    /* A reader moves it to cur/ with flags; a checked retry finds it there. */
+    const char *name = strrchr(buf_cstr(&path), '/') + 1;
+    char moved[1200];
+    snprintf(moved, sizeof moved, "%s/%s:2,S", curdir, name);
+    assert_int_equal(rename(buf_cstr(&path), moved), 0);
+    once.check_cur = 1;
+    assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn,
+                                          &reason, NULL),
+                     DELIVERY_OK);
+    assert_int_equal(count_entries(newdir), 0);
+    assert_int_equal(count_entries(curdir), 1);
+    /* Another recipient index is another delivery. */
+    struct maildir_once other = {"1700000000.QABCDEFR1", 1};
+    assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &other, dsn,
+                                          &reason, NULL),
+                     DELIVERY_OK);
+    assert_int_equal(count_entries(newdir), 1);
+    buf_free(&reason);
+    buf_free(&path);
+    rm_rf(root);
+    free(root);
+}
+
 static void test_failures(void **state)
 {
     (void)state;
@@ -103,11 +158,11 @@ static void test_failures(void **state)
     char dsn[16];
     struct buf reason = BUF_INIT;
     /* A relative path, and a path through a regular file: permanent. */
-    assert_int_equal(maildir_deliver_file("relative/", data, "a@b", "c@d", dsn, &reason, NULL),
+    assert_int_equal(maildir_deliver_file("relative/", data, "a@b", "c@d", NULL, dsn, &reason, NULL),
                      DELIVERY_PERMFAIL);
     assert_int_equal(dsn[0], '5');
     snprintf(bad, sizeof bad, "%s/msg/sub/", root);
-    assert_int_equal(maildir_deliver_file(bad, data, "a@b", "c@d", dsn, &reason, NULL),
+    assert_int_equal(maildir_deliver_file(bad, data, "a@b", "c@d", NULL, dsn, &reason, NULL),
                      DELIVERY_PERMFAIL);
     assert_int_equal(dsn[0], '5');
     assert_true(reason.len > 0);
@@ -115,7 +170,7 @@ static void test_failures(void **state)
     char mbox[512], gone[512];
     snprintf(mbox, sizeof mbox, "%s/box/", root);
     snprintf(gone, sizeof gone, "%s/nothing", root);
-    assert_int_equal(maildir_deliver_file(mbox, gone, "a@b", "c@d", dsn, &reason, NULL),
+    assert_int_equal(maildir_deliver_file(mbox, gone, "a@b", "c@d", NULL, dsn, &reason, NULL),
                      DELIVERY_TEMPFAIL);
     assert_int_equal(dsn[0], '4');
     buf_free(&reason);
@@ -127,6 +182,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deliver),
+        cmocka_unit_test(test_deliver_once),
         cmocka_unit_test(test_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -194,8 +194,12 @@ static void test_deliver_pickup_bounce(void **state)
 
     stopped = 0;
     qmgr_stop(f->srv.qmgr, on_stopped, NULL);
-    for (int i = 0; i < 100 && !stopped; i++)
-        event_base_loop(f->srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    /* The last record step may still be running on the work queue. */
+    struct timeval tv = {0, 50000};
+    for (int i = 0; i < 200 && !stopped; i++) {
+        event_base_loopexit(f->srv.base, &tv);
+        event_base_dispatch(f->srv.base);
+    }
     assert_true(stopped);
 }
 

@@ -1,0 +1,126 @@
+"""Nothing acknowledged is lost: kill -9 of the worker and of the whole
+server under load, then every message that got its 250 is delivered exactly
+once; a full disk is answered with 452 and loses nothing."""
+import os
+import signal
+import smtplib
+import subprocess
+import threading
+import uuid
+
+import pytest
+
+from conftest import wait_for, wait_port
+from test_daemon import children
+
+RCPT_DOMAIN = "example.com"
+
+
+def load(server, acked, stop, per_thread=40, threads=4):
+    """Bounded load: threads send per_thread messages each with a unique
+    token, recording the tokens that got a 250."""
+    lock = threading.Lock()
+
+    def one():
+        for _ in range(per_thread):
+            if stop.is_set():
+                return
+            token = uuid.uuid4().hex
+            msg = "Subject: %s\r\nMessage-ID: <%s@test>\r\n\r\n%s\r\n" % (token, token,
+                                                                           ("x" * 76 + "\r\n") * 26)
+            try:
+                with smtplib.SMTP("127.0.0.1", server.smtpd_port, timeout=10) as s:
+                    s.sendmail("load@example.com", ["sink@%s" % RCPT_DOMAIN], msg)
+                with lock:
+                    acked.append(token)
+            except (OSError, smtplib.SMTPException):
+                pass  # the server is being killed: not acknowledged, may or may not arrive
+
+    ts = [threading.Thread(target=one) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    return ts
+
+
+def delivered_tokens(server):
+    counts = {}
+    for d in ("new", "cur"):
+        path = server.maildir(RCPT_DOMAIN, "sink") / d
+        if not path.exists():
+            continue
+        for f in path.iterdir():
+            for line in f.read_bytes().split(b"\r\n"):
+                if line.startswith(b"Subject: "):
+                    tok = line[9:].decode()
+                    counts[tok] = counts.get(tok, 0) + 1
+                    break
+    return counts
+
+
+def check_exactly_once(server, acked):
+    assert acked, "the load produced no acknowledged message"
+    ok = wait_for(lambda: all(t in delivered_tokens(server) for t in acked), timeout=60)
+    counts = delivered_tokens(server)
+    missing = [t for t in acked if t not in counts]
+    assert ok and not missing, "acknowledged but lost: %s\n%s" % (missing, server.log_text()[-3000:])
+    dups = {t: n for t, n in counts.items() if n > 1}
+    assert not dups, "delivered more than once: %s" % dups
+
+
+def test_kill_worker_under_load(server):
+    acked, stop = [], threading.Event()
+    ts = load(server, acked, stop)
+    assert wait_for(lambda: len(acked) >= 20, timeout=60)
+    worker = children(server.proc.pid)[0]
+    os.kill(worker, signal.SIGKILL)
+    for t in ts:
+        t.join(timeout=120)
+    assert "killed by signal 9" in server.log_text()
+    check_exactly_once(server, acked)
+
+
+def test_kill_whole_server_under_load(server):
+    acked, stop = [], threading.Event()
+    ts = load(server, acked, stop)
+    assert wait_for(lambda: len(acked) >= 20, timeout=60)
+    os.killpg(server.proc.pid, signal.SIGKILL)
+    stop.set()
+    for t in ts:
+        t.join(timeout=120)
+    server.proc.wait(timeout=10)
+    server.proc = None
+    server.logf.close()
+    server.start()
+    check_exactly_once(server, acked)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_full_disk_answers_452_and_loses_nothing(server_factory, tmp_path):
+    qdir = tmp_path / "smallqueue"
+    qdir.mkdir()
+    os.chmod(tmp_path, 0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(qdir)],
+                   check=True)
+    try:
+        srv = server_factory(extra={"queue_directory": str(qdir),
+                                    "message_size_limit": "4000000"})
+        small = "Subject: small\r\n\r\nhello\r\n"
+        with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as s:
+            s.sendmail("a@example.com", ["sink@example.com"], small)
+        # Fill the rest of the filesystem with one big message: refused with 452.
+        big = "Subject: big\r\n\r\n" + ("y" * 998 + "\r\n") * 1000
+        with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as s:
+            with pytest.raises(smtplib.SMTPDataError) as e:
+                s.sendmail("a@example.com", ["sink@example.com"], big)
+            assert e.value.smtp_code == 452, e.value
+            assert b"4.3.1" in e.value.smtp_error
+            # The session is still usable after the refusal.
+            s.sendmail("a@example.com", ["sink@example.com"], small.replace("small", "after"))
+        assert wait_for(lambda: len(srv.messages("example.com", "sink")) == 2, timeout=30)
+        # Nothing half-written remains in the queue.
+        assert not os.listdir(qdir / "incoming")
+    finally:
+        srv_stop = [s for s in [locals().get("srv")] if s]
+        for s in srv_stop:
+            s.stop()
+        subprocess.run(["umount", "-l", str(qdir)], check=False)
