@@ -587,6 +587,7 @@ static void doctor_check_dkim(struct doctor *d, struct doctor_check *c)
     }
     buf_printf(&e, "the TXT record at SELECTOR._domainkey.%s matches each key in %s", d->domain,
                dir);
+    doctor_set(c, DOCTOR_OK, NULL, buf_cstr(&e));
     int have_rsa = 0, have_ed = 0;
     for (size_t i = 0; i < nsels; i++) {
         char *path = xasprintf("%s/%s.pem", dir, sels[i]);

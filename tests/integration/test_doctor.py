@@ -156,7 +156,10 @@ class Setup:
             cmd += ["--public-address", public]
         if probe:
             cmd += ["--probe", probe]
-        return run(cmd + list(args), timeout=120)
+        r = run(cmd + list(args), timeout=120)
+        # Under sanitizers a report goes to stderr: fail on it.
+        assert "AddressSanitizer" not in r.stderr and "runtime error:" not in r.stderr, r.stderr
+        return r
 
 
 def good_zone(dkim_txt):
