@@ -86,6 +86,18 @@ const struct config_key config_keys[] = {
     {"smtp_tls_security_level", "may", CONFIG_ENUM, "none may encrypt verify secure dane", "TLS when delivering (Postfix's Debian default, may)"},
     {"smtp_tls_CAfile", "", CONFIG_STRING, NULL, "CA certificates for verify/secure (empty: the system's)"},
     {"smtp_tls_wrappermode", "no", CONFIG_BOOL, NULL, "TLS from the first byte, for port-465 relays"},
+    {"smtp_helo_timeout", "300s", CONFIG_TIME, "s", "time allowed for the greeting and the EHLO/HELO reply"},
+    {"smtp_starttls_timeout", "300s", CONFIG_TIME, "s", "time allowed for the STARTTLS reply and the TLS handshake"},
+    {"smtp_mail_timeout", "300s", CONFIG_TIME, "s", "time allowed for the MAIL FROM reply"},
+    {"smtp_rcpt_timeout", "300s", CONFIG_TIME, "s", "time allowed for each RCPT TO reply"},
+    {"smtp_data_init_timeout", "120s", CONFIG_TIME, "s", "time allowed for the DATA reply"},
+    {"smtp_data_xfer_timeout", "180s", CONFIG_TIME, "s", "time allowed for the server to take each part of the message"},
+    {"smtp_data_done_timeout", "600s", CONFIG_TIME, "s", "time allowed for the reply to the final dot"},
+    {"smtp_quit_timeout", "300s", CONFIG_TIME, "s", "time allowed for the QUIT reply"},
+    {"smtp_mx_address_limit", "5", CONFIG_INT, NULL, "server addresses tried per delivery (0: no limit)"},
+    {"smtp_connection_cache_time_limit", "2s", CONFIG_TIME, "s", "how long an idle connection is kept for the next message to the same next hop"},
+    {"smtp_connection_reuse_time_limit", "300s", CONFIG_TIME, "s", "how long one connection may be reused in total"},
+    {"smtp_destination_concurrency_limit", "$default_destination_concurrency_limit", CONFIG_INT, NULL, "parallel SMTP connections per next hop"},
 
     /* DNS. */
     {"dns_resolver", "", CONFIG_STRING, NULL, "host[:port] of a DNS server to ask instead of the system's"},

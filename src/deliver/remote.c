@@ -1,0 +1,980 @@
+/*
+ * Remote delivery (remote_deliver, deliver/agent.h): routes each recipient
+ * (deliver/route.c), groups recipients by next hop, finds the servers (MX by
+ * preference with random order among equals, A/AAAA fallback, null MX per
+ * RFC 7505) and runs SMTP client sessions (smtp/client.c) over them, moving
+ * on to the next address after a connection failure or a 4xx. Connections
+ * are kept idle per next hop for smtp_connection_cache_time_limit and
+ * reused (RSET) by the next message to that hop; at most
+ * smtp_destination_concurrency_limit sessions run per next hop, later jobs
+ * wait in line.
+ */
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "daemon/server.h"
+#include "deliver/agent.h"
+#include "deliver/route.h"
+#include "dns/dns.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+#include "maps/maps.h"
+#include "queue/envelope.h"
+#include "smtp/client.h"
+#include "tls/tls_client.h"
+
+/* What is built from one configuration: tables and TLS; jobs hold a reference. */
+struct remote_gen {
+    int refs;
+    const struct config *cfg;
+    struct map_list *transport, *sender_relay, *sasl;
+    struct route_tables tables;
+    struct tls_client *tls;
+    char *open_error; /* a table or TLS that could not be opened: every delivery defers */
+};
+
+struct remote_idle {
+    struct smtp_client *c;
+    struct event *timer;
+    struct remote_dest *dest;
+    char *server_name;
+    time_t born;
+    struct remote_idle *next;
+};
+
+struct remote_job;
+
+/* One next hop: its sessions, idle connections and the jobs waiting for a slot. */
+struct remote_dest {
+    char *key;
+    int active;
+    struct remote_idle *idle;
+    struct remote_job *wait_head, *wait_tail;
+    struct remote_dest *next;
+};
+
+struct remote_req {
+    struct server *srv;
+    const struct envelope *env;
+    char *queue_id;
+    char *data_path;
+    unsigned long long size;
+    struct delivery_rcpt_result *results;
+    size_t nresults;
+    int jobs;
+    delivery_done_cb done;
+    void *arg;
+};
+
+struct remote_host {
+    char *name;
+    unsigned pref;
+    int resolved;
+};
+
+struct remote_addr {
+    char *host; /* the server's name */
+    char *ip;
+};
+
+struct remote_job {
+    struct remote_req *req;
+    struct remote_gen *gen;
+    struct route route;
+    struct remote_dest *dest;
+    size_t *pos; /* indexes into req->results */
+    size_t n;
+    unsigned char *final; /* per pos: a final answer (sent or bounced) is in */
+    struct remote_host *hosts;
+    size_t nhosts, next_host;
+    struct remote_addr *addrs;
+    size_t naddrs, next_addr, tried;
+    struct dns_query *q;
+    int aaaa_phase;
+    struct smtp_client *c;
+    char *c_server; /* server name of c */
+    char *c_ip;
+    int plain_retry; /* at may, a failed handshake: once again without STARTTLS */
+    struct smtp_msg msg;
+    struct smtp_msg_rcpt *mrcpts;
+    size_t *mpos; /* msg rcpt i -> index into pos */
+    char *last_error;
+    char *last_relay; /* host[ip]:port that gave last_error, or NULL (no session) */
+    char last_dsn[16];
+    int last_permanent;
+    struct buf user, pass;
+    struct remote_job *next_wait;
+};
+
+static struct {
+    struct server *srv;
+    struct remote_gen *gen;
+    struct remote_dest *dests;
+    struct dns *own_dns; /* when the daemon provides none */
+} remote;
+
+static void remote_job_try_next(struct remote_job *j);
+static void remote_job_run(struct remote_job *j);
+static void remote_job_end(struct remote_job *j);
+
+/* ---- Generations ---- */
+
+static int remote_map_lookup(void *ctx, const char *table, const char *key, struct buf *value,
+                             struct buf *err)
+{
+    struct remote_gen *g = ctx;
+    struct map_list *l = strcmp(table, "transport_maps") == 0                    ? g->transport
+                         : strcmp(table, "sender_dependent_relayhost_maps") == 0 ? g->sender_relay
+                                                                                 : g->sasl;
+    if (!l)
+        return MAP_NOTFOUND;
+    return map_list_lookup(l, key, value, err);
+}
+
+static struct map_list *remote_open_maps(const struct config *cfg, const char *key, struct buf *err)
+{
+    const char *spec = config_get(cfg, key);
+    if (!spec || !*spec)
+        return NULL;
+    struct buf why = BUF_INIT;
+    struct map_list *l = map_list_open(spec, &why);
+    if (!l && err->len == 0)
+        buf_printf(err, "%s: %s", key, buf_cstr(&why));
+    buf_free(&why);
+    return l;
+}
+
+static struct remote_gen *remote_gen_new(const struct config *cfg)
+{
+    struct remote_gen *g = xcalloc(1, sizeof *g);
+    struct buf err = BUF_INIT;
+    g->refs = 1;
+    g->cfg = cfg;
+    g->transport = remote_open_maps(cfg, "transport_maps", &err);
+    g->sender_relay = remote_open_maps(cfg, "sender_dependent_relayhost_maps", &err);
+    if (config_get_bool(cfg, "smtp_sasl_auth_enable"))
+        g->sasl = remote_open_maps(cfg, "smtp_sasl_password_maps", &err);
+    g->tables.lookup = remote_map_lookup;
+    g->tables.ctx = g;
+    if (tls_level_parse(config_get(cfg, "smtp_tls_security_level")) != TLS_LEVEL_NONE ||
+        config_get_bool(cfg, "smtp_tls_wrappermode")) {
+        struct buf why = BUF_INIT;
+        g->tls = tls_client_new(cfg, &why);
+        if (!g->tls && err.len == 0)
+            buf_printf(&err, "TLS client: %s", buf_cstr(&why));
+        buf_free(&why);
+    }
+    if (err.len) {
+        g->open_error = buf_steal(&err);
+        log_warning("remote delivery: %s", g->open_error);
+    }
+    buf_free(&err);
+    return g;
+}
+
+static void remote_gen_unref(struct remote_gen *g)
+{
+    if (!g || --g->refs > 0)
+        return;
+    map_list_free(g->transport);
+    map_list_free(g->sender_relay);
+    map_list_free(g->sasl);
+    tls_client_free(g->tls);
+    free(g->open_error);
+    free(g);
+}
+
+static void remote_idle_drop(struct remote_idle *idle, int quit);
+
+static struct remote_gen *remote_current(struct server *srv)
+{
+    const struct config *cfg = srv->gen->cfg;
+    remote.srv = srv;
+    if (!remote.gen || remote.gen->cfg != cfg) {
+        /* A reload: idle connections were made under the old rules. */
+        for (struct remote_dest *d = remote.dests; d; d = d->next)
+            while (d->idle)
+                remote_idle_drop(d->idle, 1);
+        remote_gen_unref(remote.gen);
+        remote.gen = remote_gen_new(cfg);
+    }
+    remote.gen->refs++;
+    return remote.gen;
+}
+
+static struct dns *remote_dns(struct server *srv, const struct config *cfg)
+{
+    if (srv->dns)
+        return srv->dns;
+    if (!remote.own_dns) {
+        struct buf err = BUF_INIT;
+        remote.own_dns = dns_new(srv->base, config_get(cfg, "dns_resolver"), &err);
+        if (!remote.own_dns)
+            log_warning("remote delivery: DNS resolver: %s", buf_cstr(&err));
+        buf_free(&err);
+    }
+    return remote.own_dns;
+}
+
+/* ---- Destinations and the connection cache ---- */
+
+static struct remote_dest *remote_dest_get(const struct route *r)
+{
+    char *key = xasprintf("%s|%d|%d", r->nexthop, r->port, r->mx);
+    str_lower(key);
+    for (struct remote_dest *d = remote.dests; d; d = d->next) {
+        if (strcmp(d->key, key) == 0) {
+            free(key);
+            return d;
+        }
+    }
+    struct remote_dest *d = xcalloc(1, sizeof *d);
+    d->key = key;
+    d->next = remote.dests;
+    remote.dests = d;
+    return d;
+}
+
+static void remote_idle_drop(struct remote_idle *idle, int quit)
+{
+    struct remote_dest *d = idle->dest;
+    for (struct remote_idle **pp = &d->idle; *pp; pp = &(*pp)->next) {
+        if (*pp == idle) {
+            *pp = idle->next;
+            break;
+        }
+    }
+    event_free(idle->timer);
+    if (quit)
+        smtp_client_quit(idle->c);
+    else
+        smtp_client_free(idle->c);
+    free(idle->server_name);
+    free(idle);
+}
+
+static void remote_idle_timer(evutil_socket_t fd, short what, void *arg)
+{
+    remote_idle_drop(arg, 1);
+}
+
+static void remote_idle_closed(void *arg, struct smtp_client *c)
+{
+    remote_idle_drop(arg, 0);
+}
+
+/* Hands a finished job's connection on: to a waiting job, to the cache, or away. */
+static void remote_dest_release(struct remote_dest *d, struct smtp_client *c,
+                                const char *server_name, const char *ip, time_t born,
+                                const struct config *cfg)
+{
+    d->active--;
+    if (d->wait_head) {
+        struct remote_job *w = d->wait_head;
+        d->wait_head = w->next_wait;
+        if (!d->wait_head)
+            d->wait_tail = NULL;
+        w->next_wait = NULL;
+        if (c) {
+            struct remote_idle *idle = xcalloc(1, sizeof *idle);
+            idle->c = c;
+            idle->dest = d;
+            idle->server_name = xasprintf("%s\n%s", server_name, ip);
+            idle->born = born;
+            idle->timer = event_new(remote.srv->base, -1, 0, remote_idle_timer, idle);
+            idle->next = d->idle;
+            d->idle = idle;
+            smtp_client_watch_idle(c, remote_idle_closed, idle);
+        }
+        remote_job_run(w);
+        return;
+    }
+    if (!c)
+        return;
+    long long limit = config_get_time(cfg, "smtp_connection_cache_time_limit");
+    long long reuse = config_get_time(cfg, "smtp_connection_reuse_time_limit");
+    if (limit <= 0 || time(NULL) - born >= reuse) {
+        smtp_client_quit(c);
+        return;
+    }
+    struct remote_idle *idle = xcalloc(1, sizeof *idle);
+    idle->c = c;
+    idle->dest = d;
+    idle->server_name = xasprintf("%s\n%s", server_name, ip);
+    idle->born = born;
+    idle->timer = event_new(remote.srv->base, -1, 0, remote_idle_timer, idle);
+    struct timeval tv = {(time_t)limit, 0};
+    event_add(idle->timer, &tv);
+    idle->next = d->idle;
+    d->idle = idle;
+    smtp_client_watch_idle(c, remote_idle_closed, idle);
+}
+
+/* ---- Results ---- */
+
+static void remote_result(struct remote_job *j, size_t k, enum delivery_status st, const char *dsn,
+                          const char *reply, const char *relay)
+{
+    struct delivery_rcpt_result *r = &j->req->results[j->pos[k]];
+    r->status = st;
+    str_copy(r->dsn, sizeof r->dsn, dsn);
+    free(r->reply);
+    r->reply = xstrdup(reply);
+    free(r->relay);
+    r->relay = relay ? xstrdup(relay) : NULL;
+}
+
+static void remote_req_job_done(struct remote_req *req)
+{
+    if (--req->jobs > 0)
+        return;
+    delivery_done_cb done = req->done;
+    void *arg = req->arg;
+    struct delivery_rcpt_result *results = req->results;
+    size_t n = req->nresults;
+    free(req->queue_id);
+    free(req->data_path);
+    free(req);
+    done(arg, results, n);
+}
+
+/* Every recipient still open gets the last error as a deferral (or bounce when permanent). */
+static void remote_job_fail_rest(struct remote_job *j, enum delivery_status st, const char *dsn,
+                                 const char *why)
+{
+    for (size_t k = 0; k < j->n; k++) {
+        if (!j->final[k]) {
+            remote_result(j, k, st, dsn, why, j->last_relay);
+            j->final[k] = 1;
+        }
+    }
+}
+
+static void remote_set_error_at(struct remote_job *j, const char *dsn, const char *why,
+                                int permanent, const char *relay)
+{
+    free(j->last_error);
+    j->last_error = xstrdup(why);
+    free(j->last_relay);
+    j->last_relay = relay ? xstrdup(relay) : NULL;
+    str_copy(j->last_dsn, sizeof j->last_dsn, dsn);
+    j->last_permanent = permanent;
+}
+
+static void remote_set_error(struct remote_job *j, const char *dsn, const char *why, int permanent)
+{
+    remote_set_error_at(j, dsn, why, permanent, NULL);
+}
+
+static void remote_job_free(struct remote_job *j)
+{
+    route_clear(&j->route);
+    free(j->pos);
+    free(j->final);
+    for (size_t i = 0; i < j->nhosts; i++)
+        free(j->hosts[i].name);
+    free(j->hosts);
+    for (size_t i = 0; i < j->naddrs; i++) {
+        free(j->addrs[i].host);
+        free(j->addrs[i].ip);
+    }
+    free(j->addrs);
+    free(j->c_server);
+    free(j->c_ip);
+    free(j->mrcpts);
+    free(j->mpos);
+    free(j->last_error);
+    free(j->last_relay);
+    if (j->pass.data)
+        explicit_bzero(j->pass.data, j->pass.len);
+    buf_free(&j->user);
+    buf_free(&j->pass);
+    remote_gen_unref(j->gen);
+    free(j);
+}
+
+/* The job is over (every recipient final): free the slot and report. */
+static void remote_job_end(struct remote_job *j)
+{
+    if (j->last_error)
+        remote_job_fail_rest(j, j->last_permanent ? DELIVERY_PERMFAIL : DELIVERY_TEMPFAIL,
+                             j->last_dsn, j->last_error);
+    else
+        remote_job_fail_rest(j, DELIVERY_TEMPFAIL, "4.4.0", "delivery not attempted");
+    struct remote_req *req = j->req;
+    if (j->dest) {
+        struct remote_dest *d = j->dest;
+        j->dest = NULL;
+        remote_dest_release(d, NULL, NULL, NULL, 0, j->gen->cfg);
+    }
+    remote_job_free(j);
+    remote_req_job_done(req);
+}
+
+/* ---- Sessions ---- */
+
+static size_t remote_open_count(const struct remote_job *j)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < j->n; k++)
+        n += !j->final[k];
+    return n;
+}
+
+static void remote_sent(void *arg, struct smtp_client *c, int conn_ok, struct smtp_rcpt_out *out)
+{
+    struct remote_job *j = arg;
+    const char *relay = smtp_client_label(c);
+    for (size_t i = 0; i < j->msg.nrcpts; i++) {
+        size_t k = j->mpos[i];
+        if (out[i].status == DELIVERY_TEMPFAIL) {
+            /* Kept for the next server (Postfix: a soft error is retried on the next MX). */
+            remote_set_error_at(j, out[i].dsn, out[i].reply, 0, relay);
+            remote_result(j, k, DELIVERY_TEMPFAIL, out[i].dsn, out[i].reply, relay);
+        } else {
+            remote_result(j, k, out[i].status, out[i].dsn, out[i].reply, relay);
+            j->final[k] = 1;
+        }
+        free(out[i].reply);
+    }
+    free(out);
+    j->c = NULL;
+    time_t born = time(NULL);
+    if (!conn_ok) {
+        smtp_client_free(c);
+        c = NULL;
+    }
+    if (remote_open_count(j) == 0) {
+        struct remote_dest *d = j->dest;
+        j->dest = NULL;
+        struct remote_req *req = j->req;
+        char *server = j->c_server, *ip = j->c_ip;
+        j->c_server = j->c_ip = NULL;
+        struct remote_gen *g = j->gen;
+        g->refs++;
+        remote_job_free(j);
+        remote_dest_release(d, c, server ? server : "", ip ? ip : "", born, g->cfg);
+        remote_gen_unref(g);
+        free(server);
+        free(ip);
+        remote_req_job_done(req);
+        return;
+    }
+    /* Some recipients got a 4xx here: try them at the next address. */
+    if (c)
+        smtp_client_quit(c);
+    remote_job_try_next(j);
+}
+
+static void remote_send(struct remote_job *j)
+{
+    const struct envelope *env = j->req->env;
+    size_t open = remote_open_count(j);
+    free(j->mrcpts);
+    free(j->mpos);
+    j->mrcpts = xcalloc(open, sizeof *j->mrcpts);
+    j->mpos = xcalloc(open, sizeof *j->mpos);
+    size_t m = 0;
+    for (size_t k = 0; k < j->n; k++) {
+        if (j->final[k])
+            continue;
+        const struct envelope_rcpt *er = &env->rcpts[j->req->results[j->pos[k]].rcpt];
+        j->mrcpts[m].address = er->address;
+        j->mrcpts[m].orcpt = er->orcpt;
+        j->mrcpts[m].notify = er->notify;
+        j->mpos[m++] = k;
+    }
+    j->msg.sender = env->sender;
+    j->msg.envid = env->envid;
+    j->msg.ret = env->ret;
+    j->msg.body_8bit = env->body_8bit;
+    j->msg.smtputf8 = env->smtputf8;
+    j->msg.data_path = j->req->data_path;
+    j->msg.size = j->req->size;
+    j->msg.rcpts = j->mrcpts;
+    j->msg.nrcpts = m;
+    smtp_client_send(j->c, &j->msg, remote_sent, j);
+}
+
+static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_client_fail fail,
+                         int permanent, const char *dsn, const char *why)
+{
+    struct remote_job *j = arg;
+    if (ok) {
+        remote_send(j);
+        return;
+    }
+    /* A refusal names the server (relay=); a failed connection does not, as in Postfix. */
+    char *relay = fail == SMTP_FAIL_CONNECT ? NULL : xstrdup(smtp_client_label(c));
+    smtp_client_free(c);
+    j->c = NULL;
+    enum tls_level level = tls_level_parse(config_get(j->gen->cfg, "smtp_tls_security_level"));
+    if (fail == SMTP_FAIL_TLS && (level == TLS_LEVEL_MAY || level == TLS_LEVEL_DANE) &&
+        !j->plain_retry && !config_get_bool(j->gen->cfg, "smtp_tls_wrappermode")) {
+        /* Opportunistic TLS: a failed handshake is retried in plain text, as Postfix does. */
+        log_info("%s: %s; trying again without TLS", j->req->queue_id, why);
+        j->plain_retry = 1;
+        j->next_addr--;
+        j->tried--;
+    }
+    /*
+     * A 5xx greeting or EHLO is not the recipient's fault: like Postfix
+     * (smtp_skip_5xx_greeting) it defers and the next server is tried.
+     */
+    remote_set_error_at(j, permanent ? "4.0.0" : dsn, why, 0, relay);
+    free(relay);
+    remote_job_try_next(j);
+}
+
+static int remote_sockaddr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *len = sizeof *s4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *s6;
+        return 0;
+    }
+    return -1;
+}
+
+static void remote_connect(struct remote_job *j, const struct remote_addr *a)
+{
+    const struct config *cfg = j->gen->cfg;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (remote_sockaddr(a->ip, j->route.port, &ss, &len) < 0) {
+        remote_set_error(j, "4.4.1", "bad server address", 0);
+        remote_job_try_next(j);
+        return;
+    }
+    free(j->c_server);
+    free(j->c_ip);
+    j->c_server = xstrdup(a->host);
+    j->c_ip = xstrdup(a->ip);
+    /* AUTH credentials for this server (route.h has the key order). */
+    buf_reset(&j->user);
+    buf_reset(&j->pass);
+    int have_auth = 0;
+    if (j->gen->sasl) {
+        struct buf key = BUF_INIT, err = BUF_INIT;
+        int r =
+            route_sasl_lookup(&j->gen->tables, &j->route, a->host, &j->user, &j->pass, &key, &err);
+        if (r == MAP_TEMPFAIL) {
+            log_warning("%s: %s", j->req->queue_id, buf_cstr(&err));
+            remote_set_error(j, "4.3.0", buf_cstr(&err), 0);
+            buf_free(&key);
+            buf_free(&err);
+            j->next_addr = j->naddrs; /* the table, not the server, is at fault */
+            j->next_host = j->nhosts;
+            remote_job_try_next(j);
+            return;
+        }
+        have_auth = r == MAP_FOUND;
+        if (have_auth && log_debug_enabled())
+            log_debug("%s: SASL credentials for %s from key %s", j->req->queue_id, a->host,
+                      buf_cstr(&key));
+        buf_free(&key);
+        buf_free(&err);
+    }
+    /* "host[ip]:port", as Postfix writes relay= (IPv6 too: "mx[2001:db8::1]:25"). */
+    char *label = xasprintf("%s[%s]:%d", a->host, a->ip, j->route.port);
+    struct smtp_client_opts o = {0};
+    o.base = j->req->srv->base;
+    o.tls = j->gen->tls;
+    o.level = tls_level_parse(config_get(cfg, "smtp_tls_security_level"));
+    o.wrappermode = config_get_bool(cfg, "smtp_tls_wrappermode");
+    o.no_starttls = j->plain_retry;
+    /* Plain text only for this one retry: the next address gets STARTTLS again. */
+    j->plain_retry = 0;
+    o.helo_name = config_get(cfg, "smtp_helo_name");
+    o.server_name = a->host;
+    /* secure: the certificate must name the next hop; verify: the server as found. */
+    o.match_name = o.level == TLS_LEVEL_SECURE ? j->route.host : a->host;
+    o.queue_id = j->req->queue_id;
+    if (have_auth) {
+        o.sasl_user = buf_cstr(&j->user);
+        o.sasl_pass = buf_cstr(&j->pass);
+    }
+    char **opts = config_get_list(cfg, "smtp_sasl_security_options", NULL);
+    for (size_t i = 0; opts && opts[i]; i++)
+        if (str_eq_ci(opts[i], "noplaintext"))
+            o.sasl_noplaintext = 1;
+    strlist_free(opts);
+    o.connect_timeout = (int)config_get_time(cfg, "smtp_connect_timeout");
+    o.helo_timeout = (int)config_get_time(cfg, "smtp_helo_timeout");
+    o.starttls_timeout = (int)config_get_time(cfg, "smtp_starttls_timeout");
+    o.mail_timeout = (int)config_get_time(cfg, "smtp_mail_timeout");
+    o.rcpt_timeout = (int)config_get_time(cfg, "smtp_rcpt_timeout");
+    o.data_init_timeout = (int)config_get_time(cfg, "smtp_data_init_timeout");
+    o.data_xfer_timeout = (int)config_get_time(cfg, "smtp_data_xfer_timeout");
+    o.data_done_timeout = (int)config_get_time(cfg, "smtp_data_done_timeout");
+    o.quit_timeout = (int)config_get_time(cfg, "smtp_quit_timeout");
+    j->c = smtp_client_connect(&o, (struct sockaddr *)&ss, len, label, remote_ready, j);
+    free(label);
+}
+
+/* ---- Finding the servers ---- */
+
+static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans);
+
+static void remote_resolve_host(struct remote_job *j)
+{
+    struct remote_host *h = &j->hosts[j->next_host];
+    struct dns *dns = remote_dns(j->req->srv, j->gen->cfg);
+    if (!dns) {
+        remote_set_error(j, "4.4.3", "no DNS resolver available", 0);
+        j->next_host = j->nhosts;
+        remote_job_try_next(j);
+        return;
+    }
+    j->q = dns_query(dns, h->name, j->aaaa_phase ? DNS_T_AAAA : DNS_T_A, remote_dns_addr_cb, j);
+}
+
+static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
+{
+    struct remote_job *j = arg;
+    struct remote_host *h = &j->hosts[j->next_host];
+    j->q = NULL;
+    if (ans->status == DNS_OK) {
+        j->addrs = xrealloc(j->addrs, (j->naddrs + ans->count) * sizeof *j->addrs);
+        for (size_t i = 0; i < ans->count; i++) {
+            j->addrs[j->naddrs].host = xstrdup(h->name);
+            j->addrs[j->naddrs].ip = xstrdup(ans->addrs[i]);
+            j->naddrs++;
+        }
+    } else if (ans->status == DNS_TEMPFAIL) {
+        struct buf why = BUF_INIT;
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s type=%s: "
+                   "Host not found, try again",
+                   h->name, j->aaaa_phase ? "AAAA" : "A");
+        remote_set_error(j, "4.4.3", buf_cstr(&why), 0);
+        buf_free(&why);
+    }
+    if (!j->aaaa_phase) {
+        j->aaaa_phase = 1;
+        remote_resolve_host(j);
+        return;
+    }
+    j->aaaa_phase = 0;
+    h->resolved = 1;
+    j->next_host++;
+    if (j->next_addr >= j->naddrs && ans->status != DNS_TEMPFAIL && !j->last_error) {
+        struct buf why = BUF_INIT;
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s "
+                   "type=A: Host not found",
+                   h->name);
+        /* The recipient's own domain with no address at all is permanent; a configured next hop is
+         * the operator's to fix. */
+        int perm = strcmp(j->route.source, "mx") == 0 && j->nhosts == 1 &&
+                   strcmp(h->name, j->route.host) == 0;
+        remote_set_error(j, perm ? "5.4.4" : "4.4.4", buf_cstr(&why), perm);
+        buf_free(&why);
+    }
+    remote_job_try_next(j);
+}
+
+/* The next server address to try, resolving MX hosts lazily; ends the job when none is left. */
+static void remote_job_try_next(struct remote_job *j)
+{
+    long long limit = config_get_int(j->gen->cfg, "smtp_mx_address_limit");
+    if (remote_open_count(j) == 0) {
+        remote_job_end(j);
+        return;
+    }
+    if (j->next_addr < j->naddrs && (limit <= 0 || j->tried < (size_t)limit)) {
+        j->tried++;
+        struct remote_addr *a = &j->addrs[j->next_addr++];
+        remote_connect(j, a);
+        return;
+    }
+    if (j->next_host < j->nhosts && (limit <= 0 || j->tried < (size_t)limit)) {
+        remote_resolve_host(j);
+        return;
+    }
+    remote_job_end(j);
+}
+
+static int remote_host_cmp(const void *a, const void *b)
+{
+    const struct remote_host *x = a, *y = b;
+    return x->pref < y->pref ? -1 : x->pref > y->pref;
+}
+
+static void remote_dns_mx_cb(void *arg, const struct dns_answer *ans)
+{
+    struct remote_job *j = arg;
+    j->q = NULL;
+    const char *name = j->route.host;
+    struct buf why = BUF_INIT;
+    if (ans->status == DNS_OK) {
+        /* RFC 7505 3: a single MX "." means the domain accepts no mail. */
+        for (size_t i = 0; i < ans->count; i++) {
+            if (ans->mx[i].host[0] == '\0') {
+                buf_printf(&why, "Domain %s does not accept mail (nullMX)", name);
+                remote_set_error(j, "5.1.10", buf_cstr(&why), 1);
+                buf_free(&why);
+                remote_job_end(j);
+                return;
+            }
+        }
+        j->hosts = xcalloc(ans->count, sizeof *j->hosts);
+        for (size_t i = 0; i < ans->count; i++) {
+            j->hosts[i].name = xstrdup(ans->mx[i].host);
+            j->hosts[i].pref = ans->mx[i].pref;
+        }
+        j->nhosts = ans->count;
+        /* RFC 5321 5.1: random order among equal preferences, then by preference. */
+        for (size_t i = j->nhosts; i > 1; i--) {
+            uint32_t r;
+            random_bytes(&r, sizeof r);
+            size_t k = r % i;
+            struct remote_host t = j->hosts[i - 1];
+            j->hosts[i - 1] = j->hosts[k];
+            j->hosts[k] = t;
+        }
+        /* Insertion sort: stable, so the shuffle survives among equals. */
+        for (size_t i = 1; i < j->nhosts; i++) {
+            struct remote_host t = j->hosts[i];
+            size_t k = i;
+            while (k > 0 && remote_host_cmp(&j->hosts[k - 1], &t) > 0) {
+                j->hosts[k] = j->hosts[k - 1];
+                k--;
+            }
+            j->hosts[k] = t;
+        }
+    } else if (ans->status == DNS_NODATA) {
+        /* RFC 5321 5.1: no MX, the domain itself is the host (its A/AAAA). */
+        j->hosts = xcalloc(1, sizeof *j->hosts);
+        j->hosts[0].name = xstrdup(name);
+        j->nhosts = 1;
+    } else if (ans->status == DNS_NXDOMAIN || ans->status == DNS_PERMFAIL) {
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s type=MX: "
+                   "Host not found",
+                   name);
+        /* The recipient's domain does not exist: bounce. A configured relay: defer. */
+        int perm = strcmp(j->route.source, "mx") == 0;
+        remote_set_error(j, perm ? "5.1.2" : "4.4.4", buf_cstr(&why), perm);
+        buf_free(&why);
+        remote_job_end(j);
+        return;
+    } else {
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s type=MX: "
+                   "Host not found, try again",
+                   name);
+        remote_set_error(j, "4.4.3", buf_cstr(&why), 0);
+        buf_free(&why);
+        remote_job_end(j);
+        return;
+    }
+    buf_free(&why);
+    remote_job_try_next(j);
+}
+
+/* With a session slot for its next hop: find the servers and start. */
+static void remote_job_resolve(struct remote_job *j)
+{
+    if (j->route.literal) {
+        j->addrs = xcalloc(1, sizeof *j->addrs);
+        j->addrs[0].host = xstrdup(j->route.host);
+        j->addrs[0].ip = xstrdup(j->route.host);
+        j->naddrs = 1;
+        remote_job_try_next(j);
+        return;
+    }
+    if (!j->route.mx) {
+        j->hosts = xcalloc(1, sizeof *j->hosts);
+        j->hosts[0].name = xstrdup(j->route.host);
+        j->nhosts = 1;
+        remote_job_try_next(j);
+        return;
+    }
+    struct dns *dns = remote_dns(j->req->srv, j->gen->cfg);
+    if (!dns) {
+        remote_set_error(j, "4.4.3", "no DNS resolver available", 0);
+        remote_job_end(j);
+        return;
+    }
+    j->q = dns_query(dns, j->route.host, DNS_T_MX, remote_dns_mx_cb, j);
+}
+
+static void remote_reuse_reset(void *arg, struct smtp_client *c, int ok)
+{
+    struct remote_job *j = arg;
+    if (ok) {
+        remote_send(j);
+        return;
+    }
+    /* It died while idle: not the server's fault, just open a new one. */
+    smtp_client_free(c);
+    j->c = NULL;
+    j->dest->active--; /* remote_job_run() takes the slot again */
+    free(j->c_server);
+    free(j->c_ip);
+    j->c_server = j->c_ip = NULL;
+    remote_job_run(j);
+}
+
+/* Takes a cached connection, or a slot for a new one, or waits in line. */
+static void remote_job_run(struct remote_job *j)
+{
+    struct remote_dest *d = j->dest;
+    if (d->idle) {
+        struct remote_idle *idle = d->idle;
+        d->idle = idle->next;
+        event_free(idle->timer);
+        smtp_client_watch_idle(idle->c, NULL, NULL);
+        j->c = idle->c;
+        char *nl = strchr(idle->server_name, '\n');
+        j->c_server = xstrndup(idle->server_name, (size_t)(nl - idle->server_name));
+        j->c_ip = xstrdup(nl + 1);
+        free(idle->server_name);
+        free(idle);
+        d->active++;
+        smtp_client_reset(j->c, remote_reuse_reset, j);
+        return;
+    }
+    long long limit = config_get_int(j->gen->cfg, "smtp_destination_concurrency_limit");
+    if (limit > 0 && d->active >= limit) {
+        if (d->wait_tail)
+            d->wait_tail->next_wait = j;
+        else
+            d->wait_head = j;
+        d->wait_tail = j;
+        return;
+    }
+    d->active++;
+    remote_job_resolve(j);
+}
+
+/* ---- The agent entry point ---- */
+
+static void remote_kick_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct remote_req *req = arg;
+    remote_req_job_done(req);
+}
+
+void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, void *arg)
+{
+    struct server *srv = dreq->srv;
+    struct remote_gen *g = remote_current(srv);
+    const struct config *cfg = g->cfg;
+    struct remote_req *req = xcalloc(1, sizeof *req);
+    req->srv = srv;
+    req->env = dreq->env;
+    req->queue_id = xstrdup(dreq->queue_id);
+    req->data_path = xstrdup(dreq->data_path);
+    req->done = done;
+    req->arg = arg;
+    req->nresults = dreq->nrcpts;
+    req->results = xcalloc(dreq->nrcpts ? dreq->nrcpts : 1, sizeof *req->results);
+    req->jobs = 1; /* held until every job is started */
+    struct stat st;
+    if (stat(dreq->data_path, &st) == 0)
+        req->size = (unsigned long long)st.st_size;
+    struct remote_job **jobs = xcalloc(dreq->nrcpts ? dreq->nrcpts : 1, sizeof *jobs);
+    size_t njobs = 0;
+    for (size_t i = 0; i < dreq->nrcpts; i++) {
+        struct delivery_rcpt_result *res = &req->results[i];
+        res->rcpt = dreq->rcpts[i];
+        const struct envelope_rcpt *er = &dreq->env->rcpts[dreq->rcpts[i]];
+        if (g->open_error) {
+            res->status = DELIVERY_TEMPFAIL;
+            str_copy(res->dsn, sizeof res->dsn, "4.3.5");
+            res->reply = xasprintf("mail system configuration error: %s", g->open_error);
+            continue;
+        }
+        struct route r;
+        struct buf err = BUF_INIT;
+        if (route_decide(cfg, &g->tables, dreq->env->sender, er->address, &r, &err) !=
+            ROUTE_FOUND) {
+            res->status = DELIVERY_TEMPFAIL;
+            str_copy(res->dsn, sizeof res->dsn, "4.3.5");
+            res->reply = buf_steal(&err);
+            log_warning("%s: to=<%s>: %s", req->queue_id, er->address, res->reply);
+            continue;
+        }
+        buf_free(&err);
+        switch (r.kind) {
+        case ROUTE_DISCARD:
+            res->status = DELIVERY_OK;
+            str_copy(res->dsn, sizeof res->dsn, "2.0.0");
+            res->reply = xstrdup(r.text);
+            res->relay = xstrdup("none");
+            route_clear(&r);
+            continue;
+        case ROUTE_ERROR:
+        case ROUTE_RETRY: {
+            int perm = r.kind == ROUTE_ERROR;
+            res->status = perm ? DELIVERY_PERMFAIL : DELIVERY_TEMPFAIL;
+            /* error:5.1.2 text takes its code from the text, as Postfix does. */
+            const char *t = r.text;
+            if ((t[0] == '4' || t[0] == '5') && t[1] == '.' && strchr(t, ' ')) {
+                size_t l = (size_t)(strchr(t, ' ') - t);
+                snprintf(res->dsn, sizeof res->dsn, "%.*s", (int)l, t);
+                res->dsn[0] = perm ? '5' : '4';
+                t += l + 1;
+            } else {
+                str_copy(res->dsn, sizeof res->dsn, perm ? "5.0.0" : "4.0.0");
+            }
+            res->reply = xstrdup(t);
+            res->relay = xstrdup("none");
+            route_clear(&r);
+            continue;
+        }
+        case ROUTE_SMTP:
+            break;
+        }
+        /* Join the job for the same next hop, or start one. */
+        struct remote_job *j = NULL;
+        for (size_t k = 0; k < njobs && !j; k++)
+            if (strcmp(jobs[k]->route.nexthop, r.nexthop) == 0 && jobs[k]->route.port == r.port &&
+                jobs[k]->route.mx == r.mx)
+                j = jobs[k];
+        if (j) {
+            route_clear(&r);
+        } else {
+            j = xcalloc(1, sizeof *j);
+            j->req = req;
+            j->gen = g;
+            g->refs++;
+            j->route = r;
+            j->pos = xcalloc(dreq->nrcpts, sizeof *j->pos);
+            j->final = xcalloc(dreq->nrcpts, 1);
+            jobs[njobs++] = j;
+        }
+        j->pos[j->n++] = i;
+        res->status = DELIVERY_TEMPFAIL;
+        str_copy(res->dsn, sizeof res->dsn, "4.4.0");
+        res->reply = xstrdup("delivery not attempted");
+    }
+    req->jobs += (int)njobs;
+    for (size_t k = 0; k < njobs; k++) {
+        jobs[k]->dest = remote_dest_get(&jobs[k]->route);
+        remote_job_run(jobs[k]);
+    }
+    free(jobs);
+    remote_gen_unref(g);
+    /* Release the start hold from the loop, so done never runs inside this call. */
+    event_base_once(srv->base, -1, EV_TIMEOUT, remote_kick_done, req, &(struct timeval){0, 0});
+}

@@ -1,0 +1,314 @@
+/*
+ * Routing for remote delivery; see route.h. The precedence is Postfix's:
+ * transport_maps, then sender_dependent_relayhost_maps, then relayhost,
+ * then the recipient domain's MX; the next-hop syntax is transport(5)'s.
+ */
+#include "deliver/route.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/config.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+#include "maps/maps.h"
+
+void route_clear(struct route *r)
+{
+    free(r->nexthop);
+    free(r->host);
+    free(r->text);
+    memset(r, 0, sizeof *r);
+}
+
+static int route_port(const char *s, struct buf *err)
+{
+    static const struct {
+        const char *name;
+        int port;
+    } services[] = {{"smtp", 25}, {"submission", 587}, {"smtps", 465}, {"submissions", 465}};
+    for (size_t i = 0; i < sizeof services / sizeof services[0]; i++)
+        if (str_eq_ci(s, services[i].name))
+            return services[i].port;
+    long v = 0;
+    if (*s == '\0' || strspn(s, "0123456789") != strlen(s) || strlen(s) > 5 ||
+        (v = strtol(s, NULL, 10)) < 1 || v > 65535) {
+        buf_printf(err, "bad port \"%s\"", s);
+        return -1;
+    }
+    return (int)v;
+}
+
+int route_parse_nexthop(const char *nexthop, int default_port, struct route *out, struct buf *err)
+{
+    char *copy = xstrdup(nexthop);
+    char *host = copy, *port = NULL;
+    int bracketed = 0;
+    free(out->nexthop);
+    free(out->host);
+    out->nexthop = xstrdup(nexthop);
+    out->host = NULL;
+    if (*host == '[') {
+        char *close = strchr(host, ']');
+        if (!close) {
+            buf_printf(err, "next hop \"%s\": missing ]", nexthop);
+            goto fail;
+        }
+        *close = '\0';
+        host++;
+        bracketed = 1;
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] != '\0') {
+            buf_printf(err, "next hop \"%s\": junk after ]", nexthop);
+            goto fail;
+        }
+        if (str_prefix_ci(host, "ipv6:"))
+            host += 5;
+    } else {
+        char *colon = strchr(host, ':');
+        if (colon && strchr(colon + 1, ':')) {
+            buf_printf(err, "next hop \"%s\": an IPv6 address must be written in [brackets]",
+                       nexthop);
+            goto fail;
+        }
+        if (colon) {
+            *colon = '\0';
+            port = colon + 1;
+        }
+    }
+    size_t hl = strlen(host);
+    if (hl > 0 && host[hl - 1] == '.' && !bracketed)
+        host[--hl] = '\0';
+    if (hl == 0 || hl > 253 || strspn(host, " \t") > 0) {
+        buf_printf(err, "next hop \"%s\": no host name", nexthop);
+        goto fail;
+    }
+    out->port = default_port;
+    if (port) {
+        int p = route_port(port, err);
+        if (p < 0)
+            goto fail;
+        out->port = p;
+    }
+    unsigned char addr[16];
+    out->literal = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    out->mx = !bracketed && !out->literal;
+    str_lower(host);
+    out->host = xstrdup(host);
+    free(copy);
+    return 0;
+fail:
+    free(copy);
+    return -1;
+}
+
+/* One lookup; MAP_TEMPFAIL puts "TABLE: reason" in err. */
+static int route_lookup(struct route_tables *t, const char *table, const char *key,
+                        struct buf *value, struct buf *err)
+{
+    if (!t || !t->lookup)
+        return MAP_NOTFOUND;
+    struct buf why = BUF_INIT;
+    int r = t->lookup(t->ctx, table, key, value, &why);
+    if (r == MAP_TEMPFAIL)
+        buf_printf(err, "%s lookup of %s failed: %s", table, key, buf_cstr(&why));
+    buf_free(&why);
+    return r;
+}
+
+/*
+ * transport(5) lookup order: the full address, the domain, then ".parent"
+ * for each parent domain (transport_maps is not in Postfix's
+ * parent_domain_matches_subdomains), then "*".
+ */
+static int route_transport_find(struct route_tables *t, const char *rcpt, const char *domain,
+                                struct buf *value, struct buf *err)
+{
+    int r = route_lookup(t, "transport_maps", rcpt, value, err);
+    if (r != MAP_NOTFOUND)
+        return r;
+    r = route_lookup(t, "transport_maps", domain, value, err);
+    if (r != MAP_NOTFOUND)
+        return r;
+    for (const char *p = strchr(domain, '.'); p; p = strchr(p + 1, '.')) {
+        r = route_lookup(t, "transport_maps", p, value, err);
+        if (r != MAP_NOTFOUND)
+            return r;
+    }
+    return route_lookup(t, "transport_maps", "*", value, err);
+}
+
+static enum route_status route_smtp(const char *nexthop, int port, const char *source,
+                                    struct route *out, struct buf *err)
+{
+    out->kind = ROUTE_SMTP;
+    out->source = source;
+    if (route_parse_nexthop(nexthop, port, out, err) < 0) {
+        /* A broken table entry is the operator's to fix: defer, do not bounce. */
+        return ROUTE_TEMPFAIL;
+    }
+    return ROUTE_FOUND;
+}
+
+enum route_status route_decide(const struct config *cfg, struct route_tables *t, const char *sender,
+                               const char *rcpt, struct route *out, struct buf *err)
+{
+    memset(out, 0, sizeof *out);
+    int port = (int)config_get_int(cfg, "smtp_tcp_port");
+    const char *at = strrchr(rcpt, '@');
+    char *domain = xstrdup(at ? at + 1 : "");
+    str_lower(domain);
+    struct buf value = BUF_INIT;
+    enum route_status st = ROUTE_TEMPFAIL;
+    const char *relayhost = config_get(cfg, "relayhost");
+    /* What the next hop would be without transport_maps. */
+    int r = route_transport_find(t, rcpt, domain, &value, err);
+    if (r == MAP_TEMPFAIL)
+        goto done;
+    if (r == MAP_FOUND) {
+        char *v = xstrdup(buf_cstr(&value));
+        char *tr = str_trim(v);
+        char *colon = strchr(tr, ':');
+        char *nh = colon ? colon + 1 : tr + strlen(tr);
+        if (colon)
+            *colon = '\0';
+        tr = str_trim(tr);
+        nh = str_trim(nh);
+        if (*tr == '\0' && *nh == '\0') {
+            /* ":" means "do not change": as if the table did not exist. */
+        } else if (*tr == '\0' || str_eq_ci(tr, "smtp") || str_eq_ci(tr, "relay")) {
+            /* A transport with no next hop resets it to the recipient domain. */
+            st = route_smtp(*nh ? nh : domain, port, "transport_maps", out, err);
+            free(v);
+            goto done;
+        } else if (str_eq_ci(tr, "discard")) {
+            out->kind = ROUTE_DISCARD;
+            out->text = xstrdup(*nh ? nh : "discarded");
+            out->source = "transport_maps";
+            st = ROUTE_FOUND;
+            free(v);
+            goto done;
+        } else if (str_eq_ci(tr, "error") || str_eq_ci(tr, "retry")) {
+            out->kind = str_eq_ci(tr, "error") ? ROUTE_ERROR : ROUTE_RETRY;
+            out->text = xstrdup(*nh ? nh : "mail delivery failed");
+            out->source = "transport_maps";
+            st = ROUTE_FOUND;
+            free(v);
+            goto done;
+        } else {
+            out->kind = ROUTE_RETRY;
+            out->text = str_eq_ci(tr, "lmtp") ? xstrdup("lmtp transport not supported yet")
+                                              : xasprintf("mail transport %s is not available", tr);
+            out->source = "transport_maps";
+            st = ROUTE_FOUND;
+            free(v);
+            goto done;
+        }
+        free(v);
+    }
+    if (*domain == '[') {
+        /* An address literal (RFC 5321 4.1.3) is its own next hop. */
+        st = route_smtp(domain, port, "mx", out, err);
+        goto done;
+    }
+    /* Sender-dependent relayhost: the address, then "@domain"; "<>" for the null sender. */
+    {
+        const char *sat = strrchr(sender, '@');
+        buf_reset(&value);
+        r = route_lookup(t, "sender_dependent_relayhost_maps", *sender ? sender : "<>", &value,
+                         err);
+        if (r == MAP_NOTFOUND && sat)
+            r = route_lookup(t, "sender_dependent_relayhost_maps", sat, &value, err);
+        if (r == MAP_TEMPFAIL)
+            goto done;
+        if (r == MAP_FOUND) {
+            char *v = xstrdup(buf_cstr(&value));
+            char *nh = str_trim(v);
+            /* DUNNO ends the search without overriding relayhost (Postfix 2.x). */
+            if (*nh && !str_eq_ci(nh, "DUNNO")) {
+                st = route_smtp(nh, port, "sender_dependent_relayhost_maps", out, err);
+                free(v);
+                goto done;
+            }
+            free(v);
+        }
+    }
+    if (relayhost && *relayhost)
+        st = route_smtp(relayhost, port, "relayhost", out, err);
+    else if (*domain)
+        st = route_smtp(domain, port, "mx", out, err);
+    else
+        buf_printf(err, "recipient %s has no domain", rcpt);
+done:
+    if (st != ROUTE_FOUND)
+        route_clear(out);
+    buf_free(&value);
+    free(domain);
+    return st;
+}
+
+static void route_key_add(char ***keys, size_t *n, char *key)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (str_eq_ci((*keys)[i], key)) {
+            free(key);
+            return;
+        }
+    }
+    *keys = xrealloc(*keys, (*n + 2) * sizeof **keys);
+    (*keys)[(*n)++] = key;
+    (*keys)[*n] = NULL;
+}
+
+char **route_sasl_keys(const struct route *r, const char *server_name)
+{
+    char **keys = xcalloc(1, sizeof *keys);
+    size_t n = 0;
+    if (r->nexthop)
+        route_key_add(&keys, &n, xstrdup(r->nexthop));
+    if (r->host) {
+        route_key_add(&keys, &n, xasprintf("[%s]:%d", r->host, r->port));
+        route_key_add(&keys, &n, xasprintf("%s:%d", r->host, r->port));
+        route_key_add(&keys, &n, xasprintf("[%s]", r->host));
+        route_key_add(&keys, &n, xstrdup(r->host));
+    }
+    if (server_name && *server_name) {
+        if (r->port != 25)
+            route_key_add(&keys, &n, xasprintf("%s:%d", server_name, r->port));
+        route_key_add(&keys, &n, xstrdup(server_name));
+    }
+    return keys;
+}
+
+int route_sasl_lookup(struct route_tables *t, const struct route *r, const char *server_name,
+                      struct buf *user, struct buf *password, struct buf *key_used, struct buf *err)
+{
+    char **keys = route_sasl_keys(r, server_name);
+    struct buf value = BUF_INIT;
+    int res = MAP_NOTFOUND;
+    for (size_t i = 0; keys[i] && res == MAP_NOTFOUND; i++) {
+        res = route_lookup(t, "smtp_sasl_password_maps", keys[i], &value, err);
+        if (res == MAP_FOUND) {
+            const char *v = buf_cstr(&value);
+            const char *colon = strchr(v, ':');
+            buf_reset(user);
+            buf_reset(password);
+            if (colon) {
+                buf_append(user, v, (size_t)(colon - v));
+                buf_puts(password, colon + 1);
+            } else {
+                buf_puts(user, v);
+            }
+            buf_set(key_used, keys[i]);
+        }
+    }
+    /* The value held a password: wipe it before the memory goes back. */
+    if (value.data)
+        explicit_bzero(value.data, value.len);
+    buf_free(&value);
+    strlist_free(keys);
+    return res;
+}

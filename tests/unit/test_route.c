@@ -1,0 +1,319 @@
+/* Unit tests for remote routing decisions and the SASL password-map key order
+ * (src/deliver/route.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+#include "deliver/route.h"
+#include "lib/util.h"
+#include "maps/maps.h"
+
+/* A fixed in-memory table: "table key" -> value; "TEMPFAIL" as a value answers try later. */
+struct fake {
+    const char *(*rows)[3];
+    size_t n;
+    char log[4096]; /* keys asked, in order, for the lookup-order tests */
+};
+
+static int fake_lookup(void *ctx, const char *table, const char *key, struct buf *value,
+                       struct buf *err)
+{
+    struct fake *f = ctx;
+    size_t l = strlen(f->log);
+    snprintf(f->log + l, sizeof f->log - l, "%s%s", l ? "|" : "", key);
+    for (size_t i = 0; i < f->n; i++) {
+        if (strcmp(f->rows[i][0], table) == 0 && str_eq_ci(f->rows[i][1], key)) {
+            if (strcmp(f->rows[i][2], "TEMPFAIL") == 0) {
+                buf_puts(err, "table unavailable");
+                return MAP_TEMPFAIL;
+            }
+            buf_set(value, f->rows[i][2]);
+            return MAP_FOUND;
+        }
+    }
+    return MAP_NOTFOUND;
+}
+
+static struct config *load_cfg(const char *text)
+{
+    char path[] = "/tmp/test_route_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write_all(fd, text, strlen(text)), 0);
+    close(fd);
+    struct buf err = BUF_INIT;
+    struct config *cfg = config_load(path, &err);
+    if (!cfg)
+        fail_msg("%s", buf_cstr(&err));
+    unlink(path);
+    buf_free(&err);
+    return cfg;
+}
+
+static void test_parse_nexthop(void **state)
+{
+    struct route r = {0};
+    struct buf err = BUF_INIT;
+    assert_int_equal(route_parse_nexthop("in-v3.mailjet.com:587", 25, &r, &err), 0);
+    assert_string_equal(r.host, "in-v3.mailjet.com");
+    assert_int_equal(r.port, 587);
+    assert_int_equal(r.mx, 1);
+    assert_int_equal(route_parse_nexthop("[Smtp.Example.COM]", 2525, &r, &err), 0);
+    assert_string_equal(r.host, "smtp.example.com");
+    assert_int_equal(r.port, 2525);
+    assert_int_equal(r.mx, 0);
+    assert_int_equal(route_parse_nexthop("[2001:db8::1]:submission", 25, &r, &err), 0);
+    assert_string_equal(r.host, "2001:db8::1");
+    assert_int_equal(r.port, 587);
+    assert_int_equal(r.literal, 1);
+    assert_int_equal(route_parse_nexthop("[ipv6:::1]", 25, &r, &err), 0);
+    assert_string_equal(r.host, "::1");
+    /* A bare address is not looked up as a domain. */
+    assert_int_equal(route_parse_nexthop("127.0.0.1:2525", 25, &r, &err), 0);
+    assert_int_equal(r.mx, 0);
+    assert_int_equal(r.literal, 1);
+    const char *bad[] = {"",           "[host",    "[host]x",     "host:0",
+                         "host:99999", "host:abc", "2001:db8::1", ":25"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf_reset(&err);
+        assert_int_equal(route_parse_nexthop(bad[i], 25, &r, &err), -1);
+        assert_true(err.len > 0);
+    }
+    route_clear(&r);
+    buf_free(&err);
+}
+
+static void test_default_mx(void **state)
+{
+    struct config *cfg = load_cfg("smtp_tcp_port = 2526\n");
+    struct route r;
+    struct buf err = BUF_INIT;
+    assert_int_equal(route_decide(cfg, NULL, "a@b.test", "Bob@Example.COM", &r, &err), ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_SMTP);
+    assert_string_equal(r.host, "example.com");
+    assert_int_equal(r.port, 2526);
+    assert_int_equal(r.mx, 1);
+    assert_string_equal(r.source, "mx");
+    route_clear(&r);
+    /* An address literal goes to that address. */
+    assert_int_equal(route_decide(cfg, NULL, "", "x@[127.0.0.1]", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.host, "127.0.0.1");
+    assert_int_equal(r.mx, 0);
+    route_clear(&r);
+    config_free(cfg);
+    buf_free(&err);
+}
+
+static void test_relayhost(void **state)
+{
+    struct config *cfg = load_cfg("relayhost = in-v3.mailjet.com:587\n");
+    struct route r;
+    struct buf err = BUF_INIT;
+    assert_int_equal(route_decide(cfg, NULL, "a@b.test", "someone@example.com", &r, &err),
+                     ROUTE_FOUND);
+    assert_string_equal(r.source, "relayhost");
+    assert_string_equal(r.nexthop, "in-v3.mailjet.com:587");
+    assert_int_equal(r.port, 587);
+    assert_int_equal(r.mx, 1);
+    route_clear(&r);
+    config_free(cfg);
+    cfg = load_cfg("relayhost = [smtp.relay.test]\n");
+    assert_int_equal(route_decide(cfg, NULL, "a@b.test", "someone@example.com", &r, &err),
+                     ROUTE_FOUND);
+    assert_int_equal(r.mx, 0);
+    assert_int_equal(r.port, 25);
+    route_clear(&r);
+    config_free(cfg);
+    /* A malformed relayhost defers; it never bounces. */
+    cfg = load_cfg("relayhost = [smtp.relay.test\n");
+    assert_int_equal(route_decide(cfg, NULL, "a@b.test", "someone@example.com", &r, &err),
+                     ROUTE_TEMPFAIL);
+    assert_non_null(strstr(buf_cstr(&err), "missing ]"));
+    config_free(cfg);
+    buf_free(&err);
+}
+
+static const char *rows[][3] = {
+    {"transport_maps", "special@example.com", "smtp:[10.0.0.5]:2525"},
+    {"transport_maps", "example.com", "relay:mx.other.test:26"},
+    {"transport_maps", ".sub.test", "smtp:"},
+    {"transport_maps", "gone.test", "error:5.1.2 this domain is gone"},
+    {"transport_maps", "void.test", "discard:"},
+    {"transport_maps", "lmtp.test", "lmtp:unix:/run/dovecot/lmtp"},
+    {"transport_maps", "keep.test", ":"},
+    {"transport_maps", "broken.test", "TEMPFAIL"},
+    {"transport_maps", "nh.test", ":[nh.relay.test]"},
+    {"sender_dependent_relayhost_maps", "app@corp.test", "[app-relay.test]:587"},
+    {"sender_dependent_relayhost_maps", "@corp.test", "corp-relay.test"},
+    {"sender_dependent_relayhost_maps", "<>", "[bounce-relay.test]"},
+    {"sender_dependent_relayhost_maps", "@dunno.test", "DUNNO"},
+};
+
+static void test_transport_maps(void **state)
+{
+    struct config *cfg = load_cfg("relayhost = [default.relay.test]:587\n");
+    struct fake f = {rows, sizeof rows / sizeof rows[0], ""};
+    struct route_tables t = {fake_lookup, &f};
+    struct route r;
+    struct buf err = BUF_INIT;
+    /* Full address first. */
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "special@example.com", &r, &err),
+                     ROUTE_FOUND);
+    assert_string_equal(r.host, "10.0.0.5");
+    assert_int_equal(r.port, 2525);
+    assert_string_equal(r.source, "transport_maps");
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "other@example.com", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.host, "mx.other.test");
+    assert_int_equal(r.port, 26);
+    assert_int_equal(r.mx, 1);
+    route_clear(&r);
+    /* ".sub.test" matches subdomains only; "smtp:" resets the next hop to the recipient domain. */
+    f.log[0] = '\0';
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@a.b.sub.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.host, "a.b.sub.test");
+    assert_int_equal(r.port, 25);
+    assert_int_equal(r.mx, 1);
+    assert_string_equal(f.log, "u@a.b.sub.test|a.b.sub.test|.b.sub.test|.sub.test");
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@sub.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.host, "default.relay.test"); /* not matched by ".sub.test" */
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@gone.test", &r, &err), ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_ERROR);
+    assert_string_equal(r.text, "5.1.2 this domain is gone");
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@void.test", &r, &err), ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_DISCARD);
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@lmtp.test", &r, &err), ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_RETRY);
+    assert_non_null(strstr(r.text, "lmtp"));
+    route_clear(&r);
+    /* ":" changes nothing: relayhost applies. */
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@keep.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.source, "relayhost");
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@nh.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.host, "nh.relay.test");
+    assert_int_equal(r.mx, 0);
+    route_clear(&r);
+    /* A table that cannot be read defers. */
+    buf_reset(&err);
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@broken.test", &r, &err), ROUTE_TEMPFAIL);
+    assert_non_null(strstr(buf_cstr(&err), "transport_maps"));
+    config_free(cfg);
+    buf_free(&err);
+}
+
+static void test_sender_dependent(void **state)
+{
+    struct config *cfg = load_cfg("relayhost = [default.relay.test]:587\n");
+    struct fake f = {rows, sizeof rows / sizeof rows[0], ""};
+    struct route_tables t = {fake_lookup, &f};
+    struct route r;
+    struct buf err = BUF_INIT;
+    assert_int_equal(route_decide(cfg, &t, "app@corp.test", "x@y.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.nexthop, "[app-relay.test]:587");
+    assert_string_equal(r.source, "sender_dependent_relayhost_maps");
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "other@corp.test", "x@y.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.host, "corp-relay.test");
+    assert_int_equal(r.mx, 1);
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "", "x@y.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.host, "bounce-relay.test");
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "a@dunno.test", "x@y.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.source, "relayhost");
+    route_clear(&r);
+    /* transport_maps wins over the sender-dependent relayhost. */
+    assert_int_equal(route_decide(cfg, &t, "app@corp.test", "x@example.com", &r, &err),
+                     ROUTE_FOUND);
+    assert_string_equal(r.host, "mx.other.test");
+    route_clear(&r);
+    config_free(cfg);
+    buf_free(&err);
+}
+
+static void test_sasl_key_order(void **state)
+{
+    struct route r = {0};
+    struct buf err = BUF_INIT;
+    assert_int_equal(route_parse_nexthop("in-v3.mailjet.com:587", 25, &r, &err), 0);
+    char **keys = route_sasl_keys(&r, "mx1.mailjet.com");
+    const char *want[] = {"in-v3.mailjet.com:587",
+                          "[in-v3.mailjet.com]:587",
+                          "[in-v3.mailjet.com]",
+                          "in-v3.mailjet.com",
+                          "mx1.mailjet.com:587",
+                          "mx1.mailjet.com",
+                          NULL};
+    for (size_t i = 0; want[i] || keys[i]; i++) {
+        assert_non_null(keys[i]);
+        assert_non_null(want[i]);
+        assert_string_equal(keys[i], want[i]);
+    }
+    strlist_free(keys);
+    /* Written as [host]:port: that string first; port 25 adds no ":25" to the server name. */
+    assert_int_equal(route_parse_nexthop("[Relay.Test]", 25, &r, &err), 0);
+    keys = route_sasl_keys(&r, "relay.test");
+    const char *want2[] = {"[Relay.Test]", "[relay.test]:25", "relay.test:25", "relay.test", NULL};
+    for (size_t i = 0; want2[i] || keys[i]; i++) {
+        assert_non_null(keys[i]);
+        assert_non_null(want2[i]);
+        assert_string_equal(keys[i], want2[i]);
+    }
+    strlist_free(keys);
+    route_clear(&r);
+    buf_free(&err);
+}
+
+static void test_sasl_lookup(void **state)
+{
+    static const char *pw[][3] = {
+        {"smtp_sasl_password_maps", "in-v3.mailjet.com", "wrong:one"},
+        {"smtp_sasl_password_maps", "in-v3.mailjet.com:587", "api-key:secret:with:colons"},
+        {"smtp_sasl_password_maps", "[t.test]:25", "TEMPFAIL"},
+    };
+    struct fake f = {pw, 3, ""};
+    struct route_tables t = {fake_lookup, &f};
+    struct route r = {0};
+    struct buf err = BUF_INIT, user = BUF_INIT, pass = BUF_INIT, key = BUF_INIT;
+    assert_int_equal(route_parse_nexthop("in-v3.mailjet.com:587", 25, &r, &err), 0);
+    assert_int_equal(route_sasl_lookup(&t, &r, "in-v3.mailjet.com", &user, &pass, &key, &err),
+                     MAP_FOUND);
+    assert_string_equal(buf_cstr(&user), "api-key");
+    assert_string_equal(buf_cstr(&pass), "secret:with:colons");
+    assert_string_equal(buf_cstr(&key), "in-v3.mailjet.com:587");
+    assert_int_equal(route_parse_nexthop("nothing.test", 25, &r, &err), 0);
+    assert_int_equal(route_sasl_lookup(&t, &r, "mx.nothing.test", &user, &pass, &key, &err),
+                     MAP_NOTFOUND);
+    assert_int_equal(route_parse_nexthop("[t.test]", 25, &r, &err), 0);
+    assert_int_equal(route_sasl_lookup(&t, &r, "t.test", &user, &pass, &key, &err), MAP_TEMPFAIL);
+    assert_non_null(strstr(buf_cstr(&err), "smtp_sasl_password_maps"));
+    route_clear(&r);
+    buf_free(&err);
+    buf_free(&user);
+    buf_free(&pass);
+    buf_free(&key);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_nexthop),    cmocka_unit_test(test_default_mx),
+        cmocka_unit_test(test_relayhost),        cmocka_unit_test(test_transport_maps),
+        cmocka_unit_test(test_sender_dependent), cmocka_unit_test(test_sasl_key_order),
+        cmocka_unit_test(test_sasl_lookup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
