@@ -13,17 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <openssl/evp.h>
 
 #include "cli/cli.h"
 #include "cli/doctor.h"
 #include "config/config.h"
+#include "deliver/route.h"
 #include "dns/dns.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim.h"
 #include "mailauth/spf.h"
 #include "maps/maps.h"
+#include "smtp/client.h"
+#include "tls/tls_client.h"
 
 #define DOCTOR_USAGE                                                                               \
     "doctor [-c FILE] [DOMAIN] [--json] [--public-address IP] [--probe HOST[:PORT]]"
@@ -226,7 +231,7 @@ static int doctor_domain_is_local(struct doctor *d)
     return local;
 }
 
-static void doctor_check_mx(struct doctor *d, struct doctor_check *c, struct buf *relay_host)
+static void doctor_check_mx(struct doctor *d, struct doctor_check *c, const char *relay_host)
 {
     struct dns_answer *a = doctor_query(d, d->domain, DNS_T_MX);
     struct buf f = BUF_INIT, e = BUF_INIT;
@@ -255,7 +260,7 @@ static void doctor_check_mx(struct doctor *d, struct doctor_check *c, struct buf
         for (size_t i = 0; i < a->count; i++) {
             buf_printf(&f, "%s%u %s", i ? ", " : "", a->mx[i].pref, a->mx[i].host);
             ours |= str_eq_ci(a->mx[i].host, d->myhostname);
-            relay |= relay_host->len && str_eq_ci(a->mx[i].host, buf_cstr(relay_host));
+            relay |= relay_host[0] && str_eq_ci(a->mx[i].host, relay_host);
         }
         if (ours || relay) {
             if (!ours)
@@ -822,42 +827,124 @@ out:
     buf_free(&e);
 }
 
-/* Credentials for the relay from smtp_sasl_password_maps, in the delivery agent's key order. */
-static enum map_result doctor_sasl_lookup(struct doctor *d, const char *host, int port,
-                                          const char *server, struct buf *value, struct buf *key,
-                                          struct buf *err)
+/* smtp_sasl_password_maps as route.h's lookup seam (the delivery agent's key order). */
+static int doctor_table_lookup(void *ctx, const char *table, const char *key, struct buf *value,
+                               struct buf *err)
 {
-    struct map_list *ml = map_list_open(config_get(d->cfg, "smtp_sasl_password_maps"), err);
-    if (ml == NULL)
-        return MAP_TEMPFAIL;
-    char **keys = doctor_sasl_keys(d->relayhost, host, port, server);
-    enum map_result r = MAP_NOTFOUND;
-    for (size_t i = 0; keys[i] != NULL && r == MAP_NOTFOUND; i++) {
-        r = map_list_lookup(ml, keys[i], value, err);
-        if (r == MAP_FOUND)
-            buf_set(key, keys[i]);
-    }
-    if (r == MAP_NOTFOUND) {
-        buf_puts(err, "no entry for ");
-        for (size_t i = 0; keys[i] != NULL; i++)
-            buf_printf(err, "%s%s", i ? ", " : "", keys[i]);
-    }
-    strlist_free(keys);
-    map_list_free(ml);
-    return r;
+    (void)table;
+    return (int)map_list_lookup(ctx, key, value, err);
 }
 
-static void doctor_check_relay(struct doctor *d, struct doctor_check *c, const char *host, int port,
-                               int bracketed)
+struct doctor_relay_run {
+    struct buf *found;
+    enum doctor_status st;
+    const char *user; /* NULL: no AUTH configured */
+    const char *label;
+};
+
+static void doctor_relay_ready(void *arg, struct smtp_client *c, int ok, enum smtp_client_fail fail,
+                               int permanent, const char *dsn, const char *why)
+{
+    struct doctor_relay_run *r = arg;
+    (void)fail;
+    (void)permanent;
+    (void)dsn;
+    if (!ok) {
+        buf_printf(r->found, "%s: %s", r->label, why);
+        r->st = DOCTOR_FAIL;
+        smtp_client_free(c);
+        return;
+    }
+    const struct smtp_ehlo *e = smtp_client_ehlo(c);
+    if (r->user != NULL && !(e->ext & SMTP_EHLO_AUTH)) {
+        /* The client skips AUTH when the server does not offer it: that is not a pass. */
+        buf_printf(r->found, "%s: TLS ok, but no AUTH offered for %s", r->label, r->user);
+        r->st = DOCTOR_FAIL;
+    } else if (r->user != NULL) {
+        buf_printf(r->found, "%s: TLS ok, AUTH as %s accepted", r->label, r->user);
+        r->st = DOCTOR_OK;
+    } else {
+        buf_printf(r->found, "%s: TLS ok (smtp_sasl_auth_enable = no: AUTH not tried)", r->label);
+        r->st = DOCTOR_OK;
+    }
+    smtp_client_quit(c);
+}
+
+/* Connects with the SMTP client (src/smtp/client.h): STARTTLS required, AUTH, QUIT; no mail. */
+static enum doctor_status doctor_relay_session(struct doctor *d, const char *server, const char *ip,
+                                               int port, const char *user, const char *pass,
+                                               struct buf *found)
+{
+    struct buf err = BUF_INIT;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        sl = sizeof(*s4);
+    } else {
+        inet_pton(AF_INET6, ip, &s6->sin6_addr);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        sl = sizeof(*s6);
+    }
+    struct tls_client *tls = tls_client_new(d->cfg, &err);
+    if (tls == NULL) {
+        buf_printf(found, "TLS client: %s", buf_cstr(&err));
+        buf_free(&err);
+        return DOCTOR_FAIL;
+    }
+    struct event_base *base = event_base_new();
+    if (base == NULL) {
+        tls_client_free(tls);
+        buf_puts(found, "cannot make an event loop");
+        return DOCTOR_FAIL;
+    }
+    char *label = xasprintf("%s[%s]:%d", doctor_is_ip(server) ? "" : server, ip, port);
+    struct smtp_client_opts o = {0};
+    o.base = base;
+    o.tls = tls;
+    /* The check is that the relay takes TLS: at least encrypt, stricter if configured. */
+    o.level = tls_level_parse(config_get(d->cfg, "smtp_tls_security_level"));
+    if (o.level < TLS_LEVEL_ENCRYPT || o.level == TLS_LEVEL_DANE)
+        o.level = TLS_LEVEL_ENCRYPT;
+    o.wrappermode = config_get_bool(d->cfg, "smtp_tls_wrappermode");
+    o.helo_name = config_get(d->cfg, "smtp_helo_name");
+    o.server_name = server;
+    o.match_name = server;
+    o.sasl_user = user;
+    o.sasl_pass = pass;
+    o.sasl_noplaintext = 1;
+    int t = DOCTOR_NET_TIMEOUT_MS / 1000;
+    o.connect_timeout = o.helo_timeout = o.starttls_timeout = o.mail_timeout = t;
+    o.rcpt_timeout = o.data_init_timeout = o.data_xfer_timeout = o.data_done_timeout = t;
+    o.quit_timeout = t;
+    struct doctor_relay_run run = {.found = found, .st = DOCTOR_FAIL, .user = user, .label = label};
+    /* The report says what happened; the client's log lines would only repeat it. */
+    log_set_stderr(0);
+    smtp_client_connect(&o, (struct sockaddr *)&ss, sl, label, doctor_relay_ready, &run);
+    event_base_dispatch(base);
+    log_set_stderr(1);
+    event_base_free(base);
+    tls_client_free(tls);
+    free(label);
+    buf_free(&err);
+    return run.st;
+}
+
+static void doctor_check_relay(struct doctor *d, struct doctor_check *c, const struct route *rt)
 {
     struct buf f = BUF_INIT, e = BUF_INIT, server = BUF_INIT;
-    buf_printf(&e, "relayhost %s accepts TLS%s", d->relayhost,
-               config_get_bool(d->cfg, "smtp_sasl_auth_enable") ? " and the configured credentials"
-                                                                : "");
+    int auth = config_get_bool(d->cfg, "smtp_sasl_auth_enable");
+    buf_printf(&e, "relayhost %s accepts STARTTLS%s", d->relayhost,
+               auth ? " and the configured credentials" : "");
     /* host and host:port name a domain whose MX is the relay (Postfix relayhost). */
-    buf_puts(&server, host);
-    if (!bracketed) {
-        struct dns_answer *a = doctor_query(d, host, DNS_T_MX);
+    buf_puts(&server, rt->host);
+    if (rt->mx && !rt->literal) {
+        struct dns_answer *a = doctor_query(d, rt->host, DNS_T_MX);
         if (a->status == DNS_OK && a->count > 0 && a->mx[0].host[0] != '\0')
             buf_set(&server, a->mx[0].host);
         dns_answer_free(a);
@@ -865,55 +952,57 @@ static void doctor_check_relay(struct doctor *d, struct doctor_check *c, const c
     int tf;
     size_t n;
     char **addrs = doctor_addrs(d, buf_cstr(&server), &tf, &n);
+    struct buf user = BUF_INIT, pass = BUF_INIT, key = BUF_INIT, err = BUF_INIT;
+    struct map_list *ml = NULL;
     if (n == 0) {
         buf_printf(&f, "not checked: the relay %s has no address%s", buf_cstr(&server),
                    tf ? " (" DOCTOR_TEMPFAIL ")" : "");
         doctor_set(c, tf ? DOCTOR_WARN : DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
         goto out;
     }
-    struct buf value = BUF_INIT, key = BUF_INIT, err = BUF_INIT;
-    struct doctor_relay r = {.ip = addrs[0],
-                             .port = port,
-                             .server_name = buf_cstr(&server),
-                             .helo = d->myhostname,
-                             .wrappermode = config_get_bool(d->cfg, "smtp_tls_wrappermode"),
-                             .timeout_ms = DOCTOR_NET_TIMEOUT_MS};
-    char *colon = NULL;
-    if (config_get_bool(d->cfg, "smtp_sasl_auth_enable")) {
-        enum map_result mr =
-            doctor_sasl_lookup(d, host, port, buf_cstr(&server), &value, &key, &err);
-        if (mr != MAP_FOUND) {
+    int have_user = 0;
+    if (auth) {
+        ml = map_list_open(config_get(d->cfg, "smtp_sasl_password_maps"), &err);
+        if (ml == NULL) {
             buf_printf(&f, "smtp_sasl_password_maps: %s", buf_cstr(&err));
-            doctor_set(c, mr == MAP_TEMPFAIL ? DOCTOR_WARN : DOCTOR_FAIL, buf_cstr(&f),
-                       buf_cstr(&e));
-            goto done;
-        }
-        colon = strchr(value.data, ':');
-        if (colon == NULL) {
-            buf_printf(&f, "smtp_sasl_password_maps: the value for %s is not user:password",
-                       buf_cstr(&key));
             doctor_set(c, DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
-            goto done;
+            goto out;
         }
-        *colon = '\0';
-        r.user = value.data;
-        r.pass = colon + 1;
+        struct route_tables tables = {.lookup = doctor_table_lookup, .ctx = ml};
+        int r = route_sasl_lookup(&tables, rt, buf_cstr(&server), &user, &pass, &key, &err);
+        if (r == MAP_TEMPFAIL) {
+            buf_printf(&f, "smtp_sasl_password_maps: %s", buf_cstr(&err));
+            doctor_set(c, DOCTOR_WARN, buf_cstr(&f), buf_cstr(&e));
+            goto out;
+        }
+        if (r != MAP_FOUND) {
+            char **keys = route_sasl_keys(rt, buf_cstr(&server));
+            buf_puts(&f, "smtp_sasl_password_maps has no entry for ");
+            for (size_t i = 0; keys[i] != NULL; i++)
+                buf_printf(&f, "%s%s", i ? ", " : "", keys[i]);
+            strlist_free(keys);
+            doctor_set(c, DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
+            goto out;
+        }
+        have_user = 1;
     }
-    enum doctor_status st = doctor_relay_check(&r, &f);
-    doctor_set(c, st, NULL, buf_cstr(&e));
+    enum doctor_status st = doctor_relay_session(d, buf_cstr(&server), addrs[0], rt->port,
+                                                 have_user ? buf_cstr(&user) : NULL,
+                                                 have_user ? buf_cstr(&pass) : NULL, &f);
+    doctor_set(c, st, buf_cstr(&f), buf_cstr(&e));
     if (st == DOCTOR_FAIL)
-        doctor_advise(c, xasprintf("Check relayhost and the user:password for it in "
-                                   "smtp_sasl_password_maps (then hongyan map build the table)."));
-done:
-    if (value.data)
-        memset(value.data, 0, value.len);
-    buf_free(&value);
+        doctor_advise(c, xasprintf("Check relayhost, the relay's TLS, and the user:password for "
+                                   "it in smtp_sasl_password_maps (rebuild a hash: table with "
+                                   "hongyan map build)."));
+out:
+    if (pass.data)
+        memset(pass.data, 0, pass.len);
+    map_list_free(ml);
+    doctor_free_list(addrs, n);
+    buf_free(&user);
+    buf_free(&pass);
     buf_free(&key);
     buf_free(&err);
-out:
-    if (f.len)
-        doctor_set(c, c->status, buf_cstr(&f), NULL);
-    doctor_free_list(addrs, n);
     buf_free(&f);
     buf_free(&e);
     buf_free(&server);
@@ -1098,17 +1187,17 @@ int cli_doctor_main(int argc, char **argv)
         free(d.domain);
         return EX_CONFIG;
     }
-    struct buf rhost = BUF_INIT;
-    int rport = 25, rbr = 0;
-    if (d.relayhost[0] && doctor_parse_hostport(d.relayhost, 25, &rhost, &rport, &rbr) != 0) {
-        fprintf(stderr,
-                "hongyan: %s: relayhost: '%s' is not host, host:port, [host] or "
-                "[host]:port\n",
-                config_file(cfg) ? config_file(cfg) : "(embedded default)", d.relayhost);
+    struct route rt = {0};
+    struct buf rerr = BUF_INIT;
+    if (d.relayhost[0] && route_parse_nexthop(d.relayhost, 25, &rt, &rerr) != 0) {
+        fprintf(stderr, "hongyan: %s: relayhost: %s\n",
+                config_file(cfg) ? config_file(cfg) : "(embedded default)", buf_cstr(&rerr));
         free(d.domain);
-        buf_free(&rhost);
+        buf_free(&rerr);
         return EX_CONFIG;
     }
+    buf_free(&rerr);
+    const char *relay_host = rt.host ? rt.host : "";
     /* An explicit address wins: the interfaces cannot see the NAT in front of them. */
     if (public_opt) {
         d.public_addr = xstrdup(public_opt);
@@ -1126,7 +1215,7 @@ int cli_doctor_main(int argc, char **argv)
         buf_free(&err);
         free(d.domain);
         free(d.public_addr);
-        buf_free(&rhost);
+        route_clear(&rt);
         return EX_CONFIG;
     }
     buf_free(&err);
@@ -1135,13 +1224,13 @@ int cli_doctor_main(int argc, char **argv)
         d.chk[i].name = doctor_names[i];
 
     doctor_check_a(&d, &d.chk[CHK_A]);
-    doctor_check_mx(&d, &d.chk[CHK_MX], &rhost);
+    doctor_check_mx(&d, &d.chk[CHK_MX], relay_host);
     doctor_check_ptr(&d, &d.chk[CHK_PTR]);
-    doctor_check_spf(&d, &d.chk[CHK_SPF], buf_cstr(&rhost));
+    doctor_check_spf(&d, &d.chk[CHK_SPF], relay_host);
     doctor_check_dkim(&d, &d.chk[CHK_DKIM]);
     doctor_check_dmarc(&d, &d.chk[CHK_DMARC]);
     if (d.relayhost[0])
-        doctor_check_relay(&d, &d.chk[CHK_NET], buf_cstr(&rhost), rport, rbr);
+        doctor_check_relay(&d, &d.chk[CHK_NET], &rt);
     else
         doctor_check_port25(&d, &d.chk[CHK_NET]);
 
@@ -1162,6 +1251,6 @@ int cli_doctor_main(int argc, char **argv)
     dns_free(d.dns);
     free(d.domain);
     free(d.public_addr);
-    buf_free(&rhost);
+    route_clear(&rt);
     return failed ? 1 : 0;
 }

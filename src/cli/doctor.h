@@ -2,7 +2,7 @@
  * doctor: the parts of `hongyan doctor` (src/cli/doctor.c) that other files
  * and the unit tests reach: which interface address is the public one, the
  * zone-file lines to publish, JSON strings, host:port parsing, and the
- * blocking SMTP probes of the network check (src/cli/doctor_net.c).
+ * blocking port-25 probe of the network check (src/cli/doctor_net.c).
  *
  * Ownership: everything appends to a caller's struct buf; nothing is kept.
  */
@@ -45,15 +45,6 @@ void doctor_json_string(const char *s, struct buf *out);
 int doctor_parse_hostport(const char *s, int default_port, struct buf *host, int *port,
                           int *bracketed);
 
-/*
- * The keys to try in smtp_sasl_password_maps, first match wins, the order
- * of the delivery agent (docs/delivery.md): the next hop as written,
- * "[host]:port", "host:port", "[host]", "host", then the server actually
- * connected to (with ":port" when not 25, then alone). Duplicates dropped.
- * strlist_free() the result.
- */
-char **doctor_sasl_keys(const char *nexthop, const char *host, int port, const char *server);
-
 /* ---- network (doctor_net.c): blocking, each step bounded by timeout_ms ---- */
 
 /*
@@ -62,24 +53,5 @@ char **doctor_sasl_keys(const char *nexthop, const char *host, int port, const c
  * what happened ("connection refused", "timed out", the reply).
  */
 int doctor_smtp_probe(const char *ip, int port, int timeout_ms, struct buf *detail);
-
-struct doctor_relay {
-    const char *ip;
-    int port;
-    const char *server_name; /* for SNI and messages */
-    const char *helo;
-    int wrappermode;  /* TLS from the first byte (port 465) */
-    const char *user; /* NULL: do not authenticate */
-    const char *pass;
-    int timeout_ms;
-};
-
-/*
- * The relay check: connect, EHLO, STARTTLS (or TLS at once), EHLO, AUTH
- * PLAIN or LOGIN with the credentials, QUIT. No mail is sent. Returns OK
- * when every step passed, FAIL otherwise; found says what happened, with
- * the server's reply when it refused. The password never appears in found.
- */
-enum doctor_status doctor_relay_check(const struct doctor_relay *r, struct buf *found);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * doctor: pure helpers (no DNS, no network): public address selection,
- * zone-file and JSON formatting, host:port and SASL key lists. Unit-tested
+ * zone-file and JSON formatting, host:port parsing. Unit-tested
  * in tests/unit/test_doctor.c.
  */
 #include <arpa/inet.h>
@@ -215,34 +215,4 @@ int doctor_parse_hostport(const char *s, int default_port, struct buf *host, int
         buf_puts(host, s);
     }
     return strchr(buf_cstr(host), ':') ? -1 : 0;
-}
-
-static void doctor_key_add(char ***list, size_t *n, char *key)
-{
-    for (size_t i = 0; i < *n; i++) {
-        if (str_eq_ci((*list)[i], key)) {
-            free(key);
-            return;
-        }
-    }
-    *list = xrealloc(*list, (*n + 2) * sizeof(char *));
-    (*list)[(*n)++] = key;
-    (*list)[*n] = NULL;
-}
-
-char **doctor_sasl_keys(const char *nexthop, const char *host, int port, const char *server)
-{
-    char **list = xcalloc(1, sizeof(char *));
-    size_t n = 0;
-    doctor_key_add(&list, &n, xstrdup(nexthop));
-    doctor_key_add(&list, &n, xasprintf("[%s]:%d", host, port));
-    doctor_key_add(&list, &n, xasprintf("%s:%d", host, port));
-    doctor_key_add(&list, &n, xasprintf("[%s]", host));
-    doctor_key_add(&list, &n, xstrdup(host));
-    if (server != NULL && *server) {
-        if (port != 25)
-            doctor_key_add(&list, &n, xasprintf("%s:%d", server, port));
-        doctor_key_add(&list, &n, xstrdup(server));
-    }
-    return list;
 }

@@ -87,7 +87,7 @@ class Handler:
 class Peer:
     """aiosmtpd on a random loopback port; with tmp, STARTTLS and AUTH required."""
 
-    def __init__(self, tmp=None, users=None):
+    def __init__(self, tmp=None, users=None, exclude=None):
         self.port = free_port()
         self.handler = Handler()
         self.users = users
@@ -102,6 +102,8 @@ class Peer:
         if users is not None:
             kwargs.update(authenticator=self._auth, auth_required=True,
                           auth_require_tls=tmp is not None)
+        if exclude:
+            kwargs["auth_exclude_mechanism"] = list(exclude)
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
                                      server_hostname="relay.test", **kwargs)
 
@@ -472,8 +474,8 @@ def test_relay_accepts_credentials(env, tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         got = lines(r.stdout)
         assert got["network"][0] == "ok", r.stdout
-        assert "AUTH as user@example.com accepted" in got["network"][1]
-        assert "TLSv1." in got["network"][1]
+        assert "[127.0.0.1]:%d: TLS ok, AUTH as user@example.com accepted" % relay.port \
+            in got["network"][1]
         assert got["spf"][0] == "ok" and "127.0.0.1" in got["spf"][1], r.stdout
         assert relay.auth == [("user@example.com", "PLAIN", True)]
         assert relay.handler.mail == []
@@ -487,9 +489,18 @@ def test_relay_refuses_credentials(env, tmp_path):
         assert r.returncode == 1, r.stdout
         got = lines(r.stdout)
         assert got["network"][0] == "FAIL"
-        assert "refused AUTH as user@example.com: 535" in got["network"][1], r.stdout
+        assert "SASL authentication failed" in got["network"][1], r.stdout
+        assert "said: 535 5.7.8 Authentication credentials invalid" in got["network"][1]
         assert relay.auth == [("user@example.com", "PLAIN", False)]
         assert "wrong" not in r.stdout.replace("wrong or", "")
+
+
+def test_relay_auth_login(env, tmp_path):
+    with Peer(tmp_path, users={"user@example.com": "s3cret"}, exclude=["PLAIN"]) as relay:
+        relay_setup(env, relay, "s3cret")
+        r = env.doctor()
+        assert r.returncode == 0, r.stdout
+        assert relay.auth == [("user@example.com", "LOGIN", True)]
 
 
 def test_relay_without_starttls(env):
@@ -497,7 +508,7 @@ def test_relay_without_starttls(env):
         relay_setup(env, plain, "x")
         r = env.doctor()
         assert r.returncode == 1
-        assert "does not offer STARTTLS" in lines(r.stdout)["network"][1]
+        assert "TLS is required, but was not offered" in lines(r.stdout)["network"][1]
 
 
 def test_relay_missing_credentials(env, tmp_path):
@@ -508,4 +519,4 @@ def test_relay_missing_credentials(env, tmp_path):
         assert r.returncode == 1
         got = lines(r.stdout)
         assert got["network"][0] == "FAIL"
-        assert "no entry for [127.0.0.1]:%d" % relay.port in got["network"][1]
+        assert "has no entry for [127.0.0.1]:%d" % relay.port in got["network"][1]

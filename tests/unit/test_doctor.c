@@ -1,5 +1,5 @@
 /* Unit tests for doctor's pure parts: public address selection, zone-file and JSON formatting,
- * host:port parsing, the SASL key order, and the DKIM record line shared with dkim keygen. */
+ * host:port parsing, and the DKIM record line shared with dkim keygen. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,28 +179,6 @@ static void test_hostport(void **state)
     check_hp("", -1, NULL, 0, 0);
 }
 
-static void test_sasl_keys(void **state)
-{
-    (void)state;
-    char **k =
-        doctor_sasl_keys("[in-v3.mailjet.com]:587", "in-v3.mailjet.com", 587, "in-v3.mailjet.com");
-    const char *want[] = {"[in-v3.mailjet.com]:587", "in-v3.mailjet.com:587", "[in-v3.mailjet.com]",
-                          "in-v3.mailjet.com", NULL};
-    for (size_t i = 0; want[i]; i++)
-        assert_string_equal(k[i], want[i]);
-    assert_null(k[4]);
-    strlist_free(k);
-
-    /* relayhost = example.net (MX looked up): the MX host name last. */
-    k = doctor_sasl_keys("example.net", "example.net", 25, "mx1.example.net");
-    const char *want2[] = {"example.net",   "[example.net]:25", "example.net:25",
-                           "[example.net]", "mx1.example.net",  NULL};
-    for (size_t i = 0; want2[i]; i++)
-        assert_string_equal(k[i], want2[i]);
-    assert_null(k[5]);
-    strlist_free(k);
-}
-
 static void test_status_words(void **state)
 {
     (void)state;
@@ -215,7 +193,7 @@ int main(void)
         cmocka_unit_test(test_public_ranges), cmocka_unit_test(test_pick_public),
         cmocka_unit_test(test_txt_line),      cmocka_unit_test(test_dkim_zone_line),
         cmocka_unit_test(test_json_string),   cmocka_unit_test(test_hostport),
-        cmocka_unit_test(test_sasl_keys),     cmocka_unit_test(test_status_words),
+        cmocka_unit_test(test_status_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
