@@ -25,6 +25,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim.h"
+#include "mailauth/dmarc.h"
 #include "mailauth/spf.h"
 #include "maps/maps.h"
 #include "smtp/client.h"
@@ -665,81 +666,42 @@ out:
 
 /* ---- 6. DMARC ---- */
 
-/*
- * The policy of a DMARC record (RFC 7489 6.3, 6.4): "v=DMARC1" first, then
- * tag=value pairs separated by ';'; p= is required, one of none,
- * quarantine, reject. 0 with *p set, or -1 with why.
- */
-static int doctor_dmarc_parse(const char *txt, const char **p, struct buf *why)
-{
-    char *copy = xstrdup(txt);
-    char *save = NULL;
-    int first = 1, rc = -1;
-    *p = NULL;
-    for (char *tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
-        char *t = str_trim(tok);
-        if (*t == '\0')
-            continue;
-        char *eq = strchr(t, '=');
-        if (eq == NULL) {
-            buf_printf(why, "'%s' is not tag=value", t);
-            goto out;
-        }
-        *eq = '\0';
-        char *tag = str_trim(t), *val = str_trim(eq + 1);
-        if (first) {
-            if (strcmp(tag, "v") != 0 || strcmp(val, "DMARC1") != 0) {
-                buf_puts(why, "does not start with v=DMARC1");
-                goto out;
-            }
-            first = 0;
-        } else if (strcmp(tag, "p") == 0) {
-            static const char *const pol[] = {"none", "quarantine", "reject"};
-            for (size_t i = 0; i < 3; i++)
-                if (str_eq_ci(val, pol[i]))
-                    *p = pol[i];
-            if (*p == NULL) {
-                buf_printf(why, "p=%s is not none, quarantine or reject", val);
-                goto out;
-            }
-        }
-    }
-    if (*p == NULL) {
-        buf_puts(why, "no p= tag (required, RFC 7489 6.3)");
-        goto out;
-    }
-    rc = 0;
-out:
-    free(copy);
-    return rc;
-}
-
 static void doctor_check_dmarc(struct doctor *d, struct doctor_check *c)
 {
     char *name = xasprintf("_dmarc.%s", d->domain);
     struct dns_answer *a = doctor_query(d, name, DNS_T_TXT);
-    struct buf f = BUF_INIT, e = BUF_INIT, why = BUF_INIT;
+    struct buf f = BUF_INIT, e = BUF_INIT, why = BUF_INIT, note = BUF_INIT;
     buf_printf(&e, "one DMARC record at %s with p=quarantine or p=reject", name);
-    const char *rec = NULL;
+    /* Records that do not start with v=DMARC1 are not DMARC records (RFC 7489 6.6.3). */
+    const char *txt = NULL;
+    enum dmarc_parse_status st = DMARC_PARSE_NOT_DMARC;
+    struct dmarc_record rec = {0};
     size_t n = 0;
-    for (size_t i = 0; a->status == DNS_OK && i < a->count; i++)
-        if (str_prefix_ci(a->txt[i], "v=DMARC1")) {
-            rec = rec ? rec : a->txt[i];
-            n++;
+    for (size_t i = 0; a->status == DNS_OK && i < a->count; i++) {
+        struct dmarc_record r;
+        buf_reset(&note);
+        enum dmarc_parse_status s1 = dmarc_record_parse(a->txt[i], strlen(a->txt[i]), &r, &note);
+        if (s1 != DMARC_PARSE_NOT_DMARC && n++ == 0) {
+            txt = a->txt[i];
+            st = s1;
+            rec = r;
+            buf_set(&why, buf_cstr(&note));
+        } else {
+            dmarc_record_clear(&r);
         }
+    }
     char *suggest = xasprintf("v=DMARC1; p=none; rua=mailto:postmaster@%s", d->domain);
-    const char *pol = NULL;
     if (a->status == DNS_TEMPFAIL) {
         buf_printf(&f, DOCTOR_TEMPFAIL " (TXT of %s)", name);
         doctor_set(c, DOCTOR_WARN, buf_cstr(&f), buf_cstr(&e));
-    } else if (n == 0 || n > 1 || doctor_dmarc_parse(rec, &pol, &why) != 0) {
+    } else if (n != 1 || st != DMARC_PARSE_OK) {
         if (n == 0)
             buf_printf(&f, "%s has no DMARC record", name);
         else if (n > 1)
             buf_printf(&f, "%s has %zu DMARC records (receivers then apply none, RFC 7489 6.6.3)",
                        name, n);
         else
-            buf_printf(&f, "\"%s\" does not parse: %s", rec, buf_cstr(&why));
+            buf_printf(&f, "\"%s\" does not parse: %s", txt, buf_cstr(&why));
         doctor_set(c, DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
         struct buf line = BUF_INIT;
         doctor_txt_line(name, suggest, &line);
@@ -747,21 +709,29 @@ static void doctor_check_dmarc(struct doctor *d, struct doctor_check *c)
         doctor_advise(c, xasprintf("Start with p=none and read the aggregate reports sent to "
                                    "rua=; move to p=quarantine once they show only your own "
                                    "mail passing."));
-    } else if (strcmp(pol, "none") == 0) {
-        buf_printf(&f, "\"%s\" (p=none: monitoring only)", rec);
-        doctor_set(c, DOCTOR_WARN, buf_cstr(&f), buf_cstr(&e));
-        doctor_advise(c, xasprintf("DMARC p=none only collects reports: move to p=quarantine "
-                                   "once the reports are clean (only your own mail, passing)."));
     } else {
-        buf_printf(&f, "\"%s\"", rec);
-        doctor_set(c, DOCTOR_OK, buf_cstr(&f), buf_cstr(&e));
+        buf_printf(&f, "\"%s\"", txt);
+        if (why.len)
+            buf_printf(&f, " (%s)", buf_cstr(&why));
+        if (rec.p_fallback || rec.p == DMARC_POLICY_NONE) {
+            buf_puts(&f, rec.p_fallback ? " acts as p=none (RFC 7489 6.6.3): monitoring only"
+                                        : " p=none: monitoring only");
+            doctor_set(c, DOCTOR_WARN, buf_cstr(&f), buf_cstr(&e));
+            doctor_advise(c, xasprintf("DMARC p=none only collects reports: move to "
+                                       "p=quarantine once the reports are clean (only your own "
+                                       "mail, passing)."));
+        } else {
+            doctor_set(c, DOCTOR_OK, buf_cstr(&f), buf_cstr(&e));
+        }
     }
+    dmarc_record_clear(&rec);
     free(suggest);
     free(name);
     dns_answer_free(a);
     buf_free(&f);
     buf_free(&e);
     buf_free(&why);
+    buf_free(&note);
 }
 
 /* ---- 7. network ---- */

@@ -272,7 +272,7 @@ CASES = [
     ("dmarc-missing", "_dmarc.example.com", None, "dmarc", "_dmarc.example.com has no DMARC",
      '_dmarc.example.com. IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.com"'),
     ("dmarc-unparseable", "_dmarc.example.com", [("TXT", "v=DMARC1; p=maybe")], "dmarc",
-     "does not parse: p=maybe",
+     'does not parse: invalid p= "maybe"',
      '_dmarc.example.com. IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.com"'),
 ]
 
@@ -520,3 +520,11 @@ def test_relay_missing_credentials(env, tmp_path):
         got = lines(r.stdout)
         assert got["network"][0] == "FAIL"
         assert "has no entry for [127.0.0.1]:%d" % relay.port in got["network"][1]
+
+
+def test_two_dmarc_records(env):
+    env.dns.set("_dmarc.example.com", [("TXT", GOOD_DMARC), ("TXT", "v=DMARC1; p=reject")])
+    r = env.doctor(probe=env.probe)
+    assert r.returncode == 1
+    got = lines(r.stdout)
+    assert got["dmarc"][0] == "FAIL" and "2 DMARC records" in got["dmarc"][1]
