@@ -714,8 +714,8 @@ static void doctor_check_dmarc(struct doctor *d, struct doctor_check *c)
         if (why.len)
             buf_printf(&f, " (%s)", buf_cstr(&why));
         if (rec.p_fallback || rec.p == DMARC_POLICY_NONE) {
-            buf_puts(&f, rec.p_fallback ? " acts as p=none (RFC 7489 6.6.3): monitoring only"
-                                        : " p=none: monitoring only");
+            buf_puts(&f, rec.p_fallback ? " (acts as p=none, RFC 7489 6.6.3: monitoring only)"
+                                        : " (p=none: monitoring only)");
             doctor_set(c, DOCTOR_WARN, buf_cstr(&f), buf_cstr(&e));
             doctor_advise(c, xasprintf("DMARC p=none only collects reports: move to "
                                        "p=quarantine once the reports are clean (only your own "
