@@ -528,3 +528,24 @@ def test_two_dmarc_records(env):
     assert r.returncode == 1
     got = lines(r.stdout)
     assert got["dmarc"][0] == "FAIL" and "2 DMARC records" in got["dmarc"][1]
+
+
+def test_relay_by_name_spf_not_covering_it_is_warn(env, tmp_path):
+    # A relay hongyan knows no SPF include for, whose submission address the
+    # record does not list: that cannot be decided from here (warn, with advice).
+    with Peer(tmp_path, users={"u": "p"}) as relay:
+        relay_setup(env, relay, "p")
+        env.settings["relayhost"] = "[relay.example.net]:%d" % relay.port
+        env.write()
+        (env.tmp / "sasl_passwd").write_text("[relay.example.net]:%d u:p\n" % relay.port)
+        env.dns.set("relay.example.net", [("A", "127.0.0.1")])
+        env.dns.set("example.com", [("MX", (10, "mx.example.com")), ("TXT", GOOD_SPF)])
+        r = env.doctor()
+        got = lines(r.stdout)
+        assert got["spf"][0] == "warn", r.stdout
+        assert "evaluates to fail for the relay's address 127.0.0.1" in got["spf"][1], r.stdout
+        assert "include: term your relay provider documents" in r.stdout
+        assert got["network"][0] == "ok", r.stdout
+        assert "relay.example.net[127.0.0.1]:%d: TLS ok, AUTH as u accepted" % relay.port \
+            in got["network"][1]
+        assert r.returncode == 0, r.stdout
