@@ -549,3 +549,21 @@ def test_relay_by_name_spf_not_covering_it_is_warn(env, tmp_path):
         assert "relay.example.net[127.0.0.1]:%d: TLS ok, AUTH as u accepted" % relay.port \
             in got["network"][1]
         assert r.returncode == 0, r.stdout
+
+
+def test_public_address_from_interfaces_or_unknown(env):
+    # Without --public-address or doctor_public_address the address comes from
+    # the interfaces; test hosts usually have none that is global (then: warn).
+    r = env.doctor(probe=env.probe, public=None)
+    got = lines(r.stdout)
+    head = r.stdout.splitlines()[0]
+    if "public address unknown" in head:
+        for check in ("ptr",):
+            assert got[check][0] == "warn", r.stdout
+            assert "public address of this host is unknown" in got[check][1]
+        assert got["a"][0] == "warn" and got["spf"][0] == "warn", r.stdout
+        assert r.returncode == 0, r.stdout
+    else:
+        assert "from the host's interfaces" in head, head
+        addr = head.split("public address ")[1].split(" ")[0]
+        assert not addr.startswith(("127.", "10.", "192.168.", "192.0.2.", "fe80", "fd"))
