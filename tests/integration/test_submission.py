@@ -427,3 +427,26 @@ def test_openssl_s_client_starttls(server_factory):
     assert "TLSv1.3" in out
     assert "250-AUTH PLAIN LOGIN" in out or "250 AUTH PLAIN LOGIN" in out
     assert "sni=mx.example.com" in srv.log_text()
+
+
+def test_user_added_while_running_can_log_in_without_reload(server_factory):
+    """`hongyan user add` on a running server takes effect without SIGHUP."""
+    srv = make_server(server_factory, users={})
+    with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
+        s.starttls(context=client_ctx())
+        s.ehlo()
+        assert not s.has_extn("auth")
+    r = srv.cmd("user", "add", "late", input="late-pw\n")
+    assert r.returncode == 0, r.stderr
+
+    def logs_in():
+        with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
+            s.starttls(context=client_ctx())
+            s.ehlo()
+            if not s.has_extn("auth"):
+                return False
+            s.login("late", "late-pw")
+            return True
+
+    assert wait_for(logs_in, timeout=15, step=0.5)
+    assert "users file" in srv.log_text() or "user(s) loaded" in srv.log_text()
