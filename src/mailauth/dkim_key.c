@@ -10,6 +10,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "lib/base64.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
 
@@ -90,7 +91,7 @@ enum dkim_keyerr dkim_pubkey_parse(const char *txt, size_t len, struct dkim_pubk
         goto out;
     }
     struct buf der = BUF_INIT;
-    if (dkim_b64_decode(p, strlen(p), &der) < 0) {
+    if (base64_decode_buf(p, strlen(p), BASE64_FWS, &der) < 0) {
         buf_puts(reason, "key record: p= is not base64");
         buf_free(&der);
         goto out;
@@ -200,7 +201,7 @@ int dkim_key_record(EVP_PKEY *key, struct buf *out)
         if (EVP_PKEY_get_raw_public_key(key, raw, &n) != 1 || n != 32)
             return -1;
         buf_puts(out, "v=DKIM1; k=ed25519; p=");
-        dkim_b64_encode(raw, n, out);
+        base64_encode(raw, n, out);
         return 0;
     }
     if (id != EVP_PKEY_RSA)
@@ -210,7 +211,7 @@ int dkim_key_record(EVP_PKEY *key, struct buf *out)
     if (n <= 0)
         return -1;
     buf_puts(out, "v=DKIM1; k=rsa; p=");
-    dkim_b64_encode(der, (size_t)n, out);
+    base64_encode(der, (size_t)n, out);
     OPENSSL_free(der);
     return 0;
 }
