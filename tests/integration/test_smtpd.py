@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from smtpclient import RawClient
 from conftest import wait_for
 
 MSG = (b"From: Alice <alice@sender.example>\r\n"
@@ -28,53 +29,10 @@ RECEIVED = re.compile(
     rb"(?:\r\n\tfor <([^>]+)>)?; [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n")
 
 
-class Client:
-    """A raw SMTP client: send bytes, read complete replies. Every read is bounded."""
-
-    def __init__(self, port, timeout=15):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed; have %r" % self.buf)
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
-
-    def reply(self):
-        """One reply: (code, text of the last line, all lines)."""
-        lines = [self.line()]
-        while len(lines[-1]) > 3 and lines[-1][3] == "-":
-            lines.append(self.line())
-        return int(lines[-1][:3]), lines[-1][4:], lines
-
-    def cmd(self, line):
-        self.send(line.encode() + b"\r\n")
-        return self.reply()
-
-    def closed(self):
-        """True when the server closed the connection (reads until EOF, bounded by the timeout)."""
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, socket.timeout):
-            return False
-
-    def close(self):
-        self.sock.close()
 
 
 def greet(port, ehlo="client.example"):
-    c = Client(port)
+    c = RawClient(port)
     code, _, _ = c.reply()
     assert code == 220
     code, _, lines = c.cmd("EHLO " + ehlo)
@@ -109,7 +67,7 @@ def test_ehlo_lists_extensions(server):
 
 def test_greeting_is_banner(server_factory):
     srv = server_factory({"smtpd_banner": "$myhostname ESMTP test banner"})
-    c = Client(srv.smtpd_port)
+    c = RawClient(srv.smtpd_port)
     code, text, _ = c.reply()
     assert (code, text) == (220, "mx.example.com ESMTP test banner")
     c.close()
@@ -341,7 +299,7 @@ def test_malformed_commands(server):
 
 
 def test_mail_before_helo_and_nested_mail(server):
-    c = Client(server.smtpd_port)
+    c = RawClient(server.smtpd_port)
     c.reply()
     assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 503
     assert c.cmd("HELO client.example")[0] == 250
@@ -403,7 +361,7 @@ def test_reload_keeps_open_session_rules(server_factory):
     srv.reload()
 
     def new_banner():
-        d = Client(srv.smtpd_port)
+        d = RawClient(srv.smtpd_port)
         text = d.reply()[1]
         d.cmd("QUIT")
         d.close()
@@ -475,7 +433,7 @@ def test_garbage_input_does_not_hurt(server):
               b"\r.\r", b".\r\n", b"RSET\r\n", b"EHLO x\r\n", b"\x00\xff\xfe", b"\r", b"\n",
               b"A" * 3000, b"MAIL FROM:<\"\\\x00\"@x>\r\n", b"RCPT TO:<@a,@b:c@d>\r\n"]
     for _ in range(12):
-        c = Client(server.smtpd_port, timeout=5)
+        c = RawClient(server.smtpd_port, timeout=5)
         c.reply()
         c.send(b"EHLO fuzz.example\r\n")
         junk = b"".join(rnd.choice(pieces) if rnd.random() < 0.7 else

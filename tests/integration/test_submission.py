@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 
+from smtpclient import RawClient, insecure_tls_context
 from conftest import free_port, wait_for
 
 MSG = (b"From: Alice <alice@example.com>\r\n"
@@ -26,12 +27,6 @@ USERS = {  # name: (password, hongyan user add option)
 }
 
 
-def client_ctx():
-    """A client context that accepts the self-signed certificate."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def make_server(server_factory, extra=None, users=USERS):
@@ -53,60 +48,6 @@ def make_server(server_factory, extra=None, users=USERS):
     return srv
 
 
-class Client:
-    """A raw SMTP client that can switch to TLS; every read is bounded."""
-
-    def __init__(self, port, timeout=15, implicit_tls=False):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        if implicit_tls:
-            self.sock = client_ctx().wrap_socket(self.sock, server_hostname="mx.example.com")
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed; have %r" % self.buf)
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
-
-    def reply(self):
-        lines = [self.line()]
-        while len(lines[-1]) > 3 and lines[-1][3] == "-":
-            lines.append(self.line())
-        return int(lines[-1][:3]), lines[-1][4:], lines
-
-    def cmd(self, line):
-        self.send(line.encode() + b"\r\n")
-        return self.reply()
-
-    def ehlo(self):
-        code, _, lines = self.cmd("EHLO client.example")
-        assert code == 250, lines
-        return [l[4:] for l in lines[1:]]
-
-    def starttls(self):
-        code, text, _ = self.cmd("STARTTLS")
-        assert code == 220, text
-        assert self.buf == b""
-        self.sock = client_ctx().wrap_socket(self.sock, server_hostname="mx.example.com")
-
-    def closed(self):
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, socket.timeout, ssl.SSLError):
-            return True
-
-    def close(self):
-        self.sock.close()
 
 
 def plain_b64(user, password):
@@ -114,7 +55,7 @@ def plain_b64(user, password):
 
 
 def greet(port, **kw):
-    c = Client(port, **kw)
+    c = RawClient(port, **kw)
     code, _, _ = c.reply()
     assert code == 220
     return c
@@ -167,14 +108,14 @@ def test_login_each_hash_kind(server_factory, name):
     srv = make_server(server_factory)
     password = USERS[name][0]
     with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
-        s.starttls(context=client_ctx())
+        s.starttls(context=insecure_tls_context())
         s.ehlo("client.example")
         with pytest.raises(smtplib.SMTPAuthenticationError) as e:
             s.login(name, password + "x")
         assert e.value.smtp_code == 535
     for mech in ("PLAIN", "LOGIN"):
         with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
-            s.starttls(context=client_ctx())
+            s.starttls(context=insecure_tls_context())
             s.ehlo("client.example")
             s.user, s.password = name, password
             code, _ = s.auth(mech, getattr(s, "auth_" + mech.lower()),
@@ -256,7 +197,7 @@ def test_no_users_file_no_auth(server_factory):
 def test_received_header_esmtpsa(server_factory):
     srv = make_server(server_factory, {"smtpd_sasl_authenticated_header": "yes"})
     with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
-        s.starttls(context=client_ctx())
+        s.starttls(context=insecure_tls_context())
         s.login("sam", "sha 512 pw")
         s.sendmail("sam@example.com", ["u@example.com"], MSG)
     assert wait_for(lambda: len(srv.messages("example.com", "u")) >= 1, timeout=20)
@@ -270,7 +211,7 @@ def test_received_header_esmtpsa(server_factory):
 def test_received_header_hides_user_by_default(server_factory):
     srv = make_server(server_factory)
     with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
-        s.starttls(context=client_ctx())
+        s.starttls(context=insecure_tls_context())
         s.login("sam", "sha 512 pw")
         s.sendmail("sam@example.com", ["u@example.com"], MSG)
     assert wait_for(lambda: len(srv.messages("example.com", "u")) >= 1, timeout=20)
@@ -314,7 +255,7 @@ def test_starttls_discards_pipelined_commands(server_factory):
     code, text, _ = c.reply()
     assert code == 220, text
     assert c.buf == b""  # nothing else came in the clear
-    c.sock = client_ctx().wrap_socket(c.sock, server_hostname="mx.example.com")
+    c.sock = insecure_tls_context().wrap_socket(c.sock, server_hostname="mx.example.com")
     # The first reply inside TLS is the one to this EHLO, not a 250 for RSET.
     c.send(b"EHLO client.example\r\n")
     first = c.line()
@@ -324,7 +265,7 @@ def test_starttls_discards_pipelined_commands(server_factory):
 
 def test_smtps_implicit_tls(server_factory):
     srv = make_server(server_factory, {"smtps_listen": "auto"})
-    with smtplib.SMTP_SSL("127.0.0.1", srv.smtps_port, timeout=30, context=client_ctx()) as s:
+    with smtplib.SMTP_SSL("127.0.0.1", srv.smtps_port, timeout=30, context=insecure_tls_context()) as s:
         code, _ = s.ehlo("client.example")
         assert code == 250
         assert "auth" in s.esmtp_features and "starttls" not in s.esmtp_features
@@ -367,7 +308,7 @@ def test_tls_1_1_refused(server_factory):
     c.ehlo()
     code, _, _ = c.cmd("STARTTLS")
     assert code == 220
-    ctx = client_ctx()
+    ctx = insecure_tls_context()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -433,7 +374,7 @@ def test_user_added_while_running_can_log_in_without_reload(server_factory):
     """`hongyan user add` on a running server takes effect without SIGHUP."""
     srv = make_server(server_factory, users={})
     with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
-        s.starttls(context=client_ctx())
+        s.starttls(context=insecure_tls_context())
         s.ehlo()
         assert not s.has_extn("auth")
     r = srv.cmd("user", "add", "late", input="late-pw\n")
@@ -441,7 +382,7 @@ def test_user_added_while_running_can_log_in_without_reload(server_factory):
 
     def logs_in():
         with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
-            s.starttls(context=client_ctx())
+            s.starttls(context=insecure_tls_context())
             s.ehlo()
             if not s.has_extn("auth"):
                 return False
