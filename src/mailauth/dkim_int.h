@@ -37,7 +37,6 @@ void dkim_tags_free(struct dkim_tags *t);
 /* The value of tag name, or NULL. */
 const char *dkim_tags_get(const struct dkim_tags *t, const char *name);
 
-
 /* ---- Header fields ---- */
 
 struct dkim_field {

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
 
@@ -135,4 +134,3 @@ const char *dkim_tags_get(const struct dkim_tags *t, const char *name)
             return t->tag[k].value;
     return NULL;
 }
-

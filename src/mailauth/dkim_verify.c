@@ -325,7 +325,8 @@ static void prepare(struct vsig *s, const struct dkim_msg *m, const struct dkim_
     }
     const char *bh = dkim_tags_get(&t, "bh"), *b = dkim_tags_get(&t, "b");
     struct buf bhd = BUF_INIT;
-    if (base64_decode_buf(bh, strlen(bh), BASE64_FWS, &bhd) < 0 || base64_decode_buf(b, strlen(b), BASE64_FWS, &s->sig) < 0) {
+    if (base64_decode_buf(bh, strlen(bh), BASE64_FWS, &bhd) < 0 ||
+        base64_decode_buf(b, strlen(b), BASE64_FWS, &s->sig) < 0) {
         buf_free(&bhd);
         settle(s, DKIM_PERMERROR, "bh= or b= is not base64");
         goto out;

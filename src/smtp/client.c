@@ -276,7 +276,6 @@ static void client_ready_ok(struct smtp_client *c)
         cb(c->ready_arg, c, 1, SMTP_FAIL_NONE, 0, "2.0.0", NULL);
 }
 
-
 static void client_start_tls(struct smtp_client *c, enum client_state st)
 {
     SSL *ssl = tls_client_ssl(c->o.tls, c->o.level, c->o.server_name,

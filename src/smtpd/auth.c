@@ -407,8 +407,8 @@ void auth_refresh(struct auth *a)
         return;
     struct buf err = BUF_INIT;
     if (auth_load_users(a, a->path, &err) < 0)
-        log_warning("%s changed but cannot be read, keeping the users loaded before: %s",
-                    a->path, buf_cstr(&err));
+        log_warning("%s changed but cannot be read, keeping the users loaded before: %s", a->path,
+                    buf_cstr(&err));
     else
         log_info("%s changed: %zu user(s) loaded", a->path, a->nusers);
     buf_free(&err);

@@ -63,7 +63,6 @@ void sasl_free(struct sasl *s)
     free(s);
 }
 
-
 /*
  * Decodes one client response into out (NUL-terminated, at most max bytes
  * of data); -1 on bad base64 or too long. The "=" form of an empty

@@ -53,5 +53,4 @@ const char *sasl_password(const struct sasl *s);
 /* The complete SMTP reply line (without CRLF) for an error status. */
 const char *sasl_status_reply(enum sasl_status st);
 
-
 #endif

@@ -171,8 +171,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_initial_response),
-        cmocka_unit_test(test_plain_authzid),   cmocka_unit_test(test_plain_malformed),
-        cmocka_unit_test(test_plain_challenge), cmocka_unit_test(test_login),
+        cmocka_unit_test(test_plain_authzid),
+        cmocka_unit_test(test_plain_malformed),
+        cmocka_unit_test(test_plain_challenge),
+        cmocka_unit_test(test_login),
         cmocka_unit_test(test_mechanisms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
