@@ -1,0 +1,30 @@
+"""make install's script: the binary, the Postfix-named links, the unit, the
+man page and a packaged main.cf that loads."""
+import os
+import subprocess
+
+from conftest import BIN, ROOT
+
+
+def test_install_into_destdir(tmp_path):
+    build = os.path.relpath(os.path.dirname(BIN), ROOT)
+    r = subprocess.run([str(ROOT / "scripts/install.sh"), build, "/usr/local"],
+                       env=dict(os.environ, DESTDIR=str(tmp_path)), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sbin = tmp_path / "usr/local/sbin"
+    assert os.access(sbin / "hongyan", os.X_OK)
+    for name in ("sendmail", "mailq", "newaliases", "postmap", "postconf"):
+        assert os.readlink(sbin / name) == "hongyan"
+    unit = (tmp_path / "etc/systemd/system/hongyan.service").read_text()
+    assert "ExecStart=/usr/local/sbin/hongyan serve" in unit
+    assert (tmp_path / "usr/local/share/man/man8/hongyan.8").exists()
+    # The packaged configuration loads and listens on the world's ports.
+    cfg = tmp_path / "etc/hongyan/main.cf"
+    r = subprocess.run([str(sbin / "hongyan"), "-c", str(cfg), "config", "-x",
+                        "smtpd_listen", "data_directory"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "smtpd_listen = [::]:25\ndata_directory = /var/lib/hongyan\n"
+    # postconf through the installed link reads $HONGYAN_CONFIG.
+    r = subprocess.run([str(sbin / "postconf"), "-n"], capture_output=True, text=True,
+                       env=dict(os.environ, HONGYAN_CONFIG=str(cfg)))
+    assert r.returncode == 0 and "submission_listen = [::]:587" in r.stdout
