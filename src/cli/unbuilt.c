@@ -36,4 +36,3 @@ UNBUILT(cli_mailq_main, "mailq")
 UNBUILT(cli_postmap_main, "postmap")
 UNBUILT(cli_postconf_main, "postconf")
 UNBUILT(cli_newaliases_main, "newaliases")
-

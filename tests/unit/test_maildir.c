@@ -41,8 +41,8 @@ static void test_deliver(void **state)
     assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
     char dsn[16];
     struct buf reason = BUF_INIT, path = BUF_INIT, got = BUF_INIT, path2 = BUF_INIT;
-    assert_int_equal(maildir_deliver_file(mbox, data, "alice@example.org", "bob@example.com", NULL, dsn,
-                                          &reason, &path),
+    assert_int_equal(maildir_deliver_file(mbox, data, "alice@example.org", "bob@example.com", NULL,
+                                          dsn, &reason, &path),
                      DELIVERY_OK);
     assert_string_equal(dsn, "2.0.0");
     const char *subs[] = {"tmp", "new", "cur"};
@@ -78,8 +78,9 @@ static void test_deliver(void **state)
     assert_int_equal(n, 0);
 
     /* A second delivery gets another name; the null sender becomes <>. */
-    assert_int_equal(maildir_deliver_file(mbox, data, "", "bob@example.com", NULL, dsn, &reason, &path2),
-                     DELIVERY_OK);
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "", "bob@example.com", NULL, dsn, &reason, &path2),
+        DELIVERY_OK);
     assert_string_not_equal(buf_cstr(&path), buf_cstr(&path2));
     buf_reset(&got);
     assert_int_equal(read_file(buf_cstr(&path2), &got, 100000), 0);
@@ -121,9 +122,9 @@ static void test_deliver_once(void **state)
     struct buf reason = BUF_INIT, path = BUF_INIT;
     struct maildir_once once = {"1700000000.QABCDEFR0", 0};
     for (int i = 0; i < 2; i++)
-        assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn,
-                                              &reason, &path),
-                         DELIVERY_OK);
+        assert_int_equal(
+            maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, &path),
+            DELIVERY_OK);
     assert_int_equal(count_entries(newdir), 1);
     /* A reader moves it to cur/ with flags; a checked retry finds it there. */
     const char *name = strrchr(buf_cstr(&path), '/') + 1;
@@ -131,16 +132,16 @@ static void test_deliver_once(void **state)
     snprintf(moved, sizeof moved, "%s/%s:2,S", curdir, name);
     assert_int_equal(rename(buf_cstr(&path), moved), 0);
     once.check_cur = 1;
-    assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn,
-                                          &reason, NULL),
-                     DELIVERY_OK);
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, NULL),
+        DELIVERY_OK);
     assert_int_equal(count_entries(newdir), 0);
     assert_int_equal(count_entries(curdir), 1);
     /* Another recipient index is another delivery. */
     struct maildir_once other = {"1700000000.QABCDEFR1", 1};
-    assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &other, dsn,
-                                          &reason, NULL),
-                     DELIVERY_OK);
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &other, dsn, &reason, NULL),
+        DELIVERY_OK);
     assert_int_equal(count_entries(newdir), 1);
     buf_free(&reason);
     buf_free(&path);
@@ -158,8 +159,9 @@ static void test_failures(void **state)
     char dsn[16];
     struct buf reason = BUF_INIT;
     /* A relative path, and a path through a regular file: permanent. */
-    assert_int_equal(maildir_deliver_file("relative/", data, "a@b", "c@d", NULL, dsn, &reason, NULL),
-                     DELIVERY_PERMFAIL);
+    assert_int_equal(
+        maildir_deliver_file("relative/", data, "a@b", "c@d", NULL, dsn, &reason, NULL),
+        DELIVERY_PERMFAIL);
     assert_int_equal(dsn[0], '5');
     snprintf(bad, sizeof bad, "%s/msg/sub/", root);
     assert_int_equal(maildir_deliver_file(bad, data, "a@b", "c@d", NULL, dsn, &reason, NULL),
