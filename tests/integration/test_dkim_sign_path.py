@@ -1,5 +1,5 @@
 """DKIM signing at spool entry, end to end: mail we originate (SMTP from
-mynetworks, `sendmail`) whose From: domain is a DKIM domain is signed once
+mynetworks by DATA and BDAT, AUTH on submission, `sendmail`) whose From: domain is a DKIM domain is signed once
 when it is queued, with keys made by `hongyan dkim keygen` (RSA, Ed25519,
 both); what reaches a local Maildir and a remote aiosmtpd peer verifies
 with dkimpy against the public keys served by a dnslib server. Mail of
@@ -12,6 +12,7 @@ port (both are loopback addresses on Linux).
 """
 import re
 import smtplib
+import ssl
 
 import dkim
 import pytest
@@ -98,6 +99,8 @@ def env(server_factory, tmp_path):
             assert r.returncode == 0, r.stderr
             keys.update(parse_zone_lines(r.stdout))
         assert len(keys) == 4, keys
+        r = srv.cmd("user", "add", "sam", input="sam's password\n")
+        assert r.returncode == 0, r.stderr
         for name, txt in keys.items():
             dns.set(name, [("TXT", txt)])
         srv.start()
@@ -190,6 +193,41 @@ def test_sendmail_is_signed_local_and_remote(env, domain):
     (sent,) = wait_remote(env, 1)
     assert_signed(env, sent, domain)
     assert sent.startswith(b"DKIM-Signature:")
+
+
+def test_authenticated_submission_is_signed(env):
+    """AUTH on submission_listen, from an address outside mynetworks."""
+    srv = env["srv"]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the server's self-signed certificate
+    with smtplib.SMTP("127.0.0.1", srv.submission_port, source_address=(STRANGER, 0),
+                      timeout=30) as c:
+        c.starttls(context=ctx)
+        c.login("sam", "sam's password")
+        c.sendmail("alice@ed.example.com", ["bob@example.net"],
+                   message("ed.example.com", "auth").encode())
+    (sent,) = wait_remote(env, 1)
+    assert_signed(env, sent, "ed.example.com")
+
+
+def test_bdat_from_mynetworks_is_signed(env):
+    """CHUNKING (RFC 3030): the message in two BDAT chunks."""
+    srv = env["srv"]
+    data = message("rsa.example.com", "bdat").encode()
+    half = len(data) // 2
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, source_address=(OURS, 0), timeout=30) as c:
+        c.ehlo("client.example")
+        assert c.has_extn("chunking")
+        assert c.mail("alice@rsa.example.com")[0] == 250
+        assert c.rcpt("bob@example.net")[0] == 250
+        c.send(b"BDAT %d\r\n" % half + data[:half])
+        assert c.getreply()[0] == 250
+        c.send(b"BDAT %d LAST\r\n" % (len(data) - half) + data[half:])
+        code, text = c.getreply()
+        assert code == 250, text
+    (sent,) = wait_remote(env, 1)
+    assert_signed(env, sent, "rsa.example.com")
 
 
 def test_other_domains_are_not_signed(env):
