@@ -2,7 +2,8 @@
 mynetworks by DATA and BDAT, AUTH on submission, `sendmail`) whose From: domain is a DKIM domain is signed once
 when it is queued, with keys made by `hongyan dkim keygen` (RSA, Ed25519,
 both); what reaches a local Maildir and a remote aiosmtpd peer verifies
-with dkimpy against the public keys served by a dnslib server. Mail of
+with dkimpy against the public keys served by a dnslib server (and with
+opendkim-testmsg where a network namespace can be made for it). Mail of
 other domains, and inbound MX mail from outside mynetworks, is not signed;
 a deferred message is retried with the very same signed bytes.
 
@@ -10,9 +11,12 @@ Addresses: the server's mynetworks is 127.0.0.2/32 only. Clients connect
 from 127.0.0.2 to be "ours" and from 127.0.0.1 to be a stranger on the MX
 port (both are loopback addresses on Linux).
 """
+import json
+import pathlib
 import re
 import smtplib
 import ssl
+import subprocess
 
 import dkim
 import pytest
@@ -31,6 +35,7 @@ EXPECT_ALGS = {
     "ed.example.com": ["ed25519-sha256"],
     "both.example.com": ["rsa-sha256", "ed25519-sha256"],
 }
+HERE = pathlib.Path(__file__).resolve().parent
 OURS = "127.0.0.2"
 STRANGER = "127.0.0.1"
 
@@ -139,6 +144,22 @@ def assert_signed(env, msg, domain):
     assert verify_all(env, tampered) == [False] * len(sigs)
 
 
+def opendkim_verify(env, tmp, msg):
+    """opendkim-testmsg's exit status for msg (0: verified), None where it cannot run.
+    See opendkim_netns.py: it needs its own network namespace for port 53."""
+    (tmp / "odkeys.json").write_text(json.dumps(env["keys"]))
+    (tmp / "odmsg.eml").write_bytes(msg)
+    try:
+        r = subprocess.run(["unshare", "--net", "--mount", "/usr/bin/python3",
+                            str(HERE / "opendkim_netns.py"), str(tmp / "odkeys.json"),
+                            str(tmp / "odmsg.eml")], capture_output=True, timeout=60)
+    except FileNotFoundError:
+        return None
+    if b"unshare failed" in r.stderr or b"Operation not permitted" in r.stderr:
+        return None
+    return r.returncode
+
+
 def smtp_send(srv, source, frm, rcpt, body):
     with smtplib.SMTP("127.0.0.1", srv.smtpd_port, source_address=(source, 0), timeout=30) as c:
         c.ehlo("client.example")
@@ -167,7 +188,7 @@ def wait_remote(env, count):
 
 
 @pytest.mark.parametrize("domain", list(DOMAINS))
-def test_smtp_from_mynetworks_is_signed_local_and_remote(env, domain):
+def test_smtp_from_mynetworks_is_signed_local_and_remote(env, domain, tmp_path):
     srv = env["srv"]
     local = domain.split(".")[0] + "smtp"
     smtp_send(srv, OURS, "alice@" + domain, local + "@example.com", message(domain, "l" + local))
@@ -180,6 +201,11 @@ def test_smtp_from_mynetworks_is_signed_local_and_remote(env, domain):
     assert re.match(rb"(DKIM-Signature:.*?\r\n(?![ \t]))+Received: from client\.example ", sent,
                     re.S), sent[:1500]
     assert "DKIM-Signature field added (d=%s" % domain in srv.log_text()
+    # The other independent verifier, where it can run (see opendkim_netns.py).
+    rc = opendkim_verify(env, tmp_path, sent)
+    if rc is not None:
+        assert rc == 0
+        assert opendkim_verify(env, tmp_path, sent.replace(b"Hello Bob", b"Hello Bub")) != 0
 
 
 @pytest.mark.parametrize("domain", list(DOMAINS))
