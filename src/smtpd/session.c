@@ -837,6 +837,7 @@ static int offer_starttls(const struct smtpd_session *s)
 
 static int offer_auth(const struct smtpd_session *s)
 {
+    auth_refresh(s->srv->auth);
     return submission_auth_offered(s->gen->cfg, s->kind, s->srv->auth, s->tls) &&
            !s->authenticated;
 }
