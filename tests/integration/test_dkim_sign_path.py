@@ -184,6 +184,7 @@ def wait_local(srv, local, count=1):
 def wait_remote(env, count):
     peer = env["peer"]
     assert wait_for(lambda: len(peer.messages) >= count, timeout=30), env["srv"].log_text()[-3000:]
+    assert len(peer.messages) == count, env["srv"].log_text()[-3000:]
     return [m.data for m in peer.messages]
 
 
@@ -248,10 +249,11 @@ def test_bdat_from_mynetworks_is_signed(env):
         assert c.mail("alice@rsa.example.com")[0] == 250
         assert c.rcpt("bob@example.net")[0] == 250
         c.send(b"BDAT %d\r\n" % half + data[:half])
-        assert c.getreply()[0] == 250
+        code, text = c.getreply()
+        assert code == 250, (text, srv.log_text()[-3000:])
         c.send(b"BDAT %d LAST\r\n" % (len(data) - half) + data[half:])
         code, text = c.getreply()
-        assert code == 250, text
+        assert code == 250, (text, srv.log_text()[-3000:])
     (sent,) = wait_remote(env, 1)
     assert_signed(env, sent, "rsa.example.com")
 
