@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base64.h"
 #include "smtpd/sasl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -23,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The whole input through the decoder on its own, with a small cap. */
     unsigned char out[64];
-    long n = sasl_base64_decode((const char *)data, size, out, sizeof out);
+    long n = base64_decode((const char *)data, size, BASE64_CANONICAL, out, sizeof out);
     if (n > (long)sizeof out)
         abort();
 

@@ -37,9 +37,6 @@ void dkim_tags_free(struct dkim_tags *t);
 /* The value of tag name, or NULL. */
 const char *dkim_tags_get(const struct dkim_tags *t, const char *name);
 
-/* Decodes base64, ignoring white space; -1 on any other bad input. */
-int dkim_b64_decode(const char *s, size_t len, struct buf *out);
-void dkim_b64_encode(const unsigned char *data, size_t len, struct buf *out);
 
 /* ---- Header fields ---- */
 

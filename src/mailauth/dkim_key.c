@@ -10,6 +10,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "lib/base64.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
 
@@ -90,7 +91,7 @@ enum dkim_keyerr dkim_pubkey_parse(const char *txt, size_t len, struct dkim_pubk
         goto out;
     }
     struct buf der = BUF_INIT;
-    if (dkim_b64_decode(p, strlen(p), &der) < 0) {
+    if (base64_decode_buf(p, strlen(p), BASE64_FWS, &der) < 0) {
         buf_puts(reason, "key record: p= is not base64");
         buf_free(&der);
         goto out;
@@ -200,7 +201,7 @@ int dkim_key_record(EVP_PKEY *key, struct buf *out)
         if (EVP_PKEY_get_raw_public_key(key, raw, &n) != 1 || n != 32)
             return -1;
         buf_puts(out, "v=DKIM1; k=ed25519; p=");
-        dkim_b64_encode(raw, n, out);
+        base64_encode(raw, n, out);
         return 0;
     }
     if (id != EVP_PKEY_RSA)
@@ -210,9 +211,27 @@ int dkim_key_record(EVP_PKEY *key, struct buf *out)
     if (n <= 0)
         return -1;
     buf_puts(out, "v=DKIM1; k=rsa; p=");
-    dkim_b64_encode(der, (size_t)n, out);
+    base64_encode(der, (size_t)n, out);
     OPENSSL_free(der);
     return 0;
+}
+
+void dkim_key_record_zone(const char *name, const char *record, struct buf *out)
+{
+    /* A TXT character-string holds at most 255 octets (RFC 1035 3.3). */
+    const size_t max = 255;
+    const char *p = strstr(record, "p=");
+    size_t head = p ? (size_t)(p - record) : strlen(record);
+    buf_printf(out, "%s. IN TXT ( \"%.*s\"", name, (int)head, record);
+    const char *rest = record + head;
+    size_t n = strlen(rest);
+    while (n > 0) {
+        size_t take = n < max ? n : max;
+        buf_printf(out, " \"%.*s\"", (int)take, rest);
+        rest += take;
+        n -= take;
+    }
+    buf_puts(out, " )");
 }
 
 int dkim_key_record_matches(EVP_PKEY *key, const char *txt, size_t len, struct buf *why)

@@ -13,6 +13,7 @@
 #include <openssl/pem.h>
 
 #include "config/config.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
@@ -376,7 +377,7 @@ int dkim_sign_template(EVP_PKEY *key, const struct dkim_msg *m, const char *temp
         goto out;
     }
     struct buf b64 = BUF_INIT;
-    dkim_b64_encode((const unsigned char *)sig.data, sig.len, &b64);
+    base64_encode((const unsigned char *)sig.data, sig.len, &b64);
     const char *lastnl = field.data;
     for (const char *p = field.data; p < field.data + field.len; p++)
         if (*p == '\n')
@@ -454,7 +455,7 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
     unsigned char bh[32];
     dkim_body_hash(s->bcanon, m.body, m.body_len, -1, bh, NULL);
     struct buf bh64 = BUF_INIT;
-    dkim_b64_encode(bh, sizeof(bh), &bh64);
+    base64_encode(bh, sizeof(bh), &bh64);
 
     struct buf all = BUF_INIT;
     enum dkim_sign_status st = DKIM_SIGN_OK;
@@ -491,7 +492,7 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
         dkim_signed_headers(&m, s->hcanon, names, nn, f.data, f.len, &data);
         int rc = dkim_crypto_sign(key->pkey, &data, &sig);
         if (rc == 0) {
-            dkim_b64_encode((const unsigned char *)sig.data, sig.len, &b64);
+            base64_encode((const unsigned char *)sig.data, sig.len, &b64);
             fold_value(&f, &col, b64.data, b64.len);
             buf_append(&f, "\r\n", 2);
             buf_append(&all, f.data, f.len);

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
@@ -137,56 +136,3 @@ const char *dkim_tags_get(const struct dkim_tags *t, const char *name)
     return NULL;
 }
 
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-int dkim_b64_decode(const char *s, size_t len, struct buf *out)
-{
-    unsigned acc = 0;
-    int bits = 0, pad = 0;
-    size_t nchars = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (is_fws(c))
-            continue;
-        if (c == '=') {
-            pad++;
-            nchars++;
-            continue;
-        }
-        int v = b64_val(c);
-        if (v < 0 || pad > 0)
-            return -1; /* bad character, or data after padding */
-        nchars++;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf_putc(out, (char)((acc >> bits) & 0xff));
-        }
-    }
-    if (pad > 2 || nchars % 4 != 0)
-        return -1;
-    return 0;
-}
-
-void dkim_b64_encode(const unsigned char *data, size_t len, struct buf *out)
-{
-    size_t need = 4 * ((len + 2) / 3) + 1;
-    buf_reserve(out, need);
-    int n = EVP_EncodeBlock((unsigned char *)out->data + out->len, data, (int)len);
-    out->len += (size_t)n;
-    out->data[out->len] = '\0';
-}

@@ -10,6 +10,7 @@
 
 #include <openssl/sha.h>
 
+#include "lib/base64.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
@@ -324,7 +325,7 @@ static void prepare(struct vsig *s, const struct dkim_msg *m, const struct dkim_
     }
     const char *bh = dkim_tags_get(&t, "bh"), *b = dkim_tags_get(&t, "b");
     struct buf bhd = BUF_INIT;
-    if (dkim_b64_decode(bh, strlen(bh), &bhd) < 0 || dkim_b64_decode(b, strlen(b), &s->sig) < 0) {
+    if (base64_decode_buf(bh, strlen(bh), BASE64_FWS, &bhd) < 0 || base64_decode_buf(b, strlen(b), BASE64_FWS, &s->sig) < 0) {
         buf_free(&bhd);
         settle(s, DKIM_PERMERROR, "bh= or b= is not base64");
         goto out;

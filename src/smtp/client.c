@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/base64.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -275,15 +276,6 @@ static void client_ready_ok(struct smtp_client *c)
         cb(c->ready_arg, c, 1, SMTP_FAIL_NONE, 0, "2.0.0", NULL);
 }
 
-static void client_b64(const void *in, size_t len, struct buf *out)
-{
-    size_t n = 4 * ((len + 2) / 3) + 1;
-    unsigned char *tmp = xmalloc(n);
-    int w = EVP_EncodeBlock(tmp, in, (int)len);
-    buf_append(out, tmp, (size_t)w);
-    explicit_bzero(tmp, n);
-    free(tmp);
-}
 
 static void client_start_tls(struct smtp_client *c, enum client_state st)
 {
@@ -385,7 +377,7 @@ static void client_after_ehlo(struct smtp_client *c)
             buf_puts(&raw, c->o.sasl_user);
             buf_putc(&raw, '\0');
             buf_puts(&raw, c->o.sasl_pass ? c->o.sasl_pass : "");
-            client_b64(raw.data, raw.len, &enc);
+            base64_encode(raw.data, raw.len, &enc);
             client_send(c, "AUTH PLAIN %s", buf_cstr(&enc));
             explicit_bzero(raw.data, raw.len);
             explicit_bzero(enc.data, enc.len);
@@ -785,7 +777,7 @@ static void client_reply(struct smtp_client *c)
         if (code == 334) {
             struct buf enc = BUF_INIT;
             const char *v = c->state == CS_AUTH_LOGIN_USER ? c->o.sasl_user : c->o.sasl_pass;
-            client_b64(v ? v : "", v ? strlen(v) : 0, &enc);
+            base64_encode(v ? v : "", v ? strlen(v) : 0, &enc);
             client_send(c, "%s", buf_cstr(&enc));
             if (enc.data)
                 explicit_bzero(enc.data, enc.len);

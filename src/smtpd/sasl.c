@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base64.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
@@ -62,84 +63,6 @@ void sasl_free(struct sasl *s)
     free(s);
 }
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-long sasl_base64_decode(const char *in, size_t len, unsigned char *out, size_t max)
-{
-    if (len % 4 != 0)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        const unsigned char *q = (const unsigned char *)in + i;
-        int last = i + 4 == len;
-        int pad = 0;
-        if (last && q[3] == '=') {
-            pad = 1;
-            if (q[2] == '=')
-                pad = 2;
-        }
-        int v[4] = {0, 0, 0, 0};
-        for (int k = 0; k < 4 - pad; k++) {
-            v[k] = b64_value(q[k]);
-            if (v[k] < 0)
-                return -1;
-        }
-        unsigned long bits = (unsigned long)v[0] << 18 | (unsigned long)v[1] << 12 |
-                             (unsigned long)v[2] << 6 | (unsigned long)v[3];
-        /* Canonical encodings only (RFC 4648 section 3.5): unused bits are zero. */
-        if ((pad == 1 && (bits & 0xff)) || (pad == 2 && (bits & 0xffff)))
-            return -1;
-        size_t n = 3 - (size_t)pad;
-        if (o + n > max)
-            return -1;
-        out[o++] = (unsigned char)(bits >> 16);
-        if (n > 1)
-            out[o++] = (unsigned char)(bits >> 8);
-        if (n > 2)
-            out[o++] = (unsigned char)bits;
-    }
-    return (long)o;
-}
-
-size_t sasl_base64_encode(const unsigned char *data, size_t len, char *out, size_t max)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t need = (len + 2) / 3 * 4;
-    if (max == 0)
-        return 0;
-    if (need + 1 > max) {
-        out[0] = '\0';
-        return 0;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned long bits = (unsigned long)data[i] << 16;
-        if (i + 1 < len)
-            bits |= (unsigned long)data[i + 1] << 8;
-        if (i + 2 < len)
-            bits |= data[i + 2];
-        out[o++] = alphabet[(bits >> 18) & 63];
-        out[o++] = alphabet[(bits >> 12) & 63];
-        out[o++] = i + 1 < len ? alphabet[(bits >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? alphabet[bits & 63] : '=';
-    }
-    out[o] = '\0';
-    return o;
-}
 
 /*
  * Decodes one client response into out (NUL-terminated, at most max bytes
@@ -151,7 +74,7 @@ static long sasl_decode(const char *line, size_t len, unsigned char *out, size_t
 {
     if (len > SASL_LINE_MAX)
         return -1;
-    long n = sasl_base64_decode(line, len, out, max);
+    long n = base64_decode(line, len, BASE64_CANONICAL, out, max);
     if (n >= 0)
         out[n] = '\0';
     return n;

@@ -53,13 +53,5 @@ const char *sasl_password(const struct sasl *s);
 /* The complete SMTP reply line (without CRLF) for an error status. */
 const char *sasl_status_reply(enum sasl_status st);
 
-/*
- * Strict base64 (RFC 4648 section 4): the standard alphabet, padding
- * required, no white space, zero unused bits. Returns the decoded length,
- * or -1 when the input is not canonical base64 or would exceed max.
- */
-long sasl_base64_decode(const char *in, size_t len, unsigned char *out, size_t max);
-/* Appends the base64 of data to out (NUL-terminated); returns the length written. */
-size_t sasl_base64_encode(const unsigned char *data, size_t len, char *out, size_t max);
 
 #endif
