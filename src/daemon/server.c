@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "mailauth/dkim.h"
 #include "maps/resolve.h"
 #include "tls/tls.h"
 
@@ -30,6 +31,17 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
     gen->tls = tls_server_new(gen->cfg, err);
     if (gen->tls == NULL)
         goto fail;
+    /*
+     * A broken key does not stop the server (mail must still flow); it is
+     * logged now and with every message that goes out unsigned because of it.
+     */
+    struct buf derr = BUF_INIT;
+    gen->dkim = dkim_signer_from_config(gen->cfg, &derr);
+    if (gen->dkim == NULL) {
+        gen->dkim_err = xstrdup(derr.len ? buf_cstr(&derr) : "unknown error");
+        log_error("DKIM signing disabled: %s", gen->dkim_err);
+    }
+    buf_free(&derr);
     return gen;
 fail:
     server_gen_unref(gen);
@@ -48,6 +60,8 @@ void server_gen_unref(struct server_gen *gen)
         return;
     resolver_free(gen->resolver);
     tls_server_free(gen->tls);
+    dkim_signer_free(gen->dkim);
+    free(gen->dkim_err);
     config_free(gen->cfg);
     free(gen);
 }

@@ -23,6 +23,7 @@ struct tls_server;
 struct dns;
 struct client_table;
 struct auth;
+struct dkim_signer;
 
 enum listener_kind {
     LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
@@ -36,6 +37,13 @@ struct server_gen {
     struct config *cfg;
     struct resolver *resolver;
     struct tls_server *tls; /* NULL until the TLS module provides one */
+    /*
+     * DKIM signing keys (mailauth/dkim.h), loaded once per generation. NULL
+     * when a key could not be loaded: dkim_err says why, the generation is
+     * still used and mail goes out unsigned, logged (see docs/dkim.md).
+     */
+    struct dkim_signer *dkim;
+    char *dkim_err;
 };
 
 struct server {

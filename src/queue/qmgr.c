@@ -28,6 +28,7 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "mailauth/dkim_spool.h"
 #include "maps/resolve.h"
 #include "queue/bounce.h"
 #include "queue/envelope.h"
@@ -198,6 +199,7 @@ static void qmgr_scan(struct qmgr *q, int all_now)
  */
 struct qpick {
     struct qmgr *q;
+    struct server_gen *gen; /* held while the message is being signed */
     char *name;
     struct pickup_info info;
     struct qpick *next;
@@ -259,6 +261,15 @@ static void qpick_committed(void *arg, int result, int err_code, const char *que
     qmgr_inflight_done(q);
 }
 
+/* DKIM-signed (or left unsigned, logged): now the commit. */
+static void qpick_signed(void *arg, struct spool_msg *m)
+{
+    struct qpick *p = arg;
+    server_gen_unref(p->gen);
+    p->gen = NULL;
+    spool_msg_commit(m, qpick_committed, p);
+}
+
 static int qmgr_picking(struct qmgr *q, const char *name)
 {
     for (struct qpick *p = q->picking; p; p = p->next)
@@ -285,7 +296,12 @@ static void qmgr_pickup(struct qmgr *q)
         p->next = q->picking;
         q->picking = p;
         q->inflight++;
-        spool_msg_commit(m, qpick_committed, p);
+        /*
+         * sendmail mail is ours: signed at spool entry like an authenticated
+         * submission (docs/dkim.md). The generation is held for its signer.
+         */
+        p->gen = server_gen_ref(q->srv);
+        dkim_spool_sign(q->srv->workq, p->gen->dkim, p->gen->dkim_err, m, qpick_signed, p);
     }
     strlist_free(names);
 }

@@ -55,6 +55,26 @@ int spool_msg_commit_sync(struct spool_msg *m, struct buf *err);
 void spool_msg_abort(struct spool_msg *m);
 
 /*
+ * For DKIM signing at spool entry (added; self-contained). Both work on a
+ * message being received, before its commit, and touch nothing but that
+ * message's own files: they may run on a work-queue thread while the loop
+ * goes on, as long as nothing else uses m meanwhile.
+ *
+ * spool_msg_read: appends the bytes written so far to out (after flushing
+ * the write buffer); -1 with errno (EFBIG when more than max bytes).
+ *
+ * spool_msg_prepend: puts data (whole header lines, CRLF) in front of the
+ * message. A new file incoming/QUEUEID.pre gets data, then the old
+ * contents by copy_file_range (a reflink or in-kernel copy where the file
+ * system can; read/write otherwise), and is renamed over QUEUEID.data; the
+ * commit then syncs and renames it as usual (a crash in between leaves only
+ * incoming/ files, which recovery removes). 0, or -1 with errno and the
+ * message unchanged.
+ */
+int spool_msg_read(struct spool_msg *m, struct buf *out, size_t max);
+int spool_msg_prepend(struct spool_msg *m, const void *data, size_t len);
+
+/*
  * Added for the queue manager, the CLI and tests (compatible additions).
  *
  * On disk a message is two files in the same directory: DIR/QUEUEID, the

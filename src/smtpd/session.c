@@ -28,6 +28,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "mailauth/dkim_spool.h"
 #include "mailauth/inbound.h"
 #include "maps/resolve.h"
 #include "queue/envelope.h"
@@ -580,6 +581,7 @@ static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
 }
 
 static void commit_done(void *arg, int result, int err_code, const char *queue_id);
+static void sign_done(void *arg, struct spool_msg *m);
 static void message_commit(struct smtpd_session *s);
 static void auth_done(void *arg, const struct inbound_result *res);
 
@@ -674,8 +676,20 @@ static void message_commit(struct smtpd_session *s)
     /*
      * Reading goes on (session_run() does not run commands in COMMIT), so a
      * client that leaves is noticed; the read watermark bounds what piles up.
+     * Mail we originate (AUTH, or mynetworks on smtpd_listen: the clients
+     * allowed to relay without AUTH) is DKIM-signed first, off the loop, so
+     * the queued bytes carry the signature; the 250 waits for both.
      */
-    spool_msg_commit(m, commit_done, s);
+    if (s->authenticated || s->trusted_net)
+        dkim_spool_sign(s->srv->workq, s->gen->dkim, s->gen->dkim_err, m, sign_done, s);
+    else
+        spool_msg_commit(m, commit_done, s);
+}
+
+/* Signed (or left unsigned, logged): now the commit, still under commit_pending. */
+static void sign_done(void *arg, struct spool_msg *m)
+{
+    spool_msg_commit(m, commit_done, arg);
 }
 
 static void commit_done(void *arg, int result, int err_code, const char *queue_id)

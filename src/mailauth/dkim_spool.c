@@ -1,0 +1,131 @@
+/*
+ * DKIM signing of a message being received, before its commit (see
+ * dkim_spool.h): read back, sign and prepend on a work-queue thread; the
+ * outcome is logged on the loop thread.
+ */
+#include "mailauth/dkim_spool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/workq.h"
+#include "lib/xalloc.h"
+#include "mailauth/dkim.h"
+#include "queue/spool.h"
+
+struct dkim_spool_job {
+    const struct dkim_signer *signer;
+    struct spool_msg *m;
+    dkim_spool_done_fn done;
+    void *arg;
+    enum dkim_sign_status st;
+    int prepend_errno; /* signed, but the signature could not be stored */
+    struct buf fields; /* the DKIM-Signature field(s) */
+    struct buf err;
+};
+
+/* On a pool thread: touches only the job and its message. */
+static void dkim_spool_work(void *arg)
+{
+    struct dkim_spool_job *j = arg;
+    struct buf msg = BUF_INIT;
+    /* The session and pickup already capped the size at message_size_limit. */
+    if (spool_msg_read(j->m, &msg, spool_msg_size(j->m)) < 0) {
+        j->st = DKIM_SIGN_ERROR;
+        buf_printf(&j->err, "cannot read the queue file: %s", strerror(errno));
+        buf_free(&msg);
+        return;
+    }
+    j->st =
+        dkim_sign(j->signer, msg.data ? msg.data : "", msg.len, time(NULL), &j->fields, &j->err);
+    buf_free(&msg);
+    if (j->st == DKIM_SIGN_OK && spool_msg_prepend(j->m, j->fields.data, j->fields.len) < 0)
+        j->prepend_errno = errno ? errno : EIO;
+}
+
+/* Appends " d=DOMAIN s=SELECTOR" for each signature field, for the log. */
+static void dkim_spool_describe(const struct buf *fields, struct buf *out)
+{
+    const char *p = fields->data, *end = fields->data + fields->len;
+    while (p < end) {
+        const char *next = memmem(p + 1, (size_t)(end - p - 1), "\r\nDKIM-Signature:", 17);
+        const char *stop = next ? next : end;
+        const char *tags[] = {"d=", "s="};
+        for (size_t t = 0; t < 2; t++) {
+            /* A tag starts after ';' and folding white space (RFC 6376 3.2). */
+            for (const char *q = p; q + 2 <= stop; q++) {
+                if (memcmp(q, tags[t], 2) != 0 || q == p ||
+                    (q[-1] != ' ' && q[-1] != '\t' && q[-1] != ';'))
+                    continue;
+                const char *v = q + 2, *e = v;
+                while (e < stop && *e != ';' && *e != '\r' && *e != ' ')
+                    e++;
+                buf_printf(out, "%s%s%.*s", t == 0 ? " (" : ", ", tags[t], (int)(e - v), v);
+                break;
+            }
+        }
+        buf_puts(out, ")");
+        p = next ? next + 2 : end;
+    }
+}
+
+/* On the loop thread. */
+static void dkim_spool_finish(void *arg)
+{
+    struct dkim_spool_job *j = arg;
+    const char *id = spool_msg_id(j->m);
+    if (j->st == DKIM_SIGN_OK && j->prepend_errno == 0) {
+        struct buf d = BUF_INIT;
+        dkim_spool_describe(&j->fields, &d);
+        log_info("%s: DKIM-Signature field added%s", id, buf_cstr(&d));
+        buf_free(&d);
+    } else if (j->st == DKIM_SIGN_OK) {
+        log_warning("%s: not DKIM-signed: cannot write the signature to the queue file: %s", id,
+                    strerror(j->prepend_errno));
+    } else if (j->st == DKIM_SIGN_ERROR) {
+        log_warning("%s: not DKIM-signed: %s", id, buf_cstr(&j->err));
+    } else if (log_debug_enabled()) {
+        log_debug("%s: not DKIM-signed: %s", id, buf_cstr(&j->err));
+    }
+    dkim_spool_done_fn done = j->done;
+    void *darg = j->arg;
+    struct spool_msg *m = j->m;
+    buf_free(&j->fields);
+    buf_free(&j->err);
+    free(j);
+    done(darg, m);
+}
+
+void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *signer_err,
+                     struct spool_msg *m, dkim_spool_done_fn done, void *arg)
+{
+    if (signer == NULL) {
+        if (signer_err)
+            log_warning("%s: not DKIM-signed: signing keys not loaded: %s", spool_msg_id(m),
+                        signer_err);
+        done(arg, m);
+        return;
+    }
+    if (dkim_signer_key_count(signer) == 0) {
+        done(arg, m);
+        return;
+    }
+    struct dkim_spool_job *j = xcalloc(1, sizeof *j);
+    j->signer = signer;
+    j->m = m;
+    j->done = done;
+    j->arg = arg;
+    buf_init(&j->fields);
+    buf_init(&j->err);
+    if (q == NULL) {
+        dkim_spool_work(j);
+        dkim_spool_finish(j);
+        return;
+    }
+    workq_submit(q, dkim_spool_work, dkim_spool_finish, j);
+}

@@ -1,0 +1,36 @@
+/*
+ * DKIM signing at spool entry: the glue between a message being received
+ * (src/queue/spool.h) and the signer (dkim.h). The message is read back from
+ * its incoming file, signed, and the DKIM-Signature field(s) put at its very
+ * top, all on a work-queue thread, before the caller commits it; so the
+ * queued bytes are signed once and every retry sends the same ones.
+ *
+ * Which mail is signed (the caller's half of the rule, see docs/dkim.md):
+ * only mail we originate (an authenticated session, a mynetworks client on
+ * smtpd_listen, sendmail/pickup) is passed here; the signer decides by the
+ * From: domain (dkim_domains) and signs with every key it has for it.
+ */
+#ifndef HONGYAN_MAILAUTH_DKIM_SPOOL_H
+#define HONGYAN_MAILAUTH_DKIM_SPOOL_H
+
+struct workq;
+struct spool_msg;
+struct dkim_signer;
+
+/* Runs on the loop thread once m is signed, or left unsigned (logged why). */
+typedef void (*dkim_spool_done_fn)(void *arg, struct spool_msg *m);
+
+/*
+ * Signs m with signer and calls done(arg, m); m is the caller's again
+ * then (commit or abort it). A failure never loses the message: it is left
+ * as it was, unsigned, with a warning in the log ("QUEUEID: not
+ * DKIM-signed: why"). signer NULL means the keys could not be loaded:
+ * signer_err says why and is logged for each message. With no signer and
+ * no error, or a signer without keys, done runs at once, before this
+ * returns, and nothing is read. q NULL: all of it synchronously. signer,
+ * signer_err and m must stay valid until done has run.
+ */
+void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *signer_err,
+                     struct spool_msg *m, dkim_spool_done_fn done, void *arg);
+
+#endif
