@@ -24,14 +24,24 @@
 #define SPOOL_WBUF 65536
 
 struct spool_commit;
+struct spool_waiter;
 
 struct spool {
     char *dir, *incoming, *active, *hold, *corrupt, *maildrop, *public_dir, *fifo;
     struct event_base *base;
     struct workq *wq;
     struct spool_commit *pending, *pending_tail; /* waiting for the next round */
+    struct spool_waiter *waiting;                /* spool_sync() callers for the next round */
     int round_running;
     unsigned long rounds;
+    /*
+     * Opened once, before anything is written, and used by the sync rounds
+     * only (one at a time): syncfs(2) reports on it every writeback error
+     * of the filesystem since the previous round (Linux >= 5.8 errseq).
+     */
+    int sync_fd;
+    dev_t dev;
+    int last_sync_failed; /* the previous round's syncfs failed (round thread only) */
 };
 
 struct spool_msg {
@@ -54,6 +64,20 @@ struct spool_commit {
     struct spool_commit *next;
 };
 
+struct spool_waiter {
+    spool_sync_cb cb;
+    void *arg;
+    int err_code;
+    struct spool_waiter *next;
+};
+
+/* What one sync round works on: the commits and the spool_sync() callers queued before it. */
+struct spool_round {
+    struct spool *s;
+    struct spool_commit *commits;
+    struct spool_waiter *waiters;
+};
+
 static char *spool_path(const char *dir, const char *name, const char *suffix)
 {
     return xasprintf("%s/%s%s", dir, name, suffix ? suffix : "");
@@ -69,6 +93,7 @@ static int spool_mkdir(const char *path, mode_t mode)
 struct spool *spool_open(const char *queue_dir, struct buf *err)
 {
     struct spool *s = xcalloc(1, sizeof *s);
+    s->sync_fd = -1;
     s->dir = xstrdup(queue_dir);
     s->incoming = spool_path(queue_dir, "incoming", NULL);
     s->active = spool_path(queue_dir, "active", NULL);
@@ -106,6 +131,13 @@ struct spool *spool_open(const char *queue_dir, struct buf *err)
         buf_printf(err, "%s: %s", s->fifo, strerror(errno));
         goto fail;
     }
+    struct stat st;
+    s->sync_fd = open(s->active, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->sync_fd < 0 || fstat(s->sync_fd, &st) < 0) {
+        buf_printf(err, "%s: %s", s->active, strerror(errno));
+        goto fail;
+    }
+    s->dev = st.st_dev;
     return s;
 fail:
     spool_free(s);
@@ -116,6 +148,8 @@ void spool_free(struct spool *s)
 {
     if (s == NULL)
         return;
+    if (s->sync_fd >= 0)
+        close(s->sync_fd);
     free(s->dir);
     free(s->incoming);
     free(s->active);
@@ -151,6 +185,11 @@ const char *spool_maildrop_dir(const struct spool *s)
 unsigned long spool_sync_rounds(const struct spool *s)
 {
     return s->rounds;
+}
+
+dev_t spool_device(const struct spool *s)
+{
+    return s->dev;
 }
 
 int spool_chown(struct spool *s, uid_t uid, gid_t gid)
@@ -301,46 +340,36 @@ void spool_msg_abort(struct spool_msg *m)
 }
 
 /*
- * The per-message part of a commit, on a pool thread: the data reaches the
- * disk, the envelope is written and synced beside it, and both are renamed
- * into active/ (envelope last: its presence marks a complete message). The
- * directory sync that makes the renames durable is done once per round by
- * the caller. On failure nothing of the message remains; -1 with errno.
+ * The first half of a commit, on a pool thread: the data and the envelope
+ * are written beside each other in incoming/, without syncing: the caller
+ * makes them durable (one syncfs for a whole round, or sync_self: syncfs
+ * on the message's own descriptor, which reports every writeback error of
+ * the filesystem since the message was opened) and only then publishes
+ * them. On failure nothing of the message remains; -1 with errno.
  */
-static int spool_commit_files(struct spool *s, struct spool_msg *m, const struct buf *env)
+static int spool_commit_write(struct spool *s, struct spool_msg *m, const struct buf *env,
+                              int sync_self)
 {
     int fd = -1, e;
-    char *inc_data = spool_path(s->incoming, m->id, ".data");
     char *inc_env = spool_path(s->incoming, m->id, NULL);
-    char *act_data = spool_path(s->active, m->id, ".data");
-    char *act_env = spool_path(s->active, m->id, NULL);
-    if (spool_msg_flush(m) < 0 || fsync(m->fd) < 0)
+    if (spool_msg_flush(m) < 0)
         goto fail;
-    if (close(m->fd) < 0) {
-        m->fd = -1;
-        goto fail;
-    }
-    m->fd = -1;
     fd = open(inc_env, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, env->data, env->len) < 0 || fsync(fd) < 0)
+    if (fd < 0 || write_all(fd, env->data, env->len) < 0)
         goto fail;
     if (close(fd) < 0) {
         fd = -1;
         goto fail;
     }
     fd = -1;
-    if (rename(inc_data, act_data) < 0)
+    if (sync_self && syncfs(m->fd) < 0)
         goto fail;
-    if (rename(inc_env, act_env) < 0) {
-        e = errno;
-        unlink(act_data);
-        errno = e;
+    if (close(m->fd) < 0) {
+        m->fd = -1;
         goto fail;
     }
-    free(inc_data);
+    m->fd = -1;
     free(inc_env);
-    free(act_data);
-    free(act_env);
     return 0;
 fail:
     e = errno ? errno : EIO;
@@ -348,14 +377,42 @@ fail:
         e = m->failed_errno;
     if (fd >= 0)
         close(fd);
-    unlink(inc_data);
-    unlink(inc_env);
+    free(inc_env);
+    spool_unlink_incoming(s, m->id);
+    errno = e;
+    return -1;
+}
+
+/*
+ * The second half, once both files are on disk: rename the data, then the
+ * envelope, into active/ (the envelope last: its presence there marks a
+ * complete message). The directory sync that makes the renames durable is
+ * the caller's, once per round. -1 with errno and nothing left behind.
+ */
+static int spool_commit_publish(struct spool *s, struct spool_msg *m)
+{
+    int rc = -1, e;
+    char *inc_data = spool_path(s->incoming, m->id, ".data");
+    char *inc_env = spool_path(s->incoming, m->id, NULL);
+    char *act_data = spool_path(s->active, m->id, ".data");
+    char *act_env = spool_path(s->active, m->id, NULL);
+    if (rename(inc_data, act_data) < 0) {
+        e = errno;
+        spool_unlink_incoming(s, m->id);
+        errno = e;
+    } else if (rename(inc_env, act_env) < 0) {
+        e = errno;
+        unlink(act_data);
+        spool_unlink_incoming(s, m->id);
+        errno = e;
+    } else {
+        rc = 0;
+    }
     free(inc_data);
     free(inc_env);
     free(act_data);
     free(act_env);
-    errno = e;
-    return -1;
+    return rc;
 }
 
 /* Undoes a commit whose directory sync failed: the renames may not be durable. */
@@ -375,13 +432,19 @@ static void spool_commit_prepare(struct spool_commit *c)
     envelope_encode(c->m->env, &c->env_text);
 }
 
-/* One sync round for a whole batch: each message, then the directory once. */
+/*
+ * One sync round, on a pool thread: every message of the batch is written,
+ * one syncfs(2) makes all of them (and whatever spool_sync() callers wrote
+ * before asking) durable, the messages are renamed into active/, and one
+ * directory sync makes the renames durable. Two sync calls per round,
+ * however many messages it carries.
+ */
 static void spool_round_work(void *arg)
 {
-    struct spool_commit *batch = arg;
-    struct spool *s = batch->m->s;
-    int any = 0;
-    for (struct spool_commit *c = batch; c; c = c->next) {
+    struct spool_round *r = arg;
+    struct spool *s = r->s;
+    int written = 0, published = 0;
+    for (struct spool_commit *c = r->commits; c; c = c->next) {
         errno = 0;
         if (c->m->failed_errno) {
             c->result = -1;
@@ -389,13 +452,42 @@ static void spool_round_work(void *arg)
             spool_unlink_incoming(s, c->m->id);
             continue;
         }
-        c->result = spool_commit_files(s, c->m, &c->env_text);
+        c->result = spool_commit_write(s, c->m, &c->env_text, 0);
         c->err_code = c->result < 0 ? errno : 0;
-        any |= c->result == 0;
+        written |= c->result == 0;
     }
-    if (any && fsync_dir(s->active) < 0) {
-        int e = errno;
-        for (struct spool_commit *c = batch; c; c = c->next) {
+    if (!written && r->waiters == NULL)
+        return;
+    int rc = syncfs(s->sync_fd), e = errno;
+    /*
+     * syncfs reports a writeback error once. One that the previous round's
+     * syncfs reported may have hit pages written for this round (they were
+     * dirty then already), so a failed round fails the next one too.
+     */
+    int prev_failed = s->last_sync_failed;
+    s->last_sync_failed = rc < 0;
+    if (rc == 0 && prev_failed) {
+        rc = -1;
+        e = EIO;
+    }
+    for (struct spool_waiter *w = r->waiters; w; w = w->next)
+        w->err_code = rc < 0 ? e : 0;
+    for (struct spool_commit *c = r->commits; c; c = c->next) {
+        if (c->result < 0)
+            continue;
+        if (rc < 0) {
+            spool_unlink_incoming(s, c->m->id);
+            c->result = -1;
+            c->err_code = e;
+            continue;
+        }
+        c->result = spool_commit_publish(s, c->m);
+        c->err_code = c->result < 0 ? errno : 0;
+        published |= c->result == 0;
+    }
+    if (published && fsync_dir(s->active) < 0) {
+        e = errno;
+        for (struct spool_commit *c = r->commits; c; c = c->next) {
             if (c->result == 0) {
                 spool_uncommit(s, c->m->id);
                 c->result = -1;
@@ -409,10 +501,11 @@ static void spool_round_start(struct spool *s);
 
 static void spool_round_done(void *arg)
 {
-    struct spool_commit *c = arg;
-    struct spool *s = c->m->s;
+    struct spool_round *r = arg;
+    struct spool *s = r->s;
     s->rounds++;
     s->round_running = 0;
+    struct spool_commit *c = r->commits;
     while (c) {
         struct spool_commit *next = c->next;
         char id[QUEUE_ID_MAX];
@@ -425,17 +518,47 @@ static void spool_round_done(void *arg)
         free(c);
         c = next;
     }
+    struct spool_waiter *w = r->waiters;
+    while (w) {
+        struct spool_waiter *next = w->next;
+        w->cb(w->arg, w->err_code);
+        free(w);
+        w = next;
+    }
+    free(r);
     /* Commits that arrived during this round form the next one. */
-    if (s->pending)
+    if (s->pending || s->waiting)
         spool_round_start(s);
+}
+
+static struct spool_round *spool_round_take(struct spool *s)
+{
+    struct spool_round *r = xcalloc(1, sizeof *r);
+    r->s = s;
+    r->commits = s->pending;
+    /* Waiters were pushed on the front: put them back in the order they came. */
+    for (struct spool_waiter *w = s->waiting, *next; w; w = next) {
+        next = w->next;
+        w->next = r->waiters;
+        r->waiters = w;
+    }
+    s->pending = s->pending_tail = NULL;
+    s->waiting = NULL;
+    return r;
 }
 
 static void spool_round_start(struct spool *s)
 {
-    struct spool_commit *batch = s->pending;
-    s->pending = s->pending_tail = NULL;
     s->round_running = 1;
-    workq_submit(s->wq, spool_round_work, spool_round_done, batch);
+    workq_submit(s->wq, spool_round_work, spool_round_done, spool_round_take(s));
+}
+
+static void spool_round_now(struct spool *s)
+{
+    struct spool_round *r = spool_round_take(s);
+    spool_round_work(r);
+    s->round_running = 0;
+    spool_round_done(r);
 }
 
 void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
@@ -446,18 +569,27 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
     c->cb = cb;
     c->arg = arg;
     spool_commit_prepare(c);
-    if (s->wq == NULL) {
-        spool_round_work(c);
-        s->round_running = 0;
-        spool_round_done(c);
-        return;
-    }
     if (s->pending_tail)
         s->pending_tail->next = c;
     else
         s->pending = c;
     s->pending_tail = c;
-    if (!s->round_running)
+    if (s->wq == NULL)
+        spool_round_now(s);
+    else if (!s->round_running)
+        spool_round_start(s);
+}
+
+void spool_sync(struct spool *s, spool_sync_cb cb, void *arg)
+{
+    struct spool_waiter *w = xcalloc(1, sizeof *w);
+    w->cb = cb;
+    w->arg = arg;
+    w->next = s->waiting;
+    s->waiting = w;
+    if (s->wq == NULL)
+        spool_round_now(s);
+    else if (!s->round_running)
         spool_round_start(s);
 }
 
@@ -469,7 +601,9 @@ int spool_msg_commit_sync(struct spool_msg *m, struct buf *err)
     int rc = -1, e = m->failed_errno;
     if (e == 0) {
         errno = 0;
-        rc = spool_commit_files(s, m, &env);
+        rc = spool_commit_write(s, m, &env, 1);
+        if (rc == 0)
+            rc = spool_commit_publish(s, m);
         e = errno;
         if (rc == 0 && fsync_dir(s->active) < 0) {
             e = errno;
@@ -537,6 +671,11 @@ struct envelope *spool_read_envelope(struct spool *s, const char *id, enum spool
 
 int spool_append(struct spool *s, const char *id, const char *records, size_t len)
 {
+    return spool_append_sync(s, id, records, len, 1);
+}
+
+int spool_append_sync(struct spool *s, const char *id, const char *records, size_t len, int sync)
+{
     char *p = spool_path(s->active, id, NULL);
     int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
     free(p);
@@ -549,7 +688,7 @@ int spool_append(struct spool *s, const char *id, const char *records, size_t le
         errno = e;
         return -1;
     }
-    if (write_all(fd, records, len) < 0 || fdatasync(fd) < 0) {
+    if (write_all(fd, records, len) < 0 || (sync && fdatasync(fd) < 0)) {
         int e = errno;
         /* Cut a partial record off so the next append starts on a fresh line. */
         if (ftruncate(fd, st.st_size) == 0)
@@ -628,6 +767,24 @@ int spool_delete(struct spool *s, const char *id)
     }
     errno = ENOENT;
     return -1;
+}
+
+int spool_remove(struct spool *s, const char *id)
+{
+    if (!spool_valid_id(id)) {
+        errno = ENOENT;
+        return -1;
+    }
+    /* The envelope first: without it the data is an orphan that recovery removes. */
+    char *e = spool_path(s->active, id, NULL), *d = spool_path(s->active, id, ".data");
+    int rc = unlink(e);
+    int err = errno;
+    if (rc == 0)
+        unlink(d);
+    free(e);
+    free(d);
+    errno = err;
+    return rc;
 }
 
 static int spool_cmp(const void *a, const void *b)

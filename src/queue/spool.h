@@ -49,6 +49,15 @@ size_t spool_msg_size(const struct spool_msg *m);
  */
 typedef void (*spool_commit_cb)(void *arg, int result, int err_code, const char *queue_id);
 void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg);
+/*
+ * Makes durable everything this process wrote on the spool's filesystem
+ * before the call (e.g. Maildir files: see spool_device()), sharing the next
+ * group-commit round's syncfs. cb runs on the event loop with 0 or an errno.
+ */
+typedef void (*spool_sync_cb)(void *arg, int err_code);
+void spool_sync(struct spool *s, spool_sync_cb cb, void *arg);
+/* The device the spool is on: files elsewhere are not covered by spool_sync(). */
+dev_t spool_device(const struct spool *s);
 /* The same, synchronously (CLI use); 0 or -1 with err. Takes ownership. */
 int spool_msg_commit_sync(struct spool_msg *m, struct buf *err);
 /* Drops a message being received, removing its files. */
@@ -96,6 +105,14 @@ void spool_data_path(const struct spool *s, const char *id, enum spool_where whe
  * 0 or -1 with errno (ENOENT: the message was deleted or held meanwhile).
  */
 int spool_append(struct spool *s, const char *id, const char *records, size_t len);
+/* The same; sync 0 skips the fdatasync (records a crash may lose without harm). */
+int spool_append_sync(struct spool *s, const char *id, const char *records, size_t len, int sync);
+/*
+ * Removes a finished message from active/ without syncing the directory: a
+ * crash may bring it back, and it is then delivered again (for Maildir,
+ * idempotently: maildir.h). 0 or -1 with errno.
+ */
+int spool_remove(struct spool *s, const char *id);
 /* Operator actions by rename; 0 or -1 with errno (ENOENT: no such message there). */
 int spool_hold(struct spool *s, const char *id);
 int spool_release(struct spool *s, const char *id);
