@@ -68,6 +68,27 @@ static void maildir_host(struct buf *out)
     }
 }
 
+/*
+ * Creates tmp/ new/ cur/ (and the mailbox above them). Called only when
+ * creating or renaming a file failed with ENOENT, so a mailbox that exists
+ * costs no mkdir calls. 0, or a delivery status with dsn and reason set.
+ */
+static int maildir_make(const struct buf *dir, char dsn[16], struct buf *reason,
+                        enum delivery_status *st)
+{
+    const char *subs[] = {"tmp", "new", "cur"};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = xasprintf("%s/%s", buf_cstr(dir), subs[i]);
+        if (mkdir_p(p, 0700) < 0) {
+            *st = maildir_classify(errno, dsn, reason, "create", p);
+            free(p);
+            return -1;
+        }
+        free(p);
+    }
+    return 0;
+}
+
 /* Is there an entry in dir whose name is prefix followed by ',' or ':' (Maildir info)? */
 static int maildir_has_entry(const char *dir, const char *prefix)
 {
@@ -102,16 +123,6 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     buf_puts(&dir, mailbox);
     while (dir.len > 1 && dir.data[dir.len - 1] == '/')
         buf_truncate(&dir, dir.len - 1);
-    const char *subs[] = {"tmp", "new", "cur"};
-    for (size_t i = 0; i < 3; i++) {
-        char *p = xasprintf("%s/%s", buf_cstr(&dir), subs[i]);
-        if (mkdir_p(p, 0700) < 0) {
-            st = maildir_classify(errno, dsn, reason, "create", p);
-            free(p);
-            goto done;
-        }
-        free(p);
-    }
     in = open(data_path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
         st = DELIVERY_TEMPFAIL;
@@ -145,7 +156,13 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     }
     buf_printf(&tmp, "%s/tmp/%s", buf_cstr(&dir), buf_cstr(&name));
     /* A stable name may have a leftover from a crashed attempt in tmp/: it is ours. */
-    out = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | (once ? O_TRUNC : O_EXCL) | O_CLOEXEC, 0600);
+    int oflags = O_WRONLY | O_CREAT | (once ? O_TRUNC : O_EXCL) | O_CLOEXEC;
+    out = open(buf_cstr(&tmp), oflags, 0600);
+    if (out < 0 && errno == ENOENT) {
+        if (maildir_make(&dir, dsn, reason, &st) < 0)
+            goto done;
+        out = open(buf_cstr(&tmp), oflags, 0600);
+    }
     if (out < 0) {
         st = maildir_classify(errno, dsn, reason, "create", buf_cstr(&tmp));
         goto done;
@@ -171,7 +188,10 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
             goto write_error;
         size += (size_t)n;
     }
-    if (fsync(out) < 0)
+    struct stat ost;
+    int defer =
+        once && once->sync_deferred && fstat(out, &ost) == 0 && ost.st_dev == once->sync_dev;
+    if (!defer && fsync(out) < 0)
         goto write_error;
     if (close(out) < 0) {
         out = -1;
@@ -180,14 +200,26 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     out = -1;
     /* The S= size lets readers skip a stat (a common Maildir++ extension). */
     buf_printf(&fin, "%s/new/%s,S=%zu", buf_cstr(&dir), buf_cstr(&name), size);
-    if (rename(buf_cstr(&tmp), buf_cstr(&fin)) < 0) {
+    int rrc = rename(buf_cstr(&tmp), buf_cstr(&fin));
+    if (rrc < 0 && errno == ENOENT) {
+        /* new/ went away (or cur/ with it): make them again. */
+        if (maildir_make(&dir, dsn, reason, &st) < 0)
+            goto unlink_tmp;
+        rrc = rename(buf_cstr(&tmp), buf_cstr(&fin));
+    }
+    if (rrc < 0) {
         st = maildir_classify(errno, dsn, reason, "rename into", buf_cstr(&fin));
         goto unlink_tmp;
     }
-    char *newdir = xasprintf("%s/new", buf_cstr(&dir));
-    int drc = fsync_dir(newdir);
-    int de = errno;
-    free(newdir);
+    int drc = 0, de = 0;
+    if (defer) {
+        *once->sync_deferred = 1;
+    } else {
+        char *newdir = xasprintf("%s/new", buf_cstr(&dir));
+        drc = fsync_dir(newdir);
+        de = errno;
+        free(newdir);
+    }
     if (drc < 0) {
         unlink(buf_cstr(&fin));
         st = maildir_classify(de, dsn, reason, "sync", buf_cstr(&dir));

@@ -446,7 +446,7 @@ static void qjob_local_work(void *arg)
         char dsn[16], stem[QUEUE_ID_MAX + 48];
         /* Arrival time first keeps names sortable by age, as Maildir readers expect. */
         snprintf(stem, sizeof stem, "%lld.Q%sR%zu", (long long)j->env->arrival, j->qm->id, i);
-        struct maildir_once once = {stem, j->qm->found_by_scan};
+        struct maildir_once once = {.stem = stem, .check_cur = j->qm->found_by_scan};
         enum delivery_status st =
             maildir_deliver_file(j->mailboxes[k], buf_cstr(&j->data_path), j->env->sender,
                                  j->env->rcpts[i].address, &once, dsn, &reason, NULL);

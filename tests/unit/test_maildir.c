@@ -41,8 +41,8 @@ static void test_deliver(void **state)
     assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
     char dsn[16];
     struct buf reason = BUF_INIT, path = BUF_INIT, got = BUF_INIT, path2 = BUF_INIT;
-    assert_int_equal(maildir_deliver_file(mbox, data, "alice@example.org", "bob@example.com", NULL, dsn,
-                                          &reason, &path),
+    assert_int_equal(maildir_deliver_file(mbox, data, "alice@example.org", "bob@example.com", NULL,
+                                          dsn, &reason, &path),
                      DELIVERY_OK);
     assert_string_equal(dsn, "2.0.0");
     const char *subs[] = {"tmp", "new", "cur"};
@@ -78,8 +78,9 @@ static void test_deliver(void **state)
     assert_int_equal(n, 0);
 
     /* A second delivery gets another name; the null sender becomes <>. */
-    assert_int_equal(maildir_deliver_file(mbox, data, "", "bob@example.com", NULL, dsn, &reason, &path2),
-                     DELIVERY_OK);
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "", "bob@example.com", NULL, dsn, &reason, &path2),
+        DELIVERY_OK);
     assert_string_not_equal(buf_cstr(&path), buf_cstr(&path2));
     buf_reset(&got);
     assert_int_equal(read_file(buf_cstr(&path2), &got, 100000), 0);
@@ -119,11 +120,11 @@ static void test_deliver_once(void **state)
     assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
     char dsn[16];
     struct buf reason = BUF_INIT, path = BUF_INIT;
-    struct maildir_once once = {"1700000000.QABCDEFR0", 0};
+    struct maildir_once once = {.stem = "1700000000.QABCDEFR0", .check_cur = 0};
     for (int i = 0; i < 2; i++)
-        assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn,
-                                              &reason, &path),
-                         DELIVERY_OK);
+        assert_int_equal(
+            maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, &path),
+            DELIVERY_OK);
     assert_int_equal(count_entries(newdir), 1);
     /* A reader moves it to cur/ with flags; a checked retry finds it there. */
     const char *name = strrchr(buf_cstr(&path), '/') + 1;
@@ -131,16 +132,16 @@ static void test_deliver_once(void **state)
     snprintf(moved, sizeof moved, "%s/%s:2,S", curdir, name);
     assert_int_equal(rename(buf_cstr(&path), moved), 0);
     once.check_cur = 1;
-    assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn,
-                                          &reason, NULL),
-                     DELIVERY_OK);
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, NULL),
+        DELIVERY_OK);
     assert_int_equal(count_entries(newdir), 0);
     assert_int_equal(count_entries(curdir), 1);
     /* Another recipient index is another delivery. */
-    struct maildir_once other = {"1700000000.QABCDEFR1", 1};
-    assert_int_equal(maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &other, dsn,
-                                          &reason, NULL),
-                     DELIVERY_OK);
+    struct maildir_once other = {.stem = "1700000000.QABCDEFR1", .check_cur = 1};
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &other, dsn, &reason, NULL),
+        DELIVERY_OK);
     assert_int_equal(count_entries(newdir), 1);
     buf_free(&reason);
     buf_free(&path);
@@ -158,8 +159,9 @@ static void test_failures(void **state)
     char dsn[16];
     struct buf reason = BUF_INIT;
     /* A relative path, and a path through a regular file: permanent. */
-    assert_int_equal(maildir_deliver_file("relative/", data, "a@b", "c@d", NULL, dsn, &reason, NULL),
-                     DELIVERY_PERMFAIL);
+    assert_int_equal(
+        maildir_deliver_file("relative/", data, "a@b", "c@d", NULL, dsn, &reason, NULL),
+        DELIVERY_PERMFAIL);
     assert_int_equal(dsn[0], '5');
     snprintf(bad, sizeof bad, "%s/msg/sub/", root);
     assert_int_equal(maildir_deliver_file(bad, data, "a@b", "c@d", NULL, dsn, &reason, NULL),
@@ -178,12 +180,62 @@ static void test_failures(void **state)
     free(root);
 }
 
+/*
+ * Shared syncs: a file on the caller's device is left for the caller to
+ * sync (and says so); on another device it is synced here. new/ and cur/
+ * removed behind our back are made again.
+ */
+static void test_deferred_sync_and_dirs(void **state)
+{
+    (void)state;
+    char *root = tmpdir();
+    char data[512], mbox[512], sub[1200];
+    snprintf(data, sizeof data, "%s/msg", root);
+    snprintf(mbox, sizeof mbox, "%s/example.com/carol", root);
+    const char *msg = "Subject: sync\r\n\r\nbody\r\n";
+    assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
+    struct stat st;
+    assert_int_equal(stat(root, &st), 0);
+    char dsn[16];
+    struct buf reason = BUF_INIT;
+    int deferred = 0;
+    struct maildir_once once = {
+        .stem = "1700000000.QSYNCR0", .sync_dev = st.st_dev, .sync_deferred = &deferred};
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "a@b", "carol@example.com", &once, dsn, &reason, NULL),
+        DELIVERY_OK);
+    assert_int_equal(deferred, 1);
+    const char *subs[] = {"tmp", "new", "cur"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(sub, sizeof sub, "%s/%s", mbox, subs[i]);
+        assert_int_equal(stat(sub, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+    }
+    snprintf(sub, sizeof sub, "rm -rf '%s/new' '%s/cur'", mbox, mbox);
+    assert_int_equal(system(sub), 0);
+    deferred = 0;
+    once.sync_dev = st.st_dev + 1; /* not the device the Maildir is on */
+    once.stem = "1700000000.QSYNCR1";
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "a@b", "carol@example.com", &once, dsn, &reason, NULL),
+        DELIVERY_OK);
+    assert_int_equal(deferred, 0);
+    snprintf(sub, sizeof sub, "%s/new", mbox);
+    assert_int_equal(count_entries(sub), 1);
+    snprintf(sub, sizeof sub, "%s/cur", mbox);
+    assert_int_equal(stat(sub, &st), 0);
+    buf_free(&reason);
+    rm_rf(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deliver),
         cmocka_unit_test(test_deliver_once),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_deferred_sync_and_dirs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
