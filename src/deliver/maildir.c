@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,20 +53,35 @@ static enum delivery_status maildir_classify(int e, char dsn[16], struct buf *re
     }
 }
 
-/* The host part of a unique name, with '/' and ':' escaped as the Maildir spec asks. */
-static void maildir_host(struct buf *out)
+/*
+ * The host part of a unique name, with '/' and ':' escaped as the Maildir
+ * spec asks; worked out once per process (gethostname is a system call).
+ */
+static char maildir_hostpart[1100];
+static pthread_once_t maildir_host_once = PTHREAD_ONCE_INIT;
+
+static void maildir_host_init(void)
 {
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
-    for (const char *p = host; *p; p++) {
-        if (*p == '/')
-            buf_puts(out, "\\057");
-        else if (*p == ':')
-            buf_puts(out, "\\072");
-        else
-            buf_putc(out, *p);
+    size_t n = 0;
+    for (const char *p = host; *p && n + 5 < sizeof maildir_hostpart; p++) {
+        const char *esc = *p == '/' ? "\\057" : *p == ':' ? "\\072" : NULL;
+        if (esc) {
+            memcpy(maildir_hostpart + n, esc, 4);
+            n += 4;
+        } else {
+            maildir_hostpart[n++] = *p;
+        }
     }
+    maildir_hostpart[n] = '\0';
+}
+
+static void maildir_host(struct buf *out)
+{
+    pthread_once(&maildir_host_once, maildir_host_init);
+    buf_puts(out, maildir_hostpart);
 }
 
 /*
