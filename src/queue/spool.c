@@ -32,6 +32,7 @@ struct spool {
     struct workq *wq;
     struct spool_commit *pending, *pending_tail; /* waiting for the next round */
     struct spool_waiter *waiting;                /* spool_sync() callers for the next round */
+    struct spool_round *running;                 /* the round on the work queue, if any */
     int round_running;
     unsigned long rounds;
     /*
@@ -426,24 +427,36 @@ static void spool_uncommit(struct spool *s, const char *id)
     free(p);
 }
 
+/* The envelope as committed: its records, then the commit record with the data's size. */
+static void spool_encode(struct spool_msg *m, struct buf *out)
+{
+    envelope_encode(m->env, out);
+    envelope_encode_commit((long long)m->size, out);
+}
+
 static void spool_commit_prepare(struct spool_commit *c)
 {
     buf_init(&c->env_text);
-    envelope_encode(c->m->env, &c->env_text);
+    spool_encode(c->m, &c->env_text);
 }
 
 /*
- * One sync round, on a pool thread: every message of the batch is written,
- * one syncfs(2) makes all of them (and whatever spool_sync() callers wrote
- * before asking) durable, the messages are renamed into active/, and one
- * directory sync makes the renames durable. Two sync calls per round,
- * however many messages it carries.
+ * One sync round, on a pool thread: every message of the batch is written
+ * and renamed into active/, then one syncfs(2) makes all of it durable at
+ * once: the files, the renames, and whatever spool_sync() callers wrote
+ * before asking. One sync call per round, however many messages it carries.
+ *
+ * A crash before the syncfs returns may leave in active/ a message whose
+ * files are not all on disk; it was never acknowledged, and recovery
+ * recognises it by its commit record (missing, or naming a size its data
+ * file does not have) and removes it. Until the round is done, spool_list()
+ * hides its messages, so the queue manager cannot start on one early.
  */
 static void spool_round_work(void *arg)
 {
     struct spool_round *r = arg;
     struct spool *s = r->s;
-    int written = 0, published = 0;
+    int any = r->waiters != NULL;
     for (struct spool_commit *c = r->commits; c; c = c->next) {
         errno = 0;
         if (c->m->failed_errno) {
@@ -453,10 +466,12 @@ static void spool_round_work(void *arg)
             continue;
         }
         c->result = spool_commit_write(s, c->m, &c->env_text, 0);
+        if (c->result == 0)
+            c->result = spool_commit_publish(s, c->m);
         c->err_code = c->result < 0 ? errno : 0;
-        written |= c->result == 0;
+        any |= c->result == 0;
     }
-    if (!written && r->waiters == NULL)
+    if (!any)
         return;
     int rc = syncfs(s->sync_fd), e = errno;
     /*
@@ -472,27 +487,13 @@ static void spool_round_work(void *arg)
     }
     for (struct spool_waiter *w = r->waiters; w; w = w->next)
         w->err_code = rc < 0 ? e : 0;
+    if (rc == 0)
+        return;
     for (struct spool_commit *c = r->commits; c; c = c->next) {
-        if (c->result < 0)
-            continue;
-        if (rc < 0) {
-            spool_unlink_incoming(s, c->m->id);
+        if (c->result == 0) {
+            spool_uncommit(s, c->m->id);
             c->result = -1;
             c->err_code = e;
-            continue;
-        }
-        c->result = spool_commit_publish(s, c->m);
-        c->err_code = c->result < 0 ? errno : 0;
-        published |= c->result == 0;
-    }
-    if (published && fsync_dir(s->active) < 0) {
-        e = errno;
-        for (struct spool_commit *c = r->commits; c; c = c->next) {
-            if (c->result == 0) {
-                spool_uncommit(s, c->m->id);
-                c->result = -1;
-                c->err_code = e;
-            }
         }
     }
 }
@@ -505,6 +506,7 @@ static void spool_round_done(void *arg)
     struct spool *s = r->s;
     s->rounds++;
     s->round_running = 0;
+    s->running = NULL;
     struct spool_commit *c = r->commits;
     while (c) {
         struct spool_commit *next = c->next;
@@ -550,7 +552,19 @@ static struct spool_round *spool_round_take(struct spool *s)
 static void spool_round_start(struct spool *s)
 {
     s->round_running = 1;
-    workq_submit(s->wq, spool_round_work, spool_round_done, spool_round_take(s));
+    s->running = spool_round_take(s);
+    workq_submit(s->wq, spool_round_work, spool_round_done, s->running);
+}
+
+/* Is id being committed by the running round (in active/ but not yet durable)? */
+static int spool_in_round(const struct spool *s, const char *id)
+{
+    if (s->running == NULL)
+        return 0;
+    for (const struct spool_commit *c = s->running->commits; c; c = c->next)
+        if (strcmp(c->m->id, id) == 0)
+            return 1;
+    return 0;
 }
 
 static void spool_round_now(struct spool *s)
@@ -597,7 +611,7 @@ int spool_msg_commit_sync(struct spool_msg *m, struct buf *err)
 {
     struct spool *s = m->s;
     struct buf env = BUF_INIT;
-    envelope_encode(m->env, &env);
+    spool_encode(m, &env);
     int rc = -1, e = m->failed_errno;
     if (e == 0) {
         errno = 0;
@@ -802,6 +816,8 @@ char **spool_list(struct spool *s, enum spool_where where, size_t *count)
         while ((de = readdir(d)) != NULL) {
             if (!spool_valid_id(de->d_name))
                 continue;
+            if (where == SPOOL_ACTIVE && spool_in_round(s, de->d_name))
+                continue;
             if (n + 2 > cap) {
                 cap *= 2;
                 list = xrealloc(list, cap * sizeof *list);
@@ -845,6 +861,46 @@ static void spool_trim_torn(const char *path, const struct buf *text)
         }
         log_warning("%s: cut a torn last record off the envelope", path);
     }
+}
+
+/*
+ * Was this envelope left by a commit round that a crash cut short before its
+ * syncfs returned (so never acknowledged)? Then it is empty, or a version 2
+ * envelope without its commit record, or its data file is shorter than the
+ * record says. An acknowledged message is never in any of these states.
+ */
+static int spool_cut_short(const struct buf *text, const char *data_path)
+{
+    static const char v2[] = "HONGYAN-ENVELOPE 2\n";
+    if (text->len == 0)
+        return 1;
+    if (text->len < sizeof v2 - 1 || memcmp(text->data, v2, sizeof v2 - 1) != 0)
+        return 0; /* version 1, or not an envelope at all: not ours to judge */
+    long long size = -1;
+    const char *p = text->data, *end = text->data + text->len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            break; /* a torn last line does not count */
+        if (eol - p > 2 && p[0] == 'C' && p[1] == ' ') {
+            char num[32];
+            size_t n = (size_t)(eol - p - 2);
+            if (n < sizeof num) {
+                memcpy(num, p + 2, n);
+                num[n] = '\0';
+                char *e;
+                long long v = strtoll(num, &e, 10);
+                if (*e == '\0' && v >= 0)
+                    size = v;
+            }
+            break;
+        }
+        p = eol + 1;
+    }
+    if (size < 0)
+        return 1;
+    struct stat st;
+    return stat(data_path, &st) == 0 && (long long)st.st_size < size;
 }
 
 static int spool_recover_dir(struct spool *s, const char *dir, const char *other)
@@ -912,7 +968,14 @@ static int spool_recover_dir(struct spool *s, const char *dir, const char *other
         struct envelope *e = NULL;
         if (stat(data, &st) < 0 && stat(data_other, &st) == 0 && rename(data_other, data) == 0)
             log_warning("%s: rejoined its data file", name);
-        if (read_file(path, &text, SPOOL_ENVELOPE_MAX) < 0) {
+        int rrc = read_file(path, &text, SPOOL_ENVELOPE_MAX);
+        if (rrc == 0 && spool_cut_short(&text, data)) {
+            unlink(path);
+            unlink(data);
+            log_warning("%s: removed a commit cut short by a crash (never acknowledged)", name);
+            goto next;
+        }
+        if (rrc < 0) {
             buf_printf(&err, "cannot read: %s", strerror(errno));
         } else if ((e = envelope_decode(text.data ? text.data : "", text.len, &err)) != NULL) {
             if (strcmp(e->queue_id, name) != 0) {
