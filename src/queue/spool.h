@@ -1,10 +1,12 @@
 /*
  * The spool: the one hand-over point between receiving and delivering. A
  * message is a data file plus its envelope under queue_directory. Receiving
- * writes to a temporary file; the commit makes it durable (fsync the file,
- * rename, fsync the directory) before the caller may answer 250. Commits
- * from sessions that finish together share one round of syncs (group
- * commit) on the work queue, and the callback comes back on the event loop.
+ * writes to a temporary file; the commit makes it durable before the caller
+ * may answer 250. Commits from sessions that finish together share one
+ * round (group commit) on the work queue: each message's files are written
+ * and renamed into active/, then one syncfs(2) makes the whole round
+ * durable; the callback comes back on the event loop. spool_sync() lets
+ * delivery share those rounds (docs/queue.md, Durability).
  *
  * Layout under queue_directory: incoming/ (being received), active/
  * (committed, waiting or being delivered), hold/, corrupt/ (files that could
@@ -69,7 +71,9 @@ void spool_msg_abort(struct spool_msg *m);
  * On disk a message is two files in the same directory: DIR/QUEUEID, the
  * envelope (envelope.h text records, results appended), and
  * DIR/QUEUEID.data, the message itself. The envelope is renamed into
- * active/ last, so its presence there marks a complete message.
+ * active/ last and ends its initial records with the commit record (the
+ * data's size): recovery removes a message whose round a crash cut short
+ * (never acknowledged) by that record.
  */
 enum spool_where {
     SPOOL_ACTIVE,
