@@ -30,8 +30,8 @@ static const struct command commands[] = {
 
 /* Names under which we behave like the Postfix command of that name. */
 static const struct command postfix_names[] = {
-    {"sendmail", cli_sendmail_main, NULL},   {"mailq", cli_mailq_main, NULL},
-    {"postmap", cli_postmap_main, NULL},     {"postconf", cli_postconf_main, NULL},
+    {"sendmail", cli_sendmail_main, NULL},     {"mailq", cli_mailq_main, NULL},
+    {"postmap", cli_postmap_main, NULL},       {"postconf", cli_postconf_main, NULL},
     {"newaliases", cli_newaliases_main, NULL},
 };
 

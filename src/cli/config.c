@@ -140,12 +140,23 @@ static int config_cli_run(int argc, char **argv, int allow_c, const char *usage)
     optind = 1;
     while ((c = getopt(argc, argv, allow_c ? "c:ndex" : "ndex")) != -1) {
         switch (c) {
-        case 'c': cli_config_path = optarg; break;
-        case 'n': only_set = 1; break;
-        case 'd': defaults = 1; break;
-        case 'e': edit = 1; break;
-        case 'x': expand = 1; break;
-        default: return cli_usage(usage);
+        case 'c':
+            cli_config_path = optarg;
+            break;
+        case 'n':
+            only_set = 1;
+            break;
+        case 'd':
+            defaults = 1;
+            break;
+        case 'e':
+            edit = 1;
+            break;
+        case 'x':
+            expand = 1;
+            break;
+        default:
+            return cli_usage(usage);
         }
     }
     if (edit) {
@@ -180,10 +191,12 @@ static int config_cli_run(int argc, char **argv, int allow_c, const char *usage)
 
 int cli_config_main(int argc, char **argv)
 {
-    return config_cli_run(argc, argv, 1, "config [-c FILE] [-n | -d] [-x] [KEY...] | config -e 'KEY = VALUE'...");
+    return config_cli_run(argc, argv, 1,
+                          "config [-c FILE] [-n | -d] [-x] [KEY...] | config -e 'KEY = VALUE'...");
 }
 
 int cli_postconf_main(int argc, char **argv)
 {
-    return config_cli_run(argc, argv, 0, "postconf [-n | -d] [-x] [KEY...] | postconf -e 'KEY = VALUE'...");
+    return config_cli_run(argc, argv, 0,
+                          "postconf [-n | -d] [-x] [KEY...] | postconf -e 'KEY = VALUE'...");
 }

@@ -28,9 +28,6 @@
     "       hongyan dkim sign [--canonicalization H/B] < MESSAGE\n"                                \
     "       hongyan dkim verify < MESSAGE"
 
-/* A TXT character-string holds at most 255 octets (RFC 1035 3.3). */
-#define DKIM_TXT_STRING_MAX 255
-
 static int dkim_cli_usage(void)
 {
     return cli_usage(DKIM_USAGE);
@@ -51,21 +48,13 @@ static int dkim_cli_name_ok(const char *s)
     return 1;
 }
 
-/* The zone-file line publishing record at name, in strings of at most 255 octets. */
+/* The zone-file line publishing record at name (the DKIM module formats it). */
 static void dkim_cli_print_record(const char *name, const char *record)
 {
-    const char *p = strstr(record, "p=");
-    size_t head = p ? (size_t)(p - record) : strlen(record);
-    printf("%s. IN TXT ( \"%.*s\"", name, (int)head, record);
-    const char *rest = record + head;
-    size_t n = strlen(rest);
-    while (n > 0) {
-        size_t take = n < DKIM_TXT_STRING_MAX ? n : DKIM_TXT_STRING_MAX;
-        printf(" \"%.*s\"", (int)take, rest);
-        rest += take;
-        n -= take;
-    }
-    printf(" )\n");
+    struct buf line = BUF_INIT;
+    dkim_key_record_zone(name, record, &line);
+    printf("%s\n", buf_cstr(&line));
+    buf_free(&line);
 }
 
 struct dkim_cli_key {

@@ -127,10 +127,9 @@ static char *config_default_for(int idx, int embedded, const char *hostname)
     return xstrdup("");
 }
 
-static void config_error(struct buf *err, const struct config *cfg, int line, const char *fmt,
-                         ...) __attribute__((format(printf, 4, 5)));
-static void config_error(struct buf *err, const struct config *cfg, int line, const char *fmt,
-                         ...)
+static void config_error(struct buf *err, const struct config *cfg, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void config_error(struct buf *err, const struct config *cfg, int line, const char *fmt, ...)
 {
     va_list ap;
     if (line > 0)
@@ -258,12 +257,23 @@ static int config_parse_time(const char *s, const char *default_unit, long long 
         return -1;
     long long mult;
     switch (unit[0]) {
-    case 's': mult = 1; break;
-    case 'm': mult = 60; break;
-    case 'h': mult = 3600; break;
-    case 'd': mult = 86400; break;
-    case 'w': mult = 7 * 86400; break;
-    default: return -1;
+    case 's':
+        mult = 1;
+        break;
+    case 'm':
+        mult = 60;
+        break;
+    case 'h':
+        mult = 3600;
+        break;
+    case 'd':
+        mult = 86400;
+        break;
+    case 'w':
+        mult = 7 * 86400;
+        break;
+    default:
+        return -1;
     }
     if (n > (long long)1e12 / mult)
         return -1;
@@ -312,15 +322,14 @@ static int config_check(struct config *cfg, int idx, struct buf *err)
         return 0;
     case CONFIG_INT:
         if (config_parse_int(val, &n) < 0) {
-            config_error(err, cfg, v->line, "%s: expected a whole number, not '%s'", k->name,
-                         val);
+            config_error(err, cfg, v->line, "%s: expected a whole number, not '%s'", k->name, val);
             return -1;
         }
         return 0;
     case CONFIG_TIME:
         if (config_parse_time(val, k->choices, &n) < 0) {
-            config_error(err, cfg, v->line,
-                         "%s: expected a time like 300s, 5m, 2h or 5d, not '%s'", k->name, val);
+            config_error(err, cfg, v->line, "%s: expected a time like 300s, 5m, 2h or 5d, not '%s'",
+                         k->name, val);
             return -1;
         }
         return 0;
@@ -335,8 +344,8 @@ static int config_check(struct config *cfg, int idx, struct buf *err)
         }
         for (size_t i = 0; rc == 0 && i < count; i++) {
             if (!config_word_in(words[i], k->choices)) {
-                config_error(err, cfg, v->line, "%s: '%s' is not one of: %s", k->name,
-                             words[i], k->choices);
+                config_error(err, cfg, v->line, "%s: '%s' is not one of: %s", k->name, words[i],
+                             k->choices);
                 rc = -1;
             }
         }
@@ -433,8 +442,7 @@ static int config_parse(struct config *cfg, const char *text, size_t len, struct
 
 static struct config *config_with_defaults(const char *path, int embedded)
 {
-    struct config *cfg =
-        xcalloc(1, sizeof *cfg + config_key_count * sizeof(struct config_value));
+    struct config *cfg = xcalloc(1, sizeof *cfg + config_key_count * sizeof(struct config_value));
     cfg->path = path ? xstrdup(path) : NULL;
     char *hostname = config_default_hostname();
     for (size_t i = 0; i < config_key_count; i++)
@@ -498,7 +506,6 @@ struct config *config_load(const char *path, struct buf *err)
     return cfg;
 }
 
-
 void config_free(struct config *cfg)
 {
     if (cfg == NULL)
@@ -552,10 +559,8 @@ long long config_get_time(const struct config *cfg, const char *key)
 {
     long long n = 0;
     int idx = config_key_index(key);
-    config_parse_time(config_get(cfg, key), idx >= 0 && config_keys[idx].choices
-                                                ? config_keys[idx].choices
-                                                : "s",
-                      &n);
+    config_parse_time(config_get(cfg, key),
+                      idx >= 0 && config_keys[idx].choices ? config_keys[idx].choices : "s", &n);
     return n;
 }
 

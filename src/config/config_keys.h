@@ -11,12 +11,12 @@
 enum config_type {
     CONFIG_STRING,
     CONFIG_BOOL,
-    CONFIG_INT,  /* a non-negative integer */
-    CONFIG_TIME, /* a number with an optional s/m/h/d/w unit; `unit` is the default */
-    CONFIG_LIST, /* commas and/or white space */
-    CONFIG_ENUM, /* one word of `choices` (a space-separated list) */
+    CONFIG_INT,       /* a non-negative integer */
+    CONFIG_TIME,      /* a number with an optional s/m/h/d/w unit; `unit` is the default */
+    CONFIG_LIST,      /* commas and/or white space */
+    CONFIG_ENUM,      /* one word of `choices` (a space-separated list) */
     CONFIG_ENUM_LIST, /* zero or more words of `choices` */
-    CONFIG_READONLY, /* set by the program (mail_version) */
+    CONFIG_READONLY,  /* set by the program (mail_version) */
 };
 
 struct config_key {

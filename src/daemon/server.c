@@ -125,7 +125,7 @@ int client_table_add(struct client_table *t, const char *addr, int delta)
         if (delta <= 0)
             return 0;
         *pp = xcalloc(1, sizeof **pp);
-        str_copy((*pp)->addr, sizeof (*pp)->addr, addr);
+        str_copy((*pp)->addr, sizeof(*pp)->addr, addr);
     }
     struct client_entry *e = *pp;
     e->count += delta;

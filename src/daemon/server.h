@@ -44,12 +44,12 @@ struct server {
     struct spool *spool;
     struct workq *workq;
     struct qmgr *qmgr;
-    struct dns *dns; /* NULL until the DNS module provides one */
+    struct dns *dns;              /* NULL until the DNS module provides one */
     struct client_table *clients; /* sessions per client address */
     struct auth *auth; /* SMTP AUTH users and failure throttle (smtpd/auth.h); kept across
                           reloads (auth_reload on SIGHUP); NULL: no AUTH */
-    int sessions;    /* open SMTP sessions, for limits and shutdown */
-    int draining;    /* SIGTERM: finish open transactions, accept nothing new */
+    int sessions;      /* open SMTP sessions, for limits and shutdown */
+    int draining;      /* SIGTERM: finish open transactions, accept nothing new */
 };
 
 struct server_gen *server_gen_ref(struct server *srv);

@@ -95,8 +95,8 @@ static int supervisor_drop_privileges(const struct passwd *pw)
     return 0;
 }
 
-static pid_t supervisor_spawn(const char *config_path, struct config *cfg,
-                              const struct passwd *pw, struct listen_sock *socks, int nsocks)
+static pid_t supervisor_spawn(const char *config_path, struct config *cfg, const struct passwd *pw,
+                              struct listen_sock *socks, int nsocks)
 {
     pid_t pid = fork();
     if (pid != 0)
@@ -160,11 +160,11 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     char *tls_dir = xasprintf("%s/tls", data);
     int rc = supervisor_prepare_dir("data_directory", data, 0755, pw, 0);
     if (rc == 0)
-        rc = supervisor_prepare_dir("queue_directory", config_get(cfg, "queue_directory"), 0755,
-                                    pw, 1);
+        rc = supervisor_prepare_dir("queue_directory", config_get(cfg, "queue_directory"), 0755, pw,
+                                    1);
     if (rc == 0)
-        rc = supervisor_prepare_dir("virtual_mailbox_base",
-                                    config_get(cfg, "virtual_mailbox_base"), 0700, pw, 0);
+        rc = supervisor_prepare_dir("virtual_mailbox_base", config_get(cfg, "virtual_mailbox_base"),
+                                    0700, pw, 0);
     if (rc == 0)
         rc = supervisor_prepare_dir("data_directory", tls_dir, 0700, pw, 0);
     if (rc == 0)
@@ -219,8 +219,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
             if (supervisor_got_term) {
                 kill(pid, SIGTERM);
                 if (supervisor_wait(pid, SUPERVISOR_STOP_SECONDS) < 0) {
-                    log_warning("worker did not stop in %ds; killing it",
-                                SUPERVISOR_STOP_SECONDS);
+                    log_warning("worker did not stop in %ds; killing it", SUPERVISOR_STOP_SECONDS);
                     kill(pid, SIGKILL);
                     waitpid(pid, &status, 0);
                 }

@@ -190,8 +190,8 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
 
     w.listeners = xcalloc((size_t)nsocks, sizeof *w.listeners);
     for (int i = 0; i < nsocks; i++) {
-        w.listeners[i] = evconnlistener_new(w.srv.base, worker_on_accept, &w, LEV_OPT_REUSEABLE,
-                                            -1, socks[i].fd);
+        w.listeners[i] = evconnlistener_new(w.srv.base, worker_on_accept, &w, LEV_OPT_REUSEABLE, -1,
+                                            socks[i].fd);
         if (w.listeners[i] == NULL) {
             log_error("cannot listen on %s", socks[i].addr);
             return EXIT_FAILURE;
@@ -214,7 +214,8 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     /* Orderly teardown so sanitizer runs report real leaks only. */
     for (int i = 0; i < nsocks; i++) {
         evconnlistener_free(w.listeners[i]);
-        socks[i].fd = -1; /* evconnlistener closed nothing (no CLOSE_ON_FREE): the supervisor owns them */
+        socks[i].fd =
+            -1; /* evconnlistener closed nothing (no CLOSE_ON_FREE): the supervisor owns them */
     }
     free(w.listeners);
     /* The work queue first: its last completions still call into the qmgr. */

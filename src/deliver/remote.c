@@ -33,6 +33,7 @@
 /* What is built from one configuration: tables and TLS; jobs hold a reference. */
 struct remote_gen {
     int refs;
+    struct server_gen *sgen; /* a reference: the configuration stays while jobs use it */
     const struct config *cfg;
     struct map_list *transport, *sender_relay, *sasl;
     struct route_tables tables;
@@ -55,6 +56,11 @@ struct remote_job;
 struct remote_dest {
     char *key;
     int active;
+    /* Every server unreachable: later mail is deferred at once until then (Postfix's dead
+     * destination). */
+    time_t dead_until;
+    char *dead_reason;
+    char dead_dsn[16];
     struct remote_idle *idle;
     struct remote_job *wait_head, *wait_tail;
     struct remote_dest *next;
@@ -109,6 +115,7 @@ struct remote_job {
     char *last_relay; /* host[ip]:port that gave last_error, or NULL (no session) */
     char last_dsn[16];
     int last_permanent;
+    int sessions, conn_fails, other_fails; /* what the attempts came to */
     struct buf user, pass;
     struct remote_job *next_wait;
 };
@@ -151,12 +158,13 @@ static struct map_list *remote_open_maps(const struct config *cfg, const char *k
     return l;
 }
 
-static struct remote_gen *remote_gen_new(const struct config *cfg)
+static struct remote_gen *remote_gen_new(struct server *srv)
 {
     struct remote_gen *g = xcalloc(1, sizeof *g);
     struct buf err = BUF_INIT;
     g->refs = 1;
-    g->cfg = cfg;
+    g->sgen = server_gen_ref(srv);
+    const struct config *cfg = g->cfg = g->sgen->cfg;
     g->transport = remote_open_maps(cfg, "transport_maps", &err);
     g->sender_relay = remote_open_maps(cfg, "sender_dependent_relayhost_maps", &err);
     if (config_get_bool(cfg, "smtp_sasl_auth_enable"))
@@ -188,6 +196,7 @@ static void remote_gen_unref(struct remote_gen *g)
     map_list_free(g->sasl);
     tls_client_free(g->tls);
     free(g->open_error);
+    server_gen_unref(g->sgen);
     free(g);
 }
 
@@ -195,15 +204,14 @@ static void remote_idle_drop(struct remote_idle *idle, int quit);
 
 static struct remote_gen *remote_current(struct server *srv)
 {
-    const struct config *cfg = srv->gen->cfg;
     remote.srv = srv;
-    if (!remote.gen || remote.gen->cfg != cfg) {
+    if (!remote.gen || remote.gen->sgen != srv->gen) {
         /* A reload: idle connections were made under the old rules. */
         for (struct remote_dest *d = remote.dests; d; d = d->next)
             while (d->idle)
                 remote_idle_drop(d->idle, 1);
         remote_gen_unref(remote.gen);
-        remote.gen = remote_gen_new(cfg);
+        remote.gen = remote_gen_new(srv);
     }
     remote.gen->refs++;
     return remote.gen;
@@ -412,6 +420,13 @@ static void remote_job_end(struct remote_job *j)
     if (j->dest) {
         struct remote_dest *d = j->dest;
         j->dest = NULL;
+        if (j->sessions == 0 && j->conn_fails > 0 && j->other_fails == 0 && j->last_error) {
+            /* No server answered at all: spare the next messages the same wait. */
+            d->dead_until = time(NULL) + config_get_time(j->gen->cfg, "minimal_backoff_time");
+            free(d->dead_reason);
+            d->dead_reason = xstrdup(j->last_error);
+            str_copy(d->dead_dsn, sizeof d->dead_dsn, j->last_dsn);
+        }
         remote_dest_release(d, NULL, NULL, NULL, 0, j->gen->cfg);
     }
     remote_job_free(j);
@@ -508,9 +523,15 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
 {
     struct remote_job *j = arg;
     if (ok) {
+        j->sessions++;
+        j->dest->dead_until = 0;
         remote_send(j);
         return;
     }
+    if (fail == SMTP_FAIL_CONNECT)
+        j->conn_fails++;
+    else
+        j->other_fails++;
     /* A refusal names the server (relay=); a failed connection does not, as in Postfix. */
     char *relay = fail == SMTP_FAIL_CONNECT ? NULL : xstrdup(smtp_client_label(c));
     smtp_client_free(c);
@@ -821,6 +842,7 @@ static void remote_reuse_reset(void *arg, struct smtp_client *c, int ok)
 {
     struct remote_job *j = arg;
     if (ok) {
+        j->sessions++;
         remote_send(j);
         return;
     }
@@ -944,6 +966,14 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         }
         case ROUTE_SMTP:
             break;
+        }
+        struct remote_dest *d = remote_dest_get(&r);
+        if (d->dead_until > time(NULL) && !d->idle) {
+            res->status = DELIVERY_TEMPFAIL;
+            str_copy(res->dsn, sizeof res->dsn, d->dead_dsn);
+            res->reply = xasprintf("delivery temporarily suspended: %s", d->dead_reason);
+            route_clear(&r);
+            continue;
         }
         /* Join the job for the same next hop, or start one. */
         struct remote_job *j = NULL;

@@ -221,6 +221,13 @@ struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *e
             if (dns_set(dns->ctx, "local-zone:", zone, err) != 0)
                 goto fail;
         }
+        /*
+         * libunbound's set_option does not undo its built-in local zones
+         * (seen with 1.17: test. still answered NXDOMAIN), so remove them
+         * from the finished context too. A zone that is not there is fine.
+         */
+        for (size_t i = 0; i < sizeof(dns_reserved) / sizeof(dns_reserved[0]); i++)
+            (void)ub_ctx_zone_remove(dns->ctx, dns_reserved[i]);
     }
     const char *anchor = getenv("HONGYAN_DNS_TRUST_ANCHOR");
     if (anchor != NULL && anchor[0] != '\0' && (r = ub_ctx_add_ta_file(dns->ctx, anchor)) != 0) {

@@ -195,7 +195,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         goto fail;
     free(tmp);
     return fsync_dir(dir);
-fail: {
+fail : {
     int e = errno;
     if (fd >= 0)
         close(fd);

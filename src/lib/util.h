@@ -42,7 +42,7 @@ int fsync_dir(const char *dir);
  */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
-uint64_t now_ms(void);                   /* monotonic */
+uint64_t now_ms(void);                    /* monotonic */
 void random_bytes(void *out, size_t len); /* getrandom(2); aborts only if the kernel has none */
 
 #endif

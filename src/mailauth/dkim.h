@@ -181,6 +181,13 @@ void dkim_crlf_normalize(const char *src, size_t len, struct buf *out);
 struct evp_pkey_st;
 int dkim_key_record(struct evp_pkey_st *key, struct buf *out);
 /*
+ * The zone-file line publishing record at name (no trailing newline), as
+ * `dkim keygen` and `doctor` print it: NAME. IN TXT ( "v=...; p=" "..." )
+ * with the tags before p= in one string and p= in strings of at most 255
+ * octets (RFC 1035 3.3). Appended to out.
+ */
+void dkim_key_record_zone(const char *name, const char *record, struct buf *out);
+/*
  * Whether the key record txt (as published in DNS) is usable and carries
  * the public half of key: 1 yes; 0 no, with why in why (for doctor).
  */

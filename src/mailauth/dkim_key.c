@@ -215,6 +215,24 @@ int dkim_key_record(EVP_PKEY *key, struct buf *out)
     return 0;
 }
 
+void dkim_key_record_zone(const char *name, const char *record, struct buf *out)
+{
+    /* A TXT character-string holds at most 255 octets (RFC 1035 3.3). */
+    const size_t max = 255;
+    const char *p = strstr(record, "p=");
+    size_t head = p ? (size_t)(p - record) : strlen(record);
+    buf_printf(out, "%s. IN TXT ( \"%.*s\"", name, (int)head, record);
+    const char *rest = record + head;
+    size_t n = strlen(rest);
+    while (n > 0) {
+        size_t take = n < max ? n : max;
+        buf_printf(out, " \"%.*s\"", (int)take, rest);
+        rest += take;
+        n -= take;
+    }
+    buf_puts(out, " )");
+}
+
 int dkim_key_record_matches(EVP_PKEY *key, const char *txt, size_t len, struct buf *why)
 {
     struct dkim_pubkey k;

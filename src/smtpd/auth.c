@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "config/config.h"
@@ -56,6 +57,10 @@ struct auth {
     size_t nusers;
     char dummy[CRYPT_OUTPUT_SIZE]; /* setting used for unknown users */
     struct auth_throttle *throttle;
+    /* The users file as last read, so that auth_refresh() notices an edit. */
+    int file_exists;
+    struct stat file_st;
+    uint64_t checked_ms;
 };
 
 enum auth_pending_state {
@@ -352,23 +357,61 @@ static void auth_pick_dummy(struct auth *a)
         str_copy(a->dummy, sizeof a->dummy, "$6$hongyandummysalt$");
 }
 
-static int auth_load(struct auth *a, const struct config *cfg, struct buf *err)
+static int auth_load_users(struct auth *a, const char *path, struct buf *err)
 {
-    const char *path = config_get(cfg, "smtpd_sasl_users");
     struct auth_user *users;
     size_t n;
     int available;
+    struct stat st;
+    int exists = stat(path, &st) == 0;
     if (auth_users_load(path, &users, &n, &available, err) < 0)
         return -1;
     auth_users_free(a->users, a->nusers);
-    free(a->path);
-    a->path = xstrdup(path);
+    if (a->path != path) {
+        free(a->path);
+        a->path = xstrdup(path);
+    }
     a->users = users;
     a->nusers = n;
     a->available = available;
-    auth_settings(a, cfg);
+    a->file_exists = exists;
+    if (exists)
+        a->file_st = st;
+    a->checked_ms = now_ms();
     auth_pick_dummy(a);
     return 0;
+}
+
+static int auth_load(struct auth *a, const struct config *cfg, struct buf *err)
+{
+    if (auth_load_users(a, config_get(cfg, "smtpd_sasl_users"), err) < 0)
+        return -1;
+    auth_settings(a, cfg);
+    return 0;
+}
+
+void auth_refresh(struct auth *a)
+{
+    if (a == NULL || a->path == NULL)
+        return;
+    uint64_t now = now_ms();
+    if (now - a->checked_ms < 1000)
+        return;
+    a->checked_ms = now;
+    struct stat st;
+    int exists = stat(a->path, &st) == 0;
+    if (exists == a->file_exists &&
+        (!exists || (st.st_ino == a->file_st.st_ino && st.st_size == a->file_st.st_size &&
+                     st.st_mtim.tv_sec == a->file_st.st_mtim.tv_sec &&
+                     st.st_mtim.tv_nsec == a->file_st.st_mtim.tv_nsec)))
+        return;
+    struct buf err = BUF_INIT;
+    if (auth_load_users(a, a->path, &err) < 0)
+        log_warning("%s changed but cannot be read, keeping the users loaded before: %s",
+                    a->path, buf_cstr(&err));
+    else
+        log_info("%s changed: %zu user(s) loaded", a->path, a->nusers);
+    buf_free(&err);
 }
 
 struct auth *auth_new(struct event_base *base, struct workq *q, const struct config *cfg,

@@ -43,6 +43,12 @@ struct auth *auth_new(struct event_base *base, struct workq *q, const struct con
 int auth_reload(struct auth *a, const struct config *cfg, struct buf *err);
 void auth_free(struct auth *a);
 
+/*
+ * Re-reads the users file when it changed on disk (checked at most once a
+ * second), so that `hongyan user add` takes effect without a reload, as
+ * saslpasswd2 does for Postfix.
+ */
+void auth_refresh(struct auth *a);
 /* Whether AUTH can be offered at all: the users file exists. */
 int auth_available(const struct auth *a);
 size_t auth_user_count(const struct auth *a);

@@ -28,6 +28,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "mailauth/inbound.h"
 #include "maps/resolve.h"
 #include "queue/envelope.h"
 #include "queue/qmgr.h"
@@ -63,6 +64,8 @@ struct smtpd_tx {
     char *first_rcpt;      /* as the client wrote it, for "for <...>" */
     int data_open;         /* the data reader has been set up */
     struct smtp_data data;
+    int auth;            /* the inbound checks run on this message (mailauth/inbound.h) */
+    struct buf auth_msg; /* the message held for them until the verdict */
 };
 
 struct smtpd_session {
@@ -108,6 +111,7 @@ struct smtpd_session {
     size_t max_msg, max_hdr, rcpt_limit;
     int hard_errors;
     const char *myhostname;
+    struct inbound_settings auth_set; /* the smtpd_*_policy keys */
     struct smtpd_tx *tx;
 };
 
@@ -179,6 +183,7 @@ static void tx_free(struct smtpd_session *s)
     if (tx->msg)
         spool_msg_abort(tx->msg);
     smtp_data_release(&tx->data);
+    buf_free(&tx->auth_msg);
     free(tx->sender);
     free(tx->envid);
     free(tx->first_rcpt);
@@ -498,9 +503,23 @@ static int check_data(struct smtpd_session *s, const char *args, size_t len)
     return check_no_args(s, args, len);
 }
 
+/* Held in memory for the inbound checks beyond this (no message_size_limit): then unchecked. */
+#define SMTPD_AUTH_HOLD_MAX (64u * 1024 * 1024)
+
 static int data_sink(void *arg, const char *data, size_t len)
 {
-    return spool_msg_write(arg, data, len);
+    struct smtpd_tx *tx = arg;
+    if (tx->auth && tx->auth_msg.len + len > SMTPD_AUTH_HOLD_MAX) {
+        tx->auth = 0;
+        if (spool_msg_write(tx->msg, tx->auth_msg.data, tx->auth_msg.len) < 0)
+            return -1;
+        buf_free(&tx->auth_msg);
+    }
+    if (tx->auth) {
+        buf_append(&tx->auth_msg, data, len);
+        return 0;
+    }
+    return spool_msg_write(tx->msg, data, len);
 }
 
 /*
@@ -542,7 +561,9 @@ static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
             reply(s, 451, "4.3.0", "Error: queue file write error");
         return -1;
     }
-    smtp_data_init(&tx->data, mode, s->max_msg, s->max_hdr, data_sink, tx->msg);
+    tx->auth = s->srv->dns &&
+               inbound_applies(s->gen->cfg, (const struct sockaddr *)&s->peer, s->authenticated);
+    smtp_data_init(&tx->data, mode, s->max_msg, s->max_hdr, data_sink, tx);
     tx->data_open = 1;
     return 0;
 }
@@ -559,6 +580,63 @@ static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
 }
 
 static void commit_done(void *arg, int result, int err_code, const char *queue_id);
+static void message_commit(struct smtpd_session *s);
+static void auth_done(void *arg, const struct inbound_result *res);
+
+/*
+ * SPF, DKIM and DMARC on the held message (mailauth/inbound.h), before the
+ * commit; the session waits as it does for a commit.
+ */
+static void auth_start(struct smtpd_session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    session_enter(s, SMTPD_STATE_COMMIT);
+    s->commit_pending = 1;
+    struct inbound_request req = {
+        .client_ip = s->addr,
+        .helo = s->helo,
+        .mailfrom = tx->sender,
+        .queue_id = spool_msg_id(tx->msg),
+        .msg = tx->auth_msg.data ? tx->auth_msg.data : "",
+        .len = tx->auth_msg.len,
+        .now = time(NULL),
+    };
+    inbound_start(s->srv->dns, &s->auth_set, &req, auth_done, s);
+}
+
+/* The verdict: refuse, or prepend Authentication-Results and commit. */
+static void auth_done(void *arg, const struct inbound_result *res)
+{
+    struct smtpd_session *s = arg;
+    struct smtpd_tx *tx = s->tx;
+    if (s->dead) {
+        s->commit_pending = 0;
+        session_close(s);
+        return;
+    }
+    if (res->verdict == INBOUND_ACCEPT) {
+        if (spool_msg_write(tx->msg, res->header, res->header_len) == 0 &&
+            spool_msg_write(tx->msg, res->msg, res->msg_len) == 0) {
+            buf_free(&tx->auth_msg);
+            message_commit(s);
+            return;
+        }
+        int e = errno;
+        if (e == ENOSPC || e == EDQUOT)
+            reply(s, 452, "4.3.1", "Insufficient system storage");
+        else
+            reply(s, 451, "4.3.0", "Error: queue file write error");
+    } else {
+        log_info("%s: reject: END-OF-MESSAGE from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
+                 spool_msg_id(tx->msg), s->host, s->addr, res->code, res->status, res->text,
+                 tx->sender, proto_name(s), s->helo ? s->helo : "");
+        reply(s, res->code, res->status, "%s", res->text);
+    }
+    s->commit_pending = 0;
+    tx_reset(s); /* aborts the queue file: nothing is kept */
+    if (!s->in_run)
+        session_run(s);
+}
 
 /* The reader has the whole message: refuse it, or hand it to the spool. */
 static void message_end(struct smtpd_session *s)
@@ -576,6 +654,17 @@ static void message_end(struct smtpd_session *s)
         tx_reset(s); /* aborts the queue file: nothing is kept */
         return;
     }
+    if (tx->auth) {
+        auth_start(s);
+        return;
+    }
+    message_commit(s);
+}
+
+/* Hands the message to the spool; the 250 comes from commit_done(). */
+static void message_commit(struct smtpd_session *s)
+{
+    struct smtpd_tx *tx = s->tx;
     struct spool_msg *m = tx->msg;
     tx->msg = NULL; /* the spool owns it now */
     log_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", spool_msg_id(m), tx->sender,
@@ -734,6 +823,7 @@ static int offer_starttls(const struct smtpd_session *s)
 
 static int offer_auth(const struct smtpd_session *s)
 {
+    auth_refresh(s->srv->auth);
     return submission_auth_offered(s->gen->cfg, s->kind, s->srv->auth, s->tls) &&
            !s->authenticated;
 }
@@ -1308,6 +1398,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     s->myhostname = config_get(cfg, "myhostname");
     long long v = config_get_int(cfg, "message_size_limit");
     s->max_msg = v > 0 ? (size_t)v : 0;
+    inbound_settings_load(cfg, &s->auth_set);
     v = config_get_int(cfg, "header_size_limit");
     s->max_hdr = v > 0 ? (size_t)v : 0;
     v = config_get_int(cfg, "smtpd_recipient_limit");

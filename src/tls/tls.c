@@ -248,7 +248,15 @@ struct tls_server *tls_server_new(const struct config *cfg, struct buf *err)
     char *cert_path, *key_path;
     if (cert[0] == '\0') {
         char *dir = xasprintf("%s/tls", config_get(cfg, "data_directory"));
-        if (tls_selfsigned_ensure(dir, config_get(cfg, "myhostname"), err) < 0) {
+        const char *host = config_get(cfg, "myhostname");
+        if (!tls_hostname_ok(host)) {
+            /* Not worth refusing to start over a self-signed certificate's name. */
+            log_warning("myhostname '%s' cannot be a certificate name; the self-signed "
+                        "certificate says localhost",
+                        host);
+            host = "localhost";
+        }
+        if (tls_selfsigned_ensure(dir, host, err) < 0) {
             free(dir);
             return NULL;
         }
@@ -328,11 +336,6 @@ const char *tls_server_cert_file(const struct tls_server *ts)
 int tls_server_starttls(struct tls_server *ts, struct bufferevent **bevp)
 {
     struct bufferevent *plain = *bevp;
-    /*
-     * RFC 3207 section 5 / CVE-2011-0411: commands pipelined behind STARTTLS
-     * arrived in the clear; they must not be executed as if they came over
-     * TLS. Drop them: the handshake starts with what the socket holds next.
-     */
     evutil_socket_t fd = bufferevent_getfd(plain);
     /* The 220 must have left: a TLS stream on the socket would not send it. */
     if (fd < 0 || evbuffer_get_length(bufferevent_get_output(plain)) > 0)
@@ -340,6 +343,11 @@ int tls_server_starttls(struct tls_server *ts, struct bufferevent **bevp)
     SSL *ssl = SSL_new(ts->ctx);
     if (ssl == NULL)
         return -1;
+    /*
+     * RFC 3207 section 5 / CVE-2011-0411: commands pipelined behind STARTTLS
+     * arrived in the clear; they must not be executed as if they came over
+     * TLS. Drop them: the handshake starts with what the socket holds next.
+     */
     struct evbuffer *in = bufferevent_get_input(plain);
     evbuffer_drain(in, evbuffer_get_length(in));
     /*

@@ -103,13 +103,34 @@ class Server:
         return run(["-c", str(self.cfg)] + list(args), input=input, check=check,
                    timeout=timeout)
 
+    def _new_ports(self):
+        """Another process took one of our ports between free_port() and
+        bind(): pick new ones and move every setting that named the old."""
+        for attr in ("smtpd_port", "submission_port", "smtps_port"):
+            old, new = getattr(self, attr), free_port()
+            setattr(self, attr, new)
+            for k, v in self.settings.items():
+                self.settings[k] = v.replace("127.0.0.1:%d" % old, "127.0.0.1:%d" % new)
+        self.write_config()
+
     def start(self, wait=True):
-        self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([BIN, "-c", str(self.cfg), "serve"],
-                                     stdout=self.logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        for attempt in range(3):
+            self.logf = open(self.log, "ab")
+            self.proc = subprocess.Popen([BIN, "-c", str(self.cfg), "serve"],
+                                         stdout=self.logf, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+            if not wait:
+                return self
+            try:
+                wait_port(self.smtpd_port, proc=self.proc)
+                break
+            except RuntimeError:
+                # EX_UNAVAILABLE (69): a listening address was taken.
+                if self.proc.returncode != 69 or attempt == 2:
+                    raise
+                self.logf.close()
+                self._new_ports()
         if wait:
-            wait_port(self.smtpd_port, proc=self.proc)
             # The supervisor binds before the worker runs; wait for the worker.
             if not wait_for(lambda: "ready:" in self.log_text() or self.proc.poll() is not None,
                             timeout=15):

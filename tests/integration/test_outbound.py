@@ -425,8 +425,9 @@ def test_pipelining_peer_smtp_sink(server_factory, tmp_path, smtp_sink):
             sendmail(srv, ["a%d@example.net" % i, "b%d@example.net" % i, "c%d@example.org" % i],
                      body="Subject: sink %d\n\n.dot line\nbody %d\n" % (i, i))
         srv.start()
-        assert wait_for(lambda: len(list(dump.iterdir())) == 10, timeout=30), logs(srv)
-        assert wait_for(lambda: logs(srv).count("status=sent") == 30, timeout=20), logs(srv)
+        # status=sent follows the sink's 250 to the final dot, after its dump is written.
+        assert wait_for(lambda: logs(srv).count("status=sent") == 30, timeout=30), logs(srv)
+        assert len(list(dump.iterdir())) == 10
         for f in dump.iterdir():
             text = f.read_text(errors="replace")
             n = re.search(r"Subject: sink (\d+)", text).group(1)
@@ -448,3 +449,72 @@ def test_pipelining_peer_smtp_sink(server_factory, tmp_path, smtp_sink):
         sink.terminate()
         sink.wait(timeout=10)
         out.close()
+
+
+def test_dsn_parameters_passed_on(server_factory, tmp_path, smtp_sink):
+    """RET/ENVID and NOTIFY/ORCPT given to our smtpd reach a peer that offers DSN."""
+    import smtplib
+    dump = tmp_path / "sink"
+    dump.mkdir()
+    os.chmod(dump, 0o777)
+    os.chmod(tmp_path, 0o755)
+    port = free_port()
+    sink = subprocess.Popen([smtp_sink, "-u", "nobody", "-d", str(dump) + "/%M.",
+                             "127.0.0.1:%d" % port, "50"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc=sink)
+        srv = make_server(server_factory, None, {"relayhost": "[127.0.0.1]:%d" % port})
+        with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as c:
+            c.ehlo("client.example.net")
+            c.sendmail("alice@local.test", ["bob@example.net"],
+                       b"Subject: dsn\r\n\r\nhello\r\n",
+                       mail_options=["RET=HDRS", "ENVID=env+2Bid"],
+                       rcpt_options=["NOTIFY=SUCCESS,FAILURE",
+                                     "ORCPT=rfc822;bob+2Bx@example.net"])
+        # The sink writes its dump as data arrives and answers the final dot after.
+        assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
+        text = next(dump.iterdir()).read_text(errors="replace")
+        mail = re.search(r"^X-Mail-Args: (.*)$", text, re.M).group(1)
+        rcpt = re.search(r"^X-Rcpt-Args: (.*)$", text, re.M).group(1)
+        assert "RET=HDRS" in mail and "ENVID=env+2Bid" in mail, mail
+        assert "NOTIFY=SUCCESS,FAILURE" in rcpt, rcpt
+        assert "ORCPT=rfc822;bob+2Bx@example.net" in rcpt, rcpt
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+
+
+def test_unreachable_destination_is_suspended(server_factory, tmp_path):
+    """Once no server of a next hop answers, the next message is deferred without trying."""
+    closed = free_port()
+    srv = make_server(server_factory, None, {
+        "relayhost": "[127.0.0.1]:%d" % closed,
+        "minimal_backoff_time": "300s",
+        "maximal_backoff_time": "600s",
+    })
+    sendmail(srv, ["one@example.net"])
+    assert wait_for(lambda: "to=<one@example.net>" in logs(srv), timeout=20), logs(srv)
+    assert "connect to 127.0.0.1[127.0.0.1]:%d" % closed in logs(srv)
+    sendmail(srv, ["two@example.net"])
+    assert wait_for(lambda: "to=<two@example.net>" in logs(srv), timeout=20), logs(srv)
+    line = [l for l in logs(srv).splitlines() if "to=<two@example.net>" in l][0]
+    assert "status=deferred (delivery temporarily suspended: connect to 127.0.0.1[127.0.0.1]" \
+        in line, line
+
+
+def test_reload_changes_the_relayhost(server_factory, tmp_path):
+    with Peer() as first, Peer() as second:
+        srv = make_server(server_factory, None, {
+            "relayhost": "[127.0.0.1]:%d" % first.port,
+            "smtp_connection_cache_time_limit": "30s",  # an idle connection to drop on reload
+        })
+        sendmail(srv, ["a@example.net"])
+        assert wait_for(lambda: first.messages, timeout=20), logs(srv)
+        srv.settings["relayhost"] = "[127.0.0.1]:%d" % second.port
+        srv.reload()
+        assert wait_for(lambda: "reload: configuration" in logs(srv), timeout=10)
+        sendmail(srv, ["b@example.net"])
+        assert wait_for(lambda: second.messages, timeout=20), logs(srv)
+        assert second.messages[0].rcpt_tos == ["b@example.net"]
+        assert len(first.messages) == 1

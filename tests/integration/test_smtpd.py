@@ -139,7 +139,7 @@ def test_swaks_pipelining(server):
     if not shutil.which("swaks"):
         pytest.skip("swaks not installed")
     body = "Subject: piped\r\n\r\nsent with PIPELINING"  # swaks adds CRLF . CRLF
-    r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % server.smtpd_port,
+    r = subprocess.run(["swaks", "--timeout", "120", "--server", "127.0.0.1:%d" % server.smtpd_port,
                         "--from", "a@sender.example", "--to", "u@example.com",
                         "--helo", "client.example", "--pipeline", "--data", body],
                        capture_output=True, text=True, timeout=60)

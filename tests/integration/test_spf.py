@@ -26,6 +26,8 @@ ZONE = {
     "slow.example.com": ["TIMEOUT"],
     "broken.example.com": [("RCODE", "SERVFAIL")],
     "loop.example.com": [("TXT", "v=spf1 include:loop.example.com -all")],
+    # RFC 6761 names that unbound would answer itself: the forwarder must be asked.
+    "mail.test": [("TXT", "v=spf1 ip4:192.0.2.0/24 -all")],
 }
 
 
@@ -149,3 +151,10 @@ def test_bad_resolver_is_a_config_error(tmp_path):
     proc = spf(path, "192.0.2.1", "h.example.com", "a@example.com")
     assert proc.returncode == 78
     assert "dns_resolver" in proc.stderr
+
+
+def test_reserved_test_domain_reaches_the_configured_server(cfg, dns):
+    """dns_resolver is the authority even for .test (unbound has it built in)."""
+    r = spf(cfg, "192.0.2.7", "helo.test", "a@mail.test")
+    assert r.stdout.splitlines()[0] == "pass", r.stdout + r.stderr
+    assert ("mail.test", "TXT") in dns.queries

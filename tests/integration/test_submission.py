@@ -127,6 +127,8 @@ def test_ehlo_offers_starttls_then_auth(server_factory):
     assert "STARTTLS" in ext
     assert not any(e.startswith("AUTH") for e in ext)
     c.starttls()
+    # RFC 3207 4.2: the session starts over; EHLO again first.
+    assert c.cmd("MAIL FROM:<alice@example.com>")[0] == 503
     ext = c.ehlo()
     assert "AUTH PLAIN LOGIN" in ext
     assert "STARTTLS" not in ext
@@ -384,7 +386,7 @@ def test_tls_1_1_refused(server_factory):
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_swaks_starttls_auth(server_factory, mech):
     srv = make_server(server_factory)
-    r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % srv.submission_port,
+    r = subprocess.run(["swaks", "--timeout", "120", "--server", "127.0.0.1:%d" % srv.submission_port,
                         "--from", "alice@example.com", "--to", "u@example.com",
                         "--tls", "--auth", mech, "--auth-user", "alice@example.com",
                         "--auth-password", "yes-crypt pw", "--helo", "client.example"],
@@ -392,7 +394,7 @@ def test_swaks_starttls_auth(server_factory, mech):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "235 2.7.0 Authentication successful" in r.stdout
     assert "queued as" in r.stdout
-    r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % srv.submission_port,
+    r = subprocess.run(["swaks", "--timeout", "120", "--server", "127.0.0.1:%d" % srv.submission_port,
                         "--from", "alice@example.com", "--to", "u@example.com",
                         "--tls", "--auth", mech, "--auth-user", "alice@example.com",
                         "--auth-password", "not it", "--helo", "client.example"],
@@ -404,7 +406,7 @@ def test_swaks_starttls_auth(server_factory, mech):
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks not installed")
 def test_swaks_tls_on_connect(server_factory):
     srv = make_server(server_factory, {"smtps_listen": "auto"})
-    r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % srv.smtps_port,
+    r = subprocess.run(["swaks", "--timeout", "120", "--server", "127.0.0.1:%d" % srv.smtps_port,
                         "--from", "sam@example.com", "--to", "u@example.com",
                         "--tls-on-connect", "--auth", "PLAIN", "--auth-user", "sam",
                         "--auth-password", "sha 512 pw", "--helo", "client.example"],
@@ -425,3 +427,26 @@ def test_openssl_s_client_starttls(server_factory):
     assert "TLSv1.3" in out
     assert "250-AUTH PLAIN LOGIN" in out or "250 AUTH PLAIN LOGIN" in out
     assert "sni=mx.example.com" in srv.log_text()
+
+
+def test_user_added_while_running_can_log_in_without_reload(server_factory):
+    """`hongyan user add` on a running server takes effect without SIGHUP."""
+    srv = make_server(server_factory, users={})
+    with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
+        s.starttls(context=client_ctx())
+        s.ehlo()
+        assert not s.has_extn("auth")
+    r = srv.cmd("user", "add", "late", input="late-pw\n")
+    assert r.returncode == 0, r.stderr
+
+    def logs_in():
+        with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
+            s.starttls(context=client_ctx())
+            s.ehlo()
+            if not s.has_extn("auth"):
+                return False
+            s.login("late", "late-pw")
+            return True
+
+    assert wait_for(logs_in, timeout=15, step=0.5)
+    assert "users file" in srv.log_text() or "user(s) loaded" in srv.log_text()

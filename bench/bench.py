@@ -1,0 +1,1297 @@
+#!/usr/bin/python3
+"""hongyan benchmarks, side by side with a private Postfix instance and with
+smtp-sink alone, on loopback high ports. Started by bench/run.sh (which
+fetches Postfix and raises the open-files limit); see bench/README.md.
+
+Every load loop is bounded (message counts and timeouts); every process
+started here is stopped at the end, whatever happens.
+"""
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(os.environ.get("BENCH_ROOT", pathlib.Path(__file__).resolve().parents[1]))
+OUT = pathlib.Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out"))
+PFROOT = pathlib.Path(os.environ.get("BENCH_PFROOT", OUT / "postfix-root"))
+HONGYAN = pathlib.Path(os.environ.get("HONGYAN_BIN", ROOT / "build" / "hongyan"))
+SMTP_SOURCE = PFROOT / "usr/sbin/smtp-source"
+SMTP_SINK = PFROOT / "usr/sbin/smtp-sink"
+PF_ENV = dict(os.environ, LD_LIBRARY_PATH=str(PFROOT / "usr/lib/postfix"))
+
+MSG_SIZE = 4096  # payload bytes per message (smtp-source -l)
+LOCAL_RCPT = "user@local.test"  # delivered to Maildir by both servers
+REMOTE_RCPT = "rcpt@example.com"  # relayed to smtp-sink by both servers
+SENDER = "sender@client.example.com"
+
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# Everything started here, stopped by cleanup() (atexit-like, and on signals).
+_cleanups = []
+
+
+def record_pid(pid):
+    """bench/run.sh kills these process groups if bench.py dies."""
+    with open(OUT / "pids", "a") as f:
+        f.write("%d\n" % pid)
+
+
+def log(*a):
+    print("[%s]" % time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_banner(port, timeout=20.0, proc=None):
+    """True once 127.0.0.1:port answers with a 220 greeting (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.settimeout(2)
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def wait_until(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+def wait_progress(counter, target, timeout, stall, step=0.02):
+    """Waits until counter() >= target; gives up after TIMEOUT, or after
+    STALL seconds without progress (e.g. a server that does not deliver)."""
+    deadline = time.monotonic() + timeout
+    last, since = counter(), time.monotonic()
+    while last < target:
+        now = time.monotonic()
+        if now >= deadline or now - since > stall:
+            return False
+        time.sleep(step)
+        n = counter()
+        if n != last:
+            last, since = n, time.monotonic()
+    return True
+
+
+# ---------------------------------------------------------------- /proc accounting
+
+def _proc_stat(pid):
+    """(ppid, cpu_ticks incl. reaped children, rss_bytes) or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+    fields = s[s.rindex(")") + 2:].split()
+    # fields[0] is state (field 3); utime is field 14 -> index 11.
+    ppid = int(fields[1])
+    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    rss = int(fields[21]) * PAGE
+    return ppid, ticks, rss
+
+
+def tree_pids(root):
+    """root and all its descendants, from a scan of /proc."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _proc_stat(int(d))
+            if st:
+                children.setdefault(st[0], []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_cpu(root):
+    """CPU seconds of the tree: utime+stime of the live processes plus
+    cutime+cstime (the processes they already reaped). Differences of two
+    readings give the CPU spent in between, children that came and went
+    included."""
+    total = 0
+    for p in tree_pids(root):
+        st = _proc_stat(p)
+        if st:
+            total += st[1]
+    return total / CLK
+
+
+def tree_mem(root):
+    """(sum of RSS, sum of PSS, process count) in bytes over the tree. RSS
+    counts shared pages once per process (Postfix's many processes share
+    their libraries); PSS divides shared pages among their users."""
+    rss = pss = n = 0
+    for p in tree_pids(root):
+        st = _proc_stat(p)
+        if not st:
+            continue
+        n += 1
+        rss += st[2]
+        try:
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            pass
+    return rss, pss, n
+
+
+class MemSampler:
+    """Samples the tree's memory in a thread; keeps the peaks."""
+
+    def __init__(self, root, interval=0.5):
+        self.root, self.interval = root, interval
+        self.peak_rss = self.peak_pss = self.peak_procs = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self):
+        rss, pss, n = tree_mem(self.root)
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+        self.peak_procs = max(self.peak_procs, n)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(timeout=5)
+        self.sample()
+
+
+# ---------------------------------------------------------------- load tools
+
+def smtp_source(port, count, sessions, rcpt, timeout):
+    """Runs Postfix's smtp-source: COUNT messages of MSG_SIZE bytes over
+    SESSIONS parallel sessions, one new connection per message (as MX
+    traffic arrives). Returns (seconds, ok, error text)."""
+    cmd = [str(SMTP_SOURCE), "-l", str(MSG_SIZE), "-m", str(count), "-s", str(sessions),
+           "-M", "client.example.com", "-f", SENDER, "-t", rcpt, "127.0.0.1:%d" % port]
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(cmd, env=PF_ENV, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return time.monotonic() - t0, False, "smtp-source timed out after %ds" % timeout
+    dt = time.monotonic() - t0
+    err = (r.stderr or "").strip().splitlines()
+    return dt, r.returncode == 0, (err[-1] if err else "")
+
+
+class Sink:
+    """Postfix's smtp-sink on a high port, counting messages (-c)."""
+
+    def __init__(self, name):
+        self.port = free_port()
+        self.out = OUT / ("sink-%s.out" % name)
+        self.proc = None
+
+    def start(self):
+        self.f = open(self.out, "wb")
+        self.proc = subprocess.Popen(
+            [str(SMTP_SINK), "-c", "-u", "nobody", "-m", "1000", "127.0.0.1:%d" % self.port, "1024"],
+            env=PF_ENV, stdout=self.f, stderr=subprocess.STDOUT, start_new_session=True)
+        record_pid(self.proc.pid)
+        _cleanups.append(self.stop)
+        if not wait_banner(self.port, proc=self.proc):
+            raise RuntimeError("smtp-sink did not start")
+        return self
+
+    def count(self):
+        """Messages received so far (the last "mesg=N" counter)."""
+        try:
+            with open(self.out, "rb") as f:
+                f.seek(max(0, os.path.getsize(self.out) - 400))
+                tail = f.read().decode("ascii", "replace")
+        except OSError:
+            return 0
+        m = re.findall(r"mesg=(\d+)", tail)
+        return int(m[-1]) if m else 0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- servers
+
+def _count_files(dirs):
+    n = 0
+    for d in dirs:
+        for _, _, files in os.walk(d):
+            n += len(files)
+    return n
+
+
+class Postfix:
+    """A private Postfix instance: its own config_directory, queue_directory
+    and data_directory under bench/out, smtpd on a high loopback port,
+    chroot off (nothing to copy in), logging to maillog_file (no syslog).
+    Local domain local.test delivered by virtual(8) to Maildir; everything
+    else to relayhost = [127.0.0.1]:SINK. cleanup(8) fsyncs each queue file
+    before smtpd answers 250, as always."""
+
+    name = "postfix"
+
+    def __init__(self, work, sink_port, smtpd_process_limit=None):
+        self.work = pathlib.Path(work)
+        self.port = free_port()
+        self.sink_port = sink_port
+        self.limit = smtpd_process_limit
+        self.conf = self.work / "conf"
+        self.queue = self.work / "queue"
+        self.mail = self.work / "mail"
+        self.maillog = self.work / "maillog"
+        self.master_pid = None
+
+    def setup(self):
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        for d in (self.conf, self.queue, self.work / "data", self.mail):
+            d.mkdir(parents=True)
+        shutil.chown(self.work / "data", "postfix")
+        shutil.chown(self.mail, "postfix", "postfix")
+        shutil.copy(PFROOT / "etc/postfix/postfix-files", self.conf)
+        shutil.copytree(PFROOT / "etc/postfix/postfix-files.d", self.conf / "postfix-files.d")
+        shutil.copy(PFROOT / "usr/share/postfix/dynamicmaps.cf", self.conf)
+        (self.conf / "dynamicmaps.cf.d").mkdir()
+        # master.cf: Debian's, with chroot off and smtpd on our port only.
+        lines = []
+        limit = str(self.limit) if self.limit else "-"
+        for line in (PFROOT / "usr/share/postfix/master.cf.dist").read_text().splitlines():
+            f = line.split()
+            if line and not line[0].isspace() and not line.startswith("#") and len(f) >= 8:
+                if f[0] == "smtp" and f[1] == "inet":
+                    line = "127.0.0.1:%d inet n - n - %s smtpd" % (self.port, limit)
+                elif f[4] == "y":
+                    f[4] = "n"
+                    line = "  ".join(f)
+            lines.append(line)
+        (self.conf / "master.cf").write_text("\n".join(lines) + "\n")
+        import pwd
+        pw = pwd.getpwnam("postfix")
+        w = str(self.work)
+        settings = {
+            "compatibility_level": "3.6",
+            "queue_directory": str(self.queue),
+            "data_directory": w + "/data",
+            "daemon_directory": str(PFROOT / "usr/lib/postfix/sbin"),
+            "command_directory": str(PFROOT / "usr/sbin"),
+            "shlib_directory": str(PFROOT / "usr/lib/postfix"),
+            "meta_directory": str(self.conf),
+            "manpage_directory": str(PFROOT / "usr/share/man"),
+            "sendmail_path": str(PFROOT / "usr/sbin/sendmail"),
+            "newaliases_path": str(PFROOT / "usr/bin/newaliases"),
+            "mailq_path": str(PFROOT / "usr/bin/mailq"),
+            # The binaries find their libraries through LD_LIBRARY_PATH;
+            # master passes only what import_environment lists.
+            "import_environment": "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C "
+                                  "POSTLOG_SERVICE POSTLOG_HOSTNAME LD_LIBRARY_PATH",
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "myhostname": "pf.bench.test",
+            "mydomain": "bench.test",
+            "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4",
+            "mydestination": "",
+            "alias_maps": "",
+            "alias_database": "",
+            "local_recipient_maps": "",
+            "mynetworks": "127.0.0.0/8",
+            "virtual_mailbox_domains": "local.test",
+            "virtual_mailbox_base": str(self.mail),
+            "virtual_mailbox_maps": "inline:{ %s=local.test/user/ }" % LOCAL_RCPT,
+            "virtual_uid_maps": "static:%d" % pw.pw_uid,
+            "virtual_gid_maps": "static:%d" % pw.pw_gid,
+            "relayhost": "[127.0.0.1]:%d" % self.sink_port,
+            "smtp_tls_security_level": "none",
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": make_cert()[0],
+            "smtpd_tls_key_file": make_cert()[1],
+            "maillog_file": str(self.maillog),
+            "maillog_file_prefixes": w,
+            "smtputf8_enable": "no",
+        }
+        (self.conf / "main.cf").write_text("".join("%s = %s\n" % kv for kv in settings.items()))
+
+    def _postfix(self, *args, timeout=60):
+        return subprocess.run([str(PFROOT / "usr/sbin/postfix"), "-c", str(self.conf)] + list(args),
+                              env=PF_ENV, capture_output=True, text=True, timeout=timeout)
+
+    def start(self):
+        self.setup()
+        _cleanups.append(self.stop)
+        r = self._postfix("start")
+        pidfile = self.queue / "pid/master.pid"
+        if r.returncode != 0 or not wait_until(pidfile.exists, 10):
+            raise RuntimeError("postfix start failed: %s; see %s"
+                               % (" ".join((r.stdout + r.stderr).split())[-300:], self.maillog))
+        self.master_pid = int(pidfile.read_text().split()[0])
+        if not wait_banner(self.port):
+            raise RuntimeError("postfix smtpd does not answer; see %s" % self.maillog)
+        return self
+
+    @property
+    def root_pid(self):
+        return self.master_pid
+
+    def stop(self):
+        if self.master_pid is None:
+            return
+        pids = tree_pids(self.master_pid)
+        try:
+            self._postfix("stop", timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        if not wait_until(lambda: not os.path.exists("/proc/%d" % self.master_pid), 15, 0.1):
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        # Children that outlived master (they exit on their own; be sure).
+        for p in pids:
+            try:
+                os.kill(p, 0)
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.master_pid = None
+
+    def queued(self):
+        return _count_files([self.queue / d for d in ("incoming", "active", "deferred", "maildrop", "hold")])
+
+    def maildir_new(self):
+        return self.mail / "local.test/user/new"
+
+    def version(self):
+        v = PFROOT / "VERSION"
+        return "Postfix " + (v.read_text().strip() if v.exists() else "?")
+
+    def durability(self):
+        return "cleanup(8) fsync of the queue file before 250; virtual(8) fsync of the Maildir file"
+
+
+class Hongyan:
+    """hongyan serve with its own main.cf under bench/out: local.test
+    delivered to Maildir, everything else to relayhost = [127.0.0.1]:SINK.
+    Started as root it drops to mail_owner (hongyan), as Postfix does."""
+
+    name = "hongyan"
+
+    def __init__(self, work, sink_port):
+        self.work = pathlib.Path(work)
+        self.port = free_port()
+        self.sink_port = sink_port
+        self.data = self.work / "data"
+        self.mail = self.data / "mail"
+        self.cfg = self.work / "main.cf"
+        self.maillog = self.work / "maillog"
+        self.proc = None
+        # A loopback port where nothing listens: any DNS query hongyan makes
+        # (it should make none here) fails at once instead of leaving the host.
+        self.dns_port = free_port()
+
+    def setup(self):
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True)
+        settings = {
+            "myhostname": "hy.bench.test",
+            "mydomain": "bench.test",
+            "mydestination": "",
+            "data_directory": str(self.data),
+            "smtpd_listen": "127.0.0.1:%d" % self.port,
+            "submission_listen": "127.0.0.1:%d" % free_port(),
+            "mynetworks": "127.0.0.0/8",
+            "virtual_mailbox_domains": "local.test",
+            "virtual_mailbox_maps": "inline:{ %s=local.test/user/ }" % LOCAL_RCPT,
+            "relayhost": "[127.0.0.1]:%d" % self.sink_port,
+            "smtp_tls_security_level": "none",
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": make_cert()[0],
+            "smtpd_tls_key_file": make_cert()[1],
+            "maillog_file": str(self.maillog),
+            "dns_resolver": "127.0.0.1:%d" % self.dns_port,
+            # All load comes from 127.0.0.1: lift the per-client cap (Postfix
+            # exempts $mynetworks from its equivalent) and the total cap above
+            # the 10,000 idle sessions.
+            "smtpd_client_connection_count_limit": "20000",
+            "smtpd_client_connection_limit": "20000",
+            # Postfix out of the box checks no DKIM/SPF; neither do we here.
+            "smtpd_dkim_verify": "no",
+        }
+        self.cfg.write_text("".join("%s = %s\n" % kv for kv in settings.items()))
+
+    def start(self):
+        if not HONGYAN.exists():
+            raise RuntimeError("%s not built" % HONGYAN)
+        self.setup()
+        self.logf = open(self.work / "server.log", "ab")
+        self.proc = subprocess.Popen([str(HONGYAN), "-c", str(self.cfg), "serve"],
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        record_pid(self.proc.pid)
+        _cleanups.append(self.stop)
+        if not wait_banner(self.port, proc=self.proc):
+            self.stop()
+            raise RuntimeError("hongyan serve gave no 220 greeting on 127.0.0.1:%d (see %s)"
+                               % (self.port, self.work / "server.log"))
+        return self
+
+    @property
+    def root_pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc is None:
+            return
+        pids = tree_pids(self.proc.pid) if self.proc.poll() is None else []
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        for p in pids + [self.proc.pid]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+    def queued(self):
+        q = self.data / "queue"
+        return _count_files([q / d for d in ("incoming", "active", "maildrop", "hold")])
+
+    def maildir_new(self):
+        return self.mail / "local.test/user/new"
+
+    def version(self):
+        try:
+            r = subprocess.run([str(HONGYAN), "version"], capture_output=True, text=True, timeout=10)
+            v = r.stdout.strip() or "?"
+        except (OSError, subprocess.TimeoutExpired):
+            v = "?"
+        try:
+            c = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            c = "?"
+        return "%s (commit %s)" % (v, c)
+
+    def durability(self):
+        return "spool commit: fsync of file, rename, fsync of directory before 250 (group commit)"
+
+
+def maildir_count(d):
+    try:
+        return len(os.listdir(d))
+    except OSError:
+        return 0
+
+
+def clear_maildir(d):
+    try:
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- scenarios
+
+def settle_queue(server, timeout=30):
+    """Waits (bounded) for the queue to drain or stop shrinking; returns the
+    number of files left, the baseline for the next run (a scenario that
+    failed may leave messages behind; they must not spoil the next one)."""
+    last, since = server.queued(), time.monotonic()
+    deadline = since + timeout
+    while last and time.monotonic() < deadline and time.monotonic() - since < 3:
+        time.sleep(0.2)
+        n = server.queued()
+        if n < last:
+            last, since = n, time.monotonic()
+    return last
+
+
+def scenario_sink(sessions, count):
+    """smtp-source straight into smtp-sink: the protocol ceiling."""
+    sink = Sink("ceiling-%d" % sessions).start()
+    try:
+        dt, ok, err = smtp_source(sink.port, count, sessions, REMOTE_RCPT, timeout=120)
+        wait_until(lambda: sink.count() >= count, 5)
+        got = sink.count()
+    finally:
+        sink.stop()
+    return {"rate": count / dt if ok else None, "seconds": dt, "ok": ok and got >= count,
+            "error": err if not ok else ("sink counted %d" % got if got < count else "")}
+
+
+def scenario_accept(server, sessions, count):
+    """COUNT 4 KB messages to the local domain over SESSIONS parallel
+    sessions. Rate = COUNT / time until smtp-source has every 250 (each one
+    given after fsync). CPU = the server's whole process tree from the first
+    connection until the last message is in the Maildir (acceptance and
+    local delivery both), per 1,000 messages."""
+    newdir = server.maildir_new()
+    clear_maildir(newdir)
+    q0 = settle_queue(server)
+    root = server.root_pid
+    cpu0 = tree_cpu(root)
+    with MemSampler(root) as mem:
+        dt, ok, err = smtp_source(server.port, count, sessions, LOCAL_RCPT,
+                                  timeout=max(120, count // 10))
+        t_acc = time.monotonic()
+        delivered = (wait_progress(lambda: maildir_count(newdir), count, max(60, count // 20), stall=20)
+                     and wait_until(lambda: server.queued() <= q0, 30, 0.05))
+        t_all = time.monotonic() - t_acc + dt
+    cpu = tree_cpu(root) - cpu0
+    got = maildir_count(newdir)
+    res = {"rate": count / dt if ok else None, "seconds": dt, "ok": ok and delivered,
+           "delivered_rate": count / t_all if delivered else None,
+           "cpu_s": cpu, "cpu_per_1000": cpu / count * 1000,
+           "peak_rss": mem.peak_rss, "peak_pss": mem.peak_pss, "peak_procs": mem.peak_procs,
+           "in_maildir": got}
+    if not ok:
+        res["error"] = err
+    elif not delivered:
+        res["error"] = "only %d of %d in Maildir, %d files still queued" % (got, count, server.queued() - q0)
+    clear_maildir(newdir)
+    return res
+
+
+def scenario_relay(server, sink, sessions, count):
+    """COUNT 4 KB messages for a remote domain; the server relays them to
+    smtp-sink. Rate = COUNT / time from the first connection until the sink
+    has received the last one (end to end)."""
+    q0 = settle_queue(server)
+    root = server.root_pid
+    c0 = sink.count()
+    cpu0 = tree_cpu(root)
+    t0 = time.monotonic()
+    with MemSampler(root) as mem:
+        dt, ok, err = smtp_source(server.port, count, sessions, REMOTE_RCPT,
+                                  timeout=max(120, count // 10))
+        done = wait_progress(lambda: sink.count() - c0, count, max(60, count // 20), stall=20)
+        t_e2e = time.monotonic() - t0
+    cpu = tree_cpu(root) - cpu0
+    got = sink.count() - c0
+    res = {"rate": count / t_e2e if done else None, "accept_rate": count / dt if ok else None,
+           "seconds": t_e2e, "ok": ok and done, "cpu_per_1000": cpu / count * 1000,
+           "peak_rss": mem.peak_rss, "peak_pss": mem.peak_pss, "at_sink": got}
+    if not ok:
+        res["error"] = err
+    elif not done:
+        res["error"] = "sink got %d of %d, %d files still queued" % (got, count, server.queued() - q0)
+    wait_until(lambda: server.queued() <= q0, 30, 0.2)
+    return res
+
+
+async def _hold_idle(port, n, connect_concurrency=500, connect_timeout=2.0,
+                     stall=15.0, deadline=240.0):
+    """Opens up to N sessions (connect, read the 220, EHLO, read the 250)
+    and keeps them open. Waits for greetings until every session is answered,
+    or nothing has progressed for STALL seconds (a server that queues
+    connections it cannot serve), or DEADLINE. Returns (stats, sessions)."""
+    stats = {"connected": 0, "connect_failed": 0, "greeted": 0, "ehlo_ok": 0,
+             "refused_reply": 0, "closed": 0}
+    sessions = []
+    sem = asyncio.Semaphore(connect_concurrency)
+
+    async def one():
+        async with sem:
+            try:
+                r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
+                                              connect_timeout)
+            except (OSError, asyncio.TimeoutError):
+                stats["connect_failed"] += 1
+                return
+        stats["connected"] += 1
+        sessions.append((r, w))
+        try:
+            line = await r.readline()
+            if not line:
+                stats["closed"] += 1
+                return
+            if not line.startswith(b"220"):
+                stats["refused_reply"] += 1
+                return
+            stats["greeted"] += 1
+            w.write(b"EHLO idle.example.com\r\n")
+            while True:
+                line = await r.readline()
+                if not line or not line.startswith(b"250"):
+                    stats["refused_reply"] += 1
+                    return
+                if line[3:4] == b" ":
+                    stats["ehlo_ok"] += 1
+                    return
+        except OSError:
+            stats["closed"] += 1
+
+    tasks = [asyncio.ensure_future(one()) for _ in range(n)]
+    t0 = time.monotonic()
+    last, last_change = None, time.monotonic()
+    while True:
+        done = all(t.done() for t in tasks)
+        now = time.monotonic()
+        progress = (stats["connected"], stats["connect_failed"], stats["greeted"], stats["ehlo_ok"])
+        if progress != last:
+            last, last_change = progress, now
+        if done:
+            break
+        if now - last_change > stall:
+            stats["stalled"] = True
+            break
+        if now - t0 > deadline:
+            stats["deadline_hit"] = True
+            break
+        await asyncio.sleep(0.5)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stats["ramp_seconds"] = round(last_change - t0, 1)
+    return stats, sessions
+
+
+def scenario_idle(server, n=10000):
+    """N concurrent idle sessions (greeted, EHLO answered, then silent):
+    the server tree's memory while they are held."""
+    root = server.root_pid
+    base_rss, base_pss, _ = tree_mem(root)
+    t0 = time.monotonic()
+
+    async def run():
+        stats, sessions = await _hold_idle(server.port, n)
+        await asyncio.sleep(2)
+        rss, pss, procs = tree_mem(root)
+        still_open = sum(1 for r, w in sessions if not r.at_eof())
+        for _, w in sessions:
+            w.close()
+        await asyncio.sleep(0.5)
+        return stats, rss, pss, procs, still_open
+
+    stats, rss, pss, procs, still_open = asyncio.run(run())
+    res = dict(stats)
+    res.update({"asked": n, "held_open": still_open, "rss": rss, "pss": pss, "procs": procs,
+                "base_rss": base_rss, "base_pss": base_pss, "seconds": time.monotonic() - t0,
+                "ok": stats["ehlo_ok"] >= n})
+    # Let the server notice the closed sessions before the next scenario.
+    time.sleep(3)
+    return res
+
+
+SYNC_CALLS = ("fsync", "fdatasync", "sync_file_range", "syncfs", "sync", "msync")
+
+
+def scenario_durability(server, count=200, sessions=20):
+    """Not timed: counts the sync system calls the server's process tree
+    makes per accepted-and-delivered message (strace -f -c on every thread
+    of the tree), to show both servers do the same durable work."""
+    if not shutil.which("strace"):
+        return {"ok": None, "error": "strace not installed"}
+    newdir = server.maildir_new()
+    clear_maildir(newdir)
+    q0 = settle_queue(server)
+    tids = []
+    for p in tree_pids(server.root_pid):
+        try:
+            tids += [int(t) for t in os.listdir("/proc/%d/task" % p)]
+        except OSError:
+            pass
+    out = OUT / ("strace-%s.txt" % server.name)
+    cmd = ["strace", "-f", "-c", "-o", str(out), "-e", "trace=" + ",".join(SYNC_CALLS)]
+    for t in tids:
+        cmd += ["-p", str(t)]
+    st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+    record_pid(st.pid)
+    _cleanups.append(lambda: st.poll() is None and st.kill())
+    try:
+        time.sleep(1.0)  # strace attaches
+        dt, ok, err = smtp_source(server.port, count, sessions, LOCAL_RCPT, timeout=300)
+        delivered = wait_until(lambda: maildir_count(newdir) >= count and server.queued() <= q0, 120, 0.1)
+    finally:
+        st.send_signal(signal.SIGINT)
+        try:
+            st.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            st.kill()
+    calls = {}
+    try:
+        for line in out.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 5 and f[-1] in SYNC_CALLS and f[3].isdigit():
+                calls[f[-1]] = int(f[3])
+    except OSError:
+        pass
+    clear_maildir(newdir)
+    total = sum(calls.values())
+    res = {"ok": ok and delivered, "count": count, "calls": calls, "per_message": total / count}
+    if not (ok and delivered):
+        res["error"] = err or "not all delivered under strace"
+    return res
+
+
+def make_cert():
+    """A self-signed RSA-2048 certificate both servers present for STARTTLS
+    (Debian's Postfix ships with TLS on and a snakeoil certificate; hongyan
+    makes a self-signed one: both offer STARTTLS in every scenario)."""
+    d = OUT / "tls"
+    cert, key = d / "cert.pem", d / "key.pem"
+    if not cert.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                        "-subj", "/CN=bench.test", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True, timeout=60)
+        os.chmod(key, 0o644)  # both servers read it after dropping privileges
+    return str(cert), str(key)
+
+
+def _starttls_once(port, ctx, timeout=20.0):
+    """One session: 220, EHLO, STARTTLS, full handshake, QUIT. True on success."""
+    import ssl
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        f = raw.makefile("rb")
+        if not f.readline().startswith(b"220"):
+            return False
+        raw.sendall(b"EHLO tls.example.com\r\n")
+        starttls = False
+        while True:
+            line = f.readline()
+            if not line.startswith(b"250"):
+                return False
+            starttls |= b"STARTTLS" in line.upper()
+            if line[3:4] == b" ":
+                break
+        if not starttls:
+            raise RuntimeError("STARTTLS not offered")
+        raw.sendall(b"STARTTLS\r\n")
+        if not f.readline().startswith(b"220"):
+            return False
+        with ctx.wrap_socket(raw, server_hostname="bench.test") as t:
+            t.sendall(b"QUIT\r\n")
+            try:
+                t.recv(512)
+            except (OSError, ssl.SSLError):
+                pass
+        return True
+
+
+def scenario_tls(server, count=600, threads=8, hold=500):
+    """Issue 4: STARTTLS handshakes/s (full handshakes, no resumption: every
+    session gets a fresh context-less session), over THREADS client threads
+    (Python's ssl releases the GIL during the handshake), and the server's
+    memory per established idle TLS session (HOLD sessions)."""
+    import ssl
+    from concurrent.futures import ThreadPoolExecutor
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.options |= ssl.OP_NO_TICKET
+    res = {}
+    root = server.root_pid
+    # Memory per idle TLS session, first, on the fresh server.
+    time.sleep(1)
+    base = tree_mem(root)
+
+    async def hold_tls():
+        held = []
+        sem = asyncio.Semaphore(50)
+
+        async def one():
+            async with sem:
+                try:
+                    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", server.port), 5)
+                    held.append(w)
+                    await asyncio.wait_for(r.readline(), 20)
+                    w.write(b"EHLO tls.example.com\r\n")
+                    while True:
+                        line = await asyncio.wait_for(r.readline(), 20)
+                        if not line.startswith(b"250") or line[3:4] == b" ":
+                            break
+                    w.write(b"STARTTLS\r\n")
+                    if not (await asyncio.wait_for(r.readline(), 20)).startswith(b"220"):
+                        return 0
+                    await asyncio.wait_for(w.start_tls(ctx, server_hostname="bench.test"), 20)
+                    return 1
+                except (OSError, asyncio.TimeoutError, ssl.SSLError):
+                    return 0
+
+        n = sum(await asyncio.wait_for(asyncio.gather(*(one() for _ in range(hold))), 200))
+        await asyncio.sleep(2)
+        mem = tree_mem(root)
+        for w in held:
+            w.close()
+        return n, mem
+
+    try:
+        n, mem = asyncio.run(hold_tls())
+    except asyncio.TimeoutError:
+        n, mem = 0, base
+    res.update({"held": n, "pss_per_session": (mem[1] - base[1]) / n if n else None,
+                "rss": mem[0], "pss": mem[1], "procs": mem[2]})
+    time.sleep(2)
+    cpu0 = tree_cpu(root)
+    t0 = time.monotonic()
+    errors = []
+
+    def worker(n):
+        ok = 0
+        for _ in range(n):
+            if time.monotonic() - t0 > 180:
+                break
+            try:
+                ok += bool(_starttls_once(server.port, ctx))
+            except Exception as e:  # record, keep going (bounded by count)
+                errors.append(str(e))
+                if "not offered" in str(e):
+                    break
+        return ok
+
+    with ThreadPoolExecutor(threads) as ex:
+        done = sum(ex.map(worker, [count // threads] * threads))
+    dt = time.monotonic() - t0
+    cpu = tree_cpu(root) - cpu0
+    res.update({"handshakes": done, "rate": done / dt if done else None,
+                "cpu_per_1000": cpu / done * 1000 if done else None})
+    if errors:
+        res["error"] = "%d failed sessions, e.g. %s" % (len(errors), errors[0])
+    res["ok"] = done == (count // threads) * threads and res.get("held") == hold
+    time.sleep(2)
+    return res
+
+
+def _dkim_message():
+    body = "".join("line %04d of a benchmark message body, some text to sign.\r\n" % i
+                   for i in range(MSG_SIZE // 60))
+    return ("From: Sender <sender@bench.test>\r\nTo: rcpt@example.com\r\n"
+            "Subject: dkim bench\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n"
+            "Message-ID: <bench@bench.test>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain\r\n\r\n" + body).encode()
+
+
+def _time_runs(cmd, msg, n, timeout=120):
+    """Runs CMD N times in sequence with MSG on stdin; (runs/s, ok, error)."""
+    t0 = time.monotonic()
+    for _ in range(n):
+        try:
+            r = subprocess.run(cmd, input=msg, capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return None, False, str(e)
+        if r.returncode != 0 or b"DKIM-Signature:" not in r.stdout:
+            return None, False, (r.stderr.decode(errors="replace").strip().splitlines() or ["no signature"])[-1]
+        if time.monotonic() - t0 > timeout:
+            return None, False, "timed out"
+    return n / (time.monotonic() - t0), True, ""
+
+
+def scenario_dkim(n=200):
+    """Issue 5: DKIM signatures/s, `hongyan dkim sign` vs `opendkim-testmsg`
+    (libopendkim), same key, same 4 KB message, one process per signature on
+    both sides (so process start-up is included on both). Verification with
+    keys from a loopback DNS server is still to do."""
+    work = OUT / "dkim"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    msg = _dkim_message()
+    res = {}
+    for alg, genargs in (("rsa-2048", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+                         ("ed25519", ["-algorithm", "ED25519"])):
+        kdir = work / alg / "keys"
+        (kdir / "bench.test").mkdir(parents=True)
+        key = kdir / "bench.test" / "sel.pem"
+        subprocess.run(["openssl", "genpkey"] + genargs + ["-out", str(key)], check=True,
+                       capture_output=True, timeout=60)
+        cfg = work / alg / "main.cf"
+        cfg.write_text("mydomain = bench.test\nmyhostname = hy.bench.test\n"
+                       "data_directory = %s\ndkim_key_directory = %s\ndkim_domains = bench.test\n"
+                       % (work / alg, kdir))
+        row = {}
+        if HONGYAN.exists():
+            rate, ok, err = _time_runs([str(HONGYAN), "-c", str(cfg), "dkim", "sign"], msg, n)
+            row["hongyan"] = rate
+            if not ok:
+                row["hongyan_error"] = err
+        if alg == "ed25519":
+            # opendkim-testmsg has no algorithm option: it signs rsa-sha256 only.
+            row["opendkim"] = None
+            row["opendkim_error"] = "opendkim-testmsg signs rsa-sha256 only (no algorithm option)"
+        else:
+            rate, ok, err = _time_runs(["opendkim-testmsg", "-d", "bench.test", "-s", "sel",
+                                        "-k", str(key), "-t", str(work)], msg, n)
+            row["opendkim"] = rate
+            if not ok:
+                row["opendkim_error"] = err
+        res[alg] = row
+    return res
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_rate(v):
+    return "%.0f" % v if v else "—"
+
+
+def fmt_mb(v):
+    return "%.1f" % (v / 1e6) if v else "—"
+
+
+def ratio(a, b, invert=False):
+    if not a or not b:
+        return "—"
+    return "%.2fx" % ((b / a) if invert else (a / b))
+
+
+def render(results, meta):
+    L = []
+    L.append("# hongyan benchmark results")
+    L.append("")
+    L.append("%s · %s · %d cores · %s" % (meta["date"], meta["host"], meta["cores"], meta["kernel"]))
+    L.append("")
+    L.append("- hongyan: %s" % meta.get("hongyan", "—"))
+    L.append("- Postfix: %s" % meta.get("postfix", "—"))
+    L.append("- load: smtp-source, %d-byte messages, one new connection per message" % MSG_SIZE)
+    L.append("- load average (1 min) at start / end: %s / %s%s" % (
+        meta.get("load_start", "?"), meta.get("load_end", "?"),
+        " — the machine was busy with other work: treat the numbers as rough"
+        if max(meta.get("load_start", 0), meta.get("load_end", 0)) > 1.0 else ""))
+    L.append("")
+    acc = results.get("accept", {})
+    sink = results.get("sink", {})
+    if acc or sink:
+        L.append("## Acceptance (local domain, Maildir delivery): messages/s accepted durably")
+        L.append("")
+        L.append("| sessions | smtp-sink | Postfix | hongyan | hongyan / Postfix | Postfix CPU s/1000 | "
+                 "hongyan CPU s/1000 | Postfix CPU / hongyan CPU | Postfix peak RSS / PSS MB | "
+                 "hongyan peak RSS / PSS MB |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in sorted(set(list(acc.get("postfix", {}).keys()) + list(acc.get("hongyan", {}).keys())
+                            + list(sink.keys())), key=int):
+            p = acc.get("postfix", {}).get(s, {})
+            h = acc.get("hongyan", {}).get(s, {})
+            k = sink.get(s, {})
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |" % (
+                s, fmt_rate(k.get("rate")), fmt_rate(p.get("rate")), fmt_rate(h.get("rate")),
+                ratio(h.get("rate"), p.get("rate")),
+                "%.2f" % p["cpu_per_1000"] if p.get("ok") else "—",
+                "%.2f" % h["cpu_per_1000"] if h.get("ok") else "—",
+                ratio(p.get("cpu_per_1000") if p.get("ok") else None,
+                      h.get("cpu_per_1000") if h.get("ok") else None),
+                fmt_mb(p.get("peak_rss")), fmt_mb(p.get("peak_pss")),
+                fmt_mb(h.get("peak_rss")), fmt_mb(h.get("peak_pss"))))
+        L.append("")
+    rel = results.get("relay", {})
+    if rel:
+        L.append("## Relay to smtp-sink, end to end (acceptance to the sink's 250): messages/s")
+        L.append("")
+        L.append("| sessions | Postfix | hongyan | hongyan / Postfix | Postfix CPU s/1000 | hongyan CPU s/1000 |")
+        L.append("|---:|---:|---:|---:|---:|---:|")
+        for s in sorted(set(list(rel.get("postfix", {}).keys()) + list(rel.get("hongyan", {}).keys())), key=int):
+            p = rel.get("postfix", {}).get(s, {})
+            h = rel.get("hongyan", {}).get(s, {})
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                s, fmt_rate(p.get("rate")), fmt_rate(h.get("rate")), ratio(h.get("rate"), p.get("rate")),
+                "%.2f" % p["cpu_per_1000"] if p.get("ok") else "—",
+                "%.2f" % h["cpu_per_1000"] if h.get("ok") else "—"))
+        L.append("")
+    idle = results.get("idle", {})
+    if idle:
+        L.append("## Concurrent idle sessions (greeted, EHLO answered, then silent)")
+        L.append("")
+        L.append("| server | asked | EHLO answered | TCP connected | connect failed | open at measurement | "
+                 "seconds to last answer | server RSS MB | server PSS MB | PSS KB per answered session | processes |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, r in idle.items():
+            if "asked" not in r:
+                L.append("| %s |" % name + " — |" * 10)
+                continue
+            per = ("%.0f" % ((r["pss"] - r["base_pss"]) / r["ehlo_ok"] / 1024)) if r["ehlo_ok"] else "—"
+            L.append("| %s | %d | %d | %d | %d | %d | %s | %s | %s | %s | %d |" % (
+                name, r["asked"], r["ehlo_ok"], r["connected"], r["connect_failed"], r["held_open"],
+                r.get("ramp_seconds", "—"), fmt_mb(r["rss"]), fmt_mb(r["pss"]), per, r["procs"]))
+        L.append("")
+    dur = results.get("durability", {})
+    if dur:
+        L.append("## Durability probe (untimed): sync system calls per message, accept + Maildir delivery")
+        L.append("")
+        L.append("| server | messages | sync calls per message | calls |")
+        L.append("|---|---:|---:|---|")
+        for name, r in dur.items():
+            L.append("| %s | %s | %s | %s |" % (name, r.get("count", "—"),
+                     "%.2f" % r["per_message"] if "per_message" in r else "—",
+                     ", ".join("%s %d" % kv for kv in sorted(r.get("calls", {}).items())) or "—"))
+        L.append("")
+    tls = results.get("tls", {})
+    if tls:
+        p, h = tls.get("postfix", {}), tls.get("hongyan", {})
+        kb = lambda r: "%.0f" % (r["pss_per_session"] / 1024) if r.get("pss_per_session") else "—"
+        cpu = lambda r: "%.2f" % r["cpu_per_1000"] if r.get("cpu_per_1000") else "—"
+        L.append("## STARTTLS: full handshakes/s (RSA-2048 certificate, no resumption) and memory per TLS session")
+        L.append("")
+        L.append("| | Postfix | hongyan | hongyan / Postfix |")
+        L.append("|---|---:|---:|---:|")
+        L.append("| handshakes/s | %s | %s | %s |" % (fmt_rate(p.get("rate")), fmt_rate(h.get("rate")),
+                                                      ratio(h.get("rate"), p.get("rate"))))
+        L.append("| server CPU s per 1,000 handshakes | %s | %s | %s |" % (
+            cpu(p), cpu(h), ratio(h.get("cpu_per_1000"), p.get("cpu_per_1000"))))
+        L.append("| idle TLS sessions held | %s | %s | |" % (p.get("held", "—"), h.get("held", "—")))
+        L.append("| PSS KB per TLS session | %s | %s | %s |" % (
+            kb(p), kb(h), ratio(h.get("pss_per_session"), p.get("pss_per_session"))))
+        L.append("")
+    dk = results.get("dkim", {})
+    if dk:
+        L.append("## DKIM signing: signatures/s, one process per signature on both sides")
+        L.append("")
+        L.append("| algorithm | opendkim-testmsg | hongyan dkim sign | hongyan / opendkim |")
+        L.append("|---|---:|---:|---:|")
+        for alg, r in dk.items():
+            L.append("| %s | %s | %s | %s |" % (alg, fmt_rate(r.get("opendkim")), fmt_rate(r.get("hongyan")),
+                                               ratio(r.get("hongyan"), r.get("opendkim"))))
+        L.append("")
+    errs = list(results.get("errors", []))
+    for name, r in results.get("tls", {}).items():
+        if r.get("error"):
+            errs.append("tls/%s: %s" % (name, r["error"]))
+    for alg, r in dk.items():
+        for k in ("hongyan_error", "opendkim_error"):
+            if r.get(k):
+                errs.append("dkim/%s/%s: %s" % (alg, k.split("_")[0], r[k]))
+    if dk and not HONGYAN.exists():
+        errs.append("dkim: hongyan not built")
+    for sc in ("accept", "relay"):
+        for name, by in results.get(sc, {}).items():
+            for s, r in by.items():
+                if r.get("error"):
+                    errs.append("%s/%s/%s sessions: %s" % (sc, name, s, r["error"]))
+    for name, r in list(idle.items()) + list(dur.items()):
+        if r.get("error"):
+            errs.append("idle/%s: %s" % (name, r["error"]))
+    if errs:
+        L.append("## Notes and failures")
+        L.append("")
+        for e in errs:
+            L.append("- " + e)
+        L.append("")
+    return "\n".join(L)
+
+
+def loadavg():
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except (OSError, ValueError):
+        return -1.0
+
+
+def update_readme(md):
+    readme = ROOT / "bench" / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if begin not in text or end not in text:
+        print("README.md has no results markers; not updated", file=sys.stderr)
+        return
+    body = md.split("\n", 2)[2] if md.startswith("# ") else md  # drop the title
+    body = body.replace("\n## ", "\n### ")  # sections under "Results on this machine"
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + begin + "\n" + body.strip() + "\n" + end + rest.split(end, 1)[1])
+
+
+def cleanup():
+    while _cleanups:
+        fn = _cleanups.pop()
+        try:
+            fn()
+        except Exception as e:  # keep stopping the others
+            print("cleanup: %s" % e, file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small message counts (a smoke run)")
+    ap.add_argument("--servers", default="postfix,hongyan")
+    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim")
+    ap.add_argument("--sessions", default="1,20,100")
+    ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
+    ap.add_argument("--readme", action="store_true",
+                    help="also write the results into bench/README.md (between its results markers)")
+    ap.add_argument("--postfix-big-sessions", type=int, default=1000,
+                    help="idle sessions for Postfix with its smtpd process limit raised")
+    args = ap.parse_args()
+
+    def stop_on_signal(sig, frame):
+        cleanup()
+        sys.exit(128 + sig)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, stop_on_signal)
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    only = set(args.only.split(","))
+    servers = [s for s in args.servers.split(",") if s]
+    sessions = [int(s) for s in args.sessions.split(",")]
+    # Messages per run: enough for a steady state, bounded in time.
+    counts = {1: 300, 20: 3000, 100: 4000}
+    if args.quick:
+        counts = {1: 50, 20: 300, 100: 400}
+    count_for = lambda s: counts.get(s, 3000 if not args.quick else 300)
+    relay_sessions = [20]
+    idle_n = args.idle if not args.quick else min(args.idle, 1000)
+
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release(),
+            "load_start": loadavg()}
+    results = {"accept": {}, "relay": {}, "idle": {}, "sink": {}, "tls": {}, "dkim": {},
+               "durability": {}, "errors": []}
+    try:
+        if "sink" in only:
+            for s in sessions:
+                log("smtp-sink alone, %d sessions, %d messages" % (s, count_for(s)))
+                results["sink"][str(s)] = r = scenario_sink(s, count_for(s))
+                log("  ->", fmt_rate(r.get("rate")), "msg/s", r.get("error", ""))
+        for name in servers:
+            sink = Sink("relay-" + name).start()
+            srv = (Postfix(OUT / "postfix", sink.port) if name == "postfix"
+                   else Hongyan(OUT / "hongyan", sink.port))
+            try:
+                srv.start()
+            except Exception as e:
+                log("%s: cannot start: %s" % (name, e))
+                results["errors"].append("%s not measurable: %s" % (name, e))
+                sink.stop()
+                continue
+            meta[name] = srv.version()
+            try:
+                if "accept" in only:
+                    for s in sessions:
+                        log("%s accept, %d sessions, %d messages" % (name, s, count_for(s)))
+                        r = scenario_accept(srv, s, count_for(s))
+                        results["accept"].setdefault(name, {})[str(s)] = r
+                        log("  ->", fmt_rate(r.get("rate")), "msg/s,", "%.2f CPU s/1000" % r.get("cpu_per_1000", 0),
+                            "peak RSS %s MB" % fmt_mb(r.get("peak_rss")), r.get("error", ""))
+                if "relay" in only:
+                    for s in relay_sessions:
+                        log("%s relay, %d sessions, %d messages" % (name, s, count_for(s)))
+                        r = scenario_relay(srv, sink, s, count_for(s))
+                        results["relay"].setdefault(name, {})[str(s)] = r
+                        log("  ->", fmt_rate(r.get("rate")), "msg/s end to end", r.get("error", ""))
+                if "idle" in only:
+                    # Memory scenarios start from a fresh server, so that
+                    # processes left from earlier loads are not in the baseline.
+                    srv.stop()
+                    srv.start()
+                    log("%s idle sessions: %d" % (name, idle_n))
+                    r = scenario_idle(srv, idle_n)
+                    results["idle"][name + " (as configured)"] = r
+                    log("  -> %d answered EHLO, RSS %s MB" % (r["ehlo_ok"], fmt_mb(r["rss"])))
+                if "durability" in only:
+                    log("%s durability probe (strace, untimed)" % name)
+                    r = scenario_durability(srv)
+                    results["durability"][name] = r
+                    log("  -> sync calls per message: %.2f %s" % (r.get("per_message", 0), r.get("calls", "")))
+                if "tls" in only:
+                    srv.stop()
+                    srv.start()
+                    log("%s STARTTLS handshakes" % name)
+                    # Postfix holds one session per smtpd process (100 at most).
+                    results["tls"][name] = r = scenario_tls(srv, hold=80 if name == "postfix" else 500)
+                    log("  ->", fmt_rate(r.get("rate")), "handshakes/s,",
+                        "%s KB PSS per TLS session" % ("%.0f" % (r["pss_per_session"] / 1024)
+                                                       if r.get("pss_per_session") else "—"),
+                        r.get("error", ""))
+            finally:
+                srv.stop()
+                sink.stop()
+            if name == "postfix" and "idle" in only:
+                # Fair to Postfix: the same test with smtpd's process limit
+                # raised above the session count.
+                sink = Sink("idle-postfix").start()
+                # One smtpd process per session: 10,000 processes take many
+                # minutes to spawn here, so this run holds fewer and the
+                # table gives the memory per session.
+                big_n = min(idle_n, args.postfix_big_sessions)
+                big = Postfix(OUT / "postfix-big", sink.port, smtpd_process_limit=big_n + 100)
+                try:
+                    big.start()
+                    log("postfix (smtpd process_limit %d) idle sessions: %d" % (big_n + 100, big_n))
+                    r = scenario_idle(big, big_n)
+                    results["idle"]["postfix (smtpd process_limit %d)" % (big_n + 100)] = r
+                    log("  -> %d answered EHLO, RSS %s MB, %d processes" % (r["ehlo_ok"], fmt_mb(r["rss"]), r["procs"]))
+                except Exception as e:
+                    results["errors"].append("postfix with a raised process limit: %s" % e)
+                finally:
+                    big.stop()
+                    sink.stop()
+        if "dkim" in only:
+            log("DKIM signing, hongyan dkim sign vs opendkim-testmsg")
+            results["dkim"] = scenario_dkim()
+            log("  ->", results["dkim"])
+    finally:
+        cleanup()
+        try:
+            os.unlink(OUT / "pids")  # all stopped: nothing for run.sh's trap to do
+        except OSError:
+            pass
+        meta["load_end"] = loadavg()
+        md = render(results, meta)
+        (OUT / "results.md").write_text(md + "\n")
+        (OUT / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print()
+        print(md)
+        if args.readme:
+            update_readme(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,983 @@
+/*
+ * DMARC (RFC 7489): record parser, policy discovery with the public suffix
+ * list (libpsl), alignment and the policy to apply. See dmarc.h.
+ */
+#include "mailauth/dmarc.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <libpsl.h>
+
+#include "dns/dns.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+
+/* A DNS name is at most 253 octets in text form (RFC 1035 2.3.4). */
+#define DMARC_NAME_MAX 253
+/* TXT records of one name we look at; more is either abuse or a mistake. */
+#define DMARC_MAX_TXT 32
+/* Tags in one record we look at (the RFC defines eleven). */
+#define DMARC_MAX_TAGS 64
+
+const char *dmarc_policy_str(enum dmarc_policy p)
+{
+    switch (p) {
+    case DMARC_POLICY_QUARANTINE:
+        return "quarantine";
+    case DMARC_POLICY_REJECT:
+        return "reject";
+    default:
+        return "none";
+    }
+}
+
+const char *dmarc_result_str(enum dmarc_result r)
+{
+    switch (r) {
+    case DMARC_RESULT_PASS:
+        return "pass";
+    case DMARC_RESULT_FAIL:
+        return "fail";
+    case DMARC_RESULT_TEMPERROR:
+        return "temperror";
+    case DMARC_RESULT_PERMERROR:
+        return "permerror";
+    default:
+        return "none";
+    }
+}
+
+/* ---- record parser (RFC 7489 6.3, 6.4) ------------------------------------- */
+
+static int is_wsp(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Trims white space (FWS) at both ends of [*s, *e). */
+static void trim(const char **s, const char **e)
+{
+    while (*s < *e && is_wsp(**s))
+        (*s)++;
+    while (*e > *s && is_wsp((*e)[-1]))
+        (*e)--;
+}
+
+static int span_eq_ci(const char *s, size_t n, const char *word)
+{
+    return strlen(word) == n && strncasecmp(s, word, n) == 0;
+}
+
+static int parse_policy(const char *v, size_t n, enum dmarc_policy *out)
+{
+    if (span_eq_ci(v, n, "none"))
+        *out = DMARC_POLICY_NONE;
+    else if (span_eq_ci(v, n, "quarantine"))
+        *out = DMARC_POLICY_QUARANTINE;
+    else if (span_eq_ci(v, n, "reject"))
+        *out = DMARC_POLICY_REJECT;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_align(const char *v, size_t n, enum dmarc_align *out)
+{
+    if (span_eq_ci(v, n, "r"))
+        *out = DMARC_ALIGN_RELAXED;
+    else if (span_eq_ci(v, n, "s"))
+        *out = DMARC_ALIGN_STRICT;
+    else
+        return -1;
+    return 0;
+}
+
+/* 1*max DIGIT into *out; -1 when not digits or too long. */
+static int parse_digits(const char *v, size_t n, size_t max, unsigned long long *out)
+{
+    if (n == 0 || n > max)
+        return -1;
+    unsigned long long x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)v[i]))
+            return -1;
+        if (x > (~0ULL - 9) / 10)
+            return -1;
+        x = x * 10 + (unsigned)(v[i] - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+/*
+ * dmarc-uri (6.4): a URI (RFC 3986 scheme ":" something) with an optional
+ * "!" size limit. We check the scheme and that something follows; whether
+ * we could send reports there is not our business here.
+ */
+static int valid_uri(const char *s, size_t n)
+{
+    size_t i = 0;
+    if (n == 0 || !isalpha((unsigned char)s[0]))
+        return 0;
+    while (i < n && (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
+        i++;
+    if (i >= n || s[i] != ':' || i + 1 >= n)
+        return 0;
+    for (size_t j = i + 1; j < n; j++)
+        if ((unsigned char)s[j] <= ' ' || s[j] == ',' || s[j] == ';')
+            return 0;
+    return 1;
+}
+
+/* Whether a rua=/ruf= value holds at least one valid URI (the fallback of 6.6.3). */
+static int uri_list_has_valid(const char *v, size_t n)
+{
+    const char *p = v, *end = v + n;
+    while (p <= end) {
+        const char *c = memchr(p, ',', (size_t)(end - p));
+        const char *e = c ? c : end;
+        const char *s = p;
+        trim(&s, &e);
+        if (valid_uri(s, (size_t)(e - s)))
+            return 1;
+        if (!c)
+            break;
+        p = c + 1;
+    }
+    return 0;
+}
+
+/* fo= (6.3): "0", "1", "d", "s" separated by ':'. */
+static int valid_fo(const char *v, size_t n)
+{
+    if (n == 0)
+        return 0;
+    int want_opt = 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (want_opt) {
+            if (!(c == '0' || c == '1' || c == 'd' || c == 's' || c == 'D' || c == 'S'))
+                return 0;
+            want_opt = 0;
+        } else if (c == ':') {
+            want_opt = 1;
+        } else if (!is_wsp(c)) {
+            return 0;
+        }
+    }
+    return !want_opt;
+}
+
+/* rf= (6.3): a ':'-separated list of report format names (IANA tokens). */
+static int valid_rf(const char *v, size_t n)
+{
+    if (n == 0)
+        return 0;
+    int need = 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (isalnum((unsigned char)c) || c == '-' || c == '_')
+            need = 0;
+        else if (c == ':' && !need)
+            need = 1;
+        else if (!is_wsp(c))
+            return 0;
+    }
+    return !need;
+}
+
+static void note(struct buf *err, const char *what, const char *v, size_t n)
+{
+    if (!err)
+        return;
+    if (err->len)
+        buf_puts(err, "; ");
+    if (n > 64)
+        n = 64;
+    buf_printf(err, "%s \"%.*s\"", what, (int)n, v);
+}
+
+void dmarc_record_clear(struct dmarc_record *rec)
+{
+    if (!rec)
+        return;
+    free(rec->rua);
+    free(rec->ruf);
+    free(rec->fo);
+    free(rec->rf);
+    memset(rec, 0, sizeof *rec);
+}
+
+enum dmarc_parse_status dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *rec,
+                                           struct buf *err)
+{
+    memset(rec, 0, sizeof *rec);
+    rec->pct = 100;
+    rec->ri = 86400;
+    rec->fo = xstrdup("0");
+    rec->rf = xstrdup("afrf");
+    int have_p = 0, have_sp = 0, bad_p = 0, bad_sp = 0, rua_valid = 0;
+    /* Which tags we have taken: a repeated tag keeps its first value. */
+    char seen[16] = {0};
+    enum { T_V, T_P, T_SP, T_PCT, T_ADKIM, T_ASPF, T_RUA, T_RUF, T_FO, T_RF, T_RI };
+    static const char *names[] = {"v",   "p",   "sp", "pct", "adkim", "aspf",
+                                  "rua", "ruf", "fo", "rf",  "ri"};
+
+    const char *p = txt, *end = txt + len;
+    size_t ntag = 0;
+    while (p < end && ntag < DMARC_MAX_TAGS) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *te = semi ? semi : end;
+        const char *ts = p;
+        p = semi ? semi + 1 : end;
+        trim(&ts, &te);
+        if (ts == te) {
+            if (ntag == 0)
+                break; /* "; v=DMARC1" is not a DMARC record */
+            continue;  /* empty tag-spec: "p=none;;" or a trailing ';' */
+        }
+        const char *eq = memchr(ts, '=', (size_t)(te - ts));
+        const char *ns = ts, *ne = eq ? eq : te;
+        trim(&ns, &ne);
+        const char *vs = eq ? eq + 1 : te, *ve = te;
+        trim(&vs, &ve);
+        size_t nlen = (size_t)(ne - ns), vlen = (size_t)(ve - vs);
+        if (ntag++ == 0) {
+            /* 6.4: the record starts with v=DMARC1 (case-sensitive value). */
+            if (!eq || !span_eq_ci(ns, nlen, "v") || vlen != 6 || memcmp(vs, "DMARC1", 6) != 0)
+                return DMARC_PARSE_NOT_DMARC;
+            seen[T_V] = 1;
+            continue;
+        }
+        int t = -1;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (span_eq_ci(ns, nlen, names[i]))
+                t = (int)i;
+        if (!eq) {
+            note(err, "ignored malformed tag", ts, (size_t)(te - ts));
+            continue;
+        }
+        if (t < 0)
+            continue; /* 6.3: unknown tags MUST be ignored */
+        if (seen[t]) {
+            note(err, "ignored repeated tag", ns, nlen);
+            continue;
+        }
+        seen[t] = 1;
+        unsigned long long num;
+        switch (t) {
+        case T_V:
+            break;
+        case T_P:
+            if (parse_policy(vs, vlen, &rec->p) == 0)
+                have_p = 1;
+            else
+                bad_p = 1, note(err, "invalid p=", vs, vlen);
+            break;
+        case T_SP:
+            if (parse_policy(vs, vlen, &rec->sp) == 0)
+                have_sp = 1;
+            else
+                bad_sp = 1, note(err, "invalid sp=", vs, vlen);
+            break;
+        case T_PCT:
+            if (parse_digits(vs, vlen, 3, &num) == 0 && num <= 100)
+                rec->pct = (int)num;
+            else
+                note(err, "ignored invalid pct=", vs, vlen);
+            break;
+        case T_ADKIM:
+            if (parse_align(vs, vlen, &rec->adkim) < 0)
+                note(err, "ignored invalid adkim=", vs, vlen);
+            break;
+        case T_ASPF:
+            if (parse_align(vs, vlen, &rec->aspf) < 0)
+                note(err, "ignored invalid aspf=", vs, vlen);
+            break;
+        case T_RUA:
+            rec->rua = xstrndup(vs, vlen);
+            rua_valid = uri_list_has_valid(vs, vlen);
+            if (!rua_valid)
+                note(err, "no valid URI in rua=", vs, vlen);
+            break;
+        case T_RUF:
+            rec->ruf = xstrndup(vs, vlen);
+            break;
+        case T_FO:
+            if (valid_fo(vs, vlen)) {
+                free(rec->fo);
+                rec->fo = xstrndup(vs, vlen);
+            } else {
+                note(err, "ignored invalid fo=", vs, vlen);
+            }
+            break;
+        case T_RF:
+            if (valid_rf(vs, vlen)) {
+                free(rec->rf);
+                rec->rf = xstrndup(vs, vlen);
+            } else {
+                note(err, "ignored invalid rf=", vs, vlen);
+            }
+            break;
+        case T_RI:
+            if (parse_digits(vs, vlen, 10, &num) == 0 && num <= 0xffffffffULL)
+                rec->ri = (unsigned long)num;
+            else
+                note(err, "ignored invalid ri=", vs, vlen);
+            break;
+        }
+    }
+    if (ntag == 0)
+        return DMARC_PARSE_NOT_DMARC;
+    if (!have_p && !bad_p)
+        note(err, "no p= tag", "", 0);
+    /*
+     * 6.6.3: without a valid p= (or with an invalid sp=), a record with a
+     * valid rua= acts as "v=DMARC1; p=none"; any other is not applied.
+     */
+    if (!have_p || bad_sp) {
+        if (!rua_valid)
+            return DMARC_PARSE_INVALID;
+        rec->p = DMARC_POLICY_NONE;
+        rec->sp = DMARC_POLICY_NONE;
+        rec->p_fallback = 1;
+        return DMARC_PARSE_OK;
+    }
+    if (!have_sp)
+        rec->sp = rec->p;
+    return DMARC_PARSE_OK;
+}
+
+/* ---- domains ------------------------------------------------------------------ */
+
+static const psl_ctx_t *psl_ctx;
+static pthread_once_t psl_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Debian's publicsuffix package keeps the list current; psl_latest() reads
+ * it (or libpsl's built-in copy when that is newer or the file is missing).
+ */
+static void psl_load(void)
+{
+    psl_ctx = psl_latest(NULL);
+    if (!psl_ctx)
+        psl_ctx = psl_builtin();
+}
+
+/* Lower case copy without a trailing dot. */
+static char *domain_norm(const char *d)
+{
+    char *s = xstrdup(d ? d : "");
+    size_t n = strlen(s);
+    if (n > 0 && s[n - 1] == '.')
+        s[n - 1] = '\0';
+    str_lower(s);
+    return s;
+}
+
+char *dmarc_org_domain(const char *domain)
+{
+    char *d = domain_norm(domain);
+    pthread_once(&psl_once, psl_load);
+    const char *reg = psl_ctx ? psl_registrable_domain(psl_ctx, d) : NULL;
+    if (reg && reg != d) {
+        char *o = xstrdup(reg);
+        free(d);
+        return o;
+    }
+    return d;
+}
+
+int dmarc_aligned(const char *from_domain, const char *id_domain, enum dmarc_align mode)
+{
+    if (!from_domain || !id_domain || !*from_domain || !*id_domain)
+        return 0;
+    char *a = domain_norm(from_domain), *b = domain_norm(id_domain);
+    int ok;
+    if (mode == DMARC_ALIGN_STRICT) {
+        ok = strcmp(a, b) == 0;
+    } else {
+        char *oa = dmarc_org_domain(a), *ob = dmarc_org_domain(b);
+        ok = strcmp(oa, ob) == 0;
+        free(oa);
+        free(ob);
+    }
+    free(a);
+    free(b);
+    return ok;
+}
+
+/* ---- the From: domain (RFC 7489 6.6.1, RFC 5322 3.4) ------------------------ */
+
+/* Copies a field body without comments and with folding removed. */
+static void strip_comments(const char *s, size_t n, struct buf *out)
+{
+    int depth = 0, quoted = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\r' || c == '\n')
+            continue;
+        if (c == '\\' && i + 1 < n) {
+            if (depth == 0) {
+                buf_putc(out, c);
+                buf_putc(out, s[i + 1]);
+            }
+            i++;
+            continue;
+        }
+        if (quoted) {
+            if (c == '"')
+                quoted = 0;
+            buf_putc(out, c);
+        } else if (c == '(') {
+            depth++;
+        } else if (c == ')' && depth > 0) {
+            depth--;
+        } else if (depth == 0) {
+            if (c == '"')
+                quoted = 1;
+            buf_putc(out, c);
+        }
+    }
+}
+
+static int valid_domain(const char *d)
+{
+    size_t n = strlen(d), label = 0;
+    if (n == 0 || n > DMARC_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)d[i];
+        if (c == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+        } else if (isalnum(c) || c == '-' || c == '_' || c >= 0x80) {
+            if (++label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return label > 0;
+}
+
+/* The domain of one mailbox ("Name <a@b>" or "a@b"); NULL when there is none. */
+static char *mailbox_domain(const char *s, size_t n)
+{
+    const char *lt = NULL;
+    int quoted = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\') {
+            i++;
+        } else if (s[i] == '"') {
+            quoted = !quoted;
+        } else if (!quoted && s[i] == '<') {
+            lt = s + i;
+            break;
+        }
+    }
+    const char *a = s, *e = s + n;
+    if (lt) {
+        a = lt + 1;
+        const char *gt = memchr(a, '>', (size_t)(e - a));
+        if (!gt)
+            return NULL;
+        e = gt;
+    }
+    trim(&a, &e);
+    const char *at = NULL;
+    for (const char *p = a; p < e; p++)
+        if (*p == '@')
+            at = p;
+    if (!at)
+        return NULL;
+    const char *ds = at + 1, *de = e;
+    trim(&ds, &de);
+    char *tmp = xstrndup(ds, (size_t)(de - ds));
+    char *d = domain_norm(tmp);
+    free(tmp);
+    if (!valid_domain(d)) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+char *dmarc_from_domain(const char *msg, size_t len, struct buf *why)
+{
+    const char *p = msg, *end = msg + len;
+    const char *from = NULL;
+    size_t from_len = 0;
+    int nfrom = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        if (le == p || (le == p + 1 && *p == '\r'))
+            break; /* the empty line: end of the header */
+        /* The field runs on over continuation lines (starting with WSP). */
+        const char *fe = nl ? nl + 1 : end;
+        while (fe < end && (*fe == ' ' || *fe == '\t')) {
+            const char *n2 = memchr(fe, '\n', (size_t)(end - fe));
+            fe = n2 ? n2 + 1 : end;
+        }
+        const char *colon = memchr(p, ':', (size_t)(fe - p));
+        if (colon) {
+            const char *ns = p, *ne = colon;
+            trim(&ns, &ne);
+            if (span_eq_ci(ns, (size_t)(ne - ns), "from")) {
+                nfrom++;
+                from = colon + 1;
+                from_len = (size_t)(fe - from);
+            }
+        }
+        p = fe;
+    }
+    if (nfrom == 0) {
+        buf_set(why, "no From: field");
+        return NULL;
+    }
+    if (nfrom > 1) {
+        buf_set(why, "more than one From: field");
+        return NULL;
+    }
+    struct buf v = BUF_INIT;
+    strip_comments(from, from_len, &v);
+    char *domain = NULL;
+    const char *s = v.data ? v.data : "";
+    size_t n = v.len, start = 0;
+    int quoted = 0, angle = 0, bad = 0, count = 0;
+    for (size_t i = 0; i <= n && !bad; i++) {
+        char c = i < n ? s[i] : ',';
+        if (i < n && c == '\\') {
+            i++;
+            continue;
+        }
+        if (i < n && c == '"')
+            quoted = !quoted;
+        else if (!quoted && c == '<')
+            angle = 1;
+        else if (!quoted && c == '>')
+            angle = 0;
+        if (c != ',' || (i < n && (quoted || angle)))
+            continue;
+        const char *ms = s + start, *me = s + i;
+        start = i + 1;
+        trim(&ms, &me);
+        if (ms == me)
+            continue;
+        char *d = mailbox_domain(ms, (size_t)(me - ms));
+        if (!d) {
+            bad = 1;
+        } else if (domain && strcmp(domain, d) != 0) {
+            bad = 2;
+            free(d);
+        } else if (!domain) {
+            domain = d;
+        } else {
+            free(d);
+        }
+        count++;
+    }
+    buf_free(&v);
+    if (bad || !domain) {
+        buf_set(why, bad == 2 ? "From: has mailboxes of different domains"
+                              : "no usable address in From:");
+        free(domain);
+        return NULL;
+    }
+    return domain;
+}
+
+/* ---- DNS seam -------------------------------------------------------------------- */
+
+struct dns_lk {
+    dmarc_txt_done_fn done;
+    void *done_arg;
+    struct dns_query *q;
+};
+
+static void dns_lk_answer(void *arg, const struct dns_answer *ans)
+{
+    struct dns_lk *l = arg;
+    dmarc_txt_done_fn done = l->done;
+    void *darg = l->done_arg;
+    free(l);
+    switch (ans->status) {
+    case DNS_OK:
+        done(darg, DMARC_TXT_FOUND, (const char *const *)ans->txt, ans->count);
+        break;
+    case DNS_NXDOMAIN:
+    case DNS_NODATA:
+        done(darg, DMARC_TXT_NOTFOUND, NULL, 0);
+        break;
+    default:
+        done(darg, DMARC_TXT_TEMPFAIL, NULL, 0);
+        break;
+    }
+}
+
+static void *dns_lk_lookup(void *arg, const char *name, dmarc_txt_done_fn done, void *done_arg)
+{
+    struct dns_lk *l = xcalloc(1, sizeof *l);
+    l->done = done;
+    l->done_arg = done_arg;
+    l->q = dns_query(arg, name, DNS_T_TXT, dns_lk_answer, l);
+    return l; /* dns_query never answers before returning */
+}
+
+static void dns_lk_cancel(void *arg, void *handle)
+{
+    struct dns_lk *l = handle;
+    if (!l)
+        return;
+    dns_cancel(l->q);
+    free(l);
+}
+
+struct dmarc_txt_lookup dmarc_dns_lookup(struct dns *dns)
+{
+    struct dmarc_txt_lookup lk = {dns_lk_lookup, dns_lk_cancel, dns};
+    return lk;
+}
+
+/* ---- evaluation (RFC 7489 6.6) ------------------------------------------------ */
+
+struct dmarc_check {
+    struct dmarc_txt_lookup lk;
+    dmarc_cb cb;
+    void *arg;
+    void *handle; /* the pending lookup */
+    int busy;     /* inside a call that must not free the check */
+    int finished; /* cb has run */
+    int at_org;   /* the pending lookup is the organisational domain's */
+    /* the request, copied */
+    char *from;
+    char *org;
+    enum dmarc_auth spf_result;
+    char *spf_domain;
+    struct dmarc_identifier *dkim;
+    size_t ndkim;
+    unsigned (*random)(void *arg);
+    void *random_arg;
+};
+
+void dmarc_outcome_clear(struct dmarc_outcome *out)
+{
+    if (!out)
+        return;
+    free(out->from_domain);
+    free(out->org_domain);
+    free(out->record_domain);
+    free(out->reason);
+    memset(out, 0, sizeof *out);
+}
+
+static void check_free(struct dmarc_check *c)
+{
+    free(c->from);
+    free(c->org);
+    free(c->spf_domain);
+    for (size_t i = 0; i < c->ndkim; i++)
+        free((char *)c->dkim[i].domain);
+    free(c->dkim);
+    free(c);
+}
+
+/* Delivers the outcome; frees the check unless a caller up the stack still holds it. */
+static void finish(struct dmarc_check *c, enum dmarc_result r, const char *record_domain,
+                   struct buf *reason, struct dmarc_outcome *partial)
+{
+    struct dmarc_outcome o = {0};
+    if (partial)
+        o = *partial;
+    o.result = r;
+    o.from_domain = c->from;
+    o.org_domain = c->org;
+    o.record_domain = (char *)record_domain;
+    o.reason = (char *)buf_cstr(reason);
+    c->finished = 1;
+    c->handle = NULL;
+    c->cb(c->arg, &o);
+    if (c->busy == 0)
+        check_free(c);
+}
+
+static unsigned default_random(void *arg)
+{
+    return arc4random_uniform(100);
+}
+
+/* Evaluates the message against one parsed record found at record_domain. */
+static void evaluate(struct dmarc_check *c, const struct dmarc_record *rec,
+                     const char *record_domain)
+{
+    struct dmarc_outcome o = {0};
+    struct buf why = BUF_INIT;
+    o.have_record = 1;
+    o.pct = rec->pct;
+    /* sp= applies to subdomains whose policy came from the organisational domain (6.3). */
+    int via_org = strcmp(record_domain, c->from) != 0;
+    o.policy = via_org ? rec->sp : rec->p;
+
+    int spf_temp = 0, dkim_temp = 0;
+    const char *dkim_unaligned = NULL;
+    if (c->spf_domain && dmarc_aligned(c->from, c->spf_domain, rec->aspf)) {
+        o.spf_aligned = c->spf_result == DMARC_AUTH_PASS;
+        spf_temp = c->spf_result == DMARC_AUTH_TEMPERROR;
+    }
+    const char *dkim_pass_domain = NULL;
+    for (size_t i = 0; i < c->ndkim; i++) {
+        const struct dmarc_identifier *id = &c->dkim[i];
+        int al = dmarc_aligned(c->from, id->domain, rec->adkim);
+        if (al && id->result == DMARC_AUTH_PASS && !o.dkim_aligned) {
+            o.dkim_aligned = 1;
+            dkim_pass_domain = id->domain;
+        } else if (al && id->result == DMARC_AUTH_TEMPERROR) {
+            dkim_temp = 1;
+        } else if (!al && id->result == DMARC_AUTH_PASS && !dkim_unaligned) {
+            dkim_unaligned = id->domain;
+        }
+    }
+
+    enum dmarc_result r;
+    if (o.spf_aligned || o.dkim_aligned) {
+        r = DMARC_RESULT_PASS;
+        if (o.dkim_aligned)
+            buf_printf(&why, "DKIM signature of %s is aligned with %s", dkim_pass_domain, c->from);
+        else
+            buf_printf(&why, "SPF passed for %s, aligned with %s", c->spf_domain, c->from);
+    } else {
+        /* Say what failed, for the log and the reply (and so the sender can fix it). */
+        if (c->spf_result == DMARC_AUTH_PASS)
+            buf_printf(&why, "SPF passed for %s, which is not aligned with %s",
+                       c->spf_domain ? c->spf_domain : "?", c->from);
+        else if (spf_temp)
+            buf_printf(&why, "SPF had a temporary error for %s", c->spf_domain);
+        else
+            buf_printf(&why, "SPF did not pass%s%s", c->spf_domain ? " for " : "",
+                       c->spf_domain ? c->spf_domain : "");
+        if (dkim_temp)
+            buf_puts(&why, "; a DKIM key lookup had a temporary error");
+        else if (dkim_unaligned)
+            buf_printf(&why, "; the valid DKIM signature is of %s, not aligned with %s",
+                       dkim_unaligned, c->from);
+        else if (c->ndkim)
+            buf_puts(&why, "; no DKIM signature verified");
+        else
+            buf_puts(&why, "; the message has no DKIM signature");
+        /*
+         * An aligned check that could not finish might have passed: that
+         * is not a failure the domain owner asked us to act on (6.6.2).
+         */
+        r = spf_temp || dkim_temp ? DMARC_RESULT_TEMPERROR : DMARC_RESULT_FAIL;
+    }
+    if (r == DMARC_RESULT_FAIL && o.policy != DMARC_POLICY_NONE) {
+        o.disposition = o.policy;
+        /* 6.6.4: messages not selected by pct= get the next milder policy. */
+        if (rec->pct < 100) {
+            unsigned draw = c->random ? c->random(c->random_arg) : default_random(NULL);
+            if (draw >= (unsigned)rec->pct) {
+                o.sampled_out = 1;
+                o.disposition =
+                    o.policy == DMARC_POLICY_REJECT ? DMARC_POLICY_QUARANTINE : DMARC_POLICY_NONE;
+            }
+        }
+    }
+    finish(c, r, record_domain, &why, &o);
+    buf_free(&why);
+}
+
+static void lookup_at(struct dmarc_check *c, const char *domain, int at_org);
+
+static void txt_done(void *arg, enum dmarc_txt_status st, const char *const *txt, size_t ntxt)
+{
+    struct dmarc_check *c = arg;
+    c->handle = NULL;
+    const char *domain = c->at_org ? c->org : c->from;
+    struct buf why = BUF_INIT;
+    if (st == DMARC_TXT_TEMPFAIL) {
+        buf_printf(&why, "temporary DNS error looking up _dmarc.%s", domain);
+        finish(c, DMARC_RESULT_TEMPERROR, NULL, &why, NULL);
+        buf_free(&why);
+        return;
+    }
+    /* 6.6.3 step 4: records that do not start with v=DMARC1 are discarded. */
+    size_t ndmarc = 0, pick = 0;
+    if (st == DMARC_TXT_FOUND) {
+        for (size_t i = 0; i < ntxt && i < DMARC_MAX_TXT; i++) {
+            struct dmarc_record rec;
+            enum dmarc_parse_status ps =
+                dmarc_record_parse(txt[i] ? txt[i] : "", txt[i] ? strlen(txt[i]) : 0, &rec, NULL);
+            dmarc_record_clear(&rec);
+            if (ps != DMARC_PARSE_NOT_DMARC) {
+                if (ndmarc == 0)
+                    pick = i;
+                ndmarc++;
+            }
+        }
+    }
+    if (ndmarc == 0) {
+        /* 6.6.3 step 3: no record at the From domain: ask its organisational domain. */
+        if (!c->at_org && strcmp(c->from, c->org) != 0) {
+            buf_free(&why);
+            lookup_at(c, c->org, 1);
+            return;
+        }
+        buf_printf(&why, "no DMARC record for %s", c->from);
+        finish(c, DMARC_RESULT_NONE, NULL, &why, NULL);
+        buf_free(&why);
+        return;
+    }
+    if (ndmarc > 1) {
+        /* 6.6.3 step 5: more than one record: no DMARC processing. */
+        buf_printf(&why, "more than one DMARC record at _dmarc.%s", domain);
+        finish(c, DMARC_RESULT_NONE, NULL, &why, NULL);
+        buf_free(&why);
+        return;
+    }
+    struct dmarc_record rec;
+    struct buf perr = BUF_INIT;
+    enum dmarc_parse_status ps = dmarc_record_parse(txt[pick], strlen(txt[pick]), &rec, &perr);
+    if (ps == DMARC_PARSE_INVALID) {
+        buf_printf(&why, "unusable DMARC record at _dmarc.%s: %s", domain, buf_cstr(&perr));
+        struct dmarc_outcome o = {0};
+        char *rd = xstrdup(domain);
+        finish(c, DMARC_RESULT_PERMERROR, rd, &why, &o);
+        free(rd);
+    } else {
+        char *rd = xstrdup(domain);
+        evaluate(c, &rec, rd);
+        free(rd);
+    }
+    buf_free(&perr);
+    buf_free(&why);
+    dmarc_record_clear(&rec);
+}
+
+static void lookup_at(struct dmarc_check *c, const char *domain, int at_org)
+{
+    char name[DMARC_NAME_MAX + 16];
+    c->at_org = at_org;
+    if (strlen(domain) + 7 > DMARC_NAME_MAX) {
+        struct buf why = BUF_INIT;
+        buf_puts(&why, "the From domain is too long for a DMARC lookup");
+        finish(c, DMARC_RESULT_NONE, NULL, &why, NULL);
+        buf_free(&why);
+        return;
+    }
+    snprintf(name, sizeof name, "_dmarc.%s", domain);
+    c->busy++;
+    void *h = c->lk.lookup(c->lk.arg, name, txt_done, c);
+    c->busy--;
+    if (c->finished) {
+        if (c->busy == 0)
+            check_free(c);
+        return;
+    }
+    if (c->handle == NULL && !c->finished)
+        c->handle = h;
+}
+
+struct dmarc_check *dmarc_check_start(const struct dmarc_txt_lookup *lk,
+                                      const struct dmarc_request *req, dmarc_cb cb, void *arg)
+{
+    struct dmarc_check *c = xcalloc(1, sizeof *c);
+    c->lk = *lk;
+    c->cb = cb;
+    c->arg = arg;
+    c->from = domain_norm(req->from_domain);
+    c->spf_result = req->spf.result;
+    c->spf_domain = req->spf.domain && *req->spf.domain ? domain_norm(req->spf.domain) : NULL;
+    c->ndkim = req->ndkim;
+    c->dkim = xcalloc(req->ndkim ? req->ndkim : 1, sizeof *c->dkim);
+    for (size_t i = 0; i < req->ndkim; i++) {
+        c->dkim[i].result = req->dkim[i].result;
+        c->dkim[i].domain = domain_norm(req->dkim[i].domain);
+    }
+    c->random = req->random;
+    c->random_arg = req->random_arg;
+    c->busy = 1;
+    if (!valid_domain(c->from)) {
+        c->org = xstrdup(c->from);
+        struct buf why = BUF_INIT;
+        buf_puts(&why, "no usable From: domain");
+        finish(c, DMARC_RESULT_PERMERROR, NULL, &why, NULL);
+        buf_free(&why);
+    } else {
+        c->org = dmarc_org_domain(c->from);
+        lookup_at(c, c->from, 0);
+    }
+    c->busy = 0;
+    if (c->finished) {
+        check_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void dmarc_check_cancel(struct dmarc_check *c)
+{
+    if (!c)
+        return;
+    if (c->handle && c->lk.cancel)
+        c->lk.cancel(c->lk.arg, c->handle);
+    check_free(c);
+}
+
+/* ---- synchronous wrapper --------------------------------------------------------- */
+
+struct sync_state {
+    int done;
+    struct dmarc_outcome *out;
+};
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void sync_cb(void *arg, const struct dmarc_outcome *o)
+{
+    struct sync_state *st = arg;
+    *st->out = *o;
+    st->out->from_domain = dup_or_null(o->from_domain);
+    st->out->org_domain = dup_or_null(o->org_domain);
+    st->out->record_domain = dup_or_null(o->record_domain);
+    st->out->reason = xstrdup(o->reason ? o->reason : "");
+    st->done = 1;
+}
+
+int dmarc_check_sync(const char *resolver, const struct dmarc_request *req,
+                     struct dmarc_outcome *out, struct buf *err)
+{
+    memset(out, 0, sizeof *out);
+    struct event_base *base = event_base_new();
+    if (!base) {
+        buf_set(err, "cannot create an event loop");
+        return -1;
+    }
+    struct dns *dns = dns_new(base, resolver, err);
+    if (!dns) {
+        event_base_free(base);
+        return -1;
+    }
+    struct sync_state st = {0, out};
+    struct dmarc_txt_lookup lk = dmarc_dns_lookup(dns);
+    dmarc_check_start(&lk, req, sync_cb, &st);
+    /* Each DNS query is bounded by the resolver's timeout, so this ends. */
+    while (!st.done)
+        if (event_base_loop(base, EVLOOP_ONCE) < 0)
+            break;
+    dns_free(dns);
+    event_base_free(base);
+    if (!st.done) {
+        buf_set(err, "event loop failed");
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,92 @@
+/*
+ * The inbound mail-authentication stage: for a message received from an
+ * unauthenticated client outside mynetworks, runs SPF on the MAIL FROM (or
+ * HELO) identity, verifies every DKIM signature, then evaluates DMARC, all
+ * asynchronously on the worker's loop; produces the Authentication-Results
+ * field to prepend (forged ones with our authserv_id removed) and the
+ * decision the smtpd_*_policy keys ask for.
+ *
+ * When it runs: smtpd calls it once per message, at the end of DATA or of
+ * the last BDAT chunk, before the spool commit, when inbound_applies() says
+ * so. Mail from mynetworks or from an authenticated client (submission) is
+ * ours to sign, not to judge, and is left alone.
+ *
+ * Ownership: the request's strings and message are copied or consumed
+ * before inbound_start() returns. A struct inbound_result handed to the
+ * callback is valid during the call only.
+ */
+#ifndef HONGYAN_MAILAUTH_INBOUND_H
+#define HONGYAN_MAILAUTH_INBOUND_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "mailauth/dmarc.h"
+
+struct config;
+struct dns;
+
+/* The policy keys, read once per configuration. */
+struct inbound_settings {
+    int spf_reject;        /* smtpd_spf_policy = reject */
+    int dkim_verify;       /* smtpd_dkim_verify = yes */
+    int dmarc_reject;      /* smtpd_dmarc_policy = reject */
+    char authserv_id[256]; /* authserv_id */
+    char receiver[256];    /* myhostname, for SPF's %{r} */
+};
+void inbound_settings_load(const struct config *cfg, struct inbound_settings *set);
+
+/*
+ * Whether a message from this client gets the inbound checks: not
+ * authenticated, and not in mynetworks (whatever the listener).
+ */
+int inbound_applies(const struct config *cfg, const struct sockaddr *peer, int authenticated);
+
+struct inbound_request {
+    const char *client_ip; /* text */
+    const char *helo;
+    const char *mailfrom; /* without <>; "" for the null sender */
+    const char *queue_id; /* for the log, or NULL */
+    const char *msg;      /* the message as received (CRLF), without our own Received: */
+    size_t len;
+    time_t now;
+    /* The pct= draw (see dmarc.h); NULL: random. */
+    unsigned (*random)(void *arg);
+    void *random_arg;
+};
+
+enum inbound_verdict {
+    INBOUND_ACCEPT,   /* queue it, with the header prepended */
+    INBOUND_REJECT,   /* 5xx: code, status and text say it */
+    INBOUND_TEMPFAIL, /* 4xx: a reject policy could not be decided */
+};
+
+struct inbound_result {
+    enum inbound_verdict verdict;
+    int code;           /* 550, 451 when not ACCEPT */
+    const char *status; /* "5.7.23", "5.7.1", "4.7.24", "4.7.1" */
+    const char *text;   /* why, for the reply */
+    const char *header; /* "Authentication-Results: ...\r\n" to prepend */
+    size_t header_len;
+    const char *msg; /* the message without forged Authentication-Results fields */
+    size_t msg_len;
+    size_t forged_removed;
+    const char *summary; /* "spf=pass dkim=pass dmarc=pass", for the log */
+};
+
+typedef void (*inbound_cb)(void *arg, const struct inbound_result *res);
+struct inbound_check;
+
+/*
+ * Starts the checks. cb runs exactly once unless the check is cancelled;
+ * it may run before inbound_start() returns (when nothing needs DNS), and
+ * then NULL is returned; otherwise the handle is valid until cb starts.
+ * dns and set must outlive the check.
+ */
+struct inbound_check *inbound_start(struct dns *dns, const struct inbound_settings *set,
+                                    const struct inbound_request *req, inbound_cb cb, void *arg);
+/* Cancels a pending check; cb does not run. NULL does nothing. */
+void inbound_cancel(struct inbound_check *chk);
+
+#endif
