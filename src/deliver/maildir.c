@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,20 +53,56 @@ static enum delivery_status maildir_classify(int e, char dsn[16], struct buf *re
     }
 }
 
-/* The host part of a unique name, with '/' and ':' escaped as the Maildir spec asks. */
-static void maildir_host(struct buf *out)
+/*
+ * The host part of a unique name, with '/' and ':' escaped as the Maildir
+ * spec asks; worked out once per process (gethostname is a system call).
+ */
+static char maildir_hostpart[1100];
+static pthread_once_t maildir_host_once = PTHREAD_ONCE_INIT;
+
+static void maildir_host_init(void)
 {
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
-    for (const char *p = host; *p; p++) {
-        if (*p == '/')
-            buf_puts(out, "\\057");
-        else if (*p == ':')
-            buf_puts(out, "\\072");
-        else
-            buf_putc(out, *p);
+    size_t n = 0;
+    for (const char *p = host; *p && n + 5 < sizeof maildir_hostpart; p++) {
+        const char *esc = *p == '/' ? "\\057" : *p == ':' ? "\\072" : NULL;
+        if (esc) {
+            memcpy(maildir_hostpart + n, esc, 4);
+            n += 4;
+        } else {
+            maildir_hostpart[n++] = *p;
+        }
     }
+    maildir_hostpart[n] = '\0';
+}
+
+static void maildir_host(struct buf *out)
+{
+    pthread_once(&maildir_host_once, maildir_host_init);
+    buf_puts(out, maildir_hostpart);
+}
+
+/*
+ * Creates tmp/ new/ cur/ (and the mailbox above them). Called only when
+ * creating or renaming a file failed with ENOENT, so a mailbox that exists
+ * costs no mkdir calls. 0, or a delivery status with dsn and reason set.
+ */
+static int maildir_make(const struct buf *dir, char dsn[16], struct buf *reason,
+                        enum delivery_status *st)
+{
+    const char *subs[] = {"tmp", "new", "cur"};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = xasprintf("%s/%s", buf_cstr(dir), subs[i]);
+        if (mkdir_p(p, 0700) < 0) {
+            *st = maildir_classify(errno, dsn, reason, "create", p);
+            free(p);
+            return -1;
+        }
+        free(p);
+    }
+    return 0;
 }
 
 /* Is there an entry in dir whose name is prefix followed by ',' or ':' (Maildir info)? */
@@ -102,16 +139,6 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     buf_puts(&dir, mailbox);
     while (dir.len > 1 && dir.data[dir.len - 1] == '/')
         buf_truncate(&dir, dir.len - 1);
-    const char *subs[] = {"tmp", "new", "cur"};
-    for (size_t i = 0; i < 3; i++) {
-        char *p = xasprintf("%s/%s", buf_cstr(&dir), subs[i]);
-        if (mkdir_p(p, 0700) < 0) {
-            st = maildir_classify(errno, dsn, reason, "create", p);
-            free(p);
-            goto done;
-        }
-        free(p);
-    }
     in = open(data_path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
         st = DELIVERY_TEMPFAIL;
@@ -145,7 +172,13 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     }
     buf_printf(&tmp, "%s/tmp/%s", buf_cstr(&dir), buf_cstr(&name));
     /* A stable name may have a leftover from a crashed attempt in tmp/: it is ours. */
-    out = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | (once ? O_TRUNC : O_EXCL) | O_CLOEXEC, 0600);
+    int oflags = O_WRONLY | O_CREAT | (once ? O_TRUNC : O_EXCL) | O_CLOEXEC;
+    out = open(buf_cstr(&tmp), oflags, 0600);
+    if (out < 0 && errno == ENOENT) {
+        if (maildir_make(&dir, dsn, reason, &st) < 0)
+            goto done;
+        out = open(buf_cstr(&tmp), oflags, 0600);
+    }
     if (out < 0) {
         st = maildir_classify(errno, dsn, reason, "create", buf_cstr(&tmp));
         goto done;
@@ -171,7 +204,10 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
             goto write_error;
         size += (size_t)n;
     }
-    if (fsync(out) < 0)
+    struct stat ost;
+    int defer =
+        once && once->sync_deferred && fstat(out, &ost) == 0 && ost.st_dev == once->sync_dev;
+    if (!defer && fsync(out) < 0)
         goto write_error;
     if (close(out) < 0) {
         out = -1;
@@ -180,14 +216,26 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     out = -1;
     /* The S= size lets readers skip a stat (a common Maildir++ extension). */
     buf_printf(&fin, "%s/new/%s,S=%zu", buf_cstr(&dir), buf_cstr(&name), size);
-    if (rename(buf_cstr(&tmp), buf_cstr(&fin)) < 0) {
+    int rrc = rename(buf_cstr(&tmp), buf_cstr(&fin));
+    if (rrc < 0 && errno == ENOENT) {
+        /* new/ went away (or cur/ with it): make them again. */
+        if (maildir_make(&dir, dsn, reason, &st) < 0)
+            goto unlink_tmp;
+        rrc = rename(buf_cstr(&tmp), buf_cstr(&fin));
+    }
+    if (rrc < 0) {
         st = maildir_classify(errno, dsn, reason, "rename into", buf_cstr(&fin));
         goto unlink_tmp;
     }
-    char *newdir = xasprintf("%s/new", buf_cstr(&dir));
-    int drc = fsync_dir(newdir);
-    int de = errno;
-    free(newdir);
+    int drc = 0, de = 0;
+    if (defer) {
+        *once->sync_deferred = 1;
+    } else {
+        char *newdir = xasprintf("%s/new", buf_cstr(&dir));
+        drc = fsync_dir(newdir);
+        de = errno;
+        free(newdir);
+    }
     if (drc < 0) {
         unlink(buf_cstr(&fin));
         st = maildir_classify(de, dsn, reason, "sync", buf_cstr(&dir));

@@ -6,17 +6,18 @@
 #ifndef HONGYAN_DELIVER_MAILDIR_H
 #define HONGYAN_DELIVER_MAILDIR_H
 
+#include <sys/types.h>
+
 #include "deliver/agent.h"
 #include "lib/buf.h"
 
 /*
  * Delivers the message in data_path (CRLF line ends, kept as they are) to
  * the Maildir mailbox (an absolute path; tmp/ new/ cur/ are created mode
- * 0700 as needed), with "Return-Path: <sender>" and "Delivered-To: rcpt"
- * prepended. DELIVERY_OK, DELIVERY_TEMPFAIL (disk full, I/O error: retry)
- * or DELIVERY_PERMFAIL (the path cannot be used); dsn gets X.Y.Z, reason a
- * sentence for the log and the DSN. The new file's path goes to path_out
- * when it is not NULL.
+ * 0700 when a file cannot be created for want of them), with "Return-Path: <sender>" and
+ * "Delivered-To: rcpt" prepended. DELIVERY_OK, DELIVERY_TEMPFAIL (disk full, I/O error: retry) or
+ * DELIVERY_PERMFAIL (the path cannot be used); dsn gets X.Y.Z, reason a sentence for the log and
+ * the DSN. The new file's path goes to path_out when it is not NULL.
  */
 /*
  * Exactly-once delivery across crashes. The queue records a result only
@@ -30,6 +31,14 @@
 struct maildir_once {
     const char *stem; /* letters, digits, '_' and '-' only */
     int check_cur;
+    /*
+     * Shared syncs (optional): when sync_deferred is not NULL and the file
+     * lands on device sync_dev, neither the file nor new/ is synced here;
+     * *sync_deferred is set to 1 and the caller must sync that filesystem
+     * (spool_sync()) before it records the delivery.
+     */
+    dev_t sync_dev;
+    int *sync_deferred;
 };
 
 /* once may be NULL: a fresh unique name, no duplicate check. */

@@ -19,7 +19,13 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
-#define ENVELOPE_MAGIC "HONGYAN-ENVELOPE 1"
+/*
+ * Version 2 added the "C size" commit record; version 1 files (without it)
+ * are still read. A binary that knows only version 1 rejects version 2 files
+ * as "bad or missing version line" rather than misreading them.
+ */
+#define ENVELOPE_MAGIC "HONGYAN-ENVELOPE 2"
+#define ENVELOPE_MAGIC_V1 "HONGYAN-ENVELOPE 1"
 #define ENVELOPE_MAX_FIELDS 8
 #define ENVELOPE_MAX_RCPTS 100000
 
@@ -27,6 +33,7 @@ struct envelope *envelope_new(void)
 {
     struct envelope *e = xcalloc(1, sizeof *e);
     e->sender = xstrdup("");
+    e->data_size = -1;
     return e;
 }
 
@@ -113,6 +120,11 @@ void envelope_encode_result(const struct envelope *e, size_t i, struct buf *out)
 void envelope_encode_schedule(const struct envelope *e, struct buf *out)
 {
     buf_printf(out, "N %lld %d\n", (long long)e->next_try, e->attempts);
+}
+
+void envelope_encode_commit(long long data_size, struct buf *out)
+{
+    buf_printf(out, "C %lld\n", data_size);
 }
 
 void envelope_encode(const struct envelope *e, struct buf *out)
@@ -263,6 +275,11 @@ static int envelope_parse_line(struct envelope *e, char *line, int *seen, struct
         e->hold = (int)v[3];
         e->is_bounce = (int)v[4];
         return 0;
+    case 'C':
+        if (n != 2 || envelope_get_ll(f[1], 0, LLONG_MAX, &v[0]) < 0)
+            goto bad;
+        e->data_size = v[0];
+        return 0;
     case 'N':
         if (n != 3 || envelope_get_ll(f[1], 0, LLONG_MAX, &v[0]) < 0 ||
             envelope_get_ll(f[2], 0, INT_MAX, &v[1]) < 0)
@@ -338,7 +355,8 @@ struct envelope *envelope_decode(const char *text, size_t len, struct buf *err)
 {
     const char *nl = memchr(text, '\n', len);
     size_t mlen = strlen(ENVELOPE_MAGIC);
-    if (nl == NULL || (size_t)(nl - text) != mlen || memcmp(text, ENVELOPE_MAGIC, mlen) != 0) {
+    if (nl == NULL || (size_t)(nl - text) != mlen ||
+        (memcmp(text, ENVELOPE_MAGIC, mlen) != 0 && memcmp(text, ENVELOPE_MAGIC_V1, mlen) != 0)) {
         buf_puts(err, "not an envelope (bad or missing version line)");
         return NULL;
     }

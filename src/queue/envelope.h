@@ -60,6 +60,12 @@ struct envelope {
     time_t next_try; /* 0: as soon as possible */
     int attempts;
     int is_bounce; /* a DSN we made: never bounce it again */
+    /*
+     * The commit record (version 2): the data file's size when the message
+     * was committed; -1 when absent (version 1 files, maildrop files, or an
+     * envelope whose commit was cut short by a crash).
+     */
+    long long data_size;
     struct envelope_rcpt *rcpts;
     size_t nrcpts;
 };
@@ -80,5 +86,7 @@ struct envelope *envelope_decode(const char *text, size_t len, struct buf *err);
  */
 void envelope_encode_result(const struct envelope *e, size_t i, struct buf *out);
 void envelope_encode_schedule(const struct envelope *e, struct buf *out);
+/* The commit record, written by the spool after the initial records (see data_size). */
+void envelope_encode_commit(long long data_size, struct buf *out);
 
 #endif

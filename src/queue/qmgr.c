@@ -45,8 +45,10 @@ struct qmsg {
      * so local delivery checks for its own earlier copy (maildir.h).
      */
     int found_by_scan;
-    struct qmsg *next, *prev; /* arrival order */
-    struct qmsg *hnext;       /* hash chain by id */
+    struct qmsg *next, *prev;   /* arrival order */
+    struct qmsg *hnext;         /* hash chain by id */
+    struct qmsg *rnext, *rprev; /* the ready list, when in_ready */
+    int in_ready;
 };
 
 #define QMGR_BUCKETS 16384
@@ -54,6 +56,12 @@ struct qmsg {
 struct qmgr {
     struct server *srv;
     struct qmsg *msgs, *msgs_tail;
+    /*
+     * Messages due now and not busy, in the order they became due: what
+     * qmgr_run() starts, so a completion costs O(1), not a walk of every
+     * message. Deferred messages join it from the one-second tick.
+     */
+    struct qmsg *ready, *ready_tail;
     struct qmsg *buckets[QMGR_BUCKETS];
     struct event *tick, *fifo_ev;
     int fifo_fd;
@@ -85,6 +93,12 @@ struct qjob {
     size_t *remote, nremote;
     struct delivery_request req;
     int outstanding;
+    /*
+     * Local delivery left its Maildir syncs to a spool_sync() round
+     * (maildir.h); remote_ok: a remote server accepted a recipient, which a
+     * crash must not make us deliver again, so its record is synced.
+     */
+    int sync_deferred, remote_ok;
     /* Filled by the record step. */
     int gone, removed, record_failed;
     char bounce_id[QUEUE_ID_MAX];
@@ -117,12 +131,44 @@ static struct qmsg *qmgr_find(struct qmgr *q, const char *id)
     return NULL;
 }
 
+static void qmgr_ready_remove(struct qmgr *q, struct qmsg *m)
+{
+    if (!m->in_ready)
+        return;
+    if (m->rprev)
+        m->rprev->rnext = m->rnext;
+    else
+        q->ready = m->rnext;
+    if (m->rnext)
+        m->rnext->rprev = m->rprev;
+    else
+        q->ready_tail = m->rprev;
+    m->rnext = m->rprev = NULL;
+    m->in_ready = 0;
+}
+
+/* Puts m on the ready list when it is due and idle. */
+static void qmgr_due(struct qmgr *q, struct qmsg *m, time_t now)
+{
+    if (m->in_ready || m->busy || m->next_try > now)
+        return;
+    m->in_ready = 1;
+    m->rnext = NULL;
+    m->rprev = q->ready_tail;
+    if (q->ready_tail)
+        q->ready_tail->rnext = m;
+    else
+        q->ready = m;
+    q->ready_tail = m;
+}
+
 static struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
 {
     struct qmsg *m = qmgr_find(q, id);
     if (m) {
         if (next_try < m->next_try)
             m->next_try = next_try;
+        qmgr_due(q, m, time(NULL));
         return m;
     }
     m = xcalloc(1, sizeof *m);
@@ -138,11 +184,13 @@ static struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
     else
         q->msgs = m;
     q->msgs_tail = m;
+    qmgr_due(q, m, time(NULL));
     return m;
 }
 
 static void qmgr_forget(struct qmgr *q, struct qmsg *gone)
 {
+    qmgr_ready_remove(q, gone);
     for (struct qmsg **pp = &q->buckets[qmgr_hash(gone->id)]; *pp; pp = &(*pp)->hnext) {
         if (*pp == gone) {
             *pp = gone->hnext;
@@ -176,8 +224,10 @@ static void qmgr_scan(struct qmgr *q, int all_now)
     for (size_t i = 0; i < n; i++) {
         struct qmsg *m = qmgr_find(q, ids[i]);
         if (m) {
-            if (all_now && !m->busy)
+            if (all_now && !m->busy) {
                 m->next_try = 0;
+                qmgr_due(q, m, 0);
+            }
             continue;
         }
         struct buf err = BUF_INIT;
@@ -311,6 +361,10 @@ static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
     struct qmgr *q = arg;
     if (q->stopping)
         return;
+    /* Deferred messages whose time has come (once a second, not per completion). */
+    time_t now = time(NULL);
+    for (struct qmsg *m = q->msgs; m; m = m->next)
+        qmgr_due(q, m, now);
     qmgr_pickup(q);
     if (time(NULL) - q->last_scan >= config_get_time(qmgr_cfg(q), "queue_run_delay"))
         qmgr_scan(q, 0);
@@ -368,9 +422,12 @@ void qmgr_kick(struct qmgr *q, const char *queue_id)
 
 void qmgr_flush(struct qmgr *q)
 {
-    for (struct qmsg *m = q->msgs; m; m = m->next)
-        if (!m->busy)
+    for (struct qmsg *m = q->msgs; m; m = m->next) {
+        if (!m->busy) {
             m->next_try = 0;
+            qmgr_due(q, m, 0);
+        }
+    }
     qmgr_run(q);
 }
 
@@ -462,7 +519,10 @@ static void qjob_local_work(void *arg)
         char dsn[16], stem[QUEUE_ID_MAX + 48];
         /* Arrival time first keeps names sortable by age, as Maildir readers expect. */
         snprintf(stem, sizeof stem, "%lld.Q%sR%zu", (long long)j->env->arrival, j->qm->id, i);
-        struct maildir_once once = {stem, j->qm->found_by_scan};
+        struct maildir_once once = {.stem = stem,
+                                    .check_cur = j->qm->found_by_scan,
+                                    .sync_dev = spool_device(j->q->srv->spool),
+                                    .sync_deferred = &j->sync_deferred};
         enum delivery_status st =
             maildir_deliver_file(j->mailboxes[k], buf_cstr(&j->data_path), j->env->sender,
                                  j->env->rcpts[i].address, &once, dsn, &reason, NULL);
@@ -471,18 +531,42 @@ static void qjob_local_work(void *arg)
     buf_free(&reason);
 }
 
+/* The Maildir files are on disk (or not: then the deliveries are deferred). */
+static void qjob_local_synced(void *arg, int err_code)
+{
+    struct qjob *j = arg;
+    if (err_code) {
+        char *why = xasprintf("cannot sync the mailbox: %s", strerror(err_code));
+        for (size_t k = 0; k < j->nlocal; k++) {
+            size_t i = j->local[k];
+            if (j->res[i].have && j->res[i].status == DELIVERY_OK)
+                qjob_set(j, i, DELIVERY_TEMPFAIL, "4.3.0", why, "local");
+        }
+        free(why);
+    }
+    qjob_part_done(j);
+}
+
 static void qjob_local_done(void *arg)
 {
-    qjob_part_done(arg);
+    struct qjob *j = arg;
+    /* One syncfs shared with the spool's commit round, instead of two fsyncs per file. */
+    if (j->sync_deferred)
+        spool_sync(j->q->srv->spool, qjob_local_synced, j);
+    else
+        qjob_part_done(j);
 }
 
 static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, size_t count)
 {
     struct qjob *j = arg;
-    for (size_t k = 0; k < count; k++)
-        if (results[k].rcpt < j->env->nrcpts)
+    for (size_t k = 0; k < count; k++) {
+        if (results[k].rcpt < j->env->nrcpts) {
             qjob_set(j, results[k].rcpt, results[k].status, results[k].dsn, results[k].reply,
                      results[k].relay);
+            j->remote_ok |= results[k].status == DELIVERY_OK;
+        }
+    }
     delivery_results_free(results, count);
     qjob_part_done(j);
 }
@@ -579,7 +663,16 @@ static void qjob_record_work(void *arg)
         e->next_try = now + qmgr_backoff(j, e->attempts);
         envelope_encode_schedule(e, &rec);
     }
-    if (rec.len && spool_append(s, e->queue_id, rec.data, rec.len) < 0) {
+    /*
+     * What a crash may lose is not synced: a finished message is removed
+     * without recording its last results (a crash brings it back and
+     * delivers again, which Maildir delivery makes idempotent for messages
+     * found by scan: maildir.h; a bounce would be sent again, never lost),
+     * and results or a schedule kept for later are written without a sync.
+     * Only a recipient a remote server accepted is recorded durably first.
+     */
+    if (rec.len && (pending || j->remote_ok) &&
+        spool_append_sync(s, e->queue_id, rec.data, rec.len, j->remote_ok) < 0) {
         if (errno == ENOENT)
             j->gone = 1; /* deleted or held by the operator meanwhile */
         else
@@ -587,7 +680,7 @@ static void qjob_record_work(void *arg)
         j->record_failed = 1;
     }
     if (!j->record_failed && !pending) {
-        if (spool_delete(s, e->queue_id) == 0)
+        if (spool_remove(s, e->queue_id) == 0)
             j->removed = 1;
         else
             j->gone = 1;
@@ -644,10 +737,12 @@ static void qjob_record_done(void *arg)
         qmgr_forget(q, j->qm);
     } else if (j->gone) {
         qmgr_forget(q, j->qm);
-    } else if (j->record_failed) {
-        j->qm->next_try = time(NULL) + (time_t)j->min_backoff;
     } else {
-        j->qm->next_try = e->next_try;
+        if (j->record_failed)
+            j->qm->next_try = time(NULL) + (time_t)j->min_backoff;
+        else
+            j->qm->next_try = e->next_try;
+        qmgr_due(q, j->qm, time(NULL));
     }
     qjob_free(j);
     qmgr_inflight_done(q);
@@ -721,6 +816,7 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
         resolved_list_free(&rl);
     }
     buf_free(&err);
+    qmgr_ready_remove(q, m);
     m->busy = 1;
     q->inflight++;
     /* One reference held while launching, so a synchronous agent cannot finish us early. */
@@ -755,11 +851,12 @@ static void qmgr_run(struct qmgr *q)
         return;
     time_t now = time(NULL);
     int limit = qmgr_limit(q);
-    struct qmsg *m = q->msgs;
-    while (m && q->inflight < limit) {
-        struct qmsg *next = m->next;
-        if (!m->busy && m->next_try <= now && qmgr_start_delivery(q, m) < 0)
+    while (q->ready && q->inflight < limit) {
+        struct qmsg *m = q->ready;
+        qmgr_ready_remove(q, m);
+        if (m->busy || m->next_try > now)
+            continue; /* rescheduled since it became due; the tick brings it back */
+        if (qmgr_start_delivery(q, m) < 0)
             qmgr_forget(q, m);
-        m = next;
     }
 }

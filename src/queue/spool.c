@@ -24,14 +24,25 @@
 #define SPOOL_WBUF 65536
 
 struct spool_commit;
+struct spool_waiter;
 
 struct spool {
     char *dir, *incoming, *active, *hold, *corrupt, *maildrop, *public_dir, *fifo;
     struct event_base *base;
     struct workq *wq;
     struct spool_commit *pending, *pending_tail; /* waiting for the next round */
+    struct spool_waiter *waiting;                /* spool_sync() callers for the next round */
+    struct spool_round *running;                 /* the round on the work queue, if any */
     int round_running;
     unsigned long rounds;
+    /*
+     * Opened once, before anything is written, and used by the sync rounds
+     * only (one at a time): syncfs(2) reports on it every writeback error
+     * of the filesystem since the previous round (Linux >= 5.8 errseq).
+     */
+    int sync_fd;
+    dev_t dev;
+    int last_sync_failed; /* the previous round's syncfs failed (round thread only) */
 };
 
 struct spool_msg {
@@ -54,6 +65,20 @@ struct spool_commit {
     struct spool_commit *next;
 };
 
+struct spool_waiter {
+    spool_sync_cb cb;
+    void *arg;
+    int err_code;
+    struct spool_waiter *next;
+};
+
+/* What one sync round works on: the commits and the spool_sync() callers queued before it. */
+struct spool_round {
+    struct spool *s;
+    struct spool_commit *commits;
+    struct spool_waiter *waiters;
+};
+
 static char *spool_path(const char *dir, const char *name, const char *suffix)
 {
     return xasprintf("%s/%s%s", dir, name, suffix ? suffix : "");
@@ -69,6 +94,7 @@ static int spool_mkdir(const char *path, mode_t mode)
 struct spool *spool_open(const char *queue_dir, struct buf *err)
 {
     struct spool *s = xcalloc(1, sizeof *s);
+    s->sync_fd = -1;
     s->dir = xstrdup(queue_dir);
     s->incoming = spool_path(queue_dir, "incoming", NULL);
     s->active = spool_path(queue_dir, "active", NULL);
@@ -106,6 +132,13 @@ struct spool *spool_open(const char *queue_dir, struct buf *err)
         buf_printf(err, "%s: %s", s->fifo, strerror(errno));
         goto fail;
     }
+    struct stat st;
+    s->sync_fd = open(s->active, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->sync_fd < 0 || fstat(s->sync_fd, &st) < 0) {
+        buf_printf(err, "%s: %s", s->active, strerror(errno));
+        goto fail;
+    }
+    s->dev = st.st_dev;
     return s;
 fail:
     spool_free(s);
@@ -116,6 +149,8 @@ void spool_free(struct spool *s)
 {
     if (s == NULL)
         return;
+    if (s->sync_fd >= 0)
+        close(s->sync_fd);
     free(s->dir);
     free(s->incoming);
     free(s->active);
@@ -151,6 +186,11 @@ const char *spool_maildrop_dir(const struct spool *s)
 unsigned long spool_sync_rounds(const struct spool *s)
 {
     return s->rounds;
+}
+
+dev_t spool_device(const struct spool *s)
+{
+    return s->dev;
 }
 
 int spool_chown(struct spool *s, uid_t uid, gid_t gid)
@@ -301,46 +341,36 @@ void spool_msg_abort(struct spool_msg *m)
 }
 
 /*
- * The per-message part of a commit, on a pool thread: the data reaches the
- * disk, the envelope is written and synced beside it, and both are renamed
- * into active/ (envelope last: its presence marks a complete message). The
- * directory sync that makes the renames durable is done once per round by
- * the caller. On failure nothing of the message remains; -1 with errno.
+ * The first half of a commit, on a pool thread: the data and the envelope
+ * are written beside each other in incoming/, without syncing: the caller
+ * makes them durable (one syncfs for a whole round, or sync_self: syncfs
+ * on the message's own descriptor, which reports every writeback error of
+ * the filesystem since the message was opened) and only then publishes
+ * them. On failure nothing of the message remains; -1 with errno.
  */
-static int spool_commit_files(struct spool *s, struct spool_msg *m, const struct buf *env)
+static int spool_commit_write(struct spool *s, struct spool_msg *m, const struct buf *env,
+                              int sync_self)
 {
     int fd = -1, e;
-    char *inc_data = spool_path(s->incoming, m->id, ".data");
     char *inc_env = spool_path(s->incoming, m->id, NULL);
-    char *act_data = spool_path(s->active, m->id, ".data");
-    char *act_env = spool_path(s->active, m->id, NULL);
-    if (spool_msg_flush(m) < 0 || fsync(m->fd) < 0)
+    if (spool_msg_flush(m) < 0)
         goto fail;
-    if (close(m->fd) < 0) {
-        m->fd = -1;
-        goto fail;
-    }
-    m->fd = -1;
     fd = open(inc_env, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, env->data, env->len) < 0 || fsync(fd) < 0)
+    if (fd < 0 || write_all(fd, env->data, env->len) < 0)
         goto fail;
     if (close(fd) < 0) {
         fd = -1;
         goto fail;
     }
     fd = -1;
-    if (rename(inc_data, act_data) < 0)
+    if (sync_self && syncfs(m->fd) < 0)
         goto fail;
-    if (rename(inc_env, act_env) < 0) {
-        e = errno;
-        unlink(act_data);
-        errno = e;
+    if (close(m->fd) < 0) {
+        m->fd = -1;
         goto fail;
     }
-    free(inc_data);
+    m->fd = -1;
     free(inc_env);
-    free(act_data);
-    free(act_env);
     return 0;
 fail:
     e = errno ? errno : EIO;
@@ -348,14 +378,42 @@ fail:
         e = m->failed_errno;
     if (fd >= 0)
         close(fd);
-    unlink(inc_data);
-    unlink(inc_env);
+    free(inc_env);
+    spool_unlink_incoming(s, m->id);
+    errno = e;
+    return -1;
+}
+
+/*
+ * The second half, once both files are on disk: rename the data, then the
+ * envelope, into active/ (the envelope last: its presence there marks a
+ * complete message). The directory sync that makes the renames durable is
+ * the caller's, once per round. -1 with errno and nothing left behind.
+ */
+static int spool_commit_publish(struct spool *s, struct spool_msg *m)
+{
+    int rc = -1, e;
+    char *inc_data = spool_path(s->incoming, m->id, ".data");
+    char *inc_env = spool_path(s->incoming, m->id, NULL);
+    char *act_data = spool_path(s->active, m->id, ".data");
+    char *act_env = spool_path(s->active, m->id, NULL);
+    if (rename(inc_data, act_data) < 0) {
+        e = errno;
+        spool_unlink_incoming(s, m->id);
+        errno = e;
+    } else if (rename(inc_env, act_env) < 0) {
+        e = errno;
+        unlink(act_data);
+        spool_unlink_incoming(s, m->id);
+        errno = e;
+    } else {
+        rc = 0;
+    }
     free(inc_data);
     free(inc_env);
     free(act_data);
     free(act_env);
-    errno = e;
-    return -1;
+    return rc;
 }
 
 /* Undoes a commit whose directory sync failed: the renames may not be durable. */
@@ -369,19 +427,37 @@ static void spool_uncommit(struct spool *s, const char *id)
     free(p);
 }
 
+/* The envelope as committed: its records, then the commit record with the data's size. */
+static void spool_encode(struct spool_msg *m, struct buf *out)
+{
+    envelope_encode(m->env, out);
+    envelope_encode_commit((long long)m->size, out);
+}
+
 static void spool_commit_prepare(struct spool_commit *c)
 {
     buf_init(&c->env_text);
-    envelope_encode(c->m->env, &c->env_text);
+    spool_encode(c->m, &c->env_text);
 }
 
-/* One sync round for a whole batch: each message, then the directory once. */
+/*
+ * One sync round, on a pool thread: every message of the batch is written
+ * and renamed into active/, then one syncfs(2) makes all of it durable at
+ * once: the files, the renames, and whatever spool_sync() callers wrote
+ * before asking. One sync call per round, however many messages it carries.
+ *
+ * A crash before the syncfs returns may leave in active/ a message whose
+ * files are not all on disk; it was never acknowledged, and recovery
+ * recognises it by its commit record (missing, or naming a size its data
+ * file does not have) and removes it. Until the round is done, spool_list()
+ * hides its messages, so the queue manager cannot start on one early.
+ */
 static void spool_round_work(void *arg)
 {
-    struct spool_commit *batch = arg;
-    struct spool *s = batch->m->s;
-    int any = 0;
-    for (struct spool_commit *c = batch; c; c = c->next) {
+    struct spool_round *r = arg;
+    struct spool *s = r->s;
+    int any = r->waiters != NULL;
+    for (struct spool_commit *c = r->commits; c; c = c->next) {
         errno = 0;
         if (c->m->failed_errno) {
             c->result = -1;
@@ -389,18 +465,35 @@ static void spool_round_work(void *arg)
             spool_unlink_incoming(s, c->m->id);
             continue;
         }
-        c->result = spool_commit_files(s, c->m, &c->env_text);
+        c->result = spool_commit_write(s, c->m, &c->env_text, 0);
+        if (c->result == 0)
+            c->result = spool_commit_publish(s, c->m);
         c->err_code = c->result < 0 ? errno : 0;
         any |= c->result == 0;
     }
-    if (any && fsync_dir(s->active) < 0) {
-        int e = errno;
-        for (struct spool_commit *c = batch; c; c = c->next) {
-            if (c->result == 0) {
-                spool_uncommit(s, c->m->id);
-                c->result = -1;
-                c->err_code = e;
-            }
+    if (!any)
+        return;
+    int rc = syncfs(s->sync_fd), e = errno;
+    /*
+     * syncfs reports a writeback error once. One that the previous round's
+     * syncfs reported may have hit pages written for this round (they were
+     * dirty then already), so a failed round fails the next one too.
+     */
+    int prev_failed = s->last_sync_failed;
+    s->last_sync_failed = rc < 0;
+    if (rc == 0 && prev_failed) {
+        rc = -1;
+        e = EIO;
+    }
+    for (struct spool_waiter *w = r->waiters; w; w = w->next)
+        w->err_code = rc < 0 ? e : 0;
+    if (rc == 0)
+        return;
+    for (struct spool_commit *c = r->commits; c; c = c->next) {
+        if (c->result == 0) {
+            spool_uncommit(s, c->m->id);
+            c->result = -1;
+            c->err_code = e;
         }
     }
 }
@@ -409,10 +502,12 @@ static void spool_round_start(struct spool *s);
 
 static void spool_round_done(void *arg)
 {
-    struct spool_commit *c = arg;
-    struct spool *s = c->m->s;
+    struct spool_round *r = arg;
+    struct spool *s = r->s;
     s->rounds++;
     s->round_running = 0;
+    s->running = NULL;
+    struct spool_commit *c = r->commits;
     while (c) {
         struct spool_commit *next = c->next;
         char id[QUEUE_ID_MAX];
@@ -425,17 +520,59 @@ static void spool_round_done(void *arg)
         free(c);
         c = next;
     }
+    struct spool_waiter *w = r->waiters;
+    while (w) {
+        struct spool_waiter *next = w->next;
+        w->cb(w->arg, w->err_code);
+        free(w);
+        w = next;
+    }
+    free(r);
     /* Commits that arrived during this round form the next one. */
-    if (s->pending)
+    if (s->pending || s->waiting)
         spool_round_start(s);
+}
+
+static struct spool_round *spool_round_take(struct spool *s)
+{
+    struct spool_round *r = xcalloc(1, sizeof *r);
+    r->s = s;
+    r->commits = s->pending;
+    /* Waiters were pushed on the front: put them back in the order they came. */
+    for (struct spool_waiter *w = s->waiting, *next; w; w = next) {
+        next = w->next;
+        w->next = r->waiters;
+        r->waiters = w;
+    }
+    s->pending = s->pending_tail = NULL;
+    s->waiting = NULL;
+    return r;
 }
 
 static void spool_round_start(struct spool *s)
 {
-    struct spool_commit *batch = s->pending;
-    s->pending = s->pending_tail = NULL;
     s->round_running = 1;
-    workq_submit(s->wq, spool_round_work, spool_round_done, batch);
+    s->running = spool_round_take(s);
+    workq_submit(s->wq, spool_round_work, spool_round_done, s->running);
+}
+
+/* Is id being committed by the running round (in active/ but not yet durable)? */
+static int spool_in_round(const struct spool *s, const char *id)
+{
+    if (s->running == NULL)
+        return 0;
+    for (const struct spool_commit *c = s->running->commits; c; c = c->next)
+        if (strcmp(c->m->id, id) == 0)
+            return 1;
+    return 0;
+}
+
+static void spool_round_now(struct spool *s)
+{
+    struct spool_round *r = spool_round_take(s);
+    spool_round_work(r);
+    s->round_running = 0;
+    spool_round_done(r);
 }
 
 void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
@@ -446,18 +583,27 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
     c->cb = cb;
     c->arg = arg;
     spool_commit_prepare(c);
-    if (s->wq == NULL) {
-        spool_round_work(c);
-        s->round_running = 0;
-        spool_round_done(c);
-        return;
-    }
     if (s->pending_tail)
         s->pending_tail->next = c;
     else
         s->pending = c;
     s->pending_tail = c;
-    if (!s->round_running)
+    if (s->wq == NULL)
+        spool_round_now(s);
+    else if (!s->round_running)
+        spool_round_start(s);
+}
+
+void spool_sync(struct spool *s, spool_sync_cb cb, void *arg)
+{
+    struct spool_waiter *w = xcalloc(1, sizeof *w);
+    w->cb = cb;
+    w->arg = arg;
+    w->next = s->waiting;
+    s->waiting = w;
+    if (s->wq == NULL)
+        spool_round_now(s);
+    else if (!s->round_running)
         spool_round_start(s);
 }
 
@@ -465,11 +611,13 @@ int spool_msg_commit_sync(struct spool_msg *m, struct buf *err)
 {
     struct spool *s = m->s;
     struct buf env = BUF_INIT;
-    envelope_encode(m->env, &env);
+    spool_encode(m, &env);
     int rc = -1, e = m->failed_errno;
     if (e == 0) {
         errno = 0;
-        rc = spool_commit_files(s, m, &env);
+        rc = spool_commit_write(s, m, &env, 1);
+        if (rc == 0)
+            rc = spool_commit_publish(s, m);
         e = errno;
         if (rc == 0 && fsync_dir(s->active) < 0) {
             e = errno;
@@ -537,6 +685,11 @@ struct envelope *spool_read_envelope(struct spool *s, const char *id, enum spool
 
 int spool_append(struct spool *s, const char *id, const char *records, size_t len)
 {
+    return spool_append_sync(s, id, records, len, 1);
+}
+
+int spool_append_sync(struct spool *s, const char *id, const char *records, size_t len, int sync)
+{
     char *p = spool_path(s->active, id, NULL);
     int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
     free(p);
@@ -549,7 +702,7 @@ int spool_append(struct spool *s, const char *id, const char *records, size_t le
         errno = e;
         return -1;
     }
-    if (write_all(fd, records, len) < 0 || fdatasync(fd) < 0) {
+    if (write_all(fd, records, len) < 0 || (sync && fdatasync(fd) < 0)) {
         int e = errno;
         /* Cut a partial record off so the next append starts on a fresh line. */
         if (ftruncate(fd, st.st_size) == 0)
@@ -630,6 +783,24 @@ int spool_delete(struct spool *s, const char *id)
     return -1;
 }
 
+int spool_remove(struct spool *s, const char *id)
+{
+    if (!spool_valid_id(id)) {
+        errno = ENOENT;
+        return -1;
+    }
+    /* The envelope first: without it the data is an orphan that recovery removes. */
+    char *e = spool_path(s->active, id, NULL), *d = spool_path(s->active, id, ".data");
+    int rc = unlink(e);
+    int err = errno;
+    if (rc == 0)
+        unlink(d);
+    free(e);
+    free(d);
+    errno = err;
+    return rc;
+}
+
 static int spool_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -644,6 +815,8 @@ char **spool_list(struct spool *s, enum spool_where where, size_t *count)
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
             if (!spool_valid_id(de->d_name))
+                continue;
+            if (where == SPOOL_ACTIVE && spool_in_round(s, de->d_name))
                 continue;
             if (n + 2 > cap) {
                 cap *= 2;
@@ -688,6 +861,46 @@ static void spool_trim_torn(const char *path, const struct buf *text)
         }
         log_warning("%s: cut a torn last record off the envelope", path);
     }
+}
+
+/*
+ * Was this envelope left by a commit round that a crash cut short before its
+ * syncfs returned (so never acknowledged)? Then it is empty, or a version 2
+ * envelope without its commit record, or its data file is shorter than the
+ * record says. An acknowledged message is never in any of these states.
+ */
+static int spool_cut_short(const struct buf *text, const char *data_path)
+{
+    static const char v2[] = "HONGYAN-ENVELOPE 2\n";
+    if (text->len == 0)
+        return 1;
+    if (text->len < sizeof v2 - 1 || memcmp(text->data, v2, sizeof v2 - 1) != 0)
+        return 0; /* version 1, or not an envelope at all: not ours to judge */
+    long long size = -1;
+    const char *p = text->data, *end = text->data + text->len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            break; /* a torn last line does not count */
+        if (eol - p > 2 && p[0] == 'C' && p[1] == ' ') {
+            char num[32];
+            size_t n = (size_t)(eol - p - 2);
+            if (n < sizeof num) {
+                memcpy(num, p + 2, n);
+                num[n] = '\0';
+                char *e;
+                long long v = strtoll(num, &e, 10);
+                if (*e == '\0' && v >= 0)
+                    size = v;
+            }
+            break;
+        }
+        p = eol + 1;
+    }
+    if (size < 0)
+        return 1;
+    struct stat st;
+    return stat(data_path, &st) == 0 && (long long)st.st_size < size;
 }
 
 static int spool_recover_dir(struct spool *s, const char *dir, const char *other)
@@ -755,7 +968,14 @@ static int spool_recover_dir(struct spool *s, const char *dir, const char *other
         struct envelope *e = NULL;
         if (stat(data, &st) < 0 && stat(data_other, &st) == 0 && rename(data_other, data) == 0)
             log_warning("%s: rejoined its data file", name);
-        if (read_file(path, &text, SPOOL_ENVELOPE_MAX) < 0) {
+        int rrc = read_file(path, &text, SPOOL_ENVELOPE_MAX);
+        if (rrc == 0 && spool_cut_short(&text, data)) {
+            unlink(path);
+            unlink(data);
+            log_warning("%s: removed a commit cut short by a crash (never acknowledged)", name);
+            goto next;
+        }
+        if (rrc < 0) {
             buf_printf(&err, "cannot read: %s", strerror(errno));
         } else if ((e = envelope_decode(text.data ? text.data : "", text.len, &err)) != NULL) {
             if (strcmp(e->queue_id, name) != 0) {

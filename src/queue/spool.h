@@ -1,10 +1,12 @@
 /*
  * The spool: the one hand-over point between receiving and delivering. A
  * message is a data file plus its envelope under queue_directory. Receiving
- * writes to a temporary file; the commit makes it durable (fsync the file,
- * rename, fsync the directory) before the caller may answer 250. Commits
- * from sessions that finish together share one round of syncs (group
- * commit) on the work queue, and the callback comes back on the event loop.
+ * writes to a temporary file; the commit makes it durable before the caller
+ * may answer 250. Commits from sessions that finish together share one
+ * round (group commit) on the work queue: each message's files are written
+ * and renamed into active/, then one syncfs(2) makes the whole round
+ * durable; the callback comes back on the event loop. spool_sync() lets
+ * delivery share those rounds (docs/queue.md, Durability).
  *
  * Layout under queue_directory: incoming/ (being received), active/
  * (committed, waiting or being delivered), hold/, corrupt/ (files that could
@@ -49,6 +51,15 @@ size_t spool_msg_size(const struct spool_msg *m);
  */
 typedef void (*spool_commit_cb)(void *arg, int result, int err_code, const char *queue_id);
 void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg);
+/*
+ * Makes durable everything this process wrote on the spool's filesystem
+ * before the call (e.g. Maildir files: see spool_device()), sharing the next
+ * group-commit round's syncfs. cb runs on the event loop with 0 or an errno.
+ */
+typedef void (*spool_sync_cb)(void *arg, int err_code);
+void spool_sync(struct spool *s, spool_sync_cb cb, void *arg);
+/* The device the spool is on: files elsewhere are not covered by spool_sync(). */
+dev_t spool_device(const struct spool *s);
 /* The same, synchronously (CLI use); 0 or -1 with err. Takes ownership. */
 int spool_msg_commit_sync(struct spool_msg *m, struct buf *err);
 /* Drops a message being received, removing its files. */
@@ -80,7 +91,9 @@ int spool_msg_prepend(struct spool_msg *m, const void *data, size_t len);
  * On disk a message is two files in the same directory: DIR/QUEUEID, the
  * envelope (envelope.h text records, results appended), and
  * DIR/QUEUEID.data, the message itself. The envelope is renamed into
- * active/ last, so its presence there marks a complete message.
+ * active/ last and ends its initial records with the commit record (the
+ * data's size): recovery removes a message whose round a crash cut short
+ * (never acknowledged) by that record.
  */
 enum spool_where {
     SPOOL_ACTIVE,
@@ -116,6 +129,14 @@ void spool_data_path(const struct spool *s, const char *id, enum spool_where whe
  * 0 or -1 with errno (ENOENT: the message was deleted or held meanwhile).
  */
 int spool_append(struct spool *s, const char *id, const char *records, size_t len);
+/* The same; sync 0 skips the fdatasync (records a crash may lose without harm). */
+int spool_append_sync(struct spool *s, const char *id, const char *records, size_t len, int sync);
+/*
+ * Removes a finished message from active/ without syncing the directory: a
+ * crash may bring it back, and it is then delivered again (for Maildir,
+ * idempotently: maildir.h). 0 or -1 with errno.
+ */
+int spool_remove(struct spool *s, const char *id);
 /* Operator actions by rename; 0 or -1 with errno (ENOENT: no such message there). */
 int spool_hold(struct spool *s, const char *id);
 int spool_release(struct spool *s, const char *id);

@@ -157,11 +157,42 @@ static void expect_error(const char *text)
     buf_free(&err);
 }
 
+/* Version 2 carries the commit record; version 1 files are still read (without it). */
+static void test_versions(void **state)
+{
+    (void)state;
+    struct envelope *e = envelope_new();
+    envelope_add_rcpt(e, "a@example.com");
+    struct buf b = BUF_INIT, err = BUF_INIT;
+    envelope_encode(e, &b);
+    assert_memory_equal(b.data, "HONGYAN-ENVELOPE 2\n", 19);
+    struct envelope *d = envelope_decode(b.data, b.len, &err);
+    assert_non_null(d);
+    assert_int_equal(d->data_size, -1);
+    envelope_free(d);
+    envelope_encode_commit(4096, &b);
+    d = envelope_decode(b.data, b.len, &err);
+    assert_non_null(d);
+    assert_int_equal(d->data_size, 4096);
+    envelope_free(d);
+    const char *v1 = "HONGYAN-ENVELOPE 1\nI ABC\nT 5\nS a%40b\nR x@y - 0\n";
+    d = envelope_decode(v1, strlen(v1), &err);
+    assert_non_null(d);
+    assert_string_equal(d->sender, "a@b");
+    assert_int_equal(d->nrcpts, 1);
+    assert_int_equal(d->data_size, -1);
+    envelope_free(d);
+    envelope_free(e);
+    buf_free(&b);
+    buf_free(&err);
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
     expect_error("");
-    expect_error("HONGYAN-ENVELOPE 2\nS =\n");
+    expect_error("HONGYAN-ENVELOPE 3\nS =\n");
+    expect_error("HONGYAN-ENVELOPE 2\nS =\nC -1\n");
     expect_error("HONGYAN-ENVELOPE 1\n");                   /* no sender */
     expect_error("HONGYAN-ENVELOPE 1\nS =\nQ what\n");      /* unknown record */
     expect_error("HONGYAN-ENVELOPE 1\nS =\nX 0 D 1 - -\n"); /* result for no recipient */
@@ -181,9 +212,8 @@ static void test_malformed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_null_sender),
-        cmocka_unit_test(test_appended),
+        cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_null_sender),
+        cmocka_unit_test(test_appended),  cmocka_unit_test(test_versions),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -120,7 +120,7 @@ static void test_deliver_once(void **state)
     assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
     char dsn[16];
     struct buf reason = BUF_INIT, path = BUF_INIT;
-    struct maildir_once once = {"1700000000.QABCDEFR0", 0};
+    struct maildir_once once = {.stem = "1700000000.QABCDEFR0", .check_cur = 0};
     for (int i = 0; i < 2; i++)
         assert_int_equal(
             maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, &path),
@@ -138,7 +138,7 @@ static void test_deliver_once(void **state)
     assert_int_equal(count_entries(newdir), 0);
     assert_int_equal(count_entries(curdir), 1);
     /* Another recipient index is another delivery. */
-    struct maildir_once other = {"1700000000.QABCDEFR1", 1};
+    struct maildir_once other = {.stem = "1700000000.QABCDEFR1", .check_cur = 1};
     assert_int_equal(
         maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &other, dsn, &reason, NULL),
         DELIVERY_OK);
@@ -180,12 +180,62 @@ static void test_failures(void **state)
     free(root);
 }
 
+/*
+ * Shared syncs: a file on the caller's device is left for the caller to
+ * sync (and says so); on another device it is synced here. new/ and cur/
+ * removed behind our back are made again.
+ */
+static void test_deferred_sync_and_dirs(void **state)
+{
+    (void)state;
+    char *root = tmpdir();
+    char data[512], mbox[512], sub[1200];
+    snprintf(data, sizeof data, "%s/msg", root);
+    snprintf(mbox, sizeof mbox, "%s/example.com/carol", root);
+    const char *msg = "Subject: sync\r\n\r\nbody\r\n";
+    assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
+    struct stat st;
+    assert_int_equal(stat(root, &st), 0);
+    char dsn[16];
+    struct buf reason = BUF_INIT;
+    int deferred = 0;
+    struct maildir_once once = {
+        .stem = "1700000000.QSYNCR0", .sync_dev = st.st_dev, .sync_deferred = &deferred};
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "a@b", "carol@example.com", &once, dsn, &reason, NULL),
+        DELIVERY_OK);
+    assert_int_equal(deferred, 1);
+    const char *subs[] = {"tmp", "new", "cur"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(sub, sizeof sub, "%s/%s", mbox, subs[i]);
+        assert_int_equal(stat(sub, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+    }
+    snprintf(sub, sizeof sub, "rm -rf '%s/new' '%s/cur'", mbox, mbox);
+    assert_int_equal(system(sub), 0);
+    deferred = 0;
+    once.sync_dev = st.st_dev + 1; /* not the device the Maildir is on */
+    once.stem = "1700000000.QSYNCR1";
+    assert_int_equal(
+        maildir_deliver_file(mbox, data, "a@b", "carol@example.com", &once, dsn, &reason, NULL),
+        DELIVERY_OK);
+    assert_int_equal(deferred, 0);
+    snprintf(sub, sizeof sub, "%s/new", mbox);
+    assert_int_equal(count_entries(sub), 1);
+    snprintf(sub, sizeof sub, "%s/cur", mbox);
+    assert_int_equal(stat(sub, &st), 0);
+    buf_free(&reason);
+    rm_rf(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deliver),
         cmocka_unit_test(test_deliver_once),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_deferred_sync_and_dirs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

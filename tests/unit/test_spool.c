@@ -151,6 +151,63 @@ static void test_group_commit(void **state)
     free(dir);
 }
 
+static void on_sync(void *arg, int err_code)
+{
+    int *r = arg;
+    *r = err_code == 0 ? 1 : -1;
+}
+
+/*
+ * spool_sync() callers share a round with commits; spool_remove() unlinks
+ * both files; an append without sync is read back like a synced one.
+ */
+static void test_sync_waiters_remove(void **state)
+{
+    (void)state;
+    char *dir = mkdtemp_dir();
+    struct buf err = BUF_INIT;
+    struct spool *s = spool_open(dir, &err);
+    assert_non_null(s);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_true(spool_device(s) == st.st_dev);
+    struct event_base *base = event_base_new();
+    struct workq *wq = workq_new(base, 2);
+    spool_attach(s, base, wq);
+    static struct commits c;
+    memset(&c, 0, sizeof c);
+    int w1 = 0, w2 = 0;
+    spool_sync(s, on_sync, &w1);
+    spool_msg_commit(new_msg(s, "a@example.com", "Subject: x\r\n\r\nbody\r\n"), on_commit, &c);
+    spool_sync(s, on_sync, &w2);
+    for (int guard = 0; (c.done < 1 || !w1 || !w2) && guard < 10000; guard++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(w1, 1);
+    assert_int_equal(w2, 1);
+    assert_int_equal(c.ok, 1);
+    /* The first waiter starts a round; the commit and the second waiter share the next. */
+    assert_true(spool_sync_rounds(s) <= 2);
+    const char *rec = "N 0 1\n";
+    assert_int_equal(spool_append_sync(s, c.ids[0], rec, strlen(rec), 0), 0);
+    struct envelope *e = spool_read_envelope(s, c.ids[0], NULL, &err);
+    assert_non_null(e);
+    assert_int_equal(e->attempts, 1);
+    envelope_free(e);
+    assert_int_equal(spool_remove(s, c.ids[0]), 0);
+    assert_false(exists(dir, "active", c.ids[0]));
+    char dn[QUEUE_ID_MAX + 8];
+    snprintf(dn, sizeof dn, "%s.data", c.ids[0]);
+    assert_false(exists(dir, "active", dn));
+    assert_int_equal(spool_remove(s, c.ids[0]), -1);
+    assert_int_equal(errno, ENOENT);
+    workq_free(wq);
+    event_base_free(base);
+    spool_free(s);
+    buf_free(&err);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_sync_commit_append_moves(void **state)
 {
     (void)state;
@@ -241,7 +298,33 @@ static void test_recovery(void **state)
     put(dir, "incoming", "1BBBBBBBBBBBBBB.data", "half a message");
     put(dir, "active", "1CCCCCCCCCCCCCC.data", "no envelope\r\n");
     put(dir, "active", "stray-file", "?");
+    /*
+     * What a crash during a commit round (before its syncfs returned) can
+     * leave: an empty envelope, one without its commit record, one whose
+     * data is shorter than the record says. Never acknowledged: removed, not
+     * quarantined. A version 1 envelope (no commit record) is kept.
+     */
+    put(dir, "active", "1DDDDDDDDDDDDDD", "");
+    put(dir, "active", "1DDDDDDDDDDDDDD.data", "");
+    put(dir, "active", "1EEEEEEEEEEEEEE",
+        "HONGYAN-ENVELOPE 2\nI 1EEEEEEEEEEEEEE\nS =\nR a - 0\nC 1");
+    put(dir, "active", "1EEEEEEEEEEEEEE.data", "x\r\n");
+    put(dir, "active", "1FFFFFFFFFFFFFF",
+        "HONGYAN-ENVELOPE 2\nI 1FFFFFFFFFFFFFF\nS =\nR a - 0\nC 4096\n");
+    put(dir, "active", "1FFFFFFFFFFFFFF.data", "only part of it\r\n");
+    put(dir, "active", "1GGGGGGGGGGGGGG", "HONGYAN-ENVELOPE 1\nI 1GGGGGGGGGGGGGG\nS =\nR a - 0\n");
+    put(dir, "active", "1GGGGGGGGGGGGGG.data", "old\r\n");
     assert_int_equal(spool_recover(s), 2); /* the garbage message and the stray file */
+    const char *cut[] = {"1DDDDDDDDDDDDDD", "1EEEEEEEEEEEEEE", "1FFFFFFFFFFFFFF"};
+    for (int i = 0; i < 3; i++) {
+        char dn[64];
+        snprintf(dn, sizeof dn, "%s.data", cut[i]);
+        assert_false(exists(dir, "active", cut[i]));
+        assert_false(exists(dir, "active", dn));
+        assert_false(exists(dir, "corrupt", cut[i]));
+    }
+    assert_true(exists(dir, "active", "1GGGGGGGGGGGGGG"));
+    assert_true(exists(dir, "active", "1GGGGGGGGGGGGGG.data"));
     char sub[512];
     snprintf(sub, sizeof sub, "%s/incoming", dir);
     assert_int_equal(count_files(sub), 0);
@@ -268,7 +351,7 @@ static void test_recovery(void **state)
     envelope_free(e);
     size_t n;
     char **ids = spool_list(s, SPOOL_ACTIVE, &n);
-    assert_int_equal(n, 1);
+    assert_int_equal(n, 2); /* good and the version 1 message */
     strlist_free(ids);
     buf_free(&rec);
     buf_free(&err);
@@ -352,6 +435,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_sync_waiters_remove),
         cmocka_unit_test(test_sync_commit_append_moves),
         cmocka_unit_test(test_recovery),
         cmocka_unit_test(test_disk_full),
