@@ -25,7 +25,7 @@ $(BUILD)/hongyan: FORCE deps
 run: all
 	./$(BUILD)/hongyan serve
 
-test: test-deps check-banned
+test: test-deps check-banned check-format
 	@scripts/ensure-user.sh
 	@scripts/configure.sh $(BUILD)
 	ninja -C $(BUILD)

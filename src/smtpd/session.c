@@ -91,8 +91,8 @@ struct smtpd_session {
     int auth_step;               /* the next line is a SASL response */
     struct auth_pending *auth_q; /* a password check in flight */
     char *auth_user;             /* the login, once authenticated or being checked */
-    int trusted_net;   /* the client is in mynetworks */
-    unsigned ext;      /* what EHLO advertised (enum smtp_ext) */
+    int trusted_net;             /* the client is in mynetworks */
+    unsigned ext;                /* what EHLO advertised (enum smtp_ext) */
     int errors;
     int discard_line; /* inside an over-long command line */
     int in_run;       /* session_run() is on the stack */
@@ -819,7 +819,6 @@ static int cmd_not_implemented(struct smtpd_session *s, const char *args, size_t
     return -1;
 }
 
-
 /* ---- STARTTLS (RFC 3207) and AUTH (RFC 4954): the rules live in smtpd/submission.c ---- */
 
 /* A whole reply line from the submission/SASL/auth modules ("535 5.7.8 text"). */
@@ -838,8 +837,7 @@ static int offer_starttls(const struct smtpd_session *s)
 static int offer_auth(const struct smtpd_session *s)
 {
     auth_refresh(s->srv->auth);
-    return submission_auth_offered(s->gen->cfg, s->kind, s->srv->auth, s->tls) &&
-           !s->authenticated;
+    return submission_auth_offered(s->gen->cfg, s->kind, s->srv->auth, s->tls) && !s->authenticated;
 }
 
 static int tlsauth_check_mail(struct smtpd_session *s)
@@ -1025,8 +1023,8 @@ static void tlsauth_sasl_status(struct smtpd_session *s, enum sasl_status st)
 
 static int cmd_auth(struct smtpd_session *s, const char *args, size_t len)
 {
-    const char *no = submission_auth_refusal(s->gen->cfg, s->kind, s->srv->auth, s->tls,
-                                             s->authenticated);
+    const char *no =
+        submission_auth_refusal(s->gen->cfg, s->kind, s->srv->auth, s->tls, s->authenticated);
     if (no) {
         reply_line(s, no);
         return -1;
@@ -1225,8 +1223,7 @@ static void session_run(struct smtpd_session *s)
      * The client closed its side: what was complete has run (a pipelined
      * QUIT among it); anything else can never complete.
      */
-    if (s->eof && !s->dead && !s->commit_pending && !s->auth_q &&
-        s->state != SMTPD_STATE_QUIT) {
+    if (s->eof && !s->dead && !s->commit_pending && !s->auth_q && s->state != SMTPD_STATE_QUIT) {
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
         s->dead = 1;
