@@ -4,7 +4,7 @@
 # so `make test` on a machine that has everything costs no network round trip.
 set -eu
 
-build_pkgs="build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
+build_pkgs="build-essential pkg-config meson ninja-build clang clang-format libclang-rt-14-dev
   libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils libcrypt-dev
   libpsl-dev publicsuffix libcmocka-dev openssl ca-certificates dns-root-data"
 test_pkgs="python3 python3-pytest python3-aiosmtpd python3-dnslib python3-dkim
