@@ -16,16 +16,20 @@
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim.h"
+#include "queue/msghdr.h"
 #include "queue/spool.h"
 
 struct dkim_spool_job {
-    const struct dkim_signer *signer;
+    const struct dkim_signer *signer; /* NULL: only the fix-ups */
+    const char *fixup_host;
     struct spool_msg *m;
     dkim_spool_done_fn done;
     void *arg;
     enum dkim_sign_status st;
     int prepend_errno; /* signed, but the signature could not be stored */
     struct buf fields; /* the DKIM-Signature field(s) */
+    struct buf fixups; /* Date / Message-ID added to submitted mail */
+    int added_message_id, added_date;
     struct buf err;
 };
 
@@ -41,11 +45,33 @@ static void dkim_spool_work(void *arg)
         buf_free(&msg);
         return;
     }
-    j->st =
-        dkim_sign(j->signer, msg.data ? msg.data : "", msg.len, time(NULL), &j->fields, &j->err);
+    if (j->fixup_host) {
+        const char *text = msg.data ? msg.data : "";
+        j->added_message_id = !msghdr_has(text, msg.len, "Message-ID");
+        if (j->added_message_id)
+            msghdr_add_message_id(&j->fixups, spool_msg_id(j->m), j->fixup_host);
+        j->added_date = !msghdr_has(text, msg.len, "Date");
+        if (j->added_date)
+            msghdr_add_date(&j->fixups, time(NULL));
+    }
+    if (j->signer) {
+        /* Sign what will be stored: the fix-ups on top of the message. */
+        struct buf whole = BUF_INIT;
+        buf_append(&whole, j->fixups.data ? j->fixups.data : "", j->fixups.len);
+        buf_append(&whole, msg.data ? msg.data : "", msg.len);
+        j->st = dkim_sign(j->signer, whole.data, whole.len, time(NULL), &j->fields, &j->err);
+        buf_free(&whole);
+    }
     buf_free(&msg);
-    if (j->st == DKIM_SIGN_OK && spool_msg_prepend(j->m, j->fields.data, j->fields.len) < 0)
+    if (j->st != DKIM_SIGN_OK)
+        buf_reset(&j->fields);
+    /* One prepend for both: the signature(s) first, then the fields they cover. */
+    struct buf top = BUF_INIT;
+    buf_append(&top, j->fields.data ? j->fields.data : "", j->fields.len);
+    buf_append(&top, j->fixups.data ? j->fixups.data : "", j->fixups.len);
+    if (top.len && spool_msg_prepend(j->m, top.data, top.len) < 0)
         j->prepend_errno = errno ? errno : EIO;
+    buf_free(&top);
 }
 
 /* Appends " d=DOMAIN s=SELECTOR" for each signature field, for the log. */
@@ -79,7 +105,14 @@ static void dkim_spool_finish(void *arg)
 {
     struct dkim_spool_job *j = arg;
     const char *id = spool_msg_id(j->m);
-    if (j->st == DKIM_SIGN_OK && j->prepend_errno == 0) {
+    if (j->fixups.len && j->prepend_errno == 0)
+        log_info("%s: added missing %s%s%s", id, j->added_message_id ? "Message-ID" : "",
+                 j->added_message_id && j->added_date ? " and " : "", j->added_date ? "Date" : "");
+    if (j->signer == NULL) {
+        if (j->prepend_errno)
+            log_warning("%s: cannot add the missing header fields: %s", id,
+                        strerror(j->prepend_errno));
+    } else if (j->st == DKIM_SIGN_OK && j->prepend_errno == 0) {
         struct buf d = BUF_INIT;
         dkim_spool_describe(&j->fields, &d);
         log_info("%s: DKIM-Signature field added%s", id, buf_cstr(&d));
@@ -96,31 +129,33 @@ static void dkim_spool_finish(void *arg)
     void *darg = j->arg;
     struct spool_msg *m = j->m;
     buf_free(&j->fields);
+    buf_free(&j->fixups);
     buf_free(&j->err);
     free(j);
     done(darg, m);
 }
 
 void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *signer_err,
-                     struct spool_msg *m, dkim_spool_done_fn done, void *arg)
+                     const char *fixup_host, struct spool_msg *m, dkim_spool_done_fn done,
+                     void *arg)
 {
-    if (signer == NULL) {
-        if (signer_err)
-            log_warning("%s: not DKIM-signed: signing keys not loaded: %s", spool_msg_id(m),
-                        signer_err);
-        done(arg, m);
-        return;
-    }
-    if (dkim_signer_key_count(signer) == 0) {
+    if (signer == NULL && signer_err)
+        log_warning("%s: not DKIM-signed: signing keys not loaded: %s", spool_msg_id(m),
+                    signer_err);
+    if (signer && dkim_signer_key_count(signer) == 0)
+        signer = NULL;
+    if (signer == NULL && fixup_host == NULL) {
         done(arg, m);
         return;
     }
     struct dkim_spool_job *j = xcalloc(1, sizeof *j);
     j->signer = signer;
+    j->fixup_host = fixup_host;
     j->m = m;
     j->done = done;
     j->arg = arg;
     buf_init(&j->fields);
+    buf_init(&j->fixups);
     buf_init(&j->err);
     if (q == NULL) {
         dkim_spool_work(j);

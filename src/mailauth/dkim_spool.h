@@ -29,8 +29,15 @@ typedef void (*dkim_spool_done_fn)(void *arg, struct spool_msg *m);
  * no error, or a signer without keys, done runs at once, before this
  * returns, and nothing is read. q NULL: all of it synchronously. signer,
  * signer_err and m must stay valid until done has run.
+ *
+ * fixup_host non-NULL: this is submitted mail (RFC 6409), so a missing Date
+ * or Message-ID field is added first (8.2, 8.3; the Message-ID names
+ * fixup_host), at the top with the signature, and signed with the rest.
+ * That costs a read of the message even without keys; pickup passes NULL
+ * because sendmail's files get theirs there.
  */
 void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *signer_err,
-                     struct spool_msg *m, dkim_spool_done_fn done, void *arg);
+                     const char *fixup_host, struct spool_msg *m, dkim_spool_done_fn done,
+                     void *arg);
 
 #endif

@@ -391,3 +391,29 @@ def test_user_added_while_running_can_log_in_without_reload(server_factory):
 
     assert wait_for(logs_in, timeout=15, step=0.5)
     assert "users file" in srv.log_text() or "user(s) loaded" in srv.log_text()
+
+
+def test_submission_adds_missing_message_id_and_date(server_factory):
+    """RFC 6409 8.2, 8.3: submitted mail lacking Date or Message-ID gets them,
+    once; mail that has them keeps its own."""
+    srv = make_server(server_factory)
+    with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
+        s.starttls(context=insecure_tls_context())
+        s.login("sam", "sha 512 pw")
+        s.sendmail("sam@example.com", ["u@example.com"], MSG)  # neither field
+        s.sendmail("sam@example.com", ["v@example.com"],
+                   b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <own@example.com>\r\n"
+                   + MSG)
+    assert wait_for(lambda: srv.messages("example.com", "u") and srv.messages("example.com", "v"),
+                    timeout=20)
+    import email
+    import email.utils
+    added = email.message_from_bytes(srv.messages("example.com", "u")[0].read_bytes())
+    assert len(added.get_all("Message-ID")) == 1
+    assert added["Message-ID"].startswith("<") and added["Message-ID"].endswith("@mx.example.com>")
+    assert len(added.get_all("Date")) == 1
+    assert email.utils.parsedate_to_datetime(added["Date"]) is not None
+    own = email.message_from_bytes(srv.messages("example.com", "v")[0].read_bytes())
+    assert own.get_all("Message-ID") == ["<own@example.com>"]
+    assert own.get_all("Date") == ["Mon, 1 Jan 2024 00:00:00 +0000"]
+    assert "added missing Message-ID and Date" in srv.log_text()
