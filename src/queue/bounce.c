@@ -1,6 +1,7 @@
 /*
  * DSN construction (RFC 3464, RFC 3461, RFC 6522 multipart/report) for
- * local and remote failures alike; see bounce.h. Success DSNs
+ * local and remote failures alike, and delay notices (delay_warning_time,
+ * RFC 3464 2.3.3 "delayed"); see bounce.h. Success DSNs
  * (NOTIFY=SUCCESS) are not generated in this version: RFC 3461 5.2.2 makes
  * them optional, and the log records every delivery.
  */
@@ -27,6 +28,16 @@ int bounce_wanted(const struct envelope *env, const struct envelope_rcpt *r, int
     return n == 0 || (n & DSN_NOTIFY_FAILURE);
 }
 
+int bounce_wanted_delay(const struct envelope *env, const struct envelope_rcpt *r)
+{
+    if (env->is_bounce || env->sender == NULL || env->sender[0] == '\0')
+        return 0;
+    unsigned n = r->notify;
+    if (n & DSN_NOTIFY_NEVER)
+        return 0;
+    return n == 0 || (n & DSN_NOTIFY_DELAY);
+}
+
 static void bounce_date(time_t t, struct buf *out)
 {
     struct tm tm;
@@ -51,9 +62,24 @@ static int bounce_is_8bit(const char *s)
     return 0;
 }
 
+/* A delay's Status: the last error's when it is 4.x.x, else 4.0.0 (RFC 3463 2). */
+static const char *bounce_delay_status(const struct envelope_rcpt *r)
+{
+    const char *d = r->dsn_status;
+    return d && d[0] == '4' && d[1] == '.' ? d : "4.0.0";
+}
+
 void bounce_build(const struct envelope *env, const char *msg, size_t len, const size_t *rcpts,
                   size_t nrcpts, const char *hostname, time_t now, struct buf *out)
 {
+    bounce_build_opts(env, msg, len, rcpts, nrcpts, hostname, now, NULL, out);
+}
+
+void bounce_build_opts(const struct envelope *env, const char *msg, size_t len, const size_t *rcpts,
+                       size_t nrcpts, const char *hostname, time_t now,
+                       const struct bounce_opts *opts, struct buf *out)
+{
+    int delayed = opts && opts->delayed;
     /*
      * RFC 6533: when an address is not ASCII (SMTPUTF8 mail), the report is
      * message/global-delivery-status with utf-8 address types, and the
@@ -67,10 +93,12 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
     buf_printf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", hostname);
     buf_puts(out, "To: <");
     bounce_put_clean(out, env->sender);
-    buf_puts(out, ">\r\nSubject: Undelivered Mail Returned to Sender\r\nDate: ");
+    buf_printf(out, ">\r\nSubject: %s\r\nDate: ",
+               delayed ? "Delayed Mail (still being retried)"
+                       : "Undelivered Mail Returned to Sender");
     bounce_date(now, out);
-    buf_printf(out, "\r\nMessage-ID: <%s.%lld.bounce@%s>\r\n", env->queue_id, (long long)now,
-               hostname);
+    buf_printf(out, "\r\nMessage-ID: <%s.%lld.%s@%s>\r\n", env->queue_id, (long long)now,
+               delayed ? "delay" : "bounce", hostname);
     /* RFC 3834 5: automatic responses are marked so nobody replies to them. */
     buf_puts(out, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
     buf_printf(out,
@@ -84,11 +112,25 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
                "--%s\r\nContent-Description: Notification\r\n"
                "Content-Type: text/plain; charset=utf-8\r\n\r\n",
                buf_cstr(&boundary));
-    buf_printf(out,
-               "This is the mail system at host %s.\r\n\r\n"
-               "I'm sorry to have to inform you that your message could not\r\n"
-               "be delivered to one or more recipients. It's attached below.\r\n\r\n",
-               hostname);
+    buf_printf(out, "This is the mail system at host %s.\r\n\r\n", hostname);
+    if (delayed) {
+        buf_puts(out, "####### THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. "
+                      "#######\r\n\r\n");
+        long long hours = (long long)(now - env->arrival) / 3600;
+        buf_printf(out,
+                   "Your message could not be delivered for %lld hour%s (since the arrival "
+                   "date below)\r\nto one or more recipients; the mail system will keep "
+                   "trying",
+                   hours, hours == 1 ? "" : "s");
+        if (opts->will_retry_until) {
+            buf_puts(out, " until\r\n");
+            bounce_date(opts->will_retry_until, out);
+        }
+        buf_puts(out, ".\r\nThe headers of the message are attached below.\r\n\r\n");
+    } else {
+        buf_puts(out, "I'm sorry to have to inform you that your message could not\r\n"
+                      "be delivered to one or more recipients. It's attached below.\r\n\r\n");
+    }
     for (size_t i = 0; i < nrcpts; i++) {
         const struct envelope_rcpt *r = &env->rcpts[rcpts[i]];
         buf_puts(out, "<");
@@ -133,8 +175,11 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
             bounce_put_clean(out, r->orcpt);
             buf_puts(out, "\r\n");
         }
-        buf_printf(out, "Action: %s\r\nStatus: %s\r\n", ok ? "delivered" : "failed",
-                   r->dsn_status ? r->dsn_status : (ok ? "2.0.0" : "5.0.0"));
+        if (delayed)
+            buf_printf(out, "Action: delayed\r\nStatus: %s\r\n", bounce_delay_status(r));
+        else
+            buf_printf(out, "Action: %s\r\nStatus: %s\r\n", ok ? "delivered" : "failed",
+                       r->dsn_status ? r->dsn_status : (ok ? "2.0.0" : "5.0.0"));
         if (r->last_error) {
             /* A remote reply keeps its SMTP code; a local reason is x-unix, as Postfix. */
             const char *e = r->last_error;
@@ -142,6 +187,11 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
                        e[2] >= '0' && e[2] <= '9' && (e[3] == ' ' || e[3] == '-');
             buf_printf(out, "Diagnostic-Code: %s; ", smtp ? "smtp" : "x-unix");
             bounce_put_clean(out, e);
+            buf_puts(out, "\r\n");
+        }
+        if (delayed && opts->will_retry_until) {
+            buf_puts(out, "Will-Retry-Until: ");
+            bounce_date(opts->will_retry_until, out);
             buf_puts(out, "\r\n");
         }
     }
@@ -158,9 +208,13 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
     }
     if (hend)
         hlen = (size_t)(hend - msg);
-    int full = env->ret == DSN_RET_FULL;
+    /* A delay notice returns the headers only, as Postfix: the message is still on its way. */
+    int full = env->ret == DSN_RET_FULL && !delayed;
     buf_printf(out, "--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n\r\n",
-               buf_cstr(&boundary), full ? "Undelivered Message" : "Undelivered Message Headers",
+               buf_cstr(&boundary),
+               delayed ? "Delayed Message Headers"
+               : full  ? "Undelivered Message"
+                       : "Undelivered Message Headers",
                full ? (intl ? "message/global" : "message/rfc822")
                     : (intl ? "message/global-headers" : "text/rfc822-headers"));
     size_t take = full ? len : hlen;
@@ -175,6 +229,13 @@ int bounce_queue(struct spool *s, const struct envelope *env, const char *data_p
                  const size_t *rcpts, size_t nrcpts, const char *hostname,
                  char id_out[QUEUE_ID_MAX], struct buf *err)
 {
+    return bounce_queue_opts(s, env, data_path, rcpts, nrcpts, hostname, NULL, id_out, err);
+}
+
+int bounce_queue_opts(struct spool *s, const struct envelope *env, const char *data_path,
+                      const size_t *rcpts, size_t nrcpts, const char *hostname,
+                      const struct bounce_opts *opts, char id_out[QUEUE_ID_MAX], struct buf *err)
+{
     struct buf orig = BUF_INIT, text = BUF_INIT;
     if (read_file(data_path, &orig, BOUNCE_ORIG_MAX) < 0) {
         if (errno != EFBIG) {
@@ -187,8 +248,8 @@ int bounce_queue(struct spool *s, const struct envelope *env, const char *data_p
     struct envelope copy = *env;
     if (orig.len >= BOUNCE_ORIG_MAX / 2)
         copy.ret = DSN_RET_HDRS;
-    bounce_build(&copy, orig.data ? orig.data : "", orig.len, rcpts, nrcpts, hostname, time(NULL),
-                 &text);
+    bounce_build_opts(&copy, orig.data ? orig.data : "", orig.len, rcpts, nrcpts, hostname,
+                      time(NULL), opts, &text);
     buf_free(&orig);
     struct spool_msg *m = spool_msg_new(s, err);
     if (m == NULL) {

@@ -24,6 +24,24 @@
 int bounce_wanted(const struct envelope *env, const struct envelope_rcpt *r, int success);
 
 /*
+ * Whether recipient r of env wants a delay notice: RFC 3461 4.1, NOTIFY
+ * absent may be treated as FAILURE,DELAY (as Postfix does once
+ * delay_warning_time is set); otherwise only when NOTIFY includes DELAY.
+ * Never for a bounce or for mail from the null sender.
+ */
+int bounce_wanted_delay(const struct envelope *env, const struct envelope_rcpt *r);
+
+/* The kind of report: a non-delivery (the default, all zero) or a delay notice. */
+struct bounce_opts {
+    /*
+     * RFC 3464 2.3.3 "Action: delayed" with a 4.x.x Status (the last
+     * error's), the original headers only, and a warning subject.
+     */
+    int delayed;
+    time_t will_retry_until; /* RFC 3464 2.3.7 Will-Retry-Until; 0: omitted */
+};
+
+/*
  * Builds the DSN text (CRLF line ends) into out: about env's recipients
  * listed in rcpts (their state, dsn_status and last_error say what
  * happened), quoting the original message (msg, len). hostname names the
@@ -31,6 +49,10 @@ int bounce_wanted(const struct envelope *env, const struct envelope_rcpt *r, int
  */
 void bounce_build(const struct envelope *env, const char *msg, size_t len, const size_t *rcpts,
                   size_t nrcpts, const char *hostname, time_t now, struct buf *out);
+/* The same, for the kind opts says (NULL: a non-delivery report). */
+void bounce_build_opts(const struct envelope *env, const char *msg, size_t len, const size_t *rcpts,
+                       size_t nrcpts, const char *hostname, time_t now,
+                       const struct bounce_opts *opts, struct buf *out);
 
 /*
  * Builds and queues the DSN durably (synchronous commit: call it from the
@@ -39,5 +61,9 @@ void bounce_build(const struct envelope *env, const char *msg, size_t len, const
 int bounce_queue(struct spool *s, const struct envelope *env, const char *data_path,
                  const size_t *rcpts, size_t nrcpts, const char *hostname,
                  char id_out[QUEUE_ID_MAX], struct buf *err);
+/* The same, for the kind opts says (NULL: a non-delivery report). */
+int bounce_queue_opts(struct spool *s, const struct envelope *env, const char *data_path,
+                      const size_t *rcpts, size_t nrcpts, const char *hostname,
+                      const struct bounce_opts *opts, char id_out[QUEUE_ID_MAX], struct buf *err);
 
 #endif

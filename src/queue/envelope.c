@@ -122,6 +122,11 @@ void envelope_encode_schedule(const struct envelope *e, struct buf *out)
     buf_printf(out, "N %lld %d\n", (long long)e->next_try, e->attempts);
 }
 
+void envelope_encode_delay_warned(const struct envelope *e, struct buf *out)
+{
+    buf_printf(out, "W %lld\n", (long long)e->delay_warned);
+}
+
 void envelope_encode_commit(long long data_size, struct buf *out)
 {
     buf_printf(out, "C %lld\n", data_size);
@@ -139,6 +144,8 @@ void envelope_encode(const struct envelope *e, struct buf *out)
     buf_printf(out, "\nF %d %d %d %d %d\n", (int)e->ret, e->smtputf8, e->body_8bit, e->hold,
                e->is_bounce);
     envelope_encode_schedule(e, out);
+    if (e->delay_warned)
+        envelope_encode_delay_warned(e, out);
     for (size_t i = 0; i < e->nrcpts; i++) {
         const struct envelope_rcpt *r = &e->rcpts[i];
         buf_puts(out, "R");
@@ -279,6 +286,11 @@ static int envelope_parse_line(struct envelope *e, char *line, int *seen, struct
         if (n != 2 || envelope_get_ll(f[1], 0, LLONG_MAX, &v[0]) < 0)
             goto bad;
         e->data_size = v[0];
+        return 0;
+    case 'W':
+        if (n != 2 || envelope_get_ll(f[1], 0, LLONG_MAX, &v[0]) < 0)
+            goto bad;
+        e->delay_warned = (time_t)v[0];
         return 0;
     case 'N':
         if (n != 3 || envelope_get_ll(f[1], 0, LLONG_MAX, &v[0]) < 0 ||

@@ -61,6 +61,11 @@ struct envelope {
     int attempts;
     int is_bounce; /* a DSN we made: never bounce it again */
     /*
+     * When a delay notice (delay_warning_time) was queued for this message;
+     * 0: never. Recorded ("W" record) so a restart does not send another.
+     */
+    time_t delay_warned;
+    /*
      * The commit record (version 2): the data file's size when the message
      * was committed; -1 when absent (version 1 files, maildrop files, or an
      * envelope whose commit was cut short by a crash).
@@ -86,6 +91,8 @@ struct envelope *envelope_decode(const char *text, size_t len, struct buf *err);
  */
 void envelope_encode_result(const struct envelope *e, size_t i, struct buf *out);
 void envelope_encode_schedule(const struct envelope *e, struct buf *out);
+/* The delay-notice record: e->delay_warned (only a binary that knows it reads it). */
+void envelope_encode_delay_warned(const struct envelope *e, struct buf *out);
 /* The commit record, written by the spool after the initial records (see data_size). */
 void envelope_encode_commit(long long data_size, struct buf *out);
 

@@ -102,9 +102,10 @@ struct qjob {
     /* Filled by the record step. */
     int gone, removed, record_failed;
     char bounce_id[QUEUE_ID_MAX];
-    size_t *bounced, nbounced; /* recipients bounced in this round */
+    char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
+    size_t *bounced, nbounced;   /* recipients bounced in this round */
     char hostname[256];
-    long long min_backoff, max_backoff, lifetime;
+    long long min_backoff, max_backoff, lifetime, delay_warning;
 };
 
 static void qmgr_run(struct qmgr *q);
@@ -580,6 +581,45 @@ static long long qmgr_backoff(const struct qjob *j, int attempts)
 }
 
 /*
+ * On a pool thread, once the results are folded into the envelope: when
+ * recipients are still deferred and the message is older than
+ * delay_warning_time, queue one delay notice (RFC 3464 "delayed") to the
+ * sender for those that want it (bounce_wanted_delay). 1 when it was
+ * queued: the caller records that (synced), so a restart does not send
+ * another; a crash in between can duplicate the notice, never lose it.
+ */
+static int qjob_delay_notice(struct qjob *j, time_t now)
+{
+    struct envelope *e = j->env;
+    if (j->delay_warning <= 0 || e->delay_warned || e->is_bounce || e->sender[0] == '\0' ||
+        now - e->arrival < j->delay_warning)
+        return 0;
+    size_t *want = xcalloc(e->nrcpts + 1, sizeof *want), n = 0;
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        const struct envelope_rcpt *r = &e->rcpts[i];
+        if (r->state == RCPT_PENDING && r->last_error && bounce_wanted_delay(e, r))
+            want[n++] = i;
+    }
+    int done = 0;
+    if (n > 0) {
+        struct bounce_opts opts = {.delayed = 1, .will_retry_until = e->arrival + j->lifetime};
+        struct buf err = BUF_INIT;
+        if (bounce_queue_opts(j->q->srv->spool, e, buf_cstr(&j->data_path), want, n, j->hostname,
+                              &opts, j->delay_id, &err) == 0) {
+            e->delay_warned = now;
+            done = 1;
+        } else {
+            /* Not recorded as sent: tried again after the next deferral. */
+            log_error("%s: cannot queue a delay notification: %s", e->queue_id, buf_cstr(&err));
+            j->delay_id[0] = '\0';
+        }
+        buf_free(&err);
+    }
+    free(want);
+    return done;
+}
+
+/*
  * On a pool thread: fold the results into the envelope, queue the DSN for
  * new failures (before recording them, so a crash can duplicate a DSN but
  * never lose one), append the records durably, and remove a finished
@@ -655,9 +695,12 @@ static void qjob_record_work(void *arg)
         }
     }
     free(dsn_for);
+    int warned = pending && qjob_delay_notice(j, now);
     for (size_t i = 0; i < e->nrcpts; i++)
         if (j->res[i].have)
             envelope_encode_result(e, i, &rec);
+    if (warned)
+        envelope_encode_delay_warned(e, &rec);
     if (pending) {
         e->attempts++;
         e->next_try = now + qmgr_backoff(j, e->attempts);
@@ -672,7 +715,7 @@ static void qjob_record_work(void *arg)
      * Only a recipient a remote server accepted is recorded durably first.
      */
     if (rec.len && (pending || j->remote_ok) &&
-        spool_append_sync(s, e->queue_id, rec.data, rec.len, j->remote_ok) < 0) {
+        spool_append_sync(s, e->queue_id, rec.data, rec.len, j->remote_ok || warned) < 0) {
         if (errno == ENOENT)
             j->gone = 1; /* deleted or held by the operator meanwhile */
         else
@@ -721,6 +764,10 @@ static void qjob_record_done(void *arg)
                  e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay, r->dsn,
                  qmgr_status_word(r->status), r->reply);
         buf_free(&orig);
+    }
+    if (j->delay_id[0]) {
+        log_info("%s: sender delay notification: %s", e->queue_id, j->delay_id);
+        qmgr_add(q, j->delay_id, 0);
     }
     if (j->bounce_id[0]) {
         log_info("%s: sender non-delivery notification: %s", e->queue_id, j->bounce_id);
@@ -778,6 +825,7 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     j->max_backoff = config_get_time(j->cfg, "maximal_backoff_time");
     j->lifetime =
         config_get_time(j->cfg, e->is_bounce ? "bounce_queue_lifetime" : "maximal_queue_lifetime");
+    j->delay_warning = config_get_time(j->cfg, "delay_warning_time");
     if (j->max_backoff < j->min_backoff)
         j->max_backoff = j->min_backoff;
     for (size_t i = 0; i < e->nrcpts; i++) {
