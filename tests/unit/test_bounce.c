@@ -127,6 +127,96 @@ static void test_notify(void **state)
     envelope_free(e);
 }
 
+/* The delay notice (delay_warning_time): RFC 3464 2.3.3 "delayed", 2.3.7 Will-Retry-Until. */
+static void test_delayed(void **state)
+{
+    (void)state;
+    struct envelope *e = make_env();
+    e->ret = DSN_RET_FULL; /* a delay notice returns the headers only all the same */
+    struct envelope_rcpt *r = &e->rcpts[0];
+    r->state = RCPT_PENDING;
+    free(r->dsn_status);
+    r->dsn_status = strdup("4.3.0");
+    free(r->last_error);
+    r->last_error = strdup("451 4.3.0 try again later");
+    r = &e->rcpts[1];
+    r->state = RCPT_PENDING;
+    free(r->dsn_status);
+    r->dsn_status = strdup("5.1.1"); /* not a 4.x.x: a delay says 4.0.0 */
+    size_t idx[] = {0, 1};
+    struct bounce_opts opts = {.delayed = 1, .will_retry_until = 1795856559 + 5 * 86400};
+    struct buf out = BUF_INIT, until = BUF_INIT;
+    bounce_build_opts(e, orig, strlen(orig), idx, 2, "mx.example.com", 1795856559 + 7300, &opts,
+                      &out);
+    const char *t = buf_cstr(&out);
+    assert_non_null(strstr(t, "Content-Type: multipart/report; report-type=delivery-status;"));
+    assert_non_null(strstr(t, "Subject: Delayed Mail (still being retried)\r\n"));
+    assert_non_null(strstr(t, "THIS IS A WARNING ONLY"));
+    assert_non_null(strstr(t, "for 2 hours"));
+    assert_int_equal(count(t, "Action: delayed\r\n"), 2);
+    assert_int_equal(count(t, "Action: failed"), 0);
+    assert_non_null(strstr(t, "Status: 4.3.0\r\n"));
+    assert_non_null(strstr(t, "Status: 4.0.0\r\n"));
+    assert_null(strstr(t, "Status: 5."));
+    assert_non_null(strstr(t, "Diagnostic-Code: smtp; 451 4.3.0 try again later\r\n"));
+    assert_int_equal(count(t, "Will-Retry-Until: "), 2);
+    /* The date is the expiry, in the RFC 5322 form the Arrival-Date uses. */
+    struct envelope *x = make_env();
+    x->arrival = opts.will_retry_until;
+    struct buf ref = BUF_INIT;
+    bounce_build(x, orig, strlen(orig), idx, 1, "mx.example.com", 1795856600, &ref);
+    const char *ad = strstr(buf_cstr(&ref), "Arrival-Date: ");
+    assert_non_null(ad);
+    buf_puts(&until, "Will-Retry-Until: ");
+    buf_append(&until, ad + 14, (size_t)(strstr(ad, "\r\n") - (ad + 14)));
+    buf_puts(&until, "\r\n");
+    assert_non_null(strstr(t, buf_cstr(&until)));
+    assert_non_null(strstr(t, "Content-Type: text/rfc822-headers\r\n"));
+    assert_null(strstr(t, "secret body"));
+    assert_non_null(strstr(t, ".delay@mx.example.com>\r\n"));
+    for (size_t i = 0; i < out.len; i++)
+        if (out.data[i] == '\n')
+            assert_true(i > 0 && out.data[i - 1] == '\r');
+    buf_free(&ref);
+    buf_free(&until);
+    envelope_free(x);
+    buf_free(&out);
+
+    /* Without an expiry the field is left out. */
+    opts.will_retry_until = 0;
+    bounce_build_opts(e, orig, strlen(orig), idx, 1, "mx.example.com", 1795856600, &opts, &out);
+    assert_null(strstr(buf_cstr(&out), "Will-Retry-Until"));
+    assert_non_null(strstr(buf_cstr(&out), "Action: delayed\r\n"));
+    buf_free(&out);
+    envelope_free(e);
+}
+
+static void test_notify_delay(void **state)
+{
+    (void)state;
+    struct envelope *e = make_env();
+    struct envelope_rcpt *r = &e->rcpts[0];
+    assert_true(bounce_wanted_delay(e, r)); /* NOTIFY absent: FAILURE,DELAY (RFC 3461 4.1) */
+    r->notify = DSN_NOTIFY_DELAY;
+    assert_true(bounce_wanted_delay(e, r));
+    r->notify = DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY;
+    assert_true(bounce_wanted_delay(e, r));
+    r->notify = DSN_NOTIFY_FAILURE;
+    assert_false(bounce_wanted_delay(e, r));
+    r->notify = DSN_NOTIFY_SUCCESS;
+    assert_false(bounce_wanted_delay(e, r));
+    r->notify = DSN_NOTIFY_NEVER;
+    assert_false(bounce_wanted_delay(e, r));
+    r->notify = 0;
+    e->is_bounce = 1;
+    assert_false(bounce_wanted_delay(e, r));
+    e->is_bounce = 0;
+    free(e->sender);
+    e->sender = strdup("");
+    assert_false(bounce_wanted_delay(e, r));
+    envelope_free(e);
+}
+
 static void test_queue(void **state)
 {
     (void)state;
@@ -167,10 +257,9 @@ static void test_queue(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_structure),
-        cmocka_unit_test(test_notify),
-        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_structure), cmocka_unit_test(test_notify),
+        cmocka_unit_test(test_utf8),      cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_delayed),   cmocka_unit_test(test_notify_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

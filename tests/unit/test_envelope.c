@@ -132,7 +132,23 @@ static void test_appended(void **state)
     assert_int_equal(d->rcpts[1].attempts, 2);
     assert_string_equal(d->rcpts[1].last_error, "250 ok");
     assert_int_equal(d->next_try, 1000);
+    assert_int_equal(d->delay_warned, 0);
     envelope_free(d);
+
+    /* The delay-notice record: appended, and kept by a full re-encode. */
+    e->delay_warned = 1795856600;
+    envelope_encode_delay_warned(e, &b);
+    d = envelope_decode(b.data, b.len, &err);
+    assert_non_null(d);
+    assert_int_equal(d->delay_warned, 1795856600);
+    struct buf again = BUF_INIT;
+    envelope_encode(d, &again);
+    envelope_free(d);
+    d = envelope_decode(again.data, again.len, &err);
+    assert_non_null(d);
+    assert_int_equal(d->delay_warned, 1795856600);
+    envelope_free(d);
+    buf_free(&again);
 
     /* A crash in the middle of the next append: the torn line is ignored. */
     size_t whole = b.len;
