@@ -75,6 +75,8 @@ class _Handler:
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self.peer.lock:
             self.peer.mail_froms.append((address, list(mail_options)))
+        if self.peer.mail_reply:
+            return self.peer.mail_reply  # e.g. a 451 for everything
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
@@ -113,13 +115,15 @@ class Peer:
 
     def __init__(self, tmp=None, tls=False, require_starttls=False, wrapper=False, users=None,
                  hostname="127.0.0.1", port=None, name="relay.test", exclude_mechanisms=None,
-                 pipelining=False, ehlo_reply=None, broken_tls=False, size_limit=None):
+                 pipelining=False, ehlo_reply=None, broken_tls=False, size_limit=None,
+                 smtputf8=True):
         self.lock = threading.Lock()
         self.messages = []
         self.rcpt_options = []
         self.connections = 0
         self.rcpt_replies = {}
         self.data_reply = None
+        self.mail_reply = None
         self.pipelining = pipelining
         self.ehlo_reply = ehlo_reply
         self.ehlo_names = []
@@ -154,7 +158,7 @@ class Peer:
             kwargs["auth_exclude_mechanism"] = list(exclude_mechanisms)
         if size_limit is not None:
             kwargs["data_size_limit"] = size_limit  # announced as SIZE n
-        kwargs["enable_SMTPUTF8"] = True
+        kwargs["enable_SMTPUTF8"] = smtputf8  # False: a peer that does not offer SMTPUTF8
         peer = self
 
         class _Controller(Controller):
