@@ -276,8 +276,9 @@ static int parse_mailbox(struct cur *c, struct smtp_path *o, int until_gt, struc
         smtp_reply_set(err, 501, "5.1.3", "Local part of the address is too long");
         return -1;
     }
-    if ((c->opts & SMTP_ADDR_ALLOW_POSTMASTER) && until_gt && c->n && c->p[0] == '>' &&
-        strcasecmp(o->addr, "postmaster") == 0) {
+    if (until_gt && c->n && c->p[0] == '>' &&
+        ((c->opts & SMTP_ADDR_ALLOW_UNQUALIFIED) ||
+         ((c->opts & SMTP_ADDR_ALLOW_POSTMASTER) && strcasecmp(o->addr, "postmaster") == 0))) {
         /* RFC 5321 4.1.1.3: "Postmaster" without a domain must be accepted. */
         c->flags |= SMTP_ADDR_NO_DOMAIN;
         o->at = o->len;
@@ -379,7 +380,8 @@ syntax:
 int smtp_mailbox_parse(const char *s, size_t len, unsigned opts, struct smtp_path *out,
                        struct smtp_reply *err)
 {
-    struct cur c = {(const unsigned char *)s, len, opts & ~(unsigned)SMTP_ADDR_ALLOW_POSTMASTER, 0,
+    struct cur c = {(const unsigned char *)s, len,
+                    opts & ~(unsigned)(SMTP_ADDR_ALLOW_POSTMASTER | SMTP_ADDR_ALLOW_UNQUALIFIED), 0,
                     0};
     out->len = 0;
     out->at = 0;

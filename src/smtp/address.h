@@ -21,6 +21,8 @@ enum smtp_addr_opt {
     SMTP_ADDR_ALLOW_NULL = 1,       /* "<>" (MAIL FROM only) */
     SMTP_ADDR_ALLOW_UTF8 = 2,       /* the client said SMTPUTF8 (RFC 6531) */
     SMTP_ADDR_ALLOW_POSTMASTER = 4, /* "<Postmaster>" without a domain (RCPT, 4.1.1.3) */
+    /* Any local part without a domain: the submission server completes it (RFC 6409 8.1). */
+    SMTP_ADDR_ALLOW_UNQUALIFIED = 8,
 };
 
 /* Flags: what the address turned out to be. */
@@ -30,7 +32,7 @@ enum smtp_addr_flag {
     SMTP_ADDR_ROUTE = 4,      /* had a source route, dropped (RFC 5321 appendix C) */
     SMTP_ADDR_LITERAL = 8,    /* the domain is an address literal */
     SMTP_ADDR_QUOTED = 16,    /* the local part needs quoting (kept quoted in addr) */
-    SMTP_ADDR_NO_DOMAIN = 32, /* "Postmaster" alone */
+    SMTP_ADDR_NO_DOMAIN = 32, /* "Postmaster" alone, or an allowed unqualified local part */
 };
 
 struct smtp_path {

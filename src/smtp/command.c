@@ -192,7 +192,8 @@ int smtp_mail_parse(const char *args, size_t len, unsigned ext, unsigned long lo
         smtp_reply_set(err, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
         return -1;
     }
-    unsigned opts = SMTP_ADDR_ALLOW_NULL | ((ext & SMTP_EXT_SMTPUTF8) ? SMTP_ADDR_ALLOW_UTF8 : 0);
+    unsigned opts = SMTP_ADDR_ALLOW_NULL | ((ext & SMTP_EXT_SMTPUTF8) ? SMTP_ADDR_ALLOW_UTF8 : 0) |
+                    ((ext & SMTP_EXT_UNQUALIFIED_SENDER) ? SMTP_ADDR_ALLOW_UNQUALIFIED : 0);
     if (smtp_path_parse(args + off, len - off, opts, &out->from, &used, err) < 0) {
         if (err && err->code == 501 && strcmp(err->status, "5.1.3") == 0)
             err->status = "5.1.7"; /* RFC 3463: bad sender's mailbox syntax */

@@ -51,6 +51,8 @@ enum smtp_ext {
     SMTP_EXT_DSN = 8,
     SMTP_EXT_AUTH = 16,
     SMTP_EXT_CHUNKING = 32,
+    /* Not an extension: MAIL FROM may name a local part alone (submission, RFC 6409 8.1). */
+    SMTP_EXT_UNQUALIFIED_SENDER = 64,
 };
 
 enum smtp_body {

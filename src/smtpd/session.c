@@ -335,14 +335,22 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
 {
     struct smtp_mail m;
     struct smtp_reply r;
-    if (smtp_mail_parse(args, len, s->ext, s->max_msg, &m, &r) < 0) {
+    /* A logged-in user's bare "user" is completed with myorigin (RFC 6409 8.1). */
+    unsigned ext = s->ext | (s->authenticated ? SMTP_EXT_UNQUALIFIED_SENDER : 0);
+    if (smtp_mail_parse(args, len, ext, s->max_msg, &m, &r) < 0) {
         reply_r(s, &r);
         return -1;
     }
-    if (tlsauth_check_sender(s, m.from.addr, m.from.len) < 0)
+    char *sender = (m.from.flags & SMTP_ADDR_NO_DOMAIN)
+                       ? xasprintf("%.*s@%s", (int)m.from.len, m.from.addr,
+                                   config_get(s->gen->cfg, "myorigin"))
+                       : xstrndup(m.from.addr, m.from.len);
+    if (tlsauth_check_sender(s, sender, strlen(sender)) < 0) {
+        free(sender);
         return -1;
+    }
     struct smtpd_tx *tx = xcalloc(1, sizeof *tx);
-    tx->sender = xstrndup(m.from.addr, m.from.len);
+    tx->sender = sender;
     tx->envid = m.envid[0] ? xstrdup(m.envid) : NULL;
     tx->ret = m.ret;
     tx->smtputf8 = m.smtputf8;

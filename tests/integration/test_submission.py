@@ -417,3 +417,20 @@ def test_submission_adds_missing_message_id_and_date(server_factory):
     assert own.get_all("Message-ID") == ["<own@example.com>"]
     assert own.get_all("Date") == ["Mon, 1 Jan 2024 00:00:00 +0000"]
     assert "added missing Message-ID and Date" in srv.log_text()
+
+
+def test_unqualified_sender_completed_for_logged_in_users(server_factory):
+    """RFC 6409 8.1: MAIL FROM:<sam> after login becomes sam@$myorigin; without
+    a login a bare local part stays a syntax error."""
+    srv = make_server(server_factory, {"myorigin": "example.com"})
+    with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as s:
+        s.starttls(context=insecure_tls_context())
+        s.login("sam", "sha 512 pw")
+        s.sendmail("sam", ["u@example.com"], MSG)
+    assert wait_for(lambda: srv.messages("example.com", "u"), timeout=20)
+    assert srv.messages("example.com", "u")[0].read_bytes().startswith(
+        b"Return-Path: <sam@example.com>\r\n")
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as s:
+        s.ehlo()
+        code, text = s.mail("sam")
+        assert (code, text[:5]) == (501, b"5.1.7")

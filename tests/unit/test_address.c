@@ -59,6 +59,10 @@ static void test_null_and_postmaster(void **state)
     ok("<Postmaster>", SMTP_ADDR_ALLOW_POSTMASTER, "Postmaster", SMTP_ADDR_NO_DOMAIN);
     bad("<Postmaster>", 0, 501, "5.1.3");
     bad("<root>", SMTP_ADDR_ALLOW_POSTMASTER, 501, "5.1.3");
+    /* Submission: any local part alone, completed by the server (RFC 6409 8.1). */
+    ok("<root>", SMTP_ADDR_ALLOW_UNQUALIFIED, "root", SMTP_ADDR_NO_DOMAIN);
+    ok("<root@b.example>", SMTP_ADDR_ALLOW_UNQUALIFIED, "root@b.example", 0);
+    bad("<root@>", SMTP_ADDR_ALLOW_UNQUALIFIED, 501, "5.1.3");
 }
 
 static void test_trailing_params(void **state)

@@ -81,6 +81,11 @@ static void test_mail(void **state)
     assert_int_equal(mail("FROM:<\xc3\xa9@b.example> SMTPUTF8", ALL_EXT, 0, &m, &r), 0);
     mail_err("FROM:<\xc3\xa9@b.example>", ALL_EXT, 553, "5.6.7");
     mail_err("FROM:<\xc3\xa9@b.example> SMTPUTF8", ALL_EXT & ~SMTP_EXT_SMTPUTF8, 553, "5.6.7");
+    /* A bare local part: only where the session allows it (a logged-in user). */
+    mail_err("FROM:<app>", ALL_EXT, 501, "5.1.7");
+    assert_int_equal(mail("FROM:<app>", ALL_EXT | SMTP_EXT_UNQUALIFIED_SENDER, 0, &m, &r), 0);
+    assert_string_equal(m.from.addr, "app");
+    assert_int_equal(m.from.flags, SMTP_ADDR_NO_DOMAIN);
 }
 
 static void test_mail_errors(void **state)
