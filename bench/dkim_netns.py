@@ -23,28 +23,11 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
-from dnslib import QTYPE, RCODE, RR, TXT
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
-
-
-class KeyResolver(BaseResolver):
-    def __init__(self, keys):
-        self.keys = {k.rstrip(".").lower(): v for k, v in keys.items()}
-
-    def resolve(self, request, handler):
-        reply = request.reply()
-        name = str(request.q.qname).rstrip(".").lower()
-        txt = self.keys.get(name)
-        if txt is None:
-            reply.header.rcode = RCODE.NXDOMAIN
-        elif request.q.qtype == QTYPE.TXT:
-            data = txt.encode()
-            chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
-            reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(chunks), ttl=60))
-        return reply
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                "tests", "integration"))
+from opendkim_netns import key_dns  # noqa: E402
 
 
 def child_cpu():
@@ -93,22 +76,9 @@ def run_jobs(spec):
 
 def main():
     spec = json.load(open(sys.argv[1]))
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-    servers = [DNSServer(KeyResolver(spec["keys"]), port=53, address="127.0.0.1", tcp=tcp, logger=quiet)
-               for tcp in (False, True)]
-    for s in servers:
-        s.start_thread()
-    with tempfile.NamedTemporaryFile("w", suffix=".resolv.conf", delete=False) as f:
-        f.write("nameserver 127.0.0.1\noptions timeout:2 attempts:1\n")
-    try:
-        subprocess.run(["mount", "--bind", f.name, "/etc/resolv.conf"], check=True)
+    with key_dns(spec["keys"]):
         json.dump(run_jobs(spec), sys.stdout)
-        return 0
-    finally:
-        os.unlink(f.name)
-        for s in servers:
-            s.stop()
+    return 0
 
 
 if __name__ == "__main__":

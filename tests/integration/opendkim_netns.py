@@ -9,6 +9,7 @@ with nothing) it serves the TXT records of KEYS.json ({name: txt}) on
 /etc/resolv.conf (private mount namespace), then verifies MESSAGE with
 opendkim-testmsg and exits with its status (0: a signature verified).
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -36,12 +37,14 @@ class KeyResolver(BaseResolver):
         return reply
 
 
-def main():
-    keys = json.load(open(sys.argv[1]))
+@contextlib.contextmanager
+def key_dns(keys):
+    """Inside a fresh network and mount namespace: serves keys ({name: txt})
+    on 127.0.0.1:53 and points /etc/resolv.conf at it for the duration.
+    bench/dkim_netns.py uses it too."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    resolver = KeyResolver(keys)
     quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-    servers = [DNSServer(resolver, port=53, address="127.0.0.1", tcp=tcp, logger=quiet)
+    servers = [DNSServer(KeyResolver(keys), port=53, address="127.0.0.1", tcp=tcp, logger=quiet)
                for tcp in (False, True)]
     for s in servers:
         s.start_thread()
@@ -49,15 +52,20 @@ def main():
         f.write("nameserver 127.0.0.1\noptions timeout:2 attempts:1\n")
     try:
         subprocess.run(["mount", "--bind", f.name, "/etc/resolv.conf"], check=True)
+        yield
+    finally:
+        os.unlink(f.name)
+        for s in servers:
+            s.stop()
+
+
+def main():
+    with key_dns(json.load(open(sys.argv[1]))):
         with open(sys.argv[2], "rb") as msg:
             r = subprocess.run(["opendkim-testmsg"], stdin=msg, capture_output=True, timeout=30)
         sys.stdout.write(r.stdout.decode(errors="replace"))
         sys.stderr.write(r.stderr.decode(errors="replace"))
         return r.returncode
-    finally:
-        os.unlink(f.name)
-        for s in servers:
-            s.stop()
 
 
 if __name__ == "__main__":
