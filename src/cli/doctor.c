@@ -848,18 +848,9 @@ static enum doctor_status doctor_relay_session(struct doctor *d, const char *ser
     struct buf err = BUF_INIT;
     struct sockaddr_storage ss;
     socklen_t sl;
-    memset(&ss, 0, sizeof(ss));
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*s4);
-    } else {
-        inet_pton(AF_INET6, ip, &s6->sin6_addr);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        sl = sizeof(*s6);
+    if (doctor_sockaddr(ip, port, &ss, &sl) < 0) {
+        buf_printf(found, "'%s' is not an IP address", ip);
+        return DOCTOR_FAIL;
     }
     struct tls_client *tls = tls_client_new(d->cfg, &err);
     if (tls == NULL) {

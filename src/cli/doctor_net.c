@@ -39,18 +39,7 @@ static int doctor_connect(struct doctor_conn *c, const char *ip, int port, int t
 {
     struct sockaddr_storage ss;
     socklen_t sl;
-    memset(&ss, 0, sizeof(ss));
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        sl = sizeof(*s6);
-    } else {
+    if (doctor_sockaddr(ip, port, &ss, &sl) < 0) {
         buf_printf(why, "'%s' is not an IP address", ip);
         return -1;
     }
