@@ -231,3 +231,36 @@ def test_body_8bitmime_is_passed_on(server_factory):
         assert wait_for(lambda: mx.messages, timeout=30), logs(srv)
         assert any(o.upper() == "BODY=8BITMIME" for o in mx.mail_froms[0][1]), mx.mail_froms
         assert "d\u00e9j\u00e0 vu".encode() in mx.messages[0].data
+
+
+def test_dns_servfail_defers_then_delivers_after_flush(server_factory):
+    """RFC 5321 4.5.4.1 spirit: a temporary DNS failure is never a bounce."""
+    with Peer() as mx, DNSServer({"example.net": [("RCODE", "SERVFAIL")]}) as dns:
+        srv = make_server(server_factory, dns, {
+            "smtp_tcp_port": str(mx.port),
+            "minimal_backoff_time": "300s",
+            "maximal_backoff_time": "600s",
+        })
+        sendmail(srv, ["bob@example.net"])
+        assert wait_for(lambda: "status=deferred" in logs(srv), timeout=30), logs(srv)
+        assert "try again" in logs(srv)
+        assert "status=bounced" not in logs(srv)
+        dns.set("example.net", [("MX", (10, "mx.example.net"))])
+        dns.set("mx.example.net", [("A", "127.0.0.1")])
+        # The resolver may keep the SERVFAIL for a few seconds (unbound does,
+        # for 5): flush until the retry sees the new answer.
+        for _ in range(15):
+            assert srv.cmd("queue", "flush").returncode == 0
+            if wait_for(lambda: mx.messages, timeout=3):
+                break
+        assert mx.messages, logs(srv)
+        assert wait_for(lambda: "status=sent" in logs(srv), timeout=10), logs(srv)
+
+
+def test_nonexistent_domain_bounces(server_factory):
+    with Peer() as mx, DNSServer({"example.net": [("MX", (10, "mx.example.net"))]}) as dns:
+        srv = make_server(server_factory, dns, {"smtp_tcp_port": str(mx.port)})
+        sendmail(srv, ["bob@nowhere.example.net"])
+        assert wait_for(lambda: "status=bounced" in logs(srv), timeout=30), logs(srv)
+        assert "5.1.2" in logs(srv) and "Host not found" in logs(srv)
+        assert mx.connections_after_start == 0
