@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "config/config.h"
+#include "dns/dns.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -34,6 +35,7 @@
 #include "queue/envelope.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "smtp/address.h"
 #include "smtp/command.h"
 #include "smtp/data.h"
 #include "smtpd/auth.h"
@@ -79,7 +81,11 @@ struct smtpd_session {
     struct sockaddr_storage peer;
     socklen_t peer_len;
     char addr[INET6_ADDRSTRLEN]; /* the client's address, text */
-    const char *host;            /* its verified name; "unknown" until rDNS exists */
+    const char *host;            /* its forward-confirmed name (host_name) or "unknown" */
+    char *host_name;             /* heap, when confirmed */
+    struct dns_query *peer_q;    /* the PTR or address lookup before the greeting */
+    char *ptr_name;              /* the PTR answer awaiting forward confirmation */
+    int greeted;                 /* the 220 is queued: commands may be read */
     char *helo;
     int esmtp;
     int tls;           /* set by the STARTTLS work */
@@ -1166,6 +1172,8 @@ static void read_data(struct smtpd_session *s, struct evbuffer *in)
 /* Runs whatever complete input there is, as far as the state allows. */
 static void session_run(struct smtpd_session *s)
 {
+    if (!s->greeted)
+        return; /* a client talking before the 220 is read once it is sent */
     struct evbuffer *in = bufferevent_get_input(s->bev);
     struct evbuffer *out = bufferevent_get_output(s->bev);
     s->in_run = 1;
@@ -1274,6 +1282,9 @@ static void session_free(struct smtpd_session *s)
     log_info("disconnect from %s[%s]%s", s->host, s->addr, buf_cstr(&stats));
     buf_free(&stats);
     tx_free(s);
+    dns_cancel(s->peer_q);
+    free(s->ptr_name);
+    free(s->host_name);
     auth_cancel(s->auth_q);
     sasl_free(s->sasl);
     free(s->auth_user);
@@ -1399,6 +1410,71 @@ static void peer_text(const struct sockaddr *sa, char *out, size_t size)
         str_copy(out, size, "unknown");
 }
 
+/* ---- the client's name (Postfix's smtpd_peername_lookup) ---- */
+
+static void session_greet(struct smtpd_session *s)
+{
+    log_info("connect from %s[%s]", s->host, s->addr);
+    reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+    s->greeted = 1;
+    /* What came while we looked the name up: early commands, or the client's EOF. */
+    if (s->eof || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+        session_run(s);
+}
+
+static void peer_addr_done(void *arg, const struct dns_answer *ans)
+{
+    struct smtpd_session *s = arg;
+    s->peer_q = NULL;
+    for (size_t i = 0; ans->status == DNS_OK && i < ans->count && !s->host_name; i++)
+        if (strcmp(ans->addrs[i], s->addr) == 0)
+            s->host_name = s->ptr_name, s->ptr_name = NULL;
+    if (s->host_name)
+        s->host = s->host_name;
+    else if (ans->status == DNS_TEMPFAIL)
+        log_warning("%s: hostname %s verification failed: temporary DNS failure", s->addr,
+                    s->ptr_name);
+    else
+        log_warning("hostname %s does not resolve to address %s", s->ptr_name, s->addr);
+    session_greet(s);
+}
+
+static void peer_ptr_done(void *arg, const struct dns_answer *ans)
+{
+    struct smtpd_session *s = arg;
+    s->peer_q = NULL;
+    /* The name goes into logs and Received: only if it is a well-formed host name. */
+    const char *name = ans->status == DNS_OK && ans->count ? ans->names[0] : NULL;
+    if (name && smtp_domain_valid(name, strlen(name), 0) && name[0] != '[') {
+        s->ptr_name = xstrdup(name);
+        str_lower(s->ptr_name);
+        int type = strchr(s->addr, ':') ? DNS_T_AAAA : DNS_T_A;
+        s->peer_q = dns_query(s->srv->dns, s->ptr_name, type, peer_addr_done, s);
+        if (s->peer_q)
+            return;
+    }
+    session_greet(s);
+}
+
+/*
+ * Forward-confirmed reverse DNS, as Postfix's smtpd: the PTR name counts
+ * only when it resolves back to the client's address (else "unknown").
+ * The greeting waits for it, so every log line and the Received: field use
+ * one name. 1 when started; the lookups are bounded by the DNS timeout.
+ */
+static int peer_lookup_start(struct smtpd_session *s)
+{
+    struct buf name = BUF_INIT;
+    if (s->srv->dns == NULL || !config_get_bool(s->gen->cfg, "smtpd_peername_lookup") ||
+        dns_reverse_name(s->addr, &name) < 0) {
+        buf_free(&name);
+        return 0;
+    }
+    s->peer_q = dns_query(s->srv->dns, buf_cstr(&name), DNS_T_PTR, peer_ptr_done, s);
+    buf_free(&name);
+    return s->peer_q != NULL;
+}
+
 void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer,
                          socklen_t peer_len, enum listener_kind kind)
 {
@@ -1460,7 +1536,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
         s->life_timer = evtimer_new(srv->base, on_life_timeout, s);
         evtimer_add(s->life_timer, &tv);
     }
-    log_info("connect from %s[%s]", s->host, s->addr);
-    reply(s, 220, NULL, "%s", config_get(cfg, "smtpd_banner"));
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (!peer_lookup_start(s))
+        session_greet(s);
 }

@@ -24,7 +24,7 @@ MSG = (b"From: Alice <alice@sender.example>\r\n"
        b"Last line.\r\n")
 
 RECEIVED = re.compile(
-    rb"Received: from (\S+) \(unknown \[127\.0\.0\.1\]\)\r\n"
+    rb"Received: from (\S+) \(localhost \[127\.0\.0\.1\]\)\r\n"
     rb"\tby mx\.example\.com \(hongyan\) with (\w+) id (\w+)"
     rb"(?:\r\n\tfor <([^>]+)>)?; [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n")
 
@@ -86,11 +86,46 @@ def test_smtplib_message_byte_for_byte(server):
     assert rest == MSG  # smtplib dot-stuffs; the server unstuffs exactly
     log = (server.tmp / "maillog").read_text()
     qid = m.group(3).decode()
-    assert "connect from unknown[127.0.0.1]" in log
-    assert "%s: client=unknown[127.0.0.1]" % qid in log
+    assert "connect from localhost[127.0.0.1]" in log
+    assert "%s: client=localhost[127.0.0.1]" % qid in log
     assert re.search(r"%s: from=<alice@sender\.example>, size=\d+, nrcpt=1" % qid, log)
-    assert wait_for(lambda: "disconnect from unknown[127.0.0.1]" in
+    assert wait_for(lambda: "disconnect from localhost[127.0.0.1]" in
                     (server.tmp / "maillog").read_text())
+
+
+def test_client_name_is_forward_confirmed(server_factory):
+    """Postfix's smtpd_peername_lookup: the PTR name counts only when it
+    resolves back to the client. 127.0.0.1 is localhost both ways in the
+    resolver's built-in zones (RFC 6761 6.3); 127.0.0.2 has no PTR."""
+    srv = server_factory({"smtpd_client_connection_count_limit": "100"})
+    for source, name in (("127.0.0.1", "localhost"), ("127.0.0.2", "unknown")):
+        with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30,
+                          source_address=(source, 0)) as c:
+            c.ehlo("client.example")
+            c.sendmail("alice@sender.example", ["u@example.com"], b"Subject: n\r\n\r\nx\r\n")
+        assert wait_for(lambda: "disconnect from %s[%s]" % (name, source) in srv.log_text()), \
+            srv.log_text()[-2000:]
+        assert "connect from %s[%s]" % (name, source) in srv.log_text()
+    received = [p.read_bytes().split(b"\nReceived: ", 1)[1].split(b"\n", 1)[0]
+                for p in srv.messages("example.com", "u")]
+    assert sorted(received) == [b"from client.example (localhost [127.0.0.1])\r",
+                                b"from client.example (unknown [127.0.0.2])\r"], received
+
+
+def test_client_gone_during_the_name_lookup(server):
+    """A client that hangs up before the greeting (the name lookup still
+    running) ends its session there and then, not at shutdown."""
+    for _ in range(3):
+        socket.create_connection(("127.0.0.1", server.smtpd_port), timeout=10).close()
+    assert wait_for(lambda: server.log_text().count("disconnect from localhost[127.0.0.1]") >= 3,
+                    timeout=20), server.log_text()[-2000:]
+
+
+def test_client_name_lookup_off(server_factory):
+    srv = server_factory({"smtpd_peername_lookup": "no"})
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as c:
+        c.noop()
+    assert wait_for(lambda: "disconnect from unknown[127.0.0.1]" in srv.log_text())
 
 
 def test_swaks_pipelining(server):
@@ -161,7 +196,7 @@ def test_relay_refused_outside_mynetworks(server_factory):
     # Local recipients are still welcome.
     assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
     c.cmd("QUIT")
-    assert "reject: RCPT from unknown[127.0.0.1]: 554 5.7.1" in (srv.tmp / "maillog").read_text()
+    assert "reject: RCPT from localhost[127.0.0.1]: 554 5.7.1" in (srv.tmp / "maillog").read_text()
 
 
 def test_relay_allowed_from_mynetworks(server):
@@ -348,7 +383,7 @@ def test_idle_timeout_closes(server_factory):
     code, text, _ = c.reply()  # nothing sent: the server gives up first
     assert code == 421 and text.startswith("4.4.2"), text
     assert c.closed()
-    assert wait_for(lambda: "timeout after EHLO from unknown[127.0.0.1]" in
+    assert wait_for(lambda: "timeout after EHLO from localhost[127.0.0.1]" in
                     (srv.tmp / "maillog").read_text())
 
 
@@ -381,7 +416,7 @@ def test_disconnect_statistics(server):
     assert c.cmd("RCPT TO:<bad address>")[0] == 501
     assert c.cmd("QUIT")[0] == 221
     assert c.closed()
-    assert wait_for(lambda: "disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1/2 quit=1 "
+    assert wait_for(lambda: "disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1/2 quit=1 "
                     "commands=4/5" in (server.tmp / "maillog").read_text())
 
 

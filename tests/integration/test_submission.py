@@ -76,7 +76,7 @@ def test_ehlo_offers_starttls_then_auth(server_factory):
     # STARTTLS a second time is refused.
     assert c.cmd("STARTTLS")[0] == 554
     c.close()
-    assert "Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 with cipher" \
+    assert "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher" \
         in srv.log_text()
 
 
