@@ -37,6 +37,15 @@ const struct config_key config_keys[] = {
     {"smtp_tcp_port", "25", CONFIG_INT, NULL, "TCP port for delivery by MX"},
     {"smtp_helo_name", "$myhostname", CONFIG_STRING, NULL,
      "the name sent in EHLO/HELO when delivering"},
+    {"mailbox_transport", "", CONFIG_STRING, NULL,
+     "transport:nexthop for mydestination recipients, e.g. lmtp:unix:/run/dovecot/lmtp "
+     "(empty: hongyan's own Maildir delivery)"},
+    {"virtual_transport", "", CONFIG_STRING, NULL,
+     "transport:nexthop for virtual_mailbox_domains recipients, e.g. "
+     "lmtp:unix:/run/dovecot/lmtp (empty: hongyan's own Maildir delivery)"},
+    {"lmtp_tcp_port", "24", CONFIG_INT, NULL, "TCP port for an LMTP next hop that names none"},
+    {"lmtp_lhlo_name", "$myhostname", CONFIG_STRING, NULL,
+     "the name sent in LHLO when delivering by LMTP"},
 
     /* Addresses and mailboxes. */
     {"alias_maps", "", CONFIG_LIST, NULL,
