@@ -108,6 +108,9 @@ service lmtp {{
     port = {self.port}
   }}
 }}
+service anvil {{
+  chroot =
+}}
 """)
 
     def start(self):
