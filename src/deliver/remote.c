@@ -604,6 +604,14 @@ static int remote_sockaddr_unix(const char *path, struct sockaddr_storage *ss, s
     return 0;
 }
 
+/* smtp_NAME, or lmtp_NAME for an LMTP session, in seconds. */
+static int remote_timeout(const struct config *cfg, int lmtp, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s_%s", lmtp ? "lmtp" : "smtp", name);
+    return (int)config_get_time(cfg, key);
+}
+
 static void remote_connect(struct remote_job *j, const struct remote_addr *a)
 {
     const struct config *cfg = j->gen->cfg;
@@ -673,15 +681,16 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
         if (str_eq_ci(opts[i], "noplaintext"))
             o.sasl_noplaintext = 1;
     strlist_free(opts);
-    o.connect_timeout = (int)config_get_time(cfg, "smtp_connect_timeout");
-    o.helo_timeout = (int)config_get_time(cfg, "smtp_helo_timeout");
+    /* Postfix's smtp_*_timeout, or its lmtp_*_timeout twins (LHLO for HELO). */
+    o.connect_timeout = remote_timeout(cfg, lmtp, "connect_timeout");
+    o.helo_timeout = remote_timeout(cfg, lmtp, lmtp ? "lhlo_timeout" : "helo_timeout");
+    o.mail_timeout = remote_timeout(cfg, lmtp, "mail_timeout");
+    o.rcpt_timeout = remote_timeout(cfg, lmtp, "rcpt_timeout");
+    o.data_init_timeout = remote_timeout(cfg, lmtp, "data_init_timeout");
+    o.data_xfer_timeout = remote_timeout(cfg, lmtp, "data_xfer_timeout");
+    o.data_done_timeout = remote_timeout(cfg, lmtp, "data_done_timeout");
+    o.quit_timeout = remote_timeout(cfg, lmtp, "quit_timeout");
     o.starttls_timeout = (int)config_get_time(cfg, "smtp_starttls_timeout");
-    o.mail_timeout = (int)config_get_time(cfg, "smtp_mail_timeout");
-    o.rcpt_timeout = (int)config_get_time(cfg, "smtp_rcpt_timeout");
-    o.data_init_timeout = (int)config_get_time(cfg, "smtp_data_init_timeout");
-    o.data_xfer_timeout = (int)config_get_time(cfg, "smtp_data_xfer_timeout");
-    o.data_done_timeout = (int)config_get_time(cfg, "smtp_data_done_timeout");
-    o.quit_timeout = (int)config_get_time(cfg, "smtp_quit_timeout");
     if (lmtp) {
         /*
          * Postfix's lmtp defaults: no TLS (lmtp_tls_security_level empty), no
