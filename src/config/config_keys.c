@@ -37,6 +37,27 @@ const struct config_key config_keys[] = {
     {"smtp_tcp_port", "25", CONFIG_INT, NULL, "TCP port for delivery by MX"},
     {"smtp_helo_name", "$myhostname", CONFIG_STRING, NULL,
      "the name sent in EHLO/HELO when delivering"},
+    {"mailbox_transport", "", CONFIG_STRING, NULL,
+     "transport:nexthop for mydestination recipients, e.g. lmtp:unix:/run/dovecot/lmtp "
+     "(empty: hongyan's own Maildir delivery)"},
+    {"virtual_transport", "", CONFIG_STRING, NULL,
+     "transport:nexthop for virtual_mailbox_domains recipients, e.g. "
+     "lmtp:unix:/run/dovecot/lmtp (empty: hongyan's own Maildir delivery)"},
+    {"lmtp_tcp_port", "24", CONFIG_INT, NULL, "TCP port for an LMTP next hop that names none"},
+    {"lmtp_lhlo_name", "$myhostname", CONFIG_STRING, NULL,
+     "the name sent in LHLO when delivering by LMTP"},
+    {"lmtp_connect_timeout", "0s", CONFIG_TIME, "s",
+     "time allowed to connect to an LMTP server (0: the system's limit)"},
+    {"lmtp_lhlo_timeout", "300s", CONFIG_TIME, "s",
+     "time allowed for the LMTP greeting and the LHLO reply"},
+    {"lmtp_mail_timeout", "300s", CONFIG_TIME, "s", "time allowed for the LMTP MAIL FROM reply"},
+    {"lmtp_rcpt_timeout", "300s", CONFIG_TIME, "s", "time allowed for each LMTP RCPT TO reply"},
+    {"lmtp_data_init_timeout", "120s", CONFIG_TIME, "s", "time allowed for the LMTP DATA reply"},
+    {"lmtp_data_xfer_timeout", "180s", CONFIG_TIME, "s",
+     "time allowed for each write of LMTP message data"},
+    {"lmtp_data_done_timeout", "600s", CONFIG_TIME, "s",
+     "time allowed for each per-recipient reply after the final dot (RFC 2033 4.2)"},
+    {"lmtp_quit_timeout", "300s", CONFIG_TIME, "s", "time allowed for the LMTP QUIT reply"},
 
     /* Addresses and mailboxes. */
     {"alias_maps", "", CONFIG_LIST, NULL,

@@ -35,6 +35,12 @@ struct delivery_request {
     const char *data_path; /* the message: headers and body, CRLF line ends */
     size_t *rcpts;         /* indexes into env->rcpts for this request */
     size_t nrcpts;
+    /*
+     * Per request recipient, an enum route_class (deliver/route.h): 0 a
+     * remote domain, 1 mydestination, 2 virtual_mailbox_domains, which picks
+     * mailbox_transport / virtual_transport. NULL: every recipient remote.
+     */
+    const unsigned char *rcpt_class;
 };
 
 /* results has req->nrcpts entries, in the order of req->rcpts; the queue manager frees it. */
@@ -42,7 +48,22 @@ typedef void (*delivery_done_cb)(void *arg, struct delivery_rcpt_result *results
 
 void delivery_results_free(struct delivery_rcpt_result *results, size_t count);
 
-/* Remote delivery by MX, relayhost or transport_maps (src/deliver/remote.c). */
+/*
+ * Remote delivery by MX, relayhost or transport_maps, and LMTP
+ * (src/deliver/remote.c).
+ */
 void remote_deliver(const struct delivery_request *req, delivery_done_cb done, void *arg);
+
+/*
+ * For a recipient of a local domain (cls 1 mydestination, 2
+ * virtual_mailbox_domains): 0 when it goes to the built-in Maildir, 1 when
+ * transport_maps, mailbox_transport or virtual_transport send it elsewhere
+ * (lmtp:, smtp:, error:, ...) or a table cannot be read: the queue manager
+ * then hands it to remote_deliver() with that class in rcpt_class.
+ */
+int remote_routes_local(struct server *srv, const char *sender, const char *address, int cls);
+
+/* "Flush": forget which next hops were found dead, so that all are tried now (postqueue -f). */
+void remote_flush_dead(void);
 
 #endif

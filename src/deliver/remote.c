@@ -7,14 +7,19 @@
  * are kept idle per next hop for smtp_connection_cache_time_limit and
  * reused (RSET) by the next message to that hop; at most
  * smtp_destination_concurrency_limit sessions run per next hop, later jobs
- * wait in line.
+ * wait in line. LMTP next hops (lmtp(8): a unix socket or host:port, no MX)
+ * run the same way with the client in LMTP mode, no TLS and no AUTH; this
+ * includes local-domain recipients that transport_maps, mailbox_transport
+ * or virtual_transport send to LMTP (remote_routes_local).
  */
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "config/config.h"
@@ -97,7 +102,9 @@ struct remote_job {
     struct remote_dest *dest;
     size_t *pos; /* indexes into req->results */
     size_t n;
-    unsigned char *final; /* per pos: a final answer (sent or bounced) is in */
+    unsigned char *final;    /* per pos: a final answer (sent or bounced) is in */
+    unsigned char *answered; /* per pos: a server's own 4xx is its result, unless a later
+                                error supersedes it */
     struct remote_host *hosts;
     size_t nhosts, next_host;
     struct remote_addr *addrs;
@@ -235,7 +242,8 @@ static struct dns *remote_dns(struct server *srv, const struct config *cfg)
 
 static struct remote_dest *remote_dest_get(const struct route *r)
 {
-    char *key = xasprintf("%s|%d|%d", r->nexthop, r->port, r->mx);
+    char *key = xasprintf("%s|%s|%d|%d", r->kind == ROUTE_LMTP ? "lmtp" : "smtp", r->nexthop,
+                          r->port, r->mx);
     str_lower(key);
     for (struct remote_dest *d = remote.dests; d; d = d->next) {
         if (strcmp(d->key, key) == 0) {
@@ -359,7 +367,9 @@ static void remote_job_fail_rest(struct remote_job *j, enum delivery_status st, 
 {
     for (size_t k = 0; k < j->n; k++) {
         if (!j->final[k]) {
-            remote_result(j, k, st, dsn, why, j->last_relay);
+            /* A recipient's own deferral (LMTP: its own reply) stays, when nothing came after. */
+            if (!j->answered[k])
+                remote_result(j, k, st, dsn, why, j->last_relay);
             j->final[k] = 1;
         }
     }
@@ -374,6 +384,8 @@ static void remote_set_error_at(struct remote_job *j, const char *dsn, const cha
     j->last_relay = relay ? xstrdup(relay) : NULL;
     str_copy(j->last_dsn, sizeof j->last_dsn, dsn);
     j->last_permanent = permanent;
+    /* A newer error (another server) is what the deferred recipients report now. */
+    memset(j->answered, 0, j->n);
 }
 
 static void remote_set_error(struct remote_job *j, const char *dsn, const char *why, int permanent)
@@ -386,6 +398,7 @@ static void remote_job_free(struct remote_job *j)
     route_clear(&j->route);
     free(j->pos);
     free(j->final);
+    free(j->answered);
     for (size_t i = 0; i < j->nhosts; i++)
         free(j->hosts[i].name);
     free(j->hosts);
@@ -447,12 +460,15 @@ static void remote_sent(void *arg, struct smtp_client *c, int conn_ok, struct sm
 {
     struct remote_job *j = arg;
     const char *relay = smtp_client_label(c);
+    for (size_t i = 0; i < j->msg.nrcpts; i++)
+        if (out[i].status == DELIVERY_TEMPFAIL)
+            remote_set_error_at(j, out[i].dsn, out[i].reply, 0, relay);
     for (size_t i = 0; i < j->msg.nrcpts; i++) {
         size_t k = j->mpos[i];
         if (out[i].status == DELIVERY_TEMPFAIL) {
             /* Kept for the next server (Postfix: a soft error is retried on the next MX). */
-            remote_set_error_at(j, out[i].dsn, out[i].reply, 0, relay);
             remote_result(j, k, DELIVERY_TEMPFAIL, out[i].dsn, out[i].reply, relay);
+            j->answered[k] = 1;
         } else {
             remote_result(j, k, out[i].status, out[i].dsn, out[i].reply, relay);
             j->final[k] = 1;
@@ -574,12 +590,36 @@ static int remote_sockaddr(const char *ip, int port, struct sockaddr_storage *ss
     return -1;
 }
 
+/* A unix-domain socket address; -1 when the path does not fit (route.c checks that first). */
+static int remote_sockaddr_unix(const char *path, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_un *su = (struct sockaddr_un *)ss;
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof su->sun_path)
+        return -1;
+    su->sun_family = AF_UNIX;
+    memcpy(su->sun_path, path, n + 1);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+/* smtp_NAME, or lmtp_NAME for an LMTP session, in seconds. */
+static int remote_timeout(const struct config *cfg, int lmtp, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s_%s", lmtp ? "lmtp" : "smtp", name);
+    return (int)config_get_time(cfg, key);
+}
+
 static void remote_connect(struct remote_job *j, const struct remote_addr *a)
 {
     const struct config *cfg = j->gen->cfg;
     struct sockaddr_storage ss;
     socklen_t len;
-    if (remote_sockaddr(a->ip, j->route.port, &ss, &len) < 0) {
+    int lmtp = j->route.kind == ROUTE_LMTP;
+    if ((j->route.path ? remote_sockaddr_unix(j->route.path, &ss, &len)
+                       : remote_sockaddr(a->ip, j->route.port, &ss, &len)) < 0) {
         remote_set_error(j, "4.4.1", "bad server address", 0);
         remote_job_try_next(j);
         return;
@@ -592,7 +632,7 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     buf_reset(&j->user);
     buf_reset(&j->pass);
     int have_auth = 0;
-    if (j->gen->sasl) {
+    if (j->gen->sasl && !lmtp) {
         struct buf key = BUF_INIT, err = BUF_INIT;
         int r =
             route_sasl_lookup(&j->gen->tables, &j->route, a->host, &j->user, &j->pass, &key, &err);
@@ -613,8 +653,12 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
         buf_free(&key);
         buf_free(&err);
     }
-    /* "host[ip]:port", as Postfix writes relay= (IPv6 too: "mx[2001:db8::1]:25"). */
-    char *label = xasprintf("%s[%s]:%d", a->host, a->ip, j->route.port);
+    /*
+     * "host[ip]:port", as Postfix writes relay= (IPv6 too: "mx[2001:db8::1]:25");
+     * for a unix socket "myhostname[path]", as Postfix's lmtp(8) does.
+     */
+    char *label = j->route.path ? xasprintf("%s[%s]", a->host, a->ip)
+                                : xasprintf("%s[%s]:%d", a->host, a->ip, j->route.port);
     struct smtp_client_opts o = {0};
     o.base = j->req->srv->base;
     o.tls = j->gen->tls;
@@ -637,15 +681,29 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
         if (str_eq_ci(opts[i], "noplaintext"))
             o.sasl_noplaintext = 1;
     strlist_free(opts);
-    o.connect_timeout = (int)config_get_time(cfg, "smtp_connect_timeout");
-    o.helo_timeout = (int)config_get_time(cfg, "smtp_helo_timeout");
+    /* Postfix's smtp_*_timeout, or its lmtp_*_timeout twins (LHLO for HELO). */
+    o.connect_timeout = remote_timeout(cfg, lmtp, "connect_timeout");
+    o.helo_timeout = remote_timeout(cfg, lmtp, lmtp ? "lhlo_timeout" : "helo_timeout");
+    o.mail_timeout = remote_timeout(cfg, lmtp, "mail_timeout");
+    o.rcpt_timeout = remote_timeout(cfg, lmtp, "rcpt_timeout");
+    o.data_init_timeout = remote_timeout(cfg, lmtp, "data_init_timeout");
+    o.data_xfer_timeout = remote_timeout(cfg, lmtp, "data_xfer_timeout");
+    o.data_done_timeout = remote_timeout(cfg, lmtp, "data_done_timeout");
+    o.quit_timeout = remote_timeout(cfg, lmtp, "quit_timeout");
     o.starttls_timeout = (int)config_get_time(cfg, "smtp_starttls_timeout");
-    o.mail_timeout = (int)config_get_time(cfg, "smtp_mail_timeout");
-    o.rcpt_timeout = (int)config_get_time(cfg, "smtp_rcpt_timeout");
-    o.data_init_timeout = (int)config_get_time(cfg, "smtp_data_init_timeout");
-    o.data_xfer_timeout = (int)config_get_time(cfg, "smtp_data_xfer_timeout");
-    o.data_done_timeout = (int)config_get_time(cfg, "smtp_data_done_timeout");
-    o.quit_timeout = (int)config_get_time(cfg, "smtp_quit_timeout");
+    if (lmtp) {
+        /*
+         * Postfix's lmtp defaults: no TLS (lmtp_tls_security_level empty), no
+         * AUTH (lmtp_sasl_auth_enable = no); the peer is our own mail store.
+         */
+        o.lmtp = 1;
+        o.tls = NULL;
+        o.level = TLS_LEVEL_NONE;
+        o.wrappermode = 0;
+        o.no_starttls = 1;
+        o.match_name = a->host;
+        o.helo_name = config_get(cfg, "lmtp_lhlo_name");
+    }
     j->c = smtp_client_connect(&o, (struct sockaddr *)&ss, len, label, remote_ready, j);
     free(label);
 }
@@ -814,6 +872,15 @@ static void remote_dns_mx_cb(void *arg, const struct dns_answer *ans)
 /* With a session slot for its next hop: find the servers and start. */
 static void remote_job_resolve(struct remote_job *j)
 {
+    if (j->route.path) {
+        /* LMTP over a unix socket: one "address", named for the log as Postfix does. */
+        j->addrs = xcalloc(1, sizeof *j->addrs);
+        j->addrs[0].host = xstrdup(config_get(j->gen->cfg, "myhostname"));
+        j->addrs[0].ip = xstrdup(j->route.host);
+        j->naddrs = 1;
+        remote_job_try_next(j);
+        return;
+    }
     if (j->route.literal) {
         j->addrs = xcalloc(1, sizeof *j->addrs);
         j->addrs[0].host = xstrdup(j->route.host);
@@ -928,7 +995,9 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         }
         struct route r;
         struct buf err = BUF_INIT;
-        if (route_decide(cfg, &g->tables, dreq->env->sender, er->address, &r, &err) !=
+        enum route_class cls =
+            dreq->rcpt_class ? (enum route_class)dreq->rcpt_class[i] : ROUTE_CLASS_REMOTE;
+        if (route_decide_class(cfg, &g->tables, dreq->env->sender, er->address, cls, &r, &err) !=
             ROUTE_FOUND) {
             res->status = DELIVERY_TEMPFAIL;
             str_copy(res->dsn, sizeof res->dsn, "4.3.5");
@@ -964,7 +1033,16 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
             route_clear(&r);
             continue;
         }
+        case ROUTE_LOCAL:
+            /* The queue manager routed it here under other rules (a reload since): again later. */
+            res->status = DELIVERY_TEMPFAIL;
+            str_copy(res->dsn, sizeof res->dsn, "4.3.0");
+            res->reply = xstrdup("local delivery route changed; will try again");
+            res->relay = xstrdup("none");
+            route_clear(&r);
+            continue;
         case ROUTE_SMTP:
+        case ROUTE_LMTP:
             break;
         }
         struct remote_dest *d = remote_dest_get(&r);
@@ -978,8 +1056,8 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         /* Join the job for the same next hop, or start one. */
         struct remote_job *j = NULL;
         for (size_t k = 0; k < njobs && !j; k++)
-            if (strcmp(jobs[k]->route.nexthop, r.nexthop) == 0 && jobs[k]->route.port == r.port &&
-                jobs[k]->route.mx == r.mx)
+            if (jobs[k]->route.kind == r.kind && strcmp(jobs[k]->route.nexthop, r.nexthop) == 0 &&
+                jobs[k]->route.port == r.port && jobs[k]->route.mx == r.mx)
                 j = jobs[k];
         if (j) {
             route_clear(&r);
@@ -991,6 +1069,7 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
             j->route = r;
             j->pos = xcalloc(dreq->nrcpts, sizeof *j->pos);
             j->final = xcalloc(dreq->nrcpts, 1);
+            j->answered = xcalloc(dreq->nrcpts, 1);
             jobs[njobs++] = j;
         }
         j->pos[j->n++] = i;
@@ -1007,4 +1086,35 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
     remote_gen_unref(g);
     /* Release the start hold from the loop, so done never runs inside this call. */
     event_base_once(srv->base, -1, EV_TIMEOUT, remote_kick_done, req, &(struct timeval){0, 0});
+}
+
+int remote_routes_local(struct server *srv, const char *sender, const char *address, int cls)
+{
+    const struct config *cfg = srv->gen->cfg;
+    /* The common case asks no table: nothing configured means the built-in Maildir. */
+    const char *tm = config_get(cfg, "transport_maps");
+    const char *tr =
+        config_get(cfg, cls == ROUTE_CLASS_MYDEST ? "mailbox_transport" : "virtual_transport");
+    if ((!tm || !*tm) && (!tr || !*tr))
+        return 0;
+    struct remote_gen *g = remote_current(srv);
+    int agent = 1; /* a table that cannot be read: remote_deliver() defers with the reason */
+    if (!g->open_error) {
+        struct route r;
+        struct buf err = BUF_INIT;
+        if (route_decide_class(g->cfg, &g->tables, sender, address, (enum route_class)cls, &r,
+                               &err) == ROUTE_FOUND) {
+            agent = r.kind != ROUTE_LOCAL;
+            route_clear(&r);
+        }
+        buf_free(&err);
+    }
+    remote_gen_unref(g);
+    return agent;
+}
+
+void remote_flush_dead(void)
+{
+    for (struct remote_dest *d = remote.dests; d; d = d->next)
+        d->dead_until = 0;
 }

@@ -1,12 +1,15 @@
 /*
- * Routing for remote delivery; see route.h. The precedence is Postfix's:
+ * Routing for delivery; see route.h. The precedence is Postfix's:
  * transport_maps, then sender_dependent_relayhost_maps, then relayhost,
- * then the recipient domain's MX; the next-hop syntax is transport(5)'s.
+ * then the recipient domain's MX; for local domains transport_maps, then
+ * mailbox_transport/virtual_transport. The next-hop syntax is
+ * transport(5)'s, and lmtp(8)'s for LMTP.
  */
 #include "deliver/route.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
+#include <sys/un.h>
 #include <string.h>
 #include <strings.h>
 
@@ -20,6 +23,7 @@ void route_clear(struct route *r)
     free(r->nexthop);
     free(r->host);
     free(r->text);
+    free(r->path);
     memset(r, 0, sizeof *r);
 }
 
@@ -28,7 +32,8 @@ static int route_port(const char *s, struct buf *err)
     static const struct {
         const char *name;
         int port;
-    } services[] = {{"smtp", 25}, {"submission", 587}, {"smtps", 465}, {"submissions", 465}};
+    } services[] = {
+        {"smtp", 25}, {"submission", 587}, {"smtps", 465}, {"submissions", 465}, {"lmtp", 24}};
     for (size_t i = 0; i < sizeof services / sizeof services[0]; i++)
         if (str_eq_ci(s, services[i].name))
             return services[i].port;
@@ -105,6 +110,48 @@ fail:
     return -1;
 }
 
+int route_parse_lmtp(const char *nexthop, const char *queue_dir, int default_port,
+                     struct route *out, struct buf *err)
+{
+    free(out->path);
+    out->path = NULL;
+    out->kind = ROUTE_LMTP;
+    if (str_prefix_ci(nexthop, "unix:")) {
+        const char *p = nexthop + 5;
+        if (*p == '\0') {
+            buf_printf(err, "LMTP next hop \"%s\": no socket path", nexthop);
+            return -1;
+        }
+        /* lmtp(8): Postfix runs in queue_directory, so a relative path is taken from there. */
+        char *abs = *p == '/' ? xstrdup(p) : xasprintf("%s/%s", queue_dir ? queue_dir : ".", p);
+        struct sockaddr_un sun;
+        if (strlen(abs) >= sizeof sun.sun_path) {
+            buf_printf(err, "LMTP next hop \"%s\": socket path longer than %zu octets", nexthop,
+                       sizeof sun.sun_path - 1);
+            free(abs);
+            return -1;
+        }
+        free(out->nexthop);
+        free(out->host);
+        out->nexthop = xstrdup(nexthop);
+        out->host = xstrdup(p);
+        out->path = abs;
+        out->port = 0;
+        out->mx = 0;
+        out->literal = 0;
+        return 0;
+    }
+    /* inet:, or no prefix: lmtp(8) assumes inet. */
+    const char *hp = str_prefix_ci(nexthop, "inet:") ? nexthop + 5 : nexthop;
+    if (route_parse_nexthop(hp, default_port, out, err) < 0)
+        return -1;
+    /* lmtp(8): no MX lookups, they are defined for SMTP only. */
+    out->mx = 0;
+    free(out->nexthop);
+    out->nexthop = xstrdup(nexthop);
+    return 0;
+}
+
 /* One lookup; MAP_TEMPFAIL puts "TABLE: reason" in err. */
 static int route_lookup(struct route_tables *t, const char *table, const char *key,
                         struct buf *value, struct buf *err)
@@ -153,8 +200,73 @@ static enum route_status route_smtp(const char *nexthop, int port, const char *s
     return ROUTE_FOUND;
 }
 
+/* Outcome of one transport:nexthop value. */
+enum route_tr {
+    ROUTE_TR_DONE,    /* out is set (or err, when st is ROUTE_TEMPFAIL) */
+    ROUTE_TR_NOTHING, /* ":" alone: as if there were no value */
+};
+
+/*
+ * Applies a transport(5) value ("transport:nexthop") found in source for
+ * rcpt in domain. A transport with no next hop takes the recipient domain.
+ */
+static enum route_tr route_transport(const struct config *cfg, const char *value,
+                                     const char *domain, const char *source, enum route_class cls,
+                                     struct route *out, enum route_status *st, struct buf *err)
+{
+    char *v = xstrdup(value);
+    char *tr = str_trim(v);
+    char *colon = strchr(tr, ':');
+    char *nh = colon ? colon + 1 : tr + strlen(tr);
+    if (colon)
+        *colon = '\0';
+    tr = str_trim(tr);
+    nh = str_trim(nh);
+    enum route_tr res = ROUTE_TR_DONE;
+    *st = ROUTE_FOUND;
+    out->source = source;
+    if (*tr == '\0' && *nh == '\0') {
+        /* ":" means "do not change": as if the table did not exist. */
+        res = ROUTE_TR_NOTHING;
+    } else if (*tr == '\0' || str_eq_ci(tr, "smtp") || str_eq_ci(tr, "relay")) {
+        out->kind = ROUTE_SMTP;
+        /* A broken table entry is the operator's to fix: defer, do not bounce. */
+        if (route_parse_nexthop(*nh ? nh : domain, (int)config_get_int(cfg, "smtp_tcp_port"), out,
+                                err) < 0)
+            *st = ROUTE_TEMPFAIL;
+    } else if (str_eq_ci(tr, "lmtp")) {
+        if (route_parse_lmtp(*nh ? nh : domain, config_get(cfg, "queue_directory"),
+                             (int)config_get_int(cfg, "lmtp_tcp_port"), out, err) < 0)
+            *st = ROUTE_TEMPFAIL;
+    } else if (str_eq_ci(tr, "discard")) {
+        out->kind = ROUTE_DISCARD;
+        out->text = xstrdup(*nh ? nh : "discarded");
+    } else if (str_eq_ci(tr, "error") || str_eq_ci(tr, "retry")) {
+        out->kind = str_eq_ci(tr, "error") ? ROUTE_ERROR : ROUTE_RETRY;
+        out->text = xstrdup(*nh ? nh : "mail delivery failed");
+    } else if ((str_eq_ci(tr, "local") || str_eq_ci(tr, "virtual")) && cls != ROUTE_CLASS_REMOTE) {
+        /* Postfix's local(8) and virtual(8): here both are the built-in Maildir delivery. */
+        out->kind = ROUTE_LOCAL;
+    } else {
+        out->kind = ROUTE_RETRY;
+        out->text =
+            cls == ROUTE_CLASS_REMOTE && (str_eq_ci(tr, "local") || str_eq_ci(tr, "virtual"))
+                ? xasprintf("mail transport %s is only for local domains", tr)
+                : xasprintf("mail transport %s is not available", tr);
+    }
+    free(v);
+    return res;
+}
+
 enum route_status route_decide(const struct config *cfg, struct route_tables *t, const char *sender,
                                const char *rcpt, struct route *out, struct buf *err)
+{
+    return route_decide_class(cfg, t, sender, rcpt, ROUTE_CLASS_REMOTE, out, err);
+}
+
+enum route_status route_decide_class(const struct config *cfg, struct route_tables *t,
+                                     const char *sender, const char *rcpt, enum route_class cls,
+                                     struct route *out, struct buf *err)
 {
     memset(out, 0, sizeof *out);
     int port = (int)config_get_int(cfg, "smtp_tcp_port");
@@ -164,50 +276,25 @@ enum route_status route_decide(const struct config *cfg, struct route_tables *t,
     struct buf value = BUF_INIT;
     enum route_status st = ROUTE_TEMPFAIL;
     const char *relayhost = config_get(cfg, "relayhost");
-    /* What the next hop would be without transport_maps. */
+    /* transport(5) applies to every recipient, local domains included (Postfix trivial-rewrite). */
     int r = route_transport_find(t, rcpt, domain, &value, err);
     if (r == MAP_TEMPFAIL)
         goto done;
-    if (r == MAP_FOUND) {
-        char *v = xstrdup(buf_cstr(&value));
-        char *tr = str_trim(v);
-        char *colon = strchr(tr, ':');
-        char *nh = colon ? colon + 1 : tr + strlen(tr);
-        if (colon)
-            *colon = '\0';
-        tr = str_trim(tr);
-        nh = str_trim(nh);
-        if (*tr == '\0' && *nh == '\0') {
-            /* ":" means "do not change": as if the table did not exist. */
-        } else if (*tr == '\0' || str_eq_ci(tr, "smtp") || str_eq_ci(tr, "relay")) {
-            /* A transport with no next hop resets it to the recipient domain. */
-            st = route_smtp(*nh ? nh : domain, port, "transport_maps", out, err);
-            free(v);
+    if (r == MAP_FOUND && route_transport(cfg, buf_cstr(&value), domain, "transport_maps", cls, out,
+                                          &st, err) == ROUTE_TR_DONE)
+        goto done;
+    if (cls != ROUTE_CLASS_REMOTE) {
+        /* The local domain's own transport; empty means hongyan's Maildir delivery. */
+        const char *key = cls == ROUTE_CLASS_MYDEST ? "mailbox_transport" : "virtual_transport";
+        const char *v = config_get(cfg, key);
+        memset(out, 0, sizeof *out);
+        if (v && *v && route_transport(cfg, v, domain, key, cls, out, &st, err) == ROUTE_TR_DONE)
             goto done;
-        } else if (str_eq_ci(tr, "discard")) {
-            out->kind = ROUTE_DISCARD;
-            out->text = xstrdup(*nh ? nh : "discarded");
-            out->source = "transport_maps";
-            st = ROUTE_FOUND;
-            free(v);
-            goto done;
-        } else if (str_eq_ci(tr, "error") || str_eq_ci(tr, "retry")) {
-            out->kind = str_eq_ci(tr, "error") ? ROUTE_ERROR : ROUTE_RETRY;
-            out->text = xstrdup(*nh ? nh : "mail delivery failed");
-            out->source = "transport_maps";
-            st = ROUTE_FOUND;
-            free(v);
-            goto done;
-        } else {
-            out->kind = ROUTE_RETRY;
-            out->text = str_eq_ci(tr, "lmtp") ? xstrdup("lmtp transport not supported yet")
-                                              : xasprintf("mail transport %s is not available", tr);
-            out->source = "transport_maps";
-            st = ROUTE_FOUND;
-            free(v);
-            goto done;
-        }
-        free(v);
+        route_clear(out);
+        out->kind = ROUTE_LOCAL;
+        out->source = "local";
+        st = ROUTE_FOUND;
+        goto done;
     }
     if (*domain == '[') {
         /* An address literal (RFC 5321 4.1.3) is its own next hop. */

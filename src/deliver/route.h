@@ -1,9 +1,11 @@
 /*
- * The routing decision for remote mail, as Postfix's trivial-rewrite and
- * smtp client make it: for a recipient and a sender, which transport and
- * which next hop (transport_maps, then sender_dependent_relayhost_maps, then
- * relayhost, then the recipient domain by MX), and, for AUTH to that next
- * hop, the keys to try in smtp_sasl_password_maps, in Postfix's order.
+ * The routing decision, as Postfix's trivial-rewrite and smtp client make
+ * it: for a recipient and a sender, which transport and which next hop
+ * (transport_maps, then sender_dependent_relayhost_maps, then relayhost,
+ * then the recipient domain by MX; for a local domain transport_maps, then
+ * mailbox_transport or virtual_transport, then the built-in Maildir), and,
+ * for AUTH to that next hop, the keys to try in smtp_sasl_password_maps, in
+ * Postfix's order. LMTP next hops follow lmtp(8): unix:PATH, inet:HOST:PORT.
  *
  * Ownership: struct route owns its strings (route_clear() frees them).
  * Lookups go through struct route_tables, which the caller owns.
@@ -19,17 +21,30 @@ enum route_kind {
     ROUTE_SMTP,    /* deliver by SMTP to host:port */
     ROUTE_DISCARD, /* transport discard: report delivered, send nothing */
     ROUTE_ERROR,   /* transport error: bounce with text */
-    ROUTE_RETRY,   /* transport retry:, or one we cannot run (lmtp): defer with text */
+    ROUTE_RETRY,   /* transport retry:, or one we cannot run: defer with text */
+    ROUTE_LMTP,    /* deliver by LMTP to path (unix socket) or host:port, no MX */
+    ROUTE_LOCAL,   /* a local domain's built-in Maildir delivery (transport local/virtual) */
+};
+
+/* What the recipient's domain is, which decides the default transport. */
+enum route_class {
+    ROUTE_CLASS_REMOTE, /* not local: relayhost or MX */
+    ROUTE_CLASS_MYDEST, /* mydestination: mailbox_transport, else Maildir */
+    ROUTE_CLASS_VIRTUAL /* virtual_mailbox_domains: virtual_transport, else Maildir */
 };
 
 struct route {
     enum route_kind kind;
-    char *nexthop; /* as written: "in-v3.mailjet.com:587", "[10.0.0.1]:25", "example.com" */
-    char *host;    /* domain or host name without brackets and port; an address literal */
+    char *nexthop; /* as written: "in-v3.mailjet.com:587", "[10.0.0.1]:25", "example.com",
+                      "unix:/run/dovecot/lmtp" */
+    char *host;    /* domain or host name without brackets and port; an address literal;
+                      for a unix socket the path as written */
+    char *path;    /* ROUTE_LMTP over a unix-domain socket: the absolute path; else NULL */
     int port;
     int mx;             /* 1: look up host's MX records; 0: its A/AAAA only ("[host]") */
     int literal;        /* host is an IP address: connect to it, no DNS */
-    const char *source; /* "transport_maps", "sender_dependent_relayhost_maps", "relayhost", "mx" */
+    const char *source; /* "transport_maps", "sender_dependent_relayhost_maps", "relayhost", "mx",
+                           "mailbox_transport", "virtual_transport", "local" */
     char *text;         /* ROUTE_ERROR/ROUTE_RETRY: the reason */
 };
 
@@ -56,6 +71,15 @@ enum route_status {
  */
 enum route_status route_decide(const struct config *cfg, struct route_tables *t, const char *sender,
                                const char *rcpt, struct route *out, struct buf *err);
+/*
+ * The same for a recipient of the given class. For a local domain,
+ * transport_maps applies first (as in Postfix, to every recipient), then
+ * mailbox_transport (mydestination) or virtual_transport
+ * (virtual_mailbox_domains); empty, "local" or "virtual" is ROUTE_LOCAL.
+ */
+enum route_status route_decide_class(const struct config *cfg, struct route_tables *t,
+                                     const char *sender, const char *rcpt, enum route_class cls,
+                                     struct route *out, struct buf *err);
 void route_clear(struct route *r);
 
 /*
@@ -64,6 +88,16 @@ void route_clear(struct route *r);
  * none. Port may be a number or smtp/submission/smtps. 0 or -1 with err.
  */
 int route_parse_nexthop(const char *nexthop, int default_port, struct route *out, struct buf *err);
+
+/*
+ * Parses an LMTP next hop (lmtp(8)): "unix:PATH" (a relative PATH is taken
+ * relative to queue_dir, as Postfix does), "inet:HOST", "inet:HOST:PORT",
+ * "inet:[ADDR]:PORT", or the same without "inet:". Sets out->kind to
+ * ROUTE_LMTP; never an MX lookup; default_port (lmtp_tcp_port) when none
+ * is given; the port may also be "lmtp". 0, or -1 with err.
+ */
+int route_parse_lmtp(const char *nexthop, const char *queue_dir, int default_port,
+                     struct route *out, struct buf *err);
 
 /*
  * The keys to look up in smtp_sasl_password_maps, first match wins:

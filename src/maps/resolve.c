@@ -293,7 +293,7 @@ static enum map_result resolve_tempfail(struct resolve_ctx *c, const char *why)
 }
 
 static enum map_result resolve_add(struct resolve_ctx *c, const char *address,
-                                   enum resolve_class cls, char *mailbox)
+                                   enum resolve_class cls, char *mailbox, int virtual_domain)
 {
     for (size_t i = 0; i < c->out->count; i++)
         if (resolve_eq(c->out->items[i].address, address)) {
@@ -312,6 +312,7 @@ static enum map_result resolve_add(struct resolve_ctx *c, const char *address,
     it->address = xstrdup(address);
     it->cls = cls;
     it->mailbox = mailbox;
+    it->virtual_domain = virtual_domain;
     return MAP_FOUND;
 }
 
@@ -369,7 +370,8 @@ static int resolve_safe_relpath(const char *v)
 }
 
 /* The final step for a local address: its Maildir, or 5.1.1. */
-static enum map_result resolve_local_final(struct resolve_ctx *c, const struct resolve_addr *a)
+static enum map_result resolve_local_final(struct resolve_ctx *c, const struct resolve_addr *a,
+                                           int mydest)
 {
     struct resolver *r = c->r;
     if (a->domain[0] == '\0' || a->domain[0] == '.' || strchr(a->domain, '/') ||
@@ -432,7 +434,7 @@ static enum map_result resolve_local_final(struct resolve_ctx *c, const struct r
     if (mailbox == NULL)
         mailbox = xasprintf("%s/%s/%s/", r->base, a->domain, name);
     free(name);
-    return resolve_add(c, a->full, RESOLVE_LOCAL, mailbox);
+    return resolve_add(c, a->full, RESOLVE_LOCAL, mailbox, !mydest);
 }
 
 static enum map_result resolve_expand1(struct resolve_ctx *c, const char *address,
@@ -585,9 +587,9 @@ static enum map_result resolve_expand1(struct resolve_ctx *c, const char *addres
         }
     }
     if (cls == RESOLVE_LOCAL)
-        res = resolve_local_final(c, &a);
+        res = resolve_local_final(c, &a, mydest);
     else
-        res = resolve_add(c, a.full, (enum resolve_class)cls, NULL);
+        res = resolve_add(c, a.full, (enum resolve_class)cls, NULL, 0);
 out:
     buf_free(&value);
     buf_free(&e);

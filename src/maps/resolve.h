@@ -29,7 +29,9 @@ enum resolve_class {
 struct resolved_rcpt {
     char *address; /* final address after expansion */
     enum resolve_class cls;
-    char *mailbox; /* RESOLVE_LOCAL: absolute Maildir path ending in '/'; else NULL */
+    char *mailbox;      /* RESOLVE_LOCAL: absolute Maildir path ending in '/'; else NULL */
+    int virtual_domain; /* RESOLVE_LOCAL: 1 the domain is a virtual_mailbox_domains one, 0 in
+                           mydestination (which wins when a domain is in both) */
 };
 
 struct resolved_list {

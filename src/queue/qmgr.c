@@ -3,7 +3,9 @@
  * try, run from a one-second tick on the worker's event loop. A delivery
  * reads the envelope afresh from active/ (so operator moves by rename are
  * simply noticed), splits pending recipients into local (Maildir, on the
- * work queue) and remote (remote_deliver), then records all results on the
+ * work queue) and the rest (remote_deliver: remote domains, and local ones
+ * that transport_maps, mailbox_transport or virtual_transport send to LMTP
+ * or elsewhere), then records all results on the
  * work queue: bounces first, then the appended result records, then the
  * removal of a finished message. Mail from sendmail is picked up from
  * maildrop/ on the tick and whenever the flush FIFO is written.
@@ -91,6 +93,7 @@ struct qjob {
     size_t *local, nlocal;
     char **mailboxes;
     size_t *remote, nremote;
+    unsigned char *remote_class; /* per remote entry: enum route_class (agent.h) */
     struct delivery_request req;
     int outstanding;
     /*
@@ -423,6 +426,8 @@ void qmgr_kick(struct qmgr *q, const char *queue_id)
 
 void qmgr_flush(struct qmgr *q)
 {
+    /* As postqueue -f: next hops found dead are tried again too. */
+    remote_flush_dead();
     for (struct qmsg *m = q->msgs; m; m = m->next) {
         if (!m->busy) {
             m->next_try = 0;
@@ -482,6 +487,7 @@ static void qjob_free(struct qjob *j)
     free(j->mailboxes);
     free(j->local);
     free(j->remote);
+    free(j->remote_class);
     free(j->bounced);
     buf_free(&j->data_path);
     envelope_free(j->env);
@@ -820,6 +826,7 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     j->local = xcalloc(e->nrcpts + 1, sizeof *j->local);
     j->mailboxes = xcalloc(e->nrcpts + 1, sizeof *j->mailboxes);
     j->remote = xcalloc(e->nrcpts + 1, sizeof *j->remote);
+    j->remote_class = xcalloc(e->nrcpts + 1, 1);
     str_copy(j->hostname, sizeof j->hostname, config_get(j->cfg, "myhostname"));
     j->min_backoff = config_get_time(j->cfg, "minimal_backoff_time");
     j->max_backoff = config_get_time(j->cfg, "maximal_backoff_time");
@@ -851,7 +858,13 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
             for (size_t k = 0; k < rl.count; k++)
                 if (str_eq_ci(rl.items[k].address, r->address))
                     it = &rl.items[k];
-            if (it->cls == RESOLVE_LOCAL && it->mailbox) {
+            /* Postfix: transport_maps, then mailbox_transport/virtual_transport (route.h). */
+            int cls = it->virtual_domain ? 2 : 1;
+            if (it->cls == RESOLVE_LOCAL &&
+                remote_routes_local(q->srv, e->sender, r->address, cls)) {
+                j->remote_class[j->nremote] = (unsigned char)cls;
+                j->remote[j->nremote++] = i;
+            } else if (it->cls == RESOLVE_LOCAL && it->mailbox) {
                 j->mailboxes[j->nlocal] = xstrdup(it->mailbox);
                 j->local[j->nlocal++] = i;
             } else if (it->cls == RESOLVE_LOCAL) {
@@ -881,6 +894,7 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
         j->req.data_path = buf_cstr(&j->data_path);
         j->req.rcpts = j->remote;
         j->req.nrcpts = j->nremote;
+        j->req.rcpt_class = j->remote_class;
         remote_deliver(&j->req, qjob_remote_done, j);
     }
     qjob_part_done(j);

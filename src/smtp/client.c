@@ -5,6 +5,8 @@
  * recognise them: "host X[ip] said: ... (in reply to RCPT TO command)",
  * "lost connection with X[ip] while ...", "TLS is required, but was not
  * offered by host X[ip]".
+ * LMTP (RFC 2033) differs in two places only: the greeting is answered with
+ * LHLO, and the final dot gets one reply per accepted recipient.
  */
 #include "smtp/client.h"
 
@@ -85,6 +87,7 @@ struct smtp_client {
     int data_fd;
     int at_bol;
     int dot_for_nothing; /* 354 with no recipient accepted: send "." and ignore */
+    size_t dot_next;     /* LMTP: the recipient the next reply to the dot is for */
 };
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
@@ -154,7 +157,8 @@ static const char *client_stage_text(const struct smtp_client *c)
     case CS_EHLO:
     case CS_HELO:
     case CS_EHLO2:
-        return "while performing the EHLO handshake";
+        return c->o.lmtp ? "while performing the LHLO handshake"
+                         : "while performing the EHLO handshake";
     case CS_STARTTLS:
     case CS_TLS_HANDSHAKE:
     case CS_TLS_WRAP:
@@ -188,7 +192,7 @@ static const char *client_cmd_text(const struct smtp_client *c)
         return NULL;
     case CS_EHLO:
     case CS_EHLO2:
-        return "EHLO";
+        return c->o.lmtp ? "LHLO" : "EHLO";
     case CS_HELO:
         return "HELO";
     case CS_STARTTLS:
@@ -242,6 +246,13 @@ static void client_send(struct smtp_client *c, const char *fmt, ...)
 }
 
 /* ---- Session set-up ---- */
+
+/* EHLO, or for LMTP LHLO (RFC 2033 4.1), which takes its place everywhere. */
+static void client_hello(struct smtp_client *c, enum client_state st)
+{
+    client_send(c, "%s %s", c->o.lmtp ? "LHLO" : "EHLO", c->o.helo_name);
+    client_state(c, st);
+}
 
 static void client_ready_fail(struct smtp_client *c, enum smtp_client_fail fail, int permanent,
                               const char *dsn, const char *why)
@@ -324,12 +335,10 @@ static int client_tls_done(struct smtp_client *c)
         buf_free(&why);
         return -1;
     }
-    if (wrap) {
+    if (wrap)
         client_state(c, CS_GREETING);
-    } else {
-        client_send(c, "EHLO %s", c->o.helo_name);
-        client_state(c, CS_EHLO2);
-    }
+    else
+        client_hello(c, CS_EHLO2);
     buf_free(&summary);
     buf_free(&why);
     return 0;
@@ -612,6 +621,7 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
     c->data_fd = -1;
     c->at_bol = 1;
     c->dot_for_nothing = 0;
+    c->dot_next = 0;
     c->pipelining = (c->ehlo.ext & SMTP_EHLO_PIPELINING) != 0;
     struct buf why = BUF_INIT;
     if (m->smtputf8 && !(c->ehlo.ext & SMTP_EHLO_SMTPUTF8) && client_needs_utf8(m)) {
@@ -704,8 +714,31 @@ static void client_txn_reply(struct smtp_client *c)
     client_txn_finish(c, 1, NULL);
 }
 
+/* The next recipient at or after i that RCPT accepted, or nrcpts. */
+static size_t client_next_accepted(const struct smtp_client *c, size_t i)
+{
+    while (i < c->m->nrcpts && !c->accepted[i])
+        i++;
+    return i;
+}
+
 static void client_dot_reply(struct smtp_client *c)
 {
+    if (c->o.lmtp && !c->dot_for_nothing) {
+        /*
+         * RFC 2033 4.2: one reply per recipient accepted at RCPT time, in
+         * that order. Each settles its recipient at once, so a connection
+         * lost before the last leaves only the unanswered ones open.
+         */
+        size_t i = client_next_accepted(c, c->dot_next);
+        if (i < c->m->nrcpts)
+            client_rcpt_result(c, i, c->reply.code / 100 != 2);
+        c->dot_next = client_next_accepted(c, i + 1);
+        if (c->dot_next < c->m->nrcpts)
+            return; /* more replies to come, each within data_done_timeout */
+        client_txn_finish(c, 1, NULL);
+        return;
+    }
     if (!c->dot_for_nothing) {
         for (size_t i = 0; i < c->m->nrcpts; i++)
             if (c->accepted[i])
@@ -726,15 +759,14 @@ static void client_reply(struct smtp_client *c)
             client_ready_refused(c, NULL);
             return;
         }
-        client_send(c, "EHLO %s", c->o.helo_name);
-        client_state(c, CS_EHLO);
+        client_hello(c, CS_EHLO);
         return;
     case CS_EHLO:
     case CS_EHLO2:
         if (code / 100 == 2) {
             smtp_ehlo_parse(&c->reply, &c->ehlo);
             client_after_ehlo(c);
-        } else if (code >= 500 && c->state == CS_EHLO) {
+        } else if (code >= 500 && c->state == CS_EHLO && !c->o.lmtp) {
             /* RFC 5321 3.2: an old server that does not know EHLO gets HELO. */
             client_send(c, "HELO %s", c->o.helo_name);
             client_state(c, CS_HELO);

@@ -9,6 +9,12 @@
  * finished a transaction cleanly can be reused: smtp_client_reset() (RSET)
  * then smtp_client_send() again.
  *
+ * LMTP (RFC 2033) is the same machine with opts.lmtp set: LHLO instead of
+ * EHLO (no HELO fallback), and after the final dot one reply per accepted
+ * recipient, in RCPT order (RFC 2033 4.2), so that each recipient gets its
+ * own result; a connection lost among those replies settles the recipients
+ * already answered and leaves the rest TEMPFAIL.
+ *
  * Ownership: the caller owns the struct smtp_client and ends it with
  * smtp_client_quit() (polite) or smtp_client_free() (at once). Callbacks may
  * call any of these, including on the client that called them back; the
@@ -35,6 +41,7 @@ struct smtp_client_opts {
     enum tls_level level;
     int wrappermode; /* TLS from the first byte (port 465) */
     int no_starttls; /* plain only: a may-level retry after a failed handshake */
+    int lmtp;        /* speak LMTP (RFC 2033): LHLO, a reply per recipient after DATA */
     const char *helo_name;
     const char *server_name; /* the host name dialled: SNI, name checks, logs */
     const char *match_name;  /* secure: the next-hop domain; verify: server_name */

@@ -340,6 +340,26 @@ static void test_inline_and_domain_lists(void **state)
     resolver_free(r);
 }
 
+/* Which list made a domain local: it picks mailbox_transport or virtual_transport. */
+static void test_local_kind(void **state)
+{
+    (void)state;
+    struct resolver *r = make_resolver("virtual_mailbox_domains = virt.test, example.com\n");
+    const char *addrs[] = {"bob@example.com", "bob@virt.test", "bob@localhost"};
+    const int want[] = {0, 1, 0}; /* example.com is in both: mydestination wins */
+    for (size_t i = 0; i < 3; i++) {
+        struct resolved_list l;
+        struct buf err = BUF_INIT;
+        assert_int_equal(resolver_expand(r, addrs[i], &l, &err), MAP_FOUND);
+        assert_int_equal(l.count, 1);
+        assert_int_equal(l.items[0].cls, RESOLVE_LOCAL);
+        assert_int_equal(l.items[0].virtual_domain, want[i]);
+        resolved_list_free(&l);
+        buf_free(&err);
+    }
+    resolver_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_aliases),     cmocka_unit_test(test_virtual),
         cmocka_unit_test(test_mailbox_map), cmocka_unit_test(test_path_safety),
         cmocka_unit_test(test_tempfail),    cmocka_unit_test(test_inline_and_domain_lists),
+        cmocka_unit_test(test_local_kind),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

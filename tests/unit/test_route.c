@@ -1,5 +1,5 @@
-/* Unit tests for remote routing decisions and the SASL password-map key order
- * (src/deliver/route.c). */
+/* Unit tests for routing decisions (remote, LMTP next hops, local domains'
+ * transports) and the SASL password-map key order (src/deliver/route.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -195,8 +195,10 @@ static void test_transport_maps(void **state)
     assert_int_equal(r.kind, ROUTE_DISCARD);
     route_clear(&r);
     assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@lmtp.test", &r, &err), ROUTE_FOUND);
-    assert_int_equal(r.kind, ROUTE_RETRY);
-    assert_non_null(strstr(r.text, "lmtp"));
+    assert_int_equal(r.kind, ROUTE_LMTP);
+    assert_string_equal(r.path, "/run/dovecot/lmtp");
+    assert_string_equal(r.nexthop, "unix:/run/dovecot/lmtp");
+    assert_string_equal(r.source, "transport_maps");
     route_clear(&r);
     /* ":" changes nothing: relayhost applies. */
     assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@keep.test", &r, &err), ROUTE_FOUND);
@@ -240,6 +242,165 @@ static void test_sender_dependent(void **state)
                      ROUTE_FOUND);
     assert_string_equal(r.host, "mx.other.test");
     route_clear(&r);
+    config_free(cfg);
+    buf_free(&err);
+}
+
+static void test_parse_lmtp(void **state)
+{
+    struct route r = {0};
+    struct buf err = BUF_INIT;
+    /* unix:PATH, absolute. */
+    assert_int_equal(route_parse_lmtp("unix:/run/dovecot/lmtp", "/var/q", 24, &r, &err), 0);
+    assert_int_equal(r.kind, ROUTE_LMTP);
+    assert_string_equal(r.path, "/run/dovecot/lmtp");
+    assert_string_equal(r.host, "/run/dovecot/lmtp");
+    assert_string_equal(r.nexthop, "unix:/run/dovecot/lmtp");
+    assert_int_equal(r.mx, 0);
+    /* A relative path is under queue_directory (lmtp(8)); the log shows it as written. */
+    assert_int_equal(route_parse_lmtp("UNIX:private/dovecot-lmtp", "/var/q", 24, &r, &err), 0);
+    assert_string_equal(r.path, "/var/q/private/dovecot-lmtp");
+    assert_string_equal(r.host, "private/dovecot-lmtp");
+    /* inet:host:port, inet:[addr]:port, and no prefix (inet assumed); never an MX lookup. */
+    assert_int_equal(route_parse_lmtp("inet:127.0.0.1:2424", "/var/q", 24, &r, &err), 0);
+    assert_null(r.path);
+    assert_string_equal(r.host, "127.0.0.1");
+    assert_int_equal(r.port, 2424);
+    assert_int_equal(r.literal, 1);
+    assert_int_equal(r.mx, 0);
+    assert_string_equal(r.nexthop, "inet:127.0.0.1:2424");
+    assert_int_equal(route_parse_lmtp("inet:Mail.Example.COM", "/var/q", 24, &r, &err), 0);
+    assert_string_equal(r.host, "mail.example.com");
+    assert_int_equal(r.port, 24);
+    assert_int_equal(r.mx, 0);
+    assert_int_equal(r.literal, 0);
+    assert_int_equal(route_parse_lmtp("[::1]:2400", "/var/q", 24, &r, &err), 0);
+    assert_string_equal(r.host, "::1");
+    assert_int_equal(r.port, 2400);
+    assert_int_equal(r.literal, 1);
+    assert_int_equal(route_parse_lmtp("store.example.com:lmtp", "/var/q", 2424, &r, &err), 0);
+    assert_string_equal(r.host, "store.example.com");
+    assert_int_equal(r.port, 24);
+    assert_int_equal(r.mx, 0);
+    assert_int_equal(route_parse_lmtp("[store.example.com]", "/var/q", 2424, &r, &err), 0);
+    assert_int_equal(r.port, 2424);
+    assert_int_equal(r.mx, 0);
+    /* Malformed: no path, no host, bad port, a path too long for sun_path. */
+    char longpath[200];
+    memset(longpath, 'x', sizeof longpath);
+    memcpy(longpath, "unix:/", 6);
+    longpath[sizeof longpath - 1] = '\0';
+    const char *bad[] = {"unix:", "inet:", "", "inet:host:0", "host:smtpx", "[host", longpath};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf_reset(&err);
+        assert_int_equal(route_parse_lmtp(bad[i], "/var/q", 24, &r, &err), -1);
+        assert_true(err.len > 0);
+    }
+    route_clear(&r);
+    buf_free(&err);
+}
+
+static const char *local_rows[][3] = {
+    {"transport_maps", "special@mydest.test", "lmtp:inet:[127.0.0.1]:2424"},
+    {"transport_maps", "relayed.test", "smtp:[10.0.0.9]:25"},
+    {"transport_maps", "maildir.test", "virtual:"},
+    {"transport_maps", "keep.test", ":"},
+    {"transport_maps", "broken.test", "TEMPFAIL"},
+};
+
+static void test_local_class(void **state)
+{
+    struct config *cfg = load_cfg("queue_directory = /var/q\n"
+                                  "relayhost = [default.relay.test]:587\n");
+    struct fake f = {local_rows, sizeof local_rows / sizeof local_rows[0], ""};
+    struct route_tables t = {fake_lookup, &f};
+    struct route r;
+    struct buf err = BUF_INIT;
+    /* No transport configured: the built-in Maildir, never relayhost. */
+    assert_int_equal(
+        route_decide_class(cfg, &t, "a@b.test", "u@mydest.test", ROUTE_CLASS_MYDEST, &r, &err),
+        ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_LOCAL);
+    route_clear(&r);
+    /* transport_maps applies to local domains too, whatever the transport. */
+    assert_int_equal(route_decide_class(cfg, &t, "a@b.test", "special@mydest.test",
+                                        ROUTE_CLASS_MYDEST, &r, &err),
+                     ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_LMTP);
+    assert_string_equal(r.host, "127.0.0.1");
+    assert_int_equal(r.port, 2424);
+    route_clear(&r);
+    assert_int_equal(
+        route_decide_class(cfg, &t, "a@b.test", "u@relayed.test", ROUTE_CLASS_VIRTUAL, &r, &err),
+        ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_SMTP);
+    assert_string_equal(r.host, "10.0.0.9");
+    route_clear(&r);
+    /* "local:" / "virtual:" are the Maildir delivery for local domains, unavailable elsewhere. */
+    assert_int_equal(
+        route_decide_class(cfg, &t, "a@b.test", "u@maildir.test", ROUTE_CLASS_VIRTUAL, &r, &err),
+        ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_LOCAL);
+    route_clear(&r);
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@maildir.test", &r, &err), ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_RETRY);
+    route_clear(&r);
+    /* A table that cannot be read defers, local or not. */
+    assert_int_equal(
+        route_decide_class(cfg, &t, "a@b.test", "u@broken.test", ROUTE_CLASS_MYDEST, &r, &err),
+        ROUTE_TEMPFAIL);
+    config_free(cfg);
+
+    cfg = load_cfg("queue_directory = /var/q\n"
+                   "relayhost = [default.relay.test]:587\n"
+                   "mailbox_transport = lmtp:inet:store.example.com\n"
+                   "virtual_transport = lmtp:unix:private/dovecot-lmtp\n");
+    assert_int_equal(
+        route_decide_class(cfg, &t, "a@b.test", "u@mydest.test", ROUTE_CLASS_MYDEST, &r, &err),
+        ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_LMTP);
+    assert_string_equal(r.source, "mailbox_transport");
+    assert_string_equal(r.host, "store.example.com");
+    assert_int_equal(r.port, 24);
+    assert_int_equal(r.mx, 0);
+    route_clear(&r);
+    assert_int_equal(
+        route_decide_class(cfg, &t, "a@b.test", "u@virt.test", ROUTE_CLASS_VIRTUAL, &r, &err),
+        ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_LMTP);
+    assert_string_equal(r.source, "virtual_transport");
+    assert_string_equal(r.path, "/var/q/private/dovecot-lmtp");
+    route_clear(&r);
+    /* ":" in transport_maps changes nothing: virtual_transport still applies. */
+    assert_int_equal(
+        route_decide_class(cfg, &t, "a@b.test", "u@keep.test", ROUTE_CLASS_VIRTUAL, &r, &err),
+        ROUTE_FOUND);
+    assert_string_equal(r.source, "virtual_transport");
+    route_clear(&r);
+    /* transport_maps wins over virtual_transport. */
+    assert_int_equal(
+        route_decide_class(cfg, &t, "a@b.test", "u@maildir.test", ROUTE_CLASS_VIRTUAL, &r, &err),
+        ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_LOCAL);
+    route_clear(&r);
+    /* Remote recipients are not touched by either key. */
+    assert_int_equal(route_decide(cfg, &t, "a@b.test", "u@far.test", &r, &err), ROUTE_FOUND);
+    assert_string_equal(r.source, "relayhost");
+    route_clear(&r);
+    config_free(cfg);
+
+    /* A transport we do not have defers with its name; a broken next hop defers too. */
+    cfg = load_cfg("virtual_transport = dovecot\nmailbox_transport = lmtp:unix:\n");
+    assert_int_equal(
+        route_decide_class(cfg, NULL, "", "u@virt.test", ROUTE_CLASS_VIRTUAL, &r, &err),
+        ROUTE_FOUND);
+    assert_int_equal(r.kind, ROUTE_RETRY);
+    assert_non_null(strstr(r.text, "dovecot"));
+    route_clear(&r);
+    buf_reset(&err);
+    assert_int_equal(route_decide_class(cfg, NULL, "", "u@my.test", ROUTE_CLASS_MYDEST, &r, &err),
+                     ROUTE_TEMPFAIL);
+    assert_non_null(strstr(buf_cstr(&err), "no socket path"));
     config_free(cfg);
     buf_free(&err);
 }
@@ -313,7 +474,8 @@ int main(void)
         cmocka_unit_test(test_parse_nexthop),    cmocka_unit_test(test_default_mx),
         cmocka_unit_test(test_relayhost),        cmocka_unit_test(test_transport_maps),
         cmocka_unit_test(test_sender_dependent), cmocka_unit_test(test_sasl_key_order),
-        cmocka_unit_test(test_sasl_lookup),
+        cmocka_unit_test(test_sasl_lookup),      cmocka_unit_test(test_parse_lmtp),
+        cmocka_unit_test(test_local_class),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
