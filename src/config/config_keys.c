@@ -156,6 +156,8 @@ const struct config_key config_keys[] = {
     /* DNS. */
     {"dns_resolver", "", CONFIG_STRING, NULL,
      "host[:port] of a DNS server to ask instead of the system's"},
+    {"dnssec_trust_anchor_file", "/usr/share/dns/root.key", CONFIG_STRING, NULL,
+     "DNSSEC trust anchor (DS or DNSKEY lines) for smtp_tls_security_level = dane"},
 
     /* Mail authentication (hongyan's own). */
     {"dkim_domains", "$mydomain", CONFIG_LIST, NULL,
