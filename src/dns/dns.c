@@ -183,6 +183,16 @@ static struct dns *dns_create(struct event_base *base, const char *resolver, con
         dns_set(dns->ctx, "do-tcp:", "yes", err) != 0 ||
         dns_set(dns->ctx, "edns-buffer-size:", "1232", err) != 0)
         goto fail;
+    /*
+     * DNSSEC validation only when asked for (dns_new_dnssec): a forwarder
+     * that strips signatures would otherwise turn every answer bogus, and
+     * mail that does not need DNSSEC would stop. Before anything finalizes
+     * the context (ub_ctx_zone_remove does).
+     */
+    if (anchor != NULL && (r = ub_ctx_add_ta_file(dns->ctx, anchor)) != 0) {
+        buf_printf(err, "DNSSEC trust anchor %s: %s", anchor, ub_strerror(r));
+        goto fail;
+    }
 
     if (resolver == NULL || resolver[0] == '\0') {
         /*
@@ -219,15 +229,6 @@ static struct dns *dns_create(struct event_base *base, const char *resolver, con
          */
         for (size_t i = 0; i < sizeof(dns_reserved) / sizeof(dns_reserved[0]); i++)
             (void)ub_ctx_zone_remove(dns->ctx, dns_reserved[i]);
-    }
-    /*
-     * DNSSEC validation only when asked for (dns_new_dnssec): a forwarder
-     * that strips signatures would otherwise turn every answer bogus, and
-     * mail that does not need DNSSEC would stop.
-     */
-    if (anchor != NULL && (r = ub_ctx_add_ta_file(dns->ctx, anchor)) != 0) {
-        buf_printf(err, "DNSSEC trust anchor %s: %s", anchor, ub_strerror(r));
-        goto fail;
     }
 
     if (base != NULL) {
