@@ -192,8 +192,12 @@ static struct remote_gen *remote_gen_new(struct server *srv)
          * Postfix does when its resolver cannot do DNSSEC).
          */
         struct buf why = BUF_INIT;
-        g->dane_dns = dns_new_dnssec(srv->base, config_get(cfg, "dns_resolver"),
-                                     config_get(cfg, "dnssec_trust_anchor_file"), &why);
+        const char *support = config_get(cfg, "smtp_dns_support_level");
+        if (support && *support && !str_eq_ci(support, "dnssec"))
+            buf_printf(&why, "smtp_dns_support_level = %s turns DNSSEC off", support);
+        else
+            g->dane_dns = dns_new_dnssec(srv->base, config_get(cfg, "dns_resolver"),
+                                         config_get(cfg, "dnssec_trust_anchor_file"), &why);
         if (!g->dane_dns)
             log_warning("smtp_tls_security_level = dane: %s; TLS is opportunistic (may) until "
                         "a trust anchor is configured (dnssec_trust_anchor_file)",

@@ -110,7 +110,9 @@ def test_dane_ee_match_is_verified(server_factory, tmp_path):
     with Peer(tmp=tmp_path, tls=True, name="mx.dane.test") as mx:
         zone = dane_zone(mx.port, {"mx.dane.test": ["3 1 1 " + spki_sha256(mx.cert)]})
         with SignedDNSServer([zone]) as dns:
-            srv = make_server(server_factory, tmp_path, dns, zone, mx.port)
+            # Postfix's DANE recipe sets smtp_dns_support_level = dnssec too.
+            srv = make_server(server_factory, tmp_path, dns, zone, mx.port,
+                              {"smtp_dns_support_level": "dnssec"})
             sendmail(srv, ["bob@dane.test"])
             assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
             text = logs(srv)
@@ -272,4 +274,17 @@ def test_no_trust_anchor_is_may_with_a_warning(server_factory, tmp_path):
             assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
             text = logs(srv)
             assert "smtp_tls_security_level = dane: no DNSSEC trust anchor" in text, text
+            assert mx.messages
+
+
+def test_dns_support_level_enabled_turns_dane_into_may(server_factory, tmp_path):
+    with Peer() as mx:
+        zone = dane_zone(mx.port, {"mx.dane.test": ["3 1 1 " + "ab" * 32]})
+        with SignedDNSServer([zone]) as dns:
+            srv = make_server(server_factory, tmp_path, dns, zone, mx.port,
+                              {"smtp_dns_support_level": "enabled"})
+            sendmail(srv, ["bob@dane.test"])
+            assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
+            text = logs(srv)
+            assert "dane: smtp_dns_support_level = enabled turns DNSSEC off" in text, text
             assert mx.messages
