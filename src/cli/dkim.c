@@ -290,11 +290,10 @@ static int dkim_cli_sign(int argc, char **argv)
     struct buf err = BUF_INIT, msg = BUF_INIT, out = BUF_INIT;
     int crlf = 0, rc;
     struct dkim_signer *s = dkim_signer_from_config(cfg, &err);
-    if (s == NULL) {
-        fprintf(stderr, "hongyan: %s\n", buf_cstr(&err));
-        buf_free(&err);
-        return EX_CONFIG;
-    }
+    /* Only the domains whose keys are broken fail to sign (dkim_sign says so). */
+    if (err.len)
+        fprintf(stderr, "hongyan: warning: %s\n", buf_cstr(&err));
+    buf_reset(&err);
     dkim_signer_set_canon(s, hc, bc);
     if (dkim_cli_read_message(&msg, (size_t)config_get_int(cfg, "message_size_limit"), &crlf) < 0) {
         rc = EX_DATAERR;

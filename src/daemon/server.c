@@ -32,15 +32,14 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
     if (gen->tls == NULL)
         goto fail;
     /*
-     * A broken key does not stop the server (mail must still flow); it is
-     * logged now and with every message that goes out unsigned because of it.
+     * A broken key does not stop the server (mail must still flow) nor the
+     * other domains' signing; it is logged now and with every message that
+     * goes out unsigned because of it.
      */
     struct buf derr = BUF_INIT;
     gen->dkim = dkim_signer_from_config(gen->cfg, &derr);
-    if (gen->dkim == NULL) {
-        gen->dkim_err = xstrdup(derr.len ? buf_cstr(&derr) : "unknown error");
-        log_error("DKIM signing disabled: %s", gen->dkim_err);
-    }
+    if (derr.len)
+        log_error("DKIM signing disabled for a domain: %s", buf_cstr(&derr));
     buf_free(&derr);
     return gen;
 fail:
@@ -61,7 +60,6 @@ void server_gen_unref(struct server_gen *gen)
     resolver_free(gen->resolver);
     tls_server_free(gen->tls);
     dkim_signer_free(gen->dkim);
-    free(gen->dkim_err);
     config_free(gen->cfg);
     free(gen);
 }

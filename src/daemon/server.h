@@ -38,12 +38,11 @@ struct server_gen {
     struct resolver *resolver;
     struct tls_server *tls; /* NULL until the TLS module provides one */
     /*
-     * DKIM signing keys (mailauth/dkim.h), loaded once per generation. NULL
-     * when a key could not be loaded: dkim_err says why, the generation is
-     * still used and mail goes out unsigned, logged (see docs/dkim.md).
+     * DKIM signing keys (mailauth/dkim.h), loaded once per generation. A
+     * domain whose key could not be loaded sends its mail unsigned, logged
+     * with each message (see docs/dkim.md); the other domains still sign.
      */
     struct dkim_signer *dkim;
-    char *dkim_err;
 };
 
 struct server {

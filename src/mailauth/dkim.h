@@ -52,8 +52,10 @@ struct dkim_signer;
 /*
  * Loads every key DIR/DOMAIN/SELECTOR.pem (PEM private key, RSA >= 1024
  * bits or Ed25519) for each domain in the list. A missing directory means
- * no key for that domain; an unreadable or unusable key is an error (NULL,
- * "FILE: what" in err). Free with dkim_signer_free().
+ * no key for that domain. An unreadable or unusable key takes its domain
+ * out of signing, not the others: err gets "FILE: what" (several joined by
+ * "; ") and dkim_sign() answers DKIM_SIGN_ERROR for that domain's mail, so
+ * each such message is logged. Never NULL; free with dkim_signer_free().
  */
 struct dkim_signer *dkim_signer_new(const char *key_dir, char *const *domains, size_t ndomains,
                                     struct buf *err);
@@ -64,6 +66,9 @@ void dkim_signer_free(struct dkim_signer *s);
 void dkim_signer_set_canon(struct dkim_signer *s, enum dkim_canon header, enum dkim_canon body);
 /* Number of keys loaded (all domains). */
 size_t dkim_signer_key_count(const struct dkim_signer *s);
+/* Why domain's keys (as configured, lower case) are not loaded; NULL when they are.
+ * domain NULL: the first domain with unusable keys, if any. */
+const char *dkim_signer_domain_error(const struct dkim_signer *s, const char *domain);
 
 /*
  * Signs msg (CRLF) with every key of the signing domain chosen from the

@@ -75,6 +75,7 @@ struct dkim_signkey {
 
 struct dkim_signer {
     char **domains;
+    char **domain_errs; /* per domain: why its keys are not loaded (heap), or NULL */
     size_t ndomains;
     struct dkim_signkey *keys;
     size_t nkeys;
@@ -141,12 +142,66 @@ static int selector_ok(const char *s, size_t n)
     return 1;
 }
 
+/*
+ * Loads one domain's keys onto s->keys. On failure the domain's keys loaded
+ * so far are dropped again (they are the tail of s->keys) and why says which
+ * file failed: a domain signs with all its keys or with none.
+ */
+static int load_domain_keys(struct dkim_signer *s, size_t *cap, const char *key_dir,
+                            const char *dom, struct buf *why)
+{
+    size_t first = s->nkeys;
+    char *dir = xasprintf("%s/%s", key_dir, dom);
+    DIR *dh = opendir(dir);
+    if (dh == NULL) {
+        int e = errno;
+        free(dir);
+        if (e == ENOENT || e == ENOTDIR)
+            return 0;
+        buf_printf(why, "%s/%s: %s", key_dir, dom, strerror(e));
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(dh)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 5 || strcmp(de->d_name + n - 4, ".pem") != 0 || !selector_ok(de->d_name, n - 4))
+            continue;
+        char *path = xasprintf("%s/%s", dir, de->d_name);
+        EVP_PKEY *k = NULL;
+        rc = load_key(path, &k, why);
+        free(path);
+        if (rc < 0)
+            break;
+        if (s->nkeys == *cap) {
+            *cap = *cap ? *cap * 2 : 4;
+            s->keys = xrealloc(s->keys, *cap * sizeof(*s->keys));
+        }
+        s->keys[s->nkeys].domain = xstrdup(dom);
+        s->keys[s->nkeys].selector = xstrndup(de->d_name, n - 4);
+        s->keys[s->nkeys].pkey = k;
+        s->nkeys++;
+    }
+    closedir(dh);
+    free(dir);
+    if (rc < 0) {
+        while (s->nkeys > first) {
+            struct dkim_signkey *key = &s->keys[--s->nkeys];
+            free(key->domain);
+            free(key->selector);
+            EVP_PKEY_free(key->pkey);
+        }
+    }
+    return rc;
+}
+
 struct dkim_signer *dkim_signer_new(const char *key_dir, char *const *domains, size_t ndomains,
                                     struct buf *err)
 {
     struct dkim_signer *s = xcalloc(1, sizeof(*s));
     s->hcanon = s->bcanon = DKIM_CANON_RELAXED;
     s->domains = xcalloc(ndomains + 1, sizeof(char *));
+    s->domain_errs = xcalloc(ndomains + 1, sizeof(char *));
     size_t cap = 0;
     for (size_t d = 0; d < ndomains; d++) {
         char *dom = xstrdup(domains[d]);
@@ -154,44 +209,14 @@ struct dkim_signer *dkim_signer_new(const char *key_dir, char *const *domains, s
         size_t dl = strlen(dom);
         while (dl > 0 && dom[dl - 1] == '.')
             dom[--dl] = '\0';
-        s->domains[s->ndomains++] = dom;
-        char *dir = xasprintf("%s/%s", key_dir, dom);
-        DIR *dh = opendir(dir);
-        if (dh == NULL) {
-            int e = errno;
-            free(dir);
-            if (e == ENOENT || e == ENOTDIR)
-                continue;
-            buf_printf(err, "%s/%s: %s", key_dir, dom, strerror(e));
-            dkim_signer_free(s);
-            return NULL;
+        s->domains[s->ndomains] = dom;
+        struct buf why = BUF_INIT;
+        if (load_domain_keys(s, &cap, key_dir, dom, &why) < 0) {
+            s->domain_errs[s->ndomains] = buf_steal(&why);
+            buf_printf(err, "%s%s", err->len ? "; " : "", s->domain_errs[s->ndomains]);
         }
-        struct dirent *de;
-        while ((de = readdir(dh)) != NULL) {
-            size_t n = strlen(de->d_name);
-            if (n < 5 || strcmp(de->d_name + n - 4, ".pem") != 0 || !selector_ok(de->d_name, n - 4))
-                continue;
-            char *path = xasprintf("%s/%s", dir, de->d_name);
-            EVP_PKEY *k = NULL;
-            int rc = load_key(path, &k, err);
-            free(path);
-            if (rc < 0) {
-                closedir(dh);
-                free(dir);
-                dkim_signer_free(s);
-                return NULL;
-            }
-            if (s->nkeys == cap) {
-                cap = cap ? cap * 2 : 4;
-                s->keys = xrealloc(s->keys, cap * sizeof(*s->keys));
-            }
-            s->keys[s->nkeys].domain = xstrdup(dom);
-            s->keys[s->nkeys].selector = xstrndup(de->d_name, n - 4);
-            s->keys[s->nkeys].pkey = k;
-            s->nkeys++;
-        }
-        closedir(dh);
-        free(dir);
+        buf_free(&why);
+        s->ndomains++;
     }
     if (s->nkeys > 1)
         qsort(s->keys, s->nkeys, sizeof(*s->keys), key_cmp);
@@ -211,9 +236,12 @@ void dkim_signer_free(struct dkim_signer *s)
 {
     if (s == NULL)
         return;
-    for (size_t i = 0; i < s->ndomains; i++)
+    for (size_t i = 0; i < s->ndomains; i++) {
         free(s->domains[i]);
+        free(s->domain_errs[i]);
+    }
     free(s->domains);
+    free(s->domain_errs);
     for (size_t i = 0; i < s->nkeys; i++) {
         free(s->keys[i].domain);
         free(s->keys[i].selector);
@@ -232,6 +260,14 @@ void dkim_signer_set_canon(struct dkim_signer *s, enum dkim_canon header, enum d
 size_t dkim_signer_key_count(const struct dkim_signer *s)
 {
     return s->nkeys;
+}
+
+const char *dkim_signer_domain_error(const struct dkim_signer *s, const char *domain)
+{
+    for (size_t i = 0; i < s->ndomains; i++)
+        if (s->domain_errs[i] && (domain == NULL || strcmp(s->domains[i], domain) == 0))
+            return s->domain_errs[i];
+    return NULL;
 }
 
 static int field_is(const struct dkim_field *f, const char *name)
@@ -435,6 +471,12 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
         buf_printf(err, "From: domain %s is not in dkim_domains", dom);
         dkim_msg_free(&m);
         return DKIM_SIGN_NODOMAIN;
+    }
+    const char *broken = dkim_signer_domain_error(s, d);
+    if (broken) {
+        buf_printf(err, "signing keys for %s not loaded: %s", d, broken);
+        dkim_msg_free(&m);
+        return DKIM_SIGN_ERROR;
     }
 
     /* h=: each default field as often as present; the over-signed ones once more. */

@@ -135,14 +135,12 @@ static void dkim_spool_finish(void *arg)
     done(darg, m);
 }
 
-void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *signer_err,
-                     const char *fixup_host, struct spool_msg *m, dkim_spool_done_fn done,
-                     void *arg)
+void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *fixup_host,
+                     struct spool_msg *m, dkim_spool_done_fn done, void *arg)
 {
-    if (signer == NULL && signer_err)
-        log_warning("%s: not DKIM-signed: signing keys not loaded: %s", spool_msg_id(m),
-                    signer_err);
-    if (signer && dkim_signer_key_count(signer) == 0)
+    /* A broken domain is not idle: its mail is read so the warning names the message. */
+    if (signer && dkim_signer_key_count(signer) == 0 &&
+        dkim_signer_domain_error(signer, NULL) == NULL)
         signer = NULL;
     if (signer == NULL && fixup_host == NULL) {
         done(arg, m);

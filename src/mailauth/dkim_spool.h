@@ -24,11 +24,11 @@ typedef void (*dkim_spool_done_fn)(void *arg, struct spool_msg *m);
  * Signs m with signer and calls done(arg, m); m is the caller's again
  * then (commit or abort it). A failure never loses the message: it is left
  * as it was, unsigned, with a warning in the log ("QUEUEID: not
- * DKIM-signed: why"). signer NULL means the keys could not be loaded:
- * signer_err says why and is logged for each message. With no signer and
- * no error, or a signer without keys, done runs at once, before this
- * returns, and nothing is read. q NULL: all of it synchronously. signer,
- * signer_err and m must stay valid until done has run.
+ * DKIM-signed: why"), also when the From: domain's keys could not be
+ * loaded (dkim.h). With no signer, or a signer without keys or broken
+ * domains, done runs at once, before this returns, and nothing is read.
+ * q NULL: all of it synchronously. signer and m must stay valid until done
+ * has run.
  *
  * fixup_host non-NULL: this is submitted mail (RFC 6409), so a missing Date
  * or Message-ID field is added first (8.2, 8.3; the Message-ID names
@@ -36,8 +36,7 @@ typedef void (*dkim_spool_done_fn)(void *arg, struct spool_msg *m);
  * That costs a read of the message even without keys; pickup passes NULL
  * because sendmail's files get theirs there.
  */
-void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *signer_err,
-                     const char *fixup_host, struct spool_msg *m, dkim_spool_done_fn done,
-                     void *arg);
+void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *fixup_host,
+                     struct spool_msg *m, dkim_spool_done_fn done, void *arg);
 
 #endif

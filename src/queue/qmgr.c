@@ -352,7 +352,7 @@ static void qmgr_pickup(struct qmgr *q)
          * submission (docs/dkim.md). The generation is held for its signer.
          */
         p->gen = server_gen_ref(q->srv);
-        dkim_spool_sign(q->srv->workq, p->gen->dkim, p->gen->dkim_err, NULL, m, qpick_signed, p);
+        dkim_spool_sign(q->srv->workq, p->gen->dkim, NULL, m, qpick_signed, p);
     }
     strlist_free(names);
 }

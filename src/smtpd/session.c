@@ -689,8 +689,8 @@ static void message_commit(struct smtpd_session *s)
      * the queued bytes carry the signature; the 250 waits for both.
      */
     if (s->authenticated || s->trusted_net)
-        dkim_spool_sign(s->srv->workq, s->gen->dkim, s->gen->dkim_err,
-                        config_get(s->gen->cfg, "myhostname"), m, sign_done, s);
+        dkim_spool_sign(s->srv->workq, s->gen->dkim, config_get(s->gen->cfg, "myhostname"), m,
+                        sign_done, s);
     else
         spool_msg_commit(m, commit_done, s);
 }

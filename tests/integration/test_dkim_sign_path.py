@@ -318,22 +318,30 @@ def test_retry_sends_the_same_signed_bytes(env):
 
 
 def test_unusable_key_queues_unsigned_with_a_log_line(server_factory):
-    """A broken key must not lose mail: it goes out unsigned and the log says why."""
+    """A broken key must not lose mail: it goes out unsigned and the log says
+    why. Only its own domain is affected: another domain still signs."""
     with Peer() as peer:
         srv = server_factory(extra={
             "mynetworks": OURS + "/32",
-            "dkim_domains": "rsa.example.com",
+            "dkim_domains": "rsa.example.com, good.example.com",
             "relayhost": "[127.0.0.1]:%d" % peer.port,
         }, start=False)
-        r = srv.cmd("dkim", "keygen", "rsa.example.com", "--algorithm", "rsa")
-        assert r.returncode == 0, r.stderr
+        for domain in ("rsa.example.com", "good.example.com"):
+            r = srv.cmd("dkim", "keygen", domain, "--algorithm", "rsa")
+            assert r.returncode == 0, r.stderr
         (srv.data / "dkim" / "rsa.example.com" / "mail.pem").write_text("not a key\n")
         srv.start()
-        assert "DKIM signing disabled" in srv.log_text()
+        assert re.search(r"DKIM signing disabled for a domain: .*rsa\.example\.com/mail\.pem",
+                         srv.log_text()), srv.log_text()
         smtp_send(srv, OURS, "alice@rsa.example.com", "bob@example.net",
                   message("rsa.example.com", "broken"))
-        assert wait_for(lambda: peer.messages, timeout=30), srv.log_text()[-3000:]
-        sent = peer.messages[0].data
-        assert signatures(sent) == [] and b"Hello Bob" in sent
-        assert re.search(r"not DKIM-signed: signing keys not loaded: .*mail\.pem",
-                         srv.log_text()), srv.log_text()[-3000:]
+        smtp_send(srv, OURS, "alice@good.example.com", "bob@example.net",
+                  message("good.example.com", "fine"))
+        assert wait_for(lambda: len(peer.messages) == 2, timeout=30), srv.log_text()[-3000:]
+        by_domain = {m.mail_from.split("@")[1]: m.data for m in peer.messages}
+        broken, fine = by_domain["rsa.example.com"], by_domain["good.example.com"]
+        assert signatures(broken) == [] and b"Hello Bob" in broken
+        assert re.search(r"not DKIM-signed: signing keys for rsa\.example\.com not loaded: "
+                         r".*mail\.pem: not a PEM private key", srv.log_text()), \
+            srv.log_text()[-3000:]
+        assert [tag(sig, "d") for sig in signatures(crlf(fine))] == ["good.example.com"]

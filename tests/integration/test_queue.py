@@ -92,7 +92,8 @@ def test_sendmail_unqualified_and_default_sender(server):
 def test_queue_commands(server_factory):
     # Remote mail to a relay that is not listening stays deferred in the queue.
     closed = free_port()
-    srv = server_factory({"relayhost": "[127.0.0.1]:%d" % closed})
+    srv = server_factory({"relayhost": "[127.0.0.1]:%d" % closed,
+                          "minimal_backoff_time": "300s", "maximal_backoff_time": "600s"})
     sendmail(srv, ["-f", "alice@example.com", "someone@remote.test"], "Subject: stays\n\nbody text\n")
     assert wait_for(lambda: len(queue_ids(srv)) == 1, timeout=15)
     qid = queue_ids(srv)[0]
@@ -103,6 +104,8 @@ def test_queue_commands(server_factory):
     assert "1 Request" in out
     # The last error is shown under the recipient.
     assert re.search(r"\(.+\)\n\s+someone@remote\.test", out), out
+    # And when it is tried next (the backoff has not run out yet).
+    assert re.search(r"\(next try: [^)]+\)", out), out
 
     show = srv.cmd("queue", "show", qid)
     assert show.returncode == 0

@@ -437,6 +437,43 @@ static int teardown_keys(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* A broken key takes only its own domain out of signing. */
+static void test_sign_broken_domain_is_isolated(void **state)
+{
+    (void)state;
+    char dir[600], path[700];
+    snprintf(dir, sizeof(dir), "%s/broken.test", keydir);
+    assert_int_equal(mkdir_p(dir, 0700), 0);
+    snprintf(path, sizeof(path), "%s/mail.pem", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("not a key\n", f);
+    fclose(f);
+    char *doms[] = {"broken.test", "example.com"};
+    struct buf err = BUF_INIT, out = BUF_INIT;
+    struct dkim_signer *s = dkim_signer_new(keydir, doms, 2, &err);
+    assert_non_null(s);
+    assert_non_null(strstr(buf_cstr(&err), "broken.test/mail.pem: not a PEM private key"));
+    assert_int_equal(dkim_signer_key_count(s), 2);
+    assert_null(dkim_signer_domain_error(s, "example.com"));
+    assert_non_null(dkim_signer_domain_error(s, "broken.test"));
+    assert_non_null(dkim_signer_domain_error(s, NULL));
+    buf_reset(&err);
+    assert_int_equal(dkim_sign(s, sample, strlen(sample), 5, &out, &err), DKIM_SIGN_OK);
+    static const char from_broken[] = "From: <a@broken.test>\r\nSubject: x\r\n\r\nbody\r\n";
+    buf_reset(&out);
+    buf_reset(&err);
+    assert_int_equal(dkim_sign(s, from_broken, strlen(from_broken), 5, &out, &err),
+                     DKIM_SIGN_ERROR);
+    assert_non_null(strstr(buf_cstr(&err), "signing keys for broken.test not loaded"));
+    assert_int_equal(out.len, 0);
+    dkim_signer_free(s);
+    buf_free(&err);
+    buf_free(&out);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_sign_roundtrip(void **state)
 {
     struct dkim_keyfile *kf = *state;
@@ -713,6 +750,8 @@ int main(void)
         cmocka_unit_test(test_rfc8463_sign),
         cmocka_unit_test(test_rfc8463_verify),
         cmocka_unit_test_setup_teardown(test_sign_roundtrip, setup_keys, teardown_keys),
+        cmocka_unit_test_setup_teardown(test_sign_broken_domain_is_isolated, setup_keys,
+                                        teardown_keys),
         cmocka_unit_test_setup_teardown(test_verify_tag_checks, setup_keys, teardown_keys),
         cmocka_unit_test_setup_teardown(test_verify_limits, setup_keys, teardown_keys),
         cmocka_unit_test_setup_teardown(test_sign_on_workq, setup_keys, teardown_keys),
