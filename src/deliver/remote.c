@@ -7,7 +7,9 @@
  * are kept idle per next hop for smtp_connection_cache_time_limit and
  * reused (RSET) by the next message to that hop; at most
  * smtp_destination_concurrency_limit sessions run per next hop, later jobs
- * wait in line.
+ * wait in line. At smtp_tls_security_level = dane, MX, address and TLSA
+ * lookups go through a DNSSEC-validating resolver and each server's TLSA
+ * RRset sets its TLS level (RFC 7672 2.2; remote_dns_tlsa_cb).
  */
 #include <arpa/inet.h>
 #include <event2/event.h>

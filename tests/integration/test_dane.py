@@ -288,3 +288,34 @@ def test_dns_support_level_enabled_turns_dane_into_may(server_factory, tmp_path)
             text = logs(srv)
             assert "dane: smtp_dns_support_level = enabled turns DNSSEC off" in text, text
             assert mx.messages
+
+
+def test_bogus_mx_defers_at_dane(server_factory, tmp_path):
+    with Peer(tmp=tmp_path, tls=True, name="mx.dane.test") as mx:
+        zone = dane_zone(mx.port, {"mx.dane.test": ["3 1 1 " + spki_sha256(mx.cert)]})
+        zone.corrupt("dane.test", "MX")
+        with SignedDNSServer([zone]) as dns:
+            srv = make_server(server_factory, tmp_path, dns, zone, mx.port)
+            sendmail(srv, ["bob@dane.test"])
+            assert wait_for(lambda: "status=deferred" in logs(srv), timeout=20), logs(srv)
+            assert "name=dane.test type=MX: Host not found, try again" in logs(srv), logs(srv)
+            assert mx.connections_after_start == 0
+
+
+def test_may_does_not_validate(server_factory, tmp_path, monkeypatch):
+    """Below dane nothing validates: bogus signatures (as from a forwarder
+    that mangles them) do not stop mail, even with a trust anchor set."""
+    with Peer(tmp=tmp_path, tls=True, name="mx.dane.test") as mx:
+        zone = dane_zone(mx.port, {"mx.dane.test": ["3 1 1 " + "ab" * 32]})
+        zone.corrupt("dane.test", "MX")
+        zone.corrupt("mx.dane.test", "A")
+        anchor = zone.write_anchor(tmp_path / "env.ds")
+        os.chmod(anchor, 0o644)
+        monkeypatch.setenv("HONGYAN_DNS_TRUST_ANCHOR", str(anchor))
+        with SignedDNSServer([zone]) as dns:
+            srv = make_server(server_factory, tmp_path, dns, zone, mx.port,
+                              {"smtp_tls_security_level": "may"})
+            sendmail(srv, ["bob@dane.test"])
+            assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
+            assert "Untrusted TLS connection established to mx.dane.test" in logs(srv)
+            assert mx.messages
