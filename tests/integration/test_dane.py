@@ -319,3 +319,20 @@ def test_may_does_not_validate(server_factory, tmp_path, monkeypatch):
             assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
             assert "Untrusted TLS connection established to mx.dane.test" in logs(srv)
             assert mx.messages
+
+
+def test_reload_keeps_dane_working(server_factory, tmp_path):
+    """A reload builds a new validating resolver; the old one goes with the old configuration."""
+    with Peer(tmp=tmp_path, tls=True, name="mx.dane.test") as mx:
+        zone = dane_zone(mx.port, {"mx.dane.test": ["3 1 1 " + spki_sha256(mx.cert)]})
+        with SignedDNSServer([zone]) as dns:
+            srv = make_server(server_factory, tmp_path, dns, zone, mx.port)
+            sendmail(srv, ["a@dane.test"])
+            assert wait_for(lambda: len(mx.messages) == 1, timeout=20), logs(srv)
+            srv.settings["smtp_helo_name"] = "reloaded.local.test"
+            srv.reload()
+            assert wait_for(lambda: "reload: configuration" in logs(srv), timeout=10)
+            sendmail(srv, ["b@dane.test"])
+            assert wait_for(lambda: len(mx.messages) == 2, timeout=20), logs(srv)
+            assert logs(srv).count("dane: matched 3 1 1") == 2, logs(srv)
+            assert mx.ehlo_names[-1] == "reloaded.local.test"
