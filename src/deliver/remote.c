@@ -95,6 +95,8 @@ struct remote_host {
     size_t first_addr;     /* its addresses start here in job->addrs */
     enum tls_level level;  /* the level for its addresses: may, encrypt or dane */
     struct tls_dane *dane; /* its usable TLSA records (level dane) */
+    char *canon;           /* its secure CNAME expansion, when it is an alias (RFC 7672 2.2.2) */
+    int tlsa_at_canon;     /* the TLSA query in flight is for canon */
 };
 
 struct remote_addr {
@@ -435,6 +437,7 @@ static void remote_job_free(struct remote_job *j)
     free(j->final);
     for (size_t i = 0; i < j->nhosts; i++) {
         free(j->hosts[i].name);
+        free(j->hosts[i].canon);
         tls_dane_free(j->hosts[i].dane);
     }
     free(j->hosts);
@@ -766,13 +769,32 @@ static void remote_host_done(struct remote_job *j, enum dns_status last)
  * lookup (bogus, SERVFAIL, timeout): this server is skipped and the mail
  * deferred if no other takes it, since its policy cannot be known.
  */
+static void remote_dns_tlsa_cb(void *arg, const struct dns_answer *ans);
+
+/* Asks for the TLSA RRset of h at its CNAME-expanded name first, then at its own. */
+static void remote_tlsa_query(struct remote_job *j, struct remote_host *h, int at_canon)
+{
+    h->tlsa_at_canon = at_canon;
+    char *name = xasprintf("_%d._tcp.%s", j->route.port, at_canon ? h->canon : h->name);
+    j->q = dns_query(j->gen->dane_dns, name, DNS_T_TLSA, remote_dns_tlsa_cb, j);
+    free(name);
+}
+
 static void remote_dns_tlsa_cb(void *arg, const struct dns_answer *ans)
 {
     struct remote_job *j = arg;
     struct remote_host *h = &j->hosts[j->next_host];
     j->q = NULL;
+    if (h->tlsa_at_canon && (ans->status == DNS_NXDOMAIN || ans->status == DNS_NODATA ||
+                             (ans->status == DNS_OK && !ans->secure))) {
+        /* RFC 7672 2.2.2: nothing at the expanded name; the MX host name as found is next. */
+        remote_tlsa_query(j, h, 0);
+        return;
+    }
     if (ans->status == DNS_OK && ans->secure) {
         h->dane = tls_dane_from_rdata(ans->rdata, ans->rdlen, ans->count);
+        if (h->tlsa_at_canon)
+            h->dane->base = xstrdup(h->canon);
         h->level = h->dane->n > 0 ? TLS_LEVEL_DANE : TLS_LEVEL_ENCRYPT;
         if (h->dane->n == 0)
             log_info("%s: no usable TLSA records for _%d._tcp.%s (%zu unusable): TLS required, "
@@ -782,7 +804,8 @@ static void remote_dns_tlsa_cb(void *arg, const struct dns_answer *ans)
         h->level = TLS_LEVEL_MAY;
     } else {
         struct buf why = BUF_INIT;
-        buf_printf(&why, "TLSA lookup error for _%d._tcp.%s: %s", j->route.port, h->name,
+        buf_printf(&why, "TLSA lookup error for _%d._tcp.%s: %s", j->route.port,
+                   h->tlsa_at_canon ? h->canon : h->name,
                    ans->bogus ? "DNSSEC validation failed (bogus)" : dns_status_str(ans->status));
         log_info("%s: %s; skipping host %s", j->req->queue_id, buf_cstr(&why), h->name);
         remote_set_error(j, "4.7.5", buf_cstr(&why), 0);
@@ -811,6 +834,17 @@ static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
         }
         if (!ans->secure)
             h->addr_insecure = 1;
+        /* An alias: its TLSA records may be at the target (RFC 7672 2.2.2). */
+        if (ans->secure && ans->canonname && !h->canon) {
+            char *cn = xstrdup(ans->canonname);
+            size_t l = strlen(cn);
+            if (l > 0 && cn[l - 1] == '.')
+                cn[l - 1] = '\0';
+            if (*cn && !str_eq_ci(cn, h->name))
+                h->canon = cn;
+            else
+                free(cn);
+        }
     } else if (ans->status == DNS_TEMPFAIL) {
         struct buf why = BUF_INIT;
         buf_printf(&why,
@@ -831,9 +865,7 @@ static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
      * (secure MX RRset, secure addresses); for any other, dane is may.
      */
     if (j->gen->dane_dns && h->dane_ok && !h->addr_insecure && j->naddrs > h->first_addr) {
-        char *name = xasprintf("_%d._tcp.%s", j->route.port, h->name);
-        j->q = dns_query(j->gen->dane_dns, name, DNS_T_TLSA, remote_dns_tlsa_cb, j);
-        free(name);
+        remote_tlsa_query(j, h, h->canon != NULL);
         return;
     }
     remote_host_done(j, ans->status);

@@ -200,6 +200,7 @@ void tls_dane_free(struct tls_dane *d)
         return;
     free(d->recs);
     free(d->blob);
+    free(d->base);
     free(d);
 }
 
@@ -210,11 +211,13 @@ SSL *tls_client_ssl_dane(struct tls_client *c, const struct tls_dane *d, const c
     SSL *ssl = SSL_new(c->ctx);
     if (!ssl)
         return NULL;
-    if (!tls_is_address(name))
-        SSL_set_tlsext_host_name(ssl, name);
-    /* The TLSA base domain is the reference identifier for DANE-TA(2) (RFC 7672 3.2.2). */
+    const char *base = d->base && *d->base ? d->base : name;
+    if (!tls_is_address(base))
+        SSL_set_tlsext_host_name(ssl, base);
+    /* The reference identifiers for DANE-TA(2): the base domain and the MX host (RFC 7672 3.2.2).
+     */
     SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (SSL_dane_enable(ssl, name) <= 0) {
+    if (SSL_dane_enable(ssl, base) <= 0 || (base != name && SSL_add1_host(ssl, name) != 1)) {
         SSL_free(ssl);
         return NULL;
     }

@@ -82,6 +82,12 @@ struct tls_dane {
     size_t n;            /* usable records; 0: all unusable (RFC 7672 2.2: encrypt) */
     size_t unusable;     /* records dropped as unusable or malformed */
     unsigned char *blob; /* the records' data, which recs[i].data point into */
+    /*
+     * The TLSA base domain when it is not the name connected to (the MX
+     * host's CNAME-expanded name, RFC 7672 2.2.2), or NULL; the caller sets
+     * it (heap, freed with the struct).
+     */
+    char *base;
 };
 
 /* Splits one TLSA RDATA into its fields; 0, or -1 when shorter than 4 octets. */
@@ -98,9 +104,11 @@ struct tls_dane *tls_dane_from_rdata(unsigned char *const *rdata, const size_t *
 void tls_dane_free(struct tls_dane *d);
 
 /*
- * A client SSL that must match one of d's records (d->n > 0): SNI and the
- * DANE-TA(2) name check use name, the server's host name (RFC 7672 3.2.2,
- * 8.1); DANE-EE(3) matches ignore names and expiry (RFC 7672 3.1.1). NULL if
+ * A client SSL that must match one of d's records (d->n > 0): SNI is the
+ * TLSA base domain (d->base, else name: RFC 7672 8.1), and a DANE-TA(2)
+ * match needs a certificate naming it or name, the MX host name as found
+ * (RFC 7672 3.2.2); DANE-EE(3) matches ignore names and expiry (RFC 7672
+ * 3.1.1). NULL if
  * no record could be loaded. tls_client_result(ssl, TLS_LEVEL_DANE, ...)
  * then says VERIFIED only when a record matched, and adds
  * " dane: matched U S M" to the summary.

@@ -396,7 +396,8 @@ class SignedZone:
         zone.write_anchor(path)        # its DS, for unbound's trust anchor
         zone.corrupt("_25._tcp.mx.dane.test", "TLSA")  # a bad signature: bogus
 
-    Records are zone-file RDATA text. The apex gets SOA, NS and a DNSKEY
+    Records are zone-file RDATA text (a CNAME is followed within the zone,
+    its target's answer or denial added). The apex gets SOA, NS and a DNSKEY
     (one ECDSA P-256 key, flags 257); every RRset is signed, and an NSEC
     chain over all names (empty non-terminals need none: RFC 4035 3.1.3.2)
     gives signed denial: NXDOMAIN with the NSEC covering the name and the one
@@ -500,18 +501,29 @@ class SignedZone:
         """A dnspython response to a dnspython query for a name in this zone."""
         import dns.flags
         import dns.message
-        import dns.name
-        import dns.rcode
-        import dns.rdatatype
         resp = dns.message.make_response(query)
         resp.flags |= dns.flags.AA
         resp.use_edns(0, dns.flags.DO, 1232)
         q = query.question[0]
-        qname, qtype = q.name, q.rdtype
+        self._fill(resp, q.name, q.rdtype, 0)
+        return resp
+
+    def _fill(self, resp, qname, qtype, depth):
+        """Adds the answer for (qname, qtype) to resp, following CNAMEs in the zone."""
+        import dns.name
+        import dns.rcode
+        import dns.rdatatype
         soa = self._with_sig((self.origin, dns.rdatatype.SOA))
         if (qname, qtype) in self.rrsets:
             resp.answer.extend(self._with_sig((qname, qtype)))
-            return resp
+            return
+        cname = (qname, dns.rdatatype.CNAME)
+        if qtype != dns.rdatatype.CNAME and cname in self.rrsets and depth < 8:
+            resp.answer.extend(self._with_sig(cname))
+            target = self.rrsets[cname][0].target
+            if self.covers(target):
+                self._fill(resp, target, qtype, depth + 1)
+            return
         exists = any(n == qname or n.is_subdomain(qname) for n in self.names)
         if exists:
             resp.authority.extend(soa)
@@ -519,7 +531,7 @@ class SignedZone:
                 resp.authority.extend(self._with_sig((qname, dns.rdatatype.NSEC)))
             else:  # an empty non-terminal: the NSEC that skips over it
                 resp.authority.extend(self._covering_nsec(qname))
-            return resp
+            return
         resp.set_rcode(dns.rcode.NXDOMAIN)
         resp.authority.extend(soa)
         seen = set()
@@ -532,7 +544,6 @@ class SignedZone:
             if rrs[0].name not in seen:
                 seen.add(rrs[0].name)
                 resp.authority.extend(rrs)
-        return resp
 
 
 class SignedDNSServer(DNSServer):

@@ -336,3 +336,39 @@ def test_reload_keeps_dane_working(server_factory, tmp_path):
             assert wait_for(lambda: len(mx.messages) == 2, timeout=20), logs(srv)
             assert logs(srv).count("dane: matched 3 1 1") == 2, logs(srv)
             assert mx.ehlo_names[-1] == "reloaded.local.test"
+
+
+def test_cname_mx_host_uses_the_expanded_name(server_factory, tmp_path):
+    """RFC 7672 2.2.2: the MX host is an alias; TLSA at the target, and the
+    DANE-TA name check accepts the MX host name as found (3.2.2)."""
+    chain, key, ca_der = make_ca_chain(tmp_path, "mx.dane.test")
+    mx = Peer(tmp=tmp_path, tls=True, name="mx.dane.test")
+    mx.context.load_cert_chain(str(chain), str(key))
+    with mx:
+        records = {"dane.test": [("MX", "10 mx.dane.test.")],
+                   "mx.dane.test": [("CNAME", "host.dane.test.")],
+                   "host.dane.test": [("A", "127.0.0.1")],
+                   "_%d._tcp.host.dane.test" % mx.port:
+                       [("TLSA", "2 0 1 " + hashlib.sha256(ca_der).hexdigest())]}
+        zone = SignedZone("dane.test", records)
+        with SignedDNSServer([zone]) as dns:
+            srv = make_server(server_factory, tmp_path, dns, zone, mx.port)
+            sendmail(srv, ["bob@dane.test"])
+            assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
+            assert "dane: matched 2 0 1 at depth 1" in logs(srv), logs(srv)
+            assert ("_%d._tcp.host.dane.test" % mx.port, "TLSA") in dns.queries
+
+
+def test_cname_mx_host_falls_back_to_the_original_name(server_factory, tmp_path):
+    with Peer(tmp=tmp_path, tls=True, name="mx.dane.test") as mx:
+        records = {"dane.test": [("MX", "10 mx.dane.test.")],
+                   "mx.dane.test": [("CNAME", "host.dane.test.")],
+                   "host.dane.test": [("A", "127.0.0.1")],
+                   "_%d._tcp.mx.dane.test" % mx.port:
+                       [("TLSA", "3 1 1 " + spki_sha256(mx.cert))]}
+        zone = SignedZone("dane.test", records)
+        with SignedDNSServer([zone]) as dns:
+            srv = make_server(server_factory, tmp_path, dns, zone, mx.port)
+            sendmail(srv, ["bob@dane.test"])
+            assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
+            assert "dane: matched 3 1 1" in logs(srv), logs(srv)
