@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,45 @@ void tls_dane_free(struct tls_dane *d)
     free(d->blob);
     free(d->base);
     free(d);
+}
+
+int tls_tlsa_data(X509 *cert, unsigned selector, unsigned mtype, struct buf *out)
+{
+    unsigned char *der = NULL;
+    int len;
+    if (selector == 0)
+        len = i2d_X509(cert, &der);
+    else if (selector == 1)
+        len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    else
+        return -1;
+    if (len <= 0)
+        return -1;
+    int rc = 0;
+    if (mtype == 0) {
+        buf_append(out, der, (size_t)len);
+    } else if (mtype == 1 || mtype == 2) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (EVP_Digest(der, (size_t)len, md, &n, mtype == 1 ? EVP_sha256() : EVP_sha512(), NULL) !=
+            1)
+            rc = -1;
+        else
+            buf_append(out, md, n);
+    } else {
+        rc = -1;
+    }
+    OPENSSL_free(der);
+    return rc;
+}
+
+int tls_tlsa_matches(const struct tls_tlsa *t, X509 *cert)
+{
+    struct buf data = BUF_INIT;
+    int ok = tls_tlsa_data(cert, t->selector, t->mtype, &data) == 0 && data.len == t->len &&
+             memcmp(data.data, t->data, t->len) == 0;
+    buf_free(&data);
+    return ok;
 }
 
 SSL *tls_client_ssl_dane(struct tls_client *c, const struct tls_dane *d, const char *name)

@@ -104,6 +104,15 @@ struct tls_dane *tls_dane_from_rdata(unsigned char *const *rdata, const size_t *
 void tls_dane_free(struct tls_dane *d);
 
 /*
+ * The association data of cert for a selector and matching type (RFC 6698
+ * 2.1.2, 2.1.3: the DER certificate or SubjectPublicKeyInfo, as is or its
+ * SHA2-256/512), appended to out. 0, or -1 for an unknown selector or type.
+ */
+int tls_tlsa_data(X509 *cert, unsigned selector, unsigned mtype, struct buf *out);
+/* 1 when t's data is cert's for t's selector and matching type (the usage is not looked at). */
+int tls_tlsa_matches(const struct tls_tlsa *t, X509 *cert);
+
+/*
  * A client SSL that must match one of d's records (d->n > 0): SNI is the
  * TLSA base domain (d->base, else name: RFC 7672 8.1), and a DANE-TA(2)
  * match needs a certificate naming it or name, the MX host name as found

@@ -219,6 +219,27 @@ static void test_dane_handshakes(void **state)
     SSL_free(ssl);
     tls_dane_free(dn);
 
+    /* tls_tlsa_data/tls_tlsa_matches: what doctor compares published records with. */
+    struct buf data = BUF_INIT;
+    unsigned char want[32];
+    peer_digest(&p, 1, want);
+    assert_int_equal(tls_tlsa_data(p.cert, 1, 1, &data), 0);
+    assert_int_equal(data.len, 32);
+    assert_memory_equal(data.data, want, 32);
+    buf_reset(&data);
+    assert_int_equal(tls_tlsa_data(p.cert, 0, 2, &data), 0);
+    assert_int_equal(data.len, 64);
+    buf_reset(&data);
+    assert_int_equal(tls_tlsa_data(p.cert, 0, 0, &data), 0);
+    assert_int_equal((int)data.len, i2d_X509(p.cert, NULL));
+    assert_int_equal(tls_tlsa_data(p.cert, 2, 1, &data), -1);
+    assert_int_equal(tls_tlsa_data(p.cert, 1, 3, &data), -1);
+    struct tls_tlsa t = {3, 1, 1, want, 32};
+    assert_true(tls_tlsa_matches(&t, p.cert));
+    t.selector = 0;
+    assert_false(tls_tlsa_matches(&t, p.cert));
+    buf_free(&data);
+
     /* No usable record: no DANE SSL at all (the caller uses encrypt). */
     struct tls_dane *empty = tls_dane_from_rdata(NULL, NULL, 0);
     assert_null(tls_client_ssl_dane(c, empty, "mx.example.com"));
