@@ -33,21 +33,6 @@ static int dkim_cli_usage(void)
     return cli_usage(DKIM_USAGE);
 }
 
-/* Domain and selector names as DNS labels; also keeps them safe as path parts. */
-static int dkim_cli_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 253 || s[0] == '.' || s[0] == '-' || strstr(s, ".."))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 /* The zone-file line publishing record at name (the DKIM module formats it). */
 static void dkim_cli_print_record(const char *name, const char *record)
 {
@@ -100,10 +85,10 @@ static int dkim_cli_keygen(int argc, char **argv)
     size_t dl = strlen(dom);
     while (dl > 0 && dom[dl - 1] == '.')
         dom[--dl] = '\0';
-    if (!dkim_cli_name_ok(dom) || (selector && !dkim_cli_name_ok(selector))) {
-        fprintf(stderr, "hongyan: '%s' is not a valid %s\n",
-                dkim_cli_name_ok(dom) ? selector : domain,
-                dkim_cli_name_ok(dom) ? "selector" : "domain");
+    int dom_ok = dkim_name_ok(dom, dl);
+    if (!dom_ok || (selector && !dkim_name_ok(selector, strlen(selector)))) {
+        fprintf(stderr, "hongyan: '%s' is not a valid %s\n", dom_ok ? selector : domain,
+                dom_ok ? "selector" : "domain");
         free(dom);
         return EX_USAGE;
     }

@@ -66,6 +66,13 @@ void dkim_signer_free(struct dkim_signer *s);
 void dkim_signer_set_canon(struct dkim_signer *s, enum dkim_canon header, enum dkim_canon body);
 /* Number of keys loaded (all domains). */
 size_t dkim_signer_key_count(const struct dkim_signer *s);
+/*
+ * Whether s (n bytes) is a DNS name fit for a DKIM domain or selector
+ * (RFC 6376 3.1: dot-separated labels of letters, digits, '-' and '_', each
+ * 1-63 long, not starting with '-'). Also what keeps key file paths safe:
+ * no "/", no empty label, so never "." or "..".
+ */
+int dkim_name_ok(const char *s, size_t n);
 /* Why domain's keys (as configured, lower case) are not loaded; NULL when they are.
  * domain NULL: the first domain with unusable keys, if any. */
 const char *dkim_signer_domain_error(const struct dkim_signer *s, const char *domain);

@@ -128,18 +128,26 @@ static int load_key(const char *path, EVP_PKEY **out, struct buf *err)
     return 0;
 }
 
-/* Selector names are DNS labels (RFC 6376 3.1); anything else in the directory is skipped. */
-static int selector_ok(const char *s, size_t n)
+int dkim_name_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 63)
+    if (n == 0 || n > 253)
         return 0;
+    size_t label = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
+        if (c == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+            continue;
+        }
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.'))
+              c == '-' || c == '_'))
+            return 0;
+        if ((label == 0 && c == '-') || ++label > 63)
             return 0;
     }
-    return 1;
+    return label > 0;
 }
 
 /*
@@ -165,7 +173,7 @@ static int load_domain_keys(struct dkim_signer *s, size_t *cap, const char *key_
     struct dirent *de;
     while (rc == 0 && (de = readdir(dh)) != NULL) {
         size_t n = strlen(de->d_name);
-        if (n < 5 || strcmp(de->d_name + n - 4, ".pem") != 0 || !selector_ok(de->d_name, n - 4))
+        if (n < 5 || strcmp(de->d_name + n - 4, ".pem") != 0 || !dkim_name_ok(de->d_name, n - 4))
             continue;
         char *path = xasprintf("%s/%s", dir, de->d_name);
         EVP_PKEY *k = NULL;

@@ -437,6 +437,22 @@ static int teardown_keys(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+static void test_name_ok(void **state)
+{
+    (void)state;
+    const char *good[] = {"mail", "example.com", "s1._x-y.example.com", "2026-11", "a_b"};
+    const char *bad[] = {"",   ".",  "..",   "../etc", "a..b", ".a",
+                         "a.", "-a", "a.-b", "a/b",    "a b",  "caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(dkim_name_ok(good[i], strlen(good[i])));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(dkim_name_ok(bad[i], strlen(bad[i])));
+    char label[70];
+    memset(label, 'a', sizeof(label));
+    assert_true(dkim_name_ok(label, 63));
+    assert_false(dkim_name_ok(label, 64));
+}
+
 /* A broken key takes only its own domain out of signing. */
 static void test_sign_broken_domain_is_isolated(void **state)
 {
@@ -750,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_rfc8463_sign),
         cmocka_unit_test(test_rfc8463_verify),
         cmocka_unit_test_setup_teardown(test_sign_roundtrip, setup_keys, teardown_keys),
+        cmocka_unit_test(test_name_ok),
         cmocka_unit_test_setup_teardown(test_sign_broken_domain_is_isolated, setup_keys,
                                         teardown_keys),
         cmocka_unit_test_setup_teardown(test_verify_tag_checks, setup_keys, teardown_keys),
