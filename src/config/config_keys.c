@@ -151,6 +151,9 @@ const struct config_key config_keys[] = {
      "mechanism restrictions for AUTH to the next hop"},
     {"smtp_tls_security_level", "may", CONFIG_ENUM, "none may encrypt verify secure dane",
      "TLS when delivering (Postfix's Debian default, may)"},
+    {"smtp_dns_support_level", "", CONFIG_ENUM_LIST, "disabled enabled dnssec",
+     "Postfix's: dnssec (or empty) lets smtp_tls_security_level = dane validate; enabled or "
+     "disabled make dane act as may"},
     {"smtp_tls_CAfile", "", CONFIG_STRING, NULL,
      "CA certificates for verify/secure (empty: the system's)"},
     {"smtp_tls_wrappermode", "no", CONFIG_BOOL, NULL,
@@ -179,6 +182,8 @@ const struct config_key config_keys[] = {
     /* DNS. */
     {"dns_resolver", "", CONFIG_STRING, NULL,
      "host[:port] of a DNS server to ask instead of the system's"},
+    {"dnssec_trust_anchor_file", "/usr/share/dns/root.key", CONFIG_STRING, NULL,
+     "DNSSEC trust anchor (DS or DNSKEY lines) for smtp_tls_security_level = dane"},
 
     /* Mail authentication (hongyan's own). */
     {"dkim_domains", "$mydomain", CONFIG_LIST, NULL,

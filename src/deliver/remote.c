@@ -7,15 +7,19 @@
  * are kept idle per next hop for smtp_connection_cache_time_limit and
  * reused (RSET) by the next message to that hop; at most
  * smtp_destination_concurrency_limit sessions run per next hop, later jobs
- * wait in line. LMTP next hops (lmtp(8): a unix socket or host:port, no MX)
- * run the same way with the client in LMTP mode, no TLS and no AUTH; this
- * includes local-domain recipients that transport_maps, mailbox_transport
- * or virtual_transport send to LMTP (remote_routes_local).
+ * wait in line. At smtp_tls_security_level = dane, MX, address and TLSA
+ * lookups go through a DNSSEC-validating resolver and each server's TLSA
+ * RRset sets its TLS level (RFC 7672 2.2; remote_dns_tlsa_cb). LMTP next
+ * hops (lmtp(8): a unix socket or host:port, no MX) run the same way with
+ * the client in LMTP mode, no TLS and no AUTH; this includes local-domain
+ * recipients that transport_maps, mailbox_transport or virtual_transport
+ * send to LMTP (remote_routes_local).
  */
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,6 +47,9 @@ struct remote_gen {
     struct map_list *transport, *sender_relay, *sasl;
     struct route_tables tables;
     struct tls_client *tls;
+    struct event_base *base;
+    /* smtp_tls_security_level = dane with a trust anchor: the validating resolver. */
+    struct dns *dane_dns;
     char *open_error; /* a table or TLS that could not be opened: every delivery defers */
 };
 
@@ -88,11 +95,20 @@ struct remote_host {
     char *name;
     unsigned pref;
     int resolved;
+    /* DANE (RFC 7672 2.2): */
+    int dane_ok;           /* found securely (a secure MX RRset, or a non-MX next hop) */
+    int addr_insecure;     /* an A/AAAA answer that gave addresses was not validated */
+    size_t first_addr;     /* its addresses start here in job->addrs */
+    enum tls_level level;  /* the level for its addresses: may, encrypt or dane */
+    struct tls_dane *dane; /* its usable TLSA records (level dane) */
+    char *canon;           /* its secure CNAME expansion, when it is an alias (RFC 7672 2.2.2) */
+    int tlsa_at_canon;     /* the TLSA query in flight is for canon */
 };
 
 struct remote_addr {
     char *host; /* the server's name */
     char *ip;
+    size_t hidx; /* index of its struct remote_host, SIZE_MAX for an address literal */
 };
 
 struct remote_job {
@@ -114,7 +130,8 @@ struct remote_job {
     struct smtp_client *c;
     char *c_server; /* server name of c */
     char *c_ip;
-    int plain_retry; /* at may, a failed handshake: once again without STARTTLS */
+    int plain_retry;        /* at may, a failed handshake: once again without STARTTLS */
+    enum tls_level c_level; /* the TLS level of the last connection made */
     struct smtp_msg msg;
     struct smtp_msg_rcpt *mrcpts;
     size_t *mpos; /* msg rcpt i -> index into pos */
@@ -178,8 +195,28 @@ static struct remote_gen *remote_gen_new(struct server *srv)
         g->sasl = remote_open_maps(cfg, "smtp_sasl_password_maps", &err);
     g->tables.lookup = remote_map_lookup;
     g->tables.ctx = g;
-    if (tls_level_parse(config_get(cfg, "smtp_tls_security_level")) != TLS_LEVEL_NONE ||
-        config_get_bool(cfg, "smtp_tls_wrappermode")) {
+    g->base = srv->base;
+    enum tls_level level = tls_level_parse(config_get(cfg, "smtp_tls_security_level"));
+    if (level == TLS_LEVEL_DANE) {
+        /*
+         * DANE trusts TLSA records only as far as DNSSEC vouches for them:
+         * without a trust anchor nothing validates, and dane is may (as
+         * Postfix does when its resolver cannot do DNSSEC).
+         */
+        struct buf why = BUF_INIT;
+        const char *support = config_get(cfg, "smtp_dns_support_level");
+        if (support && *support && !str_eq_ci(support, "dnssec"))
+            buf_printf(&why, "smtp_dns_support_level = %s turns DNSSEC off", support);
+        else
+            g->dane_dns = dns_new_dnssec(srv->base, config_get(cfg, "dns_resolver"),
+                                         config_get(cfg, "dnssec_trust_anchor_file"), &why);
+        if (!g->dane_dns)
+            log_warning("smtp_tls_security_level = dane: %s; TLS is opportunistic (may) until "
+                        "a trust anchor is configured (dnssec_trust_anchor_file)",
+                        buf_cstr(&why));
+        buf_free(&why);
+    }
+    if (level != TLS_LEVEL_NONE || config_get_bool(cfg, "smtp_tls_wrappermode")) {
         struct buf why = BUF_INIT;
         g->tls = tls_client_new(cfg, &why);
         if (!g->tls && err.len == 0)
@@ -194,10 +231,23 @@ static struct remote_gen *remote_gen_new(struct server *srv)
     return g;
 }
 
+static void remote_dns_free_later(evutil_socket_t fd, short what, void *arg)
+{
+    dns_free(arg);
+}
+
 static void remote_gen_unref(struct remote_gen *g)
 {
     if (!g || --g->refs > 0)
         return;
+    /*
+     * The last job may be ending inside one of this resolver's callbacks,
+     * where it cannot be freed; no job is left to ask it, so free it from
+     * the loop.
+     */
+    if (g->dane_dns)
+        event_base_once(g->base, -1, EV_TIMEOUT, remote_dns_free_later, g->dane_dns,
+                        &(struct timeval){0, 0});
     map_list_free(g->transport);
     map_list_free(g->sender_relay);
     map_list_free(g->sasl);
@@ -399,8 +449,11 @@ static void remote_job_free(struct remote_job *j)
     free(j->pos);
     free(j->final);
     free(j->answered);
-    for (size_t i = 0; i < j->nhosts; i++)
+    for (size_t i = 0; i < j->nhosts; i++) {
         free(j->hosts[i].name);
+        free(j->hosts[i].canon);
+        tls_dane_free(j->hosts[i].dane);
+    }
     free(j->hosts);
     for (size_t i = 0; i < j->naddrs; i++) {
         free(j->addrs[i].host);
@@ -552,9 +605,9 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
     char *relay = fail == SMTP_FAIL_CONNECT ? NULL : xstrdup(smtp_client_label(c));
     smtp_client_free(c);
     j->c = NULL;
-    enum tls_level level = tls_level_parse(config_get(j->gen->cfg, "smtp_tls_security_level"));
-    if (fail == SMTP_FAIL_TLS && (level == TLS_LEVEL_MAY || level == TLS_LEVEL_DANE) &&
-        !j->plain_retry && !config_get_bool(j->gen->cfg, "smtp_tls_wrappermode")) {
+    /* Never for DANE or encrypt: their servers must not get the mail in plain text. */
+    if (fail == SMTP_FAIL_TLS && j->c_level == TLS_LEVEL_MAY && !j->plain_retry &&
+        !config_get_bool(j->gen->cfg, "smtp_tls_wrappermode")) {
         /* Opportunistic TLS: a failed handshake is retried in plain text, as Postfix does. */
         log_info("%s: %s; trying again without TLS", j->req->queue_id, why);
         j->plain_retry = 1;
@@ -663,6 +716,15 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     o.base = j->req->srv->base;
     o.tls = j->gen->tls;
     o.level = tls_level_parse(config_get(cfg, "smtp_tls_security_level"));
+    if (o.level == TLS_LEVEL_DANE) {
+        /* What the TLSA lookup for this server decided (remote_dns_tlsa_cb); may without it. */
+        o.level = TLS_LEVEL_MAY;
+        if (j->gen->dane_dns && a->hidx < j->nhosts) {
+            o.level = j->hosts[a->hidx].level;
+            o.dane = j->hosts[a->hidx].dane;
+        }
+    }
+    j->c_level = o.level;
     o.wrappermode = config_get_bool(cfg, "smtp_tls_wrappermode");
     o.no_starttls = j->plain_retry;
     /* Plain text only for this one retry: the next address gets STARTTLS again. */
@@ -712,10 +774,22 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
 
 static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans);
 
+/* The resolver for MX, address and TLSA lookups: the validating one for DANE (never LMTP). */
+static struct dns *remote_job_dns(struct remote_job *j)
+{
+    if (j->gen->dane_dns && j->route.kind != ROUTE_LMTP)
+        return j->gen->dane_dns;
+    return remote_dns(j->req->srv, j->gen->cfg);
+}
+
 static void remote_resolve_host(struct remote_job *j)
 {
     struct remote_host *h = &j->hosts[j->next_host];
-    struct dns *dns = remote_dns(j->req->srv, j->gen->cfg);
+    struct dns *dns = remote_job_dns(j);
+    if (!j->aaaa_phase) {
+        h->first_addr = j->naddrs;
+        h->level = TLS_LEVEL_MAY;
+    }
     if (!dns) {
         remote_set_error(j, "4.4.3", "no DNS resolver available", 0);
         j->next_host = j->nhosts;
@@ -723,6 +797,85 @@ static void remote_resolve_host(struct remote_job *j)
         return;
     }
     j->q = dns_query(dns, h->name, j->aaaa_phase ? DNS_T_AAAA : DNS_T_A, remote_dns_addr_cb, j);
+}
+
+/* The host's addresses (and TLSA records) are known: on to the next address. */
+static void remote_host_done(struct remote_job *j, enum dns_status last)
+{
+    struct remote_host *h = &j->hosts[j->next_host];
+    h->resolved = 1;
+    j->next_host++;
+    if (j->next_addr >= j->naddrs && last != DNS_TEMPFAIL && !j->last_error) {
+        struct buf why = BUF_INIT;
+        buf_printf(&why,
+                   "Host or domain name not found. Name service error for name=%s "
+                   "type=A: Host not found",
+                   h->name);
+        /* The recipient's own domain with no address at all is permanent; a configured next hop is
+         * the operator's to fix. */
+        int perm = strcmp(j->route.source, "mx") == 0 && j->nhosts == 1 &&
+                   strcmp(h->name, j->route.host) == 0;
+        remote_set_error(j, perm ? "5.4.4" : "4.4.4", buf_cstr(&why), perm);
+        buf_free(&why);
+    }
+    remote_job_try_next(j);
+}
+
+/*
+ * RFC 7672 2.2: the server's TLSA RRset decides its TLS level. Secure with
+ * a usable record: dane (TLS, and a record must match); secure with only
+ * unusable records: encrypt; insecure or securely absent: may; a failed
+ * lookup (bogus, SERVFAIL, timeout): this server is skipped and the mail
+ * deferred if no other takes it, since its policy cannot be known.
+ */
+static void remote_dns_tlsa_cb(void *arg, const struct dns_answer *ans);
+
+/* Asks for the TLSA RRset of h at its CNAME-expanded name first, then at its own. */
+static void remote_tlsa_query(struct remote_job *j, struct remote_host *h, int at_canon)
+{
+    h->tlsa_at_canon = at_canon;
+    char *name = xasprintf("_%d._tcp.%s", j->route.port, at_canon ? h->canon : h->name);
+    j->q = dns_query(j->gen->dane_dns, name, DNS_T_TLSA, remote_dns_tlsa_cb, j);
+    free(name);
+}
+
+static void remote_dns_tlsa_cb(void *arg, const struct dns_answer *ans)
+{
+    struct remote_job *j = arg;
+    struct remote_host *h = &j->hosts[j->next_host];
+    j->q = NULL;
+    if (h->tlsa_at_canon && (ans->status == DNS_NXDOMAIN || ans->status == DNS_NODATA ||
+                             (ans->status == DNS_OK && !ans->secure))) {
+        /* RFC 7672 2.2.2: nothing at the expanded name; the MX host name as found is next. */
+        remote_tlsa_query(j, h, 0);
+        return;
+    }
+    if (ans->status == DNS_OK && ans->secure) {
+        h->dane = tls_dane_from_rdata(ans->rdata, ans->rdlen, ans->count);
+        if (h->tlsa_at_canon)
+            h->dane->base = xstrdup(h->canon);
+        h->level = h->dane->n > 0 ? TLS_LEVEL_DANE : TLS_LEVEL_ENCRYPT;
+        if (h->dane->n == 0)
+            log_info("%s: no usable TLSA records for _%d._tcp.%s (%zu unusable): TLS required, "
+                     "certificate not checked",
+                     j->req->queue_id, j->route.port, h->name, h->dane->unusable);
+    } else if (ans->status == DNS_OK || ans->status == DNS_NXDOMAIN || ans->status == DNS_NODATA) {
+        h->level = TLS_LEVEL_MAY;
+    } else {
+        struct buf why = BUF_INIT;
+        buf_printf(&why, "TLSA lookup error for _%d._tcp.%s: %s", j->route.port,
+                   h->tlsa_at_canon ? h->canon : h->name,
+                   ans->bogus ? "DNSSEC validation failed (bogus)" : dns_status_str(ans->status));
+        log_info("%s: %s; skipping host %s", j->req->queue_id, buf_cstr(&why), h->name);
+        remote_set_error(j, "4.7.5", buf_cstr(&why), 0);
+        buf_free(&why);
+        for (size_t i = h->first_addr; i < j->naddrs; i++) {
+            free(j->addrs[i].host);
+            free(j->addrs[i].ip);
+        }
+        j->naddrs = h->first_addr;
+    }
+    remote_host_done(j, DNS_OK);
 }
 
 static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
@@ -735,7 +888,21 @@ static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
         for (size_t i = 0; i < ans->count; i++) {
             j->addrs[j->naddrs].host = xstrdup(h->name);
             j->addrs[j->naddrs].ip = xstrdup(ans->addrs[i]);
+            j->addrs[j->naddrs].hidx = j->next_host;
             j->naddrs++;
+        }
+        if (!ans->secure)
+            h->addr_insecure = 1;
+        /* An alias: its TLSA records may be at the target (RFC 7672 2.2.2). */
+        if (ans->secure && ans->canonname && !h->canon) {
+            char *cn = xstrdup(ans->canonname);
+            size_t l = strlen(cn);
+            if (l > 0 && cn[l - 1] == '.')
+                cn[l - 1] = '\0';
+            if (*cn && !str_eq_ci(cn, h->name))
+                h->canon = cn;
+            else
+                free(cn);
         }
     } else if (ans->status == DNS_TEMPFAIL) {
         struct buf why = BUF_INIT;
@@ -752,22 +919,16 @@ static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
         return;
     }
     j->aaaa_phase = 0;
-    h->resolved = 1;
-    j->next_host++;
-    if (j->next_addr >= j->naddrs && ans->status != DNS_TEMPFAIL && !j->last_error) {
-        struct buf why = BUF_INIT;
-        buf_printf(&why,
-                   "Host or domain name not found. Name service error for name=%s "
-                   "type=A: Host not found",
-                   h->name);
-        /* The recipient's own domain with no address at all is permanent; a configured next hop is
-         * the operator's to fix. */
-        int perm = strcmp(j->route.source, "mx") == 0 && j->nhosts == 1 &&
-                   strcmp(h->name, j->route.host) == 0;
-        remote_set_error(j, perm ? "5.4.4" : "4.4.4", buf_cstr(&why), perm);
-        buf_free(&why);
+    /*
+     * RFC 7672 2.2.2: TLSA records count only for a server found securely
+     * (secure MX RRset, secure addresses); for any other, dane is may.
+     */
+    if (j->gen->dane_dns && j->route.kind != ROUTE_LMTP && h->dane_ok && !h->addr_insecure &&
+        j->naddrs > h->first_addr) {
+        remote_tlsa_query(j, h, h->canon != NULL);
+        return;
     }
-    remote_job_try_next(j);
+    remote_host_done(j, ans->status);
 }
 
 /* The next server address to try, resolving MX hosts lazily; ends the job when none is left. */
@@ -839,10 +1000,14 @@ static void remote_dns_mx_cb(void *arg, const struct dns_answer *ans)
             }
             j->hosts[k] = t;
         }
+        /* RFC 7672 2.2.1: an insecure MX RRset makes its hosts' TLSA records unusable. */
+        for (size_t i = 0; i < j->nhosts; i++)
+            j->hosts[i].dane_ok = ans->secure;
     } else if (ans->status == DNS_NODATA) {
         /* RFC 5321 5.1: no MX, the domain itself is the host (its A/AAAA). */
         j->hosts = xcalloc(1, sizeof *j->hosts);
         j->hosts[0].name = xstrdup(name);
+        j->hosts[0].dane_ok = ans->secure;
         j->nhosts = 1;
     } else if (ans->status == DNS_NXDOMAIN || ans->status == DNS_PERMFAIL) {
         buf_printf(&why,
@@ -885,6 +1050,7 @@ static void remote_job_resolve(struct remote_job *j)
         j->addrs = xcalloc(1, sizeof *j->addrs);
         j->addrs[0].host = xstrdup(j->route.host);
         j->addrs[0].ip = xstrdup(j->route.host);
+        j->addrs[0].hidx = SIZE_MAX; /* no name, no TLSA: dane is may */
         j->naddrs = 1;
         remote_job_try_next(j);
         return;
@@ -892,11 +1058,13 @@ static void remote_job_resolve(struct remote_job *j)
     if (!j->route.mx) {
         j->hosts = xcalloc(1, sizeof *j->hosts);
         j->hosts[0].name = xstrdup(j->route.host);
+        /* "[host]": no MX lookup; the host's own secure addresses make TLSA count. */
+        j->hosts[0].dane_ok = 1;
         j->nhosts = 1;
         remote_job_try_next(j);
         return;
     }
-    struct dns *dns = remote_dns(j->req->srv, j->gen->cfg);
+    struct dns *dns = remote_job_dns(j);
     if (!dns) {
         remote_set_error(j, "4.4.3", "no DNS resolver available", 0);
         remote_job_end(j);

@@ -154,7 +154,9 @@ static void dns_on_readable(evutil_socket_t fd, short what, void *arg)
     ub_process(dns->ctx);
 }
 
-struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *err)
+/* anchor: a trust-anchor file to validate with, or NULL for no validation. */
+static struct dns *dns_create(struct event_base *base, const char *resolver, const char *anchor,
+                              struct buf *err)
 {
     struct dns *dns = xcalloc(1, sizeof(*dns));
     struct buf fwd = BUF_INIT;
@@ -181,6 +183,16 @@ struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *e
         dns_set(dns->ctx, "do-tcp:", "yes", err) != 0 ||
         dns_set(dns->ctx, "edns-buffer-size:", "1232", err) != 0)
         goto fail;
+    /*
+     * DNSSEC validation only when asked for (dns_new_dnssec): a forwarder
+     * that strips signatures would otherwise turn every answer bogus, and
+     * mail that does not need DNSSEC would stop. Before anything finalizes
+     * the context (ub_ctx_zone_remove does).
+     */
+    if (anchor != NULL && (r = ub_ctx_add_ta_file(dns->ctx, anchor)) != 0) {
+        buf_printf(err, "DNSSEC trust anchor %s: %s", anchor, ub_strerror(r));
+        goto fail;
+    }
 
     if (resolver == NULL || resolver[0] == '\0') {
         /*
@@ -190,17 +202,6 @@ struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *e
         (void)ub_ctx_resolvconf(dns->ctx, NULL);
         /* /etc/hosts too, as the system's resolver would; a missing one is fine. */
         (void)ub_ctx_hosts(dns->ctx, NULL);
-        /*
-         * DNSSEC: validate against the root trust anchor when dns-root-data
-         * is installed. Only for the system's resolvers: a test forwarder
-         * serves unsigned zones and no root keys, so every answer would be
-         * bogus.
-         */
-        if (access(DNS_ROOT_KEY, R_OK) == 0 &&
-            (r = ub_ctx_add_ta_file(dns->ctx, DNS_ROOT_KEY)) != 0) {
-            buf_printf(err, "%s: %s", DNS_ROOT_KEY, ub_strerror(r));
-            goto fail;
-        }
     } else {
         if (dns_parse_forwarder(resolver, &fwd, err) != 0)
             goto fail;
@@ -229,11 +230,6 @@ struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *e
         for (size_t i = 0; i < sizeof(dns_reserved) / sizeof(dns_reserved[0]); i++)
             (void)ub_ctx_zone_remove(dns->ctx, dns_reserved[i]);
     }
-    const char *anchor = getenv("HONGYAN_DNS_TRUST_ANCHOR");
-    if (anchor != NULL && anchor[0] != '\0' && (r = ub_ctx_add_ta_file(dns->ctx, anchor)) != 0) {
-        buf_printf(err, "HONGYAN_DNS_TRUST_ANCHOR %s: %s", anchor, ub_strerror(r));
-        goto fail;
-    }
 
     if (base != NULL) {
         dns->ev = event_new(base, ub_fd(dns->ctx), EV_READ | EV_PERSIST, dns_on_readable, dns);
@@ -248,6 +244,32 @@ fail:
     buf_free(&fwd);
     dns_free(dns);
     return NULL;
+}
+
+struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *err)
+{
+    return dns_create(base, resolver, NULL, err);
+}
+
+const char *dns_trust_anchor(const char *configured)
+{
+    const char *env = getenv("HONGYAN_DNS_TRUST_ANCHOR");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    if (configured != NULL && configured[0] != '\0')
+        return configured;
+    return DNS_ROOT_KEY;
+}
+
+struct dns *dns_new_dnssec(struct event_base *base, const char *resolver, const char *anchor_file,
+                           struct buf *err)
+{
+    const char *anchor = dns_trust_anchor(anchor_file);
+    if (access(anchor, R_OK) != 0) {
+        buf_printf(err, "no DNSSEC trust anchor: %s: %s", anchor, strerror(errno));
+        return NULL;
+    }
+    return dns_create(base, resolver, anchor, err);
 }
 
 static void dns_unlink(struct dns_query *q)

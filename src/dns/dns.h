@@ -40,6 +40,19 @@ enum {
  * On error returns NULL and says why in err.
  */
 struct dns *dns_new(struct event_base *base, const char *resolver, struct buf *err);
+/*
+ * As dns_new(), but validating DNSSEC (answers then carry secure/bogus)
+ * against a trust-anchor file (zone-file DS or DNSKEY lines, as Debian's
+ * /usr/share/dns/root.key): the environment variable
+ * HONGYAN_DNS_TRUST_ANCHOR when set (for tests), else anchor_file when not
+ * empty, else root.key. NULL with err when that file cannot be read or
+ * parsed. dns_new() never validates, so that a forwarder which strips
+ * signatures does not make ordinary answers bogus; DANE uses this one.
+ */
+struct dns *dns_new_dnssec(struct event_base *base, const char *resolver, const char *anchor_file,
+                           struct buf *err);
+/* The trust-anchor file dns_new_dnssec() would use for anchor_file. */
+const char *dns_trust_anchor(const char *anchor_file);
 /* Cancels pending queries (their callbacks are not called) and frees. Not from a dns_cb. */
 void dns_free(struct dns *dns);
 /* Bound on one query, in milliseconds (default 5000): then DNS_TEMPFAIL. */
@@ -60,7 +73,7 @@ struct dns_mx {
 
 struct dns_answer {
     enum dns_status status;
-    int secure; /* DNSSEC validated (needs a trust anchor: see docs/dns.md) */
+    int secure; /* DNSSEC validated (only from dns_new_dnssec(): see docs/dns.md) */
     int bogus;  /* DNSSEC validation failed; status is then DNS_TEMPFAIL */
     int rrtype;
     unsigned ttl;

@@ -289,8 +289,10 @@ static void client_ready_ok(struct smtp_client *c)
 
 static void client_start_tls(struct smtp_client *c, enum client_state st)
 {
-    SSL *ssl = tls_client_ssl(c->o.tls, c->o.level, c->o.server_name,
-                              c->o.match_name ? c->o.match_name : c->o.server_name);
+    const char *name = c->o.match_name ? c->o.match_name : c->o.server_name;
+    SSL *ssl = c->o.level == TLS_LEVEL_DANE
+                   ? tls_client_ssl_dane(c->o.tls, c->o.dane, name)
+                   : tls_client_ssl(c->o.tls, c->o.level, c->o.server_name, name);
     if (!ssl) {
         struct buf why = BUF_INIT;
         buf_puts(&why, "cannot start TLS: ");
@@ -324,7 +326,8 @@ static int client_tls_done(struct smtp_client *c)
     log_info("%s TLS connection established to %s: %s", tls_trust_name(trust), c->label,
              buf_cstr(&summary));
     int wrap = c->state == CS_TLS_WRAP;
-    if ((c->o.level == TLS_LEVEL_VERIFY || c->o.level == TLS_LEVEL_SECURE) &&
+    if ((c->o.level == TLS_LEVEL_VERIFY || c->o.level == TLS_LEVEL_SECURE ||
+         c->o.level == TLS_LEVEL_DANE) &&
         trust != TLS_TRUST_VERIFIED) {
         struct buf msg = BUF_INIT;
         buf_printf(&msg, "Server certificate not verified: host %s: %s", c->hostip, buf_cstr(&why));
@@ -349,7 +352,7 @@ static void client_after_ehlo(struct smtp_client *c)
 {
     int want_tls = c->o.tls && c->o.level != TLS_LEVEL_NONE && !c->o.no_starttls;
     int need_tls = c->o.level == TLS_LEVEL_ENCRYPT || c->o.level == TLS_LEVEL_VERIFY ||
-                   c->o.level == TLS_LEVEL_SECURE;
+                   c->o.level == TLS_LEVEL_SECURE || c->o.level == TLS_LEVEL_DANE;
     if (!c->tls && want_tls && (c->ehlo.ext & SMTP_EHLO_STARTTLS)) {
         client_send(c, "STARTTLS");
         client_state(c, CS_STARTTLS);
@@ -795,7 +798,7 @@ static void client_reply(struct smtp_client *c)
             client_start_tls(c, CS_TLS_HANDSHAKE);
             return;
         }
-        if (c->o.level == TLS_LEVEL_MAY || c->o.level == TLS_LEVEL_DANE) {
+        if (c->o.level == TLS_LEVEL_MAY) {
             /* Opportunistic: a refused STARTTLS leaves the session as it was. */
             c->o.no_starttls = 1;
             client_after_ehlo(c);
@@ -1079,6 +1082,11 @@ struct smtp_client *smtp_client_connect(const struct smtp_client_opts *o, const 
 {
     struct smtp_client *c = xcalloc(1, sizeof *c);
     c->o = *o;
+    /* DANE with no usable TLSA record to match is opportunistic TLS (RFC 7672 2.2). */
+    if (c->o.level == TLS_LEVEL_DANE && (!c->o.dane || c->o.dane->n == 0)) {
+        c->o.level = TLS_LEVEL_MAY;
+        c->o.dane = NULL;
+    }
     c->base = o->base;
     c->label = xstrdup(label);
     const char *rb = strrchr(label, ']');

@@ -37,14 +37,15 @@ struct smtp_client;
 
 struct smtp_client_opts {
     struct event_base *base;
-    struct tls_client *tls; /* NULL: no TLS possible (as level none) */
-    enum tls_level level;
-    int wrappermode; /* TLS from the first byte (port 465) */
-    int no_starttls; /* plain only: a may-level retry after a failed handshake */
-    int lmtp;        /* speak LMTP (RFC 2033): LHLO, a reply per recipient after DATA */
+    struct tls_client *tls;      /* NULL: no TLS possible (as level none) */
+    enum tls_level level;        /* DANE needs dane; DANE without usable records is MAY */
+    const struct tls_dane *dane; /* DANE: the server's usable TLSA records (RFC 7672) */
+    int wrappermode;             /* TLS from the first byte (port 465) */
+    int no_starttls;             /* plain only: a may-level retry after a failed handshake */
+    int lmtp;                    /* speak LMTP (RFC 2033): LHLO, a reply per recipient after DATA */
     const char *helo_name;
     const char *server_name; /* the host name dialled: SNI, name checks, logs */
-    const char *match_name;  /* secure: the next-hop domain; verify: server_name */
+    const char *match_name;  /* secure: the next-hop domain; verify, dane: server_name */
     const char *queue_id;    /* for log lines; may be NULL */
     /* AUTH (RFC 4954): NULL user means do not authenticate. */
     const char *sasl_user;

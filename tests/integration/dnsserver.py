@@ -384,6 +384,205 @@ class DNSServer:
         self.stop()
 
 
+
+class SignedZone:
+    """A DNSSEC-signed zone (RFC 4033-4035) made with dnspython, for DANE tests.
+
+        zone = SignedZone("dane.test", {
+            "dane.test": [("MX", "10 mx.dane.test")],
+            "mx.dane.test": [("A", "127.0.0.1")],
+            "_25._tcp.mx.dane.test": [("TLSA", "3 1 1 ABCD...")],
+        })
+        zone.write_anchor(path)        # its DS, for unbound's trust anchor
+        zone.corrupt("_25._tcp.mx.dane.test", "TLSA")  # a bad signature: bogus
+
+    Records are zone-file RDATA text (a CNAME is followed within the zone,
+    its target's answer or denial added). The apex gets SOA, NS and a DNSKEY
+    (one ECDSA P-256 key, flags 257); every RRset is signed, and an NSEC
+    chain over all names (empty non-terminals need none: RFC 4035 3.1.3.2)
+    gives signed denial: NXDOMAIN with the NSEC covering the name and the one
+    covering the wildcard, NODATA with the name's own NSEC.
+    """
+
+    def __init__(self, origin, records, ttl=300):
+        import datetime
+        import dns.dnssec
+        import dns.name
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.rrset
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.origin = dns.name.from_text(origin)
+        self.ttl = ttl
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.dnskey = dns.dnssec.make_dnskey(self.key.public_key(), "ECDSAP256SHA256", flags=257)
+        self.rrsets = {}  # (name, rdtype) -> RRset
+        o = origin.rstrip(".") + "."
+        self._add(o, "SOA", "ns.%s hostmaster.%s 1 3600 600 86400 60" % (o, o))
+        self._add(o, "NS", "ns.%s" % o)
+        self._add(o, "DNSKEY", self.dnskey.to_text())
+        for name, recs in records.items():
+            for rtype, text in recs:
+                self._add(name, rtype, text)
+        # The NSEC chain, in canonical order (RFC 4034 6.1): each names the next.
+        names = sorted({n for n, _ in self.rrsets})
+        for i, n in enumerate(names):
+            types = sorted({t for m, t in self.rrsets if m == n} |
+                           {dns.rdatatype.RRSIG, dns.rdatatype.NSEC})
+            text = "%s %s" % (names[(i + 1) % len(names)].to_text(),
+                              " ".join(dns.rdatatype.to_text(t) for t in types))
+            self._add(n, "NSEC", text)
+        self.names = names
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.sigs = {}
+        for key, rrset in self.rrsets.items():
+            sig = dns.dnssec.sign(rrset, self.key, self.origin, self.dnskey,
+                                  inception=now - datetime.timedelta(hours=1),
+                                  expiration=now + datetime.timedelta(days=7))
+            self.sigs[key] = dns.rrset.from_rdata(rrset.name, rrset.ttl, sig)
+
+    def _add(self, name, rtype, text):
+        import dns.name
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.rrset
+        n = dns.name.from_text(name) if isinstance(name, str) else name
+        t = dns.rdatatype.from_text(rtype)
+        rd = dns.rdata.from_text(dns.rdataclass.IN, t, text, origin=self.origin,
+                                 relativize=False)
+        key = (n, t)
+        if key not in self.rrsets:
+            self.rrsets[key] = dns.rrset.RRset(n, dns.rdataclass.IN, t)
+            self.rrsets[key].update_ttl(self.ttl)
+        self.rrsets[key].add(rd)
+
+    def ds_text(self):
+        import dns.dnssec
+        ds = dns.dnssec.make_ds(self.origin, self.dnskey, "SHA256")
+        return "%s IN DS %s" % (self.origin.to_text(), ds.to_text())
+
+    def write_anchor(self, path):
+        """Writes the zone's DS as a trust-anchor file (unbound's format)."""
+        with open(path, "w") as f:
+            f.write(self.ds_text() + "\n")
+        return path
+
+    def corrupt(self, name, rtype):
+        """Spoils the signature over one RRset, as an attacker's change would."""
+        import dns.name
+        import dns.rdatatype
+        import dns.rrset
+        key = (dns.name.from_text(name), dns.rdatatype.from_text(rtype))
+        sig = self.sigs[key][0]
+        bad = bytearray(sig.signature)
+        bad[0] ^= 0xFF
+        self.sigs[key] = dns.rrset.from_rdata(key[0], self.sigs[key].ttl,
+                                              sig.replace(signature=bytes(bad)))
+
+    def covers(self, qname):
+        return qname.is_subdomain(self.origin)
+
+    def _with_sig(self, key):
+        return [self.rrsets[key], self.sigs[key]]
+
+    def _covering_nsec(self, qname):
+        """The NSEC whose owner sorts before qname and whose next name after it."""
+        import dns.rdatatype
+        prev = self.names[0]
+        for n in self.names:
+            if n <= qname:
+                prev = n
+        return self._with_sig((prev, dns.rdatatype.NSEC))
+
+    def answer(self, query):
+        """A dnspython response to a dnspython query for a name in this zone."""
+        import dns.flags
+        import dns.message
+        resp = dns.message.make_response(query)
+        resp.flags |= dns.flags.AA
+        resp.use_edns(0, dns.flags.DO, 1232)
+        q = query.question[0]
+        self._fill(resp, q.name, q.rdtype, 0)
+        return resp
+
+    def _fill(self, resp, qname, qtype, depth):
+        """Adds the answer for (qname, qtype) to resp, following CNAMEs in the zone."""
+        import dns.name
+        import dns.rcode
+        import dns.rdatatype
+        soa = self._with_sig((self.origin, dns.rdatatype.SOA))
+        if (qname, qtype) in self.rrsets:
+            resp.answer.extend(self._with_sig((qname, qtype)))
+            return
+        cname = (qname, dns.rdatatype.CNAME)
+        if qtype != dns.rdatatype.CNAME and cname in self.rrsets and depth < 8:
+            resp.answer.extend(self._with_sig(cname))
+            target = self.rrsets[cname][0].target
+            if self.covers(target):
+                self._fill(resp, target, qtype, depth + 1)
+            return
+        exists = any(n == qname or n.is_subdomain(qname) for n in self.names)
+        if exists:
+            resp.authority.extend(soa)
+            if (qname, dns.rdatatype.NSEC) in self.rrsets:
+                resp.authority.extend(self._with_sig((qname, dns.rdatatype.NSEC)))
+            else:  # an empty non-terminal: the NSEC that skips over it
+                resp.authority.extend(self._covering_nsec(qname))
+            return
+        resp.set_rcode(dns.rcode.NXDOMAIN)
+        resp.authority.extend(soa)
+        seen = set()
+        # The closest encloser is the longest existing ancestor; its wildcard must not exist.
+        ce = qname.parent()
+        while not any(n == ce or n.is_subdomain(ce) for n in self.names):
+            ce = ce.parent()
+        for target in (qname, dns.name.Name((b"*",) + ce.labels)):
+            rrs = self._covering_nsec(target)
+            if rrs[0].name not in seen:
+                seen.add(rrs[0].name)
+                resp.authority.extend(rrs)
+
+
+class SignedDNSServer(DNSServer):
+    """DNSServer that also serves SignedZone objects (names under them are
+    answered from the signed zone, every other name as DNSServer does):
+
+        with SignedDNSServer([zone], zone={"plain.test": [...]}) as dns: ...
+    """
+
+    def __init__(self, signed_zones, **kwargs):
+        super().__init__(**kwargs)
+        self.signed = list(signed_zones)
+
+    def handle(self, data, udp):
+        import dns.exception
+        import dns.message
+        try:
+            query = dns.message.from_wire(data)
+            qname = query.question[0].name
+        except Exception:  # noqa: BLE001 - not for us: DNSServer answers FORMERR
+            return super().handle(data, udp)
+        zone = next((z for z in self.signed if z.covers(qname)), None)
+        if zone is None:
+            return super().handle(data, udp)
+        import dns.rdatatype
+        with self.lock:
+            self.queries.append((qname.to_text(omit_final_dot=True).lower(),
+                                 dns.rdatatype.to_text(query.question[0].rdtype)))
+            resp = zone.answer(query)
+        limit = 65535
+        if udp:
+            limit = max(512, query.payload) if query.edns >= 0 else 512
+        try:
+            return resp.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            resp.answer, resp.authority, resp.additional = [], [], []
+            resp.flags |= dns.flags.TC
+            return resp.to_wire()
+
 if __name__ == "__main__":
     import signal
     import sys

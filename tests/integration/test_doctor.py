@@ -215,7 +215,7 @@ def test_complete_zone_all_ok(env):
     r = env.doctor(probe=env.probe)
     assert r.returncode == 0, r.stdout + r.stderr
     got = lines(r.stdout)
-    assert list(got) == ["a", "mx", "ptr", "spf", "dkim", "dmarc", "network"], r.stdout
+    assert list(got) == ["a", "mx", "ptr", "spf", "dkim", "dmarc", "tlsa", "network"], r.stdout
     assert all(v[0] == "ok" for v in got.values()), r.stdout
     assert "mx.example.com has 192.0.2.10" in got["a"][1]
     assert "resolves back to 192.0.2.10" in got["ptr"][1]
@@ -237,7 +237,7 @@ def test_json(env):
     assert doc["failed"] is True
     checks = {c["name"]: c for c in doc["checks"]}
     assert [c["name"] for c in doc["checks"]] == ["a", "mx", "ptr", "spf", "dkim", "dmarc",
-                                                 "network"]
+                                                 "tlsa", "network"]
     for c in doc["checks"]:
         assert set(c) >= {"name", "status", "found", "expected", "records_to_publish"}
     assert checks["spf"]["status"] == "ok"
@@ -567,3 +567,59 @@ def test_public_address_from_interfaces_or_unknown(env):
         assert "from the host's interfaces" in head, head
         addr = head.split("public address ")[1].split(" ")[0]
         assert not addr.startswith(("127.", "10.", "192.168.", "192.0.2.", "fe80", "fd"))
+
+
+# ---- TLSA (DANE) ----------------------------------------------------------------
+
+
+def tlsa_311(cert_path):
+    import hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
+def with_cert(env):
+    cert, key = make_cert(env.tmp, "mx.example.com")
+    env.settings["smtpd_tls_cert_file"] = str(cert)
+    env.settings["smtpd_tls_key_file"] = str(key)
+    env.write()
+    return cert
+
+
+def test_tlsa_matching_the_certificate_is_ok(env):
+    cert = with_cert(env)
+    env.dns.set("_25._tcp.mx.example.com", [("TLSA", (3, 1, 1, tlsa_311(cert)))])
+    r = env.doctor(probe=env.probe)
+    got = lines(r.stdout)
+    assert got["tlsa"][0] == "ok", r.stdout
+    assert "TLSA 3 1 1 at _25._tcp.mx.example.com matches the certificate in %s" % cert \
+        in got["tlsa"][1]
+    assert r.returncode == 0, r.stdout
+
+
+def test_tlsa_not_matching_the_certificate_fails(env):
+    cert = with_cert(env)
+    env.dns.set("_25._tcp.mx.example.com", [("TLSA", (3, 1, 1, "ab" * 32)),
+                                            ("TLSA", (1, 1, 1, tlsa_311(cert)))])
+    r = env.doctor(probe=env.probe)
+    got = lines(r.stdout)
+    assert r.returncode == 1, r.stdout
+    assert got["tlsa"][0] == "FAIL", r.stdout
+    # PKIX-EE (1) is not for SMTP (RFC 7672 3.1.3), even when its digest is right.
+    assert "2 TLSA record(s) at _25._tcp.mx.example.com (1 usable for SMTP)" in got["tlsa"][1]
+    assert published(r.stdout) == ["_25._tcp.mx.example.com. IN TLSA 3 1 1 %s" % tlsa_311(cert)]
+    assert "Senders that use DANE defer all mail to mx.example.com" in r.stdout
+
+
+def test_no_tlsa_is_ok_with_the_record_as_advice(env):
+    cert = with_cert(env)
+    r = env.doctor(probe=env.probe)
+    got = lines(r.stdout)
+    assert got["tlsa"][0] == "ok", r.stdout
+    assert "no TLSA records at _25._tcp.mx.example.com" in got["tlsa"][1]
+    assert "_25._tcp.mx.example.com. IN TLSA 3 1 1 %s" % tlsa_311(cert) in r.stdout
+    assert "Publish" not in r.stdout
