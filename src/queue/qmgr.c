@@ -26,6 +26,7 @@
 #include "daemon/server.h"
 #include "deliver/agent.h"
 #include "deliver/maildir.h"
+#include "deliver/route.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workq.h"
@@ -859,7 +860,7 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
                 if (str_eq_ci(rl.items[k].address, r->address))
                     it = &rl.items[k];
             /* Postfix: transport_maps, then mailbox_transport/virtual_transport (route.h). */
-            int cls = it->virtual_domain ? 2 : 1;
+            int cls = it->virtual_domain ? ROUTE_CLASS_VIRTUAL : ROUTE_CLASS_MYDEST;
             if (it->cls == RESOLVE_LOCAL &&
                 remote_routes_local(q->srv, e->sender, r->address, cls)) {
                 j->remote_class[j->nremote] = (unsigned char)cls;
