@@ -106,6 +106,7 @@ def test_client_name_is_forward_confirmed(server_factory):
         assert wait_for(lambda: "disconnect from %s[%s]" % (name, source) in srv.log_text()), \
             srv.log_text()[-2000:]
         assert "connect from %s[%s]" % (name, source) in srv.log_text()
+    assert wait_for(lambda: len(srv.messages("example.com", "u")) == 2, timeout=20)
     received = [p.read_bytes().split(b"\nReceived: ", 1)[1].split(b"\n", 1)[0]
                 for p in srv.messages("example.com", "u")]
     assert sorted(received) == [b"from client.example (localhost [127.0.0.1])\r",
