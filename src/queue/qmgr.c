@@ -105,6 +105,9 @@ struct qjob {
     int sync_deferred, remote_ok;
     /* Filled by the record step. */
     int gone, removed, record_failed;
+    /* A finished message with remotely accepted recipients: its records join a sync round,
+     * then it is removed (qjob_record_synced). */
+    int sync_then_remove;
     char bounce_id[QUEUE_ID_MAX];
     char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
     size_t *bounced, nbounced;   /* recipients bounced in this round */
@@ -719,17 +722,24 @@ static void qjob_record_work(void *arg)
      * delivers again, which Maildir delivery makes idempotent for messages
      * found by scan: maildir.h; a bounce would be sent again, never lost),
      * and results or a schedule kept for later are written without a sync.
-     * Only a recipient a remote server accepted is recorded durably first.
+     * Only a recipient a remote server accepted is recorded durably first:
+     * with fdatasync when the message stays, or, when it is finished, in
+     * the next group-commit round before the removal (qjob_record_synced),
+     * so a busy relay shares one syncfs among many messages.
      */
+    int finish_in_round = !pending && j->remote_ok;
     if (rec.len && (pending || j->remote_ok) &&
-        spool_append_sync(s, e->queue_id, rec.data, rec.len, j->remote_ok || warned) < 0) {
+        spool_append_sync(s, e->queue_id, rec.data, rec.len,
+                          (j->remote_ok && !finish_in_round) || warned) < 0) {
         if (errno == ENOENT)
             j->gone = 1; /* deleted or held by the operator meanwhile */
         else
             log_error("%s: cannot record delivery results: %s", e->queue_id, strerror(errno));
         j->record_failed = 1;
     }
-    if (!j->record_failed && !pending) {
+    if (!j->record_failed && finish_in_round) {
+        j->sync_then_remove = 1;
+    } else if (!j->record_failed && !pending) {
         if (spool_remove(s, e->queue_id) == 0)
             j->removed = 1;
         else
@@ -744,11 +754,38 @@ static const char *qmgr_status_word(enum delivery_status st)
     return st == DELIVERY_OK ? "sent" : st == DELIVERY_TEMPFAIL ? "deferred" : "bounced";
 }
 
+static void qjob_remove_work(void *arg)
+{
+    struct qjob *j = arg;
+    if (spool_remove(j->q->srv->spool, j->env->queue_id) == 0)
+        j->removed = 1;
+    else
+        j->gone = 1;
+}
+
+static void qjob_record_synced(void *arg, int err_code)
+{
+    struct qjob *j = arg;
+    if (err_code) {
+        /* Not known durable: keep the message; its next round reads what did reach the disk. */
+        log_error("%s: cannot record delivery results: %s", j->env->queue_id, strerror(err_code));
+        j->record_failed = 1;
+        qjob_record_done(j);
+        return;
+    }
+    workq_submit(j->q->srv->workq, qjob_remove_work, qjob_record_done, j);
+}
+
 static void qjob_record_done(void *arg)
 {
     struct qjob *j = arg;
     struct qmgr *q = j->q;
     struct envelope *e = j->env;
+    if (j->sync_then_remove) {
+        j->sync_then_remove = 0;
+        spool_sync(q->srv->spool, qjob_record_synced, j);
+        return;
+    }
     struct timeval tv;
     gettimeofday(&tv, NULL);
     double delay = (double)(tv.tv_sec - e->arrival) + tv.tv_usec / 1e6;
