@@ -26,6 +26,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
 
 from conftest import free_port, wait_for, wait_port
+from test_outbound import dsn_messages, maillog, queue_ids, sendmail
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -35,25 +36,6 @@ LOCAL = {
     "mydestination": "$myhostname, localhost, local.test",
     "virtual_mailbox_domains": "virt.test",
 }
-
-
-def maillog(srv):
-    p = srv.tmp / "maillog"
-    return p.read_text(errors="replace") if p.exists() else ""
-
-
-def sendmail(srv, rcpts, body="Subject: lmtp test\n\nhello over lmtp\n",
-             sender="alice@local.test"):
-    r = srv.cmd("sendmail", "-f", sender, *rcpts, input=body)
-    assert r.returncode == 0, r.stderr
-
-
-def queue_ids(srv):
-    return re.findall(r"^([0-9A-Z]{8,})\b", srv.cmd("queue").stdout, re.M)
-
-
-def dsn_messages(srv):
-    return [p.read_text(errors="replace") for p in srv.messages("local.test", "alice")]
 
 
 class Dovecot:
@@ -171,7 +153,8 @@ def test_dovecot_virtual_transport_unix_socket(server_factory, dovecot):
     """The usual Dovecot set-up: virtual_transport = lmtp:unix:PATH."""
     dovecot.start()
     srv = make_server(server_factory, {"virtual_transport": "lmtp:unix:%s" % dovecot.socket})
-    sendmail(srv, ["bob@virt.test", "carol@virt.test", "dave@local.test"])
+    sendmail(srv, ["bob@virt.test", "carol@virt.test", "dave@local.test"],
+             body="Subject: lmtp test\n\nhello over lmtp\n")
     assert wait_for(lambda: dovecot.messages("virt.test", "bob") and
                     dovecot.messages("virt.test", "carol"), timeout=20), \
         maillog(srv) + dovecot.log_text()
