@@ -149,6 +149,8 @@ const struct config_key config_keys[] = {
     {"smtp_sasl_security_options", "noplaintext, noanonymous", CONFIG_ENUM_LIST,
      "noplaintext noanonymous noactive nodictionary mutual_auth",
      "mechanism restrictions for AUTH to the next hop"},
+    {"smtp_tls_policy_maps", "", CONFIG_LIST, NULL,
+     "tables of next hop -> TLS level and attributes (match=) overriding smtp_tls_security_level"},
     {"smtp_tls_security_level", "may", CONFIG_ENUM, "none may encrypt verify secure dane",
      "TLS when delivering (Postfix's Debian default, may)"},
     {"smtp_dns_support_level", "", CONFIG_ENUM_LIST, "disabled enabled dnssec",

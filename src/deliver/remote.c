@@ -44,7 +44,7 @@ struct remote_gen {
     int refs;
     struct server_gen *sgen; /* a reference: the configuration stays while jobs use it */
     const struct config *cfg;
-    struct map_list *transport, *sender_relay, *sasl;
+    struct map_list *transport, *sender_relay, *sasl, *tls_policy;
     struct route_tables tables;
     struct tls_client *tls;
     struct event_base *base;
@@ -131,6 +131,7 @@ struct remote_job {
     char *c_server; /* server name of c */
     char *c_ip;
     int plain_retry;        /* at may, a failed handshake: once again without STARTTLS */
+    char **tls_match;       /* smtp_tls_policy_maps match=, expanded for the connection made */
     enum tls_level c_level; /* the TLS level of the last connection made */
     struct smtp_msg msg;
     struct smtp_msg_rcpt *mrcpts;
@@ -163,6 +164,7 @@ static int remote_map_lookup(void *ctx, const char *table, const char *key, stru
     struct remote_gen *g = ctx;
     struct map_list *l = strcmp(table, "transport_maps") == 0                    ? g->transport
                          : strcmp(table, "sender_dependent_relayhost_maps") == 0 ? g->sender_relay
+                         : strcmp(table, "smtp_tls_policy_maps") == 0            ? g->tls_policy
                                                                                  : g->sasl;
     if (!l)
         return MAP_NOTFOUND;
@@ -193,6 +195,7 @@ static struct remote_gen *remote_gen_new(struct server *srv)
     g->sender_relay = remote_open_maps(cfg, "sender_dependent_relayhost_maps", &err);
     if (config_get_bool(cfg, "smtp_sasl_auth_enable"))
         g->sasl = remote_open_maps(cfg, "smtp_sasl_password_maps", &err);
+    g->tls_policy = remote_open_maps(cfg, "smtp_tls_policy_maps", &err);
     g->tables.lookup = remote_map_lookup;
     g->tables.ctx = g;
     g->base = srv->base;
@@ -216,7 +219,8 @@ static struct remote_gen *remote_gen_new(struct server *srv)
                         buf_cstr(&why));
         buf_free(&why);
     }
-    if (level != TLS_LEVEL_NONE || config_get_bool(cfg, "smtp_tls_wrappermode")) {
+    /* A policy entry may ask for TLS even when the global level is none. */
+    if (level != TLS_LEVEL_NONE || g->tls_policy || config_get_bool(cfg, "smtp_tls_wrappermode")) {
         struct buf why = BUF_INIT;
         g->tls = tls_client_new(cfg, &why);
         if (!g->tls && err.len == 0)
@@ -251,6 +255,7 @@ static void remote_gen_unref(struct remote_gen *g)
     map_list_free(g->transport);
     map_list_free(g->sender_relay);
     map_list_free(g->sasl);
+    map_list_free(g->tls_policy);
     tls_client_free(g->tls);
     free(g->open_error);
     server_gen_unref(g->sgen);
@@ -470,6 +475,7 @@ static void remote_job_free(struct remote_job *j)
         explicit_bzero(j->pass.data, j->pass.len);
     buf_free(&j->user);
     buf_free(&j->pass);
+    strlist_free(j->tls_match);
     remote_gen_unref(j->gen);
     free(j);
 }
@@ -706,6 +712,55 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
         buf_free(&key);
         buf_free(&err);
     }
+    /* smtp_tls_policy_maps for this next hop (route.h has the key order). */
+    enum tls_level level = tls_level_parse(config_get(cfg, "smtp_tls_security_level"));
+    strlist_free(j->tls_match);
+    j->tls_match = NULL;
+    if (j->gen->tls_policy && !lmtp) {
+        struct route_tls_policy pol = {0};
+        struct buf key = BUF_INIT, err = BUF_INIT;
+        enum route_tls_result r =
+            route_tls_policy_lookup(&j->gen->tables, &j->route, &pol, &key, &err);
+        if (r == ROUTE_TLS_TEMPFAIL || r == ROUTE_TLS_INVALID) {
+            /* Never a silent downgrade: a policy we cannot read or understand defers. */
+            log_warning("%s: %s", j->req->queue_id, buf_cstr(&err));
+            remote_set_error(j, r == ROUTE_TLS_INVALID ? "4.7.5" : "4.3.0", buf_cstr(&err), 0);
+            buf_free(&key);
+            buf_free(&err);
+            j->next_addr = j->naddrs;
+            j->next_host = j->nhosts;
+            remote_job_try_next(j);
+            return;
+        }
+        if (r == ROUTE_TLS_FOUND) {
+            level = pol.level;
+            if (log_debug_enabled())
+                log_debug("%s: TLS policy for %s from smtp_tls_policy_maps key %s",
+                          j->req->queue_id, j->route.nexthop ? j->route.nexthop : j->route.host,
+                          buf_cstr(&key));
+            if (pol.ignored)
+                log_info(
+                    "%s: smtp_tls_policy_maps key %s: %s not enforced (OpenSSL defaults apply)",
+                    j->req->queue_id, buf_cstr(&key), pol.ignored);
+            /* Postfix's match= words: hostname, nexthop, dot-nexthop; others are literal. */
+            for (size_t i = 0; pol.match && pol.match[i]; i++) {
+                const char *m = pol.match[i];
+                char *name = str_eq_ci(m, "hostname")      ? xstrdup(a->host)
+                             : str_eq_ci(m, "nexthop")     ? xstrdup(j->route.host)
+                             : str_eq_ci(m, "dot-nexthop") ? xasprintf(".%s", j->route.host)
+                                                           : xstrdup(m);
+                size_t n = 0;
+                while (j->tls_match && j->tls_match[n])
+                    n++;
+                j->tls_match = xrealloc(j->tls_match, (n + 2) * sizeof *j->tls_match);
+                j->tls_match[n] = name;
+                j->tls_match[n + 1] = NULL;
+            }
+        }
+        route_tls_policy_clear(&pol);
+        buf_free(&key);
+        buf_free(&err);
+    }
     /*
      * "host[ip]:port", as Postfix writes relay= (IPv6 too: "mx[2001:db8::1]:25");
      * for a unix socket "myhostname[path]", as Postfix's lmtp(8) does.
@@ -715,7 +770,7 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     struct smtp_client_opts o = {0};
     o.base = j->req->srv->base;
     o.tls = j->gen->tls;
-    o.level = tls_level_parse(config_get(cfg, "smtp_tls_security_level"));
+    o.level = level;
     if (o.level == TLS_LEVEL_DANE) {
         /* What the TLSA lookup for this server decided (remote_dns_tlsa_cb); may without it. */
         o.level = TLS_LEVEL_MAY;
@@ -733,6 +788,7 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     o.server_name = a->host;
     /* secure: the certificate must name the next hop; verify: the server as found. */
     o.match_name = o.level == TLS_LEVEL_SECURE ? j->route.host : a->host;
+    o.match_names = (const char *const *)j->tls_match;
     o.queue_id = j->req->queue_id;
     if (have_auth) {
         o.sasl_user = buf_cstr(&j->user);
@@ -764,6 +820,7 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
         o.wrappermode = 0;
         o.no_starttls = 1;
         o.match_name = a->host;
+        o.match_names = NULL;
         o.helo_name = config_get(cfg, "lmtp_lhlo_name");
     }
     j->c = smtp_client_connect(&o, (struct sockaddr *)&ss, len, label, remote_ready, j);

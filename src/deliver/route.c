@@ -399,3 +399,175 @@ int route_sasl_lookup(struct route_tables *t, const struct route *r, const char 
     strlist_free(keys);
     return res;
 }
+
+/* ---- smtp_tls_policy_maps (Postfix TLS_README "TLS policy maps") ---- */
+
+/* A plain domain name: no brackets, no port, letters, digits, '-', '.', '_'. */
+static int route_is_domain(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '.' || *p == '_'))
+            return 0;
+    return 1;
+}
+
+char **route_tls_policy_keys(const struct route *r)
+{
+    char **keys = xcalloc(1, sizeof *keys);
+    size_t n = 0;
+    const char *dest = r->nexthop ? r->nexthop : r->host;
+    if (!dest || !*dest)
+        return keys;
+    route_key_add(&keys, &n, xstrdup(dest));
+    /*
+     * Postfix's smtp_tls_policy.c tls_policy_lookup(): "[host]:port",
+     * "[host]" and "host:port" are explicit next hops and match only
+     * themselves; a domain then tries ".parent" for each parent.
+     */
+    if (!route_is_domain(dest))
+        return keys;
+    for (const char *p = strchr(dest + 1, '.'); p && p[1]; p = strchr(p + 1, '.'))
+        route_key_add(&keys, &n, xstrdup(p));
+    return keys;
+}
+
+void route_tls_policy_clear(struct route_tls_policy *p)
+{
+    strlist_free(p->match);
+    free(p->ignored);
+    p->match = NULL;
+    p->ignored = NULL;
+}
+
+/* The levels a policy entry may name; dane-only and fingerprint are not implemented. */
+static int route_tls_level_word(const char *w, enum tls_level *out)
+{
+    static const struct {
+        const char *name;
+        enum tls_level level;
+    } levels[] = {
+        {"none", TLS_LEVEL_NONE},     {"may", TLS_LEVEL_MAY},       {"encrypt", TLS_LEVEL_ENCRYPT},
+        {"verify", TLS_LEVEL_VERIFY}, {"secure", TLS_LEVEL_SECURE}, {"dane", TLS_LEVEL_DANE},
+    };
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        if (str_eq_ci(w, levels[i].name)) {
+            *out = levels[i].level;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Splits "a:b:c" into a strlist of non-empty names; NULL when one is empty. */
+static char **route_match_split(const char *v)
+{
+    char **names = xcalloc(1, sizeof *names);
+    size_t n = 0;
+    const char *p = v;
+    for (;;) {
+        const char *colon = strchr(p, ':');
+        size_t len = colon ? (size_t)(colon - p) : strlen(p);
+        if (len == 0) {
+            strlist_free(names);
+            return NULL;
+        }
+        names = xrealloc(names, (n + 2) * sizeof *names);
+        names[n++] = xstrndup(p, len);
+        names[n] = NULL;
+        if (!colon)
+            return names;
+        p = colon + 1;
+    }
+}
+
+int route_tls_policy_parse(const char *value, struct route_tls_policy *out, struct buf *err)
+{
+    memset(out, 0, sizeof *out);
+    /* Postfix splits the value on white space and commas. */
+    char **words = strlist_split(value ? value : "", NULL);
+    struct buf ignored = BUF_INIT;
+    int rc = -1;
+    if (!words[0]) {
+        buf_puts(err, "empty policy");
+        goto done;
+    }
+    if (route_tls_level_word(words[0], &out->level) < 0) {
+        if (str_eq_ci(words[0], "dane-only") || str_eq_ci(words[0], "fingerprint") ||
+            str_eq_ci(words[0], "half-dane"))
+            buf_printf(err, "security level \"%s\" is not supported", words[0]);
+        else
+            buf_printf(err, "unknown security level \"%s\"", words[0]);
+        goto done;
+    }
+    for (size_t i = 1; words[i]; i++) {
+        const char *w = words[i];
+        const char *eq = strchr(w, '=');
+        if (!eq || eq == w) {
+            buf_printf(err, "malformed attribute \"%s\" (want name=value)", w);
+            goto done;
+        }
+        size_t nlen = (size_t)(eq - w);
+        if (nlen == 5 && strncasecmp(w, "match", 5) == 0) {
+            if (out->match) {
+                buf_puts(err, "duplicate attribute \"match\"");
+                goto done;
+            }
+            if (out->level != TLS_LEVEL_VERIFY && out->level != TLS_LEVEL_SECURE) {
+                buf_printf(err, "attribute \"match\" is only valid at levels verify and secure");
+                goto done;
+            }
+            out->match = route_match_split(eq + 1);
+            if (!out->match) {
+                buf_printf(err, "attribute \"%s\" has an empty name", w);
+                goto done;
+            }
+        } else if ((nlen == 9 && strncasecmp(w, "protocols", 9) == 0) ||
+                   (nlen == 7 && strncasecmp(w, "ciphers", 7) == 0)) {
+            buf_printf(&ignored, "%s%s", ignored.len ? " " : "", w);
+        } else {
+            buf_printf(err, "unknown attribute \"%.*s\"", (int)nlen, w);
+            goto done;
+        }
+    }
+    if (ignored.len)
+        out->ignored = buf_steal(&ignored);
+    rc = 0;
+done:
+    if (rc < 0)
+        route_tls_policy_clear(out);
+    buf_free(&ignored);
+    strlist_free(words);
+    return rc;
+}
+
+enum route_tls_result route_tls_policy_lookup(struct route_tables *t, const struct route *r,
+                                              struct route_tls_policy *out, struct buf *key_used,
+                                              struct buf *err)
+{
+    char **keys = route_tls_policy_keys(r);
+    struct buf value = BUF_INIT;
+    enum route_tls_result res = ROUTE_TLS_DEFAULT;
+    for (size_t i = 0; keys[i] && res == ROUTE_TLS_DEFAULT; i++) {
+        int m = route_lookup(t, "smtp_tls_policy_maps", keys[i], &value, err);
+        if (m == MAP_TEMPFAIL) {
+            res = ROUTE_TLS_TEMPFAIL;
+        } else if (m == MAP_FOUND) {
+            buf_set(key_used, keys[i]);
+            struct buf why = BUF_INIT;
+            if (route_tls_policy_parse(buf_cstr(&value), out, &why) == 0) {
+                res = ROUTE_TLS_FOUND;
+            } else {
+                buf_printf(err, "smtp_tls_policy_maps entry %s = \"%s\": %s", keys[i],
+                           buf_cstr(&value), buf_cstr(&why));
+                res = ROUTE_TLS_INVALID;
+            }
+            buf_free(&why);
+        }
+    }
+    buf_free(&value);
+    strlist_free(keys);
+    return res;
+}

@@ -14,6 +14,7 @@
 #define HONGYAN_DELIVER_ROUTE_H
 
 #include "lib/buf.h"
+#include "tls/tls_client.h"
 
 struct config;
 
@@ -51,7 +52,7 @@ struct route {
 /*
  * The lookup tables a route needs, as one function: table is the config key
  * ("transport_maps", "sender_dependent_relayhost_maps",
- * "smtp_sasl_password_maps"); the answer is an enum map_result (maps.h).
+ * "smtp_sasl_password_maps", "smtp_tls_policy_maps"); the answer is an enum map_result (maps.h).
  * remote.c backs it with map_list_lookup(); tests with a fixed table.
  */
 struct route_tables {
@@ -118,5 +119,48 @@ char **route_sasl_keys(const struct route *r, const char *server_name);
 int route_sasl_lookup(struct route_tables *t, const struct route *r, const char *server_name,
                       struct buf *user, struct buf *password, struct buf *key_used,
                       struct buf *err);
+
+/*
+ * smtp_tls_policy_maps (Postfix TLS_README "TLS policy maps"). The keys,
+ * first match wins: the next hop as written without the transport
+ * ("[smtp.example.com]:587", "example.com", "example.com:587"); then, only
+ * when that is a plain domain name (no brackets, no port), each parent
+ * domain with a leading dot: for "a.b.example.com" ".b.example.com",
+ * ".example.com", ".com" (Postfix's order; smtp_tls_policy_maps is not in
+ * parent_domain_matches_subdomains, so "example.com" matches only itself).
+ * Returns a strlist (strlist_free()).
+ */
+char **route_tls_policy_keys(const struct route *r);
+
+/* One policy entry, parsed. Owns match (strlist) and ignored. */
+struct route_tls_policy {
+    enum tls_level level;
+    char **match; /* match= names (colon-separated in the table), or NULL for the level's default */
+    char *ignored; /* attributes accepted but not enforced ("protocols=... ciphers=..."), or NULL */
+};
+
+/*
+ * Parses a policy value: a level (none, may, encrypt, verify, secure,
+ * dane) then attributes: match=NAME:NAME... (verify and secure only;
+ * hostname, nexthop, dot-nexthop or a literal name, ".name" for its
+ * subdomains), protocols= and ciphers= (accepted, not enforced: listed in
+ * out->ignored). Anything else (another level such as dane-only or
+ * fingerprint, an unknown or repeated attribute, an empty match=) is -1
+ * with err; 0 fills out (route_tls_policy_clear() it).
+ */
+int route_tls_policy_parse(const char *value, struct route_tls_policy *out, struct buf *err);
+void route_tls_policy_clear(struct route_tls_policy *p);
+
+enum route_tls_result {
+    ROUTE_TLS_DEFAULT,  /* no entry: smtp_tls_security_level applies */
+    ROUTE_TLS_FOUND,    /* out is filled, key_used says which key matched */
+    ROUTE_TLS_TEMPFAIL, /* the table could not be read: err */
+    ROUTE_TLS_INVALID,  /* the entry is malformed: err (defer, never downgrade) */
+};
+
+/* Looks r's next hop up in "smtp_tls_policy_maps" through t, in route_tls_policy_keys() order. */
+enum route_tls_result route_tls_policy_lookup(struct route_tables *t, const struct route *r,
+                                              struct route_tls_policy *out, struct buf *key_used,
+                                              struct buf *err);
 
 #endif

@@ -290,8 +290,9 @@ static void client_ready_ok(struct smtp_client *c)
 static void client_start_tls(struct smtp_client *c, enum client_state st)
 {
     const char *name = c->o.match_name ? c->o.match_name : c->o.server_name;
-    SSL *ssl = c->o.level == TLS_LEVEL_DANE
-                   ? tls_client_ssl_dane(c->o.tls, c->o.dane, name)
+    SSL *ssl = c->o.level == TLS_LEVEL_DANE ? tls_client_ssl_dane(c->o.tls, c->o.dane, name)
+               : c->o.match_names
+                   ? tls_client_ssl_names(c->o.tls, c->o.level, c->o.server_name, c->o.match_names)
                    : tls_client_ssl(c->o.tls, c->o.level, c->o.server_name, name);
     if (!ssl) {
         struct buf why = BUF_INIT;

@@ -46,7 +46,9 @@ struct smtp_client_opts {
     const char *helo_name;
     const char *server_name; /* the host name dialled: SNI, name checks, logs */
     const char *match_name;  /* secure: the next-hop domain; verify, dane: server_name */
-    const char *queue_id;    /* for log lines; may be NULL */
+    /* verify/secure from smtp_tls_policy_maps match=: the names to accept instead of match_name */
+    const char *const *match_names;
+    const char *queue_id; /* for log lines; may be NULL */
     /* AUTH (RFC 4954): NULL user means do not authenticate. */
     const char *sasl_user;
     const char *sasl_pass;

@@ -140,6 +140,33 @@ SSL *tls_client_ssl(struct tls_client *c, enum tls_level level, const char *sni,
     return ssl;
 }
 
+SSL *tls_client_ssl_names(struct tls_client *c, enum tls_level level, const char *sni,
+                          const char *const *names)
+{
+    SSL *ssl = SSL_new(c->ctx);
+    if (!ssl)
+        return NULL;
+    if (sni && *sni && !tls_is_address(sni))
+        SSL_set_tlsext_host_name(ssl, sni);
+    if (level != TLS_LEVEL_VERIFY && level != TLS_LEVEL_SECURE)
+        return ssl;
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    int first = 1;
+    for (size_t i = 0; names && names[i]; i++) {
+        if (!*names[i])
+            continue;
+        if (tls_is_address(names[i])) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), names[i]);
+        } else if (first) {
+            SSL_set1_host(ssl, names[i]);
+            first = 0;
+        } else {
+            SSL_add1_host(ssl, names[i]);
+        }
+    }
+    return ssl;
+}
+
 int tls_tlsa_parse(const unsigned char *rdata, size_t len, struct tls_tlsa *out)
 {
     /* RFC 6698 2.1: usage, selector, matching type, then at least one octet of data. */

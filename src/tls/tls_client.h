@@ -58,6 +58,14 @@ void tls_client_free(struct tls_client *c);
  */
 SSL *tls_client_ssl(struct tls_client *c, enum tls_level level, const char *sni,
                     const char *match_name);
+/*
+ * The same with a list of acceptable names (smtp_tls_policy_maps match=,
+ * already expanded): for verify and secure the certificate must match one
+ * of names (NULL-terminated); a name with a leading dot matches its
+ * subdomains; an address literal is checked as an IP address.
+ */
+SSL *tls_client_ssl_names(struct tls_client *c, enum tls_level level, const char *sni,
+                          const char *const *names);
 
 /*
  * After a completed handshake: the trust reached, and in summary
