@@ -468,6 +468,154 @@ static void test_sasl_lookup(void **state)
     buf_free(&key);
 }
 
+static void assert_keys(char **keys, const char *const *want)
+{
+    for (size_t i = 0; want[i] || keys[i]; i++) {
+        assert_non_null(keys[i]);
+        assert_non_null(want[i]);
+        assert_string_equal(keys[i], want[i]);
+    }
+    strlist_free(keys);
+}
+
+static void test_tls_policy_keys(void **state)
+{
+    struct route r = {0};
+    struct buf err = BUF_INIT;
+    /* An explicit next hop matches only itself, as written. */
+    assert_int_equal(route_parse_nexthop("[smtp.example.com]:587", 25, &r, &err), 0);
+    assert_keys(route_tls_policy_keys(&r), (const char *[]){"[smtp.example.com]:587", NULL});
+    assert_int_equal(route_parse_nexthop("[smtp.example.com]", 25, &r, &err), 0);
+    assert_keys(route_tls_policy_keys(&r), (const char *[]){"[smtp.example.com]", NULL});
+    assert_int_equal(route_parse_nexthop("example.com:587", 25, &r, &err), 0);
+    assert_keys(route_tls_policy_keys(&r), (const char *[]){"example.com:587", NULL});
+    /* A domain (MX delivery): itself, then each parent with a leading dot. */
+    assert_int_equal(route_parse_nexthop("a.b.example.com", 25, &r, &err), 0);
+    assert_keys(route_tls_policy_keys(&r), (const char *[]){"a.b.example.com", ".b.example.com",
+                                                            ".example.com", ".com", NULL});
+    route_clear(&r);
+    /* The MX route of a recipient domain uses the domain as its next hop. */
+    struct config *cfg = load_cfg("myhostname = mx.test\n");
+    assert_int_equal(route_decide(cfg, NULL, "", "u@Sub.Example.com", &r, &err), ROUTE_FOUND);
+    assert_keys(route_tls_policy_keys(&r),
+                (const char *[]){"sub.example.com", ".example.com", ".com", NULL});
+    route_clear(&r);
+    config_free(cfg);
+    buf_free(&err);
+}
+
+static void test_tls_policy_parse(void **state)
+{
+    struct route_tls_policy p;
+    struct buf err = BUF_INIT;
+    assert_int_equal(route_tls_policy_parse("encrypt", &p, &err), 0);
+    assert_int_equal(p.level, TLS_LEVEL_ENCRYPT);
+    assert_null(p.match);
+    assert_null(p.ignored);
+    route_tls_policy_clear(&p);
+    assert_int_equal(route_tls_policy_parse("  NONE ", &p, &err), 0);
+    assert_int_equal(p.level, TLS_LEVEL_NONE);
+    route_tls_policy_clear(&p);
+    assert_int_equal(
+        route_tls_policy_parse("secure match=nexthop:dot-nexthop:.example.net", &p, &err), 0);
+    assert_int_equal(p.level, TLS_LEVEL_SECURE);
+    assert_keys(p.match, (const char *[]){"nexthop", "dot-nexthop", ".example.net", NULL});
+    p.match = NULL;
+    route_tls_policy_clear(&p);
+    assert_int_equal(
+        route_tls_policy_parse("verify, match=hostname protocols=!SSLv2 ciphers=high", &p, &err),
+        0);
+    assert_int_equal(p.level, TLS_LEVEL_VERIFY);
+    assert_keys(p.match, (const char *[]){"hostname", NULL});
+    p.match = NULL;
+    assert_string_equal(p.ignored, "protocols=!SSLv2 ciphers=high");
+    route_tls_policy_clear(&p);
+    assert_int_equal(route_tls_policy_parse("dane", &p, &err), 0);
+    assert_int_equal(p.level, TLS_LEVEL_DANE);
+    route_tls_policy_clear(&p);
+    /* Malformed: never a default level. */
+    static const struct {
+        const char *value, *why;
+    } bad[] = {
+        {"", "empty policy"},
+        {"maybe", "unknown security level \"maybe\""},
+        {"dane-only", "\"dane-only\" is not supported"},
+        {"fingerprint match=AB:CD", "\"fingerprint\" is not supported"},
+        {"encrypt match=nexthop", "only valid at levels verify and secure"},
+        {"secure match=", "empty name"},
+        {"secure match=a::b", "empty name"},
+        {"secure match=a match=b", "duplicate attribute"},
+        {"verify tafile=/x", "unknown attribute \"tafile\""},
+        {"verify hostname", "malformed attribute \"hostname\""},
+        {"verify =x", "malformed attribute"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf_reset(&err);
+        p.level = TLS_LEVEL_MAY;
+        assert_int_equal(route_tls_policy_parse(bad[i].value, &p, &err), -1);
+        if (!strstr(buf_cstr(&err), bad[i].why))
+            fail_msg("\"%s\": got \"%s\"", bad[i].value, buf_cstr(&err));
+        assert_null(p.match);
+        assert_null(p.ignored);
+    }
+    buf_free(&err);
+}
+
+static void test_tls_policy_lookup(void **state)
+{
+    static const char *pol_rows[][3] = {
+        {"smtp_tls_policy_maps", ".example.com", "secure match=.example.com"},
+        {"smtp_tls_policy_maps", "example.com", "verify"},
+        {"smtp_tls_policy_maps", "[relay.test]:587", "encrypt"},
+        {"smtp_tls_policy_maps", "bad.test", "encrypted"},
+        {"smtp_tls_policy_maps", "down.test", "TEMPFAIL"},
+        {"transport_maps", "other.test", "encrypt"},
+    };
+    struct fake f = {pol_rows, 6, ""};
+    struct route_tables t = {fake_lookup, &f};
+    struct route r = {0};
+    struct route_tls_policy p = {0};
+    struct buf err = BUF_INIT, key = BUF_INIT;
+    /* A subdomain matches ".example.com", after asking for itself. */
+    assert_int_equal(route_parse_nexthop("mail.example.com", 25, &r, &err), 0);
+    assert_int_equal(route_tls_policy_lookup(&t, &r, &p, &key, &err), ROUTE_TLS_FOUND);
+    assert_string_equal(f.log, "mail.example.com|.example.com");
+    assert_string_equal(buf_cstr(&key), ".example.com");
+    assert_int_equal(p.level, TLS_LEVEL_SECURE);
+    route_tls_policy_clear(&p);
+    /* The domain itself matches its own entry, not ".example.com". */
+    f.log[0] = 0;
+    assert_int_equal(route_parse_nexthop("example.com", 25, &r, &err), 0);
+    assert_int_equal(route_tls_policy_lookup(&t, &r, &p, &key, &err), ROUTE_TLS_FOUND);
+    assert_int_equal(p.level, TLS_LEVEL_VERIFY);
+    route_tls_policy_clear(&p);
+    /* An explicit next hop: one key, and "[relay.test]" alone is not it. */
+    f.log[0] = 0;
+    assert_int_equal(route_parse_nexthop("[relay.test]:587", 25, &r, &err), 0);
+    assert_int_equal(route_tls_policy_lookup(&t, &r, &p, &key, &err), ROUTE_TLS_FOUND);
+    assert_int_equal(p.level, TLS_LEVEL_ENCRYPT);
+    route_tls_policy_clear(&p);
+    f.log[0] = 0;
+    assert_int_equal(route_parse_nexthop("[relay.test]", 25, &r, &err), 0);
+    assert_int_equal(route_tls_policy_lookup(&t, &r, &p, &key, &err), ROUTE_TLS_DEFAULT);
+    assert_string_equal(f.log, "[relay.test]");
+    /* Another table's entry is not a policy. */
+    assert_int_equal(route_parse_nexthop("other.test", 25, &r, &err), 0);
+    assert_int_equal(route_tls_policy_lookup(&t, &r, &p, &key, &err), ROUTE_TLS_DEFAULT);
+    /* Malformed entry and unreadable table. */
+    assert_int_equal(route_parse_nexthop("bad.test", 25, &r, &err), 0);
+    assert_int_equal(route_tls_policy_lookup(&t, &r, &p, &key, &err), ROUTE_TLS_INVALID);
+    assert_non_null(strstr(buf_cstr(&err), "smtp_tls_policy_maps entry bad.test"));
+    assert_non_null(strstr(buf_cstr(&err), "unknown security level \"encrypted\""));
+    buf_reset(&err);
+    assert_int_equal(route_parse_nexthop("down.test", 25, &r, &err), 0);
+    assert_int_equal(route_tls_policy_lookup(&t, &r, &p, &key, &err), ROUTE_TLS_TEMPFAIL);
+    assert_non_null(strstr(buf_cstr(&err), "smtp_tls_policy_maps lookup of down.test failed"));
+    route_clear(&r);
+    buf_free(&err);
+    buf_free(&key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,7 +623,8 @@ int main(void)
         cmocka_unit_test(test_relayhost),        cmocka_unit_test(test_transport_maps),
         cmocka_unit_test(test_sender_dependent), cmocka_unit_test(test_sasl_key_order),
         cmocka_unit_test(test_sasl_lookup),      cmocka_unit_test(test_parse_lmtp),
-        cmocka_unit_test(test_local_class),
+        cmocka_unit_test(test_local_class),      cmocka_unit_test(test_tls_policy_keys),
+        cmocka_unit_test(test_tls_policy_parse), cmocka_unit_test(test_tls_policy_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
