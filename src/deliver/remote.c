@@ -839,6 +839,26 @@ static struct dns *remote_job_dns(struct remote_job *j)
     return remote_dns(j->req->srv, j->gen->cfg);
 }
 
+/*
+ * Whether TLSA records matter to this next hop: not when its
+ * smtp_tls_policy_maps entry names a level other than dane (a broken entry
+ * or table defers at connect time, so it asks, as the global dane does).
+ */
+static int remote_policy_wants_tlsa(struct remote_job *j)
+{
+    if (!j->gen->tls_policy)
+        return 1;
+    struct route_tls_policy pol = {0};
+    struct buf key = BUF_INIT, err = BUF_INIT;
+    int want = 1;
+    if (route_tls_policy_lookup(&j->gen->tables, &j->route, &pol, &key, &err) == ROUTE_TLS_FOUND)
+        want = pol.level == TLS_LEVEL_DANE;
+    route_tls_policy_clear(&pol);
+    buf_free(&key);
+    buf_free(&err);
+    return want;
+}
+
 static void remote_resolve_host(struct remote_job *j)
 {
     struct remote_host *h = &j->hosts[j->next_host];
@@ -981,7 +1001,7 @@ static void remote_dns_addr_cb(void *arg, const struct dns_answer *ans)
      * (secure MX RRset, secure addresses); for any other, dane is may.
      */
     if (j->gen->dane_dns && j->route.kind != ROUTE_LMTP && h->dane_ok && !h->addr_insecure &&
-        j->naddrs > h->first_addr) {
+        j->naddrs > h->first_addr && remote_policy_wants_tlsa(j)) {
         remote_tlsa_query(j, h, h->canon != NULL);
         return;
     }

@@ -7,7 +7,9 @@ import os
 import re
 
 from conftest import wait_for
+from dnsserver import SignedDNSServer
 from smtppeer import Peer
+from test_dane import dane_zone, make_server as dane_server, spki_sha256
 from test_outbound import logs, make_server, sendmail
 
 # Deferred mail stays put for the test's length.
@@ -107,3 +109,40 @@ def test_malformed_policy_defers_with_a_clear_log_line(server_factory, tmp_path)
         # Never a silent downgrade: no session with the peer at all.
         assert relay.connections_after_start == 0
         assert not relay.messages
+
+
+def test_mx_domain_policy_overrides_global_dane(server_factory, tmp_path):
+    """MX delivery looks up the recipient domain: an encrypt entry for it
+    means no TLSA lookup, so a bogus TLSA RRset (which defers at the global
+    dane level, see test_dane.py) does not stop the mail; TLS is still required."""
+    with Peer(tmp=tmp_path, tls=True, name="mx.dane.test") as mx:
+        zone = dane_zone(mx.port, {"mx.dane.test": ["3 1 1 " + spki_sha256(mx.cert)]})
+        zone.corrupt("_%d._tcp.mx.dane.test" % mx.port, "TLSA")
+        with SignedDNSServer([zone]) as dns:
+            srv = dane_server(server_factory, tmp_path, dns, zone, mx.port, {
+                "smtp_tls_security_level": "dane",
+                "smtp_tls_policy_maps": policy_table(tmp_path, ["dane.test encrypt"]),
+            })
+            sendmail(srv, ["bob@dane.test"])
+            assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
+            text = logs(srv)
+            assert "TLSA lookup error" not in text, text
+            assert "TLS connection established to mx.dane.test[127.0.0.1]" in text, text
+            assert len(mx.messages) == 1
+
+
+def test_parent_domain_entry_matches_subdomains_only(server_factory, tmp_path):
+    """".dane.test" is for subdomains: the domain dane.test itself keeps the
+    global dane level, so the bogus TLSA RRset still defers it."""
+    with Peer(tmp=tmp_path, tls=True, name="mx.dane.test") as mx:
+        zone = dane_zone(mx.port, {"mx.dane.test": ["3 1 1 " + spki_sha256(mx.cert)]})
+        zone.corrupt("_%d._tcp.mx.dane.test" % mx.port, "TLSA")
+        with SignedDNSServer([zone]) as dns:
+            srv = dane_server(server_factory, tmp_path, dns, zone, mx.port, {
+                "smtp_tls_security_level": "dane",
+                "smtp_tls_policy_maps": policy_table(tmp_path, [".dane.test encrypt"]),
+            })
+            sendmail(srv, ["bob@dane.test"])
+            assert wait_for(lambda: "status=deferred" in logs(srv), timeout=20), logs(srv)
+            assert "TLSA lookup error for _%d._tcp.mx.dane.test" % mx.port in logs(srv)
+            assert mx.connections_after_start == 0
