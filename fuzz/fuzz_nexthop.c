@@ -24,6 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct buf err = BUF_INIT;
     if (route_parse_nexthop(s, 25, &r, &err) == 0) {
         strlist_free(route_sasl_keys(&r, "mx.example.com"));
+        strlist_free(route_tls_policy_keys(&r));
     }
     route_clear(&r);
     buf_reset(&err);
