@@ -959,7 +959,7 @@ static enum doctor_status doctor_relay_session(struct doctor *d, const char *ser
     struct buf err = BUF_INIT;
     struct sockaddr_storage ss;
     socklen_t sl;
-    if (doctor_sockaddr(ip, port, &ss, &sl) < 0) {
+    if (sockaddr_from_ip(ip, port, &ss, &sl) < 0) {
         buf_printf(found, "'%s' is not an IP address", ip);
         return DOCTOR_FAIL;
     }

@@ -43,9 +43,6 @@ void doctor_json_string(const char *s, struct buf *out);
  * port or default_port; *bracketed whether the name was in brackets (no MX
  * lookup, as Postfix's relayhost). 0, or -1 when malformed.
  */
-/* The socket address of an IPv4 or IPv6 literal and a port; 0, or -1 if ip is not one. */
-int doctor_sockaddr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);
-
 int doctor_parse_hostport(const char *s, int default_port, struct buf *host, int *port,
                           int *bracketed);
 

@@ -39,7 +39,7 @@ static int doctor_connect(struct doctor_conn *c, const char *ip, int port, int t
 {
     struct sockaddr_storage ss;
     socklen_t sl;
-    if (doctor_sockaddr(ip, port, &ss, &sl) < 0) {
+    if (sockaddr_from_ip(ip, port, &ss, &sl) < 0) {
         buf_printf(why, "'%s' is not an IP address", ip);
         return -1;
     }

@@ -130,7 +130,13 @@ struct remote_job {
     struct smtp_client *c;
     char *c_server; /* server name of c */
     char *c_ip;
-    int plain_retry;        /* at may, a failed handshake: once again without STARTTLS */
+    int plain_retry; /* at may, a failed handshake: once again without STARTTLS */
+    /* smtp_tls_policy_maps for the next hop: it depends on the route only, so it is looked up
+     * once per job (remote_job_tls_policy); policy_err says why on TEMPFAIL/INVALID. */
+    int policy_done;
+    enum route_tls_result policy_result;
+    struct route_tls_policy policy;
+    char *policy_err;
     char **tls_match;       /* smtp_tls_policy_maps match=, expanded for the connection made */
     enum tls_level c_level; /* the TLS level of the last connection made */
     struct smtp_msg msg;
@@ -341,6 +347,22 @@ static void remote_idle_closed(void *arg, struct smtp_client *c)
     remote_idle_drop(arg, 0);
 }
 
+/* Puts c on d's idle list, watched for the server closing it; the caller arms the timer. */
+static struct remote_idle *remote_idle_keep(struct remote_dest *d, struct smtp_client *c,
+                                            const char *server_name, const char *ip, time_t born)
+{
+    struct remote_idle *idle = xcalloc(1, sizeof *idle);
+    idle->c = c;
+    idle->dest = d;
+    idle->server_name = xasprintf("%s\n%s", server_name, ip);
+    idle->born = born;
+    idle->timer = event_new(remote.srv->base, -1, 0, remote_idle_timer, idle);
+    idle->next = d->idle;
+    d->idle = idle;
+    smtp_client_watch_idle(c, remote_idle_closed, idle);
+    return idle;
+}
+
 /* Hands a finished job's connection on: to a waiting job, to the cache, or away. */
 static void remote_dest_release(struct remote_dest *d, struct smtp_client *c,
                                 const char *server_name, const char *ip, time_t born,
@@ -353,17 +375,8 @@ static void remote_dest_release(struct remote_dest *d, struct smtp_client *c,
         if (!d->wait_head)
             d->wait_tail = NULL;
         w->next_wait = NULL;
-        if (c) {
-            struct remote_idle *idle = xcalloc(1, sizeof *idle);
-            idle->c = c;
-            idle->dest = d;
-            idle->server_name = xasprintf("%s\n%s", server_name, ip);
-            idle->born = born;
-            idle->timer = event_new(remote.srv->base, -1, 0, remote_idle_timer, idle);
-            idle->next = d->idle;
-            d->idle = idle;
-            smtp_client_watch_idle(c, remote_idle_closed, idle);
-        }
+        if (c)
+            remote_idle_keep(d, c, server_name, ip, born);
         remote_job_run(w);
         return;
     }
@@ -375,17 +388,9 @@ static void remote_dest_release(struct remote_dest *d, struct smtp_client *c,
         smtp_client_quit(c);
         return;
     }
-    struct remote_idle *idle = xcalloc(1, sizeof *idle);
-    idle->c = c;
-    idle->dest = d;
-    idle->server_name = xasprintf("%s\n%s", server_name, ip);
-    idle->born = born;
-    idle->timer = event_new(remote.srv->base, -1, 0, remote_idle_timer, idle);
+    struct remote_idle *idle = remote_idle_keep(d, c, server_name, ip, born);
     struct timeval tv = {(time_t)limit, 0};
     event_add(idle->timer, &tv);
-    idle->next = d->idle;
-    d->idle = idle;
-    smtp_client_watch_idle(c, remote_idle_closed, idle);
 }
 
 /* ---- Results ---- */
@@ -476,6 +481,8 @@ static void remote_job_free(struct remote_job *j)
     buf_free(&j->user);
     buf_free(&j->pass);
     strlist_free(j->tls_match);
+    route_tls_policy_clear(&j->policy);
+    free(j->policy_err);
     remote_gen_unref(j->gen);
     free(j);
 }
@@ -629,26 +636,6 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
     remote_job_try_next(j);
 }
 
-static int remote_sockaddr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
-{
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        *len = sizeof *s4;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        *len = sizeof *s6;
-        return 0;
-    }
-    return -1;
-}
-
 /* A unix-domain socket address; -1 when the path does not fit (route.c checks that first). */
 static int remote_sockaddr_unix(const char *path, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -671,6 +658,37 @@ static int remote_timeout(const struct config *cfg, int lmtp, const char *name)
     return (int)config_get_time(cfg, key);
 }
 
+/*
+ * The job's smtp_tls_policy_maps answer, looked up on first use: the keys
+ * depend on the next hop only (route.h), not on the server tried. LMTP
+ * never uses TLS, so it has no policy.
+ */
+static enum route_tls_result remote_job_tls_policy(struct remote_job *j)
+{
+    if (j->policy_done)
+        return j->policy_result;
+    j->policy_done = 1;
+    j->policy_result = ROUTE_TLS_DEFAULT;
+    if (!j->gen->tls_policy || j->route.kind == ROUTE_LMTP)
+        return j->policy_result;
+    struct buf key = BUF_INIT, err = BUF_INIT;
+    j->policy_result = route_tls_policy_lookup(&j->gen->tables, &j->route, &j->policy, &key, &err);
+    if (j->policy_result == ROUTE_TLS_TEMPFAIL || j->policy_result == ROUTE_TLS_INVALID) {
+        log_warning("%s: %s", j->req->queue_id, buf_cstr(&err));
+        j->policy_err = buf_steal(&err);
+    } else if (j->policy_result == ROUTE_TLS_FOUND) {
+        if (log_debug_enabled())
+            log_debug("%s: TLS policy for %s from smtp_tls_policy_maps key %s", j->req->queue_id,
+                      j->route.nexthop ? j->route.nexthop : j->route.host, buf_cstr(&key));
+        if (j->policy.ignored)
+            log_info("%s: smtp_tls_policy_maps key %s: %s not enforced (OpenSSL defaults apply)",
+                     j->req->queue_id, buf_cstr(&key), j->policy.ignored);
+    }
+    buf_free(&key);
+    buf_free(&err);
+    return j->policy_result;
+}
+
 static void remote_connect(struct remote_job *j, const struct remote_addr *a)
 {
     const struct config *cfg = j->gen->cfg;
@@ -678,7 +696,7 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     socklen_t len;
     int lmtp = j->route.kind == ROUTE_LMTP;
     if ((j->route.path ? remote_sockaddr_unix(j->route.path, &ss, &len)
-                       : remote_sockaddr(a->ip, j->route.port, &ss, &len)) < 0) {
+                       : sockaddr_from_ip(a->ip, j->route.port, &ss, &len)) < 0) {
         remote_set_error(j, "4.4.1", "bad server address", 0);
         remote_job_try_next(j);
         return;
@@ -716,50 +734,28 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     enum tls_level level = tls_level_parse(config_get(cfg, "smtp_tls_security_level"));
     strlist_free(j->tls_match);
     j->tls_match = NULL;
-    if (j->gen->tls_policy && !lmtp) {
-        struct route_tls_policy pol = {0};
-        struct buf key = BUF_INIT, err = BUF_INIT;
-        enum route_tls_result r =
-            route_tls_policy_lookup(&j->gen->tables, &j->route, &pol, &key, &err);
-        if (r == ROUTE_TLS_TEMPFAIL || r == ROUTE_TLS_INVALID) {
-            /* Never a silent downgrade: a policy we cannot read or understand defers. */
-            log_warning("%s: %s", j->req->queue_id, buf_cstr(&err));
-            remote_set_error(j, r == ROUTE_TLS_INVALID ? "4.7.5" : "4.3.0", buf_cstr(&err), 0);
-            buf_free(&key);
-            buf_free(&err);
-            j->next_addr = j->naddrs;
-            j->next_host = j->nhosts;
-            remote_job_try_next(j);
-            return;
+    enum route_tls_result pr = remote_job_tls_policy(j);
+    if (pr == ROUTE_TLS_TEMPFAIL || pr == ROUTE_TLS_INVALID) {
+        /* Never a silent downgrade: a policy we cannot read or understand defers. */
+        remote_set_error(j, pr == ROUTE_TLS_INVALID ? "4.7.5" : "4.3.0", j->policy_err, 0);
+        j->next_addr = j->naddrs;
+        j->next_host = j->nhosts;
+        remote_job_try_next(j);
+        return;
+    }
+    if (pr == ROUTE_TLS_FOUND) {
+        level = j->policy.level;
+        /* Postfix's match= words: hostname, nexthop, dot-nexthop; others are literal. */
+        for (size_t i = 0; j->policy.match && j->policy.match[i]; i++) {
+            const char *m = j->policy.match[i];
+            char *name = str_eq_ci(m, "hostname")      ? xstrdup(a->host)
+                         : str_eq_ci(m, "nexthop")     ? xstrdup(j->route.host)
+                         : str_eq_ci(m, "dot-nexthop") ? xasprintf(".%s", j->route.host)
+                                                       : xstrdup(m);
+            j->tls_match = xrealloc(j->tls_match, (i + 2) * sizeof *j->tls_match);
+            j->tls_match[i] = name;
+            j->tls_match[i + 1] = NULL;
         }
-        if (r == ROUTE_TLS_FOUND) {
-            level = pol.level;
-            if (log_debug_enabled())
-                log_debug("%s: TLS policy for %s from smtp_tls_policy_maps key %s",
-                          j->req->queue_id, j->route.nexthop ? j->route.nexthop : j->route.host,
-                          buf_cstr(&key));
-            if (pol.ignored)
-                log_info(
-                    "%s: smtp_tls_policy_maps key %s: %s not enforced (OpenSSL defaults apply)",
-                    j->req->queue_id, buf_cstr(&key), pol.ignored);
-            /* Postfix's match= words: hostname, nexthop, dot-nexthop; others are literal. */
-            for (size_t i = 0; pol.match && pol.match[i]; i++) {
-                const char *m = pol.match[i];
-                char *name = str_eq_ci(m, "hostname")      ? xstrdup(a->host)
-                             : str_eq_ci(m, "nexthop")     ? xstrdup(j->route.host)
-                             : str_eq_ci(m, "dot-nexthop") ? xasprintf(".%s", j->route.host)
-                                                           : xstrdup(m);
-                size_t n = 0;
-                while (j->tls_match && j->tls_match[n])
-                    n++;
-                j->tls_match = xrealloc(j->tls_match, (n + 2) * sizeof *j->tls_match);
-                j->tls_match[n] = name;
-                j->tls_match[n + 1] = NULL;
-            }
-        }
-        route_tls_policy_clear(&pol);
-        buf_free(&key);
-        buf_free(&err);
     }
     /*
      * "host[ip]:port", as Postfix writes relay= (IPv6 too: "mx[2001:db8::1]:25");
@@ -846,17 +842,7 @@ static struct dns *remote_job_dns(struct remote_job *j)
  */
 static int remote_policy_wants_tlsa(struct remote_job *j)
 {
-    if (!j->gen->tls_policy)
-        return 1;
-    struct route_tls_policy pol = {0};
-    struct buf key = BUF_INIT, err = BUF_INIT;
-    int want = 1;
-    if (route_tls_policy_lookup(&j->gen->tables, &j->route, &pol, &key, &err) == ROUTE_TLS_FOUND)
-        want = pol.level == TLS_LEVEL_DANE;
-    route_tls_policy_clear(&pol);
-    buf_free(&key);
-    buf_free(&err);
-    return want;
+    return remote_job_tls_policy(j) != ROUTE_TLS_FOUND || j->policy.level == TLS_LEVEL_DANE;
 }
 
 static void remote_resolve_host(struct remote_job *j)

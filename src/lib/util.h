@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "lib/buf.h"
@@ -42,7 +43,10 @@ int fsync_dir(const char *dir);
  */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
-uint64_t now_ms(void);                    /* monotonic */
+uint64_t now_ms(void); /* monotonic */
+/* An IPv4 or IPv6 address literal ("192.0.2.1", "2001:db8::1") and port as a socket address; -1 if
+ * ip is neither. */
+int sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);
 void random_bytes(void *out, size_t len); /* getrandom(2); aborts only if the kernel has none */
 
 #endif
