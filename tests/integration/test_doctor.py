@@ -10,8 +10,6 @@ and a closed port, and the relay check meets STARTTLS + AUTH peers that
 accept or refuse the credentials.
 """
 import asyncio  # noqa: F401  (aiosmtpd needs the loop machinery importable)
-import datetime
-import ipaddress
 import json
 import os
 import pwd
@@ -25,6 +23,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import free_port, run  # noqa: E402
 from dnsserver import DNSServer  # noqa: E402
+from smtppeer import make_cert  # noqa: E402
 
 from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
@@ -46,32 +45,6 @@ def parse_txt_line(line):
 
 
 # ---- SMTP peers ----------------------------------------------------------
-
-
-def make_cert(directory, name="relay.test"):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path = directory / "relay.crt"
-    key_path = directory / "relay.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 class Handler:
