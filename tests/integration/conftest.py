@@ -15,7 +15,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("HONGYAN_BIN", str(ROOT / "build" / "hongyan"))
-SHARED = ROOT.parent / "shared"
+# Third-party conformance suites, vendored with their licences (tests/data/conformance/README.md).
+CONFORMANCE = ROOT / "tests" / "data" / "conformance"
 
 
 def free_port():

@@ -22,11 +22,10 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from conftest import BIN, run
+from conftest import BIN, CONFORMANCE, run
 from dnsserver import DNSServer
 
 HERE = pathlib.Path(__file__).resolve().parent
-SHARED = HERE.parents[1].parent / "shared"
 ME = pwd.getpwuid(os.geteuid()).pw_name
 
 DOMAINS = {
@@ -322,7 +321,7 @@ def test_keygen_refuses_overwrite_and_checks_owner(setup, tmp_path):
 
 
 def test_now_option_makes_expiry_reproducible(setup):
-    base = SHARED / "conformance" / "dkim" / "mail-auth"
+    base = CONFORMANCE / "dkim" / "mail-auth"
     msg = (base / "005.eml").read_bytes()
     keyfile = str(base / "005.dns.txt")
     rc, lines, _ = hongyan_verify(setup, msg, "--now", "1667843664", "--key-file", keyfile)

@@ -25,7 +25,7 @@
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
 
-#define RFC8463 SHARED_DIR "/conformance/dkim"
+#define RFC8463 TEST_DATA_DIR "/conformance/dkim"
 
 static char *slurp(const char *path)
 {

@@ -1,5 +1,5 @@
 /*
- * DKIM against third-party corpora (../shared/conformance/dkim): the
+ * DKIM against third-party corpora (tests/data/conformance/dkim): the
  * mail-auth messages at their recorded clock, Mail::DKIM's corpus against
  * our RFC 6376 + RFC 8301 verdicts (tests/data/dkim/mail-dkim-expected.tsv,
  * differences from Mail::DKIM explained in tests/data/dkim/README.md), and
@@ -19,7 +19,7 @@
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
 
-#define CONF SHARED_DIR "/conformance/dkim"
+#define CONF TEST_DATA_DIR "/conformance/dkim"
 #define MAIL_AUTH_CLOCK 1667843664
 
 static char *slurp(const char *path, size_t *len)
