@@ -6,15 +6,19 @@ FUZZ_SECONDS ?= 10
 PREFIX     ?= /usr/local
 PYTHON     := /usr/bin/python3
 
-.PHONY: all deps test-deps run test unit integration sanitize fuzz bench install clean format check-format check-banned user
+.PHONY: all deps test-deps fuzz-deps run test unit integration sanitize fuzz bench install clean format check-format check-banned user
 
 all: $(BUILD)/hongyan
 
+# Each target asks for the packages it needs (scripts/install-deps.sh).
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh build
 
 test-deps:
-	@scripts/install-deps.sh --test
+	@scripts/install-deps.sh test
+
+fuzz-deps:
+	@scripts/install-deps.sh fuzz
 
 # Meson does not glob; scripts/configure.sh re-runs setup when the set of
 # source files changes, so adding a file never needs a manual step.
@@ -22,7 +26,9 @@ $(BUILD)/hongyan: FORCE deps
 	@scripts/configure.sh $(BUILD)
 	@ninja -C $(BUILD)
 
+# As root the server drops to mail_owner, so the account must exist first.
 run: all
+	@scripts/ensure-user.sh
 	./$(BUILD)/hongyan serve
 
 test: test-deps check-banned check-format
@@ -44,7 +50,7 @@ integration: all test-deps
 	@scripts/ensure-user.sh
 	HONGYAN_BIN=$(CURDIR)/$(BUILD)/hongyan $(PYTHON) -m pytest -q tests/integration
 
-fuzz: deps
+fuzz: fuzz-deps
 	@CC=clang scripts/configure.sh $(FUZZ_BUILD) -Dfuzz=true -Db_lundef=false
 	ninja -C $(FUZZ_BUILD)
 	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)

@@ -5,6 +5,7 @@
  * part of hongyan that keeps root privileges stays small.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -95,9 +98,37 @@ static int supervisor_drop_privileges(const struct passwd *pw)
     return 0;
 }
 
+/*
+ * Takes an exclusive lock on the queue directory for the life of this server,
+ * so that two servers never run on one spool (each would recover, deliver and
+ * remove the other's messages). The lock is on the directory itself: nothing
+ * is created in a folder that mail_owner can write. Children inherit the
+ * descriptor, so the lock holds until the last of them has exited.
+ */
+static int supervisor_lock_spool(const char *queue_dir)
+{
+    int fd = open(queue_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        log_error("queue_directory %s: %s", queue_dir, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            log_error("queue_directory %s is in use by another hongyan server; "
+                      "stop it first (two servers must never share a spool)",
+                      queue_dir);
+        else
+            log_error("queue_directory %s: lock: %s", queue_dir, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd; /* kept open until exit */
+}
+
 static pid_t supervisor_spawn(const char *config_path, struct config *cfg, const struct passwd *pw,
                               struct listen_sock *socks, int nsocks)
 {
+    pid_t supervisor = getpid();
     pid_t pid = fork();
     if (pid != 0)
         return pid;
@@ -114,6 +145,16 @@ static pid_t supervisor_spawn(const char *config_path, struct config *cfg, const
     sigprocmask(SIG_SETMASK, &block, NULL);
     if (supervisor_drop_privileges(pw) < 0)
         _exit(EX_NOPERM);
+    /*
+     * A worker must not outlive its supervisor: unsupervised, it would keep
+     * the listening sockets and the spool, so a new server could not start.
+     * The kernel clears the death signal when credentials change, so it is
+     * set after the drop; the getppid() check closes the window in which the
+     * supervisor may already have died. SIGTERM lets the worker drain as on a
+     * normal stop (acknowledged mail is on disk either way).
+     */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)
+        _exit(EX_OSERR);
     _exit(daemon_worker_run(config_path, cfg, socks, nsocks));
 }
 
@@ -173,6 +214,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     free(tls_dir);
     if (rc < 0)
         return EX_CANTCREAT;
+    if (supervisor_lock_spool(config_get(cfg, "queue_directory")) < 0)
+        return EX_TEMPFAIL;
 
     struct listen_sock *socks = NULL;
     int nsocks = daemon_listeners_bind(cfg, &socks, &err);

@@ -124,3 +124,32 @@ def test_port_in_use_is_a_clear_error(server_factory):
         assert "smtpd_listen: cannot listen on 127.0.0.1:%d" % port in r.stderr
     finally:
         busy.close()
+
+
+def test_worker_exits_when_its_supervisor_dies(server):
+    """An orphaned worker would keep the sockets and the spool: a new server
+    could not start, and with other listen addresses two would share it."""
+    worker = wait_for(lambda: children(server.proc.pid))[0]
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=10)
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % worker), timeout=15), \
+        "worker %d outlived its supervisor" % worker
+    server.proc = None
+    server.logf.close()
+    server.start()
+    assert "ready:" in server.log_text()
+    sendmail(server, "dave@example.com")
+    assert wait_for(lambda: server.messages("example.com", "dave"), timeout=15)
+
+
+def test_two_servers_never_share_a_spool(server, server_factory):
+    other = server_factory(start=False)
+    other.settings["data_directory"] = server.settings["data_directory"]
+    other.write_config()
+    r = subprocess.run([BIN, "-c", str(other.cfg), "serve"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 75, r.stderr
+    assert "in use by another hongyan server" in r.stderr
+    # The first server is untouched.
+    assert server.proc.poll() is None
+    assert greeting(server.smtpd_port).startswith("220")
