@@ -370,43 +370,75 @@ static const struct {
     {"office365.com", "spf.protection.outlook.com"},
 };
 
-static const char *doctor_relay_include(const char *host)
+/*
+ * The domain whose SPF record authorises a relay's sending addresses: the
+ * provider table above, else the relay host's registered domain when that
+ * domain publishes an SPF record of its own (providers document exactly
+ * that include). NULL when neither is known. Caller frees.
+ */
+static char *doctor_relay_include(struct doctor *d, const char *host)
 {
     size_t hl = strlen(host);
     for (size_t i = 0; i < sizeof(doctor_relays) / sizeof(doctor_relays[0]); i++) {
         size_t sl = strlen(doctor_relays[i].suffix);
         if (hl >= sl && str_eq_ci(host + hl - sl, doctor_relays[i].suffix) &&
             (hl == sl || host[hl - sl - 1] == '.'))
-            return doctor_relays[i].include;
+            return xstrdup(doctor_relays[i].include);
     }
-    return NULL;
+    char *org = dmarc_org_domain(host);
+    if (org == NULL || str_eq_ci(org, d->domain)) {
+        free(org);
+        return NULL;
+    }
+    struct dns_answer *a = doctor_query(d, org, DNS_T_TXT);
+    int has_spf = 0;
+    for (size_t i = 0; a->status == DNS_OK && i < a->count; i++)
+        has_spf |= spf_is_record(a->txt[i]);
+    dns_answer_free(a);
+    if (!has_spf) {
+        free(org);
+        return NULL;
+    }
+    return org;
 }
 
-/* The SPF record to publish: the existing one with our term added, or a fresh one. */
-static char *doctor_spf_suggest(struct doctor *d, const char *existing, const char *relay_host)
+/*
+ * The SPF record to publish: the existing one with our term added, or a
+ * fresh one. A term that cannot be known from here (the relay's include, or
+ * this host's public address) is never written into the line meant to be
+ * pasted: the record says what is known and the advice says what to add.
+ */
+static void doctor_spf_suggest(struct doctor *d, struct doctor_check *c, const char *existing,
+                               const char *relay_host)
 {
     struct buf term = BUF_INIT;
     if (relay_host && *relay_host) {
-        const char *inc = doctor_relay_include(relay_host);
+        char *inc = doctor_relay_include(d, relay_host);
         if (inc)
-            buf_printf(&term, "include:%s", inc);
+            buf_printf(&term, "include:%s ", inc);
         else
-            buf_puts(&term, "include:<the SPF include your relay provider documents>");
+            doctor_advise(c, xasprintf("Add to this record, before its last term, the "
+                                       "include: term that the provider of %s documents for "
+                                       "its sending addresses.",
+                                       relay_host));
+        free(inc);
     } else if (d->public_addr) {
-        buf_printf(&term, "%s:%s", doctor_is_v6(d->public_addr) ? "ip6" : "ip4", d->public_addr);
+        buf_printf(&term, "%s:%s ", doctor_is_v6(d->public_addr) ? "ip6" : "ip4", d->public_addr);
     } else {
-        buf_puts(&term, "ip4:<this host's public IPv4 address>");
+        doctor_advise(c, xasprintf("Add this host's public address to this record as an ip4: "
+                                   "(or ip6:) term before its last term: %s",
+                                   doctor_no_public));
     }
     char *rec;
     if (existing != NULL && strlen(existing) > 6)
-        rec = xasprintf("v=spf1 %s%s", buf_cstr(&term), existing + 6);
+        rec = xasprintf("v=spf1 %s%s", buf_cstr(&term), existing + 7);
     else
-        rec = xasprintf("v=spf1 mx %s ~all", buf_cstr(&term));
+        rec = xasprintf("v=spf1 mx %s~all", buf_cstr(&term));
     buf_free(&term);
     struct buf out = BUF_INIT;
     doctor_txt_line(d->domain, rec, &out);
     free(rec);
-    return buf_steal(&out);
+    doctor_record(c, buf_steal(&out));
 }
 
 /* Evaluates SPF for ip as mail from postmaster@DOMAIN; -1 when the evaluation could not start. */
@@ -458,7 +490,7 @@ static void doctor_check_spf(struct doctor *d, struct doctor_check *c, const cha
     if (nspf == 0) {
         buf_printf(&f, "%s has no SPF record", d->domain);
         doctor_set(c, DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
-        doctor_record(c, doctor_spf_suggest(d, NULL, relay_host));
+        doctor_spf_suggest(d, c, NULL, relay_host);
         goto out;
     }
     if (nspf > 1) {
@@ -472,7 +504,7 @@ static void doctor_check_spf(struct doctor *d, struct doctor_check *c, const cha
     if (rec == NULL) {
         buf_printf(&f, "\"%s\" does not parse: %s", spf, buf_cstr(&err));
         doctor_set(c, DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
-        doctor_record(c, doctor_spf_suggest(d, NULL, relay_host));
+        doctor_spf_suggest(d, c, NULL, relay_host);
         goto out;
     }
     buf_printf(&f, "\"%s\"", spf);
@@ -508,7 +540,7 @@ static void doctor_check_spf(struct doctor *d, struct doctor_check *c, const cha
             pass_ip = ips[i];
         spf_outcome_clear(&o);
     }
-    const char *inc = relay ? doctor_relay_include(relay_host) : NULL;
+    char *inc = relay ? doctor_relay_include(d, relay_host) : NULL;
     if (pass_ip) {
         buf_printf(&f, " evaluates to pass for %s%s%s", pass_ip, relay ? ", the relay " : "",
                    relay ? relay_host : "");
@@ -546,10 +578,11 @@ static void doctor_check_spf(struct doctor *d, struct doctor_check *c, const cha
         buf_printf(&f, " evaluates to %s for %s", spf_result_str(best),
                    last_ip ? last_ip : "this host");
         doctor_set(c, DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
-        doctor_record(c, doctor_spf_suggest(d, spf, relay_host));
+        doctor_spf_suggest(d, c, spf, relay_host);
     }
     buf_free(&problem);
     doctor_free_list(ips, nips);
+    free(inc);
 out:
     spf_record_free(rec);
     dns_answer_free(a);
@@ -673,7 +706,7 @@ static void doctor_check_dmarc(struct doctor *d, struct doctor_check *c)
     char *name = xasprintf("_dmarc.%s", d->domain);
     struct dns_answer *a = doctor_query(d, name, DNS_T_TXT);
     struct buf f = BUF_INIT, e = BUF_INIT, why = BUF_INIT, note = BUF_INIT;
-    buf_printf(&e, "one DMARC record at %s with p=quarantine or p=reject", name);
+    buf_printf(&e, "one DMARC record at %s (p=none to start, then p=quarantine or p=reject)", name);
     /* Records that do not start with v=DMARC1 are not DMARC records (RFC 7489 6.6.3). */
     const char *txt = NULL;
     enum dmarc_parse_status st = DMARC_PARSE_NOT_DMARC;
@@ -708,20 +741,22 @@ static void doctor_check_dmarc(struct doctor *d, struct doctor_check *c)
         struct buf line = BUF_INIT;
         doctor_txt_line(name, suggest, &line);
         doctor_record(c, buf_steal(&line));
-        doctor_advise(c, xasprintf("Start with p=none and read the aggregate reports sent to "
-                                   "rua=; move to p=quarantine once they show only your own "
-                                   "mail passing."));
+        doctor_advise(c, xasprintf("This record is the first step: p=none changes nothing for "
+                                   "receivers and brings the aggregate reports to rua=. The "
+                                   "next step, once the reports show only your own mail, "
+                                   "passing: p=quarantine."));
     } else {
         buf_printf(&f, "\"%s\"", txt);
         if (why.len)
             buf_printf(&f, " (%s)", buf_cstr(&why));
         if (rec.p_fallback || rec.p == DMARC_POLICY_NONE) {
+            /* p=none is the first step doctor itself recommends: not a
+             * problem, but the next step is said with it. */
             buf_puts(&f, rec.p_fallback ? " (acts as p=none, RFC 7489 6.6.3: monitoring only)"
                                         : " (p=none: monitoring only)");
-            doctor_set(c, DOCTOR_WARN, buf_cstr(&f), buf_cstr(&e));
-            doctor_advise(c, xasprintf("DMARC p=none only collects reports: move to "
-                                       "p=quarantine once the reports are clean (only your own "
-                                       "mail, passing)."));
+            doctor_set(c, DOCTOR_OK, buf_cstr(&f), buf_cstr(&e));
+            doctor_advise(c, xasprintf("Next step, once the aggregate reports show only your "
+                                       "own mail, passing: p=quarantine."));
         } else {
             doctor_set(c, DOCTOR_OK, buf_cstr(&f), buf_cstr(&e));
         }

@@ -352,13 +352,16 @@ def test_spf_too_many_lookups(env):
     assert "at most 10 DNS-querying terms" in r.stdout
 
 
-def test_dmarc_p_none_is_warn(env):
+def test_dmarc_p_none_is_the_first_step_with_the_next_one_said(env):
+    # doctor recommends p=none to start; finding it is not a problem, and the
+    # advice names the next step (one consistent message, not a warning).
     env.dns.set("_dmarc.example.com", [("TXT", "v=DMARC1; p=none")])
     r = env.doctor(probe=env.probe)
     assert r.returncode == 0, r.stdout
     got = lines(r.stdout)
-    assert got["dmarc"][0] == "warn"
-    assert "p=quarantine once the reports are clean" in r.stdout
+    assert got["dmarc"][0] == "ok", r.stdout
+    assert "Next step, once the aggregate reports show only your own mail, passing: " \
+        "p=quarantine." in r.stdout
 
 
 # ---- DNS failures are not missing records -------------------------------------
@@ -596,3 +599,31 @@ def test_no_tlsa_is_ok_with_the_record_as_advice(env):
     assert "no TLSA records at _25._tcp.mx.example.com" in got["tlsa"][1]
     assert "_25._tcp.mx.example.com. IN TLSA 3 1 1 %s" % tlsa_311(cert) in r.stdout
     assert "Publish" not in r.stdout
+
+
+@pytest.mark.parametrize("provider_spf", [True, False], ids=["derived", "unknown"])
+def test_relay_spf_include_is_never_a_placeholder_in_a_record(env, tmp_path, provider_spf):
+    # No SPF record yet and a relay hongyan has no table entry for: the
+    # include is the relay's registered domain when that domain publishes SPF;
+    # otherwise the record to paste has no placeholder and the advice says
+    # what to add.
+    with Peer(tmp_path, users={"u": "p"}) as relay:
+        relay_setup(env, relay, "p")
+        env.settings["relayhost"] = "[smtp.provider.test]:%d" % relay.port
+        env.write()
+        (env.tmp / "sasl_passwd").write_text("[smtp.provider.test]:%d u:p\n" % relay.port)
+        env.dns.set("smtp.provider.test", [("A", "127.0.0.1")])
+        if provider_spf:
+            env.dns.set("provider.test", [("TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
+        env.dns.set("example.com", [("MX", (10, "mx.example.com"))])
+        r = env.doctor()
+        got = lines(r.stdout)
+        assert got["spf"][0] == "FAIL", r.stdout
+        zone = [line for line in r.stdout.splitlines() if " IN TXT \"v=spf1" in line]
+        assert zone, r.stdout
+        assert all("<" not in line for line in zone), r.stdout
+        if provider_spf:
+            assert 'example.com. IN TXT "v=spf1 mx include:provider.test ~all"' in zone[0], r.stdout
+        else:
+            assert 'example.com. IN TXT "v=spf1 mx ~all"' in zone[0], r.stdout
+            assert "include: term that the provider of smtp.provider.test documents" in r.stdout
