@@ -18,10 +18,12 @@
 
 #include "config/config.h"
 #include "lib/buf.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "smtpd/auth.h"
+#include "smtpd/sasl.h"
 
 static char *make_hash(const char *prefix, unsigned long count, const char *pass)
 {
@@ -324,13 +326,61 @@ static void test_cancel(void **state)
     auth_cancel(NULL);
 }
 
+/* Reads the whole mail log written by the test (NUL-terminated; caller frees). */
+static char *read_log(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *text = xcalloc(1, 4096);
+    size_t n = fread(text, 1, 4095, f);
+    fclose(f);
+    text[n] = '\0';
+    return text;
+}
+
+/*
+ * What the session logs for a failed AUTH: the user name as the SASL layer
+ * decoded it, made printable, on one line, and never the password that came
+ * in the same PLAIN response.
+ */
 static void test_log_redaction(void **state)
 {
     (void)state;
-    /* Only checks that hostile names do not crash the formatter; the log has no password argument.
-     */
+    char dir[] = "/tmp/hongyan-authlog-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = xasprintf("%s/maillog", dir);
+    struct buf err = BUF_INIT;
+    assert_int_equal(log_open_file(path, &err), 0);
+    log_set_stderr(0);
+
+    /* AUTH PLAIN "\0alice\0hunter2-secret" as a client sends it. */
+    struct sasl *s = sasl_new();
+    assert_int_equal(sasl_start(s, "PLAIN", "AGFsaWNlAGh1bnRlcjItc2VjcmV0"), SASL_CHECK);
+    assert_string_equal(sasl_password(s), "hunter2-secret");
+    auth_log_failure("unknown[127.0.0.1]", "PLAIN", sasl_user(s), AUTH_FAIL);
+    sasl_free(s);
+    /* A hostile name cannot forge a second log line or hide control bytes. */
     auth_log_failure("unknown[127.0.0.1]", "LOGIN", "evil\r\nname\x01", AUTH_FAIL);
     auth_log_failure("unknown[127.0.0.1]", "PLAIN", NULL, AUTH_REFUSED);
+
+    assert_int_equal(log_open_file(NULL, &err), 0);
+    char *text = read_log(path);
+    assert_null(strstr(text, "hunter2"));
+    assert_non_null(strstr(text, "SASL PLAIN authentication failed: authentication failure, "
+                                 "sasl_username=alice\n"));
+    assert_non_null(strstr(text, "sasl_username=evil??name?\n"));
+    assert_null(strchr(text, '\r'));
+    assert_non_null(strstr(text, "too many failures from this address, sasl_username=\n"));
+    size_t lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 3);
+
+    free(text);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+    buf_free(&err);
 }
 
 int main(void)
