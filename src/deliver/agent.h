@@ -1,6 +1,6 @@
 /*
  * The delivery interface between the queue manager and its agents (local
- * Maildir, remote SMTP, later LMTP): one request carries a message and some
+ * Maildir, remote SMTP and LMTP): one request carries a message and some
  * of its recipients that share a next hop; the agent answers each recipient
  * with delivered, try again later, or failed for good, plus the reply text
  * for the log and the DSN. Agents never touch the envelope on disk; the
@@ -36,9 +36,10 @@ struct delivery_request {
     size_t *rcpts;         /* indexes into env->rcpts for this request */
     size_t nrcpts;
     /*
-     * Per request recipient, an enum route_class (deliver/route.h): 0 a
-     * remote domain, 1 mydestination, 2 virtual_mailbox_domains, which picks
-     * mailbox_transport / virtual_transport. NULL: every recipient remote.
+     * Per request recipient, an enum route_class (deliver/route.h):
+     * ROUTE_CLASS_REMOTE, ROUTE_CLASS_MYDEST or ROUTE_CLASS_VIRTUAL, which
+     * picks mailbox_transport / virtual_transport. NULL: every recipient
+     * remote.
      */
     const unsigned char *rcpt_class;
 };
@@ -55,8 +56,8 @@ void delivery_results_free(struct delivery_rcpt_result *results, size_t count);
 void remote_deliver(const struct delivery_request *req, delivery_done_cb done, void *arg);
 
 /*
- * For a recipient of a local domain (cls 1 mydestination, 2
- * virtual_mailbox_domains): 0 when it goes to the built-in Maildir, 1 when
+ * For a recipient of a local domain (cls ROUTE_CLASS_MYDEST or
+ * ROUTE_CLASS_VIRTUAL): 0 when it goes to the built-in Maildir, 1 when
  * transport_maps, mailbox_transport or virtual_transport send it elsewhere
  * (lmtp:, smtp:, error:, ...) or a table cannot be read: the queue manager
  * then hands it to remote_deliver() with that class in rcpt_class.

@@ -2,10 +2,11 @@
  * The queue manager: the scheduler that runs in the worker's event loop. At
  * start it rebuilds its state from the spool (recovery after any crash) and
  * picks up mail that `sendmail` left in maildrop/; then it delivers each
- * message's pending recipients (local: Maildir; remote: the SMTP client
- * once it exists, meanwhile deferred with a clear reason), records each
- * result in the envelope, retries with backoff, and bounces what fails for
- * good. Blocking work (Maildir writes, fsyncs) runs on the work queue.
+ * message's pending recipients (local domains: the built-in Maildir, unless
+ * transport_maps, mailbox_transport or virtual_transport name another
+ * transport; everything else: remote_deliver(), by MX, relayhost, SMTP or
+ * LMTP next hop), records each result in the envelope, retries with backoff, and bounces what fails
+ * for good. Blocking work (Maildir writes, fsyncs) runs on the work queue.
  */
 #ifndef HONGYAN_QUEUE_QMGR_H
 #define HONGYAN_QUEUE_QMGR_H

@@ -1,6 +1,6 @@
 /*
  * SMTP client state machine; see client.h. One function moves the state and
- * sets the stage's timeout; replies are read whole (smtp/reply.c) and
+ * sets the stage's timeout; replies are read whole (smtp/response.c) and
  * dispatched by state. Texts follow Postfix's smtp(8) so that operators
  * recognise them: "host X[ip] said: ... (in reply to RCPT TO command)",
  * "lost connection with X[ip] while ...", "TLS is required, but was not
