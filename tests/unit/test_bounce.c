@@ -13,6 +13,7 @@
 #include "queue/bounce.h"
 #include "queue/envelope.h"
 #include "queue/spool.h"
+#include "testutil.h"
 
 static const char *orig = "From: alice@example.org\r\nTo: bob@example.com\r\n"
                           "Subject: test\r\n\r\nsecret body\r\n";
@@ -249,9 +250,7 @@ static void test_queue(void **state)
     buf_free(&err);
     envelope_free(e);
     spool_free(s);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    test_rm_rf(dir);
 }
 
 int main(void)

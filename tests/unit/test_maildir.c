@@ -14,26 +14,12 @@
 #include "deliver/maildir.h"
 #include "lib/buf.h"
 #include "lib/util.h"
-
-static char *tmpdir(void)
-{
-    char tmpl[] = "/tmp/test_maildir.XXXXXX";
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-static void rm_rf(const char *path)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
-}
+#include "testutil.h"
 
 static void test_deliver(void **state)
 {
     (void)state;
-    char *root = tmpdir();
+    char *root = test_tmpdir("test_maildir");
     char data[512], mbox[512];
     snprintf(data, sizeof data, "%s/msg", root);
     snprintf(mbox, sizeof mbox, "%s/example.com/bob/", root);
@@ -69,13 +55,7 @@ static void test_deliver(void **state)
     assert_non_null(strstr(name, sz));
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%stmp", mbox);
-    DIR *d = opendir(tmp);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    assert_int_equal(n, 0);
+    assert_int_equal(test_count_files(tmp), 0);
 
     /* A second delivery gets another name; the null sender becomes <>. */
     assert_int_equal(
@@ -90,27 +70,15 @@ static void test_deliver(void **state)
     buf_free(&path);
     buf_free(&path2);
     buf_free(&got);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    return n;
 }
 
 /* A retry after a crash must not add a second copy (maildir.h: exactly once). */
 static void test_deliver_once(void **state)
 {
     (void)state;
-    char *root = tmpdir();
+    char *root = test_tmpdir("test_maildir");
     char data[512], mbox[512], newdir[600], curdir[600];
     snprintf(data, sizeof data, "%s/msg", root);
     snprintf(mbox, sizeof mbox, "%s/example.com/bob/", root);
@@ -125,7 +93,7 @@ static void test_deliver_once(void **state)
         assert_int_equal(
             maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, &path),
             DELIVERY_OK);
-    assert_int_equal(count_entries(newdir), 1);
+    assert_int_equal(test_count_files(newdir), 1);
     /* A reader moves it to cur/ with flags; a checked retry finds it there. */
     const char *name = strrchr(buf_cstr(&path), '/') + 1;
     char moved[1200];
@@ -135,24 +103,24 @@ static void test_deliver_once(void **state)
     assert_int_equal(
         maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, NULL),
         DELIVERY_OK);
-    assert_int_equal(count_entries(newdir), 0);
-    assert_int_equal(count_entries(curdir), 1);
+    assert_int_equal(test_count_files(newdir), 0);
+    assert_int_equal(test_count_files(curdir), 1);
     /* Another recipient index is another delivery. */
     struct maildir_once other = {.stem = "1700000000.QABCDEFR1", .check_cur = 1};
     assert_int_equal(
         maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &other, dsn, &reason, NULL),
         DELIVERY_OK);
-    assert_int_equal(count_entries(newdir), 1);
+    assert_int_equal(test_count_files(newdir), 1);
     buf_free(&reason);
     buf_free(&path);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
 static void test_failures(void **state)
 {
     (void)state;
-    char *root = tmpdir();
+    char *root = test_tmpdir("test_maildir");
     char data[512], bad[512];
     snprintf(data, sizeof data, "%s/msg", root);
     assert_int_equal(write_file_atomic(data, "x\r\n", 3, 0600), 0);
@@ -176,7 +144,7 @@ static void test_failures(void **state)
                      DELIVERY_TEMPFAIL);
     assert_int_equal(dsn[0], '4');
     buf_free(&reason);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -188,7 +156,7 @@ static void test_failures(void **state)
 static void test_deferred_sync_and_dirs(void **state)
 {
     (void)state;
-    char *root = tmpdir();
+    char *root = test_tmpdir("test_maildir");
     char data[512], mbox[512], sub[1200];
     snprintf(data, sizeof data, "%s/msg", root);
     snprintf(mbox, sizeof mbox, "%s/example.com/carol", root);
@@ -211,8 +179,10 @@ static void test_deferred_sync_and_dirs(void **state)
         assert_int_equal(stat(sub, &st), 0);
         assert_true(S_ISDIR(st.st_mode));
     }
-    snprintf(sub, sizeof sub, "rm -rf '%s/new' '%s/cur'", mbox, mbox);
-    assert_int_equal(system(sub), 0);
+    snprintf(sub, sizeof sub, "%s/new", mbox);
+    test_rm_rf(sub);
+    snprintf(sub, sizeof sub, "%s/cur", mbox);
+    test_rm_rf(sub);
     deferred = 0;
     once.sync_dev = st.st_dev + 1; /* not the device the Maildir is on */
     once.stem = "1700000000.QSYNCR1";
@@ -221,11 +191,11 @@ static void test_deferred_sync_and_dirs(void **state)
         DELIVERY_OK);
     assert_int_equal(deferred, 0);
     snprintf(sub, sizeof sub, "%s/new", mbox);
-    assert_int_equal(count_entries(sub), 1);
+    assert_int_equal(test_count_files(sub), 1);
     snprintf(sub, sizeof sub, "%s/cur", mbox);
     assert_int_equal(stat(sub, &st), 0);
     buf_free(&reason);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 

@@ -27,25 +27,14 @@
 #include "queue/pickup.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "testutil.h"
+#include "testutil.h"
 
 struct fixture {
     char root[128];
     struct server srv;
     struct server_gen gen;
 };
-
-static int count_in(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return 0;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 static int setup(void **state)
 {
@@ -89,9 +78,7 @@ static int teardown(void **state)
     spool_free(f->srv.spool);
     resolver_free(f->gen.resolver);
     config_free(f->gen.cfg);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    assert_int_equal(system(cmd), 0);
+    test_rm_rf(f->root);
     free(f);
     return 0;
 }
@@ -118,21 +105,21 @@ static char *box(struct fixture *f, const char *local)
 
 static int bob_has_1(struct fixture *f)
 {
-    return count_in(box(f, "bob")) == 1;
+    return test_count_files(box(f, "bob")) == 1;
 }
 static int bob_has_2(struct fixture *f)
 {
-    return count_in(box(f, "bob")) == 2;
+    return test_count_files(box(f, "bob")) == 2;
 }
 static int active_empty(struct fixture *f)
 {
     char p[512];
     snprintf(p, sizeof p, "%s/data/queue/active", f->root);
-    return count_in(p) == 0;
+    return test_count_files(p) <= 0;
 }
 static int alice_has_bounce(struct fixture *f)
 {
-    return count_in(box(f, "alice")) == 1 && active_empty(f);
+    return test_count_files(box(f, "alice")) == 1 && active_empty(f);
 }
 
 static void queue_msg(struct fixture *f, const char *rcpt)

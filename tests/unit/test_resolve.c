@@ -14,6 +14,7 @@
 #include "lib/xalloc.h"
 #include "maps/map_text.h"
 #include "maps/resolve.h"
+#include "testutil.h"
 
 static char tmpdir[256];
 
@@ -109,9 +110,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char *cmd = xasprintf("rm -rf '%s'", tmpdir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    test_rm_rf(tmpdir);
     return 0;
 }
 

@@ -24,35 +24,7 @@
 #include "lib/workq.h"
 #include "queue/envelope.h"
 #include "queue/spool.h"
-
-static char *mkdtemp_dir(void)
-{
-    char tmpl[] = "/tmp/test_spool.XXXXXX";
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-static void rm_rf(const char *path)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
-}
-
-static int count_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
+#include "testutil.h"
 
 static int exists(const char *root, const char *sub, const char *name)
 {
@@ -106,7 +78,7 @@ static void test_ids(void **state)
 static void test_group_commit(void **state)
 {
     (void)state;
-    char *dir = mkdtemp_dir();
+    char *dir = test_tmpdir("test_spool");
     struct buf err = BUF_INIT;
     struct spool *s = spool_open(dir, &err);
     assert_non_null(s);
@@ -130,7 +102,7 @@ static void test_group_commit(void **state)
     assert_true(spool_sync_rounds(s) >= 1);
     char inc[512];
     snprintf(inc, sizeof inc, "%s/incoming", dir);
-    assert_int_equal(count_files(inc), 0);
+    assert_int_equal(test_count_files(inc), 0);
     for (int i = 0; i < N; i++) {
         assert_true(exists(dir, "active", c.ids[i]));
         struct envelope *e = spool_read_envelope(s, c.ids[i], NULL, &err);
@@ -147,7 +119,7 @@ static void test_group_commit(void **state)
     event_base_free(base);
     spool_free(s);
     buf_free(&err);
-    rm_rf(dir);
+    test_rm_rf(dir);
     free(dir);
 }
 
@@ -164,7 +136,7 @@ static void on_sync(void *arg, int err_code)
 static void test_sync_waiters_remove(void **state)
 {
     (void)state;
-    char *dir = mkdtemp_dir();
+    char *dir = test_tmpdir("test_spool");
     struct buf err = BUF_INIT;
     struct spool *s = spool_open(dir, &err);
     assert_non_null(s);
@@ -204,14 +176,14 @@ static void test_sync_waiters_remove(void **state)
     event_base_free(base);
     spool_free(s);
     buf_free(&err);
-    rm_rf(dir);
+    test_rm_rf(dir);
     free(dir);
 }
 
 static void test_sync_commit_append_moves(void **state)
 {
     (void)state;
-    char *dir = mkdtemp_dir();
+    char *dir = test_tmpdir("test_spool");
     struct buf err = BUF_INIT, path = BUF_INIT, data = BUF_INIT;
     struct spool *s = spool_open(dir, &err);
     assert_non_null(s);
@@ -259,13 +231,13 @@ static void test_sync_commit_append_moves(void **state)
     spool_msg_abort(m);
     char inc[512];
     snprintf(inc, sizeof inc, "%s/incoming", dir);
-    assert_int_equal(count_files(inc), 0);
+    assert_int_equal(test_count_files(inc), 0);
     buf_free(&rec);
     buf_free(&err);
     buf_free(&path);
     buf_free(&data);
     spool_free(s);
-    rm_rf(dir);
+    test_rm_rf(dir);
     free(dir);
 }
 
@@ -282,7 +254,7 @@ static void put(const char *dir, const char *sub, const char *name, const char *
 static void test_recovery(void **state)
 {
     (void)state;
-    char *dir = mkdtemp_dir();
+    char *dir = test_tmpdir("test_spool");
     struct buf err = BUF_INIT, text = BUF_INIT;
     struct spool *s = spool_open(dir, &err);
     assert_non_null(s);
@@ -327,7 +299,7 @@ static void test_recovery(void **state)
     assert_true(exists(dir, "active", "1GGGGGGGGGGGGGG.data"));
     char sub[512];
     snprintf(sub, sizeof sub, "%s/incoming", dir);
-    assert_int_equal(count_files(sub), 0);
+    assert_int_equal(test_count_files(sub), 0);
     assert_true(exists(dir, "corrupt", "1AAAAAAAAAAAAAA"));
     assert_true(exists(dir, "corrupt", "1AAAAAAAAAAAAAA.data"));
     assert_true(exists(dir, "corrupt", "stray-file"));
@@ -357,7 +329,7 @@ static void test_recovery(void **state)
     buf_free(&err);
     buf_free(&text);
     spool_free(s);
-    rm_rf(dir);
+    test_rm_rf(dir);
     free(dir);
 }
 
@@ -369,10 +341,10 @@ static void test_disk_full(void **state)
         print_message("skipped: mounting a small tmpfs needs root\n");
         skip();
     }
-    char *dir = mkdtemp_dir();
+    char *dir = test_tmpdir("test_spool");
     if (mount("tmpfs", dir, "tmpfs", 0, "size=1m") < 0) {
         print_message("skipped: cannot mount tmpfs: %s\n", strerror(errno));
-        rm_rf(dir);
+        test_rm_rf(dir);
         free(dir);
         skip();
     }
@@ -397,8 +369,8 @@ static void test_disk_full(void **state)
         assert_int_equal(errno, ENOSPC);
         spool_msg_abort(m);
     }
-    assert_int_equal(count_files(inc), 0);
-    assert_int_equal(count_files(act), 0);
+    assert_int_equal(test_count_files(inc), 0);
+    assert_int_equal(test_count_files(act), 0);
 
     /* 2: the data fits but the envelope does not: the commit fails and leaves nothing. */
     char filler[512];
@@ -419,14 +391,14 @@ static void test_disk_full(void **state)
         event_base_loop(base, EVLOOP_ONCE);
     assert_int_equal(c.done, 1);
     assert_int_equal(c.ok, 0);
-    assert_int_equal(count_files(inc), 0);
-    assert_int_equal(count_files(act), 0);
+    assert_int_equal(test_count_files(inc), 0);
+    assert_int_equal(test_count_files(act), 0);
     workq_free(wq);
     event_base_free(base);
     spool_free(s);
     buf_free(&err);
     assert_int_equal(umount(dir), 0);
-    rm_rf(dir);
+    test_rm_rf(dir);
     free(dir);
 }
 

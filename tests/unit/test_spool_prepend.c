@@ -21,34 +21,7 @@
 #include "lib/util.h"
 #include "queue/envelope.h"
 #include "queue/spool.h"
-
-static char *mkdtemp_dir(void)
-{
-    char tmpl[] = "/tmp/test_spool_prepend.XXXXXX";
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-static void rm_rf(const char *path)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
-}
-
-static int count_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
+#include "testutil.h"
 
 static struct spool_msg *new_msg(struct spool *s)
 {
@@ -66,7 +39,7 @@ static struct spool_msg *new_msg(struct spool *s)
 /* Prepends to a message of body_len bytes and checks what the commit stores. */
 static void check_prepend(size_t body_len)
 {
-    char *dir = mkdtemp_dir();
+    char *dir = test_tmpdir("test_spool_prepend");
     struct buf err = BUF_INIT, got = BUF_INIT, want = BUF_INIT, path = BUF_INIT;
     struct spool *s = spool_open(dir, &err);
     assert_non_null(s);
@@ -102,11 +75,11 @@ static void check_prepend(size_t body_len)
 
     char *inc = NULL;
     assert_true(asprintf(&inc, "%s/incoming", dir) > 0);
-    assert_int_equal(count_files(inc), 1); /* just QUEUEID.data: no .pre left */
+    assert_int_equal(test_count_files(inc), 1); /* just QUEUEID.data: no .pre left */
     char id[QUEUE_ID_MAX];
     snprintf(id, sizeof id, "%s", spool_msg_id(m));
     assert_int_equal(spool_msg_commit_sync(m, &err), 0);
-    assert_int_equal(count_files(inc), 0);
+    assert_int_equal(test_count_files(inc), 0);
 
     spool_data_path(s, id, SPOOL_ACTIVE, &path);
     buf_reset(&got);
@@ -121,7 +94,7 @@ static void check_prepend(size_t body_len)
     buf_free(&want);
     buf_free(&path);
     buf_free(&body);
-    rm_rf(dir);
+    test_rm_rf(dir);
     free(dir);
 }
 
@@ -146,7 +119,7 @@ static void test_prepend_empty(void **state)
  */
 static void test_prepend_failure_keeps_message(void **state)
 {
-    char *dir = mkdtemp_dir();
+    char *dir = test_tmpdir("test_spool_prepend");
     struct buf err = BUF_INIT, got = BUF_INIT;
     struct spool *s = spool_open(dir, &err);
     assert_non_null(s);
@@ -167,12 +140,12 @@ static void test_prepend_failure_keeps_message(void **state)
     assert_int_equal(got.len, strlen(body));
     assert_memory_equal(got.data, body, strlen(body));
     spool_msg_abort(m);
-    assert_int_equal(count_files(inc), 0);
+    assert_int_equal(test_count_files(inc), 0);
     free(inc);
     spool_free(s);
     buf_free(&err);
     buf_free(&got);
-    rm_rf(dir);
+    test_rm_rf(dir);
     free(dir);
 }
 
