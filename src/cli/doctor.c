@@ -23,6 +23,7 @@
 #include "config/config.h"
 #include "deliver/route.h"
 #include "dns/dns.h"
+#include "lib/dnsname.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -1227,16 +1228,7 @@ static void doctor_print_json(struct doctor *d, int failed)
 
 static int doctor_domain_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 253 || s[0] == '.' || s[0] == '-' || strstr(s, ".."))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '.' || ch == '_'))
-            return 0;
-    }
-    return 1;
+    return dnsname_ok(s, strlen(s), DNSNAME_UNDERSCORE | DNSNAME_ROOT_DOT | DNSNAME_NO_EDGE_HYPHEN);
 }
 
 int cli_doctor_main(int argc, char **argv)

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "config/config.h"
+#include "lib/dnsname.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/maps.h"
@@ -405,13 +406,7 @@ int route_sasl_lookup(struct route_tables *t, const struct route *r, const char 
 /* A plain domain name: no brackets, no port, letters, digits, '-', '.', '_'. */
 static int route_is_domain(const char *s)
 {
-    if (!*s)
-        return 0;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '.' || *p == '_'))
-            return 0;
-    return 1;
+    return dnsname_ok(s, strlen(s), DNSNAME_UNDERSCORE);
 }
 
 char **route_tls_policy_keys(const struct route *r)

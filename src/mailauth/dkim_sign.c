@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "lib/base64.h"
+#include "lib/dnsname.h"
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
@@ -130,24 +131,7 @@ static int load_key(const char *path, EVP_PKEY **out, struct buf *err)
 
 int dkim_name_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 253)
-        return 0;
-    size_t label = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (label == 0)
-                return 0;
-            label = 0;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return 0;
-        if ((label == 0 && c == '-') || ++label > 63)
-            return 0;
-    }
-    return label > 0;
+    return dnsname_ok(s, n, DNSNAME_UNDERSCORE | DNSNAME_NO_EDGE_HYPHEN);
 }
 
 /*

@@ -11,11 +11,10 @@
 #include <openssl/sha.h>
 
 #include "lib/base64.h"
+#include "lib/dnsname.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
-
-#define DKIM_NAME_MAX 253
 
 struct vsig {
     struct dkim_verify *v;
@@ -82,24 +81,7 @@ static void settle(struct vsig *s, enum dkim_result r, const char *fmt, ...)
 /* A domain name or selector: dot-separated labels of letters, digits, '-' and '_'. */
 static int name_ok(const char *s)
 {
-    size_t n = strlen(s), label = 0;
-    if (n == 0 || n > DKIM_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (label == 0)
-                return 0;
-            label = 0;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return 0;
-        if (++label > 63)
-            return 0;
-    }
-    return label > 0 || s[n - 1] == '.';
+    return dnsname_ok(s, strlen(s), DNSNAME_UNDERSCORE | DNSNAME_ROOT_DOT);
 }
 
 /* dkim-quoted-printable (2.11) into out; -1 on a bad escape. */

@@ -13,6 +13,7 @@
 #include <libpsl.h>
 
 #include "dns/dns.h"
+#include "lib/dnsname.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
@@ -447,23 +448,7 @@ static void strip_comments(const char *s, size_t n, struct buf *out)
 
 static int valid_domain(const char *d)
 {
-    size_t n = strlen(d), label = 0;
-    if (n == 0 || n > DMARC_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)d[i];
-        if (c == '.') {
-            if (label == 0)
-                return 0;
-            label = 0;
-        } else if (isalnum(c) || c == '-' || c == '_' || c >= 0x80) {
-            if (++label > 63)
-                return 0;
-        } else {
-            return 0;
-        }
-    }
-    return label > 0;
+    return dnsname_ok(d, strlen(d), DNSNAME_UNDERSCORE | DNSNAME_UTF8);
 }
 
 /* The domain of one mailbox ("Name <a@b>" or "a@b"); NULL when there is none. */

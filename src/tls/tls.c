@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "config/config.h"
+#include "lib/dnsname.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -78,16 +79,7 @@ static int tls_sni_cb(SSL *ssl, int *alert, void *arg)
 /* A host name safe to put in a certificate extension string: LDH and dots. */
 static int tls_hostname_ok(const char *h)
 {
-    size_t n = strlen(h);
-    if (n == 0 || n > 253)
-        return 0;
-    for (const char *p = h; *p; p++) {
-        char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.'))
-            return 0;
-    }
-    return 1;
+    return dnsname_ok(h, strlen(h), 0);
 }
 
 static int tls_add_ext(X509 *x, int nid, const char *value)
