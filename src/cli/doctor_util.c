@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/doctor.h"
+#include "lib/hostport.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
@@ -150,69 +151,18 @@ void doctor_json_string(const char *s, struct buf *out)
     buf_putc(out, '"');
 }
 
-static int doctor_port(const char *s, int *port)
-{
-    if (strcmp(s, "smtp") == 0) {
-        *port = 25;
-        return 0;
-    }
-    if (strcmp(s, "submission") == 0) {
-        *port = 587;
-        return 0;
-    }
-    if (strcmp(s, "smtps") == 0 || strcmp(s, "submissions") == 0) {
-        *port = 465;
-        return 0;
-    }
-    long v = 0;
-    if (*s == '\0')
-        return -1;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        v = v * 10 + (*p - '0');
-        if (v > 65535)
-            return -1;
-    }
-    if (v == 0)
-        return -1;
-    *port = (int)v;
-    return 0;
-}
-
 int doctor_parse_hostport(const char *s, int default_port, struct buf *host, int *port,
                           int *bracketed)
 {
-    unsigned char tmp[16];
+    struct hostport hp;
     buf_reset(host);
     *port = default_port;
     *bracketed = 0;
-    if (s == NULL || *s == '\0')
+    if (s == NULL || hostport_split(s, HOSTPORT_BARE_IPV6, &hp) < 0)
         return -1;
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-        if (end == NULL || end == s + 1)
-            return -1;
-        const char *h = s + 1;
-        if (str_prefix_ci(h, "ipv6:"))
-            h += 5;
-        buf_append(host, h, (size_t)(end - h));
-        *bracketed = 1;
-        if (end[1] == ':')
-            return doctor_port(end + 2, port);
-        return end[1] == '\0' ? 0 : -1;
-    }
-    if (inet_pton(AF_INET6, s, tmp) == 1) {
-        buf_puts(host, s);
-        return 0;
-    }
-    const char *colon = strrchr(s, ':');
-    if (colon != NULL) {
-        if (colon == s || doctor_port(colon + 1, port) != 0)
-            return -1;
-        buf_append(host, s, (size_t)(colon - s));
-    } else {
-        buf_puts(host, s);
-    }
-    return strchr(buf_cstr(host), ':') ? -1 : 0;
+    if (hp.port[0] && (*port = hostport_port(hp.port)) < 0)
+        return -1;
+    buf_puts(host, hp.host);
+    *bracketed = hp.bracketed;
+    return 0;
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,40 +15,24 @@
 
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "lib/hostport.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
 /* Deep enough for a burst of 100+ parallel clients and the 10k idle-session bench. */
 #define LISTEN_BACKLOG 4096
 
+/* "host:port" or "[address]:port"; a host of "*" (or empty) is every address. */
 static int listen_split(const char *spec, char *host, size_t hostlen, char *port, size_t portlen)
 {
-    const char *colon;
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-        if (close == NULL || close[1] != ':')
-            return -1;
-        size_t n = (size_t)(close - spec - 1);
-        if (n >= hostlen)
-            return -1;
-        memcpy(host, spec + 1, n);
-        host[n] = '\0';
-        colon = close + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (colon == NULL)
-            return -1;
-        size_t n = (size_t)(colon - spec);
-        if (n >= hostlen)
-            return -1;
-        memcpy(host, spec, n);
-        host[n] = '\0';
-        if (strcmp(host, "*") == 0)
-            host[0] = '\0';
-    }
-    if (str_copy(port, portlen, colon + 1) >= portlen || port[0] == '\0')
+    struct hostport hp;
+    int p;
+    if (hostport_split(spec, 0, &hp) < 0 || (p = hostport_port(hp.port)) < 0)
         return -1;
-    return 0;
+    if (str_copy(host, hostlen, !hp.bracketed && strcmp(hp.host, "*") == 0 ? "" : hp.host) >=
+        hostlen)
+        return -1;
+    return snprintf(port, portlen, "%d", p) < (int)portlen ? 0 : -1;
 }
 
 static int listen_one(const char *key, const char *spec, enum listener_kind kind,

@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "lib/dnsname.h"
+#include "lib/hostport.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/maps.h"
@@ -28,87 +29,42 @@ void route_clear(struct route *r)
     memset(r, 0, sizeof *r);
 }
 
-static int route_port(const char *s, struct buf *err)
-{
-    static const struct {
-        const char *name;
-        int port;
-    } services[] = {
-        {"smtp", 25}, {"submission", 587}, {"smtps", 465}, {"submissions", 465}, {"lmtp", 24}};
-    for (size_t i = 0; i < sizeof services / sizeof services[0]; i++)
-        if (str_eq_ci(s, services[i].name))
-            return services[i].port;
-    long v = 0;
-    if (*s == '\0' || strspn(s, "0123456789") != strlen(s) || strlen(s) > 5 ||
-        (v = strtol(s, NULL, 10)) < 1 || v > 65535) {
-        buf_printf(err, "bad port \"%s\"", s);
-        return -1;
-    }
-    return (int)v;
-}
-
 int route_parse_nexthop(const char *nexthop, int default_port, struct route *out, struct buf *err)
 {
-    char *copy = xstrdup(nexthop);
-    char *host = copy, *port = NULL;
-    int bracketed = 0;
     free(out->nexthop);
     free(out->host);
     out->nexthop = xstrdup(nexthop);
     out->host = NULL;
-    if (*host == '[') {
-        char *close = strchr(host, ']');
-        if (!close) {
+    struct hostport hp;
+    if (hostport_split(nexthop, 0, &hp) < 0) {
+        if (nexthop[0] == '[' && strchr(nexthop, ']') == NULL)
             buf_printf(err, "next hop \"%s\": missing ]", nexthop);
-            goto fail;
-        }
-        *close = '\0';
-        host++;
-        bracketed = 1;
-        if (close[1] == ':')
-            port = close + 2;
-        else if (close[1] != '\0') {
-            buf_printf(err, "next hop \"%s\": junk after ]", nexthop);
-            goto fail;
-        }
-        if (str_prefix_ci(host, "ipv6:"))
-            host += 5;
-    } else {
-        char *colon = strchr(host, ':');
-        if (colon && strchr(colon + 1, ':')) {
+        else if (nexthop[0] != '[' && strchr(nexthop, ':') != strrchr(nexthop, ':'))
             buf_printf(err, "next hop \"%s\": an IPv6 address must be written in [brackets]",
                        nexthop);
-            goto fail;
-        }
-        if (colon) {
-            *colon = '\0';
-            port = colon + 1;
-        }
+        else
+            buf_printf(err, "next hop \"%s\": not host, host:port or [host]:port", nexthop);
+        return -1;
     }
-    size_t hl = strlen(host);
-    if (hl > 0 && host[hl - 1] == '.' && !bracketed)
-        host[--hl] = '\0';
-    if (hl == 0 || hl > 253 || strspn(host, " \t") > 0) {
+    size_t hl = strlen(hp.host);
+    if (hl > 0 && hp.host[hl - 1] == '.' && !hp.bracketed)
+        hp.host[--hl] = '\0';
+    if (hl == 0 || strspn(hp.host, " \t") > 0) {
         buf_printf(err, "next hop \"%s\": no host name", nexthop);
-        goto fail;
+        return -1;
     }
     out->port = default_port;
-    if (port) {
-        int p = route_port(port, err);
-        if (p < 0)
-            goto fail;
-        out->port = p;
+    if (hp.port[0] && (out->port = hostport_port(hp.port)) < 0) {
+        buf_printf(err, "bad port \"%s\"", hp.port);
+        return -1;
     }
     unsigned char addr[16];
-    out->literal = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
-    out->mx = !bracketed && !out->literal;
-    str_lower(host);
-    out->host = xstrdup(host);
-    free(copy);
+    out->literal =
+        inet_pton(AF_INET, hp.host, addr) == 1 || inet_pton(AF_INET6, hp.host, addr) == 1;
+    out->mx = !hp.bracketed && !out->literal;
+    str_lower(hp.host);
+    out->host = xstrdup(hp.host);
     return 0;
-fail:
-    free(copy);
-    return -1;
 }
 
 int route_parse_lmtp(const char *nexthop, const char *queue_dir, int default_port,

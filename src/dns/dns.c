@@ -16,6 +16,7 @@
 #include <unbound.h>
 
 #include "dns/dns.h"
+#include "lib/hostport.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
@@ -83,56 +84,22 @@ const char *dns_status_str(enum dns_status st)
  */
 static int dns_parse_forwarder(const char *spec, struct buf *out, struct buf *err)
 {
-    char host[INET6_ADDRSTRLEN + 1];
-    const char *port = NULL;
-    const char *colon = strchr(spec, ':');
-
-    if (spec[0] == '[') {
-        const char *end = strchr(spec, ']');
-        if (end == NULL || (size_t)(end - spec - 1) >= sizeof(host)) {
-            buf_printf(err, "dns_resolver: bad address '%s'", spec);
-            return -1;
-        }
-        memcpy(host, spec + 1, (size_t)(end - spec - 1));
-        host[end - spec - 1] = '\0';
-        if (end[1] == ':')
-            port = end + 2;
-        else if (end[1] != '\0') {
-            buf_printf(err, "dns_resolver: bad address '%s'", spec);
-            return -1;
-        }
-    } else if (colon != NULL && strchr(colon + 1, ':') == NULL) {
-        if ((size_t)(colon - spec) >= sizeof(host)) {
-            buf_printf(err, "dns_resolver: bad address '%s'", spec);
-            return -1;
-        }
-        memcpy(host, spec, (size_t)(colon - spec));
-        host[colon - spec] = '\0';
-        port = colon + 1;
-    } else {
-        if (strlen(spec) >= sizeof(host)) {
-            buf_printf(err, "dns_resolver: bad address '%s'", spec);
-            return -1;
-        }
-        str_copy(host, sizeof(host), spec);
-    }
-
-    unsigned char a[16];
-    if (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1) {
-        buf_printf(err, "dns_resolver: '%s' is not an IP address", host);
+    struct hostport hp;
+    if (hostport_split(spec, HOSTPORT_BARE_IPV6, &hp) < 0) {
+        buf_printf(err, "dns_resolver: bad address '%s'", spec);
         return -1;
     }
-    long p = 53;
-    if (port != NULL) {
-        char *end;
-        errno = 0;
-        p = strtol(port, &end, 10);
-        if (*port == '\0' || *end != '\0' || errno != 0 || p < 1 || p > 65535) {
-            buf_printf(err, "dns_resolver: bad port in '%s'", spec);
-            return -1;
-        }
+    unsigned char a[16];
+    if (inet_pton(AF_INET, hp.host, a) != 1 && inet_pton(AF_INET6, hp.host, a) != 1) {
+        buf_printf(err, "dns_resolver: '%s' is not an IP address", hp.host);
+        return -1;
     }
-    buf_printf(out, "%s@%ld", host, p);
+    int port = hp.port[0] ? hostport_port(hp.port) : 53;
+    if (port < 0) {
+        buf_printf(err, "dns_resolver: bad port in '%s'", spec);
+        return -1;
+    }
+    buf_printf(out, "%s@%d", hp.host, port);
     return 0;
 }
 
