@@ -146,74 +146,106 @@ static void client_state(struct smtp_client *c, enum client_state st)
     bufferevent_set_timeouts(c->bev, &tv, &tv);
 }
 
-/* "while receiving the initial server greeting" and friends, for lost connections. */
-static const char *client_stage_text(const struct smtp_client *c)
+/*
+ * Where a conversation stood, for the log and the DSN: one row per step,
+ * with the stage text Postfix's smtp(8) uses for a lost connection ("while
+ * receiving the initial server greeting") and the command a refusal
+ * answered ("in reply to RCPT TO command"); LMTP renames the handshake.
+ */
+enum client_step {
+    STEP_CONNECT,
+    STEP_GREETING,
+    STEP_EHLO,
+    STEP_HELO,
+    STEP_STARTTLS,
+    STEP_TLS,
+    STEP_AUTH,
+    STEP_MAIL,
+    STEP_RCPT,
+    STEP_DATA,
+    STEP_BODY,
+    STEP_DOT,
+    STEP_RSET,
+    STEP_IDLE,
+};
+
+static const struct {
+    const char *stage, *lmtp_stage; /* lmtp_stage NULL: the same as stage */
+    const char *command, *lmtp_command;
+} client_steps[] = {
+    [STEP_CONNECT] = {"while connecting", NULL, "QUIT", NULL},
+    [STEP_GREETING] = {"while receiving the initial server greeting", NULL, NULL, NULL},
+    [STEP_EHLO] = {"while performing the EHLO handshake", "while performing the LHLO handshake",
+                   "EHLO", "LHLO"},
+    [STEP_HELO] = {"while performing the EHLO handshake", "while performing the LHLO handshake",
+                   "HELO", NULL},
+    [STEP_STARTTLS] = {"while performing the TLS handshake", NULL, "STARTTLS", NULL},
+    [STEP_TLS] = {"while performing the TLS handshake", NULL, "QUIT", NULL},
+    [STEP_AUTH] = {"while authenticating", NULL, "AUTH", NULL},
+    [STEP_MAIL] = {"while sending MAIL FROM", NULL, "MAIL FROM", NULL},
+    [STEP_RCPT] = {"while sending RCPT TO", NULL, "RCPT TO", NULL},
+    [STEP_DATA] = {"while sending DATA command", NULL, "DATA", NULL},
+    [STEP_BODY] = {"while sending message body", NULL, "QUIT", NULL},
+    [STEP_DOT] = {"while sending end of data -- message may be sent more than once", NULL,
+                  "end of DATA", NULL},
+    [STEP_RSET] = {"while sending RSET", NULL, "RSET", NULL},
+    [STEP_IDLE] = {"while idle", NULL, "QUIT", NULL},
+};
+
+static enum client_step client_step(const struct smtp_client *c)
 {
     switch (c->state) {
     case CS_CONNECTING:
-        return "while connecting";
+        return STEP_CONNECT;
     case CS_GREETING:
-        return "while receiving the initial server greeting";
+        return STEP_GREETING;
     case CS_EHLO:
-    case CS_HELO:
     case CS_EHLO2:
-        return c->o.lmtp ? "while performing the LHLO handshake"
-                         : "while performing the EHLO handshake";
+        return STEP_EHLO;
+    case CS_HELO:
+        return STEP_HELO;
     case CS_STARTTLS:
+        return STEP_STARTTLS;
     case CS_TLS_HANDSHAKE:
     case CS_TLS_WRAP:
-        return "while performing the TLS handshake";
+        return STEP_TLS;
     case CS_AUTH:
     case CS_AUTH_LOGIN_USER:
     case CS_AUTH_LOGIN_PASS:
-        return "while authenticating";
+        return STEP_AUTH;
     case CS_TXN:
         if (c->reply_idx == 0)
-            return "while sending MAIL FROM";
+            return STEP_MAIL;
         if (c->m && c->reply_idx <= c->m->nrcpts)
-            return "while sending RCPT TO";
-        return "while sending DATA command";
+            return STEP_RCPT;
+        return STEP_DATA;
     case CS_DATA_BODY:
-        return "while sending message body";
+        return STEP_BODY;
     case CS_DOT:
-        return "while sending end of data -- message may be sent more than once";
+        return STEP_DOT;
     case CS_RSET:
-        return "while sending RSET";
+        return STEP_RSET;
     default:
-        return "while idle";
+        return STEP_IDLE;
     }
 }
 
-/* "(in reply to X command)" for server refusals. */
+/* "while receiving the initial server greeting" and friends, for lost connections. */
+static const char *client_stage_text(const struct smtp_client *c)
+{
+    enum client_step st = client_step(c);
+    if (c->o.lmtp && client_steps[st].lmtp_stage)
+        return client_steps[st].lmtp_stage;
+    return client_steps[st].stage;
+}
+
+/* "(in reply to X command)" for server refusals; NULL for the greeting. */
 static const char *client_cmd_text(const struct smtp_client *c)
 {
-    switch (c->state) {
-    case CS_GREETING:
-        return NULL;
-    case CS_EHLO:
-    case CS_EHLO2:
-        return c->o.lmtp ? "LHLO" : "EHLO";
-    case CS_HELO:
-        return "HELO";
-    case CS_STARTTLS:
-        return "STARTTLS";
-    case CS_AUTH:
-    case CS_AUTH_LOGIN_USER:
-    case CS_AUTH_LOGIN_PASS:
-        return "AUTH";
-    case CS_TXN:
-        if (c->reply_idx == 0)
-            return "MAIL FROM";
-        if (c->m && c->reply_idx <= c->m->nrcpts)
-            return "RCPT TO";
-        return "DATA";
-    case CS_DOT:
-        return "end of DATA";
-    case CS_RSET:
-        return "RSET";
-    default:
-        return "QUIT";
-    }
+    enum client_step st = client_step(c);
+    if (c->o.lmtp && client_steps[st].lmtp_command)
+        return client_steps[st].lmtp_command;
+    return client_steps[st].command;
 }
 
 /* "host X[ip] said: 550 5.1.1 text (in reply to RCPT TO command)" into out. */
