@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf_append(&msg, data, size);
     buf_puts(&msg, "\r\nFrom: Joe <joe@football.example.com>\r\nSubject: hi\r\n\r\nHi.\r\n");
     int called = 0;
-    struct dkim_key_lookup lk = dkim_keyfile_lookup(keys);
+    struct txt_lookup lk = dkim_keyfile_lookup(keys);
     if (dkim_verify_start(msg.data, msg.len, 1528637909, &lk, done, &called) != NULL || called != 1)
         abort();
     buf_free(&msg);

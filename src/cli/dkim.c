@@ -351,7 +351,7 @@ static int dkim_cli_verify(int argc, char **argv)
     struct dkim_cli_verify cv = {NULL, 0, 0};
     struct dkim_keyfile *kf = NULL;
     struct dns *dns = NULL;
-    struct dkim_key_lookup lk;
+    struct txt_lookup lk;
     if (keyfile) {
         /* Keys from a file in the conformance dns.txt format, for tests. */
         kf = dkim_keyfile_load(keyfile, &err);
@@ -370,7 +370,7 @@ static int dkim_cli_verify(int argc, char **argv)
             rc = EX_TEMPFAIL;
             goto out;
         }
-        lk = dkim_dns_lookup(dns);
+        lk = txt_dns_lookup(dns);
     }
     struct dkim_verify *v =
         dkim_verify_start(msg.data ? msg.data : "", msg.len, now, &lk, dkim_cli_verified, &cv);

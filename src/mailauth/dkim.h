@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "dns/txt.h"
 #include "lib/buf.h"
 
 struct config;
@@ -99,36 +100,12 @@ typedef void (*dkim_sign_done_fn)(void *arg, enum dkim_sign_status st, const str
 void dkim_sign_submit(struct workq *q, const struct dkim_signer *s, const char *msg, size_t len,
                       time_t now, dkim_sign_done_fn done, void *arg);
 
-/* ---- Key lookup (the seam between DKIM and DNS) ---- */
-
-enum dkim_lookup_status {
-    DKIM_LOOKUP_FOUND,    /* txt[0..ntxt) are the records, strings joined */
-    DKIM_LOOKUP_NOTFOUND, /* NXDOMAIN or no TXT record */
-    DKIM_LOOKUP_TEMPFAIL, /* timeout, SERVFAIL: try later */
-};
-
-/* Called once per request, possibly before lookup() returns. txt is only valid during the call. */
-typedef void (*dkim_lookup_done_fn)(void *done_arg, enum dkim_lookup_status st,
-                                    const char *const *txt, const size_t *txtlen, size_t ntxt);
-
-struct dkim_key_lookup {
-    /*
-     * Asks for the TXT records at name ("SELECTOR._domainkey.DOMAIN").
-     * Returns a handle for cancel(), or NULL when done() has already run.
-     */
-    void *(*lookup)(void *arg, const char *name, dkim_lookup_done_fn done, void *done_arg);
-    /* Stops a pending lookup: done() will not run. NULL if lookups always answer at once. */
-    void (*cancel)(void *arg, void *handle);
-    void *arg;
-};
-
+/* ---- Key lookup: the TXT seam shared with DMARC (dns/txt.h) ---- */
 /*
- * Key lookups through the DNS layer (src/dns/dns.h), asynchronous on its
- * event loop. NXDOMAIN, NODATA and malformed answers are NOTFOUND; SERVFAIL
- * and timeouts TEMPFAIL. dns must outlive every verification using it.
+ * Key records are looked up through a struct txt_lookup: txt_dns_lookup()
+ * in the server. TXT_NOTFOUND and TXT_MALFORMED mean no key (permerror),
+ * TXT_TEMPFAIL a temperror.
  */
-struct dns;
-struct dkim_key_lookup dkim_dns_lookup(struct dns *dns);
 
 /*
  * A lookup backed by a file of "NAME TXT VALUE" lines (the conformance
@@ -141,7 +118,7 @@ void dkim_keyfile_free(struct dkim_keyfile *kf);
 /* Adds one record by hand (tests). */
 void dkim_keyfile_add(struct dkim_keyfile *kf, const char *name, const char *txt);
 struct dkim_keyfile *dkim_keyfile_new(void);
-struct dkim_key_lookup dkim_keyfile_lookup(struct dkim_keyfile *kf);
+struct txt_lookup dkim_keyfile_lookup(struct dkim_keyfile *kf);
 
 /* ---- Verification ---- */
 
@@ -172,7 +149,7 @@ struct dkim_verify_result {
 struct dkim_verify;
 typedef void (*dkim_verify_done_fn)(void *arg, const struct dkim_verify_result *res);
 struct dkim_verify *dkim_verify_start(const char *msg, size_t len, time_t now,
-                                      const struct dkim_key_lookup *lk, dkim_verify_done_fn done,
+                                      const struct txt_lookup *lk, dkim_verify_done_fn done,
                                       void *arg);
 /* Cancels the pending key lookups and frees; done() is not called. NULL does nothing. */
 void dkim_verify_cancel(struct dkim_verify *v);

@@ -109,30 +109,28 @@ void dkim_keyfile_free(struct dkim_keyfile *kf)
     free(kf);
 }
 
-static void *keyfile_lookup(void *arg, const char *name, dkim_lookup_done_fn done, void *done_arg)
+static void *keyfile_lookup(void *arg, const char *name, txt_done_fn done, void *done_arg)
 {
     struct dkim_keyfile *kf = arg;
     const char *txt[16];
-    size_t len[16], n = 0;
+    size_t n = 0;
     for (size_t i = 0; i < kf->n; i++) {
         if (strcasecmp(kf->recs[i].name, name) != 0)
             continue;
         if (kf->recs[i].txt == NULL) {
-            done(done_arg, DKIM_LOOKUP_TEMPFAIL, NULL, NULL, 0);
+            done(done_arg, TXT_TEMPFAIL, NULL, 0);
             return NULL;
         }
         if (n < 16) {
-            txt[n] = kf->recs[i].txt;
-            len[n] = strlen(kf->recs[i].txt);
-            n++;
+            txt[n++] = kf->recs[i].txt;
         }
     }
-    done(done_arg, n ? DKIM_LOOKUP_FOUND : DKIM_LOOKUP_NOTFOUND, txt, len, n);
+    done(done_arg, n ? TXT_FOUND : TXT_NOTFOUND, txt, n);
     return NULL;
 }
 
-struct dkim_key_lookup dkim_keyfile_lookup(struct dkim_keyfile *kf)
+struct txt_lookup dkim_keyfile_lookup(struct dkim_keyfile *kf)
 {
-    struct dkim_key_lookup lk = {keyfile_lookup, NULL, kf};
+    struct txt_lookup lk = {keyfile_lookup, NULL, kf};
     return lk;
 }

@@ -34,7 +34,7 @@ struct dkim_verify {
     size_t n;
     size_t outstanding;
     int starting;
-    struct dkim_key_lookup lk;
+    struct txt_lookup lk;
     dkim_verify_done_fn done;
     void *arg;
 };
@@ -340,14 +340,13 @@ out:
 }
 
 /* Applies the key record(s) to one signature (6.1.2, 6.1.3). */
-static void with_key(struct vsig *s, enum dkim_lookup_status st, const char *const *txt,
-                     const size_t *txtlen, size_t ntxt)
+static void with_key(struct vsig *s, enum txt_status st, const char *const *txt, size_t ntxt)
 {
-    if (st == DKIM_LOOKUP_TEMPFAIL) {
+    if (st == TXT_TEMPFAIL) {
         settle(s, DKIM_TEMPERROR, "key lookup for %s failed; try later", s->dnsname);
         return;
     }
-    if (st != DKIM_LOOKUP_FOUND || ntxt == 0) {
+    if (st != TXT_FOUND || ntxt == 0) {
         settle(s, DKIM_PERMERROR, "no key for signature at %s", s->dnsname);
         return;
     }
@@ -357,7 +356,8 @@ static void with_key(struct vsig *s, enum dkim_lookup_status st, const char *con
     int found = 0;
     for (size_t i = 0; i < ntxt && !found; i++) {
         struct buf w = BUF_INIT;
-        if (dkim_pubkey_parse(txt[i], txtlen[i], &k, &w) == DKIM_KEY_OK)
+        if (dkim_pubkey_parse(txt[i] ? txt[i] : "", txt[i] ? strlen(txt[i]) : 0, &k, &w) ==
+            DKIM_KEY_OK)
             found = 1;
         else if (why.len == 0)
             buf_append(&why, w.data ? w.data : "", w.len);
@@ -425,14 +425,13 @@ static void finish(struct dkim_verify *v)
     verify_free(v);
 }
 
-static void lookup_done(void *arg, enum dkim_lookup_status st, const char *const *txt,
-                        const size_t *txtlen, size_t ntxt)
+static void lookup_done(void *arg, enum txt_status st, const char *const *txt, size_t ntxt)
 {
     struct vsig *s = arg;
     struct dkim_verify *v = s->v;
     s->handle = NULL;
     s->settled = 1; /* answered: not to be cancelled */
-    with_key(s, st, txt, txtlen, ntxt);
+    with_key(s, st, txt, ntxt);
     v->outstanding--;
     if (v->outstanding == 0 && !v->starting)
         finish(v);
@@ -445,7 +444,7 @@ static int field_is(const struct dkim_field *f, const char *name)
 }
 
 struct dkim_verify *dkim_verify_start(const char *msg, size_t len, time_t now,
-                                      const struct dkim_key_lookup *lk, dkim_verify_done_fn done,
+                                      const struct txt_lookup *lk, dkim_verify_done_fn done,
                                       void *arg)
 {
     struct dkim_verify *v = xcalloc(1, sizeof(*v));

@@ -578,62 +578,10 @@ char *dmarc_from_domain(const char *msg, size_t len, struct buf *why)
     return domain;
 }
 
-/* ---- DNS seam -------------------------------------------------------------------- */
-
-struct dns_lk {
-    dmarc_txt_done_fn done;
-    void *done_arg;
-    struct dns_query *q;
-};
-
-static void dns_lk_answer(void *arg, const struct dns_answer *ans)
-{
-    struct dns_lk *l = arg;
-    dmarc_txt_done_fn done = l->done;
-    void *darg = l->done_arg;
-    free(l);
-    switch (ans->status) {
-    case DNS_OK:
-        done(darg, DMARC_TXT_FOUND, (const char *const *)ans->txt, ans->count);
-        break;
-    case DNS_NXDOMAIN:
-    case DNS_NODATA:
-        done(darg, DMARC_TXT_NOTFOUND, NULL, 0);
-        break;
-    default:
-        done(darg, DMARC_TXT_TEMPFAIL, NULL, 0);
-        break;
-    }
-}
-
-static void *dns_lk_lookup(void *arg, const char *name, dmarc_txt_done_fn done, void *done_arg)
-{
-    struct dns_lk *l = xcalloc(1, sizeof *l);
-    l->done = done;
-    l->done_arg = done_arg;
-    l->q = dns_query(arg, name, DNS_T_TXT, dns_lk_answer, l);
-    return l; /* dns_query never answers before returning */
-}
-
-static void dns_lk_cancel(void *arg, void *handle)
-{
-    struct dns_lk *l = handle;
-    if (!l)
-        return;
-    dns_cancel(l->q);
-    free(l);
-}
-
-struct dmarc_txt_lookup dmarc_dns_lookup(struct dns *dns)
-{
-    struct dmarc_txt_lookup lk = {dns_lk_lookup, dns_lk_cancel, dns};
-    return lk;
-}
-
 /* ---- evaluation (RFC 7489 6.6) ------------------------------------------------ */
 
 struct dmarc_check {
-    struct dmarc_txt_lookup lk;
+    struct txt_lookup lk;
     dmarc_cb cb;
     void *arg;
     void *handle; /* the pending lookup */
@@ -779,13 +727,13 @@ static void evaluate(struct dmarc_check *c, const struct dmarc_record *rec,
 
 static void lookup_at(struct dmarc_check *c, const char *domain, int at_org);
 
-static void txt_done(void *arg, enum dmarc_txt_status st, const char *const *txt, size_t ntxt)
+static void txt_done(void *arg, enum txt_status st, const char *const *txt, size_t ntxt)
 {
     struct dmarc_check *c = arg;
     c->handle = NULL;
     const char *domain = c->at_org ? c->org : c->from;
     struct buf why = BUF_INIT;
-    if (st == DMARC_TXT_TEMPFAIL) {
+    if (st == TXT_TEMPFAIL || st == TXT_MALFORMED) {
         buf_printf(&why, "temporary DNS error looking up _dmarc.%s", domain);
         finish(c, DMARC_RESULT_TEMPERROR, NULL, &why, NULL);
         buf_free(&why);
@@ -793,7 +741,7 @@ static void txt_done(void *arg, enum dmarc_txt_status st, const char *const *txt
     }
     /* 6.6.3 step 4: records that do not start with v=DMARC1 are discarded. */
     size_t ndmarc = 0, pick = 0;
-    if (st == DMARC_TXT_FOUND) {
+    if (st == TXT_FOUND) {
         for (size_t i = 0; i < ntxt && i < DMARC_MAX_TXT; i++) {
             struct dmarc_record rec;
             enum dmarc_parse_status ps =
@@ -868,8 +816,8 @@ static void lookup_at(struct dmarc_check *c, const char *domain, int at_org)
         c->handle = h;
 }
 
-struct dmarc_check *dmarc_check_start(const struct dmarc_txt_lookup *lk,
-                                      const struct dmarc_request *req, dmarc_cb cb, void *arg)
+struct dmarc_check *dmarc_check_start(const struct txt_lookup *lk, const struct dmarc_request *req,
+                                      dmarc_cb cb, void *arg)
 {
     struct dmarc_check *c = xcalloc(1, sizeof *c);
     c->lk = *lk;
@@ -952,7 +900,7 @@ int dmarc_check_sync(const char *resolver, const struct dmarc_request *req,
         return -1;
     }
     struct sync_state st = {0, out};
-    struct dmarc_txt_lookup lk = dmarc_dns_lookup(dns);
+    struct txt_lookup lk = txt_dns_lookup(dns);
     dmarc_check_start(&lk, req, sync_cb, &st);
     /* Each DNS query is bounded by the resolver's timeout, so this ends. */
     while (!st.done)

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "dns/txt.h"
 #include "lib/buf.h"
 
 struct dns;
@@ -87,33 +88,13 @@ int dmarc_aligned(const char *from_domain, const char *id_domain, enum dmarc_ali
  */
 char *dmarc_from_domain(const char *msg, size_t len, struct buf *why);
 
-/* ---- the TXT lookup seam ----------------------------------------------------- */
-
-enum dmarc_txt_status {
-    DMARC_TXT_FOUND,    /* txt[0..ntxt) are the TXT records, strings joined */
-    DMARC_TXT_NOTFOUND, /* NXDOMAIN or no TXT record */
-    DMARC_TXT_TEMPFAIL, /* SERVFAIL, timeout: try later */
-};
-
-/* Called once per lookup, possibly before lookup() returns; txt valid during the call only. */
-typedef void (*dmarc_txt_done_fn)(void *done_arg, enum dmarc_txt_status st, const char *const *txt,
-                                  size_t ntxt);
-
-struct dmarc_txt_lookup {
-    /* Asks for the TXT records at name. A handle for cancel(), or NULL when done() has run. */
-    void *(*lookup)(void *arg, const char *name, dmarc_txt_done_fn done, void *done_arg);
-    /* Stops a pending lookup: done() will not run. */
-    void (*cancel)(void *arg, void *handle);
-    void *arg;
-};
-
+/* ---- the TXT lookup seam (dns/txt.h, shared with DKIM) ------------------------- */
 /*
- * Lookups through the DNS layer, asynchronous on its loop. NXDOMAIN and
- * NODATA are NOTFOUND; SERVFAIL, timeouts and malformed answers TEMPFAIL
- * (a malformed answer may be a broken middlebox: not proof of absence).
- * dns must outlive every check using it.
+ * Policy records are looked up through a struct txt_lookup: txt_dns_lookup()
+ * in the server, a fake in tests. TXT_NOTFOUND is no record; TXT_TEMPFAIL
+ * and TXT_MALFORMED are a temperror (a malformed answer may be a broken
+ * middlebox: not proof of absence).
  */
-struct dmarc_txt_lookup dmarc_dns_lookup(struct dns *dns);
 
 /* ---- evaluation (RFC 7489 6.6) ------------------------------------------------ */
 
@@ -186,8 +167,8 @@ struct dmarc_check;
  * handle is valid until cb starts or dmarc_check_cancel(). The request's
  * strings are copied; lk is copied.
  */
-struct dmarc_check *dmarc_check_start(const struct dmarc_txt_lookup *lk,
-                                      const struct dmarc_request *req, dmarc_cb cb, void *arg);
+struct dmarc_check *dmarc_check_start(const struct txt_lookup *lk, const struct dmarc_request *req,
+                                      dmarc_cb cb, void *arg);
 /* Cancels a pending check: cb is not called. NULL does nothing. */
 void dmarc_check_cancel(struct dmarc_check *chk);
 

@@ -337,7 +337,7 @@ static void both_done(struct inbound_check *c)
         .random = c->random,
         .random_arg = c->random_arg,
     };
-    struct dmarc_txt_lookup lk = dmarc_dns_lookup(c->dns);
+    struct txt_lookup lk = txt_dns_lookup(c->dns);
     c->busy++;
     struct dmarc_check *d = dmarc_check_start(&lk, &req, dmarc_done, c);
     c->busy--;
@@ -405,7 +405,7 @@ struct inbound_check *inbound_start(struct dns *dns, const struct inbound_settin
     struct spf_check *s = spf_check_start(dns, &sreq, spf_done, c);
     c->spf = s; /* SPF never answers before spf_check_start() returns */
     if (set->dkim_verify) {
-        struct dkim_key_lookup lk = dkim_dns_lookup(dns);
+        struct txt_lookup lk = txt_dns_lookup(dns);
         /* DKIM does all its work on the message before returning: req->msg may go after. */
         collect_sig_b(c, req->msg, req->len);
         struct dkim_verify *v = dkim_verify_start(req->msg, req->len, req->now, &lk, dkim_done, c);

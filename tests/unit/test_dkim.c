@@ -332,7 +332,7 @@ static struct dkim_verify_result *verify_with(const char *msg, size_t len, time_
                                               struct dkim_keyfile *kf)
 {
     struct collected c = {0, NULL};
-    struct dkim_key_lookup lk = dkim_keyfile_lookup(kf);
+    struct txt_lookup lk = dkim_keyfile_lookup(kf);
     assert_null(dkim_verify_start(msg, len, now, &lk, collect, &c));
     assert_int_equal(c.called, 1);
     return c.res;

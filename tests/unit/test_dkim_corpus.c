@@ -47,7 +47,7 @@ static struct dkim_verify_result *verify_file(const char *path, const char *dns,
     size_t len;
     char *msg = slurp(path, &len);
     struct dkim_verify_result *r = NULL;
-    struct dkim_key_lookup lk = dkim_keyfile_lookup(kf);
+    struct txt_lookup lk = dkim_keyfile_lookup(kf);
     assert_null(dkim_verify_start(msg, len, now, &lk, collect, &r));
     assert_non_null(r);
     free(msg);

@@ -27,7 +27,7 @@ struct zrec {
 
 struct pending {
     char *name;
-    dmarc_txt_done_fn done;
+    txt_done_fn done;
     void *done_arg;
     int live;
 };
@@ -74,7 +74,7 @@ static void fake_free(struct fake *f)
         free(f->pend[i].name);
 }
 
-static void fake_answer(struct fake *f, const char *name, dmarc_txt_done_fn done, void *done_arg)
+static void fake_answer(struct fake *f, const char *name, txt_done_fn done, void *done_arg)
 {
     const char *txt[16];
     size_t n = 0;
@@ -82,18 +82,18 @@ static void fake_answer(struct fake *f, const char *name, dmarc_txt_done_fn done
         if (strcasecmp(f->recs[i].name, name) != 0)
             continue;
         if (!f->recs[i].txt) {
-            done(done_arg, DMARC_TXT_TEMPFAIL, NULL, 0);
+            done(done_arg, TXT_TEMPFAIL, NULL, 0);
             return;
         }
         txt[n++] = f->recs[i].txt;
     }
     if (n == 0)
-        done(done_arg, DMARC_TXT_NOTFOUND, NULL, 0);
+        done(done_arg, TXT_NOTFOUND, NULL, 0);
     else
-        done(done_arg, DMARC_TXT_FOUND, txt, n);
+        done(done_arg, TXT_FOUND, txt, n);
 }
 
-static void *fake_lookup(void *arg, const char *name, dmarc_txt_done_fn done, void *done_arg)
+static void *fake_lookup(void *arg, const char *name, txt_done_fn done, void *done_arg)
 {
     struct fake *f = arg;
     f->lookups++;
@@ -376,8 +376,8 @@ static void run_case(struct fake *f, char *line, int lineno)
 
     struct got g = {0};
     f->npend = 0;
-    struct dmarc_check *chk = dmarc_check_start(
-        &(struct dmarc_txt_lookup){fake_lookup, fake_cancel, f}, &req, on_outcome, &g);
+    struct dmarc_check *chk =
+        dmarc_check_start(&(struct txt_lookup){fake_lookup, fake_cancel, f}, &req, on_outcome, &g);
     if (f->async && chk) {
         assert_int_equal(g.calls, 0);
         fake_run(f);
@@ -464,7 +464,7 @@ static void test_pct_draws(void **state)
 {
     struct fake f = {0};
     fake_load(&f, TEST_DATA_DIR "/dmarc/zone.txt");
-    struct dmarc_txt_lookup lk = {fake_lookup, fake_cancel, &f};
+    struct txt_lookup lk = {fake_lookup, fake_cancel, &f};
     struct dmarc_request req = {.from_domain = "example.com", .random = fixed_draw};
     struct got g = {0};
     draws = 0;
@@ -497,7 +497,7 @@ static void test_cancel(void **state)
     struct fake f = {0};
     f.async = 1;
     fake_load(&f, TEST_DATA_DIR "/dmarc/zone.txt");
-    struct dmarc_txt_lookup lk = {fake_lookup, fake_cancel, &f};
+    struct txt_lookup lk = {fake_lookup, fake_cancel, &f};
     struct dmarc_request req = {.from_domain = "a.example.com"};
     struct got g = {0};
     struct dmarc_check *chk = dmarc_check_start(&lk, &req, on_outcome, &g);
@@ -517,7 +517,7 @@ static void test_lookup_names(void **state)
     struct fake f = {0};
     f.async = 1;
     fake_load(&f, TEST_DATA_DIR "/dmarc/zone.txt");
-    struct dmarc_txt_lookup lk = {fake_lookup, fake_cancel, &f};
+    struct txt_lookup lk = {fake_lookup, fake_cancel, &f};
     struct dmarc_request req = {.from_domain = "Deep.Mail.Example.com."};
     struct got g = {0};
     dmarc_check_start(&lk, &req, on_outcome, &g);
