@@ -174,12 +174,6 @@ static int config_cli_run(int argc, char **argv, int postconf, const char *usage
 {
     int only_set = 0, defaults = 0, edit = 0, expand = 0, value_only = 0, c;
     optind = 1;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || (!postconf && strcmp(argv[i], "-h") == 0)) {
-            printf("usage: %s%s\n", postconf ? "" : "hongyan ", usage);
-            return 0;
-        }
-    }
     /* postconf -h prints values alone, as Debian's maintainer scripts expect. */
     while ((c = getopt(argc, argv, postconf ? "ndexh" : "c:ndex")) != -1) {
         switch (c) {

@@ -84,10 +84,13 @@ struct tls_client *tls_client_new(const struct config *cfg, struct buf *err)
         return NULL;
     }
     SSL_CTX_dane_set_flags(ctx, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+    /* Postfix's pair: a bundle file and/or a c_rehash directory (Debian: /etc/ssl/certs). */
     const char *cafile = config_get(cfg, "smtp_tls_CAfile");
-    if (cafile && *cafile) {
-        if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
-            buf_printf(err, "smtp_tls_CAfile %s: ", cafile);
+    const char *capath = config_get(cfg, "smtp_tls_CApath");
+    if (*cafile || *capath) {
+        if (SSL_CTX_load_verify_locations(ctx, *cafile ? cafile : NULL, *capath ? capath : NULL) !=
+            1) {
+            buf_printf(err, "smtp_tls_CAfile %s, smtp_tls_CApath %s: ", cafile, capath);
             tls_client_errors(err);
             SSL_CTX_free(ctx);
             return NULL;

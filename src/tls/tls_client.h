@@ -47,7 +47,7 @@ struct tls_client;
 enum tls_level tls_level_parse(const char *word);
 const char *tls_trust_name(enum tls_trust t); /* "Verified", "Trusted", ... */
 
-/* Reads smtp_tls_CAfile (or the system store). NULL with err. */
+/* Reads smtp_tls_CAfile and smtp_tls_CApath (neither: the system store). NULL with err. */
 struct tls_client *tls_client_new(const struct config *cfg, struct buf *err);
 void tls_client_free(struct tls_client *c);
 
