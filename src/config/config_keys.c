@@ -126,13 +126,12 @@ const struct config_key config_keys[] = {
      "offer AUTH only over TLS (default yes, unlike Postfix)"},
     {"smtpd_sasl_auth_enable", "no", CONFIG_BOOL, NULL, "offer AUTH on smtpd_listen too"},
     {"smtpd_relay_restrictions",
-     "permit_mynetworks, permit_sasl_authenticated, "
-     "defer_unauth_destination",
-     CONFIG_ENUM_LIST,
+     "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination", CONFIG_ENUM_LIST,
      "permit_mynetworks permit_sasl_authenticated defer_unauth_destination "
      "reject_unauth_destination",
-     "only Debian's default (permit_mynetworks permit_sasl_authenticated, then defer_ or "
-     "reject_unauth_destination): hongyan's relay rule"},
+     "only Debian's form until restriction lists exist: permit_mynetworks "
+     "permit_sasl_authenticated, then defer_unauth_destination (454 to a relay attempt, as "
+     "Postfix) or reject_unauth_destination (554, hongyan's default)"},
     {"smtpd_sasl_users", "$data_directory/users", CONFIG_STRING, NULL,
      "user:crypt-hash lines for SMTP AUTH"},
     {"smtpd_sender_login_maps", "", CONFIG_MAPS, NULL,

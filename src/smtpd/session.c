@@ -444,7 +444,9 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         snprintf(addr, sizeof addr, "%s", t.to.addr);
     struct resolver *res = s->gen->resolver;
     enum resolve_class cls = resolver_classify(res, addr);
-    if (smtpd_policy_relay(cls, s->trusted_net || s->authenticated, &r) < 0) {
+    /* smtpd_relay_restrictions is Debian's list (config.c checks it); its last word decides. */
+    int defer = strstr(config_get(s->gen->cfg, "smtpd_relay_restrictions"), "defer_") != NULL;
+    if (smtpd_policy_relay(cls, s->trusted_net || s->authenticated, defer, &r) < 0) {
         reply(s, r.code, r.status, "<%s>: %s", addr, r.text);
         log_reject(s, "RCPT", addr, r.code, r.status, r.text);
         return -1;
