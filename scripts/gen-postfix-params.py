@@ -63,7 +63,8 @@ RULES = [
                             r"|tls_verified_security_options)$"
                             r"|^smtp_sender_dependent_authentication$"),
     ("UNSUPPORTED", "PROXY", r"^smtpd_upstream_proxy_protocol$"),
-    ("UNSUPPORTED", "LMTP_TLS", r"^lmtp_(tls|sasl|use_tls|enforce_tls)"),
+    ("UNSUPPORTED", "LMTP_TLS", r"^lmtp_(tls_(?!loglevel|session_cache|note_starttls)|sasl_(?!auth_cache)"
+                                r"|use_tls|enforce_tls)"),
     ("IGNORED", "FIXED", r"^(2bounce|bounce|delay|error)_notice_recipient$|^notify_classes$"
                          r"|^bounce_(size_limit|template_file)$|^allow_(percent_hack|untrusted_routing)$"
                          r"|^always_add_missing_headers$|^append_at_myorigin$|^cleanup_replace_stray"

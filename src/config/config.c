@@ -732,6 +732,13 @@ static int config_check_together(struct config *cfg, struct buf *err)
                      message);
         return -1;
     }
+    /* Postfix 3's default; appending .$mydomain to user@host is not implemented. */
+    if (config_get_bool(cfg, "append_dot_mydomain")) {
+        config_error(err, cfg, cfg->values[config_key_index("append_dot_mydomain")].line,
+                     "append_dot_mydomain = yes is not supported: hongyan leaves user@host as it "
+                     "is (Postfix 3's default, no)");
+        return -1;
+    }
     /*
      * smtpd_relay_restrictions: until restriction lists exist, only Debian's
      * default is accepted, since it is the rule hongyan applies; any other list

@@ -17,7 +17,7 @@ const struct config_key config_keys[] = {
      "domain appended to unqualified sender addresses of locally submitted mail; a value that "
      "starts with / names a file whose first line is the domain (Debian's /etc/mailname)"},
     {"append_dot_mydomain", "no", CONFIG_BOOL, NULL,
-     "complete user@host with .$mydomain in locally submitted mail (Postfix 3's default: no)"},
+     "Postfix's; only no (Postfix 3's default) is supported: user@host stays as it is"},
     {"mydestination", "$myhostname, localhost.$mydomain, localhost", CONFIG_LIST, NULL,
      "domains delivered locally to Maildir"},
     {"mynetworks", NULL, CONFIG_LIST, NULL,

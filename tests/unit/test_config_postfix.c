@@ -114,6 +114,7 @@ static void test_values_checked(void **state)
         "message_size_limit = 10M\n",
         "message_size_limit = 60000000\n",
         "smtpd_relay_restrictions = permit_sasl_authenticated reject_unauth_destination\n",
+        "append_dot_mydomain = yes\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct config *cfg = load(bad[i], &err);
