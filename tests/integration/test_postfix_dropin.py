@@ -193,3 +193,21 @@ def test_syslog_name_postfix_for_plain_pflogsumm(server_factory):
     assert re.search(r" postfix/smtpd\[\d+\]: \w+: client=", maillog.read_text())
     counts, out = pflogsumm([], maillog)
     assert counts["received"] == 1 and counts["delivered"] == 1, out
+
+
+@pytest.mark.parametrize("cache", ["btree:${data_directory}/smtp_scache", ""])
+def test_client_tls_session_cache(server_factory, tmp_path, cache):
+    """Debian's smtp_tls_session_cache_database: the second connection to the
+    relay resumes the first one's TLS session; without the key it does not."""
+    with Peer(tmp=tmp_path, tls=True) as relay:
+        srv = server_factory({"relayhost": "[127.0.0.1]:%d" % relay.port,
+                              "smtp_tls_security_level": "encrypt",
+                              "smtp_connection_cache_time_limit": "0s",
+                              "smtp_tls_session_cache_database": cache})
+        for n in (1, 2):
+            assert smtp_send(srv.smtpd_port, ["r%d@example.net" % n]) == []
+            assert wait_for(lambda: len(relay.messages) == n, timeout=20), srv.log_text()
+        lines = re.findall(r"TLS connection established to .*", srv.log_text())
+        assert len(lines) == 2, srv.log_text()
+        assert "session reused" not in lines[0]
+        assert ("session reused" in lines[1]) == bool(cache), lines
