@@ -629,6 +629,12 @@ static int config_myorigin_file(struct config *cfg, struct buf *err)
     struct config_value *v = &cfg->values[idx];
     if (v->expanded[0] != '/')
         return 0;
+    /* A device or FIFO could block or never end; Postfix's mailname is a plain file. */
+    struct stat st;
+    if (stat(v->expanded, &st) == 0 && !S_ISREG(st.st_mode)) {
+        config_error(err, cfg, v->line, "myorigin: %s is not a regular file", v->expanded);
+        return -1;
+    }
     struct buf text = BUF_INIT;
     if (read_file(v->expanded, &text, 4096) < 0) {
         config_error(err, cfg, v->line, "myorigin: cannot read %s: %s", v->expanded,
