@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, wait_for
+from conftest import BIN, ROOT, wait_for
 from dnsserver import DNSServer
 from smtppeer import Peer, make_cert
 
@@ -211,3 +211,14 @@ def test_client_tls_session_cache(server_factory, tmp_path, cache):
         assert len(lines) == 2, srv.log_text()
         assert "session reused" not in lines[0]
         assert ("session reused" in lines[1]) == bool(cache), lines
+
+
+def test_parameter_table_names_every_postfix_key():
+    r = subprocess.run(["/usr/bin/python3", str(ROOT / "scripts/gen-postfix-params.py"),
+                        "--check"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "", r.stdout + r.stderr
+    names = (ROOT / "data/postfix-3.7-parameters.txt").read_text().split()
+    assert len(names) == 1043 and "smtpd_relay_restrictions" in names
+    # Each one is known to the binary: no Postfix name is an "unknown key".
+    out = subprocess.run([BIN, "config"] + names, capture_output=True, text=True, timeout=60)
+    assert "unknown key" not in out.stderr, out.stderr
