@@ -4,9 +4,10 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 10
 PREFIX     ?= /usr/local
+POSTFIX_LINKS ?= no
 PYTHON     := /usr/bin/python3
 
-.PHONY: all deps test-deps fuzz-deps run test unit integration sanitize fuzz bench install clean format check-format check-banned user
+.PHONY: all deps test-deps fuzz-deps run test unit integration sanitize fuzz bench install clean format check-format check-banned user deb package-test
 
 all: $(BUILD)/hongyan
 
@@ -58,8 +59,18 @@ fuzz: fuzz-deps
 bench: all
 	bench/run.sh
 
+# POSTFIX_LINKS=yes also links postconf and postmap (they would shadow Postfix's).
 install: all
-	scripts/install.sh $(BUILD) $(PREFIX)
+	POSTFIX_LINKS=$(POSTFIX_LINKS) scripts/install.sh $(BUILD) $(PREFIX)
+
+# The Debian package, built unsigned from a clean copy of the tree into dist/.
+deb:
+	@scripts/build-deb.sh dist
+
+# Builds the package (unless dist/ has one for this tree), installs it on this
+# machine, sends with mail(1) and sendmail -t, purges it. Root; .ci/run calls it.
+package-test: test-deps
+	HONGYAN_PACKAGE_TEST=1 $(PYTHON) -m pytest -q tests/integration/test_package.py
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,18 +1,27 @@
 #!/bin/sh
-# make install: the binary, the Postfix-named links, the systemd unit, the
-# man page and (if absent) the packaged /etc/hongyan/main.cf.
+# make install: the binary, the sendmail-named links, the systemd unit, the
+# man page and (if absent) the packaged /etc/hongyan/main.cf. debian/rules
+# installs the package through this script too.
+#
+# Environment: DESTDIR (staging root); POSTFIX_LINKS=yes also links postconf
+# and postmap (left out by default so that they never shadow a Postfix
+# installed on the same machine); SYSTEMD_UNIT_DIR (default
+# /etc/systemd/system; the Debian package uses /lib/systemd/system).
 set -eu
 build=$1; prefix=$2
 top=$(cd "$(dirname "$0")/.." && pwd)
 destdir=${DESTDIR:-}
+unitdir=${SYSTEMD_UNIT_DIR:-/etc/systemd/system}
 install -d "$destdir$prefix/sbin" "$destdir$prefix/share/man/man8" \
-  "$destdir/etc/hongyan" "$destdir/etc/systemd/system"
+  "$destdir/etc/hongyan" "$destdir$unitdir"
 install -m 0755 "$top/$build/hongyan" "$destdir$prefix/sbin/hongyan"
-for name in sendmail mailq newaliases postmap postconf; do
+names="sendmail mailq newaliases"
+[ "${POSTFIX_LINKS:-no}" = yes ] && names="$names postmap postconf"
+for name in $names; do
   ln -sf hongyan "$destdir$prefix/sbin/$name"
 done
 install -m 0644 "$top/docs/man/hongyan.8" "$destdir$prefix/share/man/man8/hongyan.8"
-sed "s|@PREFIX@|$prefix|g" "$top/etc/hongyan.service" > "$destdir/etc/systemd/system/hongyan.service"
-chmod 0644 "$destdir/etc/systemd/system/hongyan.service"
+sed "s|@PREFIX@|$prefix|g" "$top/etc/hongyan.service" > "$destdir$unitdir/hongyan.service"
+chmod 0644 "$destdir$unitdir/hongyan.service"
 [ -e "$destdir/etc/hongyan/main.cf" ] || install -m 0644 "$top/etc/main.cf" "$destdir/etc/hongyan/main.cf"
 echo "installed hongyan into $destdir$prefix (create the user with: useradd --system --home-dir /var/lib/hongyan --shell /usr/sbin/nologin hongyan)"

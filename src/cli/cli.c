@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "lib/buf.h"
+#include "lib/log.h"
 
 const char *cli_config_path;
 static struct config *cli_loaded;
@@ -22,6 +23,7 @@ struct config *cli_config(void)
         exit(EX_CONFIG);
     }
     buf_free(&err);
+    log_set_syslog_name(config_get(cli_loaded, "syslog_name"));
     return cli_loaded;
 }
 

@@ -98,7 +98,8 @@ static int config_cli_edit(const char *path, char **edits, int nedits)
         *eq = '\0';
         char *key = str_trim(edit);
         char *value = str_trim(eq + 1);
-        if (config_key_index(key) < 0) {
+        /* A Postfix key we do not implement is left to the load check below, which says why. */
+        if (config_key_index(key) < 0 && config_postfix_param(key) == NULL) {
             fprintf(stderr, "hongyan: -e: unknown key '%s'\n", key);
             free(edit);
             buf_free(&text);
@@ -134,12 +135,51 @@ static int config_cli_edit(const char *path, char **edits, int nedits)
     return rc;
 }
 
-static int config_cli_run(int argc, char **argv, int allow_c, const char *usage)
+/* One KEY argument: implemented, ignored, refused with the reason, or a typo. 0 or 1. */
+static int config_cli_print_key(struct config *cfg, const char *key, int expand, int value_only)
 {
-    int only_set = 0, defaults = 0, edit = 0, expand = 0, c;
+    if (config_key_index(key) >= 0) {
+        const char *v = expand ? config_get(cfg, key) : config_get_raw(cfg, key);
+        if (value_only)
+            printf("%s\n", v);
+        else
+            printf("%s = %s\n", key, v);
+        return 0;
+    }
+    const struct config_postfix_param *pf = config_postfix_param(key);
+    if (pf && pf->class == CONFIG_PF_IGNORED) {
+        const char *v = config_ignored_value(cfg, key);
+        if (value_only)
+            printf("%s\n", v ? v : "");
+        else if (v)
+            printf("# %s = %s (ignored: %s)\n", key, v, pf->reason);
+        else
+            printf("# %s (ignored: %s)\n", key, pf->reason);
+        return 0;
+    }
+    if (pf) {
+        fprintf(stderr, "hongyan: %s: Postfix's key is not supported by hongyan: %s\n", key,
+                pf->reason ? pf->reason : "not implemented");
+        return 1;
+    }
+    const char *near = config_key_suggest(key);
+    if (near)
+        fprintf(stderr, "hongyan: unknown key '%s' (did you mean '%s'?)\n", key, near);
+    else
+        fprintf(stderr, "hongyan: unknown key '%s'\n", key);
+    return 1;
+}
+
+static int config_cli_run(int argc, char **argv, int postconf, const char *usage)
+{
+    int only_set = 0, defaults = 0, edit = 0, expand = 0, value_only = 0, c;
     optind = 1;
-    while ((c = getopt(argc, argv, allow_c ? "c:ndex" : "ndex")) != -1) {
+    /* postconf -h prints values alone, as Debian's maintainer scripts expect. */
+    while ((c = getopt(argc, argv, postconf ? "ndexh" : "c:ndex")) != -1) {
         switch (c) {
+        case 'h':
+            value_only = 1;
+            break;
         case 'c':
             cli_config_path = optarg;
             break;
@@ -165,23 +205,30 @@ static int config_cli_run(int argc, char **argv, int allow_c, const char *usage)
         return config_cli_edit(config_locate(cli_config_path), argv + optind, argc - optind);
     }
     struct config *cfg = defaults ? config_defaults(0) : cli_config();
+    /* Postfix warns about a key set twice on every postconf run; so do we. */
+    const char *warnings = config_warnings(cfg);
+    while (*warnings) {
+        size_t n = strcspn(warnings, "\n");
+        fprintf(stderr, "hongyan: warning: %.*s\n", (int)n, warnings);
+        warnings += n + (warnings[n] == '\n');
+    }
     int rc = 0;
     if (optind < argc) {
-        for (int i = optind; i < argc; i++) {
-            if (config_key_index(argv[i]) < 0) {
-                fprintf(stderr, "hongyan: unknown key '%s'\n", argv[i]);
-                rc = 1;
-                continue;
-            }
-            printf("%s = %s\n", argv[i],
-                   expand ? config_get(cfg, argv[i]) : config_get_raw(cfg, argv[i]));
-        }
+        for (int i = optind; i < argc; i++)
+            rc |= config_cli_print_key(cfg, argv[i], expand, value_only);
     } else {
         for (size_t i = 0; i < config_key_count; i++) {
             const char *key = config_keys[i].name;
             if (only_set && !config_is_set(cfg, key))
                 continue;
-            printf("%s = %s\n", key, expand ? config_get(cfg, key) : config_get_raw(cfg, key));
+            config_cli_print_key(cfg, key, expand, value_only);
+        }
+        /* Ignored keys as comments: a round trip through main.cf keeps them harmless. */
+        for (size_t i = 0; i < config_ignored_count(cfg); i++) {
+            const char *value, *reason;
+            const char *key = config_ignored(cfg, i, &value, &reason, NULL);
+            if (!value_only)
+                printf("# %s = %s (ignored: %s)\n", key, value, reason);
         }
     }
     if (defaults)
@@ -191,12 +238,12 @@ static int config_cli_run(int argc, char **argv, int allow_c, const char *usage)
 
 int cli_config_main(int argc, char **argv)
 {
-    return config_cli_run(argc, argv, 1,
+    return config_cli_run(argc, argv, 0,
                           "config [-c FILE] [-n | -d] [-x] [KEY...] | config -e 'KEY = VALUE'...");
 }
 
 int cli_postconf_main(int argc, char **argv)
 {
-    return config_cli_run(argc, argv, 0,
-                          "postconf [-n | -d] [-x] [KEY...] | postconf -e 'KEY = VALUE'...");
+    return config_cli_run(argc, argv, 1,
+                          "postconf [-n | -d] [-h] [-x] [KEY...] | postconf -e 'KEY = VALUE'...");
 }

@@ -25,6 +25,7 @@
 
 #define DKIM_USAGE                                                                                 \
     "dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519] [--bits N] [--force]\n"           \
+    "       hongyan dkim show [DOMAIN]\n"                                                          \
     "       hongyan dkim sign [--canonicalization H/B] < MESSAGE\n"                                \
     "       hongyan dkim verify < MESSAGE"
 
@@ -395,12 +396,85 @@ out:
     return rc;
 }
 
+/*
+ * dkim show [DOMAIN]: the records of the keys that exist, in keygen's
+ * form, so that a lost keygen output never means a new key.
+ */
+static int dkim_cli_show(int argc, char **argv)
+{
+    const char *only = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            cli_config_path = argv[++i];
+        else if (argv[i][0] != '-' && only == NULL)
+            only = argv[i];
+        else
+            return dkim_cli_usage();
+    }
+    struct config *cfg = cli_config();
+    const char *dir = config_get(cfg, "dkim_key_directory");
+    char *dom = only ? xstrdup(only) : NULL;
+    if (dom) {
+        str_lower(dom);
+        size_t dl = strlen(dom);
+        while (dl > 0 && dom[dl - 1] == '.')
+            dom[--dl] = '\0';
+        if (!dkim_name_ok(dom, dl)) {
+            fprintf(stderr, "hongyan: '%s' is not a valid domain\n", only);
+            free(dom);
+            return EX_USAGE;
+        }
+    }
+    size_t ndom = 0;
+    char **domains = dom ? NULL : dir_names(dir, "", 4096, &ndom);
+    int rc = EX_OK, shown = 0;
+    for (size_t d = 0; d < (dom ? 1 : ndom); d++) {
+        const char *name = dom ? dom : domains[d];
+        char *ddir = xasprintf("%s/%s", dir, name);
+        size_t nsel = 0;
+        char **sels = dir_names(ddir, ".pem", 64, &nsel);
+        for (size_t i = 0; i < nsel; i++) {
+            char *path = xasprintf("%s/%s.pem", ddir, sels[i]);
+            struct buf err = BUF_INIT, rec = BUF_INIT;
+            EVP_PKEY *key = dkim_load_private_key(path, &err);
+            if (key == NULL || dkim_key_record(key, &rec) < 0) {
+                fprintf(stderr, "hongyan: %s: %s\n", path,
+                        err.len ? buf_cstr(&err) : "unusable key");
+                rc = EX_DATAERR;
+            } else {
+                char *rname = xasprintf("%s._domainkey.%s", sels[i], name);
+                dkim_cli_print_record(rname, buf_cstr(&rec));
+                free(rname);
+                shown++;
+            }
+            EVP_PKEY_free(key);
+            buf_free(&err);
+            buf_free(&rec);
+            free(path);
+        }
+        strlist_free(sels);
+        free(ddir);
+    }
+    if (shown == 0 && rc == EX_OK) {
+        fprintf(stderr,
+                "hongyan: no DKIM key%s%s under %s; make one with: hongyan dkim keygen %s\n",
+                dom ? " for " : "", dom ? dom : "", dir, dom ? dom : "DOMAIN");
+        rc = 1;
+    }
+    if (domains)
+        strlist_free(domains);
+    free(dom);
+    return rc;
+}
+
 int cli_dkim_main(int argc, char **argv)
 {
     if (argc < 2)
         return dkim_cli_usage();
     if (strcmp(argv[1], "keygen") == 0)
         return dkim_cli_keygen(argc - 2, argv + 2);
+    if (strcmp(argv[1], "show") == 0)
+        return dkim_cli_show(argc - 2, argv + 2);
     if (strcmp(argv[1], "sign") == 0)
         return dkim_cli_sign(argc - 2, argv + 2);
     if (strcmp(argv[1], "verify") == 0)

@@ -97,6 +97,13 @@ static void doctor_record(struct doctor_check *c, char *line)
 
 static void doctor_advise(struct doctor_check *c, char *sentence)
 {
+    /* One check may reach the same advice once per key; say it once. */
+    for (size_t i = 0; i < c->nadvice; i++) {
+        if (strcmp(c->advice[i], sentence) == 0) {
+            free(sentence);
+            return;
+        }
+    }
     doctor_push(&c->advice, &c->nadvice, sentence);
 }
 
@@ -594,28 +601,12 @@ out:
 
 /* ---- 5. DKIM ---- */
 
-static int doctor_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void doctor_check_dkim(struct doctor *d, struct doctor_check *c)
 {
     const char *kdir = config_get(d->cfg, "dkim_key_directory");
     char *dir = xasprintf("%s/%s", kdir, d->domain);
-    char **sels = NULL;
     size_t nsels = 0;
-    DIR *dh = opendir(dir);
-    struct dirent *de;
-    while (dh != NULL && (de = readdir(dh)) != NULL && nsels < 64) {
-        size_t l = strlen(de->d_name);
-        if (l > 4 && de->d_name[0] != '.' && strcmp(de->d_name + l - 4, ".pem") == 0)
-            doctor_push(&sels, &nsels, xstrndup(de->d_name, l - 4));
-    }
-    if (dh != NULL)
-        closedir(dh);
-    if (nsels > 1)
-        qsort(sels, nsels, sizeof(char *), doctor_cmp);
+    char **sels = dir_names(dir, ".pem", 64, &nsels);
     struct buf f = BUF_INIT, e = BUF_INIT, err = BUF_INIT, rec = BUF_INIT;
     if (nsels == 0) {
         buf_printf(&f, "no DKIM key for %s under %s", d->domain, dir);
@@ -623,8 +614,8 @@ static void doctor_check_dkim(struct doctor *d, struct doctor_check *c)
                    d->domain);
         doctor_set(c, DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
         doctor_advise(c, xasprintf("Make a key with: hongyan dkim keygen %s (it prints the TXT "
-                                   "record to publish).",
-                                   d->domain));
+                                   "record to publish; hongyan dkim show %s prints it again).",
+                                   d->domain, d->domain));
         goto out;
     }
     buf_printf(&e, "the TXT record at SELECTOR._domainkey.%s matches each key in %s", d->domain,
@@ -667,6 +658,8 @@ static void doctor_check_dkim(struct doctor *d, struct doctor_check *c)
                 struct buf line = BUF_INIT;
                 dkim_key_record_zone(name, buf_cstr(&rec), &line);
                 doctor_record(c, buf_steal(&line));
+                doctor_advise(c, xasprintf("Publish the record that hongyan dkim show %s prints.",
+                                           d->domain));
             }
             buf_free(&why);
             dns_answer_free(a);
@@ -692,7 +685,7 @@ static void doctor_check_dkim(struct doctor *d, struct doctor_check *c)
     }
     strlist_free(algs);
 out:
-    doctor_free_list(sels, nsels);
+    strlist_free(sels);
     free(dir);
     buf_free(&f);
     buf_free(&e);

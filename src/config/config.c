@@ -19,9 +19,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/config_check.h"
 #include "config/config_keys.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "maps/maps.h"
 #include "version.h"
 
 /* Deeper than any sane chain of $name references; a loop hits it fast. */
@@ -34,8 +37,19 @@ struct config_value {
     int line;       /* 0: the default */
 };
 
+/* A Postfix key that is accepted and has no effect here (config_keys.h). */
+struct config_ignored {
+    char *name;
+    char *value;
+    int line;
+    const char *reason;
+};
+
 struct config {
     char *path;
+    struct config_ignored *ignored;
+    size_t ignored_count;
+    struct buf warnings;          /* one line each, no trailing newline on the last */
     struct config_value values[]; /* one per config_keys entry */
 };
 
@@ -352,9 +366,84 @@ static int config_check(struct config *cfg, int idx, struct buf *err)
         strlist_free(words);
         return rc;
     }
+    case CONFIG_NEXTHOP:
+    case CONFIG_LISTEN: {
+        size_t count;
+        char **items = strlist_split(val, &count);
+        int rc = 0;
+        for (size_t i = 0; rc == 0 && i < count; i++) {
+            if (!config_hostport_ok(items[i], k->type == CONFIG_LISTEN)) {
+                config_error(err, cfg, v->line, "%s: '%s' is not %s", k->name, items[i],
+                             k->type == CONFIG_LISTEN
+                                 ? "host:port, [address]:port or *:port (port 1-65535)"
+                                 : "host, host:port, [host] or [host]:port (port 1-65535)");
+                rc = -1;
+            }
+        }
+        strlist_free(items);
+        return rc;
+    }
+    case CONFIG_MAPS: {
+        struct buf why = BUF_INIT;
+        int rc = map_list_check(val, &why);
+        if (rc < 0)
+            config_error(err, cfg, v->line, "%s: %s", k->name, buf_cstr(&why));
+        buf_free(&why);
+        return rc;
+    }
+    case CONFIG_TABLE: {
+        const char *colon = strchr(val, ':');
+        int ok = *val == '\0' || (colon && colon > val && colon[1]);
+        for (const char *p = val; ok && colon && p < colon; p++)
+            ok = isalnum((unsigned char)*p) || *p == '_';
+        if (!ok)
+            config_error(err, cfg, v->line,
+                         "%s: expected TYPE:FILE (as btree:/var/lib/x), not '%s'", k->name, val);
+        return ok ? 0 : -1;
+    }
     default:
         return 0;
     }
+}
+
+static void config_warn(struct config *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void config_warn(struct config *cfg, const char *fmt, ...)
+{
+    va_list ap;
+    if (cfg->warnings.len)
+        buf_putc(&cfg->warnings, '\n');
+    va_start(ap, fmt);
+    buf_vprintf(&cfg->warnings, fmt, ap);
+    va_end(ap);
+}
+
+/* Postfix's words, so that habits and log greps carry over. */
+static void config_warn_override(struct config *cfg, int line, const char *key, const char *old,
+                                 const char *val)
+{
+    if (strcmp(old, val) != 0)
+        config_warn(cfg, "%s, line %d: overriding earlier entry: %s=%s",
+                    cfg->path ? cfg->path : "(text)", line, key, old);
+}
+
+/* A Postfix key with no effect here: remembered for `hongyan config` and the start-up log. */
+static void config_note_ignored(struct config *cfg, const struct config_postfix_param *pf,
+                                const char *val, int line)
+{
+    for (size_t i = 0; i < cfg->ignored_count; i++) {
+        struct config_ignored *ig = &cfg->ignored[i];
+        if (strcmp(ig->name, pf->name) == 0) {
+            config_warn_override(cfg, line, pf->name, ig->value, val);
+            free(ig->value);
+            ig->value = xstrdup(val);
+            ig->line = line;
+            return;
+        }
+    }
+    cfg->ignored = xrealloc(cfg->ignored, (cfg->ignored_count + 1) * sizeof *cfg->ignored);
+    cfg->ignored[cfg->ignored_count++] = (struct config_ignored){
+        .name = xstrdup(pf->name), .value = xstrdup(val), .line = line, .reason = pf->reason};
 }
 
 /* Parses one logical line "key = value" into cfg. */
@@ -373,20 +462,37 @@ static int config_parse_line(struct config *cfg, char *text, int line, struct bu
         return -1;
     }
     for (char *p = key; *p; p++) {
-        if (!isalnum((unsigned char)*p) && *p != '_') {
+        /* Postfix allows '-' for master.cf service names (scalemail-backend_time_limit). */
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-') {
             config_error(err, cfg, line, "'%s' is not a valid key name", key);
             return -1;
         }
     }
     int idx = config_key_index(key);
     if (idx < 0) {
-        config_error(err, cfg, line, "unknown key '%s'", key);
+        const struct config_postfix_param *pf = config_postfix_param(key);
+        if (pf && pf->class == CONFIG_PF_IGNORED) {
+            config_note_ignored(cfg, pf, val, line);
+            return 0;
+        }
+        if (pf) {
+            config_error(err, cfg, line, "%s: Postfix's key is not supported by hongyan: %s", key,
+                         pf->reason ? pf->reason : "not implemented");
+            return -1;
+        }
+        const char *near = config_key_suggest(key);
+        if (near)
+            config_error(err, cfg, line, "unknown key '%s' (did you mean '%s'?)", key, near);
+        else
+            config_error(err, cfg, line, "unknown key '%s'", key);
         return -1;
     }
     if (config_keys[idx].type == CONFIG_READONLY) {
         config_error(err, cfg, line, "'%s' is read-only", key);
         return -1;
     }
+    if (cfg->values[idx].line > 0)
+        config_warn_override(cfg, line, key, cfg->values[idx].raw, val);
     free(cfg->values[idx].raw);
     cfg->values[idx].raw = xstrdup(val);
     cfg->values[idx].line = line;
@@ -451,6 +557,154 @@ static struct config *config_with_defaults(const char *path, int embedded)
     return cfg;
 }
 
+/* Debian's myorigin = /etc/mailname: Postfix uses the first line of the file. */
+static int config_myorigin_file(struct config *cfg, struct buf *err)
+{
+    int idx = config_key_index("myorigin");
+    if (config_expand(cfg, idx, 0, err) < 0)
+        return -1;
+    struct config_value *v = &cfg->values[idx];
+    if (v->expanded[0] != '/')
+        return 0;
+    /* A device or FIFO could block or never end; Postfix's mailname is a plain file. */
+    struct stat st;
+    if (stat(v->expanded, &st) == 0 && !S_ISREG(st.st_mode)) {
+        config_error(err, cfg, v->line, "myorigin: %s is not a regular file", v->expanded);
+        return -1;
+    }
+    struct buf text = BUF_INIT;
+    if (read_file(v->expanded, &text, 4096) < 0) {
+        config_error(err, cfg, v->line, "myorigin: cannot read %s: %s", v->expanded,
+                     strerror(errno));
+        buf_free(&text);
+        return -1;
+    }
+    char *first = xstrdup(buf_cstr(&text));
+    first[strcspn(first, "\r\n")] = '\0';
+    char *name = str_trim(first);
+    int ok = *name && strcspn(name, " \t/@") == strlen(name);
+    if (!ok)
+        config_error(err, cfg, v->line, "myorigin: the first line of %s is not a domain name",
+                     v->expanded);
+    else {
+        free(v->expanded);
+        v->expanded = xstrdup(name);
+    }
+    free(first);
+    buf_free(&text);
+    return ok ? 0 : -1;
+}
+
+static int config_has_word(char **words, size_t count, const char *word)
+{
+    for (size_t i = 0; i < count; i++)
+        if (str_eq_ci(words[i], word))
+            return 1;
+    return 0;
+}
+
+/*
+ * Postfix's inet_interfaces and inet_protocols, when smtpd_listen is not set:
+ * the smtp service (port 25) on those addresses, as master.cf's "smtp inet"
+ * line would listen.
+ */
+static int config_inet_listen(struct config *cfg, struct buf *err)
+{
+    int listen = config_key_index("smtpd_listen");
+    int ifs = config_key_index("inet_interfaces"), protos = config_key_index("inet_protocols");
+    if (cfg->values[listen].line > 0 ||
+        (cfg->values[ifs].line == 0 && cfg->values[protos].line == 0))
+        return 0;
+    if (config_expand(cfg, ifs, 0, err) < 0 || config_expand(cfg, protos, 0, err) < 0 ||
+        config_check(cfg, protos, err) < 0)
+        return -1;
+    size_t np, ni;
+    char **p = strlist_split(cfg->values[protos].expanded, &np);
+    int v4 = config_has_word(p, np, "all") || config_has_word(p, np, "ipv4");
+    int v6 = config_has_word(p, np, "all") || config_has_word(p, np, "ipv6");
+    strlist_free(p);
+    char **names = strlist_split(cfg->values[ifs].expanded, &ni);
+    struct buf out = BUF_INIT;
+    int rc = 0;
+    for (size_t i = 0; i < ni; i++) {
+        const char *n = names[i];
+        if (str_eq_ci(n, "all"))
+            buf_puts(&out, v4 && v6 ? " *:25" : v4 ? " 0.0.0.0:25" : " [::]:25");
+        else if (str_eq_ci(n, "loopback-only") || str_eq_ci(n, "localhost"))
+            buf_printf(&out, "%s%s", v4 ? " 127.0.0.1:25" : "", v6 ? " [::1]:25" : "");
+        else if (strchr(n, ':')) {
+            /* [::1] or ::1 */
+            size_t len = strlen(n);
+            if (n[0] == '[' && len > 2 && n[len - 1] == ']')
+                buf_printf(&out, " %s:25", n);
+            else
+                buf_printf(&out, " [%s]:25", n);
+            if (!v6) {
+                config_error(err, cfg, cfg->values[ifs].line,
+                             "inet_interfaces: %s is IPv6 but inet_protocols has no ipv6", n);
+                rc = -1;
+            }
+        } else
+            buf_printf(&out, " %s:25", n);
+    }
+    strlist_free(names);
+    if (rc == 0 && out.len == 0) {
+        config_error(err, cfg, cfg->values[ifs].line, "inet_interfaces: no address to listen on");
+        rc = -1;
+    }
+    if (rc == 0) {
+        free(cfg->values[listen].raw);
+        cfg->values[listen].raw = xstrdup(buf_cstr(&out) + 1);
+        free(cfg->values[listen].expanded);
+        cfg->values[listen].expanded = NULL;
+    }
+    buf_free(&out);
+    return rc;
+}
+
+/* Checks across keys, after each key's own check. */
+static int config_check_together(struct config *cfg, struct buf *err)
+{
+    long long mailbox = config_get_int(cfg, "mailbox_size_limit");
+    long long message = config_get_int(cfg, "message_size_limit");
+    int mbx = config_key_index("mailbox_size_limit");
+    /* Postfix refuses this too: every accepted message would then bounce at delivery. */
+    if (mailbox != 0 && (message == 0 || mailbox < message)) {
+        config_error(err, cfg, cfg->values[mbx].line,
+                     "mailbox_size_limit (%lld) is smaller than message_size_limit (%lld)", mailbox,
+                     message);
+        return -1;
+    }
+    /* Postfix 3's default; appending .$mydomain to user@host is not implemented. */
+    if (config_get_bool(cfg, "append_dot_mydomain")) {
+        config_error(err, cfg, cfg->values[config_key_index("append_dot_mydomain")].line,
+                     "append_dot_mydomain = yes is not supported: hongyan leaves user@host as it "
+                     "is (Postfix 3's default, no)");
+        return -1;
+    }
+    /*
+     * smtpd_relay_restrictions: until restriction lists exist, only Debian's
+     * default is accepted, since it is the rule hongyan applies; any other list
+     * would silently mean something else.
+     */
+    int rr = config_key_index("smtpd_relay_restrictions");
+    size_t n;
+    char **w = strlist_split(cfg->values[rr].expanded, &n);
+    int ok = n == 3 && str_eq_ci(w[0], "permit_mynetworks") &&
+             str_eq_ci(w[1], "permit_sasl_authenticated") &&
+             (str_eq_ci(w[2], "defer_unauth_destination") ||
+              str_eq_ci(w[2], "reject_unauth_destination"));
+    strlist_free(w);
+    if (!ok) {
+        config_error(err, cfg, cfg->values[rr].line,
+                     "smtpd_relay_restrictions: only 'permit_mynetworks permit_sasl_authenticated "
+                     "defer_unauth_destination' (or reject_unauth_destination) is supported until "
+                     "restriction lists are implemented");
+        return -1;
+    }
+    return 0;
+}
+
 static int config_finish(struct config *cfg, struct buf *err)
 {
     /* Postfix: mydomain defaults to $myhostname minus its first component. */
@@ -462,11 +716,13 @@ static int config_finish(struct config *cfg, struct buf *err)
         free(cfg->values[dom].raw);
         cfg->values[dom].raw = xstrdup(dot && dot[1] ? dot + 1 : "localdomain");
     }
+    if (config_myorigin_file(cfg, err) < 0 || config_inet_listen(cfg, err) < 0)
+        return -1;
     for (size_t i = 0; i < config_key_count; i++) {
         if (config_expand(cfg, (int)i, 0, err) < 0 || config_check(cfg, (int)i, err) < 0)
             return -1;
     }
-    return 0;
+    return config_check_together(cfg, err);
 }
 
 struct config *config_defaults(int embedded)
@@ -514,6 +770,12 @@ void config_free(struct config *cfg)
         free(cfg->values[i].raw);
         free(cfg->values[i].expanded);
     }
+    for (size_t i = 0; i < cfg->ignored_count; i++) {
+        free(cfg->ignored[i].name);
+        free(cfg->ignored[i].value);
+    }
+    free(cfg->ignored);
+    buf_free(&cfg->warnings);
     free(cfg->path);
     free(cfg);
 }
@@ -572,4 +834,49 @@ char **config_get_list(const struct config *cfg, const char *key, size_t *count)
 int config_is_set(const struct config *cfg, const char *key)
 {
     return config_value_of(cfg, key)->line > 0;
+}
+
+const char *config_warnings(const struct config *cfg)
+{
+    return buf_cstr(&cfg->warnings);
+}
+
+size_t config_ignored_count(const struct config *cfg)
+{
+    return cfg->ignored_count;
+}
+
+const char *config_ignored(const struct config *cfg, size_t i, const char **value,
+                           const char **reason, int *line)
+{
+    const struct config_ignored *ig = &cfg->ignored[i];
+    if (value)
+        *value = ig->value;
+    if (reason)
+        *reason = ig->reason;
+    if (line)
+        *line = ig->line;
+    return ig->name;
+}
+
+const char *config_ignored_value(const struct config *cfg, const char *key)
+{
+    for (size_t i = 0; i < cfg->ignored_count; i++)
+        if (strcmp(cfg->ignored[i].name, key) == 0)
+            return cfg->ignored[i].value;
+    return NULL;
+}
+
+void config_log_notes(const struct config *cfg, int with_ignored)
+{
+    const char *w = buf_cstr(&cfg->warnings);
+    while (*w) {
+        size_t n = strcspn(w, "\n");
+        log_warning("%.*s", (int)n, w);
+        w += n + (w[n] == '\n');
+    }
+    for (size_t i = 0; with_ignored && i < cfg->ignored_count; i++)
+        log_info("%s, line %d: %s = %s: ignored: %s", cfg->path ? cfg->path : "(text)",
+                 cfg->ignored[i].line, cfg->ignored[i].name, cfg->ignored[i].value,
+                 cfg->ignored[i].reason);
 }

@@ -52,4 +52,19 @@ const char *config_get_raw(const struct config *cfg, const char *key);
 /* Whether the key was set in the file (postconf -n). */
 int config_is_set(const struct config *cfg, const char *key);
 
+/*
+ * What loading found that is not an error: keys set twice with different
+ * values ("FILE, line N: overriding earlier entry: KEY=OLD", as Postfix says),
+ * one per line; "" when none.
+ */
+const char *config_warnings(const struct config *cfg);
+/* Postfix keys set in the file that have no effect here, in file order; i < count. */
+size_t config_ignored_count(const struct config *cfg);
+const char *config_ignored(const struct config *cfg, size_t i, const char **value,
+                           const char **reason, int *line);
+/* The value of an ignored key set in the file, or NULL. */
+const char *config_ignored_value(const struct config *cfg, const char *key);
+/* Logs the warnings and, with with_ignored, one line per ignored key (serve start). */
+void config_log_notes(const struct config *cfg, int with_ignored);
+
 #endif

@@ -22,15 +22,22 @@
 /* Deep enough for a burst of 100+ parallel clients and the 10k idle-session bench. */
 #define LISTEN_BACKLOG 4096
 
-/* "host:port" or "[address]:port"; a host of "*" (or empty) is every address. */
+/* "host:port", "[address]:port", "*:port" or ":port" (the last two: every address). */
 static int listen_split(const char *spec, char *host, size_t hostlen, char *port, size_t portlen)
 {
     struct hostport hp;
+    const char *addr = "";
     int p;
-    if (hostport_split(spec, 0, &hp) < 0 || (p = hostport_port(hp.port)) < 0)
-        return -1;
-    if (str_copy(host, hostlen, !hp.bracketed && strcmp(hp.host, "*") == 0 ? "" : hp.host) >=
-        hostlen)
+    if (spec[0] == ':') {
+        p = hostport_port(spec + 1);
+    } else {
+        if (hostport_split(spec, 0, &hp) < 0)
+            return -1;
+        p = hostport_port(hp.port);
+        if (hp.bracketed || strcmp(hp.host, "*") != 0)
+            addr = hp.host;
+    }
+    if (p < 0 || str_copy(host, hostlen, addr) >= hostlen)
         return -1;
     return snprintf(port, portlen, "%d", p) < (int)portlen ? 0 : -1;
 }

@@ -181,6 +181,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         buf_free(&err);
         return EX_CANTCREAT;
     }
+    /* Keys set twice, and each Postfix key that has no effect here, once per start. */
+    config_log_notes(cfg, 1);
 
     const struct passwd *pw = NULL;
     if (geteuid() == 0) {

@@ -103,6 +103,8 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
     w->srv.gen = gen;
     server_gen_unref(old);
     log_info("reload: configuration %s", w->config_path ? w->config_path : "(embedded default)");
+    log_set_syslog_name(config_get(gen->cfg, "syslog_name"));
+    config_log_notes(gen->cfg, 0);
 }
 
 static void worker_qmgr_stopped(void *arg)

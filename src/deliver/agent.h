@@ -23,9 +23,10 @@ enum delivery_status {
 struct delivery_rcpt_result {
     size_t rcpt; /* index into env->rcpts */
     enum delivery_status status;
-    char dsn[16]; /* "2.0.0", "4.4.1", "5.1.1" */
-    char *reply;  /* remote reply or local reason, for the log and the DSN; heap */
-    char *relay;  /* "host[ip]:port", "local", ...; heap, may be NULL */
+    char dsn[16];        /* "2.0.0", "4.4.1", "5.1.1" */
+    char *reply;         /* remote reply or local reason, for the log and the DSN; heap */
+    char *relay;         /* "host[ip]:port", "local", ...; heap, may be NULL */
+    const char *service; /* Postfix's agent for the log ("smtp", "lmtp"); static, may be NULL */
 };
 
 struct delivery_request {

@@ -405,6 +405,7 @@ static void remote_result(struct remote_job *j, size_t k, enum delivery_status s
     r->reply = xstrdup(reply);
     free(r->relay);
     r->relay = relay ? xstrdup(relay) : NULL;
+    r->service = j->route.kind == ROUTE_LMTP ? "lmtp" : "smtp";
 }
 
 static void remote_req_job_done(struct remote_req *req)

@@ -16,6 +16,8 @@
 #include "lib/util.h"
 
 static char log_service[32] = "hongyan";
+static char log_syslog_name[64] = "hongyan";
+static __thread const char *log_thread_service;
 static char log_hostname[256] = "localhost";
 static int log_fd = -1;
 static int log_to_stderr = 1;
@@ -40,6 +42,20 @@ void log_set_service(const char *service)
     pthread_mutex_lock(&log_lock);
     str_copy(log_service, sizeof log_service, service);
     pthread_mutex_unlock(&log_lock);
+}
+
+void log_set_syslog_name(const char *name)
+{
+    pthread_mutex_lock(&log_lock);
+    str_copy(log_syslog_name, sizeof log_syslog_name, name && *name ? name : "hongyan");
+    pthread_mutex_unlock(&log_lock);
+}
+
+const char *log_scope(const char *service)
+{
+    const char *old = log_thread_service;
+    log_thread_service = service;
+    return old;
 }
 
 void log_set_hostname(const char *hostname)
@@ -95,8 +111,9 @@ static void log_write(const char *severity, const char *fmt, va_list ap)
     pthread_mutex_lock(&log_lock);
     if (log_pid == 0)
         log_pid = getpid();
-    int n = snprintf(line, sizeof line, "%s %s hongyan/%s[%ld]: %s", stamp, log_hostname,
-                     log_service, (long)log_pid, severity);
+    int n =
+        snprintf(line, sizeof line, "%s %s %s/%s[%ld]: %s", stamp, log_hostname, log_syslog_name,
+                 log_thread_service ? log_thread_service : log_service, (long)log_pid, severity);
     pthread_mutex_unlock(&log_lock);
     if (n < 0 || (size_t)n >= sizeof line)
         return;
@@ -137,3 +154,15 @@ LOG_DEFINE(log_info, "", 1)
 LOG_DEFINE(log_warning, "warning: ", 1)
 LOG_DEFINE(log_error, "error: ", 1)
 LOG_DEFINE(log_debug, "debug: ", log_debug_on)
+
+void log_as(const char *service, const char *fmt, ...)
+{
+    int saved = errno;
+    const char *old = log_scope(service);
+    va_list ap;
+    va_start(ap, fmt);
+    log_write("", fmt, ap);
+    va_end(ap);
+    log_scope(old);
+    errno = saved;
+}

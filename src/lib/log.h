@@ -2,6 +2,8 @@
  * The operator's mail log: one line per event, shaped like Postfix's so that
  * pflogsumm and grep habits keep working:
  *   Nov 28 08:48:03 HOST hongyan/SERVICE[PID]: QUEUEID: to=<...>, status=sent (...)
+ * SERVICE is Postfix's for the event (smtpd, cleanup, qmgr, smtp, ...: what
+ * pflogsumm keys on), "hongyan" is syslog_name.
  * Lines go to stderr and, when maillog_file is set, to that file. Debug
  * tracing is separate (log_debug, off unless enabled) and never carries
  * secrets: callers redact AUTH payloads before logging anything.
@@ -13,6 +15,17 @@
 #include "lib/buf.h"
 
 void log_set_service(const char *service); /* "smtpd", "qmgr", "sendmail", ... */
+/* The first part of the program name, NAME/SERVICE (syslog_name; default "hongyan"). */
+void log_set_syslog_name(const char *name);
+/*
+ * Postfix's service name for the lines this thread writes until the next
+ * call (smtpd, cleanup, qmgr, pickup, smtp, lmtp, virtual, bounce); NULL goes
+ * back to the process's. Returns the one it replaces, to restore it after.
+ * Static strings only.
+ */
+const char *log_scope(const char *service);
+/* One info line as SERVICE, for call sites that speak for one service. */
+void log_as(const char *service, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_set_hostname(const char *hostname);
 /* Opens (append) the extra log file; -1 with a message in err. NULL closes it. */
 int log_open_file(const char *path, struct buf *err);

@@ -2,6 +2,7 @@
 #include "lib/util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -248,4 +249,31 @@ int sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss, sock
         return 0;
     }
     return -1;
+}
+
+static int dir_names_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **dir_names(const char *path, const char *suffix, size_t max, size_t *count)
+{
+    size_t n = 0, slen = strlen(suffix);
+    char **out = xcalloc(1, sizeof *out);
+    DIR *dh = opendir(path);
+    struct dirent *de;
+    while (dh != NULL && n < max && (de = readdir(dh)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || l <= slen || strcmp(de->d_name + l - slen, suffix) != 0)
+            continue;
+        out = xrealloc(out, (n + 2) * sizeof *out);
+        out[n++] = xstrndup(de->d_name, l - slen);
+        out[n] = NULL;
+    }
+    if (dh != NULL)
+        closedir(dh);
+    qsort(out, n, sizeof *out, dir_names_cmp);
+    if (count)
+        *count = n;
+    return out;
 }

@@ -28,6 +28,12 @@ char *str_trim(char *s);
  */
 char **strlist_split(const char *s, size_t *count);
 void strlist_free(char **list);
+/*
+ * The names in directory path that end in suffix ("" for all), without the
+ * suffix, leaving out dot files; sorted, at most max. NULL-terminated, for
+ * strlist_free(); empty when the directory cannot be read.
+ */
+char **dir_names(const char *path, const char *suffix, size_t max, size_t *count);
 
 /* Writes everything, retrying on EINTR; 0 or -1 with errno. */
 int write_all(int fd, const void *data, size_t len);

@@ -291,8 +291,8 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
     log_info("%s: authentication: %s (dmarc: %s)%s", qid, buf_cstr(&summary), dm->reason,
              c->forged ? ", forged Authentication-Results removed" : "");
     if (c->forged)
-        log_info("%s: removed %zu Authentication-Results field(s) claiming to be from %s", qid,
-                 c->forged, set->authserv_id);
+        log_as("cleanup", "%s: removed %zu Authentication-Results field(s) claiming to be from %s",
+               qid, c->forged, set->authserv_id);
 
     c->finished = 1;
     c->cb(c->arg, &res);

@@ -374,6 +374,20 @@ struct map_list *map_list_open(const char *specs, struct buf *err)
     return l;
 }
 
+int map_list_check(const char *specs, struct buf *err)
+{
+    size_t n = 0;
+    char **items = strlist_split(specs, &n);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        enum map_type type;
+        const char *name;
+        rc = map_split_spec(items[i], &type, &name, err);
+    }
+    strlist_free(items);
+    return rc;
+}
+
 /* Postfix semantics: the first table with the key wins; a table that cannot answer stops the
  * search. */
 enum map_result map_list_lookup(struct map_list *l, const char *key, struct buf *value,

@@ -36,6 +36,8 @@ struct map_list *map_list_open(const char *specs, struct buf *err);
 enum map_result map_list_lookup(struct map_list *l, const char *key, struct buf *value,
                                 struct buf *err);
 int map_list_empty(const struct map_list *l);
+/* Checks the syntax and types of a list of tables without opening them: 0, or -1 with err. */
+int map_list_check(const char *specs, struct buf *err);
 void map_list_free(struct map_list *l);
 
 /*

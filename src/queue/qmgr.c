@@ -81,6 +81,7 @@ struct qresult {
     enum delivery_status status;
     char dsn[16];
     char *reply, *relay;
+    const char *service; /* the agent's name in the log; NULL: from relay */
 };
 
 struct qjob {
@@ -300,7 +301,9 @@ static void qpick_unlink_done(void *arg)
 {
     struct qpick *p = arg;
     struct qmgr *q = p->q;
+    const char *svc = log_scope("pickup");
     pickup_log(&p->info);
+    log_scope(svc);
     qmgr_add(q, p->info.id, 0);
     qpick_free(p);
     qmgr_inflight_done(q);
@@ -510,6 +513,7 @@ static void qjob_set(struct qjob *j, size_t i, enum delivery_status st, const ch
     str_copy(r->dsn, sizeof r->dsn, dsn);
     r->reply = xstrdup(reply ? reply : "");
     r->relay = relay ? xstrdup(relay) : NULL;
+    r->service = NULL;
 }
 
 static void qjob_record_work(void *arg);
@@ -525,7 +529,21 @@ static void qjob_local_work(void *arg)
 {
     struct qjob *j = arg;
     struct buf reason = BUF_INIT;
-    for (size_t k = 0; k < j->nlocal; k++) {
+    /*
+     * Postfix's mailbox_size_limit caps what local delivery writes; for a
+     * Maildir that is one file per message, so a larger message bounces
+     * (5.2.2, as local(8) reports "File too large") instead of being cut.
+     */
+    long long limit = config_get_int(j->cfg, "mailbox_size_limit");
+    struct stat st_data;
+    int too_big = limit > 0 && stat(buf_cstr(&j->data_path), &st_data) == 0 &&
+                  (long long)st_data.st_size > limit;
+    for (size_t k = 0; too_big && k < j->nlocal; k++) {
+        char *why = xasprintf("message is larger than mailbox_size_limit (%lld bytes)", limit);
+        qjob_set(j, j->local[k], DELIVERY_PERMFAIL, "5.2.2", why, "local");
+        free(why);
+    }
+    for (size_t k = 0; !too_big && k < j->nlocal; k++) {
         size_t i = j->local[k];
         char dsn[16], stem[QUEUE_ID_MAX + 48];
         /* Arrival time first keeps names sortable by age, as Maildir readers expect. */
@@ -575,6 +593,7 @@ static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, si
         if (results[k].rcpt < j->env->nrcpts) {
             qjob_set(j, results[k].rcpt, results[k].status, results[k].dsn, results[k].reply,
                      results[k].relay);
+            j->res[results[k].rcpt].service = results[k].service;
             j->remote_ok |= results[k].status == DELIVERY_OK;
         }
     }
@@ -804,17 +823,21 @@ static void qjob_record_done(void *arg)
             if (strcmp(a, e->rcpts[i].address) != 0)
                 buf_printf(&orig, ", orig_to=<%s>", a);
         }
-        log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", e->queue_id,
-                 e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay, r->dsn,
-                 qmgr_status_word(r->status), r->reply);
+        /* Maildir delivery is virtual(8)'s job in Postfix; routes with no agent are error(8)'s. */
+        const char *service = r->service                               ? r->service
+                              : r->relay && !strcmp(r->relay, "local") ? "virtual"
+                                                                       : "error";
+        log_as(service, "%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", e->queue_id,
+               e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay, r->dsn,
+               qmgr_status_word(r->status), r->reply);
         buf_free(&orig);
     }
     if (j->delay_id[0]) {
-        log_info("%s: sender delay notification: %s", e->queue_id, j->delay_id);
+        log_as("bounce", "%s: sender delay notification: %s", e->queue_id, j->delay_id);
         qmgr_add(q, j->delay_id, 0);
     }
     if (j->bounce_id[0]) {
-        log_info("%s: sender non-delivery notification: %s", e->queue_id, j->bounce_id);
+        log_as("bounce", "%s: sender non-delivery notification: %s", e->queue_id, j->bounce_id);
         qmgr_add(q, j->bounce_id, 0);
     } else {
         for (size_t k = 0; k < j->nbounced; k++)
@@ -824,7 +847,7 @@ static void qjob_record_done(void *arg)
     }
     j->qm->busy = 0;
     if (j->removed) {
-        log_info("%s: removed", e->queue_id);
+        log_as("qmgr", "%s: removed", e->queue_id);
         qmgr_forget(q, j->qm);
     } else if (j->gone) {
         qmgr_forget(q, j->qm);

@@ -174,10 +174,14 @@ void smtpd_policy_cache_clear(void)
     cache_spec = NULL;
 }
 
-int smtpd_policy_relay(enum resolve_class cls, int trusted, struct smtp_reply *reply)
+int smtpd_policy_relay(enum resolve_class cls, int trusted, int defer, struct smtp_reply *reply)
 {
     if (cls == RESOLVE_LOCAL || cls == RESOLVE_RELAY || trusted)
         return 0;
-    smtp_reply_set(reply, 554, "5.7.1", "Relay access denied");
+    /* Postfix: defer_unauth_destination answers 454, reject_unauth_destination 554. */
+    if (defer)
+        smtp_reply_set(reply, 454, "4.7.1", "Relay access denied");
+    else
+        smtp_reply_set(reply, 554, "5.7.1", "Relay access denied");
     return -1;
 }

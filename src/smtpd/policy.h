@@ -39,7 +39,7 @@ int smtpd_policy_mynetworks(const struct config *cfg, const struct sockaddr *sa)
  * with 554 5.7.1 "Relay access denied" in reply. trusted: the client is in
  * mynetworks or authenticated.
  */
-int smtpd_policy_relay(enum resolve_class cls, int trusted, struct smtp_reply *reply);
+int smtpd_policy_relay(enum resolve_class cls, int trusted, int defer, struct smtp_reply *reply);
 
 /* Frees the mynetworks cache (tests, shutdown). */
 void smtpd_policy_cache_clear(void);

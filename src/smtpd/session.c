@@ -371,10 +371,9 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
 static void log_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, int code,
                        const char *status, const char *text)
 {
-    log_info("%s: reject: %s from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-             s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", cmd, s->host, s->addr,
-             code, status, text, s->tx ? s->tx->sender : "", rcpt, proto_name(s),
-             s->helo ? s->helo : "");
+    log_as("smtpd", "%s: reject: %s from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+           s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", cmd, s->host, s->addr, code,
+           status, text, s->tx ? s->tx->sender : "", rcpt, proto_name(s), s->helo ? s->helo : "");
 }
 
 /* Opens the queue file at the first accepted recipient (Postfix's smtpd_delay_open...). */
@@ -405,10 +404,10 @@ static int tx_open(struct smtpd_session *s)
     env->body_8bit = tx->body_8bit;
     env->arrival = time(NULL);
     if (s->authenticated)
-        log_info("%s: client=%s[%s], sasl_method=%s, sasl_username=%s", spool_msg_id(tx->msg),
-                 s->host, s->addr, sasl_mechanism(s->sasl), s->auth_user);
+        log_as("smtpd", "%s: client=%s[%s], sasl_method=%s, sasl_username=%s",
+               spool_msg_id(tx->msg), s->host, s->addr, sasl_mechanism(s->sasl), s->auth_user);
     else
-        log_info("%s: client=%s[%s]", spool_msg_id(tx->msg), s->host, s->addr);
+        log_as("smtpd", "%s: client=%s[%s]", spool_msg_id(tx->msg), s->host, s->addr);
     return 0;
 }
 
@@ -445,7 +444,9 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         snprintf(addr, sizeof addr, "%s", t.to.addr);
     struct resolver *res = s->gen->resolver;
     enum resolve_class cls = resolver_classify(res, addr);
-    if (smtpd_policy_relay(cls, s->trusted_net || s->authenticated, &r) < 0) {
+    /* smtpd_relay_restrictions is Debian's list (config.c checks it); its last word decides. */
+    int defer = strstr(config_get(s->gen->cfg, "smtpd_relay_restrictions"), "defer_") != NULL;
+    if (smtpd_policy_relay(cls, s->trusted_net || s->authenticated, defer, &r) < 0) {
         reply(s, r.code, r.status, "<%s>: %s", addr, r.text);
         log_reject(s, "RCPT", addr, r.code, r.status, r.text);
         return -1;
@@ -643,9 +644,10 @@ static void auth_done(void *arg, const struct inbound_result *res)
         else
             reply(s, 451, "4.3.0", "Error: queue file write error");
     } else {
-        log_info("%s: reject: END-OF-MESSAGE from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
-                 spool_msg_id(tx->msg), s->host, s->addr, res->code, res->status, res->text,
-                 tx->sender, proto_name(s), s->helo ? s->helo : "");
+        log_as("smtpd",
+               "%s: reject: END-OF-MESSAGE from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
+               spool_msg_id(tx->msg), s->host, s->addr, res->code, res->status, res->text,
+               tx->sender, proto_name(s), s->helo ? s->helo : "");
         reply(s, res->code, res->status, "%s", res->text);
     }
     s->commit_pending = 0;
@@ -662,10 +664,10 @@ static void message_end(struct smtpd_session *s)
     if (st != SMTP_DATA_OK) {
         struct smtp_reply r;
         smtp_data_reply(&tx->data, &r);
-        log_info("%s: reject: %s from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
-                 spool_msg_id(tx->msg), s->state == SMTPD_STATE_DATA ? "DATA" : "BDAT", s->host,
-                 s->addr, r.code, r.status, r.text, tx->sender, proto_name(s),
-                 s->helo ? s->helo : "");
+        log_as("smtpd", "%s: reject: %s from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
+               spool_msg_id(tx->msg), s->state == SMTPD_STATE_DATA ? "DATA" : "BDAT", s->host,
+               s->addr, r.code, r.status, r.text, tx->sender, proto_name(s),
+               s->helo ? s->helo : "");
         reply_r(s, &r);
         tx_reset(s); /* aborts the queue file: nothing is kept */
         return;
@@ -683,8 +685,8 @@ static void message_commit(struct smtpd_session *s)
     struct smtpd_tx *tx = s->tx;
     struct spool_msg *m = tx->msg;
     tx->msg = NULL; /* the spool owns it now */
-    log_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", spool_msg_id(m), tx->sender,
-             spool_msg_size(m), spool_msg_envelope(m)->nrcpts);
+    log_as("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", spool_msg_id(m), tx->sender,
+           spool_msg_size(m), spool_msg_envelope(m)->nrcpts);
     session_enter(s, SMTPD_STATE_COMMIT);
     s->commit_pending = 1;
     /*
@@ -878,8 +880,8 @@ static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_
     int rc = submission_sender_login_check(s->gen->cfg, sender, s->auth_user, &r);
     if (rc < 0) {
         reply_line(s, buf_cstr(&r));
-        log_info("NOQUEUE: reject: MAIL from %s[%s]: %s; from=<%s> proto=%s helo=<%s>", s->host,
-                 s->addr, buf_cstr(&r), sender, proto_name(s), s->helo ? s->helo : "");
+        log_as("smtpd", "NOQUEUE: reject: MAIL from %s[%s]: %s; from=<%s> proto=%s helo=<%s>",
+               s->host, s->addr, buf_cstr(&r), sender, proto_name(s), s->helo ? s->helo : "");
     }
     buf_free(&r);
     free(sender);
@@ -1279,7 +1281,7 @@ static void session_free(struct smtpd_session *s)
         buf_printf(&stats, " commands=%u", total);
     else
         buf_printf(&stats, " commands=%u/%u", ok_total, total);
-    log_info("disconnect from %s[%s]%s", s->host, s->addr, buf_cstr(&stats));
+    log_as("smtpd", "disconnect from %s[%s]%s", s->host, s->addr, buf_cstr(&stats));
     buf_free(&stats);
     tx_free(s);
     dns_cancel(s->peer_q);
@@ -1414,7 +1416,7 @@ static void peer_text(const struct sockaddr *sa, char *out, size_t size)
 
 static void session_greet(struct smtpd_session *s)
 {
-    log_info("connect from %s[%s]", s->host, s->addr);
+    log_as("smtpd", "connect from %s[%s]", s->host, s->addr);
     reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
     s->greeted = 1;
     /* What came while we looked the name up: early commands, or the client's EOF. */

@@ -8,6 +8,8 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <pthread.h>
+#include <time.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
@@ -17,9 +19,113 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
+/*
+ * Client TLS session cache (Postfix's smtp_tls_session_cache_database): a
+ * session a server issued is offered again on the next connection to the
+ * same server name with the same level and names to match, so the
+ * handshake is shorter. Kept in memory, per generation, for
+ * smtp_tls_session_cache_timeout; DANE connections are never resumed (their
+ * trust comes from the TLSA records of the moment).
+ */
+#define TLS_CACHE_MAX 1024
+
+struct tls_cached {
+    char *key;
+    SSL_SESSION *session; /* one reference, ours */
+    time_t stored;
+};
+
 struct tls_client {
     SSL_CTX *ctx;
+    long long cache_seconds; /* 0: no cache */
+    pthread_mutex_t lock;
+    struct tls_cached *cache;
+    size_t ncache;
 };
+
+/* SSL ex_data slot holding the connection's cache key (heap, freed with the SSL). */
+static int tls_cache_key_index = -1;
+static pthread_once_t tls_cache_once = PTHREAD_ONCE_INIT;
+
+static void tls_cache_key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                               void *argp)
+{
+    free(ptr);
+}
+
+static void tls_cache_index_init(void)
+{
+    tls_cache_key_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_cache_key_free);
+}
+
+/* OpenSSL hands us each session the server issues (TLS 1.3: after the handshake). */
+static int tls_cache_new_session(SSL *ssl, SSL_SESSION *session)
+{
+    struct tls_client *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    const char *key = SSL_get_ex_data(ssl, tls_cache_key_index);
+    if (c == NULL || key == NULL || !SSL_SESSION_is_resumable(session))
+        return 0;
+    /*
+     * A copy: OpenSSL marks the connection's own session not resumable when
+     * the connection ends without a TLS shutdown (we allow dirty shutdowns).
+     */
+    session = SSL_SESSION_dup(session);
+    if (session == NULL)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    struct tls_cached *slot = NULL;
+    for (size_t i = 0; i < c->ncache && !slot; i++)
+        if (strcmp(c->cache[i].key, key) == 0)
+            slot = &c->cache[i];
+    if (slot == NULL && c->ncache == TLS_CACHE_MAX) {
+        slot = &c->cache[0]; /* the oldest goes */
+        for (size_t i = 1; i < c->ncache; i++)
+            if (c->cache[i].stored < slot->stored)
+                slot = &c->cache[i];
+    }
+    if (slot == NULL) {
+        c->cache = xrealloc(c->cache, (c->ncache + 1) * sizeof *c->cache);
+        slot = &c->cache[c->ncache++];
+        *slot = (struct tls_cached){0};
+    }
+    if (slot->key == NULL || strcmp(slot->key, key) != 0) {
+        free(slot->key);
+        slot->key = xstrdup(key);
+    }
+    if (slot->session)
+        SSL_SESSION_free(slot->session);
+    slot->session = session;
+    slot->stored = time(NULL);
+    pthread_mutex_unlock(&c->lock);
+    return 0; /* OpenSSL keeps its own reference; the cache holds the copy */
+}
+
+/* Names the connection for the cache and offers a stored session for that name. */
+static void tls_cache_offer(struct tls_client *c, SSL *ssl, enum tls_level level, const char *sni,
+                            const char *const *names, const char *name)
+{
+    if (c->cache_seconds <= 0)
+        return;
+    struct buf key = BUF_INIT;
+    buf_printf(&key, "%d|%s", (int)level, sni ? sni : "");
+    for (size_t i = 0; names && names[i]; i++)
+        buf_printf(&key, "|%s", names[i]);
+    if (name)
+        buf_printf(&key, "|%s", name);
+    time_t now = time(NULL);
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->ncache; i++) {
+        struct tls_cached *e = &c->cache[i];
+        if (strcmp(e->key, buf_cstr(&key)) != 0)
+            continue;
+        if (now - e->stored < c->cache_seconds &&
+            (long long)SSL_SESSION_get_time(e->session) + SSL_SESSION_get_timeout(e->session) > now)
+            SSL_set_session(ssl, e->session);
+        break;
+    }
+    pthread_mutex_unlock(&c->lock);
+    SSL_set_ex_data(ssl, tls_cache_key_index, buf_steal(&key));
+}
 
 enum tls_level tls_level_parse(const char *word)
 {
@@ -84,10 +190,13 @@ struct tls_client *tls_client_new(const struct config *cfg, struct buf *err)
         return NULL;
     }
     SSL_CTX_dane_set_flags(ctx, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+    /* Postfix's pair: a bundle file and/or a c_rehash directory (Debian: /etc/ssl/certs). */
     const char *cafile = config_get(cfg, "smtp_tls_CAfile");
-    if (cafile && *cafile) {
-        if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
-            buf_printf(err, "smtp_tls_CAfile %s: ", cafile);
+    const char *capath = config_get(cfg, "smtp_tls_CApath");
+    if (*cafile || *capath) {
+        if (SSL_CTX_load_verify_locations(ctx, *cafile ? cafile : NULL, *capath ? capath : NULL) !=
+            1) {
+            buf_printf(err, "smtp_tls_CAfile %s, smtp_tls_CApath %s: ", cafile, capath);
             tls_client_errors(err);
             SSL_CTX_free(ctx);
             return NULL;
@@ -97,6 +206,15 @@ struct tls_client *tls_client_new(const struct config *cfg, struct buf *err)
     }
     struct tls_client *c = xcalloc(1, sizeof *c);
     c->ctx = ctx;
+    pthread_mutex_init(&c->lock, NULL);
+    if (*config_get(cfg, "smtp_tls_session_cache_database")) {
+        pthread_once(&tls_cache_once, tls_cache_index_init);
+        c->cache_seconds = config_get_time(cfg, "smtp_tls_session_cache_timeout");
+        SSL_CTX_set_app_data(ctx, c);
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, tls_cache_new_session);
+    }
     return c;
 }
 
@@ -105,6 +223,12 @@ void tls_client_free(struct tls_client *c)
     if (!c)
         return;
     SSL_CTX_free(c->ctx);
+    for (size_t i = 0; i < c->ncache; i++) {
+        free(c->cache[i].key);
+        SSL_SESSION_free(c->cache[i].session);
+    }
+    free(c->cache);
+    pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
@@ -137,6 +261,7 @@ SSL *tls_client_ssl(struct tls_client *c, enum tls_level level, const char *sni,
             }
         }
     }
+    tls_cache_offer(c, ssl, level, sni, NULL, match_name);
     return ssl;
 }
 
@@ -148,6 +273,7 @@ SSL *tls_client_ssl_names(struct tls_client *c, enum tls_level level, const char
         return NULL;
     if (sni && *sni && !tls_is_address(sni))
         SSL_set_tlsext_host_name(ssl, sni);
+    tls_cache_offer(c, ssl, level, sni, names, NULL);
     if (level != TLS_LEVEL_VERIFY && level != TLS_LEVEL_SECURE)
         return ssl;
     SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -311,6 +437,8 @@ enum tls_trust tls_client_result(SSL *ssl, enum tls_level level, struct buf *sum
     int bits = cipher ? SSL_CIPHER_get_bits(cipher, &alg_bits) : 0;
     buf_printf(summary, "%s with cipher %s (%d/%d bits)", SSL_get_version(ssl),
                cipher ? SSL_CIPHER_get_name(cipher) : "unknown", bits, alg_bits);
+    if (SSL_session_reused(ssl))
+        buf_puts(summary, ", session reused");
     X509 *peer = SSL_get1_peer_certificate(ssl);
     if (!peer) {
         buf_puts(why, "the server presented no certificate");

@@ -47,7 +47,13 @@ struct tls_client;
 enum tls_level tls_level_parse(const char *word);
 const char *tls_trust_name(enum tls_trust t); /* "Verified", "Trusted", ... */
 
-/* Reads smtp_tls_CAfile (or the system store). NULL with err. */
+/*
+ * Reads smtp_tls_CAfile and smtp_tls_CApath (neither: the system store).
+ * With smtp_tls_session_cache_database set, connections made by
+ * tls_client_ssl and tls_client_ssl_names resume the sessions their server
+ * issued before (same server name, level and names), for
+ * smtp_tls_session_cache_timeout. NULL with err.
+ */
 struct tls_client *tls_client_new(const struct config *cfg, struct buf *err);
 void tls_client_free(struct tls_client *c);
 
@@ -69,7 +75,8 @@ SSL *tls_client_ssl_names(struct tls_client *c, enum tls_level level, const char
 
 /*
  * After a completed handshake: the trust reached, and in summary
- * "TLSv1.3 with cipher NAME (256/256 bits)". For verify/secure, a result
+ * "TLSv1.3 with cipher NAME (256/256 bits)" (", session reused" after it
+ * for a resumed session). For verify/secure, a result
  * below VERIFIED means the caller must not go on; why says what failed.
  */
 enum tls_trust tls_client_result(SSL *ssl, enum tls_level level, struct buf *summary,

@@ -303,6 +303,10 @@ def test_dkim_record_of_another_key(env, tmp_path):
     assert got["dkim"][0] == "FAIL"
     assert "does not match" in got["dkim"][1]
     assert env.dkim_line in published(r.stdout)
+    # doctor points to the command that prints the right record again, and it does.
+    assert "hongyan dkim show example.com" in r.stdout
+    shown = run(["-c", str(env.cfg), "dkim", "show", "example.com"])
+    assert shown.returncode == 0 and shown.stdout.strip() == env.dkim_line, shown
 
 
 def test_dkim_no_key_hints_keygen(env):

@@ -97,11 +97,11 @@ static void test_bad(void **state)
 static void test_relay_rule(void **state)
 {
     struct smtp_reply r = {0};
-    assert_int_equal(smtpd_policy_relay(RESOLVE_LOCAL, 0, &r), 0);
-    assert_int_equal(smtpd_policy_relay(RESOLVE_RELAY, 0, &r), 0);
-    assert_int_equal(smtpd_policy_relay(RESOLVE_REMOTE, 1, &r), 0);
+    assert_int_equal(smtpd_policy_relay(RESOLVE_LOCAL, 0, 0, &r), 0);
+    assert_int_equal(smtpd_policy_relay(RESOLVE_RELAY, 0, 0, &r), 0);
+    assert_int_equal(smtpd_policy_relay(RESOLVE_REMOTE, 1, 0, &r), 0);
     assert_int_equal(r.code, 0);
-    assert_int_equal(smtpd_policy_relay(RESOLVE_REMOTE, 0, &r), -1);
+    assert_int_equal(smtpd_policy_relay(RESOLVE_REMOTE, 0, 0, &r), -1);
     assert_int_equal(r.code, 554);
     assert_string_equal(r.status, "5.7.1");
     assert_string_equal(r.text, "Relay access denied");
