@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/safedir.h"
 #include "lib/xalloc.h"
 
 size_t str_copy(char *dst, size_t size, const char *src)
@@ -113,7 +114,12 @@ int write_all(int fd, const void *data, size_t len)
 
 int read_file(const char *path, struct buf *out, size_t max)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return read_file_flags(path, 0, out, max);
+}
+
+int read_file_flags(const char *path, int flags, struct buf *out, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
     if (fd < 0)
         return -1;
     char chunk[65536];
@@ -172,40 +178,29 @@ int fsync_dir(const char *dir)
     return rc;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+int write_file_atomic_owned(const char *path, const void *data, size_t len, mode_t mode, uid_t uid,
+                            gid_t gid)
 {
-    char dirbuf[4096];
-    if (str_copy(dirbuf, sizeof dirbuf, path) >= sizeof dirbuf) {
+    char dirbuf[4096], basebuf[4096];
+    if (str_copy(dirbuf, sizeof dirbuf, path) >= sizeof dirbuf ||
+        str_copy(basebuf, sizeof basebuf, path) >= sizeof basebuf) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    const char *dir = dirname(dirbuf);
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) {
-        free(tmp);
+    int dirfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
         return -1;
-    }
-    if (write_all(fd, data, len) < 0 || fsync(fd) < 0)
-        goto fail;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0)
-        goto fail;
-    free(tmp);
-    return fsync_dir(dir);
-fail : {
+    int rc = safedir_write_file_at(dirfd, basename(basebuf), data, len, mode, uid, gid);
     int e = errno;
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    free(tmp);
+    close(dirfd);
     errno = e;
-    return -1;
+    return rc;
 }
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    return write_file_atomic_owned(path, data, len, mode, (uid_t)SAFEDIR_KEEP_ID,
+                                   (gid_t)SAFEDIR_KEEP_ID);
 }
 
 uint64_t now_ms(void)

@@ -33,6 +33,8 @@ void strlist_free(char **list);
 int write_all(int fd, const void *data, size_t len);
 /* Reads a whole file (at most max bytes) into out; 0 or -1 with errno (EFBIG when too big). */
 int read_file(const char *path, struct buf *out, size_t max);
+/* The same with extra open(2) flags, such as O_NOFOLLOW for root reading where others write. */
+int read_file_flags(const char *path, int flags, struct buf *out, size_t max);
 /* mkdir -p with mode for the created parts; 0 or -1 with errno. */
 int mkdir_p(const char *path, mode_t mode);
 int fsync_dir(const char *dir);
@@ -42,6 +44,14 @@ int fsync_dir(const char *dir);
  * nothing half-written remains.
  */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/*
+ * The same, for root writing a file another user owns: the temp file is made
+ * with O_CREAT|O_EXCL|O_NOFOLLOW under a random name and fchown'd to uid:gid
+ * (SAFEDIR_KEEP_ID, (unsigned)-1, keeps either) before any byte is written,
+ * so nothing planted in the directory is ever followed or reused.
+ */
+int write_file_atomic_owned(const char *path, const void *data, size_t len, mode_t mode, uid_t uid,
+                            gid_t gid);
 
 uint64_t now_ms(void); /* monotonic */
 /* An IPv4 or IPv6 address literal ("192.0.2.1", "2001:db8::1") and port as a socket address; -1 if

@@ -193,16 +193,6 @@ dev_t spool_device(const struct spool *s)
     return s->dev;
 }
 
-int spool_chown(struct spool *s, uid_t uid, gid_t gid)
-{
-    const char *paths[] = {s->dir,     s->incoming, s->active,     s->hold,
-                           s->corrupt, s->maildrop, s->public_dir, s->fifo};
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (chown(paths[i], uid, gid) < 0)
-            return -1;
-    return 0;
-}
-
 /* RFC 4648 base32hex upper case: the digits sort in the same order as the values. */
 static const char spool_b32[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
 
