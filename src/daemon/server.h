@@ -53,10 +53,13 @@ struct server {
     struct qmgr *qmgr;
     struct dns *dns;              /* NULL until the DNS module provides one */
     struct client_table *clients; /* sessions per client address */
-    struct auth *auth; /* SMTP AUTH users and failure throttle (smtpd/auth.h); kept across
-                          reloads (auth_reload on SIGHUP); NULL: no AUTH */
-    int sessions;      /* open SMTP sessions, for limits and shutdown */
-    int draining;      /* SIGTERM: finish open transactions, accept nothing new */
+    struct auth *auth;        /* SMTP AUTH users and failure throttle (smtpd/auth.h); kept across
+                                 reloads (auth_reload on SIGHUP); NULL: no AUTH */
+    int sessions;             /* open SMTP sessions, for limits and shutdown */
+    int client_v6_prefix;     /* smtpd_client_ipv6_prefix_length, fixed at worker start so that a
+                                 session ends under the key it started with */
+    struct workq *auth_workq; /* password hashing only: an AUTH flood cannot delay commits */
+    int draining;             /* SIGTERM: finish open transactions, accept nothing new */
 };
 
 struct server_gen *server_gen_ref(struct server *srv);

@@ -225,6 +225,32 @@ void random_bytes(void *out, size_t len)
     }
 }
 
+void client_addr_key(const char *addr, int v6_prefix, char *key, size_t size)
+{
+    struct in6_addr a6;
+    if (strchr(addr, ':') == NULL || inet_pton(AF_INET6, addr, &a6) != 1) {
+        str_copy(key, size, addr);
+        return;
+    }
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+        inet_ntop(AF_INET, a6.s6_addr + 12, key, (socklen_t)size);
+        return;
+    }
+    if (v6_prefix < 0)
+        v6_prefix = 0;
+    if (v6_prefix >= 128) {
+        str_copy(key, size, addr);
+        return;
+    }
+    int full = v6_prefix / 8, bits = v6_prefix % 8;
+    if (bits)
+        a6.s6_addr[full++] &= (unsigned char)(0xff00u >> bits);
+    memset(a6.s6_addr + full, 0, (size_t)(16 - full));
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &a6, text, sizeof text);
+    snprintf(key, size, "%s/%d", text, v6_prefix);
+}
+
 int sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
     memset(ss, 0, sizeof(*ss));
