@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "lib/buf.h"
+#include "smtpd/hold.h"
 
 struct event_base;
 struct config;
@@ -59,7 +60,8 @@ struct server {
     int client_v6_prefix;     /* smtpd_client_ipv6_prefix_length, fixed at worker start so that a
                                  session ends under the key it started with */
     struct workq *auth_workq; /* password hashing only: an AUTH flood cannot delay commits */
-    int draining;             /* SIGTERM: finish open transactions, accept nothing new */
+    struct smtpd_hold_budget hold_budget; /* smtpd_inbound_memory_limit, for all sessions */
+    int draining; /* SIGTERM: finish open transactions, accept nothing new */
 };
 
 struct server_gen *server_gen_ref(struct server *srv);

@@ -111,6 +111,8 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
     buf_free(&err);
     struct server_gen *old = w->srv.gen;
     w->srv.gen = gen;
+    /* Messages held now keep their memory; the new limit applies to what comes next. */
+    w->srv.hold_budget.limit = (size_t)config_get_int(gen->cfg, "smtpd_inbound_memory_limit");
     server_gen_unref(old);
     log_info("reload: configuration %s", w->config_path ? w->config_path : "(embedded default)");
 }
@@ -179,6 +181,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     w.srv.workq = workq_new(w.srv.base, WORKER_THREADS);
     w.srv.auth_workq = workq_new(w.srv.base, WORKER_AUTH_THREADS);
     w.srv.client_v6_prefix = (int)config_get_int(cfg, "smtpd_client_ipv6_prefix_length");
+    w.srv.hold_budget.limit = (size_t)config_get_int(cfg, "smtpd_inbound_memory_limit");
     w.srv.spool = spool_open(config_get(cfg, "queue_directory"), &err);
     if (w.srv.spool == NULL) {
         log_error("spool: %s", buf_cstr(&err));

@@ -183,6 +183,11 @@ const char *spool_maildrop_dir(const struct spool *s)
     return s->maildrop;
 }
 
+const char *spool_incoming_dir(const struct spool *s)
+{
+    return s->incoming;
+}
+
 unsigned long spool_sync_rounds(const struct spool *s)
 {
     return s->rounds;
