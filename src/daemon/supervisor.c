@@ -5,6 +5,7 @@
  * part of hongyan that keeps root privileges stays small.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -61,6 +62,24 @@ static int supervisor_hand_over(int fd, const char *key, const char *path, const
 }
 
 /*
+ * public/flush made by a root command (`hongyan queue flush` before the
+ * first start) is root's, mode 0622, and the worker could not read it.
+ * Rather than change the owner of a name in a directory mail_owner can
+ * write, the name goes (unlinking only removes the name, whatever it
+ * names); the worker makes a new FIFO of its own at start.
+ */
+static void supervisor_reset_flush_fifo(int public_fd, const char *public_path,
+                                        const struct passwd *pw)
+{
+    struct stat st;
+    if (fstatat(public_fd, "flush", &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid == pw->pw_uid)
+        return;
+    if (unlinkat(public_fd, "flush", 0) < 0)
+        log_warning("cannot remove %s/flush (owned by uid %ld): %s", public_path, (long)st.st_uid,
+                    strerror(errno));
+}
+
+/*
  * Creates a directory the worker needs and hands it to mail_owner. As root
  * every step is descriptor-based (lib/safedir.h): a path that should be a
  * directory but is a symlink, or is owned by anyone but root or mail_owner,
@@ -95,6 +114,8 @@ static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode
             safedir_open_at(fd, supervisor_queue_subdirs[i], sub_path, pw->pw_uid, 0, NULL, &err);
         if (sub >= 0) {
             rc = supervisor_hand_over(sub, key, sub_path, pw);
+            if (rc == 0 && strcmp(supervisor_queue_subdirs[i], "public") == 0)
+                supervisor_reset_flush_fifo(sub, sub_path, pw);
             close(sub);
         } else if (errno != ENOENT) { /* missing: the worker creates it as mail_owner */
             log_error("%s: %s", key, buf_cstr(&err));

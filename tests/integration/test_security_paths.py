@@ -136,10 +136,15 @@ def test_root_created_queue_dirs_are_handed_over(server_factory):
     r = srv.cmd("queue", "list")
     assert r.returncode == 0, r.stderr
     assert owner(srv.data / "queue" / "incoming") == 0
+    assert owner(srv.data / "queue" / "public" / "flush") == 0
     srv.start()
     hongyan = pwd.getpwnam("hongyan").pw_uid
     for sub in ("incoming", "active", "hold", "corrupt", "maildrop", "public"):
         assert owner(srv.data / "queue" / sub) == hongyan, sub
+    # root's flush FIFO was replaced by the worker's own, which it can read.
+    flush = srv.data / "queue" / "public" / "flush"
+    assert stat.S_ISFIFO(os.lstat(flush).st_mode) and owner(flush) == hongyan
+    assert "cannot open" not in srv.log_text()
 
 
 def test_user_cli_does_not_copy_a_symlinked_target(server_factory, tmp_path):
