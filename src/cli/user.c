@@ -155,19 +155,8 @@ static gid_t user_file_group(void)
  */
 static int user_write(const char *path, const struct buf *out)
 {
-    char *dir = xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    const char *base = path;
-    if (slash == dir) {
-        dir[1] = '\0';
-        base = path + 1;
-    } else if (slash) {
-        *slash = '\0';
-        base = slash + 1;
-    } else {
-        free(dir);
-        dir = xstrdup(".");
-    }
+    const char *base;
+    char *dir = path_split(path, &base);
     struct buf err = BUF_INIT;
     int rc = -1;
     uid_t trusted = geteuid();
@@ -200,8 +189,7 @@ static int user_rewrite(const char *path, const char *user, const char *newline,
 {
     struct buf old = BUF_INIT, out = BUF_INIT;
     *found = 0;
-    /* O_NOFOLLOW: a symlink planted in mail_owner's directory must not make root copy its target.
-     */
+    /* O_NOFOLLOW: a link planted in mail_owner's directory must not make root copy its target. */
     if (read_file_flags(path, O_NOFOLLOW, &old, USER_FILE_MAX) < 0 && errno != ENOENT) {
         fprintf(stderr, "hongyan: cannot read %s: %s\n", path, strerror(errno));
         buf_free(&old);

@@ -5,7 +5,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +145,17 @@ int read_file_flags(const char *path, int flags, struct buf *out, size_t max)
     return 0;
 }
 
+char *path_split(const char *path, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        *base = path;
+        return xstrdup(".");
+    }
+    *base = slash + 1;
+    return slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path));
+}
+
 int mkdir_p(const char *path, mode_t mode)
 {
     char tmp[4096];
@@ -181,16 +191,13 @@ int fsync_dir(const char *dir)
 int write_file_atomic_owned(const char *path, const void *data, size_t len, mode_t mode, uid_t uid,
                             gid_t gid)
 {
-    char dirbuf[4096], basebuf[4096];
-    if (str_copy(dirbuf, sizeof dirbuf, path) >= sizeof dirbuf ||
-        str_copy(basebuf, sizeof basebuf, path) >= sizeof basebuf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int dirfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char *base;
+    char *dir = path_split(path, &base);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
     if (dirfd < 0)
         return -1;
-    int rc = safedir_write_file_at(dirfd, basename(basebuf), data, len, mode, uid, gid);
+    int rc = safedir_write_file_at(dirfd, base, data, len, mode, uid, gid);
     int e = errno;
     close(dirfd);
     errno = e;

@@ -35,6 +35,12 @@ int write_all(int fd, const void *data, size_t len);
 int read_file(const char *path, struct buf *out, size_t max);
 /* The same with extra open(2) flags, such as O_NOFOLLOW for root reading where others write. */
 int read_file_flags(const char *path, int flags, struct buf *out, size_t max);
+/*
+ * Splits path into its directory (returned, caller frees: "." when path has
+ * no slash, "/" for a file at the root) and its last component (*base,
+ * pointing into path).
+ */
+char *path_split(const char *path, const char **base);
 /* mkdir -p with mode for the created parts; 0 or -1 with errno. */
 int mkdir_p(const char *path, mode_t mode);
 int fsync_dir(const char *dir);

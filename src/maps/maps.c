@@ -488,19 +488,8 @@ int map_build_syntax(const char *spec, enum map_syntax syn, struct buf *err)
         return EX_NOINPUT;
     }
     char *dbpath = xasprintf("%s.lmdb", name);
-    char *dir = xstrdup(dbpath);
-    char *slash = strrchr(dir, '/');
-    const char *dbname = dbpath;
-    if (slash == dir) {
-        dir[1] = '\0';
-        dbname = dbpath + 1;
-    } else if (slash) {
-        *slash = '\0';
-        dbname = dbpath + (slash - dir) + 1;
-    } else {
-        free(dir);
-        dir = xstrdup(".");
-    }
+    const char *dbname;
+    char *dir = path_split(dbpath, &dbname);
     char tmp[4096] = "";
     int ret = 0;
     int tmp_fd = -1;
