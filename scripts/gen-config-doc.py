@@ -131,6 +131,8 @@ def main():
         kind = TYPES[typ]
         if typ in ("CONFIG_ENUM", "CONFIG_ENUM_LIST") and choices != "NULL":
             kind += " " + ", ".join("`%s`" % w for w in unquote(choices).split())
+        if typ == "CONFIG_INT" and choices != "NULL":
+            kind += " (at most %s)" % unquote(choices)
         doc = unquote(doc).replace("|", "\\|")
         out.append("| `%s` | %s | %s | %s |\n" % (name, dflt.replace("|", "\\|"), kind, doc))
     text = "".join(out) + postfix_section()

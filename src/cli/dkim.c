@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "dns/dns.h"
+#include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim.h"
@@ -121,6 +122,7 @@ static int dkim_cli_keygen(int argc, char **argv)
         }
     }
     int rc = EX_OK;
+    int dom_fd = -1;
     for (size_t i = 0; i < nkeys; i++)
         keys[i].path = xasprintf("%s/%s/%s.pem", dir, dom, keys[i].selector);
 
@@ -146,20 +148,31 @@ static int dkim_cli_keygen(int argc, char **argv)
             goto out;
         }
     }
+    /*
+     * As root the key directory belongs to mail_owner, so its entries are
+     * not ours to trust: open each level by descriptor without following a
+     * symlink, and give the files their owner before they hold a key.
+     */
+    uid_t owner_uid = pw ? pw->pw_uid : (uid_t)SAFEDIR_KEEP_ID;
+    gid_t owner_gid = pw ? pw->pw_gid : (gid_t)SAFEDIR_KEEP_ID;
+    struct buf derr = BUF_INIT;
     char *ddir = xasprintf("%s/%s", dir, dom);
-    if (mkdir_p(ddir, 0750) < 0) {
-        fprintf(stderr, "hongyan: %s: %s\n", ddir, strerror(errno));
-        free(ddir);
-        rc = EX_CANTCREAT;
-        goto out;
-    }
-    if (pw && (chown(dir, pw->pw_uid, pw->pw_gid) < 0 || chown(ddir, pw->pw_uid, pw->pw_gid) < 0)) {
-        fprintf(stderr, "hongyan: %s: chown: %s\n", ddir, strerror(errno));
-        free(ddir);
-        rc = EX_CANTCREAT;
-        goto out;
-    }
+    int top_fd = safedir_open(dir, pw ? pw->pw_uid : geteuid(), 0750, NULL, &derr);
+    if (top_fd >= 0)
+        dom_fd = safedir_open_at(top_fd, dom, ddir, pw ? pw->pw_uid : geteuid(), 0750, NULL, &derr);
+    if (dom_fd >= 0 && pw &&
+        (fchown(top_fd, owner_uid, owner_gid) < 0 || fchown(dom_fd, owner_uid, owner_gid) < 0))
+        buf_printf(&derr, "%s: chown: %s", ddir, strerror(errno));
+    if (top_fd >= 0)
+        close(top_fd);
     free(ddir);
+    if (dom_fd < 0 || derr.len > 0) {
+        fprintf(stderr, "hongyan: %s\n", buf_cstr(&derr));
+        buf_free(&derr);
+        rc = EX_CANTCREAT;
+        goto out;
+    }
+    buf_free(&derr);
     for (size_t i = 0; i < nkeys && rc == EX_OK; i++) {
         int ed = strcmp(keys[i].alg, "ed25519") == 0;
         EVP_PKEY *k = ed ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
@@ -173,11 +186,9 @@ static int dkim_cli_keygen(int argc, char **argv)
             (pemlen = BIO_get_mem_data(bio, &pem)) <= 0 || dkim_key_record(k, &rec) < 0) {
             fprintf(stderr, "hongyan: making the %s key failed (OpenSSL)\n", keys[i].alg);
             rc = EX_SOFTWARE;
-        } else if (write_file_atomic(keys[i].path, pem, (size_t)pemlen, 0600) < 0) {
+        } else if (safedir_write_file_at(dom_fd, strrchr(keys[i].path, '/') + 1, pem,
+                                         (size_t)pemlen, 0600, owner_uid, owner_gid) < 0) {
             fprintf(stderr, "hongyan: %s: %s\n", keys[i].path, strerror(errno));
-            rc = EX_CANTCREAT;
-        } else if (pw && chown(keys[i].path, pw->pw_uid, pw->pw_gid) < 0) {
-            fprintf(stderr, "hongyan: %s: chown: %s\n", keys[i].path, strerror(errno));
             rc = EX_CANTCREAT;
         } else {
             fprintf(stderr, "hongyan: wrote %s (%s); publish:\n", keys[i].path,
@@ -191,6 +202,8 @@ static int dkim_cli_keygen(int argc, char **argv)
         EVP_PKEY_free(k);
     }
 out:
+    if (dom_fd >= 0)
+        close(dom_fd);
     for (size_t i = 0; i < nkeys; i++) {
         free(keys[i].selector);
         free(keys[i].path);

@@ -6,6 +6,7 @@
  */
 #include <crypt.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "lib/buf.h"
+#include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "smtpd/auth.h"
@@ -126,6 +128,59 @@ static int user_line_name(const char *line, size_t len, char *name, size_t size)
 }
 
 /*
+ * As root the file is root:<mail_owner's group> 0640, so the unprivileged
+ * worker can read it and not change it; otherwise it keeps our ids.
+ */
+static gid_t user_file_group(void)
+{
+    if (geteuid() != 0)
+        return (gid_t)SAFEDIR_KEEP_ID;
+    const char *owner = config_get(cli_config(), "mail_owner");
+    struct passwd *pw = getpwnam(owner);
+    if (pw == NULL) {
+        fprintf(stderr,
+                "hongyan: warning: mail_owner %s does not exist; the users file stays "
+                "readable by root only\n",
+                owner);
+        return 0;
+    }
+    return pw->pw_gid;
+}
+
+/*
+ * Replaces the users file with out. Its directory is usually
+ * data_directory, which mail_owner owns: it is opened by descriptor without
+ * following symlinks, and the new file is made with O_EXCL|O_NOFOLLOW and
+ * its final owner and mode before the hashes go in (lib/safedir.h).
+ */
+static int user_write(const char *path, const struct buf *out)
+{
+    const char *base;
+    char *dir = path_split(path, &base);
+    struct buf err = BUF_INIT;
+    int rc = -1;
+    uid_t trusted = geteuid();
+    struct passwd *pw = geteuid() == 0 ? getpwnam(config_get(cli_config(), "mail_owner")) : NULL;
+    if (pw)
+        trusted = pw->pw_uid;
+    int dirfd = safedir_open(dir, trusted, 0755, NULL, &err);
+    if (dirfd < 0) {
+        fprintf(stderr, "hongyan: cannot write %s: %s\n", path, buf_cstr(&err));
+    } else if (safedir_write_file_at(dirfd, base, out->data ? out->data : "", out->len, 0640,
+                                     geteuid() == 0 ? 0 : (uid_t)SAFEDIR_KEEP_ID,
+                                     user_file_group()) < 0) {
+        fprintf(stderr, "hongyan: cannot write %s: %s\n", path, strerror(errno));
+    } else {
+        rc = 0;
+    }
+    if (dirfd >= 0)
+        close(dirfd);
+    buf_free(&err);
+    free(dir);
+    return rc;
+}
+
+/*
  * Writes path with the line for user replaced by newline (NULL: removed),
  * appending it when absent. *found says whether the user was there.
  */
@@ -134,7 +189,8 @@ static int user_rewrite(const char *path, const char *user, const char *newline,
 {
     struct buf old = BUF_INIT, out = BUF_INIT;
     *found = 0;
-    if (read_file(path, &old, USER_FILE_MAX) < 0 && errno != ENOENT) {
+    /* O_NOFOLLOW: a link planted in mail_owner's directory must not make root copy its target. */
+    if (read_file_flags(path, O_NOFOLLOW, &old, USER_FILE_MAX) < 0 && errno != ENOENT) {
         fprintf(stderr, "hongyan: cannot read %s: %s\n", path, strerror(errno));
         buf_free(&old);
         return -1;
@@ -171,41 +227,11 @@ static int user_rewrite(const char *path, const char *user, const char *newline,
         buf_free(&out);
         return 0;
     }
-    char *dir = xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        if (mkdir_p(dir, 0755) < 0)
-            fprintf(stderr, "hongyan: cannot create %s: %s\n", dir, strerror(errno));
-    }
-    free(dir);
-    if (write_file_atomic(path, out.data ? out.data : "", out.len, 0640) < 0) {
-        fprintf(stderr, "hongyan: cannot write %s: %s\n", path, strerror(errno));
+    if (user_write(path, &out) < 0)
         rc = -1;
-    } else if (chmod(path, 0640) < 0) {
-        fprintf(stderr, "hongyan: cannot set the mode of %s: %s\n", path, strerror(errno));
-        rc = -1;
-    }
     explicit_bzero(out.data ? out.data : (char *)"", out.len);
     buf_free(&out);
     return rc;
-}
-
-/* As root: root:<mail_owner's group>, so the unprivileged worker can read it. */
-static void user_fix_owner(const char *path, const struct config *cfg)
-{
-    if (geteuid() != 0)
-        return;
-    const char *owner = config_get(cfg, "mail_owner");
-    struct passwd *pw = getpwnam(owner);
-    if (pw == NULL) {
-        fprintf(stderr,
-                "hongyan: warning: mail_owner %s does not exist; %s stays readable by root only\n",
-                owner, path);
-        return;
-    }
-    if (chown(path, 0, pw->pw_gid) < 0)
-        fprintf(stderr, "hongyan: warning: cannot chown %s: %s\n", path, strerror(errno));
 }
 
 int cli_user_main(int argc, char **argv)
@@ -268,7 +294,6 @@ int cli_user_main(int argc, char **argv)
             fprintf(stderr, "hongyan: no user %s in %s\n", user, path);
             return 1;
         }
-        user_fix_owner(path, cfg);
         return 0;
     }
 
@@ -315,6 +340,5 @@ int cli_user_main(int argc, char **argv)
     free(line);
     if (rc < 0)
         return EX_CANTCREAT;
-    user_fix_owner(path, cfg);
     return 0;
 }

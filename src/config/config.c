@@ -339,6 +339,10 @@ static int config_check(struct config *cfg, int idx, struct buf *err)
             config_error(err, cfg, v->line, "%s: expected a whole number, not '%s'", k->name, val);
             return -1;
         }
+        if (k->choices && n > atoll(k->choices)) {
+            config_error(err, cfg, v->line, "%s: at most %s, not '%s'", k->name, k->choices, val);
+            return -1;
+        }
         return 0;
     case CONFIG_TIME:
         if (config_parse_time(val, k->choices, &n) < 0) {

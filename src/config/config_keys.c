@@ -115,6 +115,12 @@ const struct config_key config_keys[] = {
     {"smtpd_client_connection_count_limit", "50", CONFIG_INT, NULL,
      "simultaneous sessions per client address"},
     {"smtpd_client_connection_limit", "10000", CONFIG_INT, NULL, "simultaneous sessions in total"},
+    {"smtpd_client_ipv6_prefix_length", "64", CONFIG_INT, "128",
+     "IPv6 clients count against per-client limits (connections, AUTH failures) by this prefix; "
+     "read at worker start"},
+    {"smtpd_inbound_memory_limit", "268435456", CONFIG_INT, NULL,
+     "bytes of messages held in memory for the SPF/DKIM/DMARC checks, all sessions together; "
+     "beyond it a message waits for its checks in a file"},
 
     /* Server TLS and AUTH. */
     {"smtpd_tls_cert_file", "", CONFIG_STRING, NULL,
@@ -146,6 +152,9 @@ const struct config_key config_keys[] = {
     {"smtpd_sasl_failure_delay", "1s", CONFIG_TIME, "s",
      "wait before the next AUTH check after a failure from the same address; doubles per failure "
      "up to 32 times"},
+    {"smtpd_sasl_global_failure_limit", "1000", CONFIG_INT, NULL,
+     "failed AUTH attempts from all clients together within smtpd_sasl_failure_window before AUTH "
+     "answers 454 to everyone (0: never)"},
 
     /* Queue and retries. */
     {"maximal_queue_lifetime", "5d", CONFIG_TIME, "d",

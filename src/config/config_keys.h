@@ -11,7 +11,7 @@
 enum config_type {
     CONFIG_STRING,
     CONFIG_BOOL,
-    CONFIG_INT,       /* a non-negative integer */
+    CONFIG_INT,       /* a non-negative integer; `choices`, when set, is the largest allowed */
     CONFIG_TIME,      /* a number with an optional s/m/h/d/w unit; `unit` is the default */
     CONFIG_LIST,      /* commas and/or white space */
     CONFIG_ENUM,      /* one word of `choices` (a space-separated list) */
@@ -27,7 +27,8 @@ struct config_key {
     const char *name;
     const char *fallback; /* the default, before $name expansion; NULL: computed */
     enum config_type type;
-    const char *choices; /* CONFIG_ENUM*: allowed words; CONFIG_TIME: default unit */
+    const char
+        *choices; /* CONFIG_ENUM*: allowed words; CONFIG_TIME: default unit; CONFIG_INT: max */
     const char *doc;
 };
 

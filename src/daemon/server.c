@@ -153,8 +153,9 @@ int client_table_add(struct client_table *t, const char *addr, int delta)
 void server_session_ended(struct server *srv, const struct sockaddr *peer, socklen_t peer_len)
 {
     (void)peer_len;
-    char addr[64];
+    char addr[64], key[64];
     server_addr_text(peer, addr, sizeof addr);
-    client_table_add(srv->clients, addr, -1);
+    client_addr_key(addr, srv->client_v6_prefix, key, sizeof key);
+    client_table_add(srv->clients, key, -1);
     srv->sessions--;
 }

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "lib/buf.h"
+#include "smtpd/hold.h"
 
 struct event_base;
 struct config;
@@ -53,10 +54,14 @@ struct server {
     struct qmgr *qmgr;
     struct dns *dns;              /* NULL until the DNS module provides one */
     struct client_table *clients; /* sessions per client address */
-    struct auth *auth; /* SMTP AUTH users and failure throttle (smtpd/auth.h); kept across
-                          reloads (auth_reload on SIGHUP); NULL: no AUTH */
-    int sessions;      /* open SMTP sessions, for limits and shutdown */
-    int draining;      /* SIGTERM: finish open transactions, accept nothing new */
+    struct auth *auth;        /* SMTP AUTH users and failure throttle (smtpd/auth.h); kept across
+                                 reloads (auth_reload on SIGHUP); NULL: no AUTH */
+    int sessions;             /* open SMTP sessions, for limits and shutdown */
+    int client_v6_prefix;     /* smtpd_client_ipv6_prefix_length, fixed at worker start so that a
+                                 session ends under the key it started with */
+    struct workq *auth_workq; /* password hashing only: an AUTH flood cannot delay commits */
+    struct smtpd_hold_budget hold_budget; /* smtpd_inbound_memory_limit, for all sessions */
+    int draining; /* SIGTERM: finish open transactions, accept nothing new */
 };
 
 struct server_gen *server_gen_ref(struct server *srv);

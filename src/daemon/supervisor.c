@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -24,6 +23,7 @@
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "lib/log.h"
+#include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
@@ -41,45 +41,93 @@ static void supervisor_on_signal(int sig)
         supervisor_got_term = 1;
 }
 
-static uid_t chown_uid;
-static gid_t chown_gid;
-
-static int supervisor_chown_entry(const char *path, const struct stat *st, int type,
-                                  struct FTW *ftw)
-{
-    (void)ftw;
-    if (type == FTW_SL)
-        return 0;
-    if (st->st_uid != chown_uid || st->st_gid != chown_gid)
-        if (lchown(path, chown_uid, chown_gid) < 0)
-            log_warning("cannot chown %s: %s", path, strerror(errno));
-    return 0;
-}
-
 /*
- * Creates a directory the worker needs and hands it to mail_owner. The
- * queue is handed over whole: sendmail run as root may have left files.
+ * The queue's own directories, handed to mail_owner one by one (sendmail or
+ * `hongyan queue` run as root may have created them). Their contents are
+ * never walked: maildrop/ is writable by every local user, and the others
+ * by mail_owner, so root changing owners inside them would act on names
+ * another user controls. Nothing root writes in them needs a new owner:
+ * root's maildrop files are readable as they are, and the queue commands
+ * only rename and unlink.
  */
-static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode,
-                                  const struct passwd *pw, int recursive)
+static const char *const supervisor_queue_subdirs[] = {"incoming", "active",   "hold",
+                                                       "corrupt",  "maildrop", "public"};
+
+/* Hands one open directory to mail_owner (its mode is set by safedir_open when it makes it). */
+static int supervisor_hand_over(int fd, const char *key, const char *path, const struct passwd *pw)
 {
-    if (path[0] == '\0')
-        return 0;
-    if (mkdir_p(path, mode) < 0) {
-        log_error("%s: cannot create %s: %s", key, path, strerror(errno));
-        return -1;
-    }
-    if (pw == NULL)
-        return 0;
-    chown_uid = pw->pw_uid;
-    chown_gid = pw->pw_gid;
-    if (recursive)
-        return nftw(path, supervisor_chown_entry, 16, FTW_PHYS) == 0 ? 0 : -1;
-    if (chown(path, pw->pw_uid, pw->pw_gid) < 0) {
+    if (fchown(fd, pw->pw_uid, pw->pw_gid) < 0) {
         log_error("%s: cannot chown %s: %s", key, path, strerror(errno));
         return -1;
     }
     return 0;
+}
+
+/*
+ * public/flush made by a root command (`hongyan queue flush` before the
+ * first start) is root's, mode 0622, and the worker could not read it.
+ * Rather than change the owner of a name in a directory mail_owner can
+ * write, the name goes (unlinking only removes the name, whatever it
+ * names); the worker makes a new FIFO of its own at start.
+ */
+static void supervisor_reset_flush_fifo(int public_fd, const char *public_path,
+                                        const struct passwd *pw)
+{
+    struct stat st;
+    if (fstatat(public_fd, "flush", &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid == pw->pw_uid)
+        return;
+    if (unlinkat(public_fd, "flush", 0) < 0)
+        log_warning("cannot remove %s/flush (owned by uid %ld): %s", public_path, (long)st.st_uid,
+                    strerror(errno));
+}
+
+/*
+ * Creates a directory the worker needs and hands it to mail_owner. As root
+ * every step is descriptor-based (lib/safedir.h): a path that should be a
+ * directory but is a symlink, or is owned by anyone but root or mail_owner,
+ * stops the start with a message naming it, since following it would let
+ * whoever planted it have a directory of their choice chowned.
+ */
+static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode,
+                                  const struct passwd *pw, int is_queue)
+{
+    if (path[0] == '\0')
+        return 0;
+    if (pw == NULL) {
+        if (mkdir_p(path, mode) < 0) {
+            log_error("%s: cannot create %s: %s", key, path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    struct buf err = BUF_INIT;
+    int fd = safedir_open(path, pw->pw_uid, mode, NULL, &err);
+    if (fd < 0) {
+        log_error("%s: %s", key, buf_cstr(&err));
+        buf_free(&err);
+        return -1;
+    }
+    int rc = supervisor_hand_over(fd, key, path, pw);
+    for (size_t i = 0; rc == 0 && is_queue &&
+                       i < sizeof supervisor_queue_subdirs / sizeof supervisor_queue_subdirs[0];
+         i++) {
+        char *sub_path = xasprintf("%s/%s", path, supervisor_queue_subdirs[i]);
+        int sub =
+            safedir_open_at(fd, supervisor_queue_subdirs[i], sub_path, pw->pw_uid, 0, NULL, &err);
+        if (sub >= 0) {
+            rc = supervisor_hand_over(sub, key, sub_path, pw);
+            if (rc == 0 && strcmp(supervisor_queue_subdirs[i], "public") == 0)
+                supervisor_reset_flush_fifo(sub, sub_path, pw);
+            close(sub);
+        } else if (errno != ENOENT) { /* missing: the worker creates it as mail_owner */
+            log_error("%s: %s", key, buf_cstr(&err));
+            rc = -1;
+        }
+        free(sub_path);
+    }
+    close(fd);
+    buf_free(&err);
+    return rc;
 }
 
 static int supervisor_drop_privileges(const struct passwd *pw)
@@ -212,7 +260,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         rc = supervisor_prepare_dir("data_directory", tls_dir, 0700, pw, 0);
     if (rc == 0)
         rc = supervisor_prepare_dir("dkim_key_directory", config_get(cfg, "dkim_key_directory"),
-                                    0700, pw, 1);
+                                    0700, pw, 0);
     free(tls_dir);
     if (rc < 0)
         return EX_CANTCREAT;

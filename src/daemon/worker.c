@@ -27,8 +27,13 @@
 
 /* How long SIGTERM waits for open transactions and deliveries. */
 #define WORKER_DRAIN_SECONDS 30
-/* Threads for fsync batches, Maildir writes, signing, password hashes. */
+/* Threads for fsync batches, Maildir writes, signing. */
 #define WORKER_THREADS 4
+/*
+ * Threads for password hashes, apart: yescrypt is slow on purpose, and an
+ * AUTH flood queued on the main pool would hold back the spool commits.
+ */
+#define WORKER_AUTH_THREADS 2
 
 struct worker {
     struct server srv;
@@ -71,11 +76,16 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
         worker_refuse(fd, "421 4.7.0 Too many connections, try again later\r\n");
         return;
     }
-    int count = client_table_add(srv->clients, addr, 1);
+    char key[64];
+    client_addr_key(addr, srv->client_v6_prefix, key, sizeof key);
+    int count = client_table_add(srv->clients, key, 1);
     long long limit = config_get_int(cfg, "smtpd_client_connection_count_limit");
     if (limit > 0 && count > limit) {
-        client_table_add(srv->clients, addr, -1);
-        log_warning("too many connections from %s (%d)", addr, count - 1);
+        client_table_add(srv->clients, key, -1);
+        if (strcmp(key, addr) == 0)
+            log_warning("too many connections from %s (%d)", addr, count - 1);
+        else
+            log_warning("too many connections from %s (%d from %s)", addr, count - 1, key);
         worker_refuse(fd, "421 4.7.0 Too many connections from your address\r\n");
         return;
     }
@@ -101,6 +111,8 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
     buf_free(&err);
     struct server_gen *old = w->srv.gen;
     w->srv.gen = gen;
+    /* Messages held now keep their memory; the new limit applies to what comes next. */
+    w->srv.hold_budget.limit = (size_t)config_get_int(gen->cfg, "smtpd_inbound_memory_limit");
     server_gen_unref(old);
     log_info("reload: configuration %s", w->config_path ? w->config_path : "(embedded default)");
     log_set_syslog_name(config_get(gen->cfg, "syslog_name"));
@@ -169,6 +181,9 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     }
     w.srv.clients = client_table_new();
     w.srv.workq = workq_new(w.srv.base, WORKER_THREADS);
+    w.srv.auth_workq = workq_new(w.srv.base, WORKER_AUTH_THREADS);
+    w.srv.client_v6_prefix = (int)config_get_int(cfg, "smtpd_client_ipv6_prefix_length");
+    w.srv.hold_budget.limit = (size_t)config_get_int(cfg, "smtpd_inbound_memory_limit");
     w.srv.spool = spool_open(config_get(cfg, "queue_directory"), &err);
     if (w.srv.spool == NULL) {
         log_error("spool: %s", buf_cstr(&err));
@@ -182,7 +197,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
         buf_free(&err);
         return EXIT_FAILURE;
     }
-    w.srv.auth = auth_new(w.srv.base, w.srv.workq, cfg, &err);
+    w.srv.auth = auth_new(w.srv.base, w.srv.auth_workq, cfg, &err);
     if (w.srv.auth == NULL) {
         log_error("%s", buf_cstr(&err));
         buf_free(&err);
@@ -222,6 +237,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     free(w.listeners);
     /* The work queue first: its last completions still call into the qmgr. */
     workq_free(w.srv.workq);
+    workq_free(w.srv.auth_workq);
     qmgr_free(w.srv.qmgr);
     auth_free(w.srv.auth);
     spool_free(w.srv.spool);

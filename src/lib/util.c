@@ -6,7 +6,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/safedir.h"
 #include "lib/xalloc.h"
 
 size_t str_copy(char *dst, size_t size, const char *src)
@@ -114,7 +114,12 @@ int write_all(int fd, const void *data, size_t len)
 
 int read_file(const char *path, struct buf *out, size_t max)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return read_file_flags(path, 0, out, max);
+}
+
+int read_file_flags(const char *path, int flags, struct buf *out, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
     if (fd < 0)
         return -1;
     char chunk[65536];
@@ -139,6 +144,17 @@ int read_file(const char *path, struct buf *out, size_t max)
     }
     close(fd);
     return 0;
+}
+
+char *path_split(const char *path, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        *base = path;
+        return xstrdup(".");
+    }
+    *base = slash + 1;
+    return slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path));
 }
 
 int mkdir_p(const char *path, mode_t mode)
@@ -173,40 +189,26 @@ int fsync_dir(const char *dir)
     return rc;
 }
 
+int write_file_atomic_owned(const char *path, const void *data, size_t len, mode_t mode, uid_t uid,
+                            gid_t gid)
+{
+    const char *base;
+    char *dir = path_split(path, &base);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (dirfd < 0)
+        return -1;
+    int rc = safedir_write_file_at(dirfd, base, data, len, mode, uid, gid);
+    int e = errno;
+    close(dirfd);
+    errno = e;
+    return rc;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
-    char dirbuf[4096];
-    if (str_copy(dirbuf, sizeof dirbuf, path) >= sizeof dirbuf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    const char *dir = dirname(dirbuf);
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) {
-        free(tmp);
-        return -1;
-    }
-    if (write_all(fd, data, len) < 0 || fsync(fd) < 0)
-        goto fail;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0)
-        goto fail;
-    free(tmp);
-    return fsync_dir(dir);
-fail : {
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    free(tmp);
-    errno = e;
-    return -1;
-}
+    return write_file_atomic_owned(path, data, len, mode, (uid_t)SAFEDIR_KEEP_ID,
+                                   (gid_t)SAFEDIR_KEEP_ID);
 }
 
 uint64_t now_ms(void)
@@ -229,6 +231,32 @@ void random_bytes(void *out, size_t len)
         p += n;
         len -= (size_t)n;
     }
+}
+
+void client_addr_key(const char *addr, int v6_prefix, char *key, size_t size)
+{
+    struct in6_addr a6;
+    if (strchr(addr, ':') == NULL || inet_pton(AF_INET6, addr, &a6) != 1) {
+        str_copy(key, size, addr);
+        return;
+    }
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+        inet_ntop(AF_INET, a6.s6_addr + 12, key, (socklen_t)size);
+        return;
+    }
+    if (v6_prefix < 0)
+        v6_prefix = 0;
+    if (v6_prefix >= 128) {
+        str_copy(key, size, addr);
+        return;
+    }
+    int full = v6_prefix / 8, bits = v6_prefix % 8;
+    if (bits)
+        a6.s6_addr[full++] &= (unsigned char)(0xff00u >> bits);
+    memset(a6.s6_addr + full, 0, (size_t)(16 - full));
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &a6, text, sizeof text);
+    snprintf(key, size, "%s/%d", text, v6_prefix);
 }
 
 int sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)

@@ -39,6 +39,14 @@ char **dir_names(const char *path, const char *suffix, size_t max, size_t *count
 int write_all(int fd, const void *data, size_t len);
 /* Reads a whole file (at most max bytes) into out; 0 or -1 with errno (EFBIG when too big). */
 int read_file(const char *path, struct buf *out, size_t max);
+/* The same with extra open(2) flags, such as O_NOFOLLOW for root reading where others write. */
+int read_file_flags(const char *path, int flags, struct buf *out, size_t max);
+/*
+ * Splits path into its directory (returned, caller frees: "." when path has
+ * no slash, "/" for a file at the root) and its last component (*base,
+ * pointing into path).
+ */
+char *path_split(const char *path, const char **base);
 /* mkdir -p with mode for the created parts; 0 or -1 with errno. */
 int mkdir_p(const char *path, mode_t mode);
 int fsync_dir(const char *dir);
@@ -48,11 +56,28 @@ int fsync_dir(const char *dir);
  * nothing half-written remains.
  */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/*
+ * The same, for root writing a file another user owns: the temp file is made
+ * with O_CREAT|O_EXCL|O_NOFOLLOW under a random name and fchown'd to uid:gid
+ * (SAFEDIR_KEEP_ID, (unsigned)-1, keeps either) before any byte is written,
+ * so nothing planted in the directory is ever followed or reused.
+ */
+int write_file_atomic_owned(const char *path, const void *data, size_t len, mode_t mode, uid_t uid,
+                            gid_t gid);
 
 uint64_t now_ms(void); /* monotonic */
 /* An IPv4 or IPv6 address literal ("192.0.2.1", "2001:db8::1") and port as a socket address; -1 if
  * ip is neither. */
 int sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);
-void random_bytes(void *out, size_t len); /* getrandom(2); aborts only if the kernel has none */
+void random_bytes(void *out, size_t len);
+/*
+ * The key a client counts under for per-client limits: an IPv4 address as
+ * it is; an IPv6 address cut to its first v6_prefix bits (0..128) and
+ * written "ADDR/PREFIX", since one host usually owns a whole /64 and must not
+ * multiply its share by rotating addresses inside it. IPv4-mapped IPv6
+ * addresses count as their IPv4 address. key gets at most size-1 bytes.
+ */
+void client_addr_key(const char *addr, int v6_prefix, char *key,
+                     size_t size); /* getrandom(2); aborts only if the kernel has none */
 
 #endif

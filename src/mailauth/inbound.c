@@ -17,6 +17,7 @@
 #include "mailauth/authres.h"
 #include "mailauth/dkim.h"
 #include "mailauth/spf.h"
+#include "queue/msghdr.h"
 #include "smtpd/policy.h"
 
 /* header.b carries this much of the signature: enough to tell signatures apart (RFC 6008). */
@@ -52,7 +53,9 @@ struct inbound_check {
     char *ip, *helo, *mailfrom, *queue_id;
     unsigned (*random)(void *arg);
     void *random_arg;
-    struct buf msg; /* without forged Authentication-Results */
+    struct buf msg;   /* the header block without forged Authentication-Results */
+    const char *body; /* the rest, in the caller's message (not copied) */
+    size_t body_len;
     size_t forged;
     char *from_domain; /* NULL when the From: is unusable */
     struct buf from_why;
@@ -284,6 +287,8 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
     res.header_len = hdr.len;
     res.msg = c->msg.data ? c->msg.data : "";
     res.msg_len = c->msg.len;
+    res.body = c->body;
+    res.body_len = c->body_len;
     res.forged_removed = c->forged;
     res.summary = buf_cstr(&summary);
 
@@ -391,8 +396,15 @@ struct inbound_check *inbound_start(struct dns *dns, const struct inbound_settin
     c->spf_result = SPF_NONE;
     c->busy = 1;
 
-    /* RFC 8601 5: fields that claim to be ours but come from outside go. */
-    c->forged = authres_strip(req->msg, req->len, set->authserv_id, &c->msg);
+    /*
+     * RFC 8601 5: fields that claim to be ours but come from outside go.
+     * Only the header block is copied: the body stays where the caller
+     * holds it (in memory or mapped from a file, smtpd/hold.h).
+     */
+    size_t hdr_len = msghdr_block_len(req->msg, req->len);
+    c->forged = authres_strip(req->msg, hdr_len, set->authserv_id, &c->msg);
+    c->body = req->msg + hdr_len;
+    c->body_len = req->len - hdr_len;
     c->from_domain = dmarc_from_domain(req->msg, req->len, &c->from_why);
 
     c->waiting = 2;
@@ -406,7 +418,7 @@ struct inbound_check *inbound_start(struct dns *dns, const struct inbound_settin
     c->spf = s; /* SPF never answers before spf_check_start() returns */
     if (set->dkim_verify) {
         struct txt_lookup lk = txt_dns_lookup(dns);
-        /* DKIM does all its work on the message before returning: req->msg may go after. */
+        /* DKIM does all its work on the message before returning. */
         collect_sig_b(c, req->msg, req->len);
         struct dkim_verify *v = dkim_verify_start(req->msg, req->len, req->now, &lk, dkim_done, c);
         if (!c->finished && v)

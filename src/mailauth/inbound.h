@@ -11,9 +11,12 @@
  * so. Mail from mynetworks or from an authenticated client (submission) is
  * ours to sign, not to judge, and is left alone.
  *
- * Ownership: the request's strings and message are copied or consumed
- * before inbound_start() returns. A struct inbound_result handed to the
- * callback is valid during the call only.
+ * Ownership: the request's strings are copied before inbound_start()
+ * returns; its message must stay valid until the callback has run or the
+ * check is cancelled, since the result's body points into it (a message
+ * is never copied whole: it may be large, and many may be waiting). A
+ * struct inbound_result handed to the callback is valid during the call
+ * only.
  */
 #ifndef HONGYAN_MAILAUTH_INBOUND_H
 #define HONGYAN_MAILAUTH_INBOUND_H
@@ -69,8 +72,12 @@ struct inbound_result {
     const char *text;   /* why, for the reply */
     const char *header; /* "Authentication-Results: ...\r\n" to prepend */
     size_t header_len;
-    const char *msg; /* the message without forged Authentication-Results fields */
+    /* The message to queue is msg then body: the header block without forged
+     * Authentication-Results fields (with its blank line), then the body as received. */
+    const char *msg;
     size_t msg_len;
+    const char *body; /* points into the request's message */
+    size_t body_len;
     size_t forged_removed;
     const char *summary; /* "spf=pass dkim=pass dmarc=pass", for the log */
 };

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/map_text.h"
@@ -428,7 +429,7 @@ static int map_lmdb_write(const char *tmp, const struct map_entries *e, enum map
         rc = mdb_env_set_mapsize(env, mapsize);
     /* Private temp file: no lock needed; one explicit sync before the rename. */
     if (rc == 0)
-        rc = mdb_env_open(env, tmp, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC, 0644);
+        rc = mdb_env_open(env, tmp, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC, 0600);
     if (rc == 0)
         rc = mdb_txn_begin(env, NULL, 0, &txn);
     if (rc == 0)
@@ -487,49 +488,76 @@ int map_build_syntax(const char *spec, enum map_syntax syn, struct buf *err)
         total += strlen(ents.items[i].key) + strlen(ents.items[i].value) + 64;
     buf_free(&text);
 
+    /*
+     * The compiled table holds what the source holds (sasl_passwd has the
+     * relay's passwords), so it gets the source's owner, group and mode, as
+     * postmap does. The temp file is made O_EXCL|O_NOFOLLOW with those ids
+     * before LMDB writes a byte, and LMDB opens that very inode through
+     * /proc/self/fd, so nothing planted under the temp name is ever used.
+     */
+    struct stat src_st;
+    if (stat(name, &src_st) < 0) {
+        buf_printf(err, "%s: %s: %s", spec, name, strerror(errno));
+        map_entries_free(&ents);
+        return EX_NOINPUT;
+    }
     char *dbpath = xasprintf("%s.lmdb", name);
-    unsigned char rnd[6];
-    random_bytes(rnd, sizeof rnd);
-    char *tmp = xasprintf("%s.tmp.%ld.%02x%02x%02x%02x%02x%02x", dbpath, (long)getpid(), rnd[0],
-                          rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+    const char *dbname;
+    char *dir = path_split(dbpath, &dbname);
+    char tmp[4096] = "";
     int ret = 0;
+    int tmp_fd = -1;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        buf_printf(err, "%s: cannot open directory %s: %s", spec, dir, strerror(errno));
+        ret = EX_CANTCREAT;
+        goto out;
+    }
     /* Grow the map until the table fits: entries carry page overhead LMDB does not predict. */
     size_t mapsize = (total * 3 + 4 * 1024 * 1024 + 4095) & ~(size_t)4095;
     int rc = MDB_MAP_FULL;
     for (int tries = 0; tries < 8 && rc == MDB_MAP_FULL; tries++, mapsize *= 2) {
-        unlink(tmp);
-        rc = map_lmdb_write(tmp, &ents, syn, mapsize, name);
+        if (tmp_fd >= 0) {
+            close(tmp_fd);
+            unlinkat(dirfd, tmp, 0);
+        }
+        tmp_fd = safedir_create_temp(dirfd, dbname, src_st.st_mode & 0666, tmp, sizeof tmp);
+        if (tmp_fd < 0)
+            tmp[0] = '\0'; /* not ours: never unlink it */
+        if (tmp_fd < 0 || (geteuid() == 0 && fchown(tmp_fd, src_st.st_uid, src_st.st_gid) < 0) ||
+            fchmod(tmp_fd, src_st.st_mode & 0666) < 0) {
+            buf_printf(err, "%s: cannot create a temp file in %s: %s", spec, dir, strerror(errno));
+            ret = EX_CANTCREAT;
+            goto out;
+        }
+        char proc_path[64];
+        snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", tmp_fd);
+        rc = map_lmdb_write(proc_path, &ents, syn, mapsize, name);
     }
     if (rc != 0) {
-        buf_printf(err, "%s: cannot write %s: %s", spec, tmp, mdb_strerror(rc));
+        buf_printf(err, "%s: cannot write %s/%s: %s", spec, dir, tmp, mdb_strerror(rc));
         ret = EX_CANTCREAT;
         goto out;
     }
-    if (rename(tmp, dbpath) < 0) {
-        buf_printf(err, "%s: cannot rename %s to %s: %s", spec, tmp, dbpath, strerror(errno));
+    if (renameat(dirfd, tmp, dirfd, dbname) < 0) {
+        buf_printf(err, "%s: cannot rename %s/%s to %s: %s", spec, dir, tmp, dbpath,
+                   strerror(errno));
         ret = EX_IOERR;
         goto out;
     }
-    {
-        char *dir = xstrdup(dbpath);
-        char *slash = strrchr(dir, '/');
-        const char *d = ".";
-        if (slash == dir)
-            d = "/";
-        else if (slash) {
-            *slash = '\0';
-            d = dir;
-        }
-        if (fsync_dir(d) < 0) {
-            buf_printf(err, "%s: cannot sync directory %s: %s", spec, d, strerror(errno));
-            ret = EX_IOERR;
-        }
-        free(dir);
+    tmp[0] = '\0';
+    if (fsync(dirfd) < 0) {
+        buf_printf(err, "%s: cannot sync directory %s: %s", spec, dir, strerror(errno));
+        ret = EX_IOERR;
     }
 out:
-    if (ret)
-        unlink(tmp);
-    free(tmp);
+    if (tmp_fd >= 0)
+        close(tmp_fd);
+    if (tmp[0] != '\0' && dirfd >= 0)
+        unlinkat(dirfd, tmp, 0);
+    if (dirfd >= 0)
+        close(dirfd);
+    free(dir);
     free(dbpath);
     map_entries_free(&ents);
     return ret;

@@ -183,6 +183,11 @@ const char *spool_maildrop_dir(const struct spool *s)
     return s->maildrop;
 }
 
+const char *spool_incoming_dir(const struct spool *s)
+{
+    return s->incoming;
+}
+
 unsigned long spool_sync_rounds(const struct spool *s)
 {
     return s->rounds;
@@ -191,16 +196,6 @@ unsigned long spool_sync_rounds(const struct spool *s)
 dev_t spool_device(const struct spool *s)
 {
     return s->dev;
-}
-
-int spool_chown(struct spool *s, uid_t uid, gid_t gid)
-{
-    const char *paths[] = {s->dir,     s->incoming, s->active,     s->hold,
-                           s->corrupt, s->maildrop, s->public_dir, s->fifo};
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (chown(paths[i], uid, gid) < 0)
-            return -1;
-    return 0;
 }
 
 /* RFC 4648 base32hex upper case: the digits sort in the same order as the values. */

@@ -104,8 +104,8 @@ const char *spool_dir(const struct spool *s);
 /* public/flush: the FIFO sendmail and `hongyan queue` write to wake the server. */
 const char *spool_fifo_path(const struct spool *s);
 const char *spool_maildrop_dir(const struct spool *s);
-/* Gives the layout to the mail_owner (called by root before dropping privileges). */
-int spool_chown(struct spool *s, uid_t uid, gid_t gid);
+/* incoming/: where files that are not yet queued live (smtpd/hold.h puts held messages there). */
+const char *spool_incoming_dir(const struct spool *s);
 /* Completed sync rounds of the group commit (tests, statistics). */
 unsigned long spool_sync_rounds(const struct spool *s);
 

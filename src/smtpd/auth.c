@@ -45,6 +45,16 @@ struct auth_throttle {
     uint64_t delay_ms;
     struct auth_throttle_entry *slots;
     size_t used;
+    int v6_prefix; /* IPv6 clients are keyed by this prefix (client_addr_key) */
+    /*
+     * Failures from everybody: two consecutive windows, the current one
+     * started at global_start; the count over the last window is estimated
+     * from both (a sliding window in constant space, whatever the flood).
+     */
+    unsigned global_limit;
+    uint64_t global_start;
+    unsigned global_cur, global_prev;
+    int global_over; /* the limit is reached: logged once until it is not */
 };
 
 struct auth {
@@ -85,27 +95,45 @@ struct auth_pending {
 
 /* ---------- throttle ---------- */
 
-/* IPv6 clients usually own a /64: key on it so that rotating addresses does not help. */
-static void auth_throttle_key(const char *addr, char *key)
+/* IPv6 clients usually own a /64: key on their prefix so that rotating addresses does not help. */
+static void auth_throttle_key(const struct auth_throttle *t, const char *addr, char *key)
 {
-    struct in6_addr a6;
-    if (strchr(addr, ':') && inet_pton(AF_INET6, addr, &a6) == 1) {
-        memset(a6.s6_addr + 8, 0, 8);
-        char text[INET6_ADDRSTRLEN];
-        if (inet_ntop(AF_INET6, &a6, text, sizeof text)) {
-            snprintf(key, AUTH_ADDR_MAX, "%s/64", text);
-            return;
-        }
-    }
-    str_copy(key, AUTH_ADDR_MAX, addr);
+    client_addr_key(addr, t->v6_prefix, key, AUTH_ADDR_MAX);
 }
 
 struct auth_throttle *auth_throttle_new(unsigned limit, uint64_t window_ms, uint64_t delay_ms)
 {
     struct auth_throttle *t = xcalloc(1, sizeof *t);
     t->slots = xcalloc(AUTH_THROTTLE_SLOTS, sizeof *t->slots);
+    t->v6_prefix = 64;
     auth_throttle_set(t, limit, window_ms, delay_ms);
     return t;
+}
+
+void auth_throttle_set_global(struct auth_throttle *t, unsigned global_limit, int v6_prefix)
+{
+    t->global_limit = global_limit;
+    t->v6_prefix = v6_prefix;
+}
+
+/* Moves the two global windows on to now. */
+static void auth_throttle_global_advance(struct auth_throttle *t, uint64_t now)
+{
+    uint64_t w = t->window_ms ? t->window_ms : 1;
+    if (now < t->global_start || now - t->global_start < w)
+        return;
+    uint64_t windows = (now - t->global_start) / w;
+    t->global_prev = windows == 1 ? t->global_cur : 0;
+    t->global_cur = 0;
+    t->global_start += windows * w;
+}
+
+unsigned auth_throttle_global_failures(struct auth_throttle *t, uint64_t now)
+{
+    auth_throttle_global_advance(t, now);
+    uint64_t w = t->window_ms ? t->window_ms : 1;
+    uint64_t into = now >= t->global_start ? now - t->global_start : 0;
+    return t->global_cur + (unsigned)((uint64_t)t->global_prev * (w - into) / w);
 }
 
 void auth_throttle_set(struct auth_throttle *t, unsigned limit, uint64_t window_ms,
@@ -150,7 +178,7 @@ static struct auth_throttle_entry *auth_throttle_find(struct auth_throttle *t, c
 unsigned auth_throttle_failures(struct auth_throttle *t, const char *addr, uint64_t now)
 {
     char key[AUTH_ADDR_MAX];
-    auth_throttle_key(addr, key);
+    auth_throttle_key(t, addr, key);
     struct auth_throttle_entry *e = auth_throttle_find(t, key, now);
     return e ? e->failures : 0;
 }
@@ -158,12 +186,14 @@ unsigned auth_throttle_failures(struct auth_throttle *t, const char *addr, uint6
 long long auth_throttle_wait(struct auth_throttle *t, const char *addr, uint64_t now)
 {
     char key[AUTH_ADDR_MAX];
-    auth_throttle_key(addr, key);
+    auth_throttle_key(t, addr, key);
     struct auth_throttle_entry *e = auth_throttle_find(t, key, now);
+    if (e != NULL && t->limit > 0 && e->failures >= t->limit)
+        return -1;
+    if (t->global_limit > 0 && auth_throttle_global_failures(t, now) >= t->global_limit)
+        return -2;
     if (e == NULL || e->failures == 0)
         return 0;
-    if (t->limit > 0 && e->failures >= t->limit)
-        return -1;
     unsigned shift = e->failures - 1;
     if (shift > AUTH_DELAY_SHIFT_MAX)
         shift = AUTH_DELAY_SHIFT_MAX;
@@ -174,7 +204,7 @@ long long auth_throttle_wait(struct auth_throttle *t, const char *addr, uint64_t
 void auth_throttle_failed(struct auth_throttle *t, const char *addr, uint64_t now)
 {
     char key[AUTH_ADDR_MAX];
-    auth_throttle_key(addr, key);
+    auth_throttle_key(t, addr, key);
     struct auth_throttle_entry *e = auth_throttle_find(t, key, now);
     if (e == NULL) {
         if (t->used == AUTH_THROTTLE_SLOTS) {
@@ -192,6 +222,9 @@ void auth_throttle_failed(struct auth_throttle *t, const char *addr, uint64_t no
     if (e->failures < UINT32_MAX)
         e->failures++;
     e->last_failure = now;
+    auth_throttle_global_advance(t, now);
+    if (t->global_cur < UINT32_MAX)
+        t->global_cur++;
 }
 
 /* ---------- users file ---------- */
@@ -341,6 +374,11 @@ static void auth_settings(struct auth *a, const struct config *cfg)
         limit = 1000000;
     auth_throttle_set(a->throttle, (unsigned)limit, (uint64_t)window * 1000u,
                       (uint64_t)delay * 1000u);
+    long long global = config_get_int(cfg, "smtpd_sasl_global_failure_limit");
+    if (global > 100000000)
+        global = 100000000;
+    auth_throttle_set_global(a->throttle, (unsigned)global,
+                             (int)config_get_int(cfg, "smtpd_client_ipv6_prefix_length"));
 }
 
 /*
@@ -563,9 +601,15 @@ struct auth_pending *auth_check(struct auth *a, const char *user, const char *pa
     str_copy(p->pass, sizeof p->pass, pass);
 
     long long wait = auth_throttle_wait(a->throttle, p->addr, now_ms());
+    if (wait == -2 && !a->throttle->global_over)
+        log_warning("AUTH failures from all clients reached smtpd_sasl_global_failure_limit (%u "
+                    "within smtpd_sasl_failure_window); AUTH answers 454 until they fall below",
+                    a->throttle->global_limit);
+    a->throttle->global_over = wait == -2;
     if (wait < 0) {
+        /* Per address: refused and closed. For everyone: a temporary failure, retried later. */
         p->decided = 1;
-        p->result = AUTH_REFUSED;
+        p->result = wait == -1 ? AUTH_REFUSED : AUTH_TEMPFAIL;
         explicit_bzero(p->pass, sizeof p->pass);
         wait = 0;
     }

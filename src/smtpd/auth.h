@@ -86,8 +86,9 @@ int auth_hash_verify(const char *hash, const char *pass);
 
 /*
  * The failure throttle, with the clock passed in (for tests). Addresses are
- * keyed as given, IPv6 by their /64. auth_throttle_wait answers -1 when the
- * address is refused, else the milliseconds to wait before checking.
+ * keyed as given, IPv6 by their prefix (/64 unless set below).
+ * auth_throttle_wait answers -1 when the address is refused, -2 when the
+ * global limit is reached, else the milliseconds to wait before checking.
  */
 struct auth_throttle;
 struct auth_throttle *auth_throttle_new(unsigned limit, uint64_t window_ms, uint64_t delay_ms);
@@ -98,5 +99,15 @@ long long auth_throttle_wait(struct auth_throttle *t, const char *addr, uint64_t
 void auth_throttle_failed(struct auth_throttle *t, const char *addr, uint64_t now);
 /* Failures counted for addr now (0 once the window has passed). */
 unsigned auth_throttle_failures(struct auth_throttle *t, const char *addr, uint64_t now);
+/*
+ * The limit on failures from all clients together within the window (0:
+ * none), beside the per-address one: past it auth_throttle_wait answers -2
+ * for everyone (auth_check then gives AUTH_TEMPFAIL, 454, without hashing),
+ * so that a flood spread over many networks still gets few guesses. IPv6
+ * addresses are keyed by their first v6_prefix bits (64 until set).
+ */
+void auth_throttle_set_global(struct auth_throttle *t, unsigned global_limit, int v6_prefix);
+/* Failures from everybody over the last window, estimated from two fixed windows. */
+unsigned auth_throttle_global_failures(struct auth_throttle *t, uint64_t now);
 
 #endif

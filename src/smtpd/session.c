@@ -31,6 +31,7 @@
 #include "lib/xalloc.h"
 #include "mailauth/dkim_spool.h"
 #include "mailauth/inbound.h"
+#include "smtpd/hold.h"
 #include "maps/resolve.h"
 #include "queue/envelope.h"
 #include "queue/qmgr.h"
@@ -67,8 +68,8 @@ struct smtpd_tx {
     char *first_rcpt;      /* as the client wrote it, for "for <...>" */
     int data_open;         /* the data reader has been set up */
     struct smtp_data data;
-    int auth;            /* the inbound checks run on this message (mailauth/inbound.h) */
-    struct buf auth_msg; /* the message held for them until the verdict */
+    int auth;               /* the inbound checks run on this message (mailauth/inbound.h) */
+    struct smtpd_hold hold; /* the message held for them until the verdict */
 };
 
 struct smtpd_session {
@@ -190,7 +191,7 @@ static void tx_free(struct smtpd_session *s)
     if (tx->msg)
         spool_msg_abort(tx->msg);
     smtp_data_release(&tx->data);
-    buf_free(&tx->auth_msg);
+    smtpd_hold_release(&tx->hold);
     free(tx->sender);
     free(tx->envid);
     free(tx->first_rcpt);
@@ -361,6 +362,7 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
     tx->ret = m.ret;
     tx->smtputf8 = m.smtputf8;
     tx->body_8bit = m.body == SMTP_BODY_8BITMIME;
+    smtpd_hold_init(&tx->hold, &s->srv->hold_budget, spool_incoming_dir(s->srv->spool));
     s->tx = tx;
     session_enter(s, SMTPD_STATE_MAIL);
     reply(s, 250, "2.1.0", "Ok");
@@ -519,22 +521,11 @@ static int check_data(struct smtpd_session *s, const char *args, size_t len)
     return check_no_args(s, args, len);
 }
 
-/* Held in memory for the inbound checks beyond this (no message_size_limit): then unchecked. */
-#define SMTPD_AUTH_HOLD_MAX (64u * 1024 * 1024)
-
 static int data_sink(void *arg, const char *data, size_t len)
 {
     struct smtpd_tx *tx = arg;
-    if (tx->auth && tx->auth_msg.len + len > SMTPD_AUTH_HOLD_MAX) {
-        tx->auth = 0;
-        if (spool_msg_write(tx->msg, tx->auth_msg.data, tx->auth_msg.len) < 0)
-            return -1;
-        buf_free(&tx->auth_msg);
-    }
-    if (tx->auth) {
-        buf_append(&tx->auth_msg, data, len);
-        return 0;
-    }
+    if (tx->auth)
+        return smtpd_hold_append(&tx->hold, data, len);
     return spool_msg_write(tx->msg, data, len);
 }
 
@@ -607,15 +598,28 @@ static void auth_done(void *arg, const struct inbound_result *res);
 static void auth_start(struct smtpd_session *s)
 {
     struct smtpd_tx *tx = s->tx;
+    const char *msg;
+    size_t len;
+    if (smtpd_hold_view(&tx->hold, &msg, &len) < 0) {
+        log_warning("%s: cannot map the held message: %s", spool_msg_id(tx->msg), strerror(errno));
+        reply(s, 451, "4.3.0", "Error: queue file write error");
+        tx_reset(s); /* aborts the queue file: nothing is kept */
+        return;
+    }
+    if (smtpd_hold_spilled(&tx->hold))
+        log_info("%s: held for the inbound checks in a file: smtpd_inbound_memory_limit (%zu "
+                 "bytes) is taken by other messages",
+                 spool_msg_id(tx->msg), s->srv->hold_budget.limit);
     session_enter(s, SMTPD_STATE_COMMIT);
     s->commit_pending = 1;
+    /* The hold stays until auth_done(): the result's body points into it. */
     struct inbound_request req = {
         .client_ip = s->addr,
         .helo = s->helo,
         .mailfrom = tx->sender,
         .queue_id = spool_msg_id(tx->msg),
-        .msg = tx->auth_msg.data ? tx->auth_msg.data : "",
-        .len = tx->auth_msg.len,
+        .msg = msg,
+        .len = len,
         .now = time(NULL),
     };
     inbound_start(s->srv->dns, &s->auth_set, &req, auth_done, s);
@@ -633,8 +637,9 @@ static void auth_done(void *arg, const struct inbound_result *res)
     }
     if (res->verdict == INBOUND_ACCEPT) {
         if (spool_msg_write(tx->msg, res->header, res->header_len) == 0 &&
-            spool_msg_write(tx->msg, res->msg, res->msg_len) == 0) {
-            buf_free(&tx->auth_msg);
+            spool_msg_write(tx->msg, res->msg, res->msg_len) == 0 &&
+            spool_msg_write(tx->msg, res->body, res->body_len) == 0) {
+            smtpd_hold_release(&tx->hold);
             message_commit(s);
             return;
         }

@@ -260,6 +260,61 @@ static void test_throttle_arithmetic(void **state)
     auth_throttle_free(NULL);
 }
 
+static void test_throttle_global_limit(void **state)
+{
+    (void)state;
+    /* Per address: 100 failures; all together: 5 within a 10 s window. */
+    struct auth_throttle *t = auth_throttle_new(100, 10000, 0);
+    auth_throttle_set_global(t, 5, 64);
+    char addr[64];
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(auth_throttle_wait(t, "198.51.100.1", 1000), 0);
+        snprintf(addr, sizeof addr, "198.51.100.%d", 10 + i); /* each from its own address */
+        auth_throttle_failed(t, addr, 1000);
+    }
+    assert_int_equal(auth_throttle_global_failures(t, 1000), 5);
+    /* Everyone waits now, even an address that never failed. */
+    assert_int_equal(auth_throttle_wait(t, "192.0.2.77", 1000), -2);
+    assert_int_equal(auth_throttle_wait(t, "192.0.2.77", 9999), -2);
+    /* The next window weighs the last one less and less, then forgets it. */
+    assert_true(auth_throttle_global_failures(t, 15000) < 5);
+    assert_int_equal(auth_throttle_wait(t, "192.0.2.77", 15000), 0);
+    assert_int_equal(auth_throttle_global_failures(t, 40000), 0);
+    /* 0: no global limit. */
+    auth_throttle_set_global(t, 0, 64);
+    for (int i = 0; i < 50; i++)
+        auth_throttle_failed(t, "198.51.100.200", 50000);
+    assert_int_equal(auth_throttle_wait(t, "192.0.2.77", 50000), 0);
+    /* A wider IPv6 prefix: a /48 is one client. */
+    auth_throttle_set(t, 2, 10000, 0);
+    auth_throttle_set_global(t, 0, 48);
+    auth_throttle_failed(t, "2001:db8:1:2::1", 60000);
+    auth_throttle_failed(t, "2001:db8:1:3::1", 60000);
+    assert_int_equal(auth_throttle_wait(t, "2001:db8:1:ffff::1", 60000), -1);
+    assert_int_equal(auth_throttle_wait(t, "2001:db8:2::1", 60000), 0);
+    auth_throttle_free(t);
+}
+
+static void test_client_addr_key(void **state)
+{
+    (void)state;
+    char key[64];
+    client_addr_key("192.0.2.1", 64, key, sizeof key);
+    assert_string_equal(key, "192.0.2.1");
+    client_addr_key("2001:db8:1:2:3:4:5:6", 64, key, sizeof key);
+    assert_string_equal(key, "2001:db8:1:2::/64");
+    client_addr_key("2001:db8:1:2:3:4:5:6", 56, key, sizeof key);
+    assert_string_equal(key, "2001:db8:1::/56");
+    client_addr_key("2001:db8:1:2:3:4:5:6", 60, key, sizeof key);
+    assert_string_equal(key, "2001:db8:1::/60");
+    client_addr_key("2001:db8:1:2:3:4:5:6", 128, key, sizeof key);
+    assert_string_equal(key, "2001:db8:1:2:3:4:5:6");
+    client_addr_key("::ffff:198.51.100.7", 64, key, sizeof key);
+    assert_string_equal(key, "198.51.100.7");
+    client_addr_key("unknown", 64, key, sizeof key);
+    assert_string_equal(key, "unknown");
+}
+
 /* Through auth_check: after the limit, refused without a check; another address still works. */
 static void test_throttle_refusal(void **state)
 {
@@ -389,6 +444,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hash_kinds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_file, setup, teardown),
         cmocka_unit_test(test_throttle_arithmetic),
+        cmocka_unit_test(test_throttle_global_limit),
+        cmocka_unit_test(test_client_addr_key),
         cmocka_unit_test_setup_teardown(test_throttle_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttle_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
