@@ -19,6 +19,9 @@
 
 struct tls_client {
     SSL_CTX *ctx;
+    /* MTA-STS's trust: the system CAs plus smtp_tls_CAfile (built on first use). */
+    X509_STORE *webpki;
+    char *cafile;
 };
 
 enum tls_level tls_level_parse(const char *word)
@@ -97,6 +100,7 @@ struct tls_client *tls_client_new(const struct config *cfg, struct buf *err)
     }
     struct tls_client *c = xcalloc(1, sizeof *c);
     c->ctx = ctx;
+    c->cafile = xstrdup(cafile ? cafile : "");
     return c;
 }
 
@@ -105,6 +109,8 @@ void tls_client_free(struct tls_client *c)
     if (!c)
         return;
     SSL_CTX_free(c->ctx);
+    X509_STORE_free(c->webpki);
+    free(c->cafile);
     free(c);
 }
 
@@ -136,6 +142,37 @@ SSL *tls_client_ssl(struct tls_client *c, enum tls_level level, const char *sni,
                 free(dot);
             }
         }
+    }
+    return ssl;
+}
+
+SSL *tls_client_ssl_webpki(struct tls_client *c, const char *name)
+{
+    if (!c->webpki) {
+        /*
+         * RFC 8461 4.2 asks for a certificate valid for the MX name that
+         * chains to a trusted root: the system's, and smtp_tls_CAfile's
+         * (which alone is what verify and secure trust, as in Postfix).
+         */
+        X509_STORE *st = X509_STORE_new();
+        if (!st || X509_STORE_set_default_paths(st) != 1 ||
+            (*c->cafile && X509_STORE_load_file(st, c->cafile) != 1)) {
+            X509_STORE_free(st);
+            return NULL;
+        }
+        c->webpki = st;
+    }
+    SSL *ssl = SSL_new(c->ctx);
+    if (!ssl)
+        return NULL;
+    if (SSL_set1_verify_cert_store(ssl, c->webpki) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (name && *name && !tls_is_address(name)) {
+        SSL_set_tlsext_host_name(ssl, name);
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        SSL_set1_host(ssl, name);
     }
     return ssl;
 }
