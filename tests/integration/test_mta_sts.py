@@ -344,3 +344,55 @@ def test_changed_id_fetches_the_new_policy_before_delivering(server_factory, tmp
         assert "fetched policy for example.net: id 2, mode enforce" in logs(srv)
         assert "MTA-STS policy for example.net (enforce)" in queue_list(srv)
         assert (srv.data / "mta-sts" / DOMAIN).read_text().startswith("id: 2\n")
+
+
+# ---- hongyan doctor: the domain's own MTA-STS and TLS-RPT records ----
+
+
+def doctor_checks(srv, mx):
+    r = srv.cmd("doctor", DOMAIN, "--json", "--public-address", "192.0.2.1",
+                "--probe", "127.0.0.1:%d" % mx.port)
+    assert "AddressSanitizer" not in r.stderr and "runtime error:" not in r.stderr, r.stderr
+    import json
+    doc = json.loads(r.stdout)
+    return r, {c["name"]: c for c in doc["checks"]}
+
+
+def test_doctor_checks_the_policy_against_the_mx(server_factory, tmp_path):
+    with Peer() as mx, PolicyServer(tmp_path) as https, DNSServer(zone(), ttl=1) as dns:
+        dns.set("_smtp._tls." + DOMAIN, [("TXT", "v=TLSRPTv1; rua=mailto:tls@example.net")])
+        srv = sts_server(server_factory, dns, mx, https, ca_bundle(tmp_path, https.cert))
+        r, checks = doctor_checks(srv, mx)
+        sts, rpt = checks["mta-sts"], checks["tlsrpt"]
+        assert sts["status"] == "ok", r.stdout
+        assert "id 1, mode enforce, max_age 86400, mx: mx.example.net" in sts["found"]
+        assert rpt["status"] == "ok" and "rua=mailto:tls@example.net" in rpt["found"], r.stdout
+        # An MX the enforced policy does not name: senders would refuse it.
+        https.body = policy_text("enforce", mx=("mail.example.org",))
+        r, checks = doctor_checks(srv, mx)
+        assert checks["mta-sts"]["status"] == "FAIL", r.stdout
+        assert "MX host(s) not in the policy: mx.example.net" in checks["mta-sts"]["found"]
+        # The policy file is not there.
+        https.status = 404
+        r, checks = doctor_checks(srv, mx)
+        assert checks["mta-sts"]["status"] == "FAIL", r.stdout
+        assert "the policy cannot be fetched" in checks["mta-sts"]["found"]
+        assert "HTTP status 404" in checks["mta-sts"]["found"]
+        assert r.returncode == 1
+
+
+def test_doctor_without_records_prints_what_to_publish(server_factory, tmp_path):
+    with Peer() as mx, PolicyServer(tmp_path) as https, \
+            DNSServer(zone(txt=False), ttl=1) as dns:
+        dns.set("_smtp._tls." + DOMAIN, [("TXT", "v=TLSRPTv1; rua=ftp://x")])
+        srv = sts_server(server_factory, dns, mx, https, ca_bundle(tmp_path, https.cert))
+        r, checks = doctor_checks(srv, mx)
+        assert checks["mta-sts"]["status"] == "ok", r.stdout
+        assert "no MTA-STS record at _mta-sts.example.net" in checks["mta-sts"]["found"]
+        advice = " ".join(checks["mta-sts"]["advice"])
+        assert re.search(r'_mta-sts\.example\.net\. IN TXT "v=STSv1; id=\d{14}"', advice), advice
+        assert '"mx: mx.example.net"' in advice, advice
+        assert checks["tlsrpt"]["status"] == "FAIL", r.stdout
+        assert checks["tlsrpt"]["records_to_publish"] == [
+            '_smtp._tls.example.net. IN TXT "v=TLSRPTv1; rua=mailto:postmaster@example.net"']
+        assert not https.requests
