@@ -7,7 +7,7 @@ set -eu
 build_pkgs="build-essential pkg-config meson ninja-build clang clang-format libclang-rt-14-dev
   libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils libcrypt-dev
   libpsl-dev publicsuffix libcmocka-dev openssl ca-certificates dns-root-data
-  libcurl4-openssl-dev"
+  libcurl4-openssl-dev zlib1g-dev"
 test_pkgs="python3 python3-pytest python3-aiosmtpd python3-dnslib python3-dkim
   python3-yaml python3-cryptography swaks opendkim-tools dovecot-core dovecot-lmtpd
   libsasl2-modules libnet-ssleay-perl"

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"spf", cli_spf_main, "evaluate SPF for IP HELO MAILFROM"},
     {"user", cli_user_main, "manage SMTP AUTH users"},
     {"doctor", cli_doctor_main, "check the domain's DNS and network set-up"},
+    {"report", cli_report_main, "send the pending TLS and DMARC aggregate reports now"},
     {"version", cli_version_main, "print the version"},
 };
 

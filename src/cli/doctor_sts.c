@@ -13,6 +13,7 @@
 #include "cli/doctor.h"
 #include "config/config.h"
 #include "deliver/mta_sts.h"
+#include "deliver/tlsrpt.h"
 #include "dns/dns.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -191,31 +192,13 @@ void doctor_check_mta_sts(struct doctor_check *c, struct dns *dns, const struct 
     free(name);
 }
 
-/* RFC 8460 3: "v=TLSRPTv1;" first, then rua= with mailto: or https: URIs, comma-separated. */
+/* One valid record (RFC 8460 3, tlsrpt_rua_parse). */
 static int doctor_tlsrpt_ok(const char *txt, struct buf *why)
 {
-    const char *p = txt;
-    if (strncmp(p, "v=TLSRPTv1", 10) != 0) {
-        buf_puts(why, "does not start with v=TLSRPTv1");
-        return 0;
-    }
-    const char *rua = strstr(p, "rua=");
-    if (!rua) {
-        buf_puts(why, "has no rua=");
-        return 0;
-    }
-    rua += 4;
-    size_t n = strcspn(rua, ";");
-    char *list = xstrndup(rua, n);
-    char **uris = strlist_split(list, NULL);
-    int ok = uris && uris[0];
-    for (size_t i = 0; uris && uris[i]; i++)
-        if (!str_prefix_ci(uris[i], "mailto:") && !str_prefix_ci(uris[i], "https:"))
-            ok = 0;
-    if (!ok)
-        buf_puts(why, "rua= must list mailto: or https: URIs");
-    strlist_free(uris);
-    free(list);
+    char **mailto;
+    size_t https;
+    int ok = tlsrpt_rua_parse(txt, &mailto, &https, why) == 0;
+    strlist_free(mailto);
     return ok;
 }
 

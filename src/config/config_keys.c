@@ -162,6 +162,11 @@ const struct config_key config_keys[] = {
      "TLS from the first byte, for port-465 relays"},
     {"smtp_mta_sts", "yes", CONFIG_BOOL, NULL,
      "hongyan's own: apply the recipient domain's MTA-STS policy (RFC 8461) to delivery by MX"},
+    {"smtp_tls_reporting", "yes", CONFIG_BOOL, NULL,
+     "hongyan's own: record TLS sessions of delivery by MX and send the daily TLS reports "
+     "(RFC 8460) to domains that publish _smtp._tls"},
+    {"smtp_tls_report_sender", "postmaster@$mydomain", CONFIG_STRING, NULL,
+     "hongyan's own: From: and envelope sender of the TLS reports hongyan sends"},
     {"smtp_mta_sts_port", "443", CONFIG_INT, NULL,
      "hongyan's own, for tests: the HTTPS port MTA-STS policies are fetched from (RFC 8461: 443)"},
     {"smtp_helo_timeout", "300s", CONFIG_TIME, "s",

@@ -32,6 +32,7 @@
 #include "deliver/mta_sts.h"
 #include "deliver/mta_sts_apply.h"
 #include "deliver/route.h"
+#include "deliver/tlsrpt.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -154,6 +155,7 @@ struct remote_job {
     /* The recipient domain's MTA-STS policy in testing or enforce mode (RFC 8461), or NULL. */
     struct mta_sts_policy *sts;
     char *sts_domain;
+    int by_mx; /* delivery by MX to the recipient's domain: MTA-STS and TLS-RPT apply */
 };
 
 static struct {
@@ -520,6 +522,32 @@ static void remote_job_end(struct remote_job *j)
     remote_req_job_done(req);
 }
 
+/* ---- TLS reporting (RFC 8460) ---- */
+
+/* Notes one outcome for the recipient domain: result NULL is a successful TLS session. */
+static void remote_tlsrpt(struct remote_job *j, const char *result, const char *host,
+                          const char *ip, int dane)
+{
+    if (!j->by_mx)
+        return;
+    struct tlsrpt_event ev = {.domain = j->route.host, .result = result, .mx_host = host, .ip = ip};
+    ev.type = j->sts ? TLSRPT_POLICY_STS : dane ? TLSRPT_POLICY_TLSA : TLSRPT_POLICY_NONE;
+    ev.sts = j->sts;
+    tlsrpt_record(j->gen->cfg, &ev, time(NULL));
+}
+
+/* A session ready (ok) or refused for TLS reasons, under the policy it ran with. */
+static void remote_tlsrpt_session(struct remote_job *j, struct smtp_client *c, int ok)
+{
+    int dane = j->c_level == TLS_LEVEL_DANE;
+    if (!j->by_mx || (!j->sts && !dane && ok && !smtp_client_is_tls(c)))
+        return; /* no policy and no TLS: nothing was tried that a report covers */
+    const char *result = tlsrpt_result_type(c, dane);
+    if (!j->sts && !dane && ok)
+        result = NULL; /* without a policy, any TLS session counts as one */
+    remote_tlsrpt(j, result, j->c_server, j->c_ip, dane);
+}
+
 /* ---- Sessions ---- */
 
 static size_t remote_open_count(const struct remote_job *j)
@@ -617,6 +645,7 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
         j->dest->dead_until = 0;
         if (j->sts && j->sts->mode == MTA_STS_TESTING)
             mta_sts_testing_check(j->sts_domain, j->req->queue_id, c);
+        remote_tlsrpt_session(j, c, 1);
         remote_send(j);
         return;
     }
@@ -626,6 +655,8 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
         j->other_fails++;
     /* A refusal names the server (relay=); a failed connection does not, as in Postfix. */
     char *relay = fail == SMTP_FAIL_CONNECT ? NULL : xstrdup(smtp_client_label(c));
+    if (fail == SMTP_FAIL_POLICY || fail == SMTP_FAIL_TLS)
+        remote_tlsrpt_session(j, c, 0);
     smtp_client_free(c);
     j->c = NULL;
     /* Never for DANE or encrypt: their servers must not get the mail in plain text. */
@@ -1115,6 +1146,8 @@ static void remote_dns_mx_cb(void *arg, const struct dns_answer *ans)
     /* RFC 8461 4.1: under a policy, only the MX hosts it names (testing: logged, kept). */
     size_t kept = 0;
     for (size_t i = 0; i < j->nhosts; i++) {
+        if (j->sts && !mta_sts_mx_match(j->sts, j->hosts[i].name))
+            remote_tlsrpt(j, "validation-failure", j->hosts[i].name, NULL, 0);
         if (!j->sts ||
             mta_sts_host_allowed(j->sts, j->sts_domain, j->req->queue_id, j->hosts[i].name)) {
             j->hosts[kept++] = j->hosts[i];
@@ -1249,6 +1282,13 @@ static void remote_sts_cb(void *arg, const struct mta_sts_result *r)
         j->sts_domain = xstrdup(r->domain);
         log_info("%s: MTA-STS policy for %s applies: mode %s, id %s%s", j->req->queue_id, r->domain,
                  mta_sts_mode_name(r->policy->mode), r->id, r->cached ? " (cached)" : "");
+    } else if (r->problem != MTA_STS_PROBLEM_NONE) {
+        /* RFC 8460 4.3.2: a policy that could not be had is reported, with no policy in force. */
+        remote_tlsrpt(j,
+                      r->problem == MTA_STS_PROBLEM_WEBPKI    ? "sts-webpki-invalid"
+                      : r->problem == MTA_STS_PROBLEM_INVALID ? "sts-policy-invalid"
+                                                              : "sts-policy-fetch-error",
+                      NULL, NULL, 0);
     }
     remote_job_run(j);
 }
@@ -1256,8 +1296,9 @@ static void remote_sts_cb(void *arg, const struct mta_sts_result *r)
 static void remote_job_start(struct remote_job *j)
 {
     const struct config *cfg = j->gen->cfg;
-    if (j->route.kind != ROUTE_SMTP || !j->route.mx || j->route.literal ||
-        strcmp(j->route.source, "mx") != 0 || !config_get_bool(cfg, "smtp_mta_sts")) {
+    j->by_mx = j->route.kind == ROUTE_SMTP && j->route.mx && !j->route.literal &&
+               strcmp(j->route.source, "mx") == 0;
+    if (!j->by_mx || !config_get_bool(cfg, "smtp_mta_sts")) {
         remote_job_run(j);
         return;
     }

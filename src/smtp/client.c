@@ -63,6 +63,7 @@ struct smtp_client {
     struct smtp_ehlo ehlo;
     int tls;
     enum tls_trust trust; /* after the handshake */
+    long verify_error;    /* SSL_get_verify_result() after the handshake */
     char *trust_why;      /* why trust is below VERIFIED, or NULL */
     struct event *kick;   /* deferred completion for CS_LOCAL and connect failures */
     int connect_errno;
@@ -111,6 +112,11 @@ enum tls_trust smtp_client_tls_trust(const struct smtp_client *c, const char **w
     if (why)
         *why = c->trust_why ? c->trust_why : c->tls ? "" : "no TLS";
     return c->tls ? c->trust : TLS_TRUST_ANONYMOUS;
+}
+
+long smtp_client_verify_error(const struct smtp_client *c)
+{
+    return c->tls ? c->verify_error : X509_V_OK;
 }
 
 int smtp_client_is_tls(const struct smtp_client *c)
@@ -335,6 +341,7 @@ static int client_tls_done(struct smtp_client *c)
     enum tls_trust trust = tls_client_result(ssl, c->o.level, &summary, &why);
     c->tls = 1;
     c->trust = trust;
+    c->verify_error = SSL_get_verify_result(ssl);
     free(c->trust_why);
     c->trust_why = why.len ? xstrdup(buf_cstr(&why)) : NULL;
     log_info("%s TLS connection established to %s: %s", tls_trust_name(trust), c->label,

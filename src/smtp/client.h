@@ -153,5 +153,7 @@ int smtp_client_is_tls(const struct smtp_client *c);
  * the chain and the name checked out) and, below VERIFIED, why (never NULL).
  */
 enum tls_trust smtp_client_tls_trust(const struct smtp_client *c, const char **why);
+/* After TLS: OpenSSL's certificate verification result (X509_V_OK, X509_V_ERR_...). */
+long smtp_client_verify_error(const struct smtp_client *c);
 
 #endif
