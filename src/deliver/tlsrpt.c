@@ -18,6 +18,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "smtp/address.h"
 #include "smtp/client.h"
 #include "smtp/response.h"
 
@@ -176,10 +177,16 @@ int tlsrpt_rua_parse(const char *txt, char ***mailto, size_t *https, struct buf 
     size_t n = 0, bad = 0;
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         char *u = str_trim(tok);
-        if (str_prefix_ci(u, "mailto:") && u[7]) {
-            char *addr = xstrndup(u + 7, strcspn(u + 7, "?"));
+        struct smtp_path path;
+        struct smtp_reply perr;
+        if (str_prefix_ci(u, "mailto:")) {
+            /* The address goes into the envelope and To:: it must be a plain mailbox. */
+            if (smtp_mailbox_parse(u + 7, strcspn(u + 7, "?"), 0, &path, &perr) < 0) {
+                bad++;
+                continue;
+            }
             *mailto = xrealloc(*mailto, (n + 2) * sizeof **mailto);
-            (*mailto)[n++] = addr;
+            (*mailto)[n++] = xstrdup(path.addr);
             (*mailto)[n] = NULL;
         } else if (str_prefix_ci(u, "https:")) {
             (*https)++;

@@ -62,8 +62,9 @@ int tlsrpt_line_parse(char *line, struct tlsrpt_line *out);
 /*
  * The rua= of a _smtp._tls TXT record (RFC 8460 3): "v=TLSRPTv1" first,
  * then "rua=" with comma-separated URIs. The mailto: addresses (without
- * "mailto:" and any "?..." part) go to *mailto (strlist_free); *https
- * counts the https: URIs. 0, or -1 with why when the record is not valid.
+ * "mailto:" and any "?..." part, each a valid RFC 5321 mailbox) go to
+ * *mailto (strlist_free); *https counts the https: URIs. 0, or -1 with why
+ * when the record is not valid (a bad URI or address makes it invalid).
  */
 int tlsrpt_rua_parse(const char *txt, char ***mailto, size_t *https, struct buf *why);
 
