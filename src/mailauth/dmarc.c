@@ -220,12 +220,12 @@ enum dmarc_parse_status dmarc_record_parse(const char *txt, size_t len, struct d
     rec->ri = 86400;
     rec->fo = xstrdup("0");
     rec->rf = xstrdup("afrf");
-    int have_p = 0, have_sp = 0, bad_p = 0, bad_sp = 0, rua_valid = 0;
+    int have_p = 0, have_sp = 0, bad_p = 0, bad_sp = 0, rua_valid = 0, have_np = 0;
     /* Which tags we have taken: a repeated tag keeps its first value. */
     char seen[16] = {0};
-    enum { T_V, T_P, T_SP, T_PCT, T_ADKIM, T_ASPF, T_RUA, T_RUF, T_FO, T_RF, T_RI };
+    enum { T_V, T_P, T_SP, T_PCT, T_ADKIM, T_ASPF, T_RUA, T_RUF, T_FO, T_RF, T_RI, T_NP };
     static const char *names[] = {"v",   "p",   "sp", "pct", "adkim", "aspf",
-                                  "rua", "ruf", "fo", "rf",  "ri"};
+                                  "rua", "ruf", "fo", "rf",  "ri",    "np"};
 
     const char *p = txt, *end = txt + len;
     size_t ntag = 0;
@@ -283,6 +283,13 @@ enum dmarc_parse_status dmarc_record_parse(const char *txt, size_t len, struct d
                 have_sp = 1;
             else
                 bad_sp = 1, note(err, "invalid sp=", vs, vlen);
+            break;
+        case T_NP:
+            /* RFC 9091 3.1: like sp=, for subdomains that do not exist; invalid: ignored. */
+            if (parse_policy(vs, vlen, &rec->np) == 0)
+                have_np = 1;
+            else
+                note(err, "ignored invalid np=", vs, vlen);
             break;
         case T_PCT:
             if (parse_digits(vs, vlen, 3, &num) == 0 && num <= 100)
@@ -344,11 +351,16 @@ enum dmarc_parse_status dmarc_record_parse(const char *txt, size_t len, struct d
             return DMARC_PARSE_INVALID;
         rec->p = DMARC_POLICY_NONE;
         rec->sp = DMARC_POLICY_NONE;
+        rec->np = DMARC_POLICY_NONE;
         rec->p_fallback = 1;
         return DMARC_PARSE_OK;
     }
     if (!have_sp)
         rec->sp = rec->p;
+    /* RFC 9091 3.1: without np=, non-existent subdomains get sp= (or p=). */
+    rec->have_np = have_np;
+    if (!have_np)
+        rec->np = rec->sp;
     return DMARC_PARSE_OK;
 }
 
@@ -510,6 +522,25 @@ static char *mailbox_domain(const char *s, size_t n)
 
 char *dmarc_from_domain(const char *msg, size_t len, struct buf *why)
 {
+    size_t n = 0;
+    char **list = dmarc_from_domains(msg, len, &n, why);
+    if (!list)
+        return NULL;
+    char *d = list[0];
+    for (size_t i = 1; i < n; i++)
+        free(list[i]);
+    free(list);
+    if (n > 1) {
+        buf_set(why, "From: has mailboxes of different domains");
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+char **dmarc_from_domains(const char *msg, size_t len, size_t *count, struct buf *why)
+{
+    *count = 0;
     const char *p = msg, *end = msg + len;
     const char *from = NULL;
     size_t from_len = 0;
@@ -547,10 +578,11 @@ char *dmarc_from_domain(const char *msg, size_t len, struct buf *why)
     }
     struct buf v = BUF_INIT;
     strip_comments(from, from_len, &v);
-    char *domain = NULL;
+    char **domains = NULL;
+    size_t ndomains = 0;
     const char *s = v.data ? v.data : "";
     size_t n = v.len, start = 0;
-    int quoted = 0, angle = 0, bad = 0, count = 0;
+    int quoted = 0, angle = 0, bad = 0;
     for (size_t i = 0; i <= n && !bad; i++) {
         char c = i < n ? s[i] : ',';
         if (i < n && c == '\\') {
@@ -573,24 +605,29 @@ char *dmarc_from_domain(const char *msg, size_t len, struct buf *why)
         char *d = mailbox_domain(ms, (size_t)(me - ms));
         if (!d) {
             bad = 1;
-        } else if (domain && strcmp(domain, d) != 0) {
-            bad = 2;
-            free(d);
-        } else if (!domain) {
-            domain = d;
-        } else {
-            free(d);
+            continue;
         }
-        count++;
+        /* Each author domain once, in the order of the field. */
+        int seen = 0;
+        for (size_t k = 0; k < ndomains && !seen; k++)
+            seen = strcmp(domains[k], d) == 0;
+        if (seen || ndomains >= DMARC_MAX_AUTHOR_DOMAINS) {
+            free(d);
+            continue;
+        }
+        domains = xrealloc(domains, (ndomains + 1) * sizeof *domains);
+        domains[ndomains++] = d;
     }
     buf_free(&v);
-    if (bad || !domain) {
-        buf_set(why, bad == 2 ? "From: has mailboxes of different domains"
-                              : "no usable address in From:");
-        free(domain);
+    if (bad || ndomains == 0) {
+        buf_set(why, "no usable address in From:");
+        for (size_t k = 0; k < ndomains; k++)
+            free(domains[k]);
+        free(domains);
         return NULL;
     }
-    return domain;
+    *count = ndomains;
+    return domains;
 }
 
 /* ---- DNS seam -------------------------------------------------------------------- */
@@ -599,6 +636,11 @@ struct dns_lk {
     dmarc_txt_done_fn done;
     void *done_arg;
     struct dns_query *q;
+    /* exists(): the MX, A, AAAA queries in turn */
+    struct dns *dns;
+    char *name;
+    int step;
+    void (*exists_done)(void *done_arg, int exists);
 };
 
 static void dns_lk_answer(void *arg, const struct dns_answer *ans)
@@ -636,12 +678,45 @@ static void dns_lk_cancel(void *arg, void *handle)
     if (!l)
         return;
     dns_cancel(l->q);
+    free(l->name);
     free(l);
+}
+
+static void dns_lk_exists_answer(void *arg, const struct dns_answer *ans)
+{
+    static const int types[] = {DNS_T_MX, DNS_T_A, DNS_T_AAAA};
+    struct dns_lk *l = arg;
+    l->q = NULL;
+    /* NXDOMAIN ends it (nothing at all there); NODATA asks the next type. */
+    int more = ans->status == DNS_NODATA && l->step + 1 < 3;
+    if (more) {
+        l->step++;
+        l->q = dns_query(l->dns, l->name, types[l->step], dns_lk_exists_answer, l);
+        return;
+    }
+    int exists = ans->status != DNS_NXDOMAIN && ans->status != DNS_NODATA;
+    void (*done)(void *, int) = l->exists_done;
+    void *darg = l->done_arg;
+    free(l->name);
+    free(l);
+    done(darg, exists);
+}
+
+static void *dns_lk_exists(void *arg, const char *name, void (*done)(void *done_arg, int exists),
+                           void *done_arg)
+{
+    struct dns_lk *l = xcalloc(1, sizeof *l);
+    l->exists_done = done;
+    l->done_arg = done_arg;
+    l->dns = arg;
+    l->name = xstrdup(name);
+    l->q = dns_query(arg, name, DNS_T_MX, dns_lk_exists_answer, l);
+    return l;
 }
 
 struct dmarc_txt_lookup dmarc_dns_lookup(struct dns *dns)
 {
-    struct dmarc_txt_lookup lk = {dns_lk_lookup, dns_lk_cancel, dns};
+    struct dmarc_txt_lookup lk = {dns_lk_lookup, dns_lk_cancel, dns, dns_lk_exists};
     return lk;
 }
 
@@ -664,6 +739,11 @@ struct dmarc_check {
     size_t ndkim;
     unsigned (*random)(void *arg);
     void *random_arg;
+    /* RFC 9091: the organisational record kept while asking whether From exists */
+    struct dmarc_record rec;
+    int have_rec;
+    char *rec_domain;
+    int nonexistent;
 };
 
 void dmarc_outcome_clear(struct dmarc_outcome *out)
@@ -679,6 +759,9 @@ void dmarc_outcome_clear(struct dmarc_outcome *out)
 
 static void check_free(struct dmarc_check *c)
 {
+    if (c->have_rec)
+        dmarc_record_clear(&c->rec);
+    free(c->rec_domain);
     free(c->from);
     free(c->org);
     free(c->spf_domain);
@@ -723,6 +806,10 @@ static void evaluate(struct dmarc_check *c, const struct dmarc_record *rec,
     /* sp= applies to subdomains whose policy came from the organisational domain (6.3). */
     int via_org = strcmp(record_domain, c->from) != 0;
     o.policy = via_org ? rec->sp : rec->p;
+    if (via_org && c->nonexistent) {
+        o.policy = rec->np;
+        o.nonexistent = 1;
+    }
 
     int spf_temp = 0, dkim_temp = 0;
     const char *dkim_unaligned = NULL;
@@ -794,6 +881,14 @@ static void evaluate(struct dmarc_check *c, const struct dmarc_record *rec,
 
 static void lookup_at(struct dmarc_check *c, const char *domain, int at_org);
 
+static void exists_done(void *arg, int exists)
+{
+    struct dmarc_check *c = arg;
+    c->handle = NULL;
+    c->nonexistent = !exists;
+    evaluate(c, &c->rec, c->rec_domain);
+}
+
 static void txt_done(void *arg, enum dmarc_txt_status st, const char *const *txt, size_t ntxt)
 {
     struct dmarc_check *c = arg;
@@ -849,6 +944,24 @@ static void txt_done(void *arg, enum dmarc_txt_status st, const char *const *txt
         char *rd = xstrdup(domain);
         finish(c, DMARC_RESULT_PERMERROR, rd, &why, &o);
         free(rd);
+    } else if (c->at_org && rec.have_np && rec.np != rec.sp && c->lk.exists) {
+        /* RFC 9091 4: np= only for a From domain that does not exist: ask first. */
+        c->rec = rec;
+        c->have_rec = 1;
+        c->rec_domain = xstrdup(domain);
+        buf_free(&perr);
+        buf_free(&why);
+        c->busy++;
+        void *h = c->lk.exists(c->lk.arg, c->from, exists_done, c);
+        c->busy--;
+        if (c->finished) {
+            if (c->busy == 0)
+                check_free(c);
+            return;
+        }
+        if (c->have_rec && c->handle == NULL)
+            c->handle = h;
+        return;
     } else {
         char *rd = xstrdup(domain);
         evaluate(c, &rec, rd);
