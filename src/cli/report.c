@@ -5,7 +5,8 @@
  * a rename, summed per policy domain and day, and each domain that
  * publishes _smtp._tls with a mailto: rua gets one gzip'd JSON report as
  * mail through maildrop/, so it is queued, DKIM-signed and routed like any
- * mail we originate. The server runs this once a day (smtp_tls_reporting);
+ * mail we originate; DMARC aggregate reports follow (report_dmarc.c). The
+ * server runs this once a day (smtp_tls_reporting, smtpd_dmarc_reporting);
  * it is safe while `serve` runs.
  */
 #include <dirent.h>
@@ -465,9 +466,12 @@ int cli_report_main(int argc, char **argv)
     }
     buf_free(&err);
     dns_set_timeout(dns, REPORT_DNS_TIMEOUT_MS);
-    int tls_sent = 0;
+    int tls_sent = 0, dmarc_sent = 0;
     int rc = report_tlsrpt_send(cfg, dns, &tls_sent);
-    printf("report: %d TLS report(s) queued\n", tls_sent);
+    if (report_dmarc_send(cfg, dns, &dmarc_sent) < 0)
+        rc = -1;
+    printf("report: %d TLS report(s) queued\nreport: %d DMARC report(s) queued\n", tls_sent,
+           dmarc_sent);
     dns_free(dns);
     return rc < 0 ? EX_TEMPFAIL : 0;
 }

@@ -31,4 +31,11 @@ int report_queue(const struct config *cfg, const char *sender, char *const *rcpt
  */
 int report_tlsrpt_send(const struct config *cfg, struct dns *dns, int *sent);
 
+/*
+ * Sends the DMARC aggregate reports for every recorded day
+ * (src/cli/report_dmarc.c); *sent counts the reports queued. 0, or -1 when
+ * one could not be sent (its records are kept for the next run).
+ */
+int report_dmarc_send(const struct config *cfg, struct dns *dns, int *sent);
+
 #endif

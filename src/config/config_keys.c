@@ -209,6 +209,11 @@ const struct config_key config_keys[] = {
     {"smtpd_dkim_verify", "yes", CONFIG_BOOL, NULL, "verify DKIM signatures on inbound mail"},
     {"smtpd_dmarc_policy", "tag", CONFIG_ENUM, "tag reject",
      "DMARC on inbound mail: tag or reject (p=reject domains)"},
+    {"smtpd_dmarc_reporting", "no", CONFIG_BOOL, NULL,
+     "hongyan's own: record inbound DMARC evaluations and send daily aggregate reports "
+     "(RFC 7489 7.2) to the rua= of the domains evaluated"},
+    {"dmarc_report_sender", "postmaster@$mydomain", CONFIG_STRING, NULL,
+     "hongyan's own: From: and envelope sender of the DMARC aggregate reports"},
     {"authserv_id", "$myhostname", CONFIG_STRING, NULL, "the id in Authentication-Results headers"},
 
     /* doctor. */

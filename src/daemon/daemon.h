@@ -35,7 +35,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
 /*
  * The daily report run (src/daemon/reports.c): a timer on srv's loop that
  * starts `hongyan report send` shortly after midnight UTC when
- * smtp_tls_reporting is on. Freed with
+ * smtp_tls_reporting or smtpd_dmarc_reporting is on. Freed with
  * daemon_reports_free().
  */
 struct daemon_reports;

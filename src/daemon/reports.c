@@ -61,7 +61,8 @@ static void reports_run(evutil_socket_t fd, short what, void *arg)
     struct daemon_reports *r = arg;
     reports_arm(r);
     const struct config *cfg = r->srv->gen->cfg;
-    if (!config_get_bool(cfg, "smtp_tls_reporting"))
+    if (!config_get_bool(cfg, "smtp_tls_reporting") &&
+        !config_get_bool(cfg, "smtpd_dmarc_reporting"))
         return;
     if (r->child) {
         log_warning("report send from the last run still going: not starting another");

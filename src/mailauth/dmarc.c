@@ -754,6 +754,7 @@ void dmarc_outcome_clear(struct dmarc_outcome *out)
     free(out->org_domain);
     free(out->record_domain);
     free(out->reason);
+    free(out->rua);
     memset(out, 0, sizeof *out);
 }
 
@@ -803,6 +804,11 @@ static void evaluate(struct dmarc_check *c, const struct dmarc_record *rec,
     struct buf why = BUF_INIT;
     o.have_record = 1;
     o.pct = rec->pct;
+    o.p = rec->p;
+    o.sp = rec->sp;
+    o.adkim = rec->adkim;
+    o.aspf = rec->aspf;
+    o.rua = rec->rua; /* the record lives until finish() returns */
     /* sp= applies to subdomains whose policy came from the organisational domain (6.3). */
     int via_org = strcmp(record_domain, c->from) != 0;
     o.policy = via_org ? rec->sp : rec->p;
@@ -1062,6 +1068,7 @@ static void sync_cb(void *arg, const struct dmarc_outcome *o)
     st->out->org_domain = dup_or_null(o->org_domain);
     st->out->record_domain = dup_or_null(o->record_domain);
     st->out->reason = xstrdup(o->reason ? o->reason : "");
+    st->out->rua = dup_or_null(o->rua);
     st->done = 1;
 }
 

@@ -194,7 +194,11 @@ struct dmarc_outcome {
     char *from_domain;   /* lower case */
     char *org_domain;    /* the From domain's organisational domain */
     char *record_domain; /* where the record was found (From or organisational domain), or NULL */
-    char *reason;        /* one line on why, for logs and replies; never NULL */
+    /* The record's published values, for aggregate reports (RFC 7489 appendix C). */
+    enum dmarc_policy p, sp;
+    enum dmarc_align adkim, aspf;
+    char *rua;    /* the record's rua=, or NULL */
+    char *reason; /* one line on why, for logs and replies; never NULL */
 };
 
 void dmarc_outcome_clear(struct dmarc_outcome *out);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "config/config.h"
 #include "lib/buf.h"
@@ -16,6 +17,7 @@
 #include "lib/xalloc.h"
 #include "mailauth/authres.h"
 #include "mailauth/dkim.h"
+#include "mailauth/dmarc_report.h"
 #include "mailauth/spf.h"
 #include "smtpd/policy.h"
 
@@ -34,6 +36,9 @@ void inbound_settings_load(const struct config *cfg, struct inbound_settings *se
     str_copy(set->authserv_id, sizeof set->authserv_id, v && *v ? v : "localhost");
     v = config_get(cfg, "myhostname");
     str_copy(set->receiver, sizeof set->receiver, v && *v ? v : "localhost");
+    set->dmarc_reporting = config_get_bool(cfg, "smtpd_dmarc_reporting");
+    v = config_get(cfg, "data_directory");
+    str_copy(set->data_dir, sizeof set->data_dir, v ? v : "");
 }
 
 int inbound_applies(const struct config *cfg, const struct sockaddr *peer, int authenticated)
@@ -216,6 +221,38 @@ static const struct dmarc_outcome *inbound_acting(const struct dmarc_outcome *dm
     return pick ? pick : &dm[0];
 }
 
+/*
+ * RFC 7489 7.2: each evaluation against a record with rua= goes into the
+ * aggregate report of its policy domain, with what was done (rejected:
+ * the outcome that decided the rejection).
+ */
+static void inbound_report(struct inbound_check *c, const struct dmarc_outcome *all, size_t nall,
+                           int rejected)
+{
+    const char *dk_domains[DKIM_MAX_SIGNATURES + 8], *dk_results[DKIM_MAX_SIGNATURES + 8];
+    size_t nd = 0;
+    for (size_t i = 0; c->dkim_res && i < c->dkim_res->count && nd < DKIM_MAX_SIGNATURES + 8; i++) {
+        dk_domains[nd] = c->dkim_res->sigs[i].domain;
+        dk_results[nd++] = dkim_result_name(c->dkim_res->sigs[i].result);
+    }
+    const struct dmarc_outcome *acting = inbound_acting(all, nall);
+    for (size_t i = 0; i < nall; i++) {
+        if (!all[i].have_record || !all[i].rua || !all[i].record_domain)
+            continue;
+        struct dmarc_report_event ev = {
+            .source_ip = c->ip,
+            .outcome = &all[i],
+            .disposition = rejected && &all[i] == acting ? "reject" : "none",
+            .spf_domain = c->spf_domain,
+            .spf_result = spf_result_str(c->spf_result),
+            .dkim_domains = dk_domains,
+            .dkim_results = dk_results,
+            .ndkim = nd,
+        };
+        dmarc_report_record(c->set->data_dir, &ev, time(NULL));
+    }
+}
+
 static void finish(struct inbound_check *c, const struct dmarc_outcome *all, size_t nall)
 {
     const struct dmarc_outcome *dm = inbound_acting(all, nall);
@@ -324,6 +361,10 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *all, siz
     res.forged_removed = c->forged;
     res.summary = buf_cstr(&summary);
 
+    if (set->dmarc_reporting)
+        inbound_report(c, all, nall,
+                       res.verdict == INBOUND_REJECT && dm->result == DMARC_RESULT_FAIL);
+
     const char *qid = c->queue_id ? c->queue_id : "NOQUEUE";
     log_info("%s: authentication: %s (dmarc: %s)%s", qid, buf_cstr(&summary), dm->reason,
              c->forged ? ", forged Authentication-Results removed" : "");
@@ -359,6 +400,7 @@ static void dmarc_done(void *arg, const struct dmarc_outcome *o)
     k->org_domain = inbound_dup(o->org_domain);
     k->record_domain = inbound_dup(o->record_domain);
     k->reason = inbound_dup(o->reason ? o->reason : "");
+    k->rua = inbound_dup(o->rua);
     if (c->ndm < c->nfrom) {
         dmarc_next(c);
         return;
