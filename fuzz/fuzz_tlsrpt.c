@@ -2,7 +2,8 @@
  * Fuzz target: the TLS-RPT parsers (src/deliver/tlsrpt.c): the rua= of a
  * _smtp._tls TXT record (remote input, RFC 8460 3) and a journal line. An
  * accepted record gives mailto: addresses that are plain mailboxes (no
- * line breaks, no "?", an "@"), and at least one URI; an accepted line has a valid domain and ten fields.
+ * line breaks, no "?", an "@"), and at least one URI; an accepted line has a valid domain and ten
+ * fields.
  */
 #include <stddef.h>
 #include <stdint.h>
