@@ -327,6 +327,7 @@ static void on_outcome(void *arg, const struct dmarc_outcome *o)
     g->o.from_domain = xstrdup(o->from_domain ? o->from_domain : "");
     g->o.org_domain = xstrdup(o->org_domain ? o->org_domain : "");
     g->o.record_domain = o->record_domain ? xstrdup(o->record_domain) : NULL;
+    g->o.rua = o->rua ? xstrdup(o->rua) : NULL;
     g->o.reason = xstrdup(o->reason);
 }
 
