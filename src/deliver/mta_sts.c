@@ -43,7 +43,7 @@ struct mta_sts_entry {
     char id[33];
     time_t fetched;
     struct mta_sts_policy policy;
-    time_t last_refresh; /* when the last fetch started */
+    time_t refresh_failed; /* when the last fetch failed (0: it did not) */
     struct mta_sts_refresh *fetching;
     struct mta_sts_entry *next;
 };
@@ -186,6 +186,7 @@ static void mta_sts_refresh_done(struct mta_sts_refresh *rf, enum mta_sts_proble
 {
     struct mta_sts_entry *e = rf->e;
     e->fetching = NULL;
+    e->refresh_failed = problem != MTA_STS_PROBLEM_NONE ? time(NULL) : 0;
     if (problem != MTA_STS_PROBLEM_NONE)
         log_info("MTA-STS: policy fetch for %s failed: %s%s", e->domain, why,
                  e->have ? "; the cached policy stays in force" : "");
@@ -269,7 +270,6 @@ static void mta_sts_refresh_start(struct mta_sts_entry *e, const struct mta_sts_
         rf->cafile = q->cafile ? xstrdup(q->cafile) : NULL;
         rf->port = q->port;
         e->fetching = rf;
-        e->last_refresh = time(NULL);
         dns_query(q->dns, rf->host, DNS_T_A, mta_sts_refresh_addr_cb, rf);
     }
     if (cb) {
@@ -312,7 +312,7 @@ static void mta_sts_txt_cb(void *arg, const struct dns_answer *ans)
      * the policy is fetched again in the background.
      */
     if (have_txt && e->have && !e->fetching && now - e->fetched > e->policy.max_age / 2 &&
-        now - e->last_refresh >= MTA_STS_RETRY_PAUSE)
+        now - e->refresh_failed >= MTA_STS_RETRY_PAUSE)
         mta_sts_refresh_start(e, q, id, NULL, NULL);
     mta_sts_answer(e, q->cb, q->arg, 1, MTA_STS_PROBLEM_NONE, NULL);
     mta_sts_req_free(q);

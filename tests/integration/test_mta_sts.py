@@ -396,3 +396,26 @@ def test_doctor_without_records_prints_what_to_publish(server_factory, tmp_path)
         assert checks["tlsrpt"]["records_to_publish"] == [
             '_smtp._tls.example.net. IN TXT "v=TLSRPTv1; rua=mailto:postmaster@example.net"']
         assert not https.requests
+
+
+def test_policy_is_refreshed_in_the_background_and_expires(server_factory, tmp_path):
+    with Peer() as mx, PolicyServer(tmp_path) as https, DNSServer(zone(), ttl=1) as dns:
+        https.body = policy_text("testing", max_age=6)
+        srv = sts_server(server_factory, dns, mx, https, ca_bundle(tmp_path, https.cert))
+        sendmail(srv, ["bob@example.net"])
+        assert wait_for(lambda: "status=sent" in logs(srv), timeout=20), logs(srv)
+        assert len(https.requests) == 1
+        # Past half its max_age: the cached policy serves this delivery, and is fetched again
+        # in the background (same id).
+        time.sleep(4.2)
+        sendmail(srv, ["carol@example.net"])
+        assert wait_for(lambda: logs(srv).count("status=sent") == 2, timeout=20), logs(srv)
+        assert "MTA-STS policy for example.net applies: mode testing, id 1 (cached)" in logs(srv)
+        assert wait_for(lambda: len(https.requests) == 2, timeout=10), logs(srv)
+        # Past max_age with the server down and no way to refresh: the policy is gone.
+        https.stop()
+        time.sleep(7.5)
+        sendmail(srv, ["dave@example.net"])
+        assert wait_for(lambda: logs(srv).count("status=sent") == 3, timeout=30), logs(srv)
+        assert "cached policy for example.net (id 1) expired (max_age)" in logs(srv)
+        assert not (srv.data / "mta-sts" / DOMAIN).exists()
