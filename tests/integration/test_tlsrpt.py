@@ -172,3 +172,39 @@ def test_no_tlsrpt_record_no_report_and_reporting_off(server_factory, tmp_path):
         sendmail(srv2, ["carol@example.net"])
         assert wait_for(lambda: "status=sent" in logs(srv2), timeout=20), logs(srv2)
         assert not (srv2.data / "tlsrpt" / "journal").exists()
+
+
+def test_dane_tlsa_mismatch_is_reported_as_tlsa(server_factory, tmp_path):
+    """DANE (smtp_tls_security_level = dane, a signed zone): a TLSA record that
+    matches nothing is policy-type tlsa, result-type tlsa-invalid."""
+    from dnsserver import SignedDNSServer, SignedZone
+    from test_dane import make_server as dane_server
+    with Peer(tmp=tmp_path, tls=True, name="mx.dane.test") as mx:
+        zone = SignedZone("dane.test", {
+            "dane.test": [("MX", "10 mx.dane.test.")],
+            "mx.dane.test": [("A", "127.0.0.1")],
+            "_%d._tcp.mx.dane.test" % mx.port: [("TLSA", "3 1 1 " + "ab" * 32)],
+            "_smtp._tls.dane.test": [("TXT", '"v=TLSRPTv1; rua=mailto:tls@reports.dane.test"')],
+            # the report itself goes to a host without TLSA records (may)
+            "reports.dane.test": [("MX", "10 mx2.dane.test.")],
+            "mx2.dane.test": [("A", "127.0.0.1")],
+        })
+        with SignedDNSServer([zone]) as dns:
+            srv = dane_server(server_factory, tmp_path, dns, zone, mx.port, NO_REUSE)
+            sendmail(srv, ["bob@dane.test"])
+            assert wait_for(lambda: "status=deferred" in logs(srv), timeout=20), logs(srv)
+            r = srv.cmd("report", "send")
+            assert r.returncode == 0 and "1 TLS report(s) queued" in r.stdout, r.stdout + r.stderr
+            assert wait_for(lambda: [m for m in mx.messages
+                                     if "tls@reports.dane.test" in m.rcpt_tos], timeout=20), \
+                logs(srv)
+            rep = [m for m in mx.messages if "tls@reports.dane.test" in m.rcpt_tos][0]
+            msg = email.message_from_bytes(rep.data, policy=email.policy.default)
+            assert msg["TLS-Report-Domain"] == "dane.test"
+            part = list(msg.iter_attachments())[0]
+            doc = json.loads(gzip.decompress(part.get_payload(decode=True)))
+            p = doc["policies"][0]
+            assert p["policy"]["policy-type"] == "tlsa"
+            assert p["policy"]["policy-domain"] == "dane.test"
+            assert p["failure-details"][0]["result-type"] == "tlsa-invalid"
+            assert p["failure-details"][0]["receiving-mx-hostname"] == "mx.dane.test"
