@@ -11,7 +11,8 @@ set -eu
 # Compiling, linking and the unit tests (cmocka); runtime data the binary reads.
 build_pkgs="build-essential pkg-config meson ninja-build
   libevent-dev libssl-dev libunbound-dev liblmdb-dev libcrypt-dev
-  libpsl-dev publicsuffix libcmocka-dev openssl ca-certificates dns-root-data"
+  libpsl-dev publicsuffix libcmocka-dev openssl ca-certificates dns-root-data
+  libcurl4-openssl-dev zlib1g-dev"
 # libFuzzer and the sanitizer runtime come with clang.
 fuzz_pkgs="clang libclang-rt-14-dev"
 # The integration suite's real peers and tools, the sanitizer build, and the

@@ -42,6 +42,8 @@ static const struct command commands[] = {
      "       hongyan user list"},
     {"doctor", cli_doctor_main, "check the domain's DNS and network set-up",
      "doctor [-c FILE] [DOMAIN] [--json] [--public-address IP] [--probe HOST[:PORT]]"},
+    {"report", cli_report_main, "send the pending TLS and DMARC aggregate reports now",
+     "report send [-c FILE]"},
     {"version", cli_version_main, "print the version", "version"},
 };
 

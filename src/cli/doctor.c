@@ -41,19 +41,21 @@
 #define DOCTOR_DNS_TIMEOUT_MS 4000
 #define DOCTOR_TEMPFAIL "could not check: DNS temporary failure"
 
-struct doctor_check {
-    const char *name;
-    enum doctor_status status;
-    struct buf found, expected;
-    char **records; /* zone-file lines */
-    size_t nrecords;
-    char **advice; /* sentences */
-    size_t nadvice;
+enum {
+    CHK_A,
+    CHK_MX,
+    CHK_PTR,
+    CHK_SPF,
+    CHK_DKIM,
+    CHK_DMARC,
+    CHK_TLSA,
+    CHK_STS,
+    CHK_TLSRPT,
+    CHK_NET,
+    CHK_COUNT
 };
-
-enum { CHK_A, CHK_MX, CHK_PTR, CHK_SPF, CHK_DKIM, CHK_DMARC, CHK_TLSA, CHK_NET, CHK_COUNT };
-static const char *const doctor_names[CHK_COUNT] = {"a",    "mx",    "ptr",  "spf",
-                                                    "dkim", "dmarc", "tlsa", "network"};
+static const char *const doctor_names[CHK_COUNT] = {
+    "a", "mx", "ptr", "spf", "dkim", "dmarc", "tlsa", "mta-sts", "tlsrpt", "network"};
 
 struct doctor {
     struct config *cfg;
@@ -69,43 +71,6 @@ struct doctor {
 };
 
 /* ---- small helpers ---- */
-
-static void doctor_push(char ***list, size_t *n, char *s)
-{
-    *list = xrealloc(*list, (*n + 1) * sizeof(char *));
-    (*list)[(*n)++] = s;
-}
-
-static void doctor_set(struct doctor_check *c, enum doctor_status st, const char *found,
-                       const char *expected)
-{
-    if (st > c->status)
-        c->status = st;
-    if (found != NULL) {
-        if (c->found.len)
-            buf_puts(&c->found, "; ");
-        buf_puts(&c->found, found);
-    }
-    if (expected != NULL && c->expected.len == 0)
-        buf_puts(&c->expected, expected);
-}
-
-static void doctor_record(struct doctor_check *c, char *line)
-{
-    doctor_push(&c->records, &c->nrecords, line);
-}
-
-static void doctor_advise(struct doctor_check *c, char *sentence)
-{
-    /* One check may reach the same advice once per key; say it once. */
-    for (size_t i = 0; i < c->nadvice; i++) {
-        if (strcmp(c->advice[i], sentence) == 0) {
-            free(sentence);
-            return;
-        }
-    }
-    doctor_push(&c->advice, &c->nadvice, sentence);
-}
 
 static struct dns_answer *doctor_query(struct doctor *d, const char *name, int type)
 {
@@ -1322,6 +1287,8 @@ int cli_doctor_main(int argc, char **argv)
     doctor_check_dkim(&d, &d.chk[CHK_DKIM]);
     doctor_check_dmarc(&d, &d.chk[CHK_DMARC]);
     doctor_check_tlsa(&d, &d.chk[CHK_TLSA]);
+    doctor_check_mta_sts(&d.chk[CHK_STS], d.dns, cfg, d.domain);
+    doctor_check_tlsrpt(&d.chk[CHK_TLSRPT], d.dns, d.domain);
     if (d.relayhost[0])
         doctor_check_relay(&d, &d.chk[CHK_NET], &rt);
     else

@@ -18,6 +18,40 @@ enum doctor_status { DOCTOR_OK, DOCTOR_WARN, DOCTOR_FAIL };
 /* "ok", "warn", "FAIL": the words of the report. */
 const char *doctor_status_str(enum doctor_status s);
 
+struct config;
+struct dns;
+
+/* One line of the report; the caller frees the buffers and lists. */
+struct doctor_check {
+    const char *name;
+    enum doctor_status status;
+    struct buf found, expected;
+    char **records; /* zone-file lines, heap */
+    size_t nrecords;
+    char **advice; /* sentences, heap */
+    size_t nadvice;
+};
+
+/* Appends s (heap, taken) to the list *list of *n strings. */
+void doctor_push(char ***list, size_t *n, char *s);
+/* Raises c's status to st and adds what was found; expected is kept from the first call. */
+void doctor_set(struct doctor_check *c, enum doctor_status st, const char *found,
+                const char *expected);
+/* Adds a zone-file line to publish; takes line (heap). */
+void doctor_record(struct doctor_check *c, char *line);
+/* Adds a sentence of advice; takes sentence (heap). */
+void doctor_advise(struct doctor_check *c, char *sentence);
+
+/*
+ * The mta-sts check (src/cli/doctor_sts.c, RFC 8461): DOMAIN's _mta-sts TXT
+ * record, its policy file fetched over HTTPS as senders do, and whether the
+ * domain's MX hosts match it. Blocking, bounded.
+ */
+void doctor_check_mta_sts(struct doctor_check *c, struct dns *dns, const struct config *cfg,
+                          const char *domain);
+/* The tlsrpt check (RFC 8460): one v=TLSRPTv1 record at _smtp._tls.DOMAIN with a rua. */
+void doctor_check_tlsrpt(struct doctor_check *c, struct dns *dns, const char *domain);
+
 /*
  * 1 when addr (text) is a global unicast address the world can reach: not
  * unspecified, loopback, private (RFC 1918, ULA fc00::/7), link-local,

@@ -27,6 +27,43 @@ const char *doctor_status_str(enum doctor_status s)
     return "?";
 }
 
+void doctor_push(char ***list, size_t *n, char *s)
+{
+    *list = xrealloc(*list, (*n + 1) * sizeof(char *));
+    (*list)[(*n)++] = s;
+}
+
+void doctor_set(struct doctor_check *c, enum doctor_status st, const char *found,
+                const char *expected)
+{
+    if (st > c->status)
+        c->status = st;
+    if (found != NULL) {
+        if (c->found.len)
+            buf_puts(&c->found, "; ");
+        buf_puts(&c->found, found);
+    }
+    if (expected != NULL && c->expected.len == 0)
+        buf_puts(&c->expected, expected);
+}
+
+void doctor_record(struct doctor_check *c, char *line)
+{
+    doctor_push(&c->records, &c->nrecords, line);
+}
+
+void doctor_advise(struct doctor_check *c, char *sentence)
+{
+    /* One check may reach the same advice once per key; say it once. */
+    for (size_t i = 0; i < c->nadvice; i++) {
+        if (strcmp(c->advice[i], sentence) == 0) {
+            free(sentence);
+            return;
+        }
+    }
+    doctor_push(&c->advice, &c->nadvice, sentence);
+}
+
 struct doctor_net4 {
     uint32_t net;
     int len;

@@ -253,6 +253,23 @@ static int sendmail_poke(const char *queue_dir, const char *what)
     return rc;
 }
 
+int cli_maildrop_submit(const struct config *cfg, const struct buf *encoded, struct buf *err)
+{
+    const char *qdir = config_get(cfg, "queue_directory");
+    char *maildrop = xasprintf("%s/maildrop", qdir);
+    struct stat st;
+    if (stat(maildrop, &st) < 0) {
+        struct spool *s = spool_open(qdir, err);
+        spool_free(s);
+        buf_reset(err);
+    }
+    int rc = sendmail_drop(maildrop, encoded, err);
+    if (rc == 0)
+        sendmail_poke(qdir, "W");
+    free(maildrop);
+    return rc;
+}
+
 int cli_sendmail_main(int argc, char **argv)
 {
     int extract = 0, dot_ends = 1;
@@ -303,7 +320,6 @@ int cli_sendmail_main(int argc, char **argv)
     struct config *cfg = cli_config();
     log_set_service("sendmail");
     const char *origin = config_get(cfg, "myorigin");
-    const char *qdir = config_get(cfg, "queue_directory");
 
     struct envelope *e = envelope_new();
     e->arrival = time(NULL);
@@ -368,24 +384,11 @@ int cli_sendmail_main(int argc, char **argv)
     buf_append(&add, msg.data ? msg.data : "", msg.len);
     pickup_encode(e, add.data, add.len, &full);
 
-    char *maildrop = xasprintf("%s/maildrop", qdir);
-    struct stat st;
-    if (stat(maildrop, &st) < 0) {
-        struct buf err = BUF_INIT;
-        struct spool *s = spool_open(qdir, &err);
-        if (s == NULL)
-            fprintf(stderr, "sendmail: %s\n", buf_cstr(&err));
-        spool_free(s);
-        buf_free(&err);
-    }
     struct buf err = BUF_INIT;
-    int rc = sendmail_drop(maildrop, &full, &err);
+    int rc = cli_maildrop_submit(cfg, &full, &err);
     if (rc < 0)
         fprintf(stderr, "sendmail: cannot queue the message: %s\n", buf_cstr(&err));
-    else
-        sendmail_poke(qdir, "W");
     buf_free(&err);
-    free(maildrop);
     buf_free(&full);
     buf_free(&add);
     buf_free(&msg);

@@ -197,6 +197,15 @@ const struct config_key config_keys[] = {
      "how long a cached client TLS session is offered for resumption"},
     {"smtp_tls_wrappermode", "no", CONFIG_BOOL, NULL,
      "TLS from the first byte, for port-465 relays"},
+    {"smtp_mta_sts", "yes", CONFIG_BOOL, NULL,
+     "hongyan's own: apply the recipient domain's MTA-STS policy (RFC 8461) to delivery by MX"},
+    {"smtp_tls_reporting", "yes", CONFIG_BOOL, NULL,
+     "hongyan's own: record TLS sessions of delivery by MX and send the daily TLS reports "
+     "(RFC 8460) to domains that publish _smtp._tls"},
+    {"smtp_tls_report_sender", "postmaster@$mydomain", CONFIG_STRING, NULL,
+     "hongyan's own: From: and envelope sender of the TLS reports hongyan sends"},
+    {"smtp_mta_sts_port", "443", CONFIG_INT, NULL,
+     "hongyan's own, for tests: the HTTPS port MTA-STS policies are fetched from (RFC 8461: 443)"},
     {"smtp_helo_timeout", "300s", CONFIG_TIME, "s",
      "time allowed for the greeting and the EHLO/HELO reply"},
     {"smtp_starttls_timeout", "300s", CONFIG_TIME, "s",
@@ -237,6 +246,11 @@ const struct config_key config_keys[] = {
     {"smtpd_dkim_verify", "yes", CONFIG_BOOL, NULL, "verify DKIM signatures on inbound mail"},
     {"smtpd_dmarc_policy", "tag", CONFIG_ENUM, "tag reject",
      "DMARC on inbound mail: tag or reject (p=reject domains)"},
+    {"smtpd_dmarc_reporting", "no", CONFIG_BOOL, NULL,
+     "hongyan's own: record inbound DMARC evaluations and send daily aggregate reports "
+     "(RFC 7489 7.2) to the rua= of the domains evaluated"},
+    {"dmarc_report_sender", "postmaster@$mydomain", CONFIG_STRING, NULL,
+     "hongyan's own: From: and envelope sender of the DMARC aggregate reports"},
     {"authserv_id", "$myhostname", CONFIG_STRING, NULL, "the id in Authentication-Results headers"},
 
     /* doctor. */

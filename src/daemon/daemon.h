@@ -32,4 +32,14 @@ int daemon_supervise(const char *config_path, struct config *cfg);
 int daemon_worker_run(const char *config_path, struct config *cfg, struct listen_sock *socks,
                       int nsocks);
 
+/*
+ * The daily report run (src/daemon/reports.c): a timer on srv's loop that
+ * starts `hongyan report send` shortly after midnight UTC when
+ * smtp_tls_reporting or smtpd_dmarc_reporting is on. Freed with
+ * daemon_reports_free().
+ */
+struct daemon_reports;
+struct daemon_reports *daemon_reports_start(struct server *srv, const char *config_path);
+void daemon_reports_free(struct daemon_reports *r);
+
 #endif

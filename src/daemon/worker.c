@@ -42,6 +42,7 @@ struct worker {
     int nsocks;
     struct evconnlistener **listeners;
     struct event *sig_hup, *sig_term, *sig_int, *drain_tick;
+    struct daemon_reports *reports;
     int qmgr_stopped;
     uint64_t drain_deadline;
 };
@@ -225,6 +226,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     sigprocmask(SIG_SETMASK, &none, NULL);
 
     qmgr_start(w.srv.qmgr);
+    w.reports = daemon_reports_start(&w.srv, config_path);
     log_info("ready: %d listener(s), queue %s", nsocks, config_get(cfg, "queue_directory"));
     event_base_dispatch(w.srv.base);
 
@@ -236,6 +238,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     }
     free(w.listeners);
     /* The work queue first: its last completions still call into the qmgr. */
+    daemon_reports_free(w.reports);
     workq_free(w.srv.workq);
     workq_free(w.srv.auth_workq);
     qmgr_free(w.srv.qmgr);

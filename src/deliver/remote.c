@@ -29,7 +29,10 @@
 #include "config/config.h"
 #include "daemon/server.h"
 #include "deliver/agent.h"
+#include "deliver/mta_sts.h"
+#include "deliver/mta_sts_apply.h"
 #include "deliver/route.h"
+#include "deliver/tlsrpt.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -149,6 +152,10 @@ struct remote_job {
     int sessions, conn_fails, other_fails; /* what the attempts came to */
     struct buf user, pass;
     struct remote_job *next_wait;
+    /* The recipient domain's MTA-STS policy in testing or enforce mode (RFC 8461), or NULL. */
+    struct mta_sts_policy *sts;
+    char *sts_domain;
+    int by_mx; /* delivery by MX to the recipient's domain: MTA-STS and TLS-RPT apply */
 };
 
 static struct {
@@ -226,7 +233,8 @@ static struct remote_gen *remote_gen_new(struct server *srv)
         buf_free(&why);
     }
     /* A policy entry may ask for TLS even when the global level is none. */
-    if (level != TLS_LEVEL_NONE || g->tls_policy || config_get_bool(cfg, "smtp_tls_wrappermode")) {
+    if (level != TLS_LEVEL_NONE || g->tls_policy || config_get_bool(cfg, "smtp_tls_wrappermode") ||
+        config_get_bool(cfg, "smtp_mta_sts")) {
         struct buf why = BUF_INIT;
         g->tls = tls_client_new(cfg, &why);
         if (!g->tls && err.len == 0)
@@ -484,6 +492,8 @@ static void remote_job_free(struct remote_job *j)
     strlist_free(j->tls_match);
     route_tls_policy_clear(&j->policy);
     free(j->policy_err);
+    mta_sts_policy_free(j->sts);
+    free(j->sts_domain);
     remote_gen_unref(j->gen);
     free(j);
 }
@@ -511,6 +521,32 @@ static void remote_job_end(struct remote_job *j)
     }
     remote_job_free(j);
     remote_req_job_done(req);
+}
+
+/* ---- TLS reporting (RFC 8460) ---- */
+
+/* Notes one outcome for the recipient domain: result NULL is a successful TLS session. */
+static void remote_tlsrpt(struct remote_job *j, const char *result, const char *host,
+                          const char *ip, int dane)
+{
+    if (!j->by_mx)
+        return;
+    struct tlsrpt_event ev = {.domain = j->route.host, .result = result, .mx_host = host, .ip = ip};
+    ev.type = j->sts ? TLSRPT_POLICY_STS : dane ? TLSRPT_POLICY_TLSA : TLSRPT_POLICY_NONE;
+    ev.sts = j->sts;
+    tlsrpt_record(j->gen->cfg, &ev, time(NULL));
+}
+
+/* A session ready (ok) or refused for TLS reasons, under the policy it ran with. */
+static void remote_tlsrpt_session(struct remote_job *j, struct smtp_client *c, int ok)
+{
+    int dane = j->c_level == TLS_LEVEL_DANE;
+    if (!j->by_mx || (!j->sts && !dane && ok && !smtp_client_is_tls(c)))
+        return; /* no policy and no TLS: nothing was tried that a report covers */
+    const char *result = tlsrpt_result_type(c, dane);
+    if (!j->sts && !dane && ok)
+        result = NULL; /* without a policy, any TLS session counts as one */
+    remote_tlsrpt(j, result, j->c_server, j->c_ip, dane);
 }
 
 /* ---- Sessions ---- */
@@ -608,6 +644,9 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
     if (ok) {
         j->sessions++;
         j->dest->dead_until = 0;
+        if (j->sts && j->sts->mode == MTA_STS_TESTING)
+            mta_sts_testing_check(j->sts_domain, j->req->queue_id, c);
+        remote_tlsrpt_session(j, c, 1);
         remote_send(j);
         return;
     }
@@ -617,6 +656,8 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
         j->other_fails++;
     /* A refusal names the server (relay=); a failed connection does not, as in Postfix. */
     char *relay = fail == SMTP_FAIL_CONNECT ? NULL : xstrdup(smtp_client_label(c));
+    if (fail == SMTP_FAIL_POLICY || fail == SMTP_FAIL_TLS)
+        remote_tlsrpt_session(j, c, 0);
     smtp_client_free(c);
     j->c = NULL;
     /* Never for DANE or encrypt: their servers must not get the mail in plain text. */
@@ -632,7 +673,13 @@ static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_cli
      * A 5xx greeting or EHLO is not the recipient's fault: like Postfix
      * (smtp_skip_5xx_greeting) it defers and the next server is tried.
      */
-    remote_set_error_at(j, permanent ? "4.0.0" : dsn, why, 0, relay);
+    /* RFC 8461 4.2: what enforce refused says so, for the queue and the log. */
+    char *sts_why = j->sts && j->sts->mode == MTA_STS_ENFORCE &&
+                            (fail == SMTP_FAIL_POLICY || fail == SMTP_FAIL_TLS)
+                        ? xasprintf("MTA-STS policy for %s (enforce): %s", j->sts_domain, why)
+                        : NULL;
+    remote_set_error_at(j, permanent ? "4.0.0" : dsn, sts_why ? sts_why : why, 0, relay);
+    free(sts_why);
     free(relay);
     remote_job_try_next(j);
 }
@@ -776,6 +823,8 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
             o.dane = j->hosts[a->hidx].dane;
         }
     }
+    if (j->sts && pr != ROUTE_TLS_FOUND)
+        mta_sts_tls_opts(j->sts, &o);
     j->c_level = o.level;
     o.wrappermode = config_get_bool(cfg, "smtp_tls_wrappermode");
     o.no_starttls = j->plain_retry;
@@ -1095,6 +1144,27 @@ static void remote_dns_mx_cb(void *arg, const struct dns_answer *ans)
         return;
     }
     buf_free(&why);
+    /* RFC 8461 4.1: under a policy, only the MX hosts it names (testing: logged, kept). */
+    size_t kept = 0;
+    for (size_t i = 0; i < j->nhosts; i++) {
+        if (j->sts && !mta_sts_mx_match(j->sts, j->hosts[i].name))
+            remote_tlsrpt(j, "validation-failure", j->hosts[i].name, NULL, 0);
+        if (!j->sts ||
+            mta_sts_host_allowed(j->sts, j->sts_domain, j->req->queue_id, j->hosts[i].name)) {
+            j->hosts[kept++] = j->hosts[i];
+            continue;
+        }
+        free(j->hosts[i].name);
+        free(j->hosts[i].canon);
+    }
+    j->nhosts = kept;
+    if (kept == 0) {
+        mta_sts_no_host_error(j->sts, j->sts_domain, &why);
+        remote_set_error(j, "4.7.5", buf_cstr(&why), 0);
+        buf_free(&why);
+        remote_job_end(j);
+        return;
+    }
     remote_job_try_next(j);
 }
 
@@ -1159,9 +1229,22 @@ static void remote_reuse_reset(void *arg, struct smtp_client *c, int ok)
 static void remote_job_run(struct remote_job *j)
 {
     struct remote_dest *d = j->dest;
-    if (d->idle) {
-        struct remote_idle *idle = d->idle;
-        d->idle = idle->next;
+    struct remote_idle *idle = d->idle;
+    /* Under an enforced MTA-STS policy only a connection that meets it is reused. */
+    for (; idle && j->sts && j->sts->mode == MTA_STS_ENFORCE; idle = idle->next) {
+        char *host = xstrndup(idle->server_name, strcspn(idle->server_name, "\n"));
+        int ok = mta_sts_conn_ok(j->sts, idle->c, host);
+        free(host);
+        if (ok)
+            break;
+    }
+    if (idle) {
+        for (struct remote_idle **pp = &d->idle; *pp; pp = &(*pp)->next) {
+            if (*pp == idle) {
+                *pp = idle->next;
+                break;
+            }
+        }
         event_free(idle->timer);
         smtp_client_watch_idle(idle->c, NULL, NULL);
         j->c = idle->c;
@@ -1185,6 +1268,44 @@ static void remote_job_run(struct remote_job *j)
     }
     d->active++;
     remote_job_resolve(j);
+}
+
+/*
+ * MTA-STS (RFC 8461) for delivery by MX to the recipient's domain (not a
+ * relayhost or a transport_maps next hop): the policy is looked up before
+ * the job takes a slot, on every attempt.
+ */
+static void remote_sts_cb(void *arg, const struct mta_sts_result *r)
+{
+    struct remote_job *j = arg;
+    if (r->policy && r->policy->mode != MTA_STS_NONE) {
+        j->sts = mta_sts_policy_dup(r->policy);
+        j->sts_domain = xstrdup(r->domain);
+        log_info("%s: MTA-STS policy for %s applies: mode %s, id %s%s", j->req->queue_id, r->domain,
+                 mta_sts_mode_name(r->policy->mode), r->id, r->cached ? " (cached)" : "");
+    } else if (r->problem != MTA_STS_PROBLEM_NONE) {
+        /* RFC 8460 4.3.2: a policy that could not be had is reported, with no policy in force. */
+        remote_tlsrpt(j,
+                      r->problem == MTA_STS_PROBLEM_WEBPKI    ? "sts-webpki-invalid"
+                      : r->problem == MTA_STS_PROBLEM_INVALID ? "sts-policy-invalid"
+                                                              : "sts-policy-fetch-error",
+                      NULL, NULL, 0);
+    }
+    remote_job_run(j);
+}
+
+static void remote_job_start(struct remote_job *j)
+{
+    const struct config *cfg = j->gen->cfg;
+    j->by_mx = j->route.kind == ROUTE_SMTP && j->route.mx && !j->route.literal &&
+               strcmp(j->route.source, "mx") == 0;
+    if (!j->by_mx || !config_get_bool(cfg, "smtp_mta_sts")) {
+        remote_job_run(j);
+        return;
+    }
+    struct server *srv = j->req->srv;
+    mta_sts_lookup(srv->base, srv->workq, remote_dns(srv, cfg), cfg, j->route.host, remote_sts_cb,
+                   j);
 }
 
 /* ---- The agent entry point ---- */
@@ -1312,7 +1433,7 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
     req->jobs += (int)njobs;
     for (size_t k = 0; k < njobs; k++) {
         jobs[k]->dest = remote_dest_get(&jobs[k]->route);
-        remote_job_run(jobs[k]);
+        remote_job_start(jobs[k]);
     }
     free(jobs);
     remote_gen_unref(g);

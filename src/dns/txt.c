@@ -10,6 +10,11 @@ struct txt_dns_req {
     struct dns_query *q;
     txt_done_fn done;
     void *done_arg;
+    /* exists(): the MX, A and AAAA queries in turn */
+    struct dns *dns;
+    char *name;
+    int step;
+    void (*exists_done)(void *done_arg, int exists);
 };
 
 static void txt_dns_answer(void *arg, const struct dns_answer *ans)
@@ -53,11 +58,43 @@ static void txt_dns_cancel(void *arg, void *handle)
     if (r == NULL)
         return;
     dns_cancel(r->q);
+    free(r->name);
     free(r);
+}
+
+static void txt_dns_exists_answer(void *arg, const struct dns_answer *ans)
+{
+    static const int types[] = {DNS_T_MX, DNS_T_A, DNS_T_AAAA};
+    struct txt_dns_req *r = arg;
+    r->q = NULL;
+    /* NXDOMAIN ends it (nothing at all there); NODATA asks the next type. */
+    if (ans->status == DNS_NODATA && r->step + 1 < 3) {
+        r->step++;
+        r->q = dns_query(r->dns, r->name, types[r->step], txt_dns_exists_answer, r);
+        return;
+    }
+    int exists = ans->status != DNS_NXDOMAIN && ans->status != DNS_NODATA;
+    void (*done)(void *, int) = r->exists_done;
+    void *done_arg = r->done_arg;
+    free(r->name);
+    free(r);
+    done(done_arg, exists);
+}
+
+static void *txt_dns_exists(void *arg, const char *name, void (*done)(void *done_arg, int exists),
+                            void *done_arg)
+{
+    struct txt_dns_req *r = xcalloc(1, sizeof *r);
+    r->exists_done = done;
+    r->done_arg = done_arg;
+    r->dns = arg;
+    r->name = xstrdup(name);
+    r->q = dns_query(arg, name, DNS_T_MX, txt_dns_exists_answer, r);
+    return r;
 }
 
 struct txt_lookup txt_dns_lookup(struct dns *dns)
 {
-    struct txt_lookup lk = {txt_dns_start, txt_dns_cancel, dns};
+    struct txt_lookup lk = {txt_dns_start, txt_dns_cancel, dns, txt_dns_exists};
     return lk;
 }

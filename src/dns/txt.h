@@ -23,9 +23,18 @@ typedef void (*txt_done_fn)(void *done_arg, enum txt_status st, const char *cons
 struct txt_lookup {
     /* Asks for the TXT records at name. A handle for cancel(), or NULL when done() has run. */
     void *(*lookup)(void *arg, const char *name, txt_done_fn done, void *done_arg);
-    /* Stops a pending lookup: done() will not run. NULL if lookups always answer at once. */
+    /* Stops a pending lookup (either kind): done() will not run. NULL if lookups always
+     * answer at once. */
     void (*cancel)(void *arg, void *handle);
     void *arg;
+    /*
+     * Optional (NULL: never asked; DMARC then never applies np=): whether
+     * name exists, i.e. is not NXDOMAIN or NODATA for MX, A and AAAA alike
+     * (RFC 9091 2.1); a temporary failure counts as existing. done() runs
+     * once; a handle for cancel(), or NULL when done() has run.
+     */
+    void *(*exists)(void *arg, const char *name, void (*done)(void *done_arg, int exists),
+                    void *done_arg);
 };
 
 /* Lookups through the DNS layer (dns.h), asynchronous on its loop; dns outlives every lookup. */

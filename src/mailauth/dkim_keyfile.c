@@ -131,6 +131,6 @@ static void *keyfile_lookup(void *arg, const char *name, txt_done_fn done, void 
 
 struct txt_lookup dkim_keyfile_lookup(struct dkim_keyfile *kf)
 {
-    struct txt_lookup lk = {keyfile_lookup, NULL, kf};
+    struct txt_lookup lk = {keyfile_lookup, NULL, kf, NULL};
     return lk;
 }

@@ -221,12 +221,12 @@ enum dmarc_parse_status dmarc_record_parse(const char *txt, size_t len, struct d
     rec->ri = 86400;
     rec->fo = xstrdup("0");
     rec->rf = xstrdup("afrf");
-    int have_p = 0, have_sp = 0, bad_p = 0, bad_sp = 0, rua_valid = 0;
+    int have_p = 0, have_sp = 0, bad_p = 0, bad_sp = 0, rua_valid = 0, have_np = 0;
     /* Which tags we have taken: a repeated tag keeps its first value. */
     char seen[16] = {0};
-    enum { T_V, T_P, T_SP, T_PCT, T_ADKIM, T_ASPF, T_RUA, T_RUF, T_FO, T_RF, T_RI };
+    enum { T_V, T_P, T_SP, T_PCT, T_ADKIM, T_ASPF, T_RUA, T_RUF, T_FO, T_RF, T_RI, T_NP };
     static const char *names[] = {"v",   "p",   "sp", "pct", "adkim", "aspf",
-                                  "rua", "ruf", "fo", "rf",  "ri"};
+                                  "rua", "ruf", "fo", "rf",  "ri",    "np"};
 
     const char *p = txt, *end = txt + len;
     size_t ntag = 0;
@@ -284,6 +284,13 @@ enum dmarc_parse_status dmarc_record_parse(const char *txt, size_t len, struct d
                 have_sp = 1;
             else
                 bad_sp = 1, note(err, "invalid sp=", vs, vlen);
+            break;
+        case T_NP:
+            /* RFC 9091 3.1: like sp=, for subdomains that do not exist; invalid: ignored. */
+            if (parse_policy(vs, vlen, &rec->np) == 0)
+                have_np = 1;
+            else
+                note(err, "ignored invalid np=", vs, vlen);
             break;
         case T_PCT:
             if (parse_digits(vs, vlen, 3, &num) == 0 && num <= 100)
@@ -345,11 +352,16 @@ enum dmarc_parse_status dmarc_record_parse(const char *txt, size_t len, struct d
             return DMARC_PARSE_INVALID;
         rec->p = DMARC_POLICY_NONE;
         rec->sp = DMARC_POLICY_NONE;
+        rec->np = DMARC_POLICY_NONE;
         rec->p_fallback = 1;
         return DMARC_PARSE_OK;
     }
     if (!have_sp)
         rec->sp = rec->p;
+    /* RFC 9091 3.1: without np=, non-existent subdomains get sp= (or p=). */
+    rec->have_np = have_np;
+    if (!have_np)
+        rec->np = rec->sp;
     return DMARC_PARSE_OK;
 }
 
@@ -495,6 +507,25 @@ static char *mailbox_domain(const char *s, size_t n)
 
 char *dmarc_from_domain(const char *msg, size_t len, struct buf *why)
 {
+    size_t n = 0;
+    char **list = dmarc_from_domains(msg, len, &n, why);
+    if (!list)
+        return NULL;
+    char *d = list[0];
+    for (size_t i = 1; i < n; i++)
+        free(list[i]);
+    free(list);
+    if (n > 1) {
+        buf_set(why, "From: has mailboxes of different domains");
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+char **dmarc_from_domains(const char *msg, size_t len, size_t *count, struct buf *why)
+{
+    *count = 0;
     const char *p = msg, *end = msg + len;
     const char *from = NULL;
     size_t from_len = 0;
@@ -532,10 +563,11 @@ char *dmarc_from_domain(const char *msg, size_t len, struct buf *why)
     }
     struct buf v = BUF_INIT;
     strip_comments(from, from_len, &v);
-    char *domain = NULL;
+    char **domains = NULL;
+    size_t ndomains = 0;
     const char *s = v.data ? v.data : "";
     size_t n = v.len, start = 0;
-    int quoted = 0, angle = 0, bad = 0, count = 0;
+    int quoted = 0, angle = 0, bad = 0;
     for (size_t i = 0; i <= n && !bad; i++) {
         char c = i < n ? s[i] : ',';
         if (i < n && c == '\\') {
@@ -558,24 +590,29 @@ char *dmarc_from_domain(const char *msg, size_t len, struct buf *why)
         char *d = mailbox_domain(ms, (size_t)(me - ms));
         if (!d) {
             bad = 1;
-        } else if (domain && strcmp(domain, d) != 0) {
-            bad = 2;
-            free(d);
-        } else if (!domain) {
-            domain = d;
-        } else {
-            free(d);
+            continue;
         }
-        count++;
+        /* Each author domain once, in the order of the field. */
+        int seen = 0;
+        for (size_t k = 0; k < ndomains && !seen; k++)
+            seen = strcmp(domains[k], d) == 0;
+        if (seen || ndomains >= DMARC_MAX_AUTHOR_DOMAINS) {
+            free(d);
+            continue;
+        }
+        domains = xrealloc(domains, (ndomains + 1) * sizeof *domains);
+        domains[ndomains++] = d;
     }
     buf_free(&v);
-    if (bad || !domain) {
-        buf_set(why, bad == 2 ? "From: has mailboxes of different domains"
-                              : "no usable address in From:");
-        free(domain);
+    if (bad || ndomains == 0) {
+        buf_set(why, "no usable address in From:");
+        for (size_t k = 0; k < ndomains; k++)
+            free(domains[k]);
+        free(domains);
         return NULL;
     }
-    return domain;
+    *count = ndomains;
+    return domains;
 }
 
 /* ---- evaluation (RFC 7489 6.6) ------------------------------------------------ */
@@ -597,6 +634,11 @@ struct dmarc_check {
     size_t ndkim;
     unsigned (*random)(void *arg);
     void *random_arg;
+    /* RFC 9091: the organisational record kept while asking whether From exists */
+    struct dmarc_record rec;
+    int have_rec;
+    char *rec_domain;
+    int nonexistent;
 };
 
 void dmarc_outcome_clear(struct dmarc_outcome *out)
@@ -607,11 +649,15 @@ void dmarc_outcome_clear(struct dmarc_outcome *out)
     free(out->org_domain);
     free(out->record_domain);
     free(out->reason);
+    free(out->rua);
     memset(out, 0, sizeof *out);
 }
 
 static void check_free(struct dmarc_check *c)
 {
+    if (c->have_rec)
+        dmarc_record_clear(&c->rec);
+    free(c->rec_domain);
     free(c->from);
     free(c->org);
     free(c->spf_domain);
@@ -653,9 +699,18 @@ static void evaluate(struct dmarc_check *c, const struct dmarc_record *rec,
     struct buf why = BUF_INIT;
     o.have_record = 1;
     o.pct = rec->pct;
+    o.p = rec->p;
+    o.sp = rec->sp;
+    o.adkim = rec->adkim;
+    o.aspf = rec->aspf;
+    o.rua = rec->rua; /* the record lives until finish() returns */
     /* sp= applies to subdomains whose policy came from the organisational domain (6.3). */
     int via_org = strcmp(record_domain, c->from) != 0;
     o.policy = via_org ? rec->sp : rec->p;
+    if (via_org && c->nonexistent) {
+        o.policy = rec->np;
+        o.nonexistent = 1;
+    }
 
     int spf_temp = 0, dkim_temp = 0;
     const char *dkim_unaligned = NULL;
@@ -727,6 +782,14 @@ static void evaluate(struct dmarc_check *c, const struct dmarc_record *rec,
 
 static void lookup_at(struct dmarc_check *c, const char *domain, int at_org);
 
+static void exists_done(void *arg, int exists)
+{
+    struct dmarc_check *c = arg;
+    c->handle = NULL;
+    c->nonexistent = !exists;
+    evaluate(c, &c->rec, c->rec_domain);
+}
+
 static void txt_done(void *arg, enum txt_status st, const char *const *txt, size_t ntxt)
 {
     struct dmarc_check *c = arg;
@@ -782,6 +845,24 @@ static void txt_done(void *arg, enum txt_status st, const char *const *txt, size
         char *rd = xstrdup(domain);
         finish(c, DMARC_RESULT_PERMERROR, rd, &why, &o);
         free(rd);
+    } else if (c->at_org && rec.have_np && rec.np != rec.sp && c->lk.exists) {
+        /* RFC 9091 4: np= only for a From domain that does not exist: ask first. */
+        c->rec = rec;
+        c->have_rec = 1;
+        c->rec_domain = xstrdup(domain);
+        buf_free(&perr);
+        buf_free(&why);
+        c->busy++;
+        void *h = c->lk.exists(c->lk.arg, c->from, exists_done, c);
+        c->busy--;
+        if (c->finished) {
+            if (c->busy == 0)
+                check_free(c);
+            return;
+        }
+        if (c->have_rec && c->handle == NULL)
+            c->handle = h;
+        return;
     } else {
         char *rd = xstrdup(domain);
         evaluate(c, &rec, rd);
@@ -882,6 +963,7 @@ static void sync_cb(void *arg, const struct dmarc_outcome *o)
     st->out->org_domain = dup_or_null(o->org_domain);
     st->out->record_domain = dup_or_null(o->record_domain);
     st->out->reason = xstrdup(o->reason ? o->reason : "");
+    st->out->rua = dup_or_null(o->rua);
     st->done = 1;
 }
 

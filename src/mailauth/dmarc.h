@@ -38,6 +38,8 @@ enum dmarc_align {
 struct dmarc_record {
     enum dmarc_policy p;
     enum dmarc_policy sp; /* = p when sp= is absent or invalid */
+    enum dmarc_policy np; /* RFC 9091 non-existent subdomains; = sp when np= is absent or invalid */
+    int have_np;          /* np= was given (and valid) */
     int p_fallback;       /* p= missing or invalid, acting as p=none for rua= (6.6.3) */
     int pct;              /* 0..100, 100 when absent or invalid */
     enum dmarc_align adkim, aspf;
@@ -87,6 +89,17 @@ int dmarc_aligned(const char *from_domain, const char *id_domain, enum dmarc_ali
  * (caller frees), or NULL with the reason in why.
  */
 char *dmarc_from_domain(const char *msg, size_t len, struct buf *why);
+
+/* At most this many author domains are evaluated for one message. */
+#define DMARC_MAX_AUTHOR_DOMAINS 8
+/*
+ * Every author domain of the one From: field (RFC 7489 6.6.1: each is
+ * evaluated), lower case, each once, in field order, at most
+ * DMARC_MAX_AUTHOR_DOMAINS. Returns the array (the caller frees each and
+ * the array) with its length in *count, or NULL with the reason in why (no
+ * or several From: fields, a mailbox without a usable domain).
+ */
+char **dmarc_from_domains(const char *msg, size_t len, size_t *count, struct buf *why);
 
 /* ---- the TXT lookup seam (dns/txt.h, shared with DKIM) ------------------------- */
 /*
@@ -138,7 +151,9 @@ struct dmarc_outcome {
     enum dmarc_result result;
     int have_record;          /* a usable policy record was found */
     enum dmarc_policy policy; /* the published policy that applies: p=, or sp= for a
-                                 subdomain whose record came from its organisational domain */
+                                 subdomain whose record came from its organisational domain,
+                                 or np= (RFC 9091) when that subdomain does not exist */
+    int nonexistent;          /* np= applied: the From domain does not exist */
     /*
      * What the receiver should do (6.6.4): the policy when the result is
      * fail and the pct= draw selected the message; one step milder
@@ -152,7 +167,11 @@ struct dmarc_outcome {
     char *from_domain;   /* lower case */
     char *org_domain;    /* the From domain's organisational domain */
     char *record_domain; /* where the record was found (From or organisational domain), or NULL */
-    char *reason;        /* one line on why, for logs and replies; never NULL */
+    /* The record's published values, for aggregate reports (RFC 7489 appendix C). */
+    enum dmarc_policy p, sp;
+    enum dmarc_align adkim, aspf;
+    char *rua;    /* the record's rua=, or NULL */
+    char *reason; /* one line on why, for logs and replies; never NULL */
 };
 
 void dmarc_outcome_clear(struct dmarc_outcome *out);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "config/config.h"
 #include "lib/buf.h"
@@ -16,6 +17,7 @@
 #include "lib/xalloc.h"
 #include "mailauth/authres.h"
 #include "mailauth/dkim.h"
+#include "mailauth/dmarc_report.h"
 #include "mailauth/spf.h"
 #include "queue/msghdr.h"
 #include "smtpd/policy.h"
@@ -35,6 +37,9 @@ void inbound_settings_load(const struct config *cfg, struct inbound_settings *se
     str_copy(set->authserv_id, sizeof set->authserv_id, v && *v ? v : "localhost");
     v = config_get(cfg, "myhostname");
     str_copy(set->receiver, sizeof set->receiver, v && *v ? v : "localhost");
+    set->dmarc_reporting = config_get_bool(cfg, "smtpd_dmarc_reporting");
+    v = config_get(cfg, "data_directory");
+    str_copy(set->data_dir, sizeof set->data_dir, v ? v : "");
 }
 
 int inbound_applies(const struct config *cfg, const struct sockaddr *peer, int authenticated)
@@ -57,8 +62,12 @@ struct inbound_check {
     const char *body; /* the rest, in the caller's message (not copied) */
     size_t body_len;
     size_t forged;
-    char *from_domain; /* NULL when the From: is unusable */
+    /* The author domains (RFC 7489 6.6.1: each is evaluated); none when From: is unusable. */
+    char **from_domains;
+    size_t nfrom;
     struct buf from_why;
+    struct dmarc_outcome *dm; /* one per author domain evaluated so far (ndm) */
+    size_t ndm;
     /* SPF */
     struct spf_check *spf;
     enum spf_result spf_result;
@@ -81,7 +90,12 @@ static void check_free(struct inbound_check *c)
     free(c->mailfrom);
     free(c->queue_id);
     buf_free(&c->msg);
-    free(c->from_domain);
+    for (size_t i = 0; i < c->nfrom; i++)
+        free(c->from_domains[i]);
+    free(c->from_domains);
+    for (size_t i = 0; i < c->ndm; i++)
+        dmarc_outcome_clear(&c->dm[i]);
+    free(c->dm);
     buf_free(&c->from_why);
     free(c->spf_domain);
     free(c->spf_explanation);
@@ -192,8 +206,59 @@ static enum dmarc_auth dkim_to_dmarc(enum dkim_result r)
     }
 }
 
-static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
+/*
+ * RFC 7489 6.6.1: with several author domains, the strictest policy among
+ * those that fail is the one to apply; without a failure, a temporary
+ * error under p=reject (which defers), else the first domain's outcome.
+ */
+static const struct dmarc_outcome *inbound_acting(const struct dmarc_outcome *dm, size_t n)
 {
+    const struct dmarc_outcome *pick = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (dm[i].result == DMARC_RESULT_FAIL && (!pick || dm[i].disposition > pick->disposition))
+            pick = &dm[i];
+    for (size_t i = 0; i < n && !pick; i++)
+        if (dm[i].result == DMARC_RESULT_TEMPERROR && dm[i].have_record &&
+            dm[i].policy == DMARC_POLICY_REJECT)
+            pick = &dm[i];
+    return pick ? pick : &dm[0];
+}
+
+/*
+ * RFC 7489 7.2: each evaluation against a record with rua= goes into the
+ * aggregate report of its policy domain, with what was done (rejected:
+ * the outcome that decided the rejection).
+ */
+static void inbound_report(struct inbound_check *c, const struct dmarc_outcome *all, size_t nall,
+                           int rejected)
+{
+    const char *dk_domains[DKIM_MAX_SIGNATURES + 8], *dk_results[DKIM_MAX_SIGNATURES + 8];
+    size_t nd = 0;
+    for (size_t i = 0; c->dkim_res && i < c->dkim_res->count && nd < DKIM_MAX_SIGNATURES + 8; i++) {
+        dk_domains[nd] = c->dkim_res->sigs[i].domain;
+        dk_results[nd++] = dkim_result_name(c->dkim_res->sigs[i].result);
+    }
+    const struct dmarc_outcome *acting = inbound_acting(all, nall);
+    for (size_t i = 0; i < nall; i++) {
+        if (!all[i].have_record || !all[i].rua || !all[i].record_domain)
+            continue;
+        struct dmarc_report_event ev = {
+            .source_ip = c->ip,
+            .outcome = &all[i],
+            .disposition = rejected && &all[i] == acting ? "reject" : "none",
+            .spf_domain = c->spf_domain,
+            .spf_result = spf_result_str(c->spf_result),
+            .dkim_domains = dk_domains,
+            .dkim_results = dk_results,
+            .ndkim = nd,
+        };
+        dmarc_report_record(c->set->data_dir, &ev, time(NULL));
+    }
+}
+
+static void finish(struct inbound_check *c, const struct dmarc_outcome *all, size_t nall)
+{
+    const struct dmarc_outcome *dm = inbound_acting(all, nall);
     const struct inbound_settings *set = c->set;
     struct authres *ar = authres_new(set->authserv_id);
     struct buf summary = BUF_INIT, text = BUF_INIT, comment = BUF_INIT, hdr = BUF_INIT;
@@ -232,18 +297,26 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
         }
     }
 
-    /* DMARC (RFC 7489 11.2): the policy and what we did about it, as a comment. */
-    const char *dm_word = dmarc_result_str(dm->result);
-    buf_reset(&comment);
-    if (dm->have_record)
-        buf_printf(&comment, "p=%s dis=%s%s", dmarc_policy_str(dm->policy),
-                   dmarc_policy_str(dm->disposition), dm->sampled_out ? " pct" : "");
-    authres_add(ar, "dmarc", dm_word, comment.len ? buf_cstr(&comment) : NULL,
-                dm->result == DMARC_RESULT_PERMERROR || dm->result == DMARC_RESULT_TEMPERROR
-                    ? dm->reason
-                    : NULL,
-                "header.from", c->from_domain, NULL);
-    buf_printf(&summary, " dmarc=%s", dm_word);
+    /*
+     * DMARC (RFC 7489 11.2), one result per author domain: the policy, and
+     * as dis= what was done. A message that gets this field was accepted
+     * (a rejected one never does), so that is none, whatever the policy
+     * asked: tag mode applies nothing, and quarantine is not ours to do.
+     */
+    for (size_t i = 0; i < nall; i++) {
+        const struct dmarc_outcome *o = &all[i];
+        const char *w = dmarc_result_str(o->result);
+        buf_reset(&comment);
+        if (o->have_record)
+            buf_printf(&comment, "p=%s dis=none%s", dmarc_policy_str(o->policy),
+                       o->sampled_out ? " pct" : "");
+        authres_add(ar, "dmarc", w, comment.len ? buf_cstr(&comment) : NULL,
+                    o->result == DMARC_RESULT_PERMERROR || o->result == DMARC_RESULT_TEMPERROR
+                        ? o->reason
+                        : NULL,
+                    "header.from", o->from_domain, NULL);
+        buf_printf(&summary, " dmarc=%s", w);
+    }
     authres_format(ar, &hdr);
     authres_free(ar);
 
@@ -270,9 +343,10 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
         res.verdict = INBOUND_REJECT;
         res.code = 550;
         res.status = "5.7.1";
-        buf_printf(&text, "DMARC: the policy of %s (p=reject) rejects this message from %s: %s",
-                   dm->record_domain ? dm->record_domain : dm->from_domain, dm->from_domain,
-                   dm->reason);
+        buf_printf(&text, "DMARC: the policy of %s (%s=reject) rejects this message from %s%s: %s",
+                   dm->record_domain ? dm->record_domain : dm->from_domain,
+                   dm->nonexistent ? "np" : "p", dm->from_domain,
+                   dm->nonexistent ? ", a domain that does not exist" : "", dm->reason);
     } else if (set->dmarc_reject && set->dkim_verify && dm->result == DMARC_RESULT_TEMPERROR &&
                dm->have_record && dm->policy == DMARC_POLICY_REJECT) {
         /* The domain says p=reject, but an aligned check could not finish. */
@@ -292,6 +366,10 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
     res.forged_removed = c->forged;
     res.summary = buf_cstr(&summary);
 
+    if (set->dmarc_reporting)
+        inbound_report(c, all, nall,
+                       res.verdict == INBOUND_REJECT && dm->result == DMARC_RESULT_FAIL);
+
     const char *qid = c->queue_id ? c->queue_id : "NOQUEUE";
     log_info("%s: authentication: %s (dmarc: %s)%s", qid, buf_cstr(&summary), dm->reason,
              c->forged ? ", forged Authentication-Results removed" : "");
@@ -309,23 +387,48 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
         check_free(c);
 }
 
+static void dmarc_next(struct inbound_check *c);
+
+static char *inbound_dup(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
 static void dmarc_done(void *arg, const struct dmarc_outcome *o)
 {
     struct inbound_check *c = arg;
     c->dmarc = NULL;
-    finish(c, o);
+    /* Kept past the callback: the verdict needs every author domain's outcome. */
+    struct dmarc_outcome *k = &c->dm[c->ndm++];
+    *k = *o;
+    k->from_domain = inbound_dup(o->from_domain);
+    k->org_domain = inbound_dup(o->org_domain);
+    k->record_domain = inbound_dup(o->record_domain);
+    k->reason = inbound_dup(o->reason ? o->reason : "");
+    k->rua = inbound_dup(o->rua);
+    if (c->ndm < c->nfrom) {
+        dmarc_next(c);
+        return;
+    }
+    finish(c, c->dm, c->ndm);
 }
 
-/* SPF and DKIM are in: DMARC next. */
+/* SPF and DKIM are in: DMARC next, for each author domain in turn. */
 static void both_done(struct inbound_check *c)
 {
-    if (!c->from_domain) {
+    if (c->nfrom == 0) {
         struct dmarc_outcome o = {0};
         o.result = DMARC_RESULT_PERMERROR;
         o.reason = (char *)buf_cstr(&c->from_why);
-        finish(c, &o);
+        finish(c, &o, 1);
         return;
     }
+    c->dm = xcalloc(c->nfrom, sizeof *c->dm);
+    dmarc_next(c);
+}
+
+static void dmarc_next(struct inbound_check *c)
+{
     struct dmarc_identifier ids[DKIM_MAX_SIGNATURES + 8];
     size_t n = 0;
     for (size_t i = 0; c->dkim_res && i < c->dkim_res->count && n < sizeof ids / sizeof ids[0];
@@ -335,7 +438,7 @@ static void both_done(struct inbound_check *c)
         n++;
     }
     struct dmarc_request req = {
-        .from_domain = c->from_domain,
+        .from_domain = c->from_domains[c->ndm],
         .spf = {spf_to_dmarc(c->spf_result), c->spf_domain},
         .dkim = ids,
         .ndkim = n,
@@ -351,7 +454,9 @@ static void both_done(struct inbound_check *c)
             check_free(c);
         return;
     }
-    c->dmarc = d;
+    /* NULL: it answered at once, and dmarc_done may have started the next domain's check. */
+    if (d)
+        c->dmarc = d;
 }
 
 static void one_done(struct inbound_check *c)
@@ -405,7 +510,7 @@ struct inbound_check *inbound_start(struct dns *dns, const struct inbound_settin
     c->forged = authres_strip(req->msg, hdr_len, set->authserv_id, &c->msg);
     c->body = req->msg + hdr_len;
     c->body_len = req->len - hdr_len;
-    c->from_domain = dmarc_from_domain(req->msg, req->len, &c->from_why);
+    c->from_domains = dmarc_from_domains(req->msg, req->len, &c->nfrom, &c->from_why);
 
     c->waiting = 2;
     struct spf_request sreq = {

@@ -37,6 +37,8 @@ struct inbound_settings {
     int dmarc_reject;      /* smtpd_dmarc_policy = reject */
     char authserv_id[256]; /* authserv_id */
     char receiver[256];    /* myhostname, for SPF's %{r} */
+    int dmarc_reporting;   /* smtpd_dmarc_reporting: record evaluations for aggregate reports */
+    char data_dir[1024];   /* data_directory, where they are recorded */
 };
 void inbound_settings_load(const struct config *cfg, struct inbound_settings *set);
 

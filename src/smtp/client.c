@@ -62,7 +62,10 @@ struct smtp_client {
     struct smtp_response reply;
     struct smtp_ehlo ehlo;
     int tls;
-    struct event *kick; /* deferred completion for CS_LOCAL and connect failures */
+    enum tls_trust trust; /* after the handshake */
+    long verify_error;    /* SSL_get_verify_result() after the handshake */
+    char *trust_why;      /* why trust is below VERIFIED, or NULL */
+    struct event *kick;   /* deferred completion for CS_LOCAL and connect failures */
     int connect_errno;
     int depth; /* handlers running: a free inside a callback waits for them */
     int dead;  /* smtp_client_free() was called inside a handler */
@@ -102,6 +105,18 @@ const char *smtp_client_label(const struct smtp_client *c)
 const struct smtp_ehlo *smtp_client_ehlo(const struct smtp_client *c)
 {
     return &c->ehlo;
+}
+
+enum tls_trust smtp_client_tls_trust(const struct smtp_client *c, const char **why)
+{
+    if (why)
+        *why = c->trust_why ? c->trust_why : c->tls ? "" : "no TLS";
+    return c->tls ? c->trust : TLS_TRUST_ANONYMOUS;
+}
+
+long smtp_client_verify_error(const struct smtp_client *c)
+{
+    return c->tls ? c->verify_error : X509_V_OK;
 }
 
 int smtp_client_is_tls(const struct smtp_client *c)
@@ -323,6 +338,7 @@ static void client_start_tls(struct smtp_client *c, enum client_state st)
 {
     const char *name = c->o.match_name ? c->o.match_name : c->o.server_name;
     SSL *ssl = c->o.level == TLS_LEVEL_DANE ? tls_client_ssl_dane(c->o.tls, c->o.dane, name)
+               : c->o.webpki                ? tls_client_ssl_webpki(c->o.tls, c->o.server_name)
                : c->o.match_names
                    ? tls_client_ssl_names(c->o.tls, c->o.level, c->o.server_name, c->o.match_names)
                    : tls_client_ssl(c->o.tls, c->o.level, c->o.server_name, name);
@@ -356,6 +372,10 @@ static int client_tls_done(struct smtp_client *c)
     struct buf summary = BUF_INIT, why = BUF_INIT;
     enum tls_trust trust = tls_client_result(ssl, c->o.level, &summary, &why);
     c->tls = 1;
+    c->trust = trust;
+    c->verify_error = SSL_get_verify_result(ssl);
+    free(c->trust_why);
+    c->trust_why = why.len ? xstrdup(buf_cstr(&why)) : NULL;
     log_info("%s TLS connection established to %s: %s", tls_trust_name(trust), c->label,
              buf_cstr(&summary));
     int wrap = c->state == CS_TLS_WRAP;
@@ -1205,6 +1225,7 @@ void smtp_client_free(struct smtp_client *c)
     free(c->accepted);
     smtp_response_clear(&c->reply);
     free(c->label);
+    free(c->trust_why);
     free(c->hostip);
     free(c);
 }

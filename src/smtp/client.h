@@ -48,6 +48,13 @@ struct smtp_client_opts {
     const char *match_name;  /* secure: the next-hop domain; verify, dane: server_name */
     /* verify/secure from smtp_tls_policy_maps match=: the names to accept instead of match_name */
     const char *const *match_names;
+    /*
+     * MTA-STS (RFC 8461 4.2): trust the system CAs plus smtp_tls_CAfile and
+     * check the certificate names server_name at every level below dane, so
+     * that testing mode can tell (smtp_client_tls_trust) what enforce would
+     * have refused.
+     */
+    int webpki;
     const char *queue_id; /* for log lines; may be NULL */
     /* AUTH (RFC 4954): NULL user means do not authenticate. */
     const char *sasl_user;
@@ -141,5 +148,12 @@ const char *smtp_client_label(const struct smtp_client *c);
 /* The ESMTP options the server announced (after TLS, the second EHLO's). */
 const struct smtp_ehlo *smtp_client_ehlo(const struct smtp_client *c);
 int smtp_client_is_tls(const struct smtp_client *c);
+/*
+ * After TLS: the trust reached (with opts.webpki below verify, TRUSTED means
+ * the chain and the name checked out) and, below VERIFIED, why (never NULL).
+ */
+enum tls_trust smtp_client_tls_trust(const struct smtp_client *c, const char **why);
+/* After TLS: OpenSSL's certificate verification result (X509_V_OK, X509_V_ERR_...). */
+long smtp_client_verify_error(const struct smtp_client *c);
 
 #endif

@@ -41,6 +41,9 @@ struct tls_client {
     pthread_mutex_t lock;
     struct tls_cached *cache;
     size_t ncache;
+    /* MTA-STS's trust: the system CAs plus smtp_tls_CAfile (built on first use). */
+    X509_STORE *webpki;
+    char *cafile;
 };
 
 /* SSL ex_data slot holding the connection's cache key (heap, freed with the SSL). */
@@ -215,6 +218,7 @@ struct tls_client *tls_client_new(const struct config *cfg, struct buf *err)
                                        SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_sess_set_new_cb(ctx, tls_cache_new_session);
     }
+    c->cafile = xstrdup(cafile ? cafile : "");
     return c;
 }
 
@@ -229,6 +233,8 @@ void tls_client_free(struct tls_client *c)
     }
     free(c->cache);
     pthread_mutex_destroy(&c->lock);
+    X509_STORE_free(c->webpki);
+    free(c->cafile);
     free(c);
 }
 
@@ -262,6 +268,37 @@ SSL *tls_client_ssl(struct tls_client *c, enum tls_level level, const char *sni,
         }
     }
     tls_cache_offer(c, ssl, level, sni, NULL, match_name);
+    return ssl;
+}
+
+SSL *tls_client_ssl_webpki(struct tls_client *c, const char *name)
+{
+    if (!c->webpki) {
+        /*
+         * RFC 8461 4.2 asks for a certificate valid for the MX name that
+         * chains to a trusted root: the system's, and smtp_tls_CAfile's
+         * (which alone is what verify and secure trust, as in Postfix).
+         */
+        X509_STORE *st = X509_STORE_new();
+        if (!st || X509_STORE_set_default_paths(st) != 1 ||
+            (*c->cafile && X509_STORE_load_file(st, c->cafile) != 1)) {
+            X509_STORE_free(st);
+            return NULL;
+        }
+        c->webpki = st;
+    }
+    SSL *ssl = SSL_new(c->ctx);
+    if (!ssl)
+        return NULL;
+    if (SSL_set1_verify_cert_store(ssl, c->webpki) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (name && *name && !tls_is_address(name)) {
+        SSL_set_tlsext_host_name(ssl, name);
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        SSL_set1_host(ssl, name);
+    }
     return ssl;
 }
 

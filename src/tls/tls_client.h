@@ -65,6 +65,13 @@ void tls_client_free(struct tls_client *c);
 SSL *tls_client_ssl(struct tls_client *c, enum tls_level level, const char *sni,
                     const char *match_name);
 /*
+ * For MTA-STS (RFC 8461 4.2): SNI name, the certificate must name it and
+ * chain to the system CAs or smtp_tls_CAfile, whatever the level; at
+ * verify the result is then VERIFIED or UNTRUSTED, below it TRUSTED or
+ * UNTRUSTED. NULL if the trust store cannot be built.
+ */
+SSL *tls_client_ssl_webpki(struct tls_client *c, const char *name);
+/*
  * The same with a list of acceptable names (smtp_tls_policy_maps match=,
  * already expanded): for verify and secure the certificate must match one
  * of names (NULL-terminated); a name with a leading dot matches its

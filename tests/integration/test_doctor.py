@@ -188,7 +188,8 @@ def test_complete_zone_all_ok(env):
     r = env.doctor(probe=env.probe)
     assert r.returncode == 0, r.stdout + r.stderr
     got = lines(r.stdout)
-    assert list(got) == ["a", "mx", "ptr", "spf", "dkim", "dmarc", "tlsa", "network"], r.stdout
+    assert list(got) == ["a", "mx", "ptr", "spf", "dkim", "dmarc", "tlsa", "mta-sts", "tlsrpt",
+                         "network"], r.stdout
     assert all(v[0] == "ok" for v in got.values()), r.stdout
     assert "mx.example.com has 192.0.2.10" in got["a"][1]
     assert "resolves back to 192.0.2.10" in got["ptr"][1]
@@ -210,7 +211,7 @@ def test_json(env):
     assert doc["failed"] is True
     checks = {c["name"]: c for c in doc["checks"]}
     assert [c["name"] for c in doc["checks"]] == ["a", "mx", "ptr", "spf", "dkim", "dmarc",
-                                                 "tlsa", "network"]
+                                                 "tlsa", "mta-sts", "tlsrpt", "network"]
     for c in doc["checks"]:
         assert set(c) >= {"name", "status", "found", "expected", "records_to_publish"}
     assert checks["spf"]["status"] == "ok"

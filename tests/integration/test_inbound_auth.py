@@ -55,6 +55,9 @@ def zone(keyrec):
         # p=reject, and the SPF record (the only aligned check) cannot be fetched
         "shaky.example.net": [("RCODE", "SERVFAIL")],
         "_dmarc.shaky.example.net": [("TXT", "v=DMARC1; p=reject")],
+        # np= (RFC 9091): reject for subdomains that do not exist, none otherwise
+        "_dmarc.example.info": [("TXT", "v=DMARC1; p=none; sp=none; np=reject")],
+        "www.example.info": [("A", "192.0.2.80")],
     }
 
 
@@ -172,7 +175,48 @@ def test_dmarc_tag_only_by_default(server_factory, dns):
     send(srv, "alice@example.net", message("example.net"))
     ar = ours(delivered(srv)[0])
     assert "spf=fail" in ar and "dkim=none" in ar, ar
-    assert "dmarc=fail (p=reject dis=reject) header.from=example.net" in ar, ar
+    assert "dmarc=fail (p=reject dis=none) header.from=example.net" in ar, ar
+
+
+def several_authors(pem):
+    """Signed by example.org, whose DMARC passes; a second author at example.net (p=reject)."""
+    msg = message("example.org", subject="two").replace(
+        b"From: Alice <alice@example.org>",
+        b"From: Alice <alice@example.org>, Mallory <mallory@example.net>")
+    return sign(msg, pem)
+
+
+def test_several_author_domains_strictest_failing_policy_applies(server_factory, dns, key):
+    # RFC 7489 6.6.1: a second mailbox of another domain is no way around p=reject.
+    srv = server_factory(outside(dns, smtpd_dmarc_policy="reject"))
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        send(srv, "alice@example.org", several_authors(key[0]))
+    assert e.value.smtp_code == 550, e.value
+    text = e.value.smtp_error.decode()
+    assert "p=reject" in text and "example.net" in text, text
+    assert nothing_queued(srv)
+
+
+def test_several_author_domains_tagged_each(server_factory, dns, key):
+    srv = server_factory(outside(dns))
+    send(srv, "alice@example.org", several_authors(key[0]))
+    ar = ours(delivered(srv)[0])
+    assert "dmarc=pass (p=reject dis=none) header.from=example.org" in ar, ar
+    assert "dmarc=fail (p=reject dis=none) header.from=example.net" in ar, ar
+    assert "dmarc=permerror" not in ar, ar
+
+
+def test_np_for_a_subdomain_that_does_not_exist(server_factory, dns):
+    srv = server_factory(outside(dns, smtpd_dmarc_policy="reject"))
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        send(srv, "alice@ghost.example.info", message("ghost.example.info"))
+    assert e.value.smtp_code == 550, e.value
+    assert "(np=reject)" in e.value.smtp_error.decode(), e.value
+    assert "a domain that does not exist" in e.value.smtp_error.decode(), e.value
+    # An existing subdomain gets sp=none: tagged, accepted.
+    send(srv, "alice@www.example.info", message("www.example.info"))
+    ar = ours(delivered(srv)[0])
+    assert "dmarc=fail (p=none dis=none) header.from=www.example.info" in ar, ar
 
 
 def test_subdomain_policy(server_factory, dns):

@@ -22,7 +22,8 @@
 
 struct zrec {
     char *name;
-    char *txt; /* NULL: SERVFAIL */
+    char *txt;  /* NULL: SERVFAIL (or an EXISTS line) */
+    int exists; /* "NAME EXISTS": the name has A/AAAA/MX records (RFC 9091) */
 };
 
 struct pending {
@@ -57,6 +58,8 @@ static void fake_load(struct fake *f, const char *path)
         f->recs[f->n].name = xstrdup(line);
         if (strncmp(rest, "TXT ", 4) == 0)
             f->recs[f->n].txt = xstrdup(rest + 4);
+        else if (strcmp(rest, "EXISTS") == 0)
+            f->recs[f->n].exists = 1;
         else
             assert_string_equal(rest, "SERVFAIL");
         f->n++;
@@ -74,12 +77,25 @@ static void fake_free(struct fake *f)
         free(f->pend[i].name);
 }
 
+/* The existence question of RFC 9091, answered at once from the EXISTS lines. */
+static void *fake_exists(void *arg, const char *name, void (*done)(void *done_arg, int exists),
+                         void *done_arg)
+{
+    struct fake *f = arg;
+    int exists = 0;
+    for (size_t i = 0; i < f->n; i++)
+        if (f->recs[i].exists && strcmp(f->recs[i].name, name) == 0)
+            exists = 1;
+    done(done_arg, exists);
+    return NULL;
+}
+
 static void fake_answer(struct fake *f, const char *name, txt_done_fn done, void *done_arg)
 {
     const char *txt[16];
     size_t n = 0;
     for (size_t i = 0; i < f->n; i++) {
-        if (strcasecmp(f->recs[i].name, name) != 0)
+        if (strcasecmp(f->recs[i].name, name) != 0 || f->recs[i].exists)
             continue;
         if (!f->recs[i].txt) {
             done(done_arg, TXT_TEMPFAIL, NULL, 0);
@@ -156,6 +172,8 @@ static void check_record_line(char *line, int lineno)
             snprintf(have, sizeof have, "%s", dmarc_policy_str(rec.p));
         else if (strcmp(k, "sp") == 0)
             snprintf(have, sizeof have, "%s", dmarc_policy_str(rec.sp));
+        else if (strcmp(k, "np") == 0)
+            snprintf(have, sizeof have, "%s", dmarc_policy_str(rec.np));
         else if (strcmp(k, "pct") == 0)
             snprintf(have, sizeof have, "%d", rec.pct);
         else if (strcmp(k, "adkim") == 0)
@@ -309,6 +327,7 @@ static void on_outcome(void *arg, const struct dmarc_outcome *o)
     g->o.from_domain = xstrdup(o->from_domain ? o->from_domain : "");
     g->o.org_domain = xstrdup(o->org_domain ? o->org_domain : "");
     g->o.record_domain = o->record_domain ? xstrdup(o->record_domain) : NULL;
+    g->o.rua = o->rua ? xstrdup(o->rua) : NULL;
     g->o.reason = xstrdup(o->reason);
 }
 
@@ -376,8 +395,8 @@ static void run_case(struct fake *f, char *line, int lineno)
 
     struct got g = {0};
     f->npend = 0;
-    struct dmarc_check *chk =
-        dmarc_check_start(&(struct txt_lookup){fake_lookup, fake_cancel, f}, &req, on_outcome, &g);
+    struct dmarc_check *chk = dmarc_check_start(
+        &(struct txt_lookup){fake_lookup, fake_cancel, f, fake_exists}, &req, on_outcome, &g);
     if (f->async && chk) {
         assert_int_equal(g.calls, 0);
         fake_run(f);
@@ -464,7 +483,7 @@ static void test_pct_draws(void **state)
 {
     struct fake f = {0};
     fake_load(&f, TEST_DATA_DIR "/dmarc/zone.txt");
-    struct txt_lookup lk = {fake_lookup, fake_cancel, &f};
+    struct txt_lookup lk = {fake_lookup, fake_cancel, &f, fake_exists};
     struct dmarc_request req = {.from_domain = "example.com", .random = fixed_draw};
     struct got g = {0};
     draws = 0;
@@ -497,7 +516,7 @@ static void test_cancel(void **state)
     struct fake f = {0};
     f.async = 1;
     fake_load(&f, TEST_DATA_DIR "/dmarc/zone.txt");
-    struct txt_lookup lk = {fake_lookup, fake_cancel, &f};
+    struct txt_lookup lk = {fake_lookup, fake_cancel, &f, fake_exists};
     struct dmarc_request req = {.from_domain = "a.example.com"};
     struct got g = {0};
     struct dmarc_check *chk = dmarc_check_start(&lk, &req, on_outcome, &g);
@@ -517,7 +536,7 @@ static void test_lookup_names(void **state)
     struct fake f = {0};
     f.async = 1;
     fake_load(&f, TEST_DATA_DIR "/dmarc/zone.txt");
-    struct txt_lookup lk = {fake_lookup, fake_cancel, &f};
+    struct txt_lookup lk = {fake_lookup, fake_cancel, &f, fake_exists};
     struct dmarc_request req = {.from_domain = "Deep.Mail.Example.com."};
     struct got g = {0};
     dmarc_check_start(&lk, &req, on_outcome, &g);
