@@ -145,8 +145,9 @@ int spool_delete(struct spool *s, const char *id);
 char **spool_list(struct spool *s, enum spool_where where, size_t *count);
 /*
  * Start-up recovery: removes what is in incoming/ (never acknowledged),
- * rejoins pairs split by a crash between renames, cuts a torn last line off
- * envelopes, and moves what cannot be parsed to corrupt/ (logged, never
+ * rejoins pairs split by a crash between renames, cuts a torn tail (a
+ * partial or unreadable append after the commit record) off envelopes and
+ * keeps those messages queued, and moves what cannot be parsed to corrupt/ (logged, never
  * deleted). Returns the number of files quarantined.
  */
 int spool_recover(struct spool *s);
