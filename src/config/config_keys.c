@@ -93,6 +93,8 @@ const struct config_key config_keys[] = {
     {"message_size_limit", "10240000", CONFIG_INT, NULL, "largest message accepted, in bytes"},
     {"header_size_limit", "102400", CONFIG_INT, NULL, "largest header block accepted, in bytes"},
     {"smtpd_recipient_limit", "1000", CONFIG_INT, NULL, "recipients per message"},
+    {"smtpd_recipient_overshoot_limit", "1000", CONFIG_INT, NULL,
+     "recipients beyond smtpd_recipient_limit refused without counting as errors"},
     {"smtpd_peername_lookup", "yes", CONFIG_BOOL, NULL,
      "look up the client's name (PTR, then forward-confirmed) before the greeting"},
     {"smtpd_timeout", "300s", CONFIG_TIME, "s", "idle time before a session is closed"},
