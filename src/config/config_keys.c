@@ -92,6 +92,8 @@ const struct config_key config_keys[] = {
     /* Server limits. */
     {"message_size_limit", "10240000", CONFIG_INT, NULL, "largest message accepted, in bytes"},
     {"header_size_limit", "102400", CONFIG_INT, NULL, "largest header block accepted, in bytes"},
+    {"queue_minfree", "0", CONFIG_INT, NULL,
+     "free bytes the queue file system needs for MAIL FROM (0: 1.5 x message_size_limit)"},
     {"smtpd_recipient_limit", "1000", CONFIG_INT, NULL, "recipients per message"},
     {"smtpd_recipient_overshoot_limit", "1000", CONFIG_INT, NULL,
      "recipients beyond smtpd_recipient_limit refused without counting as errors"},

@@ -321,12 +321,21 @@ static void qpick_committed(void *arg, int result, int err_code, const char *que
     qmgr_inflight_done(q);
 }
 
-/* DKIM-signed (or left unsigned, logged): now the commit. */
-static void qpick_signed(void *arg, struct spool_msg *m)
+/*
+ * DKIM-signed (or left unsigned, logged): now the commit. When the queue
+ * file could not be finished (a full disk) the maildrop file stays for the
+ * next pickup.
+ */
+static void qpick_signed(void *arg, struct spool_msg *m, int err_code)
 {
     struct qpick *p = arg;
     server_gen_unref(p->gen);
     p->gen = NULL;
+    if (err_code) {
+        spool_msg_abort(m);
+        qpick_committed(p, -1, err_code, NULL);
+        return;
+    }
     spool_msg_commit(m, qpick_committed, p);
 }
 

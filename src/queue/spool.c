@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -43,6 +45,9 @@ struct spool {
     int sync_fd;
     dev_t dev;
     int last_sync_failed; /* the previous round's syncfs failed (round thread only) */
+    /* spool_free_space()'s cache: statvfs at most once a second. */
+    time_t free_checked;
+    long long free_bytes;
 };
 
 struct spool_msg {
@@ -191,6 +196,21 @@ unsigned long spool_sync_rounds(const struct spool *s)
 dev_t spool_device(const struct spool *s)
 {
     return s->dev;
+}
+
+long long spool_free_space(struct spool *s)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (s->free_checked != 0 && now.tv_sec == s->free_checked)
+        return s->free_bytes;
+    struct statvfs st;
+    if (fstatvfs(s->sync_fd, &st) < 0)
+        return -1; /* not cached: the next caller asks again */
+    /* f_bavail: what this (unprivileged) process may still use. */
+    s->free_bytes = (long long)st.f_bavail * (long long)st.f_frsize;
+    s->free_checked = now.tv_sec ? now.tv_sec : 1;
+    return s->free_bytes;
 }
 
 int spool_chown(struct spool *s, uid_t uid, gid_t gid)

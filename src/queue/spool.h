@@ -106,6 +106,12 @@ const char *spool_fifo_path(const struct spool *s);
 const char *spool_maildrop_dir(const struct spool *s);
 /* Gives the layout to the mail_owner (called by root before dropping privileges). */
 int spool_chown(struct spool *s, uid_t uid, gid_t gid);
+/*
+ * Bytes free for us on the spool's filesystem (statvfs f_bavail), read at
+ * most once a second (so asking at every MAIL FROM costs nothing); -1 when
+ * it cannot be told. Loop thread only.
+ */
+long long spool_free_space(struct spool *s);
 /* Completed sync rounds of the group commit (tests, statistics). */
 unsigned long spool_sync_rounds(const struct spool *s);
 

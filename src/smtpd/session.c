@@ -121,6 +121,7 @@ struct smtpd_session {
     int bdat_replied; /* its reply has already been given */
     /* limits from the configuration, read once */
     size_t max_msg, max_hdr, rcpt_limit, rcpt_overshoot_limit;
+    long long queue_minfree; /* free bytes the queue needs before MAIL FROM */
     int hard_errors;
     const char *myhostname;
     struct inbound_settings auth_set; /* the smtpd_*_policy keys */
@@ -352,6 +353,20 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
     unsigned ext = s->ext | (s->authenticated ? SMTP_EXT_UNQUALIFIED_SENDER : 0);
     if (smtp_mail_parse(args, len, ext, s->max_msg, &m, &r) < 0) {
         reply_r(s, &r);
+        return -1;
+    }
+    /*
+     * Refuse early, as Postfix does, rather than after the client sent a
+     * whole body we would have no room for: a SIZE= declared, plus
+     * queue_minfree, must fit in the free space (cached, see spool.h).
+     */
+    long long free_bytes = spool_free_space(s->srv->spool);
+    if (free_bytes >= 0 &&
+        (unsigned long long)free_bytes < m.size + (unsigned long long)s->queue_minfree) {
+        log_warning("NOQUEUE: reject: MAIL from %s[%s]: 452 4.3.1 Insufficient system storage; "
+                    "%lld bytes free in the queue file system, %lld needed",
+                    s->host, s->addr, free_bytes, (long long)m.size + s->queue_minfree);
+        reply(s, 452, "4.3.1", "Insufficient system storage");
         return -1;
     }
     char *sender = (m.from.flags & SMTP_ADDR_NO_DOMAIN)
@@ -611,7 +626,7 @@ static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
 }
 
 static void commit_done(void *arg, int result, int err_code, const char *queue_id);
-static void sign_done(void *arg, struct spool_msg *m);
+static void sign_done(void *arg, struct spool_msg *m, int err_code);
 static void message_commit(struct smtpd_session *s);
 static void auth_done(void *arg, const struct inbound_result *res);
 
@@ -717,9 +732,20 @@ static void message_commit(struct smtpd_session *s)
         spool_msg_commit(m, commit_done, s);
 }
 
-/* Signed (or left unsigned, logged): now the commit, still under commit_pending. */
-static void sign_done(void *arg, struct spool_msg *m)
+/*
+ * Signed (or left unsigned, logged): now the commit, still under
+ * commit_pending. A message that could not be finished (no room for its
+ * Date or signature) is removed and refused like a failed commit.
+ */
+static void sign_done(void *arg, struct spool_msg *m, int err_code)
 {
+    if (err_code) {
+        char id[QUEUE_ID_MAX];
+        str_copy(id, sizeof id, spool_msg_id(m));
+        spool_msg_abort(m);
+        commit_done(arg, -1, err_code, id);
+        return;
+    }
     spool_msg_commit(m, commit_done, arg);
 }
 
@@ -1558,6 +1584,10 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     s->max_hdr = v > 0 ? (size_t)v : 0;
     v = config_get_int(cfg, "smtpd_recipient_limit");
     s->rcpt_limit = v > 0 ? (size_t)v : (size_t)-1;
+    /* Postfix's rule: queue_minfree 0 means room for one and a half of the largest message. */
+    s->queue_minfree = config_get_int(cfg, "queue_minfree");
+    if (s->queue_minfree <= 0)
+        s->queue_minfree = (long long)s->max_msg + (long long)s->max_msg / 2;
     v = config_get_int(cfg, "smtpd_recipient_overshoot_limit");
     s->rcpt_overshoot_limit = v > 0 ? (size_t)v : 0;
     s->hard_errors = (int)config_get_int(cfg, "smtpd_hard_error_limit");

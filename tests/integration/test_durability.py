@@ -102,7 +102,9 @@ def test_full_disk_answers_452_and_loses_nothing(server_factory, tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(qdir)],
                    check=True)
     try:
-        srv = server_factory(extra={"queue_directory": str(qdir),
+        # queue_minfree 1: no refusal at MAIL FROM (test_robustness.py has
+        # that), so the big message really runs into the full disk.
+        srv = server_factory(extra={"queue_directory": str(qdir), "queue_minfree": "1",
                                     "message_size_limit": "4000000"})
         small = "Subject: small\r\n\r\nhello\r\n"
         with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as s:
@@ -110,6 +112,13 @@ def test_full_disk_answers_452_and_loses_nothing(server_factory, tmp_path):
         # Fill the rest of the filesystem with one big message: refused with 452.
         big = "Subject: big\r\n\r\n" + ("y" * 998 + "\r\n") * 1000
         with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as s:
+            # Declared with SIZE=, it is refused at once (queue_minfree + SIZE).
+            with pytest.raises(smtplib.SMTPSenderRefused) as e:
+                s.sendmail("a@example.com", ["sink@example.com"], big)
+            assert e.value.smtp_code == 452 and b"4.3.1" in e.value.smtp_error, e.value
+            # Undeclared, it runs into the full disk during DATA.
+            s.ehlo()
+            del s.esmtp_features["size"]
             with pytest.raises(smtplib.SMTPDataError) as e:
                 s.sendmail("a@example.com", ["sink@example.com"], big)
             assert e.value.smtp_code == 452, e.value

@@ -1,7 +1,9 @@
 """Defects from the fault campaign (issue 10) other than the power cut
 (test_powercut.py): long pipelined recipient lists, client bytes that are
 not UTF-8 in the headers we write, and a full disk."""
+import os
 import socket
+import subprocess
 import time
 
 import pytest
@@ -111,3 +113,118 @@ def test_helo_bytes_that_are_not_text_become_question_marks(server):
                                        "Received: from m\u00e4il.example (localhost "
                                        "[127.0.0.1])".encode()]), received
     assert b"\xff" not in server.log.read_bytes()
+
+
+@pytest.fixture
+def small_queue(tmp_path):
+    """A 1 MB tmpfs for queue_directory (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    qdir = tmp_path / "smallqueue"
+    qdir.mkdir()
+    os.chmod(tmp_path, 0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(qdir)],
+                   check=True)
+    yield qdir
+    subprocess.run(["umount", "-l", str(qdir)], check=False)
+
+
+def smtp_dialogue(port, lines):
+    """Sends each line and returns the final reply codes, one per line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        assert read_replies(sock, 1)[0] == [220]
+        codes = []
+        for line in lines:
+            sock.sendall(line)
+            got, err = read_replies(sock, 1)
+            assert err is None and got, (line, err)
+            codes += got
+        return codes
+
+
+def test_header_fixup_that_finds_the_disk_full_is_refused(server_factory, small_queue):
+    """Mail we originate gets Date and Message-ID added at spool entry (a
+    copy of the message). With no room for that copy the message is refused
+    with 452 4.3.1 and removed, not accepted without its Date."""
+    srv = server_factory({"queue_directory": str(small_queue), "queue_minfree": "1",
+                          "message_size_limit": "4000000"})
+    body = b"Subject: no date\r\n\r\n" + (b"z" * 998 + b"\r\n") * 600  # 600 KB: fits once
+    codes = smtp_dialogue(srv.smtpd_port, [
+        b"EHLO client.example.com\r\n", b"MAIL FROM:<a@example.com>\r\n",
+        b"RCPT TO:<sink@example.com>\r\n", b"DATA\r\n", body + b".\r\n",
+        b"MAIL FROM:<a@example.com>\r\n", b"RCPT TO:<sink@example.com>\r\n", b"DATA\r\n",
+        b"Subject: small\r\n\r\nhi\r\n.\r\n", b"QUIT\r\n"])
+    assert codes == [250, 250, 250, 354, 452, 250, 250, 354, 250, 221], codes
+    assert "cannot add the missing header fields: No space left on device; " \
+           "the message is refused" in srv.log_text()
+    # Only the small message arrives, with the Date it was given.
+    assert wait_for(lambda: len(srv.messages("example.com", "sink")) == 1, timeout=30)
+    time.sleep(1)
+    msgs = srv.messages("example.com", "sink")
+    assert len(msgs) == 1 and b"\r\nDate: " in msgs[0].read_bytes()
+    assert not os.listdir(small_queue / "incoming")
+    assert not os.listdir(small_queue / "active")
+
+
+def test_queue_minfree_refuses_mail_from_early(server_factory, small_queue):
+    """452 4.3.1 at MAIL FROM when the queue file system has less free than
+    queue_minfree (plus a declared SIZE); by default 1.5 x
+    message_size_limit, which a 1 MB filesystem never has."""
+    srv = server_factory({"queue_directory": str(small_queue)})  # 10 MB limit: 15 MB needed
+    assert smtp_dialogue(srv.smtpd_port, [b"EHLO c.example\r\n", b"MAIL FROM:<a@example.com>\r\n"]) \
+        == [250, 452]
+    assert "452 4.3.1 Insufficient system storage" in srv.log_text()
+    srv.stop()
+    srv.settings.update({"queue_minfree": "500000", "message_size_limit": "600000"})
+    srv.write_config()
+    srv.start()
+    assert smtp_dialogue(srv.smtpd_port, [
+        b"EHLO c.example\r\n", b"MAIL FROM:<a@example.com>\r\n", b"RSET\r\n",
+        b"MAIL FROM:<a@example.com> SIZE=400000\r\n", b"RSET\r\n",
+        b"MAIL FROM:<a@example.com> SIZE=590000\r\n"]) == [250, 250, 250, 250, 250, 452]
+    # Fill the disk from outside: refused (once the cached figure is a second old) ...
+    filler = small_queue / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"f" * 700000)
+    time.sleep(1.1)
+    assert smtp_dialogue(srv.smtpd_port, [b"EHLO c.example\r\n",
+                                          b"MAIL FROM:<a@example.com>\r\n"]) == [250, 452]
+    # ... and accepted again once there is room, with nothing to restart.
+    filler.unlink()
+    time.sleep(1.1)
+    assert smtp_dialogue(srv.smtpd_port, [b"EHLO c.example\r\n",
+                                          b"MAIL FROM:<a@example.com>\r\n"]) == [250, 250]
+
+
+def test_dkim_signature_that_finds_the_disk_full_is_refused(server_factory, small_queue):
+    """With DKIM keys, mail we originate is signed at spool entry; with no
+    room for the signed copy it is refused with 452 4.3.1, never queued
+    unsigned. A message that fits is signed and verifies with dkimpy."""
+    import dkim
+    from test_dkim_sign_path import dnsfunc_for, parse_zone_lines
+    srv = server_factory({"queue_directory": str(small_queue), "queue_minfree": "1",
+                          "message_size_limit": "4000000", "dkim_domains": "rsa.example.com",
+                          "dkim_algorithm": "rsa"}, start=False)
+    r = srv.cmd("dkim", "keygen", "rsa.example.com", "--algorithm", "rsa")
+    assert r.returncode == 0, r.stderr
+    keys = parse_zone_lines(r.stdout)
+    srv.start()
+    head = (b"From: <alice@rsa.example.com>\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n"
+            b"Message-ID: <%s@rsa.example.com>\r\nSubject: %s\r\n\r\n")
+    big = head % (b"big", b"big") + (b"z" * 998 + b"\r\n") * 600
+    small = head % (b"small", b"small") + b"hello\r\n"
+    codes = smtp_dialogue(srv.smtpd_port, [
+        b"EHLO client.example.com\r\n", b"MAIL FROM:<alice@rsa.example.com>\r\n",
+        b"RCPT TO:<sink@example.com>\r\n", b"DATA\r\n", big + b".\r\n",
+        b"MAIL FROM:<alice@rsa.example.com>\r\n", b"RCPT TO:<sink@example.com>\r\n",
+        b"DATA\r\n", small + b".\r\n", b"QUIT\r\n"])
+    assert codes == [250, 250, 250, 354, 452, 250, 250, 354, 250, 221], codes
+    assert "cannot DKIM-sign the message or add its missing header fields: " \
+           "No space left on device; the message is refused" in srv.log_text()
+    assert wait_for(lambda: len(srv.messages("example.com", "sink")) == 1, timeout=30)
+    time.sleep(1)
+    msgs = srv.messages("example.com", "sink")
+    assert len(msgs) == 1
+    data = msgs[0].read_bytes()
+    assert b"Subject: small" in data
+    assert dkim.DKIM(data, minkey=1024).verify(dnsfunc=dnsfunc_for(keys))
