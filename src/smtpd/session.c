@@ -140,6 +140,7 @@ const char *smtpd_state_name(enum smtpd_state st)
 static void session_run(struct smtpd_session *s);
 static void session_close(struct smtpd_session *s);
 static void session_linger(struct smtpd_session *s);
+static void on_life_timeout(evutil_socket_t fd, short what, void *arg);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -1377,6 +1378,11 @@ static void session_linger(struct smtpd_session *s)
     bufferevent_set_timeouts(s->bev, &tv, NULL);
     bufferevent_disable(s->bev, EV_WRITE);
     bufferevent_enable(s->bev, EV_READ);
+    /* The read timeout is per read: the session clock bounds a client that keeps sending. */
+    if (s->life_timer == NULL)
+        s->life_timer = evtimer_new(s->srv->base, on_life_timeout, s);
+    if (s->life_timer)
+        evtimer_add(s->life_timer, &tv);
 }
 
 /*
