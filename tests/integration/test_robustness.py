@@ -228,3 +228,31 @@ def test_dkim_signature_that_finds_the_disk_full_is_refused(server_factory, smal
     data = msgs[0].read_bytes()
     assert b"Subject: small" in data
     assert dkim.DKIM(data, minkey=1024).verify(dnsfunc=dnsfunc_for(keys))
+
+
+def test_close_without_reset_over_tls_too(server_factory):
+    """The same 421 after too many errors, inside STARTTLS: the slow reader
+    gets every reply and the 421, then the end, not a reset."""
+    import ssl
+    from smtpclient import insecure_tls_context
+    srv = server_factory({"smtpd_recipient_overshoot_limit": "0"})
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(30)
+    raw.connect(("127.0.0.1", srv.smtpd_port))
+    assert read_replies(raw, 1)[0] == [220]
+    raw.sendall(b"EHLO client.example.com\r\n")
+    assert read_replies(raw, 1)[0] == [250]
+    raw.sendall(b"STARTTLS\r\n")
+    assert read_replies(raw, 1)[0] == [220]
+    sock = insecure_tls_context().wrap_socket(raw, server_hostname="mx.example.com")
+    with sock:
+        sock.sendall(b"EHLO client.example.com\r\n")
+        assert read_replies(sock, 1)[0] == [250]
+        cmds = [b"MAIL FROM:<sender@example.com>\r\n"]
+        cmds += [b"RCPT TO:<r%d@remote.test>\r\n" % i for i in range(1100)]
+        sock.sendall(b"".join(cmds + [b"DATA\r\n"]))
+        time.sleep(1.0)
+        codes, err = read_replies(sock, 1102)
+        assert err is None, "reset after %d replies: %s" % (len(codes), err)
+        assert codes == [250] + [250] * 1000 + [452] * 20 + [421], (len(codes), codes[-3:])
