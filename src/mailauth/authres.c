@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "lib/xalloc.h"
+#include "smtp/address.h"
 
 /* Header lines are kept under 78 characters where we can (RFC 5322 2.1.1). */
 #define AUTHRES_FOLD 78
@@ -75,34 +76,35 @@ static int is_pvalue_bare(const char *s)
     return 1;
 }
 
-/* Appends a quoted-string (RFC 5322 3.2.4), controls dropped. */
-static void put_quoted(struct buf *b, const char *s)
+/*
+ * Appends a quoted-string (RFC 5322 3.2.4). Values come from the client
+ * and the message: controls and bytes that are not UTF-8 text become '?'.
+ */
+static void put_quoted(struct buf *b, const char *value)
 {
+    char *text = smtp_printable(xstrdup(value), '?');
     buf_putc(b, '"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < ' ' || c == 0x7f)
-            continue;
-        if (c == '"' || c == '\\')
+    for (const char *s = text; *s; s++) {
+        if (*s == '"' || *s == '\\')
             buf_putc(b, '\\');
-        buf_putc(b, (char)c);
+        buf_putc(b, *s);
     }
     buf_putc(b, '"');
+    free(text);
 }
 
-/* A comment: parentheses and backslashes escaped, controls dropped. */
-static void put_comment(struct buf *b, const char *s)
+/* A comment: parentheses and backslashes escaped, text only as in put_quoted(). */
+static void put_comment(struct buf *b, const char *value)
 {
+    char *text = smtp_printable(xstrdup(value), '?');
     buf_putc(b, '(');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < ' ' || c == 0x7f)
-            continue;
-        if (c == '(' || c == ')' || c == '\\')
+    for (const char *s = text; *s; s++) {
+        if (*s == '(' || *s == ')' || *s == '\\')
             buf_putc(b, '\\');
-        buf_putc(b, (char)c);
+        buf_putc(b, *s);
     }
     buf_putc(b, ')');
+    free(text);
 }
 
 void authres_add(struct authres *ar, const char *method, const char *result, const char *comment,

@@ -26,7 +26,7 @@ struct dkim_spool_job {
     dkim_spool_done_fn done;
     void *arg;
     enum dkim_sign_status st;
-    int prepend_errno; /* signed, but the signature could not be stored */
+    int io_errno;      /* the queue file could not be read, or the new fields stored */
     struct buf fields; /* the DKIM-Signature field(s) */
     struct buf fixups; /* Date / Message-ID added to submitted mail */
     int added_message_id, added_date;
@@ -40,8 +40,7 @@ static void dkim_spool_work(void *arg)
     struct buf msg = BUF_INIT;
     /* The session and pickup already capped the size at message_size_limit. */
     if (spool_msg_read(j->m, &msg, spool_msg_size(j->m)) < 0) {
-        j->st = DKIM_SIGN_ERROR;
-        buf_printf(&j->err, "cannot read the queue file: %s", strerror(errno));
+        j->io_errno = errno ? errno : EIO;
         buf_free(&msg);
         return;
     }
@@ -70,7 +69,7 @@ static void dkim_spool_work(void *arg)
     buf_append(&top, j->fields.data ? j->fields.data : "", j->fields.len);
     buf_append(&top, j->fixups.data ? j->fixups.data : "", j->fixups.len);
     if (top.len && spool_msg_prepend(j->m, top.data, top.len) < 0)
-        j->prepend_errno = errno ? errno : EIO;
+        j->io_errno = errno ? errno : EIO;
     buf_free(&top);
 }
 
@@ -105,21 +104,27 @@ static void dkim_spool_finish(void *arg)
 {
     struct dkim_spool_job *j = arg;
     const char *id = spool_msg_id(j->m);
-    if (j->fixups.len && j->prepend_errno == 0)
+    if (j->io_errno) {
+        /*
+         * Neither sent unsigned nor without its Date: a message we cannot
+         * finish is refused (4xx) and removed by the caller; the client
+         * tries again later (a full disk: 452 4.3.1).
+         */
+        log_warning("%s: cannot %s: %s; the message is refused", id,
+                    j->signer ? "DKIM-sign the message or add its missing header fields"
+                              : "add the missing header fields",
+                    strerror(j->io_errno));
+    } else if (j->fixups.len) {
         log_info("%s: added missing %s%s%s", id, j->added_message_id ? "Message-ID" : "",
                  j->added_message_id && j->added_date ? " and " : "", j->added_date ? "Date" : "");
-    if (j->signer == NULL) {
-        if (j->prepend_errno)
-            log_warning("%s: cannot add the missing header fields: %s", id,
-                        strerror(j->prepend_errno));
-    } else if (j->st == DKIM_SIGN_OK && j->prepend_errno == 0) {
+    }
+    if (j->signer == NULL || j->io_errno) {
+        /* nothing more to say */
+    } else if (j->st == DKIM_SIGN_OK) {
         struct buf d = BUF_INIT;
         dkim_spool_describe(&j->fields, &d);
         log_info("%s: DKIM-Signature field added%s", id, buf_cstr(&d));
         buf_free(&d);
-    } else if (j->st == DKIM_SIGN_OK) {
-        log_warning("%s: not DKIM-signed: cannot write the signature to the queue file: %s", id,
-                    strerror(j->prepend_errno));
     } else if (j->st == DKIM_SIGN_ERROR) {
         log_warning("%s: not DKIM-signed: %s", id, buf_cstr(&j->err));
     } else if (log_debug_enabled()) {
@@ -128,11 +133,12 @@ static void dkim_spool_finish(void *arg)
     dkim_spool_done_fn done = j->done;
     void *darg = j->arg;
     struct spool_msg *m = j->m;
+    int err_code = j->io_errno;
     buf_free(&j->fields);
     buf_free(&j->fixups);
     buf_free(&j->err);
     free(j);
-    done(darg, m);
+    done(darg, m, err_code);
 }
 
 void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const char *fixup_host,
@@ -143,7 +149,7 @@ void dkim_spool_sign(struct workq *q, const struct dkim_signer *signer, const ch
         dkim_signer_domain_error(signer, NULL) == NULL)
         signer = NULL;
     if (signer == NULL && fixup_host == NULL) {
-        done(arg, m);
+        done(arg, m, 0);
         return;
     }
     struct dkim_spool_job *j = xcalloc(1, sizeof *j);

@@ -13,6 +13,7 @@
 
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "smtp/address.h"
 
 #define BOUNCE_ORIG_MAX (10 * 1024 * 1024)
 
@@ -47,11 +48,19 @@ static void bounce_date(time_t t, struct buf *out)
     buf_puts(out, s);
 }
 
-/* One header field value on one line: CR, LF and other controls become spaces. */
+/*
+ * One header field value on one line: CR, LF and other controls become
+ * spaces, and bytes that are not UTF-8 text (a remote server's reply may
+ * have any) '?'.
+ */
 static void bounce_put_clean(struct buf *out, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++)
-        buf_putc(out, (*p < 0x20 || *p == 0x7f) ? ' ' : (char)*p);
+    char *text = xstrdup(s ? s : "");
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    buf_puts(out, smtp_printable(text, '?'));
+    free(text);
 }
 
 static int bounce_is_8bit(const char *s)

@@ -2,8 +2,9 @@
  * Envelope records as line-oriented text (see envelope.h). The first line
  * carries the format version; every later line is "KEY field...", fields
  * separated by one space and escaped so any address round-trips. Results
- * are appended as further lines; the decoder replays them in order, and a
- * last line without its newline (a crash mid-append) is ignored.
+ * are appended as further lines; the decoder replays them in order. After
+ * the commit record, a last line without its newline or anything that does
+ * not parse (a power cut mid-append) ends the envelope: a torn tail.
  *
  * Fields: "-" is NULL, "=" is the empty string, otherwise %XX escapes for
  * bytes <= 0x20, 0x7f, '%', and a lone '-' or '=' (RFC 3461 xtext in
@@ -363,17 +364,16 @@ bad:
     return -1;
 }
 
-struct envelope *envelope_decode(const char *text, size_t len, struct buf *err)
+struct envelope *envelope_decode_prefix(const char *text, size_t len, size_t *intact,
+                                        struct buf *err)
 {
+    if (intact)
+        *intact = 0;
     const char *nl = memchr(text, '\n', len);
     size_t mlen = strlen(ENVELOPE_MAGIC);
     if (nl == NULL || (size_t)(nl - text) != mlen ||
         (memcmp(text, ENVELOPE_MAGIC, mlen) != 0 && memcmp(text, ENVELOPE_MAGIC_V1, mlen) != 0)) {
         buf_puts(err, "not an envelope (bad or missing version line)");
-        return NULL;
-    }
-    if (memchr(text, '\0', len) != NULL) {
-        buf_puts(err, "NUL byte in envelope");
         return NULL;
     }
     struct envelope *e = envelope_new();
@@ -385,11 +385,33 @@ struct envelope *envelope_decode(const char *text, size_t len, struct buf *err)
         if (eol == NULL)
             break; /* truncated last line: an append cut short by a crash */
         lineno++;
-        char *line = xstrndup(p, (size_t)(eol - p));
-        int rc = envelope_parse_line(e, line, &seen, err);
-        free(line);
+        int rc;
+        struct buf why = BUF_INIT;
+        if (memchr(p, '\0', (size_t)(eol - p)) != NULL) {
+            buf_puts(&why, "NUL byte in envelope");
+            rc = -1;
+        } else {
+            char *line = xstrndup(p, (size_t)(eol - p));
+            rc = envelope_parse_line(e, line, &seen, &why);
+            free(line);
+        }
+        int torn = rc < 0 && e->data_size >= 0;
+        if (rc < 0 && !torn)
+            buf_printf(err, "%s at line %zu", buf_cstr(&why), lineno);
+        buf_free(&why);
+        if (torn) {
+            /*
+             * Past the commit record, which was synced before the 250, come
+             * results appended without waiting for a sync. A power cut can
+             * leave their place as NULs (ext4 commits a file's new size
+             * every 5 s, its data pages up to 30 s later) or as a partial
+             * line: everything from here on is a torn tail. What came
+             * before is whole, and losing a result only means an earlier
+             * retry (docs/queue.md, Durability).
+             */
+            break;
+        }
         if (rc < 0) {
-            buf_printf(err, " at line %zu", lineno);
             envelope_free(e);
             return NULL;
         }
@@ -400,5 +422,12 @@ struct envelope *envelope_decode(const char *text, size_t len, struct buf *err)
         envelope_free(e);
         return NULL;
     }
+    if (intact)
+        *intact = (size_t)(p - text);
     return e;
+}
+
+struct envelope *envelope_decode(const char *text, size_t len, struct buf *err)
+{
+    return envelope_decode_prefix(text, len, NULL, err);
 }

@@ -85,6 +85,16 @@ void envelope_encode(const struct envelope *e, struct buf *out);
 /* NULL with err when the text is malformed (the spool quarantines such files). */
 struct envelope *envelope_decode(const char *text, size_t len, struct buf *err);
 /*
+ * The same, telling how much of the text is intact: *intact is the length of
+ * the records decoded. Less than len means a torn tail: a last line without
+ * its newline, or, after the commit record (the part synced before the 250),
+ * a line that does not parse (NULs or stale bytes left by a power cut in the
+ * middle of an unsynced append). The tail is ignored, and recovery cuts it
+ * off. Damage before the commit record is still an error.
+ */
+struct envelope *envelope_decode_prefix(const char *text, size_t len, size_t *intact,
+                                        struct buf *err);
+/*
  * Appended records (added for the spool): the result of recipient i as it
  * stands in e, and the message's retry schedule (next_try, attempts). The
  * decoder replays them in order, so the last record wins.

@@ -109,6 +109,8 @@ struct qjob {
     /* A finished message with remotely accepted recipients: its records join a sync round,
      * then it is removed (qjob_record_synced). */
     int sync_then_remove;
+    /* A message that stays queued: its results, written unsynced, join the next sync round. */
+    int sync_results;
     char bounce_id[QUEUE_ID_MAX];
     char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
     size_t *bounced, nbounced;   /* recipients bounced in this round */
@@ -322,12 +324,21 @@ static void qpick_committed(void *arg, int result, int err_code, const char *que
     qmgr_inflight_done(q);
 }
 
-/* DKIM-signed (or left unsigned, logged): now the commit. */
-static void qpick_signed(void *arg, struct spool_msg *m)
+/*
+ * DKIM-signed (or left unsigned, logged): now the commit. When the queue
+ * file could not be finished (a full disk) the maildrop file stays for the
+ * next pickup.
+ */
+static void qpick_signed(void *arg, struct spool_msg *m, int err_code)
 {
     struct qpick *p = arg;
     server_gen_unref(p->gen);
     p->gen = NULL;
+    if (err_code) {
+        spool_msg_abort(m);
+        qpick_committed(p, -1, err_code, NULL);
+        return;
+    }
     spool_msg_commit(m, qpick_committed, p);
 }
 
@@ -736,25 +747,30 @@ static void qjob_record_work(void *arg)
         envelope_encode_schedule(e, &rec);
     }
     /*
-     * What a crash may lose is not synced: a finished message is removed
-     * without recording its last results (a crash brings it back and
-     * delivers again, which Maildir delivery makes idempotent for messages
-     * found by scan: maildir.h; a bounce would be sent again, never lost),
-     * and results or a schedule kept for later are written without a sync.
-     * Only a recipient a remote server accepted is recorded durably first:
-     * with fdatasync when the message stays, or, when it is finished, in
-     * the next group-commit round before the removal (qjob_record_synced),
-     * so a busy relay shares one syncfs among many messages.
+     * A finished message is removed without recording its last results (a
+     * crash brings it back and delivers again, which Maildir delivery makes
+     * idempotent for messages found by scan: maildir.h; a bounce would be
+     * sent again, never lost). A recipient a remote server accepted is
+     * recorded durably first: with fdatasync when the message stays, or,
+     * when it is finished, in the next group-commit round before the
+     * removal (qjob_record_synced), so a busy relay shares one syncfs among
+     * many messages. The results of a message that stays queued (deferrals,
+     * bounces, local deliveries) change what is sent next: they are written
+     * without a sync and join the next round too (qjob_results_synced), so
+     * a power cut seconds later neither repeats them nor resets the
+     * backoff. Recovery copes with their loss anyway (a torn tail).
      */
     int finish_in_round = !pending && j->remote_ok;
+    int sync_now = (j->remote_ok && !finish_in_round) || warned;
     if (rec.len && (pending || j->remote_ok) &&
-        spool_append_sync(s, e->queue_id, rec.data, rec.len,
-                          (j->remote_ok && !finish_in_round) || warned) < 0) {
+        spool_append_sync(s, e->queue_id, rec.data, rec.len, sync_now) < 0) {
         if (errno == ENOENT)
             j->gone = 1; /* deleted or held by the operator meanwhile */
         else
             log_error("%s: cannot record delivery results: %s", e->queue_id, strerror(errno));
         j->record_failed = 1;
+    } else if (rec.len && pending && !sync_now) {
+        j->sync_results = 1;
     }
     if (!j->record_failed && finish_in_round) {
         j->sync_then_remove = 1;
@@ -795,6 +811,15 @@ static void qjob_record_synced(void *arg, int err_code)
     workq_submit(j->q->srv->workq, qjob_remove_work, qjob_record_done, j);
 }
 
+static void qjob_results_synced(void *arg, int err_code)
+{
+    struct qjob *j = arg;
+    /* Not fatal: what did not reach the disk only means an earlier retry. */
+    if (err_code)
+        log_warning("%s: cannot sync delivery results: %s", j->env->queue_id, strerror(err_code));
+    qjob_record_done(j);
+}
+
 static void qjob_record_done(void *arg)
 {
     struct qjob *j = arg;
@@ -803,6 +828,11 @@ static void qjob_record_done(void *arg)
     if (j->sync_then_remove) {
         j->sync_then_remove = 0;
         spool_sync(q->srv->spool, qjob_record_synced, j);
+        return;
+    }
+    if (j->sync_results) {
+        j->sync_results = 0;
+        spool_sync(q->srv->spool, qjob_results_synced, j);
         return;
     }
     struct timeval tv;

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -43,6 +45,9 @@ struct spool {
     int sync_fd;
     dev_t dev;
     int last_sync_failed; /* the previous round's syncfs failed (round thread only) */
+    /* spool_free_space()'s cache: statvfs at most once a second. */
+    time_t free_checked;
+    long long free_bytes;
 };
 
 struct spool_msg {
@@ -196,6 +201,21 @@ unsigned long spool_sync_rounds(const struct spool *s)
 dev_t spool_device(const struct spool *s)
 {
     return s->dev;
+}
+
+long long spool_free_space(struct spool *s)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (s->free_checked != 0 && now.tv_sec == s->free_checked)
+        return s->free_bytes;
+    struct statvfs st;
+    if (fstatvfs(s->sync_fd, &st) < 0)
+        return -1; /* not cached: the next caller asks again */
+    /* f_bavail: what this (unprivileged) process may still use. */
+    s->free_bytes = (long long)st.f_bavail * (long long)st.f_frsize;
+    s->free_checked = now.tv_sec ? now.tv_sec : 1;
+    return s->free_bytes;
 }
 
 /* RFC 4648 base32hex upper case: the digits sort in the same order as the values. */
@@ -840,13 +860,14 @@ static void spool_quarantine(struct spool *s, const char *dir, const char *name,
     free(to);
 }
 
-/* Cuts a torn last line (a crash in the middle of an append) off an envelope. */
-static void spool_trim_torn(const char *path, const struct buf *text)
+/*
+ * Cuts a torn tail (a crash or power cut in the middle of an unsynced
+ * append: a partial line, NULs) off an envelope, keeping its first keep
+ * bytes, so that the next append starts after the last complete record.
+ */
+static void spool_trim_torn(const char *path, size_t keep, size_t len)
 {
-    size_t keep = text->len;
-    while (keep > 0 && text->data[keep - 1] != '\n')
-        keep--;
-    if (keep == text->len || keep == 0)
+    if (keep >= len)
         return;
     if (truncate(path, (off_t)keep) == 0) {
         int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -854,7 +875,11 @@ static void spool_trim_torn(const char *path, const struct buf *text)
             (void)fdatasync(fd);
             close(fd);
         }
-        log_warning("%s: cut a torn last record off the envelope", path);
+        log_warning("%s: cut a torn tail of %zu bytes off the envelope (an append cut short by "
+                    "a crash); its complete records are kept and the message is retried",
+                    path, len - keep);
+    } else {
+        log_warning("%s: cannot cut a torn tail off the envelope: %s", path, strerror(errno));
     }
 }
 
@@ -867,7 +892,11 @@ static void spool_trim_torn(const char *path, const struct buf *text)
 static int spool_cut_short(const struct buf *text, const char *data_path)
 {
     static const char v2[] = "HONGYAN-ENVELOPE 2\n";
-    if (text->len == 0)
+    /*
+     * Empty, or starting with NUL bytes: its size reached the disk but not
+     * its first page. The round's syncfs, before any 250, writes both.
+     */
+    if (text->len == 0 || text->data[0] == '\0')
         return 1;
     if (text->len < sizeof v2 - 1 || memcmp(text->data, v2, sizeof v2 - 1) != 0)
         return 0; /* version 1, or not an envelope at all: not ours to judge */
@@ -961,6 +990,7 @@ static int spool_recover_dir(struct spool *s, const char *dir, const char *other
         char *data_other = spool_path(other, name, ".data");
         struct buf text = BUF_INIT, err = BUF_INIT;
         struct envelope *e = NULL;
+        size_t intact = 0;
         if (stat(data, &st) < 0 && stat(data_other, &st) == 0 && rename(data_other, data) == 0)
             log_warning("%s: rejoined its data file", name);
         int rrc = read_file(path, &text, SPOOL_ENVELOPE_MAX);
@@ -972,13 +1002,14 @@ static int spool_recover_dir(struct spool *s, const char *dir, const char *other
         }
         if (rrc < 0) {
             buf_printf(&err, "cannot read: %s", strerror(errno));
-        } else if ((e = envelope_decode(text.data ? text.data : "", text.len, &err)) != NULL) {
+        } else if ((e = envelope_decode_prefix(text.data ? text.data : "", text.len, &intact,
+                                               &err)) != NULL) {
             if (strcmp(e->queue_id, name) != 0) {
                 buf_puts(&err, "queue id does not match the file name");
             } else if (stat(data, &st) < 0) {
                 buf_puts(&err, "data file missing");
             } else {
-                spool_trim_torn(path, &text);
+                spool_trim_torn(path, intact, text.len);
                 envelope_free(e);
                 e = NULL;
                 goto next;

@@ -106,6 +106,12 @@ const char *spool_fifo_path(const struct spool *s);
 const char *spool_maildrop_dir(const struct spool *s);
 /* incoming/: where files that are not yet queued live (smtpd/hold.h puts held messages there). */
 const char *spool_incoming_dir(const struct spool *s);
+/*
+ * Bytes free for us on the spool's filesystem (statvfs f_bavail), read at
+ * most once a second (so asking at every MAIL FROM costs nothing); -1 when
+ * it cannot be told. Loop thread only.
+ */
+long long spool_free_space(struct spool *s);
 /* Completed sync rounds of the group commit (tests, statistics). */
 unsigned long spool_sync_rounds(const struct spool *s);
 
@@ -145,8 +151,9 @@ int spool_delete(struct spool *s, const char *id);
 char **spool_list(struct spool *s, enum spool_where where, size_t *count);
 /*
  * Start-up recovery: removes what is in incoming/ (never acknowledged),
- * rejoins pairs split by a crash between renames, cuts a torn last line off
- * envelopes, and moves what cannot be parsed to corrupt/ (logged, never
+ * rejoins pairs split by a crash between renames, cuts a torn tail (a
+ * partial or unreadable append after the commit record) off envelopes and
+ * keeps those messages queued, and moves what cannot be parsed to corrupt/ (logged, never
  * deleted). Returns the number of files quarantined.
  */
 int spool_recover(struct spool *s);

@@ -46,6 +46,22 @@ size_t smtp_utf8_seq(const unsigned char *s, size_t len)
     return need;
 }
 
+char *smtp_printable(char *s, char repl)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        size_t k = p[0] >= 0x80 ? smtp_utf8_seq(p, n) : (p[0] >= 0x20 && p[0] < 0x7f);
+        if (k == 0) {
+            *p = (unsigned char)repl;
+            k = 1;
+        }
+        p += k;
+        n -= k;
+    }
+    return s;
+}
+
 /* RFC 5322 3.2.3 atext. */
 static int is_atext(unsigned c)
 {

@@ -59,5 +59,12 @@ int smtp_domain_valid(const char *s, size_t len, int allow_utf8);
 
 /* Length of the well-formed UTF-8 sequence (2-4 octets) at s, or 0 (RFC 3629). */
 size_t smtp_utf8_seq(const unsigned char *s, size_t len);
+/*
+ * Postfix's printable(): replaces, in place, each byte of s that is neither
+ * printable ASCII nor part of a well-formed UTF-8 sequence with repl ('?').
+ * For text from the client (HELO name, AUTH user) that goes into a header
+ * we write or a log line. Returns s.
+ */
+char *smtp_printable(char *s, char repl);
 
 #endif

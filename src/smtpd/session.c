@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -49,6 +50,8 @@
 #define SMTPD_INPUT_HIGH (128 * 1024)
 /* Replies the client has not read yet before we stop executing its commands. */
 #define SMTPD_OUTPUT_HIGH (64 * 1024)
+/* How long a session we close keeps reading, and dropping, what the client still sends. */
+#define SMTPD_LINGER_SECONDS 5
 
 _Static_assert((int)SMTP_NOTIFY_NEVER == (int)DSN_NOTIFY_NEVER &&
                    (int)SMTP_NOTIFY_SUCCESS == (int)DSN_NOTIFY_SUCCESS &&
@@ -65,6 +68,7 @@ struct smtpd_tx {
     int body_8bit;
     struct spool_msg *msg; /* opened at the first accepted recipient */
     size_t nrcpt;          /* accepted RCPT commands */
+    size_t rcpt_overshoot; /* RCPTs refused for smtpd_recipient_limit */
     char *first_rcpt;      /* as the client wrote it, for "for <...>" */
     int data_open;         /* the data reader has been set up */
     struct smtp_data data;
@@ -105,7 +109,8 @@ struct smtpd_session {
     int in_run;       /* session_run() is on the stack */
     int dead;         /* the connection is gone; free when safe */
     int commit_pending;
-    int eof; /* the client has shut down its side */
+    int eof;       /* the client has shut down its side */
+    int lingering; /* our side is shut down; reading until the client's */
     const char *last_cmd;
     unsigned cmd_total[SMTP_CMD_COUNT];
     unsigned cmd_ok[SMTP_CMD_COUNT];
@@ -116,7 +121,8 @@ struct smtpd_session {
     int bdat_ok;      /* the chunk goes into a transaction (else it is skipped) */
     int bdat_replied; /* its reply has already been given */
     /* limits from the configuration, read once */
-    size_t max_msg, max_hdr, rcpt_limit;
+    size_t max_msg, max_hdr, rcpt_limit, rcpt_overshoot_limit;
+    long long queue_minfree; /* free bytes the queue needs before MAIL FROM */
     int hard_errors;
     const char *myhostname;
     struct inbound_settings auth_set; /* the smtpd_*_policy keys */
@@ -134,6 +140,8 @@ const char *smtpd_state_name(enum smtpd_state st)
 
 static void session_run(struct smtpd_session *s);
 static void session_close(struct smtpd_session *s);
+static void session_linger(struct smtpd_session *s);
+static void on_life_timeout(evutil_socket_t fd, short what, void *arg);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -286,7 +294,8 @@ static int helo_common(struct smtpd_session *s, const char *args, size_t len, in
         return -1;
     }
     free(s->helo);
-    s->helo = xstrndup(args, len);
+    /* It goes into Received:, Authentication-Results and the log: only text, as Postfix. */
+    s->helo = smtp_printable(xstrndup(args, len), '?');
     s->esmtp = esmtp;
     /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it. */
     tx_free(s);
@@ -346,6 +355,20 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
     unsigned ext = s->ext | (s->authenticated ? SMTP_EXT_UNQUALIFIED_SENDER : 0);
     if (smtp_mail_parse(args, len, ext, s->max_msg, &m, &r) < 0) {
         reply_r(s, &r);
+        return -1;
+    }
+    /*
+     * Refuse early, as Postfix does, rather than after the client sent a
+     * whole body we would have no room for: a SIZE= declared, plus
+     * queue_minfree, must fit in the free space (cached, see spool.h).
+     */
+    long long free_bytes = spool_free_space(s->srv->spool);
+    if (free_bytes >= 0 &&
+        (unsigned long long)free_bytes < m.size + (unsigned long long)s->queue_minfree) {
+        log_warning("NOQUEUE: reject: MAIL from %s[%s]: 452 4.3.1 Insufficient system storage; "
+                    "%lld bytes free in the queue file system, %lld needed",
+                    s->host, s->addr, free_bytes, (long long)m.size + s->queue_minfree);
+        reply(s, 452, "4.3.1", "Insufficient system storage");
         return -1;
     }
     char *sender = (m.from.flags & SMTP_ADDR_NO_DOMAIN)
@@ -436,6 +459,15 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     }
     if (tx->nrcpt >= s->rcpt_limit) {
         reply(s, 452, "4.5.3", "Error: too many recipients");
+        /*
+         * As Postfix: the first smtpd_recipient_overshoot_limit excess
+         * recipients are not errors. A client that pipelines a long list
+         * expects 452s for the rest and sends them again in another
+         * transaction (RFC 5321 4.5.3.1.10); counting them would close the
+         * session with 421 before its DATA.
+         */
+        if (tx->rcpt_overshoot++ < s->rcpt_overshoot_limit)
+            s->errors--;
         return -1;
     }
     /* "Postmaster" alone (RFC 5321 4.1.1.3) is the postmaster of this host. */
@@ -587,7 +619,7 @@ static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
 }
 
 static void commit_done(void *arg, int result, int err_code, const char *queue_id);
-static void sign_done(void *arg, struct spool_msg *m);
+static void sign_done(void *arg, struct spool_msg *m, int err_code);
 static void message_commit(struct smtpd_session *s);
 static void auth_done(void *arg, const struct inbound_result *res);
 
@@ -708,9 +740,20 @@ static void message_commit(struct smtpd_session *s)
         spool_msg_commit(m, commit_done, s);
 }
 
-/* Signed (or left unsigned, logged): now the commit, still under commit_pending. */
-static void sign_done(void *arg, struct spool_msg *m)
+/*
+ * Signed (or left unsigned, logged): now the commit, still under
+ * commit_pending. A message that could not be finished (no room for its
+ * Date or signature) is removed and refused like a failed commit.
+ */
+static void sign_done(void *arg, struct spool_msg *m, int err_code)
 {
+    if (err_code) {
+        char id[QUEUE_ID_MAX];
+        str_copy(id, sizeof id, spool_msg_id(m));
+        spool_msg_abort(m);
+        commit_done(arg, -1, err_code, id);
+        return;
+    }
     spool_msg_commit(m, commit_done, arg);
 }
 
@@ -1305,6 +1348,50 @@ static void session_free(struct smtpd_session *s)
     free(s);
 }
 
+static void on_linger_read(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void on_linger_end(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what; /* the client's EOF, an error, or SMTPD_LINGER_SECONDS */
+    struct smtpd_session *s = arg;
+    s->dead = 1;
+    session_close(s);
+}
+
+/*
+ * A lingering close. Closing a socket with unread input makes the kernel
+ * answer with a reset, which throws away replies still on their way to a
+ * client that pipelined more commands than we answer (a 421 after too many
+ * errors) and reads slowly. So we send our FIN after the last reply
+ * (shutdown), read and drop what the client still sends until its own FIN,
+ * for at most SMTPD_LINGER_SECONDS, and only then close.
+ */
+static void session_linger(struct smtpd_session *s)
+{
+    s->lingering = 1;
+    if (shutdown(bufferevent_getfd(s->bev), SHUT_WR) < 0) {
+        s->dead = 1;
+        session_close(s);
+        return;
+    }
+    bufferevent_setcb(s->bev, on_linger_read, NULL, on_linger_end, s);
+    struct timeval tv = {SMTPD_LINGER_SECONDS, 0};
+    bufferevent_set_timeouts(s->bev, &tv, NULL);
+    bufferevent_disable(s->bev, EV_WRITE);
+    bufferevent_enable(s->bev, EV_READ);
+    /* The read timeout is per read: the session clock bounds a client that keeps sending. */
+    if (s->life_timer == NULL)
+        s->life_timer = evtimer_new(s->srv->base, on_life_timeout, s);
+    if (s->life_timer)
+        evtimer_add(s->life_timer, &tv);
+}
+
 /*
  * Ends the session: once the replies written so far have left (QUIT, 421),
  * or at once when the client is gone. Waits for a pending commit, whose
@@ -1318,6 +1405,10 @@ static void session_close(struct smtpd_session *s)
     }
     if (!s->dead && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
         return; /* the write callback comes back here once the replies are out */
+    if (!s->dead && !s->eof && !s->lingering && !s->tls) {
+        session_linger(s);
+        return;
+    }
     s->dead = 1;
     if (s->in_run || s->commit_pending)
         return;
@@ -1506,6 +1597,12 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     s->max_hdr = v > 0 ? (size_t)v : 0;
     v = config_get_int(cfg, "smtpd_recipient_limit");
     s->rcpt_limit = v > 0 ? (size_t)v : (size_t)-1;
+    /* Postfix's rule: queue_minfree 0 means room for one and a half of the largest message. */
+    s->queue_minfree = config_get_int(cfg, "queue_minfree");
+    if (s->queue_minfree <= 0)
+        s->queue_minfree = (long long)s->max_msg + (long long)s->max_msg / 2;
+    v = config_get_int(cfg, "smtpd_recipient_overshoot_limit");
+    s->rcpt_overshoot_limit = v > 0 ? (size_t)v : 0;
     s->hard_errors = (int)config_get_int(cfg, "smtpd_hard_error_limit");
     /*
      * mynetworks lets a client relay on the MX port only; on the submission

@@ -4,11 +4,14 @@
  */
 #include "smtpd/submission.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
 #include "lib/util.h"
+#include "lib/xalloc.h"
 #include "maps/maps.h"
+#include "smtp/address.h"
 #include "smtpd/auth.h"
 #include "tls/tls.h"
 
@@ -129,14 +132,19 @@ const char *submission_received_with(int esmtp, int tls_active, int authenticate
     return authenticated ? "ESMTPA" : "ESMTP";
 }
 
-/* RFC 5322 section 3.2.2: inside a comment, "(", ")" and "\" are quoted. */
+/*
+ * RFC 5322 section 3.2.2: inside a comment, "(", ")" and "\\" are quoted;
+ * bytes that are not text (the login is the client's) become '?'.
+ */
 static void submission_comment_text(struct buf *out, const char *s)
 {
-    for (const char *p = s; *p; p++) {
+    char *text = smtp_printable(xstrdup(s), '?');
+    for (const char *p = text; *p; p++) {
         if (*p == '(' || *p == ')' || *p == '\\')
             buf_putc(out, '\\');
         buf_putc(out, *p);
     }
+    free(text);
 }
 
 void submission_received_comment(const struct config *cfg, SSL *ssl, const char *user,

@@ -115,6 +115,8 @@ class Server:
         self.write_config()
 
     def start(self, wait=True):
+        # The log is kept across restarts: wait for this start's worker.
+        readies = self.log_text().count("ready:")
         for attempt in range(3):
             self.logf = open(self.log, "ab")
             self.proc = subprocess.Popen([BIN, "-c", str(self.cfg), "serve"],
@@ -133,7 +135,8 @@ class Server:
                 self._new_ports()
         if wait:
             # The supervisor binds before the worker runs; wait for the worker.
-            if not wait_for(lambda: "ready:" in self.log_text() or self.proc.poll() is not None,
+            if not wait_for(lambda: self.log_text().count("ready:") > readies or
+                            self.proc.poll() is not None,
                             timeout=15):
                 raise TimeoutError("worker not ready:\n" + self.log_text())
         return self

@@ -213,6 +213,21 @@ static void test_mailbox_and_domain(void **state)
     assert_false(smtp_domain_valid("", 0, 0));
 }
 
+/* Postfix's printable(): what is not text becomes '?', well-formed UTF-8 stays. */
+static void test_printable(void **state)
+{
+    (void)state;
+    char helo[] = "\xff\xfe.example";
+    assert_string_equal(smtp_printable(helo, '?'), "??.example");
+    char utf8[] = "m\xc3\xa4il.\xe4\xbe\x8b\xe5\xad\x90.example";
+    assert_string_equal(smtp_printable(utf8, '?'), "m\xc3\xa4il.\xe4\xbe\x8b\xe5\xad\x90.example");
+    char mixed[] = "a\x01"
+                   "b\x7f\xc0\xaf"
+                   "c\xed\xa0\x80\xe4\xbe";
+    /* a control, DEL, an overlong '/', a surrogate, a sequence cut short */
+    assert_string_equal(smtp_printable(mixed, '?'), "a?b???c?????");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_quoted),          cmocka_unit_test(test_bad_syntax),
         cmocka_unit_test(test_literals),        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_limits),          cmocka_unit_test(test_mailbox_and_domain),
+        cmocka_unit_test(test_printable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

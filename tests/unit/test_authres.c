@@ -33,6 +33,17 @@ static void test_build(void **state)
     authres_free(ar);
     authres_free(NULL);
     buf_free(&out);
+
+    /* A HELO name or DKIM tag that is not UTF-8 text: '?' as Postfix writes it. */
+    ar = authres_new("mx.example.org");
+    authres_add(ar, "spf", "none", "\xff\xfe.example: no \x01 record", NULL, "smtp.helo",
+                "\xff\xfe.example", NULL);
+    authres_format(ar, &out);
+    assert_string_equal(buf_cstr(&out),
+                        "Authentication-Results: mx.example.org;\r\n"
+                        "\tspf=none (??.example: no ? record) smtp.helo=\"??.example\"\r\n");
+    authres_free(ar);
+    buf_free(&out);
 }
 
 static void test_none_and_fold(void **state)

@@ -106,6 +106,22 @@ static void test_utf8(void **state)
     envelope_free(e);
 }
 
+/* A remote reply that is not UTF-8 goes into Diagnostic-Code as text ('?'). */
+static void test_reply_not_utf8(void **state)
+{
+    (void)state;
+    struct envelope *e = make_env();
+    free(e->rcpts[0].last_error);
+    e->rcpts[0].last_error = strdup("550 5.1.1 caf\xe9 \xff\xfe unknown\r\nX: y");
+    size_t idx[] = {0};
+    struct buf out = BUF_INIT;
+    bounce_build(e, orig, strlen(orig), idx, 1, "mx.example.com", 1795856600, &out);
+    assert_non_null(
+        strstr(buf_cstr(&out), "Diagnostic-Code: smtp; 550 5.1.1 caf? ?? unknown  X: y\r\n"));
+    buf_free(&out);
+    envelope_free(e);
+}
+
 static void test_notify(void **state)
 {
     (void)state;
@@ -256,9 +272,10 @@ static void test_queue(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_structure), cmocka_unit_test(test_notify),
-        cmocka_unit_test(test_utf8),      cmocka_unit_test(test_queue),
-        cmocka_unit_test(test_delayed),   cmocka_unit_test(test_notify_delay),
+        cmocka_unit_test(test_structure),      cmocka_unit_test(test_notify),
+        cmocka_unit_test(test_utf8),           cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_reply_not_utf8), cmocka_unit_test(test_delayed),
+        cmocka_unit_test(test_notify_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,12 +225,67 @@ static void test_malformed(void **state)
     expect_error("HONGYAN-ENVELOPE 1\nS =\nR a - 0\nX 0 D\nR b - 0\n");
 }
 
+/* Decodes text (with embedded NULs) and returns the intact length, or -1 when refused. */
+static long decode_intact(const char *text, size_t len, int *state0)
+{
+    struct buf err = BUF_INIT;
+    size_t intact = 99999;
+    struct envelope *d = envelope_decode_prefix(text, len, &intact, &err);
+    long rc = d ? (long)intact : -1;
+    if (d && state0)
+        *state0 = d->rcpts[0].state;
+    envelope_free(d);
+    buf_free(&err);
+    return rc;
+}
+
+/*
+ * A power cut after an unsynced append (docs/queue.md, Durability): past
+ * the commit record, NULs, a partial line or bytes that do not parse are a
+ * torn tail, cut off; before it they are damage.
+ */
+static void test_torn_tail(void **state)
+{
+    (void)state;
+    static const char committed[] = "HONGYAN-ENVELOPE 2\nI ABC\nS a%40b\nR x@y - 0\nC 10\n";
+    static const char result[] = "X 0 D 1 2.0.0 ok\n";
+    char text[256];
+    size_t clen = sizeof committed - 1, rlen = sizeof result - 1;
+    memcpy(text, committed, clen);
+    memcpy(text + clen, result, rlen);
+    int st = -1;
+    /* Whole: everything is intact and the result counts. */
+    assert_int_equal(decode_intact(text, clen + rlen, &st), (long)(clen + rlen));
+    assert_int_equal(st, RCPT_DELIVERED);
+    /* The ext4 case: the size reached the disk, the data did not (NULs, no newline). */
+    memset(text + clen + rlen, 0, 127);
+    assert_int_equal(decode_intact(text, clen + rlen + 127, &st), (long)(clen + rlen));
+    assert_int_equal(st, RCPT_DELIVERED);
+    /* NULs in place of the result itself, with a later page that did reach the disk. */
+    memset(text + clen, 0, rlen);
+    memcpy(text + clen + rlen, result, rlen);
+    assert_int_equal(decode_intact(text, clen + 2 * rlen, &st), (long)clen);
+    assert_int_equal(st, RCPT_PENDING);
+    /* Garbage after the commit record; a partial last line. */
+    memcpy(text + clen, "X 7 D\n", 6);
+    assert_int_equal(decode_intact(text, clen + 6, NULL), (long)clen);
+    memcpy(text + clen, "X 0 D 1 2.0", 11);
+    assert_int_equal(decode_intact(text, clen + 11, NULL), (long)clen);
+    /* Before the commit record (synced before the 250), NULs are damage. */
+    memcpy(text, committed, clen);
+    text[clen - 6] = '\0'; /* inside the R record */
+    assert_int_equal(decode_intact(text, clen, NULL), -1);
+    /* Version 1 files have no commit record: damage anywhere is an error, as before. */
+    static const char v1[] = "HONGYAN-ENVELOPE 1\nS =\nR a - 0\nX 0 D\nR b - 0\n";
+    assert_int_equal(decode_intact(v1, sizeof v1 - 1, NULL), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_null_sender),
         cmocka_unit_test(test_appended),  cmocka_unit_test(test_versions),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_malformed), cmocka_unit_test(test_torn_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,12 @@ static void test_received(void **state)
     cfg = load("smtpd_sasl_authenticated_header = yes\n");
     submission_received_comment(cfg, NULL, "al(i)ce", &out);
     assert_string_equal(buf_cstr(&out), "(Authenticated sender: al\\(i\\)ce)");
+    buf_reset(&out);
+    submission_received_comment(cfg, NULL,
+                                "b\xff"
+                                "b\xc3\xa9",
+                                &out); /* from the client: text only */
+    assert_string_equal(buf_cstr(&out), "(Authenticated sender: b?b\xc3\xa9)");
     config_free(cfg);
     buf_free(&out);
 }
