@@ -80,6 +80,14 @@ const struct config_key config_keys[] = {
     {"queue_directory", "$data_directory/queue", CONFIG_STRING, NULL, "the spool"},
     {"mail_owner", "hongyan", CONFIG_STRING, NULL,
      "the unprivileged user the server runs as once started by root"},
+    {"setgid_group", "hongyan-drop", CONFIG_STRING, NULL,
+     "the group of maildrop/ and public/, which hongyan-postdrop is setgid to (local submission)"},
+    {"authorized_submit_users", "static:anyone", CONFIG_LIST, NULL,
+     "local users who may submit mail with sendmail: static:anyone, static:empty, names, "
+     "type:table"},
+    {"authorized_flush_users", "static:anyone", CONFIG_LIST, NULL,
+     "local users who may flush the queue (sendmail -q): static:anyone, static:empty, names, "
+     "type:table"},
     {"maillog_file", "", CONFIG_STRING, NULL, "a file to write the mail log to, besides stderr"},
 
     /* Listeners (hongyan's own). */

@@ -23,6 +23,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "queue/maildrop.h"
 
 /* Seconds to wait for the worker to finish after passing SIGTERM on. */
 #define SUPERVISOR_STOP_SECONDS 40
@@ -79,11 +80,42 @@ static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode
     return 0;
 }
 
+/* The setgid_group: the worker keeps it as its one supplementary group, to read maildrop files. */
+static gid_t supervisor_drop_gid;
+
+/*
+ * The local submission boundary (queue/maildrop.h): maildrop/ and public/
+ * belong to mail_owner and setgid_group, which hongyan-postdrop is setgid to.
+ */
+static int supervisor_prepare_maildrop(const struct config *cfg, const struct passwd *pw)
+{
+    const char *name = config_get(cfg, "setgid_group");
+    const struct group *gr = getgrnam(name);
+    if (gr == NULL) {
+        log_error("setgid_group: group '%s' does not exist; create it with: groupadd --system %s",
+                  name, name);
+        return -1;
+    }
+    if (gr->gr_gid == 0 || gr->gr_gid == pw->pw_gid) {
+        log_error("setgid_group: '%s' must be a group of its own, not root's or mail_owner's",
+                  name);
+        return -1;
+    }
+    supervisor_drop_gid = gr->gr_gid;
+    struct buf err = BUF_INIT;
+    int rc = maildrop_prepare(config_get(cfg, "queue_directory"), pw->pw_uid, gr->gr_gid, &err);
+    if (rc < 0)
+        log_error("queue_directory: %s", buf_cstr(&err));
+    buf_free(&err);
+    return rc;
+}
+
 static int supervisor_drop_privileges(const struct passwd *pw)
 {
     if (pw == NULL)
         return 0;
-    if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+    if (setgroups(1, &supervisor_drop_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0) {
         log_error("cannot become %s: %s", pw->pw_name, strerror(errno));
         return -1;
     }
@@ -172,6 +204,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
                                     0700, pw, 1);
     free(tls_dir);
     if (rc < 0)
+        return EX_CANTCREAT;
+    if (pw != NULL && supervisor_prepare_maildrop(cfg, pw) < 0)
         return EX_CANTCREAT;
 
     struct listen_sock *socks = NULL;
