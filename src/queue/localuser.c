@@ -75,7 +75,7 @@ int localuser_listed(const char *spec, const char *user, struct buf *err)
 int localuser_authorized(const char *spec, const char *mail_owner, uid_t uid, const char *user,
                          struct buf *err)
 {
-    if (uid == 0 || (mail_owner && strcmp(user, mail_owner) == 0) || uid == geteuid())
+    if (uid == 0 || (mail_owner && strcmp(user, mail_owner) == 0))
         return 1;
     return localuser_listed(spec, user, err);
 }

@@ -199,11 +199,28 @@ void pickup_file_free(struct pickup_file *f)
     free(f);
 }
 
+static void pickup_random_hex(char *out, size_t size)
+{
+    unsigned char r[7];
+    random_bytes(r, sizeof r);
+    for (size_t i = 0; i < sizeof r && 2 * i + 2 < size; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
 /* Moves maildrop/NAME to corrupt/, by descriptors, and says why in the log. */
 static void pickup_quarantine(struct spool *s, int dfd, const char *name, const char *why)
 {
     char *to = xasprintf("%s/corrupt/maildrop-%s", spool_dir(s), name);
-    if (renameat(dfd, name, AT_FDCWD, to) < 0)
+    /* corrupt/ keeps everything: a second file of the same name gets a suffix. */
+    int rc = renameat2(dfd, name, AT_FDCWD, to, RENAME_NOREPLACE);
+    if (rc < 0 && errno == EEXIST) {
+        char suffix[16];
+        pickup_random_hex(suffix, sizeof suffix);
+        free(to);
+        to = xasprintf("%s/corrupt/maildrop-%s.%s", spool_dir(s), name, suffix);
+        rc = renameat2(dfd, name, AT_FDCWD, to, RENAME_NOREPLACE);
+    }
+    if (rc < 0)
         log_error("maildrop/%s: %s; cannot move to corrupt/: %s", name, why, strerror(errno));
     else
         log_error("maildrop/%s: %s; moved to corrupt/", name, why);

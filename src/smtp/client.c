@@ -235,6 +235,16 @@ static void client_send(struct smtp_client *c, const char *fmt, ...)
     va_start(ap, fmt);
     buf_vprintf(&line, fmt, ap);
     va_end(ap);
+    /*
+     * One call, one command line: a CR or LF in a field would start another
+     * command on the server (smuggling). smtp_client_send refuses such a
+     * message before any command goes out; this is the last line of defence.
+     */
+    size_t cut = strcspn(buf_cstr(&line), "\r\n");
+    if (cut < line.len) {
+        log_error("%s: refusing to send a command line with CR or LF", c->label);
+        line.len = cut;
+    }
     if (log_debug_enabled())
         log_debug("%s: > %s", c->label,
                   str_prefix_ci(buf_cstr(&line), "AUTH") ? "AUTH (redacted)" : buf_cstr(&line));
@@ -530,6 +540,27 @@ static void client_send_mail(struct smtp_client *c)
     buf_free(&cmd);
 }
 
+/* Whether s (may be NULL) stays inside one command line: no CR or LF. */
+static int client_field_ok(const char *s)
+{
+    return s == NULL || strcspn(s, "\r\n") == strlen(s);
+}
+
+/* The field of m that would break a command line, or NULL when none does. */
+static const char *client_msg_unsafe(const struct smtp_msg *m, const char **dsn)
+{
+    *dsn = "5.1.7"; /* RFC 3463: bad sender's mailbox address syntax */
+    if (!client_field_ok(m->sender))
+        return "sender address";
+    if (!client_field_ok(m->envid))
+        return "ENVID";
+    *dsn = "5.1.3"; /* bad destination mailbox address syntax */
+    for (size_t i = 0; i < m->nrcpts; i++)
+        if (!client_field_ok(m->rcpts[i].address) || !client_field_ok(m->rcpts[i].orcpt))
+            return "recipient address";
+    return NULL;
+}
+
 /* Pushes message data while the output buffer is short; at the end the final dot. */
 static void client_pump(struct smtp_client *c)
 {
@@ -628,7 +659,12 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
     c->dot_next = 0;
     c->pipelining = (c->ehlo.ext & SMTP_EHLO_PIPELINING) != 0;
     struct buf why = BUF_INIT;
-    if (m->smtputf8 && !(c->ehlo.ext & SMTP_EHLO_SMTPUTF8) && client_needs_utf8(m)) {
+    const char *unsafe_dsn, *unsafe = client_msg_unsafe(m, &unsafe_dsn);
+    if (unsafe != NULL) {
+        buf_printf(&why, "refusing to send: the %s contains CR or LF", unsafe);
+        log_error("%s: %s", c->label, buf_cstr(&why));
+        client_local_fail(c, DELIVERY_PERMFAIL, unsafe_dsn, buf_cstr(&why));
+    } else if (m->smtputf8 && !(c->ehlo.ext & SMTP_EHLO_SMTPUTF8) && client_needs_utf8(m)) {
         /* RFC 6531 3.2: a message that needs SMTPUTF8 cannot go to a server without it. */
         buf_printf(&why, "SMTPUTF8 is required, but was not offered by host %s", c->hostip);
         client_local_fail(c, DELIVERY_PERMFAIL, "5.6.7", buf_cstr(&why));
