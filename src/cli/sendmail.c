@@ -298,8 +298,12 @@ static char *sendmail_checked(const char *addr, const char *origin, int allow_nu
     return xstrdup(path.addr);
 }
 
-/* authorized_submit_users / authorized_flush_users for the invoking user; 1 allowed. */
-static int sendmail_authorized(const struct config *cfg, const char *key)
+/*
+ * authorized_submit_users / authorized_flush_users for the invoking user; 1
+ * allowed. The message is Postfix's. The server checks again: this is for
+ * a clear error, not the boundary.
+ */
+static int sendmail_authorized(const struct config *cfg, const char *key, const char *what)
 {
     char user[64];
     struct buf err = BUF_INIT;
@@ -310,7 +314,8 @@ static int sendmail_authorized(const struct config *cfg, const char *key)
     if (ok < 0)
         fprintf(stderr, "sendmail: %s: %s\n", key, buf_cstr(&err));
     else if (ok == 0)
-        fprintf(stderr, "sendmail: user %s(%ld) is not allowed by %s\n", user, (long)uid, key);
+        fprintf(stderr, "sendmail: User %s(%ld) is not allowed to %s (%s)\n", user, (long)uid, what,
+                key);
     buf_free(&err);
     return ok > 0;
 }
@@ -353,7 +358,7 @@ int cli_sendmail_main(int argc, char **argv)
         if (strcmp(a, "-q") == 0) {
             /* sendmail -q: deliver the queue now (postqueue -f). */
             struct config *qcfg = cli_config();
-            if (!sendmail_authorized(qcfg, "authorized_flush_users"))
+            if (!sendmail_authorized(qcfg, "authorized_flush_users", "flush the mail queue"))
                 return EX_NOPERM;
             int rc = sendmail_run_helper("-f", config_get(qcfg, "queue_directory"), NULL);
             if (rc == EX_UNAVAILABLE)
@@ -390,7 +395,7 @@ int cli_sendmail_main(int argc, char **argv)
     const char *origin = config_get(cfg, "myorigin");
     const char *qdir = config_get(cfg, "queue_directory");
 
-    if (!sendmail_authorized(cfg, "authorized_submit_users"))
+    if (!sendmail_authorized(cfg, "authorized_submit_users", "submit mail"))
         return EX_NOPERM;
     struct envelope *e = envelope_new();
     e->arrival = time(NULL);

@@ -83,11 +83,10 @@ const struct config_key config_keys[] = {
     {"setgid_group", "hongyan-drop", CONFIG_STRING, NULL,
      "the group of maildrop/ and public/, which hongyan-postdrop is setgid to (local submission)"},
     {"authorized_submit_users", "static:anyone", CONFIG_LIST, NULL,
-     "local users who may submit mail with sendmail: static:anyone, static:empty, names, "
-     "type:table"},
+     "local users who may submit mail with sendmail: names, !name, type:table, /file; "
+     "static:anyone for all, empty for none (root and mail_owner always may)"},
     {"authorized_flush_users", "static:anyone", CONFIG_LIST, NULL,
-     "local users who may flush the queue (sendmail -q): static:anyone, static:empty, names, "
-     "type:table"},
+     "local users who may flush the queue (sendmail -q), as authorized_submit_users"},
     {"maillog_file", "", CONFIG_STRING, NULL, "a file to write the mail log to, besides stderr"},
 
     /* Listeners (hongyan's own). */
