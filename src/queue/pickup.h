@@ -102,8 +102,8 @@ struct pickup_info {
  * Expands the recipients of f and builds the spool message (not yet
  * committed) in *out, with Received (naming the uid), Message-ID and Date.
  * 1: ready, commit it and then call pickup_finish; 0: leave the file for
- * later (a lookup or the disk failed for now); -1: the file was bad and
- * moved to corrupt/.
+ * later (a lookup or the disk failed for now). Bad files never get here:
+ * pickup_read_batch took them aside.
  */
 int pickup_prepare(struct spool *s, const struct config *cfg, struct resolver *r,
                    struct pickup_file *f, struct spool_msg **out, struct pickup_info *info);
