@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/sendmail.h"
 #include "config/config.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -34,11 +35,12 @@
 #include "queue/pickup.h"
 #include "queue/spool.h"
 #include "smtp/address.h"
+#include "smtp/command.h"
 
 #define SENDMAIL_LINE_MAX 65536
 
 /* addr with "@myorigin" when it has no domain; caller frees. */
-static char *sendmail_qualify(const char *addr, const char *origin)
+char *sendmail_qualify(const char *addr, const char *origin)
 {
     if (addr[0] == '\0' || strchr(addr, '@'))
         return xstrdup(addr);
@@ -50,7 +52,7 @@ static char *sendmail_qualify(const char *addr, const char *origin)
  * the part in <> when there is one, else the bare token; comments and
  * display names dropped, group syntax "name: a, b;" understood.
  */
-static void sendmail_addresses(const char *v, char ***list, size_t *n)
+void sendmail_addresses(const char *v, char ***list, size_t *n)
 {
     struct buf cur = BUF_INIT, angle = BUF_INIT;
     int in_q = 0, in_angle = 0, comment = 0, had_angle = 0;
@@ -232,6 +234,8 @@ static int sendmail_run_helper(const char *flag, const char *queue_dir, const st
         return EX_OSERR;
     }
     fflush(NULL);
+    /* A caller that ignores SIGCHLD (swaks --pipe does) would leave us nothing to wait for. */
+    signal(SIGCHLD, SIG_DFL);
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "sendmail: fork: %s\n", strerror(errno));
@@ -278,8 +282,7 @@ static int sendmail_run_helper(const char *flag, const char *queue_dir, const st
  * become a command to the next server. Unqualified names get @myorigin.
  * NULL with a message on stderr; caller frees.
  */
-static char *sendmail_checked(const char *addr, const char *origin, int allow_null,
-                              const char *what)
+char *sendmail_checked(const char *addr, const char *origin, int allow_null, const char *what)
 {
     if (addr[0] == '\0' && allow_null)
         return xstrdup("");
@@ -303,7 +306,7 @@ static char *sendmail_checked(const char *addr, const char *origin, int allow_nu
  * allowed. The message is Postfix's. The server checks again: this is for
  * a clear error, not the boundary.
  */
-static int sendmail_authorized(const struct config *cfg, const char *key, const char *what)
+int sendmail_authorized(const struct config *cfg, const char *key, const char *what)
 {
     char user[64];
     struct buf err = BUF_INIT;
@@ -342,10 +345,83 @@ static void sendmail_prepare_queue(const struct config *cfg, const char *qdir)
     buf_free(&err);
 }
 
+int sendmail_queue(const struct config *cfg, const struct envelope *e, const struct buf *msg,
+                   const char *full_name)
+{
+    const char *m = msg->data ? msg->data : "";
+    /* RFC 6409 8.1-8.3: complete From, Date and Message-ID when missing. */
+    struct buf full = BUF_INIT, add = BUF_INIT;
+    if (!msghdr_has(m, msg->len, "From")) {
+        if (full_name)
+            sendmail_from_named(&add, full_name, e->sender);
+        else
+            buf_printf(&add, "From: %s\r\n", e->sender[0] ? e->sender : "MAILER-DAEMON");
+    }
+    if (!msghdr_has(m, msg->len, "Date"))
+        msghdr_add_date(&add, e->arrival);
+    if (!msghdr_has(m, msg->len, "Message-ID")) {
+        char id[QUEUE_ID_MAX];
+        spool_new_id(id);
+        msghdr_add_message_id(&add, id, config_get(cfg, "myhostname"));
+    }
+    /* A message that starts with its body gets a blank line after the added headers. */
+    if (msg->len > 0 && !sendmail_starts_with_header(m, msg->len))
+        buf_puts(&add, "\r\n");
+    buf_append(&add, m, msg->len);
+    pickup_encode(e, add.data, add.len, &full);
+
+    const char *qdir = config_get(cfg, "queue_directory");
+    /* Root may be first, before the server ever ran: it can lay out the queue itself. */
+    if (geteuid() == 0)
+        sendmail_prepare_queue(cfg, qdir);
+    int rc = sendmail_run_helper(NULL, qdir, &full);
+    if (rc != 0)
+        fprintf(stderr, "sendmail: cannot queue the message (status %d)\n", rc);
+    buf_free(&full);
+    buf_free(&add);
+    return rc == 0 ? 0 : rc == EX_DATAERR ? EX_DATAERR : EX_TEMPFAIL;
+}
+
+/* -N: "never", or a comma list of success, failure, delay (RFC 3461 4.1); 0 when malformed. */
+static unsigned sendmail_notify(const char *v)
+{
+    if (strcasecmp(v, "never") == 0)
+        return DSN_NOTIFY_NEVER;
+    unsigned bits = 0;
+    char **words = strlist_split(v, NULL);
+    for (char **w = words; *w; w++) {
+        unsigned b = strcasecmp(*w, "success") == 0   ? DSN_NOTIFY_SUCCESS
+                     : strcasecmp(*w, "failure") == 0 ? DSN_NOTIFY_FAILURE
+                     : strcasecmp(*w, "delay") == 0   ? DSN_NOTIFY_DELAY
+                                                      : 0;
+        if (b == 0) {
+            bits = 0;
+            break;
+        }
+        bits |= b;
+    }
+    strlist_free(words);
+    return bits;
+}
+
+/* -V: an ENVID as RFC 3461 4.4 allows, 1 to 100 printable characters. */
+static int sendmail_envid_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > SMTP_ENVID_MAX)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x21 || *p > 0x7e)
+            return 0;
+    return 1;
+}
+
 int cli_sendmail_main(int argc, char **argv)
 {
-    int extract = 0, dot_ends = 1;
-    const char *sender_opt = NULL, *full_name = NULL;
+    int extract = 0, dot_ends = 1, mode_bs = 0, mode_bv = 0;
+    const char *sender_opt = NULL, *full_name = NULL, *envid = NULL;
+    unsigned notify = 0;
+    int ret = DSN_RET_DEFAULT, body_8bit = 0;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
@@ -369,31 +445,60 @@ int cli_sendmail_main(int argc, char **argv)
             extract = 1;
         } else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0) {
             dot_ends = 0;
+        } else if (strcmp(a, "-bs") == 0) {
+            mode_bs = 1;
+        } else if (strcmp(a, "-bv") == 0) {
+            mode_bv = 1;
         } else if (a[1] == 'f' || a[1] == 'r' || a[1] == 'F' || a[1] == 'B' || a[1] == 'N' ||
                    a[1] == 'R' || a[1] == 'V' || a[1] == 'X' || a[1] == 'C') {
             const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
             if (v == NULL)
-                return cli_usage("sendmail [-t] [-i] [-f SENDER] [-F NAME] [RCPT...]");
-            if (a[1] == 'f' || a[1] == 'r')
+                return cli_usage(SENDMAIL_USAGE);
+            if (a[1] == 'f' || a[1] == 'r') {
                 sender_opt = v;
-            else if (a[1] == 'F')
+            } else if (a[1] == 'F') {
                 full_name = v;
-            else if (a[1] == 'C')
+            } else if (a[1] == 'C') {
                 cli_config_path = v;
-            /* -B -N -R -V -X: accepted and ignored, as Postfix ignores most of them. */
+            } else if (a[1] == 'N') {
+                if ((notify = sendmail_notify(v)) == 0) {
+                    fprintf(stderr, "sendmail: -N: expected never, or success,failure,delay: %s\n",
+                            v);
+                    return EX_USAGE;
+                }
+            } else if (a[1] == 'R') {
+                ret = strcasecmp(v, "full") == 0   ? DSN_RET_FULL
+                      : strcasecmp(v, "hdrs") == 0 ? DSN_RET_HDRS
+                                                   : -1;
+                if (ret < 0) {
+                    fprintf(stderr, "sendmail: -R: expected full or hdrs: %s\n", v);
+                    return EX_USAGE;
+                }
+            } else if (a[1] == 'V') {
+                if (!sendmail_envid_ok(v)) {
+                    fprintf(stderr, "sendmail: -V: an envelope id is 1 to 100 printable "
+                                    "characters\n");
+                    return EX_USAGE;
+                }
+                envid = v;
+            } else if (a[1] == 'B') {
+                body_8bit = strcasecmp(v, "8BITMIME") == 0;
+            } else {
+                /* -X LOGFILE: Sendmail's transaction log. */
+                fprintf(stderr, "sendmail: -X %s ignored: hongyan keeps no transaction log\n", v);
+            }
         } else if (a[1] == 'o' || strcmp(a, "-v") == 0 || strcmp(a, "-bm") == 0 ||
                    strcmp(a, "-U") == 0 || strcmp(a, "-em") == 0 || strcmp(a, "-ep") == 0 ||
                    strcmp(a, "-eq") == 0 || a[1] == 'L' || a[1] == 'h') {
-            /* Harmless sendmail options: ignored. */
+            /* Harmless sendmail options: ignored, as Postfix does. */
         } else {
-            fprintf(stderr, "sendmail: unsupported option %s\n", a);
+            fprintf(stderr, "sendmail: unsupported option %s (usage: %s)\n", a, SENDMAIL_USAGE);
             return EX_USAGE;
         }
     }
     struct config *cfg = cli_config();
     log_set_service("sendmail");
     const char *origin = config_get(cfg, "myorigin");
-    const char *qdir = config_get(cfg, "queue_directory");
 
     if (!sendmail_authorized(cfg, "authorized_submit_users", "submit mail"))
         return EX_NOPERM;
@@ -415,6 +520,19 @@ int cli_sendmail_main(int argc, char **argv)
     } else {
         struct passwd *pw = getpwuid(getuid());
         e->sender = xasprintf("%s@%s", pw ? pw->pw_name : "nobody", origin);
+    }
+    if (mode_bv) {
+        int rc = sendmail_verify(cfg, e->sender, argv + i, argc - i);
+        envelope_free(e);
+        return rc;
+    }
+    e->envid = envid ? xstrdup(envid) : NULL;
+    e->ret = (enum dsn_ret)ret;
+    e->body_8bit = body_8bit;
+    if (mode_bs) {
+        int rc = sendmail_session(cfg, e, notify);
+        envelope_free(e);
+        return rc;
     }
 
     struct buf msg = BUF_INIT;
@@ -447,7 +565,7 @@ int cli_sendmail_main(int argc, char **argv)
             envelope_free(e);
             return EX_USAGE;
         }
-        envelope_add_rcpt(e, q);
+        envelope_add_rcpt(e, q)->notify = notify;
         free(q);
     }
     strlist_free(rcpts);
@@ -458,36 +576,8 @@ int cli_sendmail_main(int argc, char **argv)
         return EX_USAGE;
     }
 
-    /* RFC 6409 8.1-8.3: complete From, Date and Message-ID when missing. */
-    struct buf full = BUF_INIT, add = BUF_INIT;
-    if (!msghdr_has(msg.data ? msg.data : "", msg.len, "From")) {
-        if (full_name)
-            sendmail_from_named(&add, full_name, e->sender);
-        else
-            buf_printf(&add, "From: %s\r\n", e->sender[0] ? e->sender : "MAILER-DAEMON");
-    }
-    if (!msghdr_has(msg.data ? msg.data : "", msg.len, "Date"))
-        msghdr_add_date(&add, e->arrival);
-    if (!msghdr_has(msg.data ? msg.data : "", msg.len, "Message-ID")) {
-        char id[QUEUE_ID_MAX];
-        spool_new_id(id);
-        msghdr_add_message_id(&add, id, config_get(cfg, "myhostname"));
-    }
-    /* A message that starts with its body gets a blank line after the added headers. */
-    if (msg.len > 0 && !sendmail_starts_with_header(msg.data, msg.len))
-        buf_puts(&add, "\r\n");
-    buf_append(&add, msg.data ? msg.data : "", msg.len);
-    pickup_encode(e, add.data, add.len, &full);
-
-    /* Root may be first, before the server ever ran: it can lay out the queue itself. */
-    if (geteuid() == 0)
-        sendmail_prepare_queue(cfg, qdir);
-    int rc = sendmail_run_helper(NULL, qdir, &full);
-    if (rc != 0)
-        fprintf(stderr, "sendmail: cannot queue the message (status %d)\n", rc);
-    buf_free(&full);
-    buf_free(&add);
+    int rc = sendmail_queue(cfg, e, &msg, full_name);
     buf_free(&msg);
     envelope_free(e);
-    return rc == 0 ? 0 : rc == EX_DATAERR ? EX_DATAERR : EX_TEMPFAIL;
+    return rc;
 }
