@@ -244,7 +244,7 @@ def test_only_authorized_flush_users_reset_the_backoff(server_factory):
         assert wait_for(lambda: attempts() == 2, timeout=15)
 
 
-def greets(port, timeout=2.0):
+def greets(port, timeout=5.0):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.settimeout(timeout)
