@@ -128,6 +128,22 @@ struct spool *spool_open(const char *queue_dir, struct buf *err)
             goto fail;
         }
     }
+    /*
+     * A layout from before the boundary (maildrop 1733, public 0711, FIFO
+     * 0622) is closed by its owner here; run as root, the supervisor does it.
+     */
+    const struct {
+        const char *path;
+        mode_t mode;
+    } tighten[] = {{s->maildrop, MAILDROP_DIR_MODE},
+                   {s->public_dir, MAILDROP_PUBLIC_MODE},
+                   {s->fifo, MAILDROP_FIFO_MODE}};
+    for (size_t i = 0; i < sizeof tighten / sizeof tighten[0]; i++) {
+        struct stat ts;
+        if (lstat(tighten[i].path, &ts) == 0 && !S_ISLNK(ts.st_mode) && ts.st_uid == geteuid() &&
+            (ts.st_mode & 07777) != tighten[i].mode)
+            chmod(tighten[i].path, tighten[i].mode);
+    }
     if (mkfifo(s->fifo, MAILDROP_FIFO_MODE) == 0) {
         if (chmod(s->fifo, MAILDROP_FIFO_MODE) < 0) {
             buf_printf(err, "%s: %s", s->fifo, strerror(errno));
