@@ -86,6 +86,7 @@ struct smtp_client {
     int mail_ok;
     int data_fd;
     int at_bol;
+    int after_cr;        /* the last chunk ended with a CR, not yet written */
     int dot_for_nothing; /* 354 with no recipient accepted: send "." and ignore */
     size_t dot_next;     /* LMTP: the recipient the next reply to the dot is for */
 };
@@ -561,6 +562,62 @@ static const char *client_msg_unsafe(const struct smtp_msg *m, const char **dsn)
     return NULL;
 }
 
+/*
+ * Appends queue file bytes as the wire wants them: a line that starts with
+ * "." gets another one (RFC 5321 4.5.2), and every line ends with CRLF. The
+ * queue holds CRLF only (the SMTP server refuses bare CR and LF, pickup
+ * normalises), so a bare CR or LF here is damage: it goes out as CRLF, and
+ * no end-of-data sequence a lenient receiver might accept passes through
+ * us. CRLF, the usual case, costs no extra copy.
+ */
+static void client_data_chunk(struct smtp_client *c, struct evbuffer *out, const char *chunk,
+                              size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = chunk[i];
+        if (c->after_cr) {
+            /* Only at i == 0: the previous chunk ended with a CR. */
+            c->after_cr = 0;
+            evbuffer_add(out, "\r\n", 2);
+            c->at_bol = 1;
+            start = ch == '\n' ? i + 1 : i;
+            if (ch == '\n')
+                continue;
+        }
+        if (ch == '\r') {
+            if (i + 1 < n && chunk[i + 1] == '\n') {
+                i++; /* CRLF, written in place */
+                c->at_bol = 1;
+                continue;
+            }
+            evbuffer_add(out, chunk + start, i - start);
+            start = i + 1;
+            if (i + 1 == n) {
+                c->after_cr = 1; /* CRLF split across chunks, or a bare CR */
+                continue;
+            }
+            evbuffer_add(out, "\r\n", 2);
+            c->at_bol = 1;
+            continue;
+        }
+        if (ch == '\n') {
+            evbuffer_add(out, chunk + start, i - start);
+            evbuffer_add(out, "\r\n", 2);
+            start = i + 1;
+            c->at_bol = 1;
+            continue;
+        }
+        if (c->at_bol && ch == '.') {
+            evbuffer_add(out, chunk + start, i - start);
+            evbuffer_add(out, ".", 1);
+            start = i;
+        }
+        c->at_bol = 0;
+    }
+    evbuffer_add(out, chunk + start, n - start);
+}
+
 /* Pushes message data while the output buffer is short; at the end the final dot. */
 static void client_pump(struct smtp_client *c)
 {
@@ -581,6 +638,10 @@ static void client_pump(struct smtp_client *c)
         }
         if (n == 0) {
             /* RFC 5321 4.1.1.4: the data ends with CRLF . CRLF. */
+            if (c->after_cr) {
+                c->after_cr = 0;
+                c->at_bol = 0; /* the CRLF below ends that line */
+            }
             if (!c->at_bol)
                 evbuffer_add(out, "\r\n", 2);
             evbuffer_add(out, ".\r\n", 3);
@@ -589,17 +650,7 @@ static void client_pump(struct smtp_client *c)
             client_state(c, CS_DOT);
             return;
         }
-        /* RFC 5321 4.5.2: a line that starts with "." gets another one. */
-        size_t start = 0;
-        for (size_t i = 0; i < (size_t)n; i++) {
-            if (c->at_bol && chunk[i] == '.') {
-                evbuffer_add(out, chunk + start, i - start);
-                evbuffer_add(out, ".", 1);
-                start = i;
-            }
-            c->at_bol = chunk[i] == '\n';
-        }
-        evbuffer_add(out, chunk + start, (size_t)n - start);
+        client_data_chunk(c, out, chunk, (size_t)n);
     }
 }
 
@@ -655,6 +706,7 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
     c->mail_ok = 0;
     c->data_fd = -1;
     c->at_bol = 1;
+    c->after_cr = 0;
     c->dot_for_nothing = 0;
     c->dot_next = 0;
     c->pipelining = (c->ehlo.ext & SMTP_EHLO_PIPELINING) != 0;

@@ -312,3 +312,95 @@ def test_a_fifo_swapped_into_the_maildrop_does_not_stall_the_server(server_facto
     assert wait_for(lambda: srv.messages("example.com", "bob"), timeout=15)
     assert greets(srv.smtpd_port)
     assert not nobody_can, "nobody could put a FIFO into the maildrop"
+
+
+class RawPeer:
+    """A minimal SMTP server on a raw socket that keeps the DATA bytes exactly
+    as they came off the wire (aiosmtpd would split and rejoin lines)."""
+
+    def __init__(self):
+        import threading
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.data = []
+        self.commands = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        conn.settimeout(20)
+        with conn:
+            conn.sendall(b"220 raw.test ESMTP\r\n")
+            buf = b""
+            while True:
+                while b"\r\n" not in buf:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    buf += more
+                line, buf = buf.split(b"\r\n", 1)
+                self.commands.append(line)
+                verb = line[:4].upper()
+                if verb == b"DATA":
+                    conn.sendall(b"354 go\r\n")
+                    while b"\r\n.\r\n" not in buf:
+                        more = conn.recv(65536)
+                        if not more:
+                            return
+                        buf += more
+                    body, buf = buf.split(b"\r\n.\r\n", 1)
+                    self.data.append(body + b"\r\n")
+                    conn.sendall(b"250 ok\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                elif verb in (b"EHLO", b"HELO"):
+                    conn.sendall(b"250 raw.test\r\n")
+                else:
+                    conn.sendall(b"250 ok\r\n")
+
+    def close(self):
+        self.sock.close()
+
+
+def test_the_client_never_sends_a_bare_cr_or_lf(server_factory):
+    """Defence in depth: a queue file damaged to hold bare CR/LF (here by
+    root's hand) still goes out with CRLF only and no early end of data."""
+    import smtplib
+    peer = RawPeer()
+    try:
+        with DNSServer({}) as dns:
+            srv = server_factory(extra={"relayhost": "[127.0.0.1]:%d" % free_port(),
+                                        "dns_resolver": dns.address,
+                                        "minimal_backoff_time": "300s",
+                                        "maximal_backoff_time": "600s"})
+            with smtplib.SMTP("127.0.0.1", srv.smtpd_port) as c:
+                c.sendmail("a@example.com", ["far@remote.test"],
+                           b"Subject: damaged\r\n\r\nXX\r\nQQ\r\nYY\r\nZZ\r\n")
+            assert wait_for(lambda: "status=deferred" in srv.log_text(), timeout=15)
+            active = srv.data / "queue" / "active"
+            data = next(active.glob("*.data"))
+            raw = data.read_bytes()
+            # Same size, so the commit record still matches: "\r\nQ" -> "\r.\r", "\r\nZ" -> "\n.\n".
+            damaged = raw.replace(b"XX\r\nQQ", b"XX\r.\rQ").replace(b"YY\r\nZZ", b"YY\n.\nZ")
+            assert len(damaged) == len(raw) and damaged != raw
+            data.write_bytes(damaged)
+            srv.settings["relayhost"] = "[127.0.0.1]:%d" % peer.port
+            srv.reload()
+            time.sleep(1)
+            assert srv.cmd("queue", "flush").returncode == 0
+            assert wait_for(lambda: peer.data, timeout=20)
+            body = peer.data[0]
+            assert re.search(rb"\r(?!\n)|(?<!\r)\n", body) is None, body
+            assert b"XX\r\n..\r\nQ" in body and b"YY\r\n..\r\nZ" in body, body
+            assert len(peer.data) == 1
+            assert not any(c.startswith(b"Q") and c != b"QUIT" for c in peer.commands)
+    finally:
+        peer.close()
