@@ -404,3 +404,33 @@ def test_the_client_never_sends_a_bare_cr_or_lf(server_factory):
             assert not any(c.startswith(b"Q") and c != b"QUIT" for c in peer.commands)
     finally:
         peer.close()
+
+
+def test_what_pickup_cannot_take_is_set_aside_once(server_factory):
+    """Files that are not one readable regular file go to corrupt/ with the
+    reason, once; the mail behind them still flows."""
+    srv = server_factory(start=False)
+    srv.start()
+    srv.stop()
+    drop = maildrop(srv)
+    unreadable = drop / "UNREADABLE"
+    unreadable.write_bytes(envelope_file("a@example.com", ["bob@example.com"]))
+    os.chmod(unreadable, 0)
+    os.mkfifo(drop / "FIFO")
+    os.symlink("/etc/shadow", drop / "LINK")
+    other = srv.tmp / "outside"
+    other.write_bytes(envelope_file("a@example.com", ["bob@example.com"]))
+    os.link(other, drop / "HARDLINK")
+    srv.start()
+    r = srv.cmd("sendmail", "bob@example.com", input="Subject: behind them\n\nx\n")
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: srv.messages("example.com", "bob"), timeout=15)
+    assert wait_for(lambda: len(corrupt(srv)) == 4, timeout=10), corrupt(srv)
+    log = srv.log_text()
+    assert "maildrop/UNREADABLE: cannot open: Permission denied; moved to corrupt/" in log
+    assert "maildrop/FIFO: not a regular file; moved to corrupt/" in log
+    assert "maildrop/LINK: cannot open: a symbolic link; moved to corrupt/" in log
+    assert "maildrop/HARDLINK: has more than one link; moved to corrupt/" in log
+    time.sleep(1.5)
+    assert log.count("moved to corrupt/") == srv.log_text().count("moved to corrupt/") == 4
+    assert len(srv.messages("example.com", "bob")) == 1
