@@ -244,6 +244,11 @@ static int pickup_read_one(struct spool *s, int dfd, const char *name,
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == EINTR) {
+            /* Our own shortage, not the file's fault: the next round tries again. */
+            log_warning("maildrop/%s: cannot open, will retry: %s", name, strerror(errno));
+            return 0;
+        }
         buf_printf(&err, "cannot open: %s", errno == ELOOP ? "a symbolic link" : strerror(errno));
         why = buf_cstr(&err);
         goto out;
