@@ -15,6 +15,16 @@ unitdir=${SYSTEMD_UNIT_DIR:-/etc/systemd/system}
 install -d "$destdir$prefix/sbin" "$destdir$prefix/share/man/man8" \
   "$destdir/etc/hongyan" "$destdir$unitdir"
 install -m 0755 "$top/$build/hongyan" "$destdir$prefix/sbin/hongyan"
+# The local submission helper, setgid to setgid_group (docs/submission.md,
+# "Local submission boundary"); sendmail finds it beside the binary.
+if [ "$(id -u)" -eq 0 ] && getent group hongyan-drop >/dev/null 2>&1; then
+  install -m 2755 -o root -g hongyan-drop "$top/$build/hongyan-postdrop" \
+    "$destdir$prefix/sbin/hongyan-postdrop"
+else
+  install -m 0755 "$top/$build/hongyan-postdrop" "$destdir$prefix/sbin/hongyan-postdrop"
+  echo "note: make $prefix/sbin/hongyan-postdrop setgid: groupadd --system hongyan-drop &&" \
+    "chgrp hongyan-drop $prefix/sbin/hongyan-postdrop && chmod 2755 $prefix/sbin/hongyan-postdrop"
+fi
 names="sendmail mailq newaliases"
 [ "${POSTFIX_LINKS:-no}" = yes ] && names="$names postmap postconf"
 for name in $names; do
@@ -24,4 +34,4 @@ install -m 0644 "$top/docs/man/hongyan.8" "$destdir$prefix/share/man/man8/hongya
 sed "s|@PREFIX@|$prefix|g" "$top/etc/hongyan.service" > "$destdir$unitdir/hongyan.service"
 chmod 0644 "$destdir$unitdir/hongyan.service"
 [ -e "$destdir/etc/hongyan/main.cf" ] || install -m 0644 "$top/etc/main.cf" "$destdir/etc/hongyan/main.cf"
-echo "installed hongyan into $destdir$prefix (create the user with: useradd --system --home-dir /var/lib/hongyan --shell /usr/sbin/nologin hongyan)"
+echo "installed hongyan into $destdir$prefix (create the user and group with: useradd --system --home-dir /var/lib/hongyan --shell /usr/sbin/nologin hongyan; groupadd --system hongyan-drop)"

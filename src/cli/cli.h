@@ -31,13 +31,6 @@ int cli_user_main(int argc, char **argv);
 int cli_doctor_main(int argc, char **argv);
 int cli_report_main(int argc, char **argv);
 
-struct buf;
-/*
- * Queues a message already in maildrop form (pickup_encode: envelope and
- * message) through maildrop/, as sendmail does, and wakes a running
- * server. 0, or -1 with err.
- */
-int cli_maildrop_submit(const struct config *cfg, const struct buf *encoded, struct buf *err);
 /* Postfix-named entry points with their own option syntax. */
 int cli_mailq_main(int argc, char **argv);
 int cli_postmap_main(int argc, char **argv);

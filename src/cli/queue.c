@@ -110,9 +110,10 @@ static int queue_list(struct spool *s)
         struct buf text = BUF_INIT, err = BUF_INIT;
         struct envelope *e = NULL;
         size_t off;
+        long uid;
         char *path = xasprintf("%s/%s", spool_maildrop_dir(s), *n);
         if (read_file(path, &text, QUEUE_SHOW_MAX) == 0 &&
-            pickup_decode(text.data ? text.data : "", text.len, &e, &off, &err) == 0) {
+            pickup_parse(text.data ? text.data : "", text.len, &uid, &e, &off, &err) == 0) {
             if (!header) {
                 printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
                 header = 1;
@@ -228,7 +229,7 @@ static int queue_delete(struct spool *s, const char *id)
         missing = 1;
     }
     printf("Deleted: %d message%s\n", n, n == 1 ? "" : "s");
-    queue_poke(s, "W");
+    queue_poke(s, "W\n");
     return missing;
 }
 
@@ -243,7 +244,7 @@ static int queue_move(struct spool *s, const char *id, int hold)
     }
     printf("%s: %s\n", id, hold ? "placed on hold" : "released from hold");
     if (!hold)
-        queue_poke(s, "W");
+        queue_poke(s, "W\n");
     return 0;
 }
 
@@ -270,7 +271,7 @@ int cli_queue_main(int argc, char **argv)
     if (strcmp(cmd, "list") == 0) {
         rc = queue_list(s);
     } else if (strcmp(cmd, "flush") == 0) {
-        if (queue_poke(s, "F") < 0) {
+        if (queue_poke(s, "F\n") < 0) {
             fprintf(stderr, "hongyan queue: the server is not running; "
                             "queued mail will be delivered when it starts\n");
             rc = EX_UNAVAILABLE;

@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "cli/cli.h"
+#include "cli/sendmail.h"
 #include "cli/doctor.h"
 #include "cli/report.h"
 #include "config/config.h"
@@ -271,12 +272,12 @@ int report_queue(const struct config *cfg, const char *sender, char *const *rcpt
     e->sender = xstrdup(sender);
     for (size_t i = 0; rcpts[i]; i++)
         envelope_add_rcpt(e, rcpts[i]);
-    struct buf full = BUF_INIT;
-    pickup_encode(e, msg->data, msg->len, &full);
-    int rc = cli_maildrop_submit(cfg, &full, err);
-    buf_free(&full);
+    /* Through the local submission boundary, as any sendmail mail (docs/submission.md). */
+    int rc = sendmail_queue(cfg, e, msg, NULL);
+    if (rc != 0)
+        buf_printf(err, "the local submission helper refused the report (status %d)", rc);
     envelope_free(e);
-    return rc;
+    return rc == 0 ? 0 : -1;
 }
 
 /* Builds and queues the report of g to its rua; 1 queued, 0 nobody to send to, -1 failed. */

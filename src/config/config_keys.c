@@ -83,6 +83,13 @@ const struct config_key config_keys[] = {
     {"queue_directory", "$data_directory/queue", CONFIG_STRING, NULL, "the spool"},
     {"mail_owner", "hongyan", CONFIG_STRING, NULL,
      "the unprivileged user the server runs as once started by root"},
+    {"setgid_group", "hongyan-drop", CONFIG_STRING, NULL,
+     "the group of maildrop/ and public/, which hongyan-postdrop is setgid to (local submission)"},
+    {"authorized_submit_users", "static:anyone", CONFIG_LIST, NULL,
+     "local users who may submit mail with sendmail: names, !name, type:table, /file; "
+     "static:anyone for all, empty for none (root and mail_owner always may)"},
+    {"authorized_flush_users", "static:anyone", CONFIG_LIST, NULL,
+     "local users who may flush the queue (sendmail -q), as authorized_submit_users"},
     {"maillog_file", "", CONFIG_STRING, NULL, "a file to write the mail log to, besides stderr"},
     {"syslog_name", "hongyan", CONFIG_STRING, NULL,
      "the first part of the program name in log lines (NAME/smtpd[PID]); postfix makes a plain "

@@ -26,6 +26,7 @@
 #include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "queue/maildrop.h"
 
 /* Seconds to wait for the worker to finish after passing SIGTERM on. */
 #define SUPERVISOR_STOP_SECONDS 40
@@ -42,16 +43,15 @@ static void supervisor_on_signal(int sig)
 }
 
 /*
- * The queue's own directories, handed to mail_owner one by one (sendmail or
- * `hongyan queue` run as root may have created them). Their contents are
- * never walked: maildrop/ is writable by every local user, and the others
- * by mail_owner, so root changing owners inside them would act on names
- * another user controls. Nothing root writes in them needs a new owner:
- * root's maildrop files are readable as they are, and the queue commands
- * only rename and unlink.
+ * The queue's own directories, handed to mail_owner one by one (`hongyan
+ * queue` run as root may have created them). Their contents are never
+ * walked: they are writable by mail_owner, so root changing owners inside
+ * them would act on names another user controls; the queue commands only
+ * rename and unlink. maildrop/ and public/, the local submission boundary,
+ * belong to mail_owner and setgid_group and are set up by maildrop_prepare()
+ * (queue/maildrop.h), the same descriptor-based way.
  */
-static const char *const supervisor_queue_subdirs[] = {"incoming", "active",   "hold",
-                                                       "corrupt",  "maildrop", "public"};
+static const char *const supervisor_queue_subdirs[] = {"incoming", "active", "hold", "corrupt"};
 
 /* Hands one open directory to mail_owner (its mode is set by safedir_open when it makes it). */
 static int supervisor_hand_over(int fd, const char *key, const char *path, const struct passwd *pw)
@@ -61,24 +61,6 @@ static int supervisor_hand_over(int fd, const char *key, const char *path, const
         return -1;
     }
     return 0;
-}
-
-/*
- * public/flush made by a root command (`hongyan queue flush` before the
- * first start) is root's, mode 0622, and the worker could not read it.
- * Rather than change the owner of a name in a directory mail_owner can
- * write, the name goes (unlinking only removes the name, whatever it
- * names); the worker makes a new FIFO of its own at start.
- */
-static void supervisor_reset_flush_fifo(int public_fd, const char *public_path,
-                                        const struct passwd *pw)
-{
-    struct stat st;
-    if (fstatat(public_fd, "flush", &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid == pw->pw_uid)
-        return;
-    if (unlinkat(public_fd, "flush", 0) < 0)
-        log_warning("cannot remove %s/flush (owned by uid %ld): %s", public_path, (long)st.st_uid,
-                    strerror(errno));
 }
 
 /*
@@ -116,8 +98,6 @@ static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode
             safedir_open_at(fd, supervisor_queue_subdirs[i], sub_path, pw->pw_uid, 0, NULL, &err);
         if (sub >= 0) {
             rc = supervisor_hand_over(sub, key, sub_path, pw);
-            if (rc == 0 && strcmp(supervisor_queue_subdirs[i], "public") == 0)
-                supervisor_reset_flush_fifo(sub, sub_path, pw);
             close(sub);
         } else if (errno != ENOENT) { /* missing: the worker creates it as mail_owner */
             log_error("%s: %s", key, buf_cstr(&err));
@@ -130,11 +110,42 @@ static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode
     return rc;
 }
 
+/* The setgid_group: the worker keeps it as its one supplementary group, to read maildrop files. */
+static gid_t supervisor_drop_gid;
+
+/*
+ * The local submission boundary (queue/maildrop.h): maildrop/ and public/
+ * belong to mail_owner and setgid_group, which hongyan-postdrop is setgid to.
+ */
+static int supervisor_prepare_maildrop(const struct config *cfg, const struct passwd *pw)
+{
+    const char *name = config_get(cfg, "setgid_group");
+    const struct group *gr = getgrnam(name);
+    if (gr == NULL) {
+        log_error("setgid_group: group '%s' does not exist; create it with: groupadd --system %s",
+                  name, name);
+        return -1;
+    }
+    if (gr->gr_gid == 0 || gr->gr_gid == pw->pw_gid) {
+        log_error("setgid_group: '%s' must be a group of its own, not root's or mail_owner's",
+                  name);
+        return -1;
+    }
+    supervisor_drop_gid = gr->gr_gid;
+    struct buf err = BUF_INIT;
+    int rc = maildrop_prepare(config_get(cfg, "queue_directory"), pw->pw_uid, gr->gr_gid, &err);
+    if (rc < 0)
+        log_error("queue_directory: %s", buf_cstr(&err));
+    buf_free(&err);
+    return rc;
+}
+
 static int supervisor_drop_privileges(const struct passwd *pw)
 {
     if (pw == NULL)
         return 0;
-    if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+    if (setgroups(1, &supervisor_drop_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0) {
         log_error("cannot become %s: %s", pw->pw_name, strerror(errno));
         return -1;
     }
@@ -266,6 +277,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         return EX_CANTCREAT;
     if (supervisor_lock_spool(config_get(cfg, "queue_directory")) < 0)
         return EX_TEMPFAIL;
+    if (pw != NULL && supervisor_prepare_maildrop(cfg, pw) < 0)
+        return EX_CANTCREAT;
 
     struct listen_sock *socks = NULL;
     int nsocks = daemon_listeners_bind(cfg, &socks, &err);

@@ -38,12 +38,17 @@ int msghdr_has(const char *msg, size_t len, const char *name)
     return 0;
 }
 
-void msghdr_add_date(struct buf *out, time_t t)
+void msghdr_date(time_t t, char out[MSGHDR_DATE_MAX])
 {
     struct tm tm;
-    char s[64];
     localtime_r(&t, &tm);
-    strftime(s, sizeof s, "%a, %d %b %Y %H:%M:%S %z", &tm);
+    strftime(out, MSGHDR_DATE_MAX, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+void msghdr_add_date(struct buf *out, time_t t)
+{
+    char s[MSGHDR_DATE_MAX];
+    msghdr_date(t, s);
     buf_printf(out, "Date: %s\r\n", s);
 }
 

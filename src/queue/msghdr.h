@@ -15,6 +15,9 @@
 size_t msghdr_block_len(const char *msg, size_t len);
 /* Whether the header block has a field called name (case-insensitive). */
 int msghdr_has(const char *msg, size_t len, const char *name);
+#define MSGHDR_DATE_MAX 64
+/* An RFC 5322 3.3 date-time in local time, as Date: and Received: carry it. */
+void msghdr_date(time_t t, char out[MSGHDR_DATE_MAX]);
 /* Appends "Date: <RFC 5322 3.3 date>\r\n". */
 void msghdr_add_date(struct buf *out, time_t t);
 /* Appends "Message-ID: <unique@host>\r\n". */

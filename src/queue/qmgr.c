@@ -8,7 +8,8 @@
  * or elsewhere), then records all results on the
  * work queue: bounces first, then the appended result records, then the
  * removal of a finished message. Mail from sendmail is picked up from
- * maildrop/ on the tick and whenever the flush FIFO is written.
+ * maildrop/ on the tick and whenever the flush FIFO is written
+ * (qmgr_pickup.c).
  */
 #include "queue/qmgr.h"
 
@@ -35,45 +36,8 @@
 #include "maps/resolve.h"
 #include "queue/bounce.h"
 #include "queue/envelope.h"
-#include "queue/pickup.h"
+#include "queue/qmgr_int.h"
 #include "queue/spool.h"
-
-struct qmsg {
-    char id[QUEUE_ID_MAX];
-    time_t next_try;
-    int busy;
-    /*
-     * Found in the spool rather than handed over on arrival (a restart, a
-     * release): an earlier attempt may have delivered without recording it,
-     * so local delivery checks for its own earlier copy (maildir.h).
-     */
-    int found_by_scan;
-    struct qmsg *next, *prev;   /* arrival order */
-    struct qmsg *hnext;         /* hash chain by id */
-    struct qmsg *rnext, *rprev; /* the ready list, when in_ready */
-    int in_ready;
-};
-
-#define QMGR_BUCKETS 16384
-
-struct qmgr {
-    struct server *srv;
-    struct qmsg *msgs, *msgs_tail;
-    /*
-     * Messages due now and not busy, in the order they became due: what
-     * qmgr_run() starts, so a completion costs O(1), not a walk of every
-     * message. Deferred messages join it from the one-second tick.
-     */
-    struct qmsg *ready, *ready_tail;
-    struct qmsg *buckets[QMGR_BUCKETS];
-    struct event *tick, *fifo_ev;
-    int fifo_fd;
-    time_t last_scan;
-    int inflight, stopping; /* inflight: deliveries and pickups under way */
-    struct qpick *picking;  /* maildrop files being committed */
-    void (*stop_done)(void *);
-    void *stop_arg;
-};
 
 /* Per-recipient outcome gathered before it is recorded. */
 struct qresult {
@@ -117,9 +81,6 @@ struct qjob {
     char hostname[256];
     long long min_backoff, max_backoff, lifetime, delay_warning;
 };
-
-static void qmgr_run(struct qmgr *q);
-struct qpick;
 
 static struct config *qmgr_cfg(struct qmgr *q)
 {
@@ -173,7 +134,7 @@ static void qmgr_due(struct qmgr *q, struct qmsg *m, time_t now)
     q->ready_tail = m;
 }
 
-static struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
+struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
 {
     struct qmsg *m = qmgr_find(q, id);
     if (m) {
@@ -227,8 +188,22 @@ struct qmgr *qmgr_new(struct server *srv)
     return q;
 }
 
+void qmgr_inflight_done(struct qmgr *q)
+{
+    q->inflight--;
+    if (q->stopping) {
+        if (q->inflight == 0 && q->stop_done) {
+            void (*done)(void *) = q->stop_done;
+            q->stop_done = NULL;
+            done(q->stop_arg);
+        }
+        return;
+    }
+    qmgr_run(q);
+}
+
 /* Adds every message in active/ we do not know yet, at the next try its envelope names. */
-static void qmgr_scan(struct qmgr *q, int all_now)
+void qmgr_scan(struct qmgr *q, int all_now)
 {
     size_t n;
     char **ids = spool_list(q->srv->spool, SPOOL_ACTIVE, &n);
@@ -253,131 +228,6 @@ static void qmgr_scan(struct qmgr *q, int all_now)
     q->last_scan = time(NULL);
 }
 
-/*
- * Pickup without blocking the loop: each maildrop file is read and expanded
- * here, committed through the spool's group commit, and removed from
- * maildrop/ on the work queue once the spool holds it.
- */
-struct qpick {
-    struct qmgr *q;
-    struct server_gen *gen; /* held while the message is being signed */
-    char *name;
-    struct pickup_info info;
-    struct qpick *next;
-};
-
-static void qmgr_inflight_done(struct qmgr *q)
-{
-    q->inflight--;
-    if (q->stopping) {
-        if (q->inflight == 0 && q->stop_done) {
-            void (*done)(void *) = q->stop_done;
-            q->stop_done = NULL;
-            done(q->stop_arg);
-        }
-        return;
-    }
-    qmgr_run(q);
-}
-
-static void qpick_free(struct qpick *p)
-{
-    struct qmgr *q = p->q;
-    for (struct qpick **pp = &q->picking; *pp; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
-    }
-    free(p->name);
-    free(p);
-}
-
-static void qpick_unlink_work(void *arg)
-{
-    struct qpick *p = arg;
-    pickup_finish(p->q->srv->spool, p->name);
-}
-
-static void qpick_unlink_done(void *arg)
-{
-    struct qpick *p = arg;
-    struct qmgr *q = p->q;
-    const char *svc = log_scope("pickup");
-    pickup_log(&p->info);
-    log_scope(svc);
-    qmgr_add(q, p->info.id, 0);
-    qpick_free(p);
-    qmgr_inflight_done(q);
-}
-
-static void qpick_committed(void *arg, int result, int err_code, const char *queue_id)
-{
-    struct qpick *p = arg;
-    struct qmgr *q = p->q;
-    if (result == 0) {
-        workq_submit(q->srv->workq, qpick_unlink_work, qpick_unlink_done, p);
-        return;
-    }
-    log_warning("maildrop/%s: cannot queue, will retry: %s", p->name, strerror(err_code));
-    qpick_free(p);
-    qmgr_inflight_done(q);
-}
-
-/*
- * DKIM-signed (or left unsigned, logged): now the commit. When the queue
- * file could not be finished (a full disk) the maildrop file stays for the
- * next pickup.
- */
-static void qpick_signed(void *arg, struct spool_msg *m, int err_code)
-{
-    struct qpick *p = arg;
-    server_gen_unref(p->gen);
-    p->gen = NULL;
-    if (err_code) {
-        spool_msg_abort(m);
-        qpick_committed(p, -1, err_code, NULL);
-        return;
-    }
-    spool_msg_commit(m, qpick_committed, p);
-}
-
-static int qmgr_picking(struct qmgr *q, const char *name)
-{
-    for (struct qpick *p = q->picking; p; p = p->next)
-        if (strcmp(p->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-static void qmgr_pickup(struct qmgr *q)
-{
-    struct server_gen *g = q->srv->gen;
-    char **names = pickup_names(q->srv->spool);
-    for (char **n = names; *n && !q->stopping; n++) {
-        if (qmgr_picking(q, *n))
-            continue; /* its commit is still in progress */
-        struct spool_msg *m;
-        struct qpick *p = xcalloc(1, sizeof *p);
-        if (pickup_prepare(q->srv->spool, g->cfg, g->resolver, *n, &m, &p->info) != 1) {
-            free(p);
-            continue;
-        }
-        p->q = q;
-        p->name = xstrdup(*n);
-        p->next = q->picking;
-        q->picking = p;
-        q->inflight++;
-        /*
-         * sendmail mail is ours: signed at spool entry like an authenticated
-         * submission (docs/dkim.md). The generation is held for its signer.
-         */
-        p->gen = server_gen_ref(q->srv);
-        dkim_spool_sign(q->srv->workq, p->gen->dkim, NULL, m, qpick_signed, p);
-    }
-    strlist_free(names);
-}
-
 static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct qmgr *q = arg;
@@ -387,30 +237,11 @@ static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
     time_t now = time(NULL);
     for (struct qmsg *m = q->msgs; m; m = m->next)
         qmgr_due(q, m, now);
+    qmgr_pickup_tick(q);
     qmgr_pickup(q);
     if (time(NULL) - q->last_scan >= config_get_time(qmgr_cfg(q), "queue_run_delay"))
         qmgr_scan(q, 0);
     qmgr_run(q);
-}
-
-static void qmgr_on_fifo(evutil_socket_t fd, short what, void *arg)
-{
-    struct qmgr *q = arg;
-    char b[512];
-    int flush = 0;
-    ssize_t n;
-    while ((n = read(fd, b, sizeof b)) > 0)
-        for (ssize_t i = 0; i < n; i++)
-            flush |= b[i] == 'F';
-    if (q->stopping)
-        return;
-    /* Any write is a wake-up: new maildrop files, a release, or a flush ("F"). */
-    qmgr_pickup(q);
-    qmgr_scan(q, 0);
-    if (flush)
-        qmgr_flush(q);
-    else
-        qmgr_run(q);
 }
 
 void qmgr_start(struct qmgr *q)
@@ -420,13 +251,7 @@ void qmgr_start(struct qmgr *q)
     if (bad)
         log_warning("queue recovery: %d file(s) moved to corrupt/", bad);
     qmgr_scan(q, 0);
-    q->fifo_fd = open(spool_fifo_path(s), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (q->fifo_fd >= 0) {
-        q->fifo_ev = event_new(q->srv->base, q->fifo_fd, EV_READ | EV_PERSIST, qmgr_on_fifo, q);
-        event_add(q->fifo_ev, NULL);
-    } else {
-        log_warning("cannot open %s: %s", spool_fifo_path(s), strerror(errno));
-    }
+    qmgr_fifo_open(q);
     q->tick = event_new(q->srv->base, -1, EV_PERSIST, qmgr_on_tick, q);
     struct timeval tv = {1, 0};
     event_add(q->tick, &tv);
@@ -462,6 +287,8 @@ void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg)
         event_del(q->tick);
     if (q->fifo_ev)
         event_del(q->fifo_ev);
+    if (q->wake_ev)
+        event_del(q->wake_ev);
     if (q->inflight == 0) {
         if (done)
             done(arg);
@@ -477,17 +304,12 @@ void qmgr_free(struct qmgr *q)
         return;
     if (q->tick)
         event_free(q->tick);
-    if (q->fifo_ev)
-        event_free(q->fifo_ev);
-    if (q->fifo_fd >= 0)
-        close(q->fifo_fd);
+    qmgr_pickup_free(q);
     while (q->msgs) {
         struct qmsg *m = q->msgs;
         q->msgs = m->next;
         free(m);
     }
-    while (q->picking)
-        qpick_free(q->picking);
     free(q);
 }
 
@@ -998,7 +820,7 @@ static int qmgr_limit(struct qmgr *q)
     return n < 1 ? 1 : n > 1000 ? 1000 : (int)n;
 }
 
-static void qmgr_run(struct qmgr *q)
+void qmgr_run(struct qmgr *q)
 {
     if (q->stopping)
         return;

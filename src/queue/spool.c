@@ -21,6 +21,7 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "queue/maildrop.h"
 
 #define SPOOL_ENVELOPE_MAX (64 * 1024 * 1024)
 #define SPOOL_WBUF 65536
@@ -113,23 +114,43 @@ struct spool *spool_open(const char *queue_dir, struct buf *err)
         goto fail;
     }
     /*
-     * maildrop/ is world-writable and sticky (Postfix's historical 1733):
-     * any local user's sendmail can drop a file, nobody but the owner can
-     * list, and only the file's owner or mail_owner can remove it.
+     * maildrop/ and public/ are the local submission boundary
+     * (queue/maildrop.h): only mail_owner and the setgid helper's group may
+     * enter. Run as root, the supervisor gives them that group.
      */
     const struct {
         const char *path;
         mode_t mode;
-    } dirs[] = {{s->incoming, 0700}, {s->active, 0700},    {s->hold, 0700},
-                {s->corrupt, 0700},  {s->maildrop, 01733}, {s->public_dir, 0711}};
+    } dirs[] = {{s->incoming, 0700},
+                {s->active, 0700},
+                {s->hold, 0700},
+                {s->corrupt, 0700},
+                {s->maildrop, MAILDROP_DIR_MODE},
+                {s->public_dir, MAILDROP_PUBLIC_MODE}};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (spool_mkdir(dirs[i].path, dirs[i].mode) < 0) {
             buf_printf(err, "%s: %s", dirs[i].path, strerror(errno));
             goto fail;
         }
     }
-    if (mkfifo(s->fifo, 0622) == 0) {
-        if (chmod(s->fifo, 0622) < 0) {
+    /*
+     * A layout from before the boundary (maildrop 1733, public 0711, FIFO
+     * 0622) is closed by its owner here; run as root, the supervisor does it.
+     */
+    const struct {
+        const char *path;
+        mode_t mode;
+    } tighten[] = {{s->maildrop, MAILDROP_DIR_MODE},
+                   {s->public_dir, MAILDROP_PUBLIC_MODE},
+                   {s->fifo, MAILDROP_FIFO_MODE}};
+    for (size_t i = 0; i < sizeof tighten / sizeof tighten[0]; i++) {
+        struct stat ts;
+        if (lstat(tighten[i].path, &ts) == 0 && !S_ISLNK(ts.st_mode) && ts.st_uid == geteuid() &&
+            (ts.st_mode & 07777) != tighten[i].mode)
+            chmod(tighten[i].path, tighten[i].mode);
+    }
+    if (mkfifo(s->fifo, MAILDROP_FIFO_MODE) == 0) {
+        if (chmod(s->fifo, MAILDROP_FIFO_MODE) < 0) {
             buf_printf(err, "%s: %s", s->fifo, strerror(errno));
             goto fail;
         }

@@ -89,6 +89,7 @@ struct smtp_client {
     int mail_ok;
     int data_fd;
     int at_bol;
+    int after_cr;        /* the last chunk ended with a CR, not yet written */
     int dot_for_nothing; /* 354 with no recipient accepted: send "." and ignore */
     size_t dot_next;     /* LMTP: the recipient the next reply to the dot is for */
 };
@@ -282,6 +283,16 @@ static void client_send(struct smtp_client *c, const char *fmt, ...)
     va_start(ap, fmt);
     buf_vprintf(&line, fmt, ap);
     va_end(ap);
+    /*
+     * One call, one command line: a CR or LF in a field would start another
+     * command on the server (smuggling). smtp_client_send refuses such a
+     * message before any command goes out; this is the last line of defence.
+     */
+    size_t cut = strcspn(buf_cstr(&line), "\r\n");
+    if (cut < line.len) {
+        log_error("%s: refusing to send a command line with CR or LF", c->label);
+        line.len = cut;
+    }
     if (log_debug_enabled())
         log_debug("%s: > %s", c->label,
                   str_prefix_ci(buf_cstr(&line), "AUTH") ? "AUTH (redacted)" : buf_cstr(&line));
@@ -582,6 +593,83 @@ static void client_send_mail(struct smtp_client *c)
     buf_free(&cmd);
 }
 
+/* Whether s (may be NULL) stays inside one command line: no CR or LF. */
+static int client_field_ok(const char *s)
+{
+    return s == NULL || strcspn(s, "\r\n") == strlen(s);
+}
+
+/* The field of m that would break a command line, or NULL when none does. */
+static const char *client_msg_unsafe(const struct smtp_msg *m, const char **dsn)
+{
+    *dsn = "5.1.7"; /* RFC 3463: bad sender's mailbox address syntax */
+    if (!client_field_ok(m->sender))
+        return "sender address";
+    if (!client_field_ok(m->envid))
+        return "ENVID";
+    *dsn = "5.1.3"; /* bad destination mailbox address syntax */
+    for (size_t i = 0; i < m->nrcpts; i++)
+        if (!client_field_ok(m->rcpts[i].address) || !client_field_ok(m->rcpts[i].orcpt))
+            return "recipient address";
+    return NULL;
+}
+
+/*
+ * Appends queue file bytes as the wire wants them: a line that starts with
+ * "." gets another one (RFC 5321 4.5.2), and every line ends with CRLF. The
+ * queue holds CRLF only (the SMTP server refuses bare CR and LF, pickup
+ * normalises), so a bare CR or LF here is damage: it goes out as CRLF, and
+ * no end-of-data sequence a lenient receiver might accept passes through
+ * us. CRLF, the usual case, costs no extra copy.
+ */
+static void client_data_chunk(struct smtp_client *c, struct evbuffer *out, const char *chunk,
+                              size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = chunk[i];
+        if (c->after_cr) {
+            /* Only at i == 0: the previous chunk ended with a CR. */
+            c->after_cr = 0;
+            evbuffer_add(out, "\r\n", 2);
+            c->at_bol = 1;
+            start = ch == '\n' ? i + 1 : i;
+            if (ch == '\n')
+                continue;
+        }
+        if (ch == '\r') {
+            if (i + 1 < n && chunk[i + 1] == '\n') {
+                i++; /* CRLF, written in place */
+                c->at_bol = 1;
+                continue;
+            }
+            evbuffer_add(out, chunk + start, i - start);
+            start = i + 1;
+            if (i + 1 == n) {
+                c->after_cr = 1; /* CRLF split across chunks, or a bare CR */
+                continue;
+            }
+            evbuffer_add(out, "\r\n", 2);
+            c->at_bol = 1;
+            continue;
+        }
+        if (ch == '\n') {
+            evbuffer_add(out, chunk + start, i - start);
+            evbuffer_add(out, "\r\n", 2);
+            start = i + 1;
+            c->at_bol = 1;
+            continue;
+        }
+        if (c->at_bol && ch == '.') {
+            evbuffer_add(out, chunk + start, i - start);
+            evbuffer_add(out, ".", 1);
+            start = i;
+        }
+        c->at_bol = 0;
+    }
+    evbuffer_add(out, chunk + start, n - start);
+}
+
 /* Pushes message data while the output buffer is short; at the end the final dot. */
 static void client_pump(struct smtp_client *c)
 {
@@ -602,6 +690,10 @@ static void client_pump(struct smtp_client *c)
         }
         if (n == 0) {
             /* RFC 5321 4.1.1.4: the data ends with CRLF . CRLF. */
+            if (c->after_cr) {
+                c->after_cr = 0;
+                c->at_bol = 0; /* the CRLF below ends that line */
+            }
             if (!c->at_bol)
                 evbuffer_add(out, "\r\n", 2);
             evbuffer_add(out, ".\r\n", 3);
@@ -610,17 +702,7 @@ static void client_pump(struct smtp_client *c)
             client_state(c, CS_DOT);
             return;
         }
-        /* RFC 5321 4.5.2: a line that starts with "." gets another one. */
-        size_t start = 0;
-        for (size_t i = 0; i < (size_t)n; i++) {
-            if (c->at_bol && chunk[i] == '.') {
-                evbuffer_add(out, chunk + start, i - start);
-                evbuffer_add(out, ".", 1);
-                start = i;
-            }
-            c->at_bol = chunk[i] == '\n';
-        }
-        evbuffer_add(out, chunk + start, (size_t)n - start);
+        client_data_chunk(c, out, chunk, (size_t)n);
     }
 }
 
@@ -676,11 +758,17 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
     c->mail_ok = 0;
     c->data_fd = -1;
     c->at_bol = 1;
+    c->after_cr = 0;
     c->dot_for_nothing = 0;
     c->dot_next = 0;
     c->pipelining = (c->ehlo.ext & SMTP_EHLO_PIPELINING) != 0;
     struct buf why = BUF_INIT;
-    if (m->smtputf8 && !(c->ehlo.ext & SMTP_EHLO_SMTPUTF8) && client_needs_utf8(m)) {
+    const char *unsafe_dsn, *unsafe = client_msg_unsafe(m, &unsafe_dsn);
+    if (unsafe != NULL) {
+        buf_printf(&why, "refusing to send: the %s contains CR or LF", unsafe);
+        log_error("%s: %s", c->label, buf_cstr(&why));
+        client_local_fail(c, DELIVERY_PERMFAIL, unsafe_dsn, buf_cstr(&why));
+    } else if (m->smtputf8 && !(c->ehlo.ext & SMTP_EHLO_SMTPUTF8) && client_needs_utf8(m)) {
         /* RFC 6531 3.2: a message that needs SMTPUTF8 cannot go to a server without it. */
         buf_printf(&why, "SMTPUTF8 is required, but was not offered by host %s", c->hostip);
         client_local_fail(c, DELIVERY_PERMFAIL, "5.6.7", buf_cstr(&why));

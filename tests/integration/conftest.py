@@ -17,6 +17,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("HONGYAN_BIN", str(ROOT / "build" / "hongyan"))
 # Third-party conformance suites, vendored with their licences (tests/data/conformance/README.md).
 CONFORMANCE = ROOT / "tests" / "data" / "conformance"
+POSTDROP = os.path.join(os.path.dirname(BIN), "hongyan-postdrop")
+
+
+def install_postdrop():
+    """As scripts/install.sh does: the helper setgid to the setgid_group, so
+    that sendmail run by any user can reach maildrop/ (a fresh build is not)."""
+    if os.geteuid() != 0 or not os.path.exists(POSTDROP):
+        return
+    import grp
+    try:
+        gid = grp.getgrnam("hongyan-drop").gr_gid
+    except KeyError:
+        return  # scripts/ensure-user.sh creates it; the tests that need it say so
+    st = os.stat(POSTDROP)
+    if st.st_gid != gid or st.st_mode & 0o7777 != 0o2755:
+        os.chown(POSTDROP, 0, gid)
+        os.chmod(POSTDROP, 0o2755)
+
+
+install_postdrop()
 
 
 def free_port():

@@ -13,6 +13,12 @@ def test_install_into_destdir(tmp_path):
     assert r.returncode == 0, r.stderr
     sbin = tmp_path / "usr/local/sbin"
     assert os.access(sbin / "hongyan", os.X_OK)
+    # The local submission helper: setgid to its group when installed by root.
+    helper = (sbin / "hongyan-postdrop").stat()
+    if os.geteuid() == 0:
+        import grp
+        assert helper.st_mode & 0o7777 == 0o2755
+        assert helper.st_gid == grp.getgrnam("hongyan-drop").gr_gid and helper.st_uid == 0
     for name in ("sendmail", "mailq", "newaliases"):
         assert os.readlink(sbin / name) == "hongyan"
     # postconf and postmap stay Postfix's unless asked for (POSTFIX_LINKS=yes below).

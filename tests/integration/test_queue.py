@@ -34,8 +34,8 @@ def test_sendmail_while_stopped_then_start(server_factory):
              "Subject: queued offline\n\nhello while down\n.\nnot the end without -i? it is\n")
     drop = srv.data / "queue" / "maildrop"
     assert len([p for p in drop.iterdir() if not p.name.startswith(".")]) == 1
-    # The maildrop accepts files from any local user (world-writable, sticky).
-    assert oct(drop.stat().st_mode & 0o7777) == "0o1733"
+    # Only the server and the setgid helper's group may enter the maildrop.
+    assert oct(drop.stat().st_mode & 0o7777) == "0o1730"
     out = srv.cmd("queue").stdout
     assert "waiting for pickup" in out and "bob@example.com" in out
     srv.start()

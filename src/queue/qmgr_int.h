@@ -1,0 +1,85 @@
+/*
+ * The queue manager's state, shared by its two files: qmgr.c (the message
+ * list, deliveries, results) and qmgr_pickup.c (maildrop pickup and the
+ * flush FIFO). Not for other modules: they use qmgr.h.
+ */
+#ifndef HONGYAN_QUEUE_QMGR_INT_H
+#define HONGYAN_QUEUE_QMGR_INT_H
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "queue/envelope.h"
+#include "queue/qmgr.h"
+
+struct server;
+struct qpick;
+
+struct qmsg {
+    char id[QUEUE_ID_MAX];
+    time_t next_try;
+    int busy;
+    /*
+     * Found in the spool rather than handed over on arrival (a restart, a
+     * release): an earlier attempt may have delivered without recording it,
+     * so local delivery checks for its own earlier copy (maildir.h).
+     */
+    int found_by_scan;
+    struct qmsg *next, *prev;   /* arrival order */
+    struct qmsg *hnext;         /* hash chain by id */
+    struct qmsg *rnext, *rprev; /* the ready list, when in_ready */
+    int in_ready;
+};
+
+#define QMGR_BUCKETS 16384
+
+struct qmgr {
+    struct server *srv;
+    struct qmsg *msgs, *msgs_tail;
+    /*
+     * Messages due now and not busy, in the order they became due: what
+     * qmgr_run() starts, so a completion costs O(1), not a walk of every
+     * message. Deferred messages join it from the one-second tick.
+     */
+    struct qmsg *ready, *ready_tail;
+    struct qmsg *buckets[QMGR_BUCKETS];
+    struct event *tick, *fifo_ev;
+    int fifo_fd;
+    time_t last_scan;
+    int inflight, stopping; /* inflight: deliveries and pickups under way */
+    struct qpick *picking;  /* maildrop files being committed */
+    /*
+     * Pickup and the flush FIFO (qmgr_pickup.c): one batch is read on the
+     * work queue at a time; wake-ups from the FIFO are coalesced to one
+     * pickup and scan per second (wake_ev fires for the one left pending),
+     * and a flush waits for an authorized requester (authorized_flush_users).
+     */
+    int pickup_running;
+    struct event *wake_ev;
+    uint64_t last_wake_ms;
+    int wake_pending, flush_pending;
+    char fifo_carry[64];
+    size_t fifo_carry_len;
+    long flush_uids[8];
+    int nflush_uids;
+    void (*stop_done)(void *);
+    void *stop_arg;
+};
+
+/* qmgr.c */
+struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try);
+void qmgr_scan(struct qmgr *q, int all_now);
+void qmgr_run(struct qmgr *q);
+/* A delivery or pickup step finished: finishes a pending stop, or runs the queue. */
+void qmgr_inflight_done(struct qmgr *q);
+
+/* qmgr_pickup.c */
+/* Starts reading a batch of maildrop/ on the work queue, unless one is being read. */
+void qmgr_pickup(struct qmgr *q);
+/* The tick's part: a wake-up left pending by the once-a-second coalescing. */
+void qmgr_pickup_tick(struct qmgr *q);
+int qmgr_fifo_open(struct qmgr *q);
+void qmgr_pickup_free(struct qmgr *q);
+
+#endif
