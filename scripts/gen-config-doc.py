@@ -37,7 +37,8 @@ ENTRY = re.compile(r'^\s*\{"([a-z0-9_A-Z]+)",\s*(NULL|"(?:[^"\\]|\\.)*"),\s*(CON
 SECTION = re.compile(r'^\s*/\*\s*(.*?)\.?\s*\*/\s*$')
 TYPES = {"CONFIG_STRING": "text", "CONFIG_BOOL": "yes/no", "CONFIG_INT": "number",
          "CONFIG_TIME": "time", "CONFIG_LIST": "list", "CONFIG_ENUM": "one of",
-         "CONFIG_ENUM_LIST": "any of", "CONFIG_READONLY": "read-only"}
+         "CONFIG_ENUM_LIST": "any of", "CONFIG_READONLY": "read-only",
+         "CONFIG_TEMPLATE": "template"}
 
 
 def unquote(s):

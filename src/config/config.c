@@ -34,8 +34,20 @@ struct config_value {
     int line;       /* 0: the default */
 };
 
+/*
+ * A key main.cf defines for itself: the restriction classes that
+ * smtpd_restriction_classes names (Postfix's user-defined parameters).
+ */
+struct config_extra {
+    char *name;
+    char *value;
+    int line;
+};
+
 struct config {
     char *path;
+    struct config_extra *extras;
+    size_t nextras;
     struct config_value values[]; /* one per config_keys entry */
 };
 
@@ -232,6 +244,10 @@ static int config_expand(struct config *cfg, int idx, int depth, struct buf *err
     struct config_value *v = &cfg->values[idx];
     if (v->expanded)
         return 0;
+    if (config_keys[idx].type == CONFIG_TEMPLATE) {
+        v->expanded = xstrdup(v->raw);
+        return 0;
+    }
     if (depth > CONFIG_EXPAND_DEPTH) {
         config_error(err, cfg, v->line, "%s: $name expansion loops", config_keys[idx].name);
         return -1;
@@ -380,8 +396,18 @@ static int config_parse_line(struct config *cfg, char *text, int line, struct bu
     }
     int idx = config_key_index(key);
     if (idx < 0) {
-        config_error(err, cfg, line, "unknown key '%s'", key);
-        return -1;
+        /* Perhaps a restriction class: config_finish() checks once all is read. */
+        for (size_t i = 0; i < cfg->nextras; i++) {
+            if (strcmp(cfg->extras[i].name, key) == 0) {
+                free(cfg->extras[i].value);
+                cfg->extras[i].value = xstrdup(val);
+                cfg->extras[i].line = line;
+                return 0;
+            }
+        }
+        cfg->extras = xrealloc(cfg->extras, (cfg->nextras + 1) * sizeof *cfg->extras);
+        cfg->extras[cfg->nextras++] = (struct config_extra){xstrdup(key), xstrdup(val), line};
+        return 0;
     }
     if (config_keys[idx].type == CONFIG_READONLY) {
         config_error(err, cfg, line, "'%s' is read-only", key);
@@ -466,6 +492,20 @@ static int config_finish(struct config *cfg, struct buf *err)
         if (config_expand(cfg, (int)i, 0, err) < 0 || config_check(cfg, (int)i, err) < 0)
             return -1;
     }
+    /* A key that is neither ours nor a declared restriction class is a typo. */
+    size_t nclasses = 0;
+    char **classes = config_get_list(cfg, "smtpd_restriction_classes", &nclasses);
+    for (size_t i = 0; i < cfg->nextras; i++) {
+        size_t k = 0;
+        while (k < nclasses && strcmp(classes[k], cfg->extras[i].name) != 0)
+            k++;
+        if (k == nclasses) {
+            config_error(err, cfg, cfg->extras[i].line, "unknown key '%s'", cfg->extras[i].name);
+            strlist_free(classes);
+            return -1;
+        }
+    }
+    strlist_free(classes);
     return 0;
 }
 
@@ -514,6 +554,11 @@ void config_free(struct config *cfg)
         free(cfg->values[i].raw);
         free(cfg->values[i].expanded);
     }
+    for (size_t i = 0; i < cfg->nextras; i++) {
+        free(cfg->extras[i].name);
+        free(cfg->extras[i].value);
+    }
+    free(cfg->extras);
     free(cfg->path);
     free(cfg);
 }
@@ -572,4 +617,12 @@ char **config_get_list(const struct config *cfg, const char *key, size_t *count)
 int config_is_set(const struct config *cfg, const char *key)
 {
     return config_value_of(cfg, key)->line > 0;
+}
+
+const char *config_get_class(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nextras; i++)
+        if (strcmp(cfg->extras[i].name, name) == 0)
+            return cfg->extras[i].value;
+    return NULL;
 }

@@ -17,6 +17,7 @@ enum config_type {
     CONFIG_ENUM,      /* one word of `choices` (a space-separated list) */
     CONFIG_ENUM_LIST, /* zero or more words of `choices` */
     CONFIG_READONLY,  /* set by the program (mail_version) */
+    CONFIG_TEMPLATE,  /* text whose $names are filled in when used ($rbl_code), not at load */
 };
 
 struct config_key {

@@ -1,0 +1,985 @@
+/*
+ * The restriction engine: Postfix's smtpd_*_restrictions lists walked
+ * word by word, each restriction answering dunno, permit or refuse (see
+ * restrict.h for how lookups that must wait are handled). Replies and log
+ * lines follow Postfix's smtpd_check.c texts.
+ */
+#include "smtpd/restrict.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/config.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+#include "maps/maps.h"
+#include "maps/resolve.h"
+#include "smtp/address.h"
+#include "smtpd/access.h"
+#include "smtpd/policyd.h"
+#include "smtpd/restrict_int.h"
+#include "smtpd/submission.h"
+
+/* Postfix gives up on "unreasonable recursion" of classes at 100; lists nest far less. */
+#define RESTRICT_DEPTH_MAX 20
+
+/* ---- the generation's conf ---- */
+
+static const char *const restrict_list_keys[] = {
+    "smtpd_client_restrictions",      "smtpd_helo_restrictions",      "smtpd_sender_restrictions",
+    "smtpd_relay_restrictions",       "smtpd_recipient_restrictions", "smtpd_data_restrictions",
+    "smtpd_end_of_data_restrictions", "smtpd_etrn_restrictions",
+};
+
+/* Words that make a relay or recipient list refuse unauthorised relaying (Postfix's rule). */
+static int restrict_is_relay_guard(const char *w)
+{
+    return str_eq_ci(w, "reject_unauth_destination") || str_eq_ci(w, "defer_unauth_destination") ||
+           str_eq_ci(w, "reject") || str_eq_ci(w, "defer") || str_eq_ci(w, "defer_if_permit") ||
+           str_eq_ci(w, "check_relay_domains");
+}
+
+struct restrict_conf *restrict_conf_get(struct restrict_conf **slot, const struct config *cfg,
+                                        struct resolver *resolver)
+{
+    if (*slot)
+        return *slot;
+    struct restrict_conf *rc = xcalloc(1, sizeof *rc);
+    rc->cfg = cfg;
+    rc->resolver = resolver;
+    rc->delay_reject = config_get_bool(cfg, "smtpd_delay_reject");
+    const char *rm = config_get(cfg, "rbl_reply_maps");
+    if (*rm) {
+        struct buf err = BUF_INIT;
+        rc->rbl_reply_maps = map_list_open(rm, &err);
+        if (!rc->rbl_reply_maps) {
+            log_warning("rbl_reply_maps: %s", buf_cstr(&err));
+            rc->rbl_reply_maps_bad = 1;
+        }
+        buf_free(&err);
+    }
+    for (int k = 3; k <= 4; k++) {
+        size_t n = 0;
+        char **words = config_get_list(cfg, restrict_list_keys[k], &n);
+        for (size_t i = 0; i < n; i++)
+            if (restrict_is_relay_guard(words[i]))
+                rc->relay_guard_ok = 1;
+        strlist_free(words);
+    }
+    *slot = rc;
+    return rc;
+}
+
+void restrict_conf_free(struct restrict_conf *rc)
+{
+    if (!rc)
+        return;
+    for (size_t i = 0; i < rc->ntables; i++) {
+        free(rc->tables[i].spec);
+        map_free(rc->tables[i].map);
+        free(rc->tables[i].why);
+    }
+    free(rc->tables);
+    map_list_free(rc->rbl_reply_maps);
+    free(rc);
+}
+
+static struct restrict_table *restrict_table(struct restrict_conf *rc, const char *spec)
+{
+    for (size_t i = 0; i < rc->ntables; i++)
+        if (strcmp(rc->tables[i].spec, spec) == 0)
+            return &rc->tables[i];
+    rc->tables = xrealloc(rc->tables, (rc->ntables + 1) * sizeof *rc->tables);
+    struct restrict_table *t = &rc->tables[rc->ntables++];
+    memset(t, 0, sizeof *t);
+    t->spec = xstrdup(spec);
+    struct buf err = BUF_INIT;
+    t->map = map_open(spec, &err);
+    if (!t->map)
+        t->why = buf_steal(&err);
+    buf_free(&err);
+    return t;
+}
+
+/* ---- the session ---- */
+
+struct restrict_session *restrict_session_new(struct restrict_conf *rc, struct dns *dns,
+                                              struct event_base *base,
+                                              const struct restrict_hooks *hooks)
+{
+    struct restrict_session *rs = xcalloc(1, sizeof *rs);
+    rs->rc = rc;
+    rs->dns = dns;
+    rs->base = base;
+    rs->hooks = *hooks;
+    return rs;
+}
+
+static void restrict_effects_clear(struct restrict_effects *e)
+{
+    free(e->redirect);
+    free(e->discard_why);
+    buf_free(&e->prepend);
+    memset(e, 0, sizeof *e);
+}
+
+static void restrict_memo_drop(struct restrict_memo *m)
+{
+    free(m->key);
+    dns_answer_free(m->dns);
+    free(m->action);
+    memset(m, 0, sizeof *m);
+}
+
+void restrict_session_free(struct restrict_session *rs)
+{
+    if (!rs)
+        return;
+    dns_cancel(rs->dns_q);
+    policyd_cancel(rs->policy_q);
+    free(rs->pending_key);
+    for (size_t i = 0; i < rs->nmemo; i++)
+        restrict_memo_drop(&rs->memo[i]);
+    restrict_effects_clear(&rs->effects);
+    free(rs);
+}
+
+void restrict_command_start(struct restrict_session *rs)
+{
+    /* Policy answers are for one command; DNS answers hold for the session. */
+    size_t keep = 0;
+    for (size_t i = 0; i < rs->nmemo; i++) {
+        if (rs->memo[i].action)
+            restrict_memo_drop(&rs->memo[i]);
+        else
+            rs->memo[keep++] = rs->memo[i];
+    }
+    rs->nmemo = keep;
+}
+
+void restrict_tx_reset(struct restrict_session *rs)
+{
+    restrict_effects_clear(&rs->effects);
+}
+
+const struct restrict_effects *restrict_effects(const struct restrict_session *rs)
+{
+    return &rs->effects;
+}
+
+static struct restrict_memo *restrict_memo_find(struct restrict_session *rs, const char *key)
+{
+    for (size_t i = 0; i < rs->nmemo; i++)
+        if (strcmp(rs->memo[i].key, key) == 0)
+            return &rs->memo[i];
+    return NULL;
+}
+
+static struct restrict_memo *restrict_memo_add(struct restrict_session *rs, const char *key)
+{
+    if (rs->nmemo == RESTRICT_MEMO_MAX) {
+        /* Full: the oldest goes (a long session asking many lists). */
+        restrict_memo_drop(&rs->memo[0]);
+        memmove(&rs->memo[0], &rs->memo[1], (RESTRICT_MEMO_MAX - 1) * sizeof rs->memo[0]);
+        rs->nmemo--;
+    }
+    struct restrict_memo *m = &rs->memo[rs->nmemo++];
+    memset(m, 0, sizeof *m);
+    m->key = xstrdup(key);
+    return m;
+}
+
+static void restrict_dns_done(void *arg, const struct dns_answer *ans)
+{
+    struct restrict_session *rs = arg;
+    rs->dns_q = NULL;
+    struct restrict_memo *m = restrict_memo_add(rs, rs->pending_key);
+    m->dns = dns_answer_copy(ans);
+    free(rs->pending_key);
+    rs->pending_key = NULL;
+    rs->hooks.resume(rs->hooks.arg);
+}
+
+const struct dns_answer *restrict_dns(struct restrict_walk *w, const char *name, int type,
+                                      enum restrict_rc *rc)
+{
+    static const struct dns_answer no_resolver = {.status = DNS_TEMPFAIL};
+    struct restrict_session *rs = w->rs;
+    char key[600];
+    snprintf(key, sizeof key, "%d:%s", type, name);
+    struct restrict_memo *m = restrict_memo_find(rs, key);
+    if (m)
+        return m->dns;
+    if (!rs->dns)
+        return &no_resolver; /* no resolver in this process: as a DNS failure */
+    rs->pending_key = xstrdup(key);
+    rs->dns_q = dns_query(rs->dns, name, type, restrict_dns_done, rs);
+    if (!rs->dns_q) {
+        free(rs->pending_key);
+        rs->pending_key = NULL;
+        return &no_resolver;
+    }
+    *rc = RC_PENDING;
+    return NULL;
+}
+
+/* ---- replies and log events ---- */
+
+void restrict_event(struct restrict_walk *w, const char *whatsup, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    for (char *p = text; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    buf_printf(&w->events, "%s\t%s\n", whatsup, text);
+}
+
+static void restrict_reply_set(struct restrict_reply *r, int code, const char *dsn, const char *fmt,
+                               va_list ap)
+{
+    /* A reply code outside 4xx/5xx or a bad DSN: Postfix's generic 450 instead. */
+    char d[16];
+    const char *rest;
+    if (code < 400 || code > 599 || !access_dsn_split(dsn, d, sizeof d, &rest)) {
+        log_warning("SMTP reply code configuration error: %d %s", code, dsn);
+        code = 450;
+        snprintf(d, sizeof d, "4.7.1");
+        snprintf(r->text, sizeof r->text, "Service unavailable");
+    } else {
+        vsnprintf(r->text, sizeof r->text, fmt, ap);
+    }
+    d[0] = (char)('0' + code / 100); /* the class follows the reply code */
+    r->code = code;
+    snprintf(r->dsn, sizeof r->dsn, "%s", d);
+    /* Replies are one printable line (RFC 5321 4.5.3.1.5 caps it at 512). */
+    for (char *p = r->text; *p; p++)
+        if ((unsigned char)*p < ' ' || (unsigned char)*p > '~')
+            *p = ' ';
+    if (strlen(r->text) > 500)
+        r->text[500] = '\0';
+}
+
+static enum restrict_rc restrict_refuse_v(struct restrict_walk *w, int soft_ok, int code,
+                                          const char *dsn, const char *fmt, va_list ap)
+{
+    struct restrict_reply r;
+    restrict_reply_set(&r, code, dsn, fmt, ap);
+    if (soft_ok && w->warn_next) {
+        restrict_event(w, "reject_warning", "%d %s %s", r.code, r.dsn, r.text);
+        return RC_DUNNO;
+    }
+    /* DEFER_IF_REJECT turns a later hard refusal into the deferral it gave. */
+    if (soft_ok && r.code >= 500 && w->defer_if_reject.code)
+        r = w->defer_if_reject;
+    *w->reply = r;
+    return RC_REFUSE;
+}
+
+enum restrict_rc restrict_refuse(struct restrict_walk *w, int code, const char *dsn,
+                                 const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum restrict_rc rc = restrict_refuse_v(w, 1, code, dsn, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Refusals that warn_if_reject and DEFER_IF_REJECT do not soften (lookup failures). */
+static enum restrict_rc restrict_refuse_hard(struct restrict_walk *w, int code, const char *dsn,
+                                             const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static enum restrict_rc restrict_refuse_hard(struct restrict_walk *w, int code, const char *dsn,
+                                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum restrict_rc rc = restrict_refuse_v(w, 0, code, dsn, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+enum restrict_rc restrict_config_error(struct restrict_walk *w, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    log_warning("%s", why);
+    w->warn_next = 0; /* configuration errors are never just warnings */
+    snprintf(w->reply->text, sizeof w->reply->text, "Server configuration error");
+    w->reply->code = 451;
+    snprintf(w->reply->dsn, sizeof w->reply->dsn, "4.3.5");
+    return RC_REFUSE;
+}
+
+static int restrict_code(struct restrict_walk *w, const char *key)
+{
+    return (int)config_get_int(w->rs->rc->cfg, key);
+}
+
+/* ---- access tables ---- */
+
+static enum restrict_rc restrict_walk_list(struct restrict_walk *w, char **words, size_t n);
+
+enum restrict_rc restrict_apply_result(struct restrict_walk *w, const char *value,
+                                       const char *table)
+{
+    struct access_result a;
+    access_parse(value, &a);
+    const char *name = w->reply_name, *cls = w->reply_class;
+    char dsn[16];
+    switch (a.action) {
+    case ACCESS_DUNNO:
+        return RC_DUNNO;
+    case ACCESS_OK:
+        return RC_PERMIT;
+    case ACCESS_REJECT:
+    case ACCESS_DEFER: {
+        int reject = a.action == ACCESS_REJECT;
+        int code =
+            a.code ? a.code
+                   : restrict_code(w, reject ? "access_map_reject_code" : "access_map_defer_code");
+        snprintf(dsn, sizeof dsn, "%s", a.dsn[0] ? a.dsn : reject ? "5.7.1" : "4.7.1");
+        return restrict_refuse(w, code, dsn, "<%s>: %s rejected: %s", name, cls,
+                               *a.text ? a.text : "Access denied");
+    }
+    case ACCESS_DEFER_IF_PERMIT:
+    case ACCESS_DEFER_IF_REJECT: {
+        struct restrict_reply *slot =
+            a.action == ACCESS_DEFER_IF_PERMIT ? &w->defer_if_permit : &w->defer_if_reject;
+        if (!slot->code) {
+            struct restrict_reply keep = *w->reply;
+            int warn = w->warn_next;
+            w->warn_next = 0;
+            restrict_refuse(w, restrict_code(w, "access_map_defer_code"),
+                            a.dsn[0] ? a.dsn : "4.7.1", "<%s>: %s rejected: %s", name, cls,
+                            *a.text ? a.text : "Service unavailable");
+            *slot = *w->reply;
+            *w->reply = keep;
+            w->warn_next = warn;
+        }
+        return RC_DUNNO;
+    }
+    case ACCESS_HOLD:
+        w->effects.hold = 1;
+        restrict_event(w, "hold", "<%s>: %s %s", name, cls,
+                       *a.text ? a.text : "triggers HOLD action");
+        return RC_DUNNO;
+    case ACCESS_DISCARD:
+        w->effects.discard = 1;
+        restrict_event(w, "discard", "<%s>: %s %s", name, cls,
+                       *a.text ? a.text : "triggers DISCARD action");
+        return RC_PERMIT;
+    case ACCESS_REDIRECT:
+        free(w->effects.redirect);
+        w->effects.redirect = xstrdup(a.text);
+        restrict_event(w, "redirect", "<%s>: %s triggers REDIRECT %s", name, cls, a.text);
+        return RC_DUNNO;
+    case ACCESS_PREPEND:
+        buf_printf(&w->effects.prepend, "%s\r\n", a.text);
+        return RC_DUNNO;
+    case ACCESS_WARN:
+    case ACCESS_INFO:
+        restrict_event(w, a.action == ACCESS_WARN ? "warn" : "info", "%s", a.text);
+        return RC_DUNNO;
+    case ACCESS_UNSUPPORTED:
+        log_warning("%s: action \"%s\" is not supported by hongyan; ignored", table, value);
+        return RC_DUNNO;
+    case ACCESS_BAD:
+        return restrict_config_error(w, "%s: bad access table value \"%s\"", table, value);
+    case ACCESS_RESTRICTIONS: {
+        if (w->depth >= RESTRICT_DEPTH_MAX)
+            return restrict_config_error(w, "%s: entry \"%s\" causes unreasonable recursion", table,
+                                         value);
+        size_t n = 0;
+        char **words = strlist_split(a.text, &n);
+        w->depth++;
+        enum restrict_rc rc = restrict_walk_list(w, words, n);
+        w->depth--;
+        strlist_free(words);
+        return rc;
+    }
+    }
+    return RC_DUNNO;
+}
+
+static enum restrict_rc restrict_check_access(struct restrict_walk *w, const char *spec,
+                                              char **keys)
+{
+    struct restrict_table *t = restrict_table(w->rs->rc, spec);
+    if (!t->map)
+        return restrict_config_error(w, "access table %s: %s", spec, t->why);
+    struct buf value = BUF_INIT, err = BUF_INIT;
+    enum restrict_rc rc = RC_DUNNO;
+    for (size_t i = 0; keys[i]; i++) {
+        enum map_result mr = map_lookup(t->map, keys[i], &value, &err);
+        if (mr == MAP_NOTFOUND)
+            continue;
+        if (mr == MAP_TEMPFAIL) {
+            log_warning("%s lookup error for \"%s\": %s", spec, keys[i], buf_cstr(&err));
+            rc = restrict_refuse_hard(w, 451, "4.3.0", "<%s>: Temporary lookup failure",
+                                      w->reply_name);
+            break;
+        }
+        rc = restrict_apply_result(w, buf_cstr(&value), spec);
+        break;
+    }
+    buf_free(&value);
+    buf_free(&err);
+    return rc;
+}
+
+/* ---- the restrictions ---- */
+
+/* "name." names the same host as "name" (Postfix's dup_if_truncate). */
+static int restrict_hostname_ok(const char *name, int need_dot)
+{
+    size_t len = strlen(name);
+    if (len > 1 && name[len - 1] == '.' && name[len - 2] != '.')
+        len--;
+    if (len == 0 || !smtp_domain_valid(name, len, 0))
+        return 0;
+    return !need_dot || memchr(name, '.', len) != NULL;
+}
+
+static enum restrict_rc restrict_non_fqdn_address(struct restrict_walk *w, const char *addr,
+                                                  const char *cls)
+{
+    const char *at = strrchr(addr, '@');
+    const char *dom = at ? at + 1 : "";
+    if (dom[0] == '[')
+        return RC_DUNNO; /* an address literal: nothing to qualify */
+    if (restrict_hostname_ok(dom, 1))
+        return RC_DUNNO;
+    return restrict_refuse(w, restrict_code(w, "non_fqdn_reject_code"), "4.5.2",
+                           "<%s>: %s rejected: need fully-qualified address", addr, cls);
+}
+
+static enum restrict_rc restrict_unlisted(struct restrict_walk *w, const char *addr, int sender)
+{
+    struct resolver *res = w->rs->rc->resolver;
+    if (!res || resolver_classify(res, addr) != RESOLVE_LOCAL)
+        return RC_DUNNO;
+    struct resolved_list list = {NULL, 0};
+    struct buf err = BUF_INIT;
+    enum map_result mr = resolver_expand(res, addr, &list, &err);
+    resolved_list_free(&list);
+    enum restrict_rc rc = RC_DUNNO;
+    const char *cls = sender ? "Sender address" : "Recipient address";
+    if (mr == MAP_NOTFOUND)
+        rc = restrict_refuse(w, restrict_code(w, "unlisted_recipient_reject_code"),
+                             sender ? "5.1.0" : "5.1.1",
+                             "<%s>: %s rejected: User unknown in local recipient table", addr, cls);
+    else if (mr == MAP_TEMPFAIL)
+        rc = restrict_refuse_hard(w, 451, "4.3.0", "<%s>: Temporary lookup failure", addr);
+    buf_free(&err);
+    return rc;
+}
+
+static enum restrict_rc restrict_login_mismatch(struct restrict_walk *w, int authenticated_only)
+{
+    const struct restrict_facts *f = w->f;
+    const struct config *cfg = w->rs->rc->cfg;
+    if (!f->sender || !*f->sender)
+        return RC_DUNNO;
+    if (f->sasl_user) {
+        struct buf r = BUF_INIT;
+        enum restrict_rc rc = RC_DUNNO;
+        int st = submission_sender_login_check(cfg, f->sender, f->sasl_user, &r);
+        if (st == -1)
+            rc = restrict_refuse(w, 553, "5.7.1",
+                                 "<%s>: Sender address rejected: not owned by user %s", f->sender,
+                                 f->sasl_user);
+        else if (st < -1)
+            rc = restrict_refuse_hard(w, 451, "4.3.0", "<%s>: Temporary lookup failure", f->sender);
+        buf_free(&r);
+        return rc;
+    }
+    if (authenticated_only)
+        return RC_DUNNO;
+    /* Not logged in, but the address belongs to a login: Postfix's "not logged in". */
+    size_t n = 0;
+    char **specs = config_get_list(cfg, "smtpd_sender_login_maps", &n);
+    const char *at = strrchr(f->sender, '@');
+    char *keys[3] = {xstrdup(f->sender), at ? xstrdup(at) : NULL, NULL};
+    enum restrict_rc rc = RC_DUNNO;
+    struct buf value = BUF_INIT, err = BUF_INIT;
+    for (size_t i = 0; i < n && rc == RC_DUNNO; i++) {
+        struct restrict_table *t = restrict_table(w->rs->rc, specs[i]);
+        if (!t->map) {
+            rc = restrict_config_error(w, "smtpd_sender_login_maps %s: %s", specs[i], t->why);
+            break;
+        }
+        for (int k = 0; keys[k] && rc == RC_DUNNO; k++) {
+            enum map_result mr = map_lookup(t->map, keys[k], &value, &err);
+            if (mr == MAP_FOUND)
+                rc = restrict_refuse(w, 553, "5.7.1",
+                                     "<%s>: Sender address rejected: not logged in", f->sender);
+            else if (mr == MAP_TEMPFAIL)
+                rc = restrict_refuse_hard(w, 451, "4.3.0", "<%s>: Temporary lookup failure",
+                                          f->sender);
+        }
+    }
+    buf_free(&value);
+    buf_free(&err);
+    free(keys[0]);
+    free(keys[1]);
+    strlist_free(specs);
+    return rc;
+}
+
+/* check_*_access: which value is looked up, and under which name and class it replies. */
+static enum restrict_rc restrict_access_word(struct restrict_walk *w, const char *word,
+                                             const char *spec)
+{
+    const struct restrict_facts *f = w->f;
+    const char *name = w->reply_name, *cls = w->reply_class;
+    char **keys = NULL;
+    char namaddr[600];
+    snprintf(namaddr, sizeof namaddr, "%s[%s]", f->host, f->addr);
+    if (str_eq_ci(word, "check_client_access")) {
+        /* The name (if known), its parents, then the address and its prefixes. */
+        size_t nh = 0, ni = 0;
+        char **h = access_keys_host(strcmp(f->host, "unknown") ? f->host : "", &nh);
+        char **ip = access_keys_ip(f->addr, &ni);
+        keys = xcalloc(nh + ni + 1, sizeof *keys);
+        memcpy(keys, h, nh * sizeof *keys);
+        memcpy(keys + nh, ip, ni * sizeof *keys);
+        free(h);
+        free(ip);
+        w->reply_name = namaddr, w->reply_class = "Client host";
+    } else if (str_eq_ci(word, "check_reverse_client_hostname_access")) {
+        if (!f->reverse)
+            return RC_DUNNO;
+        keys = access_keys_host(f->reverse, NULL);
+        w->reply_name = namaddr, w->reply_class = "Unverified Client host";
+    } else if (str_eq_ci(word, "check_helo_access")) {
+        if (!f->helo)
+            return RC_DUNNO;
+        keys = access_keys_host(f->helo, NULL);
+        w->reply_name = f->helo, w->reply_class = "Helo command";
+    } else if (str_eq_ci(word, "check_sender_access")) {
+        if (!f->sender)
+            return RC_DUNNO;
+        keys = *f->sender ? access_keys_addr(f->sender, NULL) : access_keys_host("<>", NULL);
+        w->reply_name = f->sender, w->reply_class = "Sender address";
+    } else {
+        if (!f->recipient)
+            return RC_DUNNO;
+        keys = access_keys_addr(f->recipient, NULL);
+        w->reply_name = f->recipient, w->reply_class = "Recipient address";
+    }
+    enum restrict_rc rc = restrict_check_access(w, spec, keys);
+    strlist_free(keys);
+    w->reply_name = name, w->reply_class = cls;
+    return rc;
+}
+
+static const char *const restrict_arg_words[] = {
+    "check_client_access",    "check_reverse_client_hostname_access",
+    "check_helo_access",      "check_sender_access",
+    "check_recipient_access", "reject_rbl_client",
+    "reject_rhsbl_client",    "reject_rhsbl_reverse_client",
+    "reject_rhsbl_sender",    "reject_rhsbl_helo",
+    "reject_rhsbl_recipient", "permit_dnswl_client",
+    "permit_rhswl_client",    "check_policy_service",
+};
+
+static int restrict_takes_arg(const char *word)
+{
+    for (size_t i = 0; i < sizeof restrict_arg_words / sizeof restrict_arg_words[0]; i++)
+        if (str_eq_ci(word, restrict_arg_words[i]))
+            return 1;
+    return 0;
+}
+
+static int restrict_is_class(const struct config *cfg, const char *word)
+{
+    size_t n = 0;
+    char **classes = config_get_list(cfg, "smtpd_restriction_classes", &n);
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(classes[i], word) == 0;
+    strlist_free(classes);
+    return found && config_get_class(cfg, word) != NULL;
+}
+
+/* Words that need no argument and no lookup: 1 when word is one of them. */
+static const char *const restrict_plain_words[] = {
+    "permit",
+    "reject",
+    "defer",
+    "warn_if_reject",
+    "permit_mynetworks",
+    "permit_sasl_authenticated",
+    "permit_tls_clientcerts",
+    "permit_tls_all_clientcerts",
+    "reject_unauth_destination",
+    "defer_unauth_destination",
+    "permit_auth_destination",
+    "reject_unauth_pipelining",
+    "reject_unknown_sender_domain",
+    "reject_unknown_recipient_domain",
+    "reject_unknown_client_hostname",
+    "reject_unknown_client",
+    "reject_unknown_reverse_client_hostname",
+    "reject_non_fqdn_sender",
+    "reject_non_fqdn_recipient",
+    "reject_non_fqdn_helo_hostname",
+    "reject_non_fqdn_hostname",
+    "reject_invalid_helo_hostname",
+    "reject_invalid_hostname",
+    "reject_unknown_helo_hostname",
+    "reject_unknown_hostname",
+    "reject_unlisted_recipient",
+    "reject_unlisted_sender",
+    "reject_sender_login_mismatch",
+    "reject_authenticated_sender_login_mismatch",
+};
+
+static int restrict_is_plain(const char *word)
+{
+    for (size_t i = 0; i < sizeof restrict_plain_words / sizeof restrict_plain_words[0]; i++)
+        if (str_eq_ci(word, restrict_plain_words[i]))
+            return 1;
+    return 0;
+}
+
+/* One restriction; *i moves past its argument. */
+static enum restrict_rc restrict_word(struct restrict_walk *w, char **words, size_t n, size_t *i)
+{
+    const struct restrict_facts *f = w->f;
+    const struct config *cfg = w->rs->rc->cfg;
+    const char *word = words[*i];
+    const char *arg = NULL;
+    if (restrict_takes_arg(word)) {
+        if (*i + 1 >= n)
+            return restrict_config_error(w, "restriction %s requires an argument", word);
+        arg = words[++*i];
+    }
+    const char *rcpt = f->recipient;
+    int remote = 0;
+    if (rcpt && w->rs->rc->resolver)
+        remote = resolver_classify(w->rs->rc->resolver, rcpt) == RESOLVE_REMOTE;
+    if (str_eq_ci(word, "permit"))
+        return RC_PERMIT;
+    if (str_eq_ci(word, "reject"))
+        return restrict_refuse(w, restrict_code(w, "reject_code"), "5.7.1",
+                               "<%s>: %s rejected: Access denied", w->reply_name, w->reply_class);
+    if (str_eq_ci(word, "defer"))
+        return restrict_refuse(w, restrict_code(w, "defer_code"), "4.7.1",
+                               "<%s>: %s rejected: Access denied", w->reply_name, w->reply_class);
+    if (str_eq_ci(word, "permit_mynetworks"))
+        return f->mynetworks ? RC_PERMIT : RC_DUNNO;
+    if (str_eq_ci(word, "permit_sasl_authenticated"))
+        return f->sasl_user ? RC_PERMIT : RC_DUNNO;
+    if (str_eq_ci(word, "permit_tls_clientcerts") || str_eq_ci(word, "permit_tls_all_clientcerts"))
+        return RC_DUNNO; /* no client certificates are asked for: never a permit */
+    if (str_eq_ci(word, "reject_unauth_destination") ||
+        str_eq_ci(word, "defer_unauth_destination")) {
+        if (!rcpt || !remote)
+            return RC_DUNNO;
+        int defer = str_eq_ci(word, "defer_unauth_destination");
+        int code = restrict_code(w, "relay_domains_reject_code") - (defer ? 100 : 0);
+        return restrict_refuse(w, code, defer ? "4.7.1" : "5.7.1", "<%s>: Relay access denied",
+                               rcpt);
+    }
+    if (str_eq_ci(word, "permit_auth_destination"))
+        return rcpt && !remote ? RC_PERMIT : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unauth_pipelining"))
+        return f->ill_pipelining
+                   ? restrict_refuse(w, 503, "5.5.0",
+                                     "<%s>: %s rejected: Improper use of SMTP command pipelining",
+                                     w->reply_name, w->reply_class)
+                   : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unknown_sender_domain"))
+        return f->sender && *f->sender ? restrict_unknown_domain(w, f->sender, 1) : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unknown_recipient_domain"))
+        return rcpt && remote ? restrict_unknown_domain(w, rcpt, 0) : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unknown_client_hostname") ||
+        str_eq_ci(word, "reject_unknown_client"))
+        return strcmp(f->host, "unknown") == 0
+                   ? restrict_refuse(w, restrict_code(w, "unknown_client_reject_code"), "4.7.25",
+                                     "Client host rejected: cannot find your hostname, [%s]",
+                                     f->addr)
+                   : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unknown_reverse_client_hostname"))
+        return !f->reverse
+                   ? restrict_refuse(
+                         w, restrict_code(w, "unknown_client_reject_code"), "4.7.1",
+                         "Client host rejected: cannot find your reverse hostname, [%s]", f->addr)
+                   : RC_DUNNO;
+    if (str_eq_ci(word, "reject_non_fqdn_sender"))
+        return f->sender && *f->sender ? restrict_non_fqdn_address(w, f->sender, "Sender address")
+                                       : RC_DUNNO;
+    if (str_eq_ci(word, "reject_non_fqdn_recipient"))
+        return rcpt ? restrict_non_fqdn_address(w, rcpt, "Recipient address") : RC_DUNNO;
+    if (str_eq_ci(word, "reject_non_fqdn_helo_hostname") ||
+        str_eq_ci(word, "reject_non_fqdn_hostname"))
+        return f->helo && f->helo[0] != '[' && !restrict_hostname_ok(f->helo, 1)
+                   ? restrict_refuse(w, restrict_code(w, "non_fqdn_reject_code"), "5.5.2",
+                                     "<%s>: Helo command rejected: need fully-qualified hostname",
+                                     f->helo)
+                   : RC_DUNNO;
+    if (str_eq_ci(word, "reject_invalid_helo_hostname") ||
+        str_eq_ci(word, "reject_invalid_hostname"))
+        return f->helo && f->helo[0] != '[' && !restrict_hostname_ok(f->helo, 0)
+                   ? restrict_refuse(w, restrict_code(w, "invalid_hostname_reject_code"), "5.5.2",
+                                     "<%s>: Helo command rejected: Invalid name", f->helo)
+                   : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unknown_helo_hostname") ||
+        str_eq_ci(word, "reject_unknown_hostname"))
+        return f->helo && f->helo[0] != '[' ? restrict_unknown_helo(w) : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unlisted_recipient"))
+        return rcpt ? restrict_unlisted(w, rcpt, 0) : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unlisted_sender"))
+        return f->sender && *f->sender ? restrict_unlisted(w, f->sender, 1) : RC_DUNNO;
+    if (str_eq_ci(word, "reject_sender_login_mismatch") ||
+        str_eq_ci(word, "reject_authenticated_sender_login_mismatch"))
+        return restrict_login_mismatch(
+            w, str_eq_ci(word, "reject_authenticated_sender_login_mismatch"));
+    if (str_prefix_ci(word, "check_") && str_eq_ci(word + strlen(word) - 7, "_access"))
+        return restrict_access_word(w, word, arg);
+    if (str_eq_ci(word, "reject_rbl_client") || str_eq_ci(word, "permit_dnswl_client"))
+        return restrict_rbl_client(w, arg, str_eq_ci(word, "permit_dnswl_client"));
+    if (str_eq_ci(word, "reject_rhsbl_client") || str_eq_ci(word, "permit_rhswl_client"))
+        return strcmp(f->host, "unknown") ? restrict_rhsbl(w, arg, f->host, f->host, "Client host",
+                                                           str_eq_ci(word, "permit_rhswl_client"))
+                                          : RC_DUNNO;
+    if (str_eq_ci(word, "reject_rhsbl_reverse_client"))
+        return f->reverse
+                   ? restrict_rhsbl(w, arg, f->reverse, f->reverse, "Unverified Client host", 0)
+                   : RC_DUNNO;
+    if (str_eq_ci(word, "reject_rhsbl_helo"))
+        return f->helo && f->helo[0] != '['
+                   ? restrict_rhsbl(w, arg, f->helo, f->helo, "Helo command", 0)
+                   : RC_DUNNO;
+    if (str_eq_ci(word, "reject_rhsbl_sender") || str_eq_ci(word, "reject_rhsbl_recipient")) {
+        const char *a = str_eq_ci(word, "reject_rhsbl_sender") ? f->sender : rcpt;
+        const char *at = a ? strrchr(a, '@') : NULL;
+        return at && at[1] && at[1] != '['
+                   ? restrict_rhsbl(w, arg, at + 1, a,
+                                    a == rcpt ? "Recipient address" : "Sender address", 0)
+                   : RC_DUNNO;
+    }
+    if (str_eq_ci(word, "check_policy_service"))
+        return restrict_policy(w, arg, w->protocol_state);
+    if (restrict_is_class(cfg, word)) {
+        if (w->depth >= RESTRICT_DEPTH_MAX)
+            return restrict_config_error(w, "restriction class %s: unreasonable recursion", word);
+        size_t cn = 0;
+        char **cwords = strlist_split(config_get_class(cfg, word), &cn);
+        w->depth++;
+        enum restrict_rc rc = restrict_walk_list(w, cwords, cn);
+        w->depth--;
+        strlist_free(cwords);
+        return rc;
+    }
+    return restrict_config_error(w, "unknown smtpd restriction: \"%s\"", word);
+}
+
+static enum restrict_rc restrict_walk_list(struct restrict_walk *w, char **words, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (str_eq_ci(words[i], "warn_if_reject")) {
+            w->warn_next = 1;
+            continue;
+        }
+        enum restrict_rc rc = restrict_word(w, words, n, &i);
+        w->warn_next = 0;
+        if (rc != RC_DUNNO)
+            return rc;
+    }
+    return RC_DUNNO;
+}
+
+/* ---- check points ---- */
+
+static enum restrict_rc restrict_run_list(struct restrict_walk *w, const char *key,
+                                          const char *name, const char *cls)
+{
+    size_t n = 0;
+    char **words = config_get_list(w->rs->rc->cfg, key, &n);
+    w->reply_name = name;
+    w->reply_class = cls;
+    w->warn_next = 0;
+    enum restrict_rc rc = restrict_walk_list(w, words, n);
+    strlist_free(words);
+    return rc;
+}
+
+/* The client, HELO and sender lists; a permit ends only its own list. */
+static enum restrict_rc restrict_early_lists(struct restrict_walk *w, int client, int helo,
+                                             int sender, const char *namaddr)
+{
+    const struct restrict_facts *f = w->f;
+    enum restrict_rc rc = RC_DUNNO;
+    if (client)
+        rc = restrict_run_list(w, "smtpd_client_restrictions", namaddr, "Client host");
+    if (helo && (rc == RC_DUNNO || rc == RC_PERMIT) && f->helo)
+        rc = restrict_run_list(w, "smtpd_helo_restrictions", f->helo, "Helo command");
+    if (sender && (rc == RC_DUNNO || rc == RC_PERMIT) && f->sender)
+        rc = restrict_run_list(w, "smtpd_sender_restrictions", f->sender, "Sender address");
+    return rc;
+}
+
+enum restrict_status restrict_check(struct restrict_session *rs, enum restrict_point point,
+                                    const struct restrict_facts *f, struct restrict_reply *reply)
+{
+    static const char *const states[] = {"CONNECT", "HELO", "MAIL",
+                                         "RCPT",    "DATA", "END-OF-MESSAGE"};
+    struct restrict_conf *rc_conf = rs->rc;
+    struct restrict_walk w = {.rs = rs, .f = f, .reply = reply};
+    w.protocol_state = states[point];
+    memset(reply, 0, sizeof *reply);
+    char namaddr[600];
+    snprintf(namaddr, sizeof namaddr, "%s[%s]", f->host, f->addr);
+    int delay = rc_conf->delay_reject;
+    enum restrict_rc rc = RC_DUNNO;
+    switch (point) {
+    case RESTRICT_CONNECT:
+        if (!delay)
+            rc = restrict_early_lists(&w, 1, 0, 0, namaddr);
+        break;
+    case RESTRICT_HELO:
+        if (!delay)
+            rc = restrict_early_lists(&w, 0, 1, 0, namaddr);
+        break;
+    case RESTRICT_MAIL:
+        if (!delay)
+            rc = restrict_early_lists(&w, 0, 0, 1, namaddr);
+        break;
+    case RESTRICT_RCPT:
+        if (delay)
+            rc = restrict_early_lists(&w, 1, 1, 1, namaddr);
+        if (rc == RC_DUNNO || rc == RC_PERMIT) {
+            if (!rc_conf->relay_guard_ok) {
+                w.reply_name = f->recipient;
+                rc = restrict_config_error(
+                    &w, "in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, "
+                        "specify at least one working instance of: reject_unauth_destination, "
+                        "defer_unauth_destination, reject, defer, defer_if_permit or "
+                        "check_relay_domains");
+                break;
+            }
+            rc = restrict_run_list(&w, "smtpd_relay_restrictions", f->recipient,
+                                   "Recipient address");
+        }
+        if (rc == RC_DUNNO || rc == RC_PERMIT)
+            rc = restrict_run_list(&w, "smtpd_recipient_restrictions", f->recipient,
+                                   "Recipient address");
+        break;
+    case RESTRICT_DATA:
+        rc = restrict_run_list(&w, "smtpd_data_restrictions", "DATA", "Data command");
+        break;
+    case RESTRICT_EOD:
+        rc = restrict_run_list(&w, "smtpd_end_of_data_restrictions", "END-OF-MESSAGE",
+                               "End-of-data");
+        break;
+    }
+    if (rc == RC_PENDING) {
+        buf_free(&w.events);
+        restrict_effects_clear(&w.effects);
+        return RESTRICT_PENDING;
+    }
+    if (rc != RC_REFUSE && w.defer_if_permit.code) {
+        *reply = w.defer_if_permit;
+        rc = RC_REFUSE;
+    }
+    if (rc == RC_REFUSE) {
+        restrict_event(&w, "reject", "%d %s %s", reply->code, reply->dsn, reply->text);
+    } else {
+        /* What the access results asked for holds for the transaction. */
+        struct restrict_effects *e = &rs->effects;
+        e->hold |= w.effects.hold;
+        if (w.effects.discard && !e->discard)
+            e->discard = 1;
+        if (w.effects.redirect) {
+            free(e->redirect);
+            e->redirect = w.effects.redirect;
+            w.effects.redirect = NULL;
+        }
+        if (w.effects.prepend.len)
+            buf_append(&e->prepend, w.effects.prepend.data, w.effects.prepend.len);
+    }
+    restrict_effects_clear(&w.effects);
+    /* The log lines of this walk, in order, now that it is final. */
+    char *lines = buf_steal(&w.events);
+    for (char *line = lines, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        *next++ = '\0';
+        char *tab = strchr(line, '\t');
+        *tab = '\0';
+        rs->hooks.log(rs->hooks.arg, f, line, tab + 1);
+    }
+    free(lines);
+    return rc == RC_REFUSE ? RESTRICT_REFUSE : RESTRICT_PASS;
+}
+
+/* ---- configuration check (hongyan config, reload) ---- */
+
+int restrict_conf_check(const struct config *cfg, struct buf *warnings)
+{
+    int problems = 0;
+    int guard = 0;
+    for (size_t k = 0; k < sizeof restrict_list_keys / sizeof restrict_list_keys[0]; k++) {
+        size_t n = 0;
+        char **words = config_get_list(cfg, restrict_list_keys[k], &n);
+        for (size_t i = 0; i < n; i++) {
+            const char *word = words[i];
+            if ((k == 3 || k == 4) && restrict_is_relay_guard(word))
+                guard = 1;
+            if (str_eq_ci(word, "warn_if_reject") || restrict_is_plain(word) ||
+                restrict_is_class(cfg, word))
+                continue;
+            if (!restrict_takes_arg(word)) {
+                buf_printf(warnings, "%s: unknown smtpd restriction \"%s\"\n",
+                           restrict_list_keys[k], word);
+                problems++;
+                continue;
+            }
+            if (i + 1 >= n) {
+                buf_printf(warnings, "%s: restriction %s requires an argument\n",
+                           restrict_list_keys[k], word);
+                problems++;
+                continue;
+            }
+            const char *arg = words[++i];
+            if (str_prefix_ci(word, "check_") && !str_eq_ci(word, "check_policy_service")) {
+                struct buf err = BUF_INIT;
+                struct map *m = map_open(arg, &err);
+                if (!m) {
+                    buf_printf(warnings, "%s: %s %s: %s\n", restrict_list_keys[k], word, arg,
+                               buf_cstr(&err));
+                    problems++;
+                }
+                map_free(m);
+                buf_free(&err);
+            } else if (str_eq_ci(word, "check_policy_service") && !policyd_endpoint_valid(arg)) {
+                buf_printf(warnings,
+                           "%s: check_policy_service %s: want inet:host:port or "
+                           "unix:/path\n",
+                           restrict_list_keys[k], arg);
+                problems++;
+            }
+        }
+        strlist_free(words);
+    }
+    if (!guard) {
+        buf_puts(warnings, "smtpd_relay_restrictions and smtpd_recipient_restrictions: neither "
+                           "has reject_unauth_destination (or defer_unauth_destination, reject, "
+                           "defer): every RCPT gets 451 4.3.5\n");
+        problems++;
+    }
+    return problems;
+}
