@@ -1,0 +1,212 @@
+"""check_policy_service (Postfix's policy delegation protocol) against a
+small policy server written here and against Debian's postgrey; servers
+that misbehave cost one session a bounded wait."""
+import os
+import pwd
+import shutil
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from smtpclient import RawClient  # noqa: E402
+from conftest import free_port, wait_for, wait_port  # noqa: E402
+
+
+class PolicyServer:
+    """Answers by the recipient's local part; counts connections and keeps requests."""
+
+    def __init__(self, unix_path=None):
+        self.requests = []
+        self.connections = 0
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                outer.connections += 1
+                while True:
+                    attrs = {}
+                    while True:
+                        line = self.rfile.readline(10000)
+                        if not line:
+                            return
+                        line = line.rstrip(b"\n").decode()
+                        if not line:
+                            break
+                        k, _, v = line.partition("=")
+                        attrs[k] = v
+                    outer.requests.append(attrs)
+                    local = attrs.get("recipient", "").split("@")[0]
+                    if local == "rej":
+                        self.wfile.write(b"action=REJECT not welcome\n\n")
+                    elif local == "defer":
+                        self.wfile.write(b"action=DEFER_IF_PERMIT try later\n\n")
+                    elif local == "tag":
+                        self.wfile.write(b"action=PREPEND X-Policy: seen\n\n")
+                    elif local == "garbage":
+                        self.wfile.write(b"this is no reply\n\n")
+                    elif local == "endless":
+                        try:
+                            for _ in range(200):
+                                self.wfile.write(b"x" * 1000)
+                        except OSError:
+                            return
+                    elif local == "silent":
+                        time.sleep(3)
+                        return
+                    elif local == "hangup":
+                        return
+                    else:
+                        self.wfile.write(b"action=DUNNO\n\n")
+                    self.wfile.flush()
+
+        if unix_path:
+            class S(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+                daemon_threads = True
+            self.server = S(unix_path, Handler)
+            self.endpoint = "unix:" + unix_path
+        else:
+            class S(socketserver.ThreadingMixIn, socketserver.TCPServer):
+                daemon_threads = True
+                allow_reuse_address = True
+            self.server = S(("127.0.0.1", 0), Handler)
+            self.endpoint = "inet:127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def policy():
+    p = PolicyServer()
+    yield p
+    p.stop()
+
+
+def rcpt(port, rcpt, sender="a@good.test"):
+    c = RawClient(port)
+    assert c.reply()[0] == 220
+    assert c.cmd("EHLO client.example")[0] == 250
+    assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+    t0 = time.monotonic()
+    code, text, _ = c.cmd("RCPT TO:<%s>" % rcpt)
+    elapsed = time.monotonic() - t0
+    c.cmd("QUIT")
+    c.close()
+    return code, text, elapsed
+
+
+def test_policy_actions_and_request(server_factory, policy):
+    srv = server_factory({"smtpd_recipient_restrictions":
+                          "check_policy_service " + policy.endpoint})
+    port = srv.smtpd_port
+    assert rcpt(port, "u@example.com")[:2] == (250, "2.1.5 Ok")
+    assert rcpt(port, "rej@example.com")[:2] == (
+        554, "5.7.1 <rej@example.com>: Recipient address rejected: not welcome")
+    assert rcpt(port, "defer@example.com")[:2] == (
+        450, "4.7.1 <defer@example.com>: Recipient address rejected: try later")
+    req = policy.requests[0]
+    assert req["request"] == "smtpd_access_policy"
+    assert req["protocol_state"] == "RCPT"
+    assert req["protocol_name"] == "ESMTP"
+    assert req["client_address"] == "127.0.0.1"
+    assert req["client_name"] == "localhost"
+    assert req["helo_name"] == "client.example"
+    assert req["sender"] == "a@good.test"
+    assert req["recipient"] == "u@example.com"
+    assert req["recipient_count"] == "0"
+    # One connection, reused by every session of the worker.
+    assert policy.connections == 1, policy.connections
+
+
+def test_policy_server_failures_are_bounded(server_factory, policy):
+    srv = server_factory({"smtpd_recipient_restrictions":
+                          "check_policy_service " + policy.endpoint,
+                          "smtpd_policy_service_timeout": "1s",
+                          "smtpd_policy_service_try_limit": "1"})
+    port = srv.smtpd_port
+    default = "4.3.5 <%s>: Recipient address rejected: Server configuration problem"
+    for who in ("garbage", "endless", "silent", "hangup"):
+        code, text, elapsed = rcpt(port, who + "@example.com")
+        assert (code, text) == (451, default % (who + "@example.com")), who
+        assert elapsed < 5, (who, elapsed)
+    # The server is still fine, and so is the next session.
+    assert rcpt(port, "u@example.com")[0] == 250
+    assert "policy server %s" % policy.endpoint in srv.log_text() + \
+        (srv.tmp / "maillog").read_text()
+    # Nobody listening: the default action too, after the retries.
+    srv2 = server_factory({"smtpd_recipient_restrictions":
+                           "check_policy_service inet:127.0.0.1:%d" % free_port(),
+                           "smtpd_policy_service_retry_delay": "0s",
+                           "smtpd_policy_service_default_action": "DUNNO"})
+    assert rcpt(srv2.smtpd_port, "u@example.com")[0] == 250
+
+
+def test_policy_unix_socket_and_prepend(server_factory, tmp_path):
+    path = str(tmp_path / "policy.sock")
+    p = PolicyServer(unix_path=path)
+    os.chmod(path, 0o666)
+    try:
+        srv = server_factory({"smtpd_recipient_restrictions":
+                              "check_policy_service " + p.endpoint})
+        c = RawClient(srv.smtpd_port)
+        assert c.reply()[0] == 220
+        c.cmd("EHLO client.example")
+        assert c.cmd("MAIL FROM:<a@good.test>")[0] == 250
+        assert c.cmd("RCPT TO:<tag@example.com>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: t\r\n\r\nbody\r\n.\r\n")
+        assert c.reply()[0] == 250
+        c.close()
+        msgs = wait_for(lambda: srv.messages("example.com", "tag"), timeout=20)
+        assert msgs and msgs[0].read_bytes().find(b"X-Policy: seen\r\n") >= 0
+    finally:
+        p.stop()
+
+
+@pytest.mark.skipif(not shutil.which("postgrey"), reason="postgrey (Debian) not installed")
+def test_postgrey_greylists_then_accepts(server_factory, tmp_path):
+    # postgrey drops to its own user: its database lives where that user can reach.
+    db = tempfile.mkdtemp(prefix="hongyan-postgrey-")
+    user = "postgrey" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:
+        shutil.chown(db, user="postgrey")
+    port = free_port()
+    proc = subprocess.Popen(["postgrey", "--inet=127.0.0.1:%d" % port, "--dbdir=%s" % db,
+                             "--delay=1", "--user=%s" % user, "--group=%s" % user,
+                             "--pidfile=%s/postgrey.pid" % db],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc=proc)
+        srv = server_factory({"smtpd_recipient_restrictions":
+                              "check_policy_service inet:127.0.0.1:%d" % port})
+        code, text, _ = rcpt(srv.smtpd_port, "u@example.com")
+        # postgrey's DEFER_IF_PERMIT (its text carries 4.2.0 when the client speaks ESMTP).
+        assert code == 450 and text.startswith("4.") and \
+            "<u@example.com>: Recipient address rejected: Greylisted" in text, text
+        time.sleep(2)
+        c = RawClient(srv.smtpd_port)
+        assert c.reply()[0] == 220
+        c.cmd("EHLO client.example")
+        assert c.cmd("MAIL FROM:<a@good.test>")[0] == 250
+        assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: t\r\n\r\nbody\r\n.\r\n")
+        assert c.reply()[0] == 250
+        c.close()
+        msgs = wait_for(lambda: srv.messages("example.com", "u"), timeout=20)
+        assert msgs and b"X-Greylist: delayed" in msgs[0].read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(db, ignore_errors=True)
