@@ -38,6 +38,7 @@
 #include "smtp/address.h"
 #include "smtp/command.h"
 #include "smtp/data.h"
+#include "smtpd/anvil.h"
 #include "smtpd/auth.h"
 #include "smtpd/policy.h"
 #include "smtpd/restrict.h"
@@ -128,6 +129,7 @@ struct smtpd_session {
     int ill_pipelining;  /* reject_unauth_pipelining: input came before it was allowed */
     int greet_logged;    /* "connect from" is out (the greeting may wait for a check) */
     char *access_denied; /* smtpd_delay_reject = no: the client's refusal, for every command */
+    int replaying;       /* dispatching s->replay: its rate-limit events were counted already */
 };
 
 static const char *state_names[SMTPD_STATE_COUNT] = {
@@ -251,6 +253,8 @@ static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_
 static void tlsauth_received(struct smtpd_session *s, struct buf *h);
 /* The restriction lists at each check point: 0 to go on, -1 after replying (or while waiting). */
 static int restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt);
+/* anvil rate limits (smtpd/anvil.h): 1 after refusing with Postfix's reply. */
+static int rate_limited(struct smtpd_session *s, enum anvil_event ev);
 
 static const struct ehlo_ext ehlo_exts[] = {
     {"PIPELINING", 0, offer_always},
@@ -363,6 +367,8 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
         reply_r(s, &r);
         return -1;
     }
+    if (rate_limited(s, ANVIL_MAIL))
+        return -1;
     char *sender = (m.from.flags & SMTP_ADDR_NO_DOMAIN)
                        ? xasprintf("%.*s@%s", (int)m.from.len, m.from.addr,
                                    config_get(s->gen->cfg, "myorigin"))
@@ -457,6 +463,8 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         reply(s, 452, "4.5.3", "Error: too many recipients");
         return -1;
     }
+    if (rate_limited(s, ANVIL_RCPT))
+        return -1;
     /* "Postmaster" alone (RFC 5321 4.1.1.3) is the postmaster of this host. */
     char addr[600];
     if (t.to.flags & SMTP_ADDR_NO_DOMAIN)
@@ -968,6 +976,8 @@ static int cmd_starttls(struct smtpd_session *s, const char *args, size_t len)
         reply(s, 502, "5.5.1", "Error: command not implemented");
         return -1;
     }
+    if (rate_limited(s, ANVIL_NEWTLS))
+        return -1;
     reply(s, 220, "2.0.0", "Ready to start TLS");
     /*
      * CVE-2011-0411: what was pipelined behind STARTTLS came in the clear
@@ -1089,6 +1099,8 @@ static int cmd_auth(struct smtpd_session *s, const char *args, size_t len)
         reply_line(s, no);
         return -1;
     }
+    if (rate_limited(s, ANVIL_AUTH))
+        return -1;
     /* AUTH mechanism [initial-response] (RFC 4954 section 4). */
     char mech[32], *initial = NULL;
     const char *sp = memchr(args, ' ', len);
@@ -1201,6 +1213,39 @@ static int restrict_at(struct smtpd_session *s, enum restrict_point point, const
     }
     reply(s, r.code, r.dsn, "%s", r.text);
     return -1;
+}
+
+static int rate_limited(struct smtpd_session *s, enum anvil_event ev)
+{
+    long long rate = 0;
+    if (s->replaying ||
+        !anvil_event(s->gen->cfg, (const struct sockaddr *)&s->peer, ev, time(NULL), &rate))
+        return 0;
+    /* Postfix's replies and warnings, which log tools know. */
+    switch (ev) {
+    case ANVIL_MAIL:
+        reply(s, 450, "4.7.1", "Error: too much mail from %s", s->addr);
+        log_warning("Message delivery request rate limit exceeded: %lld from %s[%s] for service "
+                    "smtp",
+                    rate, s->host, s->addr);
+        break;
+    case ANVIL_RCPT:
+        reply(s, 450, "4.7.1", "Error: too many recipients from %s", s->addr);
+        log_warning("Recipient address rate limit exceeded: %lld from %s[%s] for service smtp",
+                    rate, s->host, s->addr);
+        break;
+    case ANVIL_NEWTLS:
+        reply(s, 454, "4.7.0", "Error: too many new TLS sessions from %s[%s]", s->host, s->addr);
+        log_warning("New TLS session rate limit exceeded: %lld from %s[%s] for service smtp", rate,
+                    s->host, s->addr);
+        break;
+    default:
+        reply(s, 450, "4.7.1", "Error: too many AUTH commands from %s", s->addr);
+        log_warning("AUTH command rate limit exceeded: %lld from %s[%s] for service smtp", rate,
+                    s->host, s->addr);
+        break;
+    }
+    return 1;
 }
 
 /*
@@ -1356,7 +1401,9 @@ static void session_run(struct smtpd_session *s)
             /* The command that waited for a restriction lookup: its answers are in now. */
             char *line = s->replay;
             s->replay = NULL;
+            s->replaying = 1;
             dispatch(s, line, strlen(line));
+            s->replaying = 0;
             free(line);
             continue;
         }

@@ -210,3 +210,80 @@ def test_postgrey_greylists_then_accepts(server_factory, tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(db, ignore_errors=True)
+
+
+# ---- rate limits (Postfix's anvil) ----
+
+
+def with_limits(srv, limits):
+    """The harness's own start-up connections must not count: wait until
+    they are gone, then turn the limits on with a reload."""
+    maillog = srv.tmp / "maillog"
+
+    def quiet():
+        text = maillog.read_text() if maillog.exists() else ""
+        return text.count("connect from") == 2 * text.count("disconnect from")
+    assert wait_for(quiet, timeout=15)
+    srv.settings.update(limits)
+    srv.write_config()
+    before = srv.log_text().count("reload:") + maillog.read_text().count("reload:")
+    srv.reload()
+    assert wait_for(lambda: srv.log_text().count("reload:") +
+                    maillog.read_text().count("reload:") > before, timeout=10)
+    return srv
+
+
+def test_rate_limits(server_factory):
+    srv = with_limits(server_factory(), {"smtpd_client_event_limit_exceptions": "",
+                                         "smtpd_client_connection_rate_limit": "4",
+                                         "smtpd_client_message_rate_limit": "2",
+                                         "smtpd_client_recipient_rate_limit": "3",
+                                         "anvil_rate_time_unit": "60s"})
+    c = RawClient(srv.smtpd_port)
+    assert c.reply()[0] == 220
+    c.cmd("EHLO client.example")
+    assert c.cmd("MAIL FROM:<a@good.test>")[0] == 250
+    for i in range(3):
+        assert c.cmd("RCPT TO:<u%d@example.com>" % i)[0] == 250
+    assert c.cmd("RCPT TO:<u9@example.com>") [:2] == (
+        450, "4.7.1 Error: too many recipients from 127.0.0.1")
+    assert c.cmd("RSET")[0] == 250
+    assert c.cmd("MAIL FROM:<a@good.test>")[0] == 250
+    assert c.cmd("RSET")[0] == 250
+    assert c.cmd("MAIL FROM:<a@good.test>")[:2] == (
+        450, "4.7.1 Error: too much mail from 127.0.0.1")
+    c.close()
+    # Connections: the first (above) and three more fit; the fifth is refused.
+    for _ in range(3):
+        c = RawClient(srv.smtpd_port)
+        assert c.reply()[0] == 220
+        c.close()
+    c = RawClient(srv.smtpd_port)
+    assert c.reply()[:2] == (421, "4.7.0 mx.example.com Error: too many connections from "
+                                  "127.0.0.1")
+    c.close()
+    log = srv.log_text() + (srv.tmp / "maillog").read_text()
+    assert "Connection rate limit exceeded: 5 from 127.0.0.1" in log
+    assert "Recipient address rate limit exceeded: 4 from localhost[127.0.0.1]" in log
+    # smtpd_client_event_limit_exceptions defaults to $mynetworks: the host itself is exempt.
+    srv2 = with_limits(server_factory(), {"smtpd_client_connection_rate_limit": "1",
+                                          "smtpd_client_connection_count_limit": "1"})
+    conns = []
+    for _ in range(3):
+        c = RawClient(srv2.smtpd_port)
+        assert c.reply()[0] == 220
+        conns.append(c)
+    for c in conns:
+        c.close()
+
+
+def test_connection_count_limit(server_factory):
+    srv = with_limits(server_factory(), {"smtpd_client_event_limit_exceptions": "",
+                                         "smtpd_client_connection_count_limit": "2"})
+    a, b = RawClient(srv.smtpd_port), RawClient(srv.smtpd_port)
+    assert a.reply()[0] == 220 and b.reply()[0] == 220
+    c = RawClient(srv.smtpd_port)
+    assert c.reply()[:2] == (421, "4.7.0 mx.example.com Error: too many connections from "
+                                  "127.0.0.1")
+    for x in (a, b, c):
+        x.close()
