@@ -147,7 +147,7 @@ void access_parse(const char *value, struct access_result *out)
         return;
     }
     /* A lookup table in a value is refused by Postfix too: use a restriction class. */
-    if (memchr(value, ':', strcspn(value, ", \t")) != NULL) {
+    if (strchr(value, ':') != NULL) {
         out->action = ACCESS_BAD;
         return;
     }
