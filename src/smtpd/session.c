@@ -711,7 +711,7 @@ static void message_end(struct smtpd_session *s)
  */
 static void message_checked(struct smtpd_session *s)
 {
-    s->last_cmd = s->state == SMTPD_STATE_DATA ? "DATA" : "BDAT";
+    s->last_cmd = "END-OF-MESSAGE"; /* Postfix's name for this stage in its log lines */
     if (restrict_at(s, RESTRICT_EOD, NULL) < 0) {
         if (!s->restrict_wait)
             tx_reset(s); /* refused: aborts the queue file, nothing is kept */
@@ -1258,7 +1258,10 @@ static int restrict_tx_effects(struct smtpd_session *s)
     struct smtpd_tx *tx = s->tx;
     if (fx->discard) {
         reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
-        tx_reset(s); /* aborts the queue file */
+        s->commit_pending = 0; /* set when the inbound checks ran first */
+        tx_reset(s);           /* aborts the queue file */
+        if (!s->in_run)
+            session_run(s);
         return 1;
     }
     if (fx->redirect) {

@@ -44,6 +44,8 @@ class PolicyServer:
                         attrs[k] = v
                     outer.requests.append(attrs)
                     local = attrs.get("recipient", "").split("@")[0]
+                    if attrs.get("protocol_state") == "END-OF-MESSAGE":
+                        local = attrs.get("sender", "").split("@")[0]
                     if local == "rej":
                         self.wfile.write(b"action=REJECT not welcome\n\n")
                     elif local == "defer":
@@ -127,6 +129,32 @@ def test_policy_actions_and_request(server_factory, policy):
     assert req["recipient_count"] == "0"
     # One connection, reused by every session of the worker.
     assert policy.connections == 1, policy.connections
+
+
+def test_policy_at_end_of_data(server_factory, policy):
+    srv = server_factory({"smtpd_end_of_data_restrictions":
+                          "check_policy_service " + policy.endpoint})
+    for sender, want in (("rej@good.test", (554, "5.7.1 <END-OF-MESSAGE>: End-of-data "
+                                                 "rejected: not welcome")),
+                         ("a@good.test", (250, None))):
+        c = RawClient(srv.smtpd_port)
+        assert c.reply()[0] == 220
+        c.cmd("EHLO client.example")
+        assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+        assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        # The next command rides in the same packet: it waits for the verdict.
+        c.send(b"Subject: t\r\n\r\nbody\r\n.\r\nNOOP\r\n")
+        code, text, _ = c.reply()
+        assert code == want[0], text
+        if want[1]:
+            assert text == want[1]
+        assert c.reply()[0] == 250  # the NOOP
+        c.close()
+    assert wait_for(lambda: len(srv.messages("example.com", "u")) == 1, timeout=20)
+    assert any(r.get("protocol_state") == "END-OF-MESSAGE" for r in policy.requests)
+    log = (srv.tmp / "maillog").read_text()
+    assert "reject: END-OF-MESSAGE from localhost[127.0.0.1]: 554 5.7.1 <END-OF-MESSAGE>" in log
 
 
 def test_policy_server_failures_are_bounded(server_factory, policy):

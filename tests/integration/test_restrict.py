@@ -201,6 +201,33 @@ def test_access_hold_discard_prepend_redirect(server_factory, tmp_path):
            "triggers HOLD action" in log
 
 
+def test_discard_after_inbound_checks(server_factory, tmp_path):
+    # Outside mynetworks the message is held for SPF/DKIM/DMARC first; DISCARD still answers.
+    rcpts = tmp_path / "rcpts"
+    rcpts.write_text("gone@example.com DISCARD\n")
+    with DNSServer(ZONE) as dns:
+        srv = server_factory({"dns_resolver": dns.address, "mynetworks": "192.0.2.0/24",
+                              "smtpd_recipient_restrictions":
+                                  "check_recipient_access texthash:%s" % rcpts})
+        c = session(srv.smtpd_port)
+        assert c.cmd("MAIL FROM:<a@good.test>")[0] == 250
+        assert c.cmd("RCPT TO:<gone@example.com>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
+        code, text, _ = c.reply()
+        assert code == 250 and "queued as" in text
+        assert c.cmd("NOOP")[0] == 250
+        c.close()
+        assert not srv.messages("example.com", "gone")
+
+
+def test_end_of_data_reject(server_factory):
+    srv = server_factory({"smtpd_end_of_data_restrictions": "reject"})
+    code, text = send_message(srv.smtpd_port)
+    assert (code, text) == (554, "5.7.1 <END-OF-MESSAGE>: End-of-data rejected: Access denied")
+    assert not srv.messages("example.com", "u")
+
+
 # ---- HELO, sender, recipient checks ----
 
 
