@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 10
 PREFIX     ?= /usr/local
 PYTHON     := /usr/bin/python3
 
-.PHONY: all deps test-deps run test unit integration sanitize fuzz bench install clean format check-format check-banned user
+.PHONY: all deps test-deps run test unit integration sanitize fuzz bench compare-postfix install clean format check-format check-banned user
 
 all: $(BUILD)/hongyan
 
@@ -51,6 +51,11 @@ fuzz: deps
 
 bench: all
 	bench/run.sh
+
+# Restriction replies side by side with Postfix 3.7 (needs root; fetches Postfix like bench).
+compare-postfix: all
+	bench/run.sh --servers hongyan --only restrict --quick >/dev/null
+	/usr/bin/python3 bench/compare_restrict.py
 
 install: all
 	scripts/install.sh $(BUILD) $(PREFIX)

@@ -6,6 +6,8 @@
  */
 #include "smtpd/restrict.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,15 +443,49 @@ static enum restrict_rc restrict_check_access(struct restrict_walk *w, const cha
 
 /* ---- the restrictions ---- */
 
-/* "name." names the same host as "name" (Postfix's dup_if_truncate). */
+/*
+ * Host name syntax as Postfix's valid_hostname(): letters, digits, '_'
+ * (which Postfix tolerates) and inner '-' in labels of 1-63 octets, not all
+ * digits; "name." names the same host as "name" (its dup_if_truncate).
+ */
 static int restrict_hostname_ok(const char *name, int need_dot)
 {
     size_t len = strlen(name);
     if (len > 1 && name[len - 1] == '.' && name[len - 2] != '.')
         len--;
-    if (len == 0 || !smtp_domain_valid(name, len, 0))
+    if (len == 0 || len > 255)
         return 0;
-    return !need_dot || memchr(name, '.', len) != NULL;
+    size_t label = 0;
+    int non_numeric = 0, dots = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        int last_in_label = i + 1 == len || name[i + 1] == '.';
+        if (isalnum(c) || c == '_') {
+            non_numeric |= !isdigit(c);
+        } else if (c == '-') {
+            non_numeric = 1;
+            if (label == 0 || last_in_label)
+                return 0;
+        } else if (c == '.') {
+            if (label == 0 || i + 1 == len)
+                return 0;
+            dots++;
+            label = 0;
+            continue;
+        } else {
+            return 0;
+        }
+        if (++label > 63)
+            return 0;
+    }
+    return non_numeric && (!need_dot || dots > 0);
+}
+
+/* A bare IPv4 address as a HELO name: Postfix lets it pass reject_invalid_helo_hostname. */
+static int restrict_is_ipv4(const char *name)
+{
+    struct in_addr a;
+    return inet_pton(AF_INET, name, &a) == 1;
 }
 
 static enum restrict_rc restrict_non_fqdn_address(struct restrict_walk *w, const char *addr,
@@ -733,7 +769,8 @@ static enum restrict_rc restrict_word(struct restrict_walk *w, char **words, siz
                    : RC_DUNNO;
     if (str_eq_ci(word, "reject_invalid_helo_hostname") ||
         str_eq_ci(word, "reject_invalid_hostname"))
-        return f->helo && f->helo[0] != '[' && !restrict_hostname_ok(f->helo, 0)
+        return f->helo && f->helo[0] != '[' && !restrict_hostname_ok(f->helo, 0) &&
+                       !restrict_is_ipv4(f->helo)
                    ? restrict_refuse(w, restrict_code(w, "invalid_hostname_reject_code"), "5.5.2",
                                      "<%s>: Helo command rejected: Invalid name", f->helo)
                    : RC_DUNNO;

@@ -1212,6 +1212,9 @@ static int restrict_at(struct smtpd_session *s, enum restrict_point point, const
         return -1;
     }
     reply(s, r.code, r.dsn, "%s", r.text);
+    /* As Postfix: a 421 or 521 (from an access table or policy server) ends the session. */
+    if (r.code == 421 || r.code == 521)
+        session_close(s);
     return -1;
 }
 
