@@ -7,6 +7,7 @@
 #include "smtpd/anvil.h"
 
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,4 +165,34 @@ int anvil_event(const struct config *cfg, const struct sockaddr *sa, enum anvil_
     }
     *rate = ++c->count[ev];
     return *rate > limit;
+}
+
+int anvil_session_event(const struct config *cfg, const struct sockaddr *sa, enum anvil_event ev,
+                        const char *host, const char *addr, struct buf *reply)
+{
+    /* Postfix's replies and warnings, which log tools know. */
+    static const struct {
+        const char *reply, *warning;
+    } texts[ANVIL_EVENT_COUNT] = {
+        [ANVIL_MAIL] = {"450 4.7.1 Error: too much mail from %s",
+                        "Message delivery request rate limit exceeded"},
+        [ANVIL_RCPT] = {"450 4.7.1 Error: too many recipients from %s",
+                        "Recipient address rate limit exceeded"},
+        [ANVIL_NEWTLS] = {"454 4.7.0 Error: too many new TLS sessions from %s",
+                          "New TLS session rate limit exceeded"},
+        [ANVIL_AUTH] = {"450 4.7.1 Error: too many AUTH commands from %s",
+                        "AUTH command rate limit exceeded"},
+        [ANVIL_CONNECT] = {"421 4.7.0 Error: too many connections from %s",
+                           "Connection rate limit exceeded"},
+    };
+    long long rate = 0;
+    if (!anvil_event(cfg, sa, ev, time(NULL), &rate))
+        return 0;
+    char namaddr[600];
+    snprintf(namaddr, sizeof namaddr, "%s[%s]", host, addr);
+    buf_reset(reply);
+    /* The TLS reply names host[addr]; the others the address alone. */
+    buf_printf(reply, texts[ev].reply, ev == ANVIL_NEWTLS ? namaddr : addr);
+    log_warning("%s: %lld from %s for service smtp", texts[ev].warning, rate, namaddr);
+    return 1;
 }

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "lib/buf.h"
+
 struct config;
 
 enum anvil_event {
@@ -32,6 +34,14 @@ enum anvil_event {
  */
 int anvil_event(const struct config *cfg, const struct sockaddr *sa, enum anvil_event ev,
                 time_t now, long long *rate);
+
+/*
+ * anvil_event() for a session: when over, puts Postfix's reply line for
+ * the event in reply ("450 4.7.1 Error: too much mail from ADDR", ...),
+ * logs Postfix's warning, and returns 1. host and addr name the client.
+ */
+int anvil_session_event(const struct config *cfg, const struct sockaddr *sa, enum anvil_event ev,
+                        const char *host, const char *addr, struct buf *reply);
 
 /* Whether smtpd_client_event_limit_exceptions covers the client (also for the count limit). */
 int anvil_exempt(const struct config *cfg, const struct sockaddr *sa);

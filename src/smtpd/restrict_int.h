@@ -39,6 +39,8 @@ struct restrict_memo {
 };
 
 #define RESTRICT_MEMO_MAX 64
+/* Postfix gives up on "unreasonable recursion" of classes at 100; lists nest far less. */
+#define RESTRICT_DEPTH_MAX 20
 
 struct restrict_session {
     struct restrict_conf *rc;
@@ -88,6 +90,20 @@ void restrict_event(struct restrict_walk *w, const char *whatsup, const char *fm
 /* An access-table value or policy action, applied as Postfix's check_table_result. */
 enum restrict_rc restrict_apply_result(struct restrict_walk *w, const char *value,
                                        const char *table);
+
+/* Refusals that warn_if_reject and DEFER_IF_REJECT do not soften (lookup failures). */
+enum restrict_rc restrict_refuse_hard(struct restrict_walk *w, int code, const char *dsn,
+                                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The value of a *_reject_code key. */
+int restrict_code(struct restrict_walk *w, const char *key);
+/* The table spec of a check_*_access, opened on first use (map NULL: why says why). */
+struct restrict_table *restrict_table(struct restrict_conf *rc, const char *spec);
+
+/* restrict_words.c: the restrictions; walks words[0..n) (classes nest through it). */
+enum restrict_rc restrict_walk_list(struct restrict_walk *w, char **words, size_t n);
+int restrict_takes_arg(const char *word);
+int restrict_is_plain(const char *word);
+int restrict_is_class(const struct config *cfg, const char *word);
 
 /* DNS answers through the memo: NULL and RC_PENDING in *rc when a query was started. */
 const struct dns_answer *restrict_dns(struct restrict_walk *w, const char *name, int type,

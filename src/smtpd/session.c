@@ -1220,35 +1220,13 @@ static int restrict_at(struct smtpd_session *s, enum restrict_point point, const
 
 static int rate_limited(struct smtpd_session *s, enum anvil_event ev)
 {
-    long long rate = 0;
-    if (s->replaying ||
-        !anvil_event(s->gen->cfg, (const struct sockaddr *)&s->peer, ev, time(NULL), &rate))
-        return 0;
-    /* Postfix's replies and warnings, which log tools know. */
-    switch (ev) {
-    case ANVIL_MAIL:
-        reply(s, 450, "4.7.1", "Error: too much mail from %s", s->addr);
-        log_warning("Message delivery request rate limit exceeded: %lld from %s[%s] for service "
-                    "smtp",
-                    rate, s->host, s->addr);
-        break;
-    case ANVIL_RCPT:
-        reply(s, 450, "4.7.1", "Error: too many recipients from %s", s->addr);
-        log_warning("Recipient address rate limit exceeded: %lld from %s[%s] for service smtp",
-                    rate, s->host, s->addr);
-        break;
-    case ANVIL_NEWTLS:
-        reply(s, 454, "4.7.0", "Error: too many new TLS sessions from %s[%s]", s->host, s->addr);
-        log_warning("New TLS session rate limit exceeded: %lld from %s[%s] for service smtp", rate,
-                    s->host, s->addr);
-        break;
-    default:
-        reply(s, 450, "4.7.1", "Error: too many AUTH commands from %s", s->addr);
-        log_warning("AUTH command rate limit exceeded: %lld from %s[%s] for service smtp", rate,
-                    s->host, s->addr);
-        break;
-    }
-    return 1;
+    struct buf r = BUF_INIT;
+    int over = !s->replaying && anvil_session_event(s->gen->cfg, (const struct sockaddr *)&s->peer,
+                                                    ev, s->host, s->addr, &r);
+    if (over)
+        reply_line(s, buf_cstr(&r));
+    buf_free(&r);
+    return over;
 }
 
 /*
