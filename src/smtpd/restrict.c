@@ -278,6 +278,30 @@ static enum restrict_rc restrict_refuse_v(struct restrict_walk *w, int soft_ok, 
     return RC_REFUSE;
 }
 
+void restrict_dsn_fix(char *dsn, const char *reply_class)
+{
+    /*
+     * An address status (X.1.Y, RFC 3463 3.2) must fit what is refused: a
+     * recipient code given for a sender becomes the sender's twin and the
+     * reverse; for anything that is no address it becomes X.0.0. This is
+     * Postfix's smtpd_dsn_fix() table, so the same table value gives the
+     * same reply.
+     */
+    static const char *const sender[] = {"1.0", "1.7", "1.8", "1.7", "1.7",
+                                         "1.0", "1.7", "1.7", "1.8"};
+    static const char *const rcpt[] = {"1.0", "1.1", "1.2", "1.3", "1.4",
+                                       "1.5", "1.6", "1.3", "1.2"};
+    if (strncmp(dsn + 1, ".1.", 3) != 0)
+        return;
+    int micro = dsn[4] >= '1' && dsn[4] <= '8' && dsn[5] == '\0' ? dsn[4] - '0' : 0;
+    const char *fixed = strcmp(reply_class, "Sender address") == 0      ? sender[micro]
+                        : strcmp(reply_class, "Recipient address") == 0 ? rcpt[micro]
+                                                                        : "0.0";
+    if (strcmp(dsn + 2, fixed) != 0)
+        log_info("mapping DSN status %s into %s status %c.%s", dsn, reply_class, dsn[0], fixed);
+    snprintf(dsn + 2, 14, "%s", fixed);
+}
+
 enum restrict_rc restrict_refuse(struct restrict_walk *w, int code, const char *dsn,
                                  const char *fmt, ...)
 {
@@ -328,6 +352,8 @@ static enum restrict_rc restrict_run_list(struct restrict_walk *w, const char *k
     w->reply_name = name;
     w->reply_class = cls;
     w->warn_next = 0;
+    /* As Postfix: DEFER_IF_REJECT holds within a list, DEFER_IF_PERMIT to the end. */
+    w->defer_if_reject.code = 0;
     enum restrict_rc rc = restrict_walk_list(w, words, n);
     strlist_free(words);
     return rc;

@@ -169,6 +169,7 @@ static enum restrict_rc rbl_refuse(struct restrict_walk *w, const char *zone_spe
         const char *text = s + 4;
         if (!access_dsn_split(text, dsn, sizeof dsn, &text))
             snprintf(dsn, sizeof dsn, "4.7.1");
+        restrict_dsn_fix(dsn, class_name);
         out = restrict_refuse(w, atoi(s), dsn, "%s", *text ? text : "Service unavailable");
     }
     buf_free(&why);

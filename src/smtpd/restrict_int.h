@@ -94,6 +94,8 @@ enum restrict_rc restrict_apply_result(struct restrict_walk *w, const char *valu
 /* Refusals that warn_if_reject and DEFER_IF_REJECT do not soften (lookup failures). */
 enum restrict_rc restrict_refuse_hard(struct restrict_walk *w, int code, const char *dsn,
                                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Postfix's smtpd_dsn_fix(): an X.1.Y status made to fit the class refused (in place). */
+void restrict_dsn_fix(char *dsn, const char *reply_class);
 /* The value of a *_reject_code key. */
 int restrict_code(struct restrict_walk *w, const char *key);
 /* The table spec of a check_*_access, opened on first use (map NULL: why says why). */

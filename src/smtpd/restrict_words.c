@@ -41,6 +41,7 @@ enum restrict_rc restrict_apply_result(struct restrict_walk *w, const char *valu
             a.code ? a.code
                    : restrict_code(w, reject ? "access_map_reject_code" : "access_map_defer_code");
         snprintf(dsn, sizeof dsn, "%s", a.dsn[0] ? a.dsn : reject ? "5.7.1" : "4.7.1");
+        restrict_dsn_fix(dsn, cls);
         return restrict_refuse(w, code, dsn, "<%s>: %s rejected: %s", name, cls,
                                *a.text ? a.text : "Access denied");
     }
@@ -52,8 +53,10 @@ enum restrict_rc restrict_apply_result(struct restrict_walk *w, const char *valu
             struct restrict_reply keep = *w->reply;
             int warn = w->warn_next;
             w->warn_next = 0;
-            restrict_refuse(w, restrict_code(w, "access_map_defer_code"),
-                            a.dsn[0] ? a.dsn : "4.7.1", "<%s>: %s rejected: %s", name, cls,
+            snprintf(dsn, sizeof dsn, "%s", a.dsn[0] ? a.dsn : "4.7.1");
+            restrict_dsn_fix(dsn, cls);
+            restrict_refuse(w, restrict_code(w, "access_map_defer_code"), dsn,
+                            "<%s>: %s rejected: %s", name, cls,
                             *a.text ? a.text : "Service unavailable");
             *slot = *w->reply;
             *w->reply = keep;

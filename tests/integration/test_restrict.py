@@ -128,6 +128,8 @@ def test_access_table_results(server_factory, tmp_path):
         "warn@good.test WARN looks odd\n"
         "strict@good.test strict_class\n"
         "typo@good.test OKAY\n"
+        "fix@good.test 550 5.1.1 no such sender\n"
+        "dir@good.test DEFER_IF_REJECT try again\n"
         "<> DUNNO\n")
     clients = tmp_path / "clients"
     clients.write_text("127.0.0.2 REJECT\n")
@@ -157,6 +159,11 @@ def test_access_table_results(server_factory, tmp_path):
     assert rcpt_reply(port, "other@bad.example")[0] == 554
     assert rcpt_reply(port, "x@sub.bad.example")[0] == 554
     assert rcpt_reply(port, "ok@bad.example")[0] == 250
+    # A recipient's status code given for a sender is mapped to the sender's (RFC 3463).
+    assert rcpt_reply(port, "fix@good.test") == (
+        550, "5.1.7 <fix@good.test>: Sender address rejected: no such sender")
+    # DEFER_IF_REJECT holds within its list only; nothing in this one refuses.
+    assert rcpt_reply(port, "dir@good.test")[0] == 250
     assert rcpt_reply(port, "")[0] == 250
     assert rcpt_reply(port, "warn@good.test")[0] == 250
     assert rcpt_reply(port, "strict@good.test") == (
