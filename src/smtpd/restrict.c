@@ -469,53 +469,71 @@ enum restrict_status restrict_check(struct restrict_session *rs, enum restrict_p
 
 /* ---- configuration check (hongyan config, reload) ---- */
 
-int restrict_conf_check(const struct config *cfg, struct buf *warnings)
+/* The words of one list (a key or a class): each problem is one line in warnings. */
+static int restrict_check_words(const struct config *cfg, const char *label, char **words, size_t n,
+                                struct buf *warnings)
 {
     int problems = 0;
-    int guard = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *word = words[i];
+        if (str_eq_ci(word, "warn_if_reject") || restrict_is_plain(word) ||
+            restrict_is_class(cfg, word))
+            continue;
+        if (!restrict_takes_arg(word)) {
+            buf_printf(warnings, "%s: unknown smtpd restriction \"%s\"\n", label, word);
+            problems++;
+            continue;
+        }
+        if (i + 1 >= n) {
+            buf_printf(warnings, "%s: restriction %s requires an argument\n", label, word);
+            problems++;
+            continue;
+        }
+        const char *arg = words[++i];
+        if (str_prefix_ci(word, "check_") && !str_eq_ci(word, "check_policy_service")) {
+            struct buf err = BUF_INIT;
+            struct map *m = map_open(arg, &err);
+            if (!m) {
+                buf_printf(warnings, "%s: %s %s: %s\n", label, word, arg, buf_cstr(&err));
+                problems++;
+            }
+            map_free(m);
+            buf_free(&err);
+        } else if (str_eq_ci(word, "check_policy_service") && !policyd_endpoint_valid(arg)) {
+            buf_printf(warnings, "%s: check_policy_service %s: want inet:host:port or unix:/path\n",
+                       label, arg);
+            problems++;
+        }
+    }
+    return problems;
+}
+
+int restrict_conf_check(const struct config *cfg, struct buf *warnings)
+{
+    int problems = 0, guard = 0;
     for (size_t k = 0; k < sizeof restrict_list_keys / sizeof restrict_list_keys[0]; k++) {
         size_t n = 0;
         char **words = config_get_list(cfg, restrict_list_keys[k], &n);
-        for (size_t i = 0; i < n; i++) {
-            const char *word = words[i];
-            if ((k == 3 || k == 4) && restrict_is_relay_guard(word))
-                guard = 1;
-            if (str_eq_ci(word, "warn_if_reject") || restrict_is_plain(word) ||
-                restrict_is_class(cfg, word))
-                continue;
-            if (!restrict_takes_arg(word)) {
-                buf_printf(warnings, "%s: unknown smtpd restriction \"%s\"\n",
-                           restrict_list_keys[k], word);
-                problems++;
-                continue;
-            }
-            if (i + 1 >= n) {
-                buf_printf(warnings, "%s: restriction %s requires an argument\n",
-                           restrict_list_keys[k], word);
-                problems++;
-                continue;
-            }
-            const char *arg = words[++i];
-            if (str_prefix_ci(word, "check_") && !str_eq_ci(word, "check_policy_service")) {
-                struct buf err = BUF_INIT;
-                struct map *m = map_open(arg, &err);
-                if (!m) {
-                    buf_printf(warnings, "%s: %s %s: %s\n", restrict_list_keys[k], word, arg,
-                               buf_cstr(&err));
-                    problems++;
-                }
-                map_free(m);
-                buf_free(&err);
-            } else if (str_eq_ci(word, "check_policy_service") && !policyd_endpoint_valid(arg)) {
-                buf_printf(warnings,
-                           "%s: check_policy_service %s: want inet:host:port or "
-                           "unix:/path\n",
-                           restrict_list_keys[k], arg);
-                problems++;
-            }
-        }
+        for (size_t i = 0; (k == 3 || k == 4) && i < n; i++)
+            guard |= restrict_is_relay_guard(words[i]);
+        problems += restrict_check_words(cfg, restrict_list_keys[k], words, n, warnings);
         strlist_free(words);
     }
+    size_t nc = 0;
+    char **classes = config_get_list(cfg, "smtpd_restriction_classes", &nc);
+    for (size_t c = 0; c < nc; c++) {
+        const char *value = config_get_class(cfg, classes[c]);
+        if (!value) {
+            buf_printf(warnings, "smtpd_restriction_classes: %s is not defined\n", classes[c]);
+            problems++;
+            continue;
+        }
+        size_t n = 0;
+        char **words = strlist_split(value, &n);
+        problems += restrict_check_words(cfg, classes[c], words, n, warnings);
+        strlist_free(words);
+    }
+    strlist_free(classes);
     if (!guard) {
         buf_puts(warnings, "smtpd_relay_restrictions and smtpd_recipient_restrictions: neither "
                            "has reject_unauth_destination (or defer_unauth_destination, reject, "
