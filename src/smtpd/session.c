@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -69,8 +70,9 @@ struct smtpd_tx {
     char *first_rcpt;      /* as the client wrote it, for "for <...>" */
     int data_open;         /* the data reader has been set up */
     struct smtp_data data;
-    int auth;            /* the inbound checks run on this message (mailauth/inbound.h) */
-    struct buf auth_msg; /* the message held for them until the verdict */
+    unsigned long long instance; /* the policy protocol's "instance": one per transaction */
+    int auth;                    /* the inbound checks run on this message (mailauth/inbound.h) */
+    struct buf auth_msg;         /* the message held for them until the verdict */
 };
 
 struct smtpd_session {
@@ -383,6 +385,8 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
     tx->ret = m.ret;
     tx->smtputf8 = m.smtputf8;
     tx->body_8bit = m.body == SMTP_BODY_8BITMIME;
+    static unsigned long long transactions;
+    tx->instance = ++transactions;
     s->tx = tx;
     if (restrict_at(s, RESTRICT_MAIL, NULL) < 0) {
         tx_free(s);
@@ -761,8 +765,12 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
     struct smtpd_session *s = arg;
     s->commit_pending = 0;
     /* HOLD (access table or policy): parked in hold/ until the queue command releases it. */
-    int held =
-        result == 0 && restrict_effects(s->rs)->hold && spool_hold(s->srv->spool, queue_id) == 0;
+    int held = 0;
+    if (result == 0 && restrict_effects(s->rs)->hold) {
+        held = spool_hold(s->srv->spool, queue_id) == 0;
+        if (!held)
+            log_warning("%s: cannot move to hold: %s; delivering it", queue_id, strerror(errno));
+    }
     if (s->dead) {
         if (result == 0 && !held)
             qmgr_kick(s->srv->qmgr, queue_id);
@@ -1175,7 +1183,8 @@ static int restrict_at(struct smtpd_session *s, enum restrict_point point, const
 {
     struct smtpd_tx *tx = s->tx;
     char instance[64];
-    snprintf(instance, sizeof instance, "%p.%zu", (void *)tx, tx ? tx->nrcpt : 0);
+    snprintf(instance, sizeof instance, "%lx.%llx", (unsigned long)getpid(),
+             tx ? tx->instance : 0ULL);
     struct restrict_facts f = {
         .sa = (const struct sockaddr *)&s->peer,
         .addr = s->addr,

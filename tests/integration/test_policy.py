@@ -127,6 +127,18 @@ def test_policy_actions_and_request(server_factory, policy):
     assert req["sender"] == "a@good.test"
     assert req["recipient"] == "u@example.com"
     assert req["recipient_count"] == "0"
+    # One instance per transaction, another for the next.
+    c = RawClient(port)
+    c.reply()
+    c.cmd("EHLO client.example")
+    c.cmd("MAIL FROM:<a@good.test>")
+    c.cmd("RCPT TO:<u@example.com>")
+    c.cmd("RCPT TO:<v@example.com>")
+    c.cmd("QUIT")
+    c.close()
+    last = policy.requests[-2:]
+    assert last[0]["instance"] == last[1]["instance"] != req["instance"]
+    assert last[1]["recipient_count"] == "1"
     # One connection, reused by every session of the worker.
     assert policy.connections == 1, policy.connections
 
