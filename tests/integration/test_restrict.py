@@ -372,6 +372,12 @@ def test_unknown_restriction_word(server_factory):
     text = srv.log_text() + (srv.tmp / "maillog").read_text()
     assert 'unknown smtpd restriction "permit_mynetwork"' in text  # said at start
     assert 'unknown smtpd restriction: "permit_mynetwork"' in text  # and at the RCPT
+    # A reload says it again.
+    said = lambda: (srv.log_text() + (srv.tmp / "maillog").read_text()).count(
+        'unknown smtpd restriction "permit_mynetwork"')
+    before = said()
+    srv.reload()
+    assert wait_for(lambda: said() > before, timeout=10)
     proc = srv.cmd("config", "smtpd_client_restrictions")
     assert proc.returncode == 0
     assert 'unknown smtpd restriction "permit_mynetwork"' in proc.stderr
@@ -381,3 +387,39 @@ def test_unknown_restriction_word(server_factory):
     bad.write_text("smtpd_restriction_classes = a\nb = reject\n")
     proc = run(["-c", str(bad), "config"])
     assert proc.returncode != 0 and "unknown key 'b'" in proc.stderr
+
+
+def test_client_name_and_domain_checks(server_factory, tmp_path):
+    logins = tmp_path / "logins"
+    logins.write_text("owned@good.test sam\n")
+    with DNSServer(ZONE) as dns:
+        # Without the name lookup the client is "unknown" and has no PTR name.
+        srv = server_factory({"dns_resolver": dns.address, "smtpd_peername_lookup": "no",
+                              "smtpd_client_restrictions": "reject_unknown_client_hostname"})
+        assert rcpt_reply(srv.smtpd_port) == (
+            450, "4.7.25 Client host rejected: cannot find your hostname, [127.0.0.1]")
+        srv2 = server_factory({"dns_resolver": dns.address, "smtpd_peername_lookup": "no",
+                               "smtpd_client_restrictions":
+                                   "reject_unknown_reverse_client_hostname"})
+        assert rcpt_reply(srv2.smtpd_port) == (
+            450, "4.7.1 Client host rejected: cannot find your reverse hostname, [127.0.0.1]")
+        srv3 = server_factory({
+            "dns_resolver": dns.address,
+            "smtpd_helo_restrictions": "reject_unknown_helo_hostname, reject_rhsbl_helo rhs.test",
+            "smtpd_sender_restrictions": "reject_sender_login_mismatch",
+            "smtpd_sender_login_maps": "texthash:%s" % logins,
+            "smtpd_recipient_restrictions": "reject_unknown_recipient_domain",
+        })
+        port = srv3.smtpd_port
+        assert rcpt_reply(port, ehlo="nx.test") == (
+            450, "4.7.1 <nx.test>: Helo command rejected: Host not found")
+        assert rcpt_reply(port, ehlo="bad.test") == (
+            554, "5.7.1 Service unavailable; Helo command [bad.test] blocked using rhs.test")
+        assert rcpt_reply(port, ehlo="good.test")[0] == 250
+        # A sender that belongs to a login, used without logging in.
+        assert rcpt_reply(port, "owned@good.test", ehlo="good.test") == (
+            553, "5.7.1 <owned@good.test>: Sender address rejected: not logged in")
+        # mynetworks may relay, but not to a domain that does not exist.
+        assert rcpt_reply(port, rcpt="x@nx.test", ehlo="good.test") == (
+            450, "4.1.2 <x@nx.test>: Recipient address rejected: Domain not found")
+        assert rcpt_reply(port, rcpt="x@good.test", ehlo="good.test")[0] == 250
