@@ -1654,8 +1654,9 @@ static void session_greet(struct smtpd_session *s)
         /* Talking before the greeting is the first misuse of pipelining (RFC 2920). */
         if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
             s->ill_pipelining = 1;
+        /* Once: a resumed greeting must keep the answers it waited for. */
+        restrict_command_start(s->rs);
     }
-    restrict_command_start(s->rs);
     if (restrict_at(s, RESTRICT_CONNECT, NULL) < 0 && s->restrict_wait)
         return; /* restrict_resume() greets */
     if (s->access_denied) {

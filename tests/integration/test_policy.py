@@ -143,6 +143,18 @@ def test_policy_actions_and_request(server_factory, policy):
     assert policy.connections == 1, policy.connections
 
 
+def test_policy_at_connect(server_factory, policy):
+    # smtpd_delay_reject = no: the client list (and its policy query) runs before the greeting.
+    srv = server_factory({"smtpd_delay_reject": "no", "smtpd_client_restrictions":
+                          "check_policy_service " + policy.endpoint})
+    c = RawClient(srv.smtpd_port)
+    assert c.reply()[0] == 220
+    assert c.cmd("EHLO client.example")[0] == 250
+    c.close()
+    # (The harness's own start-up connection asked too.)
+    assert policy.requests and all(r["protocol_state"] == "CONNECT" for r in policy.requests)
+
+
 def test_policy_at_end_of_data(server_factory, policy):
     srv = server_factory({"smtpd_end_of_data_restrictions":
                           "check_policy_service " + policy.endpoint})
