@@ -139,6 +139,7 @@ void restrict_session_free(struct restrict_session *rs)
     free(rs->pending_key);
     for (size_t i = 0; i < rs->nmemo; i++)
         restrict_memo_drop(&rs->memo[i]);
+    free(rs->memo);
     restrict_effects_clear(&rs->effects);
     free(rs);
 }
@@ -174,8 +175,12 @@ static struct restrict_memo *restrict_memo_find(struct restrict_session *rs, con
     return NULL;
 }
 
-static struct restrict_memo *restrict_memo_add(struct restrict_session *rs, const char *key)
+struct restrict_memo *restrict_memo_add(struct restrict_session *rs, const char *key)
 {
+    if (rs->nmemo == rs->memo_cap && rs->memo_cap < RESTRICT_MEMO_MAX) {
+        rs->memo_cap = rs->memo_cap ? rs->memo_cap * 2 : 8;
+        rs->memo = xrealloc(rs->memo, rs->memo_cap * sizeof *rs->memo);
+    }
     if (rs->nmemo == RESTRICT_MEMO_MAX) {
         /* Full: the oldest goes (a long session asking many lists). */
         restrict_memo_drop(&rs->memo[0]);
@@ -431,8 +436,19 @@ enum restrict_status restrict_check(struct restrict_session *rs, enum restrict_p
     if (rc == RC_PENDING) {
         buf_free(&w.events);
         restrict_effects_clear(&w.effects);
-        return RESTRICT_PENDING;
+        if (++rs->pendings <= RESTRICT_MEMO_MAX)
+            return RESTRICT_PENDING;
+        /* More lookups than answers we keep: it would never complete. */
+        dns_cancel(rs->dns_q);
+        policyd_cancel(rs->policy_q);
+        rs->dns_q = NULL;
+        rs->policy_q = NULL;
+        free(rs->pending_key);
+        rs->pending_key = NULL;
+        rc = restrict_config_error(&w, "more than %d DNS or policy lookups in one check",
+                                   RESTRICT_MEMO_MAX);
     }
+    rs->pendings = 0;
     if (rc != RC_REFUSE && w.defer_if_permit.code) {
         *reply = w.defer_if_permit;
         rc = RC_REFUSE;

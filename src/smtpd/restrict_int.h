@@ -38,7 +38,12 @@ struct restrict_memo {
     char *action;           /* policy entries ("" when the server failed) */
 };
 
-#define RESTRICT_MEMO_MAX 64
+/*
+ * Answers kept per session (the array grows to this). A check point that
+ * needs more lookups than this in one go is refused as a configuration
+ * error rather than asking forever (restrict_check counts them).
+ */
+#define RESTRICT_MEMO_MAX 128
 /* Postfix gives up on "unreasonable recursion" of classes at 100; lists nest far less. */
 #define RESTRICT_DEPTH_MAX 20
 
@@ -47,8 +52,9 @@ struct restrict_session {
     struct dns *dns;
     struct event_base *base;
     struct restrict_hooks hooks;
-    struct restrict_memo memo[RESTRICT_MEMO_MAX];
-    size_t nmemo;
+    struct restrict_memo *memo;
+    size_t nmemo, memo_cap;
+    unsigned pendings; /* lookups started since a check last completed */
     /* the one lookup in flight */
     struct dns_query *dns_q;
     struct policyd_req *policy_q;
@@ -106,6 +112,9 @@ enum restrict_rc restrict_walk_list(struct restrict_walk *w, char **words, size_
 int restrict_takes_arg(const char *word);
 int restrict_is_plain(const char *word);
 int restrict_is_class(const struct config *cfg, const char *word);
+
+/* A new remembered answer for key (the oldest goes when the memo is full). */
+struct restrict_memo *restrict_memo_add(struct restrict_session *rs, const char *key);
 
 /* DNS answers through the memo: NULL and RC_PENDING in *rc when a query was started. */
 const struct dns_answer *restrict_dns(struct restrict_walk *w, const char *name, int type,

@@ -64,17 +64,9 @@ static void policy_done(void *arg, const char *action)
 {
     struct restrict_session *rs = arg;
     rs->policy_q = NULL;
-    struct restrict_memo *m = NULL;
-    /* restrict.c's memo: the key was set when the request started. */
-    if (rs->nmemo == RESTRICT_MEMO_MAX) {
-        free(rs->memo[0].key);
-        dns_answer_free(rs->memo[0].dns);
-        free(rs->memo[0].action);
-        memmove(&rs->memo[0], &rs->memo[1], (RESTRICT_MEMO_MAX - 1) * sizeof rs->memo[0]);
-        rs->nmemo--;
-    }
-    m = &rs->memo[rs->nmemo++];
-    memset(m, 0, sizeof *m);
+    /* The key was set when the request started; the memo owns it from here. */
+    struct restrict_memo *m = restrict_memo_add(rs, "");
+    free(m->key);
     m->key = rs->pending_key;
     rs->pending_key = NULL;
     m->action = xstrdup(action ? action : "");
