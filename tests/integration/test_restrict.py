@@ -423,3 +423,30 @@ def test_client_name_and_domain_checks(server_factory, tmp_path):
         assert rcpt_reply(port, rcpt="x@nx.test", ehlo="good.test") == (
             450, "4.1.2 <x@nx.test>: Recipient address rejected: Domain not found")
         assert rcpt_reply(port, rcpt="x@good.test", ehlo="good.test")[0] == 250
+
+
+def test_ipv6_client_dns_list(server_factory):
+    # RFC 5782 2.4: an IPv6 client is looked up as 32 reversed nibbles.
+    nibbles = ".".join(reversed("0" * 31 + "1"))
+    with DNSServer({nibbles + ".zen.test": [("A", "127.0.0.2")]}) as dns:
+        srv = server_factory({"dns_resolver": dns.address,
+                              "smtpd_client_restrictions": "reject_rbl_client zen.test"},
+                             start=False)
+        port = srv.smtpd_port
+        srv.settings["smtpd_listen"] = "127.0.0.1:%d, [::1]:%d" % (port, port)
+        srv.write_config()
+        srv.start()
+        c = RawClient(port, host="::1")
+        assert c.reply()[0] == 220
+        c.cmd("EHLO client.example")
+        assert c.cmd("MAIL FROM:<a@good.test>")[0] == 250
+        assert c.cmd("RCPT TO:<u@example.com>")[:2] == (
+            554, "5.7.1 Service unavailable; Client host [::1] blocked using zen.test")
+        c.close()
+        # The IPv4 client is not listed.
+        c = RawClient(port)
+        assert c.reply()[0] == 220
+        c.cmd("EHLO client.example")
+        c.cmd("MAIL FROM:<a@good.test>")
+        assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+        c.close()
