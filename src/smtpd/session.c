@@ -809,12 +809,19 @@ static int cmd_bdat(struct smtpd_session *s, const char *args, size_t len)
         session_close(s);
         return -1;
     }
+    /* The first chunk is where smtpd_data_restrictions apply, as Postfix does. */
+    int refused = 0;
+    if (s->state == SMTPD_STATE_RCPT && restrict_at(s, RESTRICT_DATA, NULL) < 0) {
+        if (s->restrict_wait || s->state == SMTPD_STATE_QUIT)
+            return -1; /* runs again once the answer is in; or the session ends */
+        refused = 1;
+    }
     s->bdat_left = size;
     s->bdat_last = last;
     s->bdat_ok = 0;
     s->bdat_replied = 0;
     if (s->state == SMTPD_STATE_RCPT) {
-        if (data_open(s, SMTP_DATA_BDAT) == 0) {
+        if (!refused && data_open(s, SMTP_DATA_BDAT) == 0) {
             s->bdat_ok = 1;
         } else {
             s->bdat_replied = 1; /* the chunk is still skipped */

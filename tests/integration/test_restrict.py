@@ -303,6 +303,21 @@ def test_warn_if_reject_and_delay_reject(server_factory):
     c.close()
 
 
+def test_data_restrictions_at_bdat(server_factory):
+    srv = server_factory({"smtpd_data_restrictions": "reject"})
+    c = session(srv.smtpd_port)
+    assert c.cmd("MAIL FROM:<a@good.test>")[0] == 250
+    assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+    c.send(b"BDAT 12 LAST\r\nSubject: x\r\n")
+    assert c.reply()[:2] == (554, "5.7.1 <DATA>: Data command rejected: Access denied")
+    # The chunk was skipped, not read as commands.
+    assert c.cmd("NOOP")[0] == 250
+    assert c.cmd("MAIL FROM:<a@good.test>")[0] == 250
+    assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+    assert c.cmd("DATA")[:2] == (554, "5.7.1 <DATA>: Data command rejected: Access denied")
+    c.close()
+
+
 def test_unauth_pipelining(server_factory):
     srv = server_factory({"smtpd_data_restrictions": "reject_unauth_pipelining"})
     c = session(srv.smtpd_port)
