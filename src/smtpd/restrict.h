@@ -53,8 +53,11 @@ struct restrict_facts {
     const char *sasl_method;
     const char *proto; /* "SMTP" or "ESMTP" */
     const char *queue_id;
-    int mynetworks;     /* the client may relay by address (smtpd_listen only) */
-    int tls;            /* the session is encrypted */
+    int mynetworks;                        /* the client may relay by address (smtpd_listen only) */
+    int tls;                               /* the session is encrypted */
+    const char *tls_protocol, *tls_cipher; /* "TLSv1.3", "TLS_AES_256_GCM_SHA384"; NULL: none */
+    int tls_bits;
+    unsigned client_port;
     int ill_pipelining; /* commands came before they were allowed (RFC 2920) */
     int smtputf8;
     size_t rcpt_count; /* recipients accepted so far */

@@ -50,11 +50,14 @@ static void policy_request(const struct restrict_walk *w, struct buf *b)
     policy_attr(b, "ccert_issuer", "");
     policy_attr(b, "ccert_fingerprint", "");
     policy_attr(b, "ccert_pubkey_fingerprint", "");
-    policy_attr(b, "encryption_protocol", f->tls ? "TLS" : "");
-    policy_attr(b, "encryption_cipher", "");
-    policy_attr(b, "encryption_keysize", "0");
+    policy_attr(b, "encryption_protocol", f->tls_protocol ? f->tls_protocol : "");
+    policy_attr(b, "encryption_cipher", f->tls_cipher ? f->tls_cipher : "");
+    snprintf(num, sizeof num, "%d", f->tls_protocol ? f->tls_bits : 0);
+    policy_attr(b, "encryption_keysize", num);
     policy_attr(b, "etrn_domain", "");
     policy_attr(b, "stress", "");
+    snprintf(num, sizeof num, "%u", f->client_port);
+    policy_attr(b, "client_port", num);
     policy_attr(b, "policy_context", config_get(cfg, "smtpd_policy_service_policy_context"));
     policy_attr(b, "compatibility_level", "3.6");
     policy_attr(b, "mail_version", config_get(cfg, "mail_version"));

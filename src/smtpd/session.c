@@ -1212,6 +1212,16 @@ static int restrict_at(struct smtpd_session *s, enum restrict_point point, const
         .size = tx && tx->msg ? spool_msg_size(tx->msg) : 0,
         .instance = instance,
     };
+    SSL *ssl = s->tls_up ? tls_bev_ssl(s->bev) : NULL;
+    if (ssl) {
+        f.tls_protocol = SSL_get_version(ssl);
+        f.tls_cipher = SSL_get_cipher_name(ssl);
+        f.tls_bits = SSL_get_cipher_bits(ssl, NULL);
+    }
+    if (s->peer.ss_family == AF_INET)
+        f.client_port = ntohs(((const struct sockaddr_in *)&s->peer)->sin_port);
+    else if (s->peer.ss_family == AF_INET6)
+        f.client_port = ntohs(((const struct sockaddr_in6 *)&s->peer)->sin6_port);
     struct restrict_reply r;
     switch (restrict_check(s->rs, point, &f, &r)) {
     case RESTRICT_PASS:

@@ -127,6 +127,7 @@ def test_policy_actions_and_request(server_factory, policy):
     assert req["sender"] == "a@good.test"
     assert req["recipient"] == "u@example.com"
     assert req["recipient_count"] == "0"
+    assert int(req["client_port"]) > 0 and req["encryption_protocol"] == ""
     # One instance per transaction, another for the next.
     c = RawClient(port)
     c.reply()
@@ -139,6 +140,18 @@ def test_policy_actions_and_request(server_factory, policy):
     last = policy.requests[-2:]
     assert last[0]["instance"] == last[1]["instance"] != req["instance"]
     assert last[1]["recipient_count"] == "1"
+    # After STARTTLS the request names the protocol and cipher.
+    c = RawClient(port)
+    c.reply()
+    c.cmd("EHLO client.example")
+    c.starttls()
+    c.cmd("EHLO client.example")
+    c.cmd("MAIL FROM:<a@good.test>")
+    assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+    c.close()
+    tls = policy.requests[-1]
+    assert tls["encryption_protocol"].startswith("TLSv1"), tls
+    assert tls["encryption_cipher"] and int(tls["encryption_keysize"]) >= 128
     # One connection, reused by every session of the worker.
     assert policy.connections == 1, policy.connections
 
