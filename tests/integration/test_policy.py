@@ -352,3 +352,29 @@ def test_connection_count_limit(server_factory):
                                   "127.0.0.1")
     for x in (a, b, c):
         x.close()
+
+
+def test_tls_and_auth_rate_limits(server_factory):
+    srv = server_factory({"smtpd_sasl_auth_enable": "yes", "smtpd_sasl_failure_delay": "0"},
+                         start=False)
+    assert srv.cmd("user", "add", "sam", input="pw pw pw\n").returncode == 0
+    srv.start()
+    srv = with_limits(srv, {"smtpd_client_event_limit_exceptions": "",
+                       "smtpd_client_new_tls_session_rate_limit": "1",
+                       "smtpd_client_auth_rate_limit": "1"})
+    c = RawClient(srv.smtpd_port)
+    assert c.reply()[0] == 220
+    c.cmd("EHLO client.example")
+    c.starttls()
+    c.cmd("EHLO client.example")
+    first = c.cmd("AUTH PLAIN AGJvYgB3cm9uZw==")[0]  # bob / wrong
+    assert first != 450
+    assert c.cmd("AUTH PLAIN AGJvYgB3cm9uZw==")[:2] == (
+        450, "4.7.1 Error: too many AUTH commands from 127.0.0.1")
+    c.close()
+    c = RawClient(srv.smtpd_port)
+    assert c.reply()[0] == 220
+    c.cmd("EHLO client.example")
+    assert c.cmd("STARTTLS")[:2] == (
+        454, "4.7.0 Error: too many new TLS sessions from localhost[127.0.0.1]")
+    c.close()
