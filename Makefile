@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 POSTFIX_LINKS ?= no
 PYTHON     := /usr/bin/python3
 
-.PHONY: all deps test-deps fuzz-deps run test unit integration sanitize fuzz bench install clean format check-format check-banned user deb package-test
+.PHONY: all deps test-deps fuzz-deps run test unit integration sanitize fuzz bench compare-postfix install clean format check-format check-banned user deb package-test
 
 all: $(BUILD)/hongyan
 
@@ -58,6 +58,11 @@ fuzz: fuzz-deps
 
 bench: all
 	bench/run.sh
+
+# Restriction replies side by side with Postfix 3.7 (needs root; fetches Postfix like bench).
+compare-postfix: all
+	bench/run.sh --servers hongyan --only restrict --quick >/dev/null
+	/usr/bin/python3 bench/compare_restrict.py
 
 # POSTFIX_LINKS=yes also links postconf and postmap (they would shadow Postfix's).
 install: all

@@ -426,10 +426,11 @@ class Hongyan:
 
     name = "hongyan"
 
-    def __init__(self, work, sink_port):
+    def __init__(self, work, sink_port, extra=None):
         self.work = pathlib.Path(work)
         self.port = free_port()
         self.sink_port = sink_port
+        self.extra = extra or {}
         self.data = self.work / "data"
         self.mail = self.data / "mail"
         self.cfg = self.work / "main.cf"
@@ -468,6 +469,7 @@ class Hongyan:
             # Postfix out of the box checks no DKIM/SPF; neither do we here.
             "smtpd_dkim_verify": "no",
         }
+        settings.update(self.extra)
         self.cfg.write_text("".join("%s = %s\n" % kv for kv in settings.items()))
 
     def start(self):
@@ -610,6 +612,34 @@ def scenario_accept(server, sessions, count):
         res["error"] = "only %d of %d in Maildir, %d files still queued" % (got, count, server.queued() - q0)
     clear_maildir(newdir)
     return res
+
+
+def scenario_restrict(sink_port, sessions, count):
+    """The cost of restriction lists: acceptance at SESSIONS sessions with
+    the default lists, then with `permit_mynetworks, reject_unauth_destination`
+    in smtpd_recipient_restrictions and one DNS list in
+    smtpd_client_restrictions (so that every connection asks it), answered
+    NXDOMAIN by a local DNS server (tests/integration/dnsserver.py)."""
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from dnsserver import DNSServer
+    out = {}
+    with DNSServer({"bench.test": [("A", "192.0.2.1")]}) as dns:
+        for label, extra in (
+                ("empty", {"dns_resolver": dns.address}),
+                ("lists", {"dns_resolver": dns.address,
+                           "smtpd_client_restrictions": "reject_rbl_client rbl.bench.test",
+                           "smtpd_recipient_restrictions":
+                               "permit_mynetworks, reject_unauth_destination"})):
+            srv = Hongyan(OUT / ("hongyan-restrict-" + label), sink_port, extra=extra)
+            try:
+                srv.start()
+                out[label] = scenario_accept(srv, sessions, count)
+            finally:
+                srv.stop()
+        out["rbl_queries"] = len([q for q in dns.queries if q[0].endswith("rbl.bench.test")])
+    e, l = out["empty"].get("rate"), out["lists"].get("rate")
+    out["cost_pct"] = (1 - l / e) * 100 if e and l else None
+    return out
 
 
 def scenario_relay(server, sink, sessions, count):
@@ -1113,6 +1143,24 @@ def render(results, meta):
         " — the machine was busy with other work: treat the numbers as rough"
         if max(meta.get("load_start", 0), meta.get("load_end", 0)) > 1.0 else ""))
     L.append("")
+    rs = results.get("restrict") or {}
+    if rs.get("empty"):
+        L.append("## Restriction lists (hongyan, 20 sessions)")
+        L.append("")
+        L.append("| lists | msg/s | CPU s/1000 |")
+        L.append("|---|---:|---:|")
+        for label, what in (("empty", "default (relay list only)"),
+                            ("lists", "`permit_mynetworks, reject_unauth_destination` + "
+                                      "`reject_rbl_client` (local DNS, NXDOMAIN)")):
+            r = rs.get(label, {})
+            L.append("| %s | %s | %s |" % (what, fmt_rate(r.get("rate")),
+                                           "%.2f" % r["cpu_per_1000"] if r.get("cpu_per_1000")
+                                           else "—"))
+        L.append("")
+        L.append("Cost of the lists: %s%% of the acceptance rate; %d DNS list queries reached "
+                 "the DNS server." % ("%.1f" % rs["cost_pct"] if rs.get("cost_pct") is not None
+                                      else "?", rs.get("rbl_queries", 0)))
+        L.append("")
     acc = results.get("accept", {})
     sink = results.get("sink", {})
     if acc or sink:
@@ -1306,7 +1354,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small message counts (a smoke run)")
     ap.add_argument("--servers", default="postfix,hongyan")
-    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim")
+    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim,restrict")
     ap.add_argument("--sessions", default="1,20,100")
     ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
     ap.add_argument("--readme", action="store_true",
@@ -1338,7 +1386,7 @@ def main():
             "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release(),
             "load_start": loadavg()}
     results = {"accept": {}, "relay": {}, "idle": {}, "sink": {}, "tls": {}, "dkim": {},
-               "durability": {}, "errors": []}
+               "durability": {}, "restrict": {}, "errors": []}
     try:
         if "sink" in only:
             for s in sessions:
@@ -1385,6 +1433,17 @@ def main():
                     r = scenario_durability(srv)
                     results["durability"][name] = r
                     log("  -> sync calls per message: %.2f %s" % (r.get("per_message", 0), r.get("calls", "")))
+                if "restrict" in only and name == "hongyan":
+                    srv.stop()
+                    log("hongyan restriction lists: empty vs permit_mynetworks, "
+                        "reject_unauth_destination + one DNS list, 20 sessions")
+                    r = scenario_restrict(sink.port, 20, count_for(20))
+                    results["restrict"] = r
+                    log("  -> %s vs %s msg/s (cost %s%%), %d DNS list queries" % (
+                        fmt_rate(r["empty"].get("rate")), fmt_rate(r["lists"].get("rate")),
+                        "%.1f" % r["cost_pct"] if r["cost_pct"] is not None else "?",
+                        r["rbl_queries"]))
+                    srv.start()
                 if "tls" in only:
                     srv.stop()
                     srv.start()

@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "smtpd/restrict.h"
 #include "config/config_keys.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -230,6 +231,24 @@ static int config_cli_run(int argc, char **argv, int postconf, const char *usage
             if (!value_only)
                 printf("# %s = %s (ignored: %s)\n", key, value, reason);
         }
+        /* The restriction classes main.cf defines for itself. */
+        size_t n = 0;
+        char **classes = config_get_list(cfg, "smtpd_restriction_classes", &n);
+        for (size_t i = 0; i < n; i++)
+            if (config_get_class(cfg, classes[i]))
+                printf("%s = %s\n", classes[i], config_get_class(cfg, classes[i]));
+        strlist_free(classes);
+    }
+    if (!defaults) {
+        /* A typo in a restriction list is said now, before a client meets its 451. */
+        struct buf warn = BUF_INIT;
+        restrict_conf_check(cfg, &warn);
+        for (char *line = warn.data, *nl; line && *line; line = nl + 1) {
+            nl = strchr(line, '\n');
+            *nl = '\0';
+            fprintf(stderr, "hongyan: warning: %s\n", line);
+        }
+        buf_free(&warn);
     }
     if (defaults)
         config_free(cfg);

@@ -45,11 +45,23 @@ struct config_ignored {
     const char *reason;
 };
 
+/*
+ * A key main.cf defines for itself: the restriction classes that
+ * smtpd_restriction_classes names (Postfix's user-defined parameters).
+ */
+struct config_extra {
+    char *name;
+    char *value;
+    int line;
+};
+
 struct config {
     char *path;
     struct config_ignored *ignored;
     size_t ignored_count;
-    struct buf warnings;          /* one line each, no trailing newline on the last */
+    struct buf warnings; /* one line each, no trailing newline on the last */
+    struct config_extra *extras;
+    size_t nextras;
     struct config_value values[]; /* one per config_keys entry */
 };
 
@@ -246,6 +258,10 @@ static int config_expand(struct config *cfg, int idx, int depth, struct buf *err
     struct config_value *v = &cfg->values[idx];
     if (v->expanded)
         return 0;
+    if (config_keys[idx].type == CONFIG_TEMPLATE) {
+        v->expanded = xstrdup(v->raw);
+        return 0;
+    }
     if (depth > CONFIG_EXPAND_DEPTH) {
         config_error(err, cfg, v->line, "%s: $name expansion loops", config_keys[idx].name);
         return -1;
@@ -484,12 +500,18 @@ static int config_parse_line(struct config *cfg, char *text, int line, struct bu
                          pf->reason ? pf->reason : "not implemented");
             return -1;
         }
-        const char *near = config_key_suggest(key);
-        if (near)
-            config_error(err, cfg, line, "unknown key '%s' (did you mean '%s'?)", key, near);
-        else
-            config_error(err, cfg, line, "unknown key '%s'", key);
-        return -1;
+        /* Perhaps a restriction class: config_finish() checks once all is read. */
+        for (size_t i = 0; i < cfg->nextras; i++) {
+            if (strcmp(cfg->extras[i].name, key) == 0) {
+                free(cfg->extras[i].value);
+                cfg->extras[i].value = xstrdup(val);
+                cfg->extras[i].line = line;
+                return 0;
+            }
+        }
+        cfg->extras = xrealloc(cfg->extras, (cfg->nextras + 1) * sizeof *cfg->extras);
+        cfg->extras[cfg->nextras++] = (struct config_extra){xstrdup(key), xstrdup(val), line};
+        return 0;
     }
     if (config_keys[idx].type == CONFIG_READONLY) {
         config_error(err, cfg, line, "'%s' is read-only", key);
@@ -686,26 +708,6 @@ static int config_check_together(struct config *cfg, struct buf *err)
                      "is (Postfix 3's default, no)");
         return -1;
     }
-    /*
-     * smtpd_relay_restrictions: until restriction lists exist, only Debian's
-     * default is accepted, since it is the rule hongyan applies; any other list
-     * would silently mean something else.
-     */
-    int rr = config_key_index("smtpd_relay_restrictions");
-    size_t n;
-    char **w = strlist_split(cfg->values[rr].expanded, &n);
-    int ok = n == 3 && str_eq_ci(w[0], "permit_mynetworks") &&
-             str_eq_ci(w[1], "permit_sasl_authenticated") &&
-             (str_eq_ci(w[2], "defer_unauth_destination") ||
-              str_eq_ci(w[2], "reject_unauth_destination"));
-    strlist_free(w);
-    if (!ok) {
-        config_error(err, cfg, cfg->values[rr].line,
-                     "smtpd_relay_restrictions: only 'permit_mynetworks permit_sasl_authenticated "
-                     "defer_unauth_destination' (or reject_unauth_destination) is supported until "
-                     "restriction lists are implemented");
-        return -1;
-    }
     return 0;
 }
 
@@ -726,7 +728,29 @@ static int config_finish(struct config *cfg, struct buf *err)
         if (config_expand(cfg, (int)i, 0, err) < 0 || config_check(cfg, (int)i, err) < 0)
             return -1;
     }
-    return config_check_together(cfg, err);
+    if (config_check_together(cfg, err) < 0)
+        return -1;
+    /* A key that is neither ours nor a declared restriction class is a typo. */
+    size_t nclasses = 0;
+    char **classes = config_get_list(cfg, "smtpd_restriction_classes", &nclasses);
+    for (size_t i = 0; i < cfg->nextras; i++) {
+        size_t k = 0;
+        while (k < nclasses && strcmp(classes[k], cfg->extras[i].name) != 0)
+            k++;
+        if (k == nclasses) {
+            const char *key = cfg->extras[i].name;
+            const char *near = config_key_suggest(key);
+            if (near)
+                config_error(err, cfg, cfg->extras[i].line, "unknown key '%s' (did you mean '%s'?)",
+                             key, near);
+            else
+                config_error(err, cfg, cfg->extras[i].line, "unknown key '%s'", key);
+            strlist_free(classes);
+            return -1;
+        }
+    }
+    strlist_free(classes);
+    return 0;
 }
 
 struct config *config_defaults(int embedded)
@@ -780,6 +804,11 @@ void config_free(struct config *cfg)
     }
     free(cfg->ignored);
     buf_free(&cfg->warnings);
+    for (size_t i = 0; i < cfg->nextras; i++) {
+        free(cfg->extras[i].name);
+        free(cfg->extras[i].value);
+    }
+    free(cfg->extras);
     free(cfg->path);
     free(cfg);
 }
@@ -883,4 +912,11 @@ void config_log_notes(const struct config *cfg, int with_ignored)
         log_info("%s, line %d: %s = %s: ignored: %s", cfg->path ? cfg->path : "(text)",
                  cfg->ignored[i].line, cfg->ignored[i].name, cfg->ignored[i].value,
                  cfg->ignored[i].reason);
+}
+const char *config_get_class(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nextras; i++)
+        if (strcmp(cfg->extras[i].name, name) == 0)
+            return cfg->extras[i].value;
+    return NULL;
 }

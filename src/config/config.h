@@ -49,6 +49,11 @@ long long config_get_time(const struct config *cfg, const char *key); /* seconds
 char **config_get_list(const struct config *cfg, const char *key, size_t *count);
 /* The value as written (or the default), before expansion. */
 const char *config_get_raw(const struct config *cfg, const char *key);
+/*
+ * The value of a restriction class (a key main.cf defines and names in
+ * smtpd_restriction_classes), as written; NULL when there is none.
+ */
+const char *config_get_class(const struct config *cfg, const char *name);
 /* Whether the key was set in the file (postconf -n). */
 int config_is_set(const struct config *cfg, const char *key);
 

@@ -21,6 +21,7 @@ enum config_type {
     CONFIG_LISTEN,    /* list of host:port, [address]:port, *:port */
     CONFIG_MAPS,      /* list of type:name lookup tables of a known type */
     CONFIG_TABLE,     /* one type:name of any type (a Postfix cache database) */
+    CONFIG_TEMPLATE,  /* text whose $names are filled in when used ($rbl_code), not at load */
 };
 
 struct config_key {

@@ -11,8 +11,8 @@
 /* Reasons, by the id the .def file names. */
 #define PF_REASON_NONE NULL
 #define PF_REASON_RESTRICTIONS                                                                     \
-    "restriction lists are not implemented yet; hongyan's fixed rules (docs/smtpd.md) would "      \
-    "apply instead of this list"
+    "this restriction-list option is not implemented; the lists would apply in their usual "       \
+    "order (docs/smtpd.md, Restrictions)"
 #define PF_REASON_POLICY "policy services are not implemented yet; no policy would be consulted"
 #define PF_REASON_MILTER "milters are not implemented yet; mail would pass without them"
 #define PF_REASON_CONTENT                                                                          \
@@ -42,7 +42,8 @@
 #define PF_REASON_FLUSH "hongyan has no ETRN or fast flush service"
 #define PF_REASON_XCLIENT "hongyan offers and sends no XCLIENT or XFORWARD"
 #define PF_REASON_RESTRICT_PARAM                                                                   \
-    "used only by restriction lists and address verification, which hongyan does not have yet"
+    "used only by restriction features hongyan does not have (address verification, reject "       \
+    "footers, the restriction words docs/smtpd.md lists as unsupported)"
 #define PF_REASON_FIXED "hongyan's behaviour here is fixed (as Postfix's default)"
 
 #define PF(name, class, reason) {name, CONFIG_PF_##class, PF_REASON_##reason},

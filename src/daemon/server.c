@@ -15,6 +15,7 @@
 #include "lib/xalloc.h"
 #include "mailauth/dkim.h"
 #include "maps/resolve.h"
+#include "smtpd/restrict.h"
 #include "tls/tls.h"
 
 struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err)
@@ -41,6 +42,15 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
     if (derr.len)
         log_error("DKIM signing disabled for a domain: %s", buf_cstr(&derr));
     buf_free(&derr);
+    /* A restriction typo is said now (start, reload); that stage answers 451 4.3.5. */
+    struct buf rwarn = BUF_INIT;
+    restrict_conf_check(gen->cfg, &rwarn);
+    for (char *line = rwarn.data, *nl; line && *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        *nl = '\0';
+        log_warning("%s", line);
+    }
+    buf_free(&rwarn);
     return gen;
 fail:
     server_gen_unref(gen);
@@ -60,6 +70,7 @@ void server_gen_unref(struct server_gen *gen)
     resolver_free(gen->resolver);
     tls_server_free(gen->tls);
     dkim_signer_free(gen->dkim);
+    restrict_conf_free(gen->restrict_conf);
     config_free(gen->cfg);
     free(gen);
 }

@@ -25,6 +25,7 @@ struct dns;
 struct client_table;
 struct auth;
 struct dkim_signer;
+struct restrict_conf;
 
 enum listener_kind {
     LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
@@ -44,6 +45,7 @@ struct server_gen {
      * with each message (see docs/dkim.md); the other domains still sign.
      */
     struct dkim_signer *dkim;
+    struct restrict_conf *restrict_conf; /* smtpd/restrict.h, made at the first session */
 };
 
 struct server {

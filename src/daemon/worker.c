@@ -10,8 +10,10 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -23,6 +25,7 @@
 #include "lib/xalloc.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "smtpd/anvil.h"
 #include "smtpd/auth.h"
 
 /* How long SIGTERM waits for open transactions and deliveries. */
@@ -81,13 +84,24 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     client_addr_key(addr, srv->client_v6_prefix, key, sizeof key);
     int count = client_table_add(srv->clients, key, 1);
     long long limit = config_get_int(cfg, "smtpd_client_connection_count_limit");
-    if (limit > 0 && count > limit) {
+    long long rate = 0;
+    int exempt = anvil_exempt(cfg, peer);
+    int over_count = !exempt && limit > 0 && count > limit;
+    /* Postfix's anvil: connections per client and anvil_rate_time_unit. */
+    if (over_count || (!exempt && anvil_event(cfg, peer, ANVIL_CONNECT, time(NULL), &rate))) {
         client_table_add(srv->clients, key, -1);
-        if (strcmp(key, addr) == 0)
-            log_warning("too many connections from %s (%d)", addr, count - 1);
+        /* An IPv6 client counts with its whole prefix (smtpd_client_ipv6_prefix_length). */
+        const char *as = strcmp(key, addr) == 0 ? "" : key;
+        if (over_count)
+            log_warning("Connection concurrency limit exceeded: %d from %s%s%s%s for service smtp",
+                        count, addr, *as ? " (as " : "", as, *as ? ")" : "");
         else
-            log_warning("too many connections from %s (%d from %s)", addr, count - 1, key);
-        worker_refuse(fd, "421 4.7.0 Too many connections from your address\r\n");
+            log_warning("Connection rate limit exceeded: %lld from %s for service smtp", rate,
+                        addr);
+        char refusal[512];
+        snprintf(refusal, sizeof refusal, "421 4.7.0 %s Error: too many connections from %s\r\n",
+                 config_get(cfg, "myhostname"), addr);
+        worker_refuse(fd, refusal);
         return;
     }
     srv->sessions++;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -40,8 +41,10 @@
 #include "smtp/address.h"
 #include "smtp/command.h"
 #include "smtp/data.h"
+#include "smtpd/anvil.h"
 #include "smtpd/auth.h"
 #include "smtpd/policy.h"
+#include "smtpd/restrict.h"
 #include "smtpd/sasl.h"
 #include "smtpd/submission.h"
 #include "tls/tls.h"
@@ -72,8 +75,9 @@ struct smtpd_tx {
     char *first_rcpt;      /* as the client wrote it, for "for <...>" */
     int data_open;         /* the data reader has been set up */
     struct smtp_data data;
-    int auth;               /* the inbound checks run on this message (mailauth/inbound.h) */
-    struct smtpd_hold hold; /* the message held for them until the verdict */
+    unsigned long long instance; /* the policy protocol's "instance": one per transaction */
+    int auth;                    /* the inbound checks run on this message (mailauth/inbound.h) */
+    struct smtpd_hold hold;      /* the message held for them until the verdict */
 };
 
 struct smtpd_session {
@@ -127,6 +131,14 @@ struct smtpd_session {
     const char *myhostname;
     struct inbound_settings auth_set; /* the smtpd_*_policy keys */
     struct smtpd_tx *tx;
+    /* Postfix's restriction lists (smtpd/restrict.h; the hooks are in the restrict section) */
+    struct restrict_session *rs;
+    int restrict_wait;   /* a check waits for DNS or a policy server */
+    char *replay;        /* the command line to run again once it has answered */
+    int ill_pipelining;  /* reject_unauth_pipelining: input came before it was allowed */
+    int greet_logged;    /* "connect from" is out (the greeting may wait for a check) */
+    char *access_denied; /* smtpd_delay_reject = no: the client's refusal, for every command */
+    int replaying;       /* dispatching s->replay: its rate-limit events were counted already */
 };
 
 static const char *state_names[SMTPD_STATE_COUNT] = {
@@ -205,6 +217,7 @@ static void tx_free(struct smtpd_session *s)
     free(tx->first_rcpt);
     free(tx);
     s->tx = NULL;
+    restrict_tx_reset(s->rs);
 }
 
 /* Back to "no transaction" (RSET, end of message, errors that end it). */
@@ -249,6 +262,10 @@ static int offer_auth(const struct smtpd_session *s);
 static int tlsauth_check_mail(struct smtpd_session *s);
 static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len);
 static void tlsauth_received(struct smtpd_session *s, struct buf *h);
+/* The restriction lists at each check point: 0 to go on, -1 after replying (or while waiting). */
+static int restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt);
+/* anvil rate limits (smtpd/anvil.h): 1 after refusing with Postfix's reply. */
+static int rate_limited(struct smtpd_session *s, enum anvil_event ev);
 
 static const struct ehlo_ext ehlo_exts[] = {
     {"PIPELINING", 0, offer_always},
@@ -297,6 +314,11 @@ static int helo_common(struct smtpd_session *s, const char *args, size_t len, in
     /* It goes into Received:, Authentication-Results and the log: only text, as Postfix. */
     s->helo = smtp_printable(xstrndup(args, len), '?');
     s->esmtp = esmtp;
+    if (restrict_at(s, RESTRICT_HELO, NULL) < 0) {
+        free(s->helo);
+        s->helo = NULL;
+        return -1;
+    }
     /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it. */
     tx_free(s);
     session_enter(s, SMTPD_STATE_HELO);
@@ -357,6 +379,8 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
         reply_r(s, &r);
         return -1;
     }
+    if (rate_limited(s, ANVIL_MAIL))
+        return -1;
     /*
      * Refuse early, as Postfix does, rather than after the client sent a
      * whole body we would have no room for: a SIZE= declared, plus
@@ -386,7 +410,13 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
     tx->smtputf8 = m.smtputf8;
     tx->body_8bit = m.body == SMTP_BODY_8BITMIME;
     smtpd_hold_init(&tx->hold, &s->srv->hold_budget, spool_incoming_dir(s->srv->spool));
+    static unsigned long long transactions;
+    tx->instance = ++transactions;
     s->tx = tx;
+    if (restrict_at(s, RESTRICT_MAIL, NULL) < 0) {
+        tx_free(s);
+        return -1;
+    }
     session_enter(s, SMTPD_STATE_MAIL);
     reply(s, 250, "2.1.0", "Ok");
     return 0;
@@ -470,6 +500,8 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
             s->errors--;
         return -1;
     }
+    if (rate_limited(s, ANVIL_RCPT))
+        return -1;
     /* "Postmaster" alone (RFC 5321 4.1.1.3) is the postmaster of this host. */
     char addr[600];
     if (t.to.flags & SMTP_ADDR_NO_DOMAIN)
@@ -478,13 +510,9 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         snprintf(addr, sizeof addr, "%s", t.to.addr);
     struct resolver *res = s->gen->resolver;
     enum resolve_class cls = resolver_classify(res, addr);
-    /* smtpd_relay_restrictions is Debian's list (config.c checks it); its last word decides. */
-    int defer = strstr(config_get(s->gen->cfg, "smtpd_relay_restrictions"), "defer_") != NULL;
-    if (smtpd_policy_relay(cls, s->trusted_net || s->authenticated, defer, &r) < 0) {
-        reply(s, r.code, r.status, "<%s>: %s", addr, r.text);
-        log_reject(s, "RCPT", addr, r.code, r.status, r.text);
+    /* Relay control is smtpd_relay_restrictions (default: mynetworks, AUTH, else 454). */
+    if (restrict_at(s, RESTRICT_RCPT, addr) < 0)
         return -1;
-    }
     struct resolved_list list = {NULL, 0};
     if (cls == RESOLVE_LOCAL) {
         struct buf err = BUF_INIT;
@@ -550,7 +578,9 @@ static int check_data(struct smtpd_session *s, const char *args, size_t len)
         reply(s, 554, "5.5.1", "Error: no valid recipients");
         return -1;
     }
-    return check_no_args(s, args, len);
+    if (check_no_args(s, args, len) < 0)
+        return -1;
+    return restrict_at(s, RESTRICT_DATA, NULL);
 }
 
 static int data_sink(void *arg, const char *data, size_t len)
@@ -576,6 +606,8 @@ static int write_received(struct smtpd_session *s)
     localtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
     struct buf h = BUF_INIT;
+    const struct restrict_effects *fx = restrict_effects(s->rs);
+    buf_append(&h, fx->prepend.data ? fx->prepend.data : "", fx->prepend.len);
     buf_printf(&h, "Received: from %s (%s [%s])", s->helo, s->host, s->addr);
     tlsauth_received(s, &h);
     buf_printf(&h, "\r\n\tby %s (hongyan) with %s id %s", s->myhostname, with,
@@ -619,6 +651,8 @@ static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
 }
 
 static void commit_done(void *arg, int result, int err_code, const char *queue_id);
+static int restrict_tx_effects(struct smtpd_session *s);
+static void message_checked(struct smtpd_session *s);
 static void sign_done(void *arg, struct spool_msg *m, int err_code);
 static void message_commit(struct smtpd_session *s);
 static void auth_done(void *arg, const struct inbound_result *res);
@@ -709,7 +743,22 @@ static void message_end(struct smtpd_session *s)
         tx_reset(s); /* aborts the queue file: nothing is kept */
         return;
     }
-    if (tx->auth) {
+    message_checked(s);
+}
+
+/*
+ * smtpd_end_of_data_restrictions, then the inbound checks and the commit.
+ * Also the resume point when those restrictions had to wait.
+ */
+static void message_checked(struct smtpd_session *s)
+{
+    s->last_cmd = "END-OF-MESSAGE"; /* Postfix's name for this stage in its log lines */
+    if (restrict_at(s, RESTRICT_EOD, NULL) < 0) {
+        if (!s->restrict_wait)
+            tx_reset(s); /* refused: aborts the queue file, nothing is kept */
+        return;
+    }
+    if (s->tx->auth) {
         auth_start(s);
         return;
     }
@@ -720,6 +769,8 @@ static void message_end(struct smtpd_session *s)
 static void message_commit(struct smtpd_session *s)
 {
     struct smtpd_tx *tx = s->tx;
+    if (restrict_tx_effects(s) > 0)
+        return; /* DISCARD: answered as accepted, nothing queued */
     struct spool_msg *m = tx->msg;
     tx->msg = NULL; /* the spool owns it now */
     log_as("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", spool_msg_id(m), tx->sender,
@@ -761,15 +812,23 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
 {
     struct smtpd_session *s = arg;
     s->commit_pending = 0;
+    /* HOLD (access table or policy): parked in hold/ until the queue command releases it. */
+    int held = 0;
+    if (result == 0 && restrict_effects(s->rs)->hold) {
+        held = spool_hold(s->srv->spool, queue_id) == 0;
+        if (!held)
+            log_warning("%s: cannot move to hold: %s; delivering it", queue_id, strerror(errno));
+    }
     if (s->dead) {
-        if (result == 0)
+        if (result == 0 && !held)
             qmgr_kick(s->srv->qmgr, queue_id);
         session_close(s);
         return;
     }
     if (result == 0) {
         reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
-        qmgr_kick(s->srv->qmgr, queue_id);
+        if (!held)
+            qmgr_kick(s->srv->qmgr, queue_id);
     } else if (err_code == ENOSPC || err_code == EDQUOT) {
         reply(s, 452, "4.3.1", "Insufficient system storage");
     } else {
@@ -798,12 +857,19 @@ static int cmd_bdat(struct smtpd_session *s, const char *args, size_t len)
         session_close(s);
         return -1;
     }
+    /* The first chunk is where smtpd_data_restrictions apply, as Postfix does. */
+    int refused = 0;
+    if (s->state == SMTPD_STATE_RCPT && restrict_at(s, RESTRICT_DATA, NULL) < 0) {
+        if (s->restrict_wait || s->state == SMTPD_STATE_QUIT)
+            return -1; /* runs again once the answer is in; or the session ends */
+        refused = 1;
+    }
     s->bdat_left = size;
     s->bdat_last = last;
     s->bdat_ok = 0;
     s->bdat_replied = 0;
     if (s->state == SMTPD_STATE_RCPT) {
-        if (data_open(s, SMTP_DATA_BDAT) == 0) {
+        if (!refused && data_open(s, SMTP_DATA_BDAT) == 0) {
             s->bdat_ok = 1;
         } else {
             s->bdat_replied = 1; /* the chunk is still skipped */
@@ -973,6 +1039,8 @@ static int cmd_starttls(struct smtpd_session *s, const char *args, size_t len)
         reply(s, 502, "5.5.1", "Error: command not implemented");
         return -1;
     }
+    if (rate_limited(s, ANVIL_NEWTLS))
+        return -1;
     reply(s, 220, "2.0.0", "Ready to start TLS");
     /*
      * CVE-2011-0411: what was pipelined behind STARTTLS came in the clear
@@ -1094,6 +1162,8 @@ static int cmd_auth(struct smtpd_session *s, const char *args, size_t len)
         reply_line(s, no);
         return -1;
     }
+    if (rate_limited(s, ANVIL_AUTH))
+        return -1;
     /* AUTH mechanism [initial-response] (RFC 4954 section 4). */
     char mech[32], *initial = NULL;
     const char *sp = memchr(args, ' ', len);
@@ -1121,6 +1191,147 @@ static int cmd_auth(struct smtpd_session *s, const char *args, size_t len)
 static void tlsauth_sasl_line(struct smtpd_session *s, const char *line, size_t len)
 {
     tlsauth_sasl_status(s, sasl_step(s->sasl, line, len));
+}
+
+/* ---- restrictions (Postfix's smtpd_*_restrictions: smtpd/restrict.h) ---- */
+
+static void restrict_log(void *arg, const struct restrict_facts *f, const char *whatsup,
+                         const char *text)
+{
+    struct smtpd_session *s = arg;
+    struct buf tail = BUF_INIT;
+    if (f->sender)
+        buf_printf(&tail, " from=<%s>", f->sender);
+    if (f->recipient)
+        buf_printf(&tail, " to=<%s>", f->recipient);
+    /* Postfix's line, which log tools know: "NOQUEUE: reject: RCPT from host[addr]: ...". */
+    log_info("%s: %s: %s from %s[%s]: %s;%s proto=%s helo=<%s>",
+             s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", whatsup,
+             s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr, text, buf_cstr(&tail),
+             proto_name(s), s->helo ? s->helo : "");
+    buf_free(&tail);
+}
+
+static void session_greet(struct smtpd_session *s);
+
+/* A DNS list or policy server answered: the command that waited runs again. */
+static void restrict_resume(void *arg)
+{
+    struct smtpd_session *s = arg;
+    s->restrict_wait = 0;
+    if (s->dead) {
+        session_close(s);
+        return;
+    }
+    if (!s->greeted) {
+        session_greet(s);
+    } else if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
+        message_checked(s);
+        if (!s->restrict_wait && !s->in_run)
+            session_run(s);
+    } else if (!s->in_run) {
+        session_run(s);
+    }
+}
+
+static int restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt)
+{
+    struct smtpd_tx *tx = s->tx;
+    char instance[64];
+    snprintf(instance, sizeof instance, "%lx.%llx", (unsigned long)getpid(),
+             tx ? tx->instance : 0ULL);
+    struct restrict_facts f = {
+        .sa = (const struct sockaddr *)&s->peer,
+        .addr = s->addr,
+        .host = s->host,
+        .reverse = s->host_name ? s->host_name : s->ptr_name,
+        .helo = s->helo,
+        .sender = tx ? tx->sender : NULL,
+        .recipient = rcpt,
+        .sasl_user = s->authenticated ? s->auth_user : NULL,
+        .sasl_method = s->sasl ? sasl_mechanism(s->sasl) : "",
+        .proto = proto_name(s),
+        .queue_id = tx && tx->msg ? spool_msg_id(tx->msg) : "",
+        .mynetworks = s->trusted_net,
+        .tls = s->tls,
+        .ill_pipelining = s->ill_pipelining,
+        .smtputf8 = tx ? tx->smtputf8 : 0,
+        .rcpt_count = tx ? tx->nrcpt : 0,
+        .size = tx && tx->msg ? spool_msg_size(tx->msg) : 0,
+        .instance = instance,
+    };
+    SSL *ssl = s->tls_up ? tls_bev_ssl(s->bev) : NULL;
+    if (ssl) {
+        f.tls_protocol = SSL_get_version(ssl);
+        f.tls_cipher = SSL_get_cipher_name(ssl);
+        f.tls_bits = SSL_get_cipher_bits(ssl, NULL);
+    }
+    if (s->peer.ss_family == AF_INET)
+        f.client_port = ntohs(((const struct sockaddr_in *)&s->peer)->sin_port);
+    else if (s->peer.ss_family == AF_INET6)
+        f.client_port = ntohs(((const struct sockaddr_in6 *)&s->peer)->sin6_port);
+    struct restrict_reply r;
+    switch (restrict_check(s->rs, point, &f, &r)) {
+    case RESTRICT_PASS:
+        return 0;
+    case RESTRICT_PENDING:
+        s->restrict_wait = 1;
+        return -1;
+    case RESTRICT_REFUSE:
+        break;
+    }
+    if (point == RESTRICT_CONNECT) {
+        /* smtpd_delay_reject = no: the refusal greets, and answers every command after. */
+        s->access_denied = xasprintf("%d %s %s", r.code, r.dsn, r.text);
+        return -1;
+    }
+    reply(s, r.code, r.dsn, "%s", r.text);
+    /* As Postfix: a 421 or 521 (from an access table or policy server) ends the session. */
+    if (r.code == 421 || r.code == 521)
+        session_close(s);
+    return -1;
+}
+
+static int rate_limited(struct smtpd_session *s, enum anvil_event ev)
+{
+    struct buf r = BUF_INIT;
+    int over = !s->replaying && anvil_session_event(s->gen->cfg, (const struct sockaddr *)&s->peer,
+                                                    ev, s->host, s->addr, &r);
+    if (over)
+        reply_line(s, buf_cstr(&r));
+    buf_free(&r);
+    return over;
+}
+
+/*
+ * DISCARD and REDIRECT, applied as the message is handed to the spool.
+ * 1 when the message was discarded (answered as queued, as Postfix does).
+ */
+static int restrict_tx_effects(struct smtpd_session *s)
+{
+    const struct restrict_effects *fx = restrict_effects(s->rs);
+    struct smtpd_tx *tx = s->tx;
+    if (fx->discard) {
+        reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
+        s->commit_pending = 0; /* set when the inbound checks ran first */
+        tx_reset(s);           /* aborts the queue file */
+        if (!s->in_run)
+            session_run(s);
+        return 1;
+    }
+    if (fx->redirect) {
+        struct envelope *env = spool_msg_envelope(tx->msg);
+        for (size_t i = 1; i < env->nrcpts; i++) {
+            free(env->rcpts[i].address);
+            free(env->rcpts[i].orcpt);
+        }
+        env->nrcpts = env->nrcpts ? 1 : 0;
+        if (env->nrcpts) {
+            free(env->rcpts[0].address);
+            env->rcpts[0].address = xstrdup(fx->redirect);
+        }
+    }
+    return 0;
 }
 
 /*
@@ -1167,6 +1378,11 @@ static void dispatch(struct smtpd_session *s, const char *line, size_t len)
         return;
     }
     s->last_cmd = cmd.name;
+    if (s->access_denied && cmd.verb != SMTP_CMD_QUIT) {
+        s->cmd_total[cmd.verb]++;
+        reply(s, 503, "5.7.0", "Error: access denied for %s[%s]", s->host, s->addr);
+        return;
+    }
     for (size_t i = 0; i < sizeof smtpd_cmds / sizeof smtpd_cmds[0]; i++) {
         const struct smtpd_cmd *c = &smtpd_cmds[i];
         if (c->verb != cmd.verb)
@@ -1176,10 +1392,20 @@ static void dispatch(struct smtpd_session *s, const char *line, size_t len)
             reply(s, 503, "5.5.1", "%s", bad_sequence_text(s, c));
             return;
         }
-        if (c->check && c->check(s, cmd.args, cmd.args_len) < 0)
+        if (c->check && c->check(s, cmd.args, cmd.args_len) < 0) {
+            if (s->restrict_wait) {
+                s->cmd_total[cmd.verb]--;
+                s->replay = xstrndup(line, len);
+            }
             return;
+        }
         if (c->proceed(s, cmd.args, cmd.args_len) == 0)
             s->cmd_ok[cmd.verb]++;
+        if (s->restrict_wait) {
+            /* Waiting for a list or policy server: the same line runs again after. */
+            s->cmd_total[cmd.verb]--;
+            s->replay = xstrndup(line, len);
+        }
         return;
     }
     reply(s, 502, "5.5.1", "Error: command not implemented");
@@ -1228,7 +1454,17 @@ static void session_run(struct smtpd_session *s)
     struct evbuffer *out = bufferevent_get_output(s->bev);
     s->in_run = 1;
     while (!s->dead && s->state != SMTPD_STATE_QUIT && s->state != SMTPD_STATE_COMMIT &&
-           !s->auth_q && !s->starttls_wait) {
+           !s->auth_q && !s->starttls_wait && !s->restrict_wait) {
+        if (s->replay) {
+            /* The command that waited for a restriction lookup: its answers are in now. */
+            char *line = s->replay;
+            s->replay = NULL;
+            s->replaying = 1;
+            dispatch(s, line, strlen(line));
+            s->replaying = 0;
+            free(line);
+            continue;
+        }
         if (evbuffer_get_length(out) > SMTPD_OUTPUT_HIGH)
             break; /* the client is not reading its replies: wait for the write callback */
         if (s->hard_errors > 0 && s->errors >= s->hard_errors) {
@@ -1282,6 +1518,15 @@ static void session_run(struct smtpd_session *s)
         if (log_debug_enabled())
             log_debug("smtpd %p [%s]: < %.*s", (void *)s, s->addr,
                       str_prefix_ci(line, "AUTH ") ? 4 : (int)len, line);
+        /*
+         * RFC 2920 3.1: EHLO, DATA and STARTTLS end a pipelined group, and a
+         * client that did not see PIPELINING (HELO) may not pipeline at all.
+         */
+        if (evbuffer_get_length(in) > 0 &&
+            (!s->esmtp || str_prefix_ci(line, "DATA") || str_prefix_ci(line, "EHLO") ||
+             str_prefix_ci(line, "HELO") || str_prefix_ci(line, "STARTTLS")))
+            s->ill_pipelining = 1;
+        restrict_command_start(s->rs);
         dispatch(s, line, len);
         explicit_bzero(line, len);
     }
@@ -1290,7 +1535,8 @@ static void session_run(struct smtpd_session *s)
      * The client closed its side: what was complete has run (a pipelined
      * QUIT among it); anything else can never complete.
      */
-    if (s->eof && !s->dead && !s->commit_pending && !s->auth_q && s->state != SMTPD_STATE_QUIT) {
+    if (s->eof && !s->dead && !s->commit_pending && !s->auth_q && !s->restrict_wait && !s->replay &&
+        s->state != SMTPD_STATE_QUIT) {
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
         s->dead = 1;
@@ -1332,6 +1578,9 @@ static void session_free(struct smtpd_session *s)
     log_as("smtpd", "disconnect from %s[%s]%s", s->host, s->addr, buf_cstr(&stats));
     buf_free(&stats);
     tx_free(s);
+    restrict_session_free(s->rs);
+    free(s->replay);
+    free(s->access_denied);
     dns_cancel(s->peer_q);
     free(s->ptr_name);
     free(s->host_name);
@@ -1512,8 +1761,23 @@ static void peer_text(const struct sockaddr *sa, char *out, size_t size)
 
 static void session_greet(struct smtpd_session *s)
 {
-    log_as("smtpd", "connect from %s[%s]", s->host, s->addr);
-    reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+    if (!s->restrict_wait && !s->access_denied && !s->greet_logged) {
+        log_as("smtpd", "connect from %s[%s]", s->host, s->addr);
+        s->greet_logged = 1;
+        /* Talking before the greeting is the first misuse of pipelining (RFC 2920). */
+        if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+            s->ill_pipelining = 1;
+        /* Once: a resumed greeting must keep the answers it waited for. */
+        restrict_command_start(s->rs);
+    }
+    if (restrict_at(s, RESTRICT_CONNECT, NULL) < 0 && s->restrict_wait)
+        return; /* restrict_resume() greets */
+    if (s->access_denied) {
+        evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", s->access_denied);
+        s->errors++;
+    } else {
+        reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+    }
     s->greeted = 1;
     /* What came while we looked the name up: early commands, or the client's EOF. */
     if (s->eof || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
@@ -1610,6 +1874,9 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
      * submission entry does with permit_sasl_authenticated.
      */
     s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
+    struct restrict_hooks hooks = {restrict_resume, restrict_log, s};
+    s->rs = restrict_session_new(restrict_conf_get(&s->gen->restrict_conf, cfg, s->gen->resolver),
+                                 srv->dns, srv->base, &hooks);
 
     evutil_make_socket_nonblocking(fd);
     if (kind == LISTEN_SMTPS) {

@@ -41,7 +41,8 @@ def test_ipv6_clients_count_per_prefix(server_factory, tmp_path):
     assert r.returncode == 0, r.stderr + srv.log_text()
     replies = json.loads(r.stdout)
     assert replies[0].startswith("220") and replies[1].startswith("220"), replies
-    assert replies[2].startswith("421 4.7.0 Too many connections from your address"), replies
+    assert replies[2].startswith("421 4.7.0 mx.example.com Error: too many connections from "
+                                 "2001:db8:1:2::12"), replies
     assert replies[3].startswith("220"), replies
     log = (srv.tmp / "maillog").read_text() if (srv.tmp / "maillog").exists() else ""
     assert "2001:db8:1:2::/64" in log, log

@@ -160,7 +160,7 @@ def test_relay_after_login_only(server_factory):
     c.ehlo()
     assert c.cmd("MAIL FROM:<sam@example.com>")[0] == 250
     code, text, _ = c.cmd("RCPT TO:<someone@remote.test>")
-    assert code == 554 and "Relay access denied" in text
+    assert code == 454 and "Relay access denied" in text
     c.cmd("RSET")
     c.starttls()
     assert "AUTH PLAIN LOGIN" in c.ehlo()

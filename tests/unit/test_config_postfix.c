@@ -113,7 +113,6 @@ static void test_values_checked(void **state)
         "smtpd_timeout = 5 minutes\n",
         "message_size_limit = 10M\n",
         "message_size_limit = 60000000\n",
-        "smtpd_relay_restrictions = permit_sasl_authenticated reject_unauth_destination\n",
         "append_dot_mydomain = yes\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -134,6 +133,7 @@ static void test_values_checked(void **state)
         "smtp_tls_session_cache_database = btree:${data_directory}/smtp_scache\n",
         "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
         "reject_unauth_destination\n",
+        "smtpd_relay_restrictions = permit_sasl_authenticated reject_unauth_destination\n",
         "mailbox_size_limit = 0\n",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
