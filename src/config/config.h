@@ -49,6 +49,8 @@ long long config_get_time(const struct config *cfg, const char *key); /* seconds
 char **config_get_list(const struct config *cfg, const char *key, size_t *count);
 /* The value as written (or the default), before expansion. */
 const char *config_get_raw(const struct config *cfg, const char *key);
+/* A time value ("30s", "5m", "300" in default_unit); 0, or -1 when malformed. */
+int config_parse_time(const char *s, const char *default_unit, long long *out);
 /* Whether the key was set in the file (postconf -n). */
 int config_is_set(const struct config *cfg, const char *key);
 

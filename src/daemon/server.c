@@ -15,6 +15,7 @@
 #include "lib/xalloc.h"
 #include "mailauth/dkim.h"
 #include "maps/resolve.h"
+#include "milter/milter.h"
 #include "tls/tls.h"
 
 struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err)
@@ -41,6 +42,12 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
     if (derr.len)
         log_error("DKIM signing disabled for a domain: %s", buf_cstr(&derr));
     buf_free(&derr);
+    gen->smtpd_milters = milter_conf_load(gen->cfg, "smtpd_milters", err);
+    if (gen->smtpd_milters == NULL)
+        goto fail;
+    gen->non_smtpd_milters = milter_conf_load(gen->cfg, "non_smtpd_milters", err);
+    if (gen->non_smtpd_milters == NULL)
+        goto fail;
     return gen;
 fail:
     server_gen_unref(gen);
@@ -60,6 +67,8 @@ void server_gen_unref(struct server_gen *gen)
     resolver_free(gen->resolver);
     tls_server_free(gen->tls);
     dkim_signer_free(gen->dkim);
+    milter_conf_free(gen->smtpd_milters);
+    milter_conf_free(gen->non_smtpd_milters);
     config_free(gen->cfg);
     free(gen);
 }

@@ -24,6 +24,7 @@ struct dns;
 struct client_table;
 struct auth;
 struct dkim_signer;
+struct milter_conf;
 
 enum listener_kind {
     LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
@@ -43,6 +44,8 @@ struct server_gen {
      * with each message (see docs/dkim.md); the other domains still sign.
      */
     struct dkim_signer *dkim;
+    /* smtpd_milters and non_smtpd_milters (milter/milter.h); count 0 when none. */
+    struct milter_conf *smtpd_milters, *non_smtpd_milters;
 };
 
 struct server {

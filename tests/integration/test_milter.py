@@ -1,0 +1,345 @@
+"""smtpd_milters against real milters: a python3-milter (libmilter) test
+filter that records what it is told and does every edit libmilter offers,
+and broken filters (down, silent, garbage, endless packet) that must cost
+one session a bounded wait and follow milter_default_action."""
+import json
+import pathlib
+import smtplib
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, wait_for, wait_port
+
+HERE = pathlib.Path(__file__).resolve().parent
+PY = "/usr/bin/python3"
+
+MSG = (b"From: Alice <alice@example.net>\r\n"
+       b"To: bob@example.com\r\n"
+       b"Subject: hello\r\n"
+       b"X-Folded: one\r\n two\r\n"
+       b"\r\n"
+       b"Body line one.\r\n"
+       b"Body line two.\r\n")
+
+
+class MilterPeer:
+    """milterpeer.py under libmilter, on a loopback port."""
+
+    def __init__(self, tmp, plan):
+        self.port = free_port()
+        self.plan = tmp / "plan.json"
+        self.seen_path = tmp / "seen.jsonl"
+        self.plan.write_text(json.dumps(plan))
+        self.log = open(tmp / "milter.log", "wb")
+        self.proc = subprocess.Popen([PY, str(HERE / "milterpeer.py"), str(self.port),
+                                      str(self.plan), str(self.seen_path)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, proc=self.proc)
+
+    def set_plan(self, plan):
+        self.plan.write_text(json.dumps(plan))
+
+    def seen(self):
+        if not self.seen_path.exists():
+            return []
+        return [json.loads(line) for line in self.seen_path.read_text().splitlines()]
+
+    def events(self, name):
+        return [e for e in self.seen() if e["event"] == name]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def milter_factory(tmp_path):
+    made = []
+
+    def make(plan, name="m"):
+        d = tmp_path / ("%s%d" % (name, len(made)))
+        d.mkdir()
+        m = MilterPeer(d, plan)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.stop()
+
+
+def mailbox(srv, local="bob"):
+    files = srv.messages("example.com", local)
+    return [f.read_bytes() for f in files]
+
+
+def send(srv, sender="alice@example.net", rcpts=("bob@example.com",), msg=MSG):
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as c:
+        c.ehlo("client.example.net")
+        return c.sendmail(sender, list(rcpts), msg)
+
+
+def test_milter_sees_everything_with_postfix_macros(server_factory, milter_factory):
+    m = milter_factory({})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port,
+                          "mynetworks": "10.0.0.0/8"})
+    send(srv)
+    assert wait_for(lambda: mailbox(srv), timeout=10)
+    conn = m.events("connect")[0]
+    assert conn["addr"] == "127.0.0.1"
+    assert conn["hostname"] in ("[127.0.0.1]", "localhost")
+    assert conn["macros"]["j"] == "mx.example.com"
+    assert conn["macros"]["{daemon_name}"] == "mx.example.com"
+    assert conn["macros"]["{daemon_addr}"] == "127.0.0.1"
+    assert conn["macros"]["v"].startswith("hongyan ")
+    assert conn["macros"]["_"].endswith("[127.0.0.1]")
+    assert m.events("helo")[0]["helo"] == "client.example.net"
+    mail = m.events("mail")[0]
+    assert mail["sender"] == "<alice@example.net>"
+    assert mail["macros"]["{mail_addr}"] == "alice@example.net"
+    rcpt = m.events("rcpt")[0]
+    assert rcpt["rcpt"] == "<bob@example.com>"
+    assert rcpt["macros"]["{rcpt_addr}"] == "bob@example.com"
+    assert rcpt["macros"]["{rcpt_mailer}"] == "local"
+    # The queue id is known from the first accepted recipient on.
+    qid = m.events("eom")[0]["macros"]["i"]
+    assert qid and qid in srv.log_text() + (srv.tmp / "maillog").read_text()
+    headers = [(h["name"], h["value"]) for h in m.events("header")]
+    # Our own Received: is hidden from the filter, as Postfix does; our
+    # Authentication-Results (the inbound checks run first) is not.
+    assert headers[0][0] == "Authentication-Results"
+    assert headers[1] == ("From", "Alice <alice@example.net>")
+    assert ("X-Folded", "one\n two") in headers
+    assert not any(n == "Received" for n, _ in headers)
+    body = "".join(b["chunk"] for b in m.events("body"))
+    assert body == "Body line one.\r\nBody line two.\r\n"
+    assert m.events("data")
+
+
+def test_every_modification_action(server_factory, milter_factory):
+    m = milter_factory({"edits": [
+        ["addheader", "X-Added", "yes"],
+        ["insheader", 0, "X-Top", "first"],
+        ["chgheader", "Subject", 1, "changed"],
+        ["chgheader", "X-Folded", 1, ""],
+        ["addrcpt", "<carol@example.com>"],
+        ["delrcpt", "<bob@example.com>"],
+        ["chgfrom", "<bounces@example.org>"],
+        ["replacebody", "New body.\r\nSecond line.\n"],
+    ]})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    send(srv)
+    assert wait_for(lambda: mailbox(srv, "carol"), timeout=10)
+    got = mailbox(srv, "carol")[0]
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert body == b"New body.\r\nSecond line.\r\n"
+    lines = head.split(b"\r\n")
+    assert b"X-Added: yes" in lines
+    assert b"Subject: changed" in lines
+    assert not any(l.startswith(b"X-Folded") for l in lines)
+    assert lines.index(b"X-Top: first") < lines.index(b"From: Alice <alice@example.net>")
+    assert b"Return-Path: <bounces@example.org>" in lines or b"bounces@example.org" in head
+    time.sleep(1)
+    assert mailbox(srv, "bob") == []
+
+
+@pytest.mark.parametrize("stage", ["mail", "rcpt", "data", "eom"])
+def test_reject_and_tempfail_at_each_stage(server_factory, milter_factory, stage):
+    m = milter_factory({stage: "reject"})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    with pytest.raises((smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused,
+                        smtplib.SMTPDataError)) as ei:
+        send(srv)
+    err = ei.value
+    code = getattr(err, "smtp_code", None) or list(err.recipients.values())[0][0]
+    assert code == 550
+    text = str(err)
+    assert "5.7.1 Command rejected" in text
+    assert "milter-reject: %s" % {"mail": "MAIL", "rcpt": "RCPT", "data": "DATA",
+                                   "eom": "END-OF-MESSAGE"}[stage] in srv.log_text()
+    m.set_plan({stage: "tempfail"})
+    with pytest.raises((smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused,
+                        smtplib.SMTPDataError)) as ei:
+        send(srv)
+    assert "4.7.1 Service unavailable - try again later" in str(ei.value)
+    assert mailbox(srv) == []
+
+
+def test_replycode_multiline_and_percent(server_factory, milter_factory):
+    m = milter_factory({"mail": "reject", "reply_at": "mail",
+                        "reply": ["554", "5.7.0", "no way 100%%", "second line"]})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    with socket.create_connection(("127.0.0.1", srv.smtpd_port), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO c.example.net\r\n")
+        while f.readline()[3:4] == b"-":
+            pass
+        s.sendall(b"MAIL FROM:<a@example.net>\r\n")
+        l1, l2 = f.readline(), f.readline()
+        assert l1 == b"554-5.7.0 no way 100%\r\n"
+        assert l2 == b"554 5.7.0 second line\r\n"
+
+
+def test_discard_accepts_and_drops(server_factory, milter_factory):
+    m = milter_factory({"eom": "discard"})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    assert send(srv) == {}
+    assert "milter-discard: END-OF-MESSAGE" in srv.log_text()
+    time.sleep(1)
+    assert mailbox(srv) == []
+
+
+def test_quarantine_goes_to_hold(server_factory, milter_factory):
+    m = milter_factory({"edits": [["quarantine", "looks bad"]]})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    send(srv)
+    assert "milter-hold: END-OF-MESSAGE" in srv.log_text()
+    assert "looks bad" in srv.log_text()
+    held = list((srv.data / "queue" / "hold").iterdir())
+    assert any(p.suffix == ".data" for p in held)
+    time.sleep(1)
+    assert mailbox(srv) == []
+
+
+def test_connect_reject_persists_to_mail(server_factory, milter_factory):
+    m = milter_factory({"connect": "reject"})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    with socket.create_connection(("127.0.0.1", srv.smtpd_port), timeout=10) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"554 mx.example.com ESMTP not accepting connections")
+        s.sendall(b"HELO c.example.net\r\n")
+        assert f.readline().startswith(b"250 ")
+        s.sendall(b"MAIL FROM:<a@example.net>\r\n")
+        assert f.readline() == b"550 5.7.1 Command rejected\r\n"
+
+
+def test_accept_skips_the_rest(server_factory, milter_factory):
+    m = milter_factory({"mail": "accept", "edits": [["addheader", "X-Never", "1"]]})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    send(srv)
+    assert wait_for(lambda: mailbox(srv), timeout=10)
+    assert b"X-Never" not in mailbox(srv)[0]
+    assert m.events("rcpt") == [] and m.events("eom") == []
+
+
+# ---- broken filters ----
+
+class BadMilter:
+    """A TCP listener that does what real broken filters do."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        self.conns = []
+        self.t = threading.Thread(target=self.loop, daemon=True)
+        self.t.start()
+
+    def loop(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            try:
+                c.settimeout(5)
+                c.recv(65536)  # the OPTNEG
+                if self.behaviour == "garbage":
+                    c.sendall(b"\x00\x00\x00\x05Xjunk" * 3)
+                elif self.behaviour == "endless":
+                    c.sendall(struct.pack(">I", 0x7fffffff) + b"O" + b"x" * 65536)
+                elif self.behaviour == "silent":
+                    pass  # never answers
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.t.join(timeout=5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("behaviour", ["down", "garbage", "endless", "silent"])
+def test_broken_milter_tempfail(server_factory, behaviour):
+    bad = None
+    if behaviour == "down":
+        port = free_port()
+    else:
+        bad = BadMilter(behaviour)
+        port = bad.port
+    try:
+        srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % port,
+                              "milter_connect_timeout": "2s", "milter_command_timeout": "2s"})
+        t0 = time.monotonic()
+        with pytest.raises(smtplib.SMTPSenderRefused) as ei:
+            send(srv)
+        assert time.monotonic() - t0 < 10
+        assert ei.value.smtp_code == 451
+        assert b"4.7.1 Service unavailable - try again later" in ei.value.smtp_error
+        assert mailbox(srv) == []
+        # The server itself is fine: another session gets its greeting at once.
+        with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=10) as c:
+            assert c.noop()[0] == 250
+    finally:
+        if bad:
+            bad.close()
+
+
+@pytest.mark.parametrize("action,expect", [("accept", "delivered"), ("reject", 550),
+                                           ("quarantine", "held")])
+def test_default_action(server_factory, action, expect):
+    port = free_port()
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % port,
+                          "milter_default_action": action})
+    if expect == 550:
+        # Postfix: the connect event already meets "550 5.5.0 Service unavailable",
+        # so the greeting is 554 and MAIL gets the 550.
+        with socket.create_connection(("127.0.0.1", srv.smtpd_port), timeout=10) as s:
+            f = s.makefile("rb")
+            assert f.readline().startswith(b"554 mx.example.com ESMTP not accepting")
+            s.sendall(b"HELO c.example.net\r\nMAIL FROM:<a@example.net>\r\n")
+            assert f.readline().startswith(b"250 ")
+            assert f.readline() == b"550 5.5.0 Service unavailable\r\n"
+        return
+    send(srv)
+    if expect == "delivered":
+        assert wait_for(lambda: mailbox(srv), timeout=10)
+    else:
+        held = list((srv.data / "queue" / "hold").iterdir())
+        assert any(p.suffix == ".data" for p in held)
+
+
+def test_per_milter_settings_in_braces(server_factory, milter_factory):
+    m = milter_factory({"edits": [["addheader", "X-Second", "ok"]]})
+    down = free_port()
+    srv = server_factory({
+        "smtpd_milters": "{ inet:127.0.0.1:%d, default_action=accept, connect_timeout=1s }, "
+                         "inet:127.0.0.1:%d" % (down, m.port)})
+    send(srv)
+    assert wait_for(lambda: mailbox(srv), timeout=10)
+    assert b"X-Second: ok" in mailbox(srv)[0]
+
+
+def test_bad_milter_setting_is_refused(server_factory):
+    srv = server_factory({"smtpd_milters": "{ inet:127.0.0.1:1, bogus=1 }"}, start=False)
+    srv.start(wait=False)
+    assert wait_for(lambda: srv.proc.poll() is not None, timeout=10)
+    assert "bogus=1" in srv.log_text()
