@@ -211,7 +211,8 @@ const struct config_key config_keys[] = {
      "milter protocol version sent to filters (2, 3, 4 or 6; may add no_header_reply)"},
     {"milter_default_action", "tempfail", CONFIG_ENUM, "tempfail accept reject quarantine",
      "what a filter that is down, times out or misbehaves stands for"},
-    {"milter_connect_timeout", "30s", CONFIG_TIME, "s", "time to connect to a filter and negotiate"},
+    {"milter_connect_timeout", "30s", CONFIG_TIME, "s",
+     "time to connect to a filter and negotiate"},
     {"milter_command_timeout", "30s", CONFIG_TIME, "s",
      "time a filter has to answer CONNECT, HELO, MAIL, RCPT, DATA"},
     {"milter_content_timeout", "300s", CONFIG_TIME, "s",
@@ -220,8 +221,9 @@ const struct config_key config_keys[] = {
      "macros sent with the connect event"},
     {"milter_helo_macros", "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
      CONFIG_STRING, NULL, "macros sent with HELO/EHLO"},
-    {"milter_mail_macros", "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} "
-                           "{mail_mailer}",
+    {"milter_mail_macros",
+     "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} "
+     "{mail_mailer}",
      CONFIG_STRING, NULL, "macros sent with MAIL FROM"},
     {"milter_rcpt_macros", "i {rcpt_addr} {rcpt_host} {rcpt_mailer}", CONFIG_STRING, NULL,
      "macros sent with RCPT TO"},
@@ -230,8 +232,7 @@ const struct config_key config_keys[] = {
      "macros sent with the headers and their end"},
     {"milter_end_of_data_macros", "i", CONFIG_STRING, NULL,
      "macros sent with the body and the end of message"},
-    {"milter_macro_daemon_name", "$myhostname", CONFIG_STRING, NULL,
-     "the {daemon_name} macro"},
+    {"milter_macro_daemon_name", "$myhostname", CONFIG_STRING, NULL, "the {daemon_name} macro"},
     {"milter_macro_v", "$mail_name $mail_version", CONFIG_STRING, NULL, "the v macro"},
 
     /* doctor. */

@@ -17,7 +17,8 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
-/* Replies one event may bring before its verdict (edits, progress): beyond, the filter is broken. */
+/* Replies one event may bring before its verdict (edits, progress): beyond, the filter is broken.
+ */
 #define MILTER_REPLIES_MAX 100000u
 
 enum conn_state {
@@ -498,8 +499,7 @@ static void conn_reply(struct milter_conn *c, char cmd, const char *data, size_t
     case MILTER_R_ADDRCPT_PAR:
     case MILTER_R_DELRCPT:
         if (ms->ev != MILTER_C_BODYEOB) {
-            log_warning("milter %s: edit request '%c' outside end of message", c->spec->name,
-                        cmd);
+            log_warning("milter %s: edit request '%c' outside end of message", c->spec->name, cmd);
             conn_fail_next(c, 0);
             return;
         }
@@ -524,7 +524,8 @@ static void on_read(struct bufferevent *bev, void *arg)
             return;
         unsigned char hdr[4];
         evbuffer_copyout(in, hdr, 4);
-        size_t need = 4 + ((size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3]);
+        size_t need =
+            4 + ((size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3]);
         char cmd;
         const char *data;
         size_t dlen, used;
@@ -545,8 +546,7 @@ static void on_read(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, need);
         if (c->state == CONN_NEGOTIATE) {
             if (copy.data[0] != MILTER_C_OPTNEG) {
-                log_warning("milter %s: unexpected reply in the initial handshake",
-                            c->spec->name);
+                log_warning("milter %s: unexpected reply in the initial handshake", c->spec->name);
                 buf_free(&copy);
                 conn_fail_next(c, 0);
                 return;
@@ -564,8 +564,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct milter_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         /* Open the negotiation: our version, every action, the events we may skip. */
-        static const uint32_t v_events[] = {
-            [2] = 0x7f, [3] = 0x17f, [4] = 0x37f, [6] = 0x1fffff};
+        static const uint32_t v_events[] = {[2] = 0x7f, [3] = 0x17f, [4] = 0x37f, [6] = 0x1fffff};
         uint32_t events = v_events[c->spec->version];
         if (c->spec->no_header_reply)
             events |= MILTER_P_NR_HDR;
@@ -660,14 +659,30 @@ static void event_flags(char ev, uint32_t *no, uint32_t *no_reply)
 {
     *no = *no_reply = 0;
     switch (ev) {
-    case MILTER_C_CONNECT: *no = MILTER_P_NOCONNECT, *no_reply = MILTER_P_NR_CONN; break;
-    case MILTER_C_HELO: *no = MILTER_P_NOHELO, *no_reply = MILTER_P_NR_HELO; break;
-    case MILTER_C_MAIL: *no = MILTER_P_NOMAIL, *no_reply = MILTER_P_NR_MAIL; break;
-    case MILTER_C_RCPT: *no = MILTER_P_NORCPT, *no_reply = MILTER_P_NR_RCPT; break;
-    case MILTER_C_DATA: *no = MILTER_P_NODATA, *no_reply = MILTER_P_NR_DATA; break;
-    case MILTER_C_HEADER: *no = MILTER_P_NOHDRS, *no_reply = MILTER_P_NR_HDR; break;
-    case MILTER_C_EOH: *no = MILTER_P_NOEOH, *no_reply = MILTER_P_NR_EOH; break;
-    case MILTER_C_BODY: *no = MILTER_P_NOBODY, *no_reply = MILTER_P_NR_BODY; break;
+    case MILTER_C_CONNECT:
+        *no = MILTER_P_NOCONNECT, *no_reply = MILTER_P_NR_CONN;
+        break;
+    case MILTER_C_HELO:
+        *no = MILTER_P_NOHELO, *no_reply = MILTER_P_NR_HELO;
+        break;
+    case MILTER_C_MAIL:
+        *no = MILTER_P_NOMAIL, *no_reply = MILTER_P_NR_MAIL;
+        break;
+    case MILTER_C_RCPT:
+        *no = MILTER_P_NORCPT, *no_reply = MILTER_P_NR_RCPT;
+        break;
+    case MILTER_C_DATA:
+        *no = MILTER_P_NODATA, *no_reply = MILTER_P_NR_DATA;
+        break;
+    case MILTER_C_HEADER:
+        *no = MILTER_P_NOHDRS, *no_reply = MILTER_P_NR_HDR;
+        break;
+    case MILTER_C_EOH:
+        *no = MILTER_P_NOEOH, *no_reply = MILTER_P_NR_EOH;
+        break;
+    case MILTER_C_BODY:
+        *no = MILTER_P_NOBODY, *no_reply = MILTER_P_NR_BODY;
+        break;
     }
 }
 

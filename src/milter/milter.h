@@ -40,8 +40,8 @@ struct milter_spec {
     struct sockaddr_storage addr;
     socklen_t addr_len;
     long long connect_timeout, command_timeout, content_timeout; /* seconds */
-    int version;          /* milter_protocol: 2, 3, 4 or 6 */
-    int no_header_reply;  /* "no_header_reply" in milter_protocol */
+    int version;                                                 /* milter_protocol: 2, 3, 4 or 6 */
+    int no_header_reply; /* "no_header_reply" in milter_protocol */
     enum milter_default default_action;
 };
 

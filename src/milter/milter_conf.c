@@ -175,9 +175,12 @@ struct milter_conf *milter_conf_load(const struct config *cfg, const char *list_
     struct milter_conf *mc = xcalloc(1, sizeof *mc);
     mc->specs = xcalloc(n ? n : 1, sizeof *mc->specs);
     static const char *const macro_keys[MILTER_M_COUNT] = {
-        [MILTER_M_CONNECT] = "milter_connect_macros", [MILTER_M_HELO] = "milter_helo_macros",
-        [MILTER_M_ENVFROM] = "milter_mail_macros",    [MILTER_M_ENVRCPT] = "milter_rcpt_macros",
-        [MILTER_M_DATA] = "milter_data_macros",       [MILTER_M_EOM] = "milter_end_of_data_macros",
+        [MILTER_M_CONNECT] = "milter_connect_macros",
+        [MILTER_M_HELO] = "milter_helo_macros",
+        [MILTER_M_ENVFROM] = "milter_mail_macros",
+        [MILTER_M_ENVRCPT] = "milter_rcpt_macros",
+        [MILTER_M_DATA] = "milter_data_macros",
+        [MILTER_M_EOM] = "milter_end_of_data_macros",
         [MILTER_M_EOH] = "milter_end_of_header_macros",
     };
     for (int i = 0; i < MILTER_M_COUNT; i++)

@@ -51,8 +51,7 @@ void milter_msg_serialize(const struct milter_msg *m, struct buf *out);
  * A field's name and value as a filter gets them: the value without the
  * space after the colon (unless leadspc), folded lines joined by "\n".
  */
-void milter_hdr_split(const struct milter_hdr *h, int leadspc, struct buf *name,
-                      struct buf *value);
+void milter_hdr_split(const struct milter_hdr *h, int leadspc, struct buf *name, struct buf *value);
 
 /*
  * Edits. space is what goes between the colon and the value (" ", or ""

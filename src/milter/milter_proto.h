@@ -136,11 +136,11 @@ int milter_pkt_split(const char *in, size_t len, size_t max, char *cmd, const ch
  */
 struct milter_reply {
     char cmd;
-    uint32_t index;             /* INSHEADER, CHGHEADER */
-    const char *name;           /* header name; address for ADDRCPT*, DELRCPT, CHGFROM */
-    const char *value;          /* header value; ESMTP args for CHGFROM, ADDRCPT_PAR ("" if none) */
-    const char *text;           /* REPLYCODE text, QUARANTINE reason */
-    const char *body;           /* REPLBODY chunk */
+    uint32_t index;    /* INSHEADER, CHGHEADER */
+    const char *name;  /* header name; address for ADDRCPT*, DELRCPT, CHGFROM */
+    const char *value; /* header value; ESMTP args for CHGFROM, ADDRCPT_PAR ("" if none) */
+    const char *text;  /* REPLYCODE text, QUARANTINE reason */
+    const char *body;  /* REPLBODY chunk */
     size_t body_len;
 };
 

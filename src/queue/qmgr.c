@@ -36,6 +36,7 @@
 #include "queue/bounce.h"
 #include "queue/envelope.h"
 #include "queue/pickup.h"
+#include "queue/pickup_milter.h"
 #include "queue/spool.h"
 
 struct qmsg {
@@ -260,6 +261,8 @@ struct qpick {
     struct server_gen *gen; /* held while the message is being signed */
     char *name;
     struct pickup_info info;
+    char bounce_id[QUEUE_ID_MAX]; /* a milter refused it: the DSN queued instead */
+    time_t retry_at;              /* a milter deferred it: left in maildrop/ until then */
     struct qpick *next;
 };
 
@@ -330,10 +333,48 @@ static void qpick_signed(void *arg, struct spool_msg *m)
 
 static int qmgr_picking(struct qmgr *q, const char *name)
 {
-    for (struct qpick *p = q->picking; p; p = p->next)
-        if (strcmp(p->name, name) == 0)
-            return 1;
+    for (struct qpick *p = q->picking; p; p = p->next) {
+        if (strcmp(p->name, name) != 0)
+            continue;
+        if (p->retry_at && time(NULL) >= p->retry_at) {
+            qpick_free(p); /* its pause is over: pick it up again */
+            return 0;
+        }
+        return 1;
+    }
     return 0;
+}
+
+static void qpick_dropped_done(void *arg)
+{
+    struct qpick *p = arg;
+    struct qmgr *q = p->q;
+    if (p->bounce_id[0])
+        qmgr_add(q, p->bounce_id, 0);
+    qpick_free(p);
+    qmgr_inflight_done(q);
+}
+
+/* non_smtpd_milters have had their say (queue/pickup_milter.h); then signing and the commit. */
+static void qpick_filtered(void *arg, struct spool_msg *m, enum pickup_milter_outcome o,
+                           const char *bounce_id)
+{
+    struct qpick *p = arg;
+    struct qmgr *q = p->q;
+    if (o == PICKUP_MILTER_GO) {
+        dkim_spool_sign(q->srv->workq, p->gen->dkim, NULL, m, qpick_signed, p);
+        return;
+    }
+    server_gen_unref(p->gen);
+    p->gen = NULL;
+    if (o == PICKUP_MILTER_DROPPED) {
+        str_copy(p->bounce_id, sizeof p->bounce_id, bounce_id ? bounce_id : "");
+        workq_submit(q->srv->workq, qpick_unlink_work, qpick_dropped_done, p);
+        return;
+    }
+    /* Deferred: the file stays, and is not offered to the filters again for a minute. */
+    p->retry_at = time(NULL) + 60;
+    qmgr_inflight_done(q);
 }
 
 static void qmgr_pickup(struct qmgr *q)
@@ -359,7 +400,7 @@ static void qmgr_pickup(struct qmgr *q)
          * submission (docs/dkim.md). The generation is held for its signer.
          */
         p->gen = server_gen_ref(q->srv);
-        dkim_spool_sign(q->srv->workq, p->gen->dkim, NULL, m, qpick_signed, p);
+        pickup_milter_run(q->srv, p->gen, m, qpick_filtered, p);
     }
     strlist_free(names);
 }

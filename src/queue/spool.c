@@ -1056,6 +1056,21 @@ int spool_msg_read(struct spool_msg *m, struct buf *out, size_t max)
     return rc;
 }
 
+int spool_msg_truncate(struct spool_msg *m)
+{
+    if (m->failed_errno) {
+        errno = m->failed_errno;
+        return -1;
+    }
+    m->wlen = 0;
+    if (ftruncate(m->fd, 0) < 0 || lseek(m->fd, 0, SEEK_SET) < 0) {
+        m->failed_errno = errno;
+        return -1;
+    }
+    m->size = 0;
+    return 0;
+}
+
 /* Copies the first len bytes of in to the end of out, in the kernel when it can. */
 static int spool_copy_fd(int in, int out, size_t len)
 {

@@ -128,14 +128,14 @@ struct smtpd_session {
     /* smtpd_milters: the section "milters" below */
     struct milter_session *milter; /* NULL without smtpd_milters */
     struct smtpd_milter_info minfo;
-    int milter_wait;    /* an event is with the filters: commands wait */
-    int milter_pass;    /* the filters agreed: the command runs on past its gate */
-    char milter_ev;     /* the event at the gate */
-    char *milter_args;  /* the command's arguments, to run it again */
+    int milter_wait;   /* an event is with the filters: commands wait */
+    int milter_pass;   /* the filters agreed: the command runs on past its gate */
+    char milter_ev;    /* the event at the gate */
+    char *milter_args; /* the command's arguments, to run it again */
     size_t milter_args_len;
     int (*milter_redo)(struct smtpd_session *s, const char *args, size_t len);
-    char *milter_addr;  /* the sender or recipient of the event */
-    int milter_hold;    /* quarantined: the message goes to hold/ */
+    char *milter_addr; /* the sender or recipient of the event */
+    int milter_hold;   /* quarantined: the message goes to hold/ */
     char *milter_hold_reason;
     int milter_discard; /* a filter discards the message: no more events for it */
 };
@@ -1364,7 +1364,9 @@ static void milter_log(struct smtpd_session *s, const char *action, const char *
     buf_printf(&l, "%s: %s: %s from %s[%s]: %s;",
                s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", action, where, s->host,
                s->addr, text);
-    const char *from = s->tx ? s->tx->sender : s->milter_ev == MILTER_C_MAIL ? s->milter_addr : NULL;
+    const char *from = s->tx                           ? s->tx->sender
+                       : s->milter_ev == MILTER_C_MAIL ? s->milter_addr
+                                                       : NULL;
     if (from)
         buf_printf(&l, " from=<%s>", from);
     if (s->milter_ev == MILTER_C_RCPT && s->milter_addr)
@@ -1396,11 +1398,16 @@ static void milter_tx_end(struct smtpd_session *s)
 static const char *milter_where(char ev)
 {
     switch (ev) {
-    case MILTER_C_CONNECT: return "CONNECT";
-    case MILTER_C_HELO: return "HELO";
-    case MILTER_C_MAIL: return "MAIL";
-    case MILTER_C_RCPT: return "RCPT";
-    case MILTER_C_DATA: return "DATA";
+    case MILTER_C_CONNECT:
+        return "CONNECT";
+    case MILTER_C_HELO:
+        return "HELO";
+    case MILTER_C_MAIL:
+        return "MAIL";
+    case MILTER_C_RCPT:
+        return "RCPT";
+    case MILTER_C_DATA:
+        return "DATA";
     }
     return "END-OF-MESSAGE";
 }
@@ -1414,8 +1421,8 @@ static void milter_gate_done(void *arg, const struct milter_result *res)
     int shutdown = res->verdict == MILTER_SHUTDOWN ||
                    (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0);
     if (shutdown) {
-        const char *r = res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection"
-                                                        : res->reply;
+        const char *r =
+            res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
         milter_log(s, "milter-reject", milter_where(ev), r);
         reply_line(s, r);
         session_close(s);
@@ -1488,7 +1495,8 @@ static void milter_greet_done(void *arg, const struct milter_result *res)
     struct smtpd_session *s = arg;
     s->milter_wait = 0;
     s->milter_ev = MILTER_C_CONNECT;
-    /* Postfix: 421 closes; a 5xx is "554 not accepting"; else the 220, and the reply waits at MAIL. */
+    /* Postfix: 421 closes; a 5xx is "554 not accepting"; else the 220, and the reply waits at MAIL.
+     */
     if (res->verdict == MILTER_SHUTDOWN ||
         (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0)) {
         milter_log(s, "milter-reject", "CONNECT", res->reply ? res->reply : "421 4.7.0");
@@ -1517,8 +1525,7 @@ static void milter_greet(struct smtpd_session *s)
     int family = s->peer.ss_family;
     if (family == AF_INET6 && strchr(s->addr, ':') == NULL)
         family = AF_INET; /* a v4 client on a dual-stack socket */
-    milter_connect(s->milter, s->host, s->addr, family, s->minfo.client_port, milter_greet_done,
-                   s);
+    milter_connect(s->milter, s->host, s->addr, family, s->minfo.client_port, milter_greet_done, s);
 }
 
 static void milter_content_done(void *arg, const struct milter_result *res)
@@ -1533,8 +1540,8 @@ static void milter_content_done(void *arg, const struct milter_result *res)
     s->milter_ev = MILTER_C_BODYEOB;
     milter_set_hold(s, res, "END-OF-MESSAGE");
     if (res->verdict == MILTER_REJECT || res->verdict == MILTER_SHUTDOWN) {
-        const char *r = res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection"
-                                                        : res->reply;
+        const char *r =
+            res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
         milter_log(s, "milter-reject", "END-OF-MESSAGE", r);
         reply_line(s, r);
         if (res->verdict == MILTER_SHUTDOWN || strncmp(r, "421", 3) == 0)
@@ -1546,8 +1553,7 @@ static void milter_content_done(void *arg, const struct milter_result *res)
         reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
     } else {
         struct envelope *env = spool_msg_envelope(tx->msg);
-        smtpd_milter_apply_envelope(&tx->milter_msg, env, s->gen->resolver,
-                                    spool_msg_id(tx->msg));
+        smtpd_milter_apply_envelope(&tx->milter_msg, env, s->gen->resolver, spool_msg_id(tx->msg));
         env->hold = s->milter_hold;
         struct buf out = BUF_INIT;
         milter_msg_serialize(&tx->milter_msg, &out);

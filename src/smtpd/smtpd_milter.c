@@ -84,8 +84,7 @@ static void env_add(struct envelope *env, struct resolver *res, const char *addr
         resolver_expand(res, addr, &list, &err) == MAP_FOUND && list.count) {
         for (size_t i = 0; i < list.count; i++)
             if (!env_has_rcpt(env, list.items[i].address))
-                envelope_add_rcpt(env, list.items[i].address)->orcpt =
-                    xasprintf("rfc822;%s", addr);
+                envelope_add_rcpt(env, list.items[i].address)->orcpt = xasprintf("rfc822;%s", addr);
     } else if (!env_has_rcpt(env, addr)) {
         /* Unknown or remote: delivery decides (and bounces an unknown one). */
         envelope_add_rcpt(env, addr)->orcpt = xasprintf("rfc822;%s", addr);

@@ -26,10 +26,10 @@ struct smtpd_milter_info {
     char daemon_addr[64];
     unsigned daemon_port;
     const char *helo;
-    const char *queue_id;               /* i */
+    const char *queue_id;                /* i */
     const char *auth_type, *auth_authen; /* {auth_type} {auth_authen} {auth_author} */
-    const char *mail_addr;              /* {mail_addr} */
-    const char *rcpt_addr;              /* {rcpt_addr} */
+    const char *mail_addr;               /* {mail_addr} */
+    const char *rcpt_addr;               /* {rcpt_addr} */
     const char *rcpt_mailer, *rcpt_host;
     const char *tls_version, *cipher;
     int cipher_bits;

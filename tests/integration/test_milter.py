@@ -440,3 +440,43 @@ worker "rspamd_proxy" {
             os.killpg(rs.pid, 9)
             rs.wait(timeout=10)
         log.close()
+
+
+# ---- non_smtpd_milters: sendmail mail through pickup ----
+
+def test_non_smtpd_milter_edits_sendmail_mail(server_factory, milter_factory):
+    m = milter_factory({"edits": [["addheader", "X-Signed-By", "test-milter"],
+                                  ["addrcpt", "<carol@example.com>"]]})
+    srv = server_factory({"non_smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    r = srv.cmd("sendmail", "-f", "alice@example.com", "bob@example.com",
+                input="Subject: local\n\nfrom the command line\n")
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: mailbox(srv) and mailbox(srv, "carol"), timeout=15)
+    assert b"X-Signed-By: test-milter" in mailbox(srv)[0]
+    conn = m.events("connect")[0]
+    assert conn["hostname"] == "localhost" and conn["addr"] == "127.0.0.1"
+    assert m.events("helo")[0]["helo"] == "localhost"
+    assert m.events("mail")[0]["sender"] == "<alice@example.com>"
+    assert [e["rcpt"] for e in m.events("rcpt")] == ["<bob@example.com>"]
+    assert m.events("eom")[0]["macros"]["i"]
+
+
+def test_non_smtpd_milter_reject_bounces_tempfail_waits(server_factory, milter_factory):
+    m = milter_factory({"eom": "reject"})
+    srv = server_factory({"non_smtpd_milters": "inet:127.0.0.1:%d" % m.port})
+    srv.cmd("sendmail", "-f", "alice@example.com", "bob@example.com",
+            input="Subject: refused\n\nno\n", check=True)
+    # The sender (a local user here) gets the bounce with the filter's reply.
+    assert wait_for(lambda: mailbox(srv, "alice"), timeout=15)
+    dsn = mailbox(srv, "alice")[0]
+    assert b"5.7.1" in dsn and b"Command rejected" in dsn
+    assert mailbox(srv) == []
+    assert "milter-reject: END-OF-MESSAGE from localhost[127.0.0.1]" in srv.log_text()
+    # A temporary refusal leaves the message in maildrop/ for later.
+    m.set_plan({"eom": "tempfail"})
+    srv.cmd("sendmail", "-f", "alice@example.com", "bob@example.com",
+            input="Subject: later\n\nwait\n", check=True)
+    assert wait_for(lambda: "4.7.1 Service unavailable" in srv.log_text(), timeout=15)
+    time.sleep(1)
+    assert list((srv.data / "queue" / "maildrop").iterdir())
+    assert mailbox(srv) == []
