@@ -202,7 +202,7 @@ const struct config_key config_keys[] = {
      "DMARC on inbound mail: tag or reject (p=reject domains)"},
     {"authserv_id", "$myhostname", CONFIG_STRING, NULL, "the id in Authentication-Results headers"},
 
-    /* Milters (Postfix twins, MILTER_README; docs/smtpd.md "Milters"). */
+    /* Milters (Postfix twins). */
     {"smtpd_milters", "", CONFIG_STRING, NULL,
      "mail filters for SMTP mail: inet:host:port, unix:/path, or { endpoint, setting=value... }"},
     {"non_smtpd_milters", "", CONFIG_STRING, NULL,
