@@ -534,7 +534,10 @@ static void on_read(struct bufferevent *bev, void *arg)
         if (rc < 0 || !c->waiting) {
             log_warning("milter %s: %s", c->spec->name,
                         rc < 0 ? "bad packet length" : "data when no reply was due");
-            conn_fail_next(c, 0);
+            if (c->waiting)
+                conn_fail_next(c, 0);
+            else
+                conn_fail(c, 0); /* between events: the next one meets the default action */
             return;
         }
         if (have < need)
@@ -957,7 +960,6 @@ void milter_data(struct milter_session *ms, milter_cb cb, void *arg)
 void milter_message(struct milter_session *ms, struct milter_msg *msg, milter_cb cb, void *arg)
 {
     ms->msg = msg;
-    ms->in_message = 0; /* the end of message closes the transaction for the filters */
     ev_start(ms, MILTER_C_BODYEOB, MILTER_M_EOM, cb, arg);
 }
 
