@@ -1,14 +1,14 @@
 /*
- * The milter conversation, asynchronous; see milter.h. The states and the
- * replies that stand in for a failed filter follow Postfix's milter8.c.
+ * The milter client, one filter at a time: its connection and negotiation,
+ * its replies and edits, and what stands in for it when it fails (Postfix's
+ * milter8.c states and replies). See milter.h; milter_event.c walks the
+ * events through the filters.
  */
-#include "milter/milter.h"
+#include "milter/milter_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -21,79 +21,9 @@
  */
 #define MILTER_REPLIES_MAX 100000u
 
-enum conn_state {
-    CONN_CLOSED,     /* not connected yet */
-    CONN_NEGOTIATE,  /* connecting, or OPTNEG sent */
-    CONN_READY,      /* negotiated, connect event not sent */
-    CONN_ENVELOPE,   /* in the session */
-    CONN_ACCEPT_MSG, /* accepted this message: nothing more until the next one */
-    CONN_ACCEPT_CON, /* accepted the connection: nothing more at all */
-    CONN_REJECT_CON, /* rejected the connection: its reply stands for every event */
-    CONN_ERROR,      /* given up: milter_default_action stands for every event */
-};
-
-/* Where a filter is in the content phase. */
-enum content_step {
-    STEP_HEADERS,
-    STEP_EOH,
-    STEP_BODY,
-    STEP_EOB,
-};
-
-struct milter_conn {
-    struct milter_session *ms;
-    const struct milter_spec *spec;
-    struct bufferevent *bev;
-    struct event *timer;
-    enum conn_state state;
-    uint32_t version, actions, events; /* what the filter negotiated */
-    uint32_t not_in_protocol;          /* events our protocol version does not have */
-    char *macros[MILTER_M_COUNT];      /* the filter's own macro lists, or NULL */
-    char *def_reply;                   /* the reply that stands for it after an error or reject */
-    int def_hold;                      /* quarantine is its default action */
-    int def_shutdown;                  /* it asked for a shutdown */
-    char skip_event;                   /* SMFIR_SKIP: drop further events of this kind */
-    int waiting;                       /* a reply is due */
-    unsigned replies;
-    /* content phase */
-    enum content_step step;
-    size_t hdr_i, body_off;
-    int body_skipped;
-    int body_editing;  /* REPLBODY packets are coming */
-    int body_replaced; /* a replacement is complete: another one is refused, as by Postfix */
-    int edited;        /* it changed the message in this end of message */
-};
-
-struct milter_session {
-    struct event_base *base;
-    const struct milter_conf *conf;
-    struct milter_conn *conns;
-    size_t count;
-    milter_macro_fn macro;
-    void *macro_arg;
-    int in_message; /* MAIL was sent: an ABORT is due if no end of message comes */
-    /* the event in progress */
-    char ev;
-    enum milter_stage stage;
-    struct buf pkt; /* the event packet, built once for every filter */
-    size_t cur;
-    milter_cb cb;
-    void *cb_arg;
-    struct milter_result res;
-    char *reply;       /* owned copy of res.reply */
-    char *hold_reason; /* owned copy of res.hold_reason */
-    struct milter_msg *msg;
-    struct event *done_ev;
-    /* connect event arguments, for a filter that connects at that point */
-};
-
-static void ev_next(struct milter_session *ms);
-static void conn_send_event(struct milter_conn *c);
-static void content_next(struct milter_conn *c);
-
 /* ---- errors: what stands in for a failed filter (Postfix's milter8_comm/conf_error) ---- */
 
-static void conn_close(struct milter_conn *c)
+void milter_conn_close(struct milter_conn *c)
 {
     if (c->bev)
         bufferevent_free(c->bev);
@@ -110,9 +40,9 @@ static void conn_set_reply(struct milter_conn *c, const char *reply)
 }
 
 /* conf: the filter asked for something invalid (else it could not be talked to). */
-static void conn_fail(struct milter_conn *c, int conf)
+void milter_conn_fail(struct milter_conn *c, int conf)
 {
-    conn_close(c);
+    milter_conn_close(c);
     c->state = CONN_ERROR;
     c->def_hold = 0;
     switch (c->spec->default_action) {
@@ -136,18 +66,8 @@ static void conn_fail(struct milter_conn *c, int conf)
 
 /* ---- the end of an event ---- */
 
-static void on_done(evutil_socket_t fd, short what, void *arg)
-{
-    struct milter_session *ms = arg;
-    milter_cb cb = ms->cb;
-    ms->cb = NULL;
-    ms->msg = NULL;
-    if (cb)
-        cb(ms->cb_arg, &ms->res);
-}
-
 /* Ends the event with the verdict in ms->res; the callback runs from the loop. */
-static void ev_finish(struct milter_session *ms)
+void milter_ev_finish(struct milter_session *ms)
 {
     event_active(ms->done_ev, EV_TIMEOUT, 0);
 }
@@ -159,7 +79,7 @@ static void ev_reject(struct milter_session *ms, struct milter_conn *c, const ch
     ms->res.verdict = MILTER_REJECT;
     ms->res.reply = ms->reply;
     ms->res.milter = c->spec->name;
-    ev_finish(ms);
+    milter_ev_finish(ms);
 }
 
 static void ev_hold(struct milter_session *ms, struct milter_conn *c, const char *reason)
@@ -179,14 +99,14 @@ static void ev_hold(struct milter_session *ms, struct milter_conn *c, const char
  * (REJECT_CON, ERROR with a refusing default action), a hold, or nothing.
  * 1 when that ended the event.
  */
-static int conn_standing(struct milter_session *ms, struct milter_conn *c)
+int milter_conn_standing(struct milter_session *ms, struct milter_conn *c)
 {
     if (c->def_hold && ms->ev != MILTER_C_CONNECT && ms->ev != MILTER_C_HELO)
         ev_hold(ms, c, "default_action");
     if (c->def_shutdown) {
         ms->res.verdict = MILTER_SHUTDOWN;
         ms->res.milter = c->spec->name;
-        ev_finish(ms);
+        milter_ev_finish(ms);
         return 1;
     }
     if (c->def_reply) {
@@ -197,13 +117,13 @@ static int conn_standing(struct milter_session *ms, struct milter_conn *c)
 }
 
 /* The filter is done with this event: on to the next one. */
-static void conn_next(struct milter_conn *c)
+void milter_conn_next(struct milter_conn *c)
 {
     struct milter_session *ms = c->ms;
     c->waiting = 0;
     evtimer_del(c->timer);
     ms->cur++;
-    ev_next(ms);
+    milter_ev_next(ms);
 }
 
 /* The filter failed during the event: its default action stands in, then the next filter. */
@@ -211,16 +131,16 @@ static void conn_fail_next(struct milter_conn *c, int conf)
 {
     struct milter_session *ms = c->ms;
     int half_edited = c->edited && ms->ev == MILTER_C_BODYEOB;
-    conn_fail(c, conf);
+    milter_conn_fail(c, conf);
     if (half_edited) {
         /* Its edits may be half done: never accept such a message, whatever the default. */
         ev_reject(ms, c, "451 4.7.1 Service unavailable - try again later");
         return;
     }
-    if (conn_standing(ms, c))
+    if (milter_conn_standing(ms, c))
         return;
     ms->cur++;
-    ev_next(ms);
+    milter_ev_next(ms);
 }
 
 /* ---- I/O ---- */
@@ -245,20 +165,20 @@ static long long conn_timeout(const struct milter_conn *c)
     return c->spec->command_timeout;
 }
 
-static void conn_write(struct milter_conn *c, const struct buf *b)
+void milter_conn_write(struct milter_conn *c, const struct buf *b)
 {
     if (c->bev && b->len)
         bufferevent_write(c->bev, b->data, b->len);
 }
 
-static void conn_wait(struct milter_conn *c)
+void milter_conn_wait(struct milter_conn *c)
 {
     c->waiting = 1;
     c->replies = 0;
     conn_arm(c, conn_timeout(c));
 }
 
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
+void milter_conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct milter_conn *c = arg;
     log_warning("milter %s: timeout while waiting for a reply (%s)", c->spec->name,
@@ -267,7 +187,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The macros of this stage, as the filter asked for them or as configured. */
-static void conn_send_macros(struct milter_conn *c, enum milter_stage stage, char cmd)
+void milter_conn_send_macros(struct milter_conn *c, enum milter_stage stage, char cmd)
 {
     struct milter_session *ms = c->ms;
     const char *list = c->macros[stage] ? c->macros[stage] : ms->conf->macros[stage];
@@ -295,7 +215,7 @@ static void conn_send_macros(struct milter_conn *c, enum milter_stage stage, cha
     free(copy);
     milter_pkt_end(&pkt, start);
     if (any)
-        conn_write(c, &pkt);
+        milter_conn_write(c, &pkt);
     buf_free(&pkt);
 }
 
@@ -344,7 +264,7 @@ static void conn_apply_edit(struct milter_conn *c, const struct milter_reply *r)
         conn_fail_next(c, 1);
         return;
     }
-    conn_wait(c);
+    milter_conn_wait(c);
 }
 
 /* The end of a body replacement, which may come in several REPLBODY packets. */
@@ -378,40 +298,40 @@ static void conn_reply(struct milter_conn *c, char cmd, const char *data, size_t
         conn_body_done(c);
     switch (cmd) {
     case MILTER_R_PROGRESS:
-        conn_wait(c); /* still working: the wait starts again */
+        milter_conn_wait(c); /* still working: the wait starts again */
         return;
     case MILTER_R_CONTINUE:
         if (ms->ev == MILTER_C_HEADER || ms->ev == MILTER_C_EOH || ms->ev == MILTER_C_BODY) {
             c->waiting = 0;
-            content_next(c);
+            milter_content_next(c);
             return;
         }
-        conn_next(c);
+        milter_conn_next(c);
         return;
     case MILTER_R_SKIP:
         if (ms->ev == MILTER_C_BODY) {
             c->waiting = 0;
             c->body_skipped = 1;
-            content_next(c);
+            milter_content_next(c);
             return;
         }
         c->skip_event = ms->ev;
-        conn_next(c);
+        milter_conn_next(c);
         return;
     case MILTER_R_ACCEPT:
         if (connect_stage) {
-            conn_close(c); /* nothing more for this connection */
+            milter_conn_close(c); /* nothing more for this connection */
             c->state = CONN_ACCEPT_CON;
         } else {
             c->state = CONN_ACCEPT_MSG;
         }
-        conn_next(c);
+        milter_conn_next(c);
         return;
     case MILTER_R_DISCARD:
         if (connect_stage) {
             log_warning("milter %s: DISCARD action is not allowed for connect or helo",
                         c->spec->name);
-            conn_next(c);
+            milter_conn_next(c);
             return;
         }
         c->state = CONN_ACCEPT_MSG;
@@ -419,7 +339,7 @@ static void conn_reply(struct milter_conn *c, char cmd, const char *data, size_t
         evtimer_del(c->timer);
         ms->res.verdict = MILTER_DISCARD;
         ms->res.milter = c->spec->name;
-        ev_finish(ms);
+        milter_ev_finish(ms);
         return;
     case MILTER_R_REJECT:
     case MILTER_R_TEMPFAIL:
@@ -444,7 +364,7 @@ static void conn_reply(struct milter_conn *c, char cmd, const char *data, size_t
         c->waiting = 0;
         evtimer_del(c->timer);
         if (connect_stage) {
-            conn_close(c);
+            milter_conn_close(c);
             c->state = CONN_REJECT_CON;
             conn_set_reply(c, text);
         }
@@ -453,12 +373,12 @@ static void conn_reply(struct milter_conn *c, char cmd, const char *data, size_t
         return;
     }
     case MILTER_R_SHUTDOWN:
-        conn_close(c);
+        milter_conn_close(c);
         c->state = CONN_REJECT_CON;
         c->def_shutdown = 1;
         ms->res.verdict = MILTER_SHUTDOWN;
         ms->res.milter = c->spec->name;
-        ev_finish(ms);
+        milter_ev_finish(ms);
         return;
     case MILTER_R_QUARANTINE:
         if (!(c->actions & MILTER_F_QUARANTINE) || ms->ev != MILTER_C_BODYEOB) {
@@ -467,7 +387,7 @@ static void conn_reply(struct milter_conn *c, char cmd, const char *data, size_t
             return;
         }
         ev_hold(ms, c, r.text);
-        conn_wait(c);
+        milter_conn_wait(c);
         return;
     case MILTER_R_REPLBODY:
         if (ms->ev != MILTER_C_BODYEOB || !(c->actions & MILTER_F_CHGBODY)) {
@@ -489,7 +409,7 @@ static void conn_reply(struct milter_conn *c, char cmd, const char *data, size_t
             c->body_editing = 1;
         }
         milter_msg_body_chunk(ms->msg, r.body, r.body_len);
-        conn_wait(c);
+        milter_conn_wait(c);
         return;
     case MILTER_R_ADDHEADER:
     case MILTER_R_INSHEADER:
@@ -537,7 +457,7 @@ static void on_read(struct bufferevent *bev, void *arg)
             if (c->waiting)
                 conn_fail_next(c, 0);
             else
-                conn_fail(c, 0); /* between events: the next one meets the default action */
+                milter_conn_fail(c, 0); /* between events: the next one meets the default action */
             return;
         }
         if (have < need)
@@ -578,7 +498,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         milter_pkt_put_u32(&pkt, MILTER_F_ALL);
         milter_pkt_put_u32(&pkt, events);
         milter_pkt_end(&pkt, start);
-        conn_write(c, &pkt);
+        milter_conn_write(c, &pkt);
         buf_free(&pkt);
         return;
     }
@@ -593,7 +513,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         conn_fail_next(c, 0);
     } else {
         /* Between events: the next event meets the default action. */
-        conn_fail(c, 0);
+        milter_conn_fail(c, 0);
     }
 }
 
@@ -633,12 +553,12 @@ static void conn_negotiated(struct milter_conn *c, const char *data, size_t len)
     c->state = CONN_READY;
     c->waiting = 0;
     evtimer_del(c->timer);
-    conn_send_event(c);
+    milter_conn_send_event(c);
 }
 
-/* ---- events ---- */
+/* ---- connecting ---- */
 
-static int conn_connect(struct milter_conn *c)
+int milter_conn_connect(struct milter_conn *c)
 {
     struct milter_session *ms = c->ms;
     c->bev = bufferevent_socket_new(ms->base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -647,7 +567,7 @@ static int conn_connect(struct milter_conn *c)
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = CONN_NEGOTIATE;
-    conn_wait(c);
+    milter_conn_wait(c);
     if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->spec->addr,
                                    (int)c->spec->addr_len) < 0) {
         /* e.g. a unix socket that is not there: the error is immediate. */
@@ -655,327 +575,4 @@ static int conn_connect(struct milter_conn *c)
         return -1;
     }
     return 0;
-}
-
-/* The protocol flag that says the filter does not want this event, and the one for no reply. */
-static void event_flags(char ev, uint32_t *no, uint32_t *no_reply)
-{
-    *no = *no_reply = 0;
-    switch (ev) {
-    case MILTER_C_CONNECT:
-        *no = MILTER_P_NOCONNECT, *no_reply = MILTER_P_NR_CONN;
-        break;
-    case MILTER_C_HELO:
-        *no = MILTER_P_NOHELO, *no_reply = MILTER_P_NR_HELO;
-        break;
-    case MILTER_C_MAIL:
-        *no = MILTER_P_NOMAIL, *no_reply = MILTER_P_NR_MAIL;
-        break;
-    case MILTER_C_RCPT:
-        *no = MILTER_P_NORCPT, *no_reply = MILTER_P_NR_RCPT;
-        break;
-    case MILTER_C_DATA:
-        *no = MILTER_P_NODATA, *no_reply = MILTER_P_NR_DATA;
-        break;
-    case MILTER_C_HEADER:
-        *no = MILTER_P_NOHDRS, *no_reply = MILTER_P_NR_HDR;
-        break;
-    case MILTER_C_EOH:
-        *no = MILTER_P_NOEOH, *no_reply = MILTER_P_NR_EOH;
-        break;
-    case MILTER_C_BODY:
-        *no = MILTER_P_NOBODY, *no_reply = MILTER_P_NR_BODY;
-        break;
-    }
-}
-
-/*
- * Sends packet pkt of event ev (after the stage's macros) unless the filter
- * does not want it. 1: a reply is due (the wait is armed); 0: go on.
- */
-static int conn_send(struct milter_conn *c, char ev, enum milter_stage stage, const struct buf *pkt)
-{
-    uint32_t no, no_reply;
-    event_flags(ev, &no, &no_reply);
-    if (no & c->not_in_protocol)
-        return 0;
-    conn_send_macros(c, stage, ev);
-    if (c->events & no)
-        return 0;
-    conn_write(c, pkt);
-    if (ev != MILTER_C_BODYEOB && (c->events & no_reply))
-        return 0;
-    conn_wait(c);
-    return 1;
-}
-
-/* Sends the current (non-content) event to the current filter, connecting it first if needed. */
-static void conn_send_event(struct milter_conn *c)
-{
-    struct milter_session *ms = c->ms;
-    if (ms->ev == MILTER_C_BODYEOB) {
-        c->step = STEP_HEADERS;
-        c->hdr_i = c->body_off = 0;
-        c->body_skipped = c->body_editing = c->body_replaced = c->edited = 0;
-        ms->ev = MILTER_C_HEADER;
-        content_next(c);
-        return;
-    }
-    if (c->state == CONN_READY)
-        c->state = CONN_ENVELOPE;
-    if (c->skip_event && c->skip_event != ms->ev)
-        c->skip_event = 0;
-    if (c->skip_event == ms->ev || !conn_send(c, ms->ev, ms->stage, &ms->pkt))
-        conn_next(c);
-}
-
-static void ev_next(struct milter_session *ms)
-{
-    while (ms->cur < ms->count) {
-        struct milter_conn *c = &ms->conns[ms->cur];
-        int content = ms->msg != NULL;
-        if (content)
-            ms->ev = MILTER_C_BODYEOB; /* each filter starts its content phase afresh */
-        switch (c->state) {
-        case CONN_CLOSED:
-            if (ms->ev != MILTER_C_CONNECT) {
-                ms->cur++;
-                continue;
-            }
-            if (conn_connect(c) < 0) {
-                conn_fail(c, 0);
-                if (conn_standing(ms, c))
-                    return;
-                ms->cur++;
-                continue;
-            }
-            return; /* on_event, then conn_negotiated, go on */
-        case CONN_ERROR:
-        case CONN_REJECT_CON:
-            if (conn_standing(ms, c))
-                return;
-            ms->cur++;
-            continue;
-        case CONN_ACCEPT_CON:
-            ms->cur++;
-            continue;
-        case CONN_ACCEPT_MSG:
-            if (ms->ev == MILTER_C_RCPT || ms->ev == MILTER_C_DATA || content) {
-                ms->cur++;
-                continue;
-            }
-            c->state = CONN_ENVELOPE; /* a new transaction */
-            break;
-        case CONN_NEGOTIATE:
-        case CONN_READY:
-        case CONN_ENVELOPE:
-            break;
-        }
-        conn_send_event(c);
-        return;
-    }
-    ev_finish(ms);
-}
-
-static void ev_start(struct milter_session *ms, char ev, enum milter_stage stage, milter_cb cb,
-                     void *arg)
-{
-    ms->ev = ev;
-    ms->stage = stage;
-    ms->cur = 0;
-    ms->cb = cb;
-    ms->cb_arg = arg;
-    memset(&ms->res, 0, sizeof ms->res);
-    ms->res.verdict = MILTER_CONTINUE;
-    ev_next(ms);
-}
-
-/* ---- the content phase of one filter ---- */
-
-static void content_next(struct milter_conn *c)
-{
-    struct milter_session *ms = c->ms;
-    struct milter_msg *m = ms->msg;
-    struct buf pkt = BUF_INIT, name = BUF_INIT, value = BUF_INIT;
-    for (;;) {
-        buf_reset(&pkt);
-        if (c->step == STEP_HEADERS) {
-            if (c->hdr_i >= m->nhdrs) {
-                c->step = STEP_EOH;
-                continue;
-            }
-            milter_hdr_split(&m->hdrs[c->hdr_i++], (c->events & MILTER_P_HDR_LEADSPC) != 0, &name,
-                             &value);
-            size_t start = milter_pkt_begin(&pkt, MILTER_C_HEADER);
-            milter_pkt_put_str(&pkt, buf_cstr(&name));
-            milter_pkt_put_str(&pkt, buf_cstr(&value));
-            milter_pkt_end(&pkt, start);
-            ms->ev = MILTER_C_HEADER;
-            if (conn_send(c, MILTER_C_HEADER, MILTER_M_EOH, &pkt))
-                break;
-        } else if (c->step == STEP_EOH) {
-            c->step = STEP_BODY;
-            milter_pkt_raw(&pkt, MILTER_C_EOH, NULL, 0);
-            ms->ev = MILTER_C_EOH;
-            if (conn_send(c, MILTER_C_EOH, MILTER_M_EOH, &pkt))
-                break;
-        } else if (c->step == STEP_BODY) {
-            if (c->body_skipped || c->body_off >= m->body.len) {
-                c->step = STEP_EOB;
-                continue;
-            }
-            size_t n = m->body.len - c->body_off;
-            if (n > MILTER_CHUNK_MAX)
-                n = MILTER_CHUNK_MAX;
-            milter_pkt_raw(&pkt, MILTER_C_BODY, m->body.data + c->body_off, n);
-            c->body_off += n;
-            ms->ev = MILTER_C_BODY;
-            if (conn_send(c, MILTER_C_BODY, MILTER_M_EOM, &pkt))
-                break;
-        } else {
-            milter_pkt_raw(&pkt, MILTER_C_BODYEOB, NULL, 0);
-            ms->ev = MILTER_C_BODYEOB;
-            conn_send(c, MILTER_C_BODYEOB, MILTER_M_EOM, &pkt);
-            break;
-        }
-    }
-    buf_free(&pkt);
-    buf_free(&name);
-    buf_free(&value);
-}
-
-/* ---- the public side ---- */
-
-struct milter_session *milter_session_new(struct event_base *base, const struct milter_conf *mc,
-                                          milter_macro_fn macro, void *macro_arg)
-{
-    struct milter_session *ms = xcalloc(1, sizeof *ms);
-    ms->base = base;
-    ms->conf = mc;
-    ms->count = mc->count;
-    ms->conns = xcalloc(mc->count ? mc->count : 1, sizeof *ms->conns);
-    ms->macro = macro;
-    ms->macro_arg = macro_arg;
-    ms->done_ev = evtimer_new(base, on_done, ms);
-    for (size_t i = 0; i < mc->count; i++) {
-        struct milter_conn *c = &ms->conns[i];
-        c->ms = ms;
-        c->spec = &mc->specs[i];
-        c->timer = evtimer_new(base, on_timeout, c);
-    }
-    return ms;
-}
-
-void milter_session_free(struct milter_session *ms)
-{
-    if (!ms)
-        return;
-    for (size_t i = 0; i < ms->count; i++) {
-        struct milter_conn *c = &ms->conns[i];
-        if (c->bev && c->state != CONN_NEGOTIATE) {
-            /* A courtesy QUIT; libmilter copes with a plain close as well. */
-            struct evbuffer *out = bufferevent_get_output(c->bev);
-            struct buf q = BUF_INIT;
-            milter_pkt_raw(&q, MILTER_C_QUIT, NULL, 0);
-            evbuffer_add(out, q.data, q.len);
-            /* Non-blocking: what the socket does not take now is dropped with it. */
-            (void)evbuffer_write(out, bufferevent_getfd(c->bev));
-            buf_free(&q);
-        }
-        conn_close(c);
-        if (c->timer)
-            event_free(c->timer);
-        for (int k = 0; k < MILTER_M_COUNT; k++)
-            free(c->macros[k]);
-        free(c->def_reply);
-    }
-    event_free(ms->done_ev);
-    free(ms->conns);
-    buf_free(&ms->pkt);
-    free(ms->reply);
-    free(ms->hold_reason);
-    free(ms);
-}
-
-void milter_connect(struct milter_session *ms, const char *client_name, const char *client_addr,
-                    int family, unsigned port, milter_cb cb, void *arg)
-{
-    buf_reset(&ms->pkt);
-    size_t start = milter_pkt_begin(&ms->pkt, MILTER_C_CONNECT);
-    /* An unknown name goes as "[addr]", as Sendmail writes it. */
-    char name[300];
-    if (strcmp(client_name, "unknown") == 0 && strcmp(client_addr, "unknown") != 0)
-        snprintf(name, sizeof name, "[%s]", client_addr);
-    else
-        snprintf(name, sizeof name, "%s", client_name);
-    milter_pkt_put_str(&ms->pkt, name);
-    char fam = family == AF_INET ? '4' : family == AF_INET6 ? '6' : family == AF_UNIX ? 'L' : 'U';
-    buf_putc(&ms->pkt, fam);
-    if (fam != 'U') {
-        milter_pkt_put_u16(&ms->pkt, (uint16_t)(fam == 'L' ? 0 : port));
-        milter_pkt_put_str(&ms->pkt, client_addr);
-    }
-    milter_pkt_end(&ms->pkt, start);
-    ev_start(ms, MILTER_C_CONNECT, MILTER_M_CONNECT, cb, arg);
-}
-
-void milter_helo(struct milter_session *ms, const char *helo, milter_cb cb, void *arg)
-{
-    buf_reset(&ms->pkt);
-    size_t start = milter_pkt_begin(&ms->pkt, MILTER_C_HELO);
-    milter_pkt_put_str(&ms->pkt, helo);
-    milter_pkt_end(&ms->pkt, start);
-    ev_start(ms, MILTER_C_HELO, MILTER_M_HELO, cb, arg);
-}
-
-static void pkt_argv(struct buf *pkt, char cmd, const char *const *argv)
-{
-    buf_reset(pkt);
-    size_t start = milter_pkt_begin(pkt, cmd);
-    for (; *argv; argv++)
-        milter_pkt_put_str(pkt, *argv);
-    milter_pkt_end(pkt, start);
-}
-
-void milter_mail(struct milter_session *ms, const char *const *argv, milter_cb cb, void *arg)
-{
-    pkt_argv(&ms->pkt, MILTER_C_MAIL, argv);
-    ms->in_message = 1;
-    ev_start(ms, MILTER_C_MAIL, MILTER_M_ENVFROM, cb, arg);
-}
-
-void milter_rcpt(struct milter_session *ms, const char *const *argv, milter_cb cb, void *arg)
-{
-    pkt_argv(&ms->pkt, MILTER_C_RCPT, argv);
-    ev_start(ms, MILTER_C_RCPT, MILTER_M_ENVRCPT, cb, arg);
-}
-
-void milter_data(struct milter_session *ms, milter_cb cb, void *arg)
-{
-    buf_reset(&ms->pkt);
-    milter_pkt_raw(&ms->pkt, MILTER_C_DATA, NULL, 0);
-    ev_start(ms, MILTER_C_DATA, MILTER_M_DATA, cb, arg);
-}
-
-void milter_message(struct milter_session *ms, struct milter_msg *msg, milter_cb cb, void *arg)
-{
-    ms->msg = msg;
-    ev_start(ms, MILTER_C_BODYEOB, MILTER_M_EOM, cb, arg);
-}
-
-void milter_abort(struct milter_session *ms)
-{
-    if (!ms || !ms->in_message)
-        return;
-    ms->in_message = 0;
-    struct buf pkt = BUF_INIT;
-    milter_pkt_raw(&pkt, MILTER_C_ABORT, NULL, 0);
-    for (size_t i = 0; i < ms->count; i++) {
-        struct milter_conn *c = &ms->conns[i];
-        if (c->state == CONN_ENVELOPE || c->state == CONN_ACCEPT_MSG) {
-            conn_write(c, &pkt);
-            c->state = CONN_ENVELOPE;
-        }
-    }
-    buf_free(&pkt);
 }
