@@ -89,28 +89,29 @@ static void bounce_done(void *arg)
     job_end(arg, PICKUP_MILTER_DROPPED);
 }
 
+static void job_log(struct pickup_job *j, const char *action, const char *where, const char *text)
+{
+    smtpd_milter_log(spool_msg_id(j->m), action, where, "localhost", "127.0.0.1", text,
+                     spool_msg_envelope(j->m)->sender, NULL, "ESMTP", "localhost");
+}
+
 /* What a filter's verdict means for sendmail mail (Postfix's cleanup_milter_apply). */
 static int job_verdict(struct pickup_job *j, const struct milter_result *res, const char *where)
 {
-    const char *id = spool_msg_id(j->m);
     if (res->hold && !j->hold) {
         j->hold = 1;
-        log_info("%s: milter-hold: %s from localhost[127.0.0.1]: %s; from=<%s>", id, where,
-                 res->hold_reason, spool_msg_envelope(j->m)->sender);
+        job_log(j, "milter-hold", where, res->hold_reason);
     }
     if (res->verdict == MILTER_CONTINUE)
         return 0;
     if (res->verdict == MILTER_DISCARD) {
-        log_info("%s: milter-discard: %s from localhost[127.0.0.1]: milter triggers DISCARD "
-                 "action; from=<%s>",
-                 id, where, spool_msg_envelope(j->m)->sender);
+        job_log(j, "milter-discard", where, "milter triggers DISCARD action");
         job_end(j, PICKUP_MILTER_DROPPED);
         return 1;
     }
     const char *reply =
         res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Service unavailable" : res->reply;
-    log_info("%s: milter-reject: %s from localhost[127.0.0.1]: %s; from=<%s>", id, where, reply,
-             spool_msg_envelope(j->m)->sender);
+    job_log(j, "milter-reject", where, reply);
     if (reply[0] == '5' && strcmp(where, "RCPT") != 0) {
         j->reply = xstrdup(reply);
         workq_submit(j->srv->workq, bounce_work, bounce_done, j);
@@ -119,7 +120,7 @@ static int job_verdict(struct pickup_job *j, const struct milter_result *res, co
     if (strcmp(where, "RCPT") == 0)
         log_warning("%s: milter configuration error: can't reject recipient in non-smtpd(8) "
                     "submission; message not accepted, try again later",
-                    id);
+                    spool_msg_id(j->m));
     job_end(j, PICKUP_MILTER_LATER);
     return 1;
 }

@@ -1320,22 +1320,8 @@ static void milter_session_start(struct smtpd_session *s, int fd)
     const struct milter_conf *mc = s->gen->smtpd_milters;
     if (!mc || mc->count == 0)
         return;
-    struct smtpd_milter_info *in = &s->minfo;
-    in->myhostname = s->myhostname;
-    in->daemon_name = config_get(s->gen->cfg, "milter_macro_daemon_name");
-    in->version = config_get(s->gen->cfg, "milter_macro_v");
-    in->client_addr = s->addr;
-    in->client_port = s->peer.ss_family == AF_INET6
-                          ? ntohs(((struct sockaddr_in6 *)&s->peer)->sin6_port)
-                          : ntohs(((struct sockaddr_in *)&s->peer)->sin_port);
-    struct sockaddr_storage me;
-    socklen_t me_len = sizeof me;
-    if (getsockname(fd, (struct sockaddr *)&me, &me_len) == 0) {
-        server_addr_text((struct sockaddr *)&me, in->daemon_addr, sizeof in->daemon_addr);
-        in->daemon_port = me.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&me)->sin6_port)
-                                                   : ntohs(((struct sockaddr_in *)&me)->sin_port);
-    }
-    s->milter = milter_session_new(s->srv->base, mc, smtpd_milter_macro, in);
+    smtpd_milter_info_init(&s->minfo, s->gen->cfg, s->addr, &s->peer, fd);
+    s->milter = milter_session_new(s->srv->base, mc, smtpd_milter_macro, &s->minfo);
 }
 
 /* The macros' values as the session stands now. */
@@ -1360,20 +1346,12 @@ static void milter_info_update(struct smtpd_session *s)
 static void milter_log(struct smtpd_session *s, const char *action, const char *where,
                        const char *text)
 {
-    struct buf l = BUF_INIT;
-    buf_printf(&l, "%s: %s: %s from %s[%s]: %s;",
-               s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", action, where, s->host,
-               s->addr, text);
     const char *from = s->tx                           ? s->tx->sender
                        : s->milter_ev == MILTER_C_MAIL ? s->milter_addr
                                                        : NULL;
-    if (from)
-        buf_printf(&l, " from=<%s>", from);
-    if (s->milter_ev == MILTER_C_RCPT && s->milter_addr)
-        buf_printf(&l, " to=<%s>", s->milter_addr);
-    buf_printf(&l, " proto=%s helo=<%s>", proto_name(s), s->helo ? s->helo : "");
-    log_info("%s", buf_cstr(&l));
-    buf_free(&l);
+    const char *to = s->milter_ev == MILTER_C_RCPT ? s->milter_addr : NULL;
+    smtpd_milter_log(s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", action, where,
+                     s->host, s->addr, text, from, to, proto_name(s), s->helo);
 }
 
 static void milter_set_hold(struct smtpd_session *s, const struct milter_result *res,
@@ -1395,47 +1373,31 @@ static void milter_tx_end(struct smtpd_session *s)
     s->milter_discard = 0;
 }
 
-static const char *milter_where(char ev)
-{
-    switch (ev) {
-    case MILTER_C_CONNECT:
-        return "CONNECT";
-    case MILTER_C_HELO:
-        return "HELO";
-    case MILTER_C_MAIL:
-        return "MAIL";
-    case MILTER_C_RCPT:
-        return "RCPT";
-    case MILTER_C_DATA:
-        return "DATA";
-    }
-    return "END-OF-MESSAGE";
-}
-
 static void milter_gate_done(void *arg, const struct milter_result *res)
 {
     struct smtpd_session *s = arg;
     char ev = s->milter_ev;
     s->milter_wait = 0;
-    milter_set_hold(s, res, milter_where(ev));
+    milter_set_hold(s, res, smtpd_milter_where(ev));
     int shutdown = res->verdict == MILTER_SHUTDOWN ||
                    (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0);
     if (shutdown) {
         const char *r =
             res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
-        milter_log(s, "milter-reject", milter_where(ev), r);
+        milter_log(s, "milter-reject", smtpd_milter_where(ev), r);
         reply_line(s, r);
         session_close(s);
     } else if (res->verdict == MILTER_REJECT && ev != MILTER_C_HELO) {
         /* (Sendmail compatibility: a rejected HELO still gets its 250; MAIL meets the reply.) */
-        milter_log(s, "milter-reject", milter_where(ev), res->reply);
+        milter_log(s, "milter-reject", smtpd_milter_where(ev), res->reply);
         reply_line(s, res->reply);
         if (ev == MILTER_C_MAIL)
             milter_abort(s->milter);
     } else {
         if (res->verdict == MILTER_DISCARD && !s->milter_discard) {
             s->milter_discard = 1;
-            milter_log(s, "milter-discard", milter_where(ev), "milter triggers DISCARD action");
+            milter_log(s, "milter-discard", smtpd_milter_where(ev),
+                       "milter triggers DISCARD action");
         }
         s->milter_pass = 1;
         s->milter_redo(s, s->milter_args, s->milter_args_len);

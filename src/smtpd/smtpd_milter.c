@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "config/config.h"
+#include "daemon/server.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -174,4 +179,58 @@ char **smtpd_milter_argv(const char *addr, const char *args, size_t len)
         }
     }
     return argv;
+}
+
+static unsigned sockaddr_port(const struct sockaddr_storage *sa)
+{
+    return sa->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
+                                     : ntohs(((const struct sockaddr_in *)sa)->sin_port);
+}
+
+void smtpd_milter_info_init(struct smtpd_milter_info *in, const struct config *cfg,
+                            const char *client_addr, const struct sockaddr_storage *peer, int fd)
+{
+    in->myhostname = config_get(cfg, "myhostname");
+    in->daemon_name = config_get(cfg, "milter_macro_daemon_name");
+    in->version = config_get(cfg, "milter_macro_v");
+    in->client_addr = client_addr;
+    in->client_port = sockaddr_port(peer);
+    struct sockaddr_storage me;
+    socklen_t me_len = sizeof me;
+    if (getsockname(fd, (struct sockaddr *)&me, &me_len) == 0) {
+        server_addr_text((struct sockaddr *)&me, in->daemon_addr, sizeof in->daemon_addr);
+        in->daemon_port = sockaddr_port(&me);
+    }
+}
+
+const char *smtpd_milter_where(char ev)
+{
+    switch (ev) {
+    case MILTER_C_CONNECT:
+        return "CONNECT";
+    case MILTER_C_HELO:
+        return "HELO";
+    case MILTER_C_MAIL:
+        return "MAIL";
+    case MILTER_C_RCPT:
+        return "RCPT";
+    case MILTER_C_DATA:
+        return "DATA";
+    }
+    return "END-OF-MESSAGE";
+}
+
+void smtpd_milter_log(const char *queue_id, const char *action, const char *where, const char *host,
+                      const char *addr, const char *text, const char *from, const char *to,
+                      const char *proto, const char *helo)
+{
+    struct buf l = BUF_INIT;
+    buf_printf(&l, "%s: %s: %s from %s[%s]: %s;", queue_id, action, where, host, addr, text);
+    if (from)
+        buf_printf(&l, " from=<%s>", from);
+    if (to)
+        buf_printf(&l, " to=<%s>", to);
+    buf_printf(&l, " proto=%s helo=<%s>", proto, helo ? helo : "");
+    log_info("%s", buf_cstr(&l));
+    buf_free(&l);
 }

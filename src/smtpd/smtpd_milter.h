@@ -8,9 +8,12 @@
 #ifndef HONGYAN_SMTPD_MILTER_H
 #define HONGYAN_SMTPD_MILTER_H
 
+#include <sys/socket.h>
+
 #include "milter/milter.h"
 #include "queue/envelope.h"
 
+struct config;
 struct resolver;
 
 /*
@@ -38,6 +41,10 @@ struct smtpd_milter_info {
     char port[16];
 };
 
+/* The fixed part: names from cfg, the client's address and port, ours from fd. */
+void smtpd_milter_info_init(struct smtpd_milter_info *in, const struct config *cfg,
+                            const char *client_addr, const struct sockaddr_storage *peer, int fd);
+
 /* The milter_macro_fn for a struct smtpd_milter_info. */
 const char *smtpd_milter_macro(void *info, const char *name);
 
@@ -51,5 +58,16 @@ void smtpd_milter_apply_envelope(const struct milter_msg *msg, struct envelope *
 
 /* The argument list of MAIL or RCPT for the filters: "<addr>", then the ESMTP parameters. */
 char **smtpd_milter_argv(const char *addr, const char *args, size_t len);
+
+/* The stage's name in log lines: CONNECT, HELO, MAIL, RCPT, DATA, END-OF-MESSAGE. */
+const char *smtpd_milter_where(char ev);
+
+/*
+ * Postfix's line: "QUEUEID: milter-reject: MAIL from host[addr]: 550 ...;
+ * from=<...> to=<...> proto=ESMTP helo=<...>" (from, to may be NULL).
+ */
+void smtpd_milter_log(const char *queue_id, const char *action, const char *where, const char *host,
+                      const char *addr, const char *text, const char *from, const char *to,
+                      const char *proto, const char *helo);
 
 #endif
