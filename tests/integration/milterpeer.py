@@ -1,6 +1,6 @@
 """A test milter on Debian's libmilter (python3-milter), driven by a JSON plan.
 
-    /usr/bin/python3 milterpeer.py PORT PLAN.json SEEN.jsonl
+    /usr/bin/python3 milterpeer.py PORT|/SOCKET/PATH PLAN.json SEEN.jsonl
 
 It records every event with the macros it was given (one JSON line each, in
 SEEN.jsonl) and answers as PLAN says:
@@ -11,14 +11,17 @@ SEEN.jsonl) and answers as PLAN says:
              ["chgheader", name, idx, value], ["addrcpt", addr],
              ["delrcpt", addr], ["chgfrom", addr], ["replacebody", text],
              ["quarantine", reason]]}
-Only the stage named in "reply_at" uses "reply".
+Only the stage named in "reply_at" uses "reply"; "sleep_at": stage (with
+"sleep": seconds) answers that stage late.
 """
 import json
 import sys
 
 import Milter
 
-PORT, PLAN, SEEN = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+import time
+
+SOCKET, PLAN, SEEN = sys.argv[1], sys.argv[2], sys.argv[3]
 MACROS = ["j", "{daemon_name}", "{daemon_addr}", "v", "_", "i", "{auth_type}", "{auth_authen}",
           "{mail_addr}", "{rcpt_addr}", "{rcpt_mailer}", "{client_addr}", "{client_name}"]
 
@@ -50,6 +53,8 @@ class TestMilter(Milter.Base):
         return out
 
     def answer(self, stage):
+        if self.plan.get("sleep_at") == stage:
+            time.sleep(self.plan.get("sleep", 5))  # a filter that does not answer in time
         word = self.plan.get(stage, "continue")
         if self.plan.get("reply_at") == stage and "reply" in self.plan:
             self.setreply(*self.plan["reply"])
@@ -124,4 +129,6 @@ if __name__ == "__main__":
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT |
                      Milter.DELRCPT | Milter.CHGFROM | Milter.QUARANTINE)
     seen("ready")
-    Milter.runmilter("hongyan-test", "inet:%d@127.0.0.1" % PORT, 60)
+    # A port number, or the path of a unix socket.
+    where = "unix:" + SOCKET if SOCKET.startswith("/") else "inet:%s@127.0.0.1" % SOCKET
+    Milter.runmilter("hongyan-test", where, 60)

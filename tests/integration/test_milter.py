@@ -3,6 +3,7 @@ filter that records what it is told and does every edit libmilter offers,
 and broken filters (down, silent, garbage, endless packet) that must cost
 one session a bounded wait and follow milter_default_action."""
 import json
+import os
 import pathlib
 import smtplib
 import socket
@@ -30,16 +31,21 @@ MSG = (b"From: Alice <alice@example.net>\r\n"
 class MilterPeer:
     """milterpeer.py under libmilter, on a loopback port."""
 
-    def __init__(self, tmp, plan):
+    def __init__(self, tmp, plan, unix=False):
         self.port = free_port()
+        self.path = str(tmp / "milter.sock") if unix else None
         self.plan = tmp / "plan.json"
         self.seen_path = tmp / "seen.jsonl"
         self.plan.write_text(json.dumps(plan))
         self.log = open(tmp / "milter.log", "wb")
-        self.proc = subprocess.Popen([PY, str(HERE / "milterpeer.py"), str(self.port),
+        self.proc = subprocess.Popen([PY, str(HERE / "milterpeer.py"), self.path or str(self.port),
                                       str(self.plan), str(self.seen_path)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, proc=self.proc)
+        if unix:
+            assert wait_for(lambda: pathlib.Path(self.path).exists(), timeout=10)
+            os.chmod(self.path, 0o666)  # reachable by mail_owner, as a packaged filter sets it
+        else:
+            wait_port(self.port, proc=self.proc)
 
     def set_plan(self, plan):
         self.plan.write_text(json.dumps(plan))
@@ -63,10 +69,12 @@ class MilterPeer:
 def milter_factory(tmp_path):
     made = []
 
-    def make(plan, name="m"):
+    def make(plan, name="m", unix=False):
         d = tmp_path / ("%s%d" % (name, len(made)))
         d.mkdir()
-        m = MilterPeer(d, plan)
+        if unix:
+            os.chmod(d, 0o777)  # the worker runs as mail_owner when the tests run as root
+        m = MilterPeer(d, plan, unix)
         made.append(m)
         return m
 
@@ -228,6 +236,32 @@ def test_accept_skips_the_rest(server_factory, milter_factory):
     assert wait_for(lambda: mailbox(srv), timeout=10)
     assert b"X-Never" not in mailbox(srv)[0]
     assert m.events("rcpt") == [] and m.events("eom") == []
+
+
+def test_unix_socket_and_two_messages_in_one_session(server_factory, milter_factory):
+    m = milter_factory({"edits": [["addheader", "X-Seen", "yes"]]}, unix=True)
+    srv = server_factory({"smtpd_milters": "unix:%s" % m.path})
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as c:
+        c.ehlo("client.example.net")
+        c.sendmail("alice@example.net", ["bob@example.com"], MSG)
+        c.rset()
+        c.sendmail("alice@example.net", ["bob@example.com"], MSG)
+    assert wait_for(lambda: len(mailbox(srv)) == 2, timeout=10)
+    assert all(b"X-Seen: yes" in x for x in mailbox(srv))
+    # One filter connection carries both (the other connect is the start-up probe).
+    assert len(m.events("helo")) == 1 and len(m.events("eom")) == 2
+
+
+def test_filter_that_does_not_answer_in_time(server_factory, milter_factory):
+    m = milter_factory({"sleep_at": "mail", "sleep": 6})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port,
+                          "milter_command_timeout": "1s"})
+    t0 = time.monotonic()
+    with pytest.raises(smtplib.SMTPSenderRefused) as ei:
+        send(srv)
+    assert time.monotonic() - t0 < 5
+    assert ei.value.smtp_code == 451
+    assert "timeout while waiting for a reply" in srv.log_text()
 
 
 # ---- broken filters ----
