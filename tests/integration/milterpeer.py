@@ -23,7 +23,8 @@ import time
 
 SOCKET, PLAN, SEEN = sys.argv[1], sys.argv[2], sys.argv[3]
 MACROS = ["j", "{daemon_name}", "{daemon_addr}", "v", "_", "i", "{auth_type}", "{auth_authen}",
-          "{mail_addr}", "{rcpt_addr}", "{rcpt_mailer}", "{client_addr}", "{client_name}"]
+          "{mail_addr}", "{rcpt_addr}", "{rcpt_mailer}", "{client_addr}", "{client_name}",
+          "{tls_version}", "{cipher}", "{cipher_bits}"]
 
 
 def plan():

@@ -264,6 +264,27 @@ def test_filter_that_does_not_answer_in_time(server_factory, milter_factory):
     assert "timeout while waiting for a reply" in srv.log_text()
 
 
+def test_tls_and_auth_macros(server_factory, milter_factory):
+    from smtpclient import insecure_tls_context
+    m = milter_factory({})
+    srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % m.port}, start=False)
+    r = srv.cmd("user", "add", "sam", input="a good password\n")
+    assert r.returncode == 0, r.stderr
+    srv.start()
+    # Filters are for smtpd_listen and the submission ports alike, as with Postfix.
+    with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as c:
+        c.starttls(context=insecure_tls_context())
+        c.login("sam", "a good password")
+        c.sendmail("sam@example.com", ["bob@example.com"], MSG)
+    assert wait_for(lambda: mailbox(srv), timeout=10)
+    helo = m.events("helo")[-1]["macros"]
+    assert helo.get("{tls_version}", "").startswith("TLSv1")
+    assert helo.get("{cipher}")
+    mail = m.events("mail")[-1]["macros"]
+    assert mail["{auth_authen}"] == "sam"
+    assert mail["{auth_type}"] in ("PLAIN", "LOGIN")
+
+
 # ---- broken filters ----
 
 class BadMilter:
