@@ -151,10 +151,11 @@ const char *smtpd_state_name(enum smtpd_state st)
 
 static void session_run(struct smtpd_session *s);
 static void session_close(struct smtpd_session *s);
-static void milter_tx_end(struct smtpd_session *s);
-static int milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
-                       size_t len, int (*redo)(struct smtpd_session *, const char *, size_t));
-static void milter_content(struct smtpd_session *s, const char *msg, size_t len);
+static void session_milter_tx_end(struct smtpd_session *s);
+static int session_milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
+                               size_t len,
+                               int (*redo)(struct smtpd_session *, const char *, size_t));
+static void session_milter_content(struct smtpd_session *s, const char *msg, size_t len);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -219,7 +220,7 @@ static void tx_free(struct smtpd_session *s)
     free(tx->first_rcpt);
     free(tx);
     s->tx = NULL;
-    milter_tx_end(s);
+    session_milter_tx_end(s);
 }
 
 /* Back to "no transaction" (RSET, end of message, errors that end it). */
@@ -321,7 +322,7 @@ static int cmd_helo(struct smtpd_session *s, const char *args, size_t len)
 {
     if (helo_common(s, args, len, 0) < 0)
         return -1;
-    if (milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_helo))
+    if (session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_helo))
         return 0;
     s->ext = 0;
     reply(s, 250, NULL, "%s", s->myhostname);
@@ -332,7 +333,7 @@ static int cmd_ehlo(struct smtpd_session *s, const char *args, size_t len)
 {
     if (helo_common(s, args, len, 1) < 0)
         return -1;
-    if (milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_ehlo))
+    if (session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_ehlo))
         return 0;
     struct evbuffer *out = bufferevent_get_output(s->bev);
     evbuffer_add_printf(out, "250-%s\r\n", s->myhostname);
@@ -383,7 +384,7 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
         free(sender);
         return -1;
     }
-    if (milter_gate(s, MILTER_C_MAIL, sender, args, len, cmd_mail)) {
+    if (session_milter_gate(s, MILTER_C_MAIL, sender, args, len, cmd_mail)) {
         free(sender);
         return 0;
     }
@@ -517,7 +518,7 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         }
         buf_free(&err);
     }
-    if (milter_gate(s, MILTER_C_RCPT, addr, args, len, cmd_rcpt)) {
+    if (session_milter_gate(s, MILTER_C_RCPT, addr, args, len, cmd_rcpt)) {
         resolved_list_free(&list);
         return 0;
     }
@@ -631,7 +632,7 @@ static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
 
 static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
 {
-    if (milter_gate(s, MILTER_C_DATA, NULL, args, len, cmd_data))
+    if (session_milter_gate(s, MILTER_C_DATA, NULL, args, len, cmd_data))
         return 0;
     if (data_open(s, SMTP_DATA_DOT) < 0) {
         tx_reset(s);
@@ -684,7 +685,7 @@ static void auth_done(void *arg, const struct inbound_result *res)
         buf_append(&all, res->header, res->header_len);
         buf_append(&all, res->msg, res->msg_len);
         buf_free(&tx->auth_msg);
-        milter_content(s, all.data ? all.data : "", all.len);
+        session_milter_content(s, all.data ? all.data : "", all.len);
         buf_free(&all);
         return;
     }
@@ -733,7 +734,7 @@ static void message_end(struct smtpd_session *s)
         return;
     }
     if (tx->milter) {
-        milter_content(s, tx->auth_msg.data ? tx->auth_msg.data : "", tx->auth_msg.len);
+        session_milter_content(s, tx->auth_msg.data ? tx->auth_msg.data : "", tx->auth_msg.len);
         return;
     }
     message_commit(s);
@@ -1315,7 +1316,7 @@ static void session_run(struct smtpd_session *s)
 /* ---- milters (smtpd_milters: milter/milter.h, smtpd/smtpd_milter.h) ---- */
 
 /* One connection per filter for the session, opened at the connect event. */
-static void milter_session_start(struct smtpd_session *s, int fd)
+static void session_milter_start(struct smtpd_session *s, int fd)
 {
     const struct milter_conf *mc = s->gen->smtpd_milters;
     if (!mc || mc->count == 0)
@@ -1325,7 +1326,7 @@ static void milter_session_start(struct smtpd_session *s, int fd)
 }
 
 /* The macros' values as the session stands now. */
-static void milter_info_update(struct smtpd_session *s)
+static void session_milter_info(struct smtpd_session *s)
 {
     struct smtpd_milter_info *in = &s->minfo;
     in->client_name = s->host;
@@ -1343,8 +1344,8 @@ static void milter_info_update(struct smtpd_session *s)
 }
 
 /* Postfix's line: "QUEUEID: milter-reject: MAIL from host[addr]: 550 ...; from=<...> ..." */
-static void milter_log(struct smtpd_session *s, const char *action, const char *where,
-                       const char *text)
+static void session_milter_log(struct smtpd_session *s, const char *action, const char *where,
+                               const char *text)
 {
     const char *from = s->tx                           ? s->tx->sender
                        : s->milter_ev == MILTER_C_MAIL ? s->milter_addr
@@ -1354,50 +1355,50 @@ static void milter_log(struct smtpd_session *s, const char *action, const char *
                      s->host, s->addr, text, from, to, proto_name(s), s->helo);
 }
 
-static void milter_set_hold(struct smtpd_session *s, const struct milter_result *res,
-                            const char *where)
+static void session_milter_hold(struct smtpd_session *s, const struct milter_result *res,
+                                const char *where)
 {
     if (!res->hold || s->milter_hold)
         return;
     s->milter_hold = 1;
     free(s->milter_hold_reason);
     s->milter_hold_reason = xstrdup(res->hold_reason);
-    milter_log(s, "milter-hold", where, res->hold_reason);
+    session_milter_log(s, "milter-hold", where, res->hold_reason);
 }
 
 /* The transaction is over: the filters forget it, and so do we. */
-static void milter_tx_end(struct smtpd_session *s)
+static void session_milter_tx_end(struct smtpd_session *s)
 {
     milter_abort(s->milter);
     s->milter_hold = 0;
     s->milter_discard = 0;
 }
 
-static void milter_gate_done(void *arg, const struct milter_result *res)
+static void session_milter_gate_done(void *arg, const struct milter_result *res)
 {
     struct smtpd_session *s = arg;
     char ev = s->milter_ev;
     s->milter_wait = 0;
-    milter_set_hold(s, res, smtpd_milter_where(ev));
+    session_milter_hold(s, res, smtpd_milter_where(ev));
     int shutdown = res->verdict == MILTER_SHUTDOWN ||
                    (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0);
     if (shutdown) {
         const char *r =
             res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
-        milter_log(s, "milter-reject", smtpd_milter_where(ev), r);
+        session_milter_log(s, "milter-reject", smtpd_milter_where(ev), r);
         reply_line(s, r);
         session_close(s);
     } else if (res->verdict == MILTER_REJECT && ev != MILTER_C_HELO) {
         /* (Sendmail compatibility: a rejected HELO still gets its 250; MAIL meets the reply.) */
-        milter_log(s, "milter-reject", smtpd_milter_where(ev), res->reply);
+        session_milter_log(s, "milter-reject", smtpd_milter_where(ev), res->reply);
         reply_line(s, res->reply);
         if (ev == MILTER_C_MAIL)
             milter_abort(s->milter);
     } else {
         if (res->verdict == MILTER_DISCARD && !s->milter_discard) {
             s->milter_discard = 1;
-            milter_log(s, "milter-discard", smtpd_milter_where(ev),
-                       "milter triggers DISCARD action");
+            session_milter_log(s, "milter-discard", smtpd_milter_where(ev),
+                               "milter triggers DISCARD action");
         }
         s->milter_pass = 1;
         s->milter_redo(s, s->milter_args, s->milter_args_len);
@@ -1412,8 +1413,9 @@ static void milter_gate_done(void *arg, const struct milter_result *res)
  * order). 1: the command waits; it runs again, whole, when the filters
  * agree, and then gets past this point (milter_pass).
  */
-static int milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
-                       size_t len, int (*redo)(struct smtpd_session *, const char *, size_t))
+static int session_milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
+                               size_t len,
+                               int (*redo)(struct smtpd_session *, const char *, size_t))
 {
     if (!s->milter || s->milter_discard)
         return 0;
@@ -1429,30 +1431,30 @@ static int milter_gate(struct smtpd_session *s, char ev, const char *addr, const
     free(s->milter_addr);
     s->milter_addr = addr ? xstrdup(addr) : NULL;
     s->milter_wait = 1;
-    milter_info_update(s);
+    session_milter_info(s);
     if (ev == MILTER_C_HELO) {
-        milter_helo(s->milter, addr, milter_gate_done, s);
+        milter_helo(s->milter, addr, session_milter_gate_done, s);
     } else if (ev == MILTER_C_MAIL || ev == MILTER_C_RCPT) {
         char **argv = smtpd_milter_argv(addr, args, len);
         if (ev == MILTER_C_MAIL) {
             s->minfo.mail_addr = s->milter_addr;
-            milter_mail(s->milter, (const char *const *)argv, milter_gate_done, s);
+            milter_mail(s->milter, (const char *const *)argv, session_milter_gate_done, s);
         } else {
             s->minfo.rcpt_addr = s->milter_addr;
             int local = resolver_classify(s->gen->resolver, addr) == RESOLVE_LOCAL;
             const char *at = strrchr(addr, '@');
             s->minfo.rcpt_mailer = local ? "local" : "smtp";
             s->minfo.rcpt_host = local ? s->myhostname : at ? at + 1 : NULL;
-            milter_rcpt(s->milter, (const char *const *)argv, milter_gate_done, s);
+            milter_rcpt(s->milter, (const char *const *)argv, session_milter_gate_done, s);
         }
         strlist_free(argv);
     } else {
-        milter_data(s->milter, milter_gate_done, s);
+        milter_data(s->milter, session_milter_gate_done, s);
     }
     return 1;
 }
 
-static void milter_greet_done(void *arg, const struct milter_result *res)
+static void session_milter_greet_done(void *arg, const struct milter_result *res)
 {
     struct smtpd_session *s = arg;
     s->milter_wait = 0;
@@ -1461,13 +1463,13 @@ static void milter_greet_done(void *arg, const struct milter_result *res)
      */
     if (res->verdict == MILTER_SHUTDOWN ||
         (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0)) {
-        milter_log(s, "milter-reject", "CONNECT", res->reply ? res->reply : "421 4.7.0");
+        session_milter_log(s, "milter-reject", "CONNECT", res->reply ? res->reply : "421 4.7.0");
         reply(s, 421, NULL, "%s Service unavailable - try again later", s->myhostname);
         session_close(s);
         return;
     }
     if (res->verdict == MILTER_REJECT) {
-        milter_log(s, "milter-reject", "CONNECT", res->reply);
+        session_milter_log(s, "milter-reject", "CONNECT", res->reply);
         if (res->reply[0] == '5')
             reply(s, 554, NULL, "%s ESMTP not accepting connections", s->myhostname);
         else
@@ -1480,17 +1482,18 @@ static void milter_greet_done(void *arg, const struct milter_result *res)
         session_run(s);
 }
 
-static void milter_greet(struct smtpd_session *s)
+static void session_milter_greet(struct smtpd_session *s)
 {
     s->milter_wait = 1;
-    milter_info_update(s);
+    session_milter_info(s);
     int family = s->peer.ss_family;
     if (family == AF_INET6 && strchr(s->addr, ':') == NULL)
         family = AF_INET; /* a v4 client on a dual-stack socket */
-    milter_connect(s->milter, s->host, s->addr, family, s->minfo.client_port, milter_greet_done, s);
+    milter_connect(s->milter, s->host, s->addr, family, s->minfo.client_port,
+                   session_milter_greet_done, s);
 }
 
-static void milter_content_done(void *arg, const struct milter_result *res)
+static void session_milter_content_done(void *arg, const struct milter_result *res)
 {
     struct smtpd_session *s = arg;
     struct smtpd_tx *tx = s->tx;
@@ -1500,18 +1503,19 @@ static void milter_content_done(void *arg, const struct milter_result *res)
         return;
     }
     s->milter_ev = MILTER_C_BODYEOB;
-    milter_set_hold(s, res, "END-OF-MESSAGE");
+    session_milter_hold(s, res, "END-OF-MESSAGE");
     if (res->verdict == MILTER_REJECT || res->verdict == MILTER_SHUTDOWN) {
         const char *r =
             res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
-        milter_log(s, "milter-reject", "END-OF-MESSAGE", r);
+        session_milter_log(s, "milter-reject", "END-OF-MESSAGE", r);
         reply_line(s, r);
         if (res->verdict == MILTER_SHUTDOWN || strncmp(r, "421", 3) == 0)
             session_close(s);
     } else if (res->verdict == MILTER_DISCARD || s->milter_discard) {
         /* Accepted and dropped, as Postfix does: the client sees a 250. */
         if (res->verdict == MILTER_DISCARD)
-            milter_log(s, "milter-discard", "END-OF-MESSAGE", "milter triggers DISCARD action");
+            session_milter_log(s, "milter-discard", "END-OF-MESSAGE",
+                               "milter triggers DISCARD action");
         reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
     } else {
         struct envelope *env = spool_msg_envelope(tx->msg);
@@ -1538,15 +1542,15 @@ static void milter_content_done(void *arg, const struct milter_result *res)
 }
 
 /* With BDAT the filters get their DATA event now, before the content (Postfix's order). */
-static void milter_content_data_done(void *arg, const struct milter_result *res)
+static void session_milter_data_done(void *arg, const struct milter_result *res)
 {
     struct smtpd_session *s = arg;
     if (res->verdict == MILTER_CONTINUE && !s->dead) {
-        milter_set_hold(s, res, "DATA");
-        milter_message(s->milter, &s->tx->milter_msg, milter_content_done, s);
+        session_milter_hold(s, res, "DATA");
+        milter_message(s->milter, &s->tx->milter_msg, session_milter_content_done, s);
         return;
     }
-    milter_content_done(s, res);
+    session_milter_content_done(s, res);
 }
 
 /*
@@ -1554,7 +1558,7 @@ static void milter_content_data_done(void *arg, const struct milter_result *res)
  * file; the session waits as for a commit. Our Received: field is already
  * in the queue file: the filters do not see it, as with Postfix.
  */
-static void milter_content(struct smtpd_session *s, const char *msg, size_t len)
+static void session_milter_content(struct smtpd_session *s, const char *msg, size_t len)
 {
     struct smtpd_tx *tx = s->tx;
     session_enter(s, SMTPD_STATE_COMMIT);
@@ -1567,14 +1571,14 @@ static void milter_content(struct smtpd_session *s, const char *msg, size_t len)
     }
     milter_msg_parse(&tx->milter_msg, msg, len);
     buf_free(&tx->auth_msg);
-    milter_info_update(s);
+    session_milter_info(s);
     if (s->milter_discard) {
         struct milter_result none = {.verdict = MILTER_CONTINUE};
-        milter_content_done(s, &none);
+        session_milter_content_done(s, &none);
     } else if (tx->bdat) {
-        milter_data(s->milter, milter_content_data_done, s);
+        milter_data(s->milter, session_milter_data_done, s);
     } else {
-        milter_message(s->milter, &tx->milter_msg, milter_content_done, s);
+        milter_message(s->milter, &tx->milter_msg, session_milter_content_done, s);
     }
 }
 
@@ -1745,13 +1749,13 @@ static void peer_text(const struct sockaddr *sa, char *out, size_t size)
 
 /* ---- the client's name (Postfix's smtpd_peername_lookup) ---- */
 
-static void milter_greet(struct smtpd_session *s);
+static void session_milter_greet(struct smtpd_session *s);
 
 static void session_greet(struct smtpd_session *s)
 {
     log_info("connect from %s[%s]", s->host, s->addr);
     if (s->milter) {
-        milter_greet(s); /* the filters hear of the client first; the greeting follows */
+        session_milter_greet(s); /* the filters hear of the client first; the greeting follows */
         return;
     }
     reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
@@ -1845,7 +1849,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
      * submission entry does with permit_sasl_authenticated.
      */
     s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
-    milter_session_start(s, fd);
+    session_milter_start(s, fd);
 
     evutil_make_socket_nonblocking(fd);
     if (kind == LISTEN_SMTPS) {
