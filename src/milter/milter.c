@@ -15,11 +15,14 @@
 #include <event2/event.h>
 
 #include "lib/log.h"
+#include "lib/util.h"
 #include "lib/xalloc.h"
 
 /* Replies one event may bring before its verdict (edits, progress): beyond, the filter is broken.
  */
 #define MILTER_REPLIES_MAX 100000u
+/* How many timeouts a filter may stretch one wait to with progress reports. */
+#define MILTER_PROGRESS_FACTOR 10
 
 /* ---- errors: what stands in for a failed filter (Postfix's milter8_comm/conf_error) ---- */
 
@@ -145,9 +148,9 @@ static void conn_fail_next(struct milter_conn *c, int conf)
 
 /* ---- I/O ---- */
 
-static void conn_arm(struct milter_conn *c, long long secs)
+static void conn_arm(struct milter_conn *c, uint64_t ms)
 {
-    struct timeval tv = {(time_t)(secs > 0 ? secs : 1), 0};
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);
 }
 
@@ -171,11 +174,24 @@ void milter_conn_write(struct milter_conn *c, const struct buf *b)
         bufferevent_write(c->bev, b->data, b->len);
 }
 
+/*
+ * A reply is due. A new wait gets the stage's timeout; progress reports
+ * and edit requests within it start the timeout again (libmilter's
+ * smfi_progress), but never beyond MILTER_PROGRESS_FACTOR timeouts from the
+ * start, so a filter that keeps "working" forever still costs a bounded wait.
+ */
 void milter_conn_wait(struct milter_conn *c)
 {
-    c->waiting = 1;
-    c->replies = 0;
-    conn_arm(c, conn_timeout(c));
+    long long t = conn_timeout(c);
+    uint64_t step = (uint64_t)(t > 0 ? t : 1) * 1000, now = now_ms();
+    if (!c->waiting) {
+        c->waiting = 1;
+        c->replies = 0;
+        c->wait_deadline = now + step * MILTER_PROGRESS_FACTOR;
+    }
+    /* Past the deadline the timer fires at once, however often the filter says "progress". */
+    uint64_t left = c->wait_deadline > now ? c->wait_deadline - now : 0;
+    conn_arm(c, left < step ? left : step);
 }
 
 void milter_conn_on_timeout(evutil_socket_t fd, short what, void *arg)

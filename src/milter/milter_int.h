@@ -44,6 +44,7 @@ struct milter_conn {
     int def_shutdown;                  /* it asked for a shutdown */
     char skip_event;                   /* SMFIR_SKIP: drop further events of this kind */
     int waiting;                       /* a reply is due */
+    uint64_t wait_deadline;            /* now_ms() past which progress reports stop helping */
     unsigned replies;
     /* content phase */
     enum content_step step;

@@ -309,17 +309,27 @@ class BadMilter:
             except OSError:
                 continue
             self.conns.append(c)
-            try:
-                c.settimeout(5)
-                c.recv(65536)  # the OPTNEG
-                if self.behaviour == "garbage":
-                    c.sendall(b"\x00\x00\x00\x05Xjunk" * 3)
-                elif self.behaviour == "endless":
-                    c.sendall(struct.pack(">I", 0x7fffffff) + b"O" + b"x" * 65536)
-                elif self.behaviour == "silent":
-                    pass  # never answers
-            except OSError:
-                pass
+            # One thread per connection: the server's start-up probe is a session too.
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        try:
+            c.settimeout(5)
+            c.recv(65536)  # the OPTNEG
+            if self.behaviour == "garbage":
+                c.sendall(b"\x00\x00\x00\x05Xjunk" * 3)
+            elif self.behaviour == "endless":
+                c.sendall(struct.pack(">I", 0x7fffffff) + b"O" + b"x" * 65536)
+            elif self.behaviour == "progress":
+                # A proper handshake, then "still working" forever.
+                c.sendall(struct.pack(">IcIII", 13, b"O", 6, 0, 0))
+                c.recv(65536)  # the macros and the CONNECT event
+                while not self.stop:
+                    c.sendall(struct.pack(">Ic", 1, b"p"))
+                    time.sleep(0.2)
+            # "silent": never answers
+        except OSError:
+            pass
 
     def close(self):
         self.stop = True
@@ -353,6 +363,27 @@ def test_broken_milter_tempfail(server_factory, behaviour):
     finally:
         if bad:
             bad.close()
+
+
+def test_endless_progress_is_bounded(server_factory):
+    bad = BadMilter("progress")
+    try:
+        srv = server_factory({"smtpd_milters": "inet:127.0.0.1:%d" % bad.port,
+                              "milter_command_timeout": "1s"}, start=False)
+        srv.start(wait=False)
+        wait_port(srv.smtpd_port, proc=srv.proc)
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", srv.smtpd_port), timeout=30) as s:
+            f = s.makefile("rb")
+            # Progress stretches the 1 s wait, but only to ten timeouts.
+            assert f.readline().startswith(b"220 ")
+            waited = time.monotonic() - t0
+            assert 8 <= waited < 15, waited
+            s.sendall(b"HELO c.example.net\r\nMAIL FROM:<a@example.net>\r\n")
+            assert f.readline().startswith(b"250 ")
+            assert f.readline() == b"451 4.7.1 Service unavailable - try again later\r\n"
+    finally:
+        bad.close()
 
 
 @pytest.mark.parametrize("action,expect", [("accept", "delivered"), ("reject", 550),
