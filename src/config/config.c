@@ -275,7 +275,7 @@ static int config_expand(struct config *cfg, int idx, int depth, struct buf *err
     return 0;
 }
 
-static int config_parse_time(const char *s, const char *default_unit, long long *out)
+int config_parse_time(const char *s, const char *default_unit, long long *out)
 {
     char *end;
     errno = 0;

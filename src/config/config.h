@@ -54,6 +54,8 @@ const char *config_get_raw(const struct config *cfg, const char *key);
  * smtpd_restriction_classes), as written; NULL when there is none.
  */
 const char *config_get_class(const struct config *cfg, const char *name);
+/* A time value ("30s", "5m", "300" in default_unit); 0, or -1 when malformed. */
+int config_parse_time(const char *s, const char *default_unit, long long *out);
 /* Whether the key was set in the file (postconf -n). */
 int config_is_set(const struct config *cfg, const char *key);
 

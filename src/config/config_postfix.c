@@ -13,8 +13,7 @@
 #define PF_REASON_RESTRICTIONS                                                                     \
     "this restriction-list option is not implemented; the lists would apply in their usual "       \
     "order (docs/smtpd.md, Restrictions)"
-#define PF_REASON_POLICY "policy services are not implemented yet; no policy would be consulted"
-#define PF_REASON_MILTER "milters are not implemented yet; mail would pass without them"
+#define PF_REASON_MILTER "this milter option is not implemented; mail would pass without it"
 #define PF_REASON_CONTENT                                                                          \
     "content inspection (header/body checks, content filters) is not implemented; mail would "     \
     "pass unfiltered"
@@ -23,7 +22,6 @@
     "accepted and sent as they are"
 #define PF_REASON_TRANSPORT                                                                        \
     "this delivery route is not implemented; mail would be delivered elsewhere than it says"
-#define PF_REASON_RATE "client rate limits are not implemented; clients would not be limited"
 #define PF_REASON_SASL                                                                             \
     "hongyan checks AUTH itself against smtpd_sasl_users and logs in to relays with "              \
     "smtp_sasl_password_maps; it has no Cyrus or Dovecot SASL and not this option"

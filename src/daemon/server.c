@@ -16,6 +16,7 @@
 #include "mailauth/dkim.h"
 #include "maps/resolve.h"
 #include "smtpd/restrict.h"
+#include "milter/milter.h"
 #include "tls/tls.h"
 
 struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err)
@@ -51,6 +52,12 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
         log_warning("%s", line);
     }
     buf_free(&rwarn);
+    gen->smtpd_milters = milter_conf_load(gen->cfg, "smtpd_milters", err);
+    if (gen->smtpd_milters == NULL)
+        goto fail;
+    gen->non_smtpd_milters = milter_conf_load(gen->cfg, "non_smtpd_milters", err);
+    if (gen->non_smtpd_milters == NULL)
+        goto fail;
     return gen;
 fail:
     server_gen_unref(gen);
@@ -71,6 +78,8 @@ void server_gen_unref(struct server_gen *gen)
     tls_server_free(gen->tls);
     dkim_signer_free(gen->dkim);
     restrict_conf_free(gen->restrict_conf);
+    milter_conf_free(gen->smtpd_milters);
+    milter_conf_free(gen->non_smtpd_milters);
     config_free(gen->cfg);
     free(gen);
 }

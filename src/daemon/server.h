@@ -26,6 +26,7 @@ struct client_table;
 struct auth;
 struct dkim_signer;
 struct restrict_conf;
+struct milter_conf;
 
 enum listener_kind {
     LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
@@ -46,6 +47,8 @@ struct server_gen {
      */
     struct dkim_signer *dkim;
     struct restrict_conf *restrict_conf; /* smtpd/restrict.h, made at the first session */
+    /* smtpd_milters and non_smtpd_milters (milter/milter.h); count 0 when none. */
+    struct milter_conf *smtpd_milters, *non_smtpd_milters;
 };
 
 struct server {

@@ -27,6 +27,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "queue/maildrop.h"
+#include "milter/milter.h"
 
 /* Seconds to wait for the worker to finish after passing SIGTERM on. */
 #define SUPERVISOR_STOP_SECONDS 40
@@ -257,6 +258,17 @@ int daemon_supervise(const char *config_path, struct config *cfg)
             log_error("mail_owner: '%s' must not be root", owner);
             return EX_CONFIG;
         }
+    }
+    /* A milter list that does not parse stops the start, as it stops Postfix's smtpd. */
+    static const char *const milter_keys[] = {"smtpd_milters", "non_smtpd_milters"};
+    for (size_t i = 0; i < 2; i++) {
+        struct milter_conf *mc = milter_conf_load(cfg, milter_keys[i], &err);
+        if (mc == NULL) {
+            log_error("%s: %s", milter_keys[i], buf_cstr(&err));
+            buf_free(&err);
+            return EX_CONFIG;
+        }
+        milter_conf_free(mc);
     }
     const char *data = config_get(cfg, "data_directory");
     char *tls_dir = xasprintf("%s/tls", data);

@@ -25,6 +25,7 @@
 #include "mailauth/dkim_spool.h"
 #include "queue/localuser.h"
 #include "queue/pickup.h"
+#include "queue/pickup_milter.h"
 #include "queue/qmgr_int.h"
 #include "queue/spool.h"
 
@@ -36,6 +37,8 @@ struct qpick {
     struct server_gen *gen; /* held while the message is being signed */
     char *name;
     struct pickup_info info;
+    char bounce_id[QUEUE_ID_MAX]; /* a milter refused it: the DSN queued instead */
+    time_t retry_at;              /* a milter deferred it: left in maildrop/ until then */
     struct qpick *next;
 };
 
@@ -101,6 +104,38 @@ static void qpick_signed(void *arg, struct spool_msg *m, int err_code)
     spool_msg_commit(m, qpick_committed, p);
 }
 
+static void qpick_dropped_done(void *arg)
+{
+    struct qpick *p = arg;
+    struct qmgr *q = p->q;
+    if (p->bounce_id[0])
+        qmgr_add(q, p->bounce_id, 0);
+    qpick_free(p);
+    qmgr_inflight_done(q);
+}
+
+/* non_smtpd_milters have had their say (queue/pickup_milter.h); then signing and the commit. */
+static void qpick_filtered(void *arg, struct spool_msg *m, enum pickup_milter_outcome o,
+                           const char *bounce_id)
+{
+    struct qpick *p = arg;
+    struct qmgr *q = p->q;
+    if (o == PICKUP_MILTER_GO) {
+        dkim_spool_sign(q->srv->workq, p->gen->dkim, NULL, m, qpick_signed, p);
+        return;
+    }
+    server_gen_unref(p->gen);
+    p->gen = NULL;
+    if (o == PICKUP_MILTER_DROPPED) {
+        str_copy(p->bounce_id, sizeof p->bounce_id, bounce_id ? bounce_id : "");
+        workq_submit(q->srv->workq, qpick_unlink_work, qpick_dropped_done, p);
+        return;
+    }
+    /* Deferred: the file stays, and is not offered to the filters again for a minute. */
+    p->retry_at = time(NULL) + 60;
+    qmgr_inflight_done(q);
+}
+
 /* A batch of maildrop files, read on the work queue. */
 struct qpick_batch {
     struct qmgr *q;
@@ -143,7 +178,7 @@ static void qmgr_pickup_one(struct qmgr *q, struct pickup_file *f)
      * submission (docs/dkim.md). The generation is held for its signer.
      */
     p->gen = server_gen_ref(q->srv);
-    dkim_spool_sign(q->srv->workq, p->gen->dkim, NULL, m, qpick_signed, p);
+    pickup_milter_run(q->srv, p->gen, m, qpick_filtered, p);
 }
 
 static void qpick_batch_done(void *arg)
@@ -175,6 +210,13 @@ void qmgr_pickup(struct qmgr *q)
     struct qpick_batch *b = xcalloc(1, sizeof *b);
     b->q = q;
     pickup_limits_init(&b->lim, q->srv->gen->cfg);
+    /* A file a milter deferred is offered again once its pause is over. */
+    time_t now = time(NULL);
+    for (struct qpick *p = q->picking, *next; p; p = next) {
+        next = p->next;
+        if (p->retry_at && now >= p->retry_at)
+            qpick_free(p);
+    }
     size_t n = 0;
     for (struct qpick *p = q->picking; p; p = p->next)
         n++;

@@ -431,8 +431,10 @@ static int spool_commit_publish(struct spool *s, struct spool_msg *m)
     int rc = -1, e;
     char *inc_data = spool_path(s->incoming, m->id, ".data");
     char *inc_env = spool_path(s->incoming, m->id, NULL);
-    char *act_data = spool_path(s->active, m->id, ".data");
-    char *act_env = spool_path(s->active, m->id, NULL);
+    /* A message a milter quarantined goes straight to hold/ (Postfix's hold queue). */
+    const char *dir = m->env->hold ? s->hold : s->active;
+    char *act_data = spool_path(dir, m->id, ".data");
+    char *act_env = spool_path(dir, m->id, NULL);
     if (rename(inc_data, act_data) < 0) {
         e = errno;
         spool_unlink_incoming(s, m->id);
@@ -455,12 +457,15 @@ static int spool_commit_publish(struct spool *s, struct spool_msg *m)
 /* Undoes a commit whose directory sync failed: the renames may not be durable. */
 static void spool_uncommit(struct spool *s, const char *id)
 {
-    char *p = spool_path(s->active, id, NULL);
-    unlink(p);
-    free(p);
-    p = spool_path(s->active, id, ".data");
-    unlink(p);
-    free(p);
+    const char *dirs[] = {s->active, s->hold};
+    for (size_t i = 0; i < 2; i++) {
+        char *p = spool_path(dirs[i], id, NULL);
+        unlink(p);
+        free(p);
+        p = spool_path(dirs[i], id, ".data");
+        unlink(p);
+        free(p);
+    }
 }
 
 /* The envelope as committed: its records, then the commit record with the data's size. */
@@ -1096,6 +1101,21 @@ int spool_msg_read(struct spool_msg *m, struct buf *out, size_t max)
     int rc = read_file(path, out, max);
     free(path);
     return rc;
+}
+
+int spool_msg_truncate(struct spool_msg *m)
+{
+    if (m->failed_errno) {
+        errno = m->failed_errno;
+        return -1;
+    }
+    m->wlen = 0;
+    if (ftruncate(m->fd, 0) < 0 || lseek(m->fd, 0, SEEK_SET) < 0) {
+        m->failed_errno = errno;
+        return -1;
+    }
+    m->size = 0;
+    return 0;
 }
 
 /* Copies the first len bytes of in to the end of out, in the kernel when it can. */

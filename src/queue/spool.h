@@ -83,6 +83,12 @@ void spool_msg_abort(struct spool_msg *m);
  * message unchanged.
  */
 int spool_msg_read(struct spool_msg *m, struct buf *out, size_t max);
+/*
+ * Empties the data file of a message being received, so that it can be
+ * written again (non_smtpd_milters edit a picked-up message); 0 or -1 with
+ * errno (the commit then fails too).
+ */
+int spool_msg_truncate(struct spool_msg *m);
 int spool_msg_prepend(struct spool_msg *m, const void *data, size_t len);
 
 /*

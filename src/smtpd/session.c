@@ -35,6 +35,7 @@
 #include "mailauth/inbound.h"
 #include "smtpd/hold.h"
 #include "maps/resolve.h"
+#include "milter/milter.h"
 #include "queue/envelope.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
@@ -46,6 +47,7 @@
 #include "smtpd/policy.h"
 #include "smtpd/restrict.h"
 #include "smtpd/sasl.h"
+#include "smtpd/smtpd_milter.h"
 #include "smtpd/submission.h"
 #include "tls/tls.h"
 
@@ -78,6 +80,9 @@ struct smtpd_tx {
     unsigned long long instance; /* the policy protocol's "instance": one per transaction */
     int auth;                    /* the inbound checks run on this message (mailauth/inbound.h) */
     struct smtpd_hold hold;      /* the message held for them until the verdict */
+    int milter;                  /* smtpd_milters see this message: held for them too */
+    int bdat;                    /* sent with BDAT: the milters get their DATA event at the end */
+    struct milter_msg milter_msg;
 };
 
 struct smtpd_session {
@@ -139,6 +144,19 @@ struct smtpd_session {
     int greet_logged;    /* "connect from" is out (the greeting may wait for a check) */
     char *access_denied; /* smtpd_delay_reject = no: the client's refusal, for every command */
     int replaying;       /* dispatching s->replay: its rate-limit events were counted already */
+    /* smtpd_milters: the section "milters" below */
+    struct milter_session *milter; /* NULL without smtpd_milters */
+    struct smtpd_milter_info minfo;
+    int milter_wait;   /* an event is with the filters: commands wait */
+    int milter_pass;   /* the filters agreed: the command runs on past its gate */
+    char milter_ev;    /* the event at the gate */
+    char *milter_args; /* the command's arguments, to run it again */
+    size_t milter_args_len;
+    int (*milter_redo)(struct smtpd_session *s, const char *args, size_t len);
+    char *milter_addr; /* the sender or recipient of the event */
+    int milter_hold;   /* quarantined: the message goes to hold/ */
+    char *milter_hold_reason;
+    int milter_discard; /* a filter discards the message: no more events for it */
 };
 
 static const char *state_names[SMTPD_STATE_COUNT] = {
@@ -154,6 +172,11 @@ static void session_run(struct smtpd_session *s);
 static void session_close(struct smtpd_session *s);
 static void session_linger(struct smtpd_session *s);
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg);
+static void session_milter_tx_end(struct smtpd_session *s);
+static int session_milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
+                               size_t len,
+                               int (*redo)(struct smtpd_session *, const char *, size_t));
+static void session_milter_content(struct smtpd_session *s, const char *msg, size_t len);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -212,12 +235,14 @@ static void tx_free(struct smtpd_session *s)
         spool_msg_abort(tx->msg);
     smtp_data_release(&tx->data);
     smtpd_hold_release(&tx->hold);
+    milter_msg_free(&tx->milter_msg);
     free(tx->sender);
     free(tx->envid);
     free(tx->first_rcpt);
     free(tx);
     s->tx = NULL;
     restrict_tx_reset(s->rs);
+    session_milter_tx_end(s);
 }
 
 /* Back to "no transaction" (RSET, end of message, errors that end it). */
@@ -329,6 +354,8 @@ static int cmd_helo(struct smtpd_session *s, const char *args, size_t len)
 {
     if (helo_common(s, args, len, 0) < 0)
         return -1;
+    if (session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_helo))
+        return 0;
     s->ext = 0;
     reply(s, 250, NULL, "%s", s->myhostname);
     return 0;
@@ -338,6 +365,8 @@ static int cmd_ehlo(struct smtpd_session *s, const char *args, size_t len)
 {
     if (helo_common(s, args, len, 1) < 0)
         return -1;
+    if (session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_ehlo))
+        return 0;
     struct evbuffer *out = bufferevent_get_output(s->bev);
     evbuffer_add_printf(out, "250-%s\r\n", s->myhostname);
     s->ext = 0;
@@ -402,6 +431,10 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
     if (tlsauth_check_sender(s, sender, strlen(sender)) < 0) {
         free(sender);
         return -1;
+    }
+    if (session_milter_gate(s, MILTER_C_MAIL, sender, args, len, cmd_mail)) {
+        free(sender);
+        return 0;
     }
     struct smtpd_tx *tx = xcalloc(1, sizeof *tx);
     tx->sender = sender;
@@ -548,6 +581,10 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         }
         buf_free(&err);
     }
+    if (session_milter_gate(s, MILTER_C_RCPT, addr, args, len, cmd_rcpt)) {
+        resolved_list_free(&list);
+        return 0;
+    }
     if (tx_open(s) < 0) {
         resolved_list_free(&list);
         return -1;
@@ -586,7 +623,7 @@ static int check_data(struct smtpd_session *s, const char *args, size_t len)
 static int data_sink(void *arg, const char *data, size_t len)
 {
     struct smtpd_tx *tx = arg;
-    if (tx->auth)
+    if (tx->auth || tx->milter)
         return smtpd_hold_append(&tx->hold, data, len);
     return spool_msg_write(tx->msg, data, len);
 }
@@ -634,6 +671,8 @@ static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
     }
     tx->auth = s->srv->dns &&
                inbound_applies(s->gen->cfg, (const struct sockaddr *)&s->peer, s->authenticated);
+    tx->milter = s->milter != NULL;
+    tx->bdat = mode == SMTP_DATA_BDAT;
     smtp_data_init(&tx->data, mode, s->max_msg, s->max_hdr, data_sink, tx);
     tx->data_open = 1;
     return 0;
@@ -641,6 +680,8 @@ static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
 
 static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
 {
+    if (session_milter_gate(s, MILTER_C_DATA, NULL, args, len, cmd_data))
+        return 0;
     if (data_open(s, SMTP_DATA_DOT) < 0) {
         tx_reset(s);
         return -1;
@@ -701,6 +742,17 @@ static void auth_done(void *arg, const struct inbound_result *res)
         session_close(s);
         return;
     }
+    if (res->verdict == INBOUND_ACCEPT && tx->milter) {
+        /* The filters see the message with our Authentication-Results, as Postfix's would. */
+        struct buf all = BUF_INIT;
+        buf_append(&all, res->header, res->header_len);
+        buf_append(&all, res->msg, res->msg_len);
+        buf_append(&all, res->body, res->body_len);
+        smtpd_hold_release(&tx->hold); /* res->body pointed into it */
+        session_milter_content(s, all.data ? all.data : "", all.len);
+        buf_free(&all);
+        return;
+    }
     if (res->verdict == INBOUND_ACCEPT) {
         if (spool_msg_write(tx->msg, res->header, res->header_len) == 0 &&
             spool_msg_write(tx->msg, res->msg, res->msg_len) == 0 &&
@@ -758,8 +810,22 @@ static void message_checked(struct smtpd_session *s)
             tx_reset(s); /* refused: aborts the queue file, nothing is kept */
         return;
     }
-    if (s->tx->auth) {
+    struct smtpd_tx *tx = s->tx;
+    if (tx->auth) {
         auth_start(s);
+        return;
+    }
+    if (tx->milter) {
+        const char *msg;
+        size_t len;
+        if (smtpd_hold_view(&tx->hold, &msg, &len) < 0) {
+            log_warning("%s: cannot map the held message: %s", spool_msg_id(tx->msg),
+                        strerror(errno));
+            reply(s, 451, "4.3.0", "Error: queue file write error");
+            tx_reset(s); /* aborts the queue file: nothing is kept */
+            return;
+        }
+        session_milter_content(s, msg, len);
         return;
     }
     message_commit(s);
@@ -1454,7 +1520,7 @@ static void session_run(struct smtpd_session *s)
     struct evbuffer *out = bufferevent_get_output(s->bev);
     s->in_run = 1;
     while (!s->dead && s->state != SMTPD_STATE_QUIT && s->state != SMTPD_STATE_COMMIT &&
-           !s->auth_q && !s->starttls_wait && !s->restrict_wait) {
+           !s->auth_q && !s->starttls_wait && !s->restrict_wait && !s->milter_wait) {
         if (s->replay) {
             /* The command that waited for a restriction lookup: its answers are in now. */
             char *line = s->replay;
@@ -1536,13 +1602,276 @@ static void session_run(struct smtpd_session *s)
      * QUIT among it); anything else can never complete.
      */
     if (s->eof && !s->dead && !s->commit_pending && !s->auth_q && !s->restrict_wait && !s->replay &&
-        s->state != SMTPD_STATE_QUIT) {
+        !s->milter_wait && s->state != SMTPD_STATE_QUIT) {
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
         s->dead = 1;
     }
     if (s->dead)
         session_close(s); /* frees s unless a commit is pending */
+}
+
+/* ---- milters (smtpd_milters: milter/milter.h, smtpd/smtpd_milter.h) ---- */
+
+/* One connection per filter for the session, opened at the connect event. */
+static void session_milter_start(struct smtpd_session *s, int fd)
+{
+    const struct milter_conf *mc = s->gen->smtpd_milters;
+    if (!mc || mc->count == 0)
+        return;
+    smtpd_milter_info_init(&s->minfo, s->gen->cfg, s->addr, &s->peer, fd);
+    s->milter = milter_session_new(s->srv->base, mc, smtpd_milter_macro, &s->minfo);
+}
+
+/* The macros' values as the session stands now. */
+static void session_milter_info(struct smtpd_session *s)
+{
+    struct smtpd_milter_info *in = &s->minfo;
+    in->client_name = s->host;
+    in->client_ptr = s->host_name ? s->host_name : s->ptr_name ? s->ptr_name : "unknown";
+    in->helo = s->helo;
+    in->queue_id = s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : NULL;
+    in->auth_type = s->authenticated ? sasl_mechanism(s->sasl) : NULL;
+    in->auth_authen = s->authenticated ? s->auth_user : NULL;
+    in->mail_addr = s->tx ? s->tx->sender : NULL;
+    in->rcpt_addr = in->rcpt_mailer = in->rcpt_host = NULL;
+    SSL *ssl = s->tls_up ? tls_bev_ssl(s->bev) : NULL;
+    in->tls_version = ssl ? SSL_get_version(ssl) : NULL;
+    in->cipher = ssl ? SSL_get_cipher_name(ssl) : NULL;
+    in->cipher_bits = ssl ? SSL_get_cipher_bits(ssl, NULL) : 0;
+}
+
+/* Postfix's line: "QUEUEID: milter-reject: MAIL from host[addr]: 550 ...; from=<...> ..." */
+static void session_milter_log(struct smtpd_session *s, const char *action, const char *where,
+                               const char *text)
+{
+    const char *from = s->tx                           ? s->tx->sender
+                       : s->milter_ev == MILTER_C_MAIL ? s->milter_addr
+                                                       : NULL;
+    const char *to = s->milter_ev == MILTER_C_RCPT ? s->milter_addr : NULL;
+    smtpd_milter_log(s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", action, where,
+                     s->host, s->addr, text, from, to, proto_name(s), s->helo);
+}
+
+static void session_milter_hold(struct smtpd_session *s, const struct milter_result *res,
+                                const char *where)
+{
+    if (!res->hold || s->milter_hold)
+        return;
+    s->milter_hold = 1;
+    free(s->milter_hold_reason);
+    s->milter_hold_reason = xstrdup(res->hold_reason);
+    session_milter_log(s, "milter-hold", where, res->hold_reason);
+}
+
+/* The transaction is over: the filters forget it, and so do we. */
+static void session_milter_tx_end(struct smtpd_session *s)
+{
+    milter_abort(s->milter);
+    s->milter_hold = 0;
+    s->milter_discard = 0;
+}
+
+static void session_milter_gate_done(void *arg, const struct milter_result *res)
+{
+    struct smtpd_session *s = arg;
+    char ev = s->milter_ev;
+    s->milter_wait = 0;
+    session_milter_hold(s, res, smtpd_milter_where(ev));
+    int shutdown = res->verdict == MILTER_SHUTDOWN ||
+                   (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0);
+    if (shutdown) {
+        const char *r =
+            res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
+        session_milter_log(s, "milter-reject", smtpd_milter_where(ev), r);
+        reply_line(s, r);
+        session_close(s);
+    } else if (res->verdict == MILTER_REJECT && ev != MILTER_C_HELO) {
+        /* (Sendmail compatibility: a rejected HELO still gets its 250; MAIL meets the reply.) */
+        session_milter_log(s, "milter-reject", smtpd_milter_where(ev), res->reply);
+        reply_line(s, res->reply);
+        if (ev == MILTER_C_MAIL)
+            milter_abort(s->milter);
+    } else {
+        if (res->verdict == MILTER_DISCARD && !s->milter_discard) {
+            s->milter_discard = 1;
+            session_milter_log(s, "milter-discard", smtpd_milter_where(ev),
+                               "milter triggers DISCARD action");
+        }
+        s->milter_pass = 1;
+        s->milter_redo(s, s->milter_args, s->milter_args_len);
+        s->milter_pass = 0;
+    }
+    if (!s->in_run)
+        session_run(s);
+}
+
+/*
+ * A command's milter event, once its own checks have passed (Postfix's
+ * order). 1: the command waits; it runs again, whole, when the filters
+ * agree, and then gets past this point (milter_pass).
+ */
+static int session_milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
+                               size_t len,
+                               int (*redo)(struct smtpd_session *, const char *, size_t))
+{
+    if (!s->milter || s->milter_discard)
+        return 0;
+    if (s->milter_pass) {
+        s->milter_pass = 0;
+        return 0;
+    }
+    free(s->milter_args);
+    s->milter_args = xstrndup(args, len);
+    s->milter_args_len = len;
+    s->milter_redo = redo;
+    s->milter_ev = ev;
+    free(s->milter_addr);
+    s->milter_addr = addr ? xstrdup(addr) : NULL;
+    s->milter_wait = 1;
+    session_milter_info(s);
+    if (ev == MILTER_C_HELO) {
+        milter_helo(s->milter, addr, session_milter_gate_done, s);
+    } else if (ev == MILTER_C_MAIL || ev == MILTER_C_RCPT) {
+        char **argv = smtpd_milter_argv(addr, args, len);
+        if (ev == MILTER_C_MAIL) {
+            s->minfo.mail_addr = s->milter_addr;
+            milter_mail(s->milter, (const char *const *)argv, session_milter_gate_done, s);
+        } else {
+            s->minfo.rcpt_addr = s->milter_addr;
+            int local = resolver_classify(s->gen->resolver, addr) == RESOLVE_LOCAL;
+            const char *at = strrchr(addr, '@');
+            s->minfo.rcpt_mailer = local ? "local" : "smtp";
+            s->minfo.rcpt_host = local ? s->myhostname : at ? at + 1 : NULL;
+            milter_rcpt(s->milter, (const char *const *)argv, session_milter_gate_done, s);
+        }
+        strlist_free(argv);
+    } else {
+        milter_data(s->milter, session_milter_gate_done, s);
+    }
+    return 1;
+}
+
+static void session_milter_greet_done(void *arg, const struct milter_result *res)
+{
+    struct smtpd_session *s = arg;
+    s->milter_wait = 0;
+    s->milter_ev = MILTER_C_CONNECT;
+    /* Postfix: 421 closes; a 5xx is "554 not accepting"; else the 220, and the reply waits at MAIL.
+     */
+    if (res->verdict == MILTER_SHUTDOWN ||
+        (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0)) {
+        session_milter_log(s, "milter-reject", "CONNECT", res->reply ? res->reply : "421 4.7.0");
+        reply(s, 421, NULL, "%s Service unavailable - try again later", s->myhostname);
+        session_close(s);
+        return;
+    }
+    if (res->verdict == MILTER_REJECT) {
+        session_milter_log(s, "milter-reject", "CONNECT", res->reply);
+        if (res->reply[0] == '5')
+            reply(s, 554, NULL, "%s ESMTP not accepting connections", s->myhostname);
+        else
+            reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+    } else {
+        reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+    }
+    s->greeted = 1;
+    if (s->eof || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+        session_run(s);
+}
+
+static void session_milter_greet(struct smtpd_session *s)
+{
+    s->milter_wait = 1;
+    session_milter_info(s);
+    int family = s->peer.ss_family;
+    if (family == AF_INET6 && strchr(s->addr, ':') == NULL)
+        family = AF_INET; /* a v4 client on a dual-stack socket */
+    milter_connect(s->milter, s->host, s->addr, family, s->minfo.client_port,
+                   session_milter_greet_done, s);
+}
+
+static void session_milter_content_done(void *arg, const struct milter_result *res)
+{
+    struct smtpd_session *s = arg;
+    struct smtpd_tx *tx = s->tx;
+    if (s->dead) {
+        s->commit_pending = 0;
+        session_close(s);
+        return;
+    }
+    s->milter_ev = MILTER_C_BODYEOB;
+    session_milter_hold(s, res, "END-OF-MESSAGE");
+    if (res->verdict == MILTER_REJECT || res->verdict == MILTER_SHUTDOWN) {
+        const char *r =
+            res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
+        session_milter_log(s, "milter-reject", "END-OF-MESSAGE", r);
+        reply_line(s, r);
+        if (res->verdict == MILTER_SHUTDOWN || strncmp(r, "421", 3) == 0)
+            session_close(s);
+    } else if (res->verdict == MILTER_DISCARD || s->milter_discard) {
+        /* Accepted and dropped, as Postfix does: the client sees a 250. */
+        if (res->verdict == MILTER_DISCARD)
+            session_milter_log(s, "milter-discard", "END-OF-MESSAGE",
+                               "milter triggers DISCARD action");
+        reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
+    } else {
+        struct envelope *env = spool_msg_envelope(tx->msg);
+        smtpd_milter_apply_envelope(&tx->milter_msg, env, s->gen->resolver, spool_msg_id(tx->msg));
+        env->hold = s->milter_hold;
+        struct buf out = BUF_INIT;
+        milter_msg_serialize(&tx->milter_msg, &out);
+        int rc = spool_msg_write(tx->msg, out.data, out.len);
+        buf_free(&out);
+        if (rc == 0) {
+            message_commit(s);
+            return;
+        }
+        int e = errno;
+        if (e == ENOSPC || e == EDQUOT)
+            reply(s, 452, "4.3.1", "Insufficient system storage");
+        else
+            reply(s, 451, "4.3.0", "Error: queue file write error");
+    }
+    s->commit_pending = 0;
+    tx_reset(s); /* aborts the queue file: nothing is kept */
+    if (!s->in_run)
+        session_run(s);
+}
+
+/* With BDAT the filters get their DATA event now, before the content (Postfix's order). */
+static void session_milter_data_done(void *arg, const struct milter_result *res)
+{
+    struct smtpd_session *s = arg;
+    if (res->verdict == MILTER_CONTINUE && !s->dead) {
+        session_milter_hold(s, res, "DATA");
+        milter_message(s->milter, &s->tx->milter_msg, session_milter_content_done, s);
+        return;
+    }
+    session_milter_content_done(s, res);
+}
+
+/*
+ * The held message goes to the filters, then (edited) into the queue
+ * file; the session waits as for a commit. Our Received: field is already
+ * in the queue file: the filters do not see it, as with Postfix.
+ */
+static void session_milter_content(struct smtpd_session *s, const char *msg, size_t len)
+{
+    struct smtpd_tx *tx = s->tx;
+    session_enter(s, SMTPD_STATE_COMMIT);
+    s->commit_pending = 1;
+    milter_msg_parse(&tx->milter_msg, msg, len); /* a copy: the held message can go */
+    smtpd_hold_release(&tx->hold);
+    session_milter_info(s);
+    if (s->milter_discard) {
+        struct milter_result none = {.verdict = MILTER_CONTINUE};
+        session_milter_content_done(s, &none);
+    } else if (tx->bdat) {
+        milter_data(s->milter, session_milter_data_done, s);
+    } else {
+        milter_message(s->milter, &tx->milter_msg, session_milter_content_done, s);
+    }
 }
 
 /* ---- life cycle ---- */
@@ -1581,6 +1910,10 @@ static void session_free(struct smtpd_session *s)
     restrict_session_free(s->rs);
     free(s->replay);
     free(s->access_denied);
+    milter_session_free(s->milter);
+    free(s->milter_args);
+    free(s->milter_addr);
+    free(s->milter_hold_reason);
     dns_cancel(s->peer_q);
     free(s->ptr_name);
     free(s->host_name);
@@ -1759,6 +2092,8 @@ static void peer_text(const struct sockaddr *sa, char *out, size_t size)
 
 /* ---- the client's name (Postfix's smtpd_peername_lookup) ---- */
 
+static void session_milter_greet(struct smtpd_session *s);
+
 static void session_greet(struct smtpd_session *s)
 {
     if (!s->restrict_wait && !s->access_denied && !s->greet_logged) {
@@ -1772,6 +2107,10 @@ static void session_greet(struct smtpd_session *s)
     }
     if (restrict_at(s, RESTRICT_CONNECT, NULL) < 0 && s->restrict_wait)
         return; /* restrict_resume() greets */
+    if (s->milter && !s->access_denied) {
+        session_milter_greet(s); /* the filters hear of the client first; the greeting follows */
+        return;
+    }
     if (s->access_denied) {
         evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", s->access_denied);
         s->errors++;
@@ -1877,6 +2216,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     struct restrict_hooks hooks = {restrict_resume, restrict_log, s};
     s->rs = restrict_session_new(restrict_conf_get(&s->gen->restrict_conf, cfg, s->gen->resolver),
                                  srv->dns, srv->base, &hooks);
+    session_milter_start(s, fd);
 
     evutil_make_socket_nonblocking(fd);
     if (kind == LISTEN_SMTPS) {
