@@ -105,10 +105,12 @@ def test_directory_owned_by_another_user_is_refused(server_factory):
 
 
 def test_maildrop_contents_are_never_chowned(server_factory, tmp_path):
-    # maildrop/ is writable by every local user: whatever they put there
-    # keeps its owner (root walking it would chown names they control). A
-    # hard link shows it whatever pickup then does with the name: the
-    # inode it shares with a file outside the queue must stay nobody's.
+    # maildrop/ is the local submission boundary (docs/submission.md): a
+    # local user cannot write there at all, only through hongyan-postdrop.
+    # Whatever does get there keeps its owner: root walking it would chown
+    # names another user controls. A hard link shows it whatever pickup then
+    # does with the name: the inode it shares with a file outside the queue
+    # must keep its owner.
     srv = started_once(server_factory)
     nobody = pwd.getpwnam("nobody")
     home = tmp_path / "nobody-home"
@@ -117,8 +119,13 @@ def test_maildrop_contents_are_never_chowned(server_factory, tmp_path):
     outside = home / "outside"
     as_user("nobody", ["touch", str(outside)])
     drop = srv.data / "queue" / "maildrop"
-    as_user("nobody", ["ln", str(outside), str(drop / "planted-link")])
-    as_user("nobody", ["mkdir", str(drop / "planted-dir")])
+    r = subprocess.run(["runuser", "-u", "nobody", "--", "ln", str(outside),
+                        str(drop / "planted-link")], capture_output=True, text=True)
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r.stderr
+    # Root (or anyone who got in) plants a link and a directory anyway.
+    os.link(outside, drop / "planted-link")
+    (drop / "planted-dir").mkdir()
+    os.chown(drop / "planted-dir", nobody.pw_uid, nobody.pw_gid)
     srv.start()
     srv.stop()
     assert owner(outside) == nobody.pw_uid
