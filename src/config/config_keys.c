@@ -88,6 +88,9 @@ const struct config_key config_keys[] = {
     {"submission_listen", "127.0.0.1:2587", CONFIG_LIST, NULL,
      "addresses for STARTTLS submission (RFC 6409); AUTH required to relay"},
     {"smtps_listen", "", CONFIG_LIST, NULL, "addresses for implicit-TLS submission (RFC 8314)"},
+    {"metrics_listen", "", CONFIG_LIST, NULL,
+     "host:port for GET /metrics (Prometheus) and GET / (status page); empty: off. Another "
+     "address than loopback exposes queue data to whoever reaches it"},
 
     /* Server limits. */
     {"message_size_limit", "10240000", CONFIG_INT, NULL, "largest message accepted, in bytes"},

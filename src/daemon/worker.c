@@ -21,6 +21,8 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
+#include "metrics/metrics_http.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
 #include "smtpd/auth.h"
@@ -59,15 +61,22 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
         if (w->listeners[i] == l)
             kind = w->socks[i].kind;
 
+    if (kind == LISTEN_METRICS) {
+        /* Scrapes are not SMTP connections: no limits, no connection counters. */
+        metrics_http_accept(srv, fd);
+        return;
+    }
     const struct config *cfg = srv->gen->cfg;
     char addr[64];
     server_addr_text(peer, addr, sizeof addr);
     if (srv->draining) {
+        metrics_connection_refused(METRICS_REFUSED_DRAINING);
         worker_refuse(fd, "421 4.3.2 Service shutting down, try again later\r\n");
         return;
     }
     if (srv->sessions >= config_get_int(cfg, "smtpd_client_connection_limit")) {
         log_warning("connection limit reached: refusing %s", addr);
+        metrics_connection_refused(METRICS_REFUSED_LIMIT);
         worker_refuse(fd, "421 4.7.0 Too many connections, try again later\r\n");
         return;
     }
@@ -76,10 +85,12 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     if (limit > 0 && count > limit) {
         client_table_add(srv->clients, addr, -1);
         log_warning("too many connections from %s (%d)", addr, count - 1);
+        metrics_connection_refused(METRICS_REFUSED_CLIENT_LIMIT);
         worker_refuse(fd, "421 4.7.0 Too many connections from your address\r\n");
         return;
     }
     srv->sessions++;
+    metrics_connection_accepted(kind);
     smtpd_session_start(srv, fd, peer, (socklen_t)peer_len, kind);
 }
 

@@ -82,7 +82,7 @@ int log_debug_enabled(void)
     return log_debug_on;
 }
 
-static void log_write(const char *severity, const char *fmt, va_list ap)
+static void log_write(const char *service, const char *severity, const char *fmt, va_list ap)
 {
     char line[8192];
     char stamp[32];
@@ -96,7 +96,7 @@ static void log_write(const char *severity, const char *fmt, va_list ap)
     if (log_pid == 0)
         log_pid = getpid();
     int n = snprintf(line, sizeof line, "%s %s hongyan/%s[%ld]: %s", stamp, log_hostname,
-                     log_service, (long)log_pid, severity);
+                     service ? service : log_service, (long)log_pid, severity);
     pthread_mutex_unlock(&log_lock);
     if (n < 0 || (size_t)n >= sizeof line)
         return;
@@ -128,7 +128,7 @@ static void log_write(const char *severity, const char *fmt, va_list ap)
         int saved = errno;                                                                         \
         va_list ap;                                                                                \
         va_start(ap, fmt);                                                                         \
-        log_write(severity, fmt, ap);                                                              \
+        log_write(NULL, severity, fmt, ap);                                                        \
         va_end(ap);                                                                                \
         errno = saved;                                                                             \
     }
@@ -137,3 +137,13 @@ LOG_DEFINE(log_info, "", 1)
 LOG_DEFINE(log_warning, "warning: ", 1)
 LOG_DEFINE(log_error, "error: ", 1)
 LOG_DEFINE(log_debug, "debug: ", log_debug_on)
+
+void log_info_as(const char *service, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    log_write(service, "", fmt, ap);
+    va_end(ap);
+    errno = saved;
+}

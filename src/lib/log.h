@@ -24,5 +24,11 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * An info line under another program name than the process's, where log
+ * readers key on it: pflogsumm counts a message received only from a
+ * "smtpd" line with client=, as Postfix's smtpd(8) writes it.
+ */
+void log_info_as(const char *service, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -14,6 +14,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "mailauth/authres.h"
 #include "mailauth/dkim.h"
 #include "mailauth/spf.h"
@@ -210,6 +211,7 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
                 null_sender ? "smtp.helo" : "smtp.mailfrom", null_sender ? c->helo : c->mailfrom,
                 NULL);
     buf_printf(&summary, "spf=%s", spf_word);
+    metrics_inbound_result("spf", spf_word);
 
     /* DKIM: one resinfo per signature (RFC 8601 2.7.1). */
     if (set->dkim_verify) {
@@ -217,6 +219,7 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
         if (!r || r->count == 0) {
             authres_add(ar, "dkim", "none", NULL, NULL, NULL);
             buf_puts(&summary, " dkim=none");
+            metrics_inbound_result("dkim", "none");
         }
         for (size_t i = 0; r && i < r->count; i++) {
             const struct dkim_sig_result *s = &r->sigs[i];
@@ -226,6 +229,7 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
                         s->domain, "header.s", s->selector, "header.a", s->algorithm, "header.b",
                         i < c->ndkim_b ? c->dkim_b[i] : NULL, NULL);
             buf_printf(&summary, " dkim=%s", w);
+            metrics_inbound_result("dkim", w);
         }
     }
 
@@ -241,6 +245,7 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *dm)
                     : NULL,
                 "header.from", c->from_domain, NULL);
     buf_printf(&summary, " dmarc=%s", dm_word);
+    metrics_inbound_result("dmarc", dm_word);
     authres_format(ar, &hdr);
     authres_free(ar);
 

@@ -31,6 +31,7 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "mailauth/dkim_spool.h"
 #include "maps/resolve.h"
 #include "queue/bounce.h"
@@ -311,6 +312,7 @@ static void qpick_committed(void *arg, int result, int err_code, const char *que
     struct qpick *p = arg;
     struct qmgr *q = p->q;
     if (result == 0) {
+        metrics_message_picked_up();
         workq_submit(q->srv->workq, qpick_unlink_work, qpick_unlink_done, p);
         return;
     }
@@ -439,6 +441,25 @@ void qmgr_flush(struct qmgr *q)
         }
     }
     qmgr_run(q);
+}
+
+size_t qmgr_view(struct qmgr *q, struct qmgr_view **out, int *inflight)
+{
+    size_t n = 0, cap = 0;
+    time_t now = time(NULL);
+    *out = NULL;
+    *inflight = 0;
+    for (struct qmsg *m = q->msgs; m; m = m->next) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = xrealloc(*out, cap * sizeof **out);
+        }
+        str_copy((*out)[n].id, sizeof(*out)[n].id, m->id);
+        (*out)[n].deferred = !m->busy && !m->in_ready && m->next_try > now;
+        *inflight += m->busy != 0;
+        n++;
+    }
+    return n;
 }
 
 void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg)
@@ -807,6 +828,8 @@ static void qjob_record_done(void *arg)
         log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", e->queue_id,
                  e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay, r->dsn,
                  qmgr_status_word(r->status), r->reply);
+        metrics_delivery((enum metrics_outcome)r->status, r->relay, e->rcpts[i].address, r->reply,
+                         delay);
         buf_free(&orig);
     }
     if (j->delay_id[0]) {

@@ -29,6 +29,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "mailauth/dkim_spool.h"
 #include "mailauth/inbound.h"
 #include "maps/resolve.h"
@@ -405,10 +406,10 @@ static int tx_open(struct smtpd_session *s)
     env->body_8bit = tx->body_8bit;
     env->arrival = time(NULL);
     if (s->authenticated)
-        log_info("%s: client=%s[%s], sasl_method=%s, sasl_username=%s", spool_msg_id(tx->msg),
-                 s->host, s->addr, sasl_mechanism(s->sasl), s->auth_user);
+        log_info_as("smtpd", "%s: client=%s[%s], sasl_method=%s, sasl_username=%s",
+                    spool_msg_id(tx->msg), s->host, s->addr, sasl_mechanism(s->sasl), s->auth_user);
     else
-        log_info("%s: client=%s[%s]", spool_msg_id(tx->msg), s->host, s->addr);
+        log_info_as("smtpd", "%s: client=%s[%s]", spool_msg_id(tx->msg), s->host, s->addr);
     return 0;
 }
 
@@ -505,6 +506,7 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     if (tx->nrcpt++ == 0)
         tx->first_rcpt = xstrdup(addr);
     session_enter(s, SMTPD_STATE_RCPT);
+    metrics_recipient_accepted();
     reply(s, 250, "2.1.5", "Ok");
     return 0;
 }
@@ -718,6 +720,7 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
         return;
     }
     if (result == 0) {
+        metrics_message_received(s->kind);
         reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
         qmgr_kick(s->srv->qmgr, queue_id);
     } else if (err_code == ENOSPC || err_code == EDQUOT) {
@@ -968,6 +971,7 @@ static void tlsauth_handshake_done(struct smtpd_session *s)
     log_info("Anonymous TLS connection established from %s[%s]: %s%s%.255s", s->host, s->addr,
              buf_cstr(&d), sni ? " sni=" : "", sni ? sni : "");
     buf_free(&d);
+    metrics_tls_handshake(METRICS_IN, SSL_get_version(ssl));
 }
 
 static void tlsauth_handshake_failed(struct smtpd_session *s)
@@ -986,6 +990,7 @@ static void tlsauth_auth_done(void *arg, enum auth_result r)
     const char *mech = sasl_mechanism(s->sasl);
     char client[INET6_ADDRSTRLEN + 64];
     snprintf(client, sizeof client, "%s[%s]", s->host, s->addr);
+    metrics_auth(r == AUTH_OK);
     if (r == AUTH_OK) {
         s->authenticated = 1;
         /* The password is gone; keep the mechanism for the log (sasl_method=). */
