@@ -104,6 +104,11 @@ const struct config_key config_keys[] = {
     {"smtpd_client_connection_count_limit", "50", CONFIG_INT, NULL,
      "simultaneous sessions per client address"},
     {"smtpd_client_connection_limit", "10000", CONFIG_INT, NULL, "simultaneous sessions in total"},
+    {"smtpd_upstream_proxy_protocol", "", CONFIG_ENUM_LIST, "haproxy",
+     "haproxy: every SMTP listener expects a PROXY protocol v1 or v2 header first (a load "
+     "balancer in front) and takes the client's address from it; empty: off"},
+    {"smtpd_upstream_proxy_timeout", "5s", CONFIG_TIME, "s",
+     "time allowed for the PROXY header; without one the connection is closed, no greeting"},
 
     /* Server TLS and AUTH. */
     {"smtpd_tls_cert_file", "", CONFIG_STRING, NULL,

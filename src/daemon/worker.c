@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "dns/dns.h"
 #include "daemon/daemon.h"
+#include "daemon/proxy.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workq.h"
@@ -51,21 +52,15 @@ static void worker_refuse(int fd, const char *reply)
     close(fd);
 }
 
-static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *peer,
-                             int peer_len, void *arg)
+/*
+ * Limits and the session start, for the client's address: the socket's
+ * peer, or the one a PROXY header named (smtpd_upstream_proxy_protocol).
+ */
+static void worker_admit(void *arg, int fd, const struct sockaddr *peer, socklen_t peer_len,
+                         enum listener_kind kind)
 {
     struct worker *w = arg;
     struct server *srv = &w->srv;
-    enum listener_kind kind = LISTEN_SMTPD;
-    for (int i = 0; i < w->nsocks; i++)
-        if (w->listeners[i] == l)
-            kind = w->socks[i].kind;
-
-    if (kind == LISTEN_METRICS) {
-        /* Scrapes are not SMTP connections: no limits, no connection counters. */
-        metrics_http_accept(srv, fd);
-        return;
-    }
     const struct config *cfg = srv->gen->cfg;
     char addr[64];
     server_addr_text(peer, addr, sizeof addr);
@@ -91,7 +86,37 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     }
     srv->sessions++;
     metrics_connection_accepted(kind);
-    smtpd_session_start(srv, fd, peer, (socklen_t)peer_len, kind);
+    smtpd_session_start(srv, fd, peer, peer_len, kind);
+}
+
+static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *peer,
+                             int peer_len, void *arg)
+{
+    struct worker *w = arg;
+    struct server *srv = &w->srv;
+    enum listener_kind kind = LISTEN_SMTPD;
+    for (int i = 0; i < w->nsocks; i++)
+        if (w->listeners[i] == l)
+            kind = w->socks[i].kind;
+    if (kind == LISTEN_METRICS) {
+        /* Scrapes are not SMTP connections: no limits, no connection counters. */
+        metrics_http_accept(srv, fd);
+        return;
+    }
+    const struct config *cfg = srv->gen->cfg;
+    if (strcmp(config_get(cfg, "smtpd_upstream_proxy_protocol"), "haproxy") == 0 &&
+        !srv->draining) {
+        /* Headers still to come count against the total, so a flood of silent peers is bounded. */
+        if (srv->sessions + proxy_pending() >=
+            config_get_int(cfg, "smtpd_client_connection_limit")) {
+            metrics_connection_refused(METRICS_REFUSED_LIMIT);
+            close(fd);
+            return;
+        }
+        proxy_accept(srv, fd, peer, (socklen_t)peer_len, kind, worker_admit, w);
+        return;
+    }
+    worker_admit(w, fd, peer, (socklen_t)peer_len, kind);
 }
 
 static void worker_reload(evutil_socket_t sig, short what, void *arg)
@@ -229,6 +254,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
             -1; /* evconnlistener closed nothing (no CLOSE_ON_FREE): the supervisor owns them */
     }
     free(w.listeners);
+    proxy_drop_all();
     /* The work queue first: its last completions still call into the qmgr. */
     workq_free(w.srv.workq);
     qmgr_free(w.srv.qmgr);
