@@ -6,10 +6,10 @@ set -eu
 
 build_pkgs="build-essential pkg-config meson ninja-build clang clang-format libclang-rt-14-dev
   libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils libcrypt-dev
-  libpsl-dev publicsuffix libcmocka-dev openssl ca-certificates dns-root-data"
+  libpsl-dev libpq-dev publicsuffix libcmocka-dev openssl ca-certificates dns-root-data"
 test_pkgs="python3 python3-pytest python3-aiosmtpd python3-dnslib python3-dkim
   python3-yaml python3-cryptography swaks opendkim-tools dovecot-core dovecot-lmtpd
-  libsasl2-modules libnet-ssleay-perl prometheus pflogsumm chromium haproxy"
+  libsasl2-modules libnet-ssleay-perl prometheus pflogsumm chromium haproxy postgresql"
 
 want="$build_pkgs"
 [ "${1:-}" = "--test" ] && want="$build_pkgs $test_pkgs"
