@@ -426,10 +426,11 @@ class Hongyan:
 
     name = "hongyan"
 
-    def __init__(self, work, sink_port):
+    def __init__(self, work, sink_port, extra=None):
         self.work = pathlib.Path(work)
         self.port = free_port()
         self.sink_port = sink_port
+        self.extra = extra or {}
         self.data = self.work / "data"
         self.mail = self.data / "mail"
         self.cfg = self.work / "main.cf"
@@ -468,6 +469,7 @@ class Hongyan:
             # Postfix out of the box checks no DKIM/SPF; neither do we here.
             "smtpd_dkim_verify": "no",
         }
+        settings.update(self.extra)
         self.cfg.write_text("".join("%s = %s\n" % kv for kv in settings.items()))
 
     def start(self):
@@ -783,6 +785,56 @@ def scenario_durability(server, count=200, sessions=20):
     if not (ok and delivered):
         res["error"] = err or "not all delivered under strace"
     return res
+
+
+def scenario_metrics(sink, sessions=20, count=3000, rounds=3):
+    """The cost of metrics_listen: acceptance at SESSIONS sessions with the
+    metrics listener off, then on with a scraper fetching /metrics every
+    second (Prometheus scrapes every 15 s by default: this is harsher),
+    alternating OFF/ON servers over ROUNDS rounds so that the machine's
+    drift hits both alike. Cost = 1 - median(on) / median(off)."""
+    import urllib.request
+    rates = {"off": [], "on": []}
+    scrapes = 0
+    for rnd in range(rounds):
+        for mode in ("off", "on"):
+            extra = {}
+            mport = free_port()
+            if mode == "on":
+                extra["metrics_listen"] = "127.0.0.1:%d" % mport
+            srv = Hongyan(OUT / ("hongyan-metrics-" + mode), sink.port, extra)
+            srv.start()
+            stop = threading.Event()
+            got = []
+
+            def scrape():
+                while not stop.wait(1.0):
+                    try:
+                        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                                    timeout=5) as r:
+                            got.append(len(r.read()))
+                    except OSError:
+                        pass
+            t = threading.Thread(target=scrape) if mode == "on" else None
+            try:
+                if t:
+                    t.start()
+                r = scenario_accept(srv, sessions, count)
+            finally:
+                stop.set()
+                if t:
+                    t.join()
+                srv.stop()
+            scrapes += len(got)
+            if r.get("rate"):
+                rates[mode].append(r["rate"])
+            log("  metrics %s round %d: %s msg/s%s" % (mode, rnd + 1, fmt_rate(r.get("rate")),
+                                                      ", %d scrapes" % len(got) if t else ""))
+    med = lambda xs: sorted(xs)[len(xs) // 2] if xs else None
+    off, on = med(rates["off"]), med(rates["on"])
+    return {"sessions": sessions, "count": count, "off": rates["off"], "on": rates["on"],
+            "median_off": off, "median_on": on, "scrapes": scrapes,
+            "cost_percent": (1 - on / off) * 100 if off and on else None}
 
 
 def make_cert():
@@ -1270,6 +1322,18 @@ def render(results, meta):
         for e in errs:
             L.append("- " + e)
         L.append("")
+    met = results.get("metrics")
+    if met:
+        L.append("## metrics_listen cost (hongyan, %d sessions, /metrics scraped every second)"
+                 % met["sessions"])
+        L.append("")
+        L.append("| metrics off, msg/s (rounds) | on, msg/s (rounds) | median off | median on | cost |")
+        L.append("| --- | --- | --- | --- | --- |")
+        L.append("| %s | %s | %s | %s | %s |" % (
+            ", ".join(fmt_rate(x) for x in met["off"]), ", ".join(fmt_rate(x) for x in met["on"]),
+            fmt_rate(met["median_off"]), fmt_rate(met["median_on"]),
+            "%.1f%%" % met["cost_percent"] if met["cost_percent"] is not None else "—"))
+        L.append("")
     return "\n".join(L)
 
 
@@ -1306,7 +1370,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small message counts (a smoke run)")
     ap.add_argument("--servers", default="postfix,hongyan")
-    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim")
+    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim,metrics")
     ap.add_argument("--sessions", default="1,20,100")
     ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
     ap.add_argument("--readme", action="store_true",
@@ -1338,6 +1402,7 @@ def main():
             "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release(),
             "load_start": loadavg()}
     results = {"accept": {}, "relay": {}, "idle": {}, "sink": {}, "tls": {}, "dkim": {},
+               "metrics": {},
                "durability": {}, "errors": []}
     try:
         if "sink" in only:
@@ -1418,6 +1483,16 @@ def main():
                 finally:
                     big.stop()
                     sink.stop()
+        if "metrics" in only and "hongyan" in servers:
+            log("hongyan metrics_listen cost, 20 sessions, off vs on (scraped every second)")
+            sink = Sink("metrics").start()
+            try:
+                results["metrics"] = r = scenario_metrics(sink, count=300 if args.quick else 3000)
+            finally:
+                sink.stop()
+            log("  -> off %s, on %s msg/s: cost %s%%" % (
+                fmt_rate(r["median_off"]), fmt_rate(r["median_on"]),
+                "%.1f" % r["cost_percent"] if r["cost_percent"] is not None else "?"))
         if "dkim" in only:
             log("DKIM signing and verification, hongyan vs opendkim-testmsg")
             results["dkim"] = scenario_dkim(n=40 if args.quick else 400)

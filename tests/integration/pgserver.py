@@ -33,16 +33,15 @@ class PgServer:
                               capture_output=True, text=True, check=check, timeout=120)
 
     def start(self):
-        opts = "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port, self.dir)
         for _ in range(3):
+            # Every statement is logged: tests count what the database was asked.
+            opts = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
+                    "-c log_statement=all" % (self.port, self.dir))
             r = self.as_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
                             str(self.dir / "log"), "-w", "-t", "60", "start"], check=False)
             if r.returncode == 0:
                 return
-            # Someone took the port: pick another.
-            self.port = free_port()
-            opts = "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port,
-                                                                                 self.dir)
+            self.port = free_port()  # someone took the port: pick another
         raise RuntimeError("pg_ctl start failed: " + r.stdout + r.stderr +
                            (self.dir / "log").read_text(errors="replace"))
 
@@ -54,6 +53,11 @@ class PgServer:
         r = self.as_pg(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.dir), "-p",
                         str(self.port), "-U", "postgres", "-d", db], input=sql)
         return r.stdout
+
+    def statements(self, needle):
+        """How many statements containing needle the server has logged (log_statement = all)."""
+        text = (self.dir / "log").read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if ("statement: " in line or "execute " in line) and needle in line)
 
     def destroy(self):
         self.stop()

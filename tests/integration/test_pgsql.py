@@ -141,3 +141,25 @@ def test_virtual_mailboxes_from_postgres_and_db_down(server_factory, mailbox_cf,
     # The connection is made again on the next lookup.
     assert rcpt(srv, "bob@example.net")[0] == 250
     assert rcpt(srv, "nobody@example.net")[0] == 550
+
+
+def test_database_work_per_message(server_factory, mailbox_cf, pg):
+    """What the database sees per message (docs/scale-out.md): one query
+    when RCPT TO is checked, one when the delivery resolves the mailbox."""
+    srv = server_factory({
+        "virtual_mailbox_domains": "example.net",
+        "virtual_mailbox_maps": "pgsql:%s" % mailbox_cf,
+        "smtpd_peername_lookup": "no",
+        "mynetworks": "127.0.0.1/32",
+    })
+    needle = "FROM mailbox WHERE username="
+    before = pg.statements(needle)
+    n = 10
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as c:
+        for i in range(n):
+            c.sendmail("alice@sender.test", ["bob@example.net"],
+                       "From: alice@sender.test\r\nSubject: %d\r\n\r\nhello\r\n" % i)
+    assert wait_for(lambda: len(srv.messages("example.net", "bob")) >= n)
+    time.sleep(0.5)  # the last delivery's bookkeeping
+    per_message = (pg.statements(needle) - before) / n
+    assert per_message == 2, per_message

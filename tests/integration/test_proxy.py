@@ -9,6 +9,7 @@ import smtplib
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -23,7 +24,9 @@ class HAProxy:
     def __init__(self, tmp, backend_port):
         self.tmp = tmp
         self.v1_port, self.v2_port = free_port(), free_port()
-        self.stats = tmp / "haproxy.sock"
+        # Unix socket paths are limited to 107 octets: a short directory.
+        self.sockdir = tempfile.mkdtemp(prefix="hyha", dir="/tmp")
+        self.stats = os.path.join(self.sockdir, "haproxy.sock")
         self.cfg = tmp / "haproxy.cfg"
         self.cfg.write_text(f"""
 global
@@ -48,13 +51,14 @@ backend hongyan_v2
         self.log = open(tmp / "haproxy.log", "wb")
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.cfg)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        wait_port(self.v1_port)
-        wait_port(self.v2_port)
+        wait_port(self.v1_port, proc=self.proc)
+        wait_port(self.v2_port, proc=self.proc)
+        wait_for(lambda: os.path.exists(self.stats))
 
     def command(self, line):
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(5)
-            s.connect(str(self.stats))
+            s.connect(self.stats)
             s.sendall(line.encode() + b"\n")
             out = b""
             while True:
@@ -78,6 +82,7 @@ backend hongyan_v2
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.log.close()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
 
 
 @pytest.fixture
