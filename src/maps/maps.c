@@ -404,6 +404,19 @@ enum map_result map_list_lookup(struct map_list *l, const char *key, struct buf 
     return MAP_NOTFOUND;
 }
 
+int map_may_block(const struct map *m)
+{
+    return m != NULL && m->type == MAP_TYPE_PGSQL;
+}
+
+int map_list_may_block(const struct map_list *l)
+{
+    for (size_t i = 0; l && i < l->count; i++)
+        if (map_may_block(l->maps[i]))
+            return 1;
+    return 0;
+}
+
 int map_list_empty(const struct map_list *l)
 {
     return l == NULL || l->count == 0;

@@ -112,12 +112,24 @@ struct qjob {
     char bounce_id[QUEUE_ID_MAX];
     char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
     size_t *bounced, nbounced;   /* recipients bounced in this round */
+    struct qresolve *resolved;   /* per recipient, between resolving and launching */
     char hostname[256];
     long long min_backoff, max_backoff, lifetime, delay_warning;
 };
 
 static void qmgr_run(struct qmgr *q);
 struct qpick;
+
+/* One recipient's expansion, made before the delivery round starts (qjob_resolve_work). */
+struct qresolve {
+    enum map_result mr;
+    struct resolved_list rl;
+    struct buf err;
+};
+
+struct qjob;
+static void qjob_resolve_work(void *arg);
+static void qjob_resolved(void *arg);
 
 static struct config *qmgr_cfg(struct qmgr *q)
 {
@@ -896,13 +908,48 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     j->delay_warning = config_get_time(j->cfg, "delay_warning_time");
     if (j->max_backoff < j->min_backoff)
         j->max_backoff = j->min_backoff;
+    buf_free(&err);
+    qmgr_ready_remove(q, m);
+    m->busy = 1;
+    q->inflight++;
+    j->resolved = xcalloc(e->nrcpts + 1, sizeof *j->resolved);
+    /* A table that may wait on the network (pgsql:) is asked off the loop. */
+    if (resolver_expand_may_block(j->gen->resolver)) {
+        workq_submit(q->srv->workq, qjob_resolve_work, qjob_resolved, j);
+        return 0;
+    }
+    qjob_resolve_work(j);
+    qjob_resolved(j);
+    return 0;
+}
+
+/* Expands every pending recipient (thread-safe: resolve.h); the loop acts on the answers. */
+static void qjob_resolve_work(void *arg)
+{
+    struct qjob *j = arg;
+    const struct envelope *e = j->env;
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        if (e->rcpts[i].state != RCPT_PENDING)
+            continue;
+        struct qresolve *rs = &j->resolved[i];
+        buf_init(&rs->err);
+        rs->mr = resolver_expand(j->gen->resolver, e->rcpts[i].address, &rs->rl, &rs->err);
+    }
+}
+
+/* Sorts the resolved recipients into local and remote deliveries, then starts them. */
+static void qjob_resolved(void *arg)
+{
+    struct qjob *j = arg;
+    struct qmgr *q = j->q;
+    struct envelope *e = j->env;
     for (size_t i = 0; i < e->nrcpts; i++) {
         struct envelope_rcpt *r = &e->rcpts[i];
         if (r->state != RCPT_PENDING)
             continue;
-        struct resolved_list rl = {NULL, 0};
-        buf_reset(&err);
-        enum map_result mr = resolver_expand(j->gen->resolver, r->address, &rl, &err);
+        struct resolved_list rl = j->resolved[i].rl;
+        struct buf err = j->resolved[i].err;
+        enum map_result mr = j->resolved[i].mr;
         if (mr == MAP_NOTFOUND) {
             char *why = xasprintf("unknown user: \"%s\"%s%s", r->address, err.len ? ": " : "",
                                   buf_cstr(&err));
@@ -936,11 +983,10 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
             }
         }
         resolved_list_free(&rl);
+        buf_free(&err);
     }
-    buf_free(&err);
-    qmgr_ready_remove(q, m);
-    m->busy = 1;
-    q->inflight++;
+    free(j->resolved);
+    j->resolved = NULL;
     /* One reference held while launching, so a synchronous agent cannot finish us early. */
     j->outstanding = 1;
     if (j->nlocal) {
@@ -959,7 +1005,6 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
         remote_deliver(&j->req, qjob_remote_done, j);
     }
     qjob_part_done(j);
-    return 0;
 }
 
 static int qmgr_limit(struct qmgr *q)

@@ -28,6 +28,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "metrics/metrics.h"
 #include "mailauth/dkim_spool.h"
@@ -97,6 +98,7 @@ struct smtpd_session {
     struct sasl *sasl;           /* an AUTH exchange; NULL outside one */
     int auth_step;               /* the next line is a SASL response */
     struct auth_pending *auth_q; /* a password check in flight */
+    struct rcpt_lookup *rcpt_q;  /* a recipient lookup on the work queue */
     char *auth_user;             /* the login, once authenticated or being checked */
     int trusted_net;             /* the client is in mynetworks */
     unsigned ext;                /* what EHLO advertised (enum smtp_ext) */
@@ -425,6 +427,101 @@ static void tx_add_rcpt(struct smtpd_session *s, const char *final, const char *
     r->notify = notify;
 }
 
+/*
+ * A recipient lookup that may wait on the network (a pgsql: alias or
+ * mailbox table) runs on the work queue; the session reads no further
+ * command until it is answered (s->rcpt_q), and a session that ends
+ * meanwhile is freed when the answer comes back.
+ */
+struct rcpt_lookup {
+    struct smtpd_session *s;
+    struct resolver *res;
+    char addr[600];
+    char orcpt[1200];
+    unsigned notify;
+    enum map_result mr;
+    struct resolved_list list;
+    struct buf err;
+};
+
+/* The RCPT reply once the recipient is resolved; 0 accepted, -1 refused. */
+static int rcpt_finish(struct smtpd_session *s, const char *addr, const char *orcpt,
+                       unsigned notify, enum map_result mr, struct resolved_list *list,
+                       struct buf *err)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (mr != MAP_FOUND) {
+        /* Not found is permanent; a table we cannot read is never a 5xx. */
+        int code = mr == MAP_NOTFOUND ? 550 : 451;
+        const char *st = mr == MAP_NOTFOUND ? "5.1.1" : "4.3.0";
+        char text[1024], status[8];
+        const char *why = buf_cstr(err);
+        /* The resolver may say "5.1.3 <addr>: reason"; keep its detail code if 5.x.x. */
+        if (mr == MAP_NOTFOUND && why[0] == '5' && why[1] == '.' && strchr(why, ' ') &&
+            strchr(why, ' ') - why < (long)sizeof status) {
+            size_t k = (size_t)(strchr(why, ' ') - why);
+            memcpy(status, why, k);
+            status[k] = '\0';
+            st = status;
+            snprintf(text, sizeof text, "%s", why + k + 1);
+        } else if (mr == MAP_NOTFOUND) {
+            snprintf(text, sizeof text,
+                     "<%s>: Recipient address rejected: User unknown in local recipient table",
+                     addr);
+        } else {
+            snprintf(text, sizeof text,
+                     "<%s>: Recipient address rejected: Temporary lookup failure", addr);
+            log_warning("recipient lookup for <%s> failed: %s", addr, why);
+        }
+        reply(s, code, st, "%s", text);
+        log_reject(s, "RCPT", addr, code, st, text);
+        resolved_list_free(list);
+        return -1;
+    }
+    if (tx_open(s) < 0) {
+        resolved_list_free(list);
+        return -1;
+    }
+    if (list->count) {
+        for (size_t i = 0; i < list->count; i++)
+            tx_add_rcpt(s, list->items[i].address, orcpt, notify);
+    } else {
+        tx_add_rcpt(s, addr, orcpt, notify);
+    }
+    resolved_list_free(list);
+    if (tx->nrcpt++ == 0)
+        tx->first_rcpt = xstrdup(addr);
+    session_enter(s, SMTPD_STATE_RCPT);
+    metrics_recipient_accepted();
+    reply(s, 250, "2.1.5", "Ok");
+    return 0;
+}
+
+static void rcpt_lookup_work(void *arg)
+{
+    struct rcpt_lookup *q = arg;
+    q->mr = resolver_expand(q->res, q->addr, &q->list, &q->err);
+}
+
+static void rcpt_lookup_done(void *arg)
+{
+    struct rcpt_lookup *q = arg;
+    struct smtpd_session *s = q->s;
+    s->rcpt_q = NULL;
+    int closing = s->dead || s->state == SMTPD_STATE_QUIT;
+    if (closing) {
+        resolved_list_free(&q->list);
+    } else if (rcpt_finish(s, q->addr, q->orcpt, q->notify, q->mr, &q->list, &q->err) < 0) {
+        s->cmd_ok[SMTP_CMD_RCPT]--; /* counted as accepted when the lookup started */
+    }
+    buf_free(&q->err);
+    free(q);
+    if (closing)
+        session_close(s);
+    else if (!s->in_run)
+        session_run(s);
+}
+
 static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
 {
     struct smtpd_tx *tx = s->tx;
@@ -451,64 +548,32 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         log_reject(s, "RCPT", addr, r.code, r.status, r.text);
         return -1;
     }
-    struct resolved_list list = {NULL, 0};
-    if (cls == RESOLVE_LOCAL) {
-        struct buf err = BUF_INIT;
-        enum map_result mr = resolver_expand(res, addr, &list, &err);
-        if (mr != MAP_FOUND) {
-            /* Not found is permanent; a table we cannot read is never a 5xx. */
-            int code = mr == MAP_NOTFOUND ? 550 : 451;
-            const char *st = mr == MAP_NOTFOUND ? "5.1.1" : "4.3.0";
-            char text[1024], status[8];
-            const char *why = buf_cstr(&err);
-            /* The resolver may say "5.1.3 <addr>: reason"; keep its detail code if 5.x.x. */
-            if (mr == MAP_NOTFOUND && why[0] == '5' && why[1] == '.' && strchr(why, ' ') &&
-                strchr(why, ' ') - why < (long)sizeof status) {
-                size_t k = (size_t)(strchr(why, ' ') - why);
-                memcpy(status, why, k);
-                status[k] = '\0';
-                st = status;
-                snprintf(text, sizeof text, "%s", why + k + 1);
-            } else if (mr == MAP_NOTFOUND) {
-                snprintf(text, sizeof text,
-                         "<%s>: Recipient address rejected: User unknown in local recipient table",
-                         addr);
-            } else {
-                snprintf(text, sizeof text,
-                         "<%s>: Recipient address rejected: Temporary lookup failure", addr);
-                log_warning("recipient lookup for <%s> failed: %s", addr, why);
-            }
-            reply(s, code, st, "%s", text);
-            log_reject(s, "RCPT", addr, code, st, text);
-            buf_free(&err);
-            resolved_list_free(&list);
-            return -1;
-        }
-        buf_free(&err);
-    }
-    if (tx_open(s) < 0) {
-        resolved_list_free(&list);
-        return -1;
-    }
     char orcpt[1200];
     if (t.orcpt[0])
         snprintf(orcpt, sizeof orcpt, "%s", t.orcpt);
     else
         snprintf(orcpt, sizeof orcpt, "%s;%s", (t.to.flags & SMTP_ADDR_UTF8) ? "utf-8" : "rfc822",
                  addr);
-    if (list.count) {
-        for (size_t i = 0; i < list.count; i++)
-            tx_add_rcpt(s, list.items[i].address, orcpt, t.notify);
-    } else {
-        tx_add_rcpt(s, addr, orcpt, t.notify);
+    struct resolved_list list = {NULL, 0};
+    struct buf err = BUF_INIT;
+    enum map_result mr = MAP_FOUND;
+    if (cls == RESOLVE_LOCAL && resolver_expand_may_block(res)) {
+        struct rcpt_lookup *q = xcalloc(1, sizeof *q);
+        q->s = s;
+        q->res = res; /* the session's generation holds it until the session ends */
+        str_copy(q->addr, sizeof q->addr, addr);
+        str_copy(q->orcpt, sizeof q->orcpt, orcpt);
+        q->notify = t.notify;
+        buf_init(&q->err);
+        s->rcpt_q = q;
+        workq_submit(s->srv->workq, rcpt_lookup_work, rcpt_lookup_done, q);
+        return 0;
     }
-    resolved_list_free(&list);
-    if (tx->nrcpt++ == 0)
-        tx->first_rcpt = xstrdup(addr);
-    session_enter(s, SMTPD_STATE_RCPT);
-    metrics_recipient_accepted();
-    reply(s, 250, "2.1.5", "Ok");
-    return 0;
+    if (cls == RESOLVE_LOCAL)
+        mr = resolver_expand(res, addr, &list, &err);
+    int rc = rcpt_finish(s, addr, orcpt, t.notify, mr, &list, &err);
+    buf_free(&err);
+    return rc;
 }
 
 static int check_data(struct smtpd_session *s, const char *args, size_t len)
@@ -1183,7 +1248,7 @@ static void session_run(struct smtpd_session *s)
     struct evbuffer *out = bufferevent_get_output(s->bev);
     s->in_run = 1;
     while (!s->dead && s->state != SMTPD_STATE_QUIT && s->state != SMTPD_STATE_COMMIT &&
-           !s->auth_q && !s->starttls_wait) {
+           !s->auth_q && !s->rcpt_q && !s->starttls_wait) {
         if (evbuffer_get_length(out) > SMTPD_OUTPUT_HIGH)
             break; /* the client is not reading its replies: wait for the write callback */
         if (s->hard_errors > 0 && s->errors >= s->hard_errors) {
@@ -1245,7 +1310,8 @@ static void session_run(struct smtpd_session *s)
      * The client closed its side: what was complete has run (a pipelined
      * QUIT among it); anything else can never complete.
      */
-    if (s->eof && !s->dead && !s->commit_pending && !s->auth_q && s->state != SMTPD_STATE_QUIT) {
+    if (s->eof && !s->dead && !s->commit_pending && !s->auth_q && !s->rcpt_q &&
+        s->state != SMTPD_STATE_QUIT) {
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
         s->dead = 1;
@@ -1317,7 +1383,7 @@ static void session_close(struct smtpd_session *s)
     if (!s->dead && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
         return; /* the write callback comes back here once the replies are out */
     s->dead = 1;
-    if (s->in_run || s->commit_pending)
+    if (s->in_run || s->commit_pending || s->rcpt_q)
         return;
     session_free(s);
 }
@@ -1391,8 +1457,8 @@ static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
         session_close(s);
         return;
     }
-    if (s->commit_pending)
-        return; /* the commit answers first; the idle timeout still applies after */
+    if (s->commit_pending || s->rcpt_q)
+        return; /* the commit or lookup answers first; the idle timeout still applies after */
     log_info("session time limit exceeded after %s from %s[%s]",
              s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr);
     reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->myhostname);

@@ -163,3 +163,51 @@ def test_database_work_per_message(server_factory, mailbox_cf, pg):
     time.sleep(0.5)  # the last delivery's bookkeeping
     per_message = (pg.statements(needle) - before) / n
     assert per_message == 2, per_message
+
+
+def test_slow_database_does_not_stall_other_sessions(server_factory, tmp_path, pg):
+    """The RCPT lookup runs on the work queue: while one session waits on
+    a slow query, another is served at once, and pipelined commands after
+    the slow RCPT are answered in order."""
+    slow = pgserver.table_file(
+        tmp_path / "slow.cf", pg,
+        "SELECT maildir FROM mailbox WHERE username='%s' UNION ALL SELECT NULL FROM "
+        "pg_sleep(CASE WHEN '%u' LIKE 'slow%%' THEN 2 ELSE 0 END)", timeout="5")
+    srv = server_factory({
+        "virtual_mailbox_domains": "example.net",
+        "virtual_mailbox_maps": "pgsql:%s" % slow,
+        "smtpd_peername_lookup": "no",
+        "mynetworks": "127.0.0.1/32",
+    })
+    import socket
+    a = socket.create_connection(("127.0.0.1", srv.smtpd_port), timeout=10)
+    fa = a.makefile("rb")
+    assert fa.readline().startswith(b"220")
+    a.sendall(b"EHLO a.test\r\nMAIL FROM:<x@sender.test>\r\nRCPT TO:<slow@example.net>\r\n"
+              b"RCPT TO:<bob@example.net>\r\nRSET\r\n")
+    start = time.monotonic()
+    time.sleep(0.2)  # the slow query is under way
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=10) as b:
+        b.ehlo("b.test")
+        assert b.noop()[0] == 250
+        assert b.mail("y@sender.test")[0] == 250
+        other = time.monotonic() - start
+        # A recipient in another domain needs no table: answered at once too.
+        assert b.rcpt("z@remote.test")[0] == 250
+        # The table's connection is busy with the slow query: this one waits for it,
+        # on a work-queue thread, not on the loop.
+        assert b.rcpt("bob@example.net")[0] == 250
+    assert other < 1.5, other  # the other session did not wait for the slow query
+    replies = []
+    try:
+        while len(replies) < 5:
+            line = fa.readline()
+            assert line, replies
+            if line[3:4] == b" ":
+                replies.append(line)
+    finally:
+        a.close()
+    slow_wait = time.monotonic() - start
+    # EHLO, MAIL, RCPT slow (550 after the pause), RCPT bob, RSET: in order.
+    assert [r[:3] for r in replies] == [b"250", b"250", b"550", b"250", b"250"], replies
+    assert slow_wait >= 1.5, slow_wait
