@@ -209,3 +209,39 @@ def test_v2_header_by_hand_with_tlvs_and_pipelined_smtp(proxied):
             got += chunk
     assert b"250" in got and b"221" in got
     assert "connect from unknown[192.0.2.44]" in srv.log_text()
+
+
+def test_smtps_tls_starts_after_the_header(server_factory):
+    """On smtps_listen the PROXY header comes first, then the TLS handshake;
+    a refused connection counts in the metrics."""
+    import ssl
+    smtps, mport = free_port(), free_port()
+    srv = server_factory({"smtpd_upstream_proxy_protocol": "haproxy",
+                          "smtpd_upstream_proxy_timeout": "1s",
+                          "smtpd_peername_lookup": "no",
+                          "smtps_listen": "127.0.0.1:%d" % smtps,
+                          "metrics_listen": "127.0.0.1:%d" % mport})
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", smtps), timeout=10) as raw:
+        raw.sendall(b"PROXY TCP4 198.51.100.9 127.0.0.1 5555 465\r\n")
+        with ctx.wrap_socket(raw) as tls:
+            assert tls.recv(1024).startswith(b"220 ")
+            tls.sendall(b"QUIT\r\n")
+            assert tls.recv(1024).startswith(b"221")
+    assert wait_for(lambda: "connect from unknown[198.51.100.9]" in srv.log_text())
+    with socket.create_connection(("127.0.0.1", srv.smtpd_port), timeout=10) as s:
+        s.sendall(b"HELO nope\r\n")
+        try:
+            s.recv(1024)
+        except ConnectionResetError:
+            pass
+    import urllib.request
+    def refused():
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
+            text = r.read().decode()
+        line = [l for l in text.splitlines()
+                if l.startswith('hongyan_connections_refused_total{reason="proxy_protocol"}')]
+        return float(line[0].split()[-1]) >= 1
+    assert wait_for(refused)
