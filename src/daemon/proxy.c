@@ -236,6 +236,27 @@ static void proxy_refuse(struct proxy_wait *w, const char *why)
     proxy_wait_end(w, 1);
 }
 
+static void proxy_on_read(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Waits again, never past the deadline: for the socket to become readable,
+ * or (poll) for a short tick, since peeked bytes keep the socket readable
+ * and waiting for EV_READ would spin. The event is not persistent, so
+ * every path that keeps waiting comes through here.
+ */
+static void proxy_wait_arm(struct proxy_wait *w, int poll)
+{
+    uint64_t now = now_ms();
+    uint64_t left = w->deadline_ms > now ? w->deadline_ms - now : 1;
+    if (poll && left > 20)
+        left = 20;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    event_del(w->ev);
+    event_assign(w->ev, w->srv->base, w->fd, poll ? EV_TIMEOUT : EV_READ | EV_TIMEOUT,
+                 proxy_on_read, w);
+    event_add(w->ev, &tv);
+}
+
 static void proxy_on_read(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_wait *w = arg;
@@ -246,8 +267,11 @@ static void proxy_on_read(evutil_socket_t fd, short what, void *arg)
     }
     unsigned char buf[PROXY_HEADER_MAX];
     ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        /* Nothing yet (a timer that fired a little before the deadline, or a poll tick). */
+        proxy_wait_arm(w, 0);
         return;
+    }
     if (n <= 0) {
         proxy_refuse(w, n == 0 ? "closed before a PROXY header" : strerror(errno));
         return;
@@ -262,14 +286,7 @@ static void proxy_on_read(evutil_socket_t fd, short what, void *arg)
             proxy_refuse(w, "PROXY header too long");
             return;
         }
-        /*
-         * The peeked bytes keep the socket readable, so waiting for EV_READ
-         * would spin: poll again shortly, under the same overall deadline.
-         */
-        event_del(w->ev);
-        struct timeval tv = {0, 20000};
-        event_assign(w->ev, w->srv->base, fd, EV_TIMEOUT, proxy_on_read, w);
-        event_add(w->ev, &tv);
+        proxy_wait_arm(w, 1);
         return;
     }
     if (r == PROXY_PARSE_BAD) {
@@ -316,8 +333,7 @@ void proxy_accept(struct server *srv, int fd, const struct sockaddr *peer, sockl
     if (proxy_waits)
         proxy_waits->prev = w;
     proxy_waits = w;
-    struct timeval tv = {(time_t)secs, 0};
-    event_add(w->ev, &tv);
+    proxy_wait_arm(w, 0);
 }
 
 void proxy_drop_all(void)
