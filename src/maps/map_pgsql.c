@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/log.h"
 #include "lib/util.h"
@@ -21,6 +22,8 @@
 
 #define MAP_PGSQL_FILE_MAX (64 * 1024)
 #define MAP_PGSQL_TIMEOUT_DEFAULT 5
+/* Connections per table: one per work-queue thread, so one slow query does not hold up the rest. */
+#define MAP_PGSQL_POOL 4
 
 struct map_pgsql {
     char *path;
@@ -31,8 +34,11 @@ struct map_pgsql {
     size_t ndomains;
     long expansion_limit;
     int timeout; /* seconds, for connecting and for each query */
+    /* The pool: a lookup takes a free connection under mu, and runs without holding mu. */
     pthread_mutex_t mu;
-    PGconn *conn; /* NULL: connect at the next lookup */
+    pthread_cond_t freed;
+    PGconn *conns[MAP_PGSQL_POOL]; /* NULL: connect when taken */
+    int busy[MAP_PGSQL_POOL];
 };
 
 static uint64_t map_pgsql_deadline(const struct map_pgsql *t)
@@ -58,11 +64,11 @@ static int map_pgsql_wait(int fd, int for_write, uint64_t deadline)
     }
 }
 
-static void map_pgsql_drop(struct map_pgsql *t)
+static void map_pgsql_drop(PGconn **conn)
 {
-    if (t->conn)
-        PQfinish(t->conn);
-    t->conn = NULL;
+    if (*conn)
+        PQfinish(*conn);
+    *conn = NULL;
 }
 
 /* libpq's host and port (or socket directory) from one hosts entry. */
@@ -143,16 +149,16 @@ static PGconn *map_pgsql_connect_one(struct map_pgsql *t, const char *entry, str
 }
 
 /* Tries the hosts in turn, starting after the last that failed. */
-static int map_pgsql_connect(struct map_pgsql *t, struct buf *err)
+static int map_pgsql_connect(struct map_pgsql *t, PGconn **conn, struct buf *err)
 {
     struct buf why = BUF_INIT;
     for (size_t k = 0; k < t->nhosts; k++) {
-        size_t i = (t->next_host + k) % t->nhosts;
+        size_t i = (__atomic_load_n(&t->next_host, __ATOMIC_RELAXED) + k) % t->nhosts;
         if (why.len)
             buf_puts(&why, "; ");
-        t->conn = map_pgsql_connect_one(t, t->hosts[i], &why);
-        if (t->conn) {
-            t->next_host = i;
+        *conn = map_pgsql_connect_one(t, t->hosts[i], &why);
+        if (*conn) {
+            __atomic_store_n(&t->next_host, i, __ATOMIC_RELAXED);
             buf_free(&why);
             return 0;
         }
@@ -275,10 +281,9 @@ static int map_pgsql_domain_ok(const struct map_pgsql *t, const char *key)
     return 0;
 }
 
-/* Runs one query on t->conn; -1 when the connection failed (err set), else the result. */
-static PGresult *map_pgsql_run(struct map_pgsql *t, const char *sql, struct buf *err)
+/* Runs one query on c; NULL with err when it failed, else the last result. */
+static PGresult *map_pgsql_run(struct map_pgsql *t, PGconn *c, const char *sql, struct buf *err)
 {
-    PGconn *c = t->conn;
     uint64_t deadline = map_pgsql_deadline(t);
     if (!PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0)) {
         buf_printf(err, "%s: %s", t->path, PQerrorMessage(c));
@@ -334,22 +339,54 @@ enum map_result map_pgsql_lookup(struct map_pgsql *t, const char *key, struct bu
 {
     if (!map_pgsql_domain_ok(t, key))
         return MAP_NOTFOUND;
+    /* Take a connection; all busy: wait for one, no longer than a query may take. */
     pthread_mutex_lock(&t->mu);
+    int slot = -1;
+    uint64_t deadline = map_pgsql_deadline(t);
+    while (slot < 0) {
+        for (int i = 0; i < MAP_PGSQL_POOL && slot < 0; i++)
+            if (!t->busy[i] && t->conns[i])
+                slot = i; /* an open connection first */
+        for (int i = 0; i < MAP_PGSQL_POOL && slot < 0; i++)
+            if (!t->busy[i])
+                slot = i;
+        if (slot >= 0)
+            break;
+        uint64_t now = now_ms();
+        if (now >= deadline) {
+            pthread_mutex_unlock(&t->mu);
+            buf_printf(err, "%s: every connection busy for %ds", t->path, t->timeout);
+            return MAP_TEMPFAIL;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t wait_ms = deadline - now;
+        until.tv_sec += (time_t)(wait_ms / 1000);
+        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&t->freed, &t->mu, &until);
+    }
+    t->busy[slot] = 1;
+    PGconn **conn = &t->conns[slot];
+    pthread_mutex_unlock(&t->mu);
     enum map_result result = MAP_TEMPFAIL;
     struct buf sql = BUF_INIT, out = BUF_INIT;
     PGresult *res = NULL;
     /* A reused connection may have died with the server: one fresh try before giving up. */
     for (int attempt = 0; attempt < 2; attempt++) {
-        int fresh = t->conn == NULL;
-        if (fresh && map_pgsql_connect(t, err) < 0)
+        int fresh = *conn == NULL;
+        if (fresh && map_pgsql_connect(t, conn, err) < 0)
             goto done;
         buf_reset(&sql);
-        if (map_pgsql_expand(t->query, key, NULL, map_pgsql_quote, t->conn, &sql)) {
+        if (map_pgsql_expand(t->query, key, NULL, map_pgsql_quote, *conn, &sql)) {
             result = MAP_NOTFOUND; /* the query needs a part this key lacks */
             goto done;
         }
         struct buf why = BUF_INIT;
-        res = map_pgsql_run(t, buf_cstr(&sql), &why);
+        res = map_pgsql_run(t, *conn, buf_cstr(&sql), &why);
         if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
             buf_printf(&why, "%s: query failed: %s", t->path, PQresultErrorMessage(res));
             PQclear(res);
@@ -359,8 +396,8 @@ enum map_result map_pgsql_lookup(struct map_pgsql *t, const char *key, struct bu
             buf_free(&why);
             break;
         }
-        int conn_lost = PQstatus(t->conn) == CONNECTION_BAD;
-        map_pgsql_drop(t);
+        int conn_lost = PQstatus(*conn) == CONNECTION_BAD;
+        map_pgsql_drop(conn);
         if (fresh || !conn_lost || attempt == 1) {
             buf_puts(err, buf_cstr(&why));
             buf_free(&why);
@@ -402,8 +439,11 @@ enum map_result map_pgsql_lookup(struct map_pgsql *t, const char *key, struct bu
 done:
     PQclear(res);
     /* A connection left mid-query cannot be reused. */
-    if (result == MAP_TEMPFAIL && t->conn && PQtransactionStatus(t->conn) != PQTRANS_IDLE)
-        map_pgsql_drop(t);
+    if (result == MAP_TEMPFAIL && *conn && PQtransactionStatus(*conn) != PQTRANS_IDLE)
+        map_pgsql_drop(conn);
+    pthread_mutex_lock(&t->mu);
+    t->busy[slot] = 0;
+    pthread_cond_signal(&t->freed);
     pthread_mutex_unlock(&t->mu);
     buf_free(&sql);
     buf_free(&out);
@@ -478,6 +518,7 @@ struct map_pgsql *map_pgsql_parse(const char *path, const char *text, struct buf
     t->path = xstrdup(path);
     t->timeout = MAP_PGSQL_TIMEOUT_DEFAULT;
     pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->freed, NULL);
     /* main.cf syntax: key = value, indented lines continue, # comments. */
     char *s = xstrdup(text);
     char *pending = NULL, *next = s;
@@ -546,7 +587,9 @@ void map_pgsql_free(struct map_pgsql *t)
 {
     if (t == NULL)
         return;
-    map_pgsql_drop(t);
+    for (int i = 0; i < MAP_PGSQL_POOL; i++)
+        map_pgsql_drop(&t->conns[i]);
+    pthread_cond_destroy(&t->freed);
     pthread_mutex_destroy(&t->mu);
     strlist_free(t->hosts);
     strlist_free(t->domains);

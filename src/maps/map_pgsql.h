@@ -2,10 +2,10 @@
  * pgsql: lookup tables (Postfix's pgsql_table(5)) through libpq. The
  * table is a file of "key = value" lines: hosts, user, password, dbname,
  * query, result_format, domain, expansion_limit (Postfix's), and
- * hongyan's timeout. Lookups are thread-safe (one connection per table,
- * reused, re-made after a failure, guarded by a mutex) and bounded in
- * time: a database that is down or slow answers MAP_TEMPFAIL, never
- * "not found".
+ * hongyan's timeout. Lookups are thread-safe (a pool of up to four
+ * connections per table, each reused and re-made after a failure) and
+ * bounded in time: a database that is down or slow answers MAP_TEMPFAIL,
+ * never "not found".
  */
 #ifndef HONGYAN_MAPS_MAP_PGSQL_H
 #define HONGYAN_MAPS_MAP_PGSQL_H
