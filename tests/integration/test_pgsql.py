@@ -210,3 +210,35 @@ def test_slow_database_does_not_stall_other_sessions(server_factory, tmp_path, p
     # EHLO, MAIL, RCPT slow (550 after the pause), RCPT bob, RSET: in order.
     assert [r[:3] for r in replies] == [b"250", b"250", b"550", b"250", b"250"], replies
     assert slow_wait >= 1.5, slow_wait
+
+
+def test_database_down_at_delivery_defers(server_factory, mailbox_cf, pg):
+    """Accepted while the database answered, then delivered while it is
+    down: deferred with the reason, never bounced, and delivered once it is
+    back."""
+    from conftest import free_port
+    lmtp_port = free_port()
+    srv = server_factory({
+        "virtual_mailbox_domains": "example.net",
+        "virtual_mailbox_maps": "pgsql:%s" % mailbox_cf,
+        # Nothing listens here at first: the first attempts defer before the lookup matters.
+        "virtual_transport": "lmtp:inet:127.0.0.1:%d" % lmtp_port,
+        "smtpd_peername_lookup": "no",
+        "mynetworks": "127.0.0.1/32",
+    })
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as c:
+        c.sendmail("alice@sender.test", ["bob@example.net"],
+                   "From: alice@sender.test\r\nSubject: later\r\n\r\nhello\r\n")
+    assert wait_for(lambda: "status=deferred" in srv.tmp.joinpath("maillog").read_text(),
+                    timeout=20)
+    pg.stop()
+    try:
+        assert wait_for(lambda: "recipient lookup failed" in
+                        srv.tmp.joinpath("maillog").read_text(), timeout=20), srv.log_text()
+        log = srv.tmp.joinpath("maillog").read_text()
+        assert "status=bounced" not in log
+        line = [l for l in log.splitlines() if "recipient lookup failed" in l][-1]
+        assert "dsn=4.3.0, status=deferred" in line, line
+    finally:
+        pg.start()
+    assert srv.cmd("queue", "--json").stdout.count('"bob@example.net"') == 1
