@@ -270,9 +270,11 @@ static void qmgr_scan(struct qmgr *q, int all_now)
  */
 struct qpick {
     struct qmgr *q;
-    struct server_gen *gen; /* held while the message is being signed */
+    struct server_gen *gen; /* held while the message is read, resolved and signed */
     char *name;
     struct pickup_info info;
+    struct spool_msg *m; /* from pickup_prepare() */
+    int prepared;        /* its result: 1 ready to sign and commit */
     struct qpick *next;
 };
 
@@ -350,30 +352,48 @@ static int qmgr_picking(struct qmgr *q, const char *name)
     return 0;
 }
 
+/* Reads and resolves one maildrop file: on the work queue when a table may wait on the network. */
+static void qpick_prepare_work(void *arg)
+{
+    struct qpick *p = arg;
+    p->prepared =
+        pickup_prepare(p->q->srv->spool, p->gen->cfg, p->gen->resolver, p->name, &p->m, &p->info);
+}
+
+static void qpick_prepared(void *arg)
+{
+    struct qpick *p = arg;
+    struct qmgr *q = p->q;
+    if (p->prepared != 1) {
+        server_gen_unref(p->gen);
+        qpick_free(p);
+        qmgr_inflight_done(q);
+        return;
+    }
+    /* sendmail mail is ours: signed at spool entry like an authenticated submission (docs/dkim.md).
+     */
+    dkim_spool_sign(q->srv->workq, p->gen->dkim, NULL, p->m, qpick_signed, p);
+}
+
 static void qmgr_pickup(struct qmgr *q)
 {
-    struct server_gen *g = q->srv->gen;
     char **names = pickup_names(q->srv->spool);
     for (char **n = names; *n && !q->stopping; n++) {
         if (qmgr_picking(q, *n))
-            continue; /* its commit is still in progress */
-        struct spool_msg *m;
+            continue; /* still being picked up */
         struct qpick *p = xcalloc(1, sizeof *p);
-        if (pickup_prepare(q->srv->spool, g->cfg, g->resolver, *n, &m, &p->info) != 1) {
-            free(p);
-            continue;
-        }
         p->q = q;
         p->name = xstrdup(*n);
+        p->gen = server_gen_ref(q->srv);
         p->next = q->picking;
         q->picking = p;
         q->inflight++;
-        /*
-         * sendmail mail is ours: signed at spool entry like an authenticated
-         * submission (docs/dkim.md). The generation is held for its signer.
-         */
-        p->gen = server_gen_ref(q->srv);
-        dkim_spool_sign(q->srv->workq, p->gen->dkim, NULL, m, qpick_signed, p);
+        if (resolver_expand_may_block(p->gen->resolver)) {
+            workq_submit(q->srv->workq, qpick_prepare_work, qpick_prepared, p);
+        } else {
+            qpick_prepare_work(p);
+            qpick_prepared(p);
+        }
     }
     strlist_free(names);
 }

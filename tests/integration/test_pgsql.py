@@ -242,3 +242,25 @@ def test_database_down_at_delivery_defers(server_factory, mailbox_cf, pg):
     finally:
         pg.start()
     assert srv.cmd("queue", "--json").stdout.count('"bob@example.net"') == 1
+
+
+def test_sendmail_pickup_waits_for_the_database(server_factory, mailbox_cf, pg):
+    """Mail from sendmail is resolved at pickup, off the loop: with the
+    database down it stays in maildrop/ (logged) and goes once it is back."""
+    srv = server_factory({
+        "virtual_mailbox_domains": "example.net",
+        "virtual_mailbox_maps": "pgsql:%s" % mailbox_cf,
+        "smtpd_peername_lookup": "no",
+    })
+    pg.stop()
+    try:
+        r = srv.cmd("sendmail", "bob@example.net",
+                    input="From: root@example.com\nSubject: picked\n\nhello\n")
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: "recipient lookup failed, will retry" in srv.log_text(),
+                        timeout=20), srv.log_text()[-2000:]
+        assert not srv.messages("example.net", "bob")
+    finally:
+        pg.start()
+    assert wait_for(lambda: len(srv.messages("example.net", "bob")) == 1, timeout=30), \
+        srv.log_text()[-2000:]
