@@ -205,3 +205,32 @@ def db_transactions(pg):
                   "WHERE datname = 'mail';\n", db="mail")
     return int(re.search(r"(\d+)", out.splitlines()[2] if len(out.splitlines()) > 2 else out)
                .group(1))
+
+
+def test_rescue_instance_delivers_a_dead_nodes_queue(server_factory):
+    """docs/scale-out.md: a node that will not come back has its queue
+    delivered by a second instance run on that queue_directory."""
+    dead_lmtp = free_port()
+    node = server_factory({"virtual_mailbox_domains": "virt.test",
+                           "virtual_transport": "lmtp:inet:127.0.0.1:%d" % dead_lmtp,
+                           "smtpd_peername_lookup": "no",
+                           "minimal_backoff_time": "300s", "maximal_backoff_time": "600s"},
+                          name="dead")
+    n = 5
+    with smtplib.SMTP("127.0.0.1", node.smtpd_port, timeout=30) as c:
+        for i in range(n):
+            c.sendmail("alice@sender.test", ["u%d@virt.test" % i],
+                       "From: alice@sender.test\r\nSubject: rescue %d\r\n\r\nhi\r\n" % i)
+    assert wait_for(lambda: node.tmp.joinpath("maillog").read_text().count("status=deferred")
+                    >= n, timeout=30)
+    node.stop()
+    queue = node.data / "queue"
+    rescue = server_factory({"virtual_mailbox_domains": "virt.test",
+                             "queue_directory": str(queue),
+                             "smtpd_peername_lookup": "no"}, name="rescue")
+    # The envelopes keep their retry times: flush, as the docs say.
+    assert rescue.cmd("queue", "flush").returncode == 0
+    for i in range(n):
+        assert wait_for(lambda: len(rescue.messages("virt.test", "u%d" % i)) == 1, timeout=30), \
+            rescue.log_text()[-2000:]
+    assert wait_for(lambda: "Mail queue is empty" in rescue.cmd("queue").stdout, timeout=20)
