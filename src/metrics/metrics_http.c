@@ -89,7 +89,8 @@ int metrics_http_parse(const char *head, size_t len, const char **path)
     size_t tlen = (size_t)(sp2 - target);
     if (vlen != 8 || memcmp(version, "HTTP/1.", 7) != 0)
         return vlen >= 5 && memcmp(version, "HTTP/", 5) == 0 ? 505 : 400;
-    if (version[7] != '0' && version[7] != '1')
+    /* HTTP/1.1 only (what Prometheus, curl and browsers send). */
+    if (version[7] != '1')
         return 505;
     if (!(mlen == 3 && memcmp(head, "GET", 3) == 0))
         return 405;

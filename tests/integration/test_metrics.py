@@ -194,6 +194,7 @@ def test_http_bounds(server_factory):
     assert raw_request(p, b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
         "HTTP/1.1 404 ")
     assert raw_request(p, b"GET /metrics HTTP/2.0\r\n\r\n").startswith("HTTP/1.1 505 ")
+    assert raw_request(p, b"GET /metrics HTTP/1.0\r\n\r\n").startswith("HTTP/1.1 505 ")
     assert raw_request(p, b"garbage\r\n\r\n").startswith("HTTP/1.1 400 ")
     big = b"GET /metrics HTTP/1.1\r\nX-Filler: " + b"a" * 20000 + b"\r\n\r\n"
     assert raw_request(p, big).startswith("HTTP/1.1 431 ")

@@ -25,7 +25,7 @@ static void test_http_parse(void **state)
     const char *h = "GET /metrics HTTP/1.1\r\nHost: x";
     assert_int_equal(metrics_http_parse(h, strlen(h), &path), 200);
     assert_string_equal(path, "/metrics");
-    h = "GET /?refresh=1 HTTP/1.0";
+    h = "GET /?refresh=1 HTTP/1.1";
     assert_int_equal(metrics_http_parse(h, strlen(h), &path), 200);
     assert_string_equal(path, "/");
     assert_int_equal(status_of("POST /metrics HTTP/1.1"), 405);
@@ -34,6 +34,7 @@ static void test_http_parse(void **state)
     assert_int_equal(status_of("GET /../metrics HTTP/1.1"), 404);
     assert_int_equal(status_of("GET /metrics HTTP/2.0"), 505);
     assert_int_equal(status_of("GET /metrics HTTP/1.9"), 505);
+    assert_int_equal(status_of("GET /metrics HTTP/1.0"), 505);
     assert_int_equal(status_of("GET /metrics"), 400);
     assert_int_equal(status_of("GET  HTTP/1.1"), 400);
     assert_int_equal(status_of(""), 400);
