@@ -12,9 +12,9 @@
 #include "lib/buf.h"
 #include "metrics/metrics.h"
 
-#define STATUS_DOMAINS 10
+#define METRICS_STATUS_DOMAINS 10
 
-static void status_escape(struct buf *out, const char *s)
+static void metrics_status_escape(struct buf *out, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
@@ -39,7 +39,7 @@ static void status_escape(struct buf *out, const char *s)
     }
 }
 
-static void status_time(struct buf *out, time_t t)
+static void metrics_status_time(struct buf *out, time_t t)
 {
     struct tm tm;
     char text[32];
@@ -49,7 +49,8 @@ static void status_time(struct buf *out, time_t t)
 }
 
 /* One polyline over the last METRICS_MINUTES minutes, scaled to its own peak. */
-static void status_sparkline(struct buf *out, const char *label, int which, const char *colour)
+static void metrics_status_sparkline(struct buf *out, const char *label, int which,
+                                     const char *colour)
 {
     unsigned counts[METRICS_MINUTES];
     metrics_rate(which, counts);
@@ -75,12 +76,13 @@ static void status_sparkline(struct buf *out, const char *label, int which, cons
                total, METRICS_MINUTES, peak, counts[METRICS_MINUTES - 1]);
 }
 
-static const char *status_outcome_word(enum metrics_outcome o)
+static const char *metrics_status_outcome(enum metrics_outcome o)
 {
     return o == METRICS_SENT ? "sent" : o == METRICS_DEFERRED ? "deferred" : "bounced";
 }
 
-static void status_percent(struct buf *out, unsigned long long part, unsigned long long whole)
+static void metrics_status_percent(struct buf *out, unsigned long long part,
+                                   unsigned long long whole)
 {
     if (whole == 0)
         buf_puts(out, "–");
@@ -95,7 +97,7 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
     buf_puts(out, "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
                   "<meta name=viewport content='width=device-width'>"
                   "<meta http-equiv=refresh content=30><title>hongyan on ");
-    status_escape(out, hostname);
+    metrics_status_escape(out, hostname);
     buf_puts(out,
              "</title>\n<style>\n"
              "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:60em;"
@@ -112,9 +114,9 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
              ".spark{display:flex;align-items:center;gap:.8em;margin:.2em 0}"
              ".spark .lbl{width:6em}.spark svg{background:#fff;border:1px solid #ddd}\n"
              "</style></head><body>\n<h1>hongyan on ");
-    status_escape(out, hostname);
+    metrics_status_escape(out, hostname);
     buf_puts(out, "</h1><div class=muted>");
-    status_time(out, now);
+    metrics_status_time(out, now);
     buf_puts(out, " · refreshes every 30 s · <a href='/metrics'>/metrics</a></div>\n");
 
     static const char *const states[3] = {"active", "deferred", "hold"};
@@ -129,20 +131,20 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
     buf_puts(out, "<p>Oldest deferred message: ");
     if (oldest->id[0]) {
         buf_printf(out, "<b>%s</b>, queued ", oldest->id);
-        status_time(out, oldest->arrival);
+        metrics_status_time(out, oldest->arrival);
         buf_printf(out, " (%lld min ago), to &lt;", (long long)(now - oldest->arrival) / 60);
-        status_escape(out, oldest->recipient);
+        metrics_status_escape(out, oldest->recipient);
         buf_puts(out, "&gt;: <code>");
-        status_escape(out, oldest->reason);
+        metrics_status_escape(out, oldest->reason);
         buf_puts(out, "</code>");
     } else {
         buf_puts(out, "none");
     }
     buf_puts(out, "</p>\n<h2>Last 30 minutes</h2>\n");
-    status_sparkline(out, "received", 0, "#1f6feb");
-    status_sparkline(out, "sent", 1, "#176c2e");
-    status_sparkline(out, "deferred", 2, "#9a6700");
-    status_sparkline(out, "bounced", 3, "#b42318");
+    metrics_status_sparkline(out, "received", 0, "#1f6feb");
+    metrics_status_sparkline(out, "sent", 1, "#176c2e");
+    metrics_status_sparkline(out, "deferred", 2, "#9a6700");
+    metrics_status_sparkline(out, "bounced", 3, "#b42318");
 
     struct metrics_totals t;
     metrics_totals(&t);
@@ -151,9 +153,9 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
                "%llu deferred attempts, %llu bounced. TLS share: inbound ",
                t.connections, t.received, t.outcome[METRICS_SENT], t.outcome[METRICS_DEFERRED],
                t.outcome[METRICS_BOUNCED]);
-    status_percent(out, t.tls_in, t.connections);
+    metrics_status_percent(out, t.tls_in, t.connections);
     buf_puts(out, " of connections, outbound ");
-    status_percent(out, t.tls_out, t.remote_sent);
+    metrics_status_percent(out, t.tls_out, t.remote_sent);
     buf_puts(out, " of remote deliveries (handshakes per message sent).</p>\n");
 
     struct metrics_recent recent[METRICS_RECENT];
@@ -166,21 +168,21 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
                       "<th>reply</th></tr>\n");
     for (size_t k = 0; k < nrecent; k++) {
         buf_puts(out, "<tr><td>");
-        status_time(out, recent[k].when);
+        metrics_status_time(out, recent[k].when);
         buf_puts(out, "</td><td>");
-        status_escape(out, recent[k].rcpt);
-        buf_printf(out, "</td><td class=%s>%s</td><td>", status_outcome_word(recent[k].outcome),
-                   status_outcome_word(recent[k].outcome));
-        status_escape(out, recent[k].relay);
+        metrics_status_escape(out, recent[k].rcpt);
+        buf_printf(out, "</td><td class=%s>%s</td><td>", metrics_status_outcome(recent[k].outcome),
+                   metrics_status_outcome(recent[k].outcome));
+        metrics_status_escape(out, recent[k].relay);
         buf_puts(out, "</td><td class=reply>");
-        status_escape(out, recent[k].reply);
+        metrics_status_escape(out, recent[k].reply);
         buf_puts(out, "</td></tr>\n");
     }
     if (nrecent)
         buf_puts(out, "</table>\n");
 
-    struct metrics_domain domains[STATUS_DOMAINS];
-    size_t ndomains = metrics_domains(domains, STATUS_DOMAINS);
+    struct metrics_domain domains[METRICS_STATUS_DOMAINS];
+    size_t ndomains = metrics_domains(domains, METRICS_STATUS_DOMAINS);
     buf_puts(out, "<h2>By destination domain</h2>\n");
     if (ndomains == 0)
         buf_puts(out, "<p class=muted>none yet</p>\n");
@@ -189,7 +191,7 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
                       "</tr>\n");
     for (size_t k = 0; k < ndomains; k++) {
         buf_puts(out, "<tr><td>");
-        status_escape(out, domains[k].domain);
+        metrics_status_escape(out, domains[k].domain);
         buf_printf(out, "</td><td>%llu</td><td>%llu</td><td>%llu</td></tr>\n",
                    domains[k].outcome[METRICS_SENT], domains[k].outcome[METRICS_DEFERRED],
                    domains[k].outcome[METRICS_BOUNCED]);
