@@ -264,3 +264,13 @@ def test_sendmail_pickup_waits_for_the_database(server_factory, mailbox_cf, pg):
         pg.start()
     assert wait_for(lambda: len(srv.messages("example.net", "bob")) == 1, timeout=30), \
         srv.log_text()[-2000:]
+
+
+def test_unix_socket_without_a_password(tmp_path, pg):
+    """hosts = unix:/path/.s.PGSQL.PORT, as Postfix writes it; with local
+    (peer or trust) authentication the file holds no secret at all."""
+    cf = tmp_path / "unix.cf"
+    cf.write_text("hosts = unix:%s/.s.PGSQL.%d\nuser = mail\ndbname = mail\n"
+                  "query = SELECT maildir FROM mailbox WHERE username='%%s'\n" % (pg.dir, pg.port))
+    r = query(None, "pgsql:%s" % cf, "bob@example.net")
+    assert r.returncode == 0 and r.stdout == "example.net/bob/\n", r.stderr
