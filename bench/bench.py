@@ -815,6 +815,62 @@ def scenario_durability(server, count=200, sessions=20):
     return res
 
 
+def scenario_metrics(sink, sessions=20, count=3000, rounds=5):
+    """The cost of metrics_listen: acceptance at SESSIONS sessions with the
+    metrics listener off, then on with a scraper fetching /metrics every
+    second (Prometheus scrapes every 15 s by default: this is harsher),
+    alternating OFF/ON servers over ROUNDS rounds so that the machine's
+    drift hits both alike. Cost = 1 - median(on) / median(off)."""
+    import urllib.request
+    rates = {"off": [], "on": []}
+    cpu = {"off": [], "on": []}  # CPU s per 1,000 messages: steadier than rates on a busy host
+    scrapes = 0
+    for rnd in range(rounds):
+        for mode in ("off", "on"):
+            extra = {}
+            mport = free_port()
+            if mode == "on":
+                extra["metrics_listen"] = "127.0.0.1:%d" % mport
+            srv = Hongyan(OUT / ("hongyan-metrics-" + mode), sink.port, extra)
+            srv.start()
+            stop = threading.Event()
+            got = []
+
+            def scrape():
+                while not stop.wait(1.0):
+                    try:
+                        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                                    timeout=5) as r:
+                            got.append(len(r.read()))
+                    except OSError:
+                        pass
+            t = threading.Thread(target=scrape) if mode == "on" else None
+            try:
+                if t:
+                    t.start()
+                r = scenario_accept(srv, sessions, count)
+            finally:
+                stop.set()
+                if t:
+                    t.join()
+                srv.stop()
+            scrapes += len(got)
+            if r.get("rate"):
+                rates[mode].append(r["rate"])
+                cpu[mode].append(r["cpu_per_1000"])
+            log("  metrics %s round %d: %s msg/s%s" % (mode, rnd + 1, fmt_rate(r.get("rate")),
+                                                      ", %d scrapes" % len(got) if t else ""))
+    med = lambda xs: sorted(xs)[len(xs) // 2] if xs else None
+    off, on = med(rates["off"]), med(rates["on"])
+    coff, con = med(cpu["off"]), med(cpu["on"])
+    return {"sessions": sessions, "count": count, "off": rates["off"], "on": rates["on"],
+            "median_off": off, "median_on": on, "scrapes": scrapes,
+            "cost_percent": (1 - on / off) * 100 if off and on else None,
+            "cpu_off": cpu["off"], "cpu_on": cpu["on"], "cpu_median_off": coff,
+            "cpu_median_on": con,
+            "cpu_cost_percent": (con / coff - 1) * 100 if coff and con else None}
+
+
 def make_cert():
     """A self-signed RSA-2048 certificate both servers present for STARTTLS
     (Debian's Postfix ships with TLS on and a snakeoil certificate; hongyan
@@ -1318,6 +1374,23 @@ def render(results, meta):
         for e in errs:
             L.append("- " + e)
         L.append("")
+    met = results.get("metrics")
+    if met:
+        L.append("## metrics_listen cost (hongyan, %d sessions, /metrics scraped every second)"
+                 % met["sessions"])
+        L.append("")
+        L.append("| figure | metrics off (rounds) | on (rounds) | median off | median on | cost |")
+        L.append("| --- | --- | --- | --- | --- | --- |")
+        L.append("| accepted msg/s | %s | %s | %s | %s | %s |" % (
+            ", ".join(fmt_rate(x) for x in met["off"]), ", ".join(fmt_rate(x) for x in met["on"]),
+            fmt_rate(met["median_off"]), fmt_rate(met["median_on"]),
+            "%.1f%%" % met["cost_percent"] if met["cost_percent"] is not None else "—"))
+        L.append("| CPU s / 1,000 msgs | %s | %s | %.2f | %.2f | %s |" % (
+            ", ".join("%.2f" % x for x in met["cpu_off"]),
+            ", ".join("%.2f" % x for x in met["cpu_on"]),
+            met["cpu_median_off"] or 0, met["cpu_median_on"] or 0,
+            "%+.1f%%" % met["cpu_cost_percent"] if met["cpu_cost_percent"] is not None else "—"))
+        L.append("")
     return "\n".join(L)
 
 
@@ -1354,7 +1427,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small message counts (a smoke run)")
     ap.add_argument("--servers", default="postfix,hongyan")
-    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim,restrict")
+    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim,restrict,metrics")
     ap.add_argument("--sessions", default="1,20,100")
     ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
     ap.add_argument("--readme", action="store_true",
@@ -1386,6 +1459,7 @@ def main():
             "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release(),
             "load_start": loadavg()}
     results = {"accept": {}, "relay": {}, "idle": {}, "sink": {}, "tls": {}, "dkim": {},
+               "metrics": {},
                "durability": {}, "restrict": {}, "errors": []}
     try:
         if "sink" in only:
@@ -1477,6 +1551,16 @@ def main():
                 finally:
                     big.stop()
                     sink.stop()
+        if "metrics" in only and "hongyan" in servers:
+            log("hongyan metrics_listen cost, 20 sessions, off vs on (scraped every second)")
+            sink = Sink("metrics").start()
+            try:
+                results["metrics"] = r = scenario_metrics(sink, count=300 if args.quick else 3000)
+            finally:
+                sink.stop()
+            log("  -> off %s, on %s msg/s: cost %s%%" % (
+                fmt_rate(r["median_off"]), fmt_rate(r["median_on"]),
+                "%.1f" % r["cost_percent"] if r["cost_percent"] is not None else "?"))
         if "dkim" in only:
             log("DKIM signing and verification, hongyan vs opendkim-testmsg")
             results["dkim"] = scenario_dkim(n=40 if args.quick else 400)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/queue_json.h"
 #include "config/config.h"
 #include "lib/buf.h"
 #include "lib/util.h"
@@ -249,7 +250,7 @@ static int queue_move(struct spool *s, const char *id, int hold)
 }
 
 static const char *queue_usage =
-    "queue [list] | flush | show ID | delete ID|ALL | hold ID | release ID";
+    "queue [list] [--json] | --json | flush | show ID | delete ID|ALL | hold ID | release ID";
 
 int cli_queue_main(int argc, char **argv)
 {
@@ -260,6 +261,15 @@ int cli_queue_main(int argc, char **argv)
     }
     const char *cmd = i < argc ? argv[i] : "list";
     const char *arg = i + 1 < argc ? argv[i + 1] : NULL;
+    /* `queue --json` and `queue list --json`: postqueue -j for scripts. */
+    int json = strcmp(cmd, "--json") == 0 ||
+               (strcmp(cmd, "list") == 0 && arg && strcmp(arg, "--json") == 0);
+    if (json) {
+        if (i + (strcmp(cmd, "--json") == 0 ? 1 : 2) < argc)
+            return cli_usage(queue_usage);
+        cmd = "list";
+        arg = NULL;
+    }
     int needs_arg = strcmp(cmd, "show") == 0 || strcmp(cmd, "delete") == 0 ||
                     strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0;
     if ((needs_arg && arg == NULL) || (!needs_arg && arg != NULL))
@@ -269,7 +279,7 @@ int cli_queue_main(int argc, char **argv)
         return EX_TEMPFAIL;
     int rc;
     if (strcmp(cmd, "list") == 0) {
-        rc = queue_list(s);
+        rc = json ? queue_list_json(s) : queue_list(s);
     } else if (strcmp(cmd, "flush") == 0) {
         if (queue_poke(s, "F\n") < 0) {
             fprintf(stderr, "hongyan queue: the server is not running; "

@@ -107,6 +107,9 @@ const struct config_key config_keys[] = {
     {"submission_listen", "127.0.0.1:2587", CONFIG_LISTEN, NULL,
      "addresses for STARTTLS submission (RFC 6409); AUTH required to relay"},
     {"smtps_listen", "", CONFIG_LISTEN, NULL, "addresses for implicit-TLS submission (RFC 8314)"},
+    {"metrics_listen", "", CONFIG_LISTEN, NULL,
+     "host:port for GET /metrics (Prometheus) and GET / (status page); empty: off. Another "
+     "address than loopback exposes queue data to whoever reaches it"},
 
     /* Server limits. */
     {"message_size_limit", "10240000", CONFIG_INT, NULL, "largest message accepted, in bytes"},
@@ -210,6 +213,11 @@ const struct config_key config_keys[] = {
      "AUTH commands per client and time unit (0: no limit)"},
     {"smtpd_client_event_limit_exceptions", "$mynetworks", CONFIG_LIST, NULL,
      "clients the connection count and rate limits never apply to"},
+    {"smtpd_upstream_proxy_protocol", "", CONFIG_ENUM_LIST, "haproxy",
+     "haproxy: every SMTP listener expects a PROXY protocol v1 or v2 header first (a load "
+     "balancer in front) and takes the client's address from it; empty: off"},
+    {"smtpd_upstream_proxy_timeout", "5s", CONFIG_TIME, "s",
+     "time allowed for the PROXY header; without one the connection is closed, no greeting"},
 
     /* Server TLS and AUTH. */
     {"smtpd_tls_cert_file", "", CONFIG_STRING, NULL,

@@ -1,5 +1,6 @@
 /*
- * Listening sockets from smtpd_listen, submission_listen and smtps_listen.
+ * Listening sockets from smtpd_listen, submission_listen, smtps_listen and
+ * metrics_listen.
  * Addresses are "host:port", "[v6]:port", or "*:port" / ":port" for every
  * address (one dual-stack socket when the kernel allows it).
  */
@@ -100,6 +101,7 @@ int daemon_listeners_bind(const struct config *cfg, struct listen_sock **out, st
         {"smtpd_listen", LISTEN_SMTPD},
         {"submission_listen", LISTEN_SUBMISSION},
         {"smtps_listen", LISTEN_SMTPS},
+        {"metrics_listen", LISTEN_METRICS},
     };
     struct listen_sock *socks = NULL;
     int count = 0;

@@ -32,6 +32,7 @@ enum listener_kind {
     LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
     LISTEN_SUBMISSION, /* submission_listen: STARTTLS then AUTH required to relay */
     LISTEN_SMTPS,      /* smtps_listen: implicit TLS (RFC 8314) */
+    LISTEN_METRICS,    /* metrics_listen: HTTP for /metrics and the status page, not SMTP */
 };
 
 /* The part rebuilt on reload. */

@@ -19,10 +19,13 @@
 #include "config/config.h"
 #include "dns/dns.h"
 #include "daemon/daemon.h"
+#include "daemon/proxy.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
+#include "metrics/metrics_http.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
 #include "smtpd/anvil.h"
@@ -58,25 +61,26 @@ static void worker_refuse(int fd, const char *reply)
     close(fd);
 }
 
-static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *peer,
-                             int peer_len, void *arg)
+/*
+ * Limits and the session start, for the client's address: the socket's
+ * peer, or the one a PROXY header named (smtpd_upstream_proxy_protocol).
+ */
+static void worker_admit(void *arg, int fd, const struct sockaddr *peer, socklen_t peer_len,
+                         enum listener_kind kind)
 {
     struct worker *w = arg;
     struct server *srv = &w->srv;
-    enum listener_kind kind = LISTEN_SMTPD;
-    for (int i = 0; i < w->nsocks; i++)
-        if (w->listeners[i] == l)
-            kind = w->socks[i].kind;
-
     const struct config *cfg = srv->gen->cfg;
     char addr[64];
     server_addr_text(peer, addr, sizeof addr);
     if (srv->draining) {
+        metrics_connection_refused(METRICS_REFUSED_DRAINING);
         worker_refuse(fd, "421 4.3.2 Service shutting down, try again later\r\n");
         return;
     }
     if (srv->sessions >= config_get_int(cfg, "smtpd_client_connection_limit")) {
         log_warning("connection limit reached: refusing %s", addr);
+        metrics_connection_refused(METRICS_REFUSED_LIMIT);
         worker_refuse(fd, "421 4.7.0 Too many connections, try again later\r\n");
         return;
     }
@@ -98,6 +102,7 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
         else
             log_warning("Connection rate limit exceeded: %lld from %s for service smtp", rate,
                         addr);
+        metrics_connection_refused(METRICS_REFUSED_CLIENT_LIMIT);
         char refusal[512];
         snprintf(refusal, sizeof refusal, "421 4.7.0 %s Error: too many connections from %s\r\n",
                  config_get(cfg, "myhostname"), addr);
@@ -105,7 +110,38 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
         return;
     }
     srv->sessions++;
-    smtpd_session_start(srv, fd, peer, (socklen_t)peer_len, kind);
+    metrics_connection_accepted(kind);
+    smtpd_session_start(srv, fd, peer, peer_len, kind);
+}
+
+static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *peer,
+                             int peer_len, void *arg)
+{
+    struct worker *w = arg;
+    struct server *srv = &w->srv;
+    enum listener_kind kind = LISTEN_SMTPD;
+    for (int i = 0; i < w->nsocks; i++)
+        if (w->listeners[i] == l)
+            kind = w->socks[i].kind;
+    if (kind == LISTEN_METRICS) {
+        /* Scrapes are not SMTP connections: no limits, no connection counters. */
+        metrics_http_accept(srv, fd);
+        return;
+    }
+    const struct config *cfg = srv->gen->cfg;
+    if (strcmp(config_get(cfg, "smtpd_upstream_proxy_protocol"), "haproxy") == 0 &&
+        !srv->draining) {
+        /* Headers still to come count against the total, so a flood of silent peers is bounded. */
+        if (srv->sessions + proxy_pending() >=
+            config_get_int(cfg, "smtpd_client_connection_limit")) {
+            metrics_connection_refused(METRICS_REFUSED_LIMIT);
+            close(fd);
+            return;
+        }
+        proxy_accept(srv, fd, peer, (socklen_t)peer_len, kind, worker_admit, w);
+        return;
+    }
+    worker_admit(w, fd, peer, (socklen_t)peer_len, kind);
 }
 
 static void worker_reload(evutil_socket_t sig, short what, void *arg)
@@ -251,6 +287,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
             -1; /* evconnlistener closed nothing (no CLOSE_ON_FREE): the supervisor owns them */
     }
     free(w.listeners);
+    proxy_drop_all();
     /* The work queue first: its last completions still call into the qmgr. */
     daemon_reports_free(w.reports);
     workq_free(w.srv.workq);

@@ -15,6 +15,7 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "mailauth/dkim.h"
 #include "queue/msghdr.h"
 #include "queue/spool.h"
@@ -73,6 +74,16 @@ static void dkim_spool_work(void *arg)
     buf_free(&top);
 }
 
+/* How many signature fields the signer made (one per key), for the metrics. */
+static unsigned dkim_spool_count(const struct buf *fields)
+{
+    unsigned n = 0;
+    for (const char *p = fields->data, *end = fields->data + fields->len; p && p < end; n++) {
+        p = memmem(p + 1, (size_t)(end - p - 1), "\r\nDKIM-Signature:", 17);
+    }
+    return n;
+}
+
 /* Appends " d=DOMAIN s=SELECTOR" for each signature field, for the log. */
 static void dkim_spool_describe(const struct buf *fields, struct buf *out)
 {
@@ -124,6 +135,7 @@ static void dkim_spool_finish(void *arg)
         struct buf d = BUF_INIT;
         dkim_spool_describe(&j->fields, &d);
         log_info("%s: DKIM-Signature field added%s", id, buf_cstr(&d));
+        metrics_dkim_signed(dkim_spool_count(&j->fields));
         buf_free(&d);
     } else if (j->st == DKIM_SIGN_ERROR) {
         log_warning("%s: not DKIM-signed: %s", id, buf_cstr(&j->err));

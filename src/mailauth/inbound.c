@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "mailauth/authres.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dmarc_report.h"
@@ -278,6 +279,7 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *all, siz
                 null_sender ? "smtp.helo" : "smtp.mailfrom", null_sender ? c->helo : c->mailfrom,
                 NULL);
     buf_printf(&summary, "spf=%s", spf_word);
+    metrics_inbound_result("spf", spf_word);
 
     /* DKIM: one resinfo per signature (RFC 8601 2.7.1). */
     if (set->dkim_verify) {
@@ -285,6 +287,7 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *all, siz
         if (!r || r->count == 0) {
             authres_add(ar, "dkim", "none", NULL, NULL, NULL);
             buf_puts(&summary, " dkim=none");
+            metrics_inbound_result("dkim", "none");
         }
         for (size_t i = 0; r && i < r->count; i++) {
             const struct dkim_sig_result *s = &r->sigs[i];
@@ -294,6 +297,7 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *all, siz
                         s->domain, "header.s", s->selector, "header.a", s->algorithm, "header.b",
                         i < c->ndkim_b ? c->dkim_b[i] : NULL, NULL);
             buf_printf(&summary, " dkim=%s", w);
+            metrics_inbound_result("dkim", w);
         }
     }
 
@@ -316,6 +320,7 @@ static void finish(struct inbound_check *c, const struct dmarc_outcome *all, siz
                         : NULL,
                     "header.from", o->from_domain, NULL);
         buf_printf(&summary, " dmarc=%s", w);
+        metrics_inbound_result("dmarc", w);
     }
     authres_format(ar, &hdr);
     authres_free(ar);

@@ -23,6 +23,7 @@
 #include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "maps/map_pgsql.h"
 #include "maps/map_text.h"
 
 /* Where the compiled file records which syntax built it; no text key starts with NUL. */
@@ -34,6 +35,7 @@ enum map_type {
     MAP_TYPE_TEXTHASH,
     MAP_TYPE_INLINE,
     MAP_TYPE_LMDB, /* hash: and lmdb: */
+    MAP_TYPE_PGSQL,
 };
 
 struct map {
@@ -52,8 +54,9 @@ struct map {
     struct timespec mtim;
     uint64_t checked_ms; /* 0: never checked */
     int usable;
-    struct buf why; /* when !usable */
-    int syntax;     /* MAP_SYNTAX_*, from the compiled file */
+    struct buf why;       /* when !usable */
+    int syntax;           /* MAP_SYNTAX_*, from the compiled file */
+    struct map_pgsql *pg; /* pgsql: (map_pgsql.h) */
 };
 
 struct map_list {
@@ -123,7 +126,8 @@ static int map_split_spec(const char *spec, enum map_type *type, const char **na
 {
     const char *colon = strchr(spec, ':');
     if (colon == NULL) {
-        buf_printf(err, "%s: table must be written TYPE:NAME (hash, lmdb, texthash, inline)", spec);
+        buf_printf(err, "%s: table must be written TYPE:NAME (hash, lmdb, texthash, inline, pgsql)",
+                   spec);
         return -1;
     }
     size_t tn = (size_t)(colon - spec);
@@ -131,12 +135,14 @@ static int map_split_spec(const char *spec, enum map_type *type, const char **na
         *type = MAP_TYPE_TEXTHASH;
     else if (tn == 6 && strncmp(spec, "inline", tn) == 0)
         *type = MAP_TYPE_INLINE;
+    else if (tn == 5 && strncmp(spec, "pgsql", tn) == 0)
+        *type = MAP_TYPE_PGSQL;
     else if ((tn == 4 && strncmp(spec, "hash", tn) == 0) ||
              (tn == 4 && strncmp(spec, "lmdb", tn) == 0))
         *type = MAP_TYPE_LMDB;
     else {
-        buf_printf(err, "%s: unsupported table type '%.*s' (hash, lmdb, texthash, inline)", spec,
-                   (int)tn, spec);
+        buf_printf(err, "%s: unsupported table type '%.*s' (hash, lmdb, texthash, inline, pgsql)",
+                   spec, (int)tn, spec);
         return -1;
     }
     *name = colon + 1;
@@ -171,6 +177,14 @@ struct map *map_open(const char *spec, struct buf *err)
         return m;
     }
     m->source = xstrdup(name);
+    if (type == MAP_TYPE_PGSQL) {
+        m->pg = map_pgsql_open(name, err);
+        if (m->pg == NULL) {
+            map_free(m);
+            return NULL;
+        }
+        return m;
+    }
     if (type == MAP_TYPE_TEXTHASH) {
         /* Read once, at open: lookups never touch the file (reload reopens). */
         struct buf text = BUF_INIT;
@@ -332,6 +346,8 @@ enum map_result map_lookup(struct map *m, const char *key, struct buf *value, st
     enum map_result res;
     if (m->type == MAP_TYPE_LMDB) {
         res = map_lmdb_lookup(m, folded, value, err);
+    } else if (m->type == MAP_TYPE_PGSQL) {
+        res = map_pgsql_lookup(m->pg, folded, value, err);
     } else {
         const char *v = map_entries_find(&m->ents, folded);
         res = v ? MAP_FOUND : MAP_NOTFOUND;
@@ -347,6 +363,7 @@ void map_free(struct map *m)
     if (m == NULL)
         return;
     map_lmdb_close(m);
+    map_pgsql_free(m->pg);
     map_entries_free(&m->ents);
     pthread_mutex_destroy(&m->mu);
     buf_free(&m->why);
@@ -400,6 +417,19 @@ enum map_result map_list_lookup(struct map_list *l, const char *key, struct buf 
             return r;
     }
     return MAP_NOTFOUND;
+}
+
+int map_may_block(const struct map *m)
+{
+    return m != NULL && m->type == MAP_TYPE_PGSQL;
+}
+
+int map_list_may_block(const struct map_list *l)
+{
+    for (size_t i = 0; l && i < l->count; i++)
+        if (map_may_block(l->maps[i]))
+            return 1;
+    return 0;
 }
 
 int map_list_empty(const struct map_list *l)

@@ -38,6 +38,12 @@ enum map_result map_list_lookup(struct map_list *l, const char *key, struct buf 
 int map_list_empty(const struct map_list *l);
 /* Checks the syntax and types of a list of tables without opening them: 0, or -1 with err. */
 int map_list_check(const char *specs, struct buf *err);
+/*
+ * 1 when a lookup may wait on the network (pgsql:), so that a caller on
+ * the event loop runs it on the work queue instead; 0 for local tables.
+ */
+int map_may_block(const struct map *m);
+int map_list_may_block(const struct map_list *l);
 void map_list_free(struct map_list *l);
 
 /*

@@ -206,6 +206,12 @@ enum resolve_class resolver_classify(struct resolver *r, const char *address)
     return (enum resolve_class)c;
 }
 
+int resolver_expand_may_block(const struct resolver *r)
+{
+    return map_list_may_block(r->aliases) || map_list_may_block(r->valias) ||
+           map_list_may_block(r->vmbox);
+}
+
 void resolved_list_free(struct resolved_list *l)
 {
     if (l == NULL)

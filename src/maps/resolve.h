@@ -56,4 +56,11 @@ enum map_result resolver_expand(struct resolver *r, const char *address, struct 
                                 struct buf *err);
 void resolved_list_free(struct resolved_list *l);
 
+/*
+ * 1 when resolver_expand() may wait on the network (an alias or mailbox
+ * table is pgsql:): callers on the event loop then run it on the work
+ * queue. It is thread-safe: every table type guards its own state.
+ */
+int resolver_expand_may_block(const struct resolver *r);
+
 #endif

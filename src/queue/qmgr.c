@@ -32,6 +32,7 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "mailauth/dkim_spool.h"
 #include "maps/resolve.h"
 #include "queue/bounce.h"
@@ -78,9 +79,21 @@ struct qjob {
     char bounce_id[QUEUE_ID_MAX];
     char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
     size_t *bounced, nbounced;   /* recipients bounced in this round */
+    struct qresolve *resolved;   /* per recipient, between resolving and launching */
     char hostname[256];
     long long min_backoff, max_backoff, lifetime, delay_warning;
 };
+
+/* One recipient's expansion, made before the delivery round starts (qjob_resolve_work). */
+struct qresolve {
+    enum map_result mr;
+    struct resolved_list rl;
+    struct buf err;
+};
+
+struct qjob;
+static void qjob_resolve_work(void *arg);
+static void qjob_resolved(void *arg);
 
 static struct config *qmgr_cfg(struct qmgr *q)
 {
@@ -278,6 +291,25 @@ void qmgr_flush(struct qmgr *q)
         }
     }
     qmgr_run(q);
+}
+
+size_t qmgr_view(struct qmgr *q, struct qmgr_view **out, int *inflight)
+{
+    size_t n = 0, cap = 0;
+    time_t now = time(NULL);
+    *out = NULL;
+    *inflight = 0;
+    for (struct qmsg *m = q->msgs; m; m = m->next) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = xrealloc(*out, cap * sizeof **out);
+        }
+        str_copy((*out)[n].id, sizeof(*out)[n].id, m->id);
+        (*out)[n].deferred = !m->busy && !m->in_ready && m->next_try > now;
+        *inflight += m->busy != 0;
+        n++;
+    }
+    return n;
 }
 
 void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg)
@@ -682,6 +714,8 @@ static void qjob_record_done(void *arg)
         log_as(service, "%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", e->queue_id,
                e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay, r->dsn,
                qmgr_status_word(r->status), r->reply);
+        metrics_delivery((enum metrics_outcome)r->status, r->relay, e->rcpts[i].address, r->reply,
+                         delay);
         buf_free(&orig);
     }
     if (j->delay_id[0]) {
@@ -748,13 +782,48 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     j->delay_warning = config_get_time(j->cfg, "delay_warning_time");
     if (j->max_backoff < j->min_backoff)
         j->max_backoff = j->min_backoff;
+    buf_free(&err);
+    qmgr_ready_remove(q, m);
+    m->busy = 1;
+    q->inflight++;
+    j->resolved = xcalloc(e->nrcpts + 1, sizeof *j->resolved);
+    /* A table that may wait on the network (pgsql:) is asked off the loop. */
+    if (resolver_expand_may_block(j->gen->resolver)) {
+        workq_submit(q->srv->workq, qjob_resolve_work, qjob_resolved, j);
+        return 0;
+    }
+    qjob_resolve_work(j);
+    qjob_resolved(j);
+    return 0;
+}
+
+/* Expands every pending recipient (thread-safe: resolve.h); the loop acts on the answers. */
+static void qjob_resolve_work(void *arg)
+{
+    struct qjob *j = arg;
+    const struct envelope *e = j->env;
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        if (e->rcpts[i].state != RCPT_PENDING)
+            continue;
+        struct qresolve *rs = &j->resolved[i];
+        buf_init(&rs->err);
+        rs->mr = resolver_expand(j->gen->resolver, e->rcpts[i].address, &rs->rl, &rs->err);
+    }
+}
+
+/* Sorts the resolved recipients into local and remote deliveries, then starts them. */
+static void qjob_resolved(void *arg)
+{
+    struct qjob *j = arg;
+    struct qmgr *q = j->q;
+    struct envelope *e = j->env;
     for (size_t i = 0; i < e->nrcpts; i++) {
         struct envelope_rcpt *r = &e->rcpts[i];
         if (r->state != RCPT_PENDING)
             continue;
-        struct resolved_list rl = {NULL, 0};
-        buf_reset(&err);
-        enum map_result mr = resolver_expand(j->gen->resolver, r->address, &rl, &err);
+        struct resolved_list rl = j->resolved[i].rl;
+        struct buf err = j->resolved[i].err;
+        enum map_result mr = j->resolved[i].mr;
         if (mr == MAP_NOTFOUND) {
             char *why = xasprintf("unknown user: \"%s\"%s%s", r->address, err.len ? ": " : "",
                                   buf_cstr(&err));
@@ -788,11 +857,10 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
             }
         }
         resolved_list_free(&rl);
+        buf_free(&err);
     }
-    buf_free(&err);
-    qmgr_ready_remove(q, m);
-    m->busy = 1;
-    q->inflight++;
+    free(j->resolved);
+    j->resolved = NULL;
     /* One reference held while launching, so a synchronous agent cannot finish us early. */
     j->outstanding = 1;
     if (j->nlocal) {
@@ -811,7 +879,6 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
         remote_deliver(&j->req, qjob_remote_done, j);
     }
     qjob_part_done(j);
-    return 0;
 }
 
 static int qmgr_limit(struct qmgr *q)

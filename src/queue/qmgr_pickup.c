@@ -23,6 +23,8 @@
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim_spool.h"
+#include "maps/resolve.h"
+#include "metrics/metrics.h"
 #include "queue/localuser.h"
 #include "queue/pickup.h"
 #include "queue/pickup_milter.h"
@@ -39,6 +41,9 @@ struct qpick {
     struct pickup_info info;
     char bounce_id[QUEUE_ID_MAX]; /* a milter refused it: the DSN queued instead */
     time_t retry_at;              /* a milter deferred it: left in maildrop/ until then */
+    struct pickup_file *file;     /* read by the batch; owned until prepared */
+    struct spool_msg *m;          /* from pickup_prepare() */
+    int prepared;                 /* its result: 1 ready to filter, sign and commit */
     struct qpick *next;
 };
 
@@ -78,6 +83,7 @@ static void qpick_committed(void *arg, int result, int err_code, const char *que
     struct qpick *p = arg;
     struct qmgr *q = p->q;
     if (result == 0) {
+        metrics_message_picked_up();
         workq_submit(q->srv->workq, qpick_unlink_work, qpick_unlink_done, p);
         return;
     }
@@ -159,26 +165,53 @@ static void qpick_batch_work(void *arg)
 }
 
 /* Expands, signs and commits one file (on the loop: the resolver's tables are the loop's). */
-static void qmgr_pickup_one(struct qmgr *q, struct pickup_file *f)
+/* Expands one file's recipients: on the work queue when a table may wait on the network. */
+static void qpick_prepare_work(void *arg)
 {
-    struct server_gen *g = q->srv->gen;
-    struct spool_msg *m;
-    struct qpick *p = xcalloc(1, sizeof *p);
-    if (pickup_prepare(q->srv->spool, g->cfg, g->resolver, f, &m, &p->info) != 1) {
-        free(p);
+    struct qpick *p = arg;
+    p->prepared =
+        pickup_prepare(p->q->srv->spool, p->gen->cfg, p->gen->resolver, p->file, &p->m, &p->info);
+}
+
+static void qpick_prepared(void *arg)
+{
+    struct qpick *p = arg;
+    struct qmgr *q = p->q;
+    pickup_file_free(p->file);
+    p->file = NULL;
+    if (p->prepared != 1) {
+        server_gen_unref(p->gen);
+        p->gen = NULL;
+        qpick_free(p); /* left in maildrop/ for the next scan */
+        qmgr_inflight_done(q);
         return;
     }
+    /* non_smtpd_milters, then signing and the commit (qpick_filtered). */
+    pickup_milter_run(q->srv, p->gen, p->m, qpick_filtered, p);
+}
+
+/* Takes f: expands, filters, signs and commits it. */
+static void qmgr_pickup_one(struct qmgr *q, struct pickup_file *f)
+{
+    struct qpick *p = xcalloc(1, sizeof *p);
     p->q = q;
     p->name = xstrdup(f->name);
+    p->file = f;
     p->next = q->picking;
     q->picking = p;
     q->inflight++;
     /*
      * sendmail mail is ours: signed at spool entry like an authenticated
-     * submission (docs/dkim.md). The generation is held for its signer.
+     * submission (docs/dkim.md). The generation is held for its tables and
+     * its signer.
      */
     p->gen = server_gen_ref(q->srv);
-    pickup_milter_run(q->srv, p->gen, m, qpick_filtered, p);
+    if (resolver_expand_may_block(p->gen->resolver)) {
+        workq_submit(q->srv->workq, qpick_prepare_work, qpick_prepared, p);
+    } else {
+        qpick_prepare_work(p);
+        qpick_prepared(p);
+    }
 }
 
 static void qpick_batch_done(void *arg)
@@ -190,8 +223,9 @@ static void qpick_batch_done(void *arg)
         struct pickup_file *f = b->files;
         b->files = f->next;
         if (!q->stopping)
-            qmgr_pickup_one(q, f);
-        pickup_file_free(f);
+            qmgr_pickup_one(q, f); /* takes f */
+        else
+            pickup_file_free(f);
     }
     int more = b->more;
     pickup_limits_free(&b->lim);

@@ -22,6 +22,7 @@
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "queue/maildrop.h"
+#include "metrics/metrics.h"
 
 #define SPOOL_ENVELOPE_MAX (64 * 1024 * 1024)
 #define SPOOL_WBUF 65536
@@ -68,6 +69,7 @@ struct spool_commit {
     void *arg;
     struct buf env_text;
     int result, err_code;
+    uint64_t started_ms; /* for the commit latency metric */
     struct spool_commit *next;
 };
 
@@ -555,6 +557,8 @@ static void spool_round_done(void *arg)
         str_copy(id, sizeof id, c->m->id);
         if (c->result < 0)
             log_warning("%s: queue file commit failed: %s", id, strerror(c->err_code));
+        else
+            metrics_spool_committed((now_ms() - c->started_ms) * 1000, c->m->size);
         c->cb(c->arg, c->result, c->err_code, id);
         buf_free(&c->env_text);
         spool_msg_free(c->m);
@@ -623,6 +627,7 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
     c->m = m;
     c->cb = cb;
     c->arg = arg;
+    c->started_ms = now_ms();
     spool_commit_prepare(c);
     if (s->pending_tail)
         s->pending_tail->next = c;

@@ -26,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "queue/envelope.h"
 
 enum client_state {
@@ -389,6 +390,7 @@ static int client_tls_done(struct smtp_client *c)
     c->trust_why = why.len ? xstrdup(buf_cstr(&why)) : NULL;
     log_info("%s TLS connection established to %s: %s", tls_trust_name(trust), c->label,
              buf_cstr(&summary));
+    metrics_tls_handshake(METRICS_OUT, SSL_get_version(ssl));
     int wrap = c->state == CS_TLS_WRAP;
     if ((c->o.level == TLS_LEVEL_VERIFY || c->o.level == TLS_LEVEL_SECURE ||
          c->o.level == TLS_LEVEL_DANE) &&

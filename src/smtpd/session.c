@@ -30,7 +30,9 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "mailauth/dkim_spool.h"
 #include "mailauth/inbound.h"
 #include "smtpd/hold.h"
@@ -110,6 +112,7 @@ struct smtpd_session {
     struct sasl *sasl;           /* an AUTH exchange; NULL outside one */
     int auth_step;               /* the next line is a SASL response */
     struct auth_pending *auth_q; /* a password check in flight */
+    struct rcpt_lookup *rcpt_q;  /* a recipient lookup on the work queue */
     char *auth_user;             /* the login, once authenticated or being checked */
     int trusted_net;             /* the client is in mynetworks */
     unsigned ext;                /* what EHLO advertised (enum smtp_ext) */
@@ -511,6 +514,115 @@ static void tx_add_rcpt(struct smtpd_session *s, const char *final, const char *
     r->notify = notify;
 }
 
+/*
+ * A recipient lookup that may wait on the network (a pgsql: alias or
+ * mailbox table) runs on the work queue; the session reads no further
+ * command until it is answered (s->rcpt_q), and a session that ends
+ * meanwhile is freed when the answer comes back.
+ */
+struct rcpt_lookup {
+    struct smtpd_session *s;
+    struct resolver *res;
+    char addr[600];
+    char orcpt[1200];
+    char *args; /* the command's arguments, for the milter gate */
+    size_t args_len;
+    unsigned notify;
+    enum map_result mr;
+    struct resolved_list list;
+    struct buf err;
+};
+
+static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len);
+
+/*
+ * The RCPT reply once the recipient is resolved; 0 accepted (or waiting for
+ * the milters, which run the command again: args), -1 refused.
+ */
+static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, const char *addr,
+                       const char *orcpt, unsigned notify, enum map_result mr,
+                       struct resolved_list *list, struct buf *err)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (mr != MAP_FOUND) {
+        /* Not found is permanent; a table we cannot read is never a 5xx. */
+        int code = mr == MAP_NOTFOUND ? 550 : 451;
+        const char *st = mr == MAP_NOTFOUND ? "5.1.1" : "4.3.0";
+        char text[1024], status[8];
+        const char *why = buf_cstr(err);
+        /* The resolver may say "5.1.3 <addr>: reason"; keep its detail code if 5.x.x. */
+        if (mr == MAP_NOTFOUND && why[0] == '5' && why[1] == '.' && strchr(why, ' ') &&
+            strchr(why, ' ') - why < (long)sizeof status) {
+            size_t k = (size_t)(strchr(why, ' ') - why);
+            memcpy(status, why, k);
+            status[k] = '\0';
+            st = status;
+            snprintf(text, sizeof text, "%s", why + k + 1);
+        } else if (mr == MAP_NOTFOUND) {
+            snprintf(text, sizeof text,
+                     "<%s>: Recipient address rejected: User unknown in local recipient table",
+                     addr);
+        } else {
+            snprintf(text, sizeof text,
+                     "<%s>: Recipient address rejected: Temporary lookup failure", addr);
+            log_warning("recipient lookup for <%s> failed: %s", addr, why);
+        }
+        reply(s, code, st, "%s", text);
+        log_reject(s, "RCPT", addr, code, st, text);
+        resolved_list_free(list);
+        return -1;
+    }
+    /* The filters hear of a recipient that passed our own checks (milter gate). */
+    if (session_milter_gate(s, MILTER_C_RCPT, addr, args, len, cmd_rcpt)) {
+        resolved_list_free(list);
+        return 0;
+    }
+    if (tx_open(s) < 0) {
+        resolved_list_free(list);
+        return -1;
+    }
+    if (list->count) {
+        for (size_t i = 0; i < list->count; i++)
+            tx_add_rcpt(s, list->items[i].address, orcpt, notify);
+    } else {
+        tx_add_rcpt(s, addr, orcpt, notify);
+    }
+    resolved_list_free(list);
+    if (tx->nrcpt++ == 0)
+        tx->first_rcpt = xstrdup(addr);
+    session_enter(s, SMTPD_STATE_RCPT);
+    metrics_recipient_accepted();
+    reply(s, 250, "2.1.5", "Ok");
+    return 0;
+}
+
+static void rcpt_lookup_work(void *arg)
+{
+    struct rcpt_lookup *q = arg;
+    q->mr = resolver_expand(q->res, q->addr, &q->list, &q->err);
+}
+
+static void rcpt_lookup_done(void *arg)
+{
+    struct rcpt_lookup *q = arg;
+    struct smtpd_session *s = q->s;
+    s->rcpt_q = NULL;
+    int closing = s->dead || s->state == SMTPD_STATE_QUIT;
+    if (closing) {
+        resolved_list_free(&q->list);
+    } else if (rcpt_finish(s, q->args, q->args_len, q->addr, q->orcpt, q->notify, q->mr, &q->list,
+                           &q->err) < 0) {
+        s->cmd_ok[SMTP_CMD_RCPT]--; /* counted as accepted when the lookup started */
+    }
+    buf_free(&q->err);
+    free(q->args);
+    free(q);
+    if (closing)
+        session_close(s);
+    else if (!s->in_run)
+        session_run(s);
+}
+
 static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
 {
     struct smtpd_tx *tx = s->tx;
@@ -546,67 +658,34 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     /* Relay control is smtpd_relay_restrictions (default: mynetworks, AUTH, else 454). */
     if (restrict_at(s, RESTRICT_RCPT, addr) < 0)
         return -1;
-    struct resolved_list list = {NULL, 0};
-    if (cls == RESOLVE_LOCAL) {
-        struct buf err = BUF_INIT;
-        enum map_result mr = resolver_expand(res, addr, &list, &err);
-        if (mr != MAP_FOUND) {
-            /* Not found is permanent; a table we cannot read is never a 5xx. */
-            int code = mr == MAP_NOTFOUND ? 550 : 451;
-            const char *st = mr == MAP_NOTFOUND ? "5.1.1" : "4.3.0";
-            char text[1024], status[8];
-            const char *why = buf_cstr(&err);
-            /* The resolver may say "5.1.3 <addr>: reason"; keep its detail code if 5.x.x. */
-            if (mr == MAP_NOTFOUND && why[0] == '5' && why[1] == '.' && strchr(why, ' ') &&
-                strchr(why, ' ') - why < (long)sizeof status) {
-                size_t k = (size_t)(strchr(why, ' ') - why);
-                memcpy(status, why, k);
-                status[k] = '\0';
-                st = status;
-                snprintf(text, sizeof text, "%s", why + k + 1);
-            } else if (mr == MAP_NOTFOUND) {
-                snprintf(text, sizeof text,
-                         "<%s>: Recipient address rejected: User unknown in local recipient table",
-                         addr);
-            } else {
-                snprintf(text, sizeof text,
-                         "<%s>: Recipient address rejected: Temporary lookup failure", addr);
-                log_warning("recipient lookup for <%s> failed: %s", addr, why);
-            }
-            reply(s, code, st, "%s", text);
-            log_reject(s, "RCPT", addr, code, st, text);
-            buf_free(&err);
-            resolved_list_free(&list);
-            return -1;
-        }
-        buf_free(&err);
-    }
-    if (session_milter_gate(s, MILTER_C_RCPT, addr, args, len, cmd_rcpt)) {
-        resolved_list_free(&list);
-        return 0;
-    }
-    if (tx_open(s) < 0) {
-        resolved_list_free(&list);
-        return -1;
-    }
     char orcpt[1200];
     if (t.orcpt[0])
         snprintf(orcpt, sizeof orcpt, "%s", t.orcpt);
     else
         snprintf(orcpt, sizeof orcpt, "%s;%s", (t.to.flags & SMTP_ADDR_UTF8) ? "utf-8" : "rfc822",
                  addr);
-    if (list.count) {
-        for (size_t i = 0; i < list.count; i++)
-            tx_add_rcpt(s, list.items[i].address, orcpt, t.notify);
-    } else {
-        tx_add_rcpt(s, addr, orcpt, t.notify);
+    struct resolved_list list = {NULL, 0};
+    struct buf err = BUF_INIT;
+    enum map_result mr = MAP_FOUND;
+    if (cls == RESOLVE_LOCAL && resolver_expand_may_block(res)) {
+        struct rcpt_lookup *q = xcalloc(1, sizeof *q);
+        q->s = s;
+        q->res = res; /* the session's generation holds it until the session ends */
+        str_copy(q->addr, sizeof q->addr, addr);
+        str_copy(q->orcpt, sizeof q->orcpt, orcpt);
+        q->notify = t.notify;
+        q->args = xstrndup(args, len);
+        q->args_len = len;
+        buf_init(&q->err);
+        s->rcpt_q = q;
+        workq_submit(s->srv->workq, rcpt_lookup_work, rcpt_lookup_done, q);
+        return 0;
     }
-    resolved_list_free(&list);
-    if (tx->nrcpt++ == 0)
-        tx->first_rcpt = xstrdup(addr);
-    session_enter(s, SMTPD_STATE_RCPT);
-    reply(s, 250, "2.1.5", "Ok");
-    return 0;
+    if (cls == RESOLVE_LOCAL)
+        mr = resolver_expand(res, addr, &list, &err);
+    int rc = rcpt_finish(s, args, len, addr, orcpt, t.notify, mr, &list, &err);
+    buf_free(&err);
+    return rc;
 }
 
 static int check_data(struct smtpd_session *s, const char *args, size_t len)
@@ -892,6 +971,7 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
         return;
     }
     if (result == 0) {
+        metrics_message_received(s->kind);
         reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
         if (!held)
             qmgr_kick(s->srv->qmgr, queue_id);
@@ -1152,6 +1232,7 @@ static void tlsauth_handshake_done(struct smtpd_session *s)
     log_info("Anonymous TLS connection established from %s[%s]: %s%s%.255s", s->host, s->addr,
              buf_cstr(&d), sni ? " sni=" : "", sni ? sni : "");
     buf_free(&d);
+    metrics_tls_handshake(METRICS_IN, SSL_get_version(ssl));
 }
 
 static void tlsauth_handshake_failed(struct smtpd_session *s)
@@ -1170,6 +1251,7 @@ static void tlsauth_auth_done(void *arg, enum auth_result r)
     const char *mech = sasl_mechanism(s->sasl);
     char client[INET6_ADDRSTRLEN + 64];
     snprintf(client, sizeof client, "%s[%s]", s->host, s->addr);
+    metrics_auth(r == AUTH_OK);
     if (r == AUTH_OK) {
         s->authenticated = 1;
         /* The password is gone; keep the mechanism for the log (sasl_method=). */
@@ -1520,7 +1602,7 @@ static void session_run(struct smtpd_session *s)
     struct evbuffer *out = bufferevent_get_output(s->bev);
     s->in_run = 1;
     while (!s->dead && s->state != SMTPD_STATE_QUIT && s->state != SMTPD_STATE_COMMIT &&
-           !s->auth_q && !s->starttls_wait && !s->restrict_wait && !s->milter_wait) {
+           !s->auth_q && !s->starttls_wait && !s->restrict_wait && !s->milter_wait && !s->rcpt_q) {
         if (s->replay) {
             /* The command that waited for a restriction lookup: its answers are in now. */
             char *line = s->replay;
@@ -1602,7 +1684,7 @@ static void session_run(struct smtpd_session *s)
      * QUIT among it); anything else can never complete.
      */
     if (s->eof && !s->dead && !s->commit_pending && !s->auth_q && !s->restrict_wait && !s->replay &&
-        !s->milter_wait && s->state != SMTPD_STATE_QUIT) {
+        !s->milter_wait && !s->rcpt_q && s->state != SMTPD_STATE_QUIT) {
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
         s->dead = 1;
@@ -1992,7 +2074,7 @@ static void session_close(struct smtpd_session *s)
         return;
     }
     s->dead = 1;
-    if (s->in_run || s->commit_pending)
+    if (s->in_run || s->commit_pending || s->rcpt_q)
         return;
     session_free(s);
 }
@@ -2066,8 +2148,8 @@ static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
         session_close(s);
         return;
     }
-    if (s->commit_pending)
-        return; /* the commit answers first; the idle timeout still applies after */
+    if (s->commit_pending || s->rcpt_q)
+        return; /* the commit or lookup answers first; the idle timeout still applies after */
     log_info("session time limit exceeded after %s from %s[%s]",
              s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr);
     reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->myhostname);
