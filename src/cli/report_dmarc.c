@@ -100,28 +100,7 @@ static void report_dmarc_groups_free(struct dmarc_group *groups, size_t n)
 static void report_xml(struct buf *out, const char *tag, const char *s)
 {
     buf_printf(out, "<%s>", tag);
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            buf_puts(out, "&amp;");
-            break;
-        case '<':
-            buf_puts(out, "&lt;");
-            break;
-        case '>':
-            buf_puts(out, "&gt;");
-            break;
-        case '"':
-            buf_puts(out, "&quot;");
-            break;
-        case '\'':
-            buf_puts(out, "&apos;");
-            break;
-        default:
-            /* XML 1.0 forbids most control characters even as references. */
-            buf_putc(out, (unsigned char)*s < 0x20 ? ' ' : *s);
-        }
-    }
+    buf_put_markup(out, s);
     buf_printf(out, "</%s>", tag);
 }
 

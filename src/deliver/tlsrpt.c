@@ -124,17 +124,9 @@ const char *tlsrpt_result_type(struct smtp_client *c, int dane)
 int tlsrpt_line_parse(char *line, struct tlsrpt_line *out)
 {
     char *f[10];
-    size_t n = 0;
-    char *p = line;
-    while (n < 10) {
-        f[n++] = p;
-        char *tab = strchr(p, '\t');
-        if (!tab)
-            break;
-        *tab = '\0';
-        p = tab + 1;
-    }
-    if (n != 10 || strcmp(f[0], "T1") != 0 || strlen(f[1]) != 10 || !mta_sts_domain_ok(f[2]))
+    size_t n = str_split_tabs(line, f, 10);
+    if (n != 10 || strcmp(f[0], "T1") != 0 || strlen(f[1]) != 10 || !mta_sts_domain_ok(f[2]) ||
+        strchr(f[9], '\t'))
         return -1;
     out->day = f[1];
     out->domain = f[2];

@@ -130,3 +130,28 @@ char *buf_steal(struct buf *b)
     buf_init(b);
     return p;
 }
+
+void buf_put_markup(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&':
+            buf_puts(b, "&amp;");
+            break;
+        case '<':
+            buf_puts(b, "&lt;");
+            break;
+        case '>':
+            buf_puts(b, "&gt;");
+            break;
+        case '"':
+            buf_puts(b, "&quot;");
+            break;
+        case '\'':
+            buf_puts(b, "&#39;");
+            break;
+        default:
+            buf_putc(b, (unsigned char)*s < 0x20 ? ' ' : *s);
+        }
+    }
+}

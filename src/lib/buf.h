@@ -35,6 +35,12 @@ void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 void buf_set(struct buf *b, const char *s); /* reset + puts */
 void buf_truncate(struct buf *b, size_t len);
 void buf_consume(struct buf *b, size_t n); /* drop n bytes from the front */
+/*
+ * Appends s as XML/HTML character data or attribute text: & < > " ' as
+ * entities, and control characters (which XML 1.0 forbids even as
+ * references) as spaces. For DMARC reports and the status page.
+ */
+void buf_put_markup(struct buf *b, const char *s);
 const char *buf_cstr(const struct buf *b); /* never NULL */
 char *buf_steal(struct buf *b);            /* caller frees; b is left empty */
 

@@ -305,3 +305,18 @@ char **dir_names(const char *path, const char *suffix, size_t max, size_t *count
         *count = n;
     return out;
 }
+
+size_t str_split_tabs(char *line, char **fields, size_t max)
+{
+    size_t n = 0;
+    char *p = line;
+    while (n < max) {
+        fields[n++] = p;
+        char *tab = strchr(p, '\t');
+        if (!tab || n == max)
+            break;
+        *tab = '\0';
+        p = tab + 1;
+    }
+    return n;
+}

@@ -27,6 +27,11 @@ char *str_trim(char *s);
  * NULL-terminated array; free it with strlist_free(). *count may be NULL.
  */
 char **strlist_split(const char *s, size_t *count);
+/*
+ * Splits line in place at tabs into at most max fields (the last keeps any
+ * further tabs); returns how many. For the report journals' records.
+ */
+size_t str_split_tabs(char *line, char **fields, size_t max);
 void strlist_free(char **list);
 /*
  * The names in directory path that end in suffix ("" for all), without the

@@ -78,16 +78,7 @@ void dmarc_report_record(const char *data_dir, const struct dmarc_report_event *
 int dmarc_report_line_parse(char *line, struct dmarc_report_line *out)
 {
     char *f[15];
-    size_t n = 0;
-    char *p = line;
-    while (n < 15) {
-        f[n++] = p;
-        char *tab = strchr(p, '\t');
-        if (!tab)
-            break;
-        *tab = '\0';
-        p = tab + 1;
-    }
+    size_t n = str_split_tabs(line, f, 15);
     if (n != 15 || strcmp(f[0], "D1") != 0 || strchr(f[14], '\t'))
         return -1;
     char **dst[] = {&out->domain,      &out->ip,        &out->disposition, &out->dkim,  &out->spf,

@@ -16,27 +16,7 @@
 
 static void metrics_status_escape(struct buf *out, const char *s)
 {
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            buf_puts(out, "&lt;");
-            break;
-        case '>':
-            buf_puts(out, "&gt;");
-            break;
-        case '&':
-            buf_puts(out, "&amp;");
-            break;
-        case '"':
-            buf_puts(out, "&quot;");
-            break;
-        case '\'':
-            buf_puts(out, "&#39;");
-            break;
-        default:
-            buf_putc(out, *s);
-        }
-    }
+    buf_put_markup(out, s); /* network text (replies, addresses) never becomes markup */
 }
 
 static void metrics_status_time(struct buf *out, time_t t)
