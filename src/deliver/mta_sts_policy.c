@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "deliver/mta_sts.h"
+#include "lib/dnsname.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
@@ -283,17 +284,7 @@ int mta_sts_txt_id(char *const *txt, size_t count, char id[33])
 
 int mta_sts_domain_ok(const char *domain)
 {
-    size_t n = strlen(domain);
-    if (n == 0 || n > 253 || domain[0] == '.' || domain[n - 1] == '.' || domain[0] == '-')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)domain[i];
-        if (c == '.' && domain[i + 1] == '.')
-            return 0;
-        if (!isalnum(c) && c != '-' && c != '.')
-            return 0;
-    }
-    return 1;
+    return dnsname_ok(domain, strlen(domain), DNSNAME_NO_EDGE_HYPHEN);
 }
 
 int mta_sts_cache_parse(const char *text, size_t len, char id[33], time_t *fetched,
