@@ -129,7 +129,9 @@ def test_client_address_comes_from_the_header(proxied, version):
 def test_per_client_limit_counts_the_proxied_address(server_factory, tmp_path):
     srv = server_factory({"smtpd_upstream_proxy_protocol": "haproxy",
                           "smtpd_peername_lookup": "no",
-                          "smtpd_client_connection_count_limit": "1"})
+                          "smtpd_client_connection_count_limit": "1",
+                          # The test clients are in mynetworks, which is exempt by default.
+                          "smtpd_client_event_limit_exceptions": ""})
     hap = HAProxy(tmp_path, srv.smtpd_port)
     try:
         # Every connection arrives from HAProxy's 127.0.0.1, yet two clients are two clients.
