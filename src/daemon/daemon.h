@@ -28,6 +28,13 @@ void daemon_listeners_free(struct listen_sock *socks, int count);
 /* Runs the supervisor until SIGTERM/SIGINT; returns the exit code. */
 int daemon_supervise(const char *config_path, struct config *cfg);
 
+/*
+ * `hongyan worker ARGS` (src/daemon/worker_exec.c): what the supervisor execs
+ * as mail_owner; takes over the descriptors named in ARGS, re-reads the
+ * configuration and runs daemon_worker_run. Returns the exit code.
+ */
+int daemon_worker_main(int argc, char **argv);
+
 /* Runs the worker loop on the inherited sockets; returns the exit code. */
 int daemon_worker_run(const char *config_path, struct config *cfg, struct listen_sock *socks,
                       int nsocks);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -31,6 +32,10 @@
 
 /* Seconds to wait for the worker to finish after passing SIGTERM on. */
 #define SUPERVISOR_STOP_SECONDS 40
+/* Listening sockets one worker command line carries. */
+#define SUPERVISOR_MAX_LISTENERS 64
+/* The configuration file's cap, as config_load's. */
+#define SUPERVISOR_CONFIG_MAX (4u << 20)
 
 static volatile sig_atomic_t supervisor_got_term;
 static volatile sig_atomic_t supervisor_got_hup;
@@ -185,8 +190,105 @@ static int supervisor_lock_spool(const char *queue_dir)
     return fd; /* kept open until exit */
 }
 
-static pid_t supervisor_spawn(const char *config_path, struct config *cfg, const struct passwd *pw,
-                              struct listen_sock *socks, int nsocks)
+/*
+ * The last configuration that loaded, kept in a sealed memory file for the
+ * worker: a worker exec'd after the file on disk was broken starts on it, as
+ * a SIGHUP with a broken file keeps the running configuration. -1 for the
+ * embedded default (nothing on disk to break).
+ */
+static int supervisor_config_snapshot(const char *config_path)
+{
+    if (config_path == NULL)
+        return -1;
+    struct buf text = BUF_INIT, err = BUF_INIT;
+    int fd = -1;
+    if (read_file(config_path, &text, SUPERVISOR_CONFIG_MAX) < 0) {
+        log_warning("%s: cannot read: %s", config_path, strerror(errno));
+        goto out;
+    }
+    struct config *cfg = config_load_text(config_path, buf_cstr(&text), text.len, &err);
+    if (cfg == NULL)
+        goto out; /* the worker's reload logs why */
+    config_free(cfg);
+    fd = memfd_create("hongyan-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || write_all(fd, text.data, text.len) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        log_warning("configuration snapshot: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+out:
+    buf_free(&text);
+    buf_free(&err);
+    return fd;
+}
+
+/* Everything the worker is told on its command line; built before fork. */
+struct supervisor_worker_args {
+    char *argv[16 + 2 * SUPERVISOR_MAX_LISTENERS];
+    char *owned[16 + 2 * SUPERVISOR_MAX_LISTENERS];
+    int nowned;
+    int inherit[4 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
+    int ninherit;
+};
+
+static void supervisor_args_add(struct supervisor_worker_args *a, int *n, char *arg, int owned)
+{
+    a->argv[(*n)++] = arg;
+    if (owned)
+        a->owned[a->nowned++] = arg;
+}
+
+static void supervisor_args_build(struct supervisor_worker_args *a, const char *config_path,
+                                  int snapshot_fd, int lock_fd, struct listen_sock *socks,
+                                  int nsocks)
+{
+    memset(a, 0, sizeof *a);
+    int n = 0;
+    supervisor_args_add(a, &n, "hongyan", 0);
+    supervisor_args_add(a, &n, "worker", 0);
+    supervisor_args_add(a, &n, "--parent", 0);
+    supervisor_args_add(a, &n, xasprintf("%ld", (long)getpid()), 1);
+    supervisor_args_add(a, &n, "--lock-fd", 0);
+    supervisor_args_add(a, &n, xasprintf("%d", lock_fd), 1);
+    a->inherit[a->ninherit++] = lock_fd;
+    if (log_file_fd() >= 0) {
+        supervisor_args_add(a, &n, "--log-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", log_file_fd()), 1);
+        a->inherit[a->ninherit++] = log_file_fd();
+    }
+    if (config_path) {
+        supervisor_args_add(a, &n, "--config", 0);
+        supervisor_args_add(a, &n, (char *)config_path, 0);
+    }
+    if (snapshot_fd >= 0) {
+        supervisor_args_add(a, &n, "--config-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", snapshot_fd), 1);
+        a->inherit[a->ninherit++] = snapshot_fd;
+    }
+    for (int i = 0; i < nsocks; i++) {
+        supervisor_args_add(a, &n, "--listen", 0);
+        supervisor_args_add(
+            a, &n, xasprintf("%d,%d,%s", socks[i].fd, (int)socks[i].kind, socks[i].addr), 1);
+        a->inherit[a->ninherit++] = socks[i].fd;
+    }
+    a->argv[n] = NULL;
+}
+
+static void supervisor_args_free(struct supervisor_worker_args *a)
+{
+    for (int i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+}
+
+/*
+ * Starts the worker: fork, drop to mail_owner, then exec the hongyan binary
+ * itself, so each start (and restart) is a fresh image with its own address
+ * layout and stack canary rather than a copy of the supervisor's. Exactly
+ * the descriptors named in args lose close-on-exec.
+ */
+static pid_t supervisor_spawn(const struct supervisor_worker_args *args, const struct passwd *pw)
 {
     pid_t supervisor = getpid();
     pid_t pid = fork();
@@ -196,7 +298,7 @@ static pid_t supervisor_spawn(const char *config_path, struct config *cfg, const
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    /* Signals stay blocked until the worker's loop has its handlers (worker.c). */
+    /* Signals stay blocked, across exec, until the worker's loop has its handlers (worker.c). */
     sigset_t block;
     sigemptyset(&block);
     sigaddset(&block, SIGHUP);
@@ -210,12 +312,19 @@ static pid_t supervisor_spawn(const char *config_path, struct config *cfg, const
      * the listening sockets and the spool, so a new server could not start.
      * The kernel clears the death signal when credentials change, so it is
      * set after the drop; the getppid() check closes the window in which the
-     * supervisor may already have died. SIGTERM lets the worker drain as on a
-     * normal stop (acknowledged mail is on disk either way).
+     * supervisor may already have died. It survives the exec of a binary
+     * that is not setuid; the worker checks both again. SIGTERM lets the
+     * worker drain as on a normal stop (acknowledged mail is on disk).
      */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)
         _exit(EX_OSERR);
-    _exit(daemon_worker_run(config_path, cfg, socks, nsocks));
+    for (int i = 0; i < args->ninherit; i++)
+        if (fcntl(args->inherit[i], F_SETFD, 0) < 0)
+            _exit(EX_OSERR);
+    /* Our own binary, whatever PATH says and even if it was replaced on disk since. */
+    execv("/proc/self/exe", args->argv);
+    log_error("cannot exec the worker: %s", strerror(errno));
+    _exit(EX_OSERR);
 }
 
 static int supervisor_wait(pid_t pid, int seconds)
@@ -287,7 +396,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     free(tls_dir);
     if (rc < 0)
         return EX_CANTCREAT;
-    if (supervisor_lock_spool(config_get(cfg, "queue_directory")) < 0)
+    int lock_fd = supervisor_lock_spool(config_get(cfg, "queue_directory"));
+    if (lock_fd < 0)
         return EX_TEMPFAIL;
     if (pw != NULL && supervisor_prepare_maildrop(cfg, pw) < 0)
         return EX_CANTCREAT;
@@ -303,6 +413,10 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         log_error("no listening address: set smtpd_listen or submission_listen");
         return EX_CONFIG;
     }
+    if (nsocks > SUPERVISOR_MAX_LISTENERS) {
+        log_error("%d listening addresses: at most %d", nsocks, SUPERVISOR_MAX_LISTENERS);
+        return EX_CONFIG;
+    }
     for (int i = 0; i < nsocks; i++)
         log_info("listening on %s", socks[i].addr);
 
@@ -313,10 +427,14 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    int snapshot_fd = supervisor_config_snapshot(config_path);
     int quick_deaths = 0;
     while (!supervisor_got_term) {
         time_t started = time(NULL);
-        pid_t pid = supervisor_spawn(config_path, cfg, pw, socks, nsocks);
+        struct supervisor_worker_args args;
+        supervisor_args_build(&args, config_path, snapshot_fd, lock_fd, socks, nsocks);
+        pid_t pid = supervisor_spawn(&args, pw);
+        supervisor_args_free(&args);
         if (pid < 0) {
             log_error("fork: %s", strerror(errno));
             break;
@@ -333,6 +451,13 @@ int daemon_supervise(const char *config_path, struct config *cfg)
             if (supervisor_got_hup) {
                 supervisor_got_hup = 0;
                 kill(pid, SIGHUP);
+                /* What the worker now runs on is what a restarted one falls back to. */
+                int fresh = supervisor_config_snapshot(config_path);
+                if (fresh >= 0) {
+                    if (snapshot_fd >= 0)
+                        close(snapshot_fd);
+                    snapshot_fd = fresh;
+                }
             }
             if (supervisor_got_term) {
                 kill(pid, SIGTERM);
@@ -361,6 +486,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         }
     }
     daemon_listeners_free(socks, nsocks);
+    if (snapshot_fd >= 0)
+        close(snapshot_fd);
     log_info("stopped");
     buf_free(&err);
     return 0;
