@@ -12,7 +12,7 @@ set -eu
 build_pkgs="build-essential pkg-config meson ninja-build
   libevent-dev libssl-dev libunbound-dev liblmdb-dev libcrypt-dev
   libpsl-dev publicsuffix libcmocka-dev openssl ca-certificates dns-root-data
-  libcurl4-openssl-dev zlib1g-dev"
+  libcurl4-openssl-dev zlib1g-dev libseccomp-dev"
 # libFuzzer and the sanitizer runtime come with clang.
 fuzz_pkgs="clang libclang-rt-14-dev"
 # The integration suite's real peers and tools, the sanitizer build, and the

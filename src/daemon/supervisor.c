@@ -27,6 +27,7 @@
 #include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "version.h"
 #include "queue/maildrop.h"
 #include "milter/milter.h"
 
@@ -39,12 +40,15 @@
 
 static volatile sig_atomic_t supervisor_got_term;
 static volatile sig_atomic_t supervisor_got_hup;
+static volatile sig_atomic_t supervisor_got_alarm;
 
 static void supervisor_on_signal(int sig)
 {
     if (sig == SIGHUP)
         supervisor_got_hup = 1;
-    else
+    else if (sig == SIGALRM)
+        supervisor_got_alarm = 1;
+    else if (sig != SIGCHLD) /* SIGCHLD only interrupts waitpid, to reap the report run */
         supervisor_got_term = 1;
 }
 
@@ -146,12 +150,12 @@ static int supervisor_prepare_maildrop(const struct config *cfg, const struct pa
     return rc;
 }
 
-static int supervisor_drop_privileges(const struct passwd *pw)
+/* To mail_owner, with setgid_group as the one supplementary group and gid as the primary. */
+static int supervisor_drop_privileges(const struct passwd *pw, gid_t gid)
 {
     if (pw == NULL)
         return 0;
-    if (setgroups(1, &supervisor_drop_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0) {
+    if (setgroups(1, &supervisor_drop_gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
         log_error("cannot become %s: %s", pw->pw_name, strerror(errno));
         return -1;
     }
@@ -298,6 +302,8 @@ static pid_t supervisor_spawn(const struct supervisor_worker_args *args, const s
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
     /* Signals stay blocked, across exec, until the worker's loop has its handlers (worker.c). */
     sigset_t block;
     sigemptyset(&block);
@@ -305,7 +311,7 @@ static pid_t supervisor_spawn(const struct supervisor_worker_args *args, const s
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     sigprocmask(SIG_SETMASK, &block, NULL);
-    if (supervisor_drop_privileges(pw) < 0)
+    if (supervisor_drop_privileges(pw, pw ? pw->pw_gid : 0) < 0)
         _exit(EX_NOPERM);
     /*
      * A worker must not outlive its supervisor: unsupervised, it would keep
@@ -325,6 +331,71 @@ static pid_t supervisor_spawn(const struct supervisor_worker_args *args, const s
     execv("/proc/self/exe", args->argv);
     log_error("cannot exec the worker: %s", strerror(errno));
     _exit(EX_OSERR);
+}
+
+/*
+ * The daily `hongyan report send` (daemon/reports.c), as mail_owner: it
+ * queues through the setgid hongyan-postdrop like any local mail. Returns its pid, or 0 when none
+ * was started.
+ */
+static pid_t supervisor_spawn_reports(const char *config_path, const struct passwd *pw)
+{
+    if (!daemon_reports_wanted(config_path))
+        return 0;
+    char *argv[] = {"hongyan", "-c", (char *)config_path, "report", "send", NULL};
+    if (config_path == NULL) {
+        argv[1] = "report";
+        argv[2] = "send";
+        argv[3] = NULL;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_warning("cannot start report send: %s", strerror(errno));
+        return 0;
+    }
+    if (pid > 0) {
+        log_info("daily reports: report send started, pid %ld", (long)pid);
+        return pid;
+    }
+    static const int defaults[] = {SIGHUP, SIGTERM, SIGINT, SIGALRM, SIGCHLD};
+    struct sigaction sa = {.sa_handler = SIG_DFL};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        sigaction(defaults[i], &sa, NULL);
+    /*
+     * setgid_group as the primary gid, what exec of the setgid helper would
+     * give: under systemd's NoNewPrivileges= that exec gives nothing, and the
+     * helper checks its effective gid (postdrop.c).
+     */
+    if (supervisor_drop_privileges(pw, supervisor_drop_gid) < 0)
+        _exit(EX_NOPERM);
+    execv("/proc/self/exe", argv);
+    log_error("cannot exec report send: %s", strerror(errno));
+    _exit(EX_OSERR);
+}
+
+static void supervisor_reap_reports(pid_t *child)
+{
+    int status;
+    if (*child <= 0 || waitpid(*child, &status, WNOHANG) != *child)
+        return;
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        log_warning("report send exited with status %d; the pending reports wait for the next run",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    *child = 0;
+}
+
+/* Starts the report run when its time has come, unless the last one is still going. */
+static void supervisor_daily(const char *config_path, const struct passwd *pw, pid_t *child)
+{
+    supervisor_reap_reports(child);
+    if (!supervisor_got_alarm)
+        return;
+    supervisor_got_alarm = 0;
+    alarm(daemon_reports_delay(time(NULL)));
+    if (*child > 0)
+        log_warning("report send from the last run still going: not starting another");
+    else
+        *child = supervisor_spawn_reports(config_path, pw);
 }
 
 static int supervisor_wait(pid_t pid, int seconds)
@@ -425,7 +496,18 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    pid_t reports_child = 0;
+    unsigned first_report = daemon_reports_delay(time(NULL));
+#if HONGYAN_TEST_HOOKS
+    /* The test build can have the daily run come at once instead of after midnight. */
+    const char *soon = getenv("HONGYAN_TEST_REPORTS_AFTER");
+    if (soon && atoi(soon) > 0)
+        first_report = (unsigned)atoi(soon);
+#endif
+    alarm(first_report);
 
     int snapshot_fd = supervisor_config_snapshot(config_path);
     int quick_deaths = 0;
@@ -443,6 +525,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
                  pw ? pw->pw_name : "");
         int status = 0;
         for (;;) {
+            supervisor_daily(config_path, pw, &reports_child);
             pid_t r = waitpid(pid, &status, 0);
             if (r == pid)
                 break;
@@ -471,7 +554,11 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         }
         if (supervisor_got_term)
             break;
-        if (WIFSIGNALED(status))
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+            log_error("worker pid %ld killed by signal %d (SIGSYS): seccomp violation, a system "
+                      "call outside its allowlist (docs/security.md); restarting",
+                      (long)pid, WTERMSIG(status));
+        else if (WIFSIGNALED(status))
             log_warning("worker pid %ld killed by signal %d; restarting", (long)pid,
                         WTERMSIG(status));
         else

@@ -112,9 +112,9 @@ int daemon_worker_main(int argc, char **argv)
     int nsocks = 0;
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = val == NULL;
-        if (bad)
-            ;
+        int bad = 0;
+        if (val == NULL) /* every option takes a value */
+            bad = 1;
         else if (strcmp(opt, "--parent") == 0)
             bad = worker_exec_number(val, 1, INT_MAX, &parent) < 0;
         else if (strcmp(opt, "--lock-fd") == 0)
@@ -125,14 +125,16 @@ int daemon_worker_main(int argc, char **argv)
             bad = worker_exec_take_fd(val, &snapshot_fd) < 0;
         else if (strcmp(opt, "--config") == 0)
             config_path = val;
-        else if (strcmp(opt, "--listen") == 0)
-            bad = worker_exec_listener(val, &socks[nsocks++]) < 0;
-        else
+        else if (strcmp(opt, "--listen") == 0) {
+            bad = worker_exec_listener(val, &socks[nsocks]) < 0;
+            nsocks += !bad; /* only whole entries: daemon_listeners_free closes them */
+        } else
             bad = 1;
         if (bad) {
             fprintf(stderr,
                     "hongyan worker: started by the supervisor only (bad argument %s%s%s)\n", opt,
                     val ? " " : "", val ? val : "");
+            daemon_listeners_free(socks, nsocks);
             return EX_USAGE;
         }
     }
@@ -145,6 +147,7 @@ int daemon_worker_main(int argc, char **argv)
     if (parent < 0 || lock_fd < 0 || nsocks == 0 || prctl(PR_GET_PDEATHSIG, &deathsig) < 0 ||
         deathsig != SIGTERM || getppid() != parent) {
         fprintf(stderr, "hongyan worker: started by the supervisor only\n");
+        daemon_listeners_free(socks, nsocks);
         return EX_USAGE;
     }
     /* Exec'd through /proc/self/exe, we would show as "exe" in ps and top. */
@@ -154,8 +157,10 @@ int daemon_worker_main(int argc, char **argv)
     struct config *cfg = worker_exec_config(config_path, (int)snapshot_fd);
     if (snapshot_fd >= 0)
         close((int)snapshot_fd); /* read once: a restart gets a fresh one */
-    if (cfg == NULL)
+    if (cfg == NULL) {
+        daemon_listeners_free(socks, nsocks);
         return EX_CONFIG;
+    }
     log_set_hostname(config_get(cfg, "myhostname"));
     log_set_syslog_name(config_get(cfg, "syslog_name"));
     /* The lock fd stays open, unused: it keeps the spool locked while we drain an orphaned run. */
