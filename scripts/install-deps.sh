@@ -22,7 +22,7 @@ test_pkgs="$fuzz_pkgs clang-format lmdb-utils
   python3-yaml python3-cryptography swaks opendkim-tools dovecot-core dovecot-lmtpd
   libsasl2-modules libnet-ssleay-perl pflogsumm debhelper dpkg-dev lintian iproute2
   e2fsprogs mount postgrey
-  python3-milter opendkim rspamd"
+  python3-milter opendkim rspamd systemd"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;

@@ -148,3 +148,33 @@ def test_report_credentials_queue_mail_under_no_new_privs(server):
                          input="Subject: r\n\nreport\n", capture_output=True, text=True,
                          timeout=30)
     assert own.returncode != 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the capability set is root's")
+def test_serves_with_the_units_capabilities_and_no_new_privs(server_factory):
+    """What etc/hongyan.service leaves the supervisor (its
+    CapabilityBoundingSet= and NoNewPrivileges=), by setpriv: it still
+    prepares directories, drops to mail_owner, passes SIGHUP on, and mail
+    flows."""
+    unit = (pathlib.Path(__file__).resolve().parents[2] / "etc" / "hongyan.service").read_text()
+    caps = next(l for l in unit.splitlines() if l.startswith("CapabilityBoundingSet="))
+    keep = ",".join("+" + c[len("CAP_"):].lower() for c in caps.split("=", 1)[1].split())
+    assert "NoNewPrivileges=yes" in unit
+    srv = server_factory(start=False)
+    srv.logf = open(srv.log, "ab")
+    srv.proc = subprocess.Popen(["setpriv", "--no-new-privs", "--bounding-set=-all," + keep,
+                                 "--inh-caps=-all", BIN, "-c", str(srv.cfg), "serve"],
+                                stdout=srv.logf, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    wait_port(srv.smtpd_port, proc=srv.proc)
+    assert wait_for(lambda: "ready:" in srv.log_text(), timeout=15), srv.log_text()
+    srv.settings["mydestination"] += ", unit.example"
+    srv.reload()
+    assert wait_for(lambda: "reload: configuration" in srv.log_text()), srv.log_text()
+    sendmail(srv, "erin@unit.example")
+    assert wait_for(lambda: srv.messages("unit.example", "erin"), timeout=15), srv.log_text()
+    assert status(worker_of(srv))["NoNewPrivs"] == "1"
+    supervisor = status(srv.proc.pid)
+    assert supervisor["NoNewPrivs"] == "1"
+    # CAP_NET_BIND_SERVICE, SETGID, SETUID, CHOWN, DAC_OVERRIDE, FOWNER, KILL and no other.
+    assert int(supervisor["CapBnd"], 16) == sum(1 << n for n in (10, 6, 7, 0, 1, 3, 5))
