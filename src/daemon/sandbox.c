@@ -41,135 +41,34 @@
  * Calls allowed whatever their arguments. Names, not numbers: a name this
  * architecture does not have (open on arm64) is skipped.
  */
+// clang-format off
 static const char *const sandbox_allowed[] = {
     /* descriptors and files: the spool, mailboxes, tables re-read on SIGHUP */
-    "read",
-    "write",
-    "readv",
-    "writev",
-    "pread64",
-    "pwrite64",
-    "preadv",
-    "pwritev",
-    "lseek",
-    "close",
-    "openat",
-    "open",
-    "stat",
-    "fstat",
-    "lstat",
-    "newfstatat",
-    "statx",
-    "statfs",
-    "fstatfs",
-    "access",
-    "faccessat",
-    "faccessat2",
-    "readlink",
-    "readlinkat",
-    "getdents64",
-    "mkdir",
-    "mkdirat",
-    "rename",
-    "renameat",
-    "renameat2",
-    "unlink",
-    "unlinkat",
-    "link",
-    "linkat",
-    "fsync",
-    "fdatasync",
-    "copy_file_range",
-    "syncfs",
-    "ftruncate",
-    "fallocate",
-    "fchmod",
-    "fcntl",
-    "flock",
-    "dup",
-    "dup2",
-    "dup3",
-    "pipe",
-    "pipe2",
-    "eventfd2",
-    "getcwd",
-    "umask",
-    "utimensat",
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek",
+    "close", "openat", "open", "stat", "fstat", "lstat", "newfstatat", "statx", "statfs",
+    "fstatfs", "access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64",
+    "mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat", "link",
+    "linkat", "fsync", "fdatasync", "syncfs", "copy_file_range", "ftruncate", "fallocate",
+    "fchmod", "fcntl", "flock", "dup", "dup2", "dup3", "pipe", "pipe2", "eventfd2", "getcwd",
+    "umask", "utimensat",
     /* the event loop and its timers */
-    "epoll_create1",
-    "epoll_ctl",
-    "epoll_wait",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "poll",
-    "ppoll",
-    "select",
-    "pselect6",
-    "timerfd_create",
-    "timerfd_settime",
-    "timerfd_gettime",
+    "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll",
+    "select", "pselect6", "timerfd_create", "timerfd_settime", "timerfd_gettime",
     /* sockets as a client and on accepted connections; bind for source addresses and DNS ports */
-    "socketpair",
-    "connect",
-    "accept",
-    "accept4",
-    "bind",
-    "getsockname",
-    "getpeername",
-    "setsockopt",
-    "getsockopt",
-    "sendto",
-    "recvfrom",
-    "sendmsg",
-    "recvmsg",
-    "sendmmsg",
-    "recvmmsg",
-    "shutdown",
+    "socketpair", "connect", "accept", "accept4", "bind", "getsockname", "getpeername",
+    "setsockopt", "getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
+    "recvmmsg", "shutdown",
     /* memory and threads */
-    "mmap",
-    "munmap",
-    "mprotect",
-    "mremap",
-    "madvise",
-    "brk",
-    "futex",
-    "set_robust_list",
-    "rseq",
-    "set_tid_address",
-    "sched_yield",
-    "sched_getaffinity",
-    "membarrier",
+    "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "futex", "set_robust_list",
+    "rseq", "set_tid_address", "sched_yield", "sched_getaffinity", "membarrier",
     /* signals, time, identity */
-    "rt_sigaction",
-    "rt_sigprocmask",
-    "rt_sigreturn",
-    "sigaltstack",
-    "rt_sigtimedwait",
-    "tgkill",
-    "getpid",
-    "gettid",
-    "getppid",
-    "getuid",
-    "geteuid",
-    "getgid",
-    "getegid",
-    "getgroups",
-    "getrandom",
-    "clock_gettime",
-    "clock_getres",
-    "gettimeofday",
-    "time",
-    "nanosleep",
-    "clock_nanosleep",
-    "uname",
-    "getrlimit",
-    "prlimit64",
-    "getrusage",
-    "sysinfo",
-    "restart_syscall",
-    "exit",
-    "exit_group",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigtimedwait",
+    "tgkill", "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",
+    "getgroups", "getrandom", "clock_gettime", "clock_getres", "gettimeofday", "time",
+    "nanosleep", "clock_nanosleep", "uname", "getrlimit", "prlimit64", "getrusage", "sysinfo",
+    "restart_syscall", "exit", "exit_group",
 };
+// clang-format on
 
 /* The socket families a worker opens: TCP and UDP peers, Unix-socket milters and policy. */
 static const int sandbox_families[] = {AF_UNIX, AF_INET, AF_INET6};
@@ -255,13 +154,19 @@ int daemon_sandbox_enter(struct buf *err)
         buf_printf(err, "seccomp_init failed");
         return -1;
     }
+    int failed = 0;
     int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-    if (rc < 0)
+    if (rc < 0) {
         buf_printf(err, "seccomp: thread sync: %s", strerror(-rc));
-    else if (sandbox_rules(ctx, err) == 0 && (rc = seccomp_load(ctx)) < 0)
+        failed = 1;
+    } else if (sandbox_rules(ctx, err) < 0) {
+        failed = 1;
+    } else if ((rc = seccomp_load(ctx)) < 0) {
         buf_printf(err, "seccomp_load: %s", strerror(-rc));
+        failed = 1;
+    }
     seccomp_release(ctx);
-    return err->len ? -1 : 0;
+    return failed ? -1 : 0;
 #endif
 }
 
