@@ -12,7 +12,7 @@ set -eu
 build_pkgs="build-essential pkg-config meson ninja-build
   libevent-dev libssl-dev libunbound-dev liblmdb-dev libcrypt-dev
   libpsl-dev publicsuffix libcmocka-dev openssl ca-certificates dns-root-data
-  libcurl4-openssl-dev zlib1g-dev libpq-dev"
+  libcurl4-openssl-dev zlib1g-dev libpq-dev libseccomp-dev"
 # libFuzzer and the sanitizer runtime come with clang.
 fuzz_pkgs="clang libclang-rt-14-dev"
 # The integration suite's real peers and tools, the sanitizer build, and the
@@ -22,7 +22,7 @@ test_pkgs="$fuzz_pkgs clang-format lmdb-utils
   python3-yaml python3-cryptography swaks opendkim-tools dovecot-core dovecot-lmtpd
   libsasl2-modules libnet-ssleay-perl pflogsumm debhelper dpkg-dev lintian iproute2
   e2fsprogs mount postgrey
-  python3-milter opendkim rspamd prometheus chromium haproxy postgresql"
+  python3-milter opendkim rspamd prometheus chromium haproxy postgresql systemd"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;

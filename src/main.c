@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "daemon/daemon.h"
 
 struct command {
     const char *name;
@@ -128,6 +129,9 @@ int main(int argc, char **argv)
             return commands[k].run(argc - i, argv + i);
         }
     }
+    /* Hidden: the supervisor's exec target (daemon.h), never run by hand. */
+    if (strcmp(argv[i], "worker") == 0)
+        return daemon_worker_main(argc - i, argv + i);
     if (strcmp(argv[i], "help") == 0)
         return main_usage(1);
     fprintf(stderr, "hongyan: unknown command '%s'\n", argv[i]);

@@ -6,6 +6,8 @@
 #ifndef HONGYAN_DAEMON_DAEMON_H
 #define HONGYAN_DAEMON_DAEMON_H
 
+#include <time.h>
+
 #include "daemon/server.h"
 
 struct config;
@@ -28,18 +30,38 @@ void daemon_listeners_free(struct listen_sock *socks, int count);
 /* Runs the supervisor until SIGTERM/SIGINT; returns the exit code. */
 int daemon_supervise(const char *config_path, struct config *cfg);
 
+/*
+ * `hongyan worker ARGS` (src/daemon/worker_exec.c): what the supervisor execs
+ * as mail_owner; takes over the descriptors named in ARGS, re-reads the
+ * configuration and runs daemon_worker_run. Returns the exit code.
+ */
+int daemon_worker_main(int argc, char **argv);
+
 /* Runs the worker loop on the inherited sockets; returns the exit code. */
 int daemon_worker_run(const char *config_path, struct config *cfg, struct listen_sock *socks,
                       int nsocks);
 
 /*
- * The daily report run (src/daemon/reports.c): a timer on srv's loop that
- * starts `hongyan report send` shortly after midnight UTC when
- * smtp_tls_reporting or smtpd_dmarc_reporting is on. Freed with
- * daemon_reports_free().
+ * The daily report run (src/daemon/reports.c): the supervisor starts
+ * `hongyan report send` as mail_owner shortly after midnight UTC when
+ * smtp_tls_reporting or smtpd_dmarc_reporting is on. daemon_reports_delay
+ * gives the seconds until the next run; daemon_reports_wanted reads the
+ * configuration file again and says whether either is on.
  */
-struct daemon_reports;
-struct daemon_reports *daemon_reports_start(struct server *srv, const char *config_path);
-void daemon_reports_free(struct daemon_reports *r);
+unsigned daemon_reports_delay(time_t now);
+int daemon_reports_wanted(const char *config_path);
+
+/*
+ * The worker's sandbox (src/daemon/sandbox.c): PR_SET_NO_NEW_PRIVS and the
+ * seccomp allowlist, for all threads; a call outside it kills the process.
+ * 0, or -1 with err set. Sanitizer builds set no_new_privs only.
+ */
+int daemon_sandbox_enter(struct buf *err);
+/*
+ * In a build configured with -Dtest_hooks=true and HONGYAN_TEST_SECCOMP_TRIGGER
+ * set: a SIGUSR2 event that makes the worker call execve. NULL otherwise;
+ * the caller frees it with event_free.
+ */
+struct event *daemon_sandbox_test_trigger(struct event_base *base);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -26,20 +27,28 @@
 #include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "version.h"
 #include "queue/maildrop.h"
 #include "milter/milter.h"
 
 /* Seconds to wait for the worker to finish after passing SIGTERM on. */
 #define SUPERVISOR_STOP_SECONDS 40
+/* Listening sockets one worker command line carries. */
+#define SUPERVISOR_MAX_LISTENERS 64
+/* The configuration file's cap, as config_load's. */
+#define SUPERVISOR_CONFIG_MAX (4u << 20)
 
 static volatile sig_atomic_t supervisor_got_term;
 static volatile sig_atomic_t supervisor_got_hup;
+static volatile sig_atomic_t supervisor_got_alarm;
 
 static void supervisor_on_signal(int sig)
 {
     if (sig == SIGHUP)
         supervisor_got_hup = 1;
-    else
+    else if (sig == SIGALRM)
+        supervisor_got_alarm = 1;
+    else if (sig != SIGCHLD) /* SIGCHLD only interrupts waitpid, to reap the report run */
         supervisor_got_term = 1;
 }
 
@@ -141,12 +150,12 @@ static int supervisor_prepare_maildrop(const struct config *cfg, const struct pa
     return rc;
 }
 
-static int supervisor_drop_privileges(const struct passwd *pw)
+/* To mail_owner, with setgid_group as the one supplementary group and gid as the primary. */
+static int supervisor_drop_privileges(const struct passwd *pw, gid_t gid)
 {
     if (pw == NULL)
         return 0;
-    if (setgroups(1, &supervisor_drop_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0) {
+    if (setgroups(1, &supervisor_drop_gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
         log_error("cannot become %s: %s", pw->pw_name, strerror(errno));
         return -1;
     }
@@ -185,8 +194,105 @@ static int supervisor_lock_spool(const char *queue_dir)
     return fd; /* kept open until exit */
 }
 
-static pid_t supervisor_spawn(const char *config_path, struct config *cfg, const struct passwd *pw,
-                              struct listen_sock *socks, int nsocks)
+/*
+ * The last configuration that loaded, kept in a sealed memory file for the
+ * worker: a worker exec'd after the file on disk was broken starts on it, as
+ * a SIGHUP with a broken file keeps the running configuration. -1 for the
+ * embedded default (nothing on disk to break).
+ */
+static int supervisor_config_snapshot(const char *config_path)
+{
+    if (config_path == NULL)
+        return -1;
+    struct buf text = BUF_INIT, err = BUF_INIT;
+    int fd = -1;
+    if (read_file(config_path, &text, SUPERVISOR_CONFIG_MAX) < 0) {
+        log_warning("%s: cannot read: %s", config_path, strerror(errno));
+        goto out;
+    }
+    struct config *cfg = config_load_text(config_path, buf_cstr(&text), text.len, &err);
+    if (cfg == NULL)
+        goto out; /* the worker's reload logs why */
+    config_free(cfg);
+    fd = memfd_create("hongyan-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || write_all(fd, text.data, text.len) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        log_warning("configuration snapshot: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+out:
+    buf_free(&text);
+    buf_free(&err);
+    return fd;
+}
+
+/* Everything the worker is told on its command line; built before fork. */
+struct supervisor_worker_args {
+    char *argv[16 + 2 * SUPERVISOR_MAX_LISTENERS];
+    char *owned[16 + 2 * SUPERVISOR_MAX_LISTENERS];
+    int nowned;
+    int inherit[4 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
+    int ninherit;
+};
+
+static void supervisor_args_add(struct supervisor_worker_args *a, int *n, char *arg, int owned)
+{
+    a->argv[(*n)++] = arg;
+    if (owned)
+        a->owned[a->nowned++] = arg;
+}
+
+static void supervisor_args_build(struct supervisor_worker_args *a, const char *config_path,
+                                  int snapshot_fd, int lock_fd, struct listen_sock *socks,
+                                  int nsocks)
+{
+    memset(a, 0, sizeof *a);
+    int n = 0;
+    supervisor_args_add(a, &n, "hongyan", 0);
+    supervisor_args_add(a, &n, "worker", 0);
+    supervisor_args_add(a, &n, "--parent", 0);
+    supervisor_args_add(a, &n, xasprintf("%ld", (long)getpid()), 1);
+    supervisor_args_add(a, &n, "--lock-fd", 0);
+    supervisor_args_add(a, &n, xasprintf("%d", lock_fd), 1);
+    a->inherit[a->ninherit++] = lock_fd;
+    if (log_file_fd() >= 0) {
+        supervisor_args_add(a, &n, "--log-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", log_file_fd()), 1);
+        a->inherit[a->ninherit++] = log_file_fd();
+    }
+    if (config_path) {
+        supervisor_args_add(a, &n, "--config", 0);
+        supervisor_args_add(a, &n, (char *)config_path, 0);
+    }
+    if (snapshot_fd >= 0) {
+        supervisor_args_add(a, &n, "--config-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", snapshot_fd), 1);
+        a->inherit[a->ninherit++] = snapshot_fd;
+    }
+    for (int i = 0; i < nsocks; i++) {
+        supervisor_args_add(a, &n, "--listen", 0);
+        supervisor_args_add(
+            a, &n, xasprintf("%d,%d,%s", socks[i].fd, (int)socks[i].kind, socks[i].addr), 1);
+        a->inherit[a->ninherit++] = socks[i].fd;
+    }
+    a->argv[n] = NULL;
+}
+
+static void supervisor_args_free(struct supervisor_worker_args *a)
+{
+    for (int i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+}
+
+/*
+ * Starts the worker: fork, drop to mail_owner, then exec the hongyan binary
+ * itself, so each start (and restart) is a fresh image with its own address
+ * layout and stack canary rather than a copy of the supervisor's. Exactly
+ * the descriptors named in args lose close-on-exec.
+ */
+static pid_t supervisor_spawn(const struct supervisor_worker_args *args, const struct passwd *pw)
 {
     pid_t supervisor = getpid();
     pid_t pid = fork();
@@ -196,26 +302,100 @@ static pid_t supervisor_spawn(const char *config_path, struct config *cfg, const
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    /* Signals stay blocked until the worker's loop has its handlers (worker.c). */
+    sigaction(SIGALRM, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    /* Signals stay blocked, across exec, until the worker's loop has its handlers (worker.c). */
     sigset_t block;
     sigemptyset(&block);
     sigaddset(&block, SIGHUP);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     sigprocmask(SIG_SETMASK, &block, NULL);
-    if (supervisor_drop_privileges(pw) < 0)
+    if (supervisor_drop_privileges(pw, pw ? pw->pw_gid : 0) < 0)
         _exit(EX_NOPERM);
     /*
      * A worker must not outlive its supervisor: unsupervised, it would keep
      * the listening sockets and the spool, so a new server could not start.
      * The kernel clears the death signal when credentials change, so it is
      * set after the drop; the getppid() check closes the window in which the
-     * supervisor may already have died. SIGTERM lets the worker drain as on a
-     * normal stop (acknowledged mail is on disk either way).
+     * supervisor may already have died. It survives the exec of a binary
+     * that is not setuid; the worker checks both again. SIGTERM lets the
+     * worker drain as on a normal stop (acknowledged mail is on disk).
      */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)
         _exit(EX_OSERR);
-    _exit(daemon_worker_run(config_path, cfg, socks, nsocks));
+    for (int i = 0; i < args->ninherit; i++)
+        if (fcntl(args->inherit[i], F_SETFD, 0) < 0)
+            _exit(EX_OSERR);
+    /* Our own binary, whatever PATH says and even if it was replaced on disk since. */
+    execv("/proc/self/exe", args->argv);
+    log_error("cannot exec the worker: %s", strerror(errno));
+    _exit(EX_OSERR);
+}
+
+/*
+ * The daily `hongyan report send` (daemon/reports.c), as mail_owner: it
+ * queues through the setgid hongyan-postdrop like any local mail. Returns its pid, or 0 when none
+ * was started.
+ */
+static pid_t supervisor_spawn_reports(const char *config_path, const struct passwd *pw)
+{
+    if (!daemon_reports_wanted(config_path))
+        return 0;
+    char *argv[] = {"hongyan", "-c", (char *)config_path, "report", "send", NULL};
+    if (config_path == NULL) {
+        argv[1] = "report";
+        argv[2] = "send";
+        argv[3] = NULL;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_warning("cannot start report send: %s", strerror(errno));
+        return 0;
+    }
+    if (pid > 0) {
+        log_info("daily reports: report send started, pid %ld", (long)pid);
+        return pid;
+    }
+    static const int defaults[] = {SIGHUP, SIGTERM, SIGINT, SIGALRM, SIGCHLD};
+    struct sigaction sa = {.sa_handler = SIG_DFL};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        sigaction(defaults[i], &sa, NULL);
+    /*
+     * setgid_group as the primary gid, what exec of the setgid helper would
+     * give: under systemd's NoNewPrivileges= that exec gives nothing, and the
+     * helper checks its effective gid (postdrop.c).
+     */
+    if (supervisor_drop_privileges(pw, supervisor_drop_gid) < 0)
+        _exit(EX_NOPERM);
+    execv("/proc/self/exe", argv);
+    log_error("cannot exec report send: %s", strerror(errno));
+    _exit(EX_OSERR);
+}
+
+static void supervisor_reap_reports(pid_t *child)
+{
+    int status;
+    if (*child <= 0 || waitpid(*child, &status, WNOHANG) != *child)
+        return;
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        log_warning("report send exited with status %d; the pending reports wait for the next run",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    *child = 0;
+}
+
+/* Starts the report run when its time has come, unless the last one is still going. */
+static void supervisor_daily(const char *config_path, const struct passwd *pw, pid_t *child)
+{
+    supervisor_reap_reports(child);
+    if (!supervisor_got_alarm)
+        return;
+    supervisor_got_alarm = 0;
+    alarm(daemon_reports_delay(time(NULL)));
+    if (*child > 0)
+        log_warning("report send from the last run still going: not starting another");
+    else
+        *child = supervisor_spawn_reports(config_path, pw);
 }
 
 static int supervisor_wait(pid_t pid, int seconds)
@@ -287,7 +467,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     free(tls_dir);
     if (rc < 0)
         return EX_CANTCREAT;
-    if (supervisor_lock_spool(config_get(cfg, "queue_directory")) < 0)
+    int lock_fd = supervisor_lock_spool(config_get(cfg, "queue_directory"));
+    if (lock_fd < 0)
         return EX_TEMPFAIL;
     if (pw != NULL && supervisor_prepare_maildrop(cfg, pw) < 0)
         return EX_CANTCREAT;
@@ -303,6 +484,10 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         log_error("no listening address: set smtpd_listen or submission_listen");
         return EX_CONFIG;
     }
+    if (nsocks > SUPERVISOR_MAX_LISTENERS) {
+        log_error("%d listening addresses: at most %d", nsocks, SUPERVISOR_MAX_LISTENERS);
+        return EX_CONFIG;
+    }
     for (int i = 0; i < nsocks; i++)
         log_info("listening on %s", socks[i].addr);
 
@@ -311,12 +496,27 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    pid_t reports_child = 0;
+    unsigned first_report = daemon_reports_delay(time(NULL));
+#if HONGYAN_TEST_HOOKS
+    /* The test build can have the daily run come at once instead of after midnight. */
+    const char *soon = getenv("HONGYAN_TEST_REPORTS_AFTER");
+    if (soon && atoi(soon) > 0)
+        first_report = (unsigned)atoi(soon);
+#endif
+    alarm(first_report);
 
+    int snapshot_fd = supervisor_config_snapshot(config_path);
     int quick_deaths = 0;
     while (!supervisor_got_term) {
         time_t started = time(NULL);
-        pid_t pid = supervisor_spawn(config_path, cfg, pw, socks, nsocks);
+        struct supervisor_worker_args args;
+        supervisor_args_build(&args, config_path, snapshot_fd, lock_fd, socks, nsocks);
+        pid_t pid = supervisor_spawn(&args, pw);
+        supervisor_args_free(&args);
         if (pid < 0) {
             log_error("fork: %s", strerror(errno));
             break;
@@ -325,6 +525,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
                  pw ? pw->pw_name : "");
         int status = 0;
         for (;;) {
+            supervisor_daily(config_path, pw, &reports_child);
             pid_t r = waitpid(pid, &status, 0);
             if (r == pid)
                 break;
@@ -333,6 +534,13 @@ int daemon_supervise(const char *config_path, struct config *cfg)
             if (supervisor_got_hup) {
                 supervisor_got_hup = 0;
                 kill(pid, SIGHUP);
+                /* What the worker now runs on is what a restarted one falls back to. */
+                int fresh = supervisor_config_snapshot(config_path);
+                if (fresh >= 0) {
+                    if (snapshot_fd >= 0)
+                        close(snapshot_fd);
+                    snapshot_fd = fresh;
+                }
             }
             if (supervisor_got_term) {
                 kill(pid, SIGTERM);
@@ -346,7 +554,11 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         }
         if (supervisor_got_term)
             break;
-        if (WIFSIGNALED(status))
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+            log_error("worker pid %ld killed by signal %d (SIGSYS): seccomp violation, a system "
+                      "call outside its allowlist (docs/security.md); restarting",
+                      (long)pid, WTERMSIG(status));
+        else if (WIFSIGNALED(status))
             log_warning("worker pid %ld killed by signal %d; restarting", (long)pid,
                         WTERMSIG(status));
         else
@@ -361,6 +573,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         }
     }
     daemon_listeners_free(socks, nsocks);
+    if (snapshot_fd >= 0)
+        close(snapshot_fd);
     log_info("stopped");
     buf_free(&err);
     return 0;

@@ -47,8 +47,7 @@ struct worker {
     struct listen_sock *socks;
     int nsocks;
     struct evconnlistener **listeners;
-    struct event *sig_hup, *sig_term, *sig_int, *drain_tick;
-    struct daemon_reports *reports;
+    struct event *sig_hup, *sig_term, *sig_int, *drain_tick, *test_trigger;
     int qmgr_stopped;
     uint64_t drain_deadline;
 };
@@ -276,7 +275,13 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     sigprocmask(SIG_SETMASK, &none, NULL);
 
     qmgr_start(w.srv.qmgr);
-    w.reports = daemon_reports_start(&w.srv, config_path);
+    /* Everything opened: from here on, only what the allowlist allows (sandbox.c). */
+    if (daemon_sandbox_enter(&err) < 0) {
+        log_error("sandbox: %s", buf_cstr(&err));
+        buf_free(&err);
+        return EXIT_FAILURE;
+    }
+    w.test_trigger = daemon_sandbox_test_trigger(w.srv.base);
     log_info("ready: %d listener(s), queue %s", nsocks, config_get(cfg, "queue_directory"));
     event_base_dispatch(w.srv.base);
 
@@ -289,7 +294,6 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     free(w.listeners);
     proxy_drop_all();
     /* The work queue first: its last completions still call into the qmgr. */
-    daemon_reports_free(w.reports);
     workq_free(w.srv.workq);
     workq_free(w.srv.auth_workq);
     qmgr_free(w.srv.qmgr);
@@ -301,6 +305,8 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     event_free(w.sig_int);
     if (w.drain_tick)
         event_free(w.drain_tick);
+    if (w.test_trigger)
+        event_free(w.test_trigger);
     client_table_free(w.srv.clients);
     server_gen_unref(w.srv.gen);
     event_base_free(w.srv.base);

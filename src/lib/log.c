@@ -83,6 +83,20 @@ int log_open_file(const char *path, struct buf *err)
     return 0;
 }
 
+int log_file_fd(void)
+{
+    return log_fd;
+}
+
+void log_adopt_fd(int fd)
+{
+    pthread_mutex_lock(&log_lock);
+    if (log_fd >= 0 && log_fd != fd)
+        close(log_fd);
+    log_fd = fd;
+    pthread_mutex_unlock(&log_lock);
+}
+
 void log_set_stderr(int enabled)
 {
     log_to_stderr = enabled;

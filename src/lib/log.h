@@ -29,6 +29,12 @@ void log_as(const char *service, const char *fmt, ...) __attribute__((format(pri
 void log_set_hostname(const char *hostname);
 /* Opens (append) the extra log file; -1 with a message in err. NULL closes it. */
 int log_open_file(const char *path, struct buf *err);
+/*
+ * The open log file's descriptor (-1 when none), and taking one over: the
+ * worker, exec'd as mail_owner, writes to the file root opened for it.
+ */
+int log_file_fd(void);
+void log_adopt_fd(int fd);
 void log_set_stderr(int enabled);
 void log_set_debug(int enabled);
 int log_debug_enabled(void);

@@ -41,3 +41,23 @@ def test_install_into_destdir(tmp_path):
     r = subprocess.run([str(sbin / "postconf"), "-n"], capture_output=True, text=True,
                        env=dict(os.environ, HONGYAN_CONFIG=str(cfg)))
     assert r.returncode == 0 and "submission_listen = [::]:587" in r.stdout
+
+
+def test_unit_is_hardened(tmp_path):
+    """systemd's own review of the unit as installed: 'OK' or better
+    (docs/security.md). Offline: no running systemd is needed."""
+    build = os.path.relpath(os.path.dirname(BIN), ROOT)
+    r = subprocess.run([str(ROOT / "scripts/install.sh"), build, "/usr"],
+                       env=dict(os.environ, DESTDIR=str(tmp_path)), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    unit = next(tmp_path.rglob("hongyan.service"))
+    text = unit.read_text()
+    for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+                 "PrivateTmp=yes", "SystemCallFilter=@system-service seccomp"):
+        assert line in text, line
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    last = [l for l in r.stdout.splitlines() if "Overall exposure level" in l][-1]
+    score = float(last.split(":")[1].split()[0])
+    assert score < 5.0 and any(w in last for w in ("OK", "SAFE", "PERFECT")), last

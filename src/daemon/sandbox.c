@@ -1,0 +1,197 @@
+/*
+ * The worker's sandbox: PR_SET_NO_NEW_PRIVS and a seccomp allowlist,
+ * installed once the worker has opened what it needs and before it serves
+ * the first connection, for every thread at once (TSYNC). What the worker
+ * does after that is parse network input, read and write the spool and
+ * mailboxes, and talk to peers: no exec, no ptrace, no listen, no mount,
+ * no module or key-ring calls, no credential changes. Anything outside the
+ * list kills the whole process (the supervisor logs it and restarts it);
+ * a worker that goes on half-working after a violation would hide it.
+ * docs/security.md lists the profile and how it was found.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <linux/netlink.h>
+#include <linux/sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "lib/log.h"
+#include "version.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANDBOX_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANDBOX_SANITIZED 1
+#endif
+#endif
+
+#ifndef SANDBOX_SANITIZED
+/*
+ * Calls allowed whatever their arguments. Names, not numbers: a name this
+ * architecture does not have (open on arm64) is skipped.
+ */
+// clang-format off
+static const char *const sandbox_allowed[] = {
+    /* descriptors and files: the spool, mailboxes, tables re-read on SIGHUP */
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek",
+    "close", "openat", "open", "stat", "fstat", "lstat", "newfstatat", "statx", "statfs",
+    "fstatfs", "access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64",
+    "mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat", "link",
+    "linkat", "fsync", "fdatasync", "syncfs", "copy_file_range", "ftruncate", "fallocate",
+    "fchmod", "fcntl", "flock", "dup", "dup2", "dup3", "pipe", "pipe2", "eventfd2", "getcwd",
+    "umask", "utimensat",
+    /* the event loop and its timers */
+    "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll",
+    "select", "pselect6", "timerfd_create", "timerfd_settime", "timerfd_gettime",
+    /* sockets as a client and on accepted connections; bind for source addresses and DNS ports */
+    "socketpair", "connect", "accept", "accept4", "bind", "getsockname", "getpeername",
+    "setsockopt", "getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
+    "recvmmsg", "shutdown",
+    /* memory and threads */
+    "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "futex", "set_robust_list",
+    "rseq", "set_tid_address", "sched_yield", "sched_getaffinity", "membarrier",
+    /* signals, time, identity */
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigtimedwait",
+    "tgkill", "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",
+    "getgroups", "getrandom", "clock_gettime", "clock_getres", "gettimeofday", "time",
+    "nanosleep", "clock_nanosleep", "uname", "getrlimit", "prlimit64", "getrusage", "sysinfo",
+    "restart_syscall", "exit", "exit_group",
+};
+// clang-format on
+
+/* The socket families a worker opens: TCP and UDP peers, Unix-socket milters and policy. */
+static const int sandbox_families[] = {AF_UNIX, AF_INET, AF_INET6};
+/* ioctl: how many bytes wait (libevent), non-blocking mode, isatty (stdio). */
+static const unsigned long sandbox_ioctls[] = {FIONREAD, FIONBIO, TCGETS};
+/* prctl: thread names only. */
+static const int sandbox_prctls[] = {PR_SET_NAME, PR_GET_NAME};
+
+#define SANDBOX_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static int sandbox_rules(scmp_filter_ctx ctx, struct buf *err)
+{
+    int rc;
+    for (size_t i = 0; i < SANDBOX_COUNT(sandbox_allowed); i++) {
+        int nr = seccomp_syscall_resolve_name(sandbox_allowed[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue;
+        if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0)) < 0) {
+            buf_printf(err, "seccomp: %s: %s", sandbox_allowed[i], strerror(-rc));
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < SANDBOX_COUNT(sandbox_families); i++)
+        if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                                   SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)sandbox_families[i]))) < 0)
+            goto fail;
+    /* Route and address queries of getaddrinfo(AI_ADDRCONFIG) and getifaddrs (reloads). */
+    if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
+                               SCMP_A0(SCMP_CMP_EQ, AF_NETLINK),
+                               SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE))) < 0)
+        goto fail;
+    for (size_t i = 0; i < SANDBOX_COUNT(sandbox_ioctls); i++)
+        if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                   SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)sandbox_ioctls[i]))) < 0)
+            goto fail;
+    for (size_t i = 0; i < SANDBOX_COUNT(sandbox_prctls); i++)
+        if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                                   SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)sandbox_prctls[i]))) < 0)
+            goto fail;
+    /*
+     * New threads (the work queues, libunbound's resolver thread), never a
+     * new process: clone must carry CLONE_THREAD. clone3 passes its flags in
+     * memory a filter cannot read, so it says ENOSYS and glibc falls back to
+     * clone.
+     */
+    if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                               SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD))) < 0 ||
+        (rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0)) < 0)
+        goto fail;
+    return 0;
+fail:
+    buf_printf(err, "seccomp: %s", strerror(-rc));
+    return -1;
+}
+
+#endif /* SANDBOX_SANITIZED */
+
+int daemon_sandbox_enter(struct buf *err)
+{
+    /* Nothing exec'd from here on could gain privileges, filter or not. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        buf_printf(err, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+        return -1;
+    }
+#ifdef SANDBOX_SANITIZED
+    /*
+     * AddressSanitizer's leak check stops the world with ptrace from a
+     * clone()d task and its reports may exec a symbolizer: a filter would
+     * kill the worker at exit. Sanitized builds run without it.
+     */
+    log_info("seccomp filter not installed: sanitizer build");
+    return 0;
+#else
+    uint32_t deny = SCMP_ACT_KILL_PROCESS;
+#if HONGYAN_TEST_HOOKS
+    /* Finding the profile: every call outside it logged by the kernel (dmesg), none refused. */
+    const char *log_mode = getenv("HONGYAN_TEST_SECCOMP_LOG");
+    if (log_mode && *log_mode)
+        deny = SCMP_ACT_LOG;
+#endif
+    scmp_filter_ctx ctx = seccomp_init(deny);
+    if (ctx == NULL) {
+        buf_printf(err, "seccomp_init failed");
+        return -1;
+    }
+    int failed = 0;
+    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    if (rc < 0) {
+        buf_printf(err, "seccomp: thread sync: %s", strerror(-rc));
+        failed = 1;
+    } else if (sandbox_rules(ctx, err) < 0) {
+        failed = 1;
+    } else if ((rc = seccomp_load(ctx)) < 0) {
+        buf_printf(err, "seccomp_load: %s", strerror(-rc));
+        failed = 1;
+    }
+    seccomp_release(ctx);
+    return failed ? -1 : 0;
+#endif
+}
+
+#if HONGYAN_TEST_HOOKS
+/* The test build's forbidden call: an exec, which the filter must answer by killing us. */
+static void sandbox_trigger(evutil_socket_t sig, short what, void *arg)
+{
+    log_warning("test trigger: calling execve, which the seccomp filter forbids");
+    char *argv[] = {"hongyan", "version", NULL};
+    char *envp[] = {NULL};
+    syscall(SYS_execve, "/proc/self/exe", argv, envp);
+    log_error("test trigger: execve was not refused: %s", strerror(errno));
+}
+#endif
+
+struct event *daemon_sandbox_test_trigger(struct event_base *base)
+{
+#if HONGYAN_TEST_HOOKS
+    const char *on = getenv("HONGYAN_TEST_SECCOMP_TRIGGER");
+    if (on && *on) {
+        struct event *ev = evsignal_new(base, SIGUSR2, sandbox_trigger, NULL);
+        event_add(ev, NULL);
+        return ev;
+    }
+#endif
+    (void)base;
+    return NULL;
+}

@@ -1,0 +1,170 @@
+/*
+ * `hongyan worker`: the image the supervisor execs, as mail_owner, for each
+ * worker start. It takes over the descriptors named on its command line
+ * (listening sockets, the log file, the spool lock, the configuration
+ * snapshot), reads the configuration again, and runs the worker loop. Not
+ * listed in --help: only the supervisor starts it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "daemon/daemon.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/xalloc.h"
+
+/* Largest configuration snapshot read back, as config_load's cap. */
+#define WORKER_EXEC_CONFIG_MAX (4u << 20)
+
+static int worker_exec_number(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* An inherited descriptor: valid, and closed again on any exec of ours (report send). */
+static int worker_exec_take_fd(const char *s, long *fd)
+{
+    if (worker_exec_number(s, 3, INT_MAX, fd) < 0 || fcntl((int)*fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -1;
+    return 0;
+}
+
+/* "FD,KIND,ADDR": one listening socket from the supervisor. */
+static int worker_exec_listener(const char *spec, struct listen_sock *out)
+{
+    const char *c1 = strchr(spec, ',');
+    const char *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+    if (c2 == NULL)
+        return -1;
+    char num[32];
+    long fd, kind;
+    if ((size_t)(c1 - spec) >= sizeof num)
+        return -1;
+    memcpy(num, spec, (size_t)(c1 - spec));
+    num[c1 - spec] = '\0';
+    if (worker_exec_take_fd(num, &fd) < 0)
+        return -1;
+    if ((size_t)(c2 - c1 - 1) >= sizeof num)
+        return -1;
+    memcpy(num, c1 + 1, (size_t)(c2 - c1 - 1));
+    num[c2 - c1 - 1] = '\0';
+    if (worker_exec_number(num, LISTEN_SMTPD, LISTEN_SMTPS, &kind) < 0)
+        return -1;
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
+        return -1;
+    out->fd = (int)fd;
+    out->kind = (enum listener_kind)kind;
+    out->addr = xstrdup(c2 + 1);
+    return 0;
+}
+
+/*
+ * The configuration as a SIGHUP would have it: the file on disk, re-read now
+ * (it may have changed since the supervisor started); if it does not load,
+ * the supervisor's snapshot of the last one that did.
+ */
+static struct config *worker_exec_config(const char *path, int snapshot_fd)
+{
+    struct buf err = BUF_INIT;
+    struct config *cfg = config_load(path, &err);
+    if (cfg == NULL && snapshot_fd >= 0) {
+        log_error("%s; starting on the last configuration that loaded", buf_cstr(&err));
+        buf_reset(&err);
+        struct buf text = BUF_INIT;
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", snapshot_fd);
+        if (read_file(proc, &text, WORKER_EXEC_CONFIG_MAX) == 0)
+            cfg = config_load_text(path, buf_cstr(&text), text.len, &err);
+        else
+            buf_printf(&err, "configuration snapshot: %s", strerror(errno));
+        buf_free(&text);
+    }
+    if (cfg == NULL)
+        log_error("%s", buf_cstr(&err));
+    buf_free(&err);
+    return cfg;
+}
+
+int daemon_worker_main(int argc, char **argv)
+{
+    log_set_service("worker");
+    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1;
+    const char *config_path = NULL;
+    struct listen_sock *socks = xcalloc((size_t)argc, sizeof *socks);
+    int nsocks = 0;
+    for (int i = 1; i < argc; i += 2) {
+        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (val == NULL) /* every option takes a value */
+            bad = 1;
+        else if (strcmp(opt, "--parent") == 0)
+            bad = worker_exec_number(val, 1, INT_MAX, &parent) < 0;
+        else if (strcmp(opt, "--lock-fd") == 0)
+            bad = worker_exec_take_fd(val, &lock_fd) < 0;
+        else if (strcmp(opt, "--log-fd") == 0)
+            bad = worker_exec_take_fd(val, &log_fd) < 0;
+        else if (strcmp(opt, "--config-fd") == 0)
+            bad = worker_exec_take_fd(val, &snapshot_fd) < 0;
+        else if (strcmp(opt, "--config") == 0)
+            config_path = val;
+        else if (strcmp(opt, "--listen") == 0) {
+            bad = worker_exec_listener(val, &socks[nsocks]) < 0;
+            nsocks += !bad; /* only whole entries: daemon_listeners_free closes them */
+        } else
+            bad = 1;
+        if (bad) {
+            fprintf(stderr,
+                    "hongyan worker: started by the supervisor only (bad argument %s%s%s)\n", opt,
+                    val ? " " : "", val ? val : "");
+            daemon_listeners_free(socks, nsocks);
+            return EX_USAGE;
+        }
+    }
+    /*
+     * The death signal the supervisor set before exec is kept for a binary
+     * that is not setuid; if it is gone, or the supervisor already is, do not
+     * run unsupervised (supervisor.c).
+     */
+    int deathsig = 0;
+    if (parent < 0 || lock_fd < 0 || nsocks == 0 || prctl(PR_GET_PDEATHSIG, &deathsig) < 0 ||
+        deathsig != SIGTERM || getppid() != parent) {
+        fprintf(stderr, "hongyan worker: started by the supervisor only\n");
+        daemon_listeners_free(socks, nsocks);
+        return EX_USAGE;
+    }
+    /* Exec'd through /proc/self/exe, we would show as "exe" in ps and top. */
+    prctl(PR_SET_NAME, "hongyan");
+    if (log_fd >= 0)
+        log_adopt_fd((int)log_fd);
+    struct config *cfg = worker_exec_config(config_path, (int)snapshot_fd);
+    if (snapshot_fd >= 0)
+        close((int)snapshot_fd); /* read once: a restart gets a fresh one */
+    if (cfg == NULL) {
+        daemon_listeners_free(socks, nsocks);
+        return EX_CONFIG;
+    }
+    log_set_hostname(config_get(cfg, "myhostname"));
+    log_set_syslog_name(config_get(cfg, "syslog_name"));
+    /* The lock fd stays open, unused: it keeps the spool locked while we drain an orphaned run. */
+    int rc = daemon_worker_run(config_path, cfg, socks, nsocks);
+    daemon_listeners_free(socks, nsocks);
+    return rc;
+}
