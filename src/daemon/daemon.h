@@ -6,7 +6,7 @@
 #ifndef HONGYAN_DAEMON_DAEMON_H
 #define HONGYAN_DAEMON_DAEMON_H
 
-#include "daemon/server.h"
+#include "server/server.h"
 
 struct config;
 

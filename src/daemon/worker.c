@@ -23,7 +23,7 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
-#include "queue/qmgr.h"
+#include "qmgr/qmgr.h"
 #include "queue/spool.h"
 #include "smtpd/anvil.h"
 #include "smtpd/auth.h"

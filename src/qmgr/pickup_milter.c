@@ -1,5 +1,5 @@
 /* non_smtpd_milters over picked-up mail; see pickup_milter.h. */
-#include "queue/pickup_milter.h"
+#include "qmgr/pickup_milter.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 
 #include "config/config.h"
-#include "daemon/server.h"
+#include "server/server.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workq.h"
