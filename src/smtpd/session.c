@@ -1279,10 +1279,10 @@ static void restrict_log(void *arg, const struct restrict_facts *f, const char *
     if (f->recipient)
         buf_printf(&tail, " to=<%s>", f->recipient);
     /* Postfix's line, which log tools know: "NOQUEUE: reject: RCPT from host[addr]: ...". */
-    log_info("%s: %s: %s from %s[%s]: %s;%s proto=%s helo=<%s>",
-             s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", whatsup,
-             s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr, text, buf_cstr(&tail),
-             proto_name(s), s->helo ? s->helo : "");
+    log_as("smtpd", "%s: %s: %s from %s[%s]: %s;%s proto=%s helo=<%s>",
+           s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", whatsup,
+           s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr, text, buf_cstr(&tail),
+           proto_name(s), s->helo ? s->helo : "");
     buf_free(&tail);
 }
 
