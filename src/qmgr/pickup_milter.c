@@ -14,7 +14,7 @@
 #include "lib/xalloc.h"
 #include "milter/milter.h"
 #include "queue/bounce.h"
-#include "smtpd/smtpd_milter.h"
+#include "server/smtpd_milter.h"
 
 /* The most we hold in memory for the filters; beyond, the message is not filtered. */
 #define PICKUP_MILTER_HOLD_MAX (64u * 1024 * 1024)

@@ -46,7 +46,7 @@
 #include "smtpd/policy.h"
 #include "smtpd/restrict.h"
 #include "smtpd/sasl.h"
-#include "smtpd/smtpd_milter.h"
+#include "server/smtpd_milter.h"
 #include "smtpd/submission.h"
 #include "tls/tls.h"
 

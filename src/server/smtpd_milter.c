@@ -1,5 +1,5 @@
 /* Macros for milters and envelope edits from them; see smtpd_milter.h. */
-#include "smtpd/smtpd_milter.h"
+#include "server/smtpd_milter.h"
 
 #include <stdio.h>
 #include <stdlib.h>
