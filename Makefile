@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 POSTFIX_LINKS ?= no
 PYTHON     := /usr/bin/python3
 
-.PHONY: all deps test-deps fuzz-deps run test unit integration sanitize fuzz bench compare-postfix install clean format check-format check-banned user deb package-test
+.PHONY: all deps test-deps fuzz-deps run test unit integration sanitize fuzz bench compare-postfix install clean format check-format check-banned check-layers user deb package-test
 
 all: $(BUILD)/hongyan
 
@@ -34,7 +34,7 @@ run: all
 
 # The test builds compile in test-only triggers (-Dtest_hooks=true: the
 # seccomp violation test); `make all`, install and the package never do.
-test: test-deps check-banned check-format
+test: test-deps check-banned check-format check-layers
 	@scripts/ensure-user.sh
 	@scripts/configure.sh $(BUILD) -Dtest_hooks=true
 	ninja -C $(BUILD)
@@ -84,6 +84,10 @@ format:
 
 check-format:
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+# docs/architecture.md, "Layers": no include from a folder to one above it.
+check-layers:
+	@scripts/check-layers.sh
 
 # STYLE.md: these calls have no length and are not used anywhere in src/.
 check-banned:

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "metrics/metrics_http.h"
+#include "daemon/metrics_http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -31,7 +31,7 @@
 #include "mailauth/dmarc.h"
 #include "mailauth/spf.h"
 #include "maps/maps.h"
-#include "smtp/client.h"
+#include "deliver/client.h"
 #include "tls/tls_client.h"
 
 #define DOCTOR_USAGE                                                                               \
@@ -945,7 +945,7 @@ static void doctor_relay_ready(void *arg, struct smtp_client *c, int ok, enum sm
     smtp_client_quit(c);
 }
 
-/* Connects with the SMTP client (src/smtp/client.h): STARTTLS required, AUTH, QUIT; no mail. */
+/* Connects with the SMTP client (src/deliver/client.h): STARTTLS required, AUTH, QUIT; no mail. */
 static enum doctor_status doctor_relay_session(struct doctor *d, const char *server, const char *ip,
                                                int port, const char *user, const char *pass,
                                                struct buf *found)

@@ -29,7 +29,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "queue/envelope.h"
-#include "queue/msghdr.h"
+#include "smtp/msghdr.h"
 #include "queue/localuser.h"
 #include "queue/maildrop.h"
 #include "queue/pickup.h"

@@ -20,7 +20,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/maps.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 #include "smtp/command.h"
 
 #define SENDMAIL_BS_LINE_MAX 65536

@@ -8,7 +8,7 @@
 
 #include <time.h>
 
-#include "daemon/server.h"
+#include "server/server.h"
 
 struct config;
 

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "daemon/server.h"
+#include "server/server.h"
 
 /* The longest header read: v1 is at most 107 bytes; v2 carries TLVs after the addresses. */
 #define PROXY_HEADER_MAX 4096

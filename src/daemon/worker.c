@@ -25,8 +25,8 @@
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "metrics/metrics.h"
-#include "metrics/metrics_http.h"
-#include "queue/qmgr.h"
+#include "daemon/metrics_http.h"
+#include "qmgr/qmgr.h"
 #include "queue/spool.h"
 #include "smtpd/anvil.h"
 #include "smtpd/auth.h"
@@ -109,7 +109,7 @@ static void worker_admit(void *arg, int fd, const struct sockaddr *peer, socklen
         return;
     }
     srv->sessions++;
-    metrics_connection_accepted(kind);
+    metrics_connection_accepted(server_listener_metric(kind));
     smtpd_session_start(srv, fd, peer, peer_len, kind);
 }
 

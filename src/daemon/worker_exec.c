@@ -64,7 +64,7 @@ static int worker_exec_listener(const char *spec, struct listen_sock *out)
         return -1;
     memcpy(num, c1 + 1, (size_t)(c2 - c1 - 1));
     num[c2 - c1 - 1] = '\0';
-    if (worker_exec_number(num, LISTEN_SMTPD, LISTEN_SMTPS, &kind) < 0)
+    if (worker_exec_number(num, LISTEN_SMTPD, LISTEN_METRICS, &kind) < 0)
         return -1;
     int listening = 0;
     socklen_t len = sizeof listening;

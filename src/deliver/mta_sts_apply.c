@@ -8,7 +8,7 @@
 #include "deliver/mta_sts.h"
 #include "deliver/mta_sts_apply.h"
 #include "lib/log.h"
-#include "smtp/client.h"
+#include "deliver/client.h"
 
 int mta_sts_host_allowed(const struct mta_sts_policy *p, const char *domain, const char *queue_id,
                          const char *host)

@@ -2,7 +2,7 @@
  * Remote delivery (remote_deliver, deliver/agent.h): routes each recipient
  * (deliver/route.c), groups recipients by next hop, finds the servers (MX by
  * preference with random order among equals, A/AAAA fallback, null MX per
- * RFC 7505) and runs SMTP client sessions (smtp/client.c) over them, moving
+ * RFC 7505) and runs SMTP client sessions (deliver/client.c) over them, moving
  * on to the next address after a connection failure or a 4xx. Connections
  * are kept idle per next hop for smtp_connection_cache_time_limit and
  * reused (RSET) by the next message to that hop; at most
@@ -27,7 +27,7 @@
 #include <time.h>
 
 #include "config/config.h"
-#include "daemon/server.h"
+#include "server/server.h"
 #include "deliver/agent.h"
 #include "deliver/mta_sts.h"
 #include "deliver/mta_sts_apply.h"
@@ -39,7 +39,7 @@
 #include "lib/xalloc.h"
 #include "maps/maps.h"
 #include "queue/envelope.h"
-#include "smtp/client.h"
+#include "deliver/client.h"
 #include "tls/tls_client.h"
 
 /* What is built from one configuration: tables and TLS; jobs hold a reference. */

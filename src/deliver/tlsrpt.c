@@ -19,7 +19,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "smtp/address.h"
-#include "smtp/client.h"
+#include "deliver/client.h"
 #include "smtp/response.h"
 
 char *tlsrpt_journal_path(const struct config *cfg)

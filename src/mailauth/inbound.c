@@ -20,8 +20,7 @@
 #include "mailauth/dkim.h"
 #include "mailauth/dmarc_report.h"
 #include "mailauth/spf.h"
-#include "queue/msghdr.h"
-#include "smtpd/policy.h"
+#include "smtp/msghdr.h"
 
 /* header.b carries this much of the signature: enough to tell signatures apart (RFC 6008). */
 #define INBOUND_HEADER_B 8
@@ -43,9 +42,9 @@ void inbound_settings_load(const struct config *cfg, struct inbound_settings *se
     str_copy(set->data_dir, sizeof set->data_dir, v ? v : "");
 }
 
-int inbound_applies(const struct config *cfg, const struct sockaddr *peer, int authenticated)
+int inbound_applies(int in_mynetworks, int authenticated)
 {
-    return !authenticated && !smtpd_policy_mynetworks(cfg, peer);
+    return !authenticated && !in_mynetworks;
 }
 
 struct inbound_check {

@@ -44,9 +44,11 @@ void inbound_settings_load(const struct config *cfg, struct inbound_settings *se
 
 /*
  * Whether a message from this client gets the inbound checks: not
- * authenticated, and not in mynetworks (whatever the listener).
+ * authenticated, and not in mynetworks (whatever the listener). The caller
+ * says whether the client is in mynetworks (smtpd_policy_mynetworks): that
+ * test belongs to smtpd/, a layer above this one.
  */
-int inbound_applies(const struct config *cfg, const struct sockaddr *peer, int authenticated);
+int inbound_applies(int in_mynetworks, int authenticated);
 
 struct inbound_request {
     const char *client_ip; /* text */

@@ -117,21 +117,9 @@ static void metrics_rate_bump(int which)
     m->counts[which]++;
 }
 
-static size_t metrics_listener_index(enum listener_kind kind)
+void metrics_connection_accepted(enum metrics_listener listener)
 {
-    switch (kind) {
-    case LISTEN_SUBMISSION:
-        return 1;
-    case LISTEN_SMTPS:
-        return 2;
-    default:
-        return 0;
-    }
-}
-
-void metrics_connection_accepted(enum listener_kind kind)
-{
-    metrics_add(&metrics.accepted[metrics_listener_index(kind)]);
+    metrics_add(&metrics.accepted[listener]);
 }
 
 void metrics_connection_refused(enum metrics_refusal why)
@@ -140,9 +128,9 @@ void metrics_connection_refused(enum metrics_refusal why)
         metrics_add(&metrics.refused[why]);
 }
 
-void metrics_message_received(enum listener_kind kind)
+void metrics_message_received(enum metrics_listener listener)
 {
-    metrics_add(&metrics.received[metrics_listener_index(kind)]);
+    metrics_add(&metrics.received[listener]);
     metrics_rate_bump(0);
 }
 

@@ -12,8 +12,6 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "daemon/server.h"
-
 struct buf;
 
 enum metrics_refusal {
@@ -29,10 +27,16 @@ enum metrics_direction { METRICS_IN, METRICS_OUT };
 /* The outcome words of the delivery log (status=sent|deferred|bounced). */
 enum metrics_outcome { METRICS_SENT, METRICS_DEFERRED, METRICS_BOUNCED, METRICS_OUTCOME_COUNT };
 
-void metrics_connection_accepted(enum listener_kind kind);
+/* The SMTP listener a connection or message came through (server_listener_metric() maps it). */
+enum metrics_listener {
+    METRICS_LISTENER_SMTPD,
+    METRICS_LISTENER_SUBMISSION,
+    METRICS_LISTENER_SMTPS,
+};
+void metrics_connection_accepted(enum metrics_listener listener);
 void metrics_connection_refused(enum metrics_refusal why);
 /* A message committed from an SMTP listener; metrics_message_picked_up for sendmail's. */
-void metrics_message_received(enum listener_kind kind);
+void metrics_message_received(enum metrics_listener listener);
 void metrics_message_picked_up(void);
 void metrics_recipient_accepted(void);
 void metrics_tls_handshake(enum metrics_direction dir, const char *version);

@@ -16,9 +16,9 @@
 #include "lib/strset.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 #include "queue/localuser.h"
-#include "queue/msghdr.h"
+#include "smtp/msghdr.h"
 #include "smtp/address.h"
 
 #define PICKUP_ENVELOPE_SLACK (4 * 1024 * 1024)

@@ -17,11 +17,7 @@
 
 #include <stddef.h>
 
-/* Bytes held in memory by all the sessions of a worker (struct server). */
-struct smtpd_hold_budget {
-    size_t limit;
-    size_t used;
-};
+#include "server/server.h" /* struct smtpd_hold_budget */
 
 struct smtpd_hold {
     struct smtpd_hold_budget *budget;

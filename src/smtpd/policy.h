@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 #include "lib/buf.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 #include "smtp/reply.h"
 
 struct config;

@@ -17,7 +17,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/maps.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 #include "smtpd/access.h"
 #include "smtpd/policyd.h"
 #include "smtpd/restrict_int.h"

@@ -13,7 +13,8 @@
  *
  * Ownership: restrict_session_new() returns an evaluator freed with
  * restrict_session_free() (which cancels what is in flight). The conf
- * belongs to its server generation (restrict_conf_free from server.c).
+ * belongs to its server generation, which frees it with restrict_conf_free
+ * (set by server_gen_new in daemon/server_gen.c).
  */
 #ifndef HONGYAN_SMTPD_RESTRICT_H
 #define HONGYAN_SMTPD_RESTRICT_H

@@ -14,7 +14,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/maps.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 #include "smtp/address.h"
 #include "smtpd/access.h"
 #include "smtpd/restrict_int.h"

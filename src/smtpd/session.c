@@ -33,13 +33,12 @@
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "metrics/metrics.h"
-#include "mailauth/dkim_spool.h"
+#include "queue/dkim_spool.h"
 #include "mailauth/inbound.h"
 #include "smtpd/hold.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 #include "milter/milter.h"
 #include "queue/envelope.h"
-#include "queue/qmgr.h"
 #include "queue/spool.h"
 #include "smtp/address.h"
 #include "smtp/command.h"
@@ -49,7 +48,7 @@
 #include "smtpd/policy.h"
 #include "smtpd/restrict.h"
 #include "smtpd/sasl.h"
-#include "smtpd/smtpd_milter.h"
+#include "server/smtpd_milter.h"
 #include "smtpd/submission.h"
 #include "tls/tls.h"
 
@@ -173,6 +172,13 @@ const char *smtpd_state_name(enum smtpd_state st)
 
 static void session_run(struct smtpd_session *s);
 static void session_close(struct smtpd_session *s);
+
+/* Tells the queue manager a message is in the queue (server/server.h, "queued"). */
+static void session_queued(struct smtpd_session *s, const char *queue_id)
+{
+    if (s->srv->queued)
+        s->srv->queued(s->srv->qmgr, queue_id);
+}
 static void session_linger(struct smtpd_session *s);
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg);
 static void session_milter_tx_end(struct smtpd_session *s);
@@ -748,8 +754,10 @@ static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
             reply(s, 451, "4.3.0", "Error: queue file write error");
         return -1;
     }
-    tx->auth = s->srv->dns &&
-               inbound_applies(s->gen->cfg, (const struct sockaddr *)&s->peer, s->authenticated);
+    tx->auth =
+        s->srv->dns &&
+        inbound_applies(smtpd_policy_mynetworks(s->gen->cfg, (const struct sockaddr *)&s->peer),
+                        s->authenticated);
     tx->milter = s->milter != NULL;
     tx->bdat = mode == SMTP_DATA_BDAT;
     smtp_data_init(&tx->data, mode, s->max_msg, s->max_hdr, data_sink, tx);
@@ -966,15 +974,15 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
     }
     if (s->dead) {
         if (result == 0 && !held)
-            qmgr_kick(s->srv->qmgr, queue_id);
+            session_queued(s, queue_id);
         session_close(s);
         return;
     }
     if (result == 0) {
-        metrics_message_received(s->kind);
+        metrics_message_received(server_listener_metric(s->kind));
         reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
         if (!held)
-            qmgr_kick(s->srv->qmgr, queue_id);
+            session_queued(s, queue_id);
     } else if (err_code == ENOSPC || err_code == EDQUOT) {
         reply(s, 452, "4.3.1", "Insufficient system storage");
     } else {

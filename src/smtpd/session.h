@@ -1,7 +1,7 @@
 /*
  * The SMTP server session (RFC 5321, with PIPELINING, SIZE, 8BITMIME,
  * ENHANCEDSTATUSCODES, SMTPUTF8, CHUNKING, DSN). smtpd_session_start() is
- * declared in daemon/server.h; this header holds what the session's
+ * declared in server/server.h; this header holds what the session's
  * neighbours (STARTTLS, AUTH) need to hook in.
  *
  * Shape (after OpenSMTPD): an explicit state, one table of commands each
@@ -11,7 +11,7 @@
 #ifndef HONGYAN_SMTPD_SESSION_H
 #define HONGYAN_SMTPD_SESSION_H
 
-#include "daemon/server.h"
+#include "server/server.h"
 
 enum smtpd_state {
     SMTPD_STATE_CONNECTED, /* greeting sent, no HELO/EHLO yet */

@@ -8,7 +8,7 @@
 #ifndef HONGYAN_SMTPD_SUBMISSION_H
 #define HONGYAN_SMTPD_SUBMISSION_H
 
-#include "daemon/server.h"
+#include "server/server.h"
 #include "lib/buf.h"
 
 struct config;

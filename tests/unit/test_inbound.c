@@ -41,11 +41,11 @@ static void test_applies(void **state)
     struct config *cfg = load("mynetworks = 192.0.2.0/24, [2001:db8::]/32\n");
     struct sockaddr_in in = v4("192.0.2.7"), out = v4("198.51.100.1");
     /* outside mynetworks and not authenticated: checked */
-    assert_true(inbound_applies(cfg, (struct sockaddr *)&out, 0));
+    assert_true(inbound_applies(smtpd_policy_mynetworks(cfg, (struct sockaddr *)&out), 0));
     /* our networks, or our authenticated users: not judged */
-    assert_false(inbound_applies(cfg, (struct sockaddr *)&in, 0));
-    assert_false(inbound_applies(cfg, (struct sockaddr *)&out, 1));
-    assert_false(inbound_applies(cfg, (struct sockaddr *)&in, 1));
+    assert_false(inbound_applies(smtpd_policy_mynetworks(cfg, (struct sockaddr *)&in), 0));
+    assert_false(inbound_applies(smtpd_policy_mynetworks(cfg, (struct sockaddr *)&out), 1));
+    assert_false(inbound_applies(smtpd_policy_mynetworks(cfg, (struct sockaddr *)&in), 1));
     config_free(cfg);
     smtpd_policy_cache_clear();
 }

@@ -10,7 +10,7 @@
 
 #include "lib/buf.h"
 #include "metrics/metrics.h"
-#include "metrics/metrics_http.h"
+#include "daemon/metrics_http.h"
 
 static int status_of(const char *head)
 {
@@ -53,7 +53,7 @@ static void test_render_counts(void **state)
     struct buf a = BUF_INIT, b = BUF_INIT;
     struct metrics_gauges g = {.queue_messages = {1, 2, 3}, .sessions_open = 4};
     metrics_render(&a, &g);
-    metrics_message_received(LISTEN_SUBMISSION);
+    metrics_message_received(METRICS_LISTENER_SUBMISSION);
     metrics_delivery(METRICS_SENT, "local", "bob@example.com", "ok", 0.3);
     metrics_delivery(METRICS_BOUNCED, "mx.example.net[192.0.2.1]:25", "c@example.net", "550", 2.0);
     metrics_tls_handshake(METRICS_OUT, "TLSv1.3");

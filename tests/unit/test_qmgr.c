@@ -18,14 +18,14 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "daemon/server.h"
+#include "server/server.h"
 #include "lib/buf.h"
 #include "lib/util.h"
 #include "lib/workq.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 #include "queue/envelope.h"
 #include "queue/pickup.h"
-#include "queue/qmgr.h"
+#include "qmgr/qmgr.h"
 #include "queue/spool.h"
 #include "testutil.h"
 #include "testutil.h"

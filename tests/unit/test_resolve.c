@@ -13,7 +13,7 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/map_text.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 #include "testutil.h"
 
 static char tmpdir[256];

@@ -9,8 +9,8 @@
  * parts of mydestination domains, recursively with a loop and depth guard;
  * when virtual_mailbox_maps is set only its keys are valid local mailboxes.
  */
-#ifndef HONGYAN_MAPS_RESOLVE_H
-#define HONGYAN_MAPS_RESOLVE_H
+#ifndef HONGYAN_QUEUE_RESOLVE_H
+#define HONGYAN_QUEUE_RESOLVE_H
 
 #include <stddef.h>
 

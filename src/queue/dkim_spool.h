@@ -10,8 +10,8 @@
  * smtpd_listen, sendmail/pickup) is passed here; the signer decides by the
  * From: domain (dkim_domains) and signs with every key it has for it.
  */
-#ifndef HONGYAN_MAILAUTH_DKIM_SPOOL_H
-#define HONGYAN_MAILAUTH_DKIM_SPOOL_H
+#ifndef HONGYAN_QUEUE_DKIM_SPOOL_H
+#define HONGYAN_QUEUE_DKIM_SPOOL_H
 
 struct workq;
 struct spool_msg;

@@ -6,7 +6,7 @@
  * queue gauges need a stat of every queued file, so they are gathered on
  * the work queue and the answer is written when they come back.
  */
-#include "metrics/metrics_http.h"
+#include "daemon/metrics_http.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "daemon/server.h"
+#include "server/server.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -26,7 +26,7 @@
 #include "metrics/metrics.h"
 #include "metrics/metrics_status.h"
 #include "queue/envelope.h"
-#include "queue/qmgr.h"
+#include "qmgr/qmgr.h"
 #include "queue/spool.h"
 
 /* A request head larger than this is not a scrape (Prometheus sends ~300 bytes). */

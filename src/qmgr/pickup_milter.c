@@ -1,5 +1,5 @@
 /* non_smtpd_milters over picked-up mail; see pickup_milter.h. */
-#include "queue/pickup_milter.h"
+#include "qmgr/pickup_milter.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -7,14 +7,14 @@
 #include <sys/socket.h>
 
 #include "config/config.h"
-#include "daemon/server.h"
+#include "server/server.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "milter/milter.h"
 #include "queue/bounce.h"
-#include "smtpd/smtpd_milter.h"
+#include "server/smtpd_milter.h"
 
 /* The most we hold in memory for the filters; beyond, the message is not filtered. */
 #define PICKUP_MILTER_HOLD_MAX (64u * 1024 * 1024)

@@ -22,8 +22,8 @@
  * struct smtp_client_opts and struct smtp_msg must live until the
  * callback of the call that used them.
  */
-#ifndef HONGYAN_SMTP_CLIENT_H
-#define HONGYAN_SMTP_CLIENT_H
+#ifndef HONGYAN_DELIVER_CLIENT_H
+#define HONGYAN_DELIVER_CLIENT_H
 
 #include <stddef.h>
 #include <sys/socket.h>

@@ -1,5 +1,5 @@
 /* Header-block helpers for locally submitted mail; see msghdr.h. */
-#include "queue/msghdr.h"
+#include "smtp/msghdr.h"
 
 #include <string.h>
 #include <strings.h>

@@ -3,7 +3,7 @@
  * dkim_spool.h): read back, sign and prepend on a work-queue thread; the
  * outcome is logged on the loop thread.
  */
-#include "mailauth/dkim_spool.h"
+#include "queue/dkim_spool.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,7 +17,7 @@
 #include "lib/xalloc.h"
 #include "metrics/metrics.h"
 #include "mailauth/dkim.h"
-#include "queue/msghdr.h"
+#include "smtp/msghdr.h"
 #include "queue/spool.h"
 
 struct dkim_spool_job {

@@ -11,7 +11,7 @@
  * maildrop/ on the tick and whenever the flush FIFO is written
  * (qmgr_pickup.c).
  */
-#include "queue/qmgr.h"
+#include "qmgr/qmgr.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "daemon/server.h"
+#include "server/server.h"
 #include "deliver/agent.h"
 #include "deliver/maildir.h"
 #include "deliver/route.h"
@@ -33,11 +33,11 @@
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "metrics/metrics.h"
-#include "mailauth/dkim_spool.h"
-#include "maps/resolve.h"
+#include "queue/dkim_spool.h"
+#include "queue/resolve.h"
 #include "queue/bounce.h"
 #include "queue/envelope.h"
-#include "queue/qmgr_int.h"
+#include "qmgr/qmgr_int.h"
 #include "queue/spool.h"
 
 /* Per-recipient outcome gathered before it is recorded. */
@@ -198,6 +198,7 @@ struct qmgr *qmgr_new(struct server *srv)
     struct qmgr *q = xcalloc(1, sizeof *q);
     q->srv = srv;
     q->fifo_fd = -1;
+    srv->queued = qmgr_kick; /* smtpd/ reaches the queue manager only through this */
     return q;
 }
 

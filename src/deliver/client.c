@@ -8,7 +8,7 @@
  * LMTP (RFC 2033) differs in two places only: the greeting is answered with
  * LHLO, and the final dot gets one reply per accepted recipient.
  */
-#include "smtp/client.h"
+#include "deliver/client.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

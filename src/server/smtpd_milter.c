@@ -1,5 +1,5 @@
 /* Macros for milters and envelope edits from them; see smtpd_milter.h. */
-#include "smtpd/smtpd_milter.h"
+#include "server/smtpd_milter.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,11 +9,11 @@
 #include <netinet/in.h>
 
 #include "config/config.h"
-#include "daemon/server.h"
+#include "server/server.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 
 const char *smtpd_milter_macro(void *arg, const char *name)
 {

@@ -3,8 +3,8 @@
  * find a header field, and make the Date and Message-ID that RFC 6409 8.2
  * and 8.3 let a submission server add when they are missing.
  */
-#ifndef HONGYAN_QUEUE_MSGHDR_H
-#define HONGYAN_QUEUE_MSGHDR_H
+#ifndef HONGYAN_SMTP_MSGHDR_H
+#define HONGYAN_SMTP_MSGHDR_H
 
 #include <stddef.h>
 #include <time.h>

@@ -3,15 +3,15 @@
  * list, deliveries, results) and qmgr_pickup.c (maildrop pickup and the
  * flush FIFO). Not for other modules: they use qmgr.h.
  */
-#ifndef HONGYAN_QUEUE_QMGR_INT_H
-#define HONGYAN_QUEUE_QMGR_INT_H
+#ifndef HONGYAN_QMGR_QMGR_INT_H
+#define HONGYAN_QMGR_QMGR_INT_H
 
 #include <event2/event.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "queue/envelope.h"
-#include "queue/qmgr.h"
+#include "qmgr/qmgr.h"
 
 struct server;
 struct qpick;

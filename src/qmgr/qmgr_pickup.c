@@ -16,19 +16,19 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "daemon/server.h"
+#include "server/server.h"
 #include "lib/log.h"
 #include "lib/strset.h"
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
-#include "mailauth/dkim_spool.h"
-#include "maps/resolve.h"
 #include "metrics/metrics.h"
+#include "queue/dkim_spool.h"
+#include "queue/resolve.h"
 #include "queue/localuser.h"
 #include "queue/pickup.h"
-#include "queue/pickup_milter.h"
-#include "queue/qmgr_int.h"
+#include "qmgr/pickup_milter.h"
+#include "qmgr/qmgr_int.h"
 #include "queue/spool.h"
 
 #define QMGR_WAKE_INTERVAL_MS 1000
@@ -120,7 +120,7 @@ static void qpick_dropped_done(void *arg)
     qmgr_inflight_done(q);
 }
 
-/* non_smtpd_milters have had their say (queue/pickup_milter.h); then signing and the commit. */
+/* non_smtpd_milters have had their say (qmgr/pickup_milter.h); then signing and the commit. */
 static void qpick_filtered(void *arg, struct spool_msg *m, enum pickup_milter_outcome o,
                            const char *bounce_id)
 {

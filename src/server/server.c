@@ -1,8 +1,9 @@
 /*
- * Server generations (what SIGHUP rebuilds) and the per-client-address
+ * Server generations (what SIGHUP rebuilds: their references and release;
+ * they are built in src/daemon/server_gen.c) and the per-client-address
  * session counts the listener consults before starting a session.
  */
-#include "daemon/server.h"
+#include "server/server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,55 +15,9 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim.h"
-#include "maps/resolve.h"
-#include "smtpd/restrict.h"
 #include "milter/milter.h"
+#include "queue/resolve.h"
 #include "tls/tls.h"
-
-struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err)
-{
-    struct server_gen *gen = xcalloc(1, sizeof *gen);
-    gen->refs = 1;
-    gen->cfg = cfg ? cfg : config_load(config_path, err);
-    if (gen->cfg == NULL)
-        goto fail;
-    gen->resolver = resolver_new(gen->cfg, err);
-    if (gen->resolver == NULL)
-        goto fail;
-    /* STARTTLS and smtps (RFC 3207, RFC 8314); makes the self-signed pair on first start. */
-    gen->tls = tls_server_new(gen->cfg, err);
-    if (gen->tls == NULL)
-        goto fail;
-    /*
-     * A broken key does not stop the server (mail must still flow) nor the
-     * other domains' signing; it is logged now and with every message that
-     * goes out unsigned because of it.
-     */
-    struct buf derr = BUF_INIT;
-    gen->dkim = dkim_signer_from_config(gen->cfg, &derr);
-    if (derr.len)
-        log_error("DKIM signing disabled for a domain: %s", buf_cstr(&derr));
-    buf_free(&derr);
-    /* A restriction typo is said now (start, reload); that stage answers 451 4.3.5. */
-    struct buf rwarn = BUF_INIT;
-    restrict_conf_check(gen->cfg, &rwarn);
-    for (char *line = rwarn.data, *nl; line && *line; line = nl + 1) {
-        nl = strchr(line, '\n');
-        *nl = '\0';
-        log_warning("%s", line);
-    }
-    buf_free(&rwarn);
-    gen->smtpd_milters = milter_conf_load(gen->cfg, "smtpd_milters", err);
-    if (gen->smtpd_milters == NULL)
-        goto fail;
-    gen->non_smtpd_milters = milter_conf_load(gen->cfg, "non_smtpd_milters", err);
-    if (gen->non_smtpd_milters == NULL)
-        goto fail;
-    return gen;
-fail:
-    server_gen_unref(gen);
-    return NULL;
-}
 
 struct server_gen *server_gen_ref(struct server *srv)
 {
@@ -77,7 +32,8 @@ void server_gen_unref(struct server_gen *gen)
     resolver_free(gen->resolver);
     tls_server_free(gen->tls);
     dkim_signer_free(gen->dkim);
-    restrict_conf_free(gen->restrict_conf);
+    if (gen->restrict_conf)
+        gen->restrict_conf_free(gen->restrict_conf);
     milter_conf_free(gen->smtpd_milters);
     milter_conf_free(gen->non_smtpd_milters);
     config_free(gen->cfg);
@@ -178,4 +134,16 @@ void server_session_ended(struct server *srv, const struct sockaddr *peer, sockl
     client_addr_key(addr, srv->client_v6_prefix, key, sizeof key);
     client_table_add(srv->clients, key, -1);
     srv->sessions--;
+}
+
+enum metrics_listener server_listener_metric(enum listener_kind kind)
+{
+    switch (kind) {
+    case LISTEN_SUBMISSION:
+        return METRICS_LISTENER_SUBMISSION;
+    case LISTEN_SMTPS:
+        return METRICS_LISTENER_SMTPS;
+    default:
+        return METRICS_LISTENER_SMTPD;
+    }
 }

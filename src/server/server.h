@@ -5,14 +5,14 @@
  * reference to the generation they started with (server_gen_ref/unref), so
  * a reload never changes the rules under an open transaction.
  */
-#ifndef HONGYAN_DAEMON_SERVER_H
-#define HONGYAN_DAEMON_SERVER_H
+#ifndef HONGYAN_SERVER_SERVER_H
+#define HONGYAN_SERVER_SERVER_H
 
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "metrics/metrics.h"
 #include "lib/buf.h"
-#include "smtpd/hold.h"
 
 struct event_base;
 struct config;
@@ -27,6 +27,16 @@ struct auth;
 struct dkim_signer;
 struct restrict_conf;
 struct milter_conf;
+
+/*
+ * Bytes held in memory by all the sessions of a worker (smtpd/hold.h,
+ * smtpd_inbound_memory_limit). Defined here, not in smtpd/, because
+ * struct server embeds it and smtpd sits above this layer.
+ */
+struct smtpd_hold_budget {
+    size_t limit;
+    size_t used;
+};
 
 enum listener_kind {
     LISTEN_SMTPD,      /* smtpd_listen: MX traffic, opportunistic STARTTLS */
@@ -48,6 +58,11 @@ struct server_gen {
      */
     struct dkim_signer *dkim;
     struct restrict_conf *restrict_conf; /* smtpd/restrict.h, made at the first session */
+    /*
+     * restrict_conf_free, set by server_gen_new (src/daemon/): this layer
+     * sits below smtpd/ and cannot name it.
+     */
+    void (*restrict_conf_free)(struct restrict_conf *rc);
     /* smtpd_milters and non_smtpd_milters (milter/milter.h); count 0 when none. */
     struct milter_conf *smtpd_milters, *non_smtpd_milters;
 };
@@ -58,6 +73,12 @@ struct server {
     struct spool *spool;
     struct workq *workq;
     struct qmgr *qmgr;
+    /*
+     * "A message is in the queue": qmgr_kick, registered by qmgr_new. The
+     * session calls it through here because smtpd/ sits below qmgr/
+     * (docs/architecture.md, "Layers"); NULL when no queue manager runs.
+     */
+    void (*queued)(struct qmgr *q, const char *queue_id);
     struct dns *dns;              /* NULL until the DNS module provides one */
     struct client_table *clients; /* sessions per client address */
     struct auth *auth;        /* SMTP AUTH users and failure throttle (smtpd/auth.h); kept across
@@ -84,8 +105,14 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
  * the limits before a session starts; the session reports its end here.
  */
 void server_session_ended(struct server *srv, const struct sockaddr *peer, socklen_t peer_len);
+/* The metrics' name for an SMTP listener kind (metrics/metrics.h). */
+enum metrics_listener server_listener_metric(enum listener_kind kind);
 
-/* Builds a generation from the configuration file (NULL: embedded); NULL with err. */
+/*
+ * Builds a generation from the configuration file (NULL: embedded); NULL with
+ * err. Implemented in src/daemon/server_gen.c, the one layer that sees every
+ * module a generation is made of.
+ */
 struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err);
 
 /* Per-address counts: add delta (+1/-1) and return the new count. */

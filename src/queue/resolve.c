@@ -5,7 +5,7 @@
  * Maildir of each final local recipient. Immutable after resolver_new, so it
  * may be shared between threads (the tables lock what they must).
  */
-#include "maps/resolve.h"
+#include "queue/resolve.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,8 +7,8 @@
  * message to its sender (mail from a local user is never silently lost),
  * a 4xx or a refused recipient leaves it in maildrop/ for a later pickup.
  */
-#ifndef HONGYAN_QUEUE_PICKUP_MILTER_H
-#define HONGYAN_QUEUE_PICKUP_MILTER_H
+#ifndef HONGYAN_QMGR_PICKUP_MILTER_H
+#define HONGYAN_QMGR_PICKUP_MILTER_H
 
 #include "queue/envelope.h"
 #include "queue/spool.h"

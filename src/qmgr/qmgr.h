@@ -8,8 +8,8 @@
  * LMTP next hop), records each result in the envelope, retries with backoff, and bounces what fails
  * for good. Blocking work (Maildir writes, fsyncs) runs on the work queue.
  */
-#ifndef HONGYAN_QUEUE_QMGR_H
-#define HONGYAN_QUEUE_QMGR_H
+#ifndef HONGYAN_QMGR_QMGR_H
+#define HONGYAN_QMGR_QMGR_H
 
 #include <stddef.h>
 
