@@ -54,53 +54,24 @@ static void queue_time(time_t t, char *out, size_t n)
     strftime(out, n, "%a %b %e %H:%M:%S", &tm);
 }
 
-static int queue_list(struct spool *s)
+void queue_walk(struct spool *s, void (*fn)(void *arg, const struct queue_entry *q), void *arg)
 {
-    size_t total = 0, count = 0;
-    int header = 0;
-    time_t now = time(NULL);
     for (int w = 0; w < 2; w++) {
         size_t n;
         char **ids = spool_list(s, w ? SPOOL_HOLD : SPOOL_ACTIVE, &n);
         for (size_t i = 0; i < n; i++) {
             struct buf err = BUF_INIT, path = BUF_INIT;
-            enum spool_where where;
-            struct envelope *e = spool_read_envelope(s, ids[i], &where, &err);
-            if (e == NULL) {
-                buf_free(&err);
-                continue;
-            }
-            if (!header) {
-                printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
-                header = 1;
-            }
-            spool_data_path(s, ids[i], where, &path);
-            struct stat st;
-            long long size = stat(buf_cstr(&path), &st) == 0 ? (long long)st.st_size : 0;
-            char when[64];
-            queue_time(e->arrival, when, sizeof when);
-            char idm[QUEUE_ID_MAX + 2];
-            snprintf(idm, sizeof idm, "%s%s", e->queue_id, where == SPOOL_HOLD ? "!" : "");
-            printf("%-16s %8lld %-20s  %s\n", idm, size, when,
-                   e->sender[0] ? e->sender : "MAILER-DAEMON");
-            if (where != SPOOL_HOLD && e->next_try > now) {
-                char nt[64];
-                queue_time(e->next_try, nt, sizeof nt);
-                printf("%48s(next try: %s)\n", "", nt);
-            }
-            for (size_t k = 0; k < e->nrcpts; k++) {
-                const struct envelope_rcpt *r = &e->rcpts[k];
-                if (r->state != RCPT_PENDING)
-                    continue;
-                if (r->last_error)
-                    printf("%48s(%s)\n", "", r->last_error);
-                printf("%48s%s\n", "", r->address);
-            }
-            printf("\n");
-            total += (size_t)size;
-            count++;
-            envelope_free(e);
+            struct queue_entry q = {.id = ids[i]};
+            struct envelope *e = spool_read_envelope(s, ids[i], &q.where, &err);
             buf_free(&err);
+            if (e == NULL)
+                continue;
+            spool_data_path(s, ids[i], q.where, &path);
+            struct stat st;
+            q.size = stat(buf_cstr(&path), &st) == 0 ? (long long)st.st_size : 0;
+            q.e = e;
+            fn(arg, &q);
+            envelope_free(e);
             buf_free(&path);
         }
         strlist_free(ids);
@@ -115,20 +86,9 @@ static int queue_list(struct spool *s)
         char *path = xasprintf("%s/%s", spool_maildrop_dir(s), *n);
         if (read_file(path, &text, QUEUE_SHOW_MAX) == 0 &&
             pickup_parse(text.data ? text.data : "", text.len, &uid, &e, &off, &err) == 0) {
-            if (!header) {
-                printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
-                header = 1;
-            }
-            char when[64];
-            queue_time(e->arrival, when, sizeof when);
-            printf("%-16s %8zu %-20s  %s\n", *n, text.len - off, when,
-                   e->sender[0] ? e->sender : "MAILER-DAEMON");
-            printf("%48s(waiting for pickup from maildrop)\n", "");
-            for (size_t k = 0; k < e->nrcpts; k++)
-                printf("%48s%s\n", "", e->rcpts[k].address);
-            printf("\n");
-            total += text.len - off;
-            count++;
+            struct queue_entry q = {
+                .e = e, .id = *n, .maildrop = 1, .size = (long long)(text.len - off)};
+            fn(arg, &q);
         }
         envelope_free(e);
         free(path);
@@ -136,11 +96,59 @@ static int queue_list(struct spool *s)
         buf_free(&err);
     }
     strlist_free(names);
-    if (count == 0)
+}
+
+struct queue_listing {
+    size_t total, count;
+    int header;
+    time_t now;
+};
+
+/* One message in mailq's layout. */
+static void queue_list_one(void *arg, const struct queue_entry *q)
+{
+    struct queue_listing *l = arg;
+    const struct envelope *e = q->e;
+    if (!l->header) {
+        printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+        l->header = 1;
+    }
+    char when[64];
+    queue_time(e->arrival, when, sizeof when);
+    char idm[QUEUE_ID_MAX + 2];
+    int held = !q->maildrop && q->where == SPOOL_HOLD;
+    snprintf(idm, sizeof idm, "%s%s", q->id, held ? "!" : "");
+    printf("%-16s %8lld %-20s  %s\n", idm, q->size, when,
+           e->sender[0] ? e->sender : "MAILER-DAEMON");
+    if (q->maildrop) {
+        printf("%48s(waiting for pickup from maildrop)\n", "");
+    } else if (!held && e->next_try > l->now) {
+        char nt[64];
+        queue_time(e->next_try, nt, sizeof nt);
+        printf("%48s(next try: %s)\n", "", nt);
+    }
+    for (size_t k = 0; k < e->nrcpts; k++) {
+        const struct envelope_rcpt *r = &e->rcpts[k];
+        if (!q->maildrop && r->state != RCPT_PENDING)
+            continue;
+        if (!q->maildrop && r->last_error)
+            printf("%48s(%s)\n", "", r->last_error);
+        printf("%48s%s\n", "", r->address);
+    }
+    printf("\n");
+    l->total += (size_t)q->size;
+    l->count++;
+}
+
+static int queue_list(struct spool *s)
+{
+    struct queue_listing l = {.now = time(NULL)};
+    queue_walk(s, queue_list_one, &l);
+    if (l.count == 0)
         printf("Mail queue is empty\n");
     else
-        printf("-- %zu Kbytes in %zu Request%s.\n", (total + 1023) / 1024, count,
-               count == 1 ? "" : "s");
+        printf("-- %zu Kbytes in %zu Request%s.\n", (l.total + 1023) / 1024, l.count,
+               l.count == 1 ? "" : "s");
     return 0;
 }
 

@@ -8,19 +8,12 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "cli/doctor.h"
 #include "lib/buf.h"
-#include "lib/util.h"
-#include "lib/xalloc.h"
 #include "queue/envelope.h"
-#include "queue/pickup.h"
 #include "queue/spool.h"
-
-/* The size cap when decoding maildrop files, as `queue list` uses. */
-#define QUEUE_JSON_MAILDROP_MAX (256 * 1024 * 1024)
 
 static void queue_json_line(const char *queue_name, const struct envelope *e, const char *id,
                             long long size, int pending_only)
@@ -54,46 +47,21 @@ static void queue_json_line(const char *queue_name, const struct envelope *e, co
     buf_free(&out);
 }
 
+static void queue_json_one(void *arg, const struct queue_entry *q)
+{
+    const time_t *now = arg;
+    const struct envelope *e = q->e;
+    /* Postfix's deferred queue: tried, and waiting for the next try. */
+    const char *name = q->maildrop                             ? "maildrop"
+                       : q->where == SPOOL_HOLD                ? "hold"
+                       : e->attempts > 0 && e->next_try > *now ? "deferred"
+                                                               : "active";
+    queue_json_line(name, e, q->id, q->size, !q->maildrop);
+}
+
 int queue_list_json(struct spool *s)
 {
     time_t now = time(NULL);
-    for (int w = 0; w < 2; w++) {
-        size_t n;
-        char **ids = spool_list(s, w ? SPOOL_HOLD : SPOOL_ACTIVE, &n);
-        for (size_t i = 0; i < n; i++) {
-            struct buf err = BUF_INIT, path = BUF_INIT;
-            enum spool_where where;
-            struct envelope *e = spool_read_envelope(s, ids[i], &where, &err);
-            buf_free(&err);
-            if (e == NULL)
-                continue;
-            spool_data_path(s, ids[i], where, &path);
-            struct stat st;
-            long long size = stat(buf_cstr(&path), &st) == 0 ? (long long)st.st_size : 0;
-            buf_free(&path);
-            /* Postfix's deferred queue: tried, and waiting for the next try. */
-            const char *name = where == SPOOL_HOLD                    ? "hold"
-                               : e->attempts > 0 && e->next_try > now ? "deferred"
-                                                                      : "active";
-            queue_json_line(name, e, e->queue_id, size, 1);
-            envelope_free(e);
-        }
-        strlist_free(ids);
-    }
-    char **names = pickup_names(s);
-    for (char **p = names; *p; p++) {
-        struct buf text = BUF_INIT, err = BUF_INIT;
-        struct envelope *e = NULL;
-        size_t off;
-        char *path = xasprintf("%s/%s", spool_maildrop_dir(s), *p);
-        if (read_file(path, &text, QUEUE_JSON_MAILDROP_MAX) == 0 &&
-            pickup_decode(text.data ? text.data : "", text.len, &e, &off, &err) == 0)
-            queue_json_line("maildrop", e, *p, (long long)(text.len - off), 0);
-        envelope_free(e);
-        free(path);
-        buf_free(&text);
-        buf_free(&err);
-    }
-    strlist_free(names);
+    queue_walk(s, queue_json_one, &now);
     return 0;
 }

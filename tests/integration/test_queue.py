@@ -1,6 +1,7 @@
 """The spool, the queue manager, sendmail and `hongyan queue`, against the
 real binary: mail queued while the server is down, -t with Bcc, the queue
 commands, a DSN for an unknown local user, and restart recovery."""
+import json
 import email
 import email.policy
 import os
@@ -38,6 +39,10 @@ def test_sendmail_while_stopped_then_start(server_factory):
     assert oct(drop.stat().st_mode & 0o7777) == "0o1730"
     out = srv.cmd("queue").stdout
     assert "waiting for pickup" in out and "bob@example.com" in out
+    # postqueue -j's form names it too (its file starts with the submitter's uid line).
+    entries = [json.loads(line) for line in srv.cmd("queue", "--json").stdout.splitlines()]
+    assert [(x["queue_name"], x["sender"]) for x in entries] == [("maildrop", "alice@example.com")]
+    assert entries[0]["recipients"][0]["address"] == "bob@example.com"
     srv.start()
     assert wait_for(lambda: srv.messages("example.com", "bob"), timeout=15)
     m = read_msg(srv.messages("example.com", "bob")[0])
