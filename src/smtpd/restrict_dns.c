@@ -214,6 +214,31 @@ static void rbl_zone(const char *zone_spec, char *zone, size_t size)
         *eq = '\0';
 }
 
+/*
+ * The query's answer as a verdict: listed and allow (permit_dnswl_client)
+ * permits; listed otherwise refuses with what and class_name in the reply;
+ * RC_PENDING while the lookup runs; RC_DUNNO when not listed.
+ */
+static enum restrict_rc rbl_verdict(struct restrict_walk *w, const char *zone_spec,
+                                    const char *query, int allow, const char *what,
+                                    const char *class_name)
+{
+    enum restrict_rc rc = RC_DUNNO;
+    char *reason = NULL;
+    int listed = rbl_listed(w, query, zone_spec, &reason, &rc);
+    if (rc == RC_PENDING)
+        return rc;
+    if (listed) {
+        if (allow) {
+            free(reason);
+            return RC_PERMIT;
+        }
+        rc = rbl_refuse(w, zone_spec, reason, what, class_name);
+    }
+    free(reason);
+    return rc;
+}
+
 enum restrict_rc restrict_rbl_client(struct restrict_walk *w, const char *zone_spec, int allow)
 {
     struct buf rev = BUF_INIT;
@@ -230,20 +255,7 @@ enum restrict_rc restrict_rbl_client(struct restrict_walk *w, const char *zone_s
     rbl_zone(zone_spec, zone, sizeof zone);
     snprintf(query, sizeof query, "%.*s.%s", suffix ? (int)(suffix - r) : (int)rev.len, r, zone);
     buf_free(&rev);
-    enum restrict_rc rc = RC_DUNNO;
-    char *reason = NULL;
-    int listed = rbl_listed(w, query, zone_spec, &reason, &rc);
-    if (rc == RC_PENDING)
-        return rc;
-    if (listed) {
-        if (allow) {
-            free(reason);
-            return RC_PERMIT;
-        }
-        rc = rbl_refuse(w, zone_spec, reason, w->f->addr, "Client host");
-    }
-    free(reason);
-    return rc;
+    return rbl_verdict(w, zone_spec, query, allow, w->f->addr, "Client host");
 }
 
 enum restrict_rc restrict_rhsbl(struct restrict_walk *w, const char *zone_spec, const char *domain,
@@ -252,20 +264,7 @@ enum restrict_rc restrict_rhsbl(struct restrict_walk *w, const char *zone_spec, 
     char zone[300], query[600];
     rbl_zone(zone_spec, zone, sizeof zone);
     snprintf(query, sizeof query, "%s.%s", domain, zone);
-    enum restrict_rc rc = RC_DUNNO;
-    char *reason = NULL;
-    int listed = rbl_listed(w, query, zone_spec, &reason, &rc);
-    if (rc == RC_PENDING)
-        return rc;
-    if (listed) {
-        if (allow) {
-            free(reason);
-            return RC_PERMIT;
-        }
-        rc = rbl_refuse(w, zone_spec, reason, what, class_name);
-    }
-    free(reason);
-    return rc;
+    return rbl_verdict(w, zone_spec, query, allow, what, class_name);
 }
 
 /*
