@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 POSTFIX_LINKS ?= no
 PYTHON     := /usr/bin/python3
 
-.PHONY: all deps test-deps fuzz-deps run test unit integration sanitize fuzz bench compare-postfix install clean format check-format check-banned check-layers user deb package-test
+.PHONY: all deps test-deps fuzz-deps run test unit integration durability sanitize fuzz bench compare-postfix install clean format check-format check-banned check-layers user deb package-test
 
 all: $(BUILD)/hongyan
 
@@ -52,6 +52,15 @@ unit: all
 integration: all test-deps
 	@scripts/ensure-user.sh
 	HONGYAN_BIN=$(CURDIR)/$(BUILD)/hongyan $(PYTHON) -m pytest -q tests/integration
+
+# The long power-cut campaign (docs/queue.md, "What a power cut can and
+# cannot cost"): ten cut rounds under load and cuts 5-30 s after deferrals,
+# about 2 minutes, root only (loop device); .ci/run calls it after `make test`.
+# The short form (test_powercut.py) is in `make test`.
+durability: all test-deps
+	@scripts/ensure-user.sh
+	HONGYAN_DURABILITY=1 HONGYAN_BIN=$(CURDIR)/$(BUILD)/hongyan $(PYTHON) -m pytest -q -rs \
+		tests/integration/test_powercut_long.py
 
 fuzz: fuzz-deps
 	@CC=clang scripts/configure.sh $(FUZZ_BUILD) -Dfuzz=true -Db_lundef=false
