@@ -29,6 +29,7 @@
 #include "lib/xalloc.h"
 #include "version.h"
 #include "queue/maildrop.h"
+#include "queue/spool.h"
 #include "milter/milter.h"
 
 /* Seconds to wait for the worker to finish after passing SIGTERM on. */
@@ -470,6 +471,12 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     int lock_fd = supervisor_lock_spool(config_get(cfg, "queue_directory"));
     if (lock_fd < 0)
         return EX_TEMPFAIL;
+    /* A queue this release cannot read stops the start here, not in a restarting worker. */
+    if (spool_version_check(config_get(cfg, "queue_directory"), &err) < 0) {
+        log_error("queue_directory: %s", buf_cstr(&err));
+        buf_free(&err);
+        return EX_CONFIG;
+    }
     if (pw != NULL && supervisor_prepare_maildrop(cfg, pw) < 0)
         return EX_CANTCREAT;
 

@@ -115,6 +115,9 @@ struct spool *spool_open(const char *queue_dir, struct buf *err)
         buf_printf(err, "%s: %s", queue_dir, strerror(errno));
         goto fail;
     }
+    /* Before anything below creates or changes a file in a queue it may not understand. */
+    if (spool_version_check(queue_dir, err) < 0)
+        goto fail;
     /*
      * maildrop/ and public/ are the local submission boundary
      * (queue/maildrop.h): only mail_owner and the setgid helper's group may
@@ -1082,6 +1085,7 @@ int spool_recover(struct spool *s)
         }
         closedir(d);
     }
+    spool_check_filesystem(s->dir, s->sync_fd);
     int bad = spool_recover_dir(s, s->active, s->hold);
     bad += spool_recover_dir(s, s->hold, s->active);
     fsync_dir(s->active);

@@ -30,6 +30,20 @@ struct workq;
 struct spool;
 struct spool_msg;
 
+/*
+ * The on-disk format this release writes and reads: queue_directory/
+ * spool-version says "hongyan-spool N". A queue without the marker was
+ * written by a release from before it (the same layout, version 1) and is
+ * marked; a marker with a higher number (a newer release's queue) or an
+ * unreadable one is refused, so nothing misreads or quarantines a queue it
+ * does not understand. spool_open() calls the check; 0 or -1 with err.
+ */
+#define SPOOL_VERSION 1
+int spool_version_check(const char *queue_dir, struct buf *err);
+/* Logs a warning when the spool's filesystem cannot keep a 250's promise (ext4 without a journal).
+ */
+void spool_check_filesystem(const char *queue_dir, int dir_fd);
+
 /* Opens (creating the layout if needed) the spool; NULL with err. */
 struct spool *spool_open(const char *queue_dir, struct buf *err);
 void spool_free(struct spool *s);

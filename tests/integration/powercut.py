@@ -40,8 +40,9 @@ class LoopExt4:
     there). Skips the test (pytest.skip) when not root or when no loop
     device can be set up; any later failure is an error."""
 
-    def __init__(self, workdir, size_mb=64):
+    def __init__(self, workdir, size_mb=64, mkfs_options=()):
         self.workdir = pathlib.Path(workdir)
+        self.mkfs_options = list(mkfs_options)  # e.g. ("-O", "^has_journal")
         self.image = self.workdir / "ext4.img"
         self.mountpoint = self.workdir / "mnt"
         self.size_mb = size_mb
@@ -61,7 +62,7 @@ class LoopExt4:
         self.device = r.stdout.strip()
         # No lazy init: its background thread would keep writing after the cut.
         r = _run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
-                 self.device)
+                 *self.mkfs_options, self.device)
         assert r.returncode == 0, r.stderr
         self.mount()
         os.chmod(self.mountpoint, 0o755)
