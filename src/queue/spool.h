@@ -40,6 +40,11 @@ struct spool_msg;
  */
 #define SPOOL_VERSION 1
 int spool_version_check(const char *queue_dir, struct buf *err);
+/*
+ * The marker's number, or 0 when text is not one line "hongyan-spool N\n"
+ * (N decimal, 1 to 9 digits, no sign or leading zero).
+ */
+long spool_version_parse(const char *text, size_t len);
 /* Logs a warning when the spool's filesystem cannot keep a 250's promise (ext4 without a journal).
  */
 void spool_check_filesystem(const char *queue_dir, int dir_fd);

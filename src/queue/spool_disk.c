@@ -22,19 +22,16 @@
 #define SPOOL_VERSION_TAG "hongyan-spool "
 #define SPOOL_EXT4_MAGIC 0xEF53
 
-/*
- * The marker's number, or 0 when the text is not a marker. Strict: one line,
- * the tag, a decimal number without sign or leading zero, a newline.
- */
-static long spool_version_parse(const struct buf *text)
+long spool_version_parse(const char *text, size_t len)
 {
     size_t tag = sizeof SPOOL_VERSION_TAG - 1;
-    if (text->len < tag + 2 || text->len > tag + 10 ||
-        memcmp(text->data, SPOOL_VERSION_TAG, tag) != 0 || text->data[text->len - 1] != '\n')
+    /* At most 9 digits: no overflow, and far more versions than will ever be. */
+    if (len < tag + 2 || len > tag + 10 || memcmp(text, SPOOL_VERSION_TAG, tag) != 0 ||
+        text[len - 1] != '\n')
         return 0;
     long v = 0;
-    for (size_t i = tag; i < text->len - 1; i++) {
-        char c = text->data[i];
+    for (size_t i = tag; i < len - 1; i++) {
+        char c = text[i];
         if (c < '0' || c > '9' || (i == tag && c == '0'))
             return 0;
         v = v * 10 + (c - '0');
@@ -52,7 +49,7 @@ int spool_version_check(const char *queue_dir, struct buf *err)
      * mail_owner writes: never through a symbolic link, never blocking on a FIFO.
      */
     if (read_file_flags(path, O_NOFOLLOW | O_NONBLOCK, &text, 64) == 0) {
-        long v = spool_version_parse(&text);
+        long v = spool_version_parse(text.data ? text.data : "", text.len);
         if (v == 0)
             buf_printf(err,
                        "%s: not a spool version marker (expected \"%s%d\"); not touching "
