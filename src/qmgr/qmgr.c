@@ -692,7 +692,15 @@ static void qjob_record_done(void *arg)
     }
     struct timeval tv;
     gettimeofday(&tv, NULL);
+    /*
+     * From the arrival to the microsecond when the queue id tells it (the
+     * envelope's arrival is whole seconds: counting from its start would add
+     * up to a second to every delay= and to the delivery-time metric).
+     */
+    struct timeval arrived;
     double delay = (double)(tv.tv_sec - e->arrival) + tv.tv_usec / 1e6;
+    if (spool_id_time(e->queue_id, &arrived) == 0 && arrived.tv_sec == e->arrival)
+        delay = (double)(tv.tv_sec - arrived.tv_sec) + (tv.tv_usec - arrived.tv_usec) / 1e6;
     if (delay < 0)
         delay = 0;
     for (size_t i = 0; i < e->nrcpts; i++) {

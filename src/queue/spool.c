@@ -230,6 +230,27 @@ void spool_new_id(char id[QUEUE_ID_MAX])
     id[n] = '\0';
 }
 
+int spool_id_time(const char *id, struct timeval *tv)
+{
+    unsigned long long sec = 0, usec = 0;
+    if (strlen(id) != 15)
+        return -1;
+    for (int i = 0; i < 11; i++) {
+        const char *d = id[i] ? strchr(spool_b32, id[i]) : NULL;
+        if (d == NULL)
+            return -1;
+        if (i < 7)
+            sec = sec << 5 | (unsigned long long)(d - spool_b32);
+        else
+            usec = usec << 5 | (unsigned long long)(d - spool_b32);
+    }
+    if (usec >= 1000000)
+        return -1;
+    tv->tv_sec = (time_t)sec;
+    tv->tv_usec = (suseconds_t)usec;
+    return 0;
+}
+
 int spool_valid_id(const char *id)
 {
     size_t n = strlen(id);
@@ -267,7 +288,9 @@ struct spool_msg *spool_msg_new(struct spool *s, struct buf *err)
     }
     m->env = envelope_new();
     str_copy(m->env->queue_id, sizeof m->env->queue_id, m->id);
-    m->env->arrival = time(NULL);
+    /* The same moment as the id's, so that a delivery's delay= can be told to the microsecond. */
+    struct timeval made;
+    m->env->arrival = spool_id_time(m->id, &made) == 0 ? made.tv_sec : time(NULL);
     return m;
 }
 

@@ -20,6 +20,7 @@
 #define HONGYAN_QUEUE_SPOOL_H
 
 #include <stddef.h>
+#include <sys/time.h>
 #include <sys/types.h>
 
 #include "lib/buf.h"
@@ -143,6 +144,12 @@ unsigned long spool_sync_rounds(const struct spool *s);
 /* A new queue id: time, microseconds and randomness in base 32, 15 chars, roughly sortable. */
 void spool_new_id(char id[QUEUE_ID_MAX]);
 int spool_valid_id(const char *id);
+/*
+ * The moment a queue id made by spool_new_id() was made, to the
+ * microsecond (the envelope's arrival record has whole seconds only): 0
+ * with *tv set, -1 when id is not such an id (a hand-made file name).
+ */
+int spool_id_time(const char *id, struct timeval *tv);
 
 /*
  * Reads the envelope of a queued message from active/ or hold/ (where says

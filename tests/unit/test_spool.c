@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -73,6 +74,25 @@ static void test_ids(void **state)
     assert_true(strcmp(a, b) < 0); /* sortable by time */
     assert_false(spool_valid_id("abc"));
     assert_false(spool_valid_id("1LGL65FDNF42HOP.data"));
+}
+
+/* The id carries its moment to the microsecond (delay= counts from it). */
+static void test_id_time(void **state)
+{
+    (void)state;
+    struct timeval before, after, t;
+    char id[QUEUE_ID_MAX];
+    gettimeofday(&before, NULL);
+    spool_new_id(id);
+    gettimeofday(&after, NULL);
+    assert_int_equal(spool_id_time(id, &t), 0);
+    double bt = before.tv_sec + before.tv_usec / 1e6, at = after.tv_sec + after.tv_usec / 1e6;
+    double it = t.tv_sec + t.tv_usec / 1e6;
+    assert_true(it >= bt && it <= at);
+    assert_int_equal(spool_id_time("abc", &t), -1);
+    assert_int_equal(spool_id_time("1LGL65FVVVV2HOP", &t), -1); /* 2^20-1 microseconds */
+    assert_int_equal(spool_id_time("1lgl65fdnf42hop", &t), -1);
+    assert_int_equal(spool_id_time("1LGL65FDNF42HOPX", &t), -1);
 }
 
 static void test_group_commit(void **state)
@@ -406,6 +426,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_id_time),
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_sync_waiters_remove),
         cmocka_unit_test(test_sync_commit_append_moves),
