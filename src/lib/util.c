@@ -56,6 +56,14 @@ char *str_trim(char *s)
     return s;
 }
 
+void str_span_trim(const char **s, const char **e)
+{
+    while (*s < *e && (**s == ' ' || **s == '\t' || **s == '\r' || **s == '\n'))
+        (*s)++;
+    while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t' || (*e)[-1] == '\r' || (*e)[-1] == '\n'))
+        (*e)--;
+}
+
 char **strlist_split(const char *s, size_t *count)
 {
     size_t n = 0, cap = 4;

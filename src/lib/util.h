@@ -20,6 +20,8 @@ int str_eq_ci(const char *a, const char *b);
 int str_prefix_ci(const char *s, const char *prefix);
 /* Trims ASCII white space in place; returns s advanced past leading space. */
 char *str_trim(char *s);
+/* Narrows [*s, *e) past white space (SP, HT, CR, LF: folding) at both ends. */
+void str_span_trim(const char **s, const char **e);
 
 /*
  * Splits a main.cf list: items separated by commas and/or white space, with
