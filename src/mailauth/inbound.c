@@ -34,6 +34,7 @@ void inbound_settings_load(const struct config *cfg, struct inbound_settings *se
     set->dkim_verify = config_get_bool(cfg, "smtpd_dkim_verify");
     v = config_get(cfg, "smtpd_dmarc_policy");
     set->dmarc_reject = v && strcmp(v, "reject") == 0;
+    /* No copy below is cut: loading refuses longer values (config.h). */
     v = config_get(cfg, "authserv_id");
     str_copy(set->authserv_id, sizeof set->authserv_id, v && *v ? v : "localhost");
     v = config_get(cfg, "myhostname");
