@@ -48,6 +48,7 @@
 #include "smtpd/policy.h"
 #include "smtpd/restrict.h"
 #include "smtpd/sasl.h"
+#include "server/server.h"
 #include "server/smtpd_milter.h"
 #include "smtpd/submission.h"
 #include "tls/tls.h"
@@ -2181,22 +2182,6 @@ static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
     session_close(s);
 }
 
-static void peer_text(const struct sockaddr *sa, char *out, size_t size)
-{
-    out[0] = '\0';
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a))
-            inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)size);
-        else
-            inet_ntop(AF_INET6, a, out, (socklen_t)size);
-    }
-    if (!out[0])
-        str_copy(out, size, "unknown");
-}
-
 /* ---- the client's name (Postfix's smtpd_peername_lookup) ---- */
 
 static void session_milter_greet(struct smtpd_session *s);
@@ -2295,7 +2280,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
         peer_len = sizeof s->peer;
     memcpy(&s->peer, peer, peer_len);
     s->peer_len = peer_len;
-    peer_text(peer, s->addr, sizeof s->addr);
+    server_addr_text(peer, s->addr, sizeof s->addr);
     s->host = "unknown";
 
     const struct config *cfg = s->gen->cfg;
