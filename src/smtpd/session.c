@@ -670,7 +670,7 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
                    ? snprintf(addr, sizeof addr, "%s@%s", t.to.addr, s->myhostname)
                    : snprintf(addr, sizeof addr, "%s", t.to.addr);
     if (alen < 0 || (size_t)alen >= sizeof addr) {
-        /* Only a myhostname longer than a domain can be (255) gets here. */
+        /* Not reached: loading refuses a myhostname over 255 octets (config.h); never cut. */
         log_warning("myhostname is too long to complete <%s>", t.to.addr);
         reply(s, 451, "4.3.5", "Server configuration error");
         return -1;
