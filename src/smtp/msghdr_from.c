@@ -50,9 +50,14 @@ static int msghdr_from_domain_ok(const char *d)
     return dnsname_ok(d, strlen(d), DNSNAME_UNDERSCORE | DNSNAME_UTF8);
 }
 
-/* Lower case copy of [s, s+n) without a trailing dot. */
+/*
+ * Lower case copy of [s, s+n) without a trailing dot; NULL when the span
+ * holds a NUL (no domain does, and a copy cut there would name another).
+ */
 static char *msghdr_from_domain_norm(const char *s, size_t n)
 {
+    if (memchr(s, '\0', n) != NULL)
+        return NULL;
     char *d = xstrndup(s, n);
     if (n > 0 && d[n - 1] == '.')
         d[n - 1] = '\0';
@@ -93,7 +98,7 @@ static char *msghdr_from_mailbox_domain(const char *s, size_t n)
     const char *ds = at + 1, *de = e;
     str_span_trim(&ds, &de);
     char *d = msghdr_from_domain_norm(ds, (size_t)(de - ds));
-    if (!msghdr_from_domain_ok(d)) {
+    if (d == NULL || !msghdr_from_domain_ok(d)) {
         free(d);
         return NULL;
     }

@@ -83,6 +83,11 @@ static void test_from_domains_list(void **state)
     free(d);
     buf_free(&many);
 
+    /* A NUL inside the domain: no domain (a copy cut at the NUL would name another). */
+    static const char nul[] = "From: a@example\0\0.com\r\n\r\n";
+    assert_null(msghdr_from_domains(nul, sizeof nul - 1, &n, &why));
+    assert_int_equal(n, 0);
+
     /* A From: after the header block is body text, not a field. */
     static const char late[] = "Subject: x\r\n\r\nFrom: a@example.com\r\n";
     assert_null(msghdr_from_domains(late, strlen(late), &n, &why));
