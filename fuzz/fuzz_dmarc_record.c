@@ -1,6 +1,6 @@
 /*
  * Fuzz target: the DMARC record parser (RFC 7489 6.3), and on the same bytes
- * the From: domain extraction and Authentication-Results field-id reading,
+ * the From: domain extraction (smtp/msghdr_from.c) and Authentication-Results field-id reading,
  * the other parsers of untrusted text in the DMARC stage.
  */
 #include <stddef.h>
@@ -9,6 +9,7 @@
 
 #include "mailauth/authres.h"
 #include "mailauth/dmarc.h"
+#include "smtp/msghdr_from.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -21,8 +22,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dmarc_record_clear(&rec);
 
     buf_reset(&err);
-    char *d = dmarc_from_domain(s, size, &err);
+    char *d = msghdr_from_domain(s, size, &err);
     free(d);
+    size_t n = 0;
+    char **list = msghdr_from_domains(s, size, &n, &err);
+    if (list == NULL ? n != 0 : n == 0 || n > MSGHDR_FROM_MAX_DOMAINS)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
 
     struct buf out = BUF_INIT;
     authres_field_id(s, size, &err);

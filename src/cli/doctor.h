@@ -1,5 +1,5 @@
 /*
- * doctor: the parts of `hongyan doctor` (src/cli/doctor.c) that other files
+ * doctor: the parts of `hongyan doctor` (src/cli/doctor*.c) that other files
  * and the unit tests reach: which interface address is the public one, the
  * zone-file lines to publish, JSON strings, host:port parsing, and the
  * blocking port-25 probe of the network check (src/cli/doctor_net.c).

@@ -329,7 +329,7 @@ int sendmail_verify(const struct config *cfg, const char *sender, char **addrs, 
             worst = worst ? worst : EX_USAGE;
             continue;
         }
-        struct resolved_list rl = {NULL, 0};
+        struct resolved_list rl = {0};
         buf_reset(&err);
         enum map_result mr = resolver_expand(res, a, &rl, &err);
         int rc = 0;

@@ -81,15 +81,16 @@ const char *config_locate(const char *cli_path)
 /* Postfix wants a fully qualified myhostname; ask the resolver for one. */
 static char *config_default_hostname(void)
 {
-    char name[256] = "localhost";
+    char name[CONFIG_HOSTNAME_MAX + 1] = "localhost";
     if (gethostname(name, sizeof name - 1) != 0)
         str_copy(name, sizeof name, "localhost");
     name[sizeof name - 1] = '\0';
     if (strchr(name, '.') == NULL) {
         struct addrinfo hints = {.ai_flags = AI_CANONNAME, .ai_family = AF_UNSPEC};
         struct addrinfo *res = NULL;
+        /* A canonical name that does not fit (not a DNS name then) is not used. */
         if (getaddrinfo(name, NULL, &hints, &res) == 0 && res && res->ai_canonname &&
-            strchr(res->ai_canonname, '.'))
+            strchr(res->ai_canonname, '.') && strlen(res->ai_canonname) < sizeof name)
             str_copy(name, sizeof name, res->ai_canonname);
         if (res)
             freeaddrinfo(res);
@@ -275,155 +276,16 @@ static int config_expand(struct config *cfg, int idx, int depth, struct buf *err
     return 0;
 }
 
-int config_parse_time(const char *s, const char *default_unit, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long n = strtoll(s, &end, 10);
-    if (end == s || errno || n < 0)
-        return -1;
-    const char *unit = *end ? end : default_unit;
-    if (unit[0] && unit[1])
-        return -1;
-    long long mult;
-    switch (unit[0]) {
-    case 's':
-        mult = 1;
-        break;
-    case 'm':
-        mult = 60;
-        break;
-    case 'h':
-        mult = 3600;
-        break;
-    case 'd':
-        mult = 86400;
-        break;
-    case 'w':
-        mult = 7 * 86400;
-        break;
-    default:
-        return -1;
-    }
-    if (n > (long long)1e12 / mult)
-        return -1;
-    *out = n * mult;
-    return 0;
-}
-
-static int config_parse_int(const char *s, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long n = strtoll(s, &end, 10);
-    if (end == s || *end || errno || n < 0)
-        return -1;
-    *out = n;
-    return 0;
-}
-
-static int config_word_in(const char *word, const char *choices)
-{
-    size_t len = strlen(word);
-    for (const char *p = choices; *p;) {
-        const char *sp = strchr(p, ' ');
-        size_t n = sp ? (size_t)(sp - p) : strlen(p);
-        if (n == len && strncasecmp(p, word, n) == 0)
-            return 1;
-        p += n;
-        while (*p == ' ')
-            p++;
-    }
-    return 0;
-}
-
+/* The type check of one value (config_check.c), its error at the key's line. */
 static int config_check(struct config *cfg, int idx, struct buf *err)
 {
-    const struct config_key *k = &config_keys[idx];
     const struct config_value *v = &cfg->values[idx];
-    const char *val = v->expanded;
-    long long n;
-    switch (k->type) {
-    case CONFIG_BOOL:
-        if (!str_eq_ci(val, "yes") && !str_eq_ci(val, "no")) {
-            config_error(err, cfg, v->line, "%s: expected yes or no, not '%s'", k->name, val);
-            return -1;
-        }
-        return 0;
-    case CONFIG_INT:
-        if (config_parse_int(val, &n) < 0) {
-            config_error(err, cfg, v->line, "%s: expected a whole number, not '%s'", k->name, val);
-            return -1;
-        }
-        if (k->choices && n > atoll(k->choices)) {
-            config_error(err, cfg, v->line, "%s: at most %s, not '%s'", k->name, k->choices, val);
-            return -1;
-        }
-        return 0;
-    case CONFIG_TIME:
-        if (config_parse_time(val, k->choices, &n) < 0) {
-            config_error(err, cfg, v->line, "%s: expected a time like 300s, 5m, 2h or 5d, not '%s'",
-                         k->name, val);
-            return -1;
-        }
-        return 0;
-    case CONFIG_ENUM:
-    case CONFIG_ENUM_LIST: {
-        size_t count;
-        char **words = strlist_split(val, &count);
-        int rc = 0;
-        if (k->type == CONFIG_ENUM && count != 1) {
-            config_error(err, cfg, v->line, "%s: expected one of: %s", k->name, k->choices);
-            rc = -1;
-        }
-        for (size_t i = 0; rc == 0 && i < count; i++) {
-            if (!config_word_in(words[i], k->choices)) {
-                config_error(err, cfg, v->line, "%s: '%s' is not one of: %s", k->name, words[i],
-                             k->choices);
-                rc = -1;
-            }
-        }
-        strlist_free(words);
-        return rc;
-    }
-    case CONFIG_NEXTHOP:
-    case CONFIG_LISTEN: {
-        size_t count;
-        char **items = strlist_split(val, &count);
-        int rc = 0;
-        for (size_t i = 0; rc == 0 && i < count; i++) {
-            if (!config_hostport_ok(items[i], k->type == CONFIG_LISTEN)) {
-                config_error(err, cfg, v->line, "%s: '%s' is not %s", k->name, items[i],
-                             k->type == CONFIG_LISTEN
-                                 ? "host:port, [address]:port or *:port (port 1-65535)"
-                                 : "host, host:port, [host] or [host]:port (port 1-65535)");
-                rc = -1;
-            }
-        }
-        strlist_free(items);
-        return rc;
-    }
-    case CONFIG_MAPS: {
-        struct buf why = BUF_INIT;
-        int rc = map_list_check(val, &why);
-        if (rc < 0)
-            config_error(err, cfg, v->line, "%s: %s", k->name, buf_cstr(&why));
-        buf_free(&why);
-        return rc;
-    }
-    case CONFIG_TABLE: {
-        const char *colon = strchr(val, ':');
-        int ok = *val == '\0' || (colon && colon > val && colon[1]);
-        for (const char *p = val; ok && colon && p < colon; p++)
-            ok = isalnum((unsigned char)*p) || *p == '_';
-        if (!ok)
-            config_error(err, cfg, v->line,
-                         "%s: expected TYPE:FILE (as btree:/var/lib/x), not '%s'", k->name, val);
-        return ok ? 0 : -1;
-    }
-    default:
-        return 0;
-    }
+    struct buf why = BUF_INIT;
+    int rc = config_value_ok(&config_keys[idx], v->expanded, &why);
+    if (rc < 0)
+        config_error(err, cfg, v->line, "%s", buf_cstr(&why));
+    buf_free(&why);
+    return rc;
 }
 
 static void config_warn(struct config *cfg, const char *fmt, ...)
@@ -700,6 +562,21 @@ static int config_check_together(struct config *cfg, struct buf *err)
                      "mailbox_size_limit (%lld) is smaller than message_size_limit (%lld)", mailbox,
                      message);
         return -1;
+    }
+    /* Values kept in fixed buffers elsewhere (config.h): refused here, never cut there. */
+    static const struct {
+        const char *key;
+        size_t max;
+    } limits[] = {{"myhostname", CONFIG_HOSTNAME_MAX},
+                  {"authserv_id", CONFIG_HOSTNAME_MAX},
+                  {"data_directory", CONFIG_DATA_DIR_MAX}};
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        const char *v = config_get(cfg, limits[i].key);
+        if (strlen(v) > limits[i].max) {
+            config_error(err, cfg, cfg->values[config_key_index(limits[i].key)].line,
+                         "%s is longer than %zu octets", limits[i].key, limits[i].max);
+            return -1;
+        }
     }
     /* Postfix 3's default; appending .$mydomain to user@host is not implemented. */
     if (config_get_bool(cfg, "append_dot_mydomain")) {

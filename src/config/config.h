@@ -14,6 +14,16 @@
 
 #include "lib/buf.h"
 
+/*
+ * Longest myhostname and authserv_id accepted: host names, 253 octets in
+ * text (RFC 1035 2.3.4), with room for a final dot and one more. Code that
+ * keeps them in fixed buffers sizes them CONFIG_HOSTNAME_MAX + 1; loading
+ * refuses anything longer, so a copy is never cut.
+ */
+#define CONFIG_HOSTNAME_MAX 255
+/* Longest data_directory accepted; the same promise to fixed buffers. */
+#define CONFIG_DATA_DIR_MAX 1023
+
 struct config;
 
 /*

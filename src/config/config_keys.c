@@ -10,7 +10,7 @@
 const struct config_key config_keys[] = {
     /* Identity (Postfix twins). */
     {"myhostname", NULL, CONFIG_STRING, NULL,
-     "this host's fully qualified name (default: from the system)"},
+     "this host's fully qualified name (default: from the system; at most 255 octets)"},
     {"mydomain", NULL, CONFIG_STRING, NULL,
      "the domain of this host (default: $myhostname without its first label)"},
     {"myorigin", "$myhostname", CONFIG_STRING, NULL,
@@ -79,7 +79,8 @@ const struct config_key config_keys[] = {
 
     /* Files and privileges. */
     {"data_directory", NULL, CONFIG_STRING, NULL,
-     "where hongyan keeps its state (/var/lib/hongyan; ./hongyan-data for the embedded default)"},
+     "where hongyan keeps its state (/var/lib/hongyan; ./hongyan-data for the embedded default; at "
+     "most 1023 octets)"},
     {"queue_directory", "$data_directory/queue", CONFIG_STRING, NULL, "the spool"},
     {"mail_owner", "hongyan", CONFIG_STRING, NULL,
      "the unprivileged user the server runs as once started by root"},
@@ -341,7 +342,8 @@ const struct config_key config_keys[] = {
      "(RFC 7489 7.2) to the rua= of the domains evaluated"},
     {"dmarc_report_sender", "postmaster@$mydomain", CONFIG_STRING, NULL,
      "hongyan's own: From: and envelope sender of the DMARC aggregate reports"},
-    {"authserv_id", "$myhostname", CONFIG_STRING, NULL, "the id in Authentication-Results headers"},
+    {"authserv_id", "$myhostname", CONFIG_STRING, NULL,
+     "the id in Authentication-Results headers (at most 255 octets)"},
 
     /* Milters (Postfix twins). */
     {"smtpd_milters", "", CONFIG_STRING, NULL,

@@ -60,7 +60,8 @@ struct remote_idle {
     struct smtp_client *c;
     struct event *timer;
     struct remote_dest *dest;
-    char *server_name;
+    char *server_name; /* the host dialled (SNI, names checked), as the job that opened it */
+    char *ip;          /* its address, text */
     time_t born;
     struct remote_idle *next;
 };
@@ -342,6 +343,7 @@ static void remote_idle_drop(struct remote_idle *idle, int quit)
     else
         smtp_client_free(idle->c);
     free(idle->server_name);
+    free(idle->ip);
     free(idle);
 }
 
@@ -362,7 +364,8 @@ static struct remote_idle *remote_idle_keep(struct remote_dest *d, struct smtp_c
     struct remote_idle *idle = xcalloc(1, sizeof *idle);
     idle->c = c;
     idle->dest = d;
-    idle->server_name = xasprintf("%s\n%s", server_name, ip);
+    idle->server_name = xstrdup(server_name);
+    idle->ip = xstrdup(ip);
     idle->born = born;
     idle->timer = event_new(remote.srv->base, -1, 0, remote_idle_timer, idle);
     idle->next = d->idle;
@@ -1232,10 +1235,7 @@ static void remote_job_run(struct remote_job *j)
     struct remote_idle *idle = d->idle;
     /* Under an enforced MTA-STS policy only a connection that meets it is reused. */
     for (; idle && j->sts && j->sts->mode == MTA_STS_ENFORCE; idle = idle->next) {
-        char *host = xstrndup(idle->server_name, strcspn(idle->server_name, "\n"));
-        int ok = mta_sts_conn_ok(j->sts, idle->c, host);
-        free(host);
-        if (ok)
+        if (mta_sts_conn_ok(j->sts, idle->c, idle->server_name))
             break;
     }
     if (idle) {
@@ -1248,10 +1248,8 @@ static void remote_job_run(struct remote_job *j)
         event_free(idle->timer);
         smtp_client_watch_idle(idle->c, NULL, NULL);
         j->c = idle->c;
-        char *nl = strchr(idle->server_name, '\n');
-        j->c_server = xstrndup(idle->server_name, (size_t)(nl - idle->server_name));
-        j->c_ip = xstrdup(nl + 1);
-        free(idle->server_name);
+        j->c_server = idle->server_name; /* the job takes both strings */
+        j->c_ip = idle->ip;
         free(idle);
         d->active++;
         smtp_client_reset(j->c, remote_reuse_reset, j);

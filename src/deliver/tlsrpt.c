@@ -27,18 +27,6 @@ char *tlsrpt_journal_path(const struct config *cfg)
     return xasprintf("%s/tlsrpt/journal", config_get(cfg, "data_directory"));
 }
 
-/* s with tabs and line ends as spaces, or "-" when empty. */
-static void tlsrpt_field(struct buf *out, const char *s)
-{
-    buf_putc(out, '\t');
-    if (!s || !*s) {
-        buf_putc(out, '-');
-        return;
-    }
-    for (; *s; s++)
-        buf_putc(out, *s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
-}
-
 static const char *tlsrpt_type_name(enum tlsrpt_policy_type t)
 {
     return t == TLSRPT_POLICY_STS ? "sts" : t == TLSRPT_POLICY_TLSA ? "tlsa" : "no-policy-found";
@@ -54,26 +42,26 @@ void tlsrpt_record(const struct config *cfg, const struct tlsrpt_event *ev, time
     strftime(day, sizeof day, "%Y-%m-%d", &tm);
     struct buf line = BUF_INIT;
     buf_puts(&line, "T1");
-    tlsrpt_field(&line, day);
-    tlsrpt_field(&line, ev->domain);
-    tlsrpt_field(&line, tlsrpt_type_name(ev->type));
-    tlsrpt_field(&line, ev->result ? ev->result : "success");
-    tlsrpt_field(&line, ev->mx_host);
-    tlsrpt_field(&line, ev->ip);
+    buf_put_field(&line, day);
+    buf_put_field(&line, ev->domain);
+    buf_put_field(&line, tlsrpt_type_name(ev->type));
+    buf_put_field(&line, ev->result ? ev->result : "success");
+    buf_put_field(&line, ev->mx_host);
+    buf_put_field(&line, ev->ip);
     if (ev->type == TLSRPT_POLICY_STS && ev->sts) {
         char age[24];
         snprintf(age, sizeof age, "%ld", ev->sts->max_age);
-        tlsrpt_field(&line, mta_sts_mode_name(ev->sts->mode));
-        tlsrpt_field(&line, age);
+        buf_put_field(&line, mta_sts_mode_name(ev->sts->mode));
+        buf_put_field(&line, age);
         struct buf mx = BUF_INIT;
         for (size_t i = 0; i < ev->sts->nmx; i++)
             buf_printf(&mx, "%s%s", i ? " " : "", ev->sts->mx[i]);
-        tlsrpt_field(&line, buf_cstr(&mx));
+        buf_put_field(&line, buf_cstr(&mx));
         buf_free(&mx);
     } else {
-        tlsrpt_field(&line, NULL);
-        tlsrpt_field(&line, NULL);
-        tlsrpt_field(&line, NULL);
+        buf_put_field(&line, NULL);
+        buf_put_field(&line, NULL);
+        buf_put_field(&line, NULL);
     }
     buf_putc(&line, '\n');
     char *path = tlsrpt_journal_path(cfg);

@@ -131,6 +131,17 @@ char *buf_steal(struct buf *b)
     return p;
 }
 
+void buf_put_field(struct buf *b, const char *s)
+{
+    buf_putc(b, '\t');
+    if (!s || !*s) {
+        buf_putc(b, '-');
+        return;
+    }
+    for (; *s; s++)
+        buf_putc(b, *s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
+}
+
 void buf_put_markup(struct buf *b, const char *s)
 {
     for (; *s; s++) {

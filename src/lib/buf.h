@@ -41,6 +41,12 @@ void buf_consume(struct buf *b, size_t n); /* drop n bytes from the front */
  * references) as spaces. For DMARC reports and the status page.
  */
 void buf_put_markup(struct buf *b, const char *s);
+/*
+ * Appends a tab and s as one field of a tab-separated journal line: tabs
+ * and line ends in s become spaces, so a field never splits the line, and
+ * an empty or NULL s is "-". For the DMARC and TLSRPT journals.
+ */
+void buf_put_field(struct buf *b, const char *s);
 const char *buf_cstr(const struct buf *b); /* never NULL */
 char *buf_steal(struct buf *b);            /* caller frees; b is left empty */
 

@@ -56,6 +56,14 @@ char *str_trim(char *s)
     return s;
 }
 
+void str_span_trim(const char **s, const char **e)
+{
+    while (*s < *e && (**s == ' ' || **s == '\t' || **s == '\r' || **s == '\n'))
+        (*s)++;
+    while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t' || (*e)[-1] == '\r' || (*e)[-1] == '\n'))
+        (*e)--;
+}
+
 char **strlist_split(const char *s, size_t *count)
 {
     size_t n = 0, cap = 4;
@@ -233,30 +241,48 @@ void random_bytes(void *out, size_t len)
     }
 }
 
-void client_addr_key(const char *addr, int v6_prefix, char *key, size_t size)
+int client_addr_bytes(const struct sockaddr *sa, int v6_prefix, unsigned char key[16])
 {
-    struct in6_addr a6;
-    if (strchr(addr, ':') == NULL || inet_pton(AF_INET6, addr, &a6) != 1) {
-        str_copy(key, size, addr);
-        return;
+    memset(key, 0, 16);
+    if (sa->sa_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 0;
     }
-    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-        inet_ntop(AF_INET, a6.s6_addr + 12, key, (socklen_t)size);
-        return;
-    }
+    if (sa->sa_family != AF_INET6)
+        return -1;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    memcpy(key, a, 16);
+    if (IN6_IS_ADDR_V4MAPPED(a))
+        return 0; /* an IPv4 client on a dual-stack socket: its whole address */
     if (v6_prefix < 0)
         v6_prefix = 0;
-    if (v6_prefix >= 128) {
+    for (int bit = v6_prefix; bit < 128; bit++)
+        key[bit / 8] &= (unsigned char)~(0x80 >> (bit % 8));
+    return 0;
+}
+
+void client_addr_key(const char *addr, int v6_prefix, char *key, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    unsigned char b[16];
+    if (sockaddr_from_ip(addr, 0, &ss, &len) != 0 ||
+        client_addr_bytes((const struct sockaddr *)&ss, v6_prefix, b) != 0) {
         str_copy(key, size, addr);
         return;
     }
-    int full = v6_prefix / 8, bits = v6_prefix % 8;
-    if (bits)
-        a6.s6_addr[full++] &= (unsigned char)(0xff00u >> bits);
-    memset(a6.s6_addr + full, 0, (size_t)(16 - full));
+    if (ss.ss_family == AF_INET ||
+        IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)&ss)->sin6_addr)) {
+        inet_ntop(AF_INET, b + 12, key, (socklen_t)size);
+        return;
+    }
     char text[INET6_ADDRSTRLEN];
-    inet_ntop(AF_INET6, &a6, text, sizeof text);
-    snprintf(key, size, "%s/%d", text, v6_prefix);
+    inet_ntop(AF_INET6, b, text, sizeof text);
+    if (v6_prefix >= 128)
+        str_copy(key, size, text);
+    else
+        snprintf(key, size, "%s/%d", text, v6_prefix < 0 ? 0 : v6_prefix);
 }
 
 int sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)

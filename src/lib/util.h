@@ -20,6 +20,8 @@ int str_eq_ci(const char *a, const char *b);
 int str_prefix_ci(const char *s, const char *prefix);
 /* Trims ASCII white space in place; returns s advanced past leading space. */
 char *str_trim(char *s);
+/* Narrows [*s, *e) past white space (SP, HT, CR, LF: folding) at both ends. */
+void str_span_trim(const char **s, const char **e);
 
 /*
  * Splits a main.cf list: items separated by commas and/or white space, with
@@ -74,15 +76,18 @@ uint64_t now_ms(void); /* monotonic */
 /* An IPv4 or IPv6 address literal ("192.0.2.1", "2001:db8::1") and port as a socket address; -1 if
  * ip is neither. */
 int sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);
-void random_bytes(void *out, size_t len);
+void random_bytes(void *out, size_t len); /* getrandom(2); aborts only if the kernel has none */
 /*
  * The key a client counts under for per-client limits: an IPv4 address as
- * it is; an IPv6 address cut to its first v6_prefix bits (0..128) and
- * written "ADDR/PREFIX", since one host usually owns a whole /64 and must not
- * multiply its share by rotating addresses inside it. IPv4-mapped IPv6
- * addresses count as their IPv4 address. key gets at most size-1 bytes.
+ * it is; an IPv6 address cut to its first v6_prefix bits (0..128), since one
+ * host usually owns a whole /64 and must not multiply its share by rotating
+ * addresses inside it. IPv4-mapped IPv6 addresses count as their IPv4
+ * address. client_addr_bytes() gives it as 16 bytes (IPv4 as
+ * ::ffff:a.b.c.d), -1 for a family that is neither; client_addr_key() as
+ * text, an IPv6 key written "ADDR/PREFIX" below 128 and anything that is
+ * not an address as it is. key gets at most size-1 bytes.
  */
-void client_addr_key(const char *addr, int v6_prefix, char *key,
-                     size_t size); /* getrandom(2); aborts only if the kernel has none */
+int client_addr_bytes(const struct sockaddr *sa, int v6_prefix, unsigned char key[16]);
+void client_addr_key(const char *addr, int v6_prefix, char *key, size_t size);
 
 #endif

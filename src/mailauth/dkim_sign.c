@@ -19,6 +19,7 @@
 #include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim_int.h"
+#include "smtp/msghdr_from.h"
 
 /* A PEM key file is small; anything bigger is not one. */
 #define DKIM_KEY_FILE_MAX (64 * 1024)
@@ -268,61 +269,6 @@ static int field_is(const struct dkim_field *f, const char *name)
     return f->name_len == n && strncasecmp(f->start, name, n) == 0;
 }
 
-/*
- * The domain of the first address in a From: field, lower case, into out.
- * Comments and quoted strings are skipped so that "a@b" (x@y) finds b.
- */
-static int from_domain(const struct dkim_field *f, char *out, size_t outsz)
-{
-    const char *p = memchr(f->start, ':', f->len) + 1;
-    const char *end = f->start + f->len;
-    int depth = 0, quoted = 0, in_angle = 0;
-    const char *at = NULL;
-    for (; p < end; p++) {
-        char c = *p;
-        if (quoted) {
-            if (c == '\\' && p + 1 < end)
-                p++;
-            else if (c == '"')
-                quoted = 0;
-            continue;
-        }
-        if (depth) {
-            if (c == '\\' && p + 1 < end)
-                p++;
-            else if (c == '(')
-                depth++;
-            else if (c == ')')
-                depth--;
-            continue;
-        }
-        if (c == '"')
-            quoted = 1;
-        else if (c == '(')
-            depth = 1;
-        else if (c == '<')
-            in_angle = 1, at = NULL;
-        else if (c == '@')
-            at = p;
-        else if (at && (c == '>' || c == ',' || c == ';' || c == ' ' || c == '\t' || c == '\r' ||
-                        c == '\n' || c == '('))
-            break;
-        else if (c == ',' && !in_angle)
-            break; /* end of the first address without an '@': not one */
-    }
-    if (at == NULL)
-        return -1;
-    size_t n = (size_t)(p - (at + 1));
-    if (n == 0 || n >= outsz)
-        return -1;
-    memcpy(out, at + 1, n);
-    out[n] = '\0';
-    str_lower(out);
-    while (n > 0 && out[n - 1] == '.')
-        out[--n] = '\0';
-    return n ? 0 : -1;
-}
-
 /* The configured domain that dom is, or is a subdomain of; the longest wins. */
 static const char *match_domain(const struct dkim_signer *s, const char *dom)
 {
@@ -442,19 +388,22 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
         dkim_msg_free(&m);
         return DKIM_SIGN_ERROR;
     }
-    const struct dkim_field *from = NULL;
-    for (size_t i = 0; i < m.nfields; i++)
-        if (field_is(&m.fields[i], "From")) {
-            if (from) {
-                buf_puts(err, "more than one From: field");
-                dkim_msg_free(&m);
-                return DKIM_SIGN_ERROR;
-            }
-            from = &m.fields[i];
-        }
+    /* The first domain of the one From: field; the parser is DMARC's, so
+     * the domain we sign for is the author domain a verifier aligns with. */
+    size_t ndoms = 0;
+    char **doms = msghdr_from_domains(msg, len, &ndoms, err);
+    if (doms == NULL) {
+        dkim_msg_free(&m);
+        return DKIM_SIGN_ERROR;
+    }
     char dom[256];
-    if (from == NULL || from_domain(from, dom, sizeof(dom)) < 0) {
-        buf_puts(err, from ? "no domain in the From: field" : "no From: field");
+    size_t domlen = str_copy(dom, sizeof(dom), doms[0]);
+    for (size_t i = 0; i < ndoms; i++)
+        free(doms[i]);
+    free(doms);
+    if (domlen >= sizeof(dom)) {
+        /* Cannot happen: the parser accepts only DNS names (253 octets). */
+        buf_puts(err, "the From: domain is too long");
         dkim_msg_free(&m);
         return DKIM_SIGN_ERROR;
     }

@@ -83,23 +83,9 @@ char *dmarc_org_domain(const char *domain);
 int dmarc_aligned(const char *from_domain, const char *id_domain, enum dmarc_align mode);
 
 /*
- * The RFC5322.From domain of a message (CRLF or LF lines), the author
- * domain DMARC is about (6.6.1). Exactly one From: field is wanted, and
- * all its mailboxes must share one domain. Returns the lower-case domain
- * (caller frees), or NULL with the reason in why.
+ * The author domains (RFC 7489 6.6.1) come from msghdr_from_domains() in
+ * smtp/msghdr_from.h, the From: parser DKIM signing shares.
  */
-char *dmarc_from_domain(const char *msg, size_t len, struct buf *why);
-
-/* At most this many author domains are evaluated for one message. */
-#define DMARC_MAX_AUTHOR_DOMAINS 8
-/*
- * Every author domain of the one From: field (RFC 7489 6.6.1: each is
- * evaluated), lower case, each once, in field order, at most
- * DMARC_MAX_AUTHOR_DOMAINS. Returns the array (the caller frees each and
- * the array) with its length in *count, or NULL with the reason in why (no
- * or several From: fields, a mailbox without a usable domain).
- */
-char **dmarc_from_domains(const char *msg, size_t len, size_t *count, struct buf *why);
 
 /* ---- the TXT lookup seam (dns/txt.h, shared with DKIM) ------------------------- */
 /*
@@ -125,7 +111,7 @@ struct dmarc_identifier {
 };
 
 struct dmarc_request {
-    const char *from_domain; /* the RFC5322.From domain (dmarc_from_domain()) */
+    const char *from_domain; /* the RFC5322.From domain (msghdr_from_domain()) */
     struct dmarc_identifier spf;
     const struct dmarc_identifier *dkim; /* one per signature */
     size_t ndkim;

@@ -18,17 +18,6 @@
 #include "mailauth/dmarc_report.h"
 #include "smtp/address.h"
 
-static void dmarc_report_field(struct buf *out, const char *s)
-{
-    buf_putc(out, '\t');
-    if (!s || !*s) {
-        buf_putc(out, '-');
-        return;
-    }
-    for (; *s; s++)
-        buf_putc(out, *s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
-}
-
 void dmarc_report_record(const char *data_dir, const struct dmarc_report_event *ev, time_t now)
 {
     const struct dmarc_outcome *o = ev->outcome;
@@ -44,20 +33,20 @@ void dmarc_report_record(const char *data_dir, const struct dmarc_report_event *
     if (ev->spf_domain && *ev->spf_domain)
         buf_printf(&sp, "%s:%s", ev->spf_domain, ev->spf_result);
     buf_puts(&line, "D1");
-    dmarc_report_field(&line, o->record_domain);
-    dmarc_report_field(&line, ev->source_ip);
-    dmarc_report_field(&line, ev->disposition);
-    dmarc_report_field(&line, o->dkim_aligned ? "pass" : "fail");
-    dmarc_report_field(&line, o->spf_aligned ? "pass" : "fail");
-    dmarc_report_field(&line, o->from_domain);
-    dmarc_report_field(&line, buf_cstr(&dk));
-    dmarc_report_field(&line, buf_cstr(&sp));
-    dmarc_report_field(&line, o->adkim == DMARC_ALIGN_STRICT ? "s" : "r");
-    dmarc_report_field(&line, o->aspf == DMARC_ALIGN_STRICT ? "s" : "r");
-    dmarc_report_field(&line, dmarc_policy_str(o->p));
-    dmarc_report_field(&line, dmarc_policy_str(o->sp));
-    dmarc_report_field(&line, pct);
-    dmarc_report_field(&line, o->rua);
+    buf_put_field(&line, o->record_domain);
+    buf_put_field(&line, ev->source_ip);
+    buf_put_field(&line, ev->disposition);
+    buf_put_field(&line, o->dkim_aligned ? "pass" : "fail");
+    buf_put_field(&line, o->spf_aligned ? "pass" : "fail");
+    buf_put_field(&line, o->from_domain);
+    buf_put_field(&line, buf_cstr(&dk));
+    buf_put_field(&line, buf_cstr(&sp));
+    buf_put_field(&line, o->adkim == DMARC_ALIGN_STRICT ? "s" : "r");
+    buf_put_field(&line, o->aspf == DMARC_ALIGN_STRICT ? "s" : "r");
+    buf_put_field(&line, dmarc_policy_str(o->p));
+    buf_put_field(&line, dmarc_policy_str(o->sp));
+    buf_put_field(&line, pct);
+    buf_put_field(&line, o->rua);
     buf_putc(&line, '\n');
     char *dir = xasprintf("%s/dmarc", data_dir);
     char *path = xasprintf("%s/%s", dir, day);

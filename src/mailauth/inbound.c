@@ -21,6 +21,7 @@
 #include "mailauth/dmarc_report.h"
 #include "mailauth/spf.h"
 #include "smtp/msghdr.h"
+#include "smtp/msghdr_from.h"
 
 /* header.b carries this much of the signature: enough to tell signatures apart (RFC 6008). */
 #define INBOUND_HEADER_B 8
@@ -33,6 +34,7 @@ void inbound_settings_load(const struct config *cfg, struct inbound_settings *se
     set->dkim_verify = config_get_bool(cfg, "smtpd_dkim_verify");
     v = config_get(cfg, "smtpd_dmarc_policy");
     set->dmarc_reject = v && strcmp(v, "reject") == 0;
+    /* No copy below is cut: loading refuses longer values (config.h). */
     v = config_get(cfg, "authserv_id");
     str_copy(set->authserv_id, sizeof set->authserv_id, v && *v ? v : "localhost");
     v = config_get(cfg, "myhostname");
@@ -514,7 +516,7 @@ struct inbound_check *inbound_start(struct dns *dns, const struct inbound_settin
     c->forged = authres_strip(req->msg, hdr_len, set->authserv_id, &c->msg);
     c->body = req->msg + hdr_len;
     c->body_len = req->len - hdr_len;
-    c->from_domains = dmarc_from_domains(req->msg, req->len, &c->nfrom, &c->from_why);
+    c->from_domains = msghdr_from_domains(req->msg, req->len, &c->nfrom, &c->from_why);
 
     c->waiting = 2;
     struct spf_request sreq = {

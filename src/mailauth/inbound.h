@@ -25,20 +25,21 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "config/config.h"
 #include "mailauth/dmarc.h"
 
-struct config;
 struct dns;
 
 /* The policy keys, read once per configuration. */
 struct inbound_settings {
-    int spf_reject;        /* smtpd_spf_policy = reject */
-    int dkim_verify;       /* smtpd_dkim_verify = yes */
-    int dmarc_reject;      /* smtpd_dmarc_policy = reject */
-    char authserv_id[256]; /* authserv_id */
-    char receiver[256];    /* myhostname, for SPF's %{r} */
-    int dmarc_reporting;   /* smtpd_dmarc_reporting: record evaluations for aggregate reports */
-    char data_dir[1024];   /* data_directory, where they are recorded */
+    int spf_reject;   /* smtpd_spf_policy = reject */
+    int dkim_verify;  /* smtpd_dkim_verify = yes */
+    int dmarc_reject; /* smtpd_dmarc_policy = reject */
+    /* Sized to what configuration loading accepts (config.h): copies are never cut. */
+    char authserv_id[CONFIG_HOSTNAME_MAX + 1]; /* authserv_id */
+    char receiver[CONFIG_HOSTNAME_MAX + 1];    /* myhostname, for SPF's %{r} */
+    int dmarc_reporting; /* smtpd_dmarc_reporting: record evaluations for aggregate reports */
+    char data_dir[CONFIG_DATA_DIR_MAX + 1]; /* data_directory, where they are recorded */
 };
 void inbound_settings_load(const struct config *cfg, struct inbound_settings *set);
 

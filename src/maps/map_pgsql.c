@@ -71,9 +71,12 @@ static void map_pgsql_drop(PGconn **conn)
     *conn = NULL;
 }
 
-/* libpq's host and port (or socket directory) from one hosts entry. */
-static void map_pgsql_host_params(const char *entry, char *host, size_t hostlen, char *port,
-                                  size_t portlen)
+/*
+ * libpq's host and port (or socket directory) from one hosts entry; 0, or
+ * -1 when a part does not fit its buffer (a cut name would be another host).
+ */
+static int map_pgsql_host_params(const char *entry, char *host, size_t hostlen, char *port,
+                                 size_t portlen)
 {
     port[0] = '\0';
     if (strncmp(entry, "unix:", 5) == 0) {
@@ -81,29 +84,36 @@ static void map_pgsql_host_params(const char *entry, char *host, size_t hostlen,
         const char *path = entry + 5;
         const char *slash = strrchr(path, '/');
         const char *dot = strstr(path, ".s.PGSQL.");
-        str_copy(host, hostlen, path);
+        if (str_copy(host, hostlen, path) >= hostlen)
+            return -1;
         if (slash && dot && dot == slash + 1) {
             size_t n = (size_t)(slash - path);
-            if (n < hostlen)
-                host[n ? n : 1] = '\0';
-            str_copy(port, portlen, dot + 9);
+            host[n ? n : 1] = '\0'; /* n < strlen(path) < hostlen */
+            if (str_copy(port, portlen, dot + 9) >= portlen)
+                return -1;
         }
-        return;
+        return 0;
     }
     if (strncmp(entry, "inet:", 5) == 0)
         entry += 5;
-    str_copy(host, hostlen, entry);
+    if (str_copy(host, hostlen, entry) >= hostlen)
+        return -1;
     char *colon = strrchr(host, ':');
     if (colon && strchr(host, ':') == colon) {
         *colon = '\0';
-        str_copy(port, portlen, colon + 1);
+        if (str_copy(port, portlen, colon + 1) >= portlen)
+            return -1;
     }
+    return 0;
 }
 
 static PGconn *map_pgsql_connect_one(struct map_pgsql *t, const char *entry, struct buf *why)
 {
     char host[512], port[32], timeout[16];
-    map_pgsql_host_params(entry, host, sizeof host, port, sizeof port);
+    if (map_pgsql_host_params(entry, host, sizeof host, port, sizeof port) < 0) {
+        buf_printf(why, "%s: host name or port too long", entry);
+        return NULL;
+    }
     snprintf(timeout, sizeof timeout, "%d", t->timeout);
     const char *keys[8], *vals[8];
     int n = 0;

@@ -450,7 +450,7 @@ int pickup_prepare(struct spool *s, const struct config *cfg, struct resolver *r
     struct strset have = STRSET_INIT;
     for (size_t i = 0; i < in->nrcpts; i++) {
         const char *a = in->rcpts[i].address;
-        struct resolved_list rl = {NULL, 0};
+        struct resolved_list rl = {0};
         buf_reset(&err);
         enum map_result mr = resolver_expand(r, a, &rl, &err);
         if (mr == MAP_TEMPFAIL) {

@@ -7,6 +7,7 @@
  */
 #include "queue/resolve.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -291,10 +292,24 @@ static int resolve_eq(const char *a, const char *b)
     return str_eq_ci(a, b);
 }
 
+/* Sets why the expansion found nobody: the enhanced status apart from the text. */
+static void resolve_why(struct resolved_list *out, struct buf *err, const char *status,
+                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void resolve_why(struct resolved_list *out, struct buf *err, const char *status,
+                        const char *fmt, ...)
+{
+    /* Our own literals, "x.y.z": they always fit. */
+    str_copy(out->status, sizeof out->status, status);
+    buf_reset(err);
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(err, fmt, ap);
+    va_end(ap);
+}
+
 static enum map_result resolve_tempfail(struct resolve_ctx *c, const char *why)
 {
-    buf_reset(c->err);
-    buf_printf(c->err, "4.3.0 <%s>: Temporary lookup failure: %s", c->original, why);
+    resolve_why(c->out, c->err, "4.3.0", "<%s>: Temporary lookup failure: %s", c->original, why);
     return MAP_TEMPFAIL;
 }
 
@@ -382,17 +397,16 @@ static enum map_result resolve_local_final(struct resolve_ctx *c, const struct r
     struct resolver *r = c->r;
     if (a->domain[0] == '\0' || a->domain[0] == '.' || strchr(a->domain, '/') ||
         strstr(a->domain, "..")) {
-        buf_reset(c->err);
-        buf_printf(c->err, "5.1.2 <%s>: Recipient address rejected: bad domain name", c->original);
+        resolve_why(c->out, c->err, "5.1.2", "<%s>: Recipient address rejected: bad domain name",
+                    c->original);
         return MAP_NOTFOUND;
     }
     char *name = resolve_safe_name(a->user);
     if (name == NULL) {
-        buf_reset(c->err);
-        buf_printf(c->err,
-                   "5.1.3 <%s>: Recipient address rejected: local part not usable as a "
-                   "mailbox name",
-                   c->original);
+        resolve_why(c->out, c->err, "5.1.3",
+                    "<%s>: Recipient address rejected: local part not usable as a "
+                    "mailbox name",
+                    c->original);
         return MAP_NOTFOUND;
     }
     char *mailbox = NULL;
@@ -424,11 +438,10 @@ static enum map_result resolve_local_final(struct resolve_ctx *c, const struct r
             /* RFC 5321 4.5.1: postmaster exists in every local domain. */
             res = MAP_FOUND;
         } else {
-            buf_reset(c->err);
-            buf_printf(c->err,
-                       "5.1.1 <%s>: Recipient address rejected: User unknown in virtual "
-                       "mailbox table",
-                       c->original);
+            resolve_why(c->out, c->err, "5.1.1",
+                        "<%s>: Recipient address rejected: User unknown in virtual "
+                        "mailbox table",
+                        c->original);
         }
         buf_free(&v);
         buf_free(&e);
@@ -608,18 +621,19 @@ enum map_result resolver_expand(struct resolver *r, const char *address, struct 
 {
     out->items = NULL;
     out->count = 0;
+    out->status[0] = '\0';
     size_t n = strlen(address);
     if (n == 0 || n > RESOLVE_MAX_ADDR || address[n - 1] == '@') {
-        buf_reset(err);
-        buf_printf(err, "5.1.3 <%s>: Recipient address rejected: bad address syntax", address);
+        resolve_why(out, err, "5.1.3", "<%s>: Recipient address rejected: bad address syntax",
+                    address);
         return MAP_NOTFOUND;
     }
     struct resolve_ctx c = {.r = r, .original = address, .out = out, .err = err};
     enum map_result res = resolve_expand1(&c, address, RESOLVE_STAGE_VIRTUAL);
     if (res == MAP_FOUND && out->count == 0) {
         /* Every branch looped back: nothing would receive the mail (RFC 3463 5.4.6). */
-        buf_reset(err);
-        buf_printf(err, "5.4.6 <%s>: Recipient address rejected: alias expansion loop", address);
+        resolve_why(out, err, "5.4.6", "<%s>: Recipient address rejected: alias expansion loop",
+                    address);
         res = MAP_NOTFOUND;
     }
     if (res != MAP_FOUND)

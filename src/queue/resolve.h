@@ -34,9 +34,19 @@ struct resolved_rcpt {
                            mydestination (which wins when a domain is in both) */
 };
 
+/* RFC 3463 class.subject.detail, up to three digits each ("5.123.456"), and the NUL. */
+#define RESOLVE_STATUS_MAX 10
+
 struct resolved_list {
     struct resolved_rcpt *items;
     size_t count;
+    /*
+     * When resolver_expand() found nobody: the enhanced status code of the
+     * refusal ("5.1.3") apart from its text (in err), so no caller parses
+     * one out of the other; "" when there is none (a table's own error).
+     * resolved_list_free() leaves it.
+     */
+    char status[RESOLVE_STATUS_MAX];
 };
 
 /* NULL with err when a table named in the configuration cannot be opened. */
@@ -49,8 +59,9 @@ enum resolve_class resolver_classify(struct resolver *r, const char *address);
 /*
  * Expands address into final recipients. MAP_NOTFOUND: a local recipient
  * that does not exist (550 5.1.1), with the reason in err. MAP_TEMPFAIL: a
- * table could not be read (4xx). The caller frees out with
- * resolved_list_free().
+ * table could not be read (4xx). On either, out->status may hold the
+ * enhanced status that goes with err ("5.1.3" and "<addr>: Recipient
+ * address rejected: ..."). The caller frees out with resolved_list_free().
  */
 enum map_result resolver_expand(struct resolver *r, const char *address, struct resolved_list *out,
                                 struct buf *err);

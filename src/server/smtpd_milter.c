@@ -82,7 +82,7 @@ static int env_has_rcpt(const struct envelope *env, const char *addr)
 
 static void env_add(struct envelope *env, struct resolver *res, const char *addr)
 {
-    struct resolved_list list = {NULL, 0};
+    struct resolved_list list = {0};
     struct buf err = BUF_INIT;
     /* A local recipient is expanded as one given at RCPT would be. */
     if (resolver_classify(res, addr) == RESOLVE_LOCAL &&

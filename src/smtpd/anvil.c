@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "lib/log.h"
+#include "lib/util.h"
 #include "lib/xalloc.h"
 #include "smtpd/policy.h"
 
@@ -38,27 +39,6 @@ static const char *const anvil_limit_keys[ANVIL_EVENT_COUNT] = {
     "smtpd_client_recipient_rate_limit",  "smtpd_client_new_tls_session_rate_limit",
     "smtpd_client_auth_rate_limit",
 };
-
-static int anvil_key(const struct sockaddr *sa, unsigned prefix6, unsigned char key[16])
-{
-    memset(key, 0, 16);
-    if (sa->sa_family == AF_INET) {
-        key[10] = key[11] = 0xff;
-        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        return 0;
-    }
-    if (sa->sa_family != AF_INET6)
-        return -1;
-    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-    memcpy(key, a, 16);
-    if (IN6_IS_ADDR_V4MAPPED(a))
-        return 0; /* an IPv4 client on a dual-stack socket: its whole address */
-    if (prefix6 > 128)
-        prefix6 = 128;
-    for (unsigned bit = prefix6; bit < 128; bit++)
-        key[bit / 8] &= (unsigned char)~(0x80 >> (bit % 8));
-    return 0;
-}
 
 static unsigned anvil_hash(const unsigned char key[16])
 {
@@ -132,7 +112,7 @@ int anvil_event(const struct config *cfg, const struct sockaddr *sa, enum anvil_
     if (unit < 1)
         unit = 1;
     unsigned char key[16];
-    if (anvil_key(sa, (unsigned)config_get_int(cfg, "smtpd_client_ipv6_prefix_length"), key) < 0)
+    if (client_addr_bytes(sa, (int)config_get_int(cfg, "smtpd_client_ipv6_prefix_length"), key) < 0)
         return 0;
     /* Forget clients idle for a whole unit: at most two per event keeps this O(1). */
     for (int i = 0; i < 2 && anvil_oldest && now - anvil_oldest->last >= unit; i++)

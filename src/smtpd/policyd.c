@@ -173,7 +173,11 @@ static struct policyd_conn *policyd_connect(struct event_base *base, const char 
     if (str_prefix_ci(endpoint, "unix:")) {
         struct sockaddr_un *un = (struct sockaddr_un *)&ss;
         un->sun_family = AF_UNIX;
-        str_copy(un->sun_path, sizeof un->sun_path, endpoint + 5);
+        /* A cut path would name another socket: refuse it as unreachable. */
+        if (str_copy(un->sun_path, sizeof un->sun_path, endpoint + 5) >= sizeof un->sun_path) {
+            errno = ENAMETOOLONG;
+            return NULL;
+        }
         sl = sizeof *un;
     } else {
         char host[256];

@@ -198,7 +198,7 @@ static enum restrict_rc restrict_unlisted(struct restrict_walk *w, const char *a
     struct resolver *res = w->rs->rc->resolver;
     if (!res || resolver_classify(res, addr) != RESOLVE_LOCAL)
         return RC_DUNNO;
-    struct resolved_list list = {NULL, 0};
+    struct resolved_list list = {0};
     struct buf err = BUF_INIT;
     enum map_result mr = resolver_expand(res, addr, &list, &err);
     resolved_list_free(&list);

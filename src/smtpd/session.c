@@ -48,6 +48,7 @@
 #include "smtpd/policy.h"
 #include "smtpd/restrict.h"
 #include "smtpd/sasl.h"
+#include "server/server.h"
 #include "server/smtpd_milter.h"
 #include "smtpd/submission.h"
 #include "tls/tls.h"
@@ -521,6 +522,21 @@ static void tx_add_rcpt(struct smtpd_session *s, const char *final, const char *
 }
 
 /*
+ * A recipient as resolved: the path of RCPT TO (RFC 5321 4.5.3.1.3: 256
+ * octets), or "Postmaster" alone completed with @myhostname, a local part
+ * and a domain at their limits (4.5.3.1.1, 4.5.3.1.2), and the NUL.
+ */
+#define SMTPD_RCPT_ADDR_SIZE (SMTP_LOCAL_MAX + 1 + SMTP_DOMAIN_MAX + 1)
+/*
+ * Its ORCPT (RFC 3461 4.2): as given, decoded (at most SMTP_ORCPT_MAX), or
+ * "utf-8;" / "rfc822;" and the address; both fit.
+ */
+#define SMTPD_RCPT_ORCPT_SIZE (SMTP_ORCPT_MAX + 1)
+_Static_assert(SMTPD_RCPT_ADDR_SIZE > SMTP_PATH_MAX, "a path always fits");
+_Static_assert(sizeof "rfc822;" - 1 + SMTPD_RCPT_ADDR_SIZE <= SMTPD_RCPT_ORCPT_SIZE,
+               "the ORCPT made from an address always fits");
+
+/*
  * A recipient lookup that may wait on the network (a pgsql: alias or
  * mailbox table) runs on the work queue; the session reads no further
  * command until it is answered (s->rcpt_q), and a session that ends
@@ -529,8 +545,8 @@ static void tx_add_rcpt(struct smtpd_session *s, const char *final, const char *
 struct rcpt_lookup {
     struct smtpd_session *s;
     struct resolver *res;
-    char addr[600];
-    char orcpt[1200];
+    char addr[SMTPD_RCPT_ADDR_SIZE];
+    char orcpt[SMTPD_RCPT_ORCPT_SIZE];
     char *args; /* the command's arguments, for the milter gate */
     size_t args_len;
     unsigned notify;
@@ -554,27 +570,22 @@ static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, co
         /* Not found is permanent; a table we cannot read is never a 5xx. */
         int code = mr == MAP_NOTFOUND ? 550 : 451;
         const char *st = mr == MAP_NOTFOUND ? "5.1.1" : "4.3.0";
-        char text[1024], status[8];
-        const char *why = buf_cstr(err);
-        /* The resolver may say "5.1.3 <addr>: reason"; keep its detail code if 5.x.x. */
-        if (mr == MAP_NOTFOUND && why[0] == '5' && why[1] == '.' && strchr(why, ' ') &&
-            strchr(why, ' ') - why < (long)sizeof status) {
-            size_t k = (size_t)(strchr(why, ' ') - why);
-            memcpy(status, why, k);
-            status[k] = '\0';
-            st = status;
-            snprintf(text, sizeof text, "%s", why + k + 1);
+        struct buf text = BUF_INIT;
+        if (mr == MAP_NOTFOUND && list->status[0] == '5') {
+            /* The resolver's own refusal: its detail code with its text (resolve.h). */
+            st = list->status;
+            buf_puts(&text, buf_cstr(err));
         } else if (mr == MAP_NOTFOUND) {
-            snprintf(text, sizeof text,
-                     "<%s>: Recipient address rejected: User unknown in local recipient table",
-                     addr);
+            buf_printf(&text,
+                       "<%s>: Recipient address rejected: User unknown in local recipient table",
+                       addr);
         } else {
-            snprintf(text, sizeof text,
-                     "<%s>: Recipient address rejected: Temporary lookup failure", addr);
-            log_warning("recipient lookup for <%s> failed: %s", addr, why);
+            buf_printf(&text, "<%s>: Recipient address rejected: Temporary lookup failure", addr);
+            log_warning("recipient lookup for <%s> failed: %s", addr, buf_cstr(err));
         }
-        reply(s, code, st, "%s", text);
-        log_reject(s, "RCPT", addr, code, st, text);
+        reply(s, code, st, "%s", buf_cstr(&text));
+        log_reject(s, "RCPT", addr, code, st, buf_cstr(&text));
+        buf_free(&text);
         resolved_list_free(list);
         return -1;
     }
@@ -654,29 +665,36 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     if (rate_limited(s, ANVIL_RCPT))
         return -1;
     /* "Postmaster" alone (RFC 5321 4.1.1.3) is the postmaster of this host. */
-    char addr[600];
-    if (t.to.flags & SMTP_ADDR_NO_DOMAIN)
-        snprintf(addr, sizeof addr, "%s@%s", t.to.addr, s->myhostname);
-    else
-        snprintf(addr, sizeof addr, "%s", t.to.addr);
+    char addr[SMTPD_RCPT_ADDR_SIZE];
+    int alen = (t.to.flags & SMTP_ADDR_NO_DOMAIN)
+                   ? snprintf(addr, sizeof addr, "%s@%s", t.to.addr, s->myhostname)
+                   : snprintf(addr, sizeof addr, "%s", t.to.addr);
+    if (alen < 0 || (size_t)alen >= sizeof addr) {
+        /* Not reached: loading refuses a myhostname over 255 octets (config.h); never cut. */
+        log_warning("myhostname is too long to complete <%s>", t.to.addr);
+        reply(s, 451, "4.3.5", "Server configuration error");
+        return -1;
+    }
     struct resolver *res = s->gen->resolver;
     enum resolve_class cls = resolver_classify(res, addr);
     /* Relay control is smtpd_relay_restrictions (default: mynetworks, AUTH, else 454). */
     if (restrict_at(s, RESTRICT_RCPT, addr) < 0)
         return -1;
-    char orcpt[1200];
+    /* Cannot be cut: both forms fit SMTPD_RCPT_ORCPT_SIZE (asserted above). */
+    char orcpt[SMTPD_RCPT_ORCPT_SIZE];
     if (t.orcpt[0])
-        snprintf(orcpt, sizeof orcpt, "%s", t.orcpt);
+        str_copy(orcpt, sizeof orcpt, t.orcpt);
     else
         snprintf(orcpt, sizeof orcpt, "%s;%s", (t.to.flags & SMTP_ADDR_UTF8) ? "utf-8" : "rfc822",
                  addr);
-    struct resolved_list list = {NULL, 0};
+    struct resolved_list list = {0};
     struct buf err = BUF_INIT;
     enum map_result mr = MAP_FOUND;
     if (cls == RESOLVE_LOCAL && resolver_expand_may_block(res)) {
         struct rcpt_lookup *q = xcalloc(1, sizeof *q);
         q->s = s;
         q->res = res; /* the session's generation holds it until the session ends */
+        /* Same sizes as the locals above: nothing is cut. */
         str_copy(q->addr, sizeof q->addr, addr);
         str_copy(q->orcpt, sizeof q->orcpt, orcpt);
         q->notify = t.notify;
@@ -2164,22 +2182,6 @@ static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
     session_close(s);
 }
 
-static void peer_text(const struct sockaddr *sa, char *out, size_t size)
-{
-    out[0] = '\0';
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a))
-            inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)size);
-        else
-            inet_ntop(AF_INET6, a, out, (socklen_t)size);
-    }
-    if (!out[0])
-        str_copy(out, size, "unknown");
-}
-
 /* ---- the client's name (Postfix's smtpd_peername_lookup) ---- */
 
 static void session_milter_greet(struct smtpd_session *s);
@@ -2278,7 +2280,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
         peer_len = sizeof s->peer;
     memcpy(&s->peer, peer, peer_len);
     s->peer_len = peer_len;
-    peer_text(peer, s->addr, sizeof s->addr);
+    server_addr_text(peer, s->addr, sizeof s->addr);
     s->host = "unknown";
 
     const struct config *cfg = s->gen->cfg;

@@ -40,7 +40,9 @@ def _bytes(value):
     return value
 
 
-def _zone(zonedata):
+def _zone(zonedata, empty_text=None):
+    """The scenario's zone; empty_text, if given, replaces a TXT/SPF record
+    with no strings at all (served as such, rdlength 0, otherwise)."""
     zone = {}
     for name, entries in (zonedata or {}).items():
         records, spf, has_txt = [], [], False
@@ -55,12 +57,8 @@ def _zone(zonedata):
                     has_txt = True
                 if value == "NONE":
                     continue
-                if value == []:
-                    # A TXT RDATA with no character-string at all is not valid
-                    # on the wire (RFC 1035 3.3.14: one or more), so a resolver
-                    # drops the whole answer; the nearest a real server can
-                    # serve is one empty string, which tests the same thing.
-                    value = [b""]
+                if value == [] and empty_text is not None:
+                    value = empty_text
                 value = [_bytes(v) for v in value] if isinstance(value, list) else _bytes(value)
                 if rtype == "SPF":
                     spf.append(value)
@@ -107,9 +105,21 @@ def scenario_server(tmp_path_factory):
         state["srv"].stop()
 
 
-@pytest.mark.parametrize("idx,name,test", CASES)
-def test_spf_suite(scenario_server, idx, name, test):
-    cfg = scenario_server(idx)
+# Cases that cannot pass through our resolver, and why.
+KNOWN_SKIPS = {
+    # The zone holds, beside the SPF record, a TXT record with no
+    # character-string at all (rdlength 0). RFC 1035 3.3.14 asks for one or
+    # more, and libunbound treats the malformed answer as SERVFAIL, so the
+    # whole lookup fails and the check is temperror before hongyan sees any
+    # record; the suite expects the empty record to be ignored (pass).
+    # test_spf_null_text_as_empty_string below checks the nearest case a
+    # resolver does pass on: the same zone with one empty string instead.
+    "null-text": "rdlength-0 TXT: libunbound answers SERVFAIL (docs/spf.md)",
+}
+
+
+def _check(cfg, test):
+    """Runs `hongyan spf` for one case and returns the result lines."""
     proc = run(["-c", str(cfg), "spf", "--", test["host"], test["helo"], test["mailfrom"]],
                timeout=60)
     # Under sanitizers a report goes to stderr (and ASan also exits 1).
@@ -118,11 +128,20 @@ def test_spf_suite(scenario_server, idx, name, test):
     assert proc.returncode in (0, 1), proc.stderr
     lines = proc.stdout.splitlines()
     assert lines, proc.stderr
+    assert proc.returncode == (0 if lines[0] == "pass" else 1)
+    return lines, proc.stderr
+
+
+@pytest.mark.parametrize("idx,name,test", CASES)
+def test_spf_suite(scenario_server, idx, name, test):
+    if name in KNOWN_SKIPS:
+        pytest.skip(KNOWN_SKIPS[name])
+    cfg = scenario_server(idx)
+    lines, stderr = _check(cfg, test)
     expected = test["result"]
     expected = expected if isinstance(expected, list) else [expected]
     assert lines[0] in expected, "%s: got %s, want %s (%s)" % (
-        name, lines[0], expected, proc.stderr.strip())
-    assert proc.returncode == (0 if lines[0] == "pass" else 1)
+        name, lines[0], expected, stderr.strip())
     if "explanation" in test:
         got = [line[len("explanation: "):] for line in lines[1:]
                if line.startswith("explanation: ")]
@@ -132,3 +151,29 @@ def test_spf_suite(scenario_server, idx, name, test):
             assert [g.lower() for g in got] == [test["explanation"].lower()]
         else:
             assert got == [test["explanation"]]
+
+
+def test_spf_null_text_as_empty_string(tmp_path):
+    """The null-text case with its empty record served as one empty string
+    (valid on the wire): that record is no SPF record and is ignored."""
+    (idx, name, test), = [(p.values[0], p.values[1], p.values[2]) for p in CASES
+                          if p.values[1] == "null-text"]
+    with DNSServer(_zone(SCENARIOS[idx].get("zonedata"), empty_text=[b""])) as srv:
+        cfg = tmp_path / "main.cf"
+        cfg.write_text("dns_resolver = %s\nmyhostname = receiver.example.org\n" % srv.address)
+        lines, stderr = _check(cfg, test)
+    assert lines[0] == test["result"] == "pass", stderr
+
+
+def test_spf_null_text_is_temperror_through_unbound(tmp_path):
+    """What KNOWN_SKIPS says, checked: with the rdlength-0 record served as
+    such, the lookup fails in the resolver and the result is temperror (so
+    the skip stays honest; if libunbound ever accepts it, this fails)."""
+    (idx, name, test), = [(p.values[0], p.values[1], p.values[2]) for p in CASES
+                          if p.values[1] == "null-text"]
+    with DNSServer(_zone(SCENARIOS[idx].get("zonedata"))) as srv:
+        cfg = tmp_path / "main.cf"
+        cfg.write_text("dns_resolver = %s\nmyhostname = receiver.example.org\n" % srv.address)
+        lines, stderr = _check(cfg, test)
+    assert lines[0] == "temperror", (lines, stderr)
+    assert "DNS error" in stderr, stderr

@@ -11,45 +11,20 @@
 
 #include "config/config.h"
 #include "smtpd/anvil.h"
-
-static struct config *cfg_with(const char *text)
-{
-    struct buf err = BUF_INIT;
-    struct config *cfg = config_load_text("test", text, strlen(text), &err);
-    if (!cfg)
-        fail_msg("%s", buf_cstr(&err));
-    buf_free(&err);
-    return cfg;
-}
-
-static struct sockaddr_storage addr(const char *ip)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (strchr(ip, ':')) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-    }
-    return ss;
-}
+#include "testutil.h"
 
 static int ev(struct config *cfg, const char *ip, enum anvil_event e, time_t now)
 {
-    struct sockaddr_storage ss = addr(ip);
+    struct sockaddr_storage ss = test_sockaddr(ip);
     long long rate;
     return anvil_event(cfg, (struct sockaddr *)&ss, e, now, &rate);
 }
 
 static void test_window(void **state)
 {
-    struct config *cfg = cfg_with("mynetworks = 10.0.0.0/8\n"
-                                  "smtpd_client_message_rate_limit = 2\n"
-                                  "anvil_rate_time_unit = 60s\n");
+    struct config *cfg = test_config("mynetworks = 10.0.0.0/8\n"
+                                     "smtpd_client_message_rate_limit = 2\n"
+                                     "anvil_rate_time_unit = 60s\n");
     anvil_clear();
     assert_int_equal(ev(cfg, "192.0.2.1", ANVIL_MAIL, 1000), 0);
     assert_int_equal(ev(cfg, "192.0.2.1", ANVIL_MAIL, 1001), 0);
@@ -67,8 +42,8 @@ static void test_window(void **state)
 
 static void test_ipv6_prefix(void **state)
 {
-    struct config *cfg = cfg_with("mynetworks = 10.0.0.0/8\n"
-                                  "smtpd_client_message_rate_limit = 1\n");
+    struct config *cfg = test_config("mynetworks = 10.0.0.0/8\n"
+                                     "smtpd_client_message_rate_limit = 1\n");
     anvil_clear();
     /* The default prefix is 64 bits (one host): these two share it, the third does not. */
     assert_int_equal(ev(cfg, "2001:db8::1", ANVIL_MAIL, 1000), 0);

@@ -87,6 +87,40 @@ static void test_errors_name_the_line(void **state)
     buf_free(&err);
 }
 
+/* Values other code keeps in fixed buffers are refused when too long, never cut there. */
+static void test_lengths_kept_in_buffers(void **state)
+{
+    struct buf err = BUF_INIT, text = BUF_INIT;
+    char label[64];
+    memset(label, 'a', 63);
+    label[63] = '\0';
+    /* Four labels of 63 and dots: 255 octets, the most accepted. */
+    buf_printf(&text, "myhostname = %s.%s.%s.%s\n", label, label, label, label);
+    struct config *cfg = load(buf_cstr(&text), &err);
+    assert_non_null(cfg);
+    assert_int_equal(strlen(config_get(cfg, "myhostname")), CONFIG_HOSTNAME_MAX);
+    config_free(cfg);
+    buf_reset(&text);
+    buf_printf(&text, "myhostname = %s.%s.%s.%s.x\n", label, label, label, label);
+    assert_null(load(buf_cstr(&text), &err));
+    assert_non_null(strstr(buf_cstr(&err), "main.cf:1: myhostname is longer than 255"));
+    /* authserv_id defaults to $myhostname: the expanded value counts. */
+    buf_reset(&text);
+    buf_printf(&text, "myhostname = a.example\nauthserv_id = %s.%s.%s.%s.$myhostname\n", label,
+               label, label, label);
+    assert_null(load(buf_cstr(&text), &err));
+    assert_non_null(strstr(buf_cstr(&err), "main.cf:2: authserv_id is longer"));
+    buf_reset(&text);
+    buf_puts(&text, "data_directory = /");
+    for (int i = 0; i < CONFIG_DATA_DIR_MAX; i++)
+        buf_putc(&text, 'd');
+    buf_puts(&text, "\n");
+    assert_null(load(buf_cstr(&text), &err));
+    assert_non_null(strstr(buf_cstr(&err), "data_directory is longer than 1023"));
+    buf_free(&text);
+    buf_free(&err);
+}
+
 static void test_types(void **state)
 {
     struct buf err = BUF_INIT;
@@ -154,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_loop_is_an_error),
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_types),
+        cmocka_unit_test(test_lengths_kept_in_buffers),
         cmocka_unit_test(test_postfix_relay_lines),
         cmocka_unit_test(test_embedded_default),
         cmocka_unit_test(test_list_split_keeps_braces),

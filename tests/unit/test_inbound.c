@@ -16,16 +16,7 @@
 #include "config/config.h"
 #include "mailauth/inbound.h"
 #include "smtpd/policy.h"
-
-static struct config *load(const char *text)
-{
-    struct buf err = BUF_INIT;
-    struct config *cfg = config_load_text("test.cf", text, strlen(text), &err);
-    if (!cfg)
-        fail_msg("config: %s", buf_cstr(&err));
-    buf_free(&err);
-    return cfg;
-}
+#include "testutil.h"
 
 static struct sockaddr_in v4(const char *ip)
 {
@@ -38,7 +29,7 @@ static struct sockaddr_in v4(const char *ip)
 
 static void test_applies(void **state)
 {
-    struct config *cfg = load("mynetworks = 192.0.2.0/24, [2001:db8::]/32\n");
+    struct config *cfg = test_config("mynetworks = 192.0.2.0/24, [2001:db8::]/32\n");
     struct sockaddr_in in = v4("192.0.2.7"), out = v4("198.51.100.1");
     /* outside mynetworks and not authenticated: checked */
     assert_true(inbound_applies(smtpd_policy_mynetworks(cfg, (struct sockaddr *)&out), 0));
@@ -53,7 +44,7 @@ static void test_applies(void **state)
 static void test_settings(void **state)
 {
     struct inbound_settings set;
-    struct config *cfg = load("myhostname = mx.example.org\n");
+    struct config *cfg = test_config("myhostname = mx.example.org\n");
     inbound_settings_load(cfg, &set);
     assert_false(set.spf_reject);
     assert_true(set.dkim_verify);
@@ -62,11 +53,11 @@ static void test_settings(void **state)
     assert_string_equal(set.receiver, "mx.example.org");
     config_free(cfg);
 
-    cfg = load("myhostname = mx.example.org\n"
-               "smtpd_spf_policy = reject\n"
-               "smtpd_dkim_verify = no\n"
-               "smtpd_dmarc_policy = reject\n"
-               "authserv_id = auth.example.org\n");
+    cfg = test_config("myhostname = mx.example.org\n"
+                      "smtpd_spf_policy = reject\n"
+                      "smtpd_dkim_verify = no\n"
+                      "smtpd_dmarc_policy = reject\n"
+                      "authserv_id = auth.example.org\n");
     inbound_settings_load(cfg, &set);
     assert_true(set.spf_reject);
     assert_false(set.dkim_verify);

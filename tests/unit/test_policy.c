@@ -10,20 +10,11 @@
 #include <cmocka.h>
 
 #include "smtpd/policy.h"
+#include "testutil.h"
 
 static int match(const struct smtpd_netlist *nl, const char *ip)
 {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (strchr(ip, ':')) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-    }
+    struct sockaddr_storage ss = test_sockaddr(ip);
     return smtpd_netlist_match(nl, (struct sockaddr *)&ss);
 }
 

@@ -164,8 +164,20 @@ static void expect_fail(struct resolver *r, const char *address, enum map_result
         fail_msg("%s: result %d want %d (%s)", address, res, want, buf_cstr(&err));
     assert_int_equal(out.count, 0);
     assert_null(out.items);
-    if (strstr(buf_cstr(&err), msg) == NULL)
+    /*
+     * msg "5.1.1" or "5.1.1 <text>": the enhanced status is wanted apart
+     * (out.status), the text without it (starting at the address).
+     */
+    if (msg[0] >= '2' && msg[0] <= '5' && msg[1] == '.') {
+        size_t n = strcspn(msg, " ");
+        if (strlen(out.status) != n || strncmp(out.status, msg, n) != 0)
+            fail_msg("%s: status '%s' want '%.*s' (%s)", address, out.status, (int)n, msg,
+                     buf_cstr(&err));
+        if (buf_cstr(&err)[0] != '<' || strstr(buf_cstr(&err), msg[n] ? msg + n + 1 : "") == NULL)
+            fail_msg("%s: text '%s' want '<address>...%s'", address, buf_cstr(&err), msg + n);
+    } else if (strstr(buf_cstr(&err), msg) == NULL) {
         fail_msg("%s: error '%s' lacks '%s'", address, buf_cstr(&err), msg);
+    }
     buf_free(&err);
 }
 
@@ -294,7 +306,7 @@ static void test_tempfail(void **state)
     char *extra = xasprintf("alias_maps = hash:%s/unbuilt\n", tmpdir);
     struct resolver *r = make_resolver(extra);
     free(extra);
-    expect_fail(r, "bob@example.com", MAP_TEMPFAIL, "4.3.0 <bob@example.com>");
+    expect_fail(r, "bob@example.com", MAP_TEMPFAIL, "4.3.0");
     /* Remote and virtual-domain addresses never consult alias_maps. */
     expect(r, "bob@remote.test", "bob@remote.test=X");
     expect(r, "bob@virt.test", "bob@virt.test=virt.test/bob/");

@@ -19,6 +19,10 @@
 
 #include <cmocka.h>
 
+#include "config/config.h"
+#include "lib/buf.h"
+#include "lib/util.h"
+
 char *test_tmpdir(const char *name)
 {
     char tmpl[256];
@@ -57,4 +61,23 @@ int test_count_files(const char *dir)
             n++;
     closedir(d);
     return n;
+}
+
+struct config *test_config(const char *text)
+{
+    struct buf err = BUF_INIT;
+    struct config *cfg = config_load_text("test.cf", text, strlen(text), &err);
+    if (cfg == NULL)
+        fail_msg("config: %s", buf_cstr(&err));
+    buf_free(&err);
+    return cfg;
+}
+
+struct sockaddr_storage test_sockaddr(const char *ip)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (sockaddr_from_ip(ip, 0, &ss, &len) != 0)
+        fail_msg("not an IP address: %s", ip);
+    return ss;
 }

@@ -1,10 +1,15 @@
 /*
  * Helpers shared by the unit tests (tests/unit/testutil.c): a private
- * temporary directory, its removal without a shell, and a file count. Each
+ * temporary directory, its removal without a shell, a file count, a
+ * configuration from text and a socket address from an IP literal. Each
  * asserts through cmocka, so a test fails at the line that went wrong.
  */
 #ifndef HONGYAN_TESTS_TESTUTIL_H
 #define HONGYAN_TESTS_TESTUTIL_H
+
+#include <sys/socket.h>
+
+struct config;
 
 /* A new directory /tmp/NAME.XXXXXX, mode 0700; the caller frees the string. */
 char *test_tmpdir(const char *name);
@@ -14,5 +19,12 @@ void test_rm_rf(const char *path);
 
 /* The entries of dir whose names do not start with '.'; -1 when it cannot be opened. */
 int test_count_files(const char *dir);
+
+/* main.cf text loaded as a configuration (config_free() it); fails the test when it does not load.
+ */
+struct config *test_config(const char *text);
+
+/* The socket address of an IPv4 or IPv6 literal, port 0; fails the test when it is not one. */
+struct sockaddr_storage test_sockaddr(const char *ip);
 
 #endif

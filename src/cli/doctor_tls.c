@@ -1,22 +1,29 @@
 /*
- * doctor: the mta-sts and tlsrpt checks (RFC 8461, RFC 8460). The policy
- * file is fetched the way delivery fetches it (src/deliver/mta_sts_fetch.c:
- * the name through our resolver, the system CAs plus smtp_tls_CAfile), on a
- * private event loop run until the answer, so a sender's view is what the
- * operator sees.
+ * doctor: the TLS checks: TLSA records for this host against its
+ * certificate (DANE, RFC 7672), and the domain's mta-sts and tlsrpt set-up
+ * (RFC 8461, RFC 8460). The policy file is fetched the way delivery fetches
+ * it (src/deliver/mta_sts_fetch.c: the name through our resolver, the
+ * system CAs plus smtp_tls_CAfile), on a private event loop run until the
+ * answer, so a sender's view is what the operator sees.
  */
-#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "cli/doctor.h"
+#include "cli/doctor_int.h"
 #include "config/config.h"
 #include "deliver/mta_sts.h"
 #include "deliver/tlsrpt.h"
 #include "dns/dns.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "tls/tls_client.h"
 
 #define DOCTOR_STS_TIMEOUT 10
 
@@ -245,4 +252,113 @@ void doctor_check_tlsrpt(struct doctor_check *c, struct dns *dns, const char *do
     buf_free(&why);
     free(expected);
     free(name);
+}
+
+/* ---- 7. TLSA (DANE, RFC 7672) ---- */
+
+#define DOCTOR_CERTS_MAX 16
+
+/* The certificates of the server's cert file (leaf first); how many, 0 if none. */
+static size_t doctor_load_certs(const char *path, X509 **certs)
+{
+    BIO *bio = BIO_new_file(path, "r");
+    size_t n = 0;
+    if (!bio)
+        return 0;
+    while (n < DOCTOR_CERTS_MAX && (certs[n] = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
+        n++;
+    BIO_free(bio);
+    ERR_clear_error();
+    return n;
+}
+
+/*
+ * The TLSA records at _25._tcp.myhostname must match the certificate the
+ * server presents, or senders that use DANE defer all mail to it. None is
+ * fine (DANE is optional, and needs a DNSSEC-signed zone): the record to
+ * publish is then advice, not a requirement.
+ */
+void doctor_check_tlsa(struct doctor *d, struct doctor_check *c)
+{
+    const char *cfgfile = config_get(d->cfg, "smtpd_tls_cert_file");
+    char *path = cfgfile && *cfgfile
+                     ? xstrdup(cfgfile)
+                     : xasprintf("%s/tls/cert.pem", config_get(d->cfg, "data_directory"));
+    char *name = xasprintf("_25._tcp.%s", d->myhostname);
+    struct buf f = BUF_INIT, e = BUF_INIT, hex = BUF_INIT, data = BUF_INIT;
+    X509 *certs[DOCTOR_CERTS_MAX];
+    size_t ncerts = doctor_load_certs(path, certs);
+    char *line = NULL;
+    if (ncerts > 0) {
+        tls_tlsa_data(certs[0], 1, 1, &data);
+        for (size_t i = 0; i < data.len; i++)
+            buf_printf(&hex, "%02x", (unsigned char)data.data[i]);
+        line = xasprintf("%s. IN TLSA 3 1 1 %s", name, buf_cstr(&hex));
+        buf_printf(&e, "no TLSA records at %s, or one matching the certificate in %s (3 1 1 %s)",
+                   name, path, buf_cstr(&hex));
+    } else {
+        buf_printf(&e, "no TLSA records at %s, or one matching the certificate in %s", name, path);
+    }
+    struct dns_answer *a = doctor_query(d, name, DNS_T_TLSA);
+    if (a->status == DNS_TEMPFAIL) {
+        buf_printf(&f, DOCTOR_TEMPFAIL " (TLSA of %s)", name);
+        doctor_set(c, DOCTOR_WARN, buf_cstr(&f), buf_cstr(&e));
+    } else if (a->status != DNS_OK) {
+        buf_printf(&f, "no TLSA records at %s (DANE not published)", name);
+        doctor_set(c, DOCTOR_OK, buf_cstr(&f), buf_cstr(&e));
+        if (line)
+            doctor_advise(c, xasprintf("Optional: with a DNSSEC-signed zone, publish \"%s\" so "
+                                       "that senders using DANE (RFC 7672) require TLS with this "
+                                       "key; add the new key's record before changing keys.",
+                                       line));
+    } else if (ncerts == 0) {
+        buf_printf(&f,
+                   "%zu TLSA record(s) at %s, but no server certificate readable in %s to "
+                   "compare (the server makes one when it first starts)",
+                   a->count, name, path);
+        doctor_set(c, DOCTOR_WARN, buf_cstr(&f), buf_cstr(&e));
+    } else {
+        int matched = 0;
+        size_t usable = 0;
+        for (size_t i = 0; i < a->count && !matched; i++) {
+            struct tls_tlsa t;
+            if (tls_tlsa_parse(a->rdata[i], a->rdlen[i], &t) != 0 || !tls_tlsa_usable(&t))
+                continue;
+            usable++;
+            /* DANE-EE(3) names the server's own certificate; DANE-TA(2) one of its issuers. */
+            size_t from = t.usage == 3 ? 0 : 1, to = t.usage == 3 ? 1 : ncerts;
+            for (size_t k = from; k < to && !matched; k++) {
+                if (tls_tlsa_matches(&t, certs[k])) {
+                    matched = 1;
+                    buf_printf(&f, "TLSA %u %u %u at %s matches the certificate in %s", t.usage,
+                               t.selector, t.mtype, name, path);
+                }
+            }
+        }
+        if (matched) {
+            doctor_set(c, DOCTOR_OK, buf_cstr(&f), buf_cstr(&e));
+        } else {
+            buf_printf(&f,
+                       "%zu TLSA record(s) at %s (%zu usable for SMTP), none matching the "
+                       "certificate in %s",
+                       a->count, name, usable, path);
+            doctor_set(c, DOCTOR_FAIL, buf_cstr(&f), buf_cstr(&e));
+            doctor_record(c, line);
+            line = NULL;
+            doctor_advise(c, xasprintf("Senders that use DANE defer all mail to %s until a TLSA "
+                                       "record matches its certificate: publish the record "
+                                       "above (or remove the stale ones).",
+                                       d->myhostname));
+        }
+    }
+    for (size_t i = 0; i < ncerts; i++)
+        X509_free(certs[i]);
+    dns_answer_free(a);
+    free(line);
+    buf_free(&f);
+    buf_free(&e);
+    buf_free(&hex);
+    buf_free(&data);
+    free(name);
+    free(path);
 }
