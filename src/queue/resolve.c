@@ -212,6 +212,38 @@ int resolver_expand_may_block(const struct resolver *r)
            map_list_may_block(r->vmbox);
 }
 
+static int resolve_domlist_may_block(const struct resolve_domlist *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (map_may_block(l->items[i].map))
+            return 1;
+    return 0;
+}
+
+int resolver_class_may_block(const struct resolver *r)
+{
+    return resolve_domlist_may_block(&r->mydest) || resolve_domlist_may_block(&r->vmdomains) ||
+           resolve_domlist_may_block(&r->relay);
+}
+
+int resolver_class(struct resolver *r, const char *address, struct buf *err)
+{
+    return resolve_class_of(r, resolve_domain_of(r, address), err);
+}
+
+enum map_result resolver_lookup_rcpt(struct resolver *r, const char *address,
+                                     enum resolve_class *cls, struct resolved_list *out,
+                                     struct buf *err)
+{
+    int c = resolver_class(r, address, err);
+    if (c < 0)
+        return MAP_TEMPFAIL;
+    *cls = (enum resolve_class)c;
+    if (c != RESOLVE_LOCAL)
+        return MAP_FOUND; /* out stays empty: delivered as written */
+    return resolver_expand(r, address, out, err);
+}
+
 void resolved_list_free(struct resolved_list *l)
 {
     if (l == NULL)

@@ -63,4 +63,28 @@ void resolved_list_free(struct resolved_list *l);
  */
 int resolver_expand_may_block(const struct resolver *r);
 
+/*
+ * The same for the domain lists (a pgsql: table in mydestination,
+ * virtual_mailbox_domains or relay_domains): then resolver_class() and
+ * resolver_classify() may wait on the network too.
+ */
+int resolver_class_may_block(const struct resolver *r);
+
+/*
+ * The class of address, or -1 when a domain table cannot answer (err
+ * says why): the caller answers 4xx or defers, as Postfix does when its
+ * resolver fails, instead of guessing "remote" as resolver_classify() does.
+ */
+int resolver_class(struct resolver *r, const char *address, struct buf *err);
+
+/*
+ * What the SMTP server needs to know at RCPT: the class (*cls), then, for
+ * a local address, its expansion as resolver_expand(). MAP_FOUND with an
+ * empty out for a relay or remote address; MAP_TEMPFAIL when a domain or
+ * alias table cannot answer. Thread-safe, so it may run on the work queue.
+ */
+enum map_result resolver_lookup_rcpt(struct resolver *r, const char *address,
+                                     enum resolve_class *cls, struct resolved_list *out,
+                                     struct buf *err);
+
 #endif

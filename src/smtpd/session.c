@@ -535,6 +535,7 @@ struct rcpt_lookup {
     size_t args_len;
     unsigned notify;
     enum map_result mr;
+    enum resolve_class cls;
     struct resolved_list list;
     struct buf err;
 };
@@ -569,8 +570,8 @@ static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, co
                      "<%s>: Recipient address rejected: User unknown in local recipient table",
                      addr);
         } else {
-            snprintf(text, sizeof text,
-                     "<%s>: Recipient address rejected: Temporary lookup failure", addr);
+            /* Postfix's reject_dict_retry() text, for a domain list or a recipient table. */
+            snprintf(text, sizeof text, "<%s>: Temporary lookup failure", addr);
             log_warning("recipient lookup for <%s> failed: %s", addr, why);
         }
         reply(s, code, st, "%s", text);
@@ -605,7 +606,7 @@ static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, co
 static void rcpt_lookup_work(void *arg)
 {
     struct rcpt_lookup *q = arg;
-    q->mr = resolver_expand(q->res, q->addr, &q->list, &q->err);
+    q->mr = resolver_lookup_rcpt(q->res, q->addr, &q->cls, &q->list, &q->err);
 }
 
 static void rcpt_lookup_done(void *arg)
@@ -660,7 +661,6 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     else
         snprintf(addr, sizeof addr, "%s", t.to.addr);
     struct resolver *res = s->gen->resolver;
-    enum resolve_class cls = resolver_classify(res, addr);
     /* Relay control is smtpd_relay_restrictions (default: mynetworks, AUTH, else 454). */
     if (restrict_at(s, RESTRICT_RCPT, addr) < 0)
         return -1;
@@ -672,8 +672,8 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
                  addr);
     struct resolved_list list = {NULL, 0};
     struct buf err = BUF_INIT;
-    enum map_result mr = MAP_FOUND;
-    if (cls == RESOLVE_LOCAL && resolver_expand_may_block(res)) {
+    /* Domain lists and alias or mailbox tables that may wait (pgsql:) are asked off the loop. */
+    if (resolver_class_may_block(res) || resolver_expand_may_block(res)) {
         struct rcpt_lookup *q = xcalloc(1, sizeof *q);
         q->s = s;
         q->res = res; /* the session's generation holds it until the session ends */
@@ -687,8 +687,8 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         workq_submit(s->srv->workq, rcpt_lookup_work, rcpt_lookup_done, q);
         return 0;
     }
-    if (cls == RESOLVE_LOCAL)
-        mr = resolver_expand(res, addr, &list, &err);
+    enum resolve_class cls;
+    enum map_result mr = resolver_lookup_rcpt(res, addr, &cls, &list, &err);
     int rc = rcpt_finish(s, args, len, addr, orcpt, t.notify, mr, &list, &err);
     buf_free(&err);
     return rc;
@@ -1144,16 +1144,19 @@ static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_
     if (!s->authenticated)
         return 0;
     char *sender = xstrndup(addr, len);
-    struct buf r = BUF_INIT;
-    int rc = submission_sender_login_check(s->gen->cfg, sender, s->auth_user, &r);
-    if (rc < 0) {
-        reply_line(s, buf_cstr(&r));
-        log_as("smtpd", "NOQUEUE: reject: MAIL from %s[%s]: %s; from=<%s> proto=%s helo=<%s>",
-               s->host, s->addr, buf_cstr(&r), sender, proto_name(s), s->helo ? s->helo : "");
+    struct restrict_reply r;
+    /* A pgsql: login map is asked on the work queue: the MAIL command runs again after. */
+    enum restrict_status st = restrict_sender_login(s->rs, sender, s->auth_user, &r);
+    if (st == RESTRICT_PENDING)
+        s->restrict_wait = 1;
+    if (st == RESTRICT_REFUSE) {
+        reply(s, r.code, r.dsn, "%s", r.text);
+        log_as("smtpd", "NOQUEUE: reject: MAIL from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
+               s->host, s->addr, r.code, r.dsn, r.text, sender, proto_name(s),
+               s->helo ? s->helo : "");
     }
-    buf_free(&r);
     free(sender);
-    return rc < 0 ? -1 : 0;
+    return st == RESTRICT_PASS ? 0 : -1;
 }
 
 static void tlsauth_received(struct smtpd_session *s, struct buf *h)
@@ -2082,7 +2085,7 @@ static void session_close(struct smtpd_session *s)
         return;
     }
     s->dead = 1;
-    if (s->in_run || s->commit_pending || s->rcpt_q)
+    if (s->in_run || s->commit_pending || s->rcpt_q || restrict_session_busy(s->rs))
         return;
     session_free(s);
 }
@@ -2305,7 +2308,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
     struct restrict_hooks hooks = {restrict_resume, restrict_log, s};
     s->rs = restrict_session_new(restrict_conf_get(&s->gen->restrict_conf, cfg, s->gen->resolver),
-                                 srv->dns, srv->base, &hooks);
+                                 srv->dns, srv->base, srv->workq, &hooks);
     session_milter_start(s, fd);
 
     evutil_make_socket_nonblocking(fd);

@@ -1,0 +1,241 @@
+"""pgsql: tables outside alias and mailbox resolution never make the event
+loop wait (issue 15): domain lists (virtual_mailbox_domains, relay_domains,
+...), access maps in restrictions and smtpd_sender_login_maps are asked on
+the work queue while the session waits (pending/resume). A table that
+cannot answer is 451 4.3.0 "<addr>: Temporary lookup failure" (Postfix's
+reject_dict_retry() in smtpd_check.c), never the 554 relay refusal nor a
+"user unknown". Against the private PostgreSQL 15 cluster of pgserver.py,
+and a listener that accepts and never answers (a stalled database)."""
+import smtplib
+import socket
+import threading
+import time
+
+import pytest
+
+import pgserver
+
+pytestmark = pytest.mark.skipif(not pgserver.available(),
+                                reason="PostgreSQL 15 (Debian postgresql) and root needed")
+
+TEMP = b"4.3.0 <%s>: Temporary lookup failure"
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = pgserver.PgServer()
+    server.psql(pgserver.MAIL_SCHEMA)
+    server.psql("""SET ROLE mail;
+        INSERT INTO mailbox VALUES ('bob@example.net', 'example.net/bob/', true);
+        INSERT INTO domain VALUES ('example.net'), ('relayed.test');
+        CREATE TABLE access (k text PRIMARY KEY, v text NOT NULL);
+        INSERT INTO access VALUES ('blocked@example.com', 'REJECT no thanks'),
+                                  ('ok.test', 'OK');
+        CREATE TABLE login (address text PRIMARY KEY, owner text NOT NULL);
+        INSERT INTO login VALUES ('owned@sender.test', 'sam');""", db="mail")
+    yield server
+    server.destroy()
+
+
+class SilentListener:
+    """Accepts connections and never says a word: a database that stalls."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                continue
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+
+def session(port):
+    c = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    c.ehlo("client.test")
+    return c
+
+
+def rcpt(port, address, sender="alice@sender.test"):
+    with session(port) as c:
+        assert c.mail(sender)[0] == 250
+        return c.rcpt(address)
+
+
+def domain_cf(tmp_path, pg, name="domain.cf", **extra):
+    return pgserver.table_file(tmp_path / name, pg,
+                               "SELECT 'x' FROM domain WHERE domain='%s'", **extra)
+
+
+def test_domain_lists_from_postgres_and_db_down(server_factory, tmp_path, pg):
+    """virtual_mailbox_domains and relay_domains in PostgreSQL: found, not
+    found (relay refused), and 451 when the database is down, for a client
+    outside mynetworks whose mail depends on the answer."""
+    domains = domain_cf(tmp_path, pg)
+    srv = server_factory({
+        "mynetworks": "10.0.0.0/8",
+        "smtpd_peername_lookup": "no",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+        "virtual_mailbox_domains": "pgsql:%s" % domains,
+        "relay_domains": "pgsql:%s" % domains,
+    })
+    port = srv.smtpd_port
+    assert rcpt(port, "bob@example.net")[0] == 250
+    assert rcpt(port, "anyone@example.com")[0] == 250  # mydestination: no table asked
+    assert rcpt(port, "x@elsewhere.test") == (
+        554, b"5.7.1 <x@elsewhere.test>: Relay access denied")
+    pg.stop()
+    try:
+        for addr in ("bob@example.net", "x@elsewhere.test"):
+            code, text = rcpt(port, addr)
+            assert (code, text) == (451, TEMP % addr.encode()), (addr, code, text)
+        # A domain the static part of the list answers needs no database.
+        assert rcpt(port, "anyone@example.com")[0] == 250
+        assert "recipient domain lookup for <x@elsewhere.test> failed" in srv.log_text()
+    finally:
+        pg.start()
+    assert rcpt(port, "bob@example.net")[0] == 250
+    assert rcpt(port, "x@elsewhere.test")[0] == 554
+
+
+def test_mynetworks_client_and_domain_list_down(server_factory, tmp_path, pg):
+    """A client that may relay still gets 451, not a silent "remote" guess
+    that would send local mail out by MX."""
+    srv = server_factory({
+        "smtpd_peername_lookup": "no",
+        "virtual_mailbox_domains": "pgsql:%s" % domain_cf(tmp_path, pg),
+    })
+    assert rcpt(srv.smtpd_port, "bob@example.net")[0] == 250
+    pg.stop()
+    try:
+        assert rcpt(srv.smtpd_port, "bob@example.net") == (451, TEMP % b"bob@example.net")
+    finally:
+        pg.start()
+
+
+def test_stalled_domain_table_does_not_stall_other_sessions(server_factory, tmp_path, pg):
+    """A database that accepts and never answers: the RCPT that needs it
+    waits (then 451 after timeout) while another session is served at once,
+    and the waiting session's pipelined commands are answered in order."""
+    silent = SilentListener()
+    try:
+        cf = tmp_path / "stalled.cf"
+        cf.write_text("hosts = 127.0.0.1:%d\nuser = mail\npassword = x\ndbname = mail\n"
+                      "query = SELECT 'x' FROM domain WHERE domain='%%s'\ntimeout = 3\n"
+                      % silent.port)
+        srv = server_factory({
+            "mynetworks": "10.0.0.0/8",
+            "smtpd_peername_lookup": "no",
+            "relay_domains": "pgsql:%s" % cf,
+        })
+        a = socket.create_connection(("127.0.0.1", srv.smtpd_port), timeout=15)
+        fa = a.makefile("rb")
+        assert fa.readline().startswith(b"220")
+        start = time.monotonic()
+        a.sendall(b"EHLO a.test\r\nMAIL FROM:<x@sender.test>\r\nRCPT TO:<y@somewhere.test>\r\n"
+                  b"NOOP\r\n")
+        time.sleep(0.3)
+        with session(srv.smtpd_port) as b:
+            assert b.noop()[0] == 250
+            assert b.mail("y@sender.test")[0] == 250
+            # mydestination answers without the database.
+            assert b.rcpt("postmaster@example.com")[0] == 250
+            other = time.monotonic() - start
+        assert other < 1.5, other
+        replies = []
+        while len(replies) < 4:
+            line = fa.readline()
+            assert line, replies
+            if line[3:4] == b" ":
+                replies.append(line.rstrip())
+        waited = time.monotonic() - start
+        a.close()
+        assert [r[:3] for r in replies] == [b"250", b"250", b"451", b"250"], replies
+        assert replies[2] == b"451 " + TEMP % b"y@somewhere.test"
+        assert 2.5 <= waited < 10, waited
+    finally:
+        silent.close()
+
+
+def test_access_map_in_postgres(server_factory, tmp_path, pg):
+    """check_sender_access / check_recipient_access with pgsql:: the value
+    applies (REJECT text, OK), a slow query does not stall another session,
+    and a database that is down is 451, never a pass or a 5xx."""
+    access = pgserver.table_file(
+        tmp_path / "access.cf", pg,
+        "SELECT v FROM access WHERE k='%s' UNION ALL SELECT NULL FROM "
+        "pg_sleep(CASE WHEN '%s' LIKE 'slow%%' THEN 2 ELSE 0 END)", timeout="5")
+    srv = server_factory({
+        "smtpd_peername_lookup": "no",
+        "smtpd_sender_restrictions": "check_sender_access pgsql:%s" % access,
+        "smtpd_recipient_restrictions": "check_recipient_access pgsql:%s, "
+                                        "permit_mynetworks, reject_unauth_destination" % access,
+    })
+    port = srv.smtpd_port
+    assert rcpt(port, "x@ok.test")[0] == 250
+    with session(port) as c:
+        assert c.mail("blocked@example.com")[0] == 250  # smtpd_delay_reject: at RCPT
+        assert c.rcpt("x@ok.test") == (554, b"5.7.1 <blocked@example.com>: Sender address rejected: no thanks")
+    # A slow access lookup: another session goes on meanwhile.
+    a = socket.create_connection(("127.0.0.1", port), timeout=15)
+    fa = a.makefile("rb")
+    assert fa.readline().startswith(b"220")
+    start = time.monotonic()
+    a.sendall(b"EHLO a.test\r\nMAIL FROM:<x@sender.test>\r\nRCPT TO:<slow@ok.test>\r\nQUIT\r\n")
+    time.sleep(0.2)
+    assert rcpt(port, "x@ok.test")[0] == 250
+    assert time.monotonic() - start < 1.5
+    replies = []
+    while len(replies) < 4:
+        line = fa.readline()
+        assert line, replies
+        if line[3:4] == b" ":
+            replies.append(line[:3])
+    a.close()
+    assert replies == [b"250", b"250", b"250", b"221"]
+    assert time.monotonic() - start >= 1.8
+    pg.stop()
+    try:
+        assert rcpt(port, "x@ok.test") == (451, b"4.3.0 <alice@sender.test>: Temporary lookup failure")
+        assert "lookup error for" in srv.log_text()
+    finally:
+        pg.start()
+
+
+def test_sender_login_maps_in_postgres(server_factory, tmp_path, pg):
+    """reject_sender_login_mismatch with smtpd_sender_login_maps = pgsql:
+    a sender owned by a login cannot be used without it; with the database
+    down the check is 451, never a pass."""
+    logins = pgserver.table_file(tmp_path / "login.cf", pg,
+                                 "SELECT owner FROM login WHERE address='%s'")
+    srv = server_factory({
+        "smtpd_peername_lookup": "no",
+        "smtpd_sender_restrictions": "reject_sender_login_mismatch",
+        "smtpd_sender_login_maps": "pgsql:%s" % logins,
+    })
+    port = srv.smtpd_port
+    assert rcpt(port, "x@example.com", sender="free@sender.test")[0] == 250
+    assert rcpt(port, "x@example.com", sender="owned@sender.test") == (
+        553, b"5.7.1 <owned@sender.test>: Sender address rejected: not logged in")
+    pg.stop()
+    try:
+        assert rcpt(port, "x@example.com", sender="owned@sender.test") == (
+            451, b"4.3.0 <owned@sender.test>: Temporary lookup failure")
+    finally:
+        pg.start()
