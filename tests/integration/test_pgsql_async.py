@@ -222,8 +222,10 @@ def test_sender_login_maps_in_postgres(server_factory, tmp_path, pg):
     """reject_sender_login_mismatch with smtpd_sender_login_maps = pgsql:
     a sender owned by a login cannot be used without it; with the database
     down the check is 451, never a pass."""
-    logins = pgserver.table_file(tmp_path / "login.cf", pg,
-                                 "SELECT owner FROM login WHERE address='%s'")
+    logins = pgserver.table_file(
+        tmp_path / "login.cf", pg,
+        "SELECT owner FROM login WHERE address='%s' UNION ALL SELECT NULL FROM "
+        "pg_sleep(CASE WHEN '%s' LIKE 'slow%%' THEN 2 ELSE 0 END)")
     srv = server_factory({
         "smtpd_peername_lookup": "no",
         "smtpd_sender_restrictions": "reject_sender_login_mismatch",
@@ -233,6 +235,25 @@ def test_sender_login_maps_in_postgres(server_factory, tmp_path, pg):
     assert rcpt(port, "x@example.com", sender="free@sender.test")[0] == 250
     assert rcpt(port, "x@example.com", sender="owned@sender.test") == (
         553, b"5.7.1 <owned@sender.test>: Sender address rejected: not logged in")
+    # A slow login lookup holds its own session only.
+    a = socket.create_connection(("127.0.0.1", port), timeout=15)
+    fa = a.makefile("rb")
+    assert fa.readline().startswith(b"220")
+    start = time.monotonic()
+    a.sendall(b"EHLO a.test\r\nMAIL FROM:<slow@sender.test>\r\nRCPT TO:<x@example.com>\r\n"
+              b"QUIT\r\n")
+    time.sleep(0.2)
+    assert rcpt(port, "x@example.com", sender="free@sender.test")[0] == 250
+    assert time.monotonic() - start < 1.5
+    codes = []
+    while len(codes) < 4:
+        line = fa.readline()
+        assert line, codes
+        if line[3:4] == b" ":
+            codes.append(line[:3])
+    a.close()
+    assert codes == [b"250", b"250", b"250", b"221"]
+    assert time.monotonic() - start >= 1.8
     pg.stop()
     try:
         assert rcpt(port, "x@example.com", sender="owned@sender.test") == (
