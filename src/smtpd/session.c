@@ -112,6 +112,7 @@ struct smtpd_session {
     int auth_step;               /* the next line is a SASL response */
     struct auth_pending *auth_q; /* a password check in flight */
     struct rcpt_lookup *rcpt_q;  /* a recipient lookup on the work queue */
+    int rcpt_local;              /* the RCPT address is in a local domain (milter {rcpt_mailer}) */
     char *auth_user;             /* the login, once authenticated or being checked */
     int trusted_net;             /* the client is in mynetworks */
     unsigned ext;                /* what EHLO advertised (enum smtp_ext) */
@@ -617,9 +618,11 @@ static void rcpt_lookup_done(void *arg)
     int closing = s->dead || s->state == SMTPD_STATE_QUIT;
     if (closing) {
         resolved_list_free(&q->list);
-    } else if (rcpt_finish(s, q->args, q->args_len, q->addr, q->orcpt, q->notify, q->mr, &q->list,
-                           &q->err) < 0) {
-        s->cmd_ok[SMTP_CMD_RCPT]--; /* counted as accepted when the lookup started */
+    } else {
+        s->rcpt_local = q->mr != MAP_TEMPFAIL && q->cls == RESOLVE_LOCAL;
+        if (rcpt_finish(s, q->args, q->args_len, q->addr, q->orcpt, q->notify, q->mr, &q->list,
+                        &q->err) < 0)
+            s->cmd_ok[SMTP_CMD_RCPT]--; /* counted as accepted when the lookup started */
     }
     buf_free(&q->err);
     free(q->args);
@@ -689,6 +692,7 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     }
     enum resolve_class cls;
     enum map_result mr = resolver_lookup_rcpt(res, addr, &cls, &list, &err);
+    s->rcpt_local = mr != MAP_TEMPFAIL && cls == RESOLVE_LOCAL;
     int rc = rcpt_finish(s, args, len, addr, orcpt, t.notify, mr, &list, &err);
     buf_free(&err);
     return rc;
@@ -1832,7 +1836,7 @@ static int session_milter_gate(struct smtpd_session *s, char ev, const char *add
             milter_mail(s->milter, (const char *const *)argv, session_milter_gate_done, s);
         } else {
             s->minfo.rcpt_addr = s->milter_addr;
-            int local = resolver_classify(s->gen->resolver, addr) == RESOLVE_LOCAL;
+            int local = s->rcpt_local; /* classified by cmd_rcpt, maybe off the loop */
             const char *at = strrchr(addr, '@');
             s->minfo.rcpt_mailer = local ? "local" : "smtp";
             s->minfo.rcpt_host = local ? s->myhostname : at ? at + 1 : NULL;
