@@ -134,7 +134,7 @@ enum restrict_lookup_kind {
     RESTRICT_LOOKUP_TABLE,    /* map_lookup(map, key): enum map_result, value */
     RESTRICT_LOOKUP_CLASS,    /* resolver_class(key): enum resolve_class, or -1 */
     RESTRICT_LOOKUP_UNLISTED, /* resolver_lookup_rcpt(key): enum map_result */
-    RESTRICT_LOOKUP_LOGIN, /* submission_sender_login_check(key, user): 0/-1/-2, reply in value */
+    RESTRICT_LOOKUP_LOGIN, /* submission_sender_login_decide(key, user): 0/-1/-2, reply in value */
 };
 #define RESTRICT_LOOKUP_PENDING (-100)
 /*

@@ -32,13 +32,28 @@ struct restrict_lookup_job {
     enum restrict_lookup_kind kind;
     struct map *map;
     struct resolver *resolver;
-    const struct config *cfg;
+    struct map **maps; /* RESTRICT_LOOKUP_LOGIN: smtpd_sender_login_maps, opened on the loop */
+    size_t nmaps;
+    int maps_bad; /* one of them could not be opened */
     char *key;
     char *user;
     char *memo_key;
     int result;
     struct buf value, why;
 };
+
+/* smtpd_sender_login_maps as one list: the first table that has the key answers. */
+static enum map_result restrict_login_lookup(void *ctx, const char *key, struct buf *value,
+                                             struct buf *err)
+{
+    const struct restrict_lookup_job *j = ctx;
+    for (size_t i = 0; i < j->nmaps; i++) {
+        enum map_result r = map_lookup(j->maps[i], key, value, err);
+        if (r != MAP_NOTFOUND)
+            return r;
+    }
+    return MAP_NOTFOUND;
+}
 
 static void restrict_lookup_compute(struct restrict_lookup_job *j)
 {
@@ -57,14 +72,43 @@ static void restrict_lookup_compute(struct restrict_lookup_job *j)
         break;
     }
     case RESTRICT_LOOKUP_LOGIN:
-        j->result = submission_sender_login_check(j->cfg, j->key, j->user, &j->value);
+        if (j->maps_bad) {
+            /* A broken setting must not open senders to everyone (restrict_login_maps logged why).
+             */
+            buf_printf(&j->value, "451 4.3.0 <%s>: Temporary lookup failure", j->key);
+            j->result = -2;
+        } else {
+            j->result = j->nmaps ? submission_sender_login_decide(restrict_login_lookup, j, j->key,
+                                                                  j->user, &j->value)
+                                 : 0;
+        }
         break;
     }
 }
 
+/*
+ * On the loop: the login maps from the generation's tables (opened once
+ * and kept, so a pgsql: connection is reused), which the pool thread may
+ * then ask.
+ */
+static void restrict_login_maps(struct restrict_session *rs, struct restrict_lookup_job *j)
+{
+    size_t n = 0;
+    char **specs = config_get_list(rs->rc->cfg, "smtpd_sender_login_maps", &n);
+    j->maps = xcalloc(n ? n : 1, sizeof *j->maps);
+    for (size_t i = 0; i < n; i++) {
+        struct restrict_table *t = restrict_table(rs->rc, specs[i]);
+        if (!t->map) {
+            log_warning("smtpd_sender_login_maps %s: %s", specs[i], t->why);
+            j->maps_bad = 1;
+        }
+        j->maps[j->nmaps++] = t->map;
+    }
+    strlist_free(specs);
+}
+
 /* 1 when answering would wait on the network (a pgsql: table is involved). */
-static int restrict_lookup_may_block(struct restrict_session *rs,
-                                     const struct restrict_lookup_job *j)
+static int restrict_lookup_may_block(const struct restrict_lookup_job *j)
 {
     switch (j->kind) {
     case RESTRICT_LOOKUP_TABLE:
@@ -73,15 +117,11 @@ static int restrict_lookup_may_block(struct restrict_session *rs,
         return resolver_class_may_block(j->resolver);
     case RESTRICT_LOOKUP_UNLISTED:
         return resolver_class_may_block(j->resolver) || resolver_expand_may_block(j->resolver);
-    case RESTRICT_LOOKUP_LOGIN: {
-        size_t n = 0;
-        int block = 0;
-        char **specs = config_get_list(j->cfg, "smtpd_sender_login_maps", &n);
-        for (size_t i = 0; i < n && !block; i++)
-            block = map_may_block(restrict_table(rs->rc, specs[i])->map);
-        strlist_free(specs);
-        return block;
-    }
+    case RESTRICT_LOOKUP_LOGIN:
+        for (size_t i = 0; i < j->nmaps; i++)
+            if (map_may_block(j->maps[i]))
+                return 1;
+        return 0;
     }
     return 0;
 }
@@ -91,6 +131,7 @@ static void restrict_lookup_job_free(struct restrict_lookup_job *j)
     free(j->key);
     free(j->user);
     free(j->memo_key);
+    free(j->maps);
     buf_free(&j->value);
     buf_free(&j->why);
     free(j);
@@ -131,12 +172,13 @@ int restrict_lookup(struct restrict_session *rs, enum restrict_lookup_kind kind,
     j->kind = kind;
     j->map = map;
     j->resolver = rs->rc->resolver;
-    j->cfg = rs->rc->cfg;
     j->key = xstrdup(key);
     j->user = xstrdup(user ? user : "");
     buf_init(&j->value);
     buf_init(&j->why);
-    if (!restrict_lookup_may_block(rs, j) || !rs->wq) {
+    if (kind == RESTRICT_LOOKUP_LOGIN)
+        restrict_login_maps(rs, j);
+    if (!restrict_lookup_may_block(j) || !rs->wq) {
         restrict_lookup_compute(j);
         int result = j->result;
         buf_reset(value);
@@ -210,7 +252,7 @@ enum restrict_status restrict_sender_login(struct restrict_session *rs, const ch
     if (st == RESTRICT_LOOKUP_PENDING) {
         out = RESTRICT_PENDING;
     } else if (st < 0) {
-        /* "CODE X.Y.Z text", as submission_sender_login_check() writes it. */
+        /* "CODE X.Y.Z text", as submission_sender_login_decide() writes it. */
         const char *t = buf_cstr(&text);
         reply->code = atoi(t);
         const char *sp = strchr(t, ' ');

@@ -1377,15 +1377,18 @@ static void restrict_log(void *arg, const struct restrict_facts *f, const char *
 
 static void session_greet(struct smtpd_session *s);
 
-/* A DNS list or policy server answered: the command that waited runs again. */
+/* A DNS list, policy server or table answered: the command that waited runs again. */
 static void restrict_resume(void *arg)
 {
     struct smtpd_session *s = arg;
+    int waited = s->restrict_wait;
     s->restrict_wait = 0;
     if (s->dead) {
         session_close(s);
         return;
     }
+    if (!waited)
+        return; /* a table lookup the check gave up waiting for (restrict_lookup_abandon) */
     if (!s->greeted) {
         session_greet(s);
     } else if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
