@@ -260,3 +260,39 @@ def test_sender_login_maps_in_postgres(server_factory, tmp_path, pg):
             451, b"4.3.0 <owned@sender.test>: Temporary lookup failure")
     finally:
         pg.start()
+
+
+def test_submission_sender_login_in_postgres(server_factory, tmp_path, pg):
+    """The submission port's own check at MAIL FROM for a logged-in user,
+    with smtpd_sender_login_maps = pgsql:: owned, not owned, and 451 with
+    the database down (never a pass: the sender stays the owner's)."""
+    from smtpclient import RawClient
+    from test_submission import plain_b64
+    logins = pgserver.table_file(tmp_path / "login.cf", pg,
+                                 "SELECT owner FROM login WHERE address='%s'")
+    srv = server_factory({"smtpd_peername_lookup": "no",
+                          "relayhost": "[127.0.0.1]:9",
+                          "smtpd_sasl_failure_delay": "0",
+                          "smtpd_sender_login_maps": "pgsql:%s" % logins}, start=False)
+    r = srv.cmd("user", "add", "--sha512", "sam", input="sam-pw\n")
+    assert r.returncode == 0, r.stderr
+    srv.start()
+    c = RawClient(srv.submission_port)
+    assert c.reply()[0] == 220
+    c.ehlo()
+    c.starttls()
+    c.ehlo()
+    assert c.cmd("AUTH PLAIN " + plain_b64("sam", "sam-pw"))[0] == 235
+    assert c.cmd("MAIL FROM:<owned@sender.test>")[0] == 250
+    assert c.cmd("RSET")[0] == 250
+    code, text, _ = c.cmd("MAIL FROM:<other@sender.test>")
+    assert code == 553 and text.startswith("5.7.1 <other@sender.test>: Sender address rejected: "
+                                           "not owned by user sam"), text
+    pg.stop()
+    try:
+        code, text, _ = c.cmd("MAIL FROM:<owned@sender.test>")
+        assert (code, text) == (451, "4.3.0 <owned@sender.test>: Temporary lookup failure"), text
+    finally:
+        pg.start()
+    assert c.cmd("MAIL FROM:<owned@sender.test>")[0] == 250
+    c.close()
