@@ -86,7 +86,8 @@ def test_transport_maps_in_postgres(server_factory, tmp_path, pg):
     with Peer() as peer:
         pg.psql("SET ROLE mail; DELETE FROM transport; INSERT INTO transport VALUES "
                 "('routed.example', 'smtp:[127.0.0.1]:%d'), "
-                "('slow.example', 'smtp:[127.0.0.1]:%d');" % (peer.port, peer.port), db="mail")
+                "('moved@local.test', 'smtp:[127.0.0.1]:%d'), "
+                "('slow.example', 'smtp:[127.0.0.1]:%d');" % ((peer.port,) * 3), db="mail")
         # The lookup of the domain slow.example takes 2 s; the others none.
         cf = pgserver.table_file(
             tmp_path / "transport.cf", pg,
@@ -96,12 +97,19 @@ def test_transport_maps_in_postgres(server_factory, tmp_path, pg):
         send(srv, "bob@routed.example")
         assert wait_for(lambda: len(peer.messages) == 1, timeout=20), srv.log_text()[-2000:]
         assert wait_for(lambda: "relay=127.0.0.1[127.0.0.1]:%d" % peer.port in maillog(srv))
+        # Local recipients: the table's answer (none, or a next hop) decided off the loop too.
+        send(srv, "ann@local.test")
+        assert wait_for(lambda: len(srv.messages("local.test", "ann")) == 1, timeout=20)
+        send(srv, "moved@local.test")
+        assert wait_for(lambda: len(peer.messages) == 2, timeout=20), srv.log_text()[-2000:]
+        assert peer.messages[1].rcpt_tos == ["moved@local.test"]
+        assert not srv.messages("local.test", "moved")
         # A slow routing query: the SMTP server goes on meanwhile.
         before = pg.statements("k='slow.example'")
         with sending(srv, "carol@slow.example"):
             assert wait_for(lambda: pg.statements("k='slow.example'") > before, timeout=10)
             assert prompt_session(srv) < 1.0
-        assert wait_for(lambda: len(peer.messages) == 2, timeout=20), srv.log_text()[-2000:]
+        assert wait_for(lambda: len(peer.messages) == 3, timeout=20), srv.log_text()[-2000:]
         # The database down: deferred with the reason, then sent once it is back.
         pg.stop()
         try:
@@ -112,7 +120,7 @@ def test_transport_maps_in_postgres(server_factory, tmp_path, pg):
             assert "status=bounced" not in maillog(srv)
         finally:
             pg.start()
-        assert wait_for(lambda: len(peer.messages) == 3, timeout=30), srv.log_text()[-2000:]
+        assert wait_for(lambda: len(peer.messages) == 4, timeout=30), srv.log_text()[-2000:]
 
 
 def test_sender_dependent_relayhost_in_postgres(server_factory, tmp_path, pg):
