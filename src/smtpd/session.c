@@ -537,6 +537,7 @@ struct rcpt_lookup {
     unsigned notify;
     enum map_result mr;
     enum resolve_class cls;
+    int milter_pass; /* the filters had agreed to this RCPT when the lookup started */
     struct resolved_list list;
     struct buf err;
 };
@@ -620,9 +621,12 @@ static void rcpt_lookup_done(void *arg)
         resolved_list_free(&q->list);
     } else {
         s->rcpt_local = q->mr != MAP_TEMPFAIL && q->cls == RESOLVE_LOCAL;
+        /* Past the milter gate already (this run came from it): do not ask the filters again. */
+        s->milter_pass = q->milter_pass;
         if (rcpt_finish(s, q->args, q->args_len, q->addr, q->orcpt, q->notify, q->mr, &q->list,
                         &q->err) < 0)
             s->cmd_ok[SMTP_CMD_RCPT]--; /* counted as accepted when the lookup started */
+        s->milter_pass = 0;
     }
     buf_free(&q->err);
     free(q->args);
@@ -685,6 +689,7 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         q->notify = t.notify;
         q->args = xstrndup(args, len);
         q->args_len = len;
+        q->milter_pass = s->milter_pass;
         buf_init(&q->err);
         s->rcpt_q = q;
         workq_submit(s->srv->workq, rcpt_lookup_work, rcpt_lookup_done, q);
@@ -1891,6 +1896,54 @@ static void session_milter_greet(struct smtpd_session *s)
                    session_milter_greet_done, s);
 }
 
+/*
+ * The filters' envelope changes go into the queue file, then the commit.
+ * Recipients a filter added are resolved as at RCPT, so with tables that
+ * may wait on the network (pgsql:) that runs on the work queue while the
+ * session waits (commit_pending); session_milter_queue() then goes on.
+ */
+static void session_milter_queue(struct smtpd_session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    struct envelope *env = spool_msg_envelope(tx->msg);
+    env->hold = s->milter_hold;
+    struct buf out = BUF_INIT;
+    milter_msg_serialize(&tx->milter_msg, &out);
+    int rc = spool_msg_write(tx->msg, out.data, out.len);
+    buf_free(&out);
+    if (rc == 0) {
+        message_commit(s);
+        return;
+    }
+    int e = errno;
+    if (e == ENOSPC || e == EDQUOT)
+        reply(s, 452, "4.3.1", "Insufficient system storage");
+    else
+        reply(s, 451, "4.3.0", "Error: queue file write error");
+    s->commit_pending = 0;
+    tx_reset(s); /* aborts the queue file: nothing is kept */
+    if (!s->in_run)
+        session_run(s);
+}
+
+static void session_milter_envelope_work(void *arg)
+{
+    struct smtpd_session *s = arg;
+    smtpd_milter_apply_envelope(&s->tx->milter_msg, spool_msg_envelope(s->tx->msg),
+                                s->gen->resolver, spool_msg_id(s->tx->msg));
+}
+
+static void session_milter_envelope_done(void *arg)
+{
+    struct smtpd_session *s = arg;
+    if (s->dead) {
+        s->commit_pending = 0;
+        session_close(s);
+        return;
+    }
+    session_milter_queue(s);
+}
+
 static void session_milter_content_done(void *arg, const struct milter_result *res)
 {
     struct smtpd_session *s = arg;
@@ -1916,22 +1969,16 @@ static void session_milter_content_done(void *arg, const struct milter_result *r
                                "milter triggers DISCARD action");
         reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
     } else {
-        struct envelope *env = spool_msg_envelope(tx->msg);
-        smtpd_milter_apply_envelope(&tx->milter_msg, env, s->gen->resolver, spool_msg_id(tx->msg));
-        env->hold = s->milter_hold;
-        struct buf out = BUF_INIT;
-        milter_msg_serialize(&tx->milter_msg, &out);
-        int rc = spool_msg_write(tx->msg, out.data, out.len);
-        buf_free(&out);
-        if (rc == 0) {
-            message_commit(s);
+        struct resolver *resolver = s->gen->resolver;
+        if (resolver_class_may_block(resolver) || resolver_expand_may_block(resolver)) {
+            workq_submit(s->srv->workq, session_milter_envelope_work, session_milter_envelope_done,
+                         s);
             return;
         }
-        int e = errno;
-        if (e == ENOSPC || e == EDQUOT)
-            reply(s, 452, "4.3.1", "Insufficient system storage");
-        else
-            reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtpd_milter_apply_envelope(&tx->milter_msg, spool_msg_envelope(tx->msg), resolver,
+                                    spool_msg_id(tx->msg));
+        session_milter_queue(s);
+        return;
     }
     s->commit_pending = 0;
     tx_reset(s); /* aborts the queue file: nothing is kept */

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import pgserver
+from conftest import wait_for
 
 pytestmark = pytest.mark.skipif(not pgserver.available(),
                                 reason="PostgreSQL 15 (Debian postgresql) and root needed")
@@ -298,3 +299,54 @@ def test_submission_sender_login_in_postgres(server_factory, tmp_path, pg):
         pg.start()
     assert c.cmd("MAIL FROM:<owned@sender.test>")[0] == 250
     c.close()
+
+
+def test_milter_added_recipient_resolved_off_the_loop(server_factory, tmp_path, pg):
+    """A recipient a milter adds (smfi_addrcpt) is expanded like one given
+    at RCPT; with a slow pgsql: alias table that happens on the work queue
+    while another session is served."""
+    from test_milter import MilterPeer
+    pg.psql("SET ROLE mail; INSERT INTO alias VALUES ('slowteam@example.net', 'bob@example.net');",
+            db="mail")
+    d = tmp_path / "milter"
+    d.mkdir()
+    m = MilterPeer(d, {"edits": [["addrcpt", "<slowteam@example.net>"]]}, False)
+    try:
+        valias = pgserver.table_file(
+            tmp_path / "valias.cf", pg,
+            "SELECT goto FROM alias WHERE address='%s' UNION ALL SELECT NULL FROM "
+            "pg_sleep(CASE WHEN '%u' LIKE 'slow%%' THEN 2 ELSE 0 END)")
+        mailbox = pgserver.table_file(tmp_path / "mailbox.cf", pg,
+                                      "SELECT maildir FROM mailbox WHERE username='%s'")
+        srv = server_factory({
+            "smtpd_peername_lookup": "no",
+            "smtpd_milters": "inet:127.0.0.1:%d" % m.port,
+            "virtual_mailbox_domains": "example.net",
+            "virtual_alias_maps": "pgsql:%s" % valias,
+            "virtual_mailbox_maps": "pgsql:%s" % mailbox,
+        })
+        before = pg.statements("address='slowteam@example.net'")
+        done = []
+
+        def send():
+            with session(srv.smtpd_port) as c:
+                c.sendmail("alice@sender.test", ["postmaster@example.com"],
+                           "From: alice@sender.test\r\nSubject: m\r\n\r\nhello\r\n")
+            done.append(time.monotonic())
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        try:
+            assert wait_for(lambda: pg.statements("address='slowteam@example.net'") > before,
+                            timeout=15)
+            start = time.monotonic()
+            with session(srv.smtpd_port) as b:
+                assert b.noop()[0] == 250
+                assert b.mail("y@sender.test")[0] == 250
+            assert time.monotonic() - start < 1.0
+        finally:
+            t.join(30)
+        assert done
+        assert wait_for(lambda: len(srv.messages("example.net", "bob")) == 1, timeout=20), \
+            srv.log_text()[-2000:]
+    finally:
+        m.stop()
