@@ -796,7 +796,8 @@ static int remote_conn_lookup_start(struct remote_job *j, const struct remote_ad
     if (!j->lookup_sasl && !policy)
         return 0;
     j->lookup_addr = (size_t)(a - j->addrs);
-    workq_submit(j->req->srv->workq, remote_conn_lookup_work, remote_conn_lookup_done, j);
+    workq_submit(server_map_workq(j->req->srv), remote_conn_lookup_work, remote_conn_lookup_done,
+                 j);
     return 1;
 }
 

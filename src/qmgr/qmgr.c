@@ -815,7 +815,7 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     /* A table that may wait on the network (pgsql:) is asked off the loop. */
     if (j->routing || resolver_expand_may_block(j->gen->resolver) ||
         resolver_class_may_block(j->gen->resolver)) {
-        workq_submit(q->srv->workq, qjob_resolve_work, qjob_resolved, j);
+        workq_submit(server_map_workq(q->srv), qjob_resolve_work, qjob_resolved, j);
         return 0;
     }
     qjob_resolve_work(j);

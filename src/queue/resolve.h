@@ -78,6 +78,16 @@ int resolver_class_may_block(const struct resolver *r);
 int resolver_class(struct resolver *r, const char *address, struct buf *err);
 
 /*
+ * The same without waiting: RESOLVER_WOULD_WAIT when the answer needs a
+ * table that may wait on the network (no static item or local table
+ * before it decided). So a domain that main.cf names costs no query.
+ */
+#define RESOLVER_WOULD_WAIT (-2)
+int resolver_class_nowait(struct resolver *r, const char *address, struct buf *err);
+/* 1 when resolver_lookup_rcpt(address) may wait on the network: run it on the work queue. */
+int resolver_lookup_rcpt_may_block(struct resolver *r, const char *address);
+
+/*
  * What the SMTP server needs to know at RCPT: the class (*cls), then, for
  * a local address, its expansion as resolver_expand(). MAP_FOUND with an
  * empty out for a relay or remote address; MAP_TEMPFAIL when a domain or

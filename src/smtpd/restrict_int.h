@@ -132,6 +132,7 @@ struct restrict_memo *restrict_memo_find(struct restrict_session *rs, const char
 /* restrict_lookup.c: table lookups that may wait on the network, off the loop. */
 enum restrict_lookup_kind {
     RESTRICT_LOOKUP_TABLE,    /* map_lookup(map, key): enum map_result, value */
+    RESTRICT_LOOKUP_LIST,     /* map_list_lookup(list, key): the same (restrict_lookup_list) */
     RESTRICT_LOOKUP_CLASS,    /* resolver_class(key): enum resolve_class, or -1 */
     RESTRICT_LOOKUP_UNLISTED, /* resolver_lookup_rcpt(key): enum map_result */
     RESTRICT_LOOKUP_LOGIN, /* submission_sender_login_decide(key, user): 0/-1/-2, reply in value */
@@ -145,6 +146,9 @@ enum restrict_lookup_kind {
  */
 int restrict_lookup(struct restrict_session *rs, enum restrict_lookup_kind kind, struct map *map,
                     const char *key, const char *user, struct buf *value, struct buf *why);
+/* The same for a list of tables (rbl_reply_maps). */
+int restrict_lookup_list(struct restrict_session *rs, struct map_list *list, const char *key,
+                         struct buf *value, struct buf *why);
 /* The check stopped waiting (too many lookups) or the session ends (session_gone). */
 void restrict_lookup_abandon(struct restrict_session *rs, int session_gone);
 /*

@@ -31,6 +31,7 @@ struct restrict_lookup_job {
     int wanted;                  /* 0: the check gave up waiting; drop the answer */
     enum restrict_lookup_kind kind;
     struct map *map;
+    struct map_list *list; /* RESTRICT_LOOKUP_LIST */
     struct resolver *resolver;
     struct map **maps; /* RESTRICT_LOOKUP_LOGIN: smtpd_sender_login_maps, opened on the loop */
     size_t nmaps;
@@ -60,6 +61,9 @@ static void restrict_lookup_compute(struct restrict_lookup_job *j)
     switch (j->kind) {
     case RESTRICT_LOOKUP_TABLE:
         j->result = map_lookup(j->map, j->key, &j->value, &j->why);
+        break;
+    case RESTRICT_LOOKUP_LIST:
+        j->result = map_list_lookup(j->list, j->key, &j->value, &j->why);
         break;
     case RESTRICT_LOOKUP_CLASS:
         j->result = resolver_class(j->resolver, j->key, &j->why);
@@ -113,10 +117,17 @@ static int restrict_lookup_may_block(const struct restrict_lookup_job *j)
     switch (j->kind) {
     case RESTRICT_LOOKUP_TABLE:
         return map_may_block(j->map);
-    case RESTRICT_LOOKUP_CLASS:
-        return resolver_class_may_block(j->resolver);
+    case RESTRICT_LOOKUP_LIST:
+        return map_list_may_block(j->list);
+    case RESTRICT_LOOKUP_CLASS: {
+        /* A domain the static items or local tables decide needs no thread. */
+        struct buf why = BUF_INIT;
+        int c = resolver_class_nowait(j->resolver, j->key, &why);
+        buf_free(&why);
+        return c == RESOLVER_WOULD_WAIT;
+    }
     case RESTRICT_LOOKUP_UNLISTED:
-        return resolver_class_may_block(j->resolver) || resolver_expand_may_block(j->resolver);
+        return resolver_lookup_rcpt_may_block(j->resolver, j->key);
     case RESTRICT_LOOKUP_LOGIN:
         for (size_t i = 0; i < j->nmaps; i++)
             if (map_may_block(j->maps[i]))
@@ -165,19 +176,24 @@ static void restrict_lookup_done(void *arg)
     restrict_lookup_job_free(j);
 }
 
-int restrict_lookup(struct restrict_session *rs, enum restrict_lookup_kind kind, struct map *map,
-                    const char *key, const char *user, struct buf *value, struct buf *why)
+static struct restrict_lookup_job *restrict_lookup_job_new(struct restrict_session *rs,
+                                                           enum restrict_lookup_kind kind,
+                                                           const char *key, const char *user)
 {
     struct restrict_lookup_job *j = xcalloc(1, sizeof *j);
     j->kind = kind;
-    j->map = map;
     j->resolver = rs->rc->resolver;
     j->key = xstrdup(key);
     j->user = xstrdup(user ? user : "");
     buf_init(&j->value);
     buf_init(&j->why);
-    if (kind == RESTRICT_LOOKUP_LOGIN)
-        restrict_login_maps(rs, j);
+    return j;
+}
+
+/* Answers j in place, from the memo, or starts it on the work queue; table names it in the memo. */
+static int restrict_lookup_run(struct restrict_session *rs, struct restrict_lookup_job *j,
+                               const void *table, struct buf *value, struct buf *why)
+{
     if (!restrict_lookup_may_block(j) || !rs->wq) {
         restrict_lookup_compute(j);
         int result = j->result;
@@ -187,7 +203,7 @@ int restrict_lookup(struct restrict_session *rs, enum restrict_lookup_kind kind,
         restrict_lookup_job_free(j);
         return result;
     }
-    j->memo_key = xasprintf("lookup\t%d\t%p\t%s\t%s", (int)kind, (void *)map, key, j->user);
+    j->memo_key = xasprintf("lookup\t%d\t%p\t%s\t%s", (int)j->kind, table, j->key, j->user);
     const struct restrict_memo *m = restrict_memo_find(rs, j->memo_key);
     if (m && m->answer) {
         int result = m->answer->result;
@@ -207,6 +223,24 @@ int restrict_lookup(struct restrict_session *rs, enum restrict_lookup_kind kind,
     rs->lookup_q = j;
     workq_submit(rs->wq, restrict_lookup_work, restrict_lookup_done, j);
     return RESTRICT_LOOKUP_PENDING;
+}
+
+int restrict_lookup(struct restrict_session *rs, enum restrict_lookup_kind kind, struct map *map,
+                    const char *key, const char *user, struct buf *value, struct buf *why)
+{
+    struct restrict_lookup_job *j = restrict_lookup_job_new(rs, kind, key, user);
+    j->map = map;
+    if (kind == RESTRICT_LOOKUP_LOGIN)
+        restrict_login_maps(rs, j);
+    return restrict_lookup_run(rs, j, map, value, why);
+}
+
+int restrict_lookup_list(struct restrict_session *rs, struct map_list *list, const char *key,
+                         struct buf *value, struct buf *why)
+{
+    struct restrict_lookup_job *j = restrict_lookup_job_new(rs, RESTRICT_LOOKUP_LIST, key, NULL);
+    j->list = list;
+    return restrict_lookup_run(rs, j, list, value, why);
 }
 
 void restrict_lookup_abandon(struct restrict_session *rs, int session_gone)

@@ -680,7 +680,7 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     struct resolved_list list = {NULL, 0};
     struct buf err = BUF_INIT;
     /* Domain lists and alias or mailbox tables that may wait (pgsql:) are asked off the loop. */
-    if (resolver_class_may_block(res) || resolver_expand_may_block(res)) {
+    if (resolver_lookup_rcpt_may_block(res, addr)) {
         struct rcpt_lookup *q = xcalloc(1, sizeof *q);
         q->s = s;
         q->res = res; /* the session's generation holds it until the session ends */
@@ -692,7 +692,7 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         q->milter_pass = s->milter_pass;
         buf_init(&q->err);
         s->rcpt_q = q;
-        workq_submit(s->srv->workq, rcpt_lookup_work, rcpt_lookup_done, q);
+        workq_submit(server_map_workq(s->srv), rcpt_lookup_work, rcpt_lookup_done, q);
         return 0;
     }
     enum resolve_class cls;
@@ -1971,8 +1971,8 @@ static void session_milter_content_done(void *arg, const struct milter_result *r
     } else {
         struct resolver *resolver = s->gen->resolver;
         if (resolver_class_may_block(resolver) || resolver_expand_may_block(resolver)) {
-            workq_submit(s->srv->workq, session_milter_envelope_work, session_milter_envelope_done,
-                         s);
+            workq_submit(server_map_workq(s->srv), session_milter_envelope_work,
+                         session_milter_envelope_done, s);
             return;
         }
         smtpd_milter_apply_envelope(&tx->milter_msg, spool_msg_envelope(tx->msg), resolver,
@@ -2362,7 +2362,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
     struct restrict_hooks hooks = {restrict_resume, restrict_log, s};
     s->rs = restrict_session_new(restrict_conf_get(&s->gen->restrict_conf, cfg, s->gen->resolver),
-                                 srv->dns, srv->base, srv->workq, &hooks);
+                                 srv->dns, srv->base, server_map_workq(srv), &hooks);
     session_milter_start(s, fd);
 
     evutil_make_socket_nonblocking(fd);

@@ -350,3 +350,59 @@ def test_milter_added_recipient_resolved_off_the_loop(server_factory, tmp_path, 
             srv.log_text()[-2000:]
     finally:
         m.stop()
+
+
+def test_rbl_reply_maps_in_postgres(server_factory, tmp_path, pg):
+    """rbl_reply_maps = pgsql:: the reply template comes from the database
+    (asked on the work queue once the DNS list has answered); with the
+    database down it is Postfix's 451 4.3.5 configuration error."""
+    from dnsserver import DNSServer
+    pg.psql("SET ROLE mail; CREATE TABLE IF NOT EXISTS rbl (zone text PRIMARY KEY, "
+            "reply text NOT NULL); DELETE FROM rbl; INSERT INTO rbl VALUES "
+            "('zen.test', '$rbl_code 5.7.1 from the database: $client_address in $rbl_domain');",
+            db="mail")
+    replies = pgserver.table_file(tmp_path / "rbl.cf", pg,
+                                  "SELECT reply FROM rbl WHERE zone='%s'")
+    with DNSServer({"1.0.0.127.zen.test": [("A", "127.0.0.2")]}) as dns:
+        srv = server_factory({"dns_resolver": dns.address, "smtpd_peername_lookup": "no",
+                              "smtpd_client_restrictions": "reject_rbl_client zen.test",
+                              "rbl_reply_maps": "pgsql:%s" % replies})
+        assert rcpt(srv.smtpd_port, "x@example.com") == (
+            554, b"5.7.1 from the database: 127.0.0.1 in zen.test")
+        pg.stop()
+        try:
+            assert rcpt(srv.smtpd_port, "x@example.com") == (
+                451, b"4.3.5 Server configuration error")
+        finally:
+            pg.start()
+
+
+def test_stalled_database_does_not_hold_commits(server_factory, tmp_path):
+    """Four sessions wait on a database that never answers, one per lookup
+    thread: another client's message is still queued (its 250 after DATA
+    needs the commit's thread pool) at once, because table lookups have
+    threads of their own."""
+    silent = SilentListener()
+    waiting = []
+    try:
+        cf = tmp_path / "stalled.cf"
+        cf.write_text("hosts = 127.0.0.1:%d\nuser = mail\npassword = x\ndbname = mail\n"
+                      "query = SELECT 'x' FROM domain WHERE domain='%%s'\ntimeout = 4\n"
+                      % silent.port)
+        srv = server_factory({"smtpd_peername_lookup": "no", "relay_domains": "pgsql:%s" % cf})
+        for i in range(4):
+            a = socket.create_connection(("127.0.0.1", srv.smtpd_port), timeout=15)
+            a.makefile("rb").readline()
+            a.sendall(b"HELO a.test\r\nMAIL FROM:<x@sender.test>\r\nRCPT TO:<y%d@far.test>\r\n" % i)
+            waiting.append(a)
+        assert wait_for(lambda: len(silent.held) >= 4, timeout=10)
+        start = time.monotonic()
+        with session(srv.smtpd_port) as b:
+            b.sendmail("z@sender.test", ["postmaster@example.com"],
+                       "From: z@sender.test\r\nSubject: now\r\n\r\nhello\r\n")
+        took = time.monotonic() - start
+        assert took < 1.5, took
+    finally:
+        for a in waiting:
+            a.close()
+        silent.close()
