@@ -42,6 +42,48 @@ ACCESS.write_text("spam@bad.example REJECT no thanks\n"
 CLIENTS = W / "clients"
 CLIENTS.write_text("127.0.0.1 DUNNO\n")
 
+# A PostgreSQL table that cannot answer: nothing listens on its port. Used
+# only when the private Postfix has the Debian postfix-pgsql module
+# (bench/run.sh unpacks it too): both must answer 451 4.3.0 "Temporary
+# lookup failure", never a relay refusal or a pass.
+DEAD_PG = W / "dead-pgsql.cf"
+DEAD_PG.write_text("hosts = 127.0.0.1:%d\nuser = mail\npassword = x\ndbname = mail\n"
+                   "query = SELECT 'x' WHERE '%%s' <> ''\n" % bench.free_port())
+DEAD_PG.chmod(0o644)
+PGSQL_CONFIGS = [
+    ({
+        "relay_domains": "pgsql:%s" % DEAD_PG,
+        "smtpd_relay_restrictions": "reject_unauth_destination",
+        "mynetworks": "192.0.2.0/24",
+    }, [
+        ("client.example", "a@good.test", "x@other.example"),
+        ("client.example", "a@good.test", "user@local.test"),
+    ]),
+    ({
+        "virtual_mailbox_domains": "local.test, pgsql:%s" % DEAD_PG,
+        "mynetworks": "192.0.2.0/24",
+    }, [
+        ("client.example", "a@good.test", "x@other.example"),
+        ("client.example", "a@good.test", "user@local.test"),
+    ]),
+    ({
+        # (reject_sender_login_mismatch is not compared: without SASL Postfix ignores it.)
+        "smtpd_recipient_restrictions": "reject_unlisted_recipient",
+        "virtual_mailbox_maps": "pgsql:%s" % DEAD_PG,
+        "mynetworks": "192.0.2.0/24",
+    }, [
+        ("client.example", "a@good.test", "user@local.test"),
+        ("client.example", "", "user@local.test"),
+    ]),
+    ({
+        "smtpd_sender_restrictions": "check_sender_access pgsql:%s" % DEAD_PG,
+        "smtpd_recipient_restrictions": "check_recipient_access pgsql:%s" % DEAD_PG,
+        "mynetworks": "192.0.2.0/24",
+    }, [
+        ("client.example", "a@good.test", "user@local.test"),
+    ]),
+]
+
 CONFIGS = [
     ({
         "smtpd_restriction_classes": "strict_class",
@@ -154,9 +196,14 @@ def same_host(replies, host):
 def main():
     bench.wait_banner = any_banner
     differ = total = 0
+    configs = list(CONFIGS)
+    if (bench.PFROOT / "usr/lib/postfix/postfix-pgsql.so").exists():
+        configs += PGSQL_CONFIGS
+    else:
+        print("(no postfix-pgsql in %s: the pgsql: cases are skipped)" % bench.PFROOT)
     sink = bench.Sink("cmp").start()
     try:
-        for n, (settings, cases) in enumerate(CONFIGS):
+        for n, (settings, cases) in enumerate(configs):
             pf = bench.Postfix(W / ("pf%d" % n), sink.port)
             setup = pf.setup
 

@@ -19,12 +19,15 @@ fi
 # Postfix's binaries, unpacked from the Debian package into bench/out. The
 # libraries it links against (libdb5.3, libicu72, libsasl2-2, libssl3, libnsl2)
 # are installed if missing; postfix itself is not, so no system MTA appears.
-if [ ! -x "$PFROOT/usr/sbin/smtp-source" ] || [ ! -x "$PFROOT/usr/lib/postfix/sbin/master" ]; then
-	echo "== fetching Postfix (apt-get download postfix; dpkg -x)"
+# postfix-pgsql (its pgsql: table module) comes too, for the pgsql: cases
+# of compare_restrict.py.
+if [ ! -x "$PFROOT/usr/sbin/smtp-source" ] || [ ! -x "$PFROOT/usr/lib/postfix/sbin/master" ] ||
+	[ ! -f "$PFROOT/usr/lib/postfix/postfix-pgsql.so" ]; then
+	echo "== fetching Postfix (apt-get download postfix postfix-pgsql; dpkg -x)"
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
-	(cd "$tmp" && apt-get download postfix >/dev/null 2>&1) ||
-		{ apt-get update -qq && (cd "$tmp" && apt-get download postfix >/dev/null 2>&1); }
+	(cd "$tmp" && apt-get download postfix postfix-pgsql >/dev/null 2>&1) ||
+		{ apt-get update -qq && (cd "$tmp" && apt-get download postfix postfix-pgsql >/dev/null 2>&1); }
 	deb=$(ls "$tmp"/postfix_*.deb)
 	missing=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -n 's/^ *\(lib[a-z0-9.+-]*\).*/\1/p' |
 		while read -r p; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
@@ -34,6 +37,10 @@ if [ ! -x "$PFROOT/usr/sbin/smtp-source" ] || [ ! -x "$PFROOT/usr/lib/postfix/sb
 	fi
 	rm -rf "$PFROOT"
 	dpkg -x "$deb" "$PFROOT"
+	# Without the module (package not available) the pgsql: comparisons are skipped.
+	for pg in "$tmp"/postfix-pgsql_*.deb; do
+		[ -f "$pg" ] && dpkg -x "$pg" "$PFROOT"
+	done
 	dpkg-deb -f "$deb" Version >"$PFROOT/VERSION"
 	rm -rf "$tmp"
 	trap - EXIT

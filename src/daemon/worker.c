@@ -40,6 +40,12 @@
  * AUTH flood queued on the main pool would hold back the spool commits.
  */
 #define WORKER_AUTH_THREADS 2
+/*
+ * Threads for table lookups that may wait on the network (pgsql:), apart
+ * for the same reason: a stalled database holds these, not the commits'.
+ * Four, as the connections each pgsql: table keeps.
+ */
+#define WORKER_MAP_THREADS 4
 
 struct worker {
     struct server srv;
@@ -232,6 +238,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     w.srv.clients = client_table_new();
     w.srv.workq = workq_new(w.srv.base, WORKER_THREADS);
     w.srv.auth_workq = workq_new(w.srv.base, WORKER_AUTH_THREADS);
+    w.srv.map_workq = workq_new(w.srv.base, WORKER_MAP_THREADS);
     w.srv.client_v6_prefix = (int)config_get_int(cfg, "smtpd_client_ipv6_prefix_length");
     w.srv.hold_budget.limit = (size_t)config_get_int(cfg, "smtpd_inbound_memory_limit");
     w.srv.spool = spool_open(config_get(cfg, "queue_directory"), &err);
@@ -296,6 +303,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     /* The work queue first: its last completions still call into the qmgr. */
     workq_free(w.srv.workq);
     workq_free(w.srv.auth_workq);
+    workq_free(w.srv.map_workq);
     qmgr_free(w.srv.qmgr);
     auth_free(w.srv.auth);
     spool_free(w.srv.spool);

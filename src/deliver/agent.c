@@ -13,3 +13,12 @@ void delivery_results_free(struct delivery_rcpt_result *results, size_t count)
     }
     free(results);
 }
+
+void delivery_route_clear(struct delivery_route *r)
+{
+    if (r == NULL)
+        return;
+    route_clear(&r->route);
+    free(r->why);
+    r->why = NULL;
+}

@@ -11,8 +11,12 @@
 
 #include <stddef.h>
 
+#include "deliver/route.h"
+#include "lib/buf.h"
+
 struct server;
 struct envelope;
+struct remote_gen;
 
 enum delivery_status {
     DELIVERY_OK,
@@ -43,7 +47,21 @@ struct delivery_request {
      * remote.
      */
     const unsigned char *rcpt_class;
+    /*
+     * Per request recipient, its route decided ahead on the work queue
+     * (the routing tables may wait on the network: remote_routing_decide),
+     * which remote_deliver() takes over (and clears); NULL: decided there.
+     */
+    struct delivery_route *routes;
 };
+
+/* A route decided ahead: status ROUTE_FOUND with route, or ROUTE_TEMPFAIL with why. */
+struct delivery_route {
+    enum route_status status;
+    struct route route;
+    char *why;
+};
+void delivery_route_clear(struct delivery_route *r);
 
 /* results has req->nrcpts entries, in the order of req->rcpts; the queue manager frees it. */
 typedef void (*delivery_done_cb)(void *arg, struct delivery_rcpt_result *results, size_t count);
@@ -64,6 +82,28 @@ void remote_deliver(const struct delivery_request *req, delivery_done_cb done, v
  * then hands it to remote_deliver() with that class in rcpt_class.
  */
 int remote_routes_local(struct server *srv, const char *sender, const char *address, int cls);
+
+/*
+ * The routing tables of the current configuration (transport_maps,
+ * sender_dependent_relayhost_maps), held by the queue manager so that it
+ * can decide routes on the work queue: hold and release on the loop
+ * thread; remote_routing_decide() is thread-safe (route_decide_class with
+ * these tables; ROUTE_TEMPFAIL with why when they could not be opened).
+ * remote_routing_may_block(): 1 when a table may wait on the network
+ * (pgsql:), so the decision belongs off the loop.
+ */
+struct remote_gen *remote_routing_hold(struct server *srv);
+void remote_routing_release(struct remote_gen *g);
+int remote_routing_may_block(const struct remote_gen *g);
+void remote_routing_decide(struct remote_gen *g, const char *sender, const char *rcpt, int cls,
+                           struct delivery_route *out);
+/*
+ * For a local recipient whose route was decided ahead: 1 when it goes to
+ * remote_deliver() (a transport other than the built-in Maildir, or a
+ * table that failed: remote_deliver() defers it with the reason), as
+ * remote_routes_local().
+ */
+int remote_route_is_agent(const struct delivery_route *r);
 
 /* "Flush": forget which next hops were found dead, so that all are tried now (postqueue -f). */
 void remote_flush_dead(void);

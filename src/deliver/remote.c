@@ -36,6 +36,7 @@
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/workq.h"
 #include "lib/xalloc.h"
 #include "maps/maps.h"
 #include "queue/envelope.h"
@@ -141,6 +142,16 @@ struct remote_job {
     enum route_tls_result policy_result;
     struct route_tls_policy policy;
     char *policy_err;
+    /*
+     * A pgsql: smtp_sasl_password_maps or smtp_tls_policy_maps is asked on
+     * the work queue before connecting (remote_conn_lookup_start); the
+     * credentials in user/pass are then for the server named creds_host.
+     */
+    size_t lookup_addr; /* the address remote_connect() resumes with */
+    int lookup_sasl;
+    char *creds_host;
+    int creds_result;
+    struct buf creds_key, creds_err;
     char **tls_match;       /* smtp_tls_policy_maps match=, expanded for the connection made */
     enum tls_level c_level; /* the TLS level of the last connection made */
     struct smtp_msg msg;
@@ -492,6 +503,9 @@ static void remote_job_free(struct remote_job *j)
         explicit_bzero(j->pass.data, j->pass.len);
     buf_free(&j->user);
     buf_free(&j->pass);
+    free(j->creds_host);
+    buf_free(&j->creds_key);
+    buf_free(&j->creds_err);
     strlist_free(j->tls_match);
     route_tls_policy_clear(&j->policy);
     free(j->policy_err);
@@ -740,12 +754,78 @@ static enum route_tls_result remote_job_tls_policy(struct remote_job *j)
     return j->policy_result;
 }
 
+static void remote_connect(struct remote_job *j, const struct remote_addr *a);
+
+/* On a pool thread: the lookups remote_connect() would make (tables are thread-safe). */
+static void remote_conn_lookup_work(void *arg)
+{
+    struct remote_job *j = arg;
+    const struct remote_addr *a = &j->addrs[j->lookup_addr];
+    if (j->lookup_sasl) {
+        buf_reset(&j->user);
+        buf_reset(&j->pass);
+        buf_reset(&j->creds_key);
+        buf_reset(&j->creds_err);
+        j->creds_result = route_sasl_lookup(&j->gen->tables, &j->route, a->host, &j->user, &j->pass,
+                                            &j->creds_key, &j->creds_err);
+    }
+    remote_job_tls_policy(j); /* remembered for the job */
+}
+
+static void remote_conn_lookup_done(void *arg)
+{
+    struct remote_job *j = arg;
+    const struct remote_addr *a = &j->addrs[j->lookup_addr];
+    if (j->lookup_sasl) {
+        free(j->creds_host);
+        j->creds_host = xstrdup(a->host);
+    }
+    remote_connect(j, a);
+}
+
+/*
+ * 1 when the credentials or TLS policy for a come from a table that may
+ * wait on the network and are not known yet: they are looked up on the
+ * work queue, and remote_connect(j, a) runs again with the answer.
+ */
+static int remote_conn_lookup_start(struct remote_job *j, const struct remote_addr *a, int lmtp)
+{
+    struct remote_gen *g = j->gen;
+    if (lmtp)
+        return 0;
+    j->lookup_sasl = g->sasl && map_list_may_block(g->sasl) &&
+                     !(j->creds_host && strcmp(j->creds_host, a->host) == 0);
+    int policy = !j->policy_done && g->tls_policy && map_list_may_block(g->tls_policy);
+    if (!j->lookup_sasl && !policy)
+        return 0;
+    j->lookup_addr = (size_t)(a - j->addrs);
+    workq_submit(server_map_workq(j->req->srv), remote_conn_lookup_work, remote_conn_lookup_done,
+                 j);
+    return 1;
+}
+
+/* smtp_sasl_password_maps for the server a (route.h has the key order): an enum map_result. */
+static int remote_sasl_creds(struct remote_job *j, const struct remote_addr *a, struct buf *key,
+                             struct buf *err)
+{
+    if (j->creds_host && strcmp(j->creds_host, a->host) == 0) {
+        buf_puts(key, buf_cstr(&j->creds_key));
+        buf_puts(err, buf_cstr(&j->creds_err));
+        return j->creds_result; /* asked on the work queue; user and pass are filled */
+    }
+    buf_reset(&j->user);
+    buf_reset(&j->pass);
+    return route_sasl_lookup(&j->gen->tables, &j->route, a->host, &j->user, &j->pass, key, err);
+}
+
 static void remote_connect(struct remote_job *j, const struct remote_addr *a)
 {
     const struct config *cfg = j->gen->cfg;
     struct sockaddr_storage ss;
     socklen_t len;
     int lmtp = j->route.kind == ROUTE_LMTP;
+    if (remote_conn_lookup_start(j, a, lmtp))
+        return;
     if ((j->route.path ? remote_sockaddr_unix(j->route.path, &ss, &len)
                        : sockaddr_from_ip(a->ip, j->route.port, &ss, &len)) < 0) {
         remote_set_error(j, "4.4.1", "bad server address", 0);
@@ -757,13 +837,10 @@ static void remote_connect(struct remote_job *j, const struct remote_addr *a)
     j->c_server = xstrdup(a->host);
     j->c_ip = xstrdup(a->ip);
     /* AUTH credentials for this server (route.h has the key order). */
-    buf_reset(&j->user);
-    buf_reset(&j->pass);
     int have_auth = 0;
     if (j->gen->sasl && !lmtp) {
         struct buf key = BUF_INIT, err = BUF_INIT;
-        int r =
-            route_sasl_lookup(&j->gen->tables, &j->route, a->host, &j->user, &j->pass, &key, &err);
+        int r = remote_sasl_creds(j, a, &key, &err);
         if (r == MAP_TEMPFAIL) {
             log_warning("%s: %s", j->req->queue_id, buf_cstr(&err));
             remote_set_error(j, "4.3.0", buf_cstr(&err), 0);
@@ -1348,8 +1425,18 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         struct buf err = BUF_INIT;
         enum route_class cls =
             dreq->rcpt_class ? (enum route_class)dreq->rcpt_class[i] : ROUTE_CLASS_REMOTE;
-        if (route_decide_class(cfg, &g->tables, dreq->env->sender, er->address, cls, &r, &err) !=
-            ROUTE_FOUND) {
+        enum route_status decided;
+        if (dreq->routes) {
+            /* Decided on the work queue (a table that may wait on the network): take it over. */
+            decided = dreq->routes[i].status;
+            r = dreq->routes[i].route;
+            memset(&dreq->routes[i].route, 0, sizeof dreq->routes[i].route);
+            buf_puts(&err, dreq->routes[i].why ? dreq->routes[i].why : "");
+        } else {
+            decided =
+                route_decide_class(cfg, &g->tables, dreq->env->sender, er->address, cls, &r, &err);
+        }
+        if (decided != ROUTE_FOUND) {
             res->status = DELIVERY_TEMPFAIL;
             str_copy(res->dsn, sizeof res->dsn, "4.3.5");
             res->reply = buf_steal(&err);
@@ -1462,6 +1549,43 @@ int remote_routes_local(struct server *srv, const char *sender, const char *addr
     }
     remote_gen_unref(g);
     return agent;
+}
+
+struct remote_gen *remote_routing_hold(struct server *srv)
+{
+    return remote_current(srv);
+}
+
+void remote_routing_release(struct remote_gen *g)
+{
+    remote_gen_unref(g);
+}
+
+int remote_routing_may_block(const struct remote_gen *g)
+{
+    return map_list_may_block(g->transport) || map_list_may_block(g->sender_relay);
+}
+
+void remote_routing_decide(struct remote_gen *g, const char *sender, const char *rcpt, int cls,
+                           struct delivery_route *out)
+{
+    memset(out, 0, sizeof *out);
+    if (g->open_error) {
+        out->status = ROUTE_TEMPFAIL;
+        out->why = xasprintf("mail system configuration error: %s", g->open_error);
+        return;
+    }
+    struct buf err = BUF_INIT;
+    out->status = route_decide_class(g->cfg, &g->tables, sender, rcpt, (enum route_class)cls,
+                                     &out->route, &err);
+    if (out->status != ROUTE_FOUND)
+        out->why = buf_steal(&err);
+    buf_free(&err);
+}
+
+int remote_route_is_agent(const struct delivery_route *r)
+{
+    return r->status != ROUTE_FOUND || r->route.kind != ROUTE_LOCAL;
 }
 
 void remote_flush_dead(void)

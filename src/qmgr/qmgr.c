@@ -80,6 +80,14 @@ struct qjob {
     char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
     size_t *bounced, nbounced;   /* recipients bounced in this round */
     struct qresolve *resolved;   /* per recipient, between resolving and launching */
+    /*
+     * When transport_maps or sender_dependent_relayhost_maps may wait on the
+     * network (pgsql:), routes are decided on the work queue with the held
+     * routing tables: routes per envelope recipient, then moved to
+     * remote_routes in the order of the remote request (req.routes).
+     */
+    struct remote_gen *routing;
+    struct delivery_route *routes, *remote_routes;
     char hostname[256];
     long long min_backoff, max_backoff, lifetime, delay_warning;
 };
@@ -361,6 +369,14 @@ static void qjob_free(struct qjob *j)
     free(j->local);
     free(j->remote);
     free(j->remote_class);
+    for (size_t i = 0; j->routes && i < j->env->nrcpts; i++) {
+        delivery_route_clear(&j->routes[i]);
+        delivery_route_clear(&j->remote_routes[i]);
+    }
+    free(j->routes);
+    free(j->remote_routes);
+    if (j->routing)
+        remote_routing_release(j->routing);
     free(j->bounced);
     buf_free(&j->data_path);
     envelope_free(j->env);
@@ -796,14 +812,51 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     m->busy = 1;
     q->inflight++;
     j->resolved = xcalloc(e->nrcpts + 1, sizeof *j->resolved);
+    j->routing = remote_routing_hold(q->srv);
+    if (remote_routing_may_block(j->routing)) {
+        j->routes = xcalloc(e->nrcpts + 1, sizeof *j->routes);
+        j->remote_routes = xcalloc(e->nrcpts + 1, sizeof *j->remote_routes);
+    } else {
+        remote_routing_release(j->routing);
+        j->routing = NULL;
+    }
     /* A table that may wait on the network (pgsql:) is asked off the loop. */
-    if (resolver_expand_may_block(j->gen->resolver)) {
-        workq_submit(q->srv->workq, qjob_resolve_work, qjob_resolved, j);
+    if (j->routing || resolver_expand_may_block(j->gen->resolver) ||
+        resolver_class_may_block(j->gen->resolver)) {
+        workq_submit(server_map_workq(q->srv), qjob_resolve_work, qjob_resolved, j);
         return 0;
     }
     qjob_resolve_work(j);
     qjob_resolved(j);
     return 0;
+}
+
+/* Envelopes hold final recipients: of an expansion, the item that is this address, else the first.
+ */
+static const struct resolved_rcpt *qjob_pick(const struct resolved_list *rl, const char *address)
+{
+    const struct resolved_rcpt *it = &rl->items[0];
+    for (size_t k = 0; k < rl->count; k++)
+        if (str_eq_ci(rl->items[k].address, address))
+            it = &rl->items[k];
+    return it;
+}
+
+/* The enum route_class (agent.h) of a resolved recipient. */
+static int qjob_route_class(const struct resolved_rcpt *it)
+{
+    if (it->cls != RESOLVE_LOCAL)
+        return ROUTE_CLASS_REMOTE;
+    return it->virtual_domain ? ROUTE_CLASS_VIRTUAL : ROUTE_CLASS_MYDEST;
+}
+
+/* Envelope recipient i joins the remote request: its route decided ahead goes with it. */
+static void qjob_take_route(struct qjob *j, size_t i)
+{
+    if (!j->routes)
+        return;
+    j->remote_routes[j->nremote] = j->routes[i];
+    memset(&j->routes[i], 0, sizeof j->routes[i]);
 }
 
 /* Expands every pending recipient (thread-safe: resolve.h); the loop acts on the answers. */
@@ -817,6 +870,11 @@ static void qjob_resolve_work(void *arg)
         struct qresolve *rs = &j->resolved[i];
         buf_init(&rs->err);
         rs->mr = resolver_expand(j->gen->resolver, e->rcpts[i].address, &rs->rl, &rs->err);
+        if (j->routing && rs->mr == MAP_FOUND && rs->rl.count) {
+            const struct resolved_rcpt *it = qjob_pick(&rs->rl, e->rcpts[i].address);
+            remote_routing_decide(j->routing, e->sender, e->rcpts[i].address, qjob_route_class(it),
+                                  &j->routes[i]);
+        }
     }
 }
 
@@ -844,16 +902,14 @@ static void qjob_resolved(void *arg)
             qjob_set(j, i, DELIVERY_TEMPFAIL, "4.3.0", why, "none");
             free(why);
         } else {
-            /* Envelopes hold final recipients; prefer the item that is this address. */
-            struct resolved_rcpt *it = &rl.items[0];
-            for (size_t k = 0; k < rl.count; k++)
-                if (str_eq_ci(rl.items[k].address, r->address))
-                    it = &rl.items[k];
+            const struct resolved_rcpt *it = qjob_pick(&rl, r->address);
             /* Postfix: transport_maps, then mailbox_transport/virtual_transport (route.h). */
-            int cls = it->virtual_domain ? ROUTE_CLASS_VIRTUAL : ROUTE_CLASS_MYDEST;
+            int cls = qjob_route_class(it);
             if (it->cls == RESOLVE_LOCAL &&
-                remote_routes_local(q->srv, e->sender, r->address, cls)) {
+                (j->routes ? remote_route_is_agent(&j->routes[i])
+                           : remote_routes_local(q->srv, e->sender, r->address, cls))) {
                 j->remote_class[j->nremote] = (unsigned char)cls;
+                qjob_take_route(j, i);
                 j->remote[j->nremote++] = i;
             } else if (it->cls == RESOLVE_LOCAL && it->mailbox) {
                 j->mailboxes[j->nlocal] = xstrdup(it->mailbox);
@@ -862,6 +918,7 @@ static void qjob_resolved(void *arg)
                 qjob_set(j, i, DELIVERY_PERMFAIL, "5.3.5", "no mailbox for local recipient",
                          "local");
             } else {
+                qjob_take_route(j, i);
                 j->remote[j->nremote++] = i;
             }
         }
@@ -885,6 +942,7 @@ static void qjob_resolved(void *arg)
         j->req.rcpts = j->remote;
         j->req.nrcpts = j->nremote;
         j->req.rcpt_class = j->remote_class;
+        j->req.routes = j->remote_routes; /* NULL: remote_deliver() decides them */
         remote_deliver(&j->req, qjob_remote_done, j);
     }
     qjob_part_done(j);

@@ -206,8 +206,8 @@ static void qmgr_pickup_one(struct qmgr *q, struct pickup_file *f)
      * its signer.
      */
     p->gen = server_gen_ref(q->srv);
-    if (resolver_expand_may_block(p->gen->resolver)) {
-        workq_submit(q->srv->workq, qpick_prepare_work, qpick_prepared, p);
+    if (resolver_expand_may_block(p->gen->resolver) || resolver_class_may_block(p->gen->resolver)) {
+        workq_submit(server_map_workq(q->srv), qpick_prepare_work, qpick_prepared, p);
     } else {
         qpick_prepare_work(p);
         qpick_prepared(p);

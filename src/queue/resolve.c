@@ -93,15 +93,21 @@ fail:
     return -1;
 }
 
-/* 1 the domain is in the list, 0 not, -1 a table could not answer (err set). */
+/*
+ * 1 the domain is in the list, 0 not, -1 a table could not answer (err
+ * set); with nowait, RESOLVER_WOULD_WAIT when the answer needs a table
+ * that may wait on the network (items before it did not match).
+ */
 static int resolve_domlist_match(const struct resolve_domlist *l, const char *domain,
-                                 struct buf *err)
+                                 struct buf *err, int nowait)
 {
     size_t dn = strlen(domain);
     for (size_t i = 0; i < l->count; i++) {
         const struct resolve_dom *d = &l->items[i];
         int hit = 0;
-        if (d->map) {
+        if (d->map && nowait && map_may_block(d->map)) {
+            return RESOLVER_WOULD_WAIT;
+        } else if (d->map) {
             struct buf v = BUF_INIT;
             enum map_result r = map_lookup(d->map, domain, &v, err);
             buf_free(&v);
@@ -178,26 +184,26 @@ static const char *resolve_domain_of(const struct resolver *r, const char *addre
     return at ? at + 1 : r->myorigin;
 }
 
-/* -1 tempfail, else the class. */
-static int resolve_class_of(struct resolver *r, const char *domain, struct buf *err)
+/* -1 tempfail, RESOLVER_WOULD_WAIT (nowait only), else the class. */
+static int resolve_class_of(struct resolver *r, const char *domain, struct buf *err, int nowait)
 {
-    int m = resolve_domlist_match(&r->mydest, domain, err);
+    int m = resolve_domlist_match(&r->mydest, domain, err, nowait);
     if (m == 0)
-        m = resolve_domlist_match(&r->vmdomains, domain, err);
+        m = resolve_domlist_match(&r->vmdomains, domain, err, nowait);
     if (m < 0)
-        return -1;
+        return m == RESOLVER_WOULD_WAIT ? m : -1;
     if (m)
         return RESOLVE_LOCAL;
-    m = resolve_domlist_match(&r->relay, domain, err);
+    m = resolve_domlist_match(&r->relay, domain, err, nowait);
     if (m < 0)
-        return -1;
+        return m == RESOLVER_WOULD_WAIT ? m : -1;
     return m ? RESOLVE_RELAY : RESOLVE_REMOTE;
 }
 
 enum resolve_class resolver_classify(struct resolver *r, const char *address)
 {
     struct buf err = BUF_INIT;
-    int c = resolve_class_of(r, resolve_domain_of(r, address), &err);
+    int c = resolve_class_of(r, resolve_domain_of(r, address), &err, 0);
     if (c < 0) {
         /* Conservative: an unknown domain is not accepted without mynetworks/AUTH. */
         log_warning("%s", buf_cstr(&err));
@@ -211,6 +217,51 @@ int resolver_expand_may_block(const struct resolver *r)
 {
     return map_list_may_block(r->aliases) || map_list_may_block(r->valias) ||
            map_list_may_block(r->vmbox);
+}
+
+static int resolve_domlist_may_block(const struct resolve_domlist *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (map_may_block(l->items[i].map))
+            return 1;
+    return 0;
+}
+
+int resolver_class_may_block(const struct resolver *r)
+{
+    return resolve_domlist_may_block(&r->mydest) || resolve_domlist_may_block(&r->vmdomains) ||
+           resolve_domlist_may_block(&r->relay);
+}
+
+int resolver_class(struct resolver *r, const char *address, struct buf *err)
+{
+    return resolve_class_of(r, resolve_domain_of(r, address), err, 0);
+}
+
+int resolver_class_nowait(struct resolver *r, const char *address, struct buf *err)
+{
+    return resolve_class_of(r, resolve_domain_of(r, address), err, 1);
+}
+
+int resolver_lookup_rcpt_may_block(struct resolver *r, const char *address)
+{
+    struct buf err = BUF_INIT;
+    int c = resolver_class_nowait(r, address, &err);
+    buf_free(&err);
+    return c == RESOLVER_WOULD_WAIT || (c == RESOLVE_LOCAL && resolver_expand_may_block(r));
+}
+
+enum map_result resolver_lookup_rcpt(struct resolver *r, const char *address,
+                                     enum resolve_class *cls, struct resolved_list *out,
+                                     struct buf *err)
+{
+    int c = resolver_class(r, address, err);
+    if (c < 0)
+        return MAP_TEMPFAIL;
+    *cls = (enum resolve_class)c;
+    if (c != RESOLVE_LOCAL)
+        return MAP_FOUND; /* out stays empty: delivered as written */
+    return resolver_expand(r, address, out, err);
 }
 
 void resolved_list_free(struct resolved_list *l)
@@ -557,14 +608,14 @@ static enum map_result resolve_expand1(struct resolve_ctx *c, const char *addres
     resolve_addr_split(r, address, &a);
     struct buf value = BUF_INIT, e = BUF_INIT;
     enum map_result res;
-    int cls = resolve_class_of(r, a.domain, &e);
+    int cls = resolve_class_of(r, a.domain, &e, 0);
     if (cls < 0) {
         res = resolve_tempfail(c, buf_cstr(&e));
         goto out;
     }
     int mydest = 0;
     if (cls == RESOLVE_LOCAL) {
-        mydest = resolve_domlist_match(&r->mydest, a.domain, &e);
+        mydest = resolve_domlist_match(&r->mydest, a.domain, &e, 0);
         if (mydest < 0) {
             res = resolve_tempfail(c, buf_cstr(&e));
             goto out;

@@ -74,4 +74,38 @@ void resolved_list_free(struct resolved_list *l);
  */
 int resolver_expand_may_block(const struct resolver *r);
 
+/*
+ * The same for the domain lists (a pgsql: table in mydestination,
+ * virtual_mailbox_domains or relay_domains): then resolver_class() and
+ * resolver_classify() may wait on the network too.
+ */
+int resolver_class_may_block(const struct resolver *r);
+
+/*
+ * The class of address, or -1 when a domain table cannot answer (err
+ * says why): the caller answers 4xx or defers, as Postfix does when its
+ * resolver fails, instead of guessing "remote" as resolver_classify() does.
+ */
+int resolver_class(struct resolver *r, const char *address, struct buf *err);
+
+/*
+ * The same without waiting: RESOLVER_WOULD_WAIT when the answer needs a
+ * table that may wait on the network (no static item or local table
+ * before it decided). So a domain that main.cf names costs no query.
+ */
+#define RESOLVER_WOULD_WAIT (-2)
+int resolver_class_nowait(struct resolver *r, const char *address, struct buf *err);
+/* 1 when resolver_lookup_rcpt(address) may wait on the network: run it on the work queue. */
+int resolver_lookup_rcpt_may_block(struct resolver *r, const char *address);
+
+/*
+ * What the SMTP server needs to know at RCPT: the class (*cls), then, for
+ * a local address, its expansion as resolver_expand(). MAP_FOUND with an
+ * empty out for a relay or remote address; MAP_TEMPFAIL when a domain or
+ * alias table cannot answer. Thread-safe, so it may run on the work queue.
+ */
+enum map_result resolver_lookup_rcpt(struct resolver *r, const char *address,
+                                     enum resolve_class *cls, struct resolved_list *out,
+                                     struct buf *err);
+
 #endif

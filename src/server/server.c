@@ -25,6 +25,11 @@ struct server_gen *server_gen_ref(struct server *srv)
     return srv->gen;
 }
 
+struct workq *server_map_workq(const struct server *srv)
+{
+    return srv->map_workq ? srv->map_workq : srv->workq;
+}
+
 void server_gen_unref(struct server_gen *gen)
 {
     if (gen == NULL || --gen->refs > 0)

@@ -67,6 +67,11 @@ struct server_gen {
     struct milter_conf *smtpd_milters, *non_smtpd_milters;
 };
 
+struct server;
+struct workq;
+/* The pool for lookups that may wait on the network; the main pool when there is none (tests). */
+struct workq *server_map_workq(const struct server *srv);
+
 struct server {
     struct event_base *base;
     struct server_gen *gen; /* current generation */
@@ -87,6 +92,11 @@ struct server {
     int client_v6_prefix;     /* smtpd_client_ipv6_prefix_length, fixed at worker start so that a
                                  session ends under the key it started with */
     struct workq *auth_workq; /* password hashing only: an AUTH flood cannot delay commits */
+    /*
+     * Table lookups that may wait on the network (pgsql:), apart: a stalled
+     * database holds these threads, never the commits' (server_map_workq).
+     */
+    struct workq *map_workq;
     struct smtpd_hold_budget hold_budget; /* smtpd_inbound_memory_limit, for all sessions */
     int draining; /* SIGTERM: finish open transactions, accept nothing new */
 };

@@ -103,13 +103,14 @@ struct restrict_table *restrict_table(struct restrict_conf *rc, const char *spec
 /* ---- the session ---- */
 
 struct restrict_session *restrict_session_new(struct restrict_conf *rc, struct dns *dns,
-                                              struct event_base *base,
+                                              struct event_base *base, struct workq *wq,
                                               const struct restrict_hooks *hooks)
 {
     struct restrict_session *rs = xcalloc(1, sizeof *rs);
     rs->rc = rc;
     rs->dns = dns;
     rs->base = base;
+    rs->wq = wq;
     rs->hooks = *hooks;
     return rs;
 }
@@ -127,6 +128,11 @@ static void restrict_memo_drop(struct restrict_memo *m)
     free(m->key);
     dns_answer_free(m->dns);
     free(m->action);
+    if (m->answer) {
+        free(m->answer->value);
+        free(m->answer->why);
+        free(m->answer);
+    }
     memset(m, 0, sizeof *m);
 }
 
@@ -136,6 +142,7 @@ void restrict_session_free(struct restrict_session *rs)
         return;
     dns_cancel(rs->dns_q);
     policyd_cancel(rs->policy_q);
+    restrict_lookup_abandon(rs, 1);
     free(rs->pending_key);
     for (size_t i = 0; i < rs->nmemo; i++)
         restrict_memo_drop(&rs->memo[i]);
@@ -146,10 +153,10 @@ void restrict_session_free(struct restrict_session *rs)
 
 void restrict_command_start(struct restrict_session *rs)
 {
-    /* Policy answers are for one command; DNS answers hold for the session. */
+    /* Policy and table answers are for one command; DNS answers hold for the session. */
     size_t keep = 0;
     for (size_t i = 0; i < rs->nmemo; i++) {
-        if (rs->memo[i].action)
+        if (rs->memo[i].action || rs->memo[i].answer)
             restrict_memo_drop(&rs->memo[i]);
         else
             rs->memo[keep++] = rs->memo[i];
@@ -167,7 +174,7 @@ const struct restrict_effects *restrict_effects(const struct restrict_session *r
     return &rs->effects;
 }
 
-static struct restrict_memo *restrict_memo_find(struct restrict_session *rs, const char *key)
+struct restrict_memo *restrict_memo_find(struct restrict_session *rs, const char *key)
 {
     for (size_t i = 0; i < rs->nmemo; i++)
         if (strcmp(rs->memo[i].key, key) == 0)
@@ -443,9 +450,10 @@ enum restrict_status restrict_check(struct restrict_session *rs, enum restrict_p
         policyd_cancel(rs->policy_q);
         rs->dns_q = NULL;
         rs->policy_q = NULL;
+        restrict_lookup_abandon(rs, 0);
         free(rs->pending_key);
         rs->pending_key = NULL;
-        rc = restrict_config_error(&w, "more than %d DNS or policy lookups in one check",
+        rc = restrict_config_error(&w, "more than %d DNS, policy or table lookups in one check",
                                    RESTRICT_MEMO_MAX);
     }
     rs->pendings = 0;

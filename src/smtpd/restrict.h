@@ -30,6 +30,7 @@ struct resolver;
 struct restrict_conf;
 struct restrict_session;
 struct event_base;
+struct workq;
 
 /* Where in the session a check runs. */
 enum restrict_point {
@@ -113,10 +114,30 @@ void restrict_conf_free(struct restrict_conf *rc);
  */
 int restrict_conf_check(const struct config *cfg, struct buf *warnings);
 
+/*
+ * wq runs the table lookups that may wait on the network (pgsql:); with
+ * NULL they are asked in place.
+ */
 struct restrict_session *restrict_session_new(struct restrict_conf *rc, struct dns *dns,
-                                              struct event_base *base,
+                                              struct event_base *base, struct workq *wq,
                                               const struct restrict_hooks *hooks);
+/*
+ * A session freed while a table lookup runs on the work queue would free
+ * the generation that lookup reads: the session waits while this is 1
+ * (resume() comes when the lookup is done).
+ */
+int restrict_session_busy(const struct restrict_session *rs);
 void restrict_session_free(struct restrict_session *rs);
+
+/*
+ * smtpd_sender_login_maps for an authenticated client's MAIL FROM (the
+ * submission ports' own check): PASS, REFUSE with Postfix's reply (553
+ * not owned, 451 4.3.0 when a table cannot answer), or PENDING when a
+ * table is asked on the work queue (resume() runs the command again).
+ * Nothing is logged.
+ */
+enum restrict_status restrict_sender_login(struct restrict_session *rs, const char *sender,
+                                           const char *user, struct restrict_reply *reply);
 
 /*
  * Runs the lists of point. PASS, REFUSE (reply filled, already logged) or

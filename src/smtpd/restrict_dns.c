@@ -131,9 +131,15 @@ static enum restrict_rc rbl_refuse(struct restrict_walk *w, const char *zone_spe
     struct buf tmpl = BUF_INIT, err = BUF_INIT;
     int found = 0;
     if (rc->rbl_reply_maps) {
-        enum map_result mr = map_list_lookup(rc->rbl_reply_maps, zone_spec, &tmpl, &err);
+        /* A pgsql: table is asked on the work queue: pending, then this walk again. */
+        int mr = restrict_lookup_list(w->rs, rc->rbl_reply_maps, zone_spec, &tmpl, &err);
         if (mr == MAP_NOTFOUND && eq)
-            mr = map_list_lookup(rc->rbl_reply_maps, zone, &tmpl, &err);
+            mr = restrict_lookup_list(w->rs, rc->rbl_reply_maps, zone, &tmpl, &err);
+        if (mr == RESTRICT_LOOKUP_PENDING) {
+            buf_free(&tmpl);
+            buf_free(&err);
+            return RC_PENDING;
+        }
         if (mr == MAP_TEMPFAIL) {
             enum restrict_rc out = restrict_config_error(w, "rbl_reply_maps lookup for %s: %s",
                                                          zone_spec, buf_cstr(&err));

@@ -12,6 +12,8 @@
 struct map;
 struct map_list;
 struct policyd_req;
+struct restrict_lookup_job;
+struct workq;
 
 /* One table a check_*_access names, opened on first use. */
 struct restrict_table {
@@ -31,11 +33,19 @@ struct restrict_conf {
     int delay_reject;
 };
 
-/* A remembered answer: a DNS answer or a policy action, by key. */
+/* A table's answer asked on the work queue (restrict_lookup.c). */
+struct restrict_answer {
+    int result; /* as restrict_lookup() returns it */
+    char *value;
+    char *why;
+};
+
+/* A remembered answer: a DNS answer, a policy action or a table's answer, by key. */
 struct restrict_memo {
     char *key;
-    struct dns_answer *dns; /* DNS entries */
-    char *action;           /* policy entries ("" when the server failed) */
+    struct dns_answer *dns;         /* DNS entries */
+    char *action;                   /* policy entries ("" when the server failed) */
+    struct restrict_answer *answer; /* table entries, for one command like policy ones */
 };
 
 /*
@@ -58,6 +68,8 @@ struct restrict_session {
     /* the one lookup in flight */
     struct dns_query *dns_q;
     struct policyd_req *policy_q;
+    struct restrict_lookup_job *lookup_q; /* a table lookup on the work queue */
+    struct workq *wq;                     /* NULL: every table is asked in place */
     char *pending_key;
     struct restrict_effects effects;
 };
@@ -115,6 +127,36 @@ int restrict_is_class(const struct config *cfg, const char *word);
 
 /* A new remembered answer for key (the oldest goes when the memo is full). */
 struct restrict_memo *restrict_memo_add(struct restrict_session *rs, const char *key);
+struct restrict_memo *restrict_memo_find(struct restrict_session *rs, const char *key);
+
+/* restrict_lookup.c: table lookups that may wait on the network, off the loop. */
+enum restrict_lookup_kind {
+    RESTRICT_LOOKUP_TABLE,    /* map_lookup(map, key): enum map_result, value */
+    RESTRICT_LOOKUP_LIST,     /* map_list_lookup(list, key): the same (restrict_lookup_list) */
+    RESTRICT_LOOKUP_CLASS,    /* resolver_class(key): enum resolve_class, or -1 */
+    RESTRICT_LOOKUP_UNLISTED, /* resolver_lookup_rcpt(key): enum map_result */
+    RESTRICT_LOOKUP_LOGIN, /* submission_sender_login_decide(key, user): 0/-1/-2, reply in value */
+};
+#define RESTRICT_LOOKUP_PENDING (-100)
+/*
+ * The answer of one lookup (why: the reason of a failure, for the log).
+ * A lookup that may wait (pgsql:) is started on the work queue and
+ * RESTRICT_LOOKUP_PENDING returned: the caller answers RC_PENDING, and
+ * the walk that runs again after resume() finds the answer remembered.
+ */
+int restrict_lookup(struct restrict_session *rs, enum restrict_lookup_kind kind, struct map *map,
+                    const char *key, const char *user, struct buf *value, struct buf *why);
+/* The same for a list of tables (rbl_reply_maps). */
+int restrict_lookup_list(struct restrict_session *rs, struct map_list *list, const char *key,
+                         struct buf *value, struct buf *why);
+/* The check stopped waiting (too many lookups) or the session ends (session_gone). */
+void restrict_lookup_abandon(struct restrict_session *rs, int session_gone);
+/*
+ * 1 the recipient's domain is remote (not local, not relay_domains), 0
+ * not; -1 with *rc set: pending, or refused with 451 4.3.0 when a domain
+ * table cannot answer.
+ */
+int restrict_rcpt_remote(struct restrict_walk *w, const char *rcpt, enum restrict_rc *rc);
 
 /* DNS answers through the memo: NULL and RC_PENDING in *rc when a query was started. */
 const struct dns_answer *restrict_dns(struct restrict_walk *w, const char *name, int type,

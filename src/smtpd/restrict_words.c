@@ -116,13 +116,23 @@ static enum restrict_rc restrict_check_access(struct restrict_walk *w, const cha
     struct buf value = BUF_INIT, err = BUF_INIT;
     enum restrict_rc rc = RC_DUNNO;
     for (size_t i = 0; keys[i]; i++) {
-        enum map_result mr = map_lookup(t->map, keys[i], &value, &err);
+        int mr = restrict_lookup(w->rs, RESTRICT_LOOKUP_TABLE, t->map, keys[i], NULL, &value, &err);
+        if (mr == RESTRICT_LOOKUP_PENDING) {
+            rc = RC_PENDING;
+            break;
+        }
         if (mr == MAP_NOTFOUND)
             continue;
         if (mr == MAP_TEMPFAIL) {
+            /*
+             * Postfix's check_access(): the table's failure becomes the
+             * access value "451 4.3.5 Server configuration error", so the
+             * reply is "451 4.3.5 <name>: Sender address rejected: Server
+             * configuration error" (compared with Postfix 3.7 and
+             * postfix-pgsql by bench/compare_restrict.py).
+             */
             log_warning("%s lookup error for \"%s\": %s", spec, keys[i], buf_cstr(&err));
-            rc = restrict_refuse_hard(w, 451, "4.3.0", "<%s>: Temporary lookup failure",
-                                      w->reply_name);
+            rc = restrict_apply_result(w, "451 4.3.5 Server configuration error", spec);
             break;
         }
         rc = restrict_apply_result(w, buf_cstr(&value), spec);
@@ -195,21 +205,24 @@ static enum restrict_rc restrict_non_fqdn_address(struct restrict_walk *w, const
 
 static enum restrict_rc restrict_unlisted(struct restrict_walk *w, const char *addr, int sender)
 {
-    struct resolver *res = w->rs->rc->resolver;
-    if (!res || resolver_classify(res, addr) != RESOLVE_LOCAL)
+    if (!w->rs->rc->resolver)
         return RC_DUNNO;
-    struct resolved_list list = {0};
-    struct buf err = BUF_INIT;
-    enum map_result mr = resolver_expand(res, addr, &list, &err);
-    resolved_list_free(&list);
+    struct buf value = BUF_INIT, err = BUF_INIT;
+    /* MAP_FOUND also for an address outside the local domains: nothing to check. */
+    int mr = restrict_lookup(w->rs, RESTRICT_LOOKUP_UNLISTED, NULL, addr, NULL, &value, &err);
+    buf_free(&value);
     enum restrict_rc rc = RC_DUNNO;
     const char *cls = sender ? "Sender address" : "Recipient address";
-    if (mr == MAP_NOTFOUND)
+    if (mr == RESTRICT_LOOKUP_PENDING)
+        rc = RC_PENDING;
+    else if (mr == MAP_NOTFOUND)
         rc = restrict_refuse(w, restrict_code(w, "unlisted_recipient_reject_code"),
                              sender ? "5.1.0" : "5.1.1",
                              "<%s>: %s rejected: User unknown in local recipient table", addr, cls);
-    else if (mr == MAP_TEMPFAIL)
+    else if (mr == MAP_TEMPFAIL) {
+        log_warning("recipient lookup for <%s> failed: %s", addr, buf_cstr(&err));
         rc = restrict_refuse_hard(w, 451, "4.3.0", "<%s>: Temporary lookup failure", addr);
+    }
     buf_free(&err);
     return rc;
 }
@@ -221,10 +234,14 @@ static enum restrict_rc restrict_login_mismatch(struct restrict_walk *w, int aut
     if (!f->sender || !*f->sender)
         return RC_DUNNO;
     if (f->sasl_user) {
-        struct buf r = BUF_INIT;
+        struct buf r = BUF_INIT, why = BUF_INIT;
         enum restrict_rc rc = RC_DUNNO;
-        int st = submission_sender_login_check(cfg, f->sender, f->sasl_user, &r);
-        if (st == -1)
+        int st =
+            restrict_lookup(w->rs, RESTRICT_LOOKUP_LOGIN, NULL, f->sender, f->sasl_user, &r, &why);
+        buf_free(&why);
+        if (st == RESTRICT_LOOKUP_PENDING)
+            rc = RC_PENDING;
+        else if (st == -1)
             rc = restrict_refuse(w, 553, "5.7.1",
                                  "<%s>: Sender address rejected: not owned by user %s", f->sender,
                                  f->sasl_user);
@@ -249,8 +266,11 @@ static enum restrict_rc restrict_login_mismatch(struct restrict_walk *w, int aut
             break;
         }
         for (int k = 0; keys[k] && rc == RC_DUNNO; k++) {
-            enum map_result mr = map_lookup(t->map, keys[k], &value, &err);
-            if (mr == MAP_FOUND)
+            int mr =
+                restrict_lookup(w->rs, RESTRICT_LOOKUP_TABLE, t->map, keys[k], NULL, &value, &err);
+            if (mr == RESTRICT_LOOKUP_PENDING)
+                rc = RC_PENDING;
+            else if (mr == MAP_FOUND)
                 rc = restrict_refuse(w, 553, "5.7.1",
                                      "<%s>: Sender address rejected: not logged in", f->sender);
             else if (mr == MAP_TEMPFAIL)
@@ -396,9 +416,7 @@ static enum restrict_rc restrict_word(struct restrict_walk *w, char **words, siz
         arg = words[++*i];
     }
     const char *rcpt = f->recipient;
-    int remote = 0;
-    if (rcpt && w->rs->rc->resolver)
-        remote = resolver_classify(w->rs->rc->resolver, rcpt) == RESOLVE_REMOTE;
+    enum restrict_rc class_rc = RC_DUNNO;
     if (str_eq_ci(word, "permit"))
         return RC_PERMIT;
     if (str_eq_ci(word, "reject"))
@@ -415,15 +433,20 @@ static enum restrict_rc restrict_word(struct restrict_walk *w, char **words, siz
         return RC_DUNNO; /* no client certificates are asked for: never a permit */
     if (str_eq_ci(word, "reject_unauth_destination") ||
         str_eq_ci(word, "defer_unauth_destination")) {
-        if (!rcpt || !remote)
+        if (!rcpt)
             return RC_DUNNO;
+        int remote = restrict_rcpt_remote(w, rcpt, &class_rc);
+        if (remote <= 0)
+            return remote < 0 ? class_rc : RC_DUNNO;
         int defer = str_eq_ci(word, "defer_unauth_destination");
         int code = restrict_code(w, "relay_domains_reject_code") - (defer ? 100 : 0);
         return restrict_refuse(w, code, defer ? "4.7.1" : "5.7.1", "<%s>: Relay access denied",
                                rcpt);
     }
-    if (str_eq_ci(word, "permit_auth_destination"))
-        return rcpt && !remote ? RC_PERMIT : RC_DUNNO;
+    if (str_eq_ci(word, "permit_auth_destination")) {
+        int remote = rcpt ? restrict_rcpt_remote(w, rcpt, &class_rc) : 1;
+        return remote < 0 ? class_rc : remote ? RC_DUNNO : RC_PERMIT;
+    }
     if (str_eq_ci(word, "reject_unauth_pipelining"))
         return f->ill_pipelining
                    ? restrict_refuse(w, 503, "5.5.0",
@@ -432,8 +455,10 @@ static enum restrict_rc restrict_word(struct restrict_walk *w, char **words, siz
                    : RC_DUNNO;
     if (str_eq_ci(word, "reject_unknown_sender_domain"))
         return f->sender && *f->sender ? restrict_unknown_domain(w, f->sender, 1) : RC_DUNNO;
-    if (str_eq_ci(word, "reject_unknown_recipient_domain"))
-        return rcpt && remote ? restrict_unknown_domain(w, rcpt, 0) : RC_DUNNO;
+    if (str_eq_ci(word, "reject_unknown_recipient_domain")) {
+        int remote = rcpt ? restrict_rcpt_remote(w, rcpt, &class_rc) : 0;
+        return remote < 0 ? class_rc : remote ? restrict_unknown_domain(w, rcpt, 0) : RC_DUNNO;
+    }
     if (str_eq_ci(word, "reject_unknown_client_hostname") ||
         str_eq_ci(word, "reject_unknown_client"))
         return strcmp(f->host, "unknown") == 0

@@ -113,6 +113,7 @@ struct smtpd_session {
     int auth_step;               /* the next line is a SASL response */
     struct auth_pending *auth_q; /* a password check in flight */
     struct rcpt_lookup *rcpt_q;  /* a recipient lookup on the work queue */
+    int rcpt_local;              /* the RCPT address is in a local domain (milter {rcpt_mailer}) */
     char *auth_user;             /* the login, once authenticated or being checked */
     int trusted_net;             /* the client is in mynetworks */
     unsigned ext;                /* what EHLO advertised (enum smtp_ext) */
@@ -551,6 +552,8 @@ struct rcpt_lookup {
     size_t args_len;
     unsigned notify;
     enum map_result mr;
+    enum resolve_class cls;
+    int milter_pass; /* the filters had agreed to this RCPT when the lookup started */
     struct resolved_list list;
     struct buf err;
 };
@@ -580,7 +583,8 @@ static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, co
                        "<%s>: Recipient address rejected: User unknown in local recipient table",
                        addr);
         } else {
-            buf_printf(&text, "<%s>: Recipient address rejected: Temporary lookup failure", addr);
+            /* Postfix's reject_dict_retry() text, for a domain list or a recipient table. */
+            buf_printf(&text, "<%s>: Temporary lookup failure", addr);
             log_warning("recipient lookup for <%s> failed: %s", addr, buf_cstr(err));
         }
         reply(s, code, st, "%s", buf_cstr(&text));
@@ -616,7 +620,7 @@ static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, co
 static void rcpt_lookup_work(void *arg)
 {
     struct rcpt_lookup *q = arg;
-    q->mr = resolver_expand(q->res, q->addr, &q->list, &q->err);
+    q->mr = resolver_lookup_rcpt(q->res, q->addr, &q->cls, &q->list, &q->err);
 }
 
 static void rcpt_lookup_done(void *arg)
@@ -627,9 +631,14 @@ static void rcpt_lookup_done(void *arg)
     int closing = s->dead || s->state == SMTPD_STATE_QUIT;
     if (closing) {
         resolved_list_free(&q->list);
-    } else if (rcpt_finish(s, q->args, q->args_len, q->addr, q->orcpt, q->notify, q->mr, &q->list,
-                           &q->err) < 0) {
-        s->cmd_ok[SMTP_CMD_RCPT]--; /* counted as accepted when the lookup started */
+    } else {
+        s->rcpt_local = q->mr != MAP_TEMPFAIL && q->cls == RESOLVE_LOCAL;
+        /* Past the milter gate already (this run came from it): do not ask the filters again. */
+        s->milter_pass = q->milter_pass;
+        if (rcpt_finish(s, q->args, q->args_len, q->addr, q->orcpt, q->notify, q->mr, &q->list,
+                        &q->err) < 0)
+            s->cmd_ok[SMTP_CMD_RCPT]--; /* counted as accepted when the lookup started */
+        s->milter_pass = 0;
     }
     buf_free(&q->err);
     free(q->args);
@@ -676,7 +685,6 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         return -1;
     }
     struct resolver *res = s->gen->resolver;
-    enum resolve_class cls = resolver_classify(res, addr);
     /* Relay control is smtpd_relay_restrictions (default: mynetworks, AUTH, else 454). */
     if (restrict_at(s, RESTRICT_RCPT, addr) < 0)
         return -1;
@@ -689,8 +697,8 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
                  addr);
     struct resolved_list list = {0};
     struct buf err = BUF_INIT;
-    enum map_result mr = MAP_FOUND;
-    if (cls == RESOLVE_LOCAL && resolver_expand_may_block(res)) {
+    /* Domain lists and alias or mailbox tables that may wait (pgsql:) are asked off the loop. */
+    if (resolver_lookup_rcpt_may_block(res, addr)) {
         struct rcpt_lookup *q = xcalloc(1, sizeof *q);
         q->s = s;
         q->res = res; /* the session's generation holds it until the session ends */
@@ -700,13 +708,15 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
         q->notify = t.notify;
         q->args = xstrndup(args, len);
         q->args_len = len;
+        q->milter_pass = s->milter_pass;
         buf_init(&q->err);
         s->rcpt_q = q;
-        workq_submit(s->srv->workq, rcpt_lookup_work, rcpt_lookup_done, q);
+        workq_submit(server_map_workq(s->srv), rcpt_lookup_work, rcpt_lookup_done, q);
         return 0;
     }
-    if (cls == RESOLVE_LOCAL)
-        mr = resolver_expand(res, addr, &list, &err);
+    enum resolve_class cls;
+    enum map_result mr = resolver_lookup_rcpt(res, addr, &cls, &list, &err);
+    s->rcpt_local = mr != MAP_TEMPFAIL && cls == RESOLVE_LOCAL;
     int rc = rcpt_finish(s, args, len, addr, orcpt, t.notify, mr, &list, &err);
     buf_free(&err);
     return rc;
@@ -1162,16 +1172,19 @@ static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_
     if (!s->authenticated)
         return 0;
     char *sender = xstrndup(addr, len);
-    struct buf r = BUF_INIT;
-    int rc = submission_sender_login_check(s->gen->cfg, sender, s->auth_user, &r);
-    if (rc < 0) {
-        reply_line(s, buf_cstr(&r));
-        log_as("smtpd", "NOQUEUE: reject: MAIL from %s[%s]: %s; from=<%s> proto=%s helo=<%s>",
-               s->host, s->addr, buf_cstr(&r), sender, proto_name(s), s->helo ? s->helo : "");
+    struct restrict_reply r;
+    /* A pgsql: login map is asked on the work queue: the MAIL command runs again after. */
+    enum restrict_status st = restrict_sender_login(s->rs, sender, s->auth_user, &r);
+    if (st == RESTRICT_PENDING)
+        s->restrict_wait = 1;
+    if (st == RESTRICT_REFUSE) {
+        reply(s, r.code, r.dsn, "%s", r.text);
+        log_as("smtpd", "NOQUEUE: reject: MAIL from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
+               s->host, s->addr, r.code, r.dsn, r.text, sender, proto_name(s),
+               s->helo ? s->helo : "");
     }
-    buf_free(&r);
     free(sender);
-    return rc < 0 ? -1 : 0;
+    return st == RESTRICT_PASS ? 0 : -1;
 }
 
 static void tlsauth_received(struct smtpd_session *s, struct buf *h)
@@ -1388,15 +1401,18 @@ static void restrict_log(void *arg, const struct restrict_facts *f, const char *
 
 static void session_greet(struct smtpd_session *s);
 
-/* A DNS list or policy server answered: the command that waited runs again. */
+/* A DNS list, policy server or table answered: the command that waited runs again. */
 static void restrict_resume(void *arg)
 {
     struct smtpd_session *s = arg;
+    int waited = s->restrict_wait;
     s->restrict_wait = 0;
     if (s->dead) {
         session_close(s);
         return;
     }
+    if (!waited)
+        return; /* a table lookup the check gave up waiting for (restrict_lookup_abandon) */
     if (!s->greeted) {
         session_greet(s);
     } else if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
@@ -1847,7 +1863,7 @@ static int session_milter_gate(struct smtpd_session *s, char ev, const char *add
             milter_mail(s->milter, (const char *const *)argv, session_milter_gate_done, s);
         } else {
             s->minfo.rcpt_addr = s->milter_addr;
-            int local = resolver_classify(s->gen->resolver, addr) == RESOLVE_LOCAL;
+            int local = s->rcpt_local; /* classified by cmd_rcpt, maybe off the loop */
             const char *at = strrchr(addr, '@');
             s->minfo.rcpt_mailer = local ? "local" : "smtp";
             s->minfo.rcpt_host = local ? s->myhostname : at ? at + 1 : NULL;
@@ -1899,6 +1915,54 @@ static void session_milter_greet(struct smtpd_session *s)
                    session_milter_greet_done, s);
 }
 
+/*
+ * The filters' envelope changes go into the queue file, then the commit.
+ * Recipients a filter added are resolved as at RCPT, so with tables that
+ * may wait on the network (pgsql:) that runs on the work queue while the
+ * session waits (commit_pending); session_milter_queue() then goes on.
+ */
+static void session_milter_queue(struct smtpd_session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    struct envelope *env = spool_msg_envelope(tx->msg);
+    env->hold = s->milter_hold;
+    struct buf out = BUF_INIT;
+    milter_msg_serialize(&tx->milter_msg, &out);
+    int rc = spool_msg_write(tx->msg, out.data, out.len);
+    buf_free(&out);
+    if (rc == 0) {
+        message_commit(s);
+        return;
+    }
+    int e = errno;
+    if (e == ENOSPC || e == EDQUOT)
+        reply(s, 452, "4.3.1", "Insufficient system storage");
+    else
+        reply(s, 451, "4.3.0", "Error: queue file write error");
+    s->commit_pending = 0;
+    tx_reset(s); /* aborts the queue file: nothing is kept */
+    if (!s->in_run)
+        session_run(s);
+}
+
+static void session_milter_envelope_work(void *arg)
+{
+    struct smtpd_session *s = arg;
+    smtpd_milter_apply_envelope(&s->tx->milter_msg, spool_msg_envelope(s->tx->msg),
+                                s->gen->resolver, spool_msg_id(s->tx->msg));
+}
+
+static void session_milter_envelope_done(void *arg)
+{
+    struct smtpd_session *s = arg;
+    if (s->dead) {
+        s->commit_pending = 0;
+        session_close(s);
+        return;
+    }
+    session_milter_queue(s);
+}
+
 static void session_milter_content_done(void *arg, const struct milter_result *res)
 {
     struct smtpd_session *s = arg;
@@ -1924,22 +1988,16 @@ static void session_milter_content_done(void *arg, const struct milter_result *r
                                "milter triggers DISCARD action");
         reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
     } else {
-        struct envelope *env = spool_msg_envelope(tx->msg);
-        smtpd_milter_apply_envelope(&tx->milter_msg, env, s->gen->resolver, spool_msg_id(tx->msg));
-        env->hold = s->milter_hold;
-        struct buf out = BUF_INIT;
-        milter_msg_serialize(&tx->milter_msg, &out);
-        int rc = spool_msg_write(tx->msg, out.data, out.len);
-        buf_free(&out);
-        if (rc == 0) {
-            message_commit(s);
+        struct resolver *resolver = s->gen->resolver;
+        if (resolver_class_may_block(resolver) || resolver_expand_may_block(resolver)) {
+            workq_submit(server_map_workq(s->srv), session_milter_envelope_work,
+                         session_milter_envelope_done, s);
             return;
         }
-        int e = errno;
-        if (e == ENOSPC || e == EDQUOT)
-            reply(s, 452, "4.3.1", "Insufficient system storage");
-        else
-            reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtpd_milter_apply_envelope(&tx->milter_msg, spool_msg_envelope(tx->msg), resolver,
+                                    spool_msg_id(tx->msg));
+        session_milter_queue(s);
+        return;
     }
     s->commit_pending = 0;
     tx_reset(s); /* aborts the queue file: nothing is kept */
@@ -2100,7 +2158,7 @@ static void session_close(struct smtpd_session *s)
         return;
     }
     s->dead = 1;
-    if (s->in_run || s->commit_pending || s->rcpt_q)
+    if (s->in_run || s->commit_pending || s->rcpt_q || restrict_session_busy(s->rs))
         return;
     session_free(s);
 }
@@ -2307,7 +2365,7 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
     struct restrict_hooks hooks = {restrict_resume, restrict_log, s};
     s->rs = restrict_session_new(restrict_conf_get(&s->gen->restrict_conf, cfg, s->gen->resolver),
-                                 srv->dns, srv->base, &hooks);
+                                 srv->dns, srv->base, server_map_workq(srv), &hooks);
     session_milter_start(s, fd);
 
     evutil_make_socket_nonblocking(fd);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "maps/maps.h"
@@ -82,28 +83,23 @@ static int submission_owner_listed(const char *value, const char *user)
     return found;
 }
 
-int submission_sender_login_check(const struct config *cfg, const char *sender, const char *user,
-                                  struct buf *reply)
+int submission_sender_login_decide(submission_login_lookup_fn lookup, void *ctx, const char *sender,
+                                   const char *user, struct buf *reply)
 {
-    const char *specs = config_get(cfg, "smtpd_sender_login_maps");
-    if (specs[0] == '\0' || sender[0] == '\0')
+    if (sender[0] == '\0')
         return 0;
     struct buf err = BUF_INIT, value = BUF_INIT;
     int rc = -1;
-    struct map_list *maps = map_list_open(specs, &err);
-    if (maps == NULL) {
-        /* A broken setting must not open senders to everyone: try later, and say why in the log. */
-        buf_printf(reply, "451 4.3.0 <%s>: Sender address lookup failed", sender);
-        rc = -2;
-        goto out;
-    }
     const char *keys[2] = {sender, strrchr(sender, '@')};
     for (int i = 0; i < 2; i++) {
         if (keys[i] == NULL)
             continue;
-        enum map_result r = map_list_lookup(maps, keys[i], &value, &err);
+        enum map_result r = lookup(ctx, keys[i], &value, &err);
         if (r == MAP_TEMPFAIL) {
-            buf_printf(reply, "451 4.3.0 <%s>: Sender address lookup failed", sender);
+            /* Postfix's reject_dict_retry() text; the reason goes to the log, not the client. */
+            log_warning("smtpd_sender_login_maps lookup for <%s> failed: %s", keys[i],
+                        buf_cstr(&err));
+            buf_printf(reply, "451 4.3.0 <%s>: Temporary lookup failure", sender);
             rc = -2;
             goto out;
         }
@@ -117,9 +113,35 @@ int submission_sender_login_check(const struct config *cfg, const char *sender, 
         buf_printf(reply, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s", sender,
                    user);
 out:
-    map_list_free(maps);
     buf_free(&value);
     buf_free(&err);
+    return rc;
+}
+
+static enum map_result submission_list_lookup(void *ctx, const char *key, struct buf *value,
+                                              struct buf *err)
+{
+    return map_list_lookup(ctx, key, value, err);
+}
+
+int submission_sender_login_check(const struct config *cfg, const char *sender, const char *user,
+                                  struct buf *reply)
+{
+    const char *specs = config_get(cfg, "smtpd_sender_login_maps");
+    if (specs[0] == '\0' || sender[0] == '\0')
+        return 0;
+    struct buf err = BUF_INIT;
+    struct map_list *maps = map_list_open(specs, &err);
+    if (maps == NULL) {
+        /* A broken setting must not open senders to everyone: try later, and say why in the log. */
+        log_warning("smtpd_sender_login_maps: %s", buf_cstr(&err));
+        buf_printf(reply, "451 4.3.0 <%s>: Temporary lookup failure", sender);
+        buf_free(&err);
+        return -2;
+    }
+    buf_free(&err);
+    int rc = submission_sender_login_decide(submission_list_lookup, maps, sender, user, reply);
+    map_list_free(maps);
     return rc;
 }
 

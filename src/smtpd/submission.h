@@ -10,6 +10,7 @@
 
 #include "server/server.h"
 #include "lib/buf.h"
+#include "maps/maps.h"
 
 struct config;
 struct auth;
@@ -55,6 +56,17 @@ int submission_auth_required(enum listener_kind kind);
  */
 int submission_sender_login_check(const struct config *cfg, const char *sender, const char *user,
                                   struct buf *reply);
+
+/*
+ * The same decision over tables the caller has open: lookup(ctx, key)
+ * answers like map_list_lookup() over smtpd_sender_login_maps (an enum
+ * map_result). Thread-safe when lookup is, so it may run on the work queue
+ * (restrict_lookup.c).
+ */
+typedef enum map_result (*submission_login_lookup_fn)(void *ctx, const char *key, struct buf *value,
+                                                      struct buf *err);
+int submission_sender_login_decide(submission_login_lookup_fn lookup, void *ctx, const char *sender,
+                                   const char *user, struct buf *reply);
 
 /* RFC 3848 WITH protocol: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA. */
 const char *submission_received_with(int esmtp, int tls_active, int authenticated);

@@ -318,6 +318,24 @@ static void test_tempfail(void **state)
     expect_fail(r, "bob@remote.test", MAP_TEMPFAIL, "4.3.0");
     assert_int_equal(resolver_classify(r, "bob@remote.test"), RESOLVE_REMOTE);
     expect(r, "bob@example.com", "bob@example.com=example.com/bob/");
+    /* resolver_class says "try later" where resolver_classify guesses remote. */
+    struct buf why = BUF_INIT;
+    assert_int_equal(resolver_class(r, "bob@remote.test", &why), -1);
+    assert_non_null(strstr(buf_cstr(&why), "unbuilt"));
+    buf_reset(&why);
+    assert_int_equal(resolver_class(r, "bob@example.com", &why), RESOLVE_LOCAL);
+    /* What RCPT needs in one call: the class, then the expansion of a local address. */
+    enum resolve_class cls = RESOLVE_REMOTE;
+    struct resolved_list rl = {0};
+    assert_int_equal(resolver_lookup_rcpt(r, "bob@remote.test", &cls, &rl, &why), MAP_TEMPFAIL);
+    assert_int_equal(resolver_lookup_rcpt(r, "Bob@Example.com", &cls, &rl, &why), MAP_FOUND);
+    assert_int_equal(cls, RESOLVE_LOCAL);
+    assert_int_equal(rl.count, 1);
+    resolved_list_free(&rl);
+    assert_int_equal(resolver_lookup_rcpt(r, "bob@relay.test", &cls, &rl, &why), MAP_TEMPFAIL);
+    /* Local tables only: nothing here may wait on the network. */
+    assert_int_equal(resolver_class_may_block(r), 0);
+    buf_free(&why);
     resolver_free(r);
 
     /* A table that cannot be opened at all fails resolver_new, naming the key. */
