@@ -13,6 +13,7 @@
 
 struct server;
 struct envelope;
+struct buf;
 
 enum delivery_status {
     DELIVERY_OK,
@@ -64,6 +65,17 @@ void remote_deliver(const struct delivery_request *req, delivery_done_cb done, v
  * then hands it to remote_deliver() with that class in rcpt_class.
  */
 int remote_routes_local(struct server *srv, const char *sender, const char *address, int cls);
+
+/*
+ * The next hop a recipient's remote delivery goes to, named as
+ * remote_deliver() groups recipients ("smtp|NEXTHOP|PORT|MX",
+ * "lmtp|unix:PATH|0|0"): the queue manager keeps one line of deliveries per
+ * name and its own concurrency limit (qmgr_dest.c). 1 with key set; 0 when
+ * the recipient gets its answer without a session (discard, error:, retry:,
+ * a table that cannot be read), so it needs no slot.
+ */
+int remote_destination(struct server *srv, const char *sender, const char *address, int cls,
+                       struct buf *key);
 
 /* "Flush": forget which next hops were found dead, so that all are tried now (postqueue -f). */
 void remote_flush_dead(void);

@@ -49,6 +49,24 @@ struct qresult {
     const char *service; /* the agent's name in the log; NULL: from relay */
 };
 
+/*
+ * One delivery of a round: the message's Maildir recipients, or its
+ * recipients that share one next hop, waiting for or holding a slot in
+ * that next hop's line (qmgr_dest.c). Recipients that get their answer
+ * without a session (error:, discard:) go to the agent at once, with no slot.
+ */
+struct qpart {
+    struct qslot slot; /* first: the line hands back &slot */
+    struct qjob *j;
+    int local;
+    char *key;
+    size_t *rcpts;
+    unsigned char *rcpt_class; /* per entry: enum route_class (agent.h) */
+    size_t n;
+    struct delivery_request req;
+    struct qpart *next;
+};
+
 struct qjob {
     struct qmgr *q;
     struct qmsg *qm;
@@ -59,9 +77,7 @@ struct qjob {
     struct qresult *res; /* env->nrcpts entries */
     size_t *local, nlocal;
     char **mailboxes;
-    size_t *remote, nremote;
-    unsigned char *remote_class; /* per remote entry: enum route_class (agent.h) */
-    struct delivery_request req;
+    struct qpart *parts, *local_part;
     int outstanding;
     /*
      * Local delivery left its Maildir syncs to a spool_sync() round
@@ -198,6 +214,7 @@ struct qmgr *qmgr_new(struct server *srv)
     struct qmgr *q = xcalloc(1, sizeof *q);
     q->srv = srv;
     q->fifo_fd = -1;
+    q->process_limit = 100;  /* set from default_process_limit by each qmgr_run() */
     srv->queued = qmgr_kick; /* smtpd/ reaches the queue manager only through this */
     return q;
 }
@@ -338,6 +355,7 @@ void qmgr_free(struct qmgr *q)
     if (q->tick)
         event_free(q->tick);
     qmgr_pickup_free(q);
+    qmgr_dest_free_all(q);
     while (q->msgs) {
         struct qmsg *m = q->msgs;
         q->msgs = m->next;
@@ -359,8 +377,14 @@ static void qjob_free(struct qjob *j)
         free(j->mailboxes[i]);
     free(j->mailboxes);
     free(j->local);
-    free(j->remote);
-    free(j->remote_class);
+    while (j->parts) {
+        struct qpart *p = j->parts;
+        j->parts = p->next;
+        free(p->key);
+        free(p->rcpts);
+        free(p->rcpt_class);
+        free(p);
+    }
     free(j->bounced);
     buf_free(&j->data_path);
     envelope_free(j->env);
@@ -384,6 +408,15 @@ static void qjob_set(struct qjob *j, size_t i, enum delivery_status st, const ch
 
 static void qjob_record_work(void *arg);
 static void qjob_record_done(void *arg);
+static void qjob_part_done(struct qjob *j);
+
+/* A delivery is over: its slot goes to the next in line, then the round may be recorded. */
+static void qpart_finish(struct qpart *p)
+{
+    if (p->slot.dest)
+        qmgr_dest_done(p->j->q, &p->slot);
+    qjob_part_done(p->j);
+}
 
 static void qjob_part_done(struct qjob *j)
 {
@@ -439,7 +472,7 @@ static void qjob_local_synced(void *arg, int err_code)
         }
         free(why);
     }
-    qjob_part_done(j);
+    qpart_finish(j->local_part);
 }
 
 static void qjob_local_done(void *arg)
@@ -449,12 +482,13 @@ static void qjob_local_done(void *arg)
     if (j->sync_deferred)
         spool_sync(j->q->srv->spool, qjob_local_synced, j);
     else
-        qjob_part_done(j);
+        qpart_finish(j->local_part);
 }
 
 static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, size_t count)
 {
-    struct qjob *j = arg;
+    struct qpart *p = arg;
+    struct qjob *j = p->j;
     for (size_t k = 0; k < count; k++) {
         if (results[k].rcpt < j->env->nrcpts) {
             qjob_set(j, results[k].rcpt, results[k].status, results[k].dsn, results[k].reply,
@@ -464,7 +498,26 @@ static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, si
         }
     }
     delivery_results_free(results, count);
-    qjob_part_done(j);
+    qpart_finish(p);
+}
+
+/* The slot is granted: the agent starts. */
+static void qpart_start(struct qslot *s)
+{
+    struct qpart *p = (struct qpart *)s;
+    struct qjob *j = p->j;
+    if (p->local) {
+        workq_submit(j->q->srv->workq, qjob_local_work, qjob_local_done, j);
+        return;
+    }
+    p->req.srv = j->q->srv;
+    p->req.env = j->env;
+    p->req.queue_id = j->env->queue_id;
+    p->req.data_path = buf_cstr(&j->data_path);
+    p->req.rcpts = p->rcpts;
+    p->req.nrcpts = p->n;
+    p->req.rcpt_class = p->rcpt_class;
+    remote_deliver(&p->req, qjob_remote_done, p);
 }
 
 static long long qmgr_backoff(const struct qjob *j, int attempts)
@@ -773,8 +826,6 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     j->res = xcalloc(e->nrcpts + 1, sizeof *j->res);
     j->local = xcalloc(e->nrcpts + 1, sizeof *j->local);
     j->mailboxes = xcalloc(e->nrcpts + 1, sizeof *j->mailboxes);
-    j->remote = xcalloc(e->nrcpts + 1, sizeof *j->remote);
-    j->remote_class = xcalloc(e->nrcpts + 1, 1);
     str_copy(j->hostname, sizeof j->hostname, config_get(j->cfg, "myhostname"));
     j->min_backoff = config_get_time(j->cfg, "minimal_backoff_time");
     j->max_backoff = config_get_time(j->cfg, "maximal_backoff_time");
@@ -812,6 +863,39 @@ static void qjob_resolve_work(void *arg)
     }
 }
 
+static int qmgr_clamp(long long n, int max)
+{
+    return n < 1 ? 1 : n > max ? max : (int)n;
+}
+
+/* The round's delivery for next hop key ("" : answered without a session), made on first use. */
+static struct qpart *qjob_part(struct qjob *j, const char *key)
+{
+    struct qpart **pp = &j->parts;
+    for (; *pp; pp = &(*pp)->next)
+        if (!(*pp)->local && strcmp((*pp)->key, key) == 0)
+            return *pp;
+    struct qpart *p = xcalloc(1, sizeof *p);
+    p->j = j;
+    p->key = xstrdup(key);
+    p->rcpts = xcalloc(j->env->nrcpts + 1, sizeof *p->rcpts);
+    p->rcpt_class = xcalloc(j->env->nrcpts + 1, 1);
+    *pp = p;
+    return p;
+}
+
+/* Recipient i goes to an agent: to the delivery of its next hop (remote_destination). */
+static void qjob_add_remote(struct qjob *j, size_t i, int cls)
+{
+    struct buf key = BUF_INIT;
+    if (!remote_destination(j->q->srv, j->env->sender, j->env->rcpts[i].address, cls, &key))
+        buf_reset(&key);
+    struct qpart *p = qjob_part(j, buf_cstr(&key));
+    p->rcpt_class[p->n] = (unsigned char)cls;
+    p->rcpts[p->n++] = i;
+    buf_free(&key);
+}
+
 /* Sorts the resolved recipients into local and remote deliveries, then starts them. */
 static void qjob_resolved(void *arg)
 {
@@ -845,8 +929,7 @@ static void qjob_resolved(void *arg)
             int cls = it->virtual_domain ? ROUTE_CLASS_VIRTUAL : ROUTE_CLASS_MYDEST;
             if (it->cls == RESOLVE_LOCAL &&
                 remote_routes_local(q->srv, e->sender, r->address, cls)) {
-                j->remote_class[j->nremote] = (unsigned char)cls;
-                j->remote[j->nremote++] = i;
+                qjob_add_remote(j, i, cls);
             } else if (it->cls == RESOLVE_LOCAL && it->mailbox) {
                 j->mailboxes[j->nlocal] = xstrdup(it->mailbox);
                 j->local[j->nlocal++] = i;
@@ -854,7 +937,7 @@ static void qjob_resolved(void *arg)
                 qjob_set(j, i, DELIVERY_PERMFAIL, "5.3.5", "no mailbox for local recipient",
                          "local");
             } else {
-                j->remote[j->nremote++] = i;
+                qjob_add_remote(j, i, ROUTE_CLASS_REMOTE);
             }
         }
         resolved_list_free(&rl);
@@ -862,30 +945,29 @@ static void qjob_resolved(void *arg)
     }
     free(j->resolved);
     j->resolved = NULL;
-    /* One reference held while launching, so a synchronous agent cannot finish us early. */
-    j->outstanding = 1;
     if (j->nlocal) {
-        j->outstanding++;
-        workq_submit(q->srv->workq, qjob_local_work, qjob_local_done, j);
+        j->local_part = qjob_part(j, "local");
+        j->local_part->local = 1;
     }
-    if (j->nremote) {
+    /*
+     * One reference held while launching, so a synchronous agent cannot
+     * finish us early. Maildir delivery takes a slot in the "local" line
+     * (default_destination_concurrency_limit), SMTP and LMTP one in their
+     * next hop's (smtp_destination_concurrency_limit, which LMTP shares).
+     */
+    j->outstanding = 1;
+    for (struct qpart *p = j->parts; p; p = p->next) {
         j->outstanding++;
-        j->req.srv = q->srv;
-        j->req.env = j->env;
-        j->req.queue_id = j->env->queue_id;
-        j->req.data_path = buf_cstr(&j->data_path);
-        j->req.rcpts = j->remote;
-        j->req.nrcpts = j->nremote;
-        j->req.rcpt_class = j->remote_class;
-        remote_deliver(&j->req, qjob_remote_done, j);
+        p->slot.start = qpart_start;
+        if (!p->key[0]) {
+            qpart_start(&p->slot);
+            continue;
+        }
+        const char *limit_key = p->local ? "default_destination_concurrency_limit"
+                                         : "smtp_destination_concurrency_limit";
+        qmgr_dest_submit(q, p->key, qmgr_clamp(config_get_int(j->cfg, limit_key), 1000), &p->slot);
     }
     qjob_part_done(j);
-}
-
-static int qmgr_limit(struct qmgr *q)
-{
-    long long n = config_get_int(qmgr_cfg(q), "default_destination_concurrency_limit");
-    return n < 1 ? 1 : n > 1000 ? 1000 : (int)n;
 }
 
 void qmgr_run(struct qmgr *q)
@@ -893,7 +975,14 @@ void qmgr_run(struct qmgr *q)
     if (q->stopping)
         return;
     time_t now = time(NULL);
-    int limit = qmgr_limit(q);
+    const struct config *cfg = qmgr_cfg(q);
+    /*
+     * Messages are admitted up to qmgr_message_active_limit (their envelopes
+     * in memory, their deliveries in the lines of their next hops); what
+     * runs at once is bounded per next hop and by default_process_limit.
+     */
+    int limit = qmgr_clamp(config_get_int(cfg, "qmgr_message_active_limit"), 1000000);
+    q->process_limit = qmgr_clamp(config_get_int(cfg, "default_process_limit"), 100000);
     while (q->ready && q->inflight < limit) {
         struct qmsg *m = q->ready;
         qmgr_ready_remove(q, m);
