@@ -333,6 +333,8 @@ size_t qmgr_view(struct qmgr *q, struct qmgr_view **out, int *inflight)
 void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg)
 {
     q->stopping = 1;
+    /* Deliveries still waiting for a slot do not start: only those running are waited for. */
+    qmgr_dest_cancel_waiting(q);
     if (q->tick)
         event_del(q->tick);
     if (q->fifo_ev)
@@ -501,6 +503,12 @@ static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, si
     qpart_finish(p);
 }
 
+/* The queue manager stops before the slot came: the round is recorded without this part. */
+static void qpart_cancel(struct qslot *s)
+{
+    qjob_part_done(((struct qpart *)s)->j);
+}
+
 /* The slot is granted: the agent starts. */
 static void qpart_start(struct qslot *s)
 {
@@ -580,7 +588,7 @@ static void qjob_record_work(void *arg)
     struct spool *s = j->q->srv->spool;
     time_t now = time(NULL);
     struct buf rec = BUF_INIT, err = BUF_INIT;
-    int pending = 0;
+    int pending = 0, untried = 0;
     j->bounced = xcalloc(e->nrcpts + 1, sizeof *j->bounced);
     size_t *dsn_for = xcalloc(e->nrcpts + 1, sizeof *dsn_for);
     size_t ndsn = 0;
@@ -591,6 +599,7 @@ static void qjob_record_work(void *arg)
             continue;
         if (!q->have) {
             pending++;
+            untried++;
             continue;
         }
         r->attempts++;
@@ -649,7 +658,11 @@ static void qjob_record_work(void *arg)
             envelope_encode_result(e, i, &rec);
     if (warned)
         envelope_encode_delay_warned(e, &rec);
-    if (pending) {
+    if (pending && untried) {
+        /* A stop cancelled part of the round before it ran: no attempt, due at the next start. */
+        e->next_try = now;
+        envelope_encode_schedule(e, &rec);
+    } else if (pending) {
         e->attempts++;
         e->next_try = now + qmgr_backoff(j, e->attempts);
         envelope_encode_schedule(e, &rec);
@@ -959,6 +972,11 @@ static void qjob_resolved(void *arg)
     for (struct qpart *p = j->parts; p; p = p->next) {
         j->outstanding++;
         p->slot.start = qpart_start;
+        p->slot.cancel = qpart_cancel;
+        if (q->stopping) { /* resolved on the work queue after a stop began */
+            qpart_cancel(&p->slot);
+            continue;
+        }
         if (!p->key[0]) {
             qpart_start(&p->slot);
             continue;

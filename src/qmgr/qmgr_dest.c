@@ -128,6 +128,28 @@ void qmgr_dest_done(struct qmgr *q, struct qslot *s)
     qmgr_dest_forget_idle(q, d);
 }
 
+void qmgr_dest_cancel_waiting(struct qmgr *q)
+{
+    for (size_t h = 0; h < QMGR_DEST_BUCKETS; h++) {
+        for (struct qdest *d = q->dest_buckets[h]; d; d = d->hnext) {
+            /* Unlinked first: a cancel callback may submit or finish nothing here. */
+            struct qslot *s = d->wait_head;
+            d->wait_head = d->wait_tail = NULL;
+            while (s) {
+                struct qslot *next = s->next;
+                s->next = NULL;
+                s->dest = NULL;
+                s->cancel(s);
+                s = next;
+            }
+        }
+    }
+    q->dest_ready = q->dest_ready_tail = NULL;
+    for (size_t h = 0; h < QMGR_DEST_BUCKETS; h++)
+        for (struct qdest *d = q->dest_buckets[h]; d; d = d->hnext)
+            d->in_ready = 0;
+}
+
 void qmgr_dest_free_all(struct qmgr *q)
 {
     for (size_t h = 0; h < QMGR_DEST_BUCKETS; h++) {

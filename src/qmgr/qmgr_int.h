@@ -40,10 +40,12 @@ struct qdest;
 /*
  * One delivery waiting for, or holding, a slot at its next hop
  * (qmgr_dest.c): start() runs when the slot is granted; the owner calls
- * qmgr_dest_done() when the delivery has finished.
+ * qmgr_dest_done() when the delivery has finished. cancel() runs instead of
+ * start() for a delivery still waiting when the queue manager stops.
  */
 struct qslot {
     void (*start)(struct qslot *s);
+    void (*cancel)(struct qslot *s);
     struct qdest *dest;
     struct qslot *next;
 };
@@ -105,6 +107,8 @@ void qmgr_inflight_done(struct qmgr *q);
 void qmgr_dest_submit(struct qmgr *q, const char *key, int limit, struct qslot *s);
 /* s's delivery has finished: its slot goes to the next delivery waiting. */
 void qmgr_dest_done(struct qmgr *q, struct qslot *s);
+/* Stopping: every delivery still waiting is cancelled (those running go on). */
+void qmgr_dest_cancel_waiting(struct qmgr *q);
 void qmgr_dest_free_all(struct qmgr *q);
 
 /* qmgr_pickup.c */

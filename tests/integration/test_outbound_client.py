@@ -8,6 +8,7 @@ the test controls) and 127.0.0.1 (aiosmtpd), both on the smtp_tcp_port.
 """
 import asyncio
 import os
+import signal
 import smtplib
 import socket
 import threading
@@ -248,6 +249,8 @@ def test_stalled_destination_does_not_hold_the_others(server_factory):
         srv = make_server(server_factory, None, {
             "default_destination_concurrency_limit": "3",
             "smtp_connection_cache_time_limit": "0s",
+            "minimal_backoff_time": "300s",
+            "maximal_backoff_time": "600s",
         }, start=False)
         table = srv.tmp / "transport"
         table.write_text("slow.test smtp:[127.0.0.1]:%d\nfast.test smtp:[127.0.0.1]:%d\n"
@@ -267,9 +270,20 @@ def test_stalled_destination_does_not_hold_the_others(server_factory):
             # The stalled next hop still holds exactly its limit, none delivered.
             assert state["now"] == 3 and not slow.messages, state
             assert took < 5, took
+            # A stop lets the three running finish and starts none of the five
+            # waiting, which count no attempt: after the restart they go at
+            # once, not after minimal_backoff_time (300s here).
+            srv.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            release.set()
+            srv.proc.wait(timeout=20)
+            assert len(slow.messages) == 3, (len(slow.messages), logs(srv))
+            assert "status=deferred" not in logs(srv), logs(srv)
+            srv.stop()
+            srv.start()
         finally:
             release.set()
-        assert wait_for(lambda: len(slow.messages) == 8, timeout=60), logs(srv)
+        assert wait_for(lambda: len(slow.messages) == 8, timeout=20), logs(srv)
         assert state["max"] == 3, state
 
 

@@ -30,11 +30,20 @@ static void delivery_start(struct qslot *s)
     started_order[nstarted++] = d->name;
 }
 
+static int ncancelled;
+
+static void delivery_cancel(struct qslot *s)
+{
+    (void)s;
+    ncancelled++;
+}
+
 static void delivery_init(struct delivery *d, const char *name)
 {
     memset(d, 0, sizeof *d);
     d->name = name;
     d->slot.start = delivery_start;
+    d->slot.cancel = delivery_cancel;
 }
 
 static int setup(void **state)
@@ -43,6 +52,7 @@ static int setup(void **state)
     memset(&q, 0, sizeof q);
     q.process_limit = 100;
     nstarted = 0;
+    ncancelled = 0;
     *state = &q;
     return 0;
 }
@@ -134,6 +144,24 @@ static void test_a_freed_slot_serves_its_own_next_hop_first(void **state)
     assert_int_equal(q->ndests, 0);
 }
 
+static void test_a_stop_cancels_what_waits_not_what_runs(void **state)
+{
+    struct qmgr *q = *state;
+    q->process_limit = 2;
+    struct delivery d[4];
+    for (int i = 0; i < 4; i++) {
+        delivery_init(&d[i], "d");
+        qmgr_dest_submit(q, i < 3 ? "a" : "b", 1, &d[i].slot);
+    }
+    assert_int_equal(nstarted, 2); /* a's first, b's one; a's other two wait */
+    qmgr_dest_cancel_waiting(q);
+    assert_int_equal(ncancelled, 2);
+    qmgr_dest_done(q, &d[0].slot);
+    qmgr_dest_done(q, &d[3].slot);
+    assert_int_equal(nstarted, 2);
+    assert_int_equal(q->running, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +169,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_the_global_limit_is_shared_oldest_waiter_first, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_freed_slot_serves_its_own_next_hop_first, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_stop_cancels_what_waits_not_what_runs, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
