@@ -259,6 +259,11 @@ void qmgr_scan(struct qmgr *q, int all_now)
     q->last_scan = time(NULL);
 }
 
+static void qmgr_on_admit(evutil_socket_t fd, short what, void *arg)
+{
+    qmgr_run(arg);
+}
+
 static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct qmgr *q = arg;
@@ -284,6 +289,7 @@ void qmgr_start(struct qmgr *q)
     qmgr_scan(q, 0);
     qmgr_fifo_open(q);
     q->tick = event_new(q->srv->base, -1, EV_PERSIST, qmgr_on_tick, q);
+    q->admit_ev = event_new(q->srv->base, -1, 0, qmgr_on_admit, q);
     struct timeval tv = {1, 0};
     event_add(q->tick, &tv);
     qmgr_pickup(q);
@@ -356,6 +362,8 @@ void qmgr_free(struct qmgr *q)
         return;
     if (q->tick)
         event_free(q->tick);
+    if (q->admit_ev)
+        event_free(q->admit_ev);
     qmgr_pickup_free(q);
     qmgr_dest_free_all(q);
     while (q->msgs) {
@@ -1001,12 +1009,21 @@ void qmgr_run(struct qmgr *q)
      */
     int limit = qmgr_clamp(config_get_int(cfg, "qmgr_message_active_limit"), 1000000);
     q->process_limit = qmgr_clamp(config_get_int(cfg, "default_process_limit"), 100000);
-    while (q->ready && q->inflight < limit) {
+    /*
+     * Each admission reads an envelope on the loop: a backlog (a restart
+     * with thousands due) is taken in batches, the rest on the next turn of
+     * the loop, so sessions are not held up meanwhile.
+     */
+    int batch = QMGR_ADMIT_BATCH;
+    while (q->ready && q->inflight < limit && batch > 0) {
         struct qmsg *m = q->ready;
         qmgr_ready_remove(q, m);
         if (m->busy || m->next_try > now)
             continue; /* rescheduled since it became due; the tick brings it back */
+        batch--;
         if (qmgr_start_delivery(q, m) < 0)
             qmgr_forget(q, m);
     }
+    if (q->ready && q->inflight < limit && batch == 0 && q->admit_ev)
+        event_active(q->admit_ev, EV_TIMEOUT, 0);
 }

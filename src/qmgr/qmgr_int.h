@@ -34,6 +34,8 @@ struct qmsg {
 
 #define QMGR_BUCKETS 16384
 #define QMGR_DEST_BUCKETS 1024
+/* Messages admitted per turn of the loop (qmgr_run): envelopes are read on the loop. */
+#define QMGR_ADMIT_BATCH 128
 
 struct qdest;
 
@@ -61,6 +63,7 @@ struct qmgr {
     struct qmsg *ready, *ready_tail;
     struct qmsg *buckets[QMGR_BUCKETS];
     struct event *tick, *fifo_ev;
+    struct event *admit_ev; /* the next batch of a backlog, on the next turn of the loop */
     int fifo_fd;
     time_t last_scan;
     int inflight, stopping; /* inflight: delivery rounds and pickups under way */
