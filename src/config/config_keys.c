@@ -259,7 +259,11 @@ const struct config_key config_keys[] = {
     {"delay_warning_time", "0h", CONFIG_TIME, "h",
      "send a delay notice after this long (0: never)"},
     {"default_destination_concurrency_limit", "20", CONFIG_INT, NULL,
-     "parallel deliveries per destination"},
+     "parallel deliveries per next hop (Maildir: all local mailboxes count as one)"},
+    {"default_process_limit", "100", CONFIG_INT, NULL,
+     "parallel deliveries in all, over every next hop"},
+    {"qmgr_message_active_limit", "20000", CONFIG_INT, NULL,
+     "messages the queue manager holds in its per-next-hop lines at once"},
 
     /* SMTP client. */
     {"smtp_connect_timeout", "30s", CONFIG_TIME, "s", "time allowed to connect to a remote server"},

@@ -58,9 +58,20 @@ int daemon_reports_wanted(const char *config_path);
  */
 int daemon_sandbox_enter(struct buf *err);
 /*
- * In a build configured with -Dtest_hooks=true and HONGYAN_TEST_SECCOMP_TRIGGER
- * set: a SIGUSR2 event that makes the worker call execve. NULL otherwise;
- * the caller frees it with event_free.
+ * The worker's Landlock ruleset (src/daemon/landlock.c), for the calling
+ * thread and every thread it starts later: call it before the first thread.
+ * Writable: queue_directory, data_directory, virtual_mailbox_base; readable:
+ * /etc, /usr, /lib, /lib64, /proc, /dev, the configuration file's directory
+ * and that of every absolute path a configuration value names. 0 when in
+ * force, 1 when the kernel has no Landlock (logged), -1 with err.
+ */
+int daemon_landlock_enter(const char *config_path, const struct config *cfg, struct buf *err);
+/*
+ * In a build configured with -Dtest_hooks=true: with HONGYAN_TEST_SECCOMP_TRIGGER
+ * set, a SIGUSR2 event that makes the worker call execve; with
+ * HONGYAN_TEST_LANDLOCK_PROBE=PATH:PATH..., one that opens each path and
+ * logs "test probe: open PATH: ok" or the error. NULL otherwise; the caller
+ * frees it with event_free.
  */
 struct event *daemon_sandbox_test_trigger(struct event_base *base);
 

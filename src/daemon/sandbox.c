@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/sched.h>
 #include <seccomp.h>
@@ -182,12 +183,34 @@ static void sandbox_trigger(evutil_socket_t sig, short what, void *arg)
 }
 #endif
 
+#if HONGYAN_TEST_HOOKS
+/* The test build's Landlock probe: opens each path named and logs what the kernel said. */
+static void sandbox_probe(evutil_socket_t sig, short what, void *arg)
+{
+    char *paths = strdup(arg);
+    for (char *save = NULL, *p = paths ? strtok_r(paths, ":", &save) : NULL; p;
+         p = strtok_r(NULL, ":", &save)) {
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        log_warning("test probe: open %s: %s", p, fd >= 0 ? "ok" : strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    free(paths);
+}
+#endif
+
 struct event *daemon_sandbox_test_trigger(struct event_base *base)
 {
 #if HONGYAN_TEST_HOOKS
     const char *on = getenv("HONGYAN_TEST_SECCOMP_TRIGGER");
     if (on && *on) {
         struct event *ev = evsignal_new(base, SIGUSR2, sandbox_trigger, NULL);
+        event_add(ev, NULL);
+        return ev;
+    }
+    const char *probe = getenv("HONGYAN_TEST_LANDLOCK_PROBE");
+    if (probe && *probe) {
+        struct event *ev = evsignal_new(base, SIGUSR2, sandbox_probe, (void *)probe);
         event_add(ev, NULL);
         return ev;
     }

@@ -230,6 +230,12 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
         return EXIT_FAILURE;
     }
     cfg = w.srv.gen->cfg;
+    /* Before the first thread (the work queues below), so that every thread is bound. */
+    if (daemon_landlock_enter(config_path, cfg, &err) < 0) {
+        log_error("sandbox: %s", buf_cstr(&err));
+        buf_free(&err);
+        return EXIT_FAILURE;
+    }
     w.srv.base = event_base_new();
     if (w.srv.base == NULL) {
         log_error("cannot create the event loop");

@@ -104,6 +104,20 @@ void remote_routing_decide(struct remote_gen *g, const char *sender, const char 
  * remote_routes_local().
  */
 int remote_route_is_agent(const struct delivery_route *r);
+/*
+ * The next hop a recipient's remote delivery goes to, named as
+ * remote_deliver() groups recipients ("smtp|NEXTHOP|PORT|MX",
+ * "lmtp|unix:PATH|0|0"): the queue manager keeps one line of deliveries per
+ * name and its own concurrency limit (qmgr_dest.c). 1 with key set; 0 when
+ * the recipient gets its answer without a session (discard, error:, retry:,
+ * a table that cannot be read), so it needs no slot. It decides the route
+ * on the calling thread: with tables that may block (remote_routing_may_block)
+ * decide ahead and use remote_decided_destination().
+ */
+int remote_destination(struct server *srv, const char *sender, const char *address, int cls,
+                       struct buf *key);
+/* As remote_destination(), for a route decided ahead (remote_routing_decide). */
+int remote_decided_destination(const struct delivery_route *r, struct buf *key);
 
 /* "Flush": forget which next hops were found dead, so that all are tried now (postqueue -f). */
 void remote_flush_dead(void);

@@ -5,9 +5,11 @@
  * RFC 7505) and runs SMTP client sessions (deliver/client.c) over them, moving
  * on to the next address after a connection failure or a 4xx. Connections
  * are kept idle per next hop for smtp_connection_cache_time_limit and
- * reused (RSET) by the next message to that hop; at most
- * smtp_destination_concurrency_limit sessions run per next hop, later jobs
- * wait in line. At smtp_tls_security_level = dane, MX, address and TLSA
+ * reused (RSET) by the next message to that hop. The queue manager hands
+ * over at most smtp_destination_concurrency_limit deliveries per next hop
+ * (qmgr_dest.c); the same limit here only holds a job whose session
+ * another job is still closing, or one started under a newer, lower limit
+ * after a reload. At smtp_tls_security_level = dane, MX, address and TLSA
  * lookups go through a DNSSEC-validating resolver and each server's TLSA
  * RRset sets its TLS level (RFC 7672 2.2; remote_dns_tlsa_cb). LMTP next
  * hops (lmtp(8): a unix socket or host:port, no MX) run the same way with
@@ -321,11 +323,18 @@ static struct dns *remote_dns(struct server *srv, const struct config *cfg)
 
 /* ---- Destinations and the connection cache ---- */
 
-static struct remote_dest *remote_dest_get(const struct route *r)
+/* The name of r's next hop: what jobs, idle connections and the queue manager's lines share. */
+static char *remote_route_key(const struct route *r)
 {
     char *key = xasprintf("%s|%s|%d|%d", r->kind == ROUTE_LMTP ? "lmtp" : "smtp", r->nexthop,
                           r->port, r->mx);
     str_lower(key);
+    return key;
+}
+
+static struct remote_dest *remote_dest_get(const struct route *r)
+{
+    char *key = remote_route_key(r);
     for (struct remote_dest *d = remote.dests; d; d = d->next) {
         if (strcmp(d->key, key) == 0) {
             free(key);
@@ -1586,6 +1595,41 @@ void remote_routing_decide(struct remote_gen *g, const char *sender, const char 
 int remote_route_is_agent(const struct delivery_route *r)
 {
     return r->status != ROUTE_FOUND || r->route.kind != ROUTE_LOCAL;
+}
+
+/* 1 with key set when the route needs a session (SMTP or LMTP), as remote_deliver() groups it. */
+static int remote_route_destination(const struct route *r, struct buf *key)
+{
+    if (r->kind != ROUTE_SMTP && r->kind != ROUTE_LMTP)
+        return 0;
+    char *k = remote_route_key(r);
+    buf_set(key, k);
+    free(k);
+    return 1;
+}
+
+int remote_decided_destination(const struct delivery_route *r, struct buf *key)
+{
+    return r->status == ROUTE_FOUND && remote_route_destination(&r->route, key);
+}
+
+int remote_destination(struct server *srv, const char *sender, const char *address, int cls,
+                       struct buf *key)
+{
+    struct remote_gen *g = remote_current(srv);
+    int session = 0;
+    if (!g->open_error) {
+        struct route r;
+        struct buf err = BUF_INIT;
+        if (route_decide_class(g->cfg, &g->tables, sender, address, (enum route_class)cls, &r,
+                               &err) == ROUTE_FOUND) {
+            session = remote_route_destination(&r, key);
+            route_clear(&r);
+        }
+        buf_free(&err);
+    }
+    remote_gen_unref(g);
+    return session;
 }
 
 void remote_flush_dead(void)

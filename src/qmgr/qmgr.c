@@ -49,6 +49,25 @@ struct qresult {
     const char *service; /* the agent's name in the log; NULL: from relay */
 };
 
+/*
+ * One delivery of a round: the message's Maildir recipients, or its
+ * recipients that share one next hop, waiting for or holding a slot in
+ * that next hop's line (qmgr_dest.c). Recipients that get their answer
+ * without a session (error:, discard:) go to the agent at once, with no slot.
+ */
+struct qpart {
+    struct qslot slot; /* first: the line hands back &slot */
+    struct qjob *j;
+    int local;
+    char *key;
+    size_t *rcpts;
+    unsigned char *rcpt_class;     /* per entry: enum route_class (agent.h) */
+    struct delivery_route *routes; /* per entry, when decided ahead (qjob.routes); else NULL */
+    size_t n;
+    struct delivery_request req;
+    struct qpart *next;
+};
+
 struct qjob {
     struct qmgr *q;
     struct qmsg *qm;
@@ -59,9 +78,7 @@ struct qjob {
     struct qresult *res; /* env->nrcpts entries */
     size_t *local, nlocal;
     char **mailboxes;
-    size_t *remote, nremote;
-    unsigned char *remote_class; /* per remote entry: enum route_class (agent.h) */
-    struct delivery_request req;
+    struct qpart *parts, *local_part;
     int outstanding;
     /*
      * Local delivery left its Maildir syncs to a spool_sync() round
@@ -83,11 +100,11 @@ struct qjob {
     /*
      * When transport_maps or sender_dependent_relayhost_maps may wait on the
      * network (pgsql:), routes are decided on the work queue with the held
-     * routing tables: routes per envelope recipient, then moved to
-     * remote_routes in the order of the remote request (req.routes).
+     * routing tables: routes per envelope recipient, then moved to their
+     * next hop's delivery (qpart.routes, its request's routes).
      */
     struct remote_gen *routing;
-    struct delivery_route *routes, *remote_routes;
+    struct delivery_route *routes;
     char hostname[256];
     long long min_backoff, max_backoff, lifetime, delay_warning;
 };
@@ -206,6 +223,7 @@ struct qmgr *qmgr_new(struct server *srv)
     struct qmgr *q = xcalloc(1, sizeof *q);
     q->srv = srv;
     q->fifo_fd = -1;
+    q->process_limit = 100;  /* set from default_process_limit by each qmgr_run() */
     srv->queued = qmgr_kick; /* smtpd/ reaches the queue manager only through this */
     return q;
 }
@@ -250,6 +268,11 @@ void qmgr_scan(struct qmgr *q, int all_now)
     q->last_scan = time(NULL);
 }
 
+static void qmgr_on_admit(evutil_socket_t fd, short what, void *arg)
+{
+    qmgr_run(arg);
+}
+
 static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct qmgr *q = arg;
@@ -275,6 +298,7 @@ void qmgr_start(struct qmgr *q)
     qmgr_scan(q, 0);
     qmgr_fifo_open(q);
     q->tick = event_new(q->srv->base, -1, EV_PERSIST, qmgr_on_tick, q);
+    q->admit_ev = event_new(q->srv->base, -1, 0, qmgr_on_admit, q);
     struct timeval tv = {1, 0};
     event_add(q->tick, &tv);
     qmgr_pickup(q);
@@ -324,6 +348,8 @@ size_t qmgr_view(struct qmgr *q, struct qmgr_view **out, int *inflight)
 void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg)
 {
     q->stopping = 1;
+    /* Deliveries still waiting for a slot do not start: only those running are waited for. */
+    qmgr_dest_cancel_waiting(q);
     if (q->tick)
         event_del(q->tick);
     if (q->fifo_ev)
@@ -345,7 +371,10 @@ void qmgr_free(struct qmgr *q)
         return;
     if (q->tick)
         event_free(q->tick);
+    if (q->admit_ev)
+        event_free(q->admit_ev);
     qmgr_pickup_free(q);
+    qmgr_dest_free_all(q);
     while (q->msgs) {
         struct qmsg *m = q->msgs;
         q->msgs = m->next;
@@ -367,16 +396,22 @@ static void qjob_free(struct qjob *j)
         free(j->mailboxes[i]);
     free(j->mailboxes);
     free(j->local);
-    free(j->remote);
-    free(j->remote_class);
-    for (size_t i = 0; j->routes && i < j->env->nrcpts; i++) {
+    for (size_t i = 0; j->routes && i < j->env->nrcpts; i++)
         delivery_route_clear(&j->routes[i]);
-        delivery_route_clear(&j->remote_routes[i]);
-    }
     free(j->routes);
-    free(j->remote_routes);
     if (j->routing)
         remote_routing_release(j->routing);
+    while (j->parts) {
+        struct qpart *p = j->parts;
+        j->parts = p->next;
+        for (size_t k = 0; p->routes && k < p->n; k++)
+            delivery_route_clear(&p->routes[k]);
+        free(p->routes);
+        free(p->key);
+        free(p->rcpts);
+        free(p->rcpt_class);
+        free(p);
+    }
     free(j->bounced);
     buf_free(&j->data_path);
     envelope_free(j->env);
@@ -400,6 +435,15 @@ static void qjob_set(struct qjob *j, size_t i, enum delivery_status st, const ch
 
 static void qjob_record_work(void *arg);
 static void qjob_record_done(void *arg);
+static void qjob_part_done(struct qjob *j);
+
+/* A delivery is over: its slot goes to the next in line, then the round may be recorded. */
+static void qpart_finish(struct qpart *p)
+{
+    if (p->slot.dest)
+        qmgr_dest_done(p->j->q, &p->slot);
+    qjob_part_done(p->j);
+}
 
 static void qjob_part_done(struct qjob *j)
 {
@@ -455,7 +499,7 @@ static void qjob_local_synced(void *arg, int err_code)
         }
         free(why);
     }
-    qjob_part_done(j);
+    qpart_finish(j->local_part);
 }
 
 static void qjob_local_done(void *arg)
@@ -465,12 +509,13 @@ static void qjob_local_done(void *arg)
     if (j->sync_deferred)
         spool_sync(j->q->srv->spool, qjob_local_synced, j);
     else
-        qjob_part_done(j);
+        qpart_finish(j->local_part);
 }
 
 static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, size_t count)
 {
-    struct qjob *j = arg;
+    struct qpart *p = arg;
+    struct qjob *j = p->j;
     for (size_t k = 0; k < count; k++) {
         if (results[k].rcpt < j->env->nrcpts) {
             qjob_set(j, results[k].rcpt, results[k].status, results[k].dsn, results[k].reply,
@@ -480,7 +525,33 @@ static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, si
         }
     }
     delivery_results_free(results, count);
-    qjob_part_done(j);
+    qpart_finish(p);
+}
+
+/* The queue manager stops before the slot came: the round is recorded without this part. */
+static void qpart_cancel(struct qslot *s)
+{
+    qjob_part_done(((struct qpart *)s)->j);
+}
+
+/* The slot is granted: the agent starts. */
+static void qpart_start(struct qslot *s)
+{
+    struct qpart *p = (struct qpart *)s;
+    struct qjob *j = p->j;
+    if (p->local) {
+        workq_submit(j->q->srv->workq, qjob_local_work, qjob_local_done, j);
+        return;
+    }
+    p->req.srv = j->q->srv;
+    p->req.env = j->env;
+    p->req.queue_id = j->env->queue_id;
+    p->req.data_path = buf_cstr(&j->data_path);
+    p->req.rcpts = p->rcpts;
+    p->req.nrcpts = p->n;
+    p->req.rcpt_class = p->rcpt_class;
+    p->req.routes = p->routes; /* NULL: remote_deliver() decides them */
+    remote_deliver(&p->req, qjob_remote_done, p);
 }
 
 static long long qmgr_backoff(const struct qjob *j, int attempts)
@@ -543,7 +614,7 @@ static void qjob_record_work(void *arg)
     struct spool *s = j->q->srv->spool;
     time_t now = time(NULL);
     struct buf rec = BUF_INIT, err = BUF_INIT;
-    int pending = 0;
+    int pending = 0, untried = 0;
     j->bounced = xcalloc(e->nrcpts + 1, sizeof *j->bounced);
     size_t *dsn_for = xcalloc(e->nrcpts + 1, sizeof *dsn_for);
     size_t ndsn = 0;
@@ -554,6 +625,7 @@ static void qjob_record_work(void *arg)
             continue;
         if (!q->have) {
             pending++;
+            untried++;
             continue;
         }
         r->attempts++;
@@ -612,7 +684,11 @@ static void qjob_record_work(void *arg)
             envelope_encode_result(e, i, &rec);
     if (warned)
         envelope_encode_delay_warned(e, &rec);
-    if (pending) {
+    if (pending && untried) {
+        /* A stop cancelled part of the round before it ran: no attempt, due at the next start. */
+        e->next_try = now;
+        envelope_encode_schedule(e, &rec);
+    } else if (pending) {
         e->attempts++;
         e->next_try = now + qmgr_backoff(j, e->attempts);
         envelope_encode_schedule(e, &rec);
@@ -797,8 +873,6 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     j->res = xcalloc(e->nrcpts + 1, sizeof *j->res);
     j->local = xcalloc(e->nrcpts + 1, sizeof *j->local);
     j->mailboxes = xcalloc(e->nrcpts + 1, sizeof *j->mailboxes);
-    j->remote = xcalloc(e->nrcpts + 1, sizeof *j->remote);
-    j->remote_class = xcalloc(e->nrcpts + 1, 1);
     str_copy(j->hostname, sizeof j->hostname, config_get(j->cfg, "myhostname"));
     j->min_backoff = config_get_time(j->cfg, "minimal_backoff_time");
     j->max_backoff = config_get_time(j->cfg, "maximal_backoff_time");
@@ -815,7 +889,6 @@ static int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     j->routing = remote_routing_hold(q->srv);
     if (remote_routing_may_block(j->routing)) {
         j->routes = xcalloc(e->nrcpts + 1, sizeof *j->routes);
-        j->remote_routes = xcalloc(e->nrcpts + 1, sizeof *j->remote_routes);
     } else {
         remote_routing_release(j->routing);
         j->routing = NULL;
@@ -850,15 +923,6 @@ static int qjob_route_class(const struct resolved_rcpt *it)
     return it->virtual_domain ? ROUTE_CLASS_VIRTUAL : ROUTE_CLASS_MYDEST;
 }
 
-/* Envelope recipient i joins the remote request: its route decided ahead goes with it. */
-static void qjob_take_route(struct qjob *j, size_t i)
-{
-    if (!j->routes)
-        return;
-    j->remote_routes[j->nremote] = j->routes[i];
-    memset(&j->routes[i], 0, sizeof j->routes[i]);
-}
-
 /* Expands every pending recipient (thread-safe: resolve.h); the loop acts on the answers. */
 static void qjob_resolve_work(void *arg)
 {
@@ -876,6 +940,53 @@ static void qjob_resolve_work(void *arg)
                                   &j->routes[i]);
         }
     }
+}
+
+static int qmgr_clamp(long long n, int max)
+{
+    return n < 1 ? 1 : n > max ? max : (int)n;
+}
+
+/* The round's delivery for next hop key ("" : answered without a session), made on first use. */
+static struct qpart *qjob_part(struct qjob *j, const char *key)
+{
+    struct qpart **pp = &j->parts;
+    for (; *pp; pp = &(*pp)->next)
+        if (!(*pp)->local && strcmp((*pp)->key, key) == 0)
+            return *pp;
+    struct qpart *p = xcalloc(1, sizeof *p);
+    p->j = j;
+    p->key = xstrdup(key);
+    p->rcpts = xcalloc(j->env->nrcpts + 1, sizeof *p->rcpts);
+    p->rcpt_class = xcalloc(j->env->nrcpts + 1, 1);
+    *pp = p;
+    return p;
+}
+
+/*
+ * Recipient i goes to an agent: to the delivery of its next hop. A route
+ * decided ahead on the work queue (tables that may block) names the next
+ * hop and goes with the recipient; otherwise remote_destination() decides
+ * it here, from tables that answer at once.
+ */
+static void qjob_add_remote(struct qjob *j, size_t i, int cls)
+{
+    struct buf key = BUF_INIT;
+    int session = j->routes ? remote_decided_destination(&j->routes[i], &key)
+                            : remote_destination(j->q->srv, j->env->sender,
+                                                 j->env->rcpts[i].address, cls, &key);
+    if (!session)
+        buf_reset(&key);
+    struct qpart *p = qjob_part(j, buf_cstr(&key));
+    if (j->routes) {
+        if (!p->routes)
+            p->routes = xcalloc(j->env->nrcpts + 1, sizeof *p->routes);
+        p->routes[p->n] = j->routes[i];
+        memset(&j->routes[i], 0, sizeof j->routes[i]);
+    }
+    p->rcpt_class[p->n] = (unsigned char)cls;
+    p->rcpts[p->n++] = i;
+    buf_free(&key);
 }
 
 /* Sorts the resolved recipients into local and remote deliveries, then starts them. */
@@ -908,9 +1019,7 @@ static void qjob_resolved(void *arg)
             if (it->cls == RESOLVE_LOCAL &&
                 (j->routes ? remote_route_is_agent(&j->routes[i])
                            : remote_routes_local(q->srv, e->sender, r->address, cls))) {
-                j->remote_class[j->nremote] = (unsigned char)cls;
-                qjob_take_route(j, i);
-                j->remote[j->nremote++] = i;
+                qjob_add_remote(j, i, cls);
             } else if (it->cls == RESOLVE_LOCAL && it->mailbox) {
                 j->mailboxes[j->nlocal] = xstrdup(it->mailbox);
                 j->local[j->nlocal++] = i;
@@ -918,8 +1027,7 @@ static void qjob_resolved(void *arg)
                 qjob_set(j, i, DELIVERY_PERMFAIL, "5.3.5", "no mailbox for local recipient",
                          "local");
             } else {
-                qjob_take_route(j, i);
-                j->remote[j->nremote++] = i;
+                qjob_add_remote(j, i, ROUTE_CLASS_REMOTE);
             }
         }
         resolved_list_free(&rl);
@@ -927,31 +1035,34 @@ static void qjob_resolved(void *arg)
     }
     free(j->resolved);
     j->resolved = NULL;
-    /* One reference held while launching, so a synchronous agent cannot finish us early. */
-    j->outstanding = 1;
     if (j->nlocal) {
-        j->outstanding++;
-        workq_submit(q->srv->workq, qjob_local_work, qjob_local_done, j);
+        j->local_part = qjob_part(j, "local");
+        j->local_part->local = 1;
     }
-    if (j->nremote) {
+    /*
+     * One reference held while launching, so a synchronous agent cannot
+     * finish us early. Maildir delivery takes a slot in the "local" line
+     * (default_destination_concurrency_limit), SMTP and LMTP one in their
+     * next hop's (smtp_destination_concurrency_limit, which LMTP shares).
+     */
+    j->outstanding = 1;
+    for (struct qpart *p = j->parts; p; p = p->next) {
         j->outstanding++;
-        j->req.srv = q->srv;
-        j->req.env = j->env;
-        j->req.queue_id = j->env->queue_id;
-        j->req.data_path = buf_cstr(&j->data_path);
-        j->req.rcpts = j->remote;
-        j->req.nrcpts = j->nremote;
-        j->req.rcpt_class = j->remote_class;
-        j->req.routes = j->remote_routes; /* NULL: remote_deliver() decides them */
-        remote_deliver(&j->req, qjob_remote_done, j);
+        p->slot.start = qpart_start;
+        p->slot.cancel = qpart_cancel;
+        if (q->stopping) { /* resolved on the work queue after a stop began */
+            qpart_cancel(&p->slot);
+            continue;
+        }
+        if (!p->key[0]) {
+            qpart_start(&p->slot);
+            continue;
+        }
+        const char *limit_key = p->local ? "default_destination_concurrency_limit"
+                                         : "smtp_destination_concurrency_limit";
+        qmgr_dest_submit(q, p->key, qmgr_clamp(config_get_int(j->cfg, limit_key), 1000), &p->slot);
     }
     qjob_part_done(j);
-}
-
-static int qmgr_limit(struct qmgr *q)
-{
-    long long n = config_get_int(qmgr_cfg(q), "default_destination_concurrency_limit");
-    return n < 1 ? 1 : n > 1000 ? 1000 : (int)n;
 }
 
 void qmgr_run(struct qmgr *q)
@@ -959,13 +1070,29 @@ void qmgr_run(struct qmgr *q)
     if (q->stopping)
         return;
     time_t now = time(NULL);
-    int limit = qmgr_limit(q);
-    while (q->ready && q->inflight < limit) {
+    const struct config *cfg = qmgr_cfg(q);
+    /*
+     * Messages are admitted up to qmgr_message_active_limit (their envelopes
+     * in memory, their deliveries in the lines of their next hops); what
+     * runs at once is bounded per next hop and by default_process_limit.
+     */
+    int limit = qmgr_clamp(config_get_int(cfg, "qmgr_message_active_limit"), 1000000);
+    q->process_limit = qmgr_clamp(config_get_int(cfg, "default_process_limit"), 100000);
+    /*
+     * Each admission reads an envelope on the loop: a backlog (a restart
+     * with thousands due) is taken in batches, the rest on the next turn of
+     * the loop, so sessions are not held up meanwhile.
+     */
+    int batch = QMGR_ADMIT_BATCH;
+    while (q->ready && q->inflight < limit && batch > 0) {
         struct qmsg *m = q->ready;
         qmgr_ready_remove(q, m);
         if (m->busy || m->next_try > now)
             continue; /* rescheduled since it became due; the tick brings it back */
+        batch--;
         if (qmgr_start_delivery(q, m) < 0)
             qmgr_forget(q, m);
     }
+    if (q->ready && q->inflight < limit && batch == 0 && q->admit_ev)
+        event_active(q->admit_ev, EV_TIMEOUT, 0);
 }

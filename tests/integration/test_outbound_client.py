@@ -7,6 +7,8 @@ Two MX hosts on one port are told apart by address: 127.0.0.2 (a raw socket
 the test controls) and 127.0.0.1 (aiosmtpd), both on the smtp_tcp_port.
 """
 import asyncio
+import os
+import signal
 import smtplib
 import socket
 import threading
@@ -216,6 +218,73 @@ def test_destination_concurrency_limit(server_factory):
         srv.start()
         assert wait_for(lambda: len(mx.messages) == 10, timeout=60), logs(srv)
         assert 1 <= state["max"] <= 2, state
+
+
+def test_stalled_destination_does_not_hold_the_others(server_factory):
+    """The queue manager's lines per next hop (docs/queue.md): a next hop
+    that accepts and then stalls in DATA takes its own limit of slots (3,
+    from default_destination_concurrency_limit, counted at the peer) and no
+    more, and mail to another next hop is delivered meanwhile. With one
+    global cap of 3 (the code before) the second message waited for the
+    first three."""
+    state = {"now": 0, "max": 0}
+    lock = threading.Lock()
+    release = threading.Event()
+    with Peer() as slow, Peer() as fast:
+        handler = slow.controller.handler
+        original = handler.handle_DATA
+
+        async def stalled_data(server, session, envelope):
+            with lock:
+                state["now"] += 1
+                state["max"] = max(state["max"], state["now"])
+            deadline = time.monotonic() + 30
+            while not release.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            with lock:
+                state["now"] -= 1
+            return await original(server, session, envelope)
+
+        handler.handle_DATA = stalled_data
+        srv = make_server(server_factory, None, {
+            "default_destination_concurrency_limit": "3",
+            "smtp_connection_cache_time_limit": "0s",
+            "minimal_backoff_time": "300s",
+            "maximal_backoff_time": "600s",
+        }, start=False)
+        table = srv.tmp / "transport"
+        table.write_text("slow.test smtp:[127.0.0.1]:%d\nfast.test smtp:[127.0.0.1]:%d\n"
+                         % (slow.port, fast.port))
+        os.chmod(table, 0o644)
+        srv.settings["transport_maps"] = "texthash:%s" % table
+        srv.write_config()
+        srv.start()
+        try:
+            for i in range(8):
+                sendmail(srv, ["user%d@slow.test" % i], body="Subject: s%d\n\nbody\n" % i)
+            assert wait_for(lambda: state["now"] == 3, timeout=20), (state, logs(srv))
+            t0 = time.monotonic()
+            sendmail(srv, ["bob@fast.test"], body="Subject: fast\n\nbody\n")
+            assert wait_for(lambda: fast.messages, timeout=10), logs(srv)
+            took = time.monotonic() - t0
+            # The stalled next hop still holds exactly its limit, none delivered.
+            assert state["now"] == 3 and not slow.messages, state
+            assert took < 5, took
+            # A stop lets the three running finish and starts none of the five
+            # waiting, which count no attempt: after the restart they go at
+            # once, not after minimal_backoff_time (300s here).
+            srv.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            release.set()
+            srv.proc.wait(timeout=20)
+            assert len(slow.messages) == 3, (len(slow.messages), logs(srv))
+            assert "status=deferred" not in logs(srv), logs(srv)
+            srv.stop()
+            srv.start()
+        finally:
+            release.set()
+        assert wait_for(lambda: len(slow.messages) == 8, timeout=20), logs(srv)
+        assert state["max"] == 3, state
 
 
 def test_body_8bitmime_is_passed_on(server_factory):

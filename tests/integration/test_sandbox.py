@@ -178,3 +178,39 @@ def test_serves_with_the_units_capabilities_and_no_new_privs(server_factory):
     assert supervisor["NoNewPrivs"] == "1"
     # CAP_NET_BIND_SERVICE, SETGID, SETUID, CHOWN, DAC_OVERRIDE, FOWNER, KILL and no other.
     assert int(supervisor["CapBnd"], 16) == sum(1 << n for n in (10, 6, 7, 0, 1, 3, 5))
+
+
+@pytest.mark.skipif(not TEST_HOOKS, reason="needs a -Dtest_hooks=true build (make test)")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the worker's own user needs root to start")
+def test_landlock_keeps_the_worker_to_its_directories(server_factory, monkeypatch, tmp_path):
+    """A file mail_owner may read by its mode, outside every directory the
+    configuration names, is refused to the worker with EACCES (Landlock);
+    the configuration file and the system's are still read."""
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o755)
+    os.chmod(outside, 0o755)
+    secret = outside / "secret"
+    secret.write_text("not for the worker\n")
+    os.chmod(secret, 0o644)
+    srv = server_factory(start=False)  # makes tmp_path traversable for mail_owner
+    # The control: by ownership and mode alone, mail_owner can read it.
+    r = subprocess.run(["/bin/cat", str(secret)], user="hongyan", group="hongyan",
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "not for the worker" in r.stdout, r.stderr
+    monkeypatch.setenv("HONGYAN_TEST_LANDLOCK_PROBE",
+                       "%s:%s:/etc/hosts" % (secret, srv.cfg))
+    srv.start()
+    assert wait_for(lambda: "ready:" in srv.log_text(), timeout=15)
+    if "landlock: not available" in srv.log_text():
+        pytest.skip("this kernel has no Landlock")
+    assert "landlock: ABI" in srv.log_text(), srv.log_text()
+    os.kill(worker_of(srv), signal.SIGUSR2)
+    assert wait_for(lambda: "test probe: open /etc/hosts" in srv.log_text(), timeout=10), \
+        srv.log_text()
+    log = srv.log_text()
+    assert "test probe: open %s: Permission denied" % secret in log, log
+    assert "test probe: open %s: ok" % srv.cfg in log, log
+    assert "test probe: open /etc/hosts: ok" in log, log
+    # Delivery to Maildir (on the work-queue threads) still works inside the ruleset.
+    sendmail(srv, "alice@example.com")
+    assert wait_for(lambda: srv.messages("example.com", "alice"), timeout=15), srv.log_text()
