@@ -78,8 +78,41 @@ const char *config_locate(const char *cli_path)
     return NULL;
 }
 
+/*
+ * The host-derived defaults as first computed, for a process that must not
+ * ask again (the keeper: no socket after its start); NULL until frozen.
+ */
+static char *config_frozen_hostname, *config_frozen_mynetworks;
+static int config_frozen;
+
 /* Postfix wants a fully qualified myhostname; ask the resolver for one. */
+static char *config_default_hostname_lookup(void);
+static char *config_default_mynetworks_lookup(void);
+
 static char *config_default_hostname(void)
+{
+    if (config_frozen)
+        return xstrdup(config_frozen_hostname);
+    return config_default_hostname_lookup();
+}
+
+static char *config_default_mynetworks(void)
+{
+    if (config_frozen)
+        return xstrdup(config_frozen_mynetworks);
+    return config_default_mynetworks_lookup();
+}
+
+void config_freeze_host_defaults(void)
+{
+    if (config_frozen)
+        return;
+    config_frozen_hostname = config_default_hostname_lookup();
+    config_frozen_mynetworks = config_default_mynetworks_lookup();
+    config_frozen = 1;
+}
+
+static char *config_default_hostname_lookup(void)
 {
     char name[256] = "localhost";
     if (gethostname(name, sizeof name - 1) != 0)
@@ -101,7 +134,7 @@ static char *config_default_hostname(void)
 }
 
 /* Postfix 3's mynetworks_style = host: this host's own addresses. */
-static char *config_default_mynetworks(void)
+static char *config_default_mynetworks_lookup(void)
 {
     struct buf b = BUF_INIT;
     buf_puts(&b, "127.0.0.0/8 [::1]/128");

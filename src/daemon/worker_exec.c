@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "ipc/keeper_client.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
@@ -106,7 +107,7 @@ static struct config *worker_exec_config(const char *path, int snapshot_fd)
 int daemon_worker_main(int argc, char **argv)
 {
     log_set_service("worker");
-    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1;
+    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1, keeper_fd = -1;
     const char *config_path = NULL;
     struct listen_sock *socks = xcalloc((size_t)argc, sizeof *socks);
     int nsocks = 0;
@@ -125,6 +126,8 @@ int daemon_worker_main(int argc, char **argv)
             bad = worker_exec_take_fd(val, &snapshot_fd) < 0;
         else if (strcmp(opt, "--config") == 0)
             config_path = val;
+        else if (strcmp(opt, "--keeper-fd") == 0)
+            bad = worker_exec_take_fd(val, &keeper_fd) < 0;
         else if (strcmp(opt, "--listen") == 0) {
             bad = worker_exec_listener(val, &socks[nsocks]) < 0;
             nsocks += !bad; /* only whole entries: daemon_listeners_free closes them */
@@ -163,6 +166,9 @@ int daemon_worker_main(int argc, char **argv)
     }
     log_set_hostname(config_get(cfg, "myhostname"));
     log_set_syslog_name(config_get(cfg, "syslog_name"));
+    /* The keys and the users file are the keeper's: TLS, DKIM and AUTH ask it (ipc/). */
+    if (keeper_fd >= 0)
+        keeper_client_set_default(keeper_client_new((int)keeper_fd));
     /* The lock fd stays open, unused: it keeps the spool locked while we drain an orphaned run. */
     int rc = daemon_worker_run(config_path, cfg, socks, nsocks);
     daemon_listeners_free(socks, nsocks);

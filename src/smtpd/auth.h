@@ -68,6 +68,15 @@ struct auth_pending *auth_check(struct auth *a, const char *user, const char *pa
 /* The session went away: done will not be called. */
 void auth_cancel(struct auth_pending *p);
 
+/*
+ * The keeper's side of a check (src/keeper/): the hash to check pass
+ * against, into hash; 1 when user is known, 0 when hash is the dummy setting
+ * that costs what a real check costs. Call with the auth object locked
+ * against auth_refresh/auth_reload.
+ */
+int auth_lookup_hash(const struct auth *a, const char *user, size_t pass_len, char *hash,
+                     size_t size);
+
 /* The SMTP reply line (without CRLF) for a result. */
 const char *auth_result_reply(enum auth_result r);
 
