@@ -133,12 +133,9 @@ static int supervisor_prepare_keeper_dir(const char *key, const char *path, mode
         return 0;
     if (pw == NULL || !kp->drop)
         return supervisor_prepare_dir(key, path, mode, pw, 0);
-    const char *base;
-    char *parent = path_split(path, &base);
     struct buf err = BUF_INIT;
     int rc = -1;
-    int pfd = safedir_open(parent, pw->pw_uid, 0755, NULL, &err);
-    int fd = pfd >= 0 ? safedir_open_at(pfd, base, path, kp->uid, mode, NULL, &err) : -1;
+    int fd = safedir_open_owned(path, pw->pw_uid, kp->uid, mode, &err);
     if (fd < 0)
         log_error("%s: %s", key, buf_cstr(&err));
     else if (fchown(fd, kp->uid, kp->gid) < 0 || fchmod(fd, mode) < 0)
@@ -147,10 +144,7 @@ static int supervisor_prepare_keeper_dir(const char *key, const char *path, mode
         rc = 0;
     if (fd >= 0)
         close(fd);
-    if (pfd >= 0)
-        close(pfd);
     buf_free(&err);
-    free(parent);
     return rc;
 }
 
