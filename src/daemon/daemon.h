@@ -59,7 +59,8 @@ struct keeper_proc {
 /* Checks keeper_user (when root) and fills kp; -1 after logging why. */
 int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const char *config_path,
                        const struct passwd *mail_owner);
-/* A fresh socketpair (the old one closed), the keeper (re)started on it; waits until it is ready. */
+/* A fresh socketpair (the old one closed), the keeper (re)started on it; waits until it is ready.
+ */
 void daemon_keeper_renew(struct keeper_proc *kp);
 /* Restarts the keeper when it has died (at most once a second); call often. */
 void daemon_keeper_check(struct keeper_proc *kp);

@@ -74,8 +74,8 @@ static void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pid_t superv
     struct sigaction sa = {.sa_handler = SIG_DFL};
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
         sigaction(defaults[i], &sa, NULL);
-    if (kp->drop && (setgroups(0, NULL) < 0 || setgid(kp->gid) < 0 || setuid(kp->uid) < 0 ||
-                     setuid(0) == 0))
+    if (kp->drop &&
+        (setgroups(0, NULL) < 0 || setgid(kp->gid) < 0 || setuid(kp->uid) < 0 || setuid(0) == 0))
         _exit(EX_NOPERM);
     /* As the worker's (supervisor.c): not without the supervisor, which holds the sockets. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)

@@ -40,8 +40,8 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
      * is due, before tls_server_new reads that certificate.
      */
     struct keeper_client *keeper = keeper_client_default();
-    gen->dkim = keeper ? dkim_signer_from_keeper(keeper, &derr)
-                       : dkim_signer_from_config(gen->cfg, &derr);
+    gen->dkim =
+        keeper ? dkim_signer_from_keeper(keeper, &derr) : dkim_signer_from_config(gen->cfg, &derr);
     if (derr.len)
         log_error("DKIM signing disabled for a domain: %s", buf_cstr(&derr));
     buf_free(&derr);

@@ -499,9 +499,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     if (rc == 0)
         rc = supervisor_prepare_keeper_dir("data_directory", tls_dir, 0755, pw, &keeper);
     if (rc == 0)
-        rc = supervisor_prepare_keeper_dir("dkim_key_directory",
-                                           config_get(cfg, "dkim_key_directory"), 0700, pw,
-                                           &keeper);
+        rc = supervisor_prepare_keeper_dir(
+            "dkim_key_directory", config_get(cfg, "dkim_key_directory"), 0700, pw, &keeper);
     free(tls_dir);
     if (rc < 0)
         return EX_CANTCREAT;

@@ -63,7 +63,8 @@ struct keeper_client *keeper_client_new(int fd)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&kc->cv, &ca);
     pthread_condattr_destroy(&ca);
-    /* Ids start at random: a reply to a request of a previous worker on this socket matches none. */
+    /* Ids start at random: a reply to a request of a previous worker on this socket matches none.
+     */
     random_bytes(&kc->next_id, sizeof kc->next_id);
     kc->rbuf = xmalloc(KEEPER_MSG_MAX + 1);
     return kc;
@@ -213,8 +214,8 @@ static enum keeper_status keeper_client_sig(enum keeper_status st, const struct 
 }
 
 enum keeper_status keeper_client_tls_sign(struct keeper_client *kc, enum keeper_tls_op op,
-                                          const uint8_t keyid[KEEPER_KEYID_LEN],
-                                          const uint8_t *in, size_t inlen, struct buf *sig)
+                                          const uint8_t keyid[KEEPER_KEYID_LEN], const uint8_t *in,
+                                          size_t inlen, struct buf *sig)
 {
     if (inlen == 0 || inlen > KEEPER_SIGN_IN_MAX)
         return KEEPER_ST_UNKNOWN_KEY;
@@ -232,8 +233,7 @@ enum keeper_status keeper_client_tls_sign(struct keeper_client *kc, enum keeper_
 
 enum keeper_status keeper_client_dkim_sign(struct keeper_client *kc, const char *domain,
                                            const char *selector,
-                                           const uint8_t digest[KEEPER_DIGEST_LEN],
-                                           struct buf *sig)
+                                           const uint8_t digest[KEEPER_DIGEST_LEN], struct buf *sig)
 {
     struct buf req = BUF_INIT, body = BUF_INIT;
     keeper_put_hdr(&req, 0, KEEPER_DKIM_SIGN, 0);

@@ -42,8 +42,8 @@ enum keeper_status keeper_client_call(struct keeper_client *kc, struct buf *req,
 
 /* The typed requests. Signatures are appended to sig. */
 enum keeper_status keeper_client_tls_sign(struct keeper_client *kc, enum keeper_tls_op op,
-                                          const uint8_t keyid[KEEPER_KEYID_LEN],
-                                          const uint8_t *in, size_t inlen, struct buf *sig);
+                                          const uint8_t keyid[KEEPER_KEYID_LEN], const uint8_t *in,
+                                          size_t inlen, struct buf *sig);
 enum keeper_status keeper_client_dkim_sign(struct keeper_client *kc, const char *domain,
                                            const char *selector,
                                            const uint8_t digest[KEEPER_DIGEST_LEN],

@@ -148,8 +148,8 @@ int keeper_request_decode(const void *msg, size_t len, struct keeper_request *ou
         out->u.password.pass = keeper_get_bytes(&r, KEEPER_PASS_MAX);
         /* The password may be empty (a wrong one, then); it must not hide a NUL. */
         if (!keeper_bytes_is_name(out->u.password.user, KEEPER_NAME_MAX) ||
-            (out->u.password.pass.len && memchr(out->u.password.pass.data, '\0',
-                                                out->u.password.pass.len) != NULL))
+            (out->u.password.pass.len &&
+             memchr(out->u.password.pass.data, '\0', out->u.password.pass.len) != NULL))
             return -1;
         break;
     default:

@@ -36,7 +36,7 @@
 #define KEEPER_MSG_MAX (64u * 1024)
 #define KEEPER_HDR_LEN 8
 /* Field caps. */
-#define KEEPER_KEYID_LEN 32    /* SHA-256 of the public key's SubjectPublicKeyInfo */
+#define KEEPER_KEYID_LEN 32     /* SHA-256 of the public key's SubjectPublicKeyInfo */
 #define KEEPER_SIGN_IN_MAX 1024 /* an RSA-8192 block, or a digest */
 #define KEEPER_SIG_MAX 1024
 #define KEEPER_NAME_MAX 255 /* a DKIM domain or selector, a user name */

@@ -180,8 +180,8 @@ static void keeper_read(struct keeper *k, struct keeper_conn *c, uint8_t *msg)
         else if (!(c->caps & KEEPER_CAP(rq.hdr.type)))
             bad = "request type this client may not make";
         if (bad) {
-            log_error("keeper: %s on client fd %d (%zd bytes); closing that connection", bad,
-                      c->fd, n);
+            log_error("keeper: %s on client fd %d (%zd bytes); closing that connection", bad, c->fd,
+                      n);
             shutdown(c->fd, SHUT_RDWR);
             c->open = 0;
             return;

@@ -30,8 +30,8 @@ void keeper_state_free(struct keeper_state *ks);
 const struct config *keeper_state_config(const struct keeper_state *ks);
 
 /* The private operations; each answers an enum keeper_status and appends to sig. */
-int keeper_state_tls_sign(struct keeper_state *ks, int op, const uint8_t *keyid,
-                          const uint8_t *in, size_t inlen, struct buf *sig);
+int keeper_state_tls_sign(struct keeper_state *ks, int op, const uint8_t *keyid, const uint8_t *in,
+                          size_t inlen, struct buf *sig);
 int keeper_state_dkim_sign(struct keeper_state *ks, const char *domain, const char *selector,
                            const uint8_t *digest, struct buf *sig);
 /* The DKIM_KEYS reply's fields (keeper_proto.h), after a reload. */

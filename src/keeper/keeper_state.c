@@ -176,8 +176,8 @@ static EVP_PKEY *keeper_state_find_tls(struct keeper_state *ks, const uint8_t *k
     return NULL;
 }
 
-int keeper_state_tls_sign(struct keeper_state *ks, int op, const uint8_t *keyid,
-                          const uint8_t *in, size_t inlen, struct buf *sig)
+int keeper_state_tls_sign(struct keeper_state *ks, int op, const uint8_t *keyid, const uint8_t *in,
+                          size_t inlen, struct buf *sig)
 {
     EVP_PKEY *k = keeper_state_find_tls(ks, keyid);
     if (k == NULL) {
@@ -195,8 +195,8 @@ int keeper_state_tls_sign(struct keeper_state *ks, int op, const uint8_t *keyid,
     int st = KEEPER_ST_TEMPFAIL;
     if (ctx && EVP_PKEY_sign_init(ctx) == 1 &&
         (op == KEEPER_TLS_ECDSA ||
-         EVP_PKEY_CTX_set_rsa_padding(
-             ctx, op == KEEPER_TLS_RSA_PKCS1 ? RSA_PKCS1_PADDING : RSA_NO_PADDING) == 1) &&
+         EVP_PKEY_CTX_set_rsa_padding(ctx, op == KEEPER_TLS_RSA_PKCS1 ? RSA_PKCS1_PADDING
+                                                                      : RSA_NO_PADDING) == 1) &&
         EVP_PKEY_sign(ctx, NULL, &n, in, inlen) == 1 && n <= KEEPER_SIG_MAX) {
         buf_reserve(sig, n);
         if (EVP_PKEY_sign(ctx, (unsigned char *)sig->data + sig->len, &n, in, inlen) == 1) {

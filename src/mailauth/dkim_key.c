@@ -159,7 +159,8 @@ int dkim_crypto_sign_digest(EVP_PKEY *key, const unsigned char digest[32], struc
         EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
         if (ctx == NULL)
             return -1;
-        if (EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
+        if (EVP_PKEY_sign_init(ctx) == 1 &&
+            EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
             EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
             EVP_PKEY_sign(ctx, NULL, &n, digest, 32) == 1) {
             buf_reserve(sig, n);

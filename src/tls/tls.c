@@ -290,8 +290,8 @@ struct tls_server *tls_server_new(const struct config *cfg, struct buf *err)
     if (keeper_client_default()) {
         /* The worker: the key is the keeper's; this one forwards its signatures there. */
         X509 *x = SSL_CTX_get0_certificate(ctx);
-        EVP_PKEY *k = x ? tls_keeper_key_new(keeper_client_default(), X509_get0_pubkey(x), err)
-                        : NULL;
+        EVP_PKEY *k =
+            x ? tls_keeper_key_new(keeper_client_default(), X509_get0_pubkey(x), err) : NULL;
         int used = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
         EVP_PKEY_free(k);
         if (!used) {

@@ -97,8 +97,8 @@ static void *fake_keeper(void *arg)
     }
     for (int i = 1; i >= 0; i--) {
         struct buf r = BUF_INIT;
-        int ok = rq[i].u.password.pass.len == 5 &&
-                 memcmp(rq[i].u.password.pass.data, "right", 5) == 0;
+        int ok =
+            rq[i].u.password.pass.len == 5 && memcmp(rq[i].u.password.pass.data, "right", 5) == 0;
         keeper_put_hdr(&r, rq[i].hdr.id, KEEPER_PASSWORD, ok ? KEEPER_ST_OK : KEEPER_ST_NO);
         send(fd, r.data, r.len, 0);
         buf_free(&r);
