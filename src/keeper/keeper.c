@@ -314,7 +314,7 @@ int keeper_main(int argc, char **argv)
     while (!keeper_got_term) {
         if (keeper_got_hup) {
             keeper_got_hup = 0;
-            keeper_state_reload(k.state);
+            keeper_state_reload(k.state, 0);
         }
         struct pollfd pfd[KEEPER_CLIENTS_MAX];
         int map[KEEPER_CLIENTS_MAX], n = 0;

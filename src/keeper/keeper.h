@@ -23,8 +23,12 @@ struct keeper_state;
 
 /* Loads main.cf and every key; NULL with err when the configuration does not load. */
 struct keeper_state *keeper_state_new(const char *config_path, struct buf *err);
-/* Re-reads main.cf, the TLS and DKIM keys and the users file; keeps what was loaded on error. */
-void keeper_state_reload(struct keeper_state *ks);
+/*
+ * Re-reads main.cf, the TLS and DKIM keys and the users file; keeps what was
+ * loaded on error. limited: asked for by a client, so not again within 200 ms
+ * (a hostile one must not keep the keeper reloading).
+ */
+void keeper_state_reload(struct keeper_state *ks, int limited);
 void keeper_state_free(struct keeper_state *ks);
 /* The configuration loaded last. */
 const struct config *keeper_state_config(const struct keeper_state *ks);

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "ipc/keeper_proto.h"
@@ -43,6 +44,7 @@ struct keeper_state {
     size_t ntls, next_tls; /* next_tls: the slot a new key replaces when full */
     struct dkim_signer *dkim;
     pthread_mutex_t auth_mu; /* the hash threads read auth while reloads replace its users */
+    uint64_t reloaded_ms;    /* a client may ask for reloads: at most 5 a second */
     struct auth *auth;
 };
 
@@ -87,8 +89,11 @@ static void keeper_state_load_tls(struct keeper_state *ks)
         key_path = xstrdup(key[0] ? key : cert);
     }
     struct buf pem = BUF_INIT;
-    if (read_file(key_path, &pem, KEEPER_KEY_FILE_MAX) < 0) {
-        log_error("keeper: smtpd_tls_key_file: cannot read %s: %s", key_path, strerror(errno));
+    /* Not one the worker planted: root's or ours (the worker can write data_directory). */
+    if (read_file_trusted(key_path, geteuid(), &pem, KEEPER_KEY_FILE_MAX) < 0) {
+        log_error("keeper: smtpd_tls_key_file: cannot read %s: %s", key_path,
+                  errno == EPERM ? "owned by another user than root or the keeper"
+                                 : strerror(errno));
     } else {
         BIO *bio = BIO_new_mem_buf(pem.data ? pem.data : "", (int)pem.len);
         EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
@@ -113,7 +118,7 @@ static void keeper_state_load(struct keeper_state *ks)
     buf_reset(&err);
     pthread_mutex_lock(&ks->auth_mu);
     if (ks->auth == NULL)
-        ks->auth = auth_new(NULL, NULL, ks->cfg, &err);
+        ks->auth = auth_new_owned(ks->cfg, geteuid(), &err);
     else if (auth_reload(ks->auth, ks->cfg, &err) < 0)
         log_warning("keeper: %s; keeping the users loaded before", buf_cstr(&err));
     pthread_mutex_unlock(&ks->auth_mu);
@@ -135,8 +140,12 @@ struct keeper_state *keeper_state_new(const char *config_path, struct buf *err)
     return ks;
 }
 
-void keeper_state_reload(struct keeper_state *ks)
+void keeper_state_reload(struct keeper_state *ks, int limited)
 {
+    uint64_t now = now_ms();
+    if (limited && now - ks->reloaded_ms < 200)
+        return;
+    ks->reloaded_ms = now;
     struct buf err = BUF_INIT;
     struct config *cfg = config_load(ks->config_path, &err);
     if (cfg == NULL) {
@@ -182,7 +191,7 @@ int keeper_state_tls_sign(struct keeper_state *ks, int op, const uint8_t *keyid,
     EVP_PKEY *k = keeper_state_find_tls(ks, keyid);
     if (k == NULL) {
         /* A worker that reloaded before us (SIGHUP order): read the configuration now. */
-        keeper_state_reload(ks);
+        keeper_state_reload(ks, 1);
         k = keeper_state_find_tls(ks, keyid);
     }
     if (k == NULL)
@@ -220,7 +229,7 @@ int keeper_state_dkim_sign(struct keeper_state *ks, const char *domain, const ch
 
 void keeper_state_dkim_keys(struct keeper_state *ks, struct buf *body)
 {
-    keeper_state_reload(ks);
+    keeper_state_reload(ks, 1);
     size_t nd = dkim_signer_domain_count(ks->dkim);
     keeper_put_u32(body, (uint32_t)nd);
     for (size_t i = 0; i < nd; i++) {

@@ -63,6 +63,8 @@ struct auth {
     struct event_base *base;
     struct workq *workq;
     struct keeper_client *keeper; /* the worker: the keeper reads the file and checks */
+    int trusted;                  /* the keeper: the file must be root's or trusted_uid's */
+    uid_t trusted_uid;
     char *path;
     int available;
     struct auth_user *users; /* sorted by name */
@@ -266,20 +268,24 @@ static void auth_users_free(struct auth_user *users, size_t n)
  * as in passwd-style files), "#" comments, blank lines. A bad line is
  * logged with FILE:LINE and skipped; an unreadable file is an error.
  */
-static int auth_users_load(const char *path, struct auth_user **out, size_t *count, int *available,
-                           struct buf *err)
+static int auth_users_load(const char *path, int trusted, uid_t trusted_uid, struct auth_user **out,
+                           size_t *count, int *available, struct buf *err)
 {
     struct buf text = BUF_INIT;
     *out = NULL;
     *count = 0;
     *available = 0;
-    if (read_file(path, &text, AUTH_FILE_MAX) < 0) {
+    int rc = trusted ? read_file_trusted(path, trusted_uid, &text, AUTH_FILE_MAX)
+                     : read_file(path, &text, AUTH_FILE_MAX);
+    if (rc < 0) {
         if (errno == ENOENT) {
             buf_free(&text);
             return 0;
         }
         buf_printf(err, "smtpd_sasl_users: cannot read %s: %s", path,
-                   errno == EFBIG ? "file too large" : strerror(errno));
+                   errno == EFBIG   ? "file too large"
+                   : errno == EPERM ? "owned by another user than root or the keeper (planted?)"
+                                    : strerror(errno));
         buf_free(&text);
         return -1;
     }
@@ -410,7 +416,7 @@ static int auth_load_users(struct auth *a, const char *path, struct buf *err)
         users = NULL;
         n = 0;
         available = exists;
-    } else if (auth_users_load(path, &users, &n, &available, err) < 0)
+    } else if (auth_users_load(path, a->trusted, a->trusted_uid, &users, &n, &available, err) < 0)
         return -1;
     auth_users_free(a->users, a->nusers);
     if (a->path != path) {
@@ -460,20 +466,33 @@ void auth_refresh(struct auth *a)
     buf_free(&err);
 }
 
-struct auth *auth_new(struct event_base *base, struct workq *q, const struct config *cfg,
-                      struct buf *err)
+static struct auth *auth_create(struct event_base *base, struct workq *q, const struct config *cfg,
+                                int trusted, uid_t trusted_uid, struct buf *err)
 {
     struct auth *a = xcalloc(1, sizeof *a);
     a->refs = 1;
     a->base = base;
     a->workq = q;
-    a->keeper = keeper_client_default();
+    a->trusted = trusted;
+    a->trusted_uid = trusted_uid;
+    a->keeper = trusted ? NULL : keeper_client_default();
     a->throttle = auth_throttle_new(10, 600000, 1000);
     if (auth_load(a, cfg, err) < 0) {
         auth_free(a);
         return NULL;
     }
     return a;
+}
+
+struct auth *auth_new(struct event_base *base, struct workq *q, const struct config *cfg,
+                      struct buf *err)
+{
+    return auth_create(base, q, cfg, 0, 0, err);
+}
+
+struct auth *auth_new_owned(const struct config *cfg, uid_t owner, struct buf *err)
+{
+    return auth_create(NULL, NULL, cfg, 1, owner, err);
 }
 
 int auth_reload(struct auth *a, const struct config *cfg, struct buf *err)

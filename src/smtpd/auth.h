@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lib/buf.h"
 
@@ -76,6 +77,14 @@ void auth_cancel(struct auth_pending *p);
  */
 int auth_lookup_hash(const struct auth *a, const char *user, size_t pass_len, char *hash,
                      size_t size);
+
+/*
+ * The keeper's: the users file is read only when root or owner owns it, not
+ * through a symlink (one the worker planted in data_directory, which it can
+ * write, is refused, and the users loaded before are kept); no event loop,
+ * checks by auth_lookup_hash and auth_hash_verify.
+ */
+struct auth *auth_new_owned(const struct config *cfg, uid_t owner, struct buf *err);
 
 /* The SMTP reply line (without CRLF) for a result. */
 const char *auth_result_reply(enum auth_result r);

@@ -200,6 +200,33 @@ def test_tls_auth_dkim_and_relay_through_the_keeper(env):
     assert "keeper started" in env["srv"].log_text()
 
 
+def test_users_file_planted_by_the_worker_is_refused(env):
+    """data_directory is the worker's: it can swap the users file for its own,
+    but the keeper reads only root's or its own, and keeps the users it had."""
+    srv = env["srv"]
+    wpw = pwd.getpwnam("hongyan")
+    users = srv.data / "users"
+    planted = srv.data / "users.planted"
+    h = subprocess.run(["openssl", "passwd", "-6", "mallory pw"], capture_output=True, text=True,
+                       check=True).stdout.strip()
+    planted.write_text("mallory:%s\n" % h)
+    os.chown(planted, wpw.pw_uid, wpw.pw_gid)
+    r = subprocess.run(["setpriv", "--reuid=%d" % wpw.pw_uid, "--regid=%d" % wpw.pw_gid,
+                        "--clear-groups", "--", "mv", str(planted), str(users)],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.1)  # the keeper looks at the file at most once a second
+    with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as c:
+        c.ehlo("client.example")
+        starttls(c, srv)
+        c.ehlo("client.example")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login("mallory", "mallory pw")
+    assert wait_for(lambda: "owned by another user than root or the keeper" in srv.log_text(),
+                    timeout=5), srv.log_text()
+    assert submit(env, "u@example.com", "after-plant")
+
+
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks not installed")
 def test_swaks_auth(env):
     srv = env["srv"]
