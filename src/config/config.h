@@ -82,4 +82,12 @@ void config_log_notes(const struct config *cfg, int with_ignored);
  */
 void config_freeze_host_defaults(void);
 
+/*
+ * For a process the supervisor exec'd: path as a SIGHUP would read it (it
+ * may have changed since the supervisor started); when it does not load,
+ * the snapshot of the last one that did, read from snapshot_fd (a sealed
+ * memfd; -1 for none), with both reasons logged. NULL when neither loads.
+ */
+struct config *config_load_or_snapshot(const char *path, int snapshot_fd);
+
 #endif

@@ -51,6 +51,8 @@ struct keeper_proc {
     pid_t pid;
     int keeper_end, client_end; /* -1 when none */
     time_t started;
+    int quick_deaths; /* deaths within 5 s of the start, in a row: the restart waits longer */
+    int snapshot_fd;  /* the supervisor's configuration snapshot (-1: none), as the worker's */
     uid_t uid;
     gid_t gid;
     int drop; /* started as root: become uid/gid */

@@ -36,7 +36,7 @@ int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const c
                        const struct passwd *mail_owner)
 {
     memset(kp, 0, sizeof *kp);
-    kp->keeper_end = kp->client_end = -1;
+    kp->keeper_end = kp->client_end = kp->snapshot_fd = -1;
     kp->config_path = config_path;
     if (mail_owner == NULL)
         return 0; /* not root: the keeper runs as we do */
@@ -81,7 +81,7 @@ static void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pid_t superv
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)
         _exit(EX_OSERR);
     char *argv[16];
-    char parent[32], client[48], ready[32], logfd[32];
+    char parent[32], client[48], ready[32], logfd[32], snap[32];
     int n = 0;
     argv[n++] = "hongyan";
     argv[n++] = "keeper";
@@ -91,6 +91,12 @@ static void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pid_t superv
     if (kp->config_path) {
         argv[n++] = "--config";
         argv[n++] = (char *)kp->config_path;
+    }
+    if (kp->snapshot_fd >= 0) {
+        snprintf(snap, sizeof snap, "%d", kp->snapshot_fd);
+        argv[n++] = "--config-fd";
+        argv[n++] = snap;
+        fcntl(kp->snapshot_fd, F_SETFD, 0);
     }
     /* The worker may ask everything; split processes will each get their own mask here. */
     snprintf(client, sizeof client, "%d,%u", kp->keeper_end, (unsigned)KEEPER_CAPS_ALL);
@@ -205,10 +211,12 @@ void daemon_keeper_check(struct keeper_proc *kp)
         else
             log_warning("keeper pid %ld exited with status %d; restarting", (long)kp->pid,
                         WEXITSTATUS(status));
+        kp->quick_deaths = time(NULL) - kp->started < 5 ? kp->quick_deaths + 1 : 0;
         kp->pid = 0;
     }
-    /* A keeper that cannot start (a broken key file is not that: bad main.cf) must not spin. */
-    if (time(NULL) - kp->started < 1)
+    /* One that cannot start (no main.cf that loads) must not spin: 1 s, 2 s, ... up to 10 s. */
+    int delay = kp->quick_deaths < 1 ? 1 : kp->quick_deaths > 10 ? 10 : kp->quick_deaths;
+    if (time(NULL) - kp->started < delay)
         return;
     keeper_spawn_start(kp, 0);
 }

@@ -551,6 +551,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     while (!supervisor_got_term) {
         time_t started = time(NULL);
         /* Each worker gets a fresh socketpair to a fresh keeper: nothing of a dead one lingers. */
+        keeper.snapshot_fd = snapshot_fd;
         daemon_keeper_renew(&keeper);
         struct supervisor_worker_args args;
         supervisor_args_build(&args, config_path, snapshot_fd, lock_fd, socks, nsocks,
@@ -588,6 +589,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
                     if (snapshot_fd >= 0)
                         close(snapshot_fd);
                     snapshot_fd = fresh;
+                    keeper.snapshot_fd = fresh;
                 }
             }
             if (supervisor_got_term) {

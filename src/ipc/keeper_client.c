@@ -37,7 +37,8 @@ struct keeper_client {
     int reading; /* a thread is reading replies for everyone */
     int dead;    /* the keeper shut this connection: every call fails at once */
     uint32_t next_id;
-    uint8_t *rbuf; /* used by the reading thread only */
+    void (*on_closed)(void); /* called once when the keeper shuts the connection */
+    uint8_t *rbuf;           /* used by the reading thread only */
     struct keeper_slot slots[KEEPER_CLIENT_SLOTS];
 };
 
@@ -70,6 +71,11 @@ struct keeper_client *keeper_client_new(int fd)
     return kc;
 }
 
+void keeper_client_on_closed(struct keeper_client *kc, void (*fn)(void))
+{
+    kc->on_closed = fn;
+}
+
 void keeper_client_free(struct keeper_client *kc)
 {
     if (kc == NULL)
@@ -96,23 +102,34 @@ static void keeper_client_wait(struct keeper_client *kc, int64_t deadline_ms)
     pthread_cond_timedwait(&kc->cv, &kc->mu, &ts);
 }
 
+/* Called with mu held: the connection is gone (the keeper shut it), once. */
+static void keeper_client_lost(struct keeper_client *kc, const char *why)
+{
+    if (kc->dead)
+        return;
+    kc->dead = 1;
+    log_error("keeper connection closed (%s): TLS signatures, DKIM signing and AUTH answer "
+              "temporary failures until the worker restarts",
+              why);
+    if (kc->on_closed)
+        kc->on_closed();
+}
+
 /* Called with mu held and reading set; reads one reply (or waits up to ms) and files it. */
 static void keeper_client_read_one(struct keeper_client *kc, int ms)
 {
     pthread_mutex_unlock(&kc->mu);
     struct pollfd pfd = {kc->fd, POLLIN, 0};
     ssize_t n = -1;
-    int closed = 0;
+    int closed = 0, e = 0;
     if (poll(&pfd, 1, ms) > 0) {
         n = recv(kc->fd, kc->rbuf, KEEPER_MSG_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
-        closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+        e = errno;
+        closed = n == 0 || (n < 0 && e != EAGAIN && e != EINTR);
     }
     pthread_mutex_lock(&kc->mu);
-    if (closed && !kc->dead) {
-        kc->dead = 1;
-        log_error("keeper connection closed: TLS signatures, DKIM signing and AUTH answer "
-                  "temporary failures until the worker restarts");
-    }
+    if (closed)
+        keeper_client_lost(kc, n == 0 ? "end of file" : strerror(e));
     struct keeper_reader r;
     struct keeper_hdr h;
     if (n > 0 && (size_t)n <= KEEPER_MSG_MAX) {
@@ -164,12 +181,11 @@ enum keeper_status keeper_client_call(struct keeper_client *kc, struct buf *req,
     pthread_mutex_unlock(&kc->mu);
 
     ssize_t sent = send(kc->fd, req->data, req->len, MSG_NOSIGNAL);
+    int send_errno = errno;
 
     pthread_mutex_lock(&kc->mu);
-    if (sent != (ssize_t)req->len && !kc->dead) {
-        kc->dead = 1;
-        log_error("keeper connection: send: %s", strerror(errno));
-    }
+    if (sent != (ssize_t)req->len)
+        keeper_client_lost(kc, sent < 0 ? strerror(send_errno) : "short send");
     while (!slot->done && !kc->dead) {
         int64_t left = deadline - keeper_client_now_ms();
         if (left <= 0)

@@ -26,6 +26,12 @@ struct keeper_client;
 #define KEEPER_TIMEOUT_WORK_MS 10000
 
 struct keeper_client *keeper_client_new(int fd);
+/*
+ * fn runs once (on whichever thread reads) when the keeper shuts this
+ * connection down, which it does only to a client that sent a malformed
+ * request: the worker then stops, and its successor gets a fresh one.
+ */
+void keeper_client_on_closed(struct keeper_client *kc, void (*fn)(void));
 void keeper_client_free(struct keeper_client *kc);
 /* The worker's connection to its keeper; NULL when it has none (tests, commands). */
 struct keeper_client *keeper_client_default(void);

@@ -230,7 +230,7 @@ int keeper_main(int argc, char **argv)
 {
     log_set_service("keeper");
     static struct keeper k;
-    long parent = -1, log_fd = -1, ready_fd = -1;
+    long parent = -1, log_fd = -1, ready_fd = -1, snapshot_fd = -1;
     const char *config_path = NULL;
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -245,6 +245,8 @@ int keeper_main(int argc, char **argv)
             bad = keeper_number(val, 3, INT_MAX, &ready_fd) < 0;
         else if (strcmp(opt, "--config") == 0)
             config_path = val;
+        else if (strcmp(opt, "--config-fd") == 0)
+            bad = keeper_number(val, 3, INT_MAX, &snapshot_fd) < 0;
         else if (strcmp(opt, "--client") == 0 && k.nconns < KEEPER_CLIENTS_MAX)
             bad = keeper_parse_client(val, &k.conns[k.nconns++]) < 0;
         else
@@ -268,13 +270,14 @@ int keeper_main(int argc, char **argv)
     }
     /* Reloads re-read main.cf inside the sandbox, which has no socket for getifaddrs. */
     config_freeze_host_defaults();
-    struct buf err = BUF_INIT;
-    k.state = keeper_state_new(config_path, &err);
-    if (k.state == NULL) {
-        log_error("keeper: %s", buf_cstr(&err));
-        buf_free(&err);
+    /* As the worker: a main.cf broken since the supervisor read it falls back to its snapshot. */
+    struct config *cfg = config_load_or_snapshot(config_path, (int)snapshot_fd);
+    if (snapshot_fd >= 0)
+        close((int)snapshot_fd);
+    if (cfg == NULL)
         return EX_CONFIG;
-    }
+    struct buf err = BUF_INIT;
+    k.state = keeper_state_new(config_path, cfg);
     log_set_hostname(config_get(keeper_state_config(k.state), "myhostname"));
     struct sigaction sa = {.sa_handler = keeper_on_signal};
     sigemptyset(&sa.sa_mask);
@@ -323,8 +326,14 @@ int keeper_main(int argc, char **argv)
                 pfd[n] = (struct pollfd){k.conns[i].fd, POLLIN, 0};
                 map[n++] = i;
             }
-        if (n == 0)
-            break; /* nobody left to serve */
+        if (n == 0) {
+            /*
+             * Nobody left to serve (their connections shut): wait for the
+             * supervisor's SIGTERM rather than exit and be restarted on them.
+             */
+            poll(NULL, 0, -1);
+            continue;
+        }
         if (poll(pfd, (nfds_t)n, -1) < 0) {
             if (errno == EINTR)
                 continue;

@@ -15,14 +15,15 @@
 
 struct config;
 
-/* `hongyan keeper --parent PID [--config PATH] [--log-fd N] --ready-fd N --client FD,CAPS...` */
+/* `hongyan keeper --parent PID [--config PATH] [--config-fd N] [--log-fd N] [--ready-fd N] --client
+ * FD,CAPS...` */
 int keeper_main(int argc, char **argv);
 
 /* What the keeper holds (keeper_state.c); used by the main thread and the hash threads. */
 struct keeper_state;
 
-/* Loads main.cf and every key; NULL with err when the configuration does not load. */
-struct keeper_state *keeper_state_new(const char *config_path, struct buf *err);
+/* Every key, as cfg (loaded from config_path, which reloads read again; taken over) says. */
+struct keeper_state *keeper_state_new(const char *config_path, struct config *cfg);
 /*
  * Re-reads main.cf, the TLS and DKIM keys and the users file; keeps what was
  * loaded on error. limited: asked for by a client, so not again within 200 ms

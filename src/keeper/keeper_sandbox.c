@@ -34,7 +34,7 @@ static const char *const keeper_allowed[] = {
     "read", "write", "readv", "writev", "pread64", "lseek", "close", "openat", "open", "stat",
     "fstat", "lstat", "newfstatat", "statx", "access", "faccessat", "faccessat2", "getdents64",
     "mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat", "fsync",
-    "fdatasync", "fchmod", "fcntl", "umask", "readlink",
+    "fdatasync", "fchmod", "fcntl", "umask", "readlink", "getcwd",
     /* the socketpairs it was handed, nothing else */
     "poll", "ppoll", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "getsockopt",
     /* memory and its own threads */

@@ -127,11 +127,8 @@ static void keeper_state_load(struct keeper_state *ks)
     buf_free(&err);
 }
 
-struct keeper_state *keeper_state_new(const char *config_path, struct buf *err)
+struct keeper_state *keeper_state_new(const char *config_path, struct config *cfg)
 {
-    struct config *cfg = config_load(config_path, err);
-    if (cfg == NULL)
-        return NULL;
     struct keeper_state *ks = xcalloc(1, sizeof *ks);
     ks->config_path = config_path ? xstrdup(config_path) : NULL;
     ks->cfg = cfg;

@@ -305,6 +305,44 @@ def test_request_queued_while_the_keeper_dies(env):
     assert worker_of(srv) == worker
 
 
+def build_option(name):
+    import json
+    import pathlib
+    info = pathlib.Path(BIN).resolve().parent / "meson-info" / "intro-buildoptions.json"
+    try:
+        return next((o["value"] for o in json.loads(info.read_text()) if o["name"] == name), None)
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.skipif(build_option("test_hooks") is not True, reason="needs -Dtest_hooks=true")
+def test_worker_whose_connection_is_shut_is_replaced(server_factory, tmp_path):
+    """A worker that sends the keeper garbage (test hook) loses its connection,
+    stops, and the supervisor starts a fresh worker and keeper that work."""
+    flag = tmp_path / "garbage-once"
+    os.environ["HONGYAN_TEST_KEEPER_GARBAGE"] = str(flag)
+    try:
+        srv = server_factory(start=False)
+        r = srv.cmd("user", "add", "alice@example.com", input=PASSWORD + "\n")
+        assert r.returncode == 0, r.stderr
+        flag.write_text("")
+        os.chmod(tmp_path, 0o777)  # the worker (mail_owner) removes the flag
+        srv.start(wait=False)
+        assert wait_for(lambda: "malformed request" in srv.log_text(), timeout=15), \
+            srv.log_text()
+        assert wait_for(lambda: srv.log_text().count("ready:") >= 2, timeout=30), srv.log_text()
+        assert not flag.exists()
+        with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as c:
+            c.ehlo("client.example")
+            starttls(c, srv)
+            c.ehlo("client.example")
+            c.login("alice@example.com", PASSWORD)
+    finally:
+        del os.environ["HONGYAN_TEST_KEEPER_GARBAGE"]
+    log = srv.log_text()
+    assert "keeper connection closed" in log and "restarting" in log, log
+
+
 PR_SET_PDEATHSIG = 1
 
 
