@@ -265,6 +265,29 @@ def test_rsa_certificate_pkcs1_and_pss(server_factory, tmp_path):
             assert "Peer signature type: RSA\n" in r.stdout, r.stdout
 
 
+def test_key_that_does_not_match_the_certificate_is_refused(server_factory, tmp_path):
+    """The worker cannot read the key, so it asks the keeper for one signature
+    at load and checks it against the certificate, as it checked the pair."""
+    made = []
+    for name in ("a", "b"):
+        cert, key = tmp_path / ("%s-cert.pem" % name), tmp_path / ("%s-key.pem" % name)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
+                        "/CN=mx.example.com", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+        kpw = pwd.getpwnam("hongyan-keys")
+        os.chown(key, kpw.pw_uid, kpw.pw_gid)
+        os.chmod(cert, 0o644)
+        made.append((cert, key))
+    os.chmod(tmp_path, 0o755)
+    srv = server_factory({"smtpd_tls_cert_file": str(made[0][0]),
+                          "smtpd_tls_key_file": str(made[1][1])}, start=False)
+    srv.start(wait=False)
+    assert wait_for(lambda: "does not match the certificate in %s" % made[0][0]
+                    in srv.log_text(), timeout=20), srv.log_text()
+    assert "ready:" not in srv.log_text()
+
+
 def test_killed_keeper_comes_back(env):
     srv = env["srv"]
     works(env, "before")
@@ -330,7 +353,9 @@ def test_worker_whose_connection_is_shut_is_replaced(server_factory, tmp_path):
         srv.start(wait=False)
         assert wait_for(lambda: "malformed request" in srv.log_text(), timeout=15), \
             srv.log_text()
-        assert wait_for(lambda: srv.log_text().count("ready:") >= 2, timeout=30), srv.log_text()
+        # That worker stops (or, its TLS key unusable, does not start) and is replaced.
+        assert wait_for(lambda: "ready:" in srv.log_text().partition("; restarting")[2],
+                        timeout=30), srv.log_text()
         assert not flag.exists()
         with smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30) as c:
             c.ehlo("client.example")
