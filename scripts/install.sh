@@ -34,4 +34,4 @@ install -m 0644 "$top/docs/man/hongyan.8" "$destdir$prefix/share/man/man8/hongya
 sed "s|@PREFIX@|$prefix|g" "$top/etc/hongyan.service" > "$destdir$unitdir/hongyan.service"
 chmod 0644 "$destdir$unitdir/hongyan.service"
 [ -e "$destdir/etc/hongyan/main.cf" ] || install -m 0644 "$top/etc/main.cf" "$destdir/etc/hongyan/main.cf"
-echo "installed hongyan into $destdir$prefix (create the user and group with: useradd --system --home-dir /var/lib/hongyan --shell /usr/sbin/nologin hongyan; groupadd --system hongyan-drop)"
+echo "installed hongyan into $destdir$prefix (create the users and group with: useradd --system --home-dir /var/lib/hongyan --shell /usr/sbin/nologin hongyan; useradd --system --user-group --no-create-home --shell /usr/sbin/nologin hongyan-keys; groupadd --system hongyan-drop)"

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "daemon/daemon.h"
+#include "keeper/keeper.h"
 
 struct command {
     const char *name;
@@ -132,6 +133,8 @@ int main(int argc, char **argv)
     /* Hidden: the supervisor's exec target (daemon.h), never run by hand. */
     if (strcmp(argv[i], "worker") == 0)
         return daemon_worker_main(argc - i, argv + i);
+    if (strcmp(argv[i], "keeper") == 0)
+        return keeper_main(argc - i, argv + i);
     if (strcmp(argv[i], "help") == 0)
         return main_usage(1);
     fprintf(stderr, "hongyan: unknown command '%s'\n", argv[i]);

@@ -127,15 +127,22 @@ static int dkim_cli_keygen(int argc, char **argv)
         keys[i].path = xasprintf("%s/%s/%s.pem", dir, dom, keys[i].selector);
 
     /* Check everything that can fail before making any key. */
+    /* As root: keys belong to keeper_user, the directory above them may be mail_owner's. */
     struct passwd *pw = NULL;
+    uid_t parent_uid = geteuid();
     if (geteuid() == 0) {
         const char *owner = config_get(cfg, "mail_owner");
-        pw = getpwnam(owner);
+        struct passwd *mo = getpwnam(owner);
+        if (mo)
+            parent_uid = mo->pw_uid;
+        const char *keeper = config_get(cfg, "keeper_user");
+        pw = getpwnam(keeper);
         if (pw == NULL) {
             fprintf(stderr,
-                    "hongyan: mail_owner user '%s' does not exist; create it (useradd --system "
-                    "--no-create-home --shell /usr/sbin/nologin %s) or set mail_owner\n",
-                    owner, owner);
+                    "hongyan: keeper_user '%s' does not exist; create it (useradd --system "
+                    "--user-group --no-create-home --shell /usr/sbin/nologin %s) or set "
+                    "keeper_user\n",
+                    keeper, keeper);
             rc = EX_NOUSER;
             goto out;
         }
@@ -149,15 +156,16 @@ static int dkim_cli_keygen(int argc, char **argv)
         }
     }
     /*
-     * As root the key directory belongs to mail_owner, so its entries are
-     * not ours to trust: open each level by descriptor without following a
+     * As root the key directory belongs to keeper_user (the worker may not
+     * read it) inside mail_owner's data_directory, so its entries are not
+     * ours to trust: open each level by descriptor without following a
      * symlink, and give the files their owner before they hold a key.
      */
     uid_t owner_uid = pw ? pw->pw_uid : (uid_t)SAFEDIR_KEEP_ID;
     gid_t owner_gid = pw ? pw->pw_gid : (gid_t)SAFEDIR_KEEP_ID;
     struct buf derr = BUF_INIT;
     char *ddir = xasprintf("%s/%s", dir, dom);
-    int top_fd = safedir_open(dir, pw ? pw->pw_uid : geteuid(), 0750, NULL, &derr);
+    int top_fd = safedir_open_owned(dir, parent_uid, pw ? pw->pw_uid : geteuid(), 0750, &derr);
     if (top_fd >= 0)
         dom_fd = safedir_open_at(top_fd, dom, ddir, pw ? pw->pw_uid : geteuid(), 0750, NULL, &derr);
     if (dom_fd >= 0 && pw &&

@@ -128,20 +128,21 @@ static int user_line_name(const char *line, size_t len, char *name, size_t size)
 }
 
 /*
- * As root the file is root:<mail_owner's group> 0640, so the unprivileged
- * worker can read it and not change it; otherwise it keeps our ids.
+ * As root the file is root:<keeper_user's group> 0640, so the keeper can
+ * read it and not change it, and the worker (another uid, none of its
+ * groups) cannot read it; otherwise it keeps our ids.
  */
 static gid_t user_file_group(void)
 {
     if (geteuid() != 0)
         return (gid_t)SAFEDIR_KEEP_ID;
-    const char *owner = config_get(cli_config(), "mail_owner");
-    struct passwd *pw = getpwnam(owner);
+    const char *keeper = config_get(cli_config(), "keeper_user");
+    struct passwd *pw = getpwnam(keeper);
     if (pw == NULL) {
         fprintf(stderr,
-                "hongyan: warning: mail_owner %s does not exist; the users file stays "
+                "hongyan: warning: keeper_user %s does not exist; the users file stays "
                 "readable by root only\n",
-                owner);
+                keeper);
         return 0;
     }
     return pw->pw_gid;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config/config_check.h"
+#include "config/config_host.h"
 #include "config/config_keys.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -76,60 +77,6 @@ const char *config_locate(const char *cli_path)
     if (stat("/etc/hongyan/main.cf", &st) == 0)
         return "/etc/hongyan/main.cf";
     return NULL;
-}
-
-/* Postfix wants a fully qualified myhostname; ask the resolver for one. */
-static char *config_default_hostname(void)
-{
-    char name[CONFIG_HOSTNAME_MAX + 1] = "localhost";
-    if (gethostname(name, sizeof name - 1) != 0)
-        str_copy(name, sizeof name, "localhost");
-    name[sizeof name - 1] = '\0';
-    if (strchr(name, '.') == NULL) {
-        struct addrinfo hints = {.ai_flags = AI_CANONNAME, .ai_family = AF_UNSPEC};
-        struct addrinfo *res = NULL;
-        /* A canonical name that does not fit (not a DNS name then) is not used. */
-        if (getaddrinfo(name, NULL, &hints, &res) == 0 && res && res->ai_canonname &&
-            strchr(res->ai_canonname, '.') && strlen(res->ai_canonname) < sizeof name)
-            str_copy(name, sizeof name, res->ai_canonname);
-        if (res)
-            freeaddrinfo(res);
-    }
-    if (strchr(name, '.') == NULL)
-        return xasprintf("%s.localdomain", name);
-    str_lower(name);
-    return xstrdup(name);
-}
-
-/* Postfix 3's mynetworks_style = host: this host's own addresses. */
-static char *config_default_mynetworks(void)
-{
-    struct buf b = BUF_INIT;
-    buf_puts(&b, "127.0.0.0/8 [::1]/128");
-    struct ifaddrs *ifs = NULL;
-    if (getifaddrs(&ifs) == 0) {
-        for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
-            if (i->ifa_addr == NULL)
-                continue;
-            char text[INET6_ADDRSTRLEN];
-            if (i->ifa_addr->sa_family == AF_INET) {
-                struct sockaddr_in *sin = (struct sockaddr_in *)i->ifa_addr;
-                if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127)
-                    continue;
-                inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text);
-                buf_printf(&b, " %s/32", text);
-            } else if (i->ifa_addr->sa_family == AF_INET6) {
-                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)i->ifa_addr;
-                if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
-                    IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr))
-                    continue;
-                inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text);
-                buf_printf(&b, " [%s]/128", text);
-            }
-        }
-        freeifaddrs(ifs);
-    }
-    return buf_steal(&b);
 }
 
 static char *config_default_for(int idx, int embedded, const char *hostname)

@@ -84,4 +84,20 @@ const char *config_ignored_value(const struct config *cfg, const char *key);
 /* Logs the warnings and, with with_ignored, one line per ignored key (serve start). */
 void config_log_notes(const struct config *cfg, int with_ignored);
 
+/*
+ * From now on, the defaults taken from the host (myhostname from the
+ * resolver, mynetworks from the interfaces) are those of this call, not
+ * looked up again at each load: for the keeper, whose sandbox has no
+ * socket (keeper/keeper.c).
+ */
+void config_freeze_host_defaults(void);
+
+/*
+ * For a process the supervisor exec'd: path as a SIGHUP would read it (it
+ * may have changed since the supervisor started); when it does not load,
+ * the snapshot of the last one that did, read from snapshot_fd (a sealed
+ * memfd; -1 for none), with both reasons logged. NULL when neither loads.
+ */
+struct config *config_load_or_snapshot(const char *path, int snapshot_fd);
+
 #endif

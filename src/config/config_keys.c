@@ -84,6 +84,8 @@ const struct config_key config_keys[] = {
     {"queue_directory", "$data_directory/queue", CONFIG_STRING, NULL, "the spool"},
     {"mail_owner", "hongyan", CONFIG_STRING, NULL,
      "the unprivileged user the server runs as once started by root"},
+    {"keeper_user", "hongyan-keys", CONFIG_STRING, NULL,
+     "user (with its own group) that alone reads the TLS and DKIM private keys and the users file"},
     {"setgid_group", "hongyan-drop", CONFIG_STRING, NULL,
      "the group of maildrop/ and public/, which hongyan-postdrop is setgid to (local submission)"},
     {"authorized_submit_users", "static:anyone", CONFIG_LIST, NULL,

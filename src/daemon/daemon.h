@@ -6,11 +6,13 @@
 #ifndef HONGYAN_DAEMON_DAEMON_H
 #define HONGYAN_DAEMON_DAEMON_H
 
+#include <sys/types.h>
 #include <time.h>
 
 #include "server/server.h"
 
 struct config;
+struct passwd;
 
 /* A bound listening socket handed from the supervisor to the worker. */
 struct listen_sock {
@@ -36,6 +38,37 @@ int daemon_supervise(const char *config_path, struct config *cfg);
  * configuration and runs daemon_worker_run. Returns the exit code.
  */
 int daemon_worker_main(int argc, char **argv);
+
+/*
+ * The keeper process as the supervisor runs it (src/daemon/keeper_spawn.c):
+ * one SOCK_SEQPACKET socketpair per client process, both ends held by the
+ * supervisor, so that a keeper or a worker restarted on its own finds the
+ * same connection; the keeper is exec'd as keeper_user (its own uid and
+ * group) and restarted when it dies. A new worker gets a fresh socketpair,
+ * and the keeper is restarted with it.
+ */
+struct keeper_proc {
+    pid_t pid;
+    int keeper_end, client_end; /* -1 when none */
+    time_t started;
+    int quick_deaths; /* deaths within 5 s of the start, in a row: the restart waits longer */
+    int snapshot_fd;  /* the supervisor's configuration snapshot (-1: none), as the worker's */
+    uid_t uid;
+    gid_t gid;
+    int drop; /* started as root: become uid/gid */
+    const char *config_path;
+};
+/* Checks keeper_user (when root) and fills kp; -1 after logging why. */
+int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const char *config_path,
+                       const struct passwd *mail_owner);
+/* A fresh socketpair (the old one closed), the keeper (re)started on it; waits until it is ready.
+ */
+void daemon_keeper_renew(struct keeper_proc *kp);
+/* Restarts the keeper when it has died (at most once a second); call often. */
+void daemon_keeper_check(struct keeper_proc *kp);
+void daemon_keeper_signal(struct keeper_proc *kp, int sig);
+/* SIGTERM, then SIGKILL after 5 s. */
+void daemon_keeper_stop(struct keeper_proc *kp);
 
 /* Runs the worker loop on the inherited sockets; returns the exit code. */
 int daemon_worker_run(const char *config_path, struct config *cfg, struct listen_sock *socks,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "ipc/keeper_client.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "mailauth/dkim.h"
@@ -27,20 +28,27 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
     gen->resolver = resolver_new(gen->cfg, err);
     if (gen->resolver == NULL)
         goto fail;
-    /* STARTTLS and smtps (RFC 3207, RFC 8314); makes the self-signed pair on first start. */
-    gen->tls = tls_server_new(gen->cfg, err);
-    if (gen->tls == NULL)
-        goto fail;
     /*
      * A broken key does not stop the server (mail must still flow) nor the
      * other domains' signing; it is logged now and with every message that
      * goes out unsigned because of it.
      */
     struct buf derr = BUF_INIT;
-    gen->dkim = dkim_signer_from_config(gen->cfg, &derr);
+    /*
+     * With a keeper (the server), asking it for the key list also has it
+     * re-read main.cf and its keys, and make the self-signed TLS pair if it
+     * is due, before tls_server_new reads that certificate.
+     */
+    struct keeper_client *keeper = keeper_client_default();
+    gen->dkim =
+        keeper ? dkim_signer_from_keeper(keeper, &derr) : dkim_signer_from_config(gen->cfg, &derr);
     if (derr.len)
         log_error("DKIM signing disabled for a domain: %s", buf_cstr(&derr));
     buf_free(&derr);
+    /* STARTTLS and smtps (RFC 3207, RFC 8314); the key stays with the keeper. */
+    gen->tls = tls_server_new(gen->cfg, err);
+    if (gen->tls == NULL)
+        goto fail;
     /* A restriction typo is said now (start, reload); that stage answers 451 4.3.5. */
     struct buf rwarn = BUF_INIT;
     restrict_conf_check(gen->cfg, &rwarn);

@@ -121,6 +121,34 @@ static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode
     return rc;
 }
 
+/*
+ * A directory of the keeper's (the TLS pair, the DKIM keys) inside one of
+ * mail_owner's: the parent is opened as mail_owner's, the directory itself
+ * must be root's or the keeper's, and goes to the keeper. One the worker
+ * replaced with its own is refused, not handed over.
+ */
+static int supervisor_prepare_keeper_dir(const char *key, const char *path, mode_t mode,
+                                         const struct passwd *pw, const struct keeper_proc *kp)
+{
+    if (path[0] == '\0')
+        return 0;
+    if (pw == NULL || !kp->drop)
+        return supervisor_prepare_dir(key, path, mode, pw, 0);
+    struct buf err = BUF_INIT;
+    int rc = -1;
+    int fd = safedir_open_owned(path, pw->pw_uid, kp->uid, mode, &err);
+    if (fd < 0)
+        log_error("%s: %s", key, buf_cstr(&err));
+    else if (fchown(fd, kp->uid, kp->gid) < 0 || fchmod(fd, mode) < 0)
+        log_error("%s: cannot hand %s to keeper_user: %s", key, path, strerror(errno));
+    else
+        rc = 0;
+    if (fd >= 0)
+        close(fd);
+    buf_free(&err);
+    return rc;
+}
+
 /* The setgid_group: the worker keeps it as its one supplementary group, to read maildrop files. */
 static gid_t supervisor_drop_gid;
 
@@ -234,7 +262,7 @@ struct supervisor_worker_args {
     char *argv[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     char *owned[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     int nowned;
-    int inherit[4 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
+    int inherit[5 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
     int ninherit;
 };
 
@@ -247,7 +275,7 @@ static void supervisor_args_add(struct supervisor_worker_args *a, int *n, char *
 
 static void supervisor_args_build(struct supervisor_worker_args *a, const char *config_path,
                                   int snapshot_fd, int lock_fd, struct listen_sock *socks,
-                                  int nsocks)
+                                  int nsocks, int keeper_fd)
 {
     memset(a, 0, sizeof *a);
     int n = 0;
@@ -271,6 +299,11 @@ static void supervisor_args_build(struct supervisor_worker_args *a, const char *
         supervisor_args_add(a, &n, "--config-fd", 0);
         supervisor_args_add(a, &n, xasprintf("%d", snapshot_fd), 1);
         a->inherit[a->ninherit++] = snapshot_fd;
+    }
+    if (keeper_fd >= 0) {
+        supervisor_args_add(a, &n, "--keeper-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", keeper_fd), 1);
+        a->inherit[a->ninherit++] = keeper_fd;
     }
     for (int i = 0; i < nsocks; i++) {
         supervisor_args_add(a, &n, "--listen", 0);
@@ -460,11 +493,15 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     if (rc == 0)
         rc = supervisor_prepare_dir("virtual_mailbox_base", config_get(cfg, "virtual_mailbox_base"),
                                     0700, pw, 0);
+    struct keeper_proc keeper;
+    if (rc == 0 && daemon_keeper_init(&keeper, cfg, config_path, pw) < 0)
+        return EX_NOUSER;
+    /* The keeper's: the certificate is read by the worker, the key and DKIM keys are not. */
     if (rc == 0)
-        rc = supervisor_prepare_dir("data_directory", tls_dir, 0700, pw, 0);
+        rc = supervisor_prepare_keeper_dir("data_directory", tls_dir, 0755, pw, &keeper);
     if (rc == 0)
-        rc = supervisor_prepare_dir("dkim_key_directory", config_get(cfg, "dkim_key_directory"),
-                                    0700, pw, 0);
+        rc = supervisor_prepare_keeper_dir(
+            "dkim_key_directory", config_get(cfg, "dkim_key_directory"), 0700, pw, &keeper);
     free(tls_dir);
     if (rc < 0)
         return EX_CANTCREAT;
@@ -520,8 +557,12 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     int quick_deaths = 0;
     while (!supervisor_got_term) {
         time_t started = time(NULL);
+        /* Each worker gets a fresh socketpair to a fresh keeper: nothing of a dead one lingers. */
+        keeper.snapshot_fd = snapshot_fd;
+        daemon_keeper_renew(&keeper);
         struct supervisor_worker_args args;
-        supervisor_args_build(&args, config_path, snapshot_fd, lock_fd, socks, nsocks);
+        supervisor_args_build(&args, config_path, snapshot_fd, lock_fd, socks, nsocks,
+                              keeper.client_end);
         pid_t pid = supervisor_spawn(&args, pw);
         supervisor_args_free(&args);
         if (pid < 0) {
@@ -533,13 +574,21 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         int status = 0;
         for (;;) {
             supervisor_daily(config_path, pw, &reports_child);
-            pid_t r = waitpid(pid, &status, 0);
+            daemon_keeper_check(&keeper);
+            /* Polled, not blocking: the keeper's death must be seen too (SIGCHLD cuts the wait). */
+            pid_t r = waitpid(pid, &status, WNOHANG);
             if (r == pid)
                 break;
             if (r < 0 && errno != EINTR)
                 break;
+            if (r == 0 && !supervisor_got_hup && !supervisor_got_term) {
+                struct timespec ts = {0, 200 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
             if (supervisor_got_hup) {
                 supervisor_got_hup = 0;
+                /* The keeper first: the worker's reload asks it for the keys again anyway. */
+                daemon_keeper_signal(&keeper, SIGHUP);
                 kill(pid, SIGHUP);
                 /* What the worker now runs on is what a restarted one falls back to. */
                 int fresh = supervisor_config_snapshot(config_path);
@@ -547,6 +596,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
                     if (snapshot_fd >= 0)
                         close(snapshot_fd);
                     snapshot_fd = fresh;
+                    keeper.snapshot_fd = fresh;
                 }
             }
             if (supervisor_got_term) {
@@ -579,6 +629,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
             nanosleep(&ts, NULL);
         }
     }
+    daemon_keeper_stop(&keeper);
     daemon_listeners_free(socks, nsocks);
     if (snapshot_fd >= 0)
         close(snapshot_fd);

@@ -19,12 +19,11 @@
 
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "ipc/keeper_client.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
-
-/* Largest configuration snapshot read back, as config_load's cap. */
-#define WORKER_EXEC_CONFIG_MAX (4u << 20)
+#include "version.h"
 
 static int worker_exec_number(const char *s, long min, long max, long *out)
 {
@@ -77,36 +76,19 @@ static int worker_exec_listener(const char *spec, struct listen_sock *out)
 }
 
 /*
- * The configuration as a SIGHUP would have it: the file on disk, re-read now
- * (it may have changed since the supervisor started); if it does not load,
- * the supervisor's snapshot of the last one that did.
+ * The keeper shut our connection: we sent it something malformed, so this
+ * worker is broken or taken over. Stop as on SIGTERM (acknowledged mail is
+ * on disk); the supervisor starts a fresh worker with a fresh socketpair.
  */
-static struct config *worker_exec_config(const char *path, int snapshot_fd)
+static void worker_exec_keeper_closed(void)
 {
-    struct buf err = BUF_INIT;
-    struct config *cfg = config_load(path, &err);
-    if (cfg == NULL && snapshot_fd >= 0) {
-        log_error("%s; starting on the last configuration that loaded", buf_cstr(&err));
-        buf_reset(&err);
-        struct buf text = BUF_INIT;
-        char proc[64];
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", snapshot_fd);
-        if (read_file(proc, &text, WORKER_EXEC_CONFIG_MAX) == 0)
-            cfg = config_load_text(path, buf_cstr(&text), text.len, &err);
-        else
-            buf_printf(&err, "configuration snapshot: %s", strerror(errno));
-        buf_free(&text);
-    }
-    if (cfg == NULL)
-        log_error("%s", buf_cstr(&err));
-    buf_free(&err);
-    return cfg;
+    raise(SIGTERM);
 }
 
 int daemon_worker_main(int argc, char **argv)
 {
     log_set_service("worker");
-    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1;
+    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1, keeper_fd = -1;
     const char *config_path = NULL;
     struct listen_sock *socks = xcalloc((size_t)argc, sizeof *socks);
     int nsocks = 0;
@@ -125,6 +107,8 @@ int daemon_worker_main(int argc, char **argv)
             bad = worker_exec_take_fd(val, &snapshot_fd) < 0;
         else if (strcmp(opt, "--config") == 0)
             config_path = val;
+        else if (strcmp(opt, "--keeper-fd") == 0)
+            bad = worker_exec_take_fd(val, &keeper_fd) < 0;
         else if (strcmp(opt, "--listen") == 0) {
             bad = worker_exec_listener(val, &socks[nsocks]) < 0;
             nsocks += !bad; /* only whole entries: daemon_listeners_free closes them */
@@ -154,7 +138,7 @@ int daemon_worker_main(int argc, char **argv)
     prctl(PR_SET_NAME, "hongyan");
     if (log_fd >= 0)
         log_adopt_fd((int)log_fd);
-    struct config *cfg = worker_exec_config(config_path, (int)snapshot_fd);
+    struct config *cfg = config_load_or_snapshot(config_path, (int)snapshot_fd);
     if (snapshot_fd >= 0)
         close((int)snapshot_fd); /* read once: a restart gets a fresh one */
     if (cfg == NULL) {
@@ -163,6 +147,22 @@ int daemon_worker_main(int argc, char **argv)
     }
     log_set_hostname(config_get(cfg, "myhostname"));
     log_set_syslog_name(config_get(cfg, "syslog_name"));
+    /* The keys and the users file are the keeper's: TLS, DKIM and AUTH ask it (ipc/). */
+    if (keeper_fd >= 0) {
+#if HONGYAN_TEST_HOOKS
+        /*
+         * The test build can play a broken worker once: garbage to the keeper
+         * when the file HONGYAN_TEST_KEEPER_GARBAGE names exists (it is removed).
+         */
+        const char *flag = getenv("HONGYAN_TEST_KEEPER_GARBAGE");
+        if (flag && *flag && unlink(flag) == 0 &&
+            send((int)keeper_fd, "\x01garbage", 8, MSG_NOSIGNAL) < 0)
+            log_warning("test hook: send: %s", strerror(errno));
+#endif
+        struct keeper_client *kc = keeper_client_new((int)keeper_fd);
+        keeper_client_on_closed(kc, worker_exec_keeper_closed);
+        keeper_client_set_default(kc);
+    }
     /* The lock fd stays open, unused: it keeps the spool locked while we drain an orphaned run. */
     int rc = daemon_worker_run(config_path, cfg, socks, nsocks);
     daemon_listeners_free(socks, nsocks);

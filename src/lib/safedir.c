@@ -56,9 +56,10 @@ static int safedir_check_owner(int fd, const char *display, uid_t trusted_uid, s
     }
     if (!safedir_owner_ok(st.st_uid, trusted_uid)) {
         buf_printf(err,
-                   "%s is owned by uid %ld, not by root or the mail owner; refusing to use it "
+                   "%s is owned by uid %ld, not by root or uid %ld (the mail owner, or the "
+                   "keeper for its key directories); refusing to use it "
                    "(chown it, or pick another directory)",
-                   display, (long)st.st_uid);
+                   display, (long)st.st_uid, (long)trusted_uid);
         errno = EPERM;
         return -1;
     }
@@ -244,4 +245,17 @@ fail : {
     errno = e;
     return -1;
 }
+}
+
+int safedir_open_owned(const char *path, uid_t parent_uid, uid_t trusted_uid, mode_t create_mode,
+                       struct buf *err)
+{
+    const char *base;
+    char *parent = path_split(path, &base);
+    int pfd = safedir_open(parent, parent_uid, 0755, NULL, err);
+    int fd = pfd >= 0 ? safedir_open_at(pfd, base, path, trusted_uid, create_mode, NULL, err) : -1;
+    if (pfd >= 0)
+        close(pfd);
+    free(parent);
+    return fd;
 }

@@ -43,6 +43,16 @@ int safedir_open(const char *path, uid_t trusted_uid, mode_t create_mode, int *c
                  struct buf *err);
 
 /*
+ * A directory of one owner inside a directory of another: the keeper's
+ * key directories in mail_owner's data_directory. The path up to the
+ * parent is walked with parent_uid trusted, the last component with
+ * trusted_uid (so one that parent_uid's user made in its place is refused).
+ * Same results as safedir_open.
+ */
+int safedir_open_owned(const char *path, uid_t parent_uid, uid_t trusted_uid, mode_t create_mode,
+                       struct buf *err);
+
+/*
  * Durably replaces name inside dirfd with data: a fresh temp file made with
  * O_CREAT|O_EXCL|O_NOFOLLOW under a random name, fchown'd (uid/gid may be
  * SAFEDIR_KEEP_ID) and fchmod'd to mode before any byte is written, fsync,

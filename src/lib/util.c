@@ -125,11 +125,9 @@ int read_file(const char *path, struct buf *out, size_t max)
     return read_file_flags(path, 0, out, max);
 }
 
-int read_file_flags(const char *path, int flags, struct buf *out, size_t max)
+/* Reads fd to its end (at most max bytes) into out and closes it; 0 or -1 with errno. */
+static int read_fd_all(int fd, struct buf *out, size_t max)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
-    if (fd < 0)
-        return -1;
     char chunk[65536];
     for (;;) {
         ssize_t n = read(fd, chunk, sizeof chunk);
@@ -152,6 +150,28 @@ int read_file_flags(const char *path, int flags, struct buf *out, size_t max)
     }
     close(fd);
     return 0;
+}
+
+int read_file_flags(const char *path, int flags, struct buf *out, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    if (fd < 0)
+        return -1;
+    return read_fd_all(fd, out, max);
+}
+
+int read_file_trusted(const char *path, uid_t trusted_uid, struct buf *out, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || (st.st_uid != 0 && st.st_uid != trusted_uid)) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    return read_fd_all(fd, out, max);
 }
 
 char *path_split(const char *path, const char **base)

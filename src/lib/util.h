@@ -49,6 +49,12 @@ int read_file(const char *path, struct buf *out, size_t max);
 /* The same with extra open(2) flags, such as O_NOFOLLOW for root reading where others write. */
 int read_file_flags(const char *path, int flags, struct buf *out, size_t max);
 /*
+ * The same, for a file that only root or trusted_uid may have written (the
+ * keeper reading its files in a directory the worker can write): not
+ * through a symbolic link, and -1 with EPERM when another user owns it.
+ */
+int read_file_trusted(const char *path, uid_t trusted_uid, struct buf *out, size_t max);
+/*
  * Splits path into its directory (returned, caller frees: "." when path has
  * no slash, "/" for a file at the root) and its last component (*base,
  * pointing into path).

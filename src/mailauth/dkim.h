@@ -63,6 +63,25 @@ struct dkim_signer *dkim_signer_new(const char *key_dir, char *const *domains, s
 /* The same from dkim_key_directory and dkim_domains. */
 struct dkim_signer *dkim_signer_from_config(const struct config *cfg, struct buf *err);
 void dkim_signer_free(struct dkim_signer *s);
+
+/*
+ * The worker's signer: the keeper (src/keeper/) holds the keys and says
+ * which exist (it re-reads dkim_key_directory for this call); signing sends
+ * it the SHA-256 of the header data and gets the signature back. A keeper
+ * that does not answer gives a signer whose every signature fails
+ * (DKIM_SIGN_ERROR, a temporary failure for the message), not one that
+ * silently signs nothing. Never NULL.
+ */
+struct keeper_client;
+struct dkim_signer *dkim_signer_from_keeper(struct keeper_client *kc, struct buf *err);
+/* The keeper's side: its domains (with why their keys did not load, or NULL) and keys. */
+size_t dkim_signer_domain_count(const struct dkim_signer *s);
+const char *dkim_signer_domain_at(const struct dkim_signer *s, size_t i, const char **error);
+const char *dkim_signer_key_at(const struct dkim_signer *s, size_t i, const char **selector,
+                               int *ed25519);
+/* Signs a header-data digest with domain/selector's key; -1 when there is no such key. */
+int dkim_signer_sign_digest(const struct dkim_signer *s, const char *domain, const char *selector,
+                            const unsigned char digest[32], struct buf *sig);
 /* Default relaxed/relaxed; set before the signer is shared between threads. */
 void dkim_signer_set_canon(struct dkim_signer *s, enum dkim_canon header, enum dkim_canon body);
 /* Number of keys loaded (all domains). */

@@ -78,6 +78,8 @@ int dkim_body_hash(enum dkim_canon c, const char *body, size_t len, long long l,
 
 /* Signs data (header hash input) with key: rsa-sha256 or ed25519-sha256 by key type. */
 int dkim_crypto_sign(EVP_PKEY *key, const struct buf *data, struct buf *sig);
+/* Signs the SHA-256 digest of the header data: what the keeper does for the worker. */
+int dkim_crypto_sign_digest(EVP_PKEY *key, const unsigned char digest[32], struct buf *sig);
 /* 1 verified, 0 not. */
 int dkim_crypto_verify(EVP_PKEY *key, const struct buf *data, const unsigned char *sig,
                        size_t siglen);

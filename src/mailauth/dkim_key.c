@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
@@ -137,38 +138,49 @@ out:
     return rc;
 }
 
-int dkim_crypto_sign(EVP_PKEY *key, const struct buf *data, struct buf *sig)
+int dkim_crypto_sign_digest(EVP_PKEY *key, const unsigned char digest[32], struct buf *sig)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int rc = -1;
     size_t n = 0;
-    if (ctx == NULL)
-        return -1;
     if (EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519) {
         /* RFC 8463 3: PureEdDSA over the SHA-256 hash of the header data. */
-        unsigned char h[32];
-        SHA256((const unsigned char *)(data->data ? data->data : ""), data->len, h);
-        if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
-            EVP_DigestSign(ctx, NULL, &n, h, sizeof(h)) != 1)
-            goto out;
-        buf_reserve(sig, n);
-        if (EVP_DigestSign(ctx, (unsigned char *)sig->data + sig->len, &n, h, sizeof(h)) != 1)
-            goto out;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        if (ctx == NULL)
+            return -1;
+        if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+            EVP_DigestSign(ctx, NULL, &n, digest, 32) == 1) {
+            buf_reserve(sig, n);
+            if (EVP_DigestSign(ctx, (unsigned char *)sig->data + sig->len, &n, digest, 32) == 1)
+                rc = 0;
+        }
+        EVP_MD_CTX_free(ctx);
     } else {
-        if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) != 1 ||
-            EVP_DigestSignUpdate(ctx, data->data ? data->data : "", data->len) != 1 ||
-            EVP_DigestSignFinal(ctx, NULL, &n) != 1)
-            goto out;
-        buf_reserve(sig, n);
-        if (EVP_DigestSignFinal(ctx, (unsigned char *)sig->data + sig->len, &n) != 1)
-            goto out;
+        /* rsa-sha256: PKCS#1 v1.5 over the digest, as EVP_DigestSign would do over the data. */
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+        if (ctx == NULL)
+            return -1;
+        if (EVP_PKEY_sign_init(ctx) == 1 &&
+            EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
+            EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
+            EVP_PKEY_sign(ctx, NULL, &n, digest, 32) == 1) {
+            buf_reserve(sig, n);
+            if (EVP_PKEY_sign(ctx, (unsigned char *)sig->data + sig->len, &n, digest, 32) == 1)
+                rc = 0;
+        }
+        EVP_PKEY_CTX_free(ctx);
     }
-    sig->len += n;
-    sig->data[sig->len] = '\0';
-    rc = 0;
-out:
-    EVP_MD_CTX_free(ctx);
+    if (rc == 0) {
+        sig->len += n;
+        sig->data[sig->len] = '\0';
+    }
     return rc;
+}
+
+int dkim_crypto_sign(EVP_PKEY *key, const struct buf *data, struct buf *sig)
+{
+    unsigned char h[32];
+    SHA256((const unsigned char *)(data->data ? data->data : ""), data->len, h);
+    return dkim_crypto_sign_digest(key, h, sig);
 }
 
 int dkim_crypto_verify(EVP_PKEY *key, const struct buf *data, const unsigned char *sig,

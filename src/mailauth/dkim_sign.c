@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include "config/config.h"
 #include "lib/base64.h"
@@ -18,6 +19,7 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "ipc/keeper_client.h"
 #include "mailauth/dkim_int.h"
 #include "smtp/msghdr_from.h"
 
@@ -72,7 +74,8 @@ const char *const dkim_oversign_headers[] = {
 struct dkim_signkey {
     char *domain; /* as configured, lower case */
     char *selector;
-    EVP_PKEY *pkey;
+    EVP_PKEY *pkey; /* NULL: the keeper holds it (dkim_signer_from_keeper) */
+    int ed25519;
 };
 
 struct dkim_signer {
@@ -82,6 +85,8 @@ struct dkim_signer {
     struct dkim_signkey *keys;
     size_t nkeys;
     enum dkim_canon hcanon, bcanon;
+    struct keeper_client *keeper; /* signs for the keys without pkey */
+    int keeper_failed;            /* the keeper did not say which keys it has */
 };
 
 static int key_cmp(const void *a, const void *b)
@@ -173,6 +178,7 @@ static int load_domain_keys(struct dkim_signer *s, size_t *cap, const char *key_
         s->keys[s->nkeys].domain = xstrdup(dom);
         s->keys[s->nkeys].selector = xstrndup(de->d_name, n - 4);
         s->keys[s->nkeys].pkey = k;
+        s->keys[s->nkeys].ed25519 = EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519;
         s->nkeys++;
     }
     closedir(dh);
@@ -223,6 +229,98 @@ struct dkim_signer *dkim_signer_from_config(const struct config *cfg, struct buf
     struct dkim_signer *s = dkim_signer_new(config_get(cfg, "dkim_key_directory"), doms, n, err);
     strlist_free(doms);
     return s;
+}
+
+/* Adds a key the keeper holds; selector and domain are copied. */
+static void dkim_signer_add_remote(struct dkim_signer *s, size_t *cap, struct keeper_bytes dom,
+                                   struct keeper_bytes sel, int ed25519)
+{
+    if (s->nkeys == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        s->keys = xrealloc(s->keys, *cap * sizeof(*s->keys));
+    }
+    struct dkim_signkey *k = &s->keys[s->nkeys++];
+    k->domain = xstrndup((const char *)dom.data, dom.len);
+    k->selector = xstrndup((const char *)sel.data, sel.len);
+    k->pkey = NULL;
+    k->ed25519 = ed25519;
+}
+
+struct dkim_signer *dkim_signer_from_keeper(struct keeper_client *kc, struct buf *err)
+{
+    struct dkim_signer *s = xcalloc(1, sizeof(*s));
+    s->hcanon = s->bcanon = DKIM_CANON_RELAXED;
+    s->keeper = kc;
+    struct buf body = BUF_INIT;
+    enum keeper_status st = keeper_client_dkim_keys(kc, &body);
+    struct keeper_reader r;
+    keeper_reader_init(&r, body.data ? body.data : "", body.len);
+    uint32_t nd = st == KEEPER_ST_OK ? keeper_get_u32(&r) : 0;
+    if (nd > 4096)
+        r.bad = 1;
+    s->domains = xcalloc((r.bad ? 0 : nd) + 1, sizeof(char *));
+    s->domain_errs = xcalloc((r.bad ? 0 : nd) + 1, sizeof(char *));
+    for (uint32_t i = 0; i < nd && !r.bad; i++) {
+        struct keeper_bytes dom = keeper_get_bytes(&r, KEEPER_NAME_MAX);
+        struct keeper_bytes why = keeper_get_bytes(&r, KEEPER_ERR_MAX);
+        if (r.bad || !keeper_bytes_is_name(dom, KEEPER_NAME_MAX))
+            break;
+        s->domains[s->ndomains] = xstrndup((const char *)dom.data, dom.len);
+        if (why.len) {
+            s->domain_errs[s->ndomains] = xstrndup((const char *)why.data, why.len);
+            buf_printf(err, "%s%s", err->len ? "; " : "", s->domain_errs[s->ndomains]);
+        }
+        s->ndomains++;
+    }
+    uint32_t nk = r.bad || st != KEEPER_ST_OK ? 0 : keeper_get_u32(&r);
+    size_t cap = 0;
+    for (uint32_t i = 0; i < nk && !r.bad; i++) {
+        struct keeper_bytes dom = keeper_get_bytes(&r, KEEPER_NAME_MAX);
+        struct keeper_bytes sel = keeper_get_bytes(&r, KEEPER_NAME_MAX);
+        uint8_t alg = keeper_get_u8(&r);
+        if (!r.bad && keeper_bytes_is_name(dom, KEEPER_NAME_MAX) &&
+            dkim_name_ok((const char *)sel.data, sel.len))
+            dkim_signer_add_remote(s, &cap, dom, sel, alg == KEEPER_DKIM_ED25519_SHA256);
+    }
+    if (st != KEEPER_ST_OK || keeper_reader_done(&r) < 0) {
+        /* Signing must not silently stop: every domain of ours then fails (and says why). */
+        buf_printf(err, "%sthe keeper did not list the DKIM keys", err->len ? "; " : "");
+        s->keeper_failed = 1;
+    }
+    buf_free(&body);
+    if (s->nkeys > 1)
+        qsort(s->keys, s->nkeys, sizeof(*s->keys), key_cmp);
+    return s;
+}
+
+size_t dkim_signer_domain_count(const struct dkim_signer *s)
+{
+    return s->ndomains;
+}
+
+const char *dkim_signer_domain_at(const struct dkim_signer *s, size_t i, const char **error)
+{
+    *error = s->domain_errs[i];
+    return s->domains[i];
+}
+
+const char *dkim_signer_key_at(const struct dkim_signer *s, size_t i, const char **selector,
+                               int *ed25519)
+{
+    *selector = s->keys[i].selector;
+    *ed25519 = s->keys[i].ed25519;
+    return s->keys[i].domain;
+}
+
+int dkim_signer_sign_digest(const struct dkim_signer *s, const char *domain, const char *selector,
+                            const unsigned char digest[32], struct buf *sig)
+{
+    struct dkim_signkey want = {(char *)domain, (char *)selector, NULL, 0};
+    const struct dkim_signkey *k =
+        s->nkeys ? bsearch(&want, s->keys, s->nkeys, sizeof want, key_cmp) : NULL;
+    if (k == NULL || k->pkey == NULL)
+        return -1;
+    return dkim_crypto_sign_digest(k->pkey, digest, sig);
 }
 
 void dkim_signer_free(struct dkim_signer *s)
@@ -374,6 +472,17 @@ out:
     return rc;
 }
 
+/* The keeper signs the digest of the header data; the worker never sees the key. */
+static int dkim_sign_by_keeper(const struct dkim_signer *s, const struct dkim_signkey *key,
+                               const struct buf *data, struct buf *sig)
+{
+    unsigned char h[KEEPER_DIGEST_LEN];
+    SHA256((const unsigned char *)(data->data ? data->data : ""), data->len, h);
+    return keeper_client_dkim_sign(s->keeper, key->domain, key->selector, h, sig) == KEEPER_ST_OK
+               ? 0
+               : -1;
+}
+
 static const char *canon_name(enum dkim_canon c)
 {
     return c == DKIM_CANON_RELAXED ? "relaxed" : "simple";
@@ -404,6 +513,11 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
     if (domlen >= sizeof(dom)) {
         /* Cannot happen: the parser accepts only DNS names (253 octets). */
         buf_puts(err, "the From: domain is too long");
+        dkim_msg_free(&m);
+        return DKIM_SIGN_ERROR;
+    }
+    if (s->keeper_failed) {
+        buf_puts(err, "the keeper did not list the DKIM keys when the configuration was loaded");
         dkim_msg_free(&m);
         return DKIM_SIGN_ERROR;
     }
@@ -447,7 +561,7 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
         const struct dkim_signkey *key = &s->keys[k];
         if (strcmp(key->domain, d) != 0)
             continue;
-        int ed = EVP_PKEY_get_base_id(key->pkey) == EVP_PKEY_ED25519;
+        int ed = key->ed25519;
         struct buf f = BUF_INIT, piece = BUF_INIT, data = BUF_INIT, sig = BUF_INIT, b64 = BUF_INIT;
         buf_puts(&f, "DKIM-Signature:");
         size_t col = f.len;
@@ -473,7 +587,8 @@ enum dkim_sign_status dkim_sign(const struct dkim_signer *s, const char *msg, si
         fold_add(&f, &col, piece.data, piece.len, 1);
         fold_add(&f, &col, "b=", 2, 1);
         dkim_signed_headers(&m, s->hcanon, names, nn, f.data, f.len, &data);
-        int rc = dkim_crypto_sign(key->pkey, &data, &sig);
+        int rc = key->pkey ? dkim_crypto_sign(key->pkey, &data, &sig)
+                           : dkim_sign_by_keeper(s, key, &data, &sig);
         if (rc == 0) {
             base64_encode((const unsigned char *)sig.data, sig.len, &b64);
             fold_value(&f, &col, b64.data, b64.len);

@@ -14,6 +14,7 @@
 #include <sys/time.h>
 
 #include "config/config.h"
+#include "ipc/keeper_client.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workq.h"
@@ -61,6 +62,9 @@ struct auth {
     int refs;
     struct event_base *base;
     struct workq *workq;
+    struct keeper_client *keeper; /* the worker: the keeper reads the file and checks */
+    int trusted;                  /* the keeper: the file must be root's or trusted_uid's */
+    uid_t trusted_uid;
     char *path;
     int available;
     struct auth_user *users; /* sorted by name */
@@ -88,6 +92,7 @@ struct auth_pending {
     struct event *timer;
     char addr[AUTH_ADDR_MAX];
     char hash[CRYPT_OUTPUT_SIZE];
+    char user[AUTH_USER_MAX + 1]; /* for the keeper's check */
     char pass[AUTH_PASS_MAX + 1];
     void (*done)(void *arg, enum auth_result result);
     void *arg;
@@ -263,20 +268,24 @@ static void auth_users_free(struct auth_user *users, size_t n)
  * as in passwd-style files), "#" comments, blank lines. A bad line is
  * logged with FILE:LINE and skipped; an unreadable file is an error.
  */
-static int auth_users_load(const char *path, struct auth_user **out, size_t *count, int *available,
-                           struct buf *err)
+static int auth_users_load(const char *path, int trusted, uid_t trusted_uid, struct auth_user **out,
+                           size_t *count, int *available, struct buf *err)
 {
     struct buf text = BUF_INIT;
     *out = NULL;
     *count = 0;
     *available = 0;
-    if (read_file(path, &text, AUTH_FILE_MAX) < 0) {
+    int rc = trusted ? read_file_trusted(path, trusted_uid, &text, AUTH_FILE_MAX)
+                     : read_file(path, &text, AUTH_FILE_MAX);
+    if (rc < 0) {
         if (errno == ENOENT) {
             buf_free(&text);
             return 0;
         }
         buf_printf(err, "smtpd_sasl_users: cannot read %s: %s", path,
-                   errno == EFBIG ? "file too large" : strerror(errno));
+                   errno == EFBIG   ? "file too large"
+                   : errno == EPERM ? "owned by another user than root or the keeper (planted?)"
+                                    : strerror(errno));
         buf_free(&text);
         return -1;
     }
@@ -402,7 +411,12 @@ static int auth_load_users(struct auth *a, const char *path, struct buf *err)
     int available;
     struct stat st;
     int exists = stat(path, &st) == 0;
-    if (auth_users_load(path, &users, &n, &available, err) < 0)
+    if (a->keeper) {
+        /* Not ours to read: AUTH is offered when the file is there, the keeper checks. */
+        users = NULL;
+        n = 0;
+        available = exists;
+    } else if (auth_users_load(path, a->trusted, a->trusted_uid, &users, &n, &available, err) < 0)
         return -1;
     auth_users_free(a->users, a->nusers);
     if (a->path != path) {
@@ -452,19 +466,33 @@ void auth_refresh(struct auth *a)
     buf_free(&err);
 }
 
-struct auth *auth_new(struct event_base *base, struct workq *q, const struct config *cfg,
-                      struct buf *err)
+static struct auth *auth_create(struct event_base *base, struct workq *q, const struct config *cfg,
+                                int trusted, uid_t trusted_uid, struct buf *err)
 {
     struct auth *a = xcalloc(1, sizeof *a);
     a->refs = 1;
     a->base = base;
     a->workq = q;
+    a->trusted = trusted;
+    a->trusted_uid = trusted_uid;
+    a->keeper = trusted ? NULL : keeper_client_default();
     a->throttle = auth_throttle_new(10, 600000, 1000);
     if (auth_load(a, cfg, err) < 0) {
         auth_free(a);
         return NULL;
     }
     return a;
+}
+
+struct auth *auth_new(struct event_base *base, struct workq *q, const struct config *cfg,
+                      struct buf *err)
+{
+    return auth_create(base, q, cfg, 0, 0, err);
+}
+
+struct auth *auth_new_owned(const struct config *cfg, uid_t owner, struct buf *err)
+{
+    return auth_create(NULL, NULL, cfg, 1, owner, err);
 }
 
 int auth_reload(struct auth *a, const struct config *cfg, struct buf *err)
@@ -513,6 +541,19 @@ static int auth_ct_equal(const char *got, const char *want)
     return diff == 0;
 }
 
+int auth_lookup_hash(const struct auth *a, const char *user, size_t pass_len, char *hash,
+                     size_t size)
+{
+    const struct auth_user *u = auth_find(a, user);
+    if (u && pass_len <= AUTH_PASS_MAX) {
+        str_copy(hash, size, u->hash);
+        return 1;
+    }
+    /* Same work for an unknown user (or an overlong password): hash against the dummy. */
+    str_copy(hash, size, a->dummy);
+    return 0;
+}
+
 int auth_hash_verify(const char *hash, const char *pass)
 {
     struct crypt_data *cd = xcalloc(1, sizeof *cd);
@@ -537,6 +578,12 @@ static void auth_pending_free(struct auth_pending *p)
 static void auth_work(void *arg)
 {
     struct auth_pending *p = arg;
+    if (p->a->keeper) {
+        enum keeper_status st = keeper_client_password(p->a->keeper, p->user, p->pass);
+        p->result = st == KEEPER_ST_OK ? AUTH_OK : st == KEEPER_ST_NO ? AUTH_FAIL : AUTH_TEMPFAIL;
+        explicit_bzero(p->pass, sizeof p->pass);
+        return;
+    }
     struct crypt_data *cd = xcalloc(1, sizeof *cd);
     errno = 0;
     char *out = crypt_rn(p->pass, p->hash, cd, (int)sizeof *cd);
@@ -599,6 +646,7 @@ struct auth_pending *auth_check(struct auth *a, const char *user, const char *pa
         str_copy(p->hash, sizeof p->hash, a->dummy);
     }
     str_copy(p->pass, sizeof p->pass, pass);
+    str_copy(p->user, sizeof p->user, user);
 
     long long wait = auth_throttle_wait(a->throttle, p->addr, now_ms());
     if (wait == -2 && !a->throttle->global_over)

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lib/buf.h"
 
@@ -67,6 +68,23 @@ struct auth_pending *auth_check(struct auth *a, const char *user, const char *pa
                                 void (*done)(void *arg, enum auth_result result), void *arg);
 /* The session went away: done will not be called. */
 void auth_cancel(struct auth_pending *p);
+
+/*
+ * The keeper's side of a check (src/keeper/): the hash to check pass
+ * against, into hash; 1 when user is known, 0 when hash is the dummy setting
+ * that costs what a real check costs. Call with the auth object locked
+ * against auth_refresh/auth_reload.
+ */
+int auth_lookup_hash(const struct auth *a, const char *user, size_t pass_len, char *hash,
+                     size_t size);
+
+/*
+ * The keeper's: the users file is read only when root or owner owns it, not
+ * through a symlink (one the worker planted in data_directory, which it can
+ * write, is refused, and the users loaded before are kept); no event loop,
+ * checks by auth_lookup_hash and auth_hash_verify.
+ */
+struct auth *auth_new_owned(const struct config *cfg, uid_t owner, struct buf *err);
 
 /* The SMTP reply line (without CRLF) for a result. */
 const char *auth_result_reply(enum auth_result r);

@@ -22,10 +22,12 @@
 #include <sys/stat.h>
 
 #include "config/config.h"
+#include "ipc/keeper_client.h"
 #include "lib/dnsname.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "tls/tls_keeper_key.h"
 
 /*
  * Mozilla "intermediate" (server side TLS guidelines, version 5): forward
@@ -233,6 +235,27 @@ out:
     return rc;
 }
 
+/*
+ * Whether the keeper holds the private half of pub: one signature through
+ * k, checked with pub. It stands in for the key/certificate match a worker
+ * that read the key itself made at load time (a mismatch is refused now,
+ * not at the first handshake).
+ */
+static int tls_keeper_key_matches(EVP_PKEY *k, EVP_PKEY *pub)
+{
+    static const unsigned char probe[] = "hongyan: does the keeper hold this key?";
+    unsigned char sig[1024];
+    size_t n = sizeof sig;
+    EVP_MD_CTX *sc = EVP_MD_CTX_new(), *vc = EVP_MD_CTX_new();
+    int ok = sc && vc && EVP_DigestSignInit(sc, NULL, EVP_sha256(), NULL, k) == 1 &&
+             EVP_DigestSign(sc, sig, &n, probe, sizeof probe) == 1 &&
+             EVP_DigestVerifyInit(vc, NULL, EVP_sha256(), NULL, pub) == 1 &&
+             EVP_DigestVerify(vc, sig, n, probe, sizeof probe) == 1;
+    EVP_MD_CTX_free(sc);
+    EVP_MD_CTX_free(vc);
+    return ok;
+}
+
 struct tls_server *tls_server_new(const struct config *cfg, struct buf *err)
 {
     const char *cert = config_get(cfg, "smtpd_tls_cert_file");
@@ -248,7 +271,8 @@ struct tls_server *tls_server_new(const struct config *cfg, struct buf *err)
                         host);
             host = "localhost";
         }
-        if (tls_selfsigned_ensure(dir, host, err) < 0) {
+        /* The keeper makes the pair (it alone may write the key); we only read the certificate. */
+        if (keeper_client_default() == NULL && tls_selfsigned_ensure(dir, host, err) < 0) {
             free(dir);
             return NULL;
         }
@@ -284,7 +308,27 @@ struct tls_server *tls_server_new(const struct config *cfg, struct buf *err)
         buf_printf(err, "smtpd_tls_cert_file: cannot load certificate chain %s", cert_path);
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+    if (keeper_client_default()) {
+        /* The worker: the key is the keeper's; this one forwards its signatures there. */
+        X509 *x = SSL_CTX_get0_certificate(ctx);
+        EVP_PKEY *k =
+            x ? tls_keeper_key_new(keeper_client_default(), X509_get0_pubkey(x), err) : NULL;
+        int used = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+        int matches = used && tls_keeper_key_matches(k, X509_get0_pubkey(x));
+        EVP_PKEY_free(k);
+        if (!used) {
+            buf_printf(err, "%ssmtpd_tls_cert_file: cannot use the keeper's key for %s",
+                       err->len ? "; " : "", cert_path);
+            goto fail;
+        }
+        if (!matches) {
+            buf_printf(err,
+                       "smtpd_tls_key_file: %s does not match the certificate in %s, or the "
+                       "keeper cannot read it (the keeper's log says which)",
+                       key_path, cert_path);
+            goto fail;
+        }
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
         if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
             buf_printf(err, "smtpd_tls_key_file: %s does not match the certificate in %s", key_path,
                        cert_path);

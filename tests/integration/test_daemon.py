@@ -45,10 +45,26 @@ def sendmail(srv, rcpt, body="Subject: t\n\nbody\n"):
     assert r.returncode == 0, r.stderr
 
 
+def role(pid):
+    """"worker" or "keeper" (the hidden command a child was exec'd as), or None."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    return argv[1].decode() if len(argv) > 1 else None
+
+
+def workers(pid):
+    return [p for p in children(pid) if role(p) == "worker"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
 def test_worker_runs_as_mail_owner(server):
-    worker = wait_for(lambda: children(server.proc.pid))
+    worker = wait_for(lambda: workers(server.proc.pid))
     assert len(worker) == 1
+    # The supervisor's other child is the keeper, as keeper_user (test_keeper.py).
+    assert sorted(role(p) for p in children(server.proc.pid)) == ["keeper", "worker"]
     assert uid_of(server.proc.pid) == 0
     assert uid_of(worker[0]) == pwd.getpwnam("hongyan").pw_uid
     queue = server.data / "queue"
@@ -56,9 +72,9 @@ def test_worker_runs_as_mail_owner(server):
 
 
 def test_killed_worker_is_restarted_and_resumes(server):
-    worker = wait_for(lambda: children(server.proc.pid))[0]
+    worker = wait_for(lambda: workers(server.proc.pid))[0]
     os.kill(worker, signal.SIGKILL)
-    new = wait_for(lambda: [p for p in children(server.proc.pid) if p != worker], timeout=15)
+    new = wait_for(lambda: [p for p in workers(server.proc.pid) if p != worker], timeout=15)
     assert new, server.log_text()
     wait_port(server.smtpd_port)
     assert "killed by signal 9; restarting" in server.log_text()
@@ -129,11 +145,14 @@ def test_port_in_use_is_a_clear_error(server_factory):
 def test_worker_exits_when_its_supervisor_dies(server):
     """An orphaned worker would keep the sockets and the spool: a new server
     could not start, and with other listen addresses two would share it."""
-    worker = wait_for(lambda: children(server.proc.pid))[0]
+    worker = wait_for(lambda: workers(server.proc.pid))[0]
+    keeper = [p for p in children(server.proc.pid) if role(p) == "keeper"]
     os.kill(server.proc.pid, signal.SIGKILL)
     server.proc.wait(timeout=10)
     assert wait_for(lambda: not os.path.exists("/proc/%d" % worker), timeout=15), \
         "worker %d outlived its supervisor" % worker
+    assert keeper and wait_for(lambda: not os.path.exists("/proc/%d" % keeper[0]), timeout=15), \
+        "keeper outlived its supervisor"
     server.proc = None
     server.logf.close()
     server.start()

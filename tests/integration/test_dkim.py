@@ -314,7 +314,7 @@ def test_keygen_refuses_overwrite_and_checks_owner(setup, tmp_path):
     r = run(["-c", str(cfg), "dkim", "keygen", "../etc"])
     assert r.returncode == 64
     if os.geteuid() == 0:
-        cfg.write_text("data_directory = %s\nmail_owner = no-such-user-hy\n" % (tmp_path / "e"))
+        cfg.write_text("data_directory = %s\nkeeper_user = no-such-user-hy\n" % (tmp_path / "e"))
         r = run(["-c", str(cfg), "dkim", "keygen", "new.example.com"])
         assert r.returncode == 67 and "no-such-user-hy" in r.stderr
         assert not (tmp_path / "e" / "dkim" / "new.example.com").exists()

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from conftest import wait_for, wait_port
-from test_daemon import children
+from test_daemon import workers
 
 RCPT_DOMAIN = "example.com"
 
@@ -71,7 +71,7 @@ def test_kill_worker_under_load(server):
     acked, stop = [], threading.Event()
     ts = load(server, acked, stop)
     assert wait_for(lambda: len(acked) >= 20, timeout=60)
-    worker = children(server.proc.pid)[0]
+    worker = workers(server.proc.pid)[0]
     os.kill(worker, signal.SIGKILL)
     for t in ts:
         t.join(timeout=120)
@@ -146,7 +146,7 @@ def test_kill_worker_while_relaying(server_factory):
         acked, stop = [], threading.Event()
         ts = load(srv, acked, stop, rcpt_domain="remote.test")
         assert wait_for(lambda: len(relay.messages) >= 10, timeout=60), srv.log_text()[-3000:]
-        os.kill(children(srv.proc.pid)[0], signal.SIGKILL)
+        os.kill(workers(srv.proc.pid)[0], signal.SIGKILL)
         for t in ts:
             t.join(timeout=120)
         assert "killed by signal 9" in srv.log_text()

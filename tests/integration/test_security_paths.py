@@ -76,10 +76,16 @@ def test_symlinked_tls_dir_is_refused_not_chowned(server_factory, tmp_path):
     srv = started_once(server_factory)
     victim = victim_dir(tmp_path)
     tls = srv.data / "tls"
-    as_user("hongyan", ["rm", "-rf", str(tls)])
+    # The directory is the keeper's; the worker can still move it aside in
+    # its data_directory and put a link (or a directory of its own) there.
+    as_user("hongyan", ["mv", str(tls), str(srv.data / "tls.old")])
     as_user("hongyan", ["ln", "-s", str(victim), str(tls)])
     log = start_fails(srv)
     assert "%s is a symbolic link" % tls in log, log
+    os.unlink(tls)
+    as_user("hongyan", ["mkdir", str(tls)])
+    log = start_fails(srv)
+    assert "%s is owned by uid %d" % (tls, pwd.getpwnam("hongyan").pw_uid) in log, log
     assert owner(victim) == 0 and owner(victim / "precious") == 0
     assert stat.S_IMODE(os.stat(victim).st_mode) == 0o755
 
@@ -195,7 +201,7 @@ def test_user_cli_temp_file_is_not_followed(server_factory, tmp_path):
     assert victim.read_text() == "untouched\n"
     st = os.lstat(srv.data / "users")
     assert stat.S_ISREG(st.st_mode) and st.st_uid == 0
-    assert st.st_gid == pwd.getpwnam("hongyan").pw_gid
+    assert st.st_gid == pwd.getpwnam("hongyan-keys").pw_gid
     assert stat.S_IMODE(st.st_mode) == 0o640
     assert "carol@example.com:" in (srv.data / "users").read_text()
 
@@ -204,9 +210,11 @@ def test_dkim_keygen_refuses_a_symlinked_domain_dir(server_factory, tmp_path):
     srv = started_once(server_factory)
     victim = victim_dir(tmp_path)
     keydir = srv.data / "dkim"
+    # The key directory is the keeper's: a compromised keeper (or the
+    # worker's own directory planted in its place) is what could plant it.
     if not keydir.exists():
-        as_user("hongyan", ["mkdir", str(keydir)])
-    as_user("hongyan", ["ln", "-s", str(victim), str(keydir / "example.com")])
+        as_user("hongyan-keys", ["mkdir", str(keydir)])
+    as_user("hongyan-keys", ["ln", "-s", str(victim), str(keydir / "example.com")])
     r = srv.cmd("dkim", "keygen", "example.com", "--algorithm", "ed25519")
     assert r.returncode != 0
     assert "%s is a symbolic link" % (keydir / "example.com") in r.stderr, r.stderr
@@ -214,13 +222,14 @@ def test_dkim_keygen_refuses_a_symlinked_domain_dir(server_factory, tmp_path):
     assert sorted(os.listdir(victim)) == ["precious"]
 
 
-def test_dkim_keygen_as_root_gives_keys_to_mail_owner(server_factory):
+def test_dkim_keygen_as_root_gives_keys_to_the_keeper(server_factory):
     srv = started_once(server_factory)
     r = srv.cmd("dkim", "keygen", "example.net", "--algorithm", "ed25519")
     assert r.returncode == 0, r.stderr
     key = srv.data / "dkim" / "example.net" / "mail.pem"
     st = os.stat(key)
-    assert st.st_uid == pwd.getpwnam("hongyan").pw_uid
+    assert st.st_uid == pwd.getpwnam("hongyan-keys").pw_uid
+    assert st.st_gid == pwd.getpwnam("hongyan-keys").pw_gid
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert not [n for n in os.listdir(key.parent) if ".tmp." in n]
 

@@ -87,9 +87,10 @@ def test_mode_and_owner(cf):
     if os.geteuid() == 0:
         import pwd
         try:
-            gid = pwd.getpwnam("hongyan").pw_gid
+            # The keeper's group reads it; the worker's uid and groups cannot.
+            gid = pwd.getpwnam("hongyan-keys").pw_gid
         except KeyError:
-            pytest.skip("no hongyan user (scripts/ensure-user.sh makes it)")
+            pytest.skip("no hongyan-keys user (scripts/ensure-user.sh makes it)")
         assert st.st_uid == 0 and st.st_gid == gid
 
 
