@@ -2,7 +2,8 @@
 # hongyan benchmarks: hongyan vs a private Postfix instance vs smtp-sink, on
 # loopback high ports, in one run. Fetches Postfix's .deb and unpacks it with
 # dpkg -x (nothing is installed system-wide), then runs bench/bench.py.
-# Usage: bench/run.sh [--quick] [--only SCENARIO,...] [--servers postfix,hongyan]
+# Usage: bench/run.sh [--quick] [--sustained] [--only SCENARIO,...] [--servers postfix,hongyan[,hongyan-base]]
+# (hongyan-base: HONGYAN_BASE_BIN=/path/to/another/hongyan, the "before" of a change)
 # See bench/README.md for the method.
 set -euo pipefail
 
@@ -87,6 +88,18 @@ stop_all() {
 			[ -d "/proc/$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
 		done <"$OUT/pids"
 		rm -f "$OUT/pids"
+	fi
+	# bench/spoolfs.py's filesystem, should bench.py not have unmounted it.
+	for pid in $(cat /sys/fs/cgroup/cpuacct/hybench-*/cgroup.procs 2>/dev/null); do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	rmdir /sys/fs/cgroup/cpuacct/hybench-* /sys/fs/cgroup/hybench-* 2>/dev/null || true
+	if mountpoint -q "$OUT/spoolfs"; then
+		umount "$OUT/spoolfs" 2>/dev/null || umount -l "$OUT/spoolfs" || true
+	fi
+	if [ -f "$OUT/spool.img" ]; then
+		losetup -j "$OUT/spool.img" | cut -d: -f1 | while read -r dev; do losetup -d "$dev" || true; done
+		rm -f "$OUT/spool.img"
 	fi
 }
 child=
