@@ -872,12 +872,7 @@ def scenario_tls(server, count=600, threads=8, hold=500):
     (Python's ssl releases the GIL during the handshake), and the server's
     memory per established idle TLS session (HOLD sessions)."""
     import ssl
-    from concurrent.futures import ThreadPoolExecutor
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.options |= ssl.OP_NO_TICKET
+    ctx = tls_client_context()
     res = {}
     root = server.root_pid
     # Memory per idle TLS session, first, on the fresh server.
@@ -921,6 +916,27 @@ def scenario_tls(server, count=600, threads=8, hold=500):
     res.update({"held": n, "pss_per_session": (mem[1] - base[1]) / n if n else None,
                 "rss": mem[0], "pss": mem[1], "procs": mem[2]})
     time.sleep(2)
+    res.update(tls_rate(server, count, threads))
+    res["ok"] = res.pop("all_done") and res.get("held") == hold
+    time.sleep(2)
+    return res
+
+
+def tls_client_context():
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+def tls_rate(server, count, threads):
+    """COUNT full STARTTLS handshakes over THREADS client threads: their rate
+    and the server's CPU per 1,000."""
+    from concurrent.futures import ThreadPoolExecutor
+    ctx = tls_client_context()
+    res = {}
     cpu0 = server.cpu()
     t0 = time.monotonic()
     errors = []
@@ -943,11 +959,10 @@ def scenario_tls(server, count=600, threads=8, hold=500):
     dt = time.monotonic() - t0
     cpu = server.cpu() - cpu0
     res.update({"handshakes": done, "rate": done / dt if done else None,
-                "cpu_per_1000": cpu / done * 1000 if done else None})
+                "cpu_per_1000": cpu / done * 1000 if done else None,
+                "all_done": done == (count // threads) * threads})
     if errors:
         res["error"] = "%d failed sessions, e.g. %s" % (len(errors), errors[0])
-    res["ok"] = done == (count // threads) * threads and res.get("held") == hold
-    time.sleep(2)
     return res
 
 
@@ -1413,8 +1428,8 @@ def main():
     pair_rounds = 1 if args.quick else args.pair_rounds
     try:
         meta["spool"] = "the bench's own directory, %s" % OUT
+        fs = spoolfs.SpoolFs()
         if not args.no_spool_fs:
-            fs = spoolfs.SpoolFs()
             try:
                 WORK = fs.setup()
                 meta["spool"] = fs.describe()
@@ -1436,6 +1451,10 @@ def main():
                 "DNS list, 20 sessions")
             results["restrict"] = r = lean.scenario_restrict(20, lean_count(20), pair_rounds)
             log("  -> lists / empty: %s" % r.get("rate_ratio"))
+        if "tls" in only and "hongyan" in servers and "hongyan-base" in servers:
+            log("STARTTLS handshakes, hongyan vs hongyan-base, interleaved")
+            results["tls_pair"] = lean.scenario_tls_pair(["hongyan", "hongyan-base"], pair_rounds,
+                                                         count=80 if args.quick else 400)
         if "metrics" in only and "hongyan" in servers:
             log("hongyan metrics_listen cost, 20 sessions, off vs on (scraped every second)")
             results["metrics"] = r = lean.scenario_metrics(20, lean_count(20), pair_rounds)
@@ -1530,7 +1549,8 @@ def main():
         if "sustained" in only:
             n = 1000 if args.quick else 10000
             log("sustained: 4 runs of %d messages in a row at 100 sessions" % n)
-            results["sustained"] = lean.scenario_sustained(servers, count=n)
+            results["sustained"] = lean.scenario_sustained(
+                servers, count=n, fresh_fs=fs.setup if not args.no_spool_fs and WORK != OUT else None)
     finally:
         cleanup()
         try:
