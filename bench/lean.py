@@ -656,7 +656,7 @@ def render(results, L):
         h, p = sus["by"].get("hongyan"), sus["by"].get("postfix")
         if h and p and h[-1].get("rate") and p[-1].get("rate") and h[0].get("rate"):
             L.append("")
-            L.append("Targets: the last run keeps ≥ 90%% of the first: %s (%.0f%%); the last run ≥ 4x Postfix's "
+            L.append("Targets: the last run keeps ≥ 90%% of the first: %s (%.1f%%); the last run ≥ 4x Postfix's "
                      "last: %s (%s)." % (_check(h[-1]["rate"] >= 0.9 * h[0]["rate"]), 100 * h[-1]["rate"] / h[0]["rate"],
                                          _check(h[-1]["rate"] >= 4 * p[-1]["rate"]), _x(h[-1]["rate"], p[-1]["rate"])))
         L.append("")
