@@ -1470,8 +1470,9 @@ def main():
             if not classic and not ("tls" in only):
                 continue
             sink = Sink("relay-" + name).start()
-            srv = (Postfix(WORK / "postfix", sink.port) if name == "postfix"
-                   else Hongyan(WORK / name, sink.port, name=name,
+            cg = lean.cgroup_for("classic-" + name)
+            srv = (Postfix(WORK / "postfix", sink.port, cgroup=cg) if name == "postfix"
+                   else Hongyan(WORK / name, sink.port, name=name, cgroup=cg,
                                 binary=HONGYAN_BASE if name == "hongyan-base" else None))
             try:
                 srv.start()
