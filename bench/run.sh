@@ -73,7 +73,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # bench/out is stopped, and every process group bench.py recorded is killed.
 stop_all() {
 	local conf pidf pid
-	for conf in "$OUT"/postfix*/conf; do
+	for conf in "$OUT"/postfix*/conf "$OUT"/spoolfs/*postfix*/conf "$OUT"/lean-postfix*/conf; do
 		pidf=${conf%/conf}/queue/pid/master.pid
 		[ -f "$pidf" ] || continue
 		pid=$(tr -dc 0-9 <"$pidf")
@@ -89,11 +89,19 @@ stop_all() {
 		done <"$OUT/pids"
 		rm -f "$OUT/pids"
 	fi
+	# The servers' cgroups (bench/lean.py's CpuGroup, named after bench.py's
+	# pid, so another bench's are left alone): anything still in them, then them.
+	if [ -n "$child" ]; then
+		for cg in /sys/fs/cgroup/cpuacct/hybench-"$child"-* /sys/fs/cgroup/hybench-"$child"-*; do
+			[ -d "$cg" ] || continue
+			for pid in $(cat "$cg/cgroup.procs" 2>/dev/null); do
+				kill -KILL "$pid" 2>/dev/null || true
+			done
+			sleep 0.2
+			rmdir "$cg" 2>/dev/null || true
+		done
+	fi
 	# bench/spoolfs.py's filesystem, should bench.py not have unmounted it.
-	for pid in $(cat /sys/fs/cgroup/cpuacct/hybench-*/cgroup.procs 2>/dev/null); do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	rmdir /sys/fs/cgroup/cpuacct/hybench-* /sys/fs/cgroup/hybench-* 2>/dev/null || true
 	if mountpoint -q "$OUT/spoolfs"; then
 		umount "$OUT/spoolfs" 2>/dev/null || umount -l "$OUT/spoolfs" || true
 	fi
