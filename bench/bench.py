@@ -312,6 +312,9 @@ class Postfix:
     def setup(self):
         if self.work.exists():
             shutil.rmtree(self.work)
+        # A fresh log per instance: the latency scenario reads its delays from it.
+        if self.maillog.exists():
+            self.maillog.unlink()
         for d in (self.conf, self.queue, self.work / "data", self.mail):
             d.mkdir(parents=True)
         shutil.chown(self.work / "data", "postfix")
@@ -469,6 +472,8 @@ class Hongyan:
     def setup(self):
         if self.work.exists():
             shutil.rmtree(self.work)
+        if self.maillog.exists():  # a fresh log per instance, as for Postfix
+            self.maillog.unlink()
         self.work.mkdir(parents=True)
         settings = {
             "myhostname": "hy.bench.test",
