@@ -28,6 +28,13 @@ ROOT = pathlib.Path(os.environ.get("BENCH_ROOT", pathlib.Path(__file__).resolve(
 OUT = pathlib.Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out"))
 PFROOT = pathlib.Path(os.environ.get("BENCH_PFROOT", OUT / "postfix-root"))
 HONGYAN = pathlib.Path(os.environ.get("HONGYAN_BIN", ROOT / "build" / "hongyan"))
+# A second hongyan binary ("before" a change), measured as server hongyan-base.
+HONGYAN_BASE = os.environ.get("HONGYAN_BASE_BIN")
+# Where the servers' queues (and Maildirs) live: OUT, or the ext4 filesystem
+# of their own that spoolfs.SpoolFs mounts (set by main()). Logs stay in LOGS,
+# off that filesystem, so that no log write is dirty data a syncfs waits for.
+WORK = OUT
+LOGS = OUT / "logs"
 SMTP_SOURCE = PFROOT / "usr/sbin/smtp-source"
 SMTP_SINK = PFROOT / "usr/sbin/smtp-sink"
 PF_ENV = dict(os.environ, LD_LIBRARY_PATH=str(PFROOT / "usr/lib/postfix"))
@@ -148,6 +155,15 @@ def tree_cpu(root):
         if st:
             total += st[1]
     return total / CLK
+
+
+def server_cpu(server):
+    """CPU seconds the server has used: from its own cgroup when it was
+    started in one (every process it ever had, exactly), else from /proc
+    over its process tree."""
+    if server.cgroup is not None:
+        return server.cgroup.seconds()
+    return tree_cpu(server.root_pid)
 
 
 def tree_mem(root):
@@ -278,22 +294,27 @@ class Postfix:
     else to relayhost = [127.0.0.1]:SINK. cleanup(8) fsyncs each queue file
     before smtpd answers 250, as always."""
 
-    name = "postfix"
-
-    def __init__(self, work, sink_port, smtpd_process_limit=None):
+    def __init__(self, work, sink_port, smtpd_process_limit=None, extra=None, cgroup=None,
+                 name="postfix"):
         self.work = pathlib.Path(work)
+        self.name = name
         self.port = free_port()
         self.sink_port = sink_port
         self.limit = smtpd_process_limit
+        self.extra = extra or {}  # main.cf settings on top of ours; None removes one
+        self.cgroup = cgroup
         self.conf = self.work / "conf"
         self.queue = self.work / "queue"
         self.mail = self.work / "mail"
-        self.maillog = self.work / "maillog"
+        self.maillog = LOGS / (self.work.name + ".maillog")
         self.master_pid = None
 
     def setup(self):
         if self.work.exists():
             shutil.rmtree(self.work)
+        # A fresh log per instance: the latency scenario reads its delays from it.
+        if self.maillog.exists():
+            self.maillog.unlink()
         for d in (self.conf, self.queue, self.work / "data", self.mail):
             d.mkdir(parents=True)
         shutil.chown(self.work / "data", "postfix")
@@ -356,19 +377,23 @@ class Postfix:
             "smtpd_tls_cert_file": make_cert()[0],
             "smtpd_tls_key_file": make_cert()[1],
             "maillog_file": str(self.maillog),
-            "maillog_file_prefixes": w,
+            "maillog_file_prefixes": str(LOGS),
             "smtputf8_enable": "no",
         }
+        settings.update(self.extra)
+        settings = {k: v for k, v in settings.items() if v is not None}
         (self.conf / "main.cf").write_text("".join("%s = %s\n" % kv for kv in settings.items()))
 
-    def _postfix(self, *args, timeout=60):
-        return subprocess.run([str(PFROOT / "usr/sbin/postfix"), "-c", str(self.conf)] + list(args),
-                              env=PF_ENV, capture_output=True, text=True, timeout=timeout)
+    def _postfix(self, *args, timeout=60, prefix=()):
+        return subprocess.run(list(prefix) + [str(PFROOT / "usr/sbin/postfix"), "-c", str(self.conf)]
+                              + list(args), env=PF_ENV, capture_output=True, text=True, timeout=timeout)
 
     def start(self):
         self.setup()
+        LOGS.mkdir(parents=True, exist_ok=True)
         _cleanups.append(self.stop)
-        r = self._postfix("start")
+        # Started inside its cgroup, master and every process it forks are counted there.
+        r = self._postfix("start", prefix=self.cgroup.prefix() if self.cgroup else ())
         pidfile = self.queue / "pid/master.pid"
         if r.returncode != 0 or not wait_until(pidfile.exists, 10):
             raise RuntimeError("postfix start failed: %s; see %s"
@@ -381,6 +406,9 @@ class Postfix:
     @property
     def root_pid(self):
         return self.master_pid
+
+    def cpu(self):
+        return server_cpu(self)
 
     def stop(self):
         if self.master_pid is None:
@@ -424,17 +452,18 @@ class Hongyan:
     delivered to Maildir, everything else to relayhost = [127.0.0.1]:SINK.
     Started as root it drops to mail_owner (hongyan), as Postfix does."""
 
-    name = "hongyan"
-
-    def __init__(self, work, sink_port, extra=None):
+    def __init__(self, work, sink_port, extra=None, cgroup=None, name="hongyan", binary=None):
         self.work = pathlib.Path(work)
+        self.name = name
+        self.binary = pathlib.Path(binary or HONGYAN)
         self.port = free_port()
         self.sink_port = sink_port
-        self.extra = extra or {}
+        self.extra = extra or {}  # settings on top of ours; None removes one
+        self.cgroup = cgroup
         self.data = self.work / "data"
         self.mail = self.data / "mail"
         self.cfg = self.work / "main.cf"
-        self.maillog = self.work / "maillog"
+        self.maillog = LOGS / (self.work.name + ".maillog")
         self.proc = None
         # A loopback port where nothing listens: any DNS query hongyan makes
         # (it should make none here) fails at once instead of leaving the host.
@@ -443,6 +472,8 @@ class Hongyan:
     def setup(self):
         if self.work.exists():
             shutil.rmtree(self.work)
+        if self.maillog.exists():  # a fresh log per instance, as for Postfix
+            self.maillog.unlink()
         self.work.mkdir(parents=True)
         settings = {
             "myhostname": "hy.bench.test",
@@ -470,14 +501,17 @@ class Hongyan:
             "smtpd_dkim_verify": "no",
         }
         settings.update(self.extra)
+        settings = {k: v for k, v in settings.items() if v is not None}
         self.cfg.write_text("".join("%s = %s\n" % kv for kv in settings.items()))
 
     def start(self):
-        if not HONGYAN.exists():
-            raise RuntimeError("%s not built" % HONGYAN)
+        if not self.binary.exists():
+            raise RuntimeError("%s not built" % self.binary)
         self.setup()
-        self.logf = open(self.work / "server.log", "ab")
-        self.proc = subprocess.Popen([str(HONGYAN), "-c", str(self.cfg), "serve"],
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.logf = open(LOGS / (self.work.name + ".stderr"), "ab")
+        prefix = self.cgroup.prefix() if self.cgroup else []
+        self.proc = subprocess.Popen(prefix + [str(self.binary), "-c", str(self.cfg), "serve"],
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         record_pid(self.proc.pid)
@@ -485,12 +519,15 @@ class Hongyan:
         if not wait_banner(self.port, proc=self.proc):
             self.stop()
             raise RuntimeError("hongyan serve gave no 220 greeting on 127.0.0.1:%d (see %s)"
-                               % (self.port, self.work / "server.log"))
+                               % (self.port, LOGS / (self.work.name + ".stderr")))
         return self
 
     @property
     def root_pid(self):
         return self.proc.pid
+
+    def cpu(self):
+        return server_cpu(self)
 
     def stop(self):
         if self.proc is None:
@@ -522,12 +559,14 @@ class Hongyan:
 
     def version(self):
         try:
-            r = subprocess.run([str(HONGYAN), "version"], capture_output=True, text=True, timeout=10)
+            r = subprocess.run([str(self.binary), "version"], capture_output=True, text=True, timeout=10)
             v = r.stdout.strip() or "?"
         except (OSError, subprocess.TimeoutExpired):
             v = "?"
         try:
-            c = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            # The commit of the source tree the binary was built in (build/hongyan).
+            c = subprocess.run(["git", "-C", str(self.binary.resolve().parents[1]), "rev-parse",
+                                "--short", "HEAD"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         except OSError:
             c = "?"
@@ -591,7 +630,7 @@ def scenario_accept(server, sessions, count):
     clear_maildir(newdir)
     q0 = settle_queue(server)
     root = server.root_pid
-    cpu0 = tree_cpu(root)
+    cpu0 = server.cpu()
     with MemSampler(root) as mem:
         dt, ok, err = smtp_source(server.port, count, sessions, LOCAL_RCPT,
                                   timeout=max(120, count // 10))
@@ -599,7 +638,7 @@ def scenario_accept(server, sessions, count):
         delivered = (wait_progress(lambda: maildir_count(newdir), count, max(60, count // 20), stall=20)
                      and wait_until(lambda: server.queued() <= q0, 30, 0.05))
         t_all = time.monotonic() - t_acc + dt
-    cpu = tree_cpu(root) - cpu0
+    cpu = server.cpu() - cpu0
     got = maildir_count(newdir)
     res = {"rate": count / dt if ok else None, "seconds": dt, "ok": ok and delivered,
            "delivered_rate": count / t_all if delivered else None,
@@ -614,34 +653,6 @@ def scenario_accept(server, sessions, count):
     return res
 
 
-def scenario_restrict(sink_port, sessions, count):
-    """The cost of restriction lists: acceptance at SESSIONS sessions with
-    the default lists, then with `permit_mynetworks, reject_unauth_destination`
-    in smtpd_recipient_restrictions and one DNS list in
-    smtpd_client_restrictions (so that every connection asks it), answered
-    NXDOMAIN by a local DNS server (tests/integration/dnsserver.py)."""
-    sys.path.insert(0, str(ROOT / "tests" / "integration"))
-    from dnsserver import DNSServer
-    out = {}
-    with DNSServer({"bench.test": [("A", "192.0.2.1")]}) as dns:
-        for label, extra in (
-                ("empty", {"dns_resolver": dns.address}),
-                ("lists", {"dns_resolver": dns.address,
-                           "smtpd_client_restrictions": "reject_rbl_client rbl.bench.test",
-                           "smtpd_recipient_restrictions":
-                               "permit_mynetworks, reject_unauth_destination"})):
-            srv = Hongyan(OUT / ("hongyan-restrict-" + label), sink_port, extra=extra)
-            try:
-                srv.start()
-                out[label] = scenario_accept(srv, sessions, count)
-            finally:
-                srv.stop()
-        out["rbl_queries"] = len([q for q in dns.queries if q[0].endswith("rbl.bench.test")])
-    e, l = out["empty"].get("rate"), out["lists"].get("rate")
-    out["cost_pct"] = (1 - l / e) * 100 if e and l else None
-    return out
-
-
 def scenario_relay(server, sink, sessions, count):
     """COUNT 4 KB messages for a remote domain; the server relays them to
     smtp-sink. Rate = COUNT / time from the first connection until the sink
@@ -649,14 +660,14 @@ def scenario_relay(server, sink, sessions, count):
     q0 = settle_queue(server)
     root = server.root_pid
     c0 = sink.count()
-    cpu0 = tree_cpu(root)
+    cpu0 = server.cpu()
     t0 = time.monotonic()
     with MemSampler(root) as mem:
         dt, ok, err = smtp_source(server.port, count, sessions, REMOTE_RCPT,
                                   timeout=max(120, count // 10))
         done = wait_progress(lambda: sink.count() - c0, count, max(60, count // 20), stall=20)
         t_e2e = time.monotonic() - t0
-    cpu = tree_cpu(root) - cpu0
+    cpu = server.cpu() - cpu0
     got = sink.count() - c0
     res = {"rate": count / t_e2e if done else None, "accept_rate": count / dt if ok else None,
            "seconds": t_e2e, "ok": ok and done, "cpu_per_1000": cpu / count * 1000,
@@ -815,62 +826,6 @@ def scenario_durability(server, count=200, sessions=20):
     return res
 
 
-def scenario_metrics(sink, sessions=20, count=3000, rounds=5):
-    """The cost of metrics_listen: acceptance at SESSIONS sessions with the
-    metrics listener off, then on with a scraper fetching /metrics every
-    second (Prometheus scrapes every 15 s by default: this is harsher),
-    alternating OFF/ON servers over ROUNDS rounds so that the machine's
-    drift hits both alike. Cost = 1 - median(on) / median(off)."""
-    import urllib.request
-    rates = {"off": [], "on": []}
-    cpu = {"off": [], "on": []}  # CPU s per 1,000 messages: steadier than rates on a busy host
-    scrapes = 0
-    for rnd in range(rounds):
-        for mode in ("off", "on"):
-            extra = {}
-            mport = free_port()
-            if mode == "on":
-                extra["metrics_listen"] = "127.0.0.1:%d" % mport
-            srv = Hongyan(OUT / ("hongyan-metrics-" + mode), sink.port, extra)
-            srv.start()
-            stop = threading.Event()
-            got = []
-
-            def scrape():
-                while not stop.wait(1.0):
-                    try:
-                        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
-                                                    timeout=5) as r:
-                            got.append(len(r.read()))
-                    except OSError:
-                        pass
-            t = threading.Thread(target=scrape) if mode == "on" else None
-            try:
-                if t:
-                    t.start()
-                r = scenario_accept(srv, sessions, count)
-            finally:
-                stop.set()
-                if t:
-                    t.join()
-                srv.stop()
-            scrapes += len(got)
-            if r.get("rate"):
-                rates[mode].append(r["rate"])
-                cpu[mode].append(r["cpu_per_1000"])
-            log("  metrics %s round %d: %s msg/s%s" % (mode, rnd + 1, fmt_rate(r.get("rate")),
-                                                      ", %d scrapes" % len(got) if t else ""))
-    med = lambda xs: sorted(xs)[len(xs) // 2] if xs else None
-    off, on = med(rates["off"]), med(rates["on"])
-    coff, con = med(cpu["off"]), med(cpu["on"])
-    return {"sessions": sessions, "count": count, "off": rates["off"], "on": rates["on"],
-            "median_off": off, "median_on": on, "scrapes": scrapes,
-            "cost_percent": (1 - on / off) * 100 if off and on else None,
-            "cpu_off": cpu["off"], "cpu_on": cpu["on"], "cpu_median_off": coff,
-            "cpu_median_on": con,
-            "cpu_cost_percent": (con / coff - 1) * 100 if coff and con else None}
-
-
 def make_cert():
     """A self-signed RSA-2048 certificate both servers present for STARTTLS
     (Debian's Postfix ships with TLS on and a snakeoil certificate; hongyan
@@ -922,12 +877,7 @@ def scenario_tls(server, count=600, threads=8, hold=500):
     (Python's ssl releases the GIL during the handshake), and the server's
     memory per established idle TLS session (HOLD sessions)."""
     import ssl
-    from concurrent.futures import ThreadPoolExecutor
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.options |= ssl.OP_NO_TICKET
+    ctx = tls_client_context()
     res = {}
     root = server.root_pid
     # Memory per idle TLS session, first, on the fresh server.
@@ -971,7 +921,28 @@ def scenario_tls(server, count=600, threads=8, hold=500):
     res.update({"held": n, "pss_per_session": (mem[1] - base[1]) / n if n else None,
                 "rss": mem[0], "pss": mem[1], "procs": mem[2]})
     time.sleep(2)
-    cpu0 = tree_cpu(root)
+    res.update(tls_rate(server, count, threads))
+    res["ok"] = res.pop("all_done") and res.get("held") == hold
+    time.sleep(2)
+    return res
+
+
+def tls_client_context():
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+def tls_rate(server, count, threads):
+    """COUNT full STARTTLS handshakes over THREADS client threads: their rate
+    and the server's CPU per 1,000."""
+    from concurrent.futures import ThreadPoolExecutor
+    ctx = tls_client_context()
+    res = {}
+    cpu0 = server.cpu()
     t0 = time.monotonic()
     errors = []
 
@@ -991,13 +962,12 @@ def scenario_tls(server, count=600, threads=8, hold=500):
     with ThreadPoolExecutor(threads) as ex:
         done = sum(ex.map(worker, [count // threads] * threads))
     dt = time.monotonic() - t0
-    cpu = tree_cpu(root) - cpu0
+    cpu = server.cpu() - cpu0
     res.update({"handshakes": done, "rate": done / dt if done else None,
-                "cpu_per_1000": cpu / done * 1000 if done else None})
+                "cpu_per_1000": cpu / done * 1000 if done else None,
+                "all_done": done == (count // threads) * threads})
     if errors:
         res["error"] = "%d failed sessions, e.g. %s" % (len(errors), errors[0])
-    res["ok"] = done == (count // threads) * threads and res.get("held") == hold
-    time.sleep(2)
     return res
 
 
@@ -1192,31 +1162,19 @@ def render(results, meta):
     L.append("%s · %s · %d cores · %s" % (meta["date"], meta["host"], meta["cores"], meta["kernel"]))
     L.append("")
     L.append("- hongyan: %s" % meta.get("hongyan", "—"))
+    if meta.get("hongyan-base"):
+        L.append("- hongyan-base (the \"before\" binary): %s" % meta["hongyan-base"])
     L.append("- Postfix: %s" % meta.get("postfix", "—"))
+    L.append("- queues (and Maildirs) on: %s" % meta.get("spool", "—"))
     L.append("- load: smtp-source, %d-byte messages, one new connection per message" % MSG_SIZE)
     L.append("- load average (1 min) at start / end: %s / %s%s" % (
         meta.get("load_start", "?"), meta.get("load_end", "?"),
         " — the machine was busy with other work: treat the numbers as rough"
         if max(meta.get("load_start", 0), meta.get("load_end", 0)) > 1.0 else ""))
     L.append("")
-    rs = results.get("restrict") or {}
-    if rs.get("empty"):
-        L.append("## Restriction lists (hongyan, 20 sessions)")
-        L.append("")
-        L.append("| lists | msg/s | CPU s/1000 |")
-        L.append("|---|---:|---:|")
-        for label, what in (("empty", "default (relay list only)"),
-                            ("lists", "`permit_mynetworks, reject_unauth_destination` + "
-                                      "`reject_rbl_client` (local DNS, NXDOMAIN)")):
-            r = rs.get(label, {})
-            L.append("| %s | %s | %s |" % (what, fmt_rate(r.get("rate")),
-                                           "%.2f" % r["cpu_per_1000"] if r.get("cpu_per_1000")
-                                           else "—"))
-        L.append("")
-        L.append("Cost of the lists: %s%% of the acceptance rate; %d DNS list queries reached "
-                 "the DNS server." % ("%.1f" % rs["cost_pct"] if rs.get("cost_pct") is not None
-                                      else "?", rs.get("rbl_queries", 0)))
-        L.append("")
+    # The lean sections first: issue 13's goal is judged on them.
+    import lean
+    lean.render(results, L)
     acc = results.get("accept", {})
     sink = results.get("sink", {})
     if acc or sink:
@@ -1374,23 +1332,6 @@ def render(results, meta):
         for e in errs:
             L.append("- " + e)
         L.append("")
-    met = results.get("metrics")
-    if met:
-        L.append("## metrics_listen cost (hongyan, %d sessions, /metrics scraped every second)"
-                 % met["sessions"])
-        L.append("")
-        L.append("| figure | metrics off (rounds) | on (rounds) | median off | median on | cost |")
-        L.append("| --- | --- | --- | --- | --- | --- |")
-        L.append("| accepted msg/s | %s | %s | %s | %s | %s |" % (
-            ", ".join(fmt_rate(x) for x in met["off"]), ", ".join(fmt_rate(x) for x in met["on"]),
-            fmt_rate(met["median_off"]), fmt_rate(met["median_on"]),
-            "%.1f%%" % met["cost_percent"] if met["cost_percent"] is not None else "—"))
-        L.append("| CPU s / 1,000 msgs | %s | %s | %.2f | %.2f | %s |" % (
-            ", ".join("%.2f" % x for x in met["cpu_off"]),
-            ", ".join("%.2f" % x for x in met["cpu_on"]),
-            met["cpu_median_off"] or 0, met["cpu_median_on"] or 0,
-            "%+.1f%%" % met["cpu_cost_percent"] if met["cpu_cost_percent"] is not None else "—"))
-        L.append("")
     return "\n".join(L)
 
 
@@ -1426,9 +1367,19 @@ def cleanup():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small message counts (a smoke run)")
-    ap.add_argument("--servers", default="postfix,hongyan")
-    ap.add_argument("--only", default="sink,accept,relay,idle,durability,tls,dkim,restrict,metrics")
+    ap.add_argument("--servers", default="postfix,hongyan",
+                    help="postfix, hongyan, and hongyan-base (the binary in $HONGYAN_BASE_BIN)")
+    ap.add_argument("--only", default="lean,latency,restrict,metrics,sink,accept,relay,idle,durability,tls,dkim",
+                    help="scenarios; `sustained` is added by --sustained")
     ap.add_argument("--sessions", default="1,20,100")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the lean scenario")
+    ap.add_argument("--pair-rounds", type=int, default=7,
+                    help="interleaved rounds of the restrict and metrics comparisons")
+    ap.add_argument("--sustained", action="store_true",
+                    help="also four 10,000-message acceptance runs in a row at 100 sessions (issue 13)")
+    ap.add_argument("--latency-messages", type=int, default=200)
+    ap.add_argument("--no-spool-fs", action="store_true",
+                    help="keep the queues in bench/out instead of an ext4 filesystem of their own")
     ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
     ap.add_argument("--readme", action="store_true",
                     help="also write the results into bench/README.md (between its results markers)")
@@ -1443,9 +1394,18 @@ def main():
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, stop_on_signal)
 
+    global WORK
     OUT.mkdir(parents=True, exist_ok=True)
+    # bench/lean.py and spoolfs.py import this module as "bench": the same one.
+    sys.modules.setdefault("bench", sys.modules[__name__])
+    import lean
+    import spoolfs
     only = set(args.only.split(","))
+    if args.sustained:
+        only.add("sustained")
     servers = [s for s in args.servers.split(",") if s]
+    if "hongyan-base" in servers and not HONGYAN_BASE:
+        ap.error("hongyan-base needs HONGYAN_BASE_BIN=/path/to/the/other/hongyan")
     sessions = [int(s) for s in args.sessions.split(",")]
     # Messages per run: enough for a steady state, bounded in time.
     counts = {1: 300, 20: 3000, 100: 4000}
@@ -1458,19 +1418,67 @@ def main():
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release(),
             "load_start": loadavg()}
+    meta["hongyan"] = Hongyan(OUT / "unused", 0).version()
+    meta["postfix"] = Postfix(OUT / "unused", 0).version()
+    if HONGYAN_BASE:
+        meta["hongyan-base"] = Hongyan(OUT / "unused", 0, binary=HONGYAN_BASE).version()
     results = {"accept": {}, "relay": {}, "idle": {}, "sink": {}, "tls": {}, "dkim": {},
-               "metrics": {},
+               "metrics": {}, "lean": {}, "latency": {}, "sustained": {},
                "durability": {}, "restrict": {}, "errors": []}
+    lean_counts = {1: 1000, 20: 2000, 100: 2000}
+    if args.quick:
+        lean_counts = {1: 100, 20: 300, 100: 400}
+    lean_count = lambda s: lean_counts.get(s, 300 if args.quick else 2000)
+    rounds = 1 if args.quick else args.rounds
+    pair_rounds = 1 if args.quick else args.pair_rounds
     try:
+        meta["spool"] = "the bench's own directory, %s" % OUT
+        fs = spoolfs.SpoolFs()
+        if not args.no_spool_fs:
+            try:
+                WORK = fs.setup()
+                meta["spool"] = fs.describe()
+            except Exception as e:  # no loop device: measure anyway, and say so
+                fs.teardown()
+                log("no filesystem of its own for the spool: %s" % e)
+                results["errors"].append("spool on the bench's own filesystem: %s" % e)
+        if "lean" in only:
+            log("lean acceptance and relay (issue 13): %s, %d rounds" % (",".join(servers), rounds))
+            results["lean"] = lean.scenario_lean(servers, sessions, [s for s in sessions if s > 1],
+                                                 lean_count, rounds)
+        if "latency" in only:
+            n = min(args.latency_messages, 20) if args.quick else args.latency_messages
+            log("single-message latency, %d messages per server" % n)
+            results["latency"] = lean.scenario_latency(servers, n)
+            log("  ->", results["latency"])
+        if "restrict" in only and "hongyan" in servers:
+            log("hongyan restriction lists: none vs permit_mynetworks, reject_unauth_destination + one "
+                "DNS list, 20 sessions")
+            results["restrict"] = r = lean.scenario_restrict(20, lean_count(20), pair_rounds)
+            log("  -> lists / empty: %s" % r.get("rate_ratio"))
+        if "tls" in only and "hongyan" in servers and "hongyan-base" in servers:
+            log("STARTTLS handshakes, hongyan vs hongyan-base, interleaved")
+            results["tls_pair"] = lean.scenario_tls_pair(["hongyan", "hongyan-base"], pair_rounds,
+                                                         count=80 if args.quick else 400)
+        if "metrics" in only and "hongyan" in servers:
+            log("hongyan metrics_listen cost, 20 sessions, off vs on (scraped every second)")
+            results["metrics"] = r = lean.scenario_metrics(20, lean_count(20), pair_rounds)
+            log("  -> on / off: %s" % r.get("rate_ratio"))
         if "sink" in only:
             for s in sessions:
                 log("smtp-sink alone, %d sessions, %d messages" % (s, count_for(s)))
                 results["sink"][str(s)] = r = scenario_sink(s, count_for(s))
                 log("  ->", fmt_rate(r.get("rate")), "msg/s", r.get("error", ""))
         for name in servers:
+            # The before/after binary is compared in the lean scenarios and for TLS.
+            classic = only & ({"accept", "relay", "idle", "durability"} if name != "hongyan-base" else set())
+            if not classic and not ("tls" in only):
+                continue
             sink = Sink("relay-" + name).start()
-            srv = (Postfix(OUT / "postfix", sink.port) if name == "postfix"
-                   else Hongyan(OUT / "hongyan", sink.port))
+            cg = lean.cgroup_for("classic-" + name)
+            srv = (Postfix(WORK / "postfix", sink.port, cgroup=cg) if name == "postfix"
+                   else Hongyan(WORK / name, sink.port, name=name, cgroup=cg,
+                                binary=HONGYAN_BASE if name == "hongyan-base" else None))
             try:
                 srv.start()
             except Exception as e:
@@ -1480,20 +1488,20 @@ def main():
                 continue
             meta[name] = srv.version()
             try:
-                if "accept" in only:
+                if "accept" in classic:
                     for s in sessions:
                         log("%s accept, %d sessions, %d messages" % (name, s, count_for(s)))
                         r = scenario_accept(srv, s, count_for(s))
                         results["accept"].setdefault(name, {})[str(s)] = r
                         log("  ->", fmt_rate(r.get("rate")), "msg/s,", "%.2f CPU s/1000" % r.get("cpu_per_1000", 0),
                             "peak RSS %s MB" % fmt_mb(r.get("peak_rss")), r.get("error", ""))
-                if "relay" in only:
+                if "relay" in classic:
                     for s in relay_sessions:
                         log("%s relay, %d sessions, %d messages" % (name, s, count_for(s)))
                         r = scenario_relay(srv, sink, s, count_for(s))
                         results["relay"].setdefault(name, {})[str(s)] = r
                         log("  ->", fmt_rate(r.get("rate")), "msg/s end to end", r.get("error", ""))
-                if "idle" in only:
+                if "idle" in classic:
                     # Memory scenarios start from a fresh server, so that
                     # processes left from earlier loads are not in the baseline.
                     srv.stop()
@@ -1502,22 +1510,11 @@ def main():
                     r = scenario_idle(srv, idle_n)
                     results["idle"][name + " (as configured)"] = r
                     log("  -> %d answered EHLO, RSS %s MB" % (r["ehlo_ok"], fmt_mb(r["rss"])))
-                if "durability" in only:
+                if "durability" in classic:
                     log("%s durability probe (strace, untimed)" % name)
                     r = scenario_durability(srv)
                     results["durability"][name] = r
                     log("  -> sync calls per message: %.2f %s" % (r.get("per_message", 0), r.get("calls", "")))
-                if "restrict" in only and name == "hongyan":
-                    srv.stop()
-                    log("hongyan restriction lists: empty vs permit_mynetworks, "
-                        "reject_unauth_destination + one DNS list, 20 sessions")
-                    r = scenario_restrict(sink.port, 20, count_for(20))
-                    results["restrict"] = r
-                    log("  -> %s vs %s msg/s (cost %s%%), %d DNS list queries" % (
-                        fmt_rate(r["empty"].get("rate")), fmt_rate(r["lists"].get("rate")),
-                        "%.1f" % r["cost_pct"] if r["cost_pct"] is not None else "?",
-                        r["rbl_queries"]))
-                    srv.start()
                 if "tls" in only:
                     srv.stop()
                     srv.start()
@@ -1539,7 +1536,7 @@ def main():
                 # minutes to spawn here, so this run holds fewer and the
                 # table gives the memory per session.
                 big_n = min(idle_n, args.postfix_big_sessions)
-                big = Postfix(OUT / "postfix-big", sink.port, smtpd_process_limit=big_n + 100)
+                big = Postfix(WORK / "postfix-big", sink.port, smtpd_process_limit=big_n + 100)
                 try:
                     big.start()
                     log("postfix (smtpd process_limit %d) idle sessions: %d" % (big_n + 100, big_n))
@@ -1551,20 +1548,15 @@ def main():
                 finally:
                     big.stop()
                     sink.stop()
-        if "metrics" in only and "hongyan" in servers:
-            log("hongyan metrics_listen cost, 20 sessions, off vs on (scraped every second)")
-            sink = Sink("metrics").start()
-            try:
-                results["metrics"] = r = scenario_metrics(sink, count=300 if args.quick else 3000)
-            finally:
-                sink.stop()
-            log("  -> off %s, on %s msg/s: cost %s%%" % (
-                fmt_rate(r["median_off"]), fmt_rate(r["median_on"]),
-                "%.1f" % r["cost_percent"] if r["cost_percent"] is not None else "?"))
         if "dkim" in only:
             log("DKIM signing and verification, hongyan vs opendkim-testmsg")
             results["dkim"] = scenario_dkim(n=40 if args.quick else 400)
             log("  ->", results["dkim"])
+        if "sustained" in only:
+            n = 1000 if args.quick else 10000
+            log("sustained: 4 runs of %d messages in a row at 100 sessions" % n)
+            results["sustained"] = lean.scenario_sustained(
+                servers, count=n, fresh_fs=fs.setup if not args.no_spool_fs and WORK != OUT else None)
     finally:
         cleanup()
         try:

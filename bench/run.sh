@@ -2,7 +2,8 @@
 # hongyan benchmarks: hongyan vs a private Postfix instance vs smtp-sink, on
 # loopback high ports, in one run. Fetches Postfix's .deb and unpacks it with
 # dpkg -x (nothing is installed system-wide), then runs bench/bench.py.
-# Usage: bench/run.sh [--quick] [--only SCENARIO,...] [--servers postfix,hongyan]
+# Usage: bench/run.sh [--quick] [--sustained] [--only SCENARIO,...] [--servers postfix,hongyan[,hongyan-base]]
+# (hongyan-base: HONGYAN_BASE_BIN=/path/to/another/hongyan, the "before" of a change)
 # See bench/README.md for the method.
 set -euo pipefail
 
@@ -79,7 +80,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # bench/out is stopped, and every process group bench.py recorded is killed.
 stop_all() {
 	local conf pidf pid
-	for conf in "$OUT"/postfix*/conf; do
+	for conf in "$OUT"/postfix*/conf "$OUT"/spoolfs/*postfix*/conf "$OUT"/lean-postfix*/conf; do
 		pidf=${conf%/conf}/queue/pid/master.pid
 		[ -f "$pidf" ] || continue
 		pid=$(tr -dc 0-9 <"$pidf")
@@ -94,6 +95,26 @@ stop_all() {
 			[ -d "/proc/$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
 		done <"$OUT/pids"
 		rm -f "$OUT/pids"
+	fi
+	# The servers' cgroups (bench/lean.py's CpuGroup, named after bench.py's
+	# pid, so another bench's are left alone): anything still in them, then them.
+	if [ -n "$child" ]; then
+		for cg in /sys/fs/cgroup/cpuacct/hybench-"$child"-* /sys/fs/cgroup/hybench-"$child"-*; do
+			[ -d "$cg" ] || continue
+			for pid in $(cat "$cg/cgroup.procs" 2>/dev/null); do
+				kill -KILL "$pid" 2>/dev/null || true
+			done
+			sleep 0.2
+			rmdir "$cg" 2>/dev/null || true
+		done
+	fi
+	# bench/spoolfs.py's filesystem, should bench.py not have unmounted it.
+	if mountpoint -q "$OUT/spoolfs"; then
+		umount "$OUT/spoolfs" 2>/dev/null || umount -l "$OUT/spoolfs" || true
+	fi
+	if [ -f "$OUT/spool.img" ]; then
+		losetup -j "$OUT/spool.img" | cut -d: -f1 | while read -r dev; do losetup -d "$dev" || true; done
+		rm -f "$OUT/spool.img"
 	fi
 }
 child=
