@@ -138,9 +138,18 @@ CONFIGS = [
         "smtpd_sender_restrictions": "check_sender_access texthash:%s" % ACCESS,
         "mynetworks": "192.0.2.0/24",
     }, [
-        # (A refused HELO is not tried here: Postfix then takes MAIL without
-        # one, hongyan wants a HELO first; docs/smtpd.md says so.)
         ("client.example", "spam@bad.example", "user@local.test"),
+        # A refused HELO: both then take MAIL without one.
+        ("nodot", "a@good.test", "user@local.test"),
+        # No HELO at all: smtpd_helo_required = no takes MAIL.
+        (None, "a@good.test", "user@local.test"),
+        ("client.example", "a@good.test", "user@local.test"),
+    ]),
+    ({
+        "smtpd_helo_required": "yes",
+        "mynetworks": "192.0.2.0/24",
+    }, [
+        (None, "a@good.test", "user@local.test"),
         ("client.example", "a@good.test", "user@local.test"),
     ]),
     ({
@@ -158,7 +167,8 @@ def dialog(port, helo, sender, rcpt):
     out = []
     try:
         out.append(c.reply()[:2])
-        out.append(c.cmd("EHLO " + helo)[0])
+        if helo is not None:  # None: the client skips HELO/EHLO
+            out.append(c.cmd("EHLO " + helo)[0])
         out.append(c.cmd("MAIL FROM:<%s>" % sender)[:2])
         out.append(c.cmd("RCPT TO:<%s>" % rcpt)[:2])
         out.append(c.cmd("RCPT TO:<user@local.test>")[:2])

@@ -400,6 +400,15 @@ static int cmd_ehlo(struct smtpd_session *s, const char *args, size_t len)
 
 static int check_mail(struct smtpd_session *s, const char *args, size_t len)
 {
+    /*
+     * Postfix takes MAIL before HELO/EHLO unless smtpd_helo_required says
+     * otherwise (RFC 5321 4.1.4 asks for EHLO first, but clients that skip
+     * it exist and Postfix has always served them).
+     */
+    if (s->state == SMTPD_STATE_CONNECTED && config_get_bool(s->gen->cfg, "smtpd_helo_required")) {
+        reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+        return -1;
+    }
     if (s->srv->draining) {
         reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
               s->myhostname);
@@ -758,7 +767,8 @@ static int write_received(struct smtpd_session *s)
     struct buf h = BUF_INIT;
     const struct restrict_effects *fx = restrict_effects(s->rs);
     buf_append(&h, fx->prepend.data ? fx->prepend.data : "", fx->prepend.len);
-    buf_printf(&h, "Received: from %s (%s [%s])", s->helo, s->host, s->addr);
+    /* Without HELO, Postfix names the client by its host name here. */
+    buf_printf(&h, "Received: from %s (%s [%s])", s->helo ? s->helo : s->host, s->host, s->addr);
     tlsauth_received(s, &h);
     buf_printf(&h, "\r\n\tby %s (hongyan) with %s id %s", s->myhostname, with,
                spool_msg_id(tx->msg));
@@ -1532,7 +1542,7 @@ static int restrict_tx_effects(struct smtpd_session *s)
 static const struct smtpd_cmd smtpd_cmds[] = {
     {SMTP_CMD_HELO, ST_SESSION, NULL, NULL, cmd_helo},
     {SMTP_CMD_EHLO, ST_SESSION, NULL, NULL, cmd_ehlo},
-    {SMTP_CMD_MAIL, ST(HELO), "Error: send HELO/EHLO first", check_mail, cmd_mail},
+    {SMTP_CMD_MAIL, ST(CONNECTED) | ST(HELO), NULL, check_mail, cmd_mail},
     {SMTP_CMD_RCPT, ST(MAIL) | ST(RCPT), "Error: need MAIL command", NULL, cmd_rcpt},
     {SMTP_CMD_DATA, ST(MAIL) | ST(RCPT), "Error: need RCPT command", check_data, cmd_data},
     {SMTP_CMD_BDAT, ~0u, NULL, NULL, cmd_bdat},
@@ -1774,7 +1784,7 @@ static void session_milter_log(struct smtpd_session *s, const char *action, cons
                                                        : NULL;
     const char *to = s->milter_ev == MILTER_C_RCPT ? s->milter_addr : NULL;
     smtpd_milter_log(s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", action, where,
-                     s->host, s->addr, text, from, to, proto_name(s), s->helo);
+                     s->host, s->addr, text, from, to, proto_name(s), s->helo ? s->helo : "");
 }
 
 static void session_milter_hold(struct smtpd_session *s, const struct milter_result *res,

@@ -65,6 +65,35 @@ def test_ehlo_lists_extensions(server):
     assert c.closed()
 
 
+def test_mail_without_helo(server_factory):
+    """smtpd_helo_required = no (the default) takes MAIL before HELO, as
+    Postfix does; the Received line then names the client by its host name.
+    With yes, MAIL gets Postfix's 503 until HELO/EHLO (bench/compare_restrict.py
+    holds both dialogues against Postfix 3.7)."""
+    srv = server_factory({})
+    c = RawClient(srv.smtpd_port)
+    assert c.reply()[0] == 220
+    assert c.cmd("MAIL FROM:<alice@sender.example>")[0] == 250
+    assert c.cmd("RCPT TO:<u@example.com>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: no helo\r\n\r\nbody\r\n.\r\n")
+    assert c.reply()[0] == 250
+    c.close()
+    m, rest = split_delivered(delivered(srv)[0])
+    assert m.group(1) == b"localhost"
+    assert m.group(2) == b"SMTP"
+    assert rest.startswith(b"Subject: no helo")
+
+    strict = server_factory({"smtpd_helo_required": "yes"})
+    c = RawClient(strict.smtpd_port)
+    assert c.reply()[0] == 220
+    code, text, _ = c.cmd("MAIL FROM:<alice@sender.example>")
+    assert (code, text) == (503, "5.5.1 Error: send HELO/EHLO first")
+    assert c.cmd("EHLO client.example")[0] == 250
+    assert c.cmd("MAIL FROM:<alice@sender.example>")[0] == 250
+    c.close()
+
+
 def test_greeting_is_banner(server_factory):
     srv = server_factory({"smtpd_banner": "$myhostname ESMTP test banner"})
     c = RawClient(srv.smtpd_port)
@@ -335,10 +364,9 @@ def test_malformed_commands(server):
     c.cmd("QUIT")
 
 
-def test_mail_before_helo_and_nested_mail(server):
+def test_nested_mail(server):
     c = RawClient(server.smtpd_port)
     c.reply()
-    assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 503
     assert c.cmd("HELO client.example")[0] == 250
     assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 250
     assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 503
