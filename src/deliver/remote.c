@@ -1455,6 +1455,7 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         buf_free(&err);
         switch (r.kind) {
         case ROUTE_DISCARD:
+            res->service = "discard"; /* logged as Postfix's discard(8) */
             res->status = DELIVERY_OK;
             str_copy(res->dsn, sizeof res->dsn, "2.0.0");
             res->reply = xstrdup(r.text);
@@ -1464,6 +1465,7 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         case ROUTE_ERROR:
         case ROUTE_RETRY: {
             int perm = r.kind == ROUTE_ERROR;
+            res->service = perm ? "error" : "retry"; /* Postfix's error(8) under either name */
             res->status = perm ? DELIVERY_PERMFAIL : DELIVERY_TEMPFAIL;
             /* error:5.1.2 text takes its code from the text, as Postfix does. */
             const char *t = r.text;

@@ -387,6 +387,11 @@ def test_transport_maps(server_factory, tmp_path):
         assert "this domain is gone" in dsn and "5.1.2" in dsn
         assert "y@void.example.net" not in dsn
         assert wait_for(lambda: "to=<y@void.example.net>, relay=none" in logs(srv), timeout=10)
+        # Logged under the name of the Postfix agent that does this: discard(8), error(8).
+        assert re.search(r"hongyan/discard\[\d+\]: \w+: to=<y@void\.example\.net>", logs(srv)), \
+            logs(srv)
+        assert re.search(r"hongyan/error\[\d+\]: \w+: to=<x@gone\.example\.net>", logs(srv)), \
+            logs(srv)
 
 
 @pytest.fixture(scope="session")
