@@ -514,6 +514,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         buf_free(&err);
         return EX_CONFIG;
     }
+    /* Here, once per start: the worker's Landlock ruleset does not let it read /sys. */
+    spool_check_filesystem(config_get(cfg, "queue_directory"), lock_fd);
     if (pw != NULL && supervisor_prepare_maildrop(cfg, pw) < 0)
         return EX_CANTCREAT;
 

@@ -46,7 +46,9 @@ int spool_version_check(const char *queue_dir, struct buf *err);
  * (N decimal, 1 to 9 digits, no sign or leading zero).
  */
 long spool_version_parse(const char *text, size_t len);
-/* Logs a warning when the spool's filesystem cannot keep a 250's promise (ext4 without a journal).
+/*
+ * Logs a warning when the spool's filesystem cannot keep a 250's promise
+ * (ext4 without a journal). The supervisor calls it at start: it reads /sys.
  */
 void spool_check_filesystem(const char *queue_dir, int dir_fd);
 

@@ -223,7 +223,6 @@ int spool_recover(struct spool *s)
         }
         closedir(d);
     }
-    spool_check_filesystem(s->dir, s->sync_fd);
     int bad = spool_recover_dir(s, s->active, s->hold);
     bad += spool_recover_dir(s, s->hold, s->active);
     fsync_dir(s->active);
