@@ -5,6 +5,8 @@
  */
 #include "config/config_keys.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 const struct config_key config_keys[] = {
@@ -391,10 +393,41 @@ const struct config_key config_keys[] = {
 
 const size_t config_key_count = sizeof config_keys / sizeof config_keys[0];
 
-int config_key_index(const char *name)
+/*
+ * The table's indexes in name order, for a binary search: config_get() runs
+ * for every message on the loop and the work-queue threads, and a walk over
+ * the whole table with strcmp was a few percent of the worker's CPU.
+ * Built once, by whichever thread asks first.
+ */
+static unsigned short config_key_sorted[sizeof config_keys / sizeof config_keys[0]];
+static pthread_once_t config_key_sorted_once = PTHREAD_ONCE_INIT;
+
+static int config_key_cmp(const void *a, const void *b)
+{
+    return strcmp(config_keys[*(const unsigned short *)a].name,
+                  config_keys[*(const unsigned short *)b].name);
+}
+
+static void config_key_sort(void)
 {
     for (size_t i = 0; i < config_key_count; i++)
-        if (strcmp(config_keys[i].name, name) == 0)
-            return (int)i;
+        config_key_sorted[i] = (unsigned short)i;
+    qsort(config_key_sorted, config_key_count, sizeof config_key_sorted[0], config_key_cmp);
+}
+
+int config_key_index(const char *name)
+{
+    pthread_once(&config_key_sorted_once, config_key_sort);
+    size_t lo = 0, hi = config_key_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(config_keys[config_key_sorted[mid]].name, name);
+        if (c == 0)
+            return config_key_sorted[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return -1;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "config/config.h"
+#include "config/config_keys.h"
 #include "lib/util.h"
 
 static struct config *load(const char *text, struct buf *err)
@@ -180,9 +181,23 @@ static void test_list_split_keeps_braces(void **state)
     strlist_free(l);
 }
 
+/* The binary search finds every key of the table, and nothing else. */
+static void test_key_index(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < config_key_count; i++)
+        assert_int_equal(config_key_index(config_keys[i].name), (int)i);
+    assert_int_equal(config_key_index(""), -1);
+    assert_int_equal(config_key_index("aaaa"), -1);
+    assert_int_equal(config_key_index("zzzz"), -1);
+    assert_int_equal(config_key_index("myhostnam"), -1);
+    assert_int_equal(config_key_index("myhostnamee"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_index),
         cmocka_unit_test(test_continuation_and_comments),
         cmocka_unit_test(test_expansion),
         cmocka_unit_test(test_loop_is_an_error),
