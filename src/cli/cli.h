@@ -15,6 +15,16 @@ extern const char *cli_config_path;
 
 /* The configuration, loaded on first use; on error prints it and exits EX_CONFIG. */
 struct config *cli_config(void);
+/*
+ * Before a command run as root opens the queue (cli/queue.c): what is
+ * missing of it is made with the owners the server gives it (its
+ * directories mail_owner's, maildrop/ and public/ setgid_group's too), so
+ * that root never leaves there a directory the worker cannot use, whether
+ * the server is running or starts later. Not root, or no such mail_owner:
+ * nothing. 0 or -1 with err.
+ */
+struct buf;
+int cli_queue_prepare(const struct config *cfg, struct buf *err);
 /* Prints "usage: hongyan USAGE" to stderr; returns EX_USAGE. */
 int cli_usage(const char *usage);
 

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,18 +20,49 @@
 #include "cli/queue_json.h"
 #include "config/config.h"
 #include "lib/buf.h"
+#include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 #include "queue/envelope.h"
+#include "queue/maildrop.h"
 #include "queue/pickup.h"
 #include "queue/spool.h"
 
 #define QUEUE_SHOW_MAX (256 * 1024 * 1024)
 
+int cli_queue_prepare(const struct config *cfg, struct buf *err)
+{
+    const struct passwd *pw = geteuid() == 0 ? getpwnam(config_get(cfg, "mail_owner")) : NULL;
+    if (pw == NULL || pw->pw_uid == 0)
+        return 0; /* the server refuses to start with that mail_owner anyway */
+    uid_t owner = pw->pw_uid;
+    gid_t owner_gid = pw->pw_gid;
+    const char *qdir = config_get(cfg, "queue_directory");
+    int qfd = safedir_open(qdir, owner, 0755, NULL, err);
+    if (qfd < 0)
+        return -1;
+    /* The version first: nothing is made in a queue this release does not understand. */
+    int rc = spool_version_check(qdir, err);
+    if (rc == 0 && fchown(qfd, owner, owner_gid) < 0) {
+        buf_printf(err, "cannot give %s to mail_owner: %s", qdir, strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = spool_dirs_hand_over(qfd, qdir, owner, owner_gid, 0700, err);
+    /* Without its group the boundary cannot be set up; the server says so at start. */
+    const struct group *gr = getgrnam(config_get(cfg, "setgid_group"));
+    if (rc == 0 && gr != NULL && gr->gr_gid != 0 && gr->gr_gid != owner_gid)
+        rc = maildrop_prepare(qdir, owner, gr->gr_gid, err);
+    close(qfd);
+    return rc;
+}
+
 static struct spool *queue_open(void)
 {
     struct buf err = BUF_INIT;
-    struct spool *s = spool_open(config_get(cli_config(), "queue_directory"), &err);
+    struct spool *s = NULL;
+    if (cli_queue_prepare(cli_config(), &err) == 0)
+        s = spool_open(config_get(cli_config(), "queue_directory"), &err);
     if (s == NULL)
         fprintf(stderr, "hongyan queue: %s\n", buf_cstr(&err));
     buf_free(&err);

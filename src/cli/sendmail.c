@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -31,7 +30,6 @@
 #include "queue/envelope.h"
 #include "smtp/msghdr.h"
 #include "queue/localuser.h"
-#include "queue/maildrop.h"
 #include "queue/pickup.h"
 #include "queue/spool.h"
 #include "smtp/address.h"
@@ -323,28 +321,6 @@ int sendmail_authorized(const struct config *cfg, const char *key, const char *w
     return ok > 0;
 }
 
-/*
- * As root with a queue that does not exist yet: lays it out as the server
- * would, so that mail queued before the first start is picked up then.
- */
-static void sendmail_prepare_queue(const struct config *cfg, const char *qdir)
-{
-    char *maildrop = xasprintf("%s/maildrop", qdir);
-    struct stat st;
-    int missing = lstat(maildrop, &st) < 0;
-    free(maildrop);
-    const struct passwd *pw = getpwnam(config_get(cfg, "mail_owner"));
-    const struct group *gr = getgrnam(config_get(cfg, "setgid_group"));
-    if (!missing || pw == NULL || gr == NULL)
-        return;
-    struct buf err = BUF_INIT;
-    struct spool *s = spool_open(qdir, &err);
-    if (s == NULL || maildrop_prepare(qdir, pw->pw_uid, gr->gr_gid, &err) < 0)
-        fprintf(stderr, "sendmail: %s\n", buf_cstr(&err));
-    spool_free(s);
-    buf_free(&err);
-}
-
 int sendmail_queue(const struct config *cfg, const struct envelope *e, const struct buf *msg,
                    const char *full_name)
 {
@@ -371,9 +347,14 @@ int sendmail_queue(const struct config *cfg, const struct envelope *e, const str
     pickup_encode(e, add.data, add.len, &full);
 
     const char *qdir = config_get(cfg, "queue_directory");
-    /* Root may be first, before the server ever ran: it can lay out the queue itself. */
-    if (geteuid() == 0)
-        sendmail_prepare_queue(cfg, qdir);
+    /*
+     * Root may be first, before the server ever ran: it lays out the queue
+     * itself, with the server's owners (the helper below writes maildrop/).
+     */
+    struct buf err = BUF_INIT;
+    if (cli_queue_prepare(cfg, &err) < 0)
+        fprintf(stderr, "sendmail: %s\n", buf_cstr(&err));
+    buf_free(&err);
     int rc = sendmail_run_helper(NULL, qdir, &full);
     if (rc != 0)
         fprintf(stderr, "sendmail: cannot queue the message (status %d)\n", rc);

@@ -53,17 +53,6 @@ static void supervisor_on_signal(int sig)
         supervisor_got_term = 1;
 }
 
-/*
- * The queue's own directories, handed to mail_owner one by one (`hongyan
- * queue` run as root may have created them). Their contents are never
- * walked: they are writable by mail_owner, so root changing owners inside
- * them would act on names another user controls; the queue commands only
- * rename and unlink. maildrop/ and public/, the local submission boundary,
- * belong to mail_owner and setgid_group and are set up by maildrop_prepare()
- * (queue/maildrop.h), the same descriptor-based way.
- */
-static const char *const supervisor_queue_subdirs[] = {"incoming", "active", "hold", "corrupt"};
-
 /* Hands one open directory to mail_owner (its mode is set by safedir_open when it makes it). */
 static int supervisor_hand_over(int fd, const char *key, const char *path, const struct passwd *pw)
 {
@@ -101,20 +90,17 @@ static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode
         return -1;
     }
     int rc = supervisor_hand_over(fd, key, path, pw);
-    for (size_t i = 0; rc == 0 && is_queue &&
-                       i < sizeof supervisor_queue_subdirs / sizeof supervisor_queue_subdirs[0];
-         i++) {
-        char *sub_path = xasprintf("%s/%s", path, supervisor_queue_subdirs[i]);
-        int sub =
-            safedir_open_at(fd, supervisor_queue_subdirs[i], sub_path, pw->pw_uid, 0, NULL, &err);
-        if (sub >= 0) {
-            rc = supervisor_hand_over(sub, key, sub_path, pw);
-            close(sub);
-        } else if (errno != ENOENT) { /* missing: the worker creates it as mail_owner */
-            log_error("%s: %s", key, buf_cstr(&err));
-            rc = -1;
-        }
-        free(sub_path);
+    /*
+     * The queue's own directories (`hongyan queue` run as root before the
+     * first start may have made them). maildrop/ and public/, the local
+     * submission boundary, belong to mail_owner and setgid_group and are
+     * set up by maildrop_prepare() (queue/maildrop.h), the same
+     * descriptor-based way.
+     */
+    if (rc == 0 && is_queue &&
+        spool_dirs_hand_over(fd, path, pw->pw_uid, pw->pw_gid, 0, &err) < 0) {
+        log_error("%s: %s", key, buf_cstr(&err));
+        rc = -1;
     }
     close(fd);
     buf_free(&err);

@@ -52,6 +52,19 @@ long spool_version_parse(const char *text, size_t len);
  */
 void spool_check_filesystem(const char *queue_dir, int dir_fd);
 
+/*
+ * As root: the queue's own directories (incoming/, active/, hold/, corrupt/)
+ * inside qfd, the open queue_directory, given to owner and group by
+ * descriptor; missing ones are made (mode create_mode, exactly) unless
+ * create_mode is 0. Their contents are never walked: owner writes in them,
+ * so root changing owners inside would act on names another user controls.
+ * A name that is a symbolic link, not a directory or owned by anyone but
+ * root or owner is an error naming it. So nothing root runs leaves a
+ * directory there that the worker cannot use. 0 or -1 with err.
+ */
+int spool_dirs_hand_over(int qfd, const char *queue_dir, uid_t owner, gid_t group,
+                         mode_t create_mode, struct buf *err);
+
 /* Opens (creating the layout if needed) the spool; NULL with err. */
 struct spool *spool_open(const char *queue_dir, struct buf *err);
 void spool_free(struct spool *s);

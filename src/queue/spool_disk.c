@@ -1,7 +1,8 @@
 /*
  * What the spool asks of its disk (see spool.h): the on-disk version
- * marker, read before anything else touches the queue, and the start-up
- * check that the filesystem can keep the promise behind a 250.
+ * marker, read before anything else touches the queue, the owner of its
+ * directories when root prepares them, and the start-up check that the
+ * filesystem can keep the promise behind a 250.
  */
 #include "queue/spool.h"
 
@@ -13,8 +14,10 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
@@ -80,6 +83,28 @@ int spool_version_check(const char *queue_dir, struct buf *err)
     }
     buf_free(&text);
     free(path);
+    return rc;
+}
+
+int spool_dirs_hand_over(int qfd, const char *queue_dir, uid_t owner, gid_t group,
+                         mode_t create_mode, struct buf *err)
+{
+    static const char *const names[] = {"incoming", "active", "hold", "corrupt"};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof names / sizeof names[0]; i++) {
+        char *display = xasprintf("%s/%s", queue_dir, names[i]);
+        int fd = safedir_open_at(qfd, names[i], display, owner, create_mode, NULL, err);
+        if (fd >= 0) {
+            if (fchown(fd, owner, group) < 0) {
+                buf_printf(err, "cannot give %s to its owner: %s", display, strerror(errno));
+                rc = -1;
+            }
+            close(fd);
+        } else if (create_mode != 0 || errno != ENOENT) {
+            rc = -1; /* missing with create_mode 0: the worker makes it as owner */
+        }
+        free(display);
+    }
     return rc;
 }
 

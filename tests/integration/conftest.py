@@ -5,11 +5,13 @@ Run with /usr/bin/python3 (Debian's, which sees python3-aiosmtpd & co.).
 HONGYAN_BIN names the binary under test (make test sets it).
 """
 import os
+import pathlib
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
-import pathlib
 
 import pytest
 
@@ -37,6 +39,49 @@ def install_postdrop():
 
 
 install_postdrop()
+
+# As root, where the base temporary directory lives (see pytest_configure).
+BASETEMP_ROOT_NAME = "hongyan-tests-of-root"
+
+
+def _prepare_basetemp_root(path):
+    """Our own parent for the sessions' base directories: root's, 0711 so
+    that mail_owner can cross it, and refused if someone else planted it."""
+    try:
+        os.mkdir(path, 0o711)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise pytest.UsageError("%s: not a directory of root's that only root may write; "
+                                "remove it" % path)
+    if st.st_mode & 0o7777 != 0o711:
+        os.chmod(path, 0o711)  # mkdir is subject to the umask
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """As root, keeps tmp_path out of /tmp/pytest-of-root. The worker runs as
+    mail_owner and must cross every directory above its data directory, so
+    Server opens them (0711); but every pytest session that starts on the
+    machine (another make test, another engineer's run) takes group and
+    other access off pytest-of-root again (pytest >= 7.2), and the workers
+    of a run still going then got "Permission denied" on their own spool
+    (test_fixture_tmp.py). Here the sessions get numbered directories under
+    a parent that no other session's housekeeping touches, with pytest's
+    own locking and pruning (the last 3 are kept)."""
+    if os.geteuid() != 0 or config.option.basetemp:
+        return
+    from _pytest.pathlib import LOCK_TIMEOUT, make_numbered_dir_with_cleanup
+    temproot = os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()
+    parent = pathlib.Path(temproot).resolve() / BASETEMP_ROOT_NAME
+    _prepare_basetemp_root(parent)
+    run_dir = make_numbered_dir_with_cleanup(root=parent, prefix="run-", keep=3,
+                                             lock_timeout=LOCK_TIMEOUT, mode=0o711)
+    # Below the numbered directory, so that its cleanup lock stays: pytest
+    # empties a given basetemp, and a numbered directory without its lock
+    # is one that another session's pruning may remove.
+    config.option.basetemp = str(run_dir / "t")
 
 
 def free_port():

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (privilege
 
 
 def reachable(path):
-    """Lets other users traverse root's directories above path. Server()
-    does it once, but another pytest run starting on this machine sets
-    /tmp/pytest-of-root back to 0700 at any time."""
+    """Lets other users traverse root's directories above path, as Server()
+    does for its own (conftest.py keeps them out of /tmp/pytest-of-root,
+    which another pytest run starting on this machine closes again)."""
     for parent in pathlib.Path(path).parents:
         if str(parent) in ("/", "/tmp"):
             break
@@ -142,22 +142,51 @@ def test_maildrop_contents_are_never_chowned(server_factory, tmp_path):
         assert owner(srv.data / "queue" / sub) == pwd.getpwnam("hongyan").pw_uid
 
 
+QUEUE_DIRS = ("incoming", "active", "hold", "corrupt", "maildrop", "public")
+
+
 def test_root_created_queue_dirs_are_handed_over(server_factory):
-    # `hongyan queue` run as root before the first start leaves root-owned
-    # queue directories; the start hands each one over (without a walk).
+    # `hongyan queue` run as root before the first start lays out the queue
+    # with the server's owners, and the start hands each directory over
+    # again (without a walk).
     srv = server_factory(start=False)
     r = srv.cmd("queue", "list")
     assert r.returncode == 0, r.stderr
-    assert owner(srv.data / "queue" / "incoming") == 0
-    assert owner(srv.data / "queue" / "public" / "flush") == 0
-    srv.start()
     hongyan = pwd.getpwnam("hongyan").pw_uid
-    for sub in ("incoming", "active", "hold", "corrupt", "maildrop", "public"):
+    for sub in QUEUE_DIRS + ("public/flush",):
+        assert owner(srv.data / "queue" / sub) == hongyan, sub
+    srv.start()
+    for sub in QUEUE_DIRS:
         assert owner(srv.data / "queue" / sub) == hongyan, sub
     # root's flush FIFO was replaced by the worker's own, which it can read.
     flush = srv.data / "queue" / "public" / "flush"
     assert stat.S_ISFIFO(os.lstat(flush).st_mode) and owner(flush) == hongyan
     assert "cannot open" not in srv.log_text()
+
+
+def test_root_commands_never_leave_a_directory_the_worker_cannot_use(server_factory):
+    # A root command that finds a queue directory missing makes it; made as
+    # root (0700) it would give the running worker "Permission denied" on
+    # its own spool until the next start. Here the empty hold/ and corrupt/
+    # are removed under a running server (a queue directory can also be
+    # missing when a root command races a first start).
+    srv = server_factory()
+    q = srv.data / "queue"
+    hongyan = pwd.getpwnam("hongyan")
+    for cmd, name in ((("queue", "list"), "hold"), (("queue", "--json"), "corrupt"),
+                      (("sendmail", "-f", "alice@example.com", "u@example.com"), "hold")):
+        os.rmdir(q / name)
+        r = srv.cmd(*cmd, input="Subject: x\n\nx\n" if cmd[0] == "sendmail" else None)
+        assert r.returncode == 0, (cmd, r.stderr)
+        st = os.lstat(q / name)
+        assert stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid) == \
+            (hongyan.pw_uid, hongyan.pw_gid) and stat.S_IMODE(st.st_mode) == 0o700, (cmd, name)
+    # The worker goes on with what root left: the message sendmail queued
+    # is picked up and delivered.
+    assert wait_for(lambda: srv.messages("example.com", "u"), timeout=20), srv.log_text()
+    for sub in QUEUE_DIRS:
+        assert owner(q / sub) == hongyan.pw_uid, sub
+    assert "Permission denied" not in srv.log_text(), srv.log_text()
 
 
 def test_user_cli_does_not_copy_a_symlinked_target(server_factory, tmp_path):

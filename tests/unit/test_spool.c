@@ -422,6 +422,44 @@ static void test_disk_full(void **state)
     free(dir);
 }
 
+/* The queue's directories as root commands prepare them (spool_dirs_hand_over). */
+static void test_dirs_hand_over(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir("test_spool_dirs");
+    struct buf err = BUF_INIT;
+    int qfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(qfd >= 0);
+    char path[512];
+    struct stat st;
+    /* create_mode 0: nothing is made (the supervisor leaves that to the worker). */
+    assert_int_equal(spool_dirs_hand_over(qfd, dir, getuid(), getgid(), 0, &err), 0);
+    snprintf(path, sizeof path, "%s/active", dir);
+    assert_int_equal(lstat(path, &st), -1);
+    /* Made with the mode exactly, whatever the umask, and the owner given. */
+    mode_t old_mask = umask(077);
+    assert_int_equal(spool_dirs_hand_over(qfd, dir, getuid(), getgid(), 0700, &err), 0);
+    umask(old_mask);
+    static const char *const names[] = {"incoming", "active", "hold", "corrupt"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(st.st_uid, getuid());
+    }
+    /* A symbolic link in a directory's place is refused, not followed. */
+    snprintf(path, sizeof path, "%s/hold", dir);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(symlink("active", path), 0);
+    assert_int_equal(spool_dirs_hand_over(qfd, dir, getuid(), getgid(), 0700, &err), -1);
+    assert_non_null(strstr(buf_cstr(&err), "hold"));
+    close(qfd);
+    buf_free(&err);
+    test_rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_sync_commit_append_moves),
         cmocka_unit_test(test_recovery),
         cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_dirs_hand_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
