@@ -119,7 +119,7 @@ struct smtpd_session {
     unsigned ext;                /* what EHLO advertised (enum smtp_ext) */
     int errors;
     int discard_line; /* inside an over-long command line */
-    int in_run;       /* session_run() is on the stack */
+    int in_run;       /* smtpd_session_run() is on the stack */
     int dead;         /* the connection is gone; free when safe */
     int commit_pending;
     int eof;       /* the client has shut down its side */
@@ -172,28 +172,28 @@ const char *smtpd_state_name(enum smtpd_state st)
     return st < SMTPD_STATE_COUNT ? state_names[st] : "?";
 }
 
-static void session_run(struct smtpd_session *s);
-static void session_close(struct smtpd_session *s);
+static void smtpd_session_run(struct smtpd_session *s);
+static void smtpd_session_close(struct smtpd_session *s);
 
 /* Tells the queue manager a message is in the queue (server/server.h, "queued"). */
-static void session_queued(struct smtpd_session *s, const char *queue_id)
+static void smtpd_session_queued(struct smtpd_session *s, const char *queue_id)
 {
     if (s->srv->queued)
         s->srv->queued(s->srv->qmgr, queue_id);
 }
 static void session_linger(struct smtpd_session *s);
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg);
-static void session_milter_tx_end(struct smtpd_session *s);
-static int session_milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
-                               size_t len,
-                               int (*redo)(struct smtpd_session *, const char *, size_t));
-static void session_milter_content(struct smtpd_session *s, const char *msg, size_t len);
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
+static void smtpd_session_milter_tx_end(struct smtpd_session *s);
+static int smtpd_session_milter_gate(struct smtpd_session *s, char ev, const char *addr,
+                                     const char *args, size_t len,
+                                     int (*redo)(struct smtpd_session *, const char *, size_t));
+static void smtpd_session_milter_content(struct smtpd_session *s, const char *msg, size_t len);
+static void smtpd_session_on_read(struct bufferevent *bev, void *arg);
+static void smtpd_session_on_write(struct bufferevent *bev, void *arg);
+static void smtpd_session_on_event(struct bufferevent *bev, short what, void *arg);
 
 /* Every state change goes through here (OpenSMTPD's smtp_enter_state). */
-static void session_enter(struct smtpd_session *s, enum smtpd_state st)
+static void smtpd_session_enter(struct smtpd_session *s, enum smtpd_state st)
 {
     if (log_debug_enabled())
         log_debug("smtpd %p [%s]: %s -> %s", (void *)s, s->addr, state_names[s->state],
@@ -220,9 +220,9 @@ static void reply_raw(struct smtpd_session *s, int code, const char *status, con
         s->errors++;
 }
 
-static void reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
+static void smtpd_reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static void reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
+static void smtpd_reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -230,14 +230,14 @@ static void reply(struct smtpd_session *s, int code, const char *status, const c
     va_end(ap);
 }
 
-static void reply_r(struct smtpd_session *s, const struct smtp_reply *r)
+static void smtpd_reply_r(struct smtpd_session *s, const struct smtp_reply *r)
 {
-    reply(s, r->code, r->status, "%s", r->text);
+    smtpd_reply(s, r->code, r->status, "%s", r->text);
 }
 
 /* ---- transaction ---- */
 
-static void tx_free(struct smtpd_session *s)
+static void smtpd_tx_free(struct smtpd_session *s)
 {
     struct smtpd_tx *tx = s->tx;
     if (!tx)
@@ -253,18 +253,18 @@ static void tx_free(struct smtpd_session *s)
     free(tx);
     s->tx = NULL;
     restrict_tx_reset(s->rs);
-    session_milter_tx_end(s);
+    smtpd_session_milter_tx_end(s);
 }
 
 /* Back to "no transaction" (RSET, end of message, errors that end it). */
-static void tx_reset(struct smtpd_session *s)
+static void smtpd_tx_reset(struct smtpd_session *s)
 {
-    tx_free(s);
+    smtpd_tx_free(s);
     if (s->state != SMTPD_STATE_QUIT)
-        session_enter(s, s->helo ? SMTPD_STATE_HELO : SMTPD_STATE_CONNECTED);
+        smtpd_session_enter(s, s->helo ? SMTPD_STATE_HELO : SMTPD_STATE_CONNECTED);
 }
 
-static const char *proto_name(const struct smtpd_session *s)
+static const char *smtpd_proto_name(const struct smtpd_session *s)
 {
     return s->esmtp ? "ESMTP" : "SMTP";
 }
@@ -293,21 +293,21 @@ static int offer_size(const struct smtpd_session *s)
 }
 
 /* STARTTLS and AUTH: the tlsauth section below the commands. */
-static int offer_starttls(const struct smtpd_session *s);
-static int offer_auth(const struct smtpd_session *s);
-static int tlsauth_check_mail(struct smtpd_session *s);
-static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len);
-static void tlsauth_received(struct smtpd_session *s, struct buf *h);
+static int smtpd_offer_starttls(const struct smtpd_session *s);
+static int smtpd_offer_auth(const struct smtpd_session *s);
+static int smtpd_tlsauth_check_mail(struct smtpd_session *s);
+static int smtpd_tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len);
+static void smtpd_tlsauth_received(struct smtpd_session *s, struct buf *h);
 /* The restriction lists at each check point: 0 to go on, -1 after replying (or while waiting). */
-static int restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt);
+static int smtpd_restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt);
 /* anvil rate limits (smtpd/anvil.h): 1 after refusing with Postfix's reply. */
-static int rate_limited(struct smtpd_session *s, enum anvil_event ev);
+static int smtpd_rate_limited(struct smtpd_session *s, enum anvil_event ev);
 
 static const struct ehlo_ext ehlo_exts[] = {
     {"PIPELINING", 0, offer_always},
     {"SIZE", SMTP_EXT_SIZE, offer_size},
-    {"STARTTLS", 0, offer_starttls},
-    {"AUTH PLAIN LOGIN", 0, offer_auth},
+    {"STARTTLS", 0, smtpd_offer_starttls},
+    {"AUTH PLAIN LOGIN", 0, smtpd_offer_auth},
     {"8BITMIME", SMTP_EXT_8BITMIME, offer_always},
     {"ENHANCEDSTATUSCODES", 0, offer_always},
     {"SMTPUTF8", SMTP_EXT_SMTPUTF8, offer_always},
@@ -330,10 +330,10 @@ struct smtpd_cmd {
     int (*proceed)(struct smtpd_session *s, const char *args, size_t len);
 };
 
-static int check_no_args(struct smtpd_session *s, const char *args, size_t len)
+static int smtpd_check_no_args(struct smtpd_session *s, const char *args, size_t len)
 {
     if (len) {
-        reply(s, 501, "5.5.4", "Syntax error: no arguments allowed");
+        smtpd_reply(s, 501, "5.5.4", "Syntax error: no arguments allowed");
         return -1;
     }
     return 0;
@@ -343,21 +343,21 @@ static int helo_common(struct smtpd_session *s, const char *args, size_t len, in
 {
     struct smtp_reply r;
     if (smtp_helo_check(args, len, &r) < 0) {
-        reply(s, r.code, r.status, "Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        smtpd_reply(s, r.code, r.status, "Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
         return -1;
     }
     free(s->helo);
     /* It goes into Received:, Authentication-Results and the log: only text, as Postfix. */
     s->helo = smtp_printable(xstrndup(args, len), '?');
     s->esmtp = esmtp;
-    if (restrict_at(s, RESTRICT_HELO, NULL) < 0) {
+    if (smtpd_restrict_at(s, RESTRICT_HELO, NULL) < 0) {
         free(s->helo);
         s->helo = NULL;
         return -1;
     }
     /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it. */
-    tx_free(s);
-    session_enter(s, SMTPD_STATE_HELO);
+    smtpd_tx_free(s);
+    smtpd_session_enter(s, SMTPD_STATE_HELO);
     return 0;
 }
 
@@ -365,10 +365,10 @@ static int cmd_helo(struct smtpd_session *s, const char *args, size_t len)
 {
     if (helo_common(s, args, len, 0) < 0)
         return -1;
-    if (session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_helo))
+    if (smtpd_session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_helo))
         return 0;
     s->ext = 0;
-    reply(s, 250, NULL, "%s", s->myhostname);
+    smtpd_reply(s, 250, NULL, "%s", s->myhostname);
     return 0;
 }
 
@@ -376,7 +376,7 @@ static int cmd_ehlo(struct smtpd_session *s, const char *args, size_t len)
 {
     if (helo_common(s, args, len, 1) < 0)
         return -1;
-    if (session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_ehlo))
+    if (smtpd_session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_ehlo))
         return 0;
     struct evbuffer *out = bufferevent_get_output(s->bev);
     evbuffer_add_printf(out, "250-%s\r\n", s->myhostname);
@@ -401,12 +401,12 @@ static int cmd_ehlo(struct smtpd_session *s, const char *args, size_t len)
 static int check_mail(struct smtpd_session *s, const char *args, size_t len)
 {
     if (s->srv->draining) {
-        reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
-              s->myhostname);
-        session_close(s);
+        smtpd_reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
+                    s->myhostname);
+        smtpd_session_close(s);
         return -1;
     }
-    return tlsauth_check_mail(s);
+    return smtpd_tlsauth_check_mail(s);
 }
 
 static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
@@ -416,10 +416,10 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
     /* A logged-in user's bare "user" is completed with myorigin (RFC 6409 8.1). */
     unsigned ext = s->ext | (s->authenticated ? SMTP_EXT_UNQUALIFIED_SENDER : 0);
     if (smtp_mail_parse(args, len, ext, s->max_msg, &m, &r) < 0) {
-        reply_r(s, &r);
+        smtpd_reply_r(s, &r);
         return -1;
     }
-    if (rate_limited(s, ANVIL_MAIL))
+    if (smtpd_rate_limited(s, ANVIL_MAIL))
         return -1;
     /*
      * Refuse early, as Postfix does, rather than after the client sent a
@@ -432,18 +432,18 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
         log_warning("NOQUEUE: reject: MAIL from %s[%s]: 452 4.3.1 Insufficient system storage; "
                     "%lld bytes free in the queue file system, %lld needed",
                     s->host, s->addr, free_bytes, (long long)m.size + s->queue_minfree);
-        reply(s, 452, "4.3.1", "Insufficient system storage");
+        smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
         return -1;
     }
     char *sender = (m.from.flags & SMTP_ADDR_NO_DOMAIN)
                        ? xasprintf("%.*s@%s", (int)m.from.len, m.from.addr,
                                    config_get(s->gen->cfg, "myorigin"))
                        : xstrndup(m.from.addr, m.from.len);
-    if (tlsauth_check_sender(s, sender, strlen(sender)) < 0) {
+    if (smtpd_tlsauth_check_sender(s, sender, strlen(sender)) < 0) {
         free(sender);
         return -1;
     }
-    if (session_milter_gate(s, MILTER_C_MAIL, sender, args, len, cmd_mail)) {
+    if (smtpd_session_milter_gate(s, MILTER_C_MAIL, sender, args, len, cmd_mail)) {
         free(sender);
         return 0;
     }
@@ -457,12 +457,12 @@ static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
     static unsigned long long transactions;
     tx->instance = ++transactions;
     s->tx = tx;
-    if (restrict_at(s, RESTRICT_MAIL, NULL) < 0) {
-        tx_free(s);
+    if (smtpd_restrict_at(s, RESTRICT_MAIL, NULL) < 0) {
+        smtpd_tx_free(s);
         return -1;
     }
-    session_enter(s, SMTPD_STATE_MAIL);
-    reply(s, 250, "2.1.0", "Ok");
+    smtpd_session_enter(s, SMTPD_STATE_MAIL);
+    smtpd_reply(s, 250, "2.1.0", "Ok");
     return 0;
 }
 
@@ -472,7 +472,8 @@ static void log_reject(struct smtpd_session *s, const char *cmd, const char *rcp
 {
     log_as("smtpd", "%s: reject: %s from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
            s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", cmd, s->host, s->addr, code,
-           status, text, s->tx ? s->tx->sender : "", rcpt, proto_name(s), s->helo ? s->helo : "");
+           status, text, s->tx ? s->tx->sender : "", rcpt, smtpd_proto_name(s),
+           s->helo ? s->helo : "");
 }
 
 /* Opens the queue file at the first accepted recipient (Postfix's smtpd_delay_open...). */
@@ -488,9 +489,9 @@ static int tx_open(struct smtpd_session *s)
         log_warning("cannot open a queue file: %s", buf_cstr(&err));
         buf_free(&err);
         if (e == ENOSPC || e == EDQUOT)
-            reply(s, 452, "4.3.1", "Insufficient system storage");
+            smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
         else
-            reply(s, 451, "4.3.0", "Error: queue file write error");
+            smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
         return -1;
     }
     struct envelope *env = spool_msg_envelope(tx->msg);
@@ -558,7 +559,7 @@ struct rcpt_lookup {
     struct buf err;
 };
 
-static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len);
+static int smtpd_cmd_rcpt(struct smtpd_session *s, const char *args, size_t len);
 
 /*
  * The RCPT reply once the recipient is resolved; 0 accepted (or waiting for
@@ -587,14 +588,14 @@ static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, co
             buf_printf(&text, "<%s>: Temporary lookup failure", addr);
             log_warning("recipient lookup for <%s> failed: %s", addr, buf_cstr(err));
         }
-        reply(s, code, st, "%s", buf_cstr(&text));
+        smtpd_reply(s, code, st, "%s", buf_cstr(&text));
         log_reject(s, "RCPT", addr, code, st, buf_cstr(&text));
         buf_free(&text);
         resolved_list_free(list);
         return -1;
     }
     /* The filters hear of a recipient that passed our own checks (milter gate). */
-    if (session_milter_gate(s, MILTER_C_RCPT, addr, args, len, cmd_rcpt)) {
+    if (smtpd_session_milter_gate(s, MILTER_C_RCPT, addr, args, len, smtpd_cmd_rcpt)) {
         resolved_list_free(list);
         return 0;
     }
@@ -611,9 +612,9 @@ static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, co
     resolved_list_free(list);
     if (tx->nrcpt++ == 0)
         tx->first_rcpt = xstrdup(addr);
-    session_enter(s, SMTPD_STATE_RCPT);
+    smtpd_session_enter(s, SMTPD_STATE_RCPT);
     metrics_recipient_accepted();
-    reply(s, 250, "2.1.5", "Ok");
+    smtpd_reply(s, 250, "2.1.5", "Ok");
     return 0;
 }
 
@@ -644,22 +645,22 @@ static void rcpt_lookup_done(void *arg)
     free(q->args);
     free(q);
     if (closing)
-        session_close(s);
+        smtpd_session_close(s);
     else if (!s->in_run)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
-static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
+static int smtpd_cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
 {
     struct smtpd_tx *tx = s->tx;
     struct smtp_rcpt t;
     struct smtp_reply r;
     if (smtp_rcpt_parse(args, len, s->ext, tx->smtputf8, &t, &r) < 0) {
-        reply_r(s, &r);
+        smtpd_reply_r(s, &r);
         return -1;
     }
     if (tx->nrcpt >= s->rcpt_limit) {
-        reply(s, 452, "4.5.3", "Error: too many recipients");
+        smtpd_reply(s, 452, "4.5.3", "Error: too many recipients");
         /*
          * As Postfix: the first smtpd_recipient_overshoot_limit excess
          * recipients are not errors. A client that pipelines a long list
@@ -671,7 +672,7 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
             s->errors--;
         return -1;
     }
-    if (rate_limited(s, ANVIL_RCPT))
+    if (smtpd_rate_limited(s, ANVIL_RCPT))
         return -1;
     /* "Postmaster" alone (RFC 5321 4.1.1.3) is the postmaster of this host. */
     char addr[SMTPD_RCPT_ADDR_SIZE];
@@ -681,12 +682,12 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     if (alen < 0 || (size_t)alen >= sizeof addr) {
         /* Not reached: loading refuses a myhostname over 255 octets (config.h); never cut. */
         log_warning("myhostname is too long to complete <%s>", t.to.addr);
-        reply(s, 451, "4.3.5", "Server configuration error");
+        smtpd_reply(s, 451, "4.3.5", "Server configuration error");
         return -1;
     }
     struct resolver *res = s->gen->resolver;
     /* Relay control is smtpd_relay_restrictions (default: mynetworks, AUTH, else 454). */
-    if (restrict_at(s, RESTRICT_RCPT, addr) < 0)
+    if (smtpd_restrict_at(s, RESTRICT_RCPT, addr) < 0)
         return -1;
     /* Cannot be cut: both forms fit SMTPD_RCPT_ORCPT_SIZE (asserted above). */
     char orcpt[SMTPD_RCPT_ORCPT_SIZE];
@@ -722,15 +723,15 @@ static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
     return rc;
 }
 
-static int check_data(struct smtpd_session *s, const char *args, size_t len)
+static int smtpd_check_data(struct smtpd_session *s, const char *args, size_t len)
 {
     if (s->state == SMTPD_STATE_MAIL) {
-        reply(s, 554, "5.5.1", "Error: no valid recipients");
+        smtpd_reply(s, 554, "5.5.1", "Error: no valid recipients");
         return -1;
     }
-    if (check_no_args(s, args, len) < 0)
+    if (smtpd_check_no_args(s, args, len) < 0)
         return -1;
-    return restrict_at(s, RESTRICT_DATA, NULL);
+    return smtpd_restrict_at(s, RESTRICT_DATA, NULL);
 }
 
 static int data_sink(void *arg, const char *data, size_t len)
@@ -749,7 +750,7 @@ static int write_received(struct smtpd_session *s)
 {
     struct smtpd_tx *tx = s->tx;
     char with[16], date[64];
-    snprintf(with, sizeof with, "%s%s%s", tx->smtputf8 ? "UTF8SMTP" : proto_name(s),
+    snprintf(with, sizeof with, "%s%s%s", tx->smtputf8 ? "UTF8SMTP" : smtpd_proto_name(s),
              s->tls ? "S" : "", s->authenticated ? "A" : "");
     time_t now = time(NULL);
     struct tm tm;
@@ -759,7 +760,7 @@ static int write_received(struct smtpd_session *s)
     const struct restrict_effects *fx = restrict_effects(s->rs);
     buf_append(&h, fx->prepend.data ? fx->prepend.data : "", fx->prepend.len);
     buf_printf(&h, "Received: from %s (%s [%s])", s->helo, s->host, s->addr);
-    tlsauth_received(s, &h);
+    smtpd_tlsauth_received(s, &h);
     buf_printf(&h, "\r\n\tby %s (hongyan) with %s id %s", s->myhostname, with,
                spool_msg_id(tx->msg));
     if (tx->nrcpt == 1)
@@ -777,9 +778,9 @@ static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
     if (write_received(s) < 0) {
         int e = errno;
         if (e == ENOSPC || e == EDQUOT)
-            reply(s, 452, "4.3.1", "Insufficient system storage");
+            smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
         else
-            reply(s, 451, "4.3.0", "Error: queue file write error");
+            smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
         return -1;
     }
     tx->auth =
@@ -793,24 +794,24 @@ static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
     return 0;
 }
 
-static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
+static int smtpd_cmd_data(struct smtpd_session *s, const char *args, size_t len)
 {
-    if (session_milter_gate(s, MILTER_C_DATA, NULL, args, len, cmd_data))
+    if (smtpd_session_milter_gate(s, MILTER_C_DATA, NULL, args, len, smtpd_cmd_data))
         return 0;
     if (data_open(s, SMTP_DATA_DOT) < 0) {
-        tx_reset(s);
+        smtpd_tx_reset(s);
         return -1;
     }
-    session_enter(s, SMTPD_STATE_DATA);
-    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    smtpd_session_enter(s, SMTPD_STATE_DATA);
+    smtpd_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     return 0;
 }
 
 static void commit_done(void *arg, int result, int err_code, const char *queue_id);
-static int restrict_tx_effects(struct smtpd_session *s);
-static void message_checked(struct smtpd_session *s);
+static int smtpd_restrict_tx_effects(struct smtpd_session *s);
+static void smtpd_message_checked(struct smtpd_session *s);
 static void sign_done(void *arg, struct spool_msg *m, int err_code);
-static void message_commit(struct smtpd_session *s);
+static void smtpd_message_commit(struct smtpd_session *s);
 static void auth_done(void *arg, const struct inbound_result *res);
 
 /*
@@ -824,15 +825,15 @@ static void auth_start(struct smtpd_session *s)
     size_t len;
     if (smtpd_hold_view(&tx->hold, &msg, &len) < 0) {
         log_warning("%s: cannot map the held message: %s", spool_msg_id(tx->msg), strerror(errno));
-        reply(s, 451, "4.3.0", "Error: queue file write error");
-        tx_reset(s); /* aborts the queue file: nothing is kept */
+        smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtpd_tx_reset(s); /* aborts the queue file: nothing is kept */
         return;
     }
     if (smtpd_hold_spilled(&tx->hold))
         log_info("%s: held for the inbound checks in a file: smtpd_inbound_memory_limit (%zu "
                  "bytes) is taken by other messages",
                  spool_msg_id(tx->msg), s->srv->hold_budget.limit);
-    session_enter(s, SMTPD_STATE_COMMIT);
+    smtpd_session_enter(s, SMTPD_STATE_COMMIT);
     s->commit_pending = 1;
     /* The hold stays until auth_done(): the result's body points into it. */
     struct inbound_request req = {
@@ -854,7 +855,7 @@ static void auth_done(void *arg, const struct inbound_result *res)
     struct smtpd_tx *tx = s->tx;
     if (s->dead) {
         s->commit_pending = 0;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if (res->verdict == INBOUND_ACCEPT && tx->milter) {
@@ -864,7 +865,7 @@ static void auth_done(void *arg, const struct inbound_result *res)
         buf_append(&all, res->msg, res->msg_len);
         buf_append(&all, res->body, res->body_len);
         smtpd_hold_release(&tx->hold); /* res->body pointed into it */
-        session_milter_content(s, all.data ? all.data : "", all.len);
+        smtpd_session_milter_content(s, all.data ? all.data : "", all.len);
         buf_free(&all);
         return;
     }
@@ -873,29 +874,29 @@ static void auth_done(void *arg, const struct inbound_result *res)
             spool_msg_write(tx->msg, res->msg, res->msg_len) == 0 &&
             spool_msg_write(tx->msg, res->body, res->body_len) == 0) {
             smtpd_hold_release(&tx->hold);
-            message_commit(s);
+            smtpd_message_commit(s);
             return;
         }
         int e = errno;
         if (e == ENOSPC || e == EDQUOT)
-            reply(s, 452, "4.3.1", "Insufficient system storage");
+            smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
         else
-            reply(s, 451, "4.3.0", "Error: queue file write error");
+            smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
     } else {
         log_as("smtpd",
                "%s: reject: END-OF-MESSAGE from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
                spool_msg_id(tx->msg), s->host, s->addr, res->code, res->status, res->text,
-               tx->sender, proto_name(s), s->helo ? s->helo : "");
-        reply(s, res->code, res->status, "%s", res->text);
+               tx->sender, smtpd_proto_name(s), s->helo ? s->helo : "");
+        smtpd_reply(s, res->code, res->status, "%s", res->text);
     }
     s->commit_pending = 0;
-    tx_reset(s); /* aborts the queue file: nothing is kept */
+    smtpd_tx_reset(s); /* aborts the queue file: nothing is kept */
     if (!s->in_run)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
 /* The reader has the whole message: refuse it, or hand it to the spool. */
-static void message_end(struct smtpd_session *s)
+static void smtpd_message_end(struct smtpd_session *s)
 {
     struct smtpd_tx *tx = s->tx;
     enum smtp_data_status st = smtp_data_finish(&tx->data);
@@ -904,25 +905,25 @@ static void message_end(struct smtpd_session *s)
         smtp_data_reply(&tx->data, &r);
         log_as("smtpd", "%s: reject: %s from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
                spool_msg_id(tx->msg), s->state == SMTPD_STATE_DATA ? "DATA" : "BDAT", s->host,
-               s->addr, r.code, r.status, r.text, tx->sender, proto_name(s),
+               s->addr, r.code, r.status, r.text, tx->sender, smtpd_proto_name(s),
                s->helo ? s->helo : "");
-        reply_r(s, &r);
-        tx_reset(s); /* aborts the queue file: nothing is kept */
+        smtpd_reply_r(s, &r);
+        smtpd_tx_reset(s); /* aborts the queue file: nothing is kept */
         return;
     }
-    message_checked(s);
+    smtpd_message_checked(s);
 }
 
 /*
  * smtpd_end_of_data_restrictions, then the inbound checks and the commit.
  * Also the resume point when those restrictions had to wait.
  */
-static void message_checked(struct smtpd_session *s)
+static void smtpd_message_checked(struct smtpd_session *s)
 {
     s->last_cmd = "END-OF-MESSAGE"; /* Postfix's name for this stage in its log lines */
-    if (restrict_at(s, RESTRICT_EOD, NULL) < 0) {
+    if (smtpd_restrict_at(s, RESTRICT_EOD, NULL) < 0) {
         if (!s->restrict_wait)
-            tx_reset(s); /* refused: aborts the queue file, nothing is kept */
+            smtpd_tx_reset(s); /* refused: aborts the queue file, nothing is kept */
         return;
     }
     struct smtpd_tx *tx = s->tx;
@@ -936,30 +937,30 @@ static void message_checked(struct smtpd_session *s)
         if (smtpd_hold_view(&tx->hold, &msg, &len) < 0) {
             log_warning("%s: cannot map the held message: %s", spool_msg_id(tx->msg),
                         strerror(errno));
-            reply(s, 451, "4.3.0", "Error: queue file write error");
-            tx_reset(s); /* aborts the queue file: nothing is kept */
+            smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
+            smtpd_tx_reset(s); /* aborts the queue file: nothing is kept */
             return;
         }
-        session_milter_content(s, msg, len);
+        smtpd_session_milter_content(s, msg, len);
         return;
     }
-    message_commit(s);
+    smtpd_message_commit(s);
 }
 
 /* Hands the message to the spool; the 250 comes from commit_done(). */
-static void message_commit(struct smtpd_session *s)
+static void smtpd_message_commit(struct smtpd_session *s)
 {
     struct smtpd_tx *tx = s->tx;
-    if (restrict_tx_effects(s) > 0)
+    if (smtpd_restrict_tx_effects(s) > 0)
         return; /* DISCARD: answered as accepted, nothing queued */
     struct spool_msg *m = tx->msg;
     tx->msg = NULL; /* the spool owns it now */
     log_as("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", spool_msg_id(m), tx->sender,
            spool_msg_size(m), spool_msg_envelope(m)->nrcpts);
-    session_enter(s, SMTPD_STATE_COMMIT);
+    smtpd_session_enter(s, SMTPD_STATE_COMMIT);
     s->commit_pending = 1;
     /*
-     * Reading goes on (session_run() does not run commands in COMMIT), so a
+     * Reading goes on (smtpd_session_run() does not run commands in COMMIT), so a
      * client that leaves is noticed; the read watermark bounds what piles up.
      * Mail we originate (AUTH, or mynetworks on smtpd_listen: the clients
      * allowed to relay without AUTH) is DKIM-signed first, off the loop, so
@@ -1002,46 +1003,46 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
     }
     if (s->dead) {
         if (result == 0 && !held)
-            session_queued(s, queue_id);
-        session_close(s);
+            smtpd_session_queued(s, queue_id);
+        smtpd_session_close(s);
         return;
     }
     if (result == 0) {
         metrics_message_received(server_listener_metric(s->kind));
-        reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
+        smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
         if (!held)
-            session_queued(s, queue_id);
+            smtpd_session_queued(s, queue_id);
     } else if (err_code == ENOSPC || err_code == EDQUOT) {
-        reply(s, 452, "4.3.1", "Insufficient system storage");
+        smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
     } else {
         log_warning("%s: queue commit failed: %s", queue_id ? queue_id : "?", strerror(err_code));
-        reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
     }
-    tx_reset(s);
+    smtpd_tx_reset(s);
     if (s->state == SMTPD_STATE_COMMIT)
-        session_enter(s, SMTPD_STATE_HELO);
+        smtpd_session_enter(s, SMTPD_STATE_HELO);
     if (!s->in_run)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
 /*
  * BDAT (RFC 3030): the chunk's bytes are always read, whatever the state,
  * so that the session stays in step; the verdict comes after them.
  */
-static int cmd_bdat(struct smtpd_session *s, const char *args, size_t len)
+static int smtpd_cmd_bdat(struct smtpd_session *s, const char *args, size_t len)
 {
     unsigned long long size;
     int last;
     struct smtp_reply r;
     if (smtp_bdat_parse(args, len, &size, &last, &r) < 0) {
         /* Without a size we cannot skip the chunk: the session cannot go on. */
-        reply_r(s, &r);
-        session_close(s);
+        smtpd_reply_r(s, &r);
+        smtpd_session_close(s);
         return -1;
     }
     /* The first chunk is where smtpd_data_restrictions apply, as Postfix does. */
     int refused = 0;
-    if (s->state == SMTPD_STATE_RCPT && restrict_at(s, RESTRICT_DATA, NULL) < 0) {
+    if (s->state == SMTPD_STATE_RCPT && smtpd_restrict_at(s, RESTRICT_DATA, NULL) < 0) {
         if (s->restrict_wait || s->state == SMTPD_STATE_QUIT)
             return -1; /* runs again once the answer is in; or the session ends */
         refused = 1;
@@ -1055,119 +1056,119 @@ static int cmd_bdat(struct smtpd_session *s, const char *args, size_t len)
             s->bdat_ok = 1;
         } else {
             s->bdat_replied = 1; /* the chunk is still skipped */
-            tx_free(s);
+            smtpd_tx_free(s);
         }
     } else if (s->state == SMTPD_STATE_BDAT_MORE) {
         s->bdat_ok = 1;
     }
     s->last_cmd = "BDAT";
-    session_enter(s, SMTPD_STATE_BDAT);
+    smtpd_session_enter(s, SMTPD_STATE_BDAT);
     return 0;
 }
 
 /* The whole chunk has been read. */
-static void bdat_chunk_end(struct smtpd_session *s)
+static void smtpd_bdat_chunk_end(struct smtpd_session *s)
 {
     if (!s->bdat_ok) {
         /* No transaction (or it failed earlier): the chunk was skipped. */
         if (!s->bdat_replied)
-            reply(s, 503, "5.5.1", "Error: need RCPT command");
-        tx_reset(s);
+            smtpd_reply(s, 503, "5.5.1", "Error: need RCPT command");
+        smtpd_tx_reset(s);
         return;
     }
     if (s->bdat_last) {
-        message_end(s);
+        smtpd_message_end(s);
         return;
     }
     if (s->tx->data.status != SMTP_DATA_OK) {
         /* Refuse now; the later chunks of this message meet "no transaction". */
-        message_end(s);
+        smtpd_message_end(s);
         return;
     }
-    session_enter(s, SMTPD_STATE_BDAT_MORE);
-    reply(s, 250, "2.0.0", "Ok: %llu octets", (unsigned long long)s->tx->data.msg_bytes);
+    smtpd_session_enter(s, SMTPD_STATE_BDAT_MORE);
+    smtpd_reply(s, 250, "2.0.0", "Ok: %llu octets", (unsigned long long)s->tx->data.msg_bytes);
 }
 
 static int cmd_rset(struct smtpd_session *s, const char *args, size_t len)
 {
-    tx_reset(s);
-    reply(s, 250, "2.0.0", "Ok");
+    smtpd_tx_reset(s);
+    smtpd_reply(s, 250, "2.0.0", "Ok");
     return 0;
 }
 
 static int cmd_noop(struct smtpd_session *s, const char *args, size_t len)
 {
-    reply(s, 250, "2.0.0", "Ok");
+    smtpd_reply(s, 250, "2.0.0", "Ok");
     return 0;
 }
 
 static int cmd_quit(struct smtpd_session *s, const char *args, size_t len)
 {
-    reply(s, 221, "2.0.0", "Bye");
-    session_close(s);
+    smtpd_reply(s, 221, "2.0.0", "Bye");
+    smtpd_session_close(s);
     return 0;
 }
 
 static int cmd_vrfy(struct smtpd_session *s, const char *args, size_t len)
 {
     if (len == 0) {
-        reply(s, 501, "5.5.4", "Syntax: VRFY address");
+        smtpd_reply(s, 501, "5.5.4", "Syntax: VRFY address");
         return -1;
     }
     /* RFC 5321 3.5.3: 252 without confirming anything (no address harvesting). */
-    reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+    smtpd_reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
     return 0;
 }
 
 static int cmd_help(struct smtpd_session *s, const char *args, size_t len)
 {
-    reply(s, 214, "2.0.0",
-          "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; see RFC 5321");
+    smtpd_reply(s, 214, "2.0.0",
+                "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; see RFC 5321");
     return 0;
 }
 
 static int cmd_not_implemented(struct smtpd_session *s, const char *args, size_t len)
 {
-    reply(s, 502, "5.5.1", "Error: command not implemented");
+    smtpd_reply(s, 502, "5.5.1", "Error: command not implemented");
     return -1;
 }
 
 /* ---- STARTTLS (RFC 3207) and AUTH (RFC 4954): the rules live in smtpd/submission.c ---- */
 
 /* A whole reply line from the submission/SASL/auth modules ("535 5.7.8 text"). */
-static void reply_line(struct smtpd_session *s, const char *line)
+static void smtpd_reply_line(struct smtpd_session *s, const char *line)
 {
     evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
     if (line[0] >= '4')
         s->errors++;
 }
 
-static int offer_starttls(const struct smtpd_session *s)
+static int smtpd_offer_starttls(const struct smtpd_session *s)
 {
     return submission_starttls_offered(s->gen->cfg, s->kind, s->gen->tls != NULL, s->tls);
 }
 
-static int offer_auth(const struct smtpd_session *s)
+static int smtpd_offer_auth(const struct smtpd_session *s)
 {
     auth_refresh(s->srv->auth);
     return submission_auth_offered(s->gen->cfg, s->kind, s->srv->auth, s->tls) && !s->authenticated;
 }
 
-static int tlsauth_check_mail(struct smtpd_session *s)
+static int smtpd_tlsauth_check_mail(struct smtpd_session *s)
 {
     if (!s->tls && submission_tls_required(s->gen->cfg, s->kind)) {
-        reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+        smtpd_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
         return -1;
     }
     /* RFC 6409 section 4.3: submission needs a login. */
     if (!s->authenticated && submission_auth_required(s->kind)) {
-        reply(s, 530, "5.7.0", "Authentication required");
+        smtpd_reply(s, 530, "5.7.0", "Authentication required");
         return -1;
     }
     return 0;
 }
 
-static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len)
+static int smtpd_tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len)
 {
     if (!s->authenticated)
         return 0;
@@ -1178,16 +1179,16 @@ static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_
     if (st == RESTRICT_PENDING)
         s->restrict_wait = 1;
     if (st == RESTRICT_REFUSE) {
-        reply(s, r.code, r.dsn, "%s", r.text);
+        smtpd_reply(s, r.code, r.dsn, "%s", r.text);
         log_as("smtpd", "NOQUEUE: reject: MAIL from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
-               s->host, s->addr, r.code, r.dsn, r.text, sender, proto_name(s),
+               s->host, s->addr, r.code, r.dsn, r.text, sender, smtpd_proto_name(s),
                s->helo ? s->helo : "");
     }
     free(sender);
     return st == RESTRICT_PASS ? 0 : -1;
 }
 
-static void tlsauth_received(struct smtpd_session *s, struct buf *h)
+static void smtpd_tlsauth_received(struct smtpd_session *s, struct buf *h)
 {
     struct buf c = BUF_INIT;
     submission_received_comment(s->gen->cfg, tls_bev_ssl(s->bev),
@@ -1200,7 +1201,7 @@ static void tlsauth_received(struct smtpd_session *s, struct buf *h)
 /* Forgets what the client said in the clear (RFC 3207 section 4.2), AUTH included. */
 static void tlsauth_forget(struct smtpd_session *s)
 {
-    tx_free(s);
+    smtpd_tx_free(s);
     free(s->helo);
     s->helo = NULL;
     s->esmtp = 0;
@@ -1211,26 +1212,26 @@ static void tlsauth_forget(struct smtpd_session *s)
     s->auth_user = NULL;
     if (s->sasl)
         sasl_reset(s->sasl);
-    session_enter(s, SMTPD_STATE_CONNECTED);
+    smtpd_session_enter(s, SMTPD_STATE_CONNECTED);
 }
 
-static int cmd_starttls(struct smtpd_session *s, const char *args, size_t len)
+static int smtpd_cmd_starttls(struct smtpd_session *s, const char *args, size_t len)
 {
     if (s->tls) {
-        reply(s, 554, "5.5.1", "Error: TLS already active");
+        smtpd_reply(s, 554, "5.5.1", "Error: TLS already active");
         return -1;
     }
-    if (!offer_starttls(s)) {
-        reply(s, 502, "5.5.1", "Error: command not implemented");
+    if (!smtpd_offer_starttls(s)) {
+        smtpd_reply(s, 502, "5.5.1", "Error: command not implemented");
         return -1;
     }
-    if (rate_limited(s, ANVIL_NEWTLS))
+    if (smtpd_rate_limited(s, ANVIL_NEWTLS))
         return -1;
-    reply(s, 220, "2.0.0", "Ready to start TLS");
+    smtpd_reply(s, 220, "2.0.0", "Ready to start TLS");
     /*
      * CVE-2011-0411: what was pipelined behind STARTTLS came in the clear
      * and is dropped, and nothing more is read until TLS is up; the
-     * handshake starts in on_write once the 220 has been written.
+     * handshake starts in smtpd_session_on_write once the 220 has been written.
      */
     struct evbuffer *in = bufferevent_get_input(s->bev);
     evbuffer_drain(in, evbuffer_get_length(in));
@@ -1239,17 +1240,18 @@ static int cmd_starttls(struct smtpd_session *s, const char *args, size_t len)
     return 0;
 }
 
-static void tlsauth_starttls_go(struct smtpd_session *s)
+static void smtpd_tlsauth_starttls_go(struct smtpd_session *s)
 {
     s->starttls_wait = 0;
     if (tls_server_starttls(s->gen->tls, &s->bev) < 0) {
         log_warning("cannot start TLS for %s[%s]: out of resources", s->host, s->addr);
         s->dead = 1;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     s->tls = 1;
-    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    bufferevent_setcb(s->bev, smtpd_session_on_read, smtpd_session_on_write, smtpd_session_on_event,
+                      s);
     bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
     long long idle = config_get_time(s->gen->cfg, "smtpd_timeout");
     if (idle > 0) {
@@ -1260,7 +1262,7 @@ static void tlsauth_starttls_go(struct smtpd_session *s)
     tlsauth_forget(s);
 }
 
-static void tlsauth_handshake_done(struct smtpd_session *s)
+static void smtpd_tlsauth_handshake_done(struct smtpd_session *s)
 {
     s->tls_up = 1;
     SSL *ssl = tls_bev_ssl(s->bev);
@@ -1274,7 +1276,7 @@ static void tlsauth_handshake_done(struct smtpd_session *s)
     metrics_tls_handshake(METRICS_IN, SSL_get_version(ssl));
 }
 
-static void tlsauth_handshake_failed(struct smtpd_session *s)
+static void smtpd_tlsauth_handshake_failed(struct smtpd_session *s)
 {
     unsigned long e = bufferevent_get_openssl_error(s->bev);
     char why[256] = "connection closed";
@@ -1300,13 +1302,13 @@ static void tlsauth_auth_done(void *arg, enum auth_result r)
         free(s->auth_user);
         s->auth_user = NULL;
     }
-    reply_line(s, auth_result_reply(r));
+    smtpd_reply_line(s, auth_result_reply(r));
     if (r == AUTH_REFUSED) {
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if (!s->in_run)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
 /* The SASL machine answered: challenge, check, or an error. */
@@ -1338,25 +1340,25 @@ static void tlsauth_sasl_status(struct smtpd_session *s, enum sasl_status st)
         break;
     }
     s->auth_step = 0;
-    reply_line(s, sasl_status_reply(st));
+    smtpd_reply_line(s, sasl_status_reply(st));
 }
 
-static int cmd_auth(struct smtpd_session *s, const char *args, size_t len)
+static int smtpd_cmd_auth(struct smtpd_session *s, const char *args, size_t len)
 {
     const char *no =
         submission_auth_refusal(s->gen->cfg, s->kind, s->srv->auth, s->tls, s->authenticated);
     if (no) {
-        reply_line(s, no);
+        smtpd_reply_line(s, no);
         return -1;
     }
-    if (rate_limited(s, ANVIL_AUTH))
+    if (smtpd_rate_limited(s, ANVIL_AUTH))
         return -1;
     /* AUTH mechanism [initial-response] (RFC 4954 section 4). */
     char mech[32], *initial = NULL;
     const char *sp = memchr(args, ' ', len);
     size_t mlen = sp ? (size_t)(sp - args) : len;
     if (mlen == 0 || mlen >= sizeof mech) {
-        reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        smtpd_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
         return -1;
     }
     memcpy(mech, args, mlen);
@@ -1375,15 +1377,15 @@ static int cmd_auth(struct smtpd_session *s, const char *args, size_t len)
     return s->auth_step || s->auth_q ? 0 : -1;
 }
 
-static void tlsauth_sasl_line(struct smtpd_session *s, const char *line, size_t len)
+static void smtpd_tlsauth_sasl_line(struct smtpd_session *s, const char *line, size_t len)
 {
     tlsauth_sasl_status(s, sasl_step(s->sasl, line, len));
 }
 
 /* ---- restrictions (Postfix's smtpd_*_restrictions: smtpd/restrict.h) ---- */
 
-static void restrict_log(void *arg, const struct restrict_facts *f, const char *whatsup,
-                         const char *text)
+static void smtpd_restrict_log(void *arg, const struct restrict_facts *f, const char *whatsup,
+                               const char *text)
 {
     struct smtpd_session *s = arg;
     struct buf tail = BUF_INIT;
@@ -1395,36 +1397,36 @@ static void restrict_log(void *arg, const struct restrict_facts *f, const char *
     log_as("smtpd", "%s: %s: %s from %s[%s]: %s;%s proto=%s helo=<%s>",
            s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", whatsup,
            s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr, text, buf_cstr(&tail),
-           proto_name(s), s->helo ? s->helo : "");
+           smtpd_proto_name(s), s->helo ? s->helo : "");
     buf_free(&tail);
 }
 
-static void session_greet(struct smtpd_session *s);
+static void smtpd_session_greet(struct smtpd_session *s);
 
 /* A DNS list, policy server or table answered: the command that waited runs again. */
-static void restrict_resume(void *arg)
+static void smtpd_restrict_resume(void *arg)
 {
     struct smtpd_session *s = arg;
     int waited = s->restrict_wait;
     s->restrict_wait = 0;
     if (s->dead) {
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if (!waited)
         return; /* a table lookup the check gave up waiting for (restrict_lookup_abandon) */
     if (!s->greeted) {
-        session_greet(s);
+        smtpd_session_greet(s);
     } else if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
-        message_checked(s);
+        smtpd_message_checked(s);
         if (!s->restrict_wait && !s->in_run)
-            session_run(s);
+            smtpd_session_run(s);
     } else if (!s->in_run) {
-        session_run(s);
+        smtpd_session_run(s);
     }
 }
 
-static int restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt)
+static int smtpd_restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt)
 {
     struct smtpd_tx *tx = s->tx;
     char instance[64];
@@ -1440,7 +1442,7 @@ static int restrict_at(struct smtpd_session *s, enum restrict_point point, const
         .recipient = rcpt,
         .sasl_user = s->authenticated ? s->auth_user : NULL,
         .sasl_method = s->sasl ? sasl_mechanism(s->sasl) : "",
-        .proto = proto_name(s),
+        .proto = smtpd_proto_name(s),
         .queue_id = tx && tx->msg ? spool_msg_id(tx->msg) : "",
         .mynetworks = s->trusted_net,
         .tls = s->tls,
@@ -1475,20 +1477,20 @@ static int restrict_at(struct smtpd_session *s, enum restrict_point point, const
         s->access_denied = xasprintf("%d %s %s", r.code, r.dsn, r.text);
         return -1;
     }
-    reply(s, r.code, r.dsn, "%s", r.text);
+    smtpd_reply(s, r.code, r.dsn, "%s", r.text);
     /* As Postfix: a 421 or 521 (from an access table or policy server) ends the session. */
     if (r.code == 421 || r.code == 521)
-        session_close(s);
+        smtpd_session_close(s);
     return -1;
 }
 
-static int rate_limited(struct smtpd_session *s, enum anvil_event ev)
+static int smtpd_rate_limited(struct smtpd_session *s, enum anvil_event ev)
 {
     struct buf r = BUF_INIT;
     int over = !s->replaying && anvil_session_event(s->gen->cfg, (const struct sockaddr *)&s->peer,
                                                     ev, s->host, s->addr, &r);
     if (over)
-        reply_line(s, buf_cstr(&r));
+        smtpd_reply_line(s, buf_cstr(&r));
     buf_free(&r);
     return over;
 }
@@ -1497,16 +1499,16 @@ static int rate_limited(struct smtpd_session *s, enum anvil_event ev)
  * DISCARD and REDIRECT, applied as the message is handed to the spool.
  * 1 when the message was discarded (answered as queued, as Postfix does).
  */
-static int restrict_tx_effects(struct smtpd_session *s)
+static int smtpd_restrict_tx_effects(struct smtpd_session *s)
 {
     const struct restrict_effects *fx = restrict_effects(s->rs);
     struct smtpd_tx *tx = s->tx;
     if (fx->discard) {
-        reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
+        smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
         s->commit_pending = 0; /* set when the inbound checks ran first */
-        tx_reset(s);           /* aborts the queue file */
+        smtpd_tx_reset(s);     /* aborts the queue file */
         if (!s->in_run)
-            session_run(s);
+            smtpd_session_run(s);
         return 1;
     }
     if (fx->redirect) {
@@ -1533,19 +1535,20 @@ static const struct smtpd_cmd smtpd_cmds[] = {
     {SMTP_CMD_HELO, ST_SESSION, NULL, NULL, cmd_helo},
     {SMTP_CMD_EHLO, ST_SESSION, NULL, NULL, cmd_ehlo},
     {SMTP_CMD_MAIL, ST(HELO), "Error: send HELO/EHLO first", check_mail, cmd_mail},
-    {SMTP_CMD_RCPT, ST(MAIL) | ST(RCPT), "Error: need MAIL command", NULL, cmd_rcpt},
-    {SMTP_CMD_DATA, ST(MAIL) | ST(RCPT), "Error: need RCPT command", check_data, cmd_data},
-    {SMTP_CMD_BDAT, ~0u, NULL, NULL, cmd_bdat},
-    {SMTP_CMD_RSET, ST_SESSION, NULL, check_no_args, cmd_rset},
+    {SMTP_CMD_RCPT, ST(MAIL) | ST(RCPT), "Error: need MAIL command", NULL, smtpd_cmd_rcpt},
+    {SMTP_CMD_DATA, ST(MAIL) | ST(RCPT), "Error: need RCPT command", smtpd_check_data,
+     smtpd_cmd_data},
+    {SMTP_CMD_BDAT, ~0u, NULL, NULL, smtpd_cmd_bdat},
+    {SMTP_CMD_RSET, ST_SESSION, NULL, smtpd_check_no_args, cmd_rset},
     {SMTP_CMD_NOOP, ST_SESSION, NULL, NULL, cmd_noop},
     {SMTP_CMD_QUIT, ST_SESSION, NULL, NULL, cmd_quit},
     {SMTP_CMD_VRFY, ST_SESSION, NULL, NULL, cmd_vrfy},
     {SMTP_CMD_EXPN, ST_SESSION, NULL, NULL, cmd_not_implemented},
     {SMTP_CMD_HELP, ST_SESSION, NULL, NULL, cmd_help},
     {SMTP_CMD_STARTTLS, ST(CONNECTED) | ST(HELO), "Error: MAIL transaction in progress",
-     check_no_args, cmd_starttls},
+     smtpd_check_no_args, smtpd_cmd_starttls},
     {SMTP_CMD_AUTH, ST(HELO), "Error: send EHLO first, and not in a mail transaction", NULL,
-     cmd_auth},
+     smtpd_cmd_auth},
 };
 
 static const char *bad_sequence_text(const struct smtpd_session *s, const struct smtpd_cmd *c)
@@ -1557,20 +1560,20 @@ static const char *bad_sequence_text(const struct smtpd_session *s, const struct
     return c->bad_state ? c->bad_state : "Error: bad sequence of commands";
 }
 
-static void dispatch(struct smtpd_session *s, const char *line, size_t len)
+static void smtpd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 {
     struct smtp_command cmd;
     struct smtp_reply r;
     if (smtp_command_parse(line, len, &cmd, &r) < 0) {
         s->unknown_cmds++;
         s->last_cmd = "UNKNOWN";
-        reply_r(s, &r);
+        smtpd_reply_r(s, &r);
         return;
     }
     s->last_cmd = cmd.name;
     if (s->access_denied && cmd.verb != SMTP_CMD_QUIT) {
         s->cmd_total[cmd.verb]++;
-        reply(s, 503, "5.7.0", "Error: access denied for %s[%s]", s->host, s->addr);
+        smtpd_reply(s, 503, "5.7.0", "Error: access denied for %s[%s]", s->host, s->addr);
         return;
     }
     for (size_t i = 0; i < sizeof smtpd_cmds / sizeof smtpd_cmds[0]; i++) {
@@ -1579,7 +1582,7 @@ static void dispatch(struct smtpd_session *s, const char *line, size_t len)
             continue;
         s->cmd_total[cmd.verb]++;
         if (!(c->states & (1u << s->state))) {
-            reply(s, 503, "5.5.1", "%s", bad_sequence_text(s, c));
+            smtpd_reply(s, 503, "5.5.1", "%s", bad_sequence_text(s, c));
             return;
         }
         if (c->check && c->check(s, cmd.args, cmd.args_len) < 0) {
@@ -1598,7 +1601,7 @@ static void dispatch(struct smtpd_session *s, const char *line, size_t len)
         }
         return;
     }
-    reply(s, 502, "5.5.1", "Error: command not implemented");
+    smtpd_reply(s, 502, "5.5.1", "Error: command not implemented");
 }
 
 /* ---- input ---- */
@@ -1630,13 +1633,13 @@ static void read_data(struct smtpd_session *s, struct evbuffer *in)
     }
     evbuffer_drain(in, used);
     if (s->state == SMTPD_STATE_DATA && smtp_data_done(&s->tx->data))
-        message_end(s);
+        smtpd_message_end(s);
     else if (s->state == SMTPD_STATE_BDAT && s->bdat_left == 0)
-        bdat_chunk_end(s);
+        smtpd_bdat_chunk_end(s);
 }
 
 /* Runs whatever complete input there is, as far as the state allows. */
-static void session_run(struct smtpd_session *s)
+static void smtpd_session_run(struct smtpd_session *s)
 {
     if (!s->greeted)
         return; /* a client talking before the 220 is read once it is sent */
@@ -1650,7 +1653,7 @@ static void session_run(struct smtpd_session *s)
             char *line = s->replay;
             s->replay = NULL;
             s->replaying = 1;
-            dispatch(s, line, strlen(line));
+            smtpd_dispatch(s, line, strlen(line));
             s->replaying = 0;
             free(line);
             continue;
@@ -1658,14 +1661,14 @@ static void session_run(struct smtpd_session *s)
         if (evbuffer_get_length(out) > SMTPD_OUTPUT_HIGH)
             break; /* the client is not reading its replies: wait for the write callback */
         if (s->hard_errors > 0 && s->errors >= s->hard_errors) {
-            reply(s, 421, "4.7.0", "%s Error: too many errors", s->myhostname);
+            smtpd_reply(s, 421, "4.7.0", "%s Error: too many errors", s->myhostname);
             log_info("too many errors after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                      s->host, s->addr);
-            session_close(s);
+            smtpd_session_close(s);
             break;
         }
         if (s->state == SMTPD_STATE_BDAT && s->bdat_left == 0) {
-            bdat_chunk_end(s); /* "BDAT 0 LAST" */
+            smtpd_bdat_chunk_end(s); /* "BDAT 0 LAST" */
             continue;
         }
         if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
@@ -1692,7 +1695,7 @@ static void session_run(struct smtpd_session *s)
             s->discard_line = 0;
             s->last_cmd = "UNKNOWN";
             /* RFC 5321 4.5.3.1.4 allows 512; we take up to SMTPD_LINE_MAX. */
-            reply(s, 500, "5.5.6", "Error: line too long");
+            smtpd_reply(s, 500, "5.5.6", "Error: line too long");
             continue;
         }
         char line[SMTPD_LINE_MAX + 1];
@@ -1701,7 +1704,7 @@ static void session_run(struct smtpd_session *s)
         line[len] = '\0';
         if (s->auth_step) {
             /* A SASL response: never logged (it carries the password). */
-            tlsauth_sasl_line(s, line, len);
+            smtpd_tlsauth_sasl_line(s, line, len);
             explicit_bzero(line, len);
             continue;
         }
@@ -1717,7 +1720,7 @@ static void session_run(struct smtpd_session *s)
              str_prefix_ci(line, "HELO") || str_prefix_ci(line, "STARTTLS")))
             s->ill_pipelining = 1;
         restrict_command_start(s->rs);
-        dispatch(s, line, len);
+        smtpd_dispatch(s, line, len);
         explicit_bzero(line, len);
     }
     s->in_run = 0;
@@ -1732,13 +1735,13 @@ static void session_run(struct smtpd_session *s)
         s->dead = 1;
     }
     if (s->dead)
-        session_close(s); /* frees s unless a commit is pending */
+        smtpd_session_close(s); /* frees s unless a commit is pending */
 }
 
 /* ---- milters (smtpd_milters: milter/milter.h, smtpd/smtpd_milter.h) ---- */
 
 /* One connection per filter for the session, opened at the connect event. */
-static void session_milter_start(struct smtpd_session *s, int fd)
+static void smtpd_session_milter_start(struct smtpd_session *s, int fd)
 {
     const struct milter_conf *mc = s->gen->smtpd_milters;
     if (!mc || mc->count == 0)
@@ -1774,7 +1777,7 @@ static void session_milter_log(struct smtpd_session *s, const char *action, cons
                                                        : NULL;
     const char *to = s->milter_ev == MILTER_C_RCPT ? s->milter_addr : NULL;
     smtpd_milter_log(s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", action, where,
-                     s->host, s->addr, text, from, to, proto_name(s), s->helo);
+                     s->host, s->addr, text, from, to, smtpd_proto_name(s), s->helo);
 }
 
 static void session_milter_hold(struct smtpd_session *s, const struct milter_result *res,
@@ -1789,7 +1792,7 @@ static void session_milter_hold(struct smtpd_session *s, const struct milter_res
 }
 
 /* The transaction is over: the filters forget it, and so do we. */
-static void session_milter_tx_end(struct smtpd_session *s)
+static void smtpd_session_milter_tx_end(struct smtpd_session *s)
 {
     milter_abort(s->milter);
     s->milter_hold = 0;
@@ -1808,12 +1811,12 @@ static void session_milter_gate_done(void *arg, const struct milter_result *res)
         const char *r =
             res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
         session_milter_log(s, "milter-reject", smtpd_milter_where(ev), r);
-        reply_line(s, r);
-        session_close(s);
+        smtpd_reply_line(s, r);
+        smtpd_session_close(s);
     } else if (res->verdict == MILTER_REJECT && ev != MILTER_C_HELO) {
         /* (Sendmail compatibility: a rejected HELO still gets its 250; MAIL meets the reply.) */
         session_milter_log(s, "milter-reject", smtpd_milter_where(ev), res->reply);
-        reply_line(s, res->reply);
+        smtpd_reply_line(s, res->reply);
         if (ev == MILTER_C_MAIL)
             milter_abort(s->milter);
     } else {
@@ -1827,7 +1830,7 @@ static void session_milter_gate_done(void *arg, const struct milter_result *res)
         s->milter_pass = 0;
     }
     if (!s->in_run)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
 /*
@@ -1835,9 +1838,9 @@ static void session_milter_gate_done(void *arg, const struct milter_result *res)
  * order). 1: the command waits; it runs again, whole, when the filters
  * agree, and then gets past this point (milter_pass).
  */
-static int session_milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
-                               size_t len,
-                               int (*redo)(struct smtpd_session *, const char *, size_t))
+static int smtpd_session_milter_gate(struct smtpd_session *s, char ev, const char *addr,
+                                     const char *args, size_t len,
+                                     int (*redo)(struct smtpd_session *, const char *, size_t))
 {
     if (!s->milter || s->milter_discard)
         return 0;
@@ -1863,7 +1866,7 @@ static int session_milter_gate(struct smtpd_session *s, char ev, const char *add
             milter_mail(s->milter, (const char *const *)argv, session_milter_gate_done, s);
         } else {
             s->minfo.rcpt_addr = s->milter_addr;
-            int local = s->rcpt_local; /* classified by cmd_rcpt, maybe off the loop */
+            int local = s->rcpt_local; /* classified by smtpd_cmd_rcpt, maybe off the loop */
             const char *at = strrchr(addr, '@');
             s->minfo.rcpt_mailer = local ? "local" : "smtp";
             s->minfo.rcpt_host = local ? s->myhostname : at ? at + 1 : NULL;
@@ -1886,25 +1889,25 @@ static void session_milter_greet_done(void *arg, const struct milter_result *res
     if (res->verdict == MILTER_SHUTDOWN ||
         (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0)) {
         session_milter_log(s, "milter-reject", "CONNECT", res->reply ? res->reply : "421 4.7.0");
-        reply(s, 421, NULL, "%s Service unavailable - try again later", s->myhostname);
-        session_close(s);
+        smtpd_reply(s, 421, NULL, "%s Service unavailable - try again later", s->myhostname);
+        smtpd_session_close(s);
         return;
     }
     if (res->verdict == MILTER_REJECT) {
         session_milter_log(s, "milter-reject", "CONNECT", res->reply);
         if (res->reply[0] == '5')
-            reply(s, 554, NULL, "%s ESMTP not accepting connections", s->myhostname);
+            smtpd_reply(s, 554, NULL, "%s ESMTP not accepting connections", s->myhostname);
         else
-            reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+            smtpd_reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
     } else {
-        reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+        smtpd_reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
     }
     s->greeted = 1;
     if (s->eof || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
-static void session_milter_greet(struct smtpd_session *s)
+static void smtpd_session_milter_greet(struct smtpd_session *s)
 {
     s->milter_wait = 1;
     session_milter_info(s);
@@ -1931,18 +1934,18 @@ static void session_milter_queue(struct smtpd_session *s)
     int rc = spool_msg_write(tx->msg, out.data, out.len);
     buf_free(&out);
     if (rc == 0) {
-        message_commit(s);
+        smtpd_message_commit(s);
         return;
     }
     int e = errno;
     if (e == ENOSPC || e == EDQUOT)
-        reply(s, 452, "4.3.1", "Insufficient system storage");
+        smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
     else
-        reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
     s->commit_pending = 0;
-    tx_reset(s); /* aborts the queue file: nothing is kept */
+    smtpd_tx_reset(s); /* aborts the queue file: nothing is kept */
     if (!s->in_run)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
 static void session_milter_envelope_work(void *arg)
@@ -1957,7 +1960,7 @@ static void session_milter_envelope_done(void *arg)
     struct smtpd_session *s = arg;
     if (s->dead) {
         s->commit_pending = 0;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     session_milter_queue(s);
@@ -1969,7 +1972,7 @@ static void session_milter_content_done(void *arg, const struct milter_result *r
     struct smtpd_tx *tx = s->tx;
     if (s->dead) {
         s->commit_pending = 0;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     s->milter_ev = MILTER_C_BODYEOB;
@@ -1978,15 +1981,15 @@ static void session_milter_content_done(void *arg, const struct milter_result *r
         const char *r =
             res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
         session_milter_log(s, "milter-reject", "END-OF-MESSAGE", r);
-        reply_line(s, r);
+        smtpd_reply_line(s, r);
         if (res->verdict == MILTER_SHUTDOWN || strncmp(r, "421", 3) == 0)
-            session_close(s);
+            smtpd_session_close(s);
     } else if (res->verdict == MILTER_DISCARD || s->milter_discard) {
         /* Accepted and dropped, as Postfix does: the client sees a 250. */
         if (res->verdict == MILTER_DISCARD)
             session_milter_log(s, "milter-discard", "END-OF-MESSAGE",
                                "milter triggers DISCARD action");
-        reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
+        smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
     } else {
         struct resolver *resolver = s->gen->resolver;
         if (resolver_class_may_block(resolver) || resolver_expand_may_block(resolver)) {
@@ -2000,9 +2003,9 @@ static void session_milter_content_done(void *arg, const struct milter_result *r
         return;
     }
     s->commit_pending = 0;
-    tx_reset(s); /* aborts the queue file: nothing is kept */
+    smtpd_tx_reset(s); /* aborts the queue file: nothing is kept */
     if (!s->in_run)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
 /* With BDAT the filters get their DATA event now, before the content (Postfix's order). */
@@ -2022,10 +2025,10 @@ static void session_milter_data_done(void *arg, const struct milter_result *res)
  * file; the session waits as for a commit. Our Received: field is already
  * in the queue file: the filters do not see it, as with Postfix.
  */
-static void session_milter_content(struct smtpd_session *s, const char *msg, size_t len)
+static void smtpd_session_milter_content(struct smtpd_session *s, const char *msg, size_t len)
 {
     struct smtpd_tx *tx = s->tx;
-    session_enter(s, SMTPD_STATE_COMMIT);
+    smtpd_session_enter(s, SMTPD_STATE_COMMIT);
     s->commit_pending = 1;
     milter_msg_parse(&tx->milter_msg, msg, len); /* a copy: the held message can go */
     smtpd_hold_release(&tx->hold);
@@ -2072,7 +2075,7 @@ static void session_free(struct smtpd_session *s)
         buf_printf(&stats, " commands=%u/%u", ok_total, total);
     log_as("smtpd", "disconnect from %s[%s]%s", s->host, s->addr, buf_cstr(&stats));
     buf_free(&stats);
-    tx_free(s);
+    smtpd_tx_free(s);
     restrict_session_free(s->rs);
     free(s->replay);
     free(s->access_denied);
@@ -2109,7 +2112,7 @@ static void on_linger_end(struct bufferevent *bev, short what, void *arg)
     (void)what; /* the client's EOF, an error, or SMTPD_LINGER_SECONDS */
     struct smtpd_session *s = arg;
     s->dead = 1;
-    session_close(s);
+    smtpd_session_close(s);
 }
 
 /*
@@ -2125,7 +2128,7 @@ static void session_linger(struct smtpd_session *s)
     s->lingering = 1;
     if (shutdown(bufferevent_getfd(s->bev), SHUT_WR) < 0) {
         s->dead = 1;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     bufferevent_setcb(s->bev, on_linger_read, NULL, on_linger_end, s);
@@ -2145,10 +2148,10 @@ static void session_linger(struct smtpd_session *s)
  * or at once when the client is gone. Waits for a pending commit, whose
  * callback needs the session.
  */
-static void session_close(struct smtpd_session *s)
+static void smtpd_session_close(struct smtpd_session *s)
 {
     if (s->state != SMTPD_STATE_QUIT) {
-        session_enter(s, SMTPD_STATE_QUIT);
+        smtpd_session_enter(s, SMTPD_STATE_QUIT);
         bufferevent_disable(s->bev, EV_READ);
     }
     if (!s->dead && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
@@ -2163,32 +2166,32 @@ static void session_close(struct smtpd_session *s)
     session_free(s);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void smtpd_session_on_read(struct bufferevent *bev, void *arg)
 {
-    session_run(arg);
+    smtpd_session_run(arg);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void smtpd_session_on_write(struct bufferevent *bev, void *arg)
 {
     struct smtpd_session *s = arg;
     if (s->starttls_wait && s->state != SMTPD_STATE_QUIT) {
-        tlsauth_starttls_go(s); /* the 220 is out */
+        smtpd_tlsauth_starttls_go(s); /* the 220 is out */
         return;
     }
     if (s->state == SMTPD_STATE_QUIT) {
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     /* Replies drained: go on with commands held back by the output cap. */
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void smtpd_session_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct smtpd_session *s = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        tlsauth_handshake_done(s);
+        smtpd_tlsauth_handshake_done(s);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -2196,32 +2199,32 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                  s->addr);
         if (s->state == SMTPD_STATE_QUIT || (what & BEV_EVENT_WRITING)) {
             s->dead = 1;
-            session_close(s);
+            smtpd_session_close(s);
             return;
         }
-        reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->myhostname);
+        smtpd_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->myhostname);
         bufferevent_enable(bev, EV_WRITE);
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if (s->tls && !s->tls_up) {
-        tlsauth_handshake_failed(s); /* a TLS session that never got going */
+        smtpd_tlsauth_handshake_failed(s); /* a TLS session that never got going */
         s->dead = 1;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->state != SMTPD_STATE_QUIT) {
-        /* Half-closed: replies can still go out; session_run() decides. */
+        /* Half-closed: replies can still go out; smtpd_session_run() decides. */
         s->eof = 1;
         if (!s->in_run)
-            session_run(s);
+            smtpd_session_run(s);
         return;
     }
     if (s->state != SMTPD_STATE_QUIT)
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
     s->dead = 1;
-    session_close(s);
+    smtpd_session_close(s);
 }
 
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
@@ -2229,22 +2232,22 @@ static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
     struct smtpd_session *s = arg;
     if (s->state == SMTPD_STATE_QUIT || s->dead) {
         s->dead = 1;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if (s->commit_pending || s->rcpt_q)
         return; /* the commit or lookup answers first; the idle timeout still applies after */
     log_info("session time limit exceeded after %s from %s[%s]",
              s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr);
-    reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->myhostname);
-    session_close(s);
+    smtpd_reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->myhostname);
+    smtpd_session_close(s);
 }
 
 /* ---- the client's name (Postfix's smtpd_peername_lookup) ---- */
 
-static void session_milter_greet(struct smtpd_session *s);
+static void smtpd_session_milter_greet(struct smtpd_session *s);
 
-static void session_greet(struct smtpd_session *s)
+static void smtpd_session_greet(struct smtpd_session *s)
 {
     if (!s->restrict_wait && !s->access_denied && !s->greet_logged) {
         log_as("smtpd", "connect from %s[%s]", s->host, s->addr);
@@ -2255,22 +2258,23 @@ static void session_greet(struct smtpd_session *s)
         /* Once: a resumed greeting must keep the answers it waited for. */
         restrict_command_start(s->rs);
     }
-    if (restrict_at(s, RESTRICT_CONNECT, NULL) < 0 && s->restrict_wait)
-        return; /* restrict_resume() greets */
+    if (smtpd_restrict_at(s, RESTRICT_CONNECT, NULL) < 0 && s->restrict_wait)
+        return; /* smtpd_restrict_resume() greets */
     if (s->milter && !s->access_denied) {
-        session_milter_greet(s); /* the filters hear of the client first; the greeting follows */
+        smtpd_session_milter_greet(
+            s); /* the filters hear of the client first; the greeting follows */
         return;
     }
     if (s->access_denied) {
         evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", s->access_denied);
         s->errors++;
     } else {
-        reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+        smtpd_reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
     }
     s->greeted = 1;
     /* What came while we looked the name up: early commands, or the client's EOF. */
     if (s->eof || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
 static void peer_addr_done(void *arg, const struct dns_answer *ans)
@@ -2287,7 +2291,7 @@ static void peer_addr_done(void *arg, const struct dns_answer *ans)
                     s->ptr_name);
     else
         log_warning("hostname %s does not resolve to address %s", s->ptr_name, s->addr);
-    session_greet(s);
+    smtpd_session_greet(s);
 }
 
 static void peer_ptr_done(void *arg, const struct dns_answer *ans)
@@ -2304,7 +2308,7 @@ static void peer_ptr_done(void *arg, const struct dns_answer *ans)
         if (s->peer_q)
             return;
     }
-    session_greet(s);
+    smtpd_session_greet(s);
 }
 
 /*
@@ -2363,10 +2367,10 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
      * submission entry does with permit_sasl_authenticated.
      */
     s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
-    struct restrict_hooks hooks = {restrict_resume, restrict_log, s};
+    struct restrict_hooks hooks = {smtpd_restrict_resume, smtpd_restrict_log, s};
     s->rs = restrict_session_new(restrict_conf_get(&s->gen->restrict_conf, cfg, s->gen->resolver),
                                  srv->dns, srv->base, server_map_workq(srv), &hooks);
-    session_milter_start(s, fd);
+    smtpd_session_milter_start(s, fd);
 
     evutil_make_socket_nonblocking(fd);
     if (kind == LISTEN_SMTPS) {
@@ -2384,7 +2388,8 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
         free(s);
         return;
     }
-    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    bufferevent_setcb(s->bev, smtpd_session_on_read, smtpd_session_on_write, smtpd_session_on_event,
+                      s);
     bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
     long long idle = config_get_time(cfg, "smtpd_timeout");
     if (idle > 0) {
@@ -2399,5 +2404,5 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     }
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     if (!peer_lookup_start(s))
-        session_greet(s);
+        smtpd_session_greet(s);
 }
