@@ -383,7 +383,7 @@ void qmgr_free(struct qmgr *q)
     free(q);
 }
 
-static void qjob_free(struct qjob *j)
+static void qmgr_job_free(struct qjob *j)
 {
     if (j->res) {
         for (size_t i = 0; i < j->env->nrcpts; i++) {
@@ -433,8 +433,8 @@ static void qjob_set(struct qjob *j, size_t i, enum delivery_status st, const ch
     r->service = NULL;
 }
 
-static void qjob_record_work(void *arg);
-static void qjob_record_done(void *arg);
+static void qmgr_job_record_work(void *arg);
+static void qmgr_job_record_done(void *arg);
 static void qjob_part_done(struct qjob *j);
 
 /* A delivery is over: its slot goes to the next in line, then the round may be recorded. */
@@ -448,7 +448,7 @@ static void qpart_finish(struct qpart *p)
 static void qjob_part_done(struct qjob *j)
 {
     if (--j->outstanding == 0)
-        workq_submit(j->q->srv->workq, qjob_record_work, qjob_record_done, j);
+        workq_submit(j->q->srv->workq, qmgr_job_record_work, qmgr_job_record_done, j);
 }
 
 static void qjob_local_work(void *arg)
@@ -607,7 +607,7 @@ static int qjob_delay_notice(struct qjob *j, time_t now)
  * never lose one), append the records durably, and remove a finished
  * message.
  */
-static void qjob_record_work(void *arg)
+static void qmgr_job_record_work(void *arg)
 {
     struct qjob *j = arg;
     struct envelope *e = j->env;
@@ -752,10 +752,10 @@ static void qjob_record_synced(void *arg, int err_code)
         /* Not known durable: keep the message; its next round reads what did reach the disk. */
         log_error("%s: cannot record delivery results: %s", j->env->queue_id, strerror(err_code));
         j->record_failed = 1;
-        qjob_record_done(j);
+        qmgr_job_record_done(j);
         return;
     }
-    workq_submit(j->q->srv->workq, qjob_remove_work, qjob_record_done, j);
+    workq_submit(j->q->srv->workq, qjob_remove_work, qmgr_job_record_done, j);
 }
 
 static void qjob_results_synced(void *arg, int err_code)
@@ -764,10 +764,10 @@ static void qjob_results_synced(void *arg, int err_code)
     /* Not fatal: what did not reach the disk only means an earlier retry. */
     if (err_code)
         log_warning("%s: cannot sync delivery results: %s", j->env->queue_id, strerror(err_code));
-    qjob_record_done(j);
+    qmgr_job_record_done(j);
 }
 
-static void qjob_record_done(void *arg)
+static void qmgr_job_record_done(void *arg)
 {
     struct qjob *j = arg;
     struct qmgr *q = j->q;
@@ -845,7 +845,7 @@ static void qjob_record_done(void *arg)
             j->qm->next_try = e->next_try;
         qmgr_due(q, j->qm, time(NULL));
     }
-    qjob_free(j);
+    qmgr_job_free(j);
     qmgr_inflight_done(q);
 }
 
