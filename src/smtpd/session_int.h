@@ -109,7 +109,7 @@ struct smtpd_session {
     int esmtp;
     int tls;           /* set by the STARTTLS work */
     int authenticated; /* set by the AUTH work */
-    /* STARTTLS and AUTH (the tlsauth section below) */
+    /* STARTTLS and AUTH (session_tlsauth.c) */
     int tls_up;                  /* the handshake has completed */
     int starttls_wait;           /* 220 sent; TLS starts once it has been written */
     struct sasl *sasl;           /* an AUTH exchange; NULL outside one */
@@ -143,7 +143,7 @@ struct smtpd_session {
     const char *myhostname;
     struct inbound_settings auth_set; /* the smtpd_*_policy keys */
     struct smtpd_tx *tx;
-    /* Postfix's restriction lists (smtpd/restrict.h; the hooks are in the restrict section) */
+    /* Postfix's restriction lists (smtpd/restrict.h; the hooks are in session_restrict.c) */
     struct restrict_session *rs;
     int restrict_wait;   /* a check waits for DNS or a policy server */
     char *replay;        /* the command line to run again once it has answered */
@@ -151,7 +151,7 @@ struct smtpd_session {
     int greet_logged;    /* "connect from" is out (the greeting may wait for a check) */
     char *access_denied; /* smtpd_delay_reject = no: the client's refusal, for every command */
     int replaying;       /* dispatching s->replay: its rate-limit events were counted already */
-    /* smtpd_milters: the section "milters" below */
+    /* smtpd_milters: session_milter.c */
     struct milter_session *milter; /* NULL without smtpd_milters */
     struct smtpd_milter_info minfo;
     int milter_wait;   /* an event is with the filters: commands wait */
