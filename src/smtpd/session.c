@@ -32,6 +32,19 @@ void smtpd_session_queued(struct smtpd_session *s, const char *queue_id)
 static void session_linger(struct smtpd_session *s);
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg);
 
+/*
+ * A check the message waited for (the inbound checks, the milters) answered
+ * after the client left: the wait is over and the session goes. 1 when so.
+ */
+int smtpd_session_end_if_dead(struct smtpd_session *s)
+{
+    if (!s->dead)
+        return 0;
+    s->commit_pending = 0;
+    smtpd_session_close(s);
+    return 1;
+}
+
 /* Every state change goes through here (OpenSMTPD's smtp_enter_state). */
 void smtpd_session_enter(struct smtpd_session *s, enum smtpd_state st)
 {
@@ -71,6 +84,15 @@ void smtpd_reply(struct smtpd_session *s, int code, const char *status, const ch
 void smtpd_reply_r(struct smtpd_session *s, const struct smtp_reply *r)
 {
     smtpd_reply(s, r->code, r->status, "%s", r->text);
+}
+
+/* A queue file that could not be written: 452 4.3.1 for a full disk (RFC 3463), else 451. */
+void smtpd_reply_write_error(struct smtpd_session *s, int err)
+{
+    if (err == ENOSPC || err == EDQUOT)
+        smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
+    else
+        smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
 }
 
 /* ---- transaction ---- */

@@ -214,10 +214,7 @@ static int tx_open(struct smtpd_session *s)
         int e = errno;
         log_warning("cannot open a queue file: %s", buf_cstr(&err));
         buf_free(&err);
-        if (e == ENOSPC || e == EDQUOT)
-            smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
-        else
-            smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtpd_reply_write_error(s, e);
         return -1;
     }
     struct envelope *env = spool_msg_envelope(tx->msg);

@@ -58,11 +58,7 @@ static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
 {
     struct smtpd_tx *tx = s->tx;
     if (write_received(s) < 0) {
-        int e = errno;
-        if (e == ENOSPC || e == EDQUOT)
-            smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
-        else
-            smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtpd_reply_write_error(s, errno);
         return -1;
     }
     tx->auth =
@@ -132,11 +128,8 @@ static void auth_done(void *arg, const struct inbound_result *res)
 {
     struct smtpd_session *s = arg;
     struct smtpd_tx *tx = s->tx;
-    if (s->dead) {
-        s->commit_pending = 0;
-        smtpd_session_close(s);
+    if (smtpd_session_end_if_dead(s))
         return;
-    }
     if (res->verdict == INBOUND_ACCEPT && tx->milter) {
         /* The filters see the message with our Authentication-Results, as Postfix's would. */
         struct buf all = BUF_INIT;
@@ -156,11 +149,7 @@ static void auth_done(void *arg, const struct inbound_result *res)
             smtpd_message_commit(s);
             return;
         }
-        int e = errno;
-        if (e == ENOSPC || e == EDQUOT)
-            smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
-        else
-            smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtpd_reply_write_error(s, errno);
     } else {
         log_as("smtpd",
                "%s: reject: END-OF-MESSAGE from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",

@@ -172,11 +172,14 @@ void smtpd_session_enter(struct smtpd_session *s, enum smtpd_state st);
 void smtpd_reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void smtpd_reply_r(struct smtpd_session *s, const struct smtp_reply *r);
+void smtpd_reply_write_error(struct smtpd_session *s, int err);
 void smtpd_tx_free(struct smtpd_session *s);
 void smtpd_tx_reset(struct smtpd_session *s);
 const char *smtpd_proto_name(const struct smtpd_session *s);
 void smtpd_session_run(struct smtpd_session *s);
 void smtpd_session_close(struct smtpd_session *s);
+/* For a callback that ends a wait: 1 after freeing a session whose client left. */
+int smtpd_session_end_if_dead(struct smtpd_session *s);
 void smtpd_session_on_read(struct bufferevent *bev, void *arg);
 void smtpd_session_on_write(struct bufferevent *bev, void *arg);
 void smtpd_session_on_event(struct bufferevent *bev, short what, void *arg);

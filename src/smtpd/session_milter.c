@@ -203,11 +203,7 @@ static void session_milter_queue(struct smtpd_session *s)
         smtpd_message_commit(s);
         return;
     }
-    int e = errno;
-    if (e == ENOSPC || e == EDQUOT)
-        smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
-    else
-        smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
+    smtpd_reply_write_error(s, errno);
     s->commit_pending = 0;
     smtpd_tx_reset(s); /* aborts the queue file: nothing is kept */
     if (!s->in_run)
@@ -224,11 +220,8 @@ static void session_milter_envelope_work(void *arg)
 static void session_milter_envelope_done(void *arg)
 {
     struct smtpd_session *s = arg;
-    if (s->dead) {
-        s->commit_pending = 0;
-        smtpd_session_close(s);
+    if (smtpd_session_end_if_dead(s))
         return;
-    }
     session_milter_queue(s);
 }
 
@@ -236,11 +229,8 @@ static void session_milter_content_done(void *arg, const struct milter_result *r
 {
     struct smtpd_session *s = arg;
     struct smtpd_tx *tx = s->tx;
-    if (s->dead) {
-        s->commit_pending = 0;
-        smtpd_session_close(s);
+    if (smtpd_session_end_if_dead(s))
         return;
-    }
     s->milter_ev = MILTER_C_BODYEOB;
     session_milter_hold(s, res, "END-OF-MESSAGE");
     if (res->verdict == MILTER_REJECT || res->verdict == MILTER_SHUTDOWN) {
