@@ -70,7 +70,7 @@ void delivery_results_free(struct delivery_rcpt_result *results, size_t count);
 
 /*
  * Remote delivery by MX, relayhost or transport_maps, and LMTP
- * (src/deliver/remote.c).
+ * (src/deliver/remote*.c).
  */
 void remote_deliver(const struct delivery_request *req, delivery_done_cb done, void *arg);
 

@@ -1,7 +1,7 @@
 /*
  * What an MTA-STS policy (RFC 8461 4, 5) means for one delivery: which MX
  * hosts may be used, the TLS asked of each connection, and what testing
- * mode logs. remote.c calls these from its small hooks.
+ * mode logs. remote_lookup.c and remote_job.c call these from small hooks.
  */
 #include <string.h>
 

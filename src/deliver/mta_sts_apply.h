@@ -1,6 +1,6 @@
 /*
  * Applying an MTA-STS policy to a delivery (src/deliver/mta_sts_apply.c):
- * the hooks remote.c calls. Separate from mta_sts.h so that the parser and
+ * the hooks remote_lookup.c and remote_job.c call. Separate from mta_sts.h so that the parser and
  * its fuzz target need no SMTP client.
  */
 #ifndef HONGYAN_DELIVER_MTA_STS_APPLY_H

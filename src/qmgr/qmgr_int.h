@@ -1,7 +1,10 @@
 /*
- * The queue manager's state, shared by its two files: qmgr.c (the message
- * list, deliveries, results) and qmgr_pickup.c (maildrop pickup and the
- * flush FIFO). Not for other modules: they use qmgr.h.
+ * The queue manager's state, shared by its files: qmgr.c (the message list,
+ * the scan, the tick), qmgr_job.c (a delivery round: resolving, the parts
+ * per next hop, the agents), qmgr_record.c (the round's results: bounces,
+ * delay notices, result records, removal), qmgr_dest.c (the per-next-hop
+ * lines) and qmgr_pickup.c (maildrop pickup and the flush FIFO). Not for
+ * other modules: they use qmgr.h.
  */
 #ifndef HONGYAN_QMGR_QMGR_INT_H
 #define HONGYAN_QMGR_QMGR_INT_H
@@ -10,10 +13,16 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "deliver/agent.h"
+#include "lib/buf.h"
 #include "queue/envelope.h"
+#include "queue/resolve.h"
 #include "qmgr/qmgr.h"
 
 struct server;
+struct server_gen;
+struct config;
+struct remote_gen;
 struct qpick;
 
 struct qmsg {
@@ -95,12 +104,106 @@ struct qmgr {
     void *stop_arg;
 };
 
+/* The delivery round (qmgr_job.c, qmgr_record.c). */
+
+/* Per-recipient outcome gathered before it is recorded. */
+struct qresult {
+    int have;
+    enum delivery_status status;
+    char dsn[16];
+    char *reply, *relay;
+    const char *service; /* the agent's name in the log; NULL: from relay */
+};
+
+/*
+ * One delivery of a round: the message's Maildir recipients, or its
+ * recipients that share one next hop, waiting for or holding a slot in
+ * that next hop's line (qmgr_dest.c). Recipients that get their answer
+ * without a session (error:, discard:) go to the agent at once, with no slot.
+ */
+struct qpart {
+    struct qslot slot; /* first: the line hands back &slot */
+    struct qjob *j;
+    int local;
+    char *key;
+    size_t *rcpts;
+    unsigned char *rcpt_class;     /* per entry: enum route_class (agent.h) */
+    struct delivery_route *routes; /* per entry, when decided ahead (qjob.routes); else NULL */
+    size_t n;
+    struct delivery_request req;
+    struct qpart *next;
+};
+
+struct qjob {
+    struct qmgr *q;
+    struct qmsg *qm;
+    struct envelope *env;
+    struct config *cfg; /* the generation's config, held for the job */
+    struct server_gen *gen;
+    struct buf data_path;
+    struct qresult *res; /* env->nrcpts entries */
+    size_t *local, nlocal;
+    char **mailboxes;
+    struct qpart *parts, *local_part;
+    int outstanding;
+    /*
+     * Local delivery left its Maildir syncs to a spool_sync() round
+     * (maildir.h); remote_ok: a remote server accepted a recipient, which a
+     * crash must not make us deliver again, so its record is synced.
+     */
+    int sync_deferred, remote_ok;
+    /* Filled by the record step. */
+    int gone, removed, record_failed;
+    /* A finished message with remotely accepted recipients: its records join a sync round,
+     * then it is removed (qjob_record_synced). */
+    int sync_then_remove;
+    /* A message that stays queued: its results, written unsynced, join the next sync round. */
+    int sync_results;
+    char bounce_id[QUEUE_ID_MAX];
+    char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
+    size_t *bounced, nbounced;   /* recipients bounced in this round */
+    struct qresolve *resolved;   /* per recipient, between resolving and launching */
+    /*
+     * When transport_maps or sender_dependent_relayhost_maps may wait on the
+     * network (pgsql:), routes are decided on the work queue with the held
+     * routing tables: routes per envelope recipient, then moved to their
+     * next hop's delivery (qpart.routes, its request's routes).
+     */
+    struct remote_gen *routing;
+    struct delivery_route *routes;
+    char hostname[256];
+    long long min_backoff, max_backoff, lifetime, delay_warning;
+};
+
+/* One recipient's expansion, made before the delivery round starts (qjob_resolve_work). */
+struct qresolve {
+    enum map_result mr;
+    struct resolved_list rl;
+    struct buf err;
+};
+
 /* qmgr.c */
 struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try);
 void qmgr_scan(struct qmgr *q, int all_now);
 void qmgr_run(struct qmgr *q);
 /* A delivery or pickup step finished: finishes a pending stop, or runs the queue. */
 void qmgr_inflight_done(struct qmgr *q);
+void qmgr_ready_remove(struct qmgr *q, struct qmsg *m);
+void qmgr_due(struct qmgr *q, struct qmsg *m, time_t now);
+void qmgr_forget(struct qmgr *q, struct qmsg *gone);
+
+/* qmgr_job.c */
+/* Starts one delivery round for m; 0 when started, -1 when the message is gone. */
+int qmgr_start_delivery(struct qmgr *q, struct qmsg *m);
+void qmgr_job_free(struct qjob *j);
+/* n within 1..max (a limit from the configuration). */
+int qmgr_clamp(long long n, int max);
+
+/* qmgr_record.c */
+/* On the work queue (qjob as arg): bounces, then the result records, then the removal. */
+void qmgr_job_record_work(void *arg);
+/* Back on the loop: the sync rounds the records wait for, the log lines, the next try. */
+void qmgr_job_record_done(void *arg);
 
 /* qmgr_dest.c */
 /*

@@ -3,7 +3,7 @@
  * themselves: the Sendmail macros, with Postfix's names and values, and
  * how the edits a filter asked for land in the queued envelope. The
  * conversation is milter/milter.h; the session's hooks are in
- * smtpd/session.c (section "milters"). Also used for non_smtpd_milters
+ * smtpd/session_milter.c. Also used for non_smtpd_milters
  * (qmgr/pickup_milter.c), which is why it sits in server/, below both.
  */
 #ifndef HONGYAN_SERVER_SMTPD_MILTER_H

@@ -1,167 +1,18 @@
 /*
  * The SMTP server session: one per client connection, on the worker's event
- * loop. Reads command lines (capped), runs them through the command table,
- * streams DATA/BDAT into the spool through the data reader, and answers 250
- * only once the spool says the message is durable.
+ * loop. This part holds the state, the replies, the transaction's life, the
+ * input (command lines, capped; DATA/BDAT bytes to the data reader), the
+ * session's life cycle and the client's name; smtpd/session_int.h lists the
+ * other parts. The 250 after the data goes out only once the spool says the
+ * message is durable (session_data.c).
  */
-#include "smtpd/session.h"
-
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <event2/util.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-
-#include "config/config.h"
-#include "dns/dns.h"
-#include "lib/buf.h"
-#include "lib/log.h"
-#include "lib/util.h"
-#include "lib/workq.h"
-#include "lib/xalloc.h"
-#include "metrics/metrics.h"
-#include "queue/dkim_spool.h"
-#include "mailauth/inbound.h"
-#include "smtpd/hold.h"
-#include "queue/resolve.h"
-#include "milter/milter.h"
-#include "queue/envelope.h"
-#include "queue/spool.h"
-#include "smtp/address.h"
-#include "smtp/command.h"
-#include "smtp/data.h"
-#include "smtpd/anvil.h"
-#include "smtpd/auth.h"
-#include "smtpd/policy.h"
-#include "smtpd/restrict.h"
-#include "smtpd/sasl.h"
-#include "server/server.h"
-#include "server/smtpd_milter.h"
-#include "smtpd/submission.h"
-#include "tls/tls.h"
-
-/* Input we let pile up (pipelined commands while a commit runs) before we stop reading. */
-#define SMTPD_INPUT_HIGH (128 * 1024)
-/* Replies the client has not read yet before we stop executing its commands. */
-#define SMTPD_OUTPUT_HIGH (64 * 1024)
-/* How long a session we close keeps reading, and dropping, what the client still sends. */
-#define SMTPD_LINGER_SECONDS 5
+#include "smtpd/session_int.h"
 
 _Static_assert((int)SMTP_NOTIFY_NEVER == (int)DSN_NOTIFY_NEVER &&
                    (int)SMTP_NOTIFY_SUCCESS == (int)DSN_NOTIFY_SUCCESS &&
                    (int)SMTP_NOTIFY_FAILURE == (int)DSN_NOTIFY_FAILURE &&
                    (int)SMTP_NOTIFY_DELAY == (int)DSN_NOTIFY_DELAY,
                "NOTIFY bits must match the envelope's");
-
-/* One mail transaction, from MAIL to the end of the data; allocated at MAIL. */
-struct smtpd_tx {
-    char *sender; /* "" for <> */
-    char *envid;
-    int ret;
-    int smtputf8;
-    int body_8bit;
-    struct spool_msg *msg; /* opened at the first accepted recipient */
-    size_t nrcpt;          /* accepted RCPT commands */
-    size_t rcpt_overshoot; /* RCPTs refused for smtpd_recipient_limit */
-    char *first_rcpt;      /* as the client wrote it, for "for <...>" */
-    int data_open;         /* the data reader has been set up */
-    struct smtp_data data;
-    unsigned long long instance; /* the policy protocol's "instance": one per transaction */
-    int auth;                    /* the inbound checks run on this message (mailauth/inbound.h) */
-    struct smtpd_hold hold;      /* the message held for them until the verdict */
-    int milter;                  /* smtpd_milters see this message: held for them too */
-    int bdat;                    /* sent with BDAT: the milters get their DATA event at the end */
-    struct milter_msg milter_msg;
-};
-
-struct smtpd_session {
-    struct server *srv;
-    struct server_gen *gen; /* config and resolver for the whole session */
-    struct bufferevent *bev;
-    struct event *life_timer; /* smtpd_session_timeout */
-    enum listener_kind kind;
-    enum smtpd_state state;
-    struct sockaddr_storage peer;
-    socklen_t peer_len;
-    char addr[INET6_ADDRSTRLEN]; /* the client's address, text */
-    const char *host;            /* its forward-confirmed name (host_name) or "unknown" */
-    char *host_name;             /* heap, when confirmed */
-    struct dns_query *peer_q;    /* the PTR or address lookup before the greeting */
-    char *ptr_name;              /* the PTR answer awaiting forward confirmation */
-    int greeted;                 /* the 220 is queued: commands may be read */
-    char *helo;
-    int esmtp;
-    int tls;           /* set by the STARTTLS work */
-    int authenticated; /* set by the AUTH work */
-    /* STARTTLS and AUTH (the tlsauth section below) */
-    int tls_up;                  /* the handshake has completed */
-    int starttls_wait;           /* 220 sent; TLS starts once it has been written */
-    struct sasl *sasl;           /* an AUTH exchange; NULL outside one */
-    int auth_step;               /* the next line is a SASL response */
-    struct auth_pending *auth_q; /* a password check in flight */
-    struct rcpt_lookup *rcpt_q;  /* a recipient lookup on the work queue */
-    int rcpt_local;              /* the RCPT address is in a local domain (milter {rcpt_mailer}) */
-    char *auth_user;             /* the login, once authenticated or being checked */
-    int trusted_net;             /* the client is in mynetworks */
-    unsigned ext;                /* what EHLO advertised (enum smtp_ext) */
-    int errors;
-    int discard_line; /* inside an over-long command line */
-    int in_run;       /* session_run() is on the stack */
-    int dead;         /* the connection is gone; free when safe */
-    int commit_pending;
-    int eof;       /* the client has shut down its side */
-    int lingering; /* our side is shut down; reading until the client's */
-    const char *last_cmd;
-    unsigned cmd_total[SMTP_CMD_COUNT];
-    unsigned cmd_ok[SMTP_CMD_COUNT];
-    unsigned unknown_cmds;
-    /* BDAT chunk being read */
-    unsigned long long bdat_left;
-    int bdat_last;
-    int bdat_ok;      /* the chunk goes into a transaction (else it is skipped) */
-    int bdat_replied; /* its reply has already been given */
-    /* limits from the configuration, read once */
-    size_t max_msg, max_hdr, rcpt_limit, rcpt_overshoot_limit;
-    long long queue_minfree; /* free bytes the queue needs before MAIL FROM */
-    int hard_errors;
-    const char *myhostname;
-    struct inbound_settings auth_set; /* the smtpd_*_policy keys */
-    struct smtpd_tx *tx;
-    /* Postfix's restriction lists (smtpd/restrict.h; the hooks are in the restrict section) */
-    struct restrict_session *rs;
-    int restrict_wait;   /* a check waits for DNS or a policy server */
-    char *replay;        /* the command line to run again once it has answered */
-    int ill_pipelining;  /* reject_unauth_pipelining: input came before it was allowed */
-    int greet_logged;    /* "connect from" is out (the greeting may wait for a check) */
-    char *access_denied; /* smtpd_delay_reject = no: the client's refusal, for every command */
-    int replaying;       /* dispatching s->replay: its rate-limit events were counted already */
-    /* smtpd_milters: the section "milters" below */
-    struct milter_session *milter; /* NULL without smtpd_milters */
-    struct smtpd_milter_info minfo;
-    int milter_wait;   /* an event is with the filters: commands wait */
-    int milter_pass;   /* the filters agreed: the command runs on past its gate */
-    char milter_ev;    /* the event at the gate */
-    char *milter_args; /* the command's arguments, to run it again */
-    size_t milter_args_len;
-    int (*milter_redo)(struct smtpd_session *s, const char *args, size_t len);
-    char *milter_addr; /* the sender or recipient of the event */
-    int milter_hold;   /* quarantined: the message goes to hold/ */
-    char *milter_hold_reason;
-    int milter_discard; /* a filter discards the message: no more events for it */
-};
 
 static const char *state_names[SMTPD_STATE_COUNT] = {
     "CONNECTED", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "BDAT_MORE", "COMMIT", "QUIT",
@@ -172,28 +23,30 @@ const char *smtpd_state_name(enum smtpd_state st)
     return st < SMTPD_STATE_COUNT ? state_names[st] : "?";
 }
 
-static void session_run(struct smtpd_session *s);
-static void session_close(struct smtpd_session *s);
-
 /* Tells the queue manager a message is in the queue (server/server.h, "queued"). */
-static void session_queued(struct smtpd_session *s, const char *queue_id)
+void smtpd_session_queued(struct smtpd_session *s, const char *queue_id)
 {
     if (s->srv->queued)
         s->srv->queued(s->srv->qmgr, queue_id);
 }
 static void session_linger(struct smtpd_session *s);
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg);
-static void session_milter_tx_end(struct smtpd_session *s);
-static int session_milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
-                               size_t len,
-                               int (*redo)(struct smtpd_session *, const char *, size_t));
-static void session_milter_content(struct smtpd_session *s, const char *msg, size_t len);
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * A check the message waited for (the inbound checks, the milters) answered
+ * after the client left: the wait is over and the session goes. 1 when so.
+ */
+int smtpd_session_end_if_dead(struct smtpd_session *s)
+{
+    if (!s->dead)
+        return 0;
+    s->commit_pending = 0;
+    smtpd_session_close(s);
+    return 1;
+}
 
 /* Every state change goes through here (OpenSMTPD's smtp_enter_state). */
-static void session_enter(struct smtpd_session *s, enum smtpd_state st)
+void smtpd_session_enter(struct smtpd_session *s, enum smtpd_state st)
 {
     if (log_debug_enabled())
         log_debug("smtpd %p [%s]: %s -> %s", (void *)s, s->addr, state_names[s->state],
@@ -220,9 +73,7 @@ static void reply_raw(struct smtpd_session *s, int code, const char *status, con
         s->errors++;
 }
 
-static void reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
+void smtpd_reply(struct smtpd_session *s, int code, const char *status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -230,14 +81,23 @@ static void reply(struct smtpd_session *s, int code, const char *status, const c
     va_end(ap);
 }
 
-static void reply_r(struct smtpd_session *s, const struct smtp_reply *r)
+void smtpd_reply_r(struct smtpd_session *s, const struct smtp_reply *r)
 {
-    reply(s, r->code, r->status, "%s", r->text);
+    smtpd_reply(s, r->code, r->status, "%s", r->text);
+}
+
+/* A queue file that could not be written: 452 4.3.1 for a full disk (RFC 3463), else 451. */
+void smtpd_reply_write_error(struct smtpd_session *s, int err)
+{
+    if (err == ENOSPC || err == EDQUOT)
+        smtpd_reply(s, 452, "4.3.1", "Insufficient system storage");
+    else
+        smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
 }
 
 /* ---- transaction ---- */
 
-static void tx_free(struct smtpd_session *s)
+void smtpd_tx_free(struct smtpd_session *s)
 {
     struct smtpd_tx *tx = s->tx;
     if (!tx)
@@ -253,1362 +113,20 @@ static void tx_free(struct smtpd_session *s)
     free(tx);
     s->tx = NULL;
     restrict_tx_reset(s->rs);
-    session_milter_tx_end(s);
+    smtpd_session_milter_tx_end(s);
 }
 
 /* Back to "no transaction" (RSET, end of message, errors that end it). */
-static void tx_reset(struct smtpd_session *s)
+void smtpd_tx_reset(struct smtpd_session *s)
 {
-    tx_free(s);
+    smtpd_tx_free(s);
     if (s->state != SMTPD_STATE_QUIT)
-        session_enter(s, s->helo ? SMTPD_STATE_HELO : SMTPD_STATE_CONNECTED);
+        smtpd_session_enter(s, s->helo ? SMTPD_STATE_HELO : SMTPD_STATE_CONNECTED);
 }
 
-static const char *proto_name(const struct smtpd_session *s)
+const char *smtpd_proto_name(const struct smtpd_session *s)
 {
     return s->esmtp ? "ESMTP" : "SMTP";
-}
-
-/* ---- EHLO ---- */
-
-/*
- * The extensions EHLO lists, in order; offer() says whether this session
- * gets it. STARTTLS and AUTH slot in here (RFC 3207, RFC 4954) as one line
- * each, with their commands in the command table below.
- */
-struct ehlo_ext {
-    const char *keyword;
-    unsigned ext; /* enum smtp_ext bit the parsers then accept, or 0 */
-    int (*offer)(const struct smtpd_session *s);
-};
-
-static int offer_always(const struct smtpd_session *s)
-{
-    return 1;
-}
-
-static int offer_size(const struct smtpd_session *s)
-{
-    return 1;
-}
-
-/* STARTTLS and AUTH: the tlsauth section below the commands. */
-static int offer_starttls(const struct smtpd_session *s);
-static int offer_auth(const struct smtpd_session *s);
-static int tlsauth_check_mail(struct smtpd_session *s);
-static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len);
-static void tlsauth_received(struct smtpd_session *s, struct buf *h);
-/* The restriction lists at each check point: 0 to go on, -1 after replying (or while waiting). */
-static int restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt);
-/* anvil rate limits (smtpd/anvil.h): 1 after refusing with Postfix's reply. */
-static int rate_limited(struct smtpd_session *s, enum anvil_event ev);
-
-static const struct ehlo_ext ehlo_exts[] = {
-    {"PIPELINING", 0, offer_always},
-    {"SIZE", SMTP_EXT_SIZE, offer_size},
-    {"STARTTLS", 0, offer_starttls},
-    {"AUTH PLAIN LOGIN", 0, offer_auth},
-    {"8BITMIME", SMTP_EXT_8BITMIME, offer_always},
-    {"ENHANCEDSTATUSCODES", 0, offer_always},
-    {"SMTPUTF8", SMTP_EXT_SMTPUTF8, offer_always},
-    {"CHUNKING", SMTP_EXT_CHUNKING, offer_always},
-    {"DSN", SMTP_EXT_DSN, offer_always},
-};
-
-/* ---- commands ---- */
-
-#define ST(x) (1u << SMTPD_STATE_##x)
-#define ST_SESSION (ST(CONNECTED) | ST(HELO) | ST(MAIL) | ST(RCPT) | ST(BDAT_MORE))
-
-struct smtpd_cmd {
-    enum smtp_verb verb;
-    unsigned states;       /* where the command is legal */
-    const char *bad_state; /* 503 text otherwise */
-    /* Extra legality check beyond the state; 0 to go on, -1 after replying. */
-    int (*check)(struct smtpd_session *s, const char *args, size_t len);
-    /* Does it; 0 when it succeeded (for the disconnect statistics), -1 otherwise. */
-    int (*proceed)(struct smtpd_session *s, const char *args, size_t len);
-};
-
-static int check_no_args(struct smtpd_session *s, const char *args, size_t len)
-{
-    if (len) {
-        reply(s, 501, "5.5.4", "Syntax error: no arguments allowed");
-        return -1;
-    }
-    return 0;
-}
-
-static int helo_common(struct smtpd_session *s, const char *args, size_t len, int esmtp)
-{
-    struct smtp_reply r;
-    if (smtp_helo_check(args, len, &r) < 0) {
-        reply(s, r.code, r.status, "Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
-        return -1;
-    }
-    free(s->helo);
-    /* It goes into Received:, Authentication-Results and the log: only text, as Postfix. */
-    s->helo = smtp_printable(xstrndup(args, len), '?');
-    s->esmtp = esmtp;
-    if (restrict_at(s, RESTRICT_HELO, NULL) < 0) {
-        free(s->helo);
-        s->helo = NULL;
-        return -1;
-    }
-    /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it. */
-    tx_free(s);
-    session_enter(s, SMTPD_STATE_HELO);
-    return 0;
-}
-
-static int cmd_helo(struct smtpd_session *s, const char *args, size_t len)
-{
-    if (helo_common(s, args, len, 0) < 0)
-        return -1;
-    if (session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_helo))
-        return 0;
-    s->ext = 0;
-    reply(s, 250, NULL, "%s", s->myhostname);
-    return 0;
-}
-
-static int cmd_ehlo(struct smtpd_session *s, const char *args, size_t len)
-{
-    if (helo_common(s, args, len, 1) < 0)
-        return -1;
-    if (session_milter_gate(s, MILTER_C_HELO, s->helo, args, len, cmd_ehlo))
-        return 0;
-    struct evbuffer *out = bufferevent_get_output(s->bev);
-    evbuffer_add_printf(out, "250-%s\r\n", s->myhostname);
-    s->ext = 0;
-    size_t n = sizeof ehlo_exts / sizeof ehlo_exts[0], last = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ehlo_exts[i].offer(s))
-            last = i;
-    for (size_t i = 0; i < n; i++) {
-        if (!ehlo_exts[i].offer(s))
-            continue;
-        s->ext |= ehlo_exts[i].ext;
-        char sep = i == last ? ' ' : '-';
-        if (ehlo_exts[i].ext == SMTP_EXT_SIZE && s->max_msg)
-            evbuffer_add_printf(out, "250%cSIZE %zu\r\n", sep, s->max_msg);
-        else
-            evbuffer_add_printf(out, "250%c%s\r\n", sep, ehlo_exts[i].keyword);
-    }
-    return 0;
-}
-
-static int check_mail(struct smtpd_session *s, const char *args, size_t len)
-{
-    /*
-     * Postfix takes MAIL before HELO/EHLO unless smtpd_helo_required says
-     * otherwise (RFC 5321 4.1.4 asks for EHLO first, but clients that skip
-     * it exist and Postfix has always served them).
-     */
-    if (s->state == SMTPD_STATE_CONNECTED && config_get_bool(s->gen->cfg, "smtpd_helo_required")) {
-        reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
-        return -1;
-    }
-    if (s->srv->draining) {
-        reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
-              s->myhostname);
-        session_close(s);
-        return -1;
-    }
-    return tlsauth_check_mail(s);
-}
-
-static int cmd_mail(struct smtpd_session *s, const char *args, size_t len)
-{
-    struct smtp_mail m;
-    struct smtp_reply r;
-    /* A logged-in user's bare "user" is completed with myorigin (RFC 6409 8.1). */
-    unsigned ext = s->ext | (s->authenticated ? SMTP_EXT_UNQUALIFIED_SENDER : 0);
-    if (smtp_mail_parse(args, len, ext, s->max_msg, &m, &r) < 0) {
-        reply_r(s, &r);
-        return -1;
-    }
-    if (rate_limited(s, ANVIL_MAIL))
-        return -1;
-    /*
-     * Refuse early, as Postfix does, rather than after the client sent a
-     * whole body we would have no room for: a SIZE= declared, plus
-     * queue_minfree, must fit in the free space (cached, see spool.h).
-     */
-    long long free_bytes = spool_free_space(s->srv->spool);
-    if (free_bytes >= 0 &&
-        (unsigned long long)free_bytes < m.size + (unsigned long long)s->queue_minfree) {
-        log_warning("NOQUEUE: reject: MAIL from %s[%s]: 452 4.3.1 Insufficient system storage; "
-                    "%lld bytes free in the queue file system, %lld needed",
-                    s->host, s->addr, free_bytes, (long long)m.size + s->queue_minfree);
-        reply(s, 452, "4.3.1", "Insufficient system storage");
-        return -1;
-    }
-    char *sender = (m.from.flags & SMTP_ADDR_NO_DOMAIN)
-                       ? xasprintf("%.*s@%s", (int)m.from.len, m.from.addr,
-                                   config_get(s->gen->cfg, "myorigin"))
-                       : xstrndup(m.from.addr, m.from.len);
-    if (tlsauth_check_sender(s, sender, strlen(sender)) < 0) {
-        free(sender);
-        return -1;
-    }
-    if (session_milter_gate(s, MILTER_C_MAIL, sender, args, len, cmd_mail)) {
-        free(sender);
-        return 0;
-    }
-    struct smtpd_tx *tx = xcalloc(1, sizeof *tx);
-    tx->sender = sender;
-    tx->envid = m.envid[0] ? xstrdup(m.envid) : NULL;
-    tx->ret = m.ret;
-    tx->smtputf8 = m.smtputf8;
-    tx->body_8bit = m.body == SMTP_BODY_8BITMIME;
-    smtpd_hold_init(&tx->hold, &s->srv->hold_budget, spool_incoming_dir(s->srv->spool));
-    static unsigned long long transactions;
-    tx->instance = ++transactions;
-    s->tx = tx;
-    if (restrict_at(s, RESTRICT_MAIL, NULL) < 0) {
-        tx_free(s);
-        return -1;
-    }
-    session_enter(s, SMTPD_STATE_MAIL);
-    reply(s, 250, "2.1.0", "Ok");
-    return 0;
-}
-
-/* Postfix's reject line, which log tools know: NOQUEUE: reject: RCPT from ... */
-static void log_reject(struct smtpd_session *s, const char *cmd, const char *rcpt, int code,
-                       const char *status, const char *text)
-{
-    log_as("smtpd", "%s: reject: %s from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-           s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", cmd, s->host, s->addr, code,
-           status, text, s->tx ? s->tx->sender : "", rcpt, proto_name(s), s->helo ? s->helo : "");
-}
-
-/* Opens the queue file at the first accepted recipient (Postfix's smtpd_delay_open...). */
-static int tx_open(struct smtpd_session *s)
-{
-    struct smtpd_tx *tx = s->tx;
-    if (tx->msg)
-        return 0;
-    struct buf err = BUF_INIT;
-    tx->msg = spool_msg_new(s->srv->spool, &err);
-    if (!tx->msg) {
-        int e = errno;
-        log_warning("cannot open a queue file: %s", buf_cstr(&err));
-        buf_free(&err);
-        if (e == ENOSPC || e == EDQUOT)
-            reply(s, 452, "4.3.1", "Insufficient system storage");
-        else
-            reply(s, 451, "4.3.0", "Error: queue file write error");
-        return -1;
-    }
-    struct envelope *env = spool_msg_envelope(tx->msg);
-    free(env->sender);
-    env->sender = xstrdup(tx->sender);
-    free(env->envid);
-    env->envid = tx->envid ? xstrdup(tx->envid) : NULL;
-    env->ret = tx->ret == 1 ? DSN_RET_FULL : tx->ret == 2 ? DSN_RET_HDRS : DSN_RET_DEFAULT;
-    env->smtputf8 = tx->smtputf8;
-    env->body_8bit = tx->body_8bit;
-    env->arrival = time(NULL);
-    if (s->authenticated)
-        log_as("smtpd", "%s: client=%s[%s], sasl_method=%s, sasl_username=%s",
-               spool_msg_id(tx->msg), s->host, s->addr, sasl_mechanism(s->sasl), s->auth_user);
-    else
-        log_as("smtpd", "%s: client=%s[%s]", spool_msg_id(tx->msg), s->host, s->addr);
-    return 0;
-}
-
-static void tx_add_rcpt(struct smtpd_session *s, const char *final, const char *orcpt,
-                        unsigned notify)
-{
-    struct envelope *env = spool_msg_envelope(s->tx->msg);
-    for (size_t i = 0; i < env->nrcpts; i++)
-        if (strcmp(env->rcpts[i].address, final) == 0)
-            return; /* an alias expanding to someone already there */
-    struct envelope_rcpt *r = envelope_add_rcpt(env, final);
-    r->orcpt = xstrdup(orcpt);
-    r->notify = notify;
-}
-
-/*
- * A recipient as resolved: the path of RCPT TO (RFC 5321 4.5.3.1.3: 256
- * octets), or "Postmaster" alone completed with @myhostname, a local part
- * and a domain at their limits (4.5.3.1.1, 4.5.3.1.2), and the NUL.
- */
-#define SMTPD_RCPT_ADDR_SIZE (SMTP_LOCAL_MAX + 1 + SMTP_DOMAIN_MAX + 1)
-/*
- * Its ORCPT (RFC 3461 4.2): as given, decoded (at most SMTP_ORCPT_MAX), or
- * "utf-8;" / "rfc822;" and the address; both fit.
- */
-#define SMTPD_RCPT_ORCPT_SIZE (SMTP_ORCPT_MAX + 1)
-_Static_assert(SMTPD_RCPT_ADDR_SIZE > SMTP_PATH_MAX, "a path always fits");
-_Static_assert(sizeof "rfc822;" - 1 + SMTPD_RCPT_ADDR_SIZE <= SMTPD_RCPT_ORCPT_SIZE,
-               "the ORCPT made from an address always fits");
-
-/*
- * A recipient lookup that may wait on the network (a pgsql: alias or
- * mailbox table) runs on the work queue; the session reads no further
- * command until it is answered (s->rcpt_q), and a session that ends
- * meanwhile is freed when the answer comes back.
- */
-struct rcpt_lookup {
-    struct smtpd_session *s;
-    struct resolver *res;
-    char addr[SMTPD_RCPT_ADDR_SIZE];
-    char orcpt[SMTPD_RCPT_ORCPT_SIZE];
-    char *args; /* the command's arguments, for the milter gate */
-    size_t args_len;
-    unsigned notify;
-    enum map_result mr;
-    enum resolve_class cls;
-    int milter_pass; /* the filters had agreed to this RCPT when the lookup started */
-    struct resolved_list list;
-    struct buf err;
-};
-
-static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len);
-
-/*
- * The RCPT reply once the recipient is resolved; 0 accepted (or waiting for
- * the milters, which run the command again: args), -1 refused.
- */
-static int rcpt_finish(struct smtpd_session *s, const char *args, size_t len, const char *addr,
-                       const char *orcpt, unsigned notify, enum map_result mr,
-                       struct resolved_list *list, struct buf *err)
-{
-    struct smtpd_tx *tx = s->tx;
-    if (mr != MAP_FOUND) {
-        /* Not found is permanent; a table we cannot read is never a 5xx. */
-        int code = mr == MAP_NOTFOUND ? 550 : 451;
-        const char *st = mr == MAP_NOTFOUND ? "5.1.1" : "4.3.0";
-        struct buf text = BUF_INIT;
-        if (mr == MAP_NOTFOUND && list->status[0] == '5') {
-            /* The resolver's own refusal: its detail code with its text (resolve.h). */
-            st = list->status;
-            buf_puts(&text, buf_cstr(err));
-        } else if (mr == MAP_NOTFOUND) {
-            buf_printf(&text,
-                       "<%s>: Recipient address rejected: User unknown in local recipient table",
-                       addr);
-        } else {
-            /* Postfix's reject_dict_retry() text, for a domain list or a recipient table. */
-            buf_printf(&text, "<%s>: Temporary lookup failure", addr);
-            log_warning("recipient lookup for <%s> failed: %s", addr, buf_cstr(err));
-        }
-        reply(s, code, st, "%s", buf_cstr(&text));
-        log_reject(s, "RCPT", addr, code, st, buf_cstr(&text));
-        buf_free(&text);
-        resolved_list_free(list);
-        return -1;
-    }
-    /* The filters hear of a recipient that passed our own checks (milter gate). */
-    if (session_milter_gate(s, MILTER_C_RCPT, addr, args, len, cmd_rcpt)) {
-        resolved_list_free(list);
-        return 0;
-    }
-    if (tx_open(s) < 0) {
-        resolved_list_free(list);
-        return -1;
-    }
-    if (list->count) {
-        for (size_t i = 0; i < list->count; i++)
-            tx_add_rcpt(s, list->items[i].address, orcpt, notify);
-    } else {
-        tx_add_rcpt(s, addr, orcpt, notify);
-    }
-    resolved_list_free(list);
-    if (tx->nrcpt++ == 0)
-        tx->first_rcpt = xstrdup(addr);
-    session_enter(s, SMTPD_STATE_RCPT);
-    metrics_recipient_accepted();
-    reply(s, 250, "2.1.5", "Ok");
-    return 0;
-}
-
-static void rcpt_lookup_work(void *arg)
-{
-    struct rcpt_lookup *q = arg;
-    q->mr = resolver_lookup_rcpt(q->res, q->addr, &q->cls, &q->list, &q->err);
-}
-
-static void rcpt_lookup_done(void *arg)
-{
-    struct rcpt_lookup *q = arg;
-    struct smtpd_session *s = q->s;
-    s->rcpt_q = NULL;
-    int closing = s->dead || s->state == SMTPD_STATE_QUIT;
-    if (closing) {
-        resolved_list_free(&q->list);
-    } else {
-        s->rcpt_local = q->mr != MAP_TEMPFAIL && q->cls == RESOLVE_LOCAL;
-        /* Past the milter gate already (this run came from it): do not ask the filters again. */
-        s->milter_pass = q->milter_pass;
-        if (rcpt_finish(s, q->args, q->args_len, q->addr, q->orcpt, q->notify, q->mr, &q->list,
-                        &q->err) < 0)
-            s->cmd_ok[SMTP_CMD_RCPT]--; /* counted as accepted when the lookup started */
-        s->milter_pass = 0;
-    }
-    buf_free(&q->err);
-    free(q->args);
-    free(q);
-    if (closing)
-        session_close(s);
-    else if (!s->in_run)
-        session_run(s);
-}
-
-static int cmd_rcpt(struct smtpd_session *s, const char *args, size_t len)
-{
-    struct smtpd_tx *tx = s->tx;
-    struct smtp_rcpt t;
-    struct smtp_reply r;
-    if (smtp_rcpt_parse(args, len, s->ext, tx->smtputf8, &t, &r) < 0) {
-        reply_r(s, &r);
-        return -1;
-    }
-    if (tx->nrcpt >= s->rcpt_limit) {
-        reply(s, 452, "4.5.3", "Error: too many recipients");
-        /*
-         * As Postfix: the first smtpd_recipient_overshoot_limit excess
-         * recipients are not errors. A client that pipelines a long list
-         * expects 452s for the rest and sends them again in another
-         * transaction (RFC 5321 4.5.3.1.10); counting them would close the
-         * session with 421 before its DATA.
-         */
-        if (tx->rcpt_overshoot++ < s->rcpt_overshoot_limit)
-            s->errors--;
-        return -1;
-    }
-    if (rate_limited(s, ANVIL_RCPT))
-        return -1;
-    /* "Postmaster" alone (RFC 5321 4.1.1.3) is the postmaster of this host. */
-    char addr[SMTPD_RCPT_ADDR_SIZE];
-    int alen = (t.to.flags & SMTP_ADDR_NO_DOMAIN)
-                   ? snprintf(addr, sizeof addr, "%s@%s", t.to.addr, s->myhostname)
-                   : snprintf(addr, sizeof addr, "%s", t.to.addr);
-    if (alen < 0 || (size_t)alen >= sizeof addr) {
-        /* Not reached: loading refuses a myhostname over 255 octets (config.h); never cut. */
-        log_warning("myhostname is too long to complete <%s>", t.to.addr);
-        reply(s, 451, "4.3.5", "Server configuration error");
-        return -1;
-    }
-    struct resolver *res = s->gen->resolver;
-    /* Relay control is smtpd_relay_restrictions (default: mynetworks, AUTH, else 454). */
-    if (restrict_at(s, RESTRICT_RCPT, addr) < 0)
-        return -1;
-    /* Cannot be cut: both forms fit SMTPD_RCPT_ORCPT_SIZE (asserted above). */
-    char orcpt[SMTPD_RCPT_ORCPT_SIZE];
-    if (t.orcpt[0])
-        str_copy(orcpt, sizeof orcpt, t.orcpt);
-    else
-        snprintf(orcpt, sizeof orcpt, "%s;%s", (t.to.flags & SMTP_ADDR_UTF8) ? "utf-8" : "rfc822",
-                 addr);
-    struct resolved_list list = {0};
-    struct buf err = BUF_INIT;
-    /* Domain lists and alias or mailbox tables that may wait (pgsql:) are asked off the loop. */
-    if (resolver_lookup_rcpt_may_block(res, addr)) {
-        struct rcpt_lookup *q = xcalloc(1, sizeof *q);
-        q->s = s;
-        q->res = res; /* the session's generation holds it until the session ends */
-        /* Same sizes as the locals above: nothing is cut. */
-        str_copy(q->addr, sizeof q->addr, addr);
-        str_copy(q->orcpt, sizeof q->orcpt, orcpt);
-        q->notify = t.notify;
-        q->args = xstrndup(args, len);
-        q->args_len = len;
-        q->milter_pass = s->milter_pass;
-        buf_init(&q->err);
-        s->rcpt_q = q;
-        workq_submit(server_map_workq(s->srv), rcpt_lookup_work, rcpt_lookup_done, q);
-        return 0;
-    }
-    enum resolve_class cls;
-    enum map_result mr = resolver_lookup_rcpt(res, addr, &cls, &list, &err);
-    s->rcpt_local = mr != MAP_TEMPFAIL && cls == RESOLVE_LOCAL;
-    int rc = rcpt_finish(s, args, len, addr, orcpt, t.notify, mr, &list, &err);
-    buf_free(&err);
-    return rc;
-}
-
-static int check_data(struct smtpd_session *s, const char *args, size_t len)
-{
-    if (s->state == SMTPD_STATE_MAIL) {
-        reply(s, 554, "5.5.1", "Error: no valid recipients");
-        return -1;
-    }
-    if (check_no_args(s, args, len) < 0)
-        return -1;
-    return restrict_at(s, RESTRICT_DATA, NULL);
-}
-
-static int data_sink(void *arg, const char *data, size_t len)
-{
-    struct smtpd_tx *tx = arg;
-    if (tx->auth || tx->milter)
-        return smtpd_hold_append(&tx->hold, data, len);
-    return spool_msg_write(tx->msg, data, len);
-}
-
-/*
- * The trace header (RFC 5321 4.4), Postfix's layout, with the protocol
- * names of RFC 3848 and RFC 6531 (UTF8SMTP...).
- */
-static int write_received(struct smtpd_session *s)
-{
-    struct smtpd_tx *tx = s->tx;
-    char with[16], date[64];
-    snprintf(with, sizeof with, "%s%s%s", tx->smtputf8 ? "UTF8SMTP" : proto_name(s),
-             s->tls ? "S" : "", s->authenticated ? "A" : "");
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    struct buf h = BUF_INIT;
-    const struct restrict_effects *fx = restrict_effects(s->rs);
-    buf_append(&h, fx->prepend.data ? fx->prepend.data : "", fx->prepend.len);
-    /* Without HELO, Postfix names the client by its host name here. */
-    buf_printf(&h, "Received: from %s (%s [%s])", s->helo ? s->helo : s->host, s->host, s->addr);
-    tlsauth_received(s, &h);
-    buf_printf(&h, "\r\n\tby %s (hongyan) with %s id %s", s->myhostname, with,
-               spool_msg_id(tx->msg));
-    if (tx->nrcpt == 1)
-        buf_printf(&h, "\r\n\tfor <%s>", tx->first_rcpt);
-    buf_printf(&h, "; %s\r\n", date);
-    int rc = spool_msg_write(tx->msg, h.data, h.len);
-    buf_free(&h);
-    return rc;
-}
-
-/* Sets up the data reader for DATA or the first BDAT chunk; -1 after replying. */
-static int data_open(struct smtpd_session *s, enum smtp_data_mode mode)
-{
-    struct smtpd_tx *tx = s->tx;
-    if (write_received(s) < 0) {
-        int e = errno;
-        if (e == ENOSPC || e == EDQUOT)
-            reply(s, 452, "4.3.1", "Insufficient system storage");
-        else
-            reply(s, 451, "4.3.0", "Error: queue file write error");
-        return -1;
-    }
-    tx->auth =
-        s->srv->dns &&
-        inbound_applies(smtpd_policy_mynetworks(s->gen->cfg, (const struct sockaddr *)&s->peer),
-                        s->authenticated);
-    tx->milter = s->milter != NULL;
-    tx->bdat = mode == SMTP_DATA_BDAT;
-    smtp_data_init(&tx->data, mode, s->max_msg, s->max_hdr, data_sink, tx);
-    tx->data_open = 1;
-    return 0;
-}
-
-static int cmd_data(struct smtpd_session *s, const char *args, size_t len)
-{
-    if (session_milter_gate(s, MILTER_C_DATA, NULL, args, len, cmd_data))
-        return 0;
-    if (data_open(s, SMTP_DATA_DOT) < 0) {
-        tx_reset(s);
-        return -1;
-    }
-    session_enter(s, SMTPD_STATE_DATA);
-    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-    return 0;
-}
-
-static void commit_done(void *arg, int result, int err_code, const char *queue_id);
-static int restrict_tx_effects(struct smtpd_session *s);
-static void message_checked(struct smtpd_session *s);
-static void sign_done(void *arg, struct spool_msg *m, int err_code);
-static void message_commit(struct smtpd_session *s);
-static void auth_done(void *arg, const struct inbound_result *res);
-
-/*
- * SPF, DKIM and DMARC on the held message (mailauth/inbound.h), before the
- * commit; the session waits as it does for a commit.
- */
-static void auth_start(struct smtpd_session *s)
-{
-    struct smtpd_tx *tx = s->tx;
-    const char *msg;
-    size_t len;
-    if (smtpd_hold_view(&tx->hold, &msg, &len) < 0) {
-        log_warning("%s: cannot map the held message: %s", spool_msg_id(tx->msg), strerror(errno));
-        reply(s, 451, "4.3.0", "Error: queue file write error");
-        tx_reset(s); /* aborts the queue file: nothing is kept */
-        return;
-    }
-    if (smtpd_hold_spilled(&tx->hold))
-        log_info("%s: held for the inbound checks in a file: smtpd_inbound_memory_limit (%zu "
-                 "bytes) is taken by other messages",
-                 spool_msg_id(tx->msg), s->srv->hold_budget.limit);
-    session_enter(s, SMTPD_STATE_COMMIT);
-    s->commit_pending = 1;
-    /* The hold stays until auth_done(): the result's body points into it. */
-    struct inbound_request req = {
-        .client_ip = s->addr,
-        .helo = s->helo,
-        .mailfrom = tx->sender,
-        .queue_id = spool_msg_id(tx->msg),
-        .msg = msg,
-        .len = len,
-        .now = time(NULL),
-    };
-    inbound_start(s->srv->dns, &s->auth_set, &req, auth_done, s);
-}
-
-/* The verdict: refuse, or prepend Authentication-Results and commit. */
-static void auth_done(void *arg, const struct inbound_result *res)
-{
-    struct smtpd_session *s = arg;
-    struct smtpd_tx *tx = s->tx;
-    if (s->dead) {
-        s->commit_pending = 0;
-        session_close(s);
-        return;
-    }
-    if (res->verdict == INBOUND_ACCEPT && tx->milter) {
-        /* The filters see the message with our Authentication-Results, as Postfix's would. */
-        struct buf all = BUF_INIT;
-        buf_append(&all, res->header, res->header_len);
-        buf_append(&all, res->msg, res->msg_len);
-        buf_append(&all, res->body, res->body_len);
-        smtpd_hold_release(&tx->hold); /* res->body pointed into it */
-        session_milter_content(s, all.data ? all.data : "", all.len);
-        buf_free(&all);
-        return;
-    }
-    if (res->verdict == INBOUND_ACCEPT) {
-        if (spool_msg_write(tx->msg, res->header, res->header_len) == 0 &&
-            spool_msg_write(tx->msg, res->msg, res->msg_len) == 0 &&
-            spool_msg_write(tx->msg, res->body, res->body_len) == 0) {
-            smtpd_hold_release(&tx->hold);
-            message_commit(s);
-            return;
-        }
-        int e = errno;
-        if (e == ENOSPC || e == EDQUOT)
-            reply(s, 452, "4.3.1", "Insufficient system storage");
-        else
-            reply(s, 451, "4.3.0", "Error: queue file write error");
-    } else {
-        log_as("smtpd",
-               "%s: reject: END-OF-MESSAGE from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
-               spool_msg_id(tx->msg), s->host, s->addr, res->code, res->status, res->text,
-               tx->sender, proto_name(s), s->helo ? s->helo : "");
-        reply(s, res->code, res->status, "%s", res->text);
-    }
-    s->commit_pending = 0;
-    tx_reset(s); /* aborts the queue file: nothing is kept */
-    if (!s->in_run)
-        session_run(s);
-}
-
-/* The reader has the whole message: refuse it, or hand it to the spool. */
-static void message_end(struct smtpd_session *s)
-{
-    struct smtpd_tx *tx = s->tx;
-    enum smtp_data_status st = smtp_data_finish(&tx->data);
-    if (st != SMTP_DATA_OK) {
-        struct smtp_reply r;
-        smtp_data_reply(&tx->data, &r);
-        log_as("smtpd", "%s: reject: %s from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
-               spool_msg_id(tx->msg), s->state == SMTPD_STATE_DATA ? "DATA" : "BDAT", s->host,
-               s->addr, r.code, r.status, r.text, tx->sender, proto_name(s),
-               s->helo ? s->helo : "");
-        reply_r(s, &r);
-        tx_reset(s); /* aborts the queue file: nothing is kept */
-        return;
-    }
-    message_checked(s);
-}
-
-/*
- * smtpd_end_of_data_restrictions, then the inbound checks and the commit.
- * Also the resume point when those restrictions had to wait.
- */
-static void message_checked(struct smtpd_session *s)
-{
-    s->last_cmd = "END-OF-MESSAGE"; /* Postfix's name for this stage in its log lines */
-    if (restrict_at(s, RESTRICT_EOD, NULL) < 0) {
-        if (!s->restrict_wait)
-            tx_reset(s); /* refused: aborts the queue file, nothing is kept */
-        return;
-    }
-    struct smtpd_tx *tx = s->tx;
-    if (tx->auth) {
-        auth_start(s);
-        return;
-    }
-    if (tx->milter) {
-        const char *msg;
-        size_t len;
-        if (smtpd_hold_view(&tx->hold, &msg, &len) < 0) {
-            log_warning("%s: cannot map the held message: %s", spool_msg_id(tx->msg),
-                        strerror(errno));
-            reply(s, 451, "4.3.0", "Error: queue file write error");
-            tx_reset(s); /* aborts the queue file: nothing is kept */
-            return;
-        }
-        session_milter_content(s, msg, len);
-        return;
-    }
-    message_commit(s);
-}
-
-/* Hands the message to the spool; the 250 comes from commit_done(). */
-static void message_commit(struct smtpd_session *s)
-{
-    struct smtpd_tx *tx = s->tx;
-    if (restrict_tx_effects(s) > 0)
-        return; /* DISCARD: answered as accepted, nothing queued */
-    struct spool_msg *m = tx->msg;
-    tx->msg = NULL; /* the spool owns it now */
-    log_as("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", spool_msg_id(m), tx->sender,
-           spool_msg_size(m), spool_msg_envelope(m)->nrcpts);
-    session_enter(s, SMTPD_STATE_COMMIT);
-    s->commit_pending = 1;
-    /*
-     * Reading goes on (session_run() does not run commands in COMMIT), so a
-     * client that leaves is noticed; the read watermark bounds what piles up.
-     * Mail we originate (AUTH, or mynetworks on smtpd_listen: the clients
-     * allowed to relay without AUTH) is DKIM-signed first, off the loop, so
-     * the queued bytes carry the signature; the 250 waits for both.
-     */
-    if (s->authenticated || s->trusted_net)
-        dkim_spool_sign(s->srv->workq, s->gen->dkim, config_get(s->gen->cfg, "myhostname"), m,
-                        sign_done, s);
-    else
-        spool_msg_commit(m, commit_done, s);
-}
-
-/*
- * Signed (or left unsigned, logged): now the commit, still under
- * commit_pending. A message that could not be finished (no room for its
- * Date or signature) is removed and refused like a failed commit.
- */
-static void sign_done(void *arg, struct spool_msg *m, int err_code)
-{
-    if (err_code) {
-        char id[QUEUE_ID_MAX];
-        str_copy(id, sizeof id, spool_msg_id(m));
-        spool_msg_abort(m);
-        commit_done(arg, -1, err_code, id);
-        return;
-    }
-    spool_msg_commit(m, commit_done, arg);
-}
-
-static void commit_done(void *arg, int result, int err_code, const char *queue_id)
-{
-    struct smtpd_session *s = arg;
-    s->commit_pending = 0;
-    /* HOLD (access table or policy): parked in hold/ until the queue command releases it. */
-    int held = 0;
-    if (result == 0 && restrict_effects(s->rs)->hold) {
-        held = spool_hold(s->srv->spool, queue_id) == 0;
-        if (!held)
-            log_warning("%s: cannot move to hold: %s; delivering it", queue_id, strerror(errno));
-    }
-    if (s->dead) {
-        if (result == 0 && !held)
-            session_queued(s, queue_id);
-        session_close(s);
-        return;
-    }
-    if (result == 0) {
-        metrics_message_received(server_listener_metric(s->kind));
-        reply(s, 250, "2.0.0", "Ok: queued as %s", queue_id);
-        if (!held)
-            session_queued(s, queue_id);
-    } else if (err_code == ENOSPC || err_code == EDQUOT) {
-        reply(s, 452, "4.3.1", "Insufficient system storage");
-    } else {
-        log_warning("%s: queue commit failed: %s", queue_id ? queue_id : "?", strerror(err_code));
-        reply(s, 451, "4.3.0", "Error: queue file write error");
-    }
-    tx_reset(s);
-    if (s->state == SMTPD_STATE_COMMIT)
-        session_enter(s, SMTPD_STATE_HELO);
-    if (!s->in_run)
-        session_run(s);
-}
-
-/*
- * BDAT (RFC 3030): the chunk's bytes are always read, whatever the state,
- * so that the session stays in step; the verdict comes after them.
- */
-static int cmd_bdat(struct smtpd_session *s, const char *args, size_t len)
-{
-    unsigned long long size;
-    int last;
-    struct smtp_reply r;
-    if (smtp_bdat_parse(args, len, &size, &last, &r) < 0) {
-        /* Without a size we cannot skip the chunk: the session cannot go on. */
-        reply_r(s, &r);
-        session_close(s);
-        return -1;
-    }
-    /* The first chunk is where smtpd_data_restrictions apply, as Postfix does. */
-    int refused = 0;
-    if (s->state == SMTPD_STATE_RCPT && restrict_at(s, RESTRICT_DATA, NULL) < 0) {
-        if (s->restrict_wait || s->state == SMTPD_STATE_QUIT)
-            return -1; /* runs again once the answer is in; or the session ends */
-        refused = 1;
-    }
-    s->bdat_left = size;
-    s->bdat_last = last;
-    s->bdat_ok = 0;
-    s->bdat_replied = 0;
-    if (s->state == SMTPD_STATE_RCPT) {
-        if (!refused && data_open(s, SMTP_DATA_BDAT) == 0) {
-            s->bdat_ok = 1;
-        } else {
-            s->bdat_replied = 1; /* the chunk is still skipped */
-            tx_free(s);
-        }
-    } else if (s->state == SMTPD_STATE_BDAT_MORE) {
-        s->bdat_ok = 1;
-    }
-    s->last_cmd = "BDAT";
-    session_enter(s, SMTPD_STATE_BDAT);
-    return 0;
-}
-
-/* The whole chunk has been read. */
-static void bdat_chunk_end(struct smtpd_session *s)
-{
-    if (!s->bdat_ok) {
-        /* No transaction (or it failed earlier): the chunk was skipped. */
-        if (!s->bdat_replied)
-            reply(s, 503, "5.5.1", "Error: need RCPT command");
-        tx_reset(s);
-        return;
-    }
-    if (s->bdat_last) {
-        message_end(s);
-        return;
-    }
-    if (s->tx->data.status != SMTP_DATA_OK) {
-        /* Refuse now; the later chunks of this message meet "no transaction". */
-        message_end(s);
-        return;
-    }
-    session_enter(s, SMTPD_STATE_BDAT_MORE);
-    reply(s, 250, "2.0.0", "Ok: %llu octets", (unsigned long long)s->tx->data.msg_bytes);
-}
-
-static int cmd_rset(struct smtpd_session *s, const char *args, size_t len)
-{
-    tx_reset(s);
-    reply(s, 250, "2.0.0", "Ok");
-    return 0;
-}
-
-static int cmd_noop(struct smtpd_session *s, const char *args, size_t len)
-{
-    reply(s, 250, "2.0.0", "Ok");
-    return 0;
-}
-
-static int cmd_quit(struct smtpd_session *s, const char *args, size_t len)
-{
-    reply(s, 221, "2.0.0", "Bye");
-    session_close(s);
-    return 0;
-}
-
-static int cmd_vrfy(struct smtpd_session *s, const char *args, size_t len)
-{
-    if (len == 0) {
-        reply(s, 501, "5.5.4", "Syntax: VRFY address");
-        return -1;
-    }
-    /* RFC 5321 3.5.3: 252 without confirming anything (no address harvesting). */
-    reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
-    return 0;
-}
-
-static int cmd_help(struct smtpd_session *s, const char *args, size_t len)
-{
-    reply(s, 214, "2.0.0",
-          "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; see RFC 5321");
-    return 0;
-}
-
-static int cmd_not_implemented(struct smtpd_session *s, const char *args, size_t len)
-{
-    reply(s, 502, "5.5.1", "Error: command not implemented");
-    return -1;
-}
-
-/* ---- STARTTLS (RFC 3207) and AUTH (RFC 4954): the rules live in smtpd/submission.c ---- */
-
-/* A whole reply line from the submission/SASL/auth modules ("535 5.7.8 text"). */
-static void reply_line(struct smtpd_session *s, const char *line)
-{
-    evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
-    if (line[0] >= '4')
-        s->errors++;
-}
-
-static int offer_starttls(const struct smtpd_session *s)
-{
-    return submission_starttls_offered(s->gen->cfg, s->kind, s->gen->tls != NULL, s->tls);
-}
-
-static int offer_auth(const struct smtpd_session *s)
-{
-    auth_refresh(s->srv->auth);
-    return submission_auth_offered(s->gen->cfg, s->kind, s->srv->auth, s->tls) && !s->authenticated;
-}
-
-static int tlsauth_check_mail(struct smtpd_session *s)
-{
-    if (!s->tls && submission_tls_required(s->gen->cfg, s->kind)) {
-        reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
-        return -1;
-    }
-    /* RFC 6409 section 4.3: submission needs a login. */
-    if (!s->authenticated && submission_auth_required(s->kind)) {
-        reply(s, 530, "5.7.0", "Authentication required");
-        return -1;
-    }
-    return 0;
-}
-
-static int tlsauth_check_sender(struct smtpd_session *s, const char *addr, size_t len)
-{
-    if (!s->authenticated)
-        return 0;
-    char *sender = xstrndup(addr, len);
-    struct restrict_reply r;
-    /* A pgsql: login map is asked on the work queue: the MAIL command runs again after. */
-    enum restrict_status st = restrict_sender_login(s->rs, sender, s->auth_user, &r);
-    if (st == RESTRICT_PENDING)
-        s->restrict_wait = 1;
-    if (st == RESTRICT_REFUSE) {
-        reply(s, r.code, r.dsn, "%s", r.text);
-        log_as("smtpd", "NOQUEUE: reject: MAIL from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>",
-               s->host, s->addr, r.code, r.dsn, r.text, sender, proto_name(s),
-               s->helo ? s->helo : "");
-    }
-    free(sender);
-    return st == RESTRICT_PASS ? 0 : -1;
-}
-
-static void tlsauth_received(struct smtpd_session *s, struct buf *h)
-{
-    struct buf c = BUF_INIT;
-    submission_received_comment(s->gen->cfg, tls_bev_ssl(s->bev),
-                                s->authenticated ? s->auth_user : NULL, &c);
-    if (c.len)
-        buf_printf(h, "\r\n\t%s", buf_cstr(&c));
-    buf_free(&c);
-}
-
-/* Forgets what the client said in the clear (RFC 3207 section 4.2), AUTH included. */
-static void tlsauth_forget(struct smtpd_session *s)
-{
-    tx_free(s);
-    free(s->helo);
-    s->helo = NULL;
-    s->esmtp = 0;
-    s->ext = 0;
-    s->authenticated = 0;
-    s->auth_step = 0;
-    free(s->auth_user);
-    s->auth_user = NULL;
-    if (s->sasl)
-        sasl_reset(s->sasl);
-    session_enter(s, SMTPD_STATE_CONNECTED);
-}
-
-static int cmd_starttls(struct smtpd_session *s, const char *args, size_t len)
-{
-    if (s->tls) {
-        reply(s, 554, "5.5.1", "Error: TLS already active");
-        return -1;
-    }
-    if (!offer_starttls(s)) {
-        reply(s, 502, "5.5.1", "Error: command not implemented");
-        return -1;
-    }
-    if (rate_limited(s, ANVIL_NEWTLS))
-        return -1;
-    reply(s, 220, "2.0.0", "Ready to start TLS");
-    /*
-     * CVE-2011-0411: what was pipelined behind STARTTLS came in the clear
-     * and is dropped, and nothing more is read until TLS is up; the
-     * handshake starts in on_write once the 220 has been written.
-     */
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    bufferevent_disable(s->bev, EV_READ);
-    s->starttls_wait = 1;
-    return 0;
-}
-
-static void tlsauth_starttls_go(struct smtpd_session *s)
-{
-    s->starttls_wait = 0;
-    if (tls_server_starttls(s->gen->tls, &s->bev) < 0) {
-        log_warning("cannot start TLS for %s[%s]: out of resources", s->host, s->addr);
-        s->dead = 1;
-        session_close(s);
-        return;
-    }
-    s->tls = 1;
-    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
-    long long idle = config_get_time(s->gen->cfg, "smtpd_timeout");
-    if (idle > 0) {
-        struct timeval tv = {(time_t)idle, 0};
-        bufferevent_set_timeouts(s->bev, &tv, &tv);
-    }
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    tlsauth_forget(s);
-}
-
-static void tlsauth_handshake_done(struct smtpd_session *s)
-{
-    s->tls_up = 1;
-    SSL *ssl = tls_bev_ssl(s->bev);
-    struct buf d = BUF_INIT;
-    tls_describe(ssl, &d);
-    const char *sni = tls_sni_name(ssl);
-    /* Postfix's line, which log tools know; the SNI name when the client sent one. */
-    log_info("Anonymous TLS connection established from %s[%s]: %s%s%.255s", s->host, s->addr,
-             buf_cstr(&d), sni ? " sni=" : "", sni ? sni : "");
-    buf_free(&d);
-    metrics_tls_handshake(METRICS_IN, SSL_get_version(ssl));
-}
-
-static void tlsauth_handshake_failed(struct smtpd_session *s)
-{
-    unsigned long e = bufferevent_get_openssl_error(s->bev);
-    char why[256] = "connection closed";
-    if (e)
-        ERR_error_string_n(e, why, sizeof why);
-    log_info("SSL_accept error from %s[%s]: %s", s->host, s->addr, why);
-}
-
-static void tlsauth_auth_done(void *arg, enum auth_result r)
-{
-    struct smtpd_session *s = arg;
-    s->auth_q = NULL;
-    const char *mech = sasl_mechanism(s->sasl);
-    char client[INET6_ADDRSTRLEN + 64];
-    snprintf(client, sizeof client, "%s[%s]", s->host, s->addr);
-    metrics_auth(r == AUTH_OK);
-    if (r == AUTH_OK) {
-        s->authenticated = 1;
-        /* The password is gone; keep the mechanism for the log (sasl_method=). */
-        log_debug("%s: SASL %s login as %s", client, mech, s->auth_user);
-    } else {
-        auth_log_failure(client, mech, s->auth_user, r);
-        free(s->auth_user);
-        s->auth_user = NULL;
-    }
-    reply_line(s, auth_result_reply(r));
-    if (r == AUTH_REFUSED) {
-        session_close(s);
-        return;
-    }
-    if (!s->in_run)
-        session_run(s);
-}
-
-/* The SASL machine answered: challenge, check, or an error. */
-static void tlsauth_sasl_status(struct smtpd_session *s, enum sasl_status st)
-{
-    switch (st) {
-    case SASL_CHALLENGE:
-        s->auth_step = 1;
-        evbuffer_add_printf(bufferevent_get_output(s->bev), "334 %s\r\n", sasl_challenge(s->sasl));
-        return;
-    case SASL_CHECK:
-        s->auth_step = 0;
-        free(s->auth_user);
-        s->auth_user = xstrdup(sasl_user(s->sasl));
-        s->auth_q = auth_check(s->srv->auth, s->auth_user, sasl_password(s->sasl), s->addr,
-                               tlsauth_auth_done, s);
-        /* auth_check copied the password: wipe ours now, keep the mechanism name. */
-        explicit_bzero((char *)sasl_password(s->sasl), strlen(sasl_password(s->sasl)));
-        return;
-    case SASL_ERR_AUTHZ: {
-        char client[INET6_ADDRSTRLEN + 64];
-        snprintf(client, sizeof client, "%s[%s]", s->host, s->addr);
-        auth_log_failure(client, sasl_mechanism(s->sasl), "", AUTH_FAIL);
-        break;
-    }
-    case SASL_ERR_MECH:
-    case SASL_ERR_SYNTAX:
-    case SASL_ABORTED:
-        break;
-    }
-    s->auth_step = 0;
-    reply_line(s, sasl_status_reply(st));
-}
-
-static int cmd_auth(struct smtpd_session *s, const char *args, size_t len)
-{
-    const char *no =
-        submission_auth_refusal(s->gen->cfg, s->kind, s->srv->auth, s->tls, s->authenticated);
-    if (no) {
-        reply_line(s, no);
-        return -1;
-    }
-    if (rate_limited(s, ANVIL_AUTH))
-        return -1;
-    /* AUTH mechanism [initial-response] (RFC 4954 section 4). */
-    char mech[32], *initial = NULL;
-    const char *sp = memchr(args, ' ', len);
-    size_t mlen = sp ? (size_t)(sp - args) : len;
-    if (mlen == 0 || mlen >= sizeof mech) {
-        reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
-        return -1;
-    }
-    memcpy(mech, args, mlen);
-    mech[mlen] = '\0';
-    if (sp) {
-        size_t ilen = len - mlen - 1;
-        initial = xstrndup(sp + 1, ilen);
-    }
-    if (!s->sasl)
-        s->sasl = sasl_new();
-    tlsauth_sasl_status(s, sasl_start(s->sasl, mech, initial));
-    if (initial) {
-        explicit_bzero(initial, strlen(initial));
-        free(initial);
-    }
-    return s->auth_step || s->auth_q ? 0 : -1;
-}
-
-static void tlsauth_sasl_line(struct smtpd_session *s, const char *line, size_t len)
-{
-    tlsauth_sasl_status(s, sasl_step(s->sasl, line, len));
-}
-
-/* ---- restrictions (Postfix's smtpd_*_restrictions: smtpd/restrict.h) ---- */
-
-static void restrict_log(void *arg, const struct restrict_facts *f, const char *whatsup,
-                         const char *text)
-{
-    struct smtpd_session *s = arg;
-    struct buf tail = BUF_INIT;
-    if (f->sender)
-        buf_printf(&tail, " from=<%s>", f->sender);
-    if (f->recipient)
-        buf_printf(&tail, " to=<%s>", f->recipient);
-    /* Postfix's line, which log tools know: "NOQUEUE: reject: RCPT from host[addr]: ...". */
-    log_as("smtpd", "%s: %s: %s from %s[%s]: %s;%s proto=%s helo=<%s>",
-           s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", whatsup,
-           s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr, text, buf_cstr(&tail),
-           proto_name(s), s->helo ? s->helo : "");
-    buf_free(&tail);
-}
-
-static void session_greet(struct smtpd_session *s);
-
-/* A DNS list, policy server or table answered: the command that waited runs again. */
-static void restrict_resume(void *arg)
-{
-    struct smtpd_session *s = arg;
-    int waited = s->restrict_wait;
-    s->restrict_wait = 0;
-    if (s->dead) {
-        session_close(s);
-        return;
-    }
-    if (!waited)
-        return; /* a table lookup the check gave up waiting for (restrict_lookup_abandon) */
-    if (!s->greeted) {
-        session_greet(s);
-    } else if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
-        message_checked(s);
-        if (!s->restrict_wait && !s->in_run)
-            session_run(s);
-    } else if (!s->in_run) {
-        session_run(s);
-    }
-}
-
-static int restrict_at(struct smtpd_session *s, enum restrict_point point, const char *rcpt)
-{
-    struct smtpd_tx *tx = s->tx;
-    char instance[64];
-    snprintf(instance, sizeof instance, "%lx.%llx", (unsigned long)getpid(),
-             tx ? tx->instance : 0ULL);
-    struct restrict_facts f = {
-        .sa = (const struct sockaddr *)&s->peer,
-        .addr = s->addr,
-        .host = s->host,
-        .reverse = s->host_name ? s->host_name : s->ptr_name,
-        .helo = s->helo,
-        .sender = tx ? tx->sender : NULL,
-        .recipient = rcpt,
-        .sasl_user = s->authenticated ? s->auth_user : NULL,
-        .sasl_method = s->sasl ? sasl_mechanism(s->sasl) : "",
-        .proto = proto_name(s),
-        .queue_id = tx && tx->msg ? spool_msg_id(tx->msg) : "",
-        .mynetworks = s->trusted_net,
-        .tls = s->tls,
-        .ill_pipelining = s->ill_pipelining,
-        .smtputf8 = tx ? tx->smtputf8 : 0,
-        .rcpt_count = tx ? tx->nrcpt : 0,
-        .size = tx && tx->msg ? spool_msg_size(tx->msg) : 0,
-        .instance = instance,
-    };
-    SSL *ssl = s->tls_up ? tls_bev_ssl(s->bev) : NULL;
-    if (ssl) {
-        f.tls_protocol = SSL_get_version(ssl);
-        f.tls_cipher = SSL_get_cipher_name(ssl);
-        f.tls_bits = SSL_get_cipher_bits(ssl, NULL);
-    }
-    if (s->peer.ss_family == AF_INET)
-        f.client_port = ntohs(((const struct sockaddr_in *)&s->peer)->sin_port);
-    else if (s->peer.ss_family == AF_INET6)
-        f.client_port = ntohs(((const struct sockaddr_in6 *)&s->peer)->sin6_port);
-    struct restrict_reply r;
-    switch (restrict_check(s->rs, point, &f, &r)) {
-    case RESTRICT_PASS:
-        return 0;
-    case RESTRICT_PENDING:
-        s->restrict_wait = 1;
-        return -1;
-    case RESTRICT_REFUSE:
-        break;
-    }
-    if (point == RESTRICT_CONNECT) {
-        /* smtpd_delay_reject = no: the refusal greets, and answers every command after. */
-        s->access_denied = xasprintf("%d %s %s", r.code, r.dsn, r.text);
-        return -1;
-    }
-    reply(s, r.code, r.dsn, "%s", r.text);
-    /* As Postfix: a 421 or 521 (from an access table or policy server) ends the session. */
-    if (r.code == 421 || r.code == 521)
-        session_close(s);
-    return -1;
-}
-
-static int rate_limited(struct smtpd_session *s, enum anvil_event ev)
-{
-    struct buf r = BUF_INIT;
-    int over = !s->replaying && anvil_session_event(s->gen->cfg, (const struct sockaddr *)&s->peer,
-                                                    ev, s->host, s->addr, &r);
-    if (over)
-        reply_line(s, buf_cstr(&r));
-    buf_free(&r);
-    return over;
-}
-
-/*
- * DISCARD and REDIRECT, applied as the message is handed to the spool.
- * 1 when the message was discarded (answered as queued, as Postfix does).
- */
-static int restrict_tx_effects(struct smtpd_session *s)
-{
-    const struct restrict_effects *fx = restrict_effects(s->rs);
-    struct smtpd_tx *tx = s->tx;
-    if (fx->discard) {
-        reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
-        s->commit_pending = 0; /* set when the inbound checks ran first */
-        tx_reset(s);           /* aborts the queue file */
-        if (!s->in_run)
-            session_run(s);
-        return 1;
-    }
-    if (fx->redirect) {
-        struct envelope *env = spool_msg_envelope(tx->msg);
-        for (size_t i = 1; i < env->nrcpts; i++) {
-            free(env->rcpts[i].address);
-            free(env->rcpts[i].orcpt);
-        }
-        env->nrcpts = env->nrcpts ? 1 : 0;
-        if (env->nrcpts) {
-            free(env->rcpts[0].address);
-            env->rcpts[0].address = xstrdup(fx->redirect);
-        }
-    }
-    return 0;
-}
-
-/*
- * The command table. STARTTLS (RFC 3207) and AUTH (RFC 4954) replace their
- * cmd_not_implemented rows; STARTTLS's proceed must drain the input buffer
- * (evbuffer_drain of everything read so far) before the handshake.
- */
-static const struct smtpd_cmd smtpd_cmds[] = {
-    {SMTP_CMD_HELO, ST_SESSION, NULL, NULL, cmd_helo},
-    {SMTP_CMD_EHLO, ST_SESSION, NULL, NULL, cmd_ehlo},
-    {SMTP_CMD_MAIL, ST(CONNECTED) | ST(HELO), NULL, check_mail, cmd_mail},
-    {SMTP_CMD_RCPT, ST(MAIL) | ST(RCPT), "Error: need MAIL command", NULL, cmd_rcpt},
-    {SMTP_CMD_DATA, ST(MAIL) | ST(RCPT), "Error: need RCPT command", check_data, cmd_data},
-    {SMTP_CMD_BDAT, ~0u, NULL, NULL, cmd_bdat},
-    {SMTP_CMD_RSET, ST_SESSION, NULL, check_no_args, cmd_rset},
-    {SMTP_CMD_NOOP, ST_SESSION, NULL, NULL, cmd_noop},
-    {SMTP_CMD_QUIT, ST_SESSION, NULL, NULL, cmd_quit},
-    {SMTP_CMD_VRFY, ST_SESSION, NULL, NULL, cmd_vrfy},
-    {SMTP_CMD_EXPN, ST_SESSION, NULL, NULL, cmd_not_implemented},
-    {SMTP_CMD_HELP, ST_SESSION, NULL, NULL, cmd_help},
-    {SMTP_CMD_STARTTLS, ST(CONNECTED) | ST(HELO), "Error: MAIL transaction in progress",
-     check_no_args, cmd_starttls},
-    {SMTP_CMD_AUTH, ST(HELO), "Error: send EHLO first, and not in a mail transaction", NULL,
-     cmd_auth},
-};
-
-static const char *bad_sequence_text(const struct smtpd_session *s, const struct smtpd_cmd *c)
-{
-    if (s->state == SMTPD_STATE_BDAT_MORE)
-        return "Error: BDAT transaction in progress (RFC 3030)";
-    if (c->verb == SMTP_CMD_MAIL && s->state != SMTPD_STATE_CONNECTED)
-        return "Error: nested MAIL command";
-    return c->bad_state ? c->bad_state : "Error: bad sequence of commands";
-}
-
-static void dispatch(struct smtpd_session *s, const char *line, size_t len)
-{
-    struct smtp_command cmd;
-    struct smtp_reply r;
-    if (smtp_command_parse(line, len, &cmd, &r) < 0) {
-        s->unknown_cmds++;
-        s->last_cmd = "UNKNOWN";
-        reply_r(s, &r);
-        return;
-    }
-    s->last_cmd = cmd.name;
-    if (s->access_denied && cmd.verb != SMTP_CMD_QUIT) {
-        s->cmd_total[cmd.verb]++;
-        reply(s, 503, "5.7.0", "Error: access denied for %s[%s]", s->host, s->addr);
-        return;
-    }
-    for (size_t i = 0; i < sizeof smtpd_cmds / sizeof smtpd_cmds[0]; i++) {
-        const struct smtpd_cmd *c = &smtpd_cmds[i];
-        if (c->verb != cmd.verb)
-            continue;
-        s->cmd_total[cmd.verb]++;
-        if (!(c->states & (1u << s->state))) {
-            reply(s, 503, "5.5.1", "%s", bad_sequence_text(s, c));
-            return;
-        }
-        if (c->check && c->check(s, cmd.args, cmd.args_len) < 0) {
-            if (s->restrict_wait) {
-                s->cmd_total[cmd.verb]--;
-                s->replay = xstrndup(line, len);
-            }
-            return;
-        }
-        if (c->proceed(s, cmd.args, cmd.args_len) == 0)
-            s->cmd_ok[cmd.verb]++;
-        if (s->restrict_wait) {
-            /* Waiting for a list or policy server: the same line runs again after. */
-            s->cmd_total[cmd.verb]--;
-            s->replay = xstrndup(line, len);
-        }
-        return;
-    }
-    reply(s, 502, "5.5.1", "Error: command not implemented");
 }
 
 /* ---- input ---- */
@@ -1640,13 +158,13 @@ static void read_data(struct smtpd_session *s, struct evbuffer *in)
     }
     evbuffer_drain(in, used);
     if (s->state == SMTPD_STATE_DATA && smtp_data_done(&s->tx->data))
-        message_end(s);
+        smtpd_message_end(s);
     else if (s->state == SMTPD_STATE_BDAT && s->bdat_left == 0)
-        bdat_chunk_end(s);
+        smtpd_bdat_chunk_end(s);
 }
 
 /* Runs whatever complete input there is, as far as the state allows. */
-static void session_run(struct smtpd_session *s)
+void smtpd_session_run(struct smtpd_session *s)
 {
     if (!s->greeted)
         return; /* a client talking before the 220 is read once it is sent */
@@ -1660,7 +178,7 @@ static void session_run(struct smtpd_session *s)
             char *line = s->replay;
             s->replay = NULL;
             s->replaying = 1;
-            dispatch(s, line, strlen(line));
+            smtpd_dispatch(s, line, strlen(line));
             s->replaying = 0;
             free(line);
             continue;
@@ -1668,14 +186,14 @@ static void session_run(struct smtpd_session *s)
         if (evbuffer_get_length(out) > SMTPD_OUTPUT_HIGH)
             break; /* the client is not reading its replies: wait for the write callback */
         if (s->hard_errors > 0 && s->errors >= s->hard_errors) {
-            reply(s, 421, "4.7.0", "%s Error: too many errors", s->myhostname);
+            smtpd_reply(s, 421, "4.7.0", "%s Error: too many errors", s->myhostname);
             log_info("too many errors after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                      s->host, s->addr);
-            session_close(s);
+            smtpd_session_close(s);
             break;
         }
         if (s->state == SMTPD_STATE_BDAT && s->bdat_left == 0) {
-            bdat_chunk_end(s); /* "BDAT 0 LAST" */
+            smtpd_bdat_chunk_end(s); /* "BDAT 0 LAST" */
             continue;
         }
         if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT) {
@@ -1702,7 +220,7 @@ static void session_run(struct smtpd_session *s)
             s->discard_line = 0;
             s->last_cmd = "UNKNOWN";
             /* RFC 5321 4.5.3.1.4 allows 512; we take up to SMTPD_LINE_MAX. */
-            reply(s, 500, "5.5.6", "Error: line too long");
+            smtpd_reply(s, 500, "5.5.6", "Error: line too long");
             continue;
         }
         char line[SMTPD_LINE_MAX + 1];
@@ -1711,7 +229,7 @@ static void session_run(struct smtpd_session *s)
         line[len] = '\0';
         if (s->auth_step) {
             /* A SASL response: never logged (it carries the password). */
-            tlsauth_sasl_line(s, line, len);
+            smtpd_tlsauth_sasl_line(s, line, len);
             explicit_bzero(line, len);
             continue;
         }
@@ -1727,7 +245,7 @@ static void session_run(struct smtpd_session *s)
              str_prefix_ci(line, "HELO") || str_prefix_ci(line, "STARTTLS")))
             s->ill_pipelining = 1;
         restrict_command_start(s->rs);
-        dispatch(s, line, len);
+        smtpd_dispatch(s, line, len);
         explicit_bzero(line, len);
     }
     s->in_run = 0;
@@ -1742,312 +260,7 @@ static void session_run(struct smtpd_session *s)
         s->dead = 1;
     }
     if (s->dead)
-        session_close(s); /* frees s unless a commit is pending */
-}
-
-/* ---- milters (smtpd_milters: milter/milter.h, smtpd/smtpd_milter.h) ---- */
-
-/* One connection per filter for the session, opened at the connect event. */
-static void session_milter_start(struct smtpd_session *s, int fd)
-{
-    const struct milter_conf *mc = s->gen->smtpd_milters;
-    if (!mc || mc->count == 0)
-        return;
-    smtpd_milter_info_init(&s->minfo, s->gen->cfg, s->addr, &s->peer, fd);
-    s->milter = milter_session_new(s->srv->base, mc, smtpd_milter_macro, &s->minfo);
-}
-
-/* The macros' values as the session stands now. */
-static void session_milter_info(struct smtpd_session *s)
-{
-    struct smtpd_milter_info *in = &s->minfo;
-    in->client_name = s->host;
-    in->client_ptr = s->host_name ? s->host_name : s->ptr_name ? s->ptr_name : "unknown";
-    in->helo = s->helo;
-    in->queue_id = s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : NULL;
-    in->auth_type = s->authenticated ? sasl_mechanism(s->sasl) : NULL;
-    in->auth_authen = s->authenticated ? s->auth_user : NULL;
-    in->mail_addr = s->tx ? s->tx->sender : NULL;
-    in->rcpt_addr = in->rcpt_mailer = in->rcpt_host = NULL;
-    SSL *ssl = s->tls_up ? tls_bev_ssl(s->bev) : NULL;
-    in->tls_version = ssl ? SSL_get_version(ssl) : NULL;
-    in->cipher = ssl ? SSL_get_cipher_name(ssl) : NULL;
-    in->cipher_bits = ssl ? SSL_get_cipher_bits(ssl, NULL) : 0;
-}
-
-/* Postfix's line: "QUEUEID: milter-reject: MAIL from host[addr]: 550 ...; from=<...> ..." */
-static void session_milter_log(struct smtpd_session *s, const char *action, const char *where,
-                               const char *text)
-{
-    const char *from = s->tx                           ? s->tx->sender
-                       : s->milter_ev == MILTER_C_MAIL ? s->milter_addr
-                                                       : NULL;
-    const char *to = s->milter_ev == MILTER_C_RCPT ? s->milter_addr : NULL;
-    smtpd_milter_log(s->tx && s->tx->msg ? spool_msg_id(s->tx->msg) : "NOQUEUE", action, where,
-                     s->host, s->addr, text, from, to, proto_name(s), s->helo ? s->helo : "");
-}
-
-static void session_milter_hold(struct smtpd_session *s, const struct milter_result *res,
-                                const char *where)
-{
-    if (!res->hold || s->milter_hold)
-        return;
-    s->milter_hold = 1;
-    free(s->milter_hold_reason);
-    s->milter_hold_reason = xstrdup(res->hold_reason);
-    session_milter_log(s, "milter-hold", where, res->hold_reason);
-}
-
-/* The transaction is over: the filters forget it, and so do we. */
-static void session_milter_tx_end(struct smtpd_session *s)
-{
-    milter_abort(s->milter);
-    s->milter_hold = 0;
-    s->milter_discard = 0;
-}
-
-static void session_milter_gate_done(void *arg, const struct milter_result *res)
-{
-    struct smtpd_session *s = arg;
-    char ev = s->milter_ev;
-    s->milter_wait = 0;
-    session_milter_hold(s, res, smtpd_milter_where(ev));
-    int shutdown = res->verdict == MILTER_SHUTDOWN ||
-                   (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0);
-    if (shutdown) {
-        const char *r =
-            res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
-        session_milter_log(s, "milter-reject", smtpd_milter_where(ev), r);
-        reply_line(s, r);
-        session_close(s);
-    } else if (res->verdict == MILTER_REJECT && ev != MILTER_C_HELO) {
-        /* (Sendmail compatibility: a rejected HELO still gets its 250; MAIL meets the reply.) */
-        session_milter_log(s, "milter-reject", smtpd_milter_where(ev), res->reply);
-        reply_line(s, res->reply);
-        if (ev == MILTER_C_MAIL)
-            milter_abort(s->milter);
-    } else {
-        if (res->verdict == MILTER_DISCARD && !s->milter_discard) {
-            s->milter_discard = 1;
-            session_milter_log(s, "milter-discard", smtpd_milter_where(ev),
-                               "milter triggers DISCARD action");
-        }
-        s->milter_pass = 1;
-        s->milter_redo(s, s->milter_args, s->milter_args_len);
-        s->milter_pass = 0;
-    }
-    if (!s->in_run)
-        session_run(s);
-}
-
-/*
- * A command's milter event, once its own checks have passed (Postfix's
- * order). 1: the command waits; it runs again, whole, when the filters
- * agree, and then gets past this point (milter_pass).
- */
-static int session_milter_gate(struct smtpd_session *s, char ev, const char *addr, const char *args,
-                               size_t len,
-                               int (*redo)(struct smtpd_session *, const char *, size_t))
-{
-    if (!s->milter || s->milter_discard)
-        return 0;
-    if (s->milter_pass) {
-        s->milter_pass = 0;
-        return 0;
-    }
-    free(s->milter_args);
-    s->milter_args = xstrndup(args, len);
-    s->milter_args_len = len;
-    s->milter_redo = redo;
-    s->milter_ev = ev;
-    free(s->milter_addr);
-    s->milter_addr = addr ? xstrdup(addr) : NULL;
-    s->milter_wait = 1;
-    session_milter_info(s);
-    if (ev == MILTER_C_HELO) {
-        milter_helo(s->milter, addr, session_milter_gate_done, s);
-    } else if (ev == MILTER_C_MAIL || ev == MILTER_C_RCPT) {
-        char **argv = smtpd_milter_argv(addr, args, len);
-        if (ev == MILTER_C_MAIL) {
-            s->minfo.mail_addr = s->milter_addr;
-            milter_mail(s->milter, (const char *const *)argv, session_milter_gate_done, s);
-        } else {
-            s->minfo.rcpt_addr = s->milter_addr;
-            int local = s->rcpt_local; /* classified by cmd_rcpt, maybe off the loop */
-            const char *at = strrchr(addr, '@');
-            s->minfo.rcpt_mailer = local ? "local" : "smtp";
-            s->minfo.rcpt_host = local ? s->myhostname : at ? at + 1 : NULL;
-            milter_rcpt(s->milter, (const char *const *)argv, session_milter_gate_done, s);
-        }
-        strlist_free(argv);
-    } else {
-        milter_data(s->milter, session_milter_gate_done, s);
-    }
-    return 1;
-}
-
-static void session_milter_greet_done(void *arg, const struct milter_result *res)
-{
-    struct smtpd_session *s = arg;
-    s->milter_wait = 0;
-    s->milter_ev = MILTER_C_CONNECT;
-    /* Postfix: 421 closes; a 5xx is "554 not accepting"; else the 220, and the reply waits at MAIL.
-     */
-    if (res->verdict == MILTER_SHUTDOWN ||
-        (res->verdict == MILTER_REJECT && strncmp(res->reply, "421", 3) == 0)) {
-        session_milter_log(s, "milter-reject", "CONNECT", res->reply ? res->reply : "421 4.7.0");
-        reply(s, 421, NULL, "%s Service unavailable - try again later", s->myhostname);
-        session_close(s);
-        return;
-    }
-    if (res->verdict == MILTER_REJECT) {
-        session_milter_log(s, "milter-reject", "CONNECT", res->reply);
-        if (res->reply[0] == '5')
-            reply(s, 554, NULL, "%s ESMTP not accepting connections", s->myhostname);
-        else
-            reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
-    } else {
-        reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
-    }
-    s->greeted = 1;
-    if (s->eof || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
-        session_run(s);
-}
-
-static void session_milter_greet(struct smtpd_session *s)
-{
-    s->milter_wait = 1;
-    session_milter_info(s);
-    int family = s->peer.ss_family;
-    if (family == AF_INET6 && strchr(s->addr, ':') == NULL)
-        family = AF_INET; /* a v4 client on a dual-stack socket */
-    milter_connect(s->milter, s->host, s->addr, family, s->minfo.client_port,
-                   session_milter_greet_done, s);
-}
-
-/*
- * The filters' envelope changes go into the queue file, then the commit.
- * Recipients a filter added are resolved as at RCPT, so with tables that
- * may wait on the network (pgsql:) that runs on the work queue while the
- * session waits (commit_pending); session_milter_queue() then goes on.
- */
-static void session_milter_queue(struct smtpd_session *s)
-{
-    struct smtpd_tx *tx = s->tx;
-    struct envelope *env = spool_msg_envelope(tx->msg);
-    env->hold = s->milter_hold;
-    struct buf out = BUF_INIT;
-    milter_msg_serialize(&tx->milter_msg, &out);
-    int rc = spool_msg_write(tx->msg, out.data, out.len);
-    buf_free(&out);
-    if (rc == 0) {
-        message_commit(s);
-        return;
-    }
-    int e = errno;
-    if (e == ENOSPC || e == EDQUOT)
-        reply(s, 452, "4.3.1", "Insufficient system storage");
-    else
-        reply(s, 451, "4.3.0", "Error: queue file write error");
-    s->commit_pending = 0;
-    tx_reset(s); /* aborts the queue file: nothing is kept */
-    if (!s->in_run)
-        session_run(s);
-}
-
-static void session_milter_envelope_work(void *arg)
-{
-    struct smtpd_session *s = arg;
-    smtpd_milter_apply_envelope(&s->tx->milter_msg, spool_msg_envelope(s->tx->msg),
-                                s->gen->resolver, spool_msg_id(s->tx->msg));
-}
-
-static void session_milter_envelope_done(void *arg)
-{
-    struct smtpd_session *s = arg;
-    if (s->dead) {
-        s->commit_pending = 0;
-        session_close(s);
-        return;
-    }
-    session_milter_queue(s);
-}
-
-static void session_milter_content_done(void *arg, const struct milter_result *res)
-{
-    struct smtpd_session *s = arg;
-    struct smtpd_tx *tx = s->tx;
-    if (s->dead) {
-        s->commit_pending = 0;
-        session_close(s);
-        return;
-    }
-    s->milter_ev = MILTER_C_BODYEOB;
-    session_milter_hold(s, res, "END-OF-MESSAGE");
-    if (res->verdict == MILTER_REJECT || res->verdict == MILTER_SHUTDOWN) {
-        const char *r =
-            res->verdict == MILTER_SHUTDOWN ? "421 4.7.0 Server closing connection" : res->reply;
-        session_milter_log(s, "milter-reject", "END-OF-MESSAGE", r);
-        reply_line(s, r);
-        if (res->verdict == MILTER_SHUTDOWN || strncmp(r, "421", 3) == 0)
-            session_close(s);
-    } else if (res->verdict == MILTER_DISCARD || s->milter_discard) {
-        /* Accepted and dropped, as Postfix does: the client sees a 250. */
-        if (res->verdict == MILTER_DISCARD)
-            session_milter_log(s, "milter-discard", "END-OF-MESSAGE",
-                               "milter triggers DISCARD action");
-        reply(s, 250, "2.0.0", "Ok: queued as %s", spool_msg_id(tx->msg));
-    } else {
-        struct resolver *resolver = s->gen->resolver;
-        if (resolver_class_may_block(resolver) || resolver_expand_may_block(resolver)) {
-            workq_submit(server_map_workq(s->srv), session_milter_envelope_work,
-                         session_milter_envelope_done, s);
-            return;
-        }
-        smtpd_milter_apply_envelope(&tx->milter_msg, spool_msg_envelope(tx->msg), resolver,
-                                    spool_msg_id(tx->msg));
-        session_milter_queue(s);
-        return;
-    }
-    s->commit_pending = 0;
-    tx_reset(s); /* aborts the queue file: nothing is kept */
-    if (!s->in_run)
-        session_run(s);
-}
-
-/* With BDAT the filters get their DATA event now, before the content (Postfix's order). */
-static void session_milter_data_done(void *arg, const struct milter_result *res)
-{
-    struct smtpd_session *s = arg;
-    if (res->verdict == MILTER_CONTINUE && !s->dead) {
-        session_milter_hold(s, res, "DATA");
-        milter_message(s->milter, &s->tx->milter_msg, session_milter_content_done, s);
-        return;
-    }
-    session_milter_content_done(s, res);
-}
-
-/*
- * The held message goes to the filters, then (edited) into the queue
- * file; the session waits as for a commit. Our Received: field is already
- * in the queue file: the filters do not see it, as with Postfix.
- */
-static void session_milter_content(struct smtpd_session *s, const char *msg, size_t len)
-{
-    struct smtpd_tx *tx = s->tx;
-    session_enter(s, SMTPD_STATE_COMMIT);
-    s->commit_pending = 1;
-    milter_msg_parse(&tx->milter_msg, msg, len); /* a copy: the held message can go */
-    smtpd_hold_release(&tx->hold);
-    session_milter_info(s);
-    if (s->milter_discard) {
-        struct milter_result none = {.verdict = MILTER_CONTINUE};
-        session_milter_content_done(s, &none);
-    } else if (tx->bdat) {
-        milter_data(s->milter, session_milter_data_done, s);
-    } else {
-        milter_message(s->milter, &tx->milter_msg, session_milter_content_done, s);
-    }
+        smtpd_session_close(s); /* frees s unless a commit is pending */
 }
 
 /* ---- life cycle ---- */
@@ -2082,7 +295,7 @@ static void session_free(struct smtpd_session *s)
         buf_printf(&stats, " commands=%u/%u", ok_total, total);
     log_as("smtpd", "disconnect from %s[%s]%s", s->host, s->addr, buf_cstr(&stats));
     buf_free(&stats);
-    tx_free(s);
+    smtpd_tx_free(s);
     restrict_session_free(s->rs);
     free(s->replay);
     free(s->access_denied);
@@ -2119,7 +332,7 @@ static void on_linger_end(struct bufferevent *bev, short what, void *arg)
     (void)what; /* the client's EOF, an error, or SMTPD_LINGER_SECONDS */
     struct smtpd_session *s = arg;
     s->dead = 1;
-    session_close(s);
+    smtpd_session_close(s);
 }
 
 /*
@@ -2135,7 +348,7 @@ static void session_linger(struct smtpd_session *s)
     s->lingering = 1;
     if (shutdown(bufferevent_getfd(s->bev), SHUT_WR) < 0) {
         s->dead = 1;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     bufferevent_setcb(s->bev, on_linger_read, NULL, on_linger_end, s);
@@ -2155,10 +368,10 @@ static void session_linger(struct smtpd_session *s)
  * or at once when the client is gone. Waits for a pending commit, whose
  * callback needs the session.
  */
-static void session_close(struct smtpd_session *s)
+void smtpd_session_close(struct smtpd_session *s)
 {
     if (s->state != SMTPD_STATE_QUIT) {
-        session_enter(s, SMTPD_STATE_QUIT);
+        smtpd_session_enter(s, SMTPD_STATE_QUIT);
         bufferevent_disable(s->bev, EV_READ);
     }
     if (!s->dead && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
@@ -2173,32 +386,32 @@ static void session_close(struct smtpd_session *s)
     session_free(s);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+void smtpd_session_on_read(struct bufferevent *bev, void *arg)
 {
-    session_run(arg);
+    smtpd_session_run(arg);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+void smtpd_session_on_write(struct bufferevent *bev, void *arg)
 {
     struct smtpd_session *s = arg;
     if (s->starttls_wait && s->state != SMTPD_STATE_QUIT) {
-        tlsauth_starttls_go(s); /* the 220 is out */
+        smtpd_tlsauth_starttls_go(s); /* the 220 is out */
         return;
     }
     if (s->state == SMTPD_STATE_QUIT) {
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     /* Replies drained: go on with commands held back by the output cap. */
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+void smtpd_session_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct smtpd_session *s = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        tlsauth_handshake_done(s);
+        smtpd_tlsauth_handshake_done(s);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -2206,32 +419,32 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                  s->addr);
         if (s->state == SMTPD_STATE_QUIT || (what & BEV_EVENT_WRITING)) {
             s->dead = 1;
-            session_close(s);
+            smtpd_session_close(s);
             return;
         }
-        reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->myhostname);
+        smtpd_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->myhostname);
         bufferevent_enable(bev, EV_WRITE);
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if (s->tls && !s->tls_up) {
-        tlsauth_handshake_failed(s); /* a TLS session that never got going */
+        smtpd_tlsauth_handshake_failed(s); /* a TLS session that never got going */
         s->dead = 1;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->state != SMTPD_STATE_QUIT) {
-        /* Half-closed: replies can still go out; session_run() decides. */
+        /* Half-closed: replies can still go out; smtpd_session_run() decides. */
         s->eof = 1;
         if (!s->in_run)
-            session_run(s);
+            smtpd_session_run(s);
         return;
     }
     if (s->state != SMTPD_STATE_QUIT)
         log_info("lost connection after %s from %s[%s]", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->host, s->addr);
     s->dead = 1;
-    session_close(s);
+    smtpd_session_close(s);
 }
 
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
@@ -2239,22 +452,20 @@ static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
     struct smtpd_session *s = arg;
     if (s->state == SMTPD_STATE_QUIT || s->dead) {
         s->dead = 1;
-        session_close(s);
+        smtpd_session_close(s);
         return;
     }
     if (s->commit_pending || s->rcpt_q)
         return; /* the commit or lookup answers first; the idle timeout still applies after */
     log_info("session time limit exceeded after %s from %s[%s]",
              s->last_cmd ? s->last_cmd : "CONNECT", s->host, s->addr);
-    reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->myhostname);
-    session_close(s);
+    smtpd_reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->myhostname);
+    smtpd_session_close(s);
 }
 
 /* ---- the client's name (Postfix's smtpd_peername_lookup) ---- */
 
-static void session_milter_greet(struct smtpd_session *s);
-
-static void session_greet(struct smtpd_session *s)
+void smtpd_session_greet(struct smtpd_session *s)
 {
     if (!s->restrict_wait && !s->access_denied && !s->greet_logged) {
         log_as("smtpd", "connect from %s[%s]", s->host, s->addr);
@@ -2265,22 +476,23 @@ static void session_greet(struct smtpd_session *s)
         /* Once: a resumed greeting must keep the answers it waited for. */
         restrict_command_start(s->rs);
     }
-    if (restrict_at(s, RESTRICT_CONNECT, NULL) < 0 && s->restrict_wait)
-        return; /* restrict_resume() greets */
+    if (smtpd_restrict_at(s, RESTRICT_CONNECT, NULL) < 0 && s->restrict_wait)
+        return; /* smtpd_restrict_resume() greets */
     if (s->milter && !s->access_denied) {
-        session_milter_greet(s); /* the filters hear of the client first; the greeting follows */
+        smtpd_session_milter_greet(
+            s); /* the filters hear of the client first; the greeting follows */
         return;
     }
     if (s->access_denied) {
         evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", s->access_denied);
         s->errors++;
     } else {
-        reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
+        smtpd_reply(s, 220, NULL, "%s", config_get(s->gen->cfg, "smtpd_banner"));
     }
     s->greeted = 1;
     /* What came while we looked the name up: early commands, or the client's EOF. */
     if (s->eof || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
-        session_run(s);
+        smtpd_session_run(s);
 }
 
 static void peer_addr_done(void *arg, const struct dns_answer *ans)
@@ -2297,7 +509,7 @@ static void peer_addr_done(void *arg, const struct dns_answer *ans)
                     s->ptr_name);
     else
         log_warning("hostname %s does not resolve to address %s", s->ptr_name, s->addr);
-    session_greet(s);
+    smtpd_session_greet(s);
 }
 
 static void peer_ptr_done(void *arg, const struct dns_answer *ans)
@@ -2314,7 +526,7 @@ static void peer_ptr_done(void *arg, const struct dns_answer *ans)
         if (s->peer_q)
             return;
     }
-    session_greet(s);
+    smtpd_session_greet(s);
 }
 
 /*
@@ -2373,10 +585,10 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
      * submission entry does with permit_sasl_authenticated.
      */
     s->trusted_net = kind == LISTEN_SMTPD && smtpd_policy_mynetworks(cfg, peer);
-    struct restrict_hooks hooks = {restrict_resume, restrict_log, s};
+    struct restrict_hooks hooks = {smtpd_restrict_resume, smtpd_restrict_log, s};
     s->rs = restrict_session_new(restrict_conf_get(&s->gen->restrict_conf, cfg, s->gen->resolver),
                                  srv->dns, srv->base, server_map_workq(srv), &hooks);
-    session_milter_start(s, fd);
+    smtpd_session_milter_start(s, fd);
 
     evutil_make_socket_nonblocking(fd);
     if (kind == LISTEN_SMTPS) {
@@ -2394,7 +606,8 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
         free(s);
         return;
     }
-    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    bufferevent_setcb(s->bev, smtpd_session_on_read, smtpd_session_on_write, smtpd_session_on_event,
+                      s);
     bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
     long long idle = config_get_time(cfg, "smtpd_timeout");
     if (idle > 0) {
@@ -2409,5 +622,5 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
     }
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     if (!peer_lookup_start(s))
-        session_greet(s);
+        smtpd_session_greet(s);
 }
