@@ -27,17 +27,10 @@
 
 #include "daemon/daemon.h"
 #include "lib/log.h"
+#include "lib/syscall_filter.h"
 #include "version.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANDBOX_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANDBOX_SANITIZED 1
-#endif
-#endif
-
-#ifndef SANDBOX_SANITIZED
+#ifndef SYSCALL_FILTER_SANITIZED
 /*
  * Calls allowed whatever their arguments. Names, not numbers: a name this
  * architecture does not have (open on arm64) is skipped.
@@ -109,66 +102,20 @@ static int sandbox_rules(scmp_filter_ctx ctx, struct buf *err)
         if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                                    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)sandbox_prctls[i]))) < 0)
             goto fail;
-    /*
-     * New threads (the work queues, libunbound's resolver thread), never a
-     * new process: clone must carry CLONE_THREAD. clone3 passes its flags in
-     * memory a filter cannot read, so it says ENOSYS and glibc falls back to
-     * clone.
-     */
-    if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                               SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD))) < 0 ||
-        (rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0)) < 0)
-        goto fail;
+    /* New threads (work queues, libunbound's resolver thread): lib/syscall_filter.c. */
     return 0;
 fail:
     buf_printf(err, "seccomp: %s", strerror(-rc));
     return -1;
 }
 
-#endif /* SANDBOX_SANITIZED */
+#else
+#define sandbox_rules NULL
+#endif /* SYSCALL_FILTER_SANITIZED */
 
 int daemon_sandbox_enter(struct buf *err)
 {
-    /* Nothing exec'd from here on could gain privileges, filter or not. */
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-        buf_printf(err, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-        return -1;
-    }
-#ifdef SANDBOX_SANITIZED
-    /*
-     * AddressSanitizer's leak check stops the world with ptrace from a
-     * clone()d task and its reports may exec a symbolizer: a filter would
-     * kill the worker at exit. Sanitized builds run without it.
-     */
-    log_info("seccomp filter not installed: sanitizer build");
-    return 0;
-#else
-    uint32_t deny = SCMP_ACT_KILL_PROCESS;
-#if HONGYAN_TEST_HOOKS
-    /* Finding the profile: every call outside it logged by the kernel (dmesg), none refused. */
-    const char *log_mode = getenv("HONGYAN_TEST_SECCOMP_LOG");
-    if (log_mode && *log_mode)
-        deny = SCMP_ACT_LOG;
-#endif
-    scmp_filter_ctx ctx = seccomp_init(deny);
-    if (ctx == NULL) {
-        buf_printf(err, "seccomp_init failed");
-        return -1;
-    }
-    int failed = 0;
-    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-    if (rc < 0) {
-        buf_printf(err, "seccomp: thread sync: %s", strerror(-rc));
-        failed = 1;
-    } else if (sandbox_rules(ctx, err) < 0) {
-        failed = 1;
-    } else if ((rc = seccomp_load(ctx)) < 0) {
-        buf_printf(err, "seccomp_load: %s", strerror(-rc));
-        failed = 1;
-    }
-    seccomp_release(ctx);
-    return failed ? -1 : 0;
-#endif
+    return syscall_filter_enter("worker", sandbox_rules, err);
 }
 
 #if HONGYAN_TEST_HOOKS

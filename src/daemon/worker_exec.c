@@ -25,21 +25,10 @@
 #include "lib/xalloc.h"
 #include "version.h"
 
-static int worker_exec_number(const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* An inherited descriptor: valid, and closed again on any exec of ours (report send). */
 static int worker_exec_take_fd(const char *s, long *fd)
 {
-    if (worker_exec_number(s, 3, INT_MAX, fd) < 0 || fcntl((int)*fd, F_SETFD, FD_CLOEXEC) < 0)
+    if (str_to_long(s, 3, INT_MAX, fd) < 0 || fcntl((int)*fd, F_SETFD, FD_CLOEXEC) < 0)
         return -1;
     return 0;
 }
@@ -63,7 +52,7 @@ static int worker_exec_listener(const char *spec, struct listen_sock *out)
         return -1;
     memcpy(num, c1 + 1, (size_t)(c2 - c1 - 1));
     num[c2 - c1 - 1] = '\0';
-    if (worker_exec_number(num, LISTEN_SMTPD, LISTEN_METRICS, &kind) < 0)
+    if (str_to_long(num, LISTEN_SMTPD, LISTEN_METRICS, &kind) < 0)
         return -1;
     int listening = 0;
     socklen_t len = sizeof listening;
@@ -98,7 +87,7 @@ int daemon_worker_main(int argc, char **argv)
         if (val == NULL) /* every option takes a value */
             bad = 1;
         else if (strcmp(opt, "--parent") == 0)
-            bad = worker_exec_number(val, 1, INT_MAX, &parent) < 0;
+            bad = str_to_long(val, 1, INT_MAX, &parent) < 0;
         else if (strcmp(opt, "--lock-fd") == 0)
             bad = worker_exec_take_fd(val, &lock_fd) < 0;
         else if (strcmp(opt, "--log-fd") == 0)

@@ -25,6 +25,7 @@
 #include "ipc/keeper_proto.h"
 #include "keeper/keeper.h"
 #include "lib/log.h"
+#include "lib/util.h"
 #include "lib/xalloc.h"
 
 #define KEEPER_CLIENTS_MAX 8
@@ -191,17 +192,6 @@ static void keeper_read(struct keeper *k, struct keeper_conn *c, uint8_t *msg)
     }
 }
 
-static int keeper_number(const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* "FD,CAPS": a socketpair end and what its client may ask. */
 static int keeper_parse_client(const char *spec, struct keeper_conn *c)
 {
@@ -212,8 +202,8 @@ static int keeper_parse_client(const char *spec, struct keeper_conn *c)
         return -1;
     memcpy(num, spec, (size_t)(comma - spec));
     num[comma - spec] = '\0';
-    if (keeper_number(num, 3, INT_MAX, &fd) < 0 ||
-        keeper_number(comma + 1, 1, KEEPER_CAPS_ALL, &caps) < 0)
+    if (str_to_long(num, 3, INT_MAX, &fd) < 0 ||
+        str_to_long(comma + 1, 1, KEEPER_CAPS_ALL, &caps) < 0)
         return -1;
     int type = 0;
     socklen_t len = sizeof type;
@@ -238,15 +228,15 @@ int keeper_main(int argc, char **argv)
         if (bad)
             ;
         else if (strcmp(opt, "--parent") == 0)
-            bad = keeper_number(val, 1, INT_MAX, &parent) < 0;
+            bad = str_to_long(val, 1, INT_MAX, &parent) < 0;
         else if (strcmp(opt, "--log-fd") == 0)
-            bad = keeper_number(val, 3, INT_MAX, &log_fd) < 0;
+            bad = str_to_long(val, 3, INT_MAX, &log_fd) < 0;
         else if (strcmp(opt, "--ready-fd") == 0)
-            bad = keeper_number(val, 3, INT_MAX, &ready_fd) < 0;
+            bad = str_to_long(val, 3, INT_MAX, &ready_fd) < 0;
         else if (strcmp(opt, "--config") == 0)
             config_path = val;
         else if (strcmp(opt, "--config-fd") == 0)
-            bad = keeper_number(val, 3, INT_MAX, &snapshot_fd) < 0;
+            bad = str_to_long(val, 3, INT_MAX, &snapshot_fd) < 0;
         else if (strcmp(opt, "--client") == 0 && k.nconns < KEEPER_CLIENTS_MAX)
             bad = keeper_parse_client(val, &k.conns[k.nconns++]) < 0;
         else

@@ -104,6 +104,17 @@ void strlist_free(char **list)
     free(list);
 }
 
+int str_to_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 int write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;

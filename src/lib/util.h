@@ -17,6 +17,8 @@
 size_t str_copy(char *dst, size_t size, const char *src);
 void str_lower(char *s);
 int str_eq_ci(const char *a, const char *b);
+/* The whole of s as a decimal number within [min, max]: 0, or -1 (nothing else taken). */
+int str_to_long(const char *s, long min, long max, long *out);
 int str_prefix_ci(const char *s, const char *prefix);
 /* Trims ASCII white space in place; returns s advanced past leading space. */
 char *str_trim(char *s);
