@@ -40,6 +40,58 @@ int daemon_supervise(const char *config_path, struct config *cfg);
 int daemon_worker_main(int argc, char **argv);
 
 /*
+ * The supervisor's children (src/daemon/child.c), one table of kinds: a
+ * kind names the hidden command (`hongyan NAME`, also its name in the log),
+ * says whether a dead one is restarted, and starts one. Every child is a
+ * fork and an exec of our own binary (a fresh image and address layout each
+ * time) with exactly the descriptors it is told about.
+ */
+struct daemon_child;
+struct daemon_child_kind {
+    const char *name;
+    int restart; /* 1: restarted when it dies, paced by its quick deaths */
+    /* Forks and execs one (daemon_child_exec in the child); its pid, or -1 after logging why. */
+    pid_t (*start)(struct daemon_child *c);
+};
+struct daemon_child {
+    const struct daemon_child_kind *kind;
+    void *ctx;        /* the kind's own state */
+    const char *user; /* for the "started" line; NULL when not dropping privileges */
+    pid_t pid;        /* 0: not running */
+    time_t started, died;
+    int quick_deaths; /* deaths within 5 s of the start, in a row: the restart waits longer */
+};
+/* Who a child becomes: drop 0 keeps the supervisor's (not started as root). */
+struct daemon_creds {
+    int drop;
+    uid_t uid;
+    gid_t gid;
+    int ngroups; /* 0 or 1: the supplementary groups, exactly */
+    gid_t group;
+};
+/* What the forked child does before it execs. */
+struct daemon_exec {
+    struct daemon_creds creds;
+    pid_t supervisor;   /* > 0: die with it (PR_SET_PDEATHSIG, checked against getppid) */
+    int block_signals;  /* SIGHUP/SIGTERM/SIGINT stay blocked across exec, until the loop has
+                           handlers */
+    char **argv;        /* argv[0] "hongyan", argv[1] the command */
+    const int *inherit; /* descriptors that lose close-on-exec */
+    size_t ninherit;
+};
+/* In the forked child: resets signals, drops privileges, execs; never returns. */
+_Noreturn void daemon_child_exec(const struct daemon_exec *ex);
+/* Starts c through its kind and logs "NAME started, pid N[, user U]". */
+void daemon_child_start(struct daemon_child *c);
+/* pid (reaped with status) is one of table's: logs its death, 1. Not one of them: 0. */
+int daemon_child_reaped(struct daemon_child *const *table, size_t n, pid_t pid, int status);
+/* Restarts every dead child whose kind restarts and whose pause is over. */
+void daemon_child_restart_due(struct daemon_child *const *table, size_t n);
+void daemon_child_signal(const struct daemon_child *c, int sig);
+/* SIGTERM, then SIGKILL (logged) after seconds; reaps it. -1 when it had to be killed. */
+int daemon_child_stop(struct daemon_child *c, int seconds);
+
+/*
  * The keeper process as the supervisor runs it (src/daemon/keeper_spawn.c):
  * one SOCK_SEQPACKET socketpair per client process, both ends held by the
  * supervisor, so that a keeper or a worker restarted on its own finds the
@@ -48,11 +100,10 @@ int daemon_worker_main(int argc, char **argv);
  * and the keeper is restarted with it.
  */
 struct keeper_proc {
-    pid_t pid;
+    struct daemon_child child;  /* its entry in the supervisor's table */
     int keeper_end, client_end; /* -1 when none */
-    time_t started;
-    int quick_deaths; /* deaths within 5 s of the start, in a row: the restart waits longer */
-    int snapshot_fd;  /* the supervisor's configuration snapshot (-1: none), as the worker's */
+    int snapshot_fd; /* the supervisor's configuration snapshot (-1: none), as the worker's */
+    int wait_ready;  /* the next start blocks until its keys are loaded */
     uid_t uid;
     gid_t gid;
     int drop; /* started as root: become uid/gid */
@@ -64,9 +115,6 @@ int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const c
 /* A fresh socketpair (the old one closed), the keeper (re)started on it; waits until it is ready.
  */
 void daemon_keeper_renew(struct keeper_proc *kp);
-/* Restarts the keeper when it has died (at most once a second); call often. */
-void daemon_keeper_check(struct keeper_proc *kp);
-void daemon_keeper_signal(struct keeper_proc *kp, int sig);
 /* SIGTERM, then SIGKILL after 5 s. */
 void daemon_keeper_stop(struct keeper_proc *kp);
 

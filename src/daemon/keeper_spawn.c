@@ -32,12 +32,22 @@
 /* How long the worker's start waits for the keeper's keys. */
 #define KEEPER_READY_MS 10000
 
+static pid_t keeper_spawn_start(struct daemon_child *c);
+
+static const struct daemon_child_kind keeper_spawn_kind = {
+    .name = "keeper",
+    .restart = 1,
+    .start = keeper_spawn_start,
+};
+
 int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const char *config_path,
                        const struct passwd *mail_owner)
 {
     memset(kp, 0, sizeof *kp);
     kp->keeper_end = kp->client_end = kp->snapshot_fd = -1;
     kp->config_path = config_path;
+    kp->child.kind = &keeper_spawn_kind;
+    kp->child.ctx = kp;
     if (mail_owner == NULL)
         return 0; /* not root: the keeper runs as we do */
     const char *name = config_get(cfg, "keeper_user");
@@ -65,22 +75,16 @@ int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const c
     kp->uid = pw->pw_uid;
     kp->gid = pw->pw_gid;
     kp->drop = 1;
+    kp->child.user = name;
     return 0;
 }
 
-static void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pid_t supervisor)
+/* The forked child: the keeper's command line, then daemon_child_exec. */
+static _Noreturn void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pid_t supervisor)
 {
-    static const int defaults[] = {SIGHUP, SIGTERM, SIGINT, SIGALRM, SIGCHLD};
-    struct sigaction sa = {.sa_handler = SIG_DFL};
-    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-        sigaction(defaults[i], &sa, NULL);
-    if (kp->drop &&
-        (setgroups(0, NULL) < 0 || setgid(kp->gid) < 0 || setuid(kp->uid) < 0 || setuid(0) == 0))
-        _exit(EX_NOPERM);
-    /* As the worker's (supervisor.c): not without the supervisor, which holds the sockets. */
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)
-        _exit(EX_OSERR);
     char *argv[16];
+    int inherit[4];
+    size_t ninherit = 0;
     char parent[32], client[48], ready[32], logfd[32], snap[32];
     int n = 0;
     argv[n++] = "hongyan";
@@ -96,37 +100,52 @@ static void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pid_t superv
         snprintf(snap, sizeof snap, "%d", kp->snapshot_fd);
         argv[n++] = "--config-fd";
         argv[n++] = snap;
-        fcntl(kp->snapshot_fd, F_SETFD, 0);
+        inherit[ninherit++] = kp->snapshot_fd;
     }
     /* The worker may ask everything; split processes will each get their own mask here. */
     snprintf(client, sizeof client, "%d,%u", kp->keeper_end, (unsigned)KEEPER_CAPS_ALL);
     argv[n++] = "--client";
     argv[n++] = client;
+    inherit[ninherit++] = kp->keeper_end;
     if (ready_w >= 0) {
         snprintf(ready, sizeof ready, "%d", ready_w);
         argv[n++] = "--ready-fd";
         argv[n++] = ready;
+        inherit[ninherit++] = ready_w;
     }
     if (log_file_fd() >= 0) {
         snprintf(logfd, sizeof logfd, "%d", log_file_fd());
         argv[n++] = "--log-fd";
         argv[n++] = logfd;
-        fcntl(log_file_fd(), F_SETFD, 0);
+        inherit[ninherit++] = log_file_fd();
     }
     argv[n] = NULL;
-    if (fcntl(kp->keeper_end, F_SETFD, 0) < 0 || (ready_w >= 0 && fcntl(ready_w, F_SETFD, 0) < 0))
-        _exit(EX_OSERR);
-    execv("/proc/self/exe", argv);
-    _exit(EX_OSERR);
+    /* Its own uid and group, no supplementary group: it shares none with the worker. */
+    struct daemon_exec ex = {
+        .creds = {.drop = kp->drop, .uid = kp->uid, .gid = kp->gid},
+        .supervisor = supervisor,
+        .argv = argv,
+        .inherit = inherit,
+        .ninherit = ninherit,
+    };
+    daemon_child_exec(&ex);
 }
 
-/* Starts the keeper on the current socketpair; wait: block until its keys are loaded. */
-static void keeper_spawn_start(struct keeper_proc *kp, int wait)
+/*
+ * The keeper's kind in the supervisor's table: starts one on the current
+ * socketpair; with kp->wait_ready, blocks until its keys are loaded.
+ */
+static pid_t keeper_spawn_start(struct daemon_child *c)
 {
+    struct keeper_proc *kp = c->ctx;
+    int wait = kp->wait_ready;
+    kp->wait_ready = 0;
+    if (kp->keeper_end < 0)
+        return -1; /* no socketpair: daemon_keeper_renew logged why */
     int ready[2];
     if (pipe2(ready, O_CLOEXEC) < 0) {
         log_error("keeper: pipe: %s", strerror(errno));
-        return;
+        return -1;
     }
     pid_t supervisor = getpid();
     pid_t pid = fork();
@@ -136,44 +155,27 @@ static void keeper_spawn_start(struct keeper_proc *kp, int wait)
     if (pid < 0) {
         log_error("keeper: fork: %s", strerror(errno));
         close(ready[0]);
-        return;
+        return -1;
     }
-    kp->pid = pid;
-    kp->started = time(NULL);
-    log_info("keeper started, pid %ld", (long)pid);
     if (wait) {
         struct pollfd p = {ready[0], POLLIN, 0};
-        char c;
+        char byte;
         int rc;
         do
             rc = poll(&p, 1, KEEPER_READY_MS);
         while (rc < 0 && errno == EINTR);
-        if (rc <= 0 || read(ready[0], &c, 1) != 1)
+        if (rc <= 0 || read(ready[0], &byte, 1) != 1)
             log_error("keeper pid %ld not ready after %d ms: TLS, DKIM signing and AUTH "
                       "may fail until it is",
                       (long)pid, KEEPER_READY_MS);
     }
     close(ready[0]);
+    return pid;
 }
 
 void daemon_keeper_stop(struct keeper_proc *kp)
 {
-    if (kp->pid <= 0)
-        return;
-    kill(kp->pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        int status;
-        pid_t r = waitpid(kp->pid, &status, WNOHANG);
-        if (r == kp->pid || (r < 0 && errno != EINTR))
-            break;
-        if (i == 99) {
-            kill(kp->pid, SIGKILL);
-            waitpid(kp->pid, &status, 0);
-        }
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    kp->pid = 0;
+    daemon_child_stop(&kp->child, 5);
 }
 
 void daemon_keeper_renew(struct keeper_proc *kp)
@@ -191,38 +193,6 @@ void daemon_keeper_renew(struct keeper_proc *kp)
     }
     kp->keeper_end = sv[0];
     kp->client_end = sv[1];
-    keeper_spawn_start(kp, 1);
-}
-
-void daemon_keeper_check(struct keeper_proc *kp)
-{
-    if (kp->keeper_end < 0)
-        return;
-    if (kp->pid > 0) {
-        int status;
-        if (waitpid(kp->pid, &status, WNOHANG) != kp->pid)
-            return;
-        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
-            log_error("keeper pid %ld killed by signal %d (SIGSYS): seccomp violation; restarting",
-                      (long)kp->pid, WTERMSIG(status));
-        else if (WIFSIGNALED(status))
-            log_warning("keeper pid %ld killed by signal %d; restarting", (long)kp->pid,
-                        WTERMSIG(status));
-        else
-            log_warning("keeper pid %ld exited with status %d; restarting", (long)kp->pid,
-                        WEXITSTATUS(status));
-        kp->quick_deaths = time(NULL) - kp->started < 5 ? kp->quick_deaths + 1 : 0;
-        kp->pid = 0;
-    }
-    /* One that cannot start (no main.cf that loads) must not spin: 1 s, 2 s, ... up to 10 s. */
-    int delay = kp->quick_deaths < 1 ? 1 : kp->quick_deaths > 10 ? 10 : kp->quick_deaths;
-    if (time(NULL) - kp->started < delay)
-        return;
-    keeper_spawn_start(kp, 0);
-}
-
-void daemon_keeper_signal(struct keeper_proc *kp, int sig)
-{
-    if (kp->pid > 0)
-        kill(kp->pid, sig);
+    kp->wait_ready = 1;
+    daemon_child_start(&kp->child);
 }

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -49,8 +48,9 @@ static void supervisor_on_signal(int sig)
         supervisor_got_hup = 1;
     else if (sig == SIGALRM)
         supervisor_got_alarm = 1;
-    else if (sig != SIGCHLD) /* SIGCHLD only interrupts waitpid, to reap the report run */
+    else if (sig != SIGCHLD)
         supervisor_got_term = 1;
+    /* SIGCHLD only cuts the loop's pause short, so that a dead child is reaped at once. */
 }
 
 /* Hands one open directory to mail_owner (its mode is set by safedir_open when it makes it). */
@@ -165,21 +165,18 @@ static int supervisor_prepare_maildrop(const struct config *cfg, const struct pa
     return rc;
 }
 
-/* To mail_owner, with setgid_group as the one supplementary group and gid as the primary. */
-static int supervisor_drop_privileges(const struct passwd *pw, gid_t gid)
+/* mail_owner with primary group gid and setgid_group as the one supplementary group. */
+static struct daemon_creds supervisor_mail_owner(const struct passwd *pw, gid_t gid)
 {
-    if (pw == NULL)
-        return 0;
-    if (setgroups(1, &supervisor_drop_gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
-        log_error("cannot become %s: %s", pw->pw_name, strerror(errno));
-        return -1;
+    struct daemon_creds cr = {0};
+    if (pw != NULL) {
+        cr.drop = 1;
+        cr.uid = pw->pw_uid;
+        cr.gid = gid;
+        cr.ngroups = 1;
+        cr.group = supervisor_drop_gid;
     }
-    /* Make sure root cannot be regained, whatever the kernel's setuid semantics. */
-    if (setuid(0) == 0) {
-        log_error("privilege drop to %s did not stick", pw->pw_name);
-        return -1;
-    }
-    return 0;
+    return cr;
 }
 
 /*
@@ -306,52 +303,53 @@ static void supervisor_args_free(struct supervisor_worker_args *a)
         free(a->owned[i]);
 }
 
+/* What the worker kind needs to start one: everything but the keeper's socketpair, renewed. */
+struct supervisor_worker {
+    const char *config_path;
+    const int *snapshot_fd; /* refreshed at each SIGHUP */
+    int lock_fd;
+    struct listen_sock *socks;
+    int nsocks;
+    const struct passwd *pw;
+    struct keeper_proc *keeper;
+};
+
 /*
- * Starts the worker: fork, drop to mail_owner, then exec the hongyan binary
- * itself, so each start (and restart) is a fresh image with its own address
- * layout and stack canary rather than a copy of the supervisor's. Exactly
- * the descriptors named in args lose close-on-exec.
+ * The worker's kind: a fresh socketpair to a fresh keeper (nothing of a dead
+ * worker lingers in either), then fork, drop to mail_owner and exec.
  */
-static pid_t supervisor_spawn(const struct supervisor_worker_args *args, const struct passwd *pw)
+static pid_t supervisor_worker_start(struct daemon_child *c)
 {
+    struct supervisor_worker *w = c->ctx;
+    w->keeper->snapshot_fd = *w->snapshot_fd;
+    daemon_keeper_renew(w->keeper);
+    struct supervisor_worker_args args;
+    supervisor_args_build(&args, w->config_path, *w->snapshot_fd, w->lock_fd, w->socks, w->nsocks,
+                          w->keeper->client_end);
     pid_t supervisor = getpid();
     pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    struct sigaction sa = {.sa_handler = SIG_DFL};
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGALRM, &sa, NULL);
-    sigaction(SIGCHLD, &sa, NULL);
-    /* Signals stay blocked, across exec, until the worker's loop has its handlers (worker.c). */
-    sigset_t block;
-    sigemptyset(&block);
-    sigaddset(&block, SIGHUP);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_SETMASK, &block, NULL);
-    if (supervisor_drop_privileges(pw, pw ? pw->pw_gid : 0) < 0)
-        _exit(EX_NOPERM);
-    /*
-     * A worker must not outlive its supervisor: unsupervised, it would keep
-     * the listening sockets and the spool, so a new server could not start.
-     * The kernel clears the death signal when credentials change, so it is
-     * set after the drop; the getppid() check closes the window in which the
-     * supervisor may already have died. It survives the exec of a binary
-     * that is not setuid; the worker checks both again. SIGTERM lets the
-     * worker drain as on a normal stop (acknowledged mail is on disk).
-     */
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)
-        _exit(EX_OSERR);
-    for (int i = 0; i < args->ninherit; i++)
-        if (fcntl(args->inherit[i], F_SETFD, 0) < 0)
-            _exit(EX_OSERR);
-    /* Our own binary, whatever PATH says and even if it was replaced on disk since. */
-    execv("/proc/self/exe", args->argv);
-    log_error("cannot exec the worker: %s", strerror(errno));
-    _exit(EX_OSERR);
+    if (pid == 0) {
+        struct daemon_exec ex = {
+            .creds = supervisor_mail_owner(w->pw, w->pw ? w->pw->pw_gid : 0),
+            .supervisor = supervisor,
+            .block_signals = 1,
+            .argv = args.argv,
+            .inherit = args.inherit,
+            .ninherit = (size_t)args.ninherit,
+        };
+        daemon_child_exec(&ex);
+    }
+    supervisor_args_free(&args);
+    if (pid < 0)
+        log_error("fork: %s", strerror(errno));
+    return pid;
 }
+
+static const struct daemon_child_kind supervisor_worker_kind = {
+    .name = "worker",
+    .restart = 1,
+    .start = supervisor_worker_start,
+};
 
 /*
  * The daily `hongyan report send` (daemon/reports.c), as mail_owner: it
@@ -377,27 +375,22 @@ static pid_t supervisor_spawn_reports(const char *config_path, const struct pass
         log_info("daily reports: report send started, pid %ld", (long)pid);
         return pid;
     }
-    static const int defaults[] = {SIGHUP, SIGTERM, SIGINT, SIGALRM, SIGCHLD};
-    struct sigaction sa = {.sa_handler = SIG_DFL};
-    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-        sigaction(defaults[i], &sa, NULL);
     /*
      * setgid_group as the primary gid, what exec of the setgid helper would
      * give: under systemd's NoNewPrivileges= that exec gives nothing, and the
-     * helper checks its effective gid (postdrop.c).
+     * helper checks its effective gid (postdrop.c). It may outlive us: it
+     * holds no socket and queues through postdrop.
      */
-    if (supervisor_drop_privileges(pw, supervisor_drop_gid) < 0)
-        _exit(EX_NOPERM);
-    execv("/proc/self/exe", argv);
-    log_error("cannot exec report send: %s", strerror(errno));
-    _exit(EX_OSERR);
+    struct daemon_exec ex = {
+        .creds = supervisor_mail_owner(pw, supervisor_drop_gid),
+        .argv = argv,
+    };
+    daemon_child_exec(&ex);
 }
 
-static void supervisor_reap_reports(pid_t *child)
+/* The report run pid ended with status. */
+static void supervisor_reap_reports(pid_t *child, int status)
 {
-    int status;
-    if (*child <= 0 || waitpid(*child, &status, WNOHANG) != *child)
-        return;
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
         log_warning("report send exited with status %d; the pending reports wait for the next run",
                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
@@ -407,7 +400,6 @@ static void supervisor_reap_reports(pid_t *child)
 /* Starts the report run when its time has come, unless the last one is still going. */
 static void supervisor_daily(const char *config_path, const struct passwd *pw, pid_t *child)
 {
-    supervisor_reap_reports(child);
     if (!supervisor_got_alarm)
         return;
     supervisor_got_alarm = 0;
@@ -418,17 +410,21 @@ static void supervisor_daily(const char *config_path, const struct passwd *pw, p
         *child = supervisor_spawn_reports(config_path, pw);
 }
 
-static int supervisor_wait(pid_t pid, int seconds)
+/* Reaps every child that has ended: the table's are logged and left to restart. */
+static void supervisor_reap(struct daemon_child *const *table, size_t n, pid_t *reports_child)
 {
-    for (int i = 0; i < seconds * 20; i++) {
+    for (;;) {
         int status;
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid || (r < 0 && errno == ECHILD))
-            return 0;
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid <= 0)
+            return;
+        if (pid == *reports_child)
+            supervisor_reap_reports(reports_child, status);
+        else
+            daemon_child_reaped(table, n, pid, status);
     }
-    return -1;
 }
 
 int daemon_supervise(const char *config_path, struct config *cfg)
@@ -542,81 +538,49 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     alarm(first_report);
 
     int snapshot_fd = supervisor_config_snapshot(config_path);
-    int quick_deaths = 0;
+    struct supervisor_worker wctx = {
+        .config_path = config_path,
+        .snapshot_fd = &snapshot_fd,
+        .lock_fd = lock_fd,
+        .socks = socks,
+        .nsocks = nsocks,
+        .pw = pw,
+        .keeper = &keeper,
+    };
+    struct daemon_child worker = {
+        .kind = &supervisor_worker_kind,
+        .ctx = &wctx,
+        .user = pw ? pw->pw_name : NULL,
+    };
+    /* The keeper first: the worker's start waits for its keys, its reload asks it again. */
+    struct daemon_child *const children[] = {&keeper.child, &worker};
+    const size_t nchildren = sizeof children / sizeof children[0];
+    daemon_child_start(&worker);
     while (!supervisor_got_term) {
-        time_t started = time(NULL);
-        /* Each worker gets a fresh socketpair to a fresh keeper: nothing of a dead one lingers. */
-        keeper.snapshot_fd = snapshot_fd;
-        daemon_keeper_renew(&keeper);
-        struct supervisor_worker_args args;
-        supervisor_args_build(&args, config_path, snapshot_fd, lock_fd, socks, nsocks,
-                              keeper.client_end);
-        pid_t pid = supervisor_spawn(&args, pw);
-        supervisor_args_free(&args);
-        if (pid < 0) {
-            log_error("fork: %s", strerror(errno));
-            break;
-        }
-        log_info("worker started, pid %ld%s%s", (long)pid, pw ? ", user " : "",
-                 pw ? pw->pw_name : "");
-        int status = 0;
-        for (;;) {
-            supervisor_daily(config_path, pw, &reports_child);
-            daemon_keeper_check(&keeper);
-            /* Polled, not blocking: the keeper's death must be seen too (SIGCHLD cuts the wait). */
-            pid_t r = waitpid(pid, &status, WNOHANG);
-            if (r == pid)
-                break;
-            if (r < 0 && errno != EINTR)
-                break;
-            if (r == 0 && !supervisor_got_hup && !supervisor_got_term) {
-                struct timespec ts = {0, 200 * 1000 * 1000};
-                nanosleep(&ts, NULL);
-            }
-            if (supervisor_got_hup) {
-                supervisor_got_hup = 0;
-                /* The keeper first: the worker's reload asks it for the keys again anyway. */
-                daemon_keeper_signal(&keeper, SIGHUP);
-                kill(pid, SIGHUP);
-                /* What the worker now runs on is what a restarted one falls back to. */
-                int fresh = supervisor_config_snapshot(config_path);
-                if (fresh >= 0) {
-                    if (snapshot_fd >= 0)
-                        close(snapshot_fd);
-                    snapshot_fd = fresh;
-                    keeper.snapshot_fd = fresh;
-                }
-            }
-            if (supervisor_got_term) {
-                kill(pid, SIGTERM);
-                if (supervisor_wait(pid, SUPERVISOR_STOP_SECONDS) < 0) {
-                    log_warning("worker did not stop in %ds; killing it", SUPERVISOR_STOP_SECONDS);
-                    kill(pid, SIGKILL);
-                    waitpid(pid, &status, 0);
-                }
-                break;
+        /* Polled, not blocking: SIGCHLD, SIGHUP and SIGTERM cut the pause short. */
+        supervisor_reap(children, nchildren, &reports_child);
+        supervisor_daily(config_path, pw, &reports_child);
+        daemon_child_restart_due(children, nchildren);
+        if (supervisor_got_hup) {
+            supervisor_got_hup = 0;
+            for (size_t i = 0; i < nchildren; i++)
+                daemon_child_signal(children[i], SIGHUP);
+            /* What the children now run on is what a restarted one falls back to. */
+            int fresh = supervisor_config_snapshot(config_path);
+            if (fresh >= 0) {
+                if (snapshot_fd >= 0)
+                    close(snapshot_fd);
+                snapshot_fd = fresh;
+                keeper.snapshot_fd = fresh;
             }
         }
-        if (supervisor_got_term)
-            break;
-        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
-            log_error("worker pid %ld killed by signal %d (SIGSYS): seccomp violation, a system "
-                      "call outside its allowlist (docs/security.md); restarting",
-                      (long)pid, WTERMSIG(status));
-        else if (WIFSIGNALED(status))
-            log_warning("worker pid %ld killed by signal %d; restarting", (long)pid,
-                        WTERMSIG(status));
-        else
-            log_warning("worker pid %ld exited with status %d; restarting", (long)pid,
-                        WEXITSTATUS(status));
-        /* A worker that cannot start (bad tables, no disk) must not spin. */
-        quick_deaths = time(NULL) - started < 5 ? quick_deaths + 1 : 0;
-        int delay = quick_deaths > 5 ? 10 : quick_deaths;
-        for (int i = 0; i < delay * 10 && !supervisor_got_term; i++) {
-            struct timespec ts = {0, 100 * 1000 * 1000};
+        if (!supervisor_got_term) {
+            struct timespec ts = {0, 200 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
     }
+    /* The worker drains first (sessions, deliveries), while the keeper still signs. */
+    daemon_child_stop(&worker, SUPERVISOR_STOP_SECONDS);
     daemon_keeper_stop(&keeper);
     daemon_listeners_free(socks, nsocks);
     if (snapshot_fd >= 0)
