@@ -26,6 +26,7 @@
 #include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "version.h"
 #include "queue/maildrop.h"
 #include "queue/spool.h"
@@ -240,12 +241,33 @@ out:
     return fd;
 }
 
+/*
+ * The counters' region (metrics.h): made once per server, so that a worker
+ * restarted after a crash carries on from the numbers its predecessor left,
+ * as Prometheus expects of a counter, and (after the split) the smtpd and
+ * delivery processes add to one set. Sealed at its size: a child can write
+ * the numbers, not resize the file under the other. -1 when it cannot be
+ * made: each worker then counts alone.
+ */
+static int supervisor_metrics_region(void)
+{
+    int fd = memfd_create("hongyan-metrics", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || ftruncate(fd, (off_t)metrics_shared_size()) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        log_warning("metrics: cannot make the shared counters: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* Everything the worker is told on its command line; built before fork. */
 struct supervisor_worker_args {
     char *argv[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     char *owned[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     int nowned;
-    int inherit[5 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
+    int inherit[6 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
     int ninherit;
 };
 
@@ -258,7 +280,7 @@ static void supervisor_args_add(struct supervisor_worker_args *a, int *n, char *
 
 static void supervisor_args_build(struct supervisor_worker_args *a, const char *config_path,
                                   int snapshot_fd, int lock_fd, struct listen_sock *socks,
-                                  int nsocks, int keeper_fd)
+                                  int nsocks, int keeper_fd, int metrics_fd)
 {
     memset(a, 0, sizeof *a);
     int n = 0;
@@ -288,6 +310,11 @@ static void supervisor_args_build(struct supervisor_worker_args *a, const char *
         supervisor_args_add(a, &n, xasprintf("%d", keeper_fd), 1);
         a->inherit[a->ninherit++] = keeper_fd;
     }
+    if (metrics_fd >= 0) {
+        supervisor_args_add(a, &n, "--metrics-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", metrics_fd), 1);
+        a->inherit[a->ninherit++] = metrics_fd;
+    }
     for (int i = 0; i < nsocks; i++) {
         supervisor_args_add(a, &n, "--listen", 0);
         supervisor_args_add(
@@ -308,6 +335,7 @@ struct supervisor_worker {
     const char *config_path;
     const int *snapshot_fd; /* refreshed at each SIGHUP */
     int lock_fd;
+    int metrics_fd; /* the counters' shared region; -1: none */
     struct listen_sock *socks;
     int nsocks;
     const struct passwd *pw;
@@ -325,7 +353,7 @@ static pid_t supervisor_worker_start(struct daemon_child *c)
     daemon_keeper_renew(w->keeper);
     struct supervisor_worker_args args;
     supervisor_args_build(&args, w->config_path, *w->snapshot_fd, w->lock_fd, w->socks, w->nsocks,
-                          w->keeper->client_end);
+                          w->keeper->client_end, w->metrics_fd);
     pid_t supervisor = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -542,6 +570,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         .config_path = config_path,
         .snapshot_fd = &snapshot_fd,
         .lock_fd = lock_fd,
+        .metrics_fd = supervisor_metrics_region(),
         .socks = socks,
         .nsocks = nsocks,
         .pw = pw,
@@ -585,6 +614,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     daemon_listeners_free(socks, nsocks);
     if (snapshot_fd >= 0)
         close(snapshot_fd);
+    if (wctx.metrics_fd >= 0)
+        close(wctx.metrics_fd);
     log_info("stopped");
     buf_free(&err);
     return 0;

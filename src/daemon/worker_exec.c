@@ -23,6 +23,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "metrics/metrics.h"
 #include "version.h"
 
 /* An inherited descriptor: valid, and closed again on any exec of ours (report send). */
@@ -77,7 +78,7 @@ static void worker_exec_keeper_closed(void)
 int daemon_worker_main(int argc, char **argv)
 {
     log_set_service("worker");
-    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1, keeper_fd = -1;
+    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1, keeper_fd = -1, metrics_fd = -1;
     const char *config_path = NULL;
     struct listen_sock *socks = xcalloc((size_t)argc, sizeof *socks);
     int nsocks = 0;
@@ -98,6 +99,8 @@ int daemon_worker_main(int argc, char **argv)
             config_path = val;
         else if (strcmp(opt, "--keeper-fd") == 0)
             bad = worker_exec_take_fd(val, &keeper_fd) < 0;
+        else if (strcmp(opt, "--metrics-fd") == 0)
+            bad = worker_exec_take_fd(val, &metrics_fd) < 0;
         else if (strcmp(opt, "--listen") == 0) {
             bad = worker_exec_listener(val, &socks[nsocks]) < 0;
             nsocks += !bad; /* only whole entries: daemon_listeners_free closes them */
@@ -136,6 +139,13 @@ int daemon_worker_main(int argc, char **argv)
     }
     log_set_hostname(config_get(cfg, "myhostname"));
     log_set_syslog_name(config_get(cfg, "syslog_name"));
+    /* The supervisor's counters: they were there before this worker and outlive it. */
+    if (metrics_fd >= 0) {
+        if (metrics_shared_attach((int)metrics_fd) < 0)
+            log_warning("metrics: cannot map the shared counters (%s): this worker counts alone",
+                        strerror(errno));
+        close((int)metrics_fd); /* the mapping stays */
+    }
     /* The keys and the users file are the keeper's: TLS, DKIM and AUTH ask it (ipc/). */
     if (keeper_fd >= 0) {
 #if HONGYAN_TEST_HOOKS

@@ -6,8 +6,11 @@
  */
 #include "metrics/metrics.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "lib/buf.h"
 #include "lib/util.h"
@@ -41,9 +44,20 @@ static const double metrics_size_bounds[] = {1024,    4096,    16384,    65536, 
 #define METRICS_BOUNDS(a) (sizeof(a) / sizeof(a)[0])
 #define METRICS_MAX_BUCKETS 16
 
-struct metrics_histogram {
+/* A histogram's bounds: the binary's, so never in the shared region (another image has other
+ * addresses). */
+struct metrics_hist_def {
     const double *bounds;
     size_t nbounds;
+};
+static const struct metrics_hist_def metrics_commit_def = {metrics_commit_bounds,
+                                                           METRICS_BOUNDS(metrics_commit_bounds)};
+static const struct metrics_hist_def metrics_delivery_def = {
+    metrics_delivery_bounds, METRICS_BOUNDS(metrics_delivery_bounds)};
+static const struct metrics_hist_def metrics_size_def = {metrics_size_bounds,
+                                                         METRICS_BOUNDS(metrics_size_bounds)};
+
+struct metrics_histogram {
     unsigned long long buckets[METRICS_MAX_BUCKETS]; /* per bucket, not cumulative; last: +Inf */
     unsigned long long count;
     double sum;
@@ -54,7 +68,14 @@ struct metrics_minute {
     unsigned counts[4];
 };
 
-static struct {
+/*
+ * The counters and histograms: plain numbers only (no pointer, no string),
+ * so that they can live in the memory region the supervisor shares with
+ * its children (metrics_shared_attach), outlive a restarted child, and be
+ * read by a process that does not trust the one that wrote them. Until
+ * attached, they are this process's own.
+ */
+struct metrics_shared {
     unsigned long long accepted[METRICS_LISTENERS];
     unsigned long long refused[METRICS_REFUSAL_COUNT];
     unsigned long long received[METRICS_LISTENERS];
@@ -65,17 +86,40 @@ static struct {
     unsigned long long inbound[3][METRICS_RESULTS];
     unsigned long long deliveries[METRICS_TRANSPORTS][METRICS_OUTCOME_COUNT];
     struct metrics_histogram commit, delivery, size;
-    /* Loop-only state for the status page. */
+};
+static struct metrics_shared metrics_own;
+static struct metrics_shared *ms = &metrics_own;
+
+/* Loop-only state for the status page, this process's own. */
+static struct {
     struct metrics_recent recent[METRICS_RECENT];
     size_t recent_next, recent_count;
     struct metrics_minute minutes[METRICS_MINUTES];
     struct metrics_domain domains[METRICS_DOMAINS];
     size_t ndomains;
-} metrics = {
-    .commit = {metrics_commit_bounds, METRICS_BOUNDS(metrics_commit_bounds), {0}, 0, 0},
-    .delivery = {metrics_delivery_bounds, METRICS_BOUNDS(metrics_delivery_bounds), {0}, 0, 0},
-    .size = {metrics_size_bounds, METRICS_BOUNDS(metrics_size_bounds), {0}, 0, 0},
-};
+} metrics;
+
+size_t metrics_shared_size(void)
+{
+    return sizeof(struct metrics_shared);
+}
+
+int metrics_shared_attach(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    if (!S_ISREG(st.st_mode) || (size_t)st.st_size != sizeof(struct metrics_shared)) {
+        errno = EINVAL; /* another build's layout: keep our own counters */
+        return -1;
+    }
+    void *map =
+        mmap(NULL, sizeof(struct metrics_shared), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        return -1;
+    ms = map;
+    return 0;
+}
 
 static void metrics_add(unsigned long long *counter)
 {
@@ -88,10 +132,11 @@ static unsigned long long metrics_read(const unsigned long long *counter)
 }
 
 /* Histograms are observed from the loop thread only, so plain updates suffice. */
-static void metrics_observe(struct metrics_histogram *h, double value)
+static void metrics_observe(struct metrics_histogram *h, const struct metrics_hist_def *def,
+                            double value)
 {
     size_t i = 0;
-    while (i < h->nbounds && value > h->bounds[i])
+    while (i < def->nbounds && value > def->bounds[i])
         i++;
     h->buckets[i]++;
     h->count++;
@@ -119,46 +164,46 @@ static void metrics_rate_bump(int which)
 
 void metrics_connection_accepted(enum metrics_listener listener)
 {
-    metrics_add(&metrics.accepted[listener]);
+    metrics_add(&ms->accepted[listener]);
 }
 
 void metrics_connection_refused(enum metrics_refusal why)
 {
     if ((unsigned)why < METRICS_REFUSAL_COUNT)
-        metrics_add(&metrics.refused[why]);
+        metrics_add(&ms->refused[why]);
 }
 
 void metrics_message_received(enum metrics_listener listener)
 {
-    metrics_add(&metrics.received[listener]);
+    metrics_add(&ms->received[listener]);
     metrics_rate_bump(0);
 }
 
 void metrics_message_picked_up(void)
 {
-    metrics_add(&metrics.received[3]);
+    metrics_add(&ms->received[3]);
     metrics_rate_bump(0);
 }
 
 void metrics_recipient_accepted(void)
 {
-    metrics_add(&metrics.recipients);
+    metrics_add(&ms->recipients);
 }
 
 void metrics_tls_handshake(enum metrics_direction dir, const char *version)
 {
     size_t v = metrics_word_index(metrics_tls_names, METRICS_TLS_VERSIONS, version);
-    metrics_add(&metrics.tls[dir == METRICS_OUT][v]);
+    metrics_add(&ms->tls[dir == METRICS_OUT][v]);
 }
 
 void metrics_auth(int success)
 {
-    metrics_add(&metrics.auth[success != 0]);
+    metrics_add(&ms->auth[success != 0]);
 }
 
 void metrics_dkim_signed(unsigned signatures)
 {
-    __atomic_fetch_add(&metrics.dkim_signatures, signatures, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&ms->dkim_signatures, signatures, __ATOMIC_RELAXED);
 }
 
 void metrics_inbound_result(const char *method, const char *result)
@@ -168,14 +213,13 @@ void metrics_inbound_result(const char *method, const char *result)
         m++;
     if (m == 3)
         return;
-    metrics_add(
-        &metrics.inbound[m][metrics_word_index(metrics_result_names, METRICS_RESULTS, result)]);
+    metrics_add(&ms->inbound[m][metrics_word_index(metrics_result_names, METRICS_RESULTS, result)]);
 }
 
 void metrics_spool_committed(uint64_t micros, size_t bytes)
 {
-    metrics_observe(&metrics.commit, (double)micros / 1e6);
-    metrics_observe(&metrics.size, (double)bytes);
+    metrics_observe(&ms->commit, &metrics_commit_def, (double)micros / 1e6);
+    metrics_observe(&ms->size, &metrics_size_def, (double)bytes);
 }
 
 static void metrics_domain_count(const char *rcpt, enum metrics_outcome outcome)
@@ -208,9 +252,9 @@ void metrics_delivery(enum metrics_outcome outcome, const char *relay, const cha
         t = 2;
     else if (strcmp(relay, "local") == 0)
         t = 0;
-    metrics_add(&metrics.deliveries[t][outcome]);
+    metrics_add(&ms->deliveries[t][outcome]);
     if (outcome != METRICS_DEFERRED)
-        metrics_observe(&metrics.delivery, seconds);
+        metrics_observe(&ms->delivery, &metrics_delivery_def, seconds);
     metrics_rate_bump(1 + (int)outcome);
     metrics_domain_count(rcpt, outcome);
 
@@ -246,17 +290,17 @@ void metrics_totals(struct metrics_totals *t)
 {
     memset(t, 0, sizeof *t);
     for (size_t i = 0; i < METRICS_LISTENERS; i++) {
-        t->received += metrics_read(&metrics.received[i]);
-        t->connections += metrics_read(&metrics.accepted[i]);
+        t->received += metrics_read(&ms->received[i]);
+        t->connections += metrics_read(&ms->accepted[i]);
     }
     for (size_t v = 0; v < METRICS_TLS_VERSIONS; v++) {
-        t->tls_in += metrics_read(&metrics.tls[0][v]);
-        t->tls_out += metrics_read(&metrics.tls[1][v]);
+        t->tls_in += metrics_read(&ms->tls[0][v]);
+        t->tls_out += metrics_read(&ms->tls[1][v]);
     }
     for (size_t tr = 0; tr < METRICS_TRANSPORTS; tr++)
         for (size_t o = 0; o < METRICS_OUTCOME_COUNT; o++)
-            t->outcome[o] += metrics_read(&metrics.deliveries[tr][o]);
-    t->remote_sent = metrics_read(&metrics.deliveries[1][METRICS_SENT]);
+            t->outcome[o] += metrics_read(&ms->deliveries[tr][o]);
+    t->remote_sent = metrics_read(&ms->deliveries[1][METRICS_SENT]);
 }
 
 static int metrics_domain_cmp(const void *a, const void *b)
@@ -288,15 +332,16 @@ static void metrics_family(struct buf *out, const char *name, const char *type, 
 }
 
 static void metrics_histogram_render(struct buf *out, const char *name, const char *help,
-                                     const struct metrics_histogram *h)
+                                     const struct metrics_histogram *h,
+                                     const struct metrics_hist_def *def)
 {
     metrics_family(out, name, "histogram", help);
     unsigned long long cumulative = 0;
-    for (size_t i = 0; i < h->nbounds; i++) {
+    for (size_t i = 0; i < def->nbounds; i++) {
         cumulative += h->buckets[i];
-        buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], cumulative);
+        buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, def->bounds[i], cumulative);
     }
-    cumulative += h->buckets[h->nbounds];
+    cumulative += h->buckets[def->nbounds];
     buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, cumulative,
                name, h->sum, name, h->count);
 }
@@ -307,20 +352,20 @@ static void metrics_render_counters(struct buf *out)
                    "SMTP connections accepted, by listener");
     for (size_t i = 0; i < 3; i++)
         buf_printf(out, "hongyan_connections_accepted_total{listener=\"%s\"} %llu\n",
-                   metrics_listener_names[i], metrics_read(&metrics.accepted[i]));
+                   metrics_listener_names[i], metrics_read(&ms->accepted[i]));
     metrics_family(out, "hongyan_connections_refused_total", "counter",
                    "SMTP connections refused before a session, by reason");
     for (size_t i = 0; i < METRICS_REFUSAL_COUNT; i++)
         buf_printf(out, "hongyan_connections_refused_total{reason=\"%s\"} %llu\n",
-                   metrics_refusal_names[i], metrics_read(&metrics.refused[i]));
+                   metrics_refusal_names[i], metrics_read(&ms->refused[i]));
     metrics_family(out, "hongyan_messages_received_total", "counter",
                    "messages committed to the queue, by listener (sendmail: local submission)");
     for (size_t i = 0; i < METRICS_LISTENERS; i++)
         buf_printf(out, "hongyan_messages_received_total{listener=\"%s\"} %llu\n",
-                   metrics_listener_names[i], metrics_read(&metrics.received[i]));
+                   metrics_listener_names[i], metrics_read(&ms->received[i]));
     metrics_family(out, "hongyan_recipients_accepted_total", "counter",
                    "recipients accepted by RCPT TO");
-    buf_printf(out, "hongyan_recipients_accepted_total %llu\n", metrics_read(&metrics.recipients));
+    buf_printf(out, "hongyan_recipients_accepted_total %llu\n", metrics_read(&ms->recipients));
     static const char *const delivery_families[METRICS_OUTCOME_COUNT][2] = {
         {"hongyan_messages_delivered_total", "recipients delivered (status=sent), by transport"},
         {"hongyan_messages_deferred_total", "delivery attempts deferred (status=deferred)"},
@@ -330,29 +375,26 @@ static void metrics_render_counters(struct buf *out)
         metrics_family(out, delivery_families[o][0], "counter", delivery_families[o][1]);
         for (size_t t = 0; t < METRICS_TRANSPORTS; t++)
             buf_printf(out, "%s{transport=\"%s\"} %llu\n", delivery_families[o][0],
-                       metrics_transport_names[t], metrics_read(&metrics.deliveries[t][o]));
+                       metrics_transport_names[t], metrics_read(&ms->deliveries[t][o]));
     }
     metrics_family(out, "hongyan_tls_handshakes_total", "counter",
                    "TLS handshakes completed, by direction and protocol version");
     for (int d = 0; d < 2; d++)
         for (size_t v = 0; v < METRICS_TLS_VERSIONS; v++)
             buf_printf(out, "hongyan_tls_handshakes_total{direction=\"%s\",version=\"%s\"} %llu\n",
-                       d ? "out" : "in", metrics_tls_names[v], metrics_read(&metrics.tls[d][v]));
+                       d ? "out" : "in", metrics_tls_names[v], metrics_read(&ms->tls[d][v]));
     metrics_family(out, "hongyan_auth_total", "counter", "SMTP AUTH attempts, by result");
-    buf_printf(out, "hongyan_auth_total{result=\"success\"} %llu\n",
-               metrics_read(&metrics.auth[1]));
-    buf_printf(out, "hongyan_auth_total{result=\"failure\"} %llu\n",
-               metrics_read(&metrics.auth[0]));
+    buf_printf(out, "hongyan_auth_total{result=\"success\"} %llu\n", metrics_read(&ms->auth[1]));
+    buf_printf(out, "hongyan_auth_total{result=\"failure\"} %llu\n", metrics_read(&ms->auth[0]));
     metrics_family(out, "hongyan_dkim_signatures_total", "counter", "DKIM signatures made");
-    buf_printf(out, "hongyan_dkim_signatures_total %llu\n", metrics_read(&metrics.dkim_signatures));
+    buf_printf(out, "hongyan_dkim_signatures_total %llu\n", metrics_read(&ms->dkim_signatures));
     metrics_family(out, "hongyan_inbound_auth_results_total", "counter",
                    "SPF, DKIM and DMARC results of inbound mail, by method and result");
     for (int m = 0; m < 3; m++)
         for (size_t r = 0; r < METRICS_RESULTS; r++)
-            buf_printf(out,
-                       "hongyan_inbound_auth_results_total{method=\"%s\",result=\"%s\"} %llu\n",
-                       metrics_method_names[m], metrics_result_names[r],
-                       metrics_read(&metrics.inbound[m][r]));
+            buf_printf(
+                out, "hongyan_inbound_auth_results_total{method=\"%s\",result=\"%s\"} %llu\n",
+                metrics_method_names[m], metrics_result_names[r], metrics_read(&ms->inbound[m][r]));
 }
 
 void metrics_render(struct buf *out, const struct metrics_gauges *g)
@@ -372,11 +414,11 @@ void metrics_render(struct buf *out, const struct metrics_gauges *g)
     metrics_family(out, "hongyan_deliveries_in_flight", "gauge", "messages being delivered now");
     buf_printf(out, "hongyan_deliveries_in_flight %d\n", g->deliveries_in_flight);
     metrics_histogram_render(out, "hongyan_spool_commit_seconds",
-                             "time from the end of DATA to the message being durable",
-                             &metrics.commit);
+                             "time from the end of DATA to the message being durable", &ms->commit,
+                             &metrics_commit_def);
     metrics_histogram_render(out, "hongyan_delivery_seconds",
-                             "time from arrival to a final result (sent or bounced)",
-                             &metrics.delivery);
+                             "time from arrival to a final result (sent or bounced)", &ms->delivery,
+                             &metrics_delivery_def);
     metrics_histogram_render(out, "hongyan_message_size_bytes", "size of committed messages",
-                             &metrics.size);
+                             &ms->size, &metrics_size_def);
 }

@@ -62,6 +62,17 @@ struct metrics_gauges {
     int deliveries_in_flight;
 };
 
+/*
+ * The counters and histograms in a region shared between processes: the
+ * supervisor makes a sealed memfd of metrics_shared_size() bytes (zeroes)
+ * and each child attaches it before its first thread, so the numbers
+ * outlive a restarted child and, after the split, two processes add to one
+ * set (docs/architecture.md). 0, or -1 with errno (a region of another size
+ * is refused: the counters stay this process's own).
+ */
+size_t metrics_shared_size(void);
+int metrics_shared_attach(int fd);
+
 /* Appends the Prometheus text exposition (format 0.0.4) to out. */
 void metrics_render(struct buf *out, const struct metrics_gauges *g);
 

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import subprocess
@@ -118,6 +119,34 @@ def test_counters_move_by_exactly_n_and_scrapes_are_not_connections(server_facto
     # Inbound checks ran for none of these (mynetworks), so no result moved.
     assert after['hongyan_inbound_auth_results_total{method="spf",result="none"}'] == 0
 
+
+
+def worker_pids(srv):
+    return [int(line.split("pid ")[1].split(",")[0]) for line in srv.log_text().splitlines()
+            if "worker started, pid" in line]
+
+
+def test_counters_outlive_a_killed_worker(server_factory):
+    """The counters sit in the supervisor's shared region (metrics.h): a
+    worker killed with SIGKILL and restarted carries on from its
+    predecessor's numbers, as Prometheus expects of a counter."""
+    srv = metrics_server(server_factory)
+    received = 'hongyan_messages_received_total{listener="smtpd"}'
+    delivered = 'hongyan_messages_delivered_total{transport="local"}'
+    send(srv, 3)
+    assert wait_for(lambda: samples(scrape(srv.metrics_port)[2])[delivered] == 3)
+    before = samples(scrape(srv.metrics_port)[2])
+    old = worker_pids(srv)[-1]
+    os.kill(old, signal.SIGKILL)
+    assert wait_for(lambda: worker_pids(srv)[-1] != old, timeout=15), srv.log_text()
+    assert wait_for(lambda: srv.log_text().count("ready:") >= 2, timeout=15), srv.log_text()
+    after = samples(scrape(srv.metrics_port)[2])
+    assert after[received] == before[received] == 3
+    assert after["hongyan_spool_commit_seconds_count"] == 3
+    send(srv, 2)
+    assert wait_for(lambda: samples(scrape(srv.metrics_port)[2])[delivered] == 5)
+    assert samples(scrape(srv.metrics_port)[2])[received] == 5
+    assert "cannot map the shared counters" not in srv.log_text()
 
 def test_pflogsumm_counts_match_the_metrics(server_factory):
     pflogsumm = shutil.which("pflogsumm")
