@@ -124,6 +124,33 @@ def run(args, input=None, env=None, check=False, timeout=60):
                           env=full_env, check=check, timeout=timeout)
 
 
+def children(pid):
+    """Pids whose parent is pid (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def role(pid):
+    """The hidden command a child of the supervisor was exec'd as ("worker",
+    "keeper"; after the process split "smtpd", "delivery"), or None."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    return argv[1].decode() if len(argv) > 1 else None
+
+
 class Server:
     """A hongyan instance with its own main.cf and data directory."""
 
@@ -229,6 +256,12 @@ class Server:
     def reload(self):
         self.write_config()
         self.proc.send_signal(signal.SIGHUP)
+
+    def child_pids(self, kind):
+        """Live children of this server's supervisor of one kind (role()):
+        the one place tests find the worker, the keeper, and after the
+        process split the smtpd and delivery processes."""
+        return [p for p in children(self.proc.pid) if role(p) == kind]
 
     def log_text(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -8,23 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, wait_for, wait_port
-
-
-def children(pid):
-    """Pids whose parent is pid (from /proc)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
+from conftest import BIN, children, role, wait_for, wait_port
 
 
 def uid_of(pid):
@@ -43,16 +27,6 @@ def greeting(port):
 def sendmail(srv, rcpt, body="Subject: t\n\nbody\n"):
     r = srv.cmd("sendmail", rcpt, input=body)
     assert r.returncode == 0, r.stderr
-
-
-def role(pid):
-    """"worker" or "keeper" (the hidden command a child was exec'd as), or None."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return None
-    return argv[1].decode() if len(argv) > 1 else None
 
 
 def workers(pid):

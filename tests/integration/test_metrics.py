@@ -121,11 +121,6 @@ def test_counters_move_by_exactly_n_and_scrapes_are_not_connections(server_facto
 
 
 
-def worker_pids(srv):
-    return [int(line.split("pid ")[1].split(",")[0]) for line in srv.log_text().splitlines()
-            if "worker started, pid" in line]
-
-
 def test_counters_outlive_a_killed_worker(server_factory):
     """The counters sit in the supervisor's shared region (metrics.h): a
     worker killed with SIGKILL and restarted carries on from its
@@ -136,9 +131,10 @@ def test_counters_outlive_a_killed_worker(server_factory):
     send(srv, 3)
     assert wait_for(lambda: samples(scrape(srv.metrics_port)[2])[delivered] == 3)
     before = samples(scrape(srv.metrics_port)[2])
-    old = worker_pids(srv)[-1]
+    old = wait_for(lambda: srv.child_pids("worker"))[0]
     os.kill(old, signal.SIGKILL)
-    assert wait_for(lambda: worker_pids(srv)[-1] != old, timeout=15), srv.log_text()
+    assert wait_for(lambda: [p for p in srv.child_pids("worker") if p != old], timeout=15), \
+        srv.log_text()
     assert wait_for(lambda: srv.log_text().count("ready:") >= 2, timeout=15), srv.log_text()
     after = samples(scrape(srv.metrics_port)[2])
     assert after[received] == before[received] == 3

@@ -138,9 +138,8 @@ def test_auth_flood_does_not_delay_commits(server_factory):
 def worker_anon(srv):
     """The worker's anonymous resident memory (RssAnon: the heap, not the
     page cache that a mapped file brings in), in bytes."""
-    pids = [line.split("pid ")[1].split(",")[0] for line in srv.log_text().splitlines()
-            if "worker started, pid" in line]
-    with open("/proc/%s/status" % pids[-1]) as f:
+    pids = wait_for(lambda: srv.child_pids("worker"))
+    with open("/proc/%d/status" % pids[0]) as f:
         for line in f:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) * 1024
