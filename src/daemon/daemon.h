@@ -99,9 +99,16 @@ int daemon_child_stop(struct daemon_child *c, int seconds);
  * group) and restarted when it dies. A new worker gets a fresh socketpair,
  * and the keeper is restarted with it.
  */
-struct keeper_proc {
-    struct daemon_child child;  /* its entry in the supervisor's table */
+/* Client processes one keeper serves (the worker today; smtpd and delivery after the split). */
+#define KEEPER_PROC_CLIENTS 4
+struct keeper_pair {
     int keeper_end, client_end; /* -1 when none */
+    unsigned caps;              /* the requests this client may make (KEEPER_CAP) */
+};
+struct keeper_proc {
+    struct daemon_child child; /* its entry in the supervisor's table */
+    struct keeper_pair pairs[KEEPER_PROC_CLIENTS];
+    int npairs;
     int snapshot_fd; /* the supervisor's configuration snapshot (-1: none), as the worker's */
     int wait_ready;  /* the next start blocks until its keys are loaded */
     uid_t uid;
@@ -112,7 +119,17 @@ struct keeper_proc {
 /* Checks keeper_user (when root) and fills kp; -1 after logging why. */
 int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const char *config_path,
                        const struct passwd *mail_owner);
-/* A fresh socketpair (the old one closed), the keeper (re)started on it; waits until it is ready.
+/*
+ * Registers a client process that may make the requests in caps (a mask of
+ * KEEPER_CAP, ipc/keeper_proto.h), before the first daemon_keeper_renew.
+ * Returns its index for daemon_keeper_client_fd, or -1 when full.
+ */
+int daemon_keeper_add_client(struct keeper_proc *kp, unsigned caps);
+/* The client's end of its socketpair, for its command line; -1 when none. */
+int daemon_keeper_client_fd(const struct keeper_proc *kp, int client);
+/*
+ * Fresh socketpairs for every client (the old ones closed), the keeper
+ * (re)started on them; waits until it is ready.
  */
 void daemon_keeper_renew(struct keeper_proc *kp);
 /* SIGTERM, then SIGKILL after 5 s. */

@@ -44,7 +44,7 @@ int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const c
                        const struct passwd *mail_owner)
 {
     memset(kp, 0, sizeof *kp);
-    kp->keeper_end = kp->client_end = kp->snapshot_fd = -1;
+    kp->snapshot_fd = -1;
     kp->config_path = config_path;
     kp->child.kind = &keeper_spawn_kind;
     kp->child.ctx = kp;
@@ -82,10 +82,10 @@ int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const c
 /* The forked child: the keeper's command line, then daemon_child_exec. */
 static _Noreturn void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pid_t supervisor)
 {
-    char *argv[16];
-    int inherit[4];
+    char *argv[16 + 2 * KEEPER_PROC_CLIENTS];
+    int inherit[3 + KEEPER_PROC_CLIENTS];
     size_t ninherit = 0;
-    char parent[32], client[48], ready[32], logfd[32], snap[32];
+    char parent[32], client[KEEPER_PROC_CLIENTS][48], ready[32], logfd[32], snap[32];
     int n = 0;
     argv[n++] = "hongyan";
     argv[n++] = "keeper";
@@ -102,11 +102,13 @@ static _Noreturn void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pi
         argv[n++] = snap;
         inherit[ninherit++] = kp->snapshot_fd;
     }
-    /* The worker may ask everything; split processes will each get their own mask here. */
-    snprintf(client, sizeof client, "%d,%u", kp->keeper_end, (unsigned)KEEPER_CAPS_ALL);
-    argv[n++] = "--client";
-    argv[n++] = client;
-    inherit[ninherit++] = kp->keeper_end;
+    /* Each client with the requests it may make: a client cannot widen its own mask. */
+    for (int i = 0; i < kp->npairs; i++) {
+        snprintf(client[i], sizeof client[i], "%d,%u", kp->pairs[i].keeper_end, kp->pairs[i].caps);
+        argv[n++] = "--client";
+        argv[n++] = client[i];
+        inherit[ninherit++] = kp->pairs[i].keeper_end;
+    }
     if (ready_w >= 0) {
         snprintf(ready, sizeof ready, "%d", ready_w);
         argv[n++] = "--ready-fd";
@@ -140,8 +142,9 @@ static pid_t keeper_spawn_start(struct daemon_child *c)
     struct keeper_proc *kp = c->ctx;
     int wait = kp->wait_ready;
     kp->wait_ready = 0;
-    if (kp->keeper_end < 0)
-        return -1; /* no socketpair: daemon_keeper_renew logged why */
+    for (int i = 0; i < kp->npairs; i++)
+        if (kp->pairs[i].keeper_end < 0)
+            return -1; /* no socketpair: daemon_keeper_renew logged why */
     int ready[2];
     if (pipe2(ready, O_CLOEXEC) < 0) {
         log_error("keeper: pipe: %s", strerror(errno));
@@ -178,21 +181,39 @@ void daemon_keeper_stop(struct keeper_proc *kp)
     daemon_child_stop(&kp->child, 5);
 }
 
+int daemon_keeper_add_client(struct keeper_proc *kp, unsigned caps)
+{
+    if (kp->npairs == KEEPER_PROC_CLIENTS)
+        return -1;
+    struct keeper_pair *p = &kp->pairs[kp->npairs];
+    p->keeper_end = p->client_end = -1;
+    p->caps = caps;
+    return kp->npairs++;
+}
+
+int daemon_keeper_client_fd(const struct keeper_proc *kp, int client)
+{
+    return client >= 0 && client < kp->npairs ? kp->pairs[client].client_end : -1;
+}
+
 void daemon_keeper_renew(struct keeper_proc *kp)
 {
     daemon_keeper_stop(kp);
-    if (kp->keeper_end >= 0)
-        close(kp->keeper_end);
-    if (kp->client_end >= 0)
-        close(kp->client_end);
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-        log_error("keeper: socketpair: %s", strerror(errno));
-        kp->keeper_end = kp->client_end = -1;
-        return;
+    for (int i = 0; i < kp->npairs; i++) {
+        struct keeper_pair *p = &kp->pairs[i];
+        if (p->keeper_end >= 0)
+            close(p->keeper_end);
+        if (p->client_end >= 0)
+            close(p->client_end);
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+            log_error("keeper: socketpair: %s", strerror(errno));
+            p->keeper_end = p->client_end = -1;
+            continue; /* the start below refuses: no keeper with a client missing */
+        }
+        p->keeper_end = sv[0];
+        p->client_end = sv[1];
     }
-    kp->keeper_end = sv[0];
-    kp->client_end = sv[1];
     kp->wait_ready = 1;
     daemon_child_start(&kp->child);
 }

@@ -22,6 +22,7 @@
 
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "ipc/keeper_proto.h"
 #include "lib/log.h"
 #include "lib/safedir.h"
 #include "lib/util.h"
@@ -340,6 +341,7 @@ struct supervisor_worker {
     int nsocks;
     const struct passwd *pw;
     struct keeper_proc *keeper;
+    int keeper_client; /* its socketpair's index in keeper */
 };
 
 /*
@@ -353,7 +355,7 @@ static pid_t supervisor_worker_start(struct daemon_child *c)
     daemon_keeper_renew(w->keeper);
     struct supervisor_worker_args args;
     supervisor_args_build(&args, w->config_path, *w->snapshot_fd, w->lock_fd, w->socks, w->nsocks,
-                          w->keeper->client_end, w->metrics_fd);
+                          daemon_keeper_client_fd(w->keeper, w->keeper_client), w->metrics_fd);
     pid_t supervisor = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -575,6 +577,8 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         .nsocks = nsocks,
         .pw = pw,
         .keeper = &keeper,
+        /* The worker may ask everything; smtpd and delivery will each get their own mask. */
+        .keeper_client = daemon_keeper_add_client(&keeper, KEEPER_CAPS_ALL),
     };
     struct daemon_child worker = {
         .kind = &supervisor_worker_kind,
