@@ -75,15 +75,6 @@ void delivery_results_free(struct delivery_rcpt_result *results, size_t count);
 void remote_deliver(const struct delivery_request *req, delivery_done_cb done, void *arg);
 
 /*
- * For a recipient of a local domain (cls ROUTE_CLASS_MYDEST or
- * ROUTE_CLASS_VIRTUAL): 0 when it goes to the built-in Maildir, 1 when
- * transport_maps, mailbox_transport or virtual_transport send it elsewhere
- * (lmtp:, smtp:, error:, ...) or a table cannot be read: the queue manager
- * then hands it to remote_deliver() with that class in rcpt_class.
- */
-int remote_routes_local(struct server *srv, const char *sender, const char *address, int cls);
-
-/*
  * The routing tables of the current configuration (transport_maps,
  * sender_dependent_relayhost_maps), held by the queue manager so that it
  * can decide routes on the work queue: hold and release on the loop
@@ -98,25 +89,21 @@ int remote_routing_may_block(const struct remote_gen *g);
 void remote_routing_decide(struct remote_gen *g, const char *sender, const char *rcpt, int cls,
                            struct delivery_route *out);
 /*
- * For a local recipient whose route was decided ahead: 1 when it goes to
- * remote_deliver() (a transport other than the built-in Maildir, or a
- * table that failed: remote_deliver() defers it with the reason), as
- * remote_routes_local().
+ * For a recipient of a local domain (class ROUTE_CLASS_MYDEST or
+ * ROUTE_CLASS_VIRTUAL) whose route was decided: 0 when it goes to the
+ * built-in Maildir, 1 when transport_maps, mailbox_transport or
+ * virtual_transport send it elsewhere (lmtp:, smtp:, error:, ...) or a
+ * table failed (remote_deliver() defers it with the reason).
  */
 int remote_route_is_agent(const struct delivery_route *r);
 /*
- * The next hop a recipient's remote delivery goes to, named as
+ * The next hop a decided route (remote_routing_decide) goes to, named as
  * remote_deliver() groups recipients ("smtp|NEXTHOP|PORT|MX",
  * "lmtp|unix:PATH|0|0"): the queue manager keeps one line of deliveries per
  * name and its own concurrency limit (qmgr_dest.c). 1 with key set; 0 when
  * the recipient gets its answer without a session (discard, error:, retry:,
- * a table that cannot be read), so it needs no slot. It decides the route
- * on the calling thread: with tables that may block (remote_routing_may_block)
- * decide ahead and use remote_decided_destination().
+ * a table that cannot be read), so it needs no slot.
  */
-int remote_destination(struct server *srv, const char *sender, const char *address, int cls,
-                       struct buf *key);
-/* As remote_destination(), for a route decided ahead (remote_routing_decide). */
 int remote_decided_destination(const struct delivery_route *r, struct buf *key);
 
 /* "Flush": forget which next hops were found dead, so that all are tried now (postqueue -f). */

@@ -15,7 +15,7 @@
  * hops (lmtp(8): a unix socket or host:port, no MX) run the same way with
  * the client in LMTP mode, no TLS and no AUTH; this includes local-domain
  * recipients that transport_maps, mailbox_transport or virtual_transport
- * send to LMTP (remote_routes_local).
+ * send to LMTP (remote_route_is_agent).
  *
  * This part holds the generations, the next hops and their idle connections,
  * the entry point and the routing seam the queue manager uses; the jobs and
@@ -415,31 +415,6 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
     event_base_once(srv->base, -1, EV_TIMEOUT, remote_kick_done, req, &(struct timeval){0, 0});
 }
 
-int remote_routes_local(struct server *srv, const char *sender, const char *address, int cls)
-{
-    const struct config *cfg = srv->gen->cfg;
-    /* The common case asks no table: nothing configured means the built-in Maildir. */
-    const char *tm = config_get(cfg, "transport_maps");
-    const char *tr =
-        config_get(cfg, cls == ROUTE_CLASS_MYDEST ? "mailbox_transport" : "virtual_transport");
-    if ((!tm || !*tm) && (!tr || !*tr))
-        return 0;
-    struct remote_gen *g = remote_current(srv);
-    int agent = 1; /* a table that cannot be read: remote_deliver() defers with the reason */
-    if (!g->open_error) {
-        struct route r;
-        struct buf err = BUF_INIT;
-        if (route_decide_class(g->cfg, &g->tables, sender, address, (enum route_class)cls, &r,
-                               &err) == ROUTE_FOUND) {
-            agent = r.kind != ROUTE_LOCAL;
-            route_clear(&r);
-        }
-        buf_free(&err);
-    }
-    remote_gen_unref(g);
-    return agent;
-}
-
 struct remote_gen *remote_routing_hold(struct server *srv)
 {
     return remote_current(srv);
@@ -491,25 +466,6 @@ static int remote_route_destination(const struct route *r, struct buf *key)
 int remote_decided_destination(const struct delivery_route *r, struct buf *key)
 {
     return r->status == ROUTE_FOUND && remote_route_destination(&r->route, key);
-}
-
-int remote_destination(struct server *srv, const char *sender, const char *address, int cls,
-                       struct buf *key)
-{
-    struct remote_gen *g = remote_current(srv);
-    int session = 0;
-    if (!g->open_error) {
-        struct route r;
-        struct buf err = BUF_INIT;
-        if (route_decide_class(g->cfg, &g->tables, sender, address, (enum route_class)cls, &r,
-                               &err) == ROUTE_FOUND) {
-            session = remote_route_destination(&r, key);
-            route_clear(&r);
-        }
-        buf_free(&err);
-    }
-    remote_gen_unref(g);
-    return session;
 }
 
 void remote_flush_dead(void)

@@ -243,15 +243,14 @@ int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     m->busy = 1;
     q->inflight++;
     j->resolved = xcalloc(e->nrcpts + 1, sizeof *j->resolved);
+    /*
+     * Routes are decided once, here, with the expansion: they name each
+     * recipient's line (qmgr_dest.c) and go with it to remote_deliver().
+     */
     j->routing = remote_routing_hold(q->srv);
-    if (remote_routing_may_block(j->routing)) {
-        j->routes = xcalloc(e->nrcpts + 1, sizeof *j->routes);
-    } else {
-        remote_routing_release(j->routing);
-        j->routing = NULL;
-    }
+    j->routes = xcalloc(e->nrcpts + 1, sizeof *j->routes);
     /* A table that may wait on the network (pgsql:) is asked off the loop. */
-    if (j->routing || resolver_expand_may_block(j->gen->resolver) ||
+    if (remote_routing_may_block(j->routing) || resolver_expand_may_block(j->gen->resolver) ||
         resolver_class_may_block(j->gen->resolver)) {
         workq_submit(server_map_workq(q->srv), qjob_resolve_work, qjob_resolved, j);
         return 0;
@@ -291,7 +290,7 @@ static void qjob_resolve_work(void *arg)
         struct qresolve *rs = &j->resolved[i];
         buf_init(&rs->err);
         rs->mr = resolver_expand(j->gen->resolver, e->rcpts[i].address, &rs->rl, &rs->err);
-        if (j->routing && rs->mr == MAP_FOUND && rs->rl.count) {
+        if (rs->mr == MAP_FOUND && rs->rl.count) {
             const struct resolved_rcpt *it = qjob_pick(&rs->rl, e->rcpts[i].address);
             remote_routing_decide(j->routing, e->sender, e->rcpts[i].address, qjob_route_class(it),
                                   &j->routes[i]);
@@ -320,27 +319,17 @@ static struct qpart *qjob_part(struct qjob *j, const char *key)
     return p;
 }
 
-/*
- * Recipient i goes to an agent: to the delivery of its next hop. A route
- * decided ahead on the work queue (tables that may block) names the next
- * hop and goes with the recipient; otherwise remote_destination() decides
- * it here, from tables that answer at once.
- */
+/* Recipient i goes to an agent: to the delivery of the next hop its decided route names. */
 static void qjob_add_remote(struct qjob *j, size_t i, int cls)
 {
     struct buf key = BUF_INIT;
-    int session = j->routes ? remote_decided_destination(&j->routes[i], &key)
-                            : remote_destination(j->q->srv, j->env->sender,
-                                                 j->env->rcpts[i].address, cls, &key);
-    if (!session)
+    if (!remote_decided_destination(&j->routes[i], &key))
         buf_reset(&key);
     struct qpart *p = qjob_part(j, buf_cstr(&key));
-    if (j->routes) {
-        if (!p->routes)
-            p->routes = xcalloc(j->env->nrcpts + 1, sizeof *p->routes);
-        p->routes[p->n] = j->routes[i];
-        memset(&j->routes[i], 0, sizeof j->routes[i]);
-    }
+    if (!p->routes)
+        p->routes = xcalloc(j->env->nrcpts + 1, sizeof *p->routes);
+    p->routes[p->n] = j->routes[i];
+    memset(&j->routes[i], 0, sizeof j->routes[i]);
     p->rcpt_class[p->n] = (unsigned char)cls;
     p->rcpts[p->n++] = i;
     buf_free(&key);
@@ -373,9 +362,7 @@ static void qjob_resolved(void *arg)
             const struct resolved_rcpt *it = qjob_pick(&rl, r->address);
             /* Postfix: transport_maps, then mailbox_transport/virtual_transport (route.h). */
             int cls = qjob_route_class(it);
-            if (it->cls == RESOLVE_LOCAL &&
-                (j->routes ? remote_route_is_agent(&j->routes[i])
-                           : remote_routes_local(q->srv, e->sender, r->address, cls))) {
+            if (it->cls == RESOLVE_LOCAL && remote_route_is_agent(&j->routes[i])) {
                 qjob_add_remote(j, i, cls);
             } else if (it->cls == RESOLVE_LOCAL && it->mailbox) {
                 j->mailboxes[j->nlocal] = xstrdup(it->mailbox);

@@ -20,10 +20,9 @@ import time
 import dkim
 import pytest
 
-from conftest import BIN, free_port, wait_for
+from conftest import BIN, wait_for
 from smtppeer import Peer
-from test_daemon import children
-from test_worker_exec import worker_of
+from test_worker_exec import child_of, worker_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the keeper's own uid")
 
@@ -32,21 +31,7 @@ PASSWORD = "keeper's pw"
 
 
 def keeper_of(srv, not_pid=None):
-    def find():
-        for pid in children(srv.proc.pid):
-            if pid == not_pid:
-                continue
-            try:
-                with open("/proc/%d/cmdline" % pid, "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if len(argv) > 1 and argv[1] == b"keeper":
-                return pid
-        return None
-    pid = wait_for(find, timeout=15)
-    assert pid, srv.log_text()
-    return pid
+    return child_of(srv, "keeper", not_pid)
 
 
 def status(pid):

@@ -32,6 +32,25 @@ def subject_counts(messages):
     return counts
 
 
+def cut_and_remount(fs, srv, stop, threads):
+    """The power goes (fs.cut), the load threads stop, the disk comes back."""
+    fs.cut(srv)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    fs.remount()
+
+
+def cut_under_load(fs, srv, acked, wanted, per_thread):
+    """Local load into srv until WANTED more 250s, then the cut; the server
+    is left stopped on the remounted disk."""
+    stop = threading.Event()
+    before = len(acked)
+    threads = load(srv, acked, stop, per_thread=per_thread)
+    assert wait_for(lambda: len(acked) >= before + wanted, timeout=60), srv.log_text()[-3000:]
+    cut_and_remount(fs, srv, stop, threads)
+
+
 def quarantined(fs):
     corrupt = fs.mountpoint / "data" / "queue" / "corrupt"
     return sorted(os.listdir(corrupt)) if corrupt.exists() else []
@@ -86,15 +105,7 @@ def test_power_cut_under_load_delivers_exactly_once(server_factory, tmp_path):
         srv.data = fs.mountpoint / "data"  # where check_exactly_once looks for the Maildir
         acked = []
         for _ in range(4):
-            stop = threading.Event()
-            before = len(acked)
-            ts = load(srv, acked, stop, per_thread=60)
-            assert wait_for(lambda: len(acked) >= before + 40, timeout=60), srv.log_text()[-3000:]
-            fs.cut(srv)
-            stop.set()
-            for t in ts:
-                t.join(timeout=60)
-            fs.remount()
+            cut_under_load(fs, srv, acked, 40, per_thread=60)
             srv.start()
             check_exactly_once(srv, acked)
             assert not quarantined(fs), srv.log_text()[-3000:]
@@ -136,15 +147,7 @@ def test_power_cut_without_syncs_loses_mail(server_factory, tmp_path, monkeypatc
         acked, missing = [], []
         for _ in range(3):
             start_without_syncs(srv, shim, monkeypatch)
-            stop = threading.Event()
-            before = len(acked)
-            ts = load(srv, acked, stop, per_thread=60)
-            assert wait_for(lambda: len(acked) >= before + 40, timeout=60), srv.log_text()[-3000:]
-            fs.cut(srv)
-            stop.set()
-            for t in ts:
-                t.join(timeout=60)
-            fs.remount()
+            cut_under_load(fs, srv, acked, 40, per_thread=60)
             srv.start()  # with its syncs: what survived is delivered
             wait_for(lambda: "Mail queue is empty" in srv.cmd("queue").stdout, timeout=30)
             wait_for(lambda: False, timeout=2)  # the last deliveries

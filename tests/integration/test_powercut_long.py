@@ -22,7 +22,7 @@ from conftest import wait_for
 from powercut import LoopExt4
 from smtppeer import Peer
 from test_durability import check_exactly_once, load
-from test_powercut import quarantined, subject_counts
+from test_powercut import cut_and_remount, cut_under_load, quarantined, subject_counts
 
 pytestmark = pytest.mark.skipif(os.environ.get("HONGYAN_DURABILITY") != "1",
                                 reason="the long power-cut campaign: make durability")
@@ -37,14 +37,6 @@ def campaign_random():
     return random.Random(seed)
 
 
-def cut_and_restart(fs, srv, stop, threads):
-    fs.cut(srv)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    fs.remount()
-
-
 def test_power_cut_rounds_under_load(server_factory, tmp_path):
     """ROUNDS cuts under load, each after a random number of 250s (10 to
     120), some while the first deliveries are being recorded, some deep in
@@ -55,13 +47,7 @@ def test_power_cut_rounds_under_load(server_factory, tmp_path):
         srv.data = fs.mountpoint / "data"
         acked = []
         for rnd_no in range(ROUNDS):
-            stop = threading.Event()
-            before = len(acked)
-            want = rnd.randint(10, 120)
-            ts = load(srv, acked, stop, per_thread=40)
-            assert wait_for(lambda: len(acked) >= before + want, timeout=60), \
-                srv.log_text()[-3000:]
-            cut_and_restart(fs, srv, stop, ts)
+            cut_under_load(fs, srv, acked, rnd.randint(10, 120), per_thread=40)
             srv.start()
             check_exactly_once(srv, acked)
             assert not quarantined(fs), "round %d: %s" % (rnd_no + 1, srv.log_text()[-3000:])
@@ -100,7 +86,7 @@ def test_power_cut_after_deferrals(server_factory, tmp_path):
             stop = threading.Event()
             ts = load(srv, acked, stop, per_thread=25)
             time.sleep(max(0.0, deferred_at + delay - time.monotonic()))
-            cut_and_restart(fs, srv, stop, ts)
+            cut_and_remount(fs, srv, stop, ts)
             with Peer(port=relay_port) as relay:
                 srv.start()
                 r = srv.cmd("queue", "flush")

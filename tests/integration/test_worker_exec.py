@@ -11,9 +11,10 @@ from conftest import BIN, wait_for, wait_port
 from test_daemon import children, greeting, sendmail
 
 
-def worker_of(srv, not_pid=None):
-    """The supervisor's one worker, once it has exec'd (a forked child not
-    yet past exec would still show the supervisor's image)."""
+def child_of(srv, role, not_pid=None):
+    """The supervisor's child that runs `hongyan ROLE` (worker, keeper), once
+    it has exec'd (a forked child not yet past exec would still show the
+    supervisor's image)."""
     def find():
         for pid in children(srv.proc.pid):
             if pid == not_pid:
@@ -23,12 +24,17 @@ def worker_of(srv, not_pid=None):
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if len(argv) > 1 and argv[1] == b"worker":
+            if len(argv) > 1 and argv[1] == role.encode():
                 return pid
         return None
     pid = wait_for(find, timeout=15)
     assert pid, srv.log_text()
     return pid
+
+
+def worker_of(srv, not_pid=None):
+    """The supervisor's one worker."""
+    return child_of(srv, "worker", not_pid)
 
 
 def text_base(pid):
