@@ -62,7 +62,8 @@ static struct spool *queue_open(void)
     struct buf err = BUF_INIT;
     struct spool *s = NULL;
     if (cli_queue_prepare(cli_config(), &err) == 0)
-        s = spool_open(config_get(cli_config(), "queue_directory"), &err);
+        /* The committed queue's operator, as delivery: it receives nothing. */
+        s = spool_open(config_get(cli_config(), "queue_directory"), SPOOL_INCOMING_DELIVERY, &err);
     if (s == NULL)
         fprintf(stderr, "hongyan queue: %s\n", buf_cstr(&err));
     buf_free(&err);

@@ -247,7 +247,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     w.srv.map_workq = workq_new(w.srv.base, WORKER_MAP_THREADS);
     w.srv.client_v6_prefix = (int)config_get_int(cfg, "smtpd_client_ipv6_prefix_length");
     w.srv.hold_budget.limit = (size_t)config_get_int(cfg, "smtpd_inbound_memory_limit");
-    w.srv.spool = spool_open(config_get(cfg, "queue_directory"), &err);
+    w.srv.spool = spool_open(config_get(cfg, "queue_directory"), SPOOL_INCOMING_SMTPD, &err);
     if (w.srv.spool == NULL) {
         log_error("spool: %s", buf_cstr(&err));
         buf_free(&err);

@@ -72,8 +72,8 @@ static void bounce_work(void *arg)
         idx[i] = i;
     }
     struct buf path = BUF_INIT, err = BUF_INIT;
-    /* The message as it came, from its incoming/ data file (spool.h layout). */
-    buf_printf(&path, "%s/incoming/%s.data", spool_dir(j->srv->spool), spool_msg_id(j->m));
+    /* The message as it came, from its data file in our incoming directory (spool.h layout). */
+    buf_printf(&path, "%s/%s.data", spool_incoming_dir(j->srv->spool), spool_msg_id(j->m));
     j->bounce_ok = !env->is_bounce && env->sender[0] &&
                    bounce_queue(j->srv->spool, env, buf_cstr(&path), idx, env->nrcpts,
                                 config_get(j->gen->cfg, "myhostname"), j->bounce_id, &err) == 0;

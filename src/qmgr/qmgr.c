@@ -215,6 +215,8 @@ static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
 void qmgr_start(struct qmgr *q)
 {
     struct spool *s = q->srv->spool;
+    /* Our own unfinished writes (bounces, pickup), then the committed queue we own. */
+    spool_recover_incoming(s);
     int bad = spool_recover(s);
     if (bad)
         log_warning("queue recovery: %d file(s) moved to corrupt/", bad);

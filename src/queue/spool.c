@@ -63,12 +63,19 @@ static int spool_mkdir(const char *path, mode_t mode)
     return errno == EEXIST ? 0 : -1;
 }
 
-struct spool *spool_open(const char *queue_dir, struct buf *err)
+const char *const spool_writers[2] = {SPOOL_INCOMING_SMTPD, SPOOL_INCOMING_DELIVERY};
+
+struct spool *spool_open(const char *queue_dir, const char *incoming, struct buf *err)
 {
     struct spool *s = xcalloc(1, sizeof *s);
     s->sync_fd = -1;
     s->dir = xstrdup(queue_dir);
-    s->incoming = spool_path(queue_dir, "incoming", NULL);
+    s->writer = strcmp(incoming, SPOOL_INCOMING_DELIVERY) == 0;
+    if (strcmp(incoming, spool_writers[s->writer]) != 0) {
+        buf_printf(err, "%s: not an incoming directory of the spool", incoming);
+        goto fail;
+    }
+    s->incoming = spool_path(queue_dir, incoming, NULL);
     s->active = spool_path(queue_dir, "active", NULL);
     s->hold = spool_path(queue_dir, "hold", NULL);
     s->corrupt = spool_path(queue_dir, "corrupt", NULL);
@@ -210,6 +217,8 @@ long long spool_free_space(struct spool *s)
 
 /* RFC 4648 base32hex upper case: the digits sort in the same order as the values. */
 static const char spool_b32[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
+/* spool_new_id's length: 7 digits of seconds, 4 of microseconds, 4 random. */
+#define SPOOL_ID_LEN 15
 
 void spool_new_id(char id[QUEUE_ID_MAX])
 {
@@ -233,7 +242,7 @@ void spool_new_id(char id[QUEUE_ID_MAX])
 int spool_id_time(const char *id, struct timeval *tv)
 {
     unsigned long long sec = 0, usec = 0;
-    if (strlen(id) != 15)
+    if (strlen(id) != SPOOL_ID_LEN)
         return -1;
     for (int i = 0; i < 11; i++) {
         const char *d = id[i] ? strchr(spool_b32, id[i]) : NULL;
@@ -269,6 +278,9 @@ struct spool_msg *spool_msg_new(struct spool *s, struct buf *err)
     m->fd = -1;
     for (int tries = 0; tries < 10 && m->fd < 0; tries++) {
         spool_new_id(m->id);
+        /* The writer in the last character's low bit: two writers never publish one id. */
+        const char *last = strchr(spool_b32, m->id[SPOOL_ID_LEN - 1]);
+        m->id[SPOOL_ID_LEN - 1] = spool_b32[((last - spool_b32) & ~1) | (long)s->writer];
         char *path = spool_path(s->incoming, m->id, ".data");
         m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         int e = errno;

@@ -65,8 +65,24 @@ void spool_check_filesystem(const char *queue_dir, int dir_fd);
 int spool_dirs_hand_over(int qfd, const char *queue_dir, uid_t owner, gid_t group,
                          mode_t create_mode, struct buf *err);
 
-/* Opens (creating the layout if needed) the spool; NULL with err. */
-struct spool *spool_open(const char *queue_dir, struct buf *err);
+/*
+ * Each process that writes new messages has its own incoming directory
+ * (docs/architecture.md, Process split): smtpd receives into incoming/,
+ * delivery writes bounces and picked-up mail into incoming.delivery/. A
+ * process recovers only its own (spool_recover_incoming), so a restart of
+ * one never removes a file the other is still writing. Both are on the
+ * queue's filesystem: the commit stays a rename. Queue ids made by the two
+ * never collide (the last character's low bit says which made it), since
+ * both publish into the one active/.
+ */
+#define SPOOL_INCOMING_SMTPD "incoming"
+#define SPOOL_INCOMING_DELIVERY "incoming.delivery"
+/*
+ * Opens (creating the layout if needed) the spool, writing new messages
+ * into queue_dir/incoming (SPOOL_INCOMING_SMTPD or SPOOL_INCOMING_DELIVERY);
+ * NULL with err.
+ */
+struct spool *spool_open(const char *queue_dir, const char *incoming, struct buf *err);
 void spool_free(struct spool *s);
 /* Group commit needs the loop and the work queue; without them commits are synchronous. */
 void spool_attach(struct spool *s, struct event_base *base, struct workq *wq);
@@ -145,7 +161,10 @@ const char *spool_dir(const struct spool *s);
 /* public/flush: the FIFO sendmail and `hongyan queue` write to wake the server. */
 const char *spool_fifo_path(const struct spool *s);
 const char *spool_maildrop_dir(const struct spool *s);
-/* incoming/: where files that are not yet queued live (smtpd/hold.h puts held messages there). */
+/*
+ * This writer's incoming directory: where its files that are not yet queued
+ * live (smtpd/hold.h puts held messages there).
+ */
 const char *spool_incoming_dir(const struct spool *s);
 /*
  * Bytes free for us on the spool's filesystem (statvfs f_bavail), read at
@@ -197,11 +216,20 @@ int spool_delete(struct spool *s, const char *id);
 /* Queue ids in active/ or hold/, sorted; strlist_free(). */
 char **spool_list(struct spool *s, enum spool_where where, size_t *count);
 /*
- * Start-up recovery: removes what is in incoming/ (never acknowledged),
- * rejoins pairs split by a crash between renames, cuts a torn tail (a
- * partial or unreadable append after the commit record) off envelopes and
- * keeps those messages queued, and moves what cannot be parsed to corrupt/ (logged, never
- * deleted). Returns the number of files quarantined.
+ * A writer's start-up recovery, of its own incoming directory only: removes
+ * what is there (never acknowledged), and the data file a commit cut short
+ * between its two renames left in active/ or hold/. Returns the number of
+ * files removed.
+ */
+int spool_recover_incoming(struct spool *s);
+/*
+ * The committed queue's repair, by its owner (the delivery process) at its
+ * start, while smtpd may be committing: rejoins pairs split by a crash
+ * between renames, cuts a torn tail (a partial or unreadable append after
+ * the commit record) off envelopes and keeps those messages queued, and
+ * moves what cannot be parsed to corrupt/ (logged, never deleted). A data
+ * file whose envelope is still in a writer's incoming directory is a commit
+ * in progress and is left alone. Returns the number of files quarantined.
  */
 int spool_recover(struct spool *s);
 

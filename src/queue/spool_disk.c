@@ -89,7 +89,8 @@ int spool_version_check(const char *queue_dir, struct buf *err)
 int spool_dirs_hand_over(int qfd, const char *queue_dir, uid_t owner, gid_t group,
                          mode_t create_mode, struct buf *err)
 {
-    static const char *const names[] = {"incoming", "active", "hold", "corrupt"};
+    static const char *const names[] = {SPOOL_INCOMING_SMTPD, SPOOL_INCOMING_DELIVERY, "active",
+                                        "hold", "corrupt"};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof names / sizeof names[0]; i++) {
         char *display = xasprintf("%s/%s", queue_dir, names[i]);

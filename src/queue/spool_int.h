@@ -15,11 +15,15 @@
 #define SPOOL_ENVELOPE_MAX (64 * 1024 * 1024)
 #define SPOOL_WBUF 65536
 
+/* Every writer's incoming directory; a writer's index is in the ids it makes. */
+extern const char *const spool_writers[2];
+
 struct spool_commit;
 struct spool_waiter;
 
 struct spool {
     char *dir, *incoming, *active, *hold, *corrupt, *maildrop, *public_dir, *fifo;
+    unsigned writer; /* index of incoming in spool_writers: the low bit of its ids' last char */
     struct event_base *base;
     struct workq *wq;
     struct spool_commit *pending, *pending_tail; /* waiting for the next round */

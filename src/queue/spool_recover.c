@@ -1,8 +1,9 @@
 /*
- * Start-up recovery of the spool (see spool.h, spool_recover; docs/queue.md,
- * Recovery): unfinished receipts removed, commits a crash cut short
- * removed, split pairs rejoined, torn tails cut off, the unreadable
- * quarantined in corrupt/.
+ * Start-up recovery of the spool (see spool.h, spool_recover_incoming and
+ * spool_recover; docs/queue.md, Recovery): a writer's unfinished receipts
+ * removed by that writer; commits a crash cut short removed, split pairs
+ * rejoined, torn tails cut off, the unreadable quarantined in corrupt/ by
+ * the committed queue's owner.
  */
 #include "queue/spool.h"
 
@@ -99,6 +100,30 @@ static int spool_cut_short(const struct buf *text, const char *data_path)
     return stat(data_path, &st) == 0 && (long long)st.st_size < size;
 }
 
+/*
+ * Is id's envelope still in a writer's incoming directory, so that its data
+ * file in dir is a commit another process is making right now (data
+ * renamed, envelope not yet)? Each rename is atomic and an envelope goes
+ * from incoming to dir (or other) only, so looking in dir and other again
+ * after the incoming directories misses no envelope that moved meanwhile.
+ */
+static int spool_commit_in_progress(const struct spool *s, const char *dir, const char *other,
+                                    const char *id)
+{
+    struct stat st;
+    int found = 0;
+    for (size_t i = 0; !found && i < sizeof spool_writers / sizeof spool_writers[0]; i++) {
+        char *path = xasprintf("%s/%s/%s", s->dir, spool_writers[i], id);
+        found = stat(path, &st) == 0;
+        free(path);
+    }
+    char *env = spool_path(dir, id, NULL), *env_other = spool_path(other, id, NULL);
+    found = found || stat(env, &st) == 0 || stat(env_other, &st) == 0;
+    free(env);
+    free(env_other);
+    return found;
+}
+
 static int spool_recover_dir(struct spool *s, const char *dir, const char *other)
 {
     int bad = 0;
@@ -140,6 +165,8 @@ static int spool_recover_dir(struct spool *s, const char *dir, const char *other
                     log_warning("%s: rejoined its envelope in %s", id, other);
                 free(from);
                 free(to);
+            } else if (spool_commit_in_progress(s, dir, other, id)) {
+                /* A writer's commit between its two renames: its envelope comes next. */
             } else {
                 /* A commit cut short before its envelope rename: never acknowledged. */
                 char *p = spool_path(dir, name, NULL);
@@ -208,21 +235,47 @@ static int spool_recover_dir(struct spool *s, const char *dir, const char *other
     return bad;
 }
 
+int spool_recover_incoming(struct spool *s)
+{
+    int removed = 0;
+    DIR *d = opendir(s->incoming);
+    if (d == NULL)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        /*
+         * An envelope still here whose data is already in active/ or hold/:
+         * this writer's commit stopped between its two renames, so it was
+         * never acknowledged. The id carries this writer's bit, so that
+         * data file is ours to remove, and no other writer's.
+         */
+        if (spool_valid_id(de->d_name)) {
+            const char *const published[] = {s->active, s->hold};
+            for (size_t i = 0; i < 2; i++) {
+                char *data = spool_path(published[i], de->d_name, ".data");
+                if (unlink(data) == 0) {
+                    log_warning("%s: removed data without an envelope (interrupted commit)",
+                                de->d_name);
+                    removed++;
+                }
+                free(data);
+            }
+        }
+        char *p = spool_path(s->incoming, de->d_name, NULL);
+        if (unlink(p) == 0) {
+            log_info("%s: removed unfinished incoming file", de->d_name);
+            removed++;
+        }
+        free(p);
+    }
+    closedir(d);
+    return removed;
+}
+
 int spool_recover(struct spool *s)
 {
-    DIR *d = opendir(s->incoming);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.')
-                continue;
-            char *p = spool_path(s->incoming, de->d_name, NULL);
-            if (unlink(p) == 0)
-                log_info("%s: removed unfinished incoming file", de->d_name);
-            free(p);
-        }
-        closedir(d);
-    }
     int bad = spool_recover_dir(s, s->active, s->hold);
     bad += spool_recover_dir(s, s->hold, s->active);
     fsync_dir(s->active);

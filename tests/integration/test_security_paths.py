@@ -142,7 +142,7 @@ def test_maildrop_contents_are_never_chowned(server_factory, tmp_path):
         assert owner(srv.data / "queue" / sub) == pwd.getpwnam("hongyan").pw_uid
 
 
-QUEUE_DIRS = ("incoming", "active", "hold", "corrupt", "maildrop", "public")
+QUEUE_DIRS = ("incoming", "incoming.delivery", "active", "hold", "corrupt", "maildrop", "public")
 
 
 def test_root_created_queue_dirs_are_handed_over(server_factory):

@@ -241,7 +241,7 @@ static void test_queue(void **state)
     char *dir = mkdtemp(tmpl);
     assert_non_null(dir);
     struct buf err = BUF_INIT, data = BUF_INIT;
-    struct spool *s = spool_open(dir, &err);
+    struct spool *s = spool_open(dir, SPOOL_INCOMING_DELIVERY, &err);
     assert_non_null(s);
     char path[512];
     snprintf(path, sizeof path, "%s/orig", dir);

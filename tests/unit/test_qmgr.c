@@ -59,7 +59,8 @@ static int setup(void **state)
     f->srv.gen = &f->gen;
     f->srv.base = event_base_new();
     f->srv.workq = workq_new(f->srv.base, 2);
-    f->srv.spool = spool_open(config_get(f->gen.cfg, "queue_directory"), &err);
+    f->srv.spool =
+        spool_open(config_get(f->gen.cfg, "queue_directory"), SPOOL_INCOMING_DELIVERY, &err);
     assert_non_null(f->srv.spool);
     spool_attach(f->srv.spool, f->srv.base, f->srv.workq);
     f->srv.qmgr = qmgr_new(&f->srv);

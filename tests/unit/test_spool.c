@@ -100,7 +100,7 @@ static void test_group_commit(void **state)
     (void)state;
     char *dir = test_tmpdir("test_spool");
     struct buf err = BUF_INIT;
-    struct spool *s = spool_open(dir, &err);
+    struct spool *s = spool_open(dir, SPOOL_INCOMING_SMTPD, &err);
     assert_non_null(s);
     struct event_base *base = event_base_new();
     struct workq *wq = workq_new(base, 2);
@@ -158,7 +158,7 @@ static void test_sync_waiters_remove(void **state)
     (void)state;
     char *dir = test_tmpdir("test_spool");
     struct buf err = BUF_INIT;
-    struct spool *s = spool_open(dir, &err);
+    struct spool *s = spool_open(dir, SPOOL_INCOMING_SMTPD, &err);
     assert_non_null(s);
     struct stat st;
     assert_int_equal(stat(dir, &st), 0);
@@ -205,7 +205,7 @@ static void test_sync_commit_append_moves(void **state)
     (void)state;
     char *dir = test_tmpdir("test_spool");
     struct buf err = BUF_INIT, path = BUF_INIT, data = BUF_INIT;
-    struct spool *s = spool_open(dir, &err);
+    struct spool *s = spool_open(dir, SPOOL_INCOMING_SMTPD, &err);
     assert_non_null(s);
     struct spool_msg *m = new_msg(s, "a@example.com", "Subject: y\r\n\r\nhello\r\n");
     char id[QUEUE_ID_MAX];
@@ -276,7 +276,7 @@ static void test_recovery(void **state)
     (void)state;
     char *dir = test_tmpdir("test_spool");
     struct buf err = BUF_INIT, text = BUF_INIT;
-    struct spool *s = spool_open(dir, &err);
+    struct spool *s = spool_open(dir, SPOOL_INCOMING_SMTPD, &err);
     assert_non_null(s);
     /* A good message whose last append was torn by a crash. */
     struct spool_msg *m = new_msg(s, "a@example.com", "x\r\n");
@@ -306,7 +306,8 @@ static void test_recovery(void **state)
     put(dir, "active", "1FFFFFFFFFFFFFF.data", "only part of it\r\n");
     put(dir, "active", "1GGGGGGGGGGGGGG", "HONGYAN-ENVELOPE 1\nI 1GGGGGGGGGGGGGG\nS =\nR a - 0\n");
     put(dir, "active", "1GGGGGGGGGGGGGG.data", "old\r\n");
-    assert_int_equal(spool_recover(s), 2); /* the garbage message and the stray file */
+    assert_int_equal(spool_recover_incoming(s), 1); /* the unfinished receive */
+    assert_int_equal(spool_recover(s), 2);          /* the garbage message and the stray file */
     const char *cut[] = {"1DDDDDDDDDDDDDD", "1EEEEEEEEEEEEEE", "1FFFFFFFFFFFFFF"};
     for (int i = 0; i < 3; i++) {
         char dn[64];
@@ -353,6 +354,54 @@ static void test_recovery(void **state)
     free(dir);
 }
 
+/*
+ * Two writers on one queue (docs/architecture.md, Process split): their ids
+ * never collide, each recovers only its own incoming directory, and the
+ * committed queue's repair leaves a commit another writer is making alone.
+ */
+static void test_two_writers(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir("test_spool");
+    struct buf err = BUF_INIT;
+    struct spool *smtpd = spool_open(dir, SPOOL_INCOMING_SMTPD, &err);
+    struct spool *delivery = spool_open(dir, SPOOL_INCOMING_DELIVERY, &err);
+    assert_non_null(smtpd);
+    assert_non_null(delivery);
+    assert_null(spool_open(dir, "active", &err));
+    assert_non_null(strstr(buf_cstr(&err), "not an incoming directory"));
+    static const char b32[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
+    for (int i = 0; i < 64; i++) {
+        struct spool_msg *a = spool_msg_new(smtpd, &err), *b = spool_msg_new(delivery, &err);
+        const char *ia = spool_msg_id(a), *ib = spool_msg_id(b);
+        assert_int_equal((strchr(b32, ia[strlen(ia) - 1]) - b32) & 1, 0);
+        assert_int_equal((strchr(b32, ib[strlen(ib) - 1]) - b32) & 1, 1);
+        spool_msg_abort(a);
+        spool_msg_abort(b);
+    }
+    /* delivery's half-written bounce, and a commit of smtpd's between its two renames. */
+    put(dir, SPOOL_INCOMING_DELIVERY, "1BBBBBBBBBBBBBB.data", "half a bounce");
+    put(dir, SPOOL_INCOMING_SMTPD, "1CCCCCCCCCCCCCC", "HONGYAN-ENVELOPE 2\n");
+    put(dir, "active", "1CCCCCCCCCCCCCC.data", "data\r\n");
+    /* A restarted delivery: its own file goes, smtpd's commit in progress stays. */
+    assert_int_equal(spool_recover_incoming(delivery), 1);
+    assert_int_equal(spool_recover(delivery), 0);
+    assert_false(exists(dir, SPOOL_INCOMING_DELIVERY, "1BBBBBBBBBBBBBB.data"));
+    assert_true(exists(dir, SPOOL_INCOMING_SMTPD, "1CCCCCCCCCCCCCC"));
+    assert_true(exists(dir, "active", "1CCCCCCCCCCCCCC.data"));
+    /* A restarted smtpd: that commit was cut short (never acknowledged), both halves go. */
+    put(dir, SPOOL_INCOMING_DELIVERY, "1DDDDDDDDDDDDDD.data", "delivery still writing");
+    assert_int_equal(spool_recover_incoming(smtpd), 2);
+    assert_false(exists(dir, SPOOL_INCOMING_SMTPD, "1CCCCCCCCCCCCCC"));
+    assert_false(exists(dir, "active", "1CCCCCCCCCCCCCC.data"));
+    assert_true(exists(dir, SPOOL_INCOMING_DELIVERY, "1DDDDDDDDDDDDDD.data"));
+    spool_free(smtpd);
+    spool_free(delivery);
+    buf_free(&err);
+    test_rm_rf(dir);
+    free(dir);
+}
+
 /* Disk full: a 1 MiB tmpfs. Needs root (mount); skipped otherwise. */
 static void test_disk_full(void **state)
 {
@@ -369,7 +418,7 @@ static void test_disk_full(void **state)
         skip();
     }
     struct buf err = BUF_INIT;
-    struct spool *s = spool_open(dir, &err);
+    struct spool *s = spool_open(dir, SPOOL_INCOMING_SMTPD, &err);
     assert_non_null(s);
     char inc[512], act[512];
     snprintf(inc, sizeof inc, "%s/incoming", dir);
@@ -440,8 +489,9 @@ static void test_dirs_hand_over(void **state)
     mode_t old_mask = umask(077);
     assert_int_equal(spool_dirs_hand_over(qfd, dir, getuid(), getgid(), 0700, &err), 0);
     umask(old_mask);
-    static const char *const names[] = {"incoming", "active", "hold", "corrupt"};
-    for (size_t i = 0; i < 4; i++) {
+    static const char *const names[] = {"incoming", "incoming.delivery", "active", "hold",
+                                        "corrupt"};
+    for (size_t i = 0; i < 5; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         assert_int_equal(lstat(path, &st), 0);
         assert_true(S_ISDIR(st.st_mode));
@@ -469,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_sync_waiters_remove),
         cmocka_unit_test(test_sync_commit_append_moves),
         cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_two_writers),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_dirs_hand_over),
     };

@@ -41,7 +41,7 @@ static void check_prepend(size_t body_len)
 {
     char *dir = test_tmpdir("test_spool_prepend");
     struct buf err = BUF_INIT, got = BUF_INIT, want = BUF_INIT, path = BUF_INIT;
-    struct spool *s = spool_open(dir, &err);
+    struct spool *s = spool_open(dir, SPOOL_INCOMING_SMTPD, &err);
     assert_non_null(s);
     struct spool_msg *m = new_msg(s);
     /* A body of numbered lines, written in uneven pieces so that part stays buffered. */
@@ -121,7 +121,7 @@ static void test_prepend_failure_keeps_message(void **state)
 {
     char *dir = test_tmpdir("test_spool_prepend");
     struct buf err = BUF_INIT, got = BUF_INIT;
-    struct spool *s = spool_open(dir, &err);
+    struct spool *s = spool_open(dir, SPOOL_INCOMING_SMTPD, &err);
     assert_non_null(s);
     struct spool_msg *m = new_msg(s);
     const char *body = "Subject: x\r\n\r\nhello\r\n";
