@@ -131,7 +131,7 @@ int main(int argc, char **argv)
         }
     }
     /* Hidden: the supervisor's exec target (daemon.h), never run by hand. */
-    if (strcmp(argv[i], "worker") == 0)
+    if (strcmp(argv[i], "smtpd") == 0 || strcmp(argv[i], "delivery") == 0)
         return daemon_worker_main(argc - i, argv + i);
     if (strcmp(argv[i], "keeper") == 0)
         return keeper_main(argc - i, argv + i);

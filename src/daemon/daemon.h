@@ -33,9 +33,26 @@ void daemon_listeners_free(struct listen_sock *socks, int count);
 int daemon_supervise(const char *config_path, struct config *cfg);
 
 /*
- * `hongyan worker ARGS` (src/daemon/worker_exec.c): what the supervisor execs
- * as mail_owner; takes over the descriptors named in ARGS, re-reads the
- * configuration and runs daemon_worker_run. Returns the exit code.
+ * The two processes the supervisor runs as mail_owner (docs/architecture.md,
+ * "Process split"), one loop each (daemon_worker_run):
+ * - smtpd: the listeners (SMTP and metrics_listen), the sessions, inbound
+ *   checks, DATA into incoming/ and the group commit; it tells delivery of
+ *   each commit over the split socket (ipc/split_proto.h), a hint only.
+ * - delivery: the queue manager, the agents, bounces, maildrop pickup and
+ *   the flush FIFO; reads the split socket.
+ */
+enum daemon_role {
+    DAEMON_ROLE_SMTPD,
+    DAEMON_ROLE_DELIVERY,
+};
+/* "smtpd" or "delivery": its hidden command, its name in the log. */
+const char *daemon_role_name(enum daemon_role role);
+
+/*
+ * `hongyan smtpd ARGS` and `hongyan delivery ARGS` (src/daemon/worker_exec.c):
+ * what the supervisor execs as mail_owner; takes over the descriptors named
+ * in ARGS, re-reads the configuration and runs daemon_worker_run in the
+ * role argv[0] names. Returns the exit code.
  */
 int daemon_worker_main(int argc, char **argv);
 
@@ -99,7 +116,7 @@ int daemon_child_stop(struct daemon_child *c, int seconds);
  * group) and restarted when it dies. A new worker gets a fresh socketpair,
  * and the keeper is restarted with it.
  */
-/* Client processes one keeper serves (the worker today; smtpd and delivery after the split). */
+/* Client processes one keeper serves (smtpd and delivery). */
 #define KEEPER_PROC_CLIENTS 4
 struct keeper_pair {
     int keeper_end, client_end; /* -1 when none */
@@ -128,16 +145,22 @@ int daemon_keeper_add_client(struct keeper_proc *kp, unsigned caps);
 /* The client's end of its socketpair, for its command line; -1 when none. */
 int daemon_keeper_client_fd(const struct keeper_proc *kp, int client);
 /*
- * Fresh socketpairs for every client (the old ones closed), the keeper
- * (re)started on them; waits until it is ready.
+ * A fresh socketpair for client (every client when -1; the old ones
+ * closed), the keeper restarted on them and the others' unchanged; waits
+ * until it is ready. A restarted smtpd or delivery gets its own renewed,
+ * and the other child keeps its connection.
  */
-void daemon_keeper_renew(struct keeper_proc *kp);
+void daemon_keeper_renew(struct keeper_proc *kp, int client);
 /* SIGTERM, then SIGKILL after 5 s. */
 void daemon_keeper_stop(struct keeper_proc *kp);
 
-/* Runs the worker loop on the inherited sockets; returns the exit code. */
-int daemon_worker_run(const char *config_path, struct config *cfg, struct listen_sock *socks,
-                      int nsocks);
+/*
+ * Runs one role's loop: smtpd on the inherited listening sockets, delivery
+ * on none. split_fd: smtpd's sending end or delivery's receiving end of the
+ * supervisor's split socketpair (-1: none). Returns the exit code.
+ */
+int daemon_worker_run(enum daemon_role role, const char *config_path, struct config *cfg,
+                      struct listen_sock *socks, int nsocks, int split_fd);
 
 /*
  * The daily report run (src/daemon/reports.c): the supervisor starts

@@ -196,11 +196,13 @@ int daemon_keeper_client_fd(const struct keeper_proc *kp, int client)
     return client >= 0 && client < kp->npairs ? kp->pairs[client].client_end : -1;
 }
 
-void daemon_keeper_renew(struct keeper_proc *kp)
+void daemon_keeper_renew(struct keeper_proc *kp, int client)
 {
     daemon_keeper_stop(kp);
     for (int i = 0; i < kp->npairs; i++) {
         struct keeper_pair *p = &kp->pairs[i];
+        if (client >= 0 && i != client)
+            continue; /* the other clients keep theirs: the new keeper answers on them */
         if (p->keeper_end >= 0)
             close(p->keeper_end);
         if (p->client_end >= 0)

@@ -253,7 +253,8 @@ static void metrics_conn_read(struct bufferevent *bev, void *arg)
     bufferevent_disable(bev, EV_READ);
     c->want_status = strcmp(path, "/") == 0;
     int inflight = 0;
-    c->nview = qmgr_view(c->srv->qmgr, &c->view, &inflight);
+    /* The queue manager is the delivery process's: smtpd, which serves this, has none. */
+    c->nview = c->srv->qmgr ? qmgr_view(c->srv->qmgr, &c->view, &inflight) : 0;
     c->gauges.deliveries_in_flight = inflight;
     c->gauges.sessions_open = c->srv->sessions;
     str_copy(c->hostname, sizeof c->hostname, config_get(c->srv->gen->cfg, "myhostname"));

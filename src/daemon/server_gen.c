@@ -17,7 +17,8 @@
 #include "smtpd/restrict.h"
 #include "tls/tls.h"
 
-struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err)
+struct server_gen *server_gen_new(const char *config_path, struct config *cfg, int smtp_server,
+                                  struct buf *err)
 {
     struct server_gen *gen = xcalloc(1, sizeof *gen);
     gen->refs = 1;
@@ -45,6 +46,8 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
     if (derr.len)
         log_error("DKIM signing disabled for a domain: %s", buf_cstr(&derr));
     buf_free(&derr);
+    if (!smtp_server)
+        goto milters; /* delivery: no TLS server, no restrictions; the keeper refuses it TLS_SIGN */
     /* STARTTLS and smtps (RFC 3207, RFC 8314); the key stays with the keeper. */
     gen->tls = tls_server_new(gen->cfg, err);
     if (gen->tls == NULL)
@@ -58,6 +61,7 @@ struct server_gen *server_gen_new(const char *config_path, struct config *cfg, s
         log_warning("%s", line);
     }
     buf_free(&rwarn);
+milters:
     gen->smtpd_milters = milter_conf_load(gen->cfg, "smtpd_milters", err);
     if (gen->smtpd_milters == NULL)
         goto fail;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -167,15 +168,21 @@ static int supervisor_prepare_maildrop(const struct config *cfg, const struct pa
     return rc;
 }
 
-/* mail_owner with primary group gid and setgid_group as the one supplementary group. */
-static struct daemon_creds supervisor_mail_owner(const struct passwd *pw, gid_t gid)
+/*
+ * mail_owner with primary group gid; with supplementary, setgid_group as the
+ * one supplementary group (delivery reads maildrop files with it); without,
+ * none at all (smtpd: the network-facing process shares no group beyond
+ * mail_owner's).
+ */
+static struct daemon_creds supervisor_mail_owner(const struct passwd *pw, gid_t gid,
+                                                 int supplementary)
 {
     struct daemon_creds cr = {0};
     if (pw != NULL) {
         cr.drop = 1;
         cr.uid = pw->pw_uid;
         cr.gid = gid;
-        cr.ngroups = 1;
+        cr.ngroups = supplementary ? 1 : 0;
         cr.group = supervisor_drop_gid;
     }
     return cr;
@@ -268,7 +275,7 @@ struct supervisor_worker_args {
     char *argv[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     char *owned[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     int nowned;
-    int inherit[6 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
+    int inherit[8 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
     int ninherit;
 };
 
@@ -279,14 +286,15 @@ static void supervisor_args_add(struct supervisor_worker_args *a, int *n, char *
         a->owned[a->nowned++] = arg;
 }
 
-static void supervisor_args_build(struct supervisor_worker_args *a, const char *config_path,
-                                  int snapshot_fd, int lock_fd, struct listen_sock *socks,
-                                  int nsocks, int keeper_fd, int metrics_fd)
+static void supervisor_args_build(struct supervisor_worker_args *a, const char *command,
+                                  const char *config_path, int snapshot_fd, int lock_fd,
+                                  struct listen_sock *socks, int nsocks, int keeper_fd,
+                                  int metrics_fd, int split_fd)
 {
     memset(a, 0, sizeof *a);
     int n = 0;
     supervisor_args_add(a, &n, "hongyan", 0);
-    supervisor_args_add(a, &n, "worker", 0);
+    supervisor_args_add(a, &n, (char *)command, 0);
     supervisor_args_add(a, &n, "--parent", 0);
     supervisor_args_add(a, &n, xasprintf("%ld", (long)getpid()), 1);
     supervisor_args_add(a, &n, "--lock-fd", 0);
@@ -316,6 +324,11 @@ static void supervisor_args_build(struct supervisor_worker_args *a, const char *
         supervisor_args_add(a, &n, xasprintf("%d", metrics_fd), 1);
         a->inherit[a->ninherit++] = metrics_fd;
     }
+    if (split_fd >= 0) {
+        supervisor_args_add(a, &n, "--split-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", split_fd), 1);
+        a->inherit[a->ninherit++] = split_fd;
+    }
     for (int i = 0; i < nsocks; i++) {
         supervisor_args_add(a, &n, "--listen", 0);
         supervisor_args_add(
@@ -331,36 +344,51 @@ static void supervisor_args_free(struct supervisor_worker_args *a)
         free(a->owned[i]);
 }
 
-/* What the worker kind needs to start one: everything but the keeper's socketpair, renewed. */
+/*
+ * What the smtpd and delivery kinds need to start one (daemon.h, enum
+ * daemon_role): the same descriptors for both but the listening sockets
+ * (smtpd's alone) and each its end of the split socketpair and its own
+ * keeper socketpair, renewed at each start.
+ */
 struct supervisor_worker {
+    enum daemon_role role;
     const char *config_path;
     const int *snapshot_fd; /* refreshed at each SIGHUP */
     int lock_fd;
     int metrics_fd; /* the counters' shared region; -1: none */
     struct listen_sock *socks;
     int nsocks;
+    int split_fd;      /* its end of the smtpd -> delivery socketpair; -1: none */
+    int supplementary; /* 1: setgid_group as its one supplementary group (delivery, for maildrop) */
     const struct passwd *pw;
     struct keeper_proc *keeper;
     int keeper_client; /* its socketpair's index in keeper */
+    int keeper_fresh;  /* its keeper socketpair is new and unused: no renewal at this start */
 };
 
 /*
- * The worker's kind: a fresh socketpair to a fresh keeper (nothing of a dead
- * worker lingers in either), then fork, drop to mail_owner and exec.
+ * smtpd's and delivery's kind: a fresh keeper socketpair for this one
+ * (nothing of its dead predecessor lingers; the other keeps its own),
+ * then fork, drop to mail_owner and exec.
  */
 static pid_t supervisor_worker_start(struct daemon_child *c)
 {
     struct supervisor_worker *w = c->ctx;
     w->keeper->snapshot_fd = *w->snapshot_fd;
-    daemon_keeper_renew(w->keeper);
+    if (!w->keeper_fresh)
+        daemon_keeper_renew(w->keeper, w->keeper_client);
+    w->keeper_fresh = 0;
     struct supervisor_worker_args args;
-    supervisor_args_build(&args, w->config_path, *w->snapshot_fd, w->lock_fd, w->socks, w->nsocks,
-                          daemon_keeper_client_fd(w->keeper, w->keeper_client), w->metrics_fd);
+    supervisor_args_build(&args, c->kind->name, w->config_path, *w->snapshot_fd, w->lock_fd,
+                          w->role == DAEMON_ROLE_SMTPD ? w->socks : NULL,
+                          w->role == DAEMON_ROLE_SMTPD ? w->nsocks : 0,
+                          daemon_keeper_client_fd(w->keeper, w->keeper_client), w->metrics_fd,
+                          w->split_fd);
     pid_t supervisor = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         struct daemon_exec ex = {
-            .creds = supervisor_mail_owner(w->pw, w->pw ? w->pw->pw_gid : 0),
+            .creds = supervisor_mail_owner(w->pw, w->pw ? w->pw->pw_gid : 0, w->supplementary),
             .supervisor = supervisor,
             .block_signals = 1,
             .argv = args.argv,
@@ -375,11 +403,37 @@ static pid_t supervisor_worker_start(struct daemon_child *c)
     return pid;
 }
 
-static const struct daemon_child_kind supervisor_worker_kind = {
-    .name = "worker",
+static const struct daemon_child_kind supervisor_smtpd_kind = {
+    .name = "smtpd",
     .restart = 1,
     .start = supervisor_worker_start,
 };
+
+static const struct daemon_child_kind supervisor_delivery_kind = {
+    .name = "delivery",
+    .restart = 1,
+    .start = supervisor_worker_start,
+};
+
+/*
+ * The smtpd -> delivery socketpair (ipc/split_proto.h), held by the
+ * supervisor for the life of the server, so that either child restarted
+ * alone finds the same connection. One way only, by the kernel: smtpd's
+ * end cannot receive, so a compromised delivery process cannot send to
+ * it (delivery has nothing to tell it). -1 when it cannot be made: each
+ * side then relies on the queue scans.
+ */
+static int supervisor_split_pair(int sv[2])
+{
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0 ||
+        shutdown(sv[0], SHUT_RD) < 0) {
+        log_warning("split socket: %s: delivery finds new mail by its queue scans only",
+                    strerror(errno));
+        sv[0] = sv[1] = -1;
+        return -1;
+    }
+    return 0;
+}
 
 /*
  * The daily `hongyan report send` (daemon/reports.c), as mail_owner: it
@@ -412,7 +466,7 @@ static pid_t supervisor_spawn_reports(const char *config_path, const struct pass
      * holds no socket and queues through postdrop.
      */
     struct daemon_exec ex = {
-        .creds = supervisor_mail_owner(pw, supervisor_drop_gid),
+        .creds = supervisor_mail_owner(pw, supervisor_drop_gid, 1),
         .argv = argv,
     };
     daemon_child_exec(&ex);
@@ -568,27 +622,47 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     alarm(first_report);
 
     int snapshot_fd = supervisor_config_snapshot(config_path);
-    struct supervisor_worker wctx = {
+    int split[2];
+    supervisor_split_pair(split);
+    struct supervisor_worker smtpd_ctx = {
+        .role = DAEMON_ROLE_SMTPD,
         .config_path = config_path,
         .snapshot_fd = &snapshot_fd,
         .lock_fd = lock_fd,
         .metrics_fd = supervisor_metrics_region(),
         .socks = socks,
         .nsocks = nsocks,
+        .split_fd = split[0],
         .pw = pw,
         .keeper = &keeper,
-        /* The worker may ask everything; smtpd and delivery will each get their own mask. */
+        /* The network-facing side: TLS handshakes, AUTH, DKIM signing at spool entry. */
         .keeper_client = daemon_keeper_add_client(&keeper, KEEPER_CAPS_ALL),
+        .keeper_fresh = 1,
     };
-    struct daemon_child worker = {
-        .kind = &supervisor_worker_kind,
-        .ctx = &wctx,
+    struct supervisor_worker delivery_ctx = smtpd_ctx;
+    delivery_ctx.role = DAEMON_ROLE_DELIVERY;
+    delivery_ctx.split_fd = split[1];
+    delivery_ctx.supplementary = 1;
+    /* Bounces and delay notices are signed; it checks no password and makes no TLS server. */
+    delivery_ctx.keeper_client = daemon_keeper_add_client(
+        &keeper, KEEPER_CAP(KEEPER_DKIM_KEYS) | KEEPER_CAP(KEEPER_DKIM_SIGN));
+    struct daemon_child smtpd = {
+        .kind = &supervisor_smtpd_kind,
+        .ctx = &smtpd_ctx,
         .user = pw ? pw->pw_name : NULL,
     };
-    /* The keeper first: the worker's start waits for its keys, its reload asks it again. */
-    struct daemon_child *const children[] = {&keeper.child, &worker};
+    struct daemon_child delivery = {
+        .kind = &supervisor_delivery_kind,
+        .ctx = &delivery_ctx,
+        .user = pw ? pw->pw_name : NULL,
+    };
+    /* The keeper first, with both clients' socketpairs: each child's start waits for its keys. */
+    struct daemon_child *const children[] = {&keeper.child, &delivery, &smtpd};
     const size_t nchildren = sizeof children / sizeof children[0];
-    daemon_child_start(&worker);
+    keeper.snapshot_fd = snapshot_fd;
+    daemon_keeper_renew(&keeper, -1);
+    daemon_child_start(&delivery);
+    daemon_child_start(&smtpd);
     while (!supervisor_got_term) {
         /* Polled, not blocking: SIGCHLD, SIGHUP and SIGTERM cut the pause short. */
         supervisor_reap(children, nchildren, &reports_child);
@@ -612,14 +686,24 @@ int daemon_supervise(const char *config_path, struct config *cfg)
             nanosleep(&ts, NULL);
         }
     }
-    /* The worker drains first (sessions, deliveries), while the keeper still signs. */
-    daemon_child_stop(&worker, SUPERVISOR_STOP_SECONDS);
+    /*
+     * smtpd first (its open sessions), then delivery (its in-flight
+     * deliveries), while the keeper still signs. Both drain at once: each
+     * got the SIGTERM here, and each stop waits for one.
+     */
+    daemon_child_signal(&smtpd, SIGTERM);
+    daemon_child_signal(&delivery, SIGTERM);
+    daemon_child_stop(&smtpd, SUPERVISOR_STOP_SECONDS);
+    daemon_child_stop(&delivery, SUPERVISOR_STOP_SECONDS);
     daemon_keeper_stop(&keeper);
     daemon_listeners_free(socks, nsocks);
     if (snapshot_fd >= 0)
         close(snapshot_fd);
-    if (wctx.metrics_fd >= 0)
-        close(wctx.metrics_fd);
+    if (smtpd_ctx.metrics_fd >= 0)
+        close(smtpd_ctx.metrics_fd);
+    for (int i = 0; i < 2; i++)
+        if (split[i] >= 0)
+            close(split[i]);
     log_info("stopped");
     buf_free(&err);
     return 0;

@@ -1,9 +1,11 @@
 /*
- * The worker: one libevent loop for every session, the queue manager and
- * timers, running as mail_owner on sockets the supervisor bound. SIGHUP
- * swaps in a new server generation (config, tables, TLS) without touching
- * open sessions; SIGTERM stops accepting, lets open transactions and
- * in-flight deliveries finish up to a deadline, then exits.
+ * The loop of the two processes the supervisor runs as mail_owner
+ * (daemon.h, enum daemon_role): smtpd (every session, the group commit and
+ * the metrics HTTP server, on sockets the supervisor bound) and delivery
+ * (the queue manager and its agents). SIGHUP swaps in a new server
+ * generation (config, tables, TLS) without touching open sessions or
+ * deliveries; SIGTERM stops accepting, lets open transactions and in-flight
+ * deliveries finish up to a deadline, then exits.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -20,6 +22,7 @@
 #include "dns/dns.h"
 #include "daemon/daemon.h"
 #include "daemon/proxy.h"
+#include "daemon/split_link.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workq.h"
@@ -49,6 +52,10 @@
 
 struct worker {
     struct server srv;
+    enum daemon_role role;
+    int split_fd;                    /* smtpd: sends hints; delivery: reads them; -1: none */
+    struct split_sender *split_out;  /* smtpd */
+    struct split_receiver *split_in; /* delivery */
     const char *config_path;
     struct listen_sock *socks;
     int nsocks;
@@ -153,7 +160,8 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
 {
     struct worker *w = arg;
     struct buf err = BUF_INIT;
-    struct server_gen *gen = server_gen_new(w->config_path, NULL, &err);
+    struct server_gen *gen =
+        server_gen_new(w->config_path, NULL, w->role == DAEMON_ROLE_SMTPD, &err);
     if (gen == NULL) {
         log_error("reload failed, keeping the running configuration: %s", buf_cstr(&err));
         buf_free(&err);
@@ -175,6 +183,11 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
     config_log_notes(gen->cfg, 0);
 }
 
+const char *daemon_role_name(enum daemon_role role)
+{
+    return role == DAEMON_ROLE_SMTPD ? "smtpd" : "delivery";
+}
+
 static void worker_qmgr_stopped(void *arg)
 {
     struct worker *w = arg;
@@ -184,7 +197,7 @@ static void worker_qmgr_stopped(void *arg)
 static void worker_drain_check(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    int done = w->srv.sessions == 0 && w->qmgr_stopped;
+    int done = w->srv.sessions == 0 && (w->srv.qmgr == NULL || w->qmgr_stopped);
     if (done || now_ms() >= w->drain_deadline) {
         if (!done)
             log_warning("shutdown: %d session(s) still open after %ds; closing them "
@@ -203,27 +216,58 @@ static void worker_terminate(evutil_socket_t sig, short what, void *arg)
     w->srv.draining = 1;
     for (int i = 0; i < w->nsocks; i++)
         evconnlistener_disable(w->listeners[i]);
-    qmgr_stop(w->srv.qmgr, worker_qmgr_stopped, w);
+    if (w->srv.qmgr)
+        qmgr_stop(w->srv.qmgr, worker_qmgr_stopped, w);
     w->drain_deadline = now_ms() + WORKER_DRAIN_SECONDS * 1000u;
     w->drain_tick = event_new(w->srv.base, -1, EV_PERSIST, worker_drain_check, w);
     struct timeval tv = {0, 50000};
     event_add(w->drain_tick, &tv);
 }
 
-int daemon_worker_run(const char *config_path, struct config *cfg, struct listen_sock *socks,
-                      int nsocks)
+/* smtpd: the listeners on the inherited sockets, and the sessions' wake-up for delivery. */
+static int worker_smtpd_start(struct worker *w)
+{
+    w->listeners = xcalloc((size_t)w->nsocks, sizeof *w->listeners);
+    for (int i = 0; i < w->nsocks; i++) {
+        w->listeners[i] = evconnlistener_new(w->srv.base, worker_on_accept, w, LEV_OPT_REUSEABLE,
+                                             -1, w->socks[i].fd);
+        if (w->listeners[i] == NULL) {
+            log_error("cannot listen on %s", w->socks[i].addr);
+            return -1;
+        }
+    }
+    if (w->split_fd >= 0) {
+        w->split_out = split_sender_new(w->srv.base, w->split_fd);
+        w->srv.queued = split_sender_queued;
+        w->srv.queued_arg = w->split_out;
+    }
+    return 0;
+}
+
+/* Delivery: the queue manager (recovery, scan, pickup, flush FIFO) and smtpd's hints. */
+static void worker_delivery_start(struct worker *w)
+{
+    w->srv.qmgr = qmgr_new(&w->srv);
+    if (w->split_fd >= 0)
+        w->split_in = split_receiver_new(w->srv.base, w->split_fd, w->srv.qmgr);
+}
+
+int daemon_worker_run(enum daemon_role role, const char *config_path, struct config *cfg,
+                      struct listen_sock *socks, int nsocks, int split_fd)
 {
     struct worker w;
     memset(&w, 0, sizeof w);
+    w.role = role;
+    w.split_fd = split_fd;
     w.config_path = config_path;
     w.socks = socks;
-    w.nsocks = nsocks;
-    log_set_service("worker");
+    w.nsocks = role == DAEMON_ROLE_SMTPD ? nsocks : 0;
+    log_set_service(daemon_role_name(role));
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
 
     struct buf err = BUF_INIT;
-    w.srv.gen = server_gen_new(config_path, cfg, &err);
+    w.srv.gen = server_gen_new(config_path, cfg, role == DAEMON_ROLE_SMTPD, &err);
     if (w.srv.gen == NULL) {
         log_error("%s", buf_cstr(&err));
         buf_free(&err);
@@ -247,7 +291,10 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     w.srv.map_workq = workq_new(w.srv.base, WORKER_MAP_THREADS);
     w.srv.client_v6_prefix = (int)config_get_int(cfg, "smtpd_client_ipv6_prefix_length");
     w.srv.hold_budget.limit = (size_t)config_get_int(cfg, "smtpd_inbound_memory_limit");
-    w.srv.spool = spool_open(config_get(cfg, "queue_directory"), SPOOL_INCOMING_SMTPD, &err);
+    /* Each writer its own incoming directory: a restart of one never touches the other's files. */
+    w.srv.spool = spool_open(
+        config_get(cfg, "queue_directory"),
+        role == DAEMON_ROLE_SMTPD ? SPOOL_INCOMING_SMTPD : SPOOL_INCOMING_DELIVERY, &err);
     if (w.srv.spool == NULL) {
         log_error("spool: %s", buf_cstr(&err));
         buf_free(&err);
@@ -260,22 +307,19 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
         buf_free(&err);
         return EXIT_FAILURE;
     }
-    w.srv.auth = auth_new(w.srv.base, w.srv.auth_workq, cfg, &err);
-    if (w.srv.auth == NULL) {
-        log_error("%s", buf_cstr(&err));
-        buf_free(&err);
-        return EXIT_FAILURE;
-    }
-    w.srv.qmgr = qmgr_new(&w.srv);
-
-    w.listeners = xcalloc((size_t)nsocks, sizeof *w.listeners);
-    for (int i = 0; i < nsocks; i++) {
-        w.listeners[i] = evconnlistener_new(w.srv.base, worker_on_accept, &w, LEV_OPT_REUSEABLE, -1,
-                                            socks[i].fd);
-        if (w.listeners[i] == NULL) {
-            log_error("cannot listen on %s", socks[i].addr);
+    if (role == DAEMON_ROLE_SMTPD) {
+        /* smtpd's own unfinished receipts; the committed queue is delivery's to repair. */
+        spool_recover_incoming(w.srv.spool);
+        w.srv.auth = auth_new(w.srv.base, w.srv.auth_workq, cfg, &err);
+        if (w.srv.auth == NULL) {
+            log_error("%s", buf_cstr(&err));
+            buf_free(&err);
             return EXIT_FAILURE;
         }
+        if (worker_smtpd_start(&w) < 0)
+            return EXIT_FAILURE;
+    } else {
+        worker_delivery_start(&w);
     }
     w.sig_hup = evsignal_new(w.srv.base, SIGHUP, worker_reload, &w);
     w.sig_term = evsignal_new(w.srv.base, SIGTERM, worker_terminate, &w);
@@ -287,7 +331,8 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    qmgr_start(w.srv.qmgr);
+    if (w.srv.qmgr)
+        qmgr_start(w.srv.qmgr);
     /* Everything opened: from here on, only what the allowlist allows (sandbox.c). */
     if (daemon_sandbox_enter(&err) < 0) {
         log_error("sandbox: %s", buf_cstr(&err));
@@ -295,17 +340,22 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
         return EXIT_FAILURE;
     }
     w.test_trigger = daemon_sandbox_test_trigger(w.srv.base);
-    log_info("ready: %d listener(s), queue %s", nsocks, config_get(cfg, "queue_directory"));
+    if (role == DAEMON_ROLE_SMTPD)
+        log_info("ready: %d listener(s), queue %s", nsocks, config_get(cfg, "queue_directory"));
+    else
+        log_info("ready: queue manager, queue %s", config_get(cfg, "queue_directory"));
     event_base_dispatch(w.srv.base);
 
     /* Orderly teardown so sanitizer runs report real leaks only. */
-    for (int i = 0; i < nsocks; i++) {
+    for (int i = 0; i < w.nsocks; i++) {
         evconnlistener_free(w.listeners[i]);
         socks[i].fd =
             -1; /* evconnlistener closed nothing (no CLOSE_ON_FREE): the supervisor owns them */
     }
     free(w.listeners);
     proxy_drop_all();
+    split_sender_free(w.split_out);
+    split_receiver_free(w.split_in);
     /* The work queue first: its last completions still call into the qmgr. */
     workq_free(w.srv.workq);
     workq_free(w.srv.auth_workq);

@@ -1,9 +1,10 @@
 /*
- * `hongyan worker`: the image the supervisor execs, as mail_owner, for each
- * worker start. It takes over the descriptors named on its command line
- * (listening sockets, the log file, the spool lock, the configuration
- * snapshot), reads the configuration again, and runs the worker loop. Not
- * listed in --help: only the supervisor starts it.
+ * `hongyan smtpd` and `hongyan delivery`: the images the supervisor execs,
+ * as mail_owner, for each start of either (daemon.h, enum daemon_role). It
+ * takes over the descriptors named on its command line (listening sockets,
+ * the log file, the spool lock, the configuration snapshot, the keeper's
+ * and the split socket), reads the configuration again, and runs the
+ * role's loop. Not listed in --help: only the supervisor starts them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,8 +78,12 @@ static void worker_exec_keeper_closed(void)
 
 int daemon_worker_main(int argc, char **argv)
 {
-    log_set_service("worker");
-    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1, keeper_fd = -1, metrics_fd = -1;
+    enum daemon_role role =
+        strcmp(argv[0], "smtpd") == 0 ? DAEMON_ROLE_SMTPD : DAEMON_ROLE_DELIVERY;
+    const char *name = daemon_role_name(role);
+    log_set_service(name);
+    long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1, keeper_fd = -1, metrics_fd = -1,
+         split_fd = -1;
     const char *config_path = NULL;
     struct listen_sock *socks = xcalloc((size_t)argc, sizeof *socks);
     int nsocks = 0;
@@ -101,15 +106,16 @@ int daemon_worker_main(int argc, char **argv)
             bad = worker_exec_take_fd(val, &keeper_fd) < 0;
         else if (strcmp(opt, "--metrics-fd") == 0)
             bad = worker_exec_take_fd(val, &metrics_fd) < 0;
-        else if (strcmp(opt, "--listen") == 0) {
+        else if (strcmp(opt, "--split-fd") == 0)
+            bad = worker_exec_take_fd(val, &split_fd) < 0;
+        else if (strcmp(opt, "--listen") == 0 && role == DAEMON_ROLE_SMTPD) {
             bad = worker_exec_listener(val, &socks[nsocks]) < 0;
             nsocks += !bad; /* only whole entries: daemon_listeners_free closes them */
         } else
             bad = 1;
         if (bad) {
-            fprintf(stderr,
-                    "hongyan worker: started by the supervisor only (bad argument %s%s%s)\n", opt,
-                    val ? " " : "", val ? val : "");
+            fprintf(stderr, "hongyan %s: started by the supervisor only (bad argument %s%s%s)\n",
+                    name, opt, val ? " " : "", val ? val : "");
             daemon_listeners_free(socks, nsocks);
             return EX_USAGE;
         }
@@ -120,9 +126,9 @@ int daemon_worker_main(int argc, char **argv)
      * run unsupervised (supervisor.c).
      */
     int deathsig = 0;
-    if (parent < 0 || lock_fd < 0 || nsocks == 0 || prctl(PR_GET_PDEATHSIG, &deathsig) < 0 ||
-        deathsig != SIGTERM || getppid() != parent) {
-        fprintf(stderr, "hongyan worker: started by the supervisor only\n");
+    if (parent < 0 || lock_fd < 0 || (role == DAEMON_ROLE_SMTPD && nsocks == 0) ||
+        prctl(PR_GET_PDEATHSIG, &deathsig) < 0 || deathsig != SIGTERM || getppid() != parent) {
+        fprintf(stderr, "hongyan %s: started by the supervisor only\n", name);
         daemon_listeners_free(socks, nsocks);
         return EX_USAGE;
     }
@@ -142,19 +148,19 @@ int daemon_worker_main(int argc, char **argv)
     /* The supervisor's counters: they were there before this worker and outlive it. */
     if (metrics_fd >= 0) {
         if (metrics_shared_attach((int)metrics_fd) < 0)
-            log_warning("metrics: cannot map the shared counters (%s): this worker counts alone",
-                        strerror(errno));
+            log_warning("metrics: cannot map the shared counters (%s): this %s counts alone",
+                        strerror(errno), name);
         close((int)metrics_fd); /* the mapping stays */
     }
     /* The keys and the users file are the keeper's: TLS, DKIM and AUTH ask it (ipc/). */
     if (keeper_fd >= 0) {
 #if HONGYAN_TEST_HOOKS
         /*
-         * The test build can play a broken worker once: garbage to the keeper
+         * The test build can play a broken smtpd once: garbage to the keeper
          * when the file HONGYAN_TEST_KEEPER_GARBAGE names exists (it is removed).
          */
         const char *flag = getenv("HONGYAN_TEST_KEEPER_GARBAGE");
-        if (flag && *flag && unlink(flag) == 0 &&
+        if (role == DAEMON_ROLE_SMTPD && flag && *flag && unlink(flag) == 0 &&
             send((int)keeper_fd, "\x01garbage", 8, MSG_NOSIGNAL) < 0)
             log_warning("test hook: send: %s", strerror(errno));
 #endif
@@ -163,7 +169,7 @@ int daemon_worker_main(int argc, char **argv)
         keeper_client_set_default(kc);
     }
     /* The lock fd stays open, unused: it keeps the spool locked while we drain an orphaned run. */
-    int rc = daemon_worker_run(config_path, cfg, socks, nsocks);
+    int rc = daemon_worker_run(role, config_path, cfg, socks, nsocks, (int)split_fd);
     daemon_listeners_free(socks, nsocks);
     return rc;
 }

@@ -146,8 +146,7 @@ struct qmgr *qmgr_new(struct server *srv)
     struct qmgr *q = xcalloc(1, sizeof *q);
     q->srv = srv;
     q->fifo_fd = -1;
-    q->process_limit = 100;  /* set from default_process_limit by each qmgr_run() */
-    srv->queued = qmgr_kick; /* smtpd/ reaches the queue manager only through this */
+    q->process_limit = 100; /* set from default_process_limit by each qmgr_run() */
     return q;
 }
 
@@ -236,6 +235,30 @@ void qmgr_kick(struct qmgr *q, const char *queue_id)
         return;
     qmgr_add(q, queue_id, 0);
     qmgr_run(q);
+}
+
+void qmgr_hint(struct qmgr *q, const char *queue_id)
+{
+    /*
+     * A message already known keeps its schedule: a hint must not make a
+     * deferred message be tried before its time (smtpd could send many).
+     */
+    if (q->stopping || !spool_valid_id(queue_id) || qmgr_find(q, queue_id) != NULL)
+        return;
+    struct stat st;
+    char *env = xasprintf("%s/active/%s", spool_dir(q->srv->spool), queue_id);
+    int there = lstat(env, &st) == 0 && S_ISREG(st.st_mode);
+    free(env);
+    if (!there) {
+        log_debug("%s: queued hint for a message not in active/: ignored", queue_id);
+        return;
+    }
+    qmgr_kick(q, queue_id);
+}
+
+void qmgr_scan_soon(struct qmgr *q)
+{
+    q->last_scan = 0; /* the next tick, within a second */
 }
 
 void qmgr_flush(struct qmgr *q)

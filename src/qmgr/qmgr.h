@@ -25,6 +25,14 @@ void qmgr_start(struct qmgr *q);
 void qmgr_kick(struct qmgr *q, const char *queue_id);
 /* Retry every deferred message now (hongyan queue flush, the flush FIFO). */
 void qmgr_flush(struct qmgr *q);
+/*
+ * The smtpd process says queue_id was committed (ipc/split_proto.h): a
+ * wake-up only. Ignored unless it names a message in active/ that the
+ * queue manager does not know yet; then as qmgr_kick.
+ */
+void qmgr_hint(struct qmgr *q, const char *queue_id);
+/* Scans the queue at the next tick (a restarted smtpd: hints may have been lost). */
+void qmgr_scan_soon(struct qmgr *q);
 /* Stops starting deliveries; done(arg) runs once those in flight have finished. */
 void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg);
 void qmgr_free(struct qmgr *q);

@@ -79,11 +79,14 @@ struct server {
     struct workq *workq;
     struct qmgr *qmgr;
     /*
-     * "A message is in the queue": qmgr_kick, registered by qmgr_new. The
-     * session calls it through here because smtpd/ sits below qmgr/
-     * (docs/architecture.md, "Layers"); NULL when no queue manager runs.
+     * "A message is in the queue", called by the session right after the
+     * commit that made it durable: in the smtpd process, a SPLIT_QUEUED
+     * hint to the delivery process (daemon/worker.c). Through here because
+     * smtpd/ may not know who listens (docs/architecture.md, "Layers");
+     * NULL: nobody (the periodic queue scan finds the message).
      */
-    void (*queued)(struct qmgr *q, const char *queue_id);
+    void (*queued)(void *arg, const char *queue_id);
+    void *queued_arg;
     struct dns *dns;              /* NULL until the DNS module provides one */
     struct client_table *clients; /* sessions per client address */
     struct auth *auth;        /* SMTP AUTH users and failure throttle (smtpd/auth.h); kept across
@@ -120,10 +123,13 @@ enum metrics_listener server_listener_metric(enum listener_kind kind);
 
 /*
  * Builds a generation from the configuration file (NULL: embedded); NULL with
- * err. Implemented in src/daemon/server_gen.c, the one layer that sees every
- * module a generation is made of.
+ * err. smtp_server: with the TLS server context and the restriction check
+ * (smtpd); 0 for delivery, which serves no SMTP. Implemented in
+ * src/daemon/server_gen.c, the one layer that sees every module a
+ * generation is made of.
  */
-struct server_gen *server_gen_new(const char *config_path, struct config *cfg, struct buf *err);
+struct server_gen *server_gen_new(const char *config_path, struct config *cfg, int smtp_server,
+                                  struct buf *err);
 
 /* Per-address counts: add delta (+1/-1) and return the new count. */
 struct client_table *client_table_new(void);

@@ -23,11 +23,11 @@ const char *smtpd_state_name(enum smtpd_state st)
     return st < SMTPD_STATE_COUNT ? state_names[st] : "?";
 }
 
-/* Tells the queue manager a message is in the queue (server/server.h, "queued"). */
+/* Tells the delivery side a message is in the queue (server/server.h, "queued"). */
 void smtpd_session_queued(struct smtpd_session *s, const char *queue_id)
 {
     if (s->srv->queued)
-        s->srv->queued(s->srv->qmgr, queue_id);
+        s->srv->queued(s->srv->queued_arg, queue_id);
 }
 static void session_linger(struct smtpd_session *s);
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg);

@@ -141,8 +141,8 @@ def children(pid):
 
 
 def role(pid):
-    """The hidden command a child of the supervisor was exec'd as ("worker",
-    "keeper"; after the process split "smtpd", "delivery"), or None."""
+    """The hidden command a child of the supervisor was exec'd as ("smtpd",
+    "delivery", "keeper"), or None."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             argv = f.read().split(b"\0")
@@ -207,7 +207,7 @@ class Server:
         self.write_config()
 
     def start(self, wait=True):
-        # The log is kept across restarts: wait for this start's worker.
+        # The log is kept across restarts: wait for this start's smtpd and delivery.
         readies = self.log_text().count("ready:")
         for attempt in range(3):
             self.logf = open(self.log, "ab")
@@ -226,11 +226,11 @@ class Server:
                 self.logf.close()
                 self._new_ports()
         if wait:
-            # The supervisor binds before the worker runs; wait for the worker.
-            if not wait_for(lambda: self.log_text().count("ready:") > readies or
+            # The supervisor binds before its children run; wait for both.
+            if not wait_for(lambda: self.log_text().count("ready:") >= readies + 2 or
                             self.proc.poll() is not None,
                             timeout=15):
-                raise TimeoutError("worker not ready:\n" + self.log_text())
+                raise TimeoutError("smtpd and delivery not ready:\n" + self.log_text())
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
@@ -259,8 +259,7 @@ class Server:
 
     def child_pids(self, kind):
         """Live children of this server's supervisor of one kind (role()):
-        the one place tests find the worker, the keeper, and after the
-        process split the smtpd and delivery processes."""
+        the one place tests find the smtpd, delivery and keeper processes."""
         return [p for p in children(self.proc.pid) if role(p) == kind]
 
     def log_text(self):

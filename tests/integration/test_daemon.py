@@ -1,8 +1,10 @@
-"""`hongyan serve` as a process: privilege drop, worker restart after a
-crash, SIGHUP reload, SIGTERM, and configuration errors at start."""
+"""`hongyan serve` as a process: privilege drop, smtpd and delivery
+restarted after a crash, SIGHUP reload, SIGTERM, and configuration errors
+at start."""
 import os
 import pwd
 import signal
+import smtplib
 import socket
 import subprocess
 
@@ -29,32 +31,46 @@ def sendmail(srv, rcpt, body="Subject: t\n\nbody\n"):
     assert r.returncode == 0, r.stderr
 
 
-def workers(pid):
-    return [p for p in children(pid) if role(p) == "worker"]
+def sendmail_smtp(srv, rcpt, body="Subject: t\r\n\r\nbody\r\n"):
+    """One message to rcpt through smtpd (smtplib on smtpd_listen)."""
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=15) as c:
+        c.sendmail("sender@example.net", [rcpt], body)
+
+
+def split_children(srv):
+    """The supervisor's children by role: {"smtpd": [pid], "delivery": [...], ...}."""
+    out = {}
+    for p in children(srv.proc.pid):
+        out.setdefault(role(p), []).append(p)
+    return out
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
-def test_worker_runs_as_mail_owner(server):
-    worker = wait_for(lambda: workers(server.proc.pid))
-    assert len(worker) == 1
-    # The supervisor's other child is the keeper, as keeper_user (test_keeper.py).
-    assert sorted(role(p) for p in children(server.proc.pid)) == ["keeper", "worker"]
+def test_smtpd_and_delivery_run_as_mail_owner(server):
+    assert wait_for(lambda: sorted(split_children(server)) == ["delivery", "keeper", "smtpd"])
+    kids = split_children(server)
+    # One of each; the keeper runs as keeper_user (test_keeper.py).
+    assert [len(kids[k]) for k in ("smtpd", "delivery", "keeper")] == [1, 1, 1]
     assert uid_of(server.proc.pid) == 0
-    assert uid_of(worker[0]) == pwd.getpwnam("hongyan").pw_uid
+    for k in ("smtpd", "delivery"):
+        assert uid_of(kids[k][0]) == pwd.getpwnam("hongyan").pw_uid
     queue = server.data / "queue"
     assert os.stat(queue).st_uid == pwd.getpwnam("hongyan").pw_uid
 
 
-def test_killed_worker_is_restarted_and_resumes(server):
-    worker = wait_for(lambda: workers(server.proc.pid))[0]
-    os.kill(worker, signal.SIGKILL)
-    new = wait_for(lambda: [p for p in workers(server.proc.pid) if p != worker], timeout=15)
+@pytest.mark.parametrize("kind", ["smtpd", "delivery"])
+def test_killed_child_is_restarted_and_resumes(server, kind):
+    old = wait_for(lambda: server.child_pids(kind))[0]
+    os.kill(old, signal.SIGKILL)
+    new = wait_for(lambda: [p for p in server.child_pids(kind) if p != old], timeout=15)
     assert new, server.log_text()
     wait_port(server.smtpd_port)
-    assert "killed by signal 9; restarting" in server.log_text()
-    # Mail queued while the old worker was gone is delivered by the new one.
+    assert "%s pid %d killed by signal 9; restarting" % (kind, old) in server.log_text()
+    # Mail queued after the kill is delivered (through the new one).
     sendmail(server, "alice@example.com")
+    sendmail_smtp(server, "bob@example.com")
     assert wait_for(lambda: server.messages("example.com", "alice"), timeout=15)
+    assert wait_for(lambda: server.messages("example.com", "bob"), timeout=15)
 
 
 def test_sighup_reloads_configuration(server):
@@ -70,8 +86,8 @@ def test_broken_reload_keeps_running_configuration(server):
     server.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "reload failed" in server.log_text())
     assert "unknown key 'smtpd_banner_typo'" in server.log_text()
-    # The worker still runs on the previous configuration: it delivers mail
-    # that sendmail (reading the repaired file) queues.
+    # smtpd and delivery still run on the previous configuration: mail
+    # that sendmail (reading the repaired file) queues is delivered.
     server.write_config()
     sendmail(server, "carol@example.com")
     assert wait_for(lambda: server.messages("example.com", "carol"), timeout=15)
@@ -116,17 +132,16 @@ def test_port_in_use_is_a_clear_error(server_factory):
         busy.close()
 
 
-def test_worker_exits_when_its_supervisor_dies(server):
-    """An orphaned worker would keep the sockets and the spool: a new server
-    could not start, and with other listen addresses two would share it."""
-    worker = wait_for(lambda: workers(server.proc.pid))[0]
-    keeper = [p for p in children(server.proc.pid) if role(p) == "keeper"]
+def test_children_exit_when_their_supervisor_dies(server):
+    """An orphaned smtpd would keep the sockets and an orphaned delivery the
+    spool: a new server could not start, or two would share them."""
+    assert wait_for(lambda: sorted(split_children(server)) == ["delivery", "keeper", "smtpd"])
+    kids = split_children(server)
     os.kill(server.proc.pid, signal.SIGKILL)
     server.proc.wait(timeout=10)
-    assert wait_for(lambda: not os.path.exists("/proc/%d" % worker), timeout=15), \
-        "worker %d outlived its supervisor" % worker
-    assert keeper and wait_for(lambda: not os.path.exists("/proc/%d" % keeper[0]), timeout=15), \
-        "keeper outlived its supervisor"
+    for kind, pids in kids.items():
+        assert wait_for(lambda: not os.path.exists("/proc/%d" % pids[0]), timeout=15), \
+            "%s %d outlived its supervisor" % (kind, pids[0])
     server.proc = None
     server.logf.close()
     server.start()

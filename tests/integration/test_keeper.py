@@ -1,6 +1,6 @@
 """The keeper: a process of its own uid and group, no network, no_new_privs
 and seccomp, that alone reads the TLS key, the DKIM keys and the users file.
-The worker's STARTTLS (checked by OpenSSL clients that verify the
+smtpd's STARTTLS (checked by OpenSSL clients that verify the
 certificate), AUTH (swaks), DKIM signing (verified by dkimpy) and an
 authenticated relay go through it; killed, it comes back and they work
 again; a malformed request closes only the connection it came on."""
@@ -22,7 +22,7 @@ import pytest
 
 from conftest import BIN, wait_for
 from smtppeer import Peer
-from test_worker_exec import child_of, worker_of
+from test_worker_exec import child_of, delivery_of, smtpd_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the keeper's own uid")
 
@@ -132,44 +132,49 @@ def works(env, tag):
 
 def test_keeper_has_its_own_uid_and_group_and_sandbox(env):
     srv = env["srv"]
-    keeper, worker = keeper_of(srv), worker_of(srv)
+    keeper = keeper_of(srv)
     kpw, wpw = pwd.getpwnam("hongyan-keys"), pwd.getpwnam("hongyan")
-    ks, ws = status(keeper), status(worker)
+    ks = status(keeper)
     assert ks["Uid"].split() == [str(kpw.pw_uid)] * 4
     assert ks["Gid"].split() == [str(kpw.pw_gid)] * 4
     assert ks["Groups"].split() == []
     assert ks["NoNewPrivs"] == "1"
     assert ks["Seccomp"] == ("0" if SANITIZED else "2")
-    # The worker: another uid, and neither its gid nor any group of it is the keeper's.
-    assert ws["Uid"].split()[0] == str(wpw.pw_uid)
-    assert str(kpw.pw_gid) not in ws["Gid"].split() + ws["Groups"].split()
+    # smtpd and delivery: another uid, and neither gid nor any group of theirs is the keeper's.
+    for pid in (smtpd_of(srv), delivery_of(srv)):
+        ws = status(pid)
+        assert ws["Uid"].split()[0] == str(wpw.pw_uid)
+        assert str(kpw.pw_gid) not in ws["Gid"].split() + ws["Groups"].split()
+    # smtpd, the network-facing one, holds no supplementary group at all.
+    assert status(smtpd_of(srv))["Groups"].split() == []
     assert os.readlink("/proc/%d/exe" % keeper) == os.path.realpath(BIN)
-    # No socket but the socketpair it was given (a SOCK_SEQPACKET Unix socket).
+    # No socket but the socketpairs it was given (SOCK_SEQPACKET Unix sockets), one per client.
     socks = [os.readlink("/proc/%d/fd/%s" % (keeper, fd)) for fd in os.listdir("/proc/%d/fd" % keeper)]
     socks = [s[8:-1] for s in socks if s.startswith("socket:[")]
     with open("/proc/net/unix") as f:
         unix = {line.split()[6]: line.split()[4] for line in list(f)[1:]}
-    assert len(socks) == 1 and unix.get(socks[0]) == "0005", (socks, unix)
+    assert len(socks) == 2 and all(unix.get(s) == "0005" for s in socks), (socks, unix)
     for task in os.listdir("/proc/%d/task" % keeper):
         with open("/proc/%d/task/%s/status" % (keeper, task)) as f:
             assert ("Seccomp:\t%s\n" % ("0" if SANITIZED else "2")) in f.read()
 
 
-def test_worker_credentials_cannot_read_the_secrets(env):
+@pytest.mark.parametrize("kind", ["smtpd", "delivery"])
+def test_child_credentials_cannot_read_the_secrets(env, kind):
     srv = env["srv"]
-    ws = status(worker_of(srv))
+    ws = status(child_of(srv, kind))
     uid, gid = ws["Uid"].split()[0], ws["Gid"].split()[0]
     groups = ",".join(ws["Groups"].split()) or None
-    as_worker = ["setpriv", "--reuid=" + uid, "--regid=" + gid]
-    as_worker += ["--groups=" + groups] if groups else ["--clear-groups"]
+    as_child = ["setpriv", "--reuid=" + uid, "--regid=" + gid]
+    as_child += ["--groups=" + groups] if groups else ["--clear-groups"]
     secrets = [srv.data / "tls" / "key.pem", srv.data / "dkim" / "example.com" / "mail.pem",
                srv.data / "users"]
     for path in secrets:
         assert path.exists(), path
-        r = subprocess.run(as_worker + ["--", "cat", str(path)], capture_output=True, timeout=10)
+        r = subprocess.run(as_child + ["--", "cat", str(path)], capture_output=True, timeout=10)
         assert r.returncode != 0 and b"Permission denied" in r.stderr, (path, r)
-    # The certificate is public; the keeper reads what the worker cannot.
-    r = subprocess.run(as_worker + ["--", "cat", str(srv.data / "tls" / "cert.pem")],
+    # The certificate is public; the keeper reads what smtpd and delivery cannot.
+    r = subprocess.run(as_child + ["--", "cat", str(srv.data / "tls" / "cert.pem")],
                        capture_output=True, timeout=10)
     assert r.returncode == 0 and b"BEGIN CERTIFICATE" in r.stdout
     kpw = pwd.getpwnam("hongyan-keys")
@@ -185,8 +190,8 @@ def test_tls_auth_dkim_and_relay_through_the_keeper(env):
     assert "keeper started" in env["srv"].log_text()
 
 
-def test_users_file_planted_by_the_worker_is_refused(env):
-    """data_directory is the worker's: it can swap the users file for its own,
+def test_users_file_planted_by_smtpd_is_refused(env):
+    """data_directory is mail_owner's: smtpd can swap the users file for its own,
     but the keeper reads only root's or its own, and keeps the users it had."""
     srv = env["srv"]
     wpw = pwd.getpwnam("hongyan")
@@ -251,7 +256,7 @@ def test_rsa_certificate_pkcs1_and_pss(server_factory, tmp_path):
 
 
 def test_key_that_does_not_match_the_certificate_is_refused(server_factory, tmp_path):
-    """The worker cannot read the key, so it asks the keeper for one signature
+    """smtpd cannot read the key, so it asks the keeper for one signature
     at load and checks it against the certificate, as it checked the pair."""
     made = []
     for name in ("a", "b"):
@@ -270,13 +275,14 @@ def test_key_that_does_not_match_the_certificate_is_refused(server_factory, tmp_
     srv.start(wait=False)
     assert wait_for(lambda: "does not match the certificate in %s" % made[0][0]
                     in srv.log_text(), timeout=20), srv.log_text()
-    assert "ready:" not in srv.log_text()
+    # smtpd, which serves TLS, never gets ready; delivery, which does not, may.
+    assert not re.search(r"/smtpd\[\d+\]: ready:", srv.log_text()), srv.log_text()
 
 
 def test_killed_keeper_comes_back(env):
     srv = env["srv"]
     works(env, "before")
-    old, worker = keeper_of(srv), worker_of(srv)
+    old, smtpd, delivery = keeper_of(srv), smtpd_of(srv), delivery_of(srv)
     os.kill(old, signal.SIGKILL)
     new = keeper_of(srv, not_pid=old)
     assert wait_for(lambda: "keeper pid %d killed by signal 9; restarting" % old in srv.log_text(),
@@ -284,18 +290,18 @@ def test_killed_keeper_comes_back(env):
     started = time.monotonic()
     works(env, "after")
     assert time.monotonic() - started < 20
-    # The worker went on: only the keeper was restarted.
-    assert worker_of(srv) == worker
+    # smtpd and delivery went on: only the keeper was restarted.
+    assert (smtpd_of(srv), delivery_of(srv)) == (smtpd, delivery)
     assert keeper_of(srv) == new
 
 
 def test_request_queued_while_the_keeper_dies(env):
     """AUTH sent while the keeper is stopped, then the keeper killed: the
     request waits in the socketpair (the supervisor holds the keeper's end)
-    and the next keeper answers it, or the worker answers 454; either way
-    the worker does not crash and serves on."""
+    and the next keeper answers it, or smtpd answers 454; either way
+    smtpd does not crash and serves on."""
     srv = env["srv"]
-    keeper, worker = keeper_of(srv), worker_of(srv)
+    keeper, smtpd = keeper_of(srv), smtpd_of(srv)
     c = smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30)
     c.ehlo("client.example")
     starttls(c, srv)
@@ -310,7 +316,7 @@ def test_request_queued_while_the_keeper_dies(env):
     c.close()
     keeper_of(srv, not_pid=keeper)
     works(env, "queued")
-    assert worker_of(srv) == worker
+    assert smtpd_of(srv) == smtpd
 
 
 def build_option(name):
@@ -324,9 +330,9 @@ def build_option(name):
 
 
 @pytest.mark.skipif(build_option("test_hooks") is not True, reason="needs -Dtest_hooks=true")
-def test_worker_whose_connection_is_shut_is_replaced(server_factory, tmp_path):
-    """A worker that sends the keeper garbage (test hook) loses its connection,
-    stops, and the supervisor starts a fresh worker and keeper that work."""
+def test_smtpd_whose_connection_is_shut_is_replaced(server_factory, tmp_path):
+    """An smtpd that sends the keeper garbage (test hook) loses its connection,
+    stops, and the supervisor starts a fresh smtpd and keeper that work."""
     flag = tmp_path / "garbage-once"
     os.environ["HONGYAN_TEST_KEEPER_GARBAGE"] = str(flag)
     try:
@@ -334,11 +340,11 @@ def test_worker_whose_connection_is_shut_is_replaced(server_factory, tmp_path):
         r = srv.cmd("user", "add", "alice@example.com", input=PASSWORD + "\n")
         assert r.returncode == 0, r.stderr
         flag.write_text("")
-        os.chmod(tmp_path, 0o777)  # the worker (mail_owner) removes the flag
+        os.chmod(tmp_path, 0o777)  # smtpd (mail_owner) removes the flag
         srv.start(wait=False)
         assert wait_for(lambda: "malformed request" in srv.log_text(), timeout=15), \
             srv.log_text()
-        # That worker stops (or, its TLS key unusable, does not start) and is replaced.
+        # That smtpd stops (or, its TLS key unusable, does not start) and is replaced.
         assert wait_for(lambda: "ready:" in srv.log_text().partition("; restarting")[2],
                         timeout=30), srv.log_text()
         assert not flag.exists()

@@ -121,21 +121,24 @@ def test_counters_move_by_exactly_n_and_scrapes_are_not_connections(server_facto
 
 
 
-def test_counters_outlive_a_killed_worker(server_factory):
-    """The counters sit in the supervisor's shared region (metrics.h): a
-    worker killed with SIGKILL and restarted carries on from its
-    predecessor's numbers, as Prometheus expects of a counter."""
+@pytest.mark.parametrize("kind", ["smtpd", "delivery"])
+def test_counters_outlive_a_killed_child(server_factory, kind):
+    """The counters sit in the supervisor's shared region (metrics.h), which
+    smtpd and delivery both add to: either killed with SIGKILL and restarted
+    carries on from its predecessor's numbers, as Prometheus expects of a
+    counter, and the page smtpd serves shows delivery's counts."""
     srv = metrics_server(server_factory)
     received = 'hongyan_messages_received_total{listener="smtpd"}'
     delivered = 'hongyan_messages_delivered_total{transport="local"}'
     send(srv, 3)
     assert wait_for(lambda: samples(scrape(srv.metrics_port)[2])[delivered] == 3)
     before = samples(scrape(srv.metrics_port)[2])
-    old = wait_for(lambda: srv.child_pids("worker"))[0]
+    old = wait_for(lambda: srv.child_pids(kind))[0]
+    readies = srv.log_text().count("ready:")
     os.kill(old, signal.SIGKILL)
-    assert wait_for(lambda: [p for p in srv.child_pids("worker") if p != old], timeout=15), \
+    assert wait_for(lambda: [p for p in srv.child_pids(kind) if p != old], timeout=15), \
         srv.log_text()
-    assert wait_for(lambda: srv.log_text().count("ready:") >= 2, timeout=15), srv.log_text()
+    assert wait_for(lambda: srv.log_text().count("ready:") > readies, timeout=15), srv.log_text()
     after = samples(scrape(srv.metrics_port)[2])
     assert after[received] == before[received] == 3
     assert after["hongyan_spool_commit_seconds_count"] == 3
@@ -170,6 +173,16 @@ def test_pflogsumm_counts_match_the_metrics(server_factory):
     assert got.get("bounced", 0) == 0
 
 
+# The queue view and the recent-delivery tables are the delivery process's,
+# and the page is served by smtpd: until they are in the shared region
+# (issue 12 step 5, branch statusshm) smtpd shows them empty. Strict: the
+# merge of that step makes these pass, and then the mark must go.
+DELIVERY_TABLES_IN_SMTPD = pytest.mark.xfail(
+    strict=True, reason="delivery's queue view and tables not yet shared with smtpd (issue 12 "
+    "step 5)")
+
+
+@DELIVERY_TABLES_IN_SMTPD
 def test_queue_gauge_equals_the_deferred_count(server_factory):
     dead = free_port()
     srv = metrics_server(server_factory, {
@@ -281,6 +294,7 @@ def chromium_binary():
     return None
 
 
+@DELIVERY_TABLES_IN_SMTPD
 def test_status_page_html(server_factory):
     dead = free_port()
     srv = metrics_server(server_factory, {
@@ -308,6 +322,7 @@ def test_status_page_html(server_factory):
     assert "src=" not in page and "href='http" not in page  # no external asset
 
 
+@DELIVERY_TABLES_IN_SMTPD
 def test_status_page_in_a_real_browser(server_factory, tmp_path):
     browser = chromium_binary()
     if browser is None:

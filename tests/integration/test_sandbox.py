@@ -1,4 +1,4 @@
-"""The worker's sandbox: no_new_privs and a seccomp allowlist that kills the
+"""The sandbox of smtpd and delivery: no_new_privs and a seccomp allowlist that kills the
 process on a forbidden call (the supervisor logs it and starts a new one),
 and the daily report run, which needs exec, started by the supervisor."""
 import grp
@@ -12,8 +12,8 @@ import subprocess
 import pytest
 
 from conftest import BIN, wait_for, wait_port
-from test_daemon import sendmail
-from test_worker_exec import worker_of
+from test_daemon import sendmail, sendmail_smtp
+from test_worker_exec import delivery_of, smtpd_of
 
 SANITIZED = bool(os.environ.get("HONGYAN_SANITIZED"))
 
@@ -67,11 +67,12 @@ def holders(inodes):
 
 
 def test_every_unprivileged_listener_is_sandboxed(server):
-    worker = worker_of(server)
-    wait_for(lambda: "ready:" in server.log_text())
+    smtpd = smtpd_of(server)
     pids = holders(listening_inodes({server.smtpd_port, server.submission_port,
                                      server.smtps_port}))
-    assert worker in pids and server.proc.pid in pids
+    assert smtpd in pids and server.proc.pid in pids
+    # delivery holds none: the listening sockets are smtpd's and the supervisor's.
+    assert delivery_of(server) not in pids
     checked = 0
     for pid in pids:
         st = status(pid)
@@ -86,6 +87,10 @@ def test_every_unprivileged_listener_is_sandboxed(server):
                 assert status(int(tid))["Seccomp"] == "2", tid
     if os.geteuid() == 0:
         assert checked == 1
+    # delivery, which talks to the network as a client, is sandboxed the same way.
+    st = status(delivery_of(server))
+    assert st["NoNewPrivs"] == "1"
+    assert st["Seccomp"] == ("0" if SANITIZED else "2")
     # Sessions, delivery and DNS still work inside the filter.
     sendmail(server, "alice@example.com")
     assert wait_for(lambda: server.messages("example.com", "alice"), timeout=15), \
@@ -94,20 +99,22 @@ def test_every_unprivileged_listener_is_sandboxed(server):
 
 @pytest.mark.skipif(not TEST_HOOKS or SANITIZED,
                     reason="needs a -Dtest_hooks=true build without sanitizers (make test)")
-def test_seccomp_violation_kills_the_worker_and_it_comes_back(server_factory, monkeypatch):
+def test_seccomp_violation_kills_smtpd_and_it_comes_back(server_factory, monkeypatch):
     monkeypatch.setenv("HONGYAN_TEST_SECCOMP_TRIGGER", "1")
     srv = server_factory()
-    old = worker_of(srv)
+    old, delivery = smtpd_of(srv), delivery_of(srv)
+    before = srv.log_text().count("ready:")
     os.kill(old, signal.SIGUSR2)
     assert wait_for(lambda: "seccomp violation" in srv.log_text(), timeout=10), srv.log_text()
     log = srv.log_text()
-    assert "worker pid %d killed by signal %d (SIGSYS): seccomp violation" % (
+    assert "smtpd pid %d killed by signal %d (SIGSYS): seccomp violation" % (
         old, signal.SIGSYS) in log
     assert "execve was not refused" not in log
-    worker_of(srv, not_pid=old)
-    assert wait_for(lambda: srv.log_text().count("ready:") >= 2, timeout=15)
+    smtpd_of(srv, not_pid=old)
+    assert wait_for(lambda: srv.log_text().count("ready:") > before, timeout=15)
+    assert delivery_of(srv) == delivery  # restarted alone
     wait_port(srv.smtpd_port)
-    sendmail(srv, "bob@example.com")
+    sendmail_smtp(srv, "bob@example.com")
     assert wait_for(lambda: srv.messages("example.com", "bob"), timeout=15), srv.log_text()
 
 
@@ -116,7 +123,7 @@ def test_supervisor_starts_the_daily_report_run(server_factory, monkeypatch):
     monkeypatch.setenv("HONGYAN_TEST_REPORTS_AFTER", "1")
     srv = server_factory(extra={"smtp_tls_reporting": "yes"})
     assert wait_for(lambda: "report send started" in srv.log_text(), timeout=10), srv.log_text()
-    # It ran and finished (reaped, nothing to send), and the worker did not exec it.
+    # It ran and finished (reaped, nothing to send), and neither smtpd nor delivery exec'd it.
     assert wait_for(lambda: "0 TLS report(s) queued" in srv.log_text(), timeout=20), \
         srv.log_text()
     assert "report send exited with status" not in srv.log_text()
@@ -141,7 +148,7 @@ def test_report_credentials_queue_mail_under_no_new_privs(server):
     assert ok.returncode == 0, ok.stderr
     assert wait_for(lambda: server.messages("example.com", "carol"), timeout=15), \
         server.log_text()
-    # With mail_owner's own group as gid, as the worker has, the helper refuses:
+    # With mail_owner's own group as gid, as delivery has, the helper refuses:
     # the report run's gid is what makes it work.
     own = subprocess.run(base + ["--regid=%d" % pwd.getpwnam("hongyan").pw_gid, BIN, "-c",
                                  str(server.cfg), "sendmail", "dave@example.com"],
@@ -173,7 +180,8 @@ def test_serves_with_the_units_capabilities_and_no_new_privs(server_factory):
     assert wait_for(lambda: "reload: configuration" in srv.log_text()), srv.log_text()
     sendmail(srv, "erin@unit.example")
     assert wait_for(lambda: srv.messages("unit.example", "erin"), timeout=15), srv.log_text()
-    assert status(worker_of(srv))["NoNewPrivs"] == "1"
+    assert status(smtpd_of(srv))["NoNewPrivs"] == "1"
+    assert status(delivery_of(srv))["NoNewPrivs"] == "1"
     supervisor = status(srv.proc.pid)
     assert supervisor["NoNewPrivs"] == "1"
     # CAP_NET_BIND_SERVICE, SETGID, SETUID, CHOWN, DAC_OVERRIDE, FOWNER, KILL and no other.
@@ -181,22 +189,22 @@ def test_serves_with_the_units_capabilities_and_no_new_privs(server_factory):
 
 
 @pytest.mark.skipif(not TEST_HOOKS, reason="needs a -Dtest_hooks=true build (make test)")
-@pytest.mark.skipif(os.geteuid() != 0, reason="the worker's own user needs root to start")
-def test_landlock_keeps_the_worker_to_its_directories(server_factory, monkeypatch, tmp_path):
+@pytest.mark.skipif(os.geteuid() != 0, reason="mail_owner needs root to start")
+def test_landlock_keeps_smtpd_to_its_directories(server_factory, monkeypatch, tmp_path):
     """A file mail_owner may read by its mode, outside every directory the
-    configuration names, is refused to the worker with EACCES (Landlock);
+    configuration names, is refused to smtpd with EACCES (Landlock);
     the configuration file and the system's are still read."""
     outside = tmp_path / "outside"
     outside.mkdir(mode=0o755)
     os.chmod(outside, 0o755)
     secret = outside / "secret"
-    secret.write_text("not for the worker\n")
+    secret.write_text("not for smtpd\n")
     os.chmod(secret, 0o644)
     srv = server_factory(start=False)  # makes tmp_path traversable for mail_owner
     # The control: by ownership and mode alone, mail_owner can read it.
     r = subprocess.run(["/bin/cat", str(secret)], user="hongyan", group="hongyan",
                        capture_output=True, text=True)
-    assert r.returncode == 0 and "not for the worker" in r.stdout, r.stderr
+    assert r.returncode == 0 and "not for smtpd" in r.stdout, r.stderr
     monkeypatch.setenv("HONGYAN_TEST_LANDLOCK_PROBE",
                        "%s:%s:/etc/hosts" % (secret, srv.cfg))
     srv.start()
@@ -204,7 +212,7 @@ def test_landlock_keeps_the_worker_to_its_directories(server_factory, monkeypatc
     if "landlock: not available" in srv.log_text():
         pytest.skip("this kernel has no Landlock")
     assert "landlock: ABI" in srv.log_text(), srv.log_text()
-    os.kill(worker_of(srv), signal.SIGUSR2)
+    os.kill(smtpd_of(srv), signal.SIGUSR2)
     assert wait_for(lambda: "test probe: open /etc/hosts" in srv.log_text(), timeout=10), \
         srv.log_text()
     log = srv.log_text()

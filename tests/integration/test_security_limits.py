@@ -135,10 +135,10 @@ def test_auth_flood_does_not_delay_commits(server_factory):
     assert commit < max(1.5 * cost, 1.0), (commit, cost)
 
 
-def worker_anon(srv):
-    """The worker's anonymous resident memory (RssAnon: the heap, not the
+def smtpd_anon(srv):
+    """smtpd's anonymous resident memory (RssAnon: the heap, not the
     page cache that a mapped file brings in), in bytes."""
-    pids = wait_for(lambda: srv.child_pids("worker"))
+    pids = wait_for(lambda: srv.child_pids("smtpd"))
     with open("/proc/%d/status" % pids[0]) as f:
         for line in f:
             if line.startswith("RssAnon:"):
@@ -157,7 +157,7 @@ def test_held_messages_stay_within_the_memory_budget(server_factory):
         srv = server_factory({"dns_resolver": dns.address, "mynetworks": "192.0.2.0/24",
                               "message_size_limit": str(8 * size),
                               "smtpd_inbound_memory_limit": str(limit)})
-        before = worker_anon(srv)
+        before = smtpd_anon(srv)
         line = b"x" * 998 + b"\r\n"
         body = line * (size // len(line))
         conns = []
@@ -174,7 +174,7 @@ def test_held_messages_stay_within_the_memory_budget(server_factory):
             conns.append(c)
         # Everything is sent; let the server read it all, then see what it holds.
         time.sleep(1.5)
-        held = worker_anon(srv) - before
+        held = smtpd_anon(srv) - before
         for c in conns:
             c.send(b".\r\n")
         for c in conns:
