@@ -173,23 +173,28 @@ unsigned daemon_reports_delay(time_t now);
 int daemon_reports_wanted(const char *config_path);
 
 /*
- * The worker's sandbox (src/daemon/sandbox.c): PR_SET_NO_NEW_PRIVS and the
- * seccomp allowlist, for all threads; a call outside it kills the process.
- * 0, or -1 with err set. Sanitizer builds set no_new_privs only.
+ * The role's sandbox (src/daemon/sandbox.c): PR_SET_NO_NEW_PRIVS and the
+ * role's seccomp allowlist, for all threads; a call outside it kills the
+ * process. 0, or -1 with err set. Sanitizer builds set no_new_privs only.
  */
-int daemon_sandbox_enter(struct buf *err);
+int daemon_sandbox_enter(enum daemon_role role, struct buf *err);
 /*
- * The worker's Landlock ruleset (src/daemon/landlock.c), for the calling
+ * The role's Landlock ruleset (src/daemon/landlock.c), for the calling
  * thread and every thread it starts later: call it before the first thread.
- * Writable: queue_directory, data_directory, virtual_mailbox_base; readable:
- * /etc, /usr, /lib, /lib64, /proc, /dev, the configuration file's directory
- * and that of every absolute path a configuration value names. 0 when in
- * force, 1 when the kernel has no Landlock (logged), -1 with err.
+ * Writable: queue_directory, and for delivery data_directory and
+ * virtual_mailbox_base, for smtpd $data_directory/dmarc (made if missing
+ * when smtpd_dmarc_reporting is on);
+ * readable: /etc, /usr, /lib, /lib64, /proc, /dev, the configuration file's
+ * directory and that of every absolute path a configuration value names
+ * (for smtpd: not data_directory itself, the mailboxes, the relay password
+ * maps nor the keeper's files; $data_directory/tls). 0 when in force, 1
+ * when the kernel has no Landlock (logged), -1 with err.
  */
-int daemon_landlock_enter(const char *config_path, const struct config *cfg, struct buf *err);
+int daemon_landlock_enter(enum daemon_role role, const char *config_path, const struct config *cfg,
+                          struct buf *err);
 /*
  * In a build configured with -Dtest_hooks=true: with HONGYAN_TEST_SECCOMP_TRIGGER
- * set, a SIGUSR2 event that makes the worker call execve; with
+ * set, a SIGUSR2 event that makes the process call execve; with
  * HONGYAN_TEST_LANDLOCK_PROBE=PATH:PATH..., one that opens each path and
  * logs "test probe: open PATH: ok" or the error. NULL otherwise; the caller
  * frees it with event_free.

@@ -1,13 +1,15 @@
 /*
- * The worker's sandbox: PR_SET_NO_NEW_PRIVS and a seccomp allowlist,
- * installed once the worker has opened what it needs and before it serves
- * the first connection, for every thread at once (TSYNC). What the worker
- * does after that is parse network input, read and write the spool and
- * mailboxes, and talk to peers: no exec, no ptrace, no listen, no mount,
- * no module or key-ring calls, no credential changes. Anything outside the
- * list kills the whole process (the supervisor logs it and restarts it);
- * a worker that goes on half-working after a violation would hide it.
- * docs/security.md lists the profile and how it was found.
+ * The sandbox of smtpd and delivery: PR_SET_NO_NEW_PRIVS and a seccomp
+ * allowlist per role, installed once the process has opened what it needs
+ * and before it serves, for every thread at once (TSYNC). What either does
+ * after that is parse network input, read and write the spool (and for
+ * delivery the mailboxes), and talk to peers: no exec, no ptrace, no
+ * listen, no mount, no module or key-ring calls, no credential changes, no
+ * hard links. smtpd alone may accept connections; delivery talks to the
+ * network as a client only. Anything outside the list kills the whole
+ * process (the supervisor logs it and restarts it); a process that goes on
+ * half-working after a violation would hide it. docs/security.md lists the
+ * profiles and how they were found.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -41,15 +43,15 @@ static const char *const sandbox_allowed[] = {
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek",
     "close", "openat", "open", "stat", "fstat", "lstat", "newfstatat", "statx", "statfs",
     "fstatfs", "access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64",
-    "mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat", "link",
-    "linkat", "fsync", "fdatasync", "syncfs", "copy_file_range", "ftruncate", "fallocate",
+    "mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat",
+    "fsync", "fdatasync", "syncfs", "copy_file_range", "ftruncate", "fallocate",
     "fchmod", "fcntl", "flock", "dup", "dup2", "dup3", "pipe", "pipe2", "eventfd2", "getcwd",
     "umask", "utimensat",
     /* the event loop and its timers */
     "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll",
     "select", "pselect6", "timerfd_create", "timerfd_settime", "timerfd_gettime",
-    /* sockets as a client and on accepted connections; bind for source addresses and DNS ports */
-    "socketpair", "connect", "accept", "accept4", "bind", "getsockname", "getpeername",
+    /* sockets as a client (and accepted ones: smtpd_allowed); bind for source addresses and DNS */
+    "socketpair", "connect", "bind", "getsockname", "getpeername",
     "setsockopt", "getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
     "recvmmsg", "shutdown",
     /* memory and threads */
@@ -64,6 +66,9 @@ static const char *const sandbox_allowed[] = {
 };
 // clang-format on
 
+/* smtpd's own: the connections its listening sockets (opened by the supervisor) bring. */
+static const char *const sandbox_smtpd_allowed[] = {"accept", "accept4"};
+
 /* The socket families a worker opens: TCP and UDP peers, Unix-socket milters and policy. */
 static const int sandbox_families[] = {AF_UNIX, AF_INET, AF_INET6};
 /* ioctl: how many bytes wait (libevent), non-blocking mode, isatty (stdio). */
@@ -73,18 +78,27 @@ static const int sandbox_prctls[] = {PR_SET_NAME, PR_GET_NAME};
 
 #define SANDBOX_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static int sandbox_rules(scmp_filter_ctx ctx, struct buf *err)
+static int sandbox_allow_names(scmp_filter_ctx ctx, const char *const *names, size_t n,
+                               struct buf *err)
 {
-    int rc;
-    for (size_t i = 0; i < SANDBOX_COUNT(sandbox_allowed); i++) {
-        int nr = seccomp_syscall_resolve_name(sandbox_allowed[i]);
+    for (size_t i = 0; i < n; i++) {
+        int nr = seccomp_syscall_resolve_name(names[i]);
         if (nr == __NR_SCMP_ERROR)
             continue;
-        if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0)) < 0) {
-            buf_printf(err, "seccomp: %s: %s", sandbox_allowed[i], strerror(-rc));
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+        if (rc < 0) {
+            buf_printf(err, "seccomp: %s: %s", names[i], strerror(-rc));
             return -1;
         }
     }
+    return 0;
+}
+
+static int sandbox_rules(scmp_filter_ctx ctx, struct buf *err)
+{
+    int rc;
+    if (sandbox_allow_names(ctx, sandbox_allowed, SANDBOX_COUNT(sandbox_allowed), err) < 0)
+        return -1;
     for (size_t i = 0; i < SANDBOX_COUNT(sandbox_families); i++)
         if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
                                    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)sandbox_families[i]))) < 0)
@@ -109,13 +123,24 @@ fail:
     return -1;
 }
 
+static int sandbox_smtpd_rules(scmp_filter_ctx ctx, struct buf *err)
+{
+    if (sandbox_rules(ctx, err) < 0)
+        return -1;
+    return sandbox_allow_names(ctx, sandbox_smtpd_allowed, SANDBOX_COUNT(sandbox_smtpd_allowed),
+                               err);
+}
+
 #else
 #define sandbox_rules NULL
+#define sandbox_smtpd_rules NULL
 #endif /* SYSCALL_FILTER_SANITIZED */
 
-int daemon_sandbox_enter(struct buf *err)
+int daemon_sandbox_enter(enum daemon_role role, struct buf *err)
 {
-    return syscall_filter_enter("worker", sandbox_rules, err);
+    if (role == DAEMON_ROLE_SMTPD)
+        return syscall_filter_enter("smtpd", sandbox_smtpd_rules, err);
+    return syscall_filter_enter("delivery", sandbox_rules, err);
 }
 
 #if HONGYAN_TEST_HOOKS

@@ -275,7 +275,7 @@ int daemon_worker_run(enum daemon_role role, const char *config_path, struct con
     }
     cfg = w.srv.gen->cfg;
     /* Before the first thread (the work queues below), so that every thread is bound. */
-    if (daemon_landlock_enter(config_path, cfg, &err) < 0) {
+    if (daemon_landlock_enter(role, config_path, cfg, &err) < 0) {
         log_error("sandbox: %s", buf_cstr(&err));
         buf_free(&err);
         return EXIT_FAILURE;
@@ -334,7 +334,7 @@ int daemon_worker_run(enum daemon_role role, const char *config_path, struct con
     if (w.srv.qmgr)
         qmgr_start(w.srv.qmgr);
     /* Everything opened: from here on, only what the allowlist allows (sandbox.c). */
-    if (daemon_sandbox_enter(&err) < 0) {
+    if (daemon_sandbox_enter(role, &err) < 0) {
         log_error("sandbox: %s", buf_cstr(&err));
         buf_free(&err);
         return EXIT_FAILURE;

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import pwd
+import re
 import signal
 import subprocess
 
@@ -222,3 +223,57 @@ def test_landlock_keeps_smtpd_to_its_directories(server_factory, monkeypatch, tm
     # Delivery to Maildir (on the work-queue threads) still works inside the ruleset.
     sendmail(srv, "alice@example.com")
     assert wait_for(lambda: srv.messages("example.com", "alice"), timeout=15), srv.log_text()
+
+
+def probe_results(log, kind):
+    """{path: "ok" or the error} from one kind's "test probe: open PATH: ..." lines."""
+    out = {}
+    for m in re.finditer(r"hongyan/%s\[\d+\]: warning: test probe: open (\S+): (.*)" % kind, log):
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+@pytest.mark.skipif(not TEST_HOOKS, reason="needs a -Dtest_hooks=true build (make test)")
+@pytest.mark.skipif(os.geteuid() != 0, reason="mail_owner needs root to start")
+def test_landlock_rulesets_differ_by_role(server_factory, monkeypatch, tmp_path):
+    """smtpd cannot open a mailbox file nor the relay password map, which
+    mail_owner could read by their modes; delivery, which delivers to the
+    one and reads the other, can."""
+    srv = server_factory(start=False)
+    relay = tmp_path / "relay"
+    relay.mkdir(mode=0o755)
+    os.chmod(relay, 0o755)
+    passwd = relay / "sasl_passwd"
+    passwd.write_text("[relay.example.com]:587 user:secret\n")
+    os.chmod(passwd, 0o644)
+    # data_directory apart from main.cf's directory (and the mail log's),
+    # which every process may read, as on a real host (/etc vs /var/lib).
+    data = tmp_path / "var"
+    data.mkdir(mode=0o755)
+    os.chmod(data, 0o755)
+    srv.settings["data_directory"] = str(data)
+    mail = data / "mail"
+    mail.mkdir()
+    mailbox_file = mail / "probe"
+    mailbox_file.write_text("a mailbox file\n")
+    os.chmod(mailbox_file, 0o644)
+    srv.settings["smtp_sasl_password_maps"] = "texthash:%s" % passwd
+    srv.settings["virtual_mailbox_base"] = str(mail)
+    srv.write_config()
+    monkeypatch.setenv("HONGYAN_TEST_LANDLOCK_PROBE", "%s:%s:%s" % (passwd, mailbox_file, srv.cfg))
+    srv.start()
+    if "landlock: not available" in srv.log_text():
+        pytest.skip("this kernel has no Landlock")
+    os.kill(smtpd_of(srv), signal.SIGUSR2)
+    os.kill(delivery_of(srv), signal.SIGUSR2)
+    assert wait_for(lambda: len(probe_results(srv.log_text(), "smtpd")) == 3 and
+                    len(probe_results(srv.log_text(), "delivery")) == 3, timeout=10), \
+        srv.log_text()
+    smtpd, delivery = (probe_results(srv.log_text(), k) for k in ("smtpd", "delivery"))
+    assert smtpd[str(passwd)] == smtpd[str(mailbox_file)] == "Permission denied", smtpd
+    assert delivery[str(passwd)] == delivery[str(mailbox_file)] == "ok", delivery
+    assert smtpd[str(srv.cfg)] == delivery[str(srv.cfg)] == "ok"
+    # Mail still flows through both: received by smtpd, delivered into the mailbox.
+    sendmail_smtp(srv, "alice@example.com")
+    assert wait_for(lambda: list((mail / "example.com" / "alice" / "new").glob("*")),
+                    timeout=15), srv.log_text()
