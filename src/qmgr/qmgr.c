@@ -245,11 +245,7 @@ void qmgr_hint(struct qmgr *q, const char *queue_id)
      */
     if (q->stopping || !spool_valid_id(queue_id) || qmgr_find(q, queue_id) != NULL)
         return;
-    struct stat st;
-    char *env = xasprintf("%s/active/%s", spool_dir(q->srv->spool), queue_id);
-    int there = lstat(env, &st) == 0 && S_ISREG(st.st_mode);
-    free(env);
-    if (!there) {
+    if (!spool_is_active(q->srv->spool, queue_id)) {
         log_debug("%s: queued hint for a message not in active/: ignored", queue_id);
         return;
     }

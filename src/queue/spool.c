@@ -688,6 +688,17 @@ static const char *spool_where_dir(const struct spool *s, enum spool_where w)
     return w == SPOOL_HOLD ? s->hold : s->active;
 }
 
+int spool_is_active(const struct spool *s, const char *id)
+{
+    if (!spool_valid_id(id))
+        return 0;
+    struct stat st;
+    char *env = spool_path(s->active, id, NULL);
+    int there = lstat(env, &st) == 0 && S_ISREG(st.st_mode);
+    free(env);
+    return there;
+}
+
 void spool_data_path(const struct spool *s, const char *id, enum spool_where where, struct buf *out)
 {
     buf_reset(out);

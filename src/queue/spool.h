@@ -192,6 +192,12 @@ int spool_id_time(const char *id, struct timeval *tv);
  */
 struct envelope *spool_read_envelope(struct spool *s, const char *id, enum spool_where *where,
                                      struct buf *err);
+/*
+ * 1 when id is a committed message in active/ (its envelope there: a
+ * complete message, spool.h layout), 0 otherwise (not an id, not yet
+ * committed, on hold, gone).
+ */
+int spool_is_active(const struct spool *s, const char *id);
 /* The data file's path (out is replaced). */
 void spool_data_path(const struct spool *s, const char *id, enum spool_where where,
                      struct buf *out);
