@@ -25,11 +25,12 @@
 /* Hints smtpd keeps while the socket is full (about 32 KiB); a burst past it costs a rescan. */
 #define SPLIT_PENDING_MAX 1024
 /* Datagrams delivery reads per wake-up, so that a flood of hints cannot starve its loop. */
-#define SPLIT_READ_BATCH 256
+#define SPLIT_READ_BATCH 64
 
 struct split_sender {
     int fd;
     struct event *writable;
+    struct event *flush; /* at the end of this loop pass: the ids queued in it, together */
     char (*pending)[SPLIT_QUEUE_ID_MAX + 1]; /* a ring of queue ids */
     size_t head, count;
     int overflowed; /* hints were dropped: a HELLO follows the backlog */
@@ -60,23 +61,37 @@ static int split_send_hello(int fd)
     return rc;
 }
 
-static int split_send_queued(int fd, const char *queue_id)
+/* Sends up to SPLIT_QUEUED_MAX_IDS of the oldest waiting ids in one datagram; -1 when full. */
+static int split_send_batch(struct split_sender *s)
 {
+    const char *ids[SPLIT_QUEUED_MAX_IDS];
+    size_t n = 0;
+    while (n < SPLIT_QUEUED_MAX_IDS && n < s->count) {
+        ids[n] = s->pending[(s->head + n) % SPLIT_PENDING_MAX];
+        n++;
+    }
     struct buf msg = BUF_INIT;
-    split_put_queued(&msg, queue_id);
-    int rc = split_send(fd, &msg);
+    split_put_queued(&msg, ids, n);
+    int rc = split_send(s->fd, &msg);
     buf_free(&msg);
+    if (rc == 0) {
+        s->head = (s->head + n) % SPLIT_PENDING_MAX;
+        s->count -= n;
+    }
     return rc;
 }
 
-/* Sends what waits, oldest first, until the socket is full again. */
+/*
+ * Sends what waits, oldest first, until the socket is full again: at the
+ * end of the loop pass that queued the ids (a commit round's completions
+ * come in one pass: one datagram, one wake-up of delivery for all of them),
+ * or when the socket has room again.
+ */
 static void split_sender_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct split_sender *s = arg;
-    while (s->count > 0 && split_send_queued(s->fd, s->pending[s->head]) == 0) {
-        s->head = (s->head + 1) % SPLIT_PENDING_MAX;
-        s->count--;
-    }
+    while (s->count > 0 && split_send_batch(s) == 0)
+        ;
     if (s->count == 0 && s->overflowed && split_send_hello(s->fd) == 0)
         s->overflowed = 0;
     if (s->count == 0 && !s->overflowed)
@@ -91,6 +106,7 @@ struct split_sender *split_sender_new(struct event_base *base, int fd)
     s->fd = fd;
     s->pending = xcalloc(SPLIT_PENDING_MAX, sizeof *s->pending);
     s->writable = event_new(base, fd, EV_WRITE, split_sender_flush, s);
+    s->flush = event_new(base, -1, 0, split_sender_flush, s);
     /* A HELLO that does not fit now goes when the socket drains. */
     if (split_send_hello(fd) < 0) {
         s->overflowed = 1;
@@ -102,16 +118,16 @@ struct split_sender *split_sender_new(struct event_base *base, int fd)
 void split_sender_queued(void *arg, const char *queue_id)
 {
     struct split_sender *s = arg;
-    if (s->count == 0 && !s->overflowed && split_send_queued(s->fd, queue_id) == 0)
-        return;
     if (s->count == SPLIT_PENDING_MAX) {
         s->overflowed = 1; /* the HELLO after the backlog makes delivery scan for this one */
-    } else {
-        str_copy(s->pending[(s->head + s->count) % SPLIT_PENDING_MAX], SPLIT_QUEUE_ID_MAX + 1,
-                 queue_id);
-        s->count++;
+        return;
     }
-    event_add(s->writable, NULL);
+    str_copy(s->pending[(s->head + s->count) % SPLIT_PENDING_MAX], SPLIT_QUEUE_ID_MAX + 1,
+             queue_id);
+    s->count++;
+    /* Once per pass, and not while waiting for room (the writable event sends then). */
+    if (!event_pending(s->flush, EV_TIMEOUT, NULL) && !event_pending(s->writable, EV_WRITE, NULL))
+        event_active(s->flush, EV_TIMEOUT, 0);
 }
 
 void split_sender_free(struct split_sender *s)
@@ -119,6 +135,7 @@ void split_sender_free(struct split_sender *s)
     if (s == NULL)
         return;
     event_free(s->writable);
+    event_free(s->flush);
     free(s->pending);
     free(s);
 }
@@ -145,10 +162,12 @@ static void split_receiver_read(evutil_socket_t fd, short what, void *arg)
             /* A new smtpd, or one whose hints overflowed: what they did not say, a scan finds. */
             qmgr_scan_soon(r->q);
         } else {
-            char id[SPLIT_QUEUE_ID_MAX + 1];
-            memcpy(id, m.u.queued.id.data, m.u.queued.id.len);
-            id[m.u.queued.id.len] = '\0';
-            qmgr_hint(r->q, id);
+            for (uint32_t k = 0; k < m.u.queued.count; k++) {
+                char id[SPLIT_QUEUE_ID_MAX + 1];
+                memcpy(id, m.u.queued.ids[k].data, m.u.queued.ids[k].len);
+                id[m.u.queued.ids[k].len] = '\0';
+                qmgr_hint(r->q, id);
+            }
         }
     }
 }

@@ -14,8 +14,10 @@ struct split_receiver;
 
 /*
  * smtpd's end (fd, non-blocking sends, kept by the caller's supervisor):
- * sends HELLO. Hints the socket cannot take now (the kernel queues only
- * a few datagrams) wait in a bounded queue and go out when it is writable;
+ * sends HELLO. Hints are gathered for the rest of the loop pass and sent
+ * together (a commit round's ids in one datagram). Hints the socket cannot
+ * take now (the kernel queues only a few datagrams) wait in a bounded
+ * queue and go out when it is writable;
  * past that bound they are dropped and a HELLO after the backlog makes
  * delivery scan its queue, so no message waits for the periodic scan.
  * Free with split_sender_free (closes nothing).

@@ -14,10 +14,12 @@ void split_put_hello(struct buf *msg, uint32_t started)
     keeper_put_u32(msg, started);
 }
 
-void split_put_queued(struct buf *msg, const char *queue_id)
+void split_put_queued(struct buf *msg, const char *const *ids, size_t n)
 {
     keeper_put_hdr(msg, 0, (enum keeper_type)SPLIT_QUEUED, 0);
-    keeper_put_str(msg, queue_id);
+    keeper_put_u32(msg, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        keeper_put_str(msg, ids[i]);
 }
 
 /* A spool queue id: letters and digits only, so it can name nothing but a file in the queue. */
@@ -51,9 +53,14 @@ int split_msg_decode(const void *msg, size_t len, struct split_msg *out)
             return -1;
         break;
     case SPLIT_QUEUED:
-        out->u.queued.id = keeper_get_bytes(&r, SPLIT_QUEUE_ID_MAX);
-        if (!r.bad && !split_is_queue_id(out->u.queued.id))
+        out->u.queued.count = keeper_get_u32(&r);
+        if (r.bad || out->u.queued.count == 0 || out->u.queued.count > SPLIT_QUEUED_MAX_IDS)
             return -1;
+        for (uint32_t i = 0; i < out->u.queued.count; i++) {
+            out->u.queued.ids[i] = keeper_get_bytes(&r, SPLIT_QUEUE_ID_MAX);
+            if (r.bad || !split_is_queue_id(out->u.queued.ids[i]))
+                return -1;
+        }
         break;
     default:
         return -1;

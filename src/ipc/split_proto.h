@@ -16,8 +16,11 @@
  *   HELLO   u32 version (SPLIT_PROTO_VERSION), u32 sender's start time
  *           (seconds): first message each way after a start, so that each
  *           side sees a restarted peer (delivery then rescans at once)
- *   QUEUED  bytes queue id: sent right after the group commit that made
- *           the message durable; delivery checks the id against the spool
+ *   QUEUED  u32 count (1..SPLIT_QUEUED_MAX_IDS), then count times bytes
+ *           queue id: sent right after the group commit that made the
+ *           messages durable, the ids of one loop pass together (one
+ *           datagram and one wake-up of delivery for a whole commit
+ *           round); delivery checks each id against the spool
  *           (spool_valid_id, then active/) before acting on it
  *
  * Ownership: decoded structs point into the message buffer they came from.
@@ -31,9 +34,12 @@
 #include "ipc/keeper_proto.h"
 #include "lib/buf.h"
 
-#define SPLIT_PROTO_VERSION 1
-/* Largest message: a header and a queue id, with room to spare. */
-#define SPLIT_MSG_MAX 256
+/* 2: QUEUED carries several ids (1 had one). */
+#define SPLIT_PROTO_VERSION 2
+/* Queue ids one QUEUED carries at most. */
+#define SPLIT_QUEUED_MAX_IDS 32
+/* Largest message: a header, a count and SPLIT_QUEUED_MAX_IDS ids, with room to spare. */
+#define SPLIT_MSG_MAX 1536
 /* A queue id's longest (queue/envelope.h's QUEUE_ID_MAX less its NUL). */
 #define SPLIT_QUEUE_ID_MAX 31
 
@@ -50,19 +56,22 @@ struct split_msg {
             uint32_t started;
         } hello;
         struct {
-            struct keeper_bytes id; /* 1..SPLIT_QUEUE_ID_MAX letters and digits */
+            uint32_t count;                                /* 1..SPLIT_QUEUED_MAX_IDS */
+            struct keeper_bytes ids[SPLIT_QUEUED_MAX_IDS]; /* 1..SPLIT_QUEUE_ID_MAX letters and
+                                                              digits each */
         } queued;
     } u;
 };
 
 /* Appends one whole message to msg (which the caller empties and frees). */
 void split_put_hello(struct buf *msg, uint32_t started);
-/* queue_id: a spool id (letters and digits, at most SPLIT_QUEUE_ID_MAX). */
-void split_put_queued(struct buf *msg, const char *queue_id);
+/* n (1..SPLIT_QUEUED_MAX_IDS) spool ids (letters and digits, at most SPLIT_QUEUE_ID_MAX each). */
+void split_put_queued(struct buf *msg, const char *const *ids, size_t n);
 
 /*
  * Decodes one datagram: a known type, id and status 0, every field within
- * its cap, a queue id of letters and digits only, nothing left over. HELLO
+ * its cap, a count within its bounds, queue ids of letters and digits
+ * only, nothing left over. HELLO
  * of another version is refused too. 0, or -1 (the receiver then closes
  * the connection).
  */

@@ -26,7 +26,20 @@ static void test_round_trip(void **state)
     split_put_hello(&m, 1765000000u);
     assert_int_equal(send(sv[0], m.data, m.len, 0), (ssize_t)m.len);
     buf_reset(&m);
-    split_put_queued(&m, "4ZK3QH2B7XY9QA1");
+    const char *one[] = {"4ZK3QH2B7XY9QA1"};
+    split_put_queued(&m, one, 1);
+    assert_int_equal(send(sv[0], m.data, m.len, 0), (ssize_t)m.len);
+    /* A whole commit round in one datagram: the most ids it may carry, of the longest length. */
+    char many[SPLIT_QUEUED_MAX_IDS][SPLIT_QUEUE_ID_MAX + 1];
+    const char *many_p[SPLIT_QUEUED_MAX_IDS];
+    for (int i = 0; i < SPLIT_QUEUED_MAX_IDS; i++) {
+        memset(many[i], 'A' + i % 26, SPLIT_QUEUE_ID_MAX);
+        many[i][SPLIT_QUEUE_ID_MAX] = '\0';
+        many_p[i] = many[i];
+    }
+    buf_reset(&m);
+    split_put_queued(&m, many_p, SPLIT_QUEUED_MAX_IDS);
+    assert_true(m.len <= SPLIT_MSG_MAX);
     assert_int_equal(send(sv[0], m.data, m.len, 0), (ssize_t)m.len);
 
     uint8_t dg[SPLIT_MSG_MAX + 1];
@@ -41,8 +54,15 @@ static void test_round_trip(void **state)
     assert_true(n > 0);
     assert_int_equal(split_msg_decode(dg, (size_t)n, &msg), 0);
     assert_int_equal(msg.type, SPLIT_QUEUED);
-    assert_int_equal(msg.u.queued.id.len, 15);
-    assert_memory_equal(msg.u.queued.id.data, "4ZK3QH2B7XY9QA1", 15);
+    assert_int_equal(msg.u.queued.count, 1);
+    assert_int_equal(msg.u.queued.ids[0].len, 15);
+    assert_memory_equal(msg.u.queued.ids[0].data, "4ZK3QH2B7XY9QA1", 15);
+    n = recv(sv[1], dg, sizeof dg, 0);
+    assert_true(n > 0);
+    assert_int_equal(split_msg_decode(dg, (size_t)n, &msg), 0);
+    assert_int_equal(msg.u.queued.count, SPLIT_QUEUED_MAX_IDS);
+    for (int i = 0; i < SPLIT_QUEUED_MAX_IDS; i++)
+        assert_memory_equal(msg.u.queued.ids[i].data, many[i], SPLIT_QUEUE_ID_MAX);
     buf_free(&m);
     close(sv[0]);
     close(sv[1]);
@@ -57,12 +77,27 @@ static void test_refused(void **state)
         "", "../active/X", "ABC/DEF", "A B", "ABC\n", "0123456789012345678901234567890123"};
     for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
         buf_reset(&m);
-        split_put_queued(&m, bad_ids[i]);
+        split_put_queued(&m, &bad_ids[i], 1);
+        assert_int_equal(split_msg_decode(m.data, m.len, &msg), -1);
+        /* A bad id after a good one spoils the whole message. */
+        const char *pair[] = {"ABC", bad_ids[i]};
+        buf_reset(&m);
+        split_put_queued(&m, pair, 2);
+        assert_int_equal(split_msg_decode(m.data, m.len, &msg), -1);
+    }
+    /* A count of 0, one over the cap, and one that says more than there is. */
+    static const uint32_t bad_counts[] = {0, SPLIT_QUEUED_MAX_IDS + 1, 2};
+    for (size_t i = 0; i < sizeof bad_counts / sizeof bad_counts[0]; i++) {
+        buf_reset(&m);
+        keeper_put_hdr(&m, 0, (enum keeper_type)SPLIT_QUEUED, 0);
+        keeper_put_u32(&m, bad_counts[i]);
+        keeper_put_str(&m, "ABC");
         assert_int_equal(split_msg_decode(m.data, m.len, &msg), -1);
     }
     /* One byte more, one byte less, a truncated header. */
     buf_reset(&m);
-    split_put_queued(&m, "ABC");
+    const char *abc[] = {"ABC"};
+    split_put_queued(&m, abc, 1);
     buf_putc(&m, 'x');
     assert_int_equal(split_msg_decode(m.data, m.len, &msg), -1);
     assert_int_equal(split_msg_decode(m.data, m.len - 2, &msg), -1);
@@ -76,10 +111,12 @@ static void test_refused(void **state)
     /* A request id or a status, which the protocol never uses; an unknown type. */
     buf_reset(&m);
     keeper_put_hdr(&m, 7, (enum keeper_type)SPLIT_QUEUED, 0);
+    keeper_put_u32(&m, 1);
     keeper_put_str(&m, "ABC");
     assert_int_equal(split_msg_decode(m.data, m.len, &msg), -1);
     buf_reset(&m);
     keeper_put_hdr(&m, 0, (enum keeper_type)SPLIT_QUEUED, 1);
+    keeper_put_u32(&m, 1);
     keeper_put_str(&m, "ABC");
     assert_int_equal(split_msg_decode(m.data, m.len, &msg), -1);
     buf_reset(&m);
