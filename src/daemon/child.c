@@ -2,8 +2,8 @@
  * The supervisor's children as one table of kinds (daemon.h, struct
  * daemon_child): how each is exec'd (credentials, death signal, the
  * descriptors it inherits), how its death is logged and how soon it is
- * restarted. The worker and the keeper use it today; the smtpd and delivery
- * processes of the split (docs/architecture.md) will be two more kinds.
+ * restarted. Its kinds: smtpd, delivery (supervisor.c) and the keeper
+ * (keeper_spawn.c); each restarted alone (docs/architecture.md).
  */
 #include <errno.h>
 #include <fcntl.h>

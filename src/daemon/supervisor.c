@@ -1,7 +1,8 @@
 /*
  * The supervisor: started as root it prepares directories, binds the
- * listening sockets, and runs the worker as mail_owner; it restarts a worker
- * that dies and passes SIGHUP/SIGTERM on. It parses no network input, so the
+ * listening sockets, and runs smtpd and delivery as mail_owner (and the
+ * keeper as keeper_user); it restarts each that dies, alone, and passes
+ * SIGHUP/SIGTERM on. It parses no network input, so the
  * part of hongyan that keeps root privileges stays small.
  */
 #include <errno.h>
@@ -34,9 +35,9 @@
 #include "queue/spool.h"
 #include "milter/milter.h"
 
-/* Seconds to wait for the worker to finish after passing SIGTERM on. */
+/* Seconds to wait for smtpd and delivery to finish after passing SIGTERM on. */
 #define SUPERVISOR_STOP_SECONDS 40
-/* Listening sockets one worker command line carries. */
+/* Listening sockets one smtpd command line carries. */
 #define SUPERVISOR_MAX_LISTENERS 64
 /* The configuration file's cap, as config_load's. */
 #define SUPERVISOR_CONFIG_MAX (4u << 20)
@@ -67,7 +68,7 @@ static int supervisor_hand_over(int fd, const char *key, const char *path, const
 }
 
 /*
- * Creates a directory the worker needs and hands it to mail_owner. As root
+ * Creates a directory smtpd or delivery needs and hands it to mail_owner. As root
  * every step is descriptor-based (lib/safedir.h): a path that should be a
  * directory but is a symlink, or is owned by anyone but root or mail_owner,
  * stops the start with a message naming it, since following it would let
@@ -113,7 +114,7 @@ static int supervisor_prepare_dir(const char *key, const char *path, mode_t mode
 /*
  * A directory of the keeper's (the TLS pair, the DKIM keys) inside one of
  * mail_owner's: the parent is opened as mail_owner's, the directory itself
- * must be root's or the keeper's, and goes to the keeper. One the worker
+ * must be root's or the keeper's, and goes to the keeper. One mail_owner
  * replaced with its own is refused, not handed over.
  */
 static int supervisor_prepare_keeper_dir(const char *key, const char *path, mode_t mode,
@@ -138,7 +139,7 @@ static int supervisor_prepare_keeper_dir(const char *key, const char *path, mode
     return rc;
 }
 
-/* The setgid_group: the worker keeps it as its one supplementary group, to read maildrop files. */
+/* The setgid_group: delivery keeps it as its one supplementary group, to read maildrop files. */
 static gid_t supervisor_drop_gid;
 
 /*
@@ -217,7 +218,7 @@ static int supervisor_lock_spool(const char *queue_dir)
 
 /*
  * The last configuration that loaded, kept in a sealed memory file for the
- * worker: a worker exec'd after the file on disk was broken starts on it, as
+ * children: one exec'd after the file on disk was broken starts on it, as
  * a SIGHUP with a broken file keeps the running configuration. -1 for the
  * embedded default (nothing on disk to break).
  */
@@ -233,7 +234,7 @@ static int supervisor_config_snapshot(const char *config_path)
     }
     struct config *cfg = config_load_text(config_path, buf_cstr(&text), text.len, &err);
     if (cfg == NULL)
-        goto out; /* the worker's reload logs why */
+        goto out; /* the children's reload logs why */
     config_free(cfg);
     fd = memfd_create("hongyan-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0 || write_all(fd, text.data, text.len) < 0 ||
@@ -250,12 +251,12 @@ out:
 }
 
 /*
- * The counters' region (metrics.h): made once per server, so that a worker
+ * The counters' region (metrics.h): made once per server, so that a child
  * restarted after a crash carries on from the numbers its predecessor left,
- * as Prometheus expects of a counter, and (after the split) the smtpd and
- * delivery processes add to one set. Sealed at its size: a child can write
- * the numbers, not resize the file under the other. -1 when it cannot be
- * made: each worker then counts alone.
+ * as Prometheus expects of a counter, and the smtpd and delivery processes
+ * add to one set. Sealed at its size: a child can write the numbers, not
+ * resize the file under the other. -1 when it cannot be made: each then
+ * counts alone.
  */
 static int supervisor_metrics_region(void)
 {
@@ -270,7 +271,7 @@ static int supervisor_metrics_region(void)
     return fd;
 }
 
-/* Everything the worker is told on its command line; built before fork. */
+/* Everything smtpd or delivery is told on its command line; built before fork. */
 struct supervisor_worker_args {
     char *argv[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     char *owned[16 + 2 * SUPERVISOR_MAX_LISTENERS];
