@@ -194,7 +194,8 @@ int daemon_landlock_enter(enum daemon_role role, const char *config_path, const 
                           struct buf *err);
 /*
  * In a build configured with -Dtest_hooks=true: with HONGYAN_TEST_SECCOMP_TRIGGER
- * set, a SIGUSR2 event that makes the process call execve; with
+ * set, a SIGUSR2 event that makes the process call execve (accept4 when it
+ * is "accept"); with
  * HONGYAN_TEST_LANDLOCK_PROBE=PATH:PATH..., one that opens each path and
  * logs "test probe: open PATH: ok" or the error. NULL otherwise; the caller
  * frees it with event_free.

@@ -144,9 +144,20 @@ int daemon_sandbox_enter(enum daemon_role role, struct buf *err)
 }
 
 #if HONGYAN_TEST_HOOKS
-/* The test build's forbidden call: an exec, which the filter must answer by killing us. */
+/*
+ * The test build's forbidden call: an exec, which the filter must answer by
+ * killing us; with HONGYAN_TEST_SECCOMP_TRIGGER=accept, an accept4 on no
+ * socket, which kills delivery (whose list has no accept) and which smtpd's
+ * filter lets through to fail with EBADF.
+ */
 static void sandbox_trigger(evutil_socket_t sig, short what, void *arg)
 {
+    if (strcmp(arg, "accept") == 0) {
+        log_warning("test trigger: calling accept4");
+        long rc = syscall(SYS_accept4, -1, NULL, NULL, 0);
+        log_warning("test trigger: accept4 was let through: %s", rc < 0 ? strerror(errno) : "ok");
+        return;
+    }
     log_warning("test trigger: calling execve, which the seccomp filter forbids");
     char *argv[] = {"hongyan", "version", NULL};
     char *envp[] = {NULL};
@@ -176,7 +187,7 @@ struct event *daemon_sandbox_test_trigger(struct event_base *base)
 #if HONGYAN_TEST_HOOKS
     const char *on = getenv("HONGYAN_TEST_SECCOMP_TRIGGER");
     if (on && *on) {
-        struct event *ev = evsignal_new(base, SIGUSR2, sandbox_trigger, NULL);
+        struct event *ev = evsignal_new(base, SIGUSR2, sandbox_trigger, (void *)on);
         event_add(ev, NULL);
         return ev;
     }

@@ -119,6 +119,29 @@ def test_seccomp_violation_kills_smtpd_and_it_comes_back(server_factory, monkeyp
     assert wait_for(lambda: srv.messages("example.com", "bob"), timeout=15), srv.log_text()
 
 
+@pytest.mark.skipif(not TEST_HOOKS or SANITIZED,
+                    reason="needs a -Dtest_hooks=true build without sanitizers (make test)")
+def test_accept_is_smtpds_alone(server_factory, monkeypatch):
+    """The allowlists differ by role: accept4 in smtpd reaches the kernel
+    (EBADF on no socket), in delivery, which talks to the network as a
+    client only, it is a seccomp violation; delivery comes back alone."""
+    monkeypatch.setenv("HONGYAN_TEST_SECCOMP_TRIGGER", "accept")
+    srv = server_factory()
+    smtpd, old = smtpd_of(srv), delivery_of(srv)
+    os.kill(smtpd, signal.SIGUSR2)
+    assert wait_for(lambda: "accept4 was let through: Bad file descriptor" in srv.log_text(),
+                    timeout=10), srv.log_text()
+    before = srv.log_text().count("ready:")
+    os.kill(old, signal.SIGUSR2)
+    assert wait_for(lambda: "delivery pid %d killed by signal %d (SIGSYS): seccomp violation" % (
+        old, signal.SIGSYS) in srv.log_text(), timeout=10), srv.log_text()
+    delivery_of(srv, not_pid=old)
+    assert wait_for(lambda: srv.log_text().count("ready:") > before, timeout=15)
+    assert smtpd_of(srv) == smtpd
+    sendmail_smtp(srv, "carol@example.com")
+    assert wait_for(lambda: srv.messages("example.com", "carol"), timeout=15), srv.log_text()
+
+
 @pytest.mark.skipif(not TEST_HOOKS, reason="needs a -Dtest_hooks=true build (make test)")
 def test_supervisor_starts_the_daily_report_run(server_factory, monkeypatch):
     monkeypatch.setenv("HONGYAN_TEST_REPORTS_AFTER", "1")
