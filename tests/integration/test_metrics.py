@@ -144,6 +144,46 @@ def test_counters_outlive_a_killed_worker(server_factory):
     assert samples(scrape(srv.metrics_port)[2])[received] == 5
     assert "cannot map the shared counters" not in srv.log_text()
 
+
+def status_tables(page):
+    """The status page's recent rows (time, recipient, outcome), its domain
+    rows and its per-30-minutes totals, as the HTML shows them."""
+    recent = re.findall(r"<tr><td>([^<]+)</td><td>([^<]*)</td><td class=(\w+)>", page)
+    domains = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>",
+                         page)
+    rates = dict(re.findall(r"<span class=lbl>(\w+)</span>.*?<span class=num>(\d+) in 30 min",
+                            page))
+    return recent, domains, rates
+
+
+def test_status_tables_outlive_a_killed_worker(server_factory):
+    """The status page's delivery tables and per-minute rates sit in the
+    shared region too (metrics_tables.h): after SIGKILL of the worker the
+    page still shows the deliveries made before, row for row, and the new
+    worker adds to the same rows."""
+    srv = metrics_server(server_factory)
+    send(srv, 3)
+    assert wait_for(lambda: "example.com</td><td>3</td>" in scrape(srv.metrics_port, "/")[2])
+    recent, domains, rates = status_tables(scrape(srv.metrics_port, "/")[2])
+    assert [r[1:] for r in recent] == [("bob@example.com", "sent")] * 3
+    assert domains == [("example.com", "3", "0", "0")]
+    assert rates["received"] == "3" and rates["sent"] == "3", rates
+    old = wait_for(lambda: srv.child_pids("worker"))[0]
+    os.kill(old, signal.SIGKILL)
+    assert wait_for(lambda: [p for p in srv.child_pids("worker") if p != old], timeout=15), \
+        srv.log_text()
+    assert wait_for(lambda: srv.log_text().count("ready:") >= 2, timeout=15), srv.log_text()
+    # The same rows, times included: kept, not rebuilt from the log or the queue.
+    assert status_tables(scrape(srv.metrics_port, "/")[2]) == (recent, domains, rates)
+    send(srv, 2, rcpt="carol@example.com")
+    assert wait_for(lambda: "example.com</td><td>5</td>" in scrape(srv.metrics_port, "/")[2])
+    recent2, domains2, rates2 = status_tables(scrape(srv.metrics_port, "/")[2])
+    assert [r[1:] for r in recent2] == [("carol@example.com", "sent")] * 2 + \
+        [("bob@example.com", "sent")] * 3
+    assert recent2[2:] == recent
+    assert domains2 == [("example.com", "5", "0", "0")]
+    assert rates2["received"] == "5" and rates2["sent"] == "5", rates2
+
 def test_pflogsumm_counts_match_the_metrics(server_factory):
     pflogsumm = shutil.which("pflogsumm")
     if pflogsumm is None:
