@@ -90,8 +90,7 @@ struct metrics_recent {
     char relay[96];
     char reply[160];
 };
-/* Per recipient domain outcome counts; past METRICS_DOMAINS - 1 domains the rest share "(others)".
- */
+/* Per recipient domain outcome counts; past METRICS_DOMAINS - 1 domains, one "(others)" row. */
 struct metrics_domain {
     char domain[96];
     unsigned long long outcome[METRICS_OUTCOME_COUNT];
