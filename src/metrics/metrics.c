@@ -14,12 +14,12 @@
 
 #include "lib/buf.h"
 #include "lib/util.h"
+#include "metrics/metrics_tables.h"
 
 #define METRICS_LISTENERS 4 /* smtpd, submission, smtps, sendmail */
 #define METRICS_TLS_VERSIONS 5
 #define METRICS_RESULTS 9
 #define METRICS_TRANSPORTS 3
-#define METRICS_DOMAINS 64
 
 static const char *const metrics_listener_names[METRICS_LISTENERS] = {"smtpd", "submission",
                                                                       "smtps", "sendmail"};
@@ -63,17 +63,12 @@ struct metrics_histogram {
     double sum;
 };
 
-struct metrics_minute {
-    time_t minute;
-    unsigned counts[4];
-};
-
 /*
- * The counters and histograms: plain numbers only (no pointer, no string),
- * so that they can live in the memory region the supervisor shares with
- * its children (metrics_shared_attach), outlive a restarted child, and be
- * read by a process that does not trust the one that wrote them. Until
- * attached, they are this process's own.
+ * Everything the page and the scrape show, in plain numbers and fixed-size
+ * strings (no pointer), so that it can live in the memory region the
+ * supervisor shares with its children (metrics_shared_attach), outlive a
+ * restarted child, and be read by a process that does not trust the one
+ * that wrote it. Until attached, it is this process's own.
  */
 struct metrics_shared {
     unsigned long long accepted[METRICS_LISTENERS];
@@ -86,18 +81,11 @@ struct metrics_shared {
     unsigned long long inbound[3][METRICS_RESULTS];
     unsigned long long deliveries[METRICS_TRANSPORTS][METRICS_OUTCOME_COUNT];
     struct metrics_histogram commit, delivery, size;
+    struct metrics_rates rates;
+    struct metrics_tables tables; /* the status page's; metrics_tables.c */
 };
 static struct metrics_shared metrics_own;
 static struct metrics_shared *ms = &metrics_own;
-
-/* Loop-only state for the status page, this process's own. */
-static struct {
-    struct metrics_recent recent[METRICS_RECENT];
-    size_t recent_next, recent_count;
-    struct metrics_minute minutes[METRICS_MINUTES];
-    struct metrics_domain domains[METRICS_DOMAINS];
-    size_t ndomains;
-} metrics;
 
 size_t metrics_shared_size(void)
 {
@@ -153,13 +141,7 @@ static size_t metrics_word_index(const char *const *names, size_t count, const c
 
 static void metrics_rate_bump(int which)
 {
-    time_t minute = time(NULL) / 60;
-    struct metrics_minute *m = &metrics.minutes[minute % METRICS_MINUTES];
-    if (m->minute != minute) {
-        memset(m, 0, sizeof *m);
-        m->minute = minute;
-    }
-    m->counts[which]++;
+    metrics_rates_bump(&ms->rates, which, time(NULL));
 }
 
 void metrics_connection_accepted(enum metrics_listener listener)
@@ -222,31 +204,11 @@ void metrics_spool_committed(uint64_t micros, size_t bytes)
     metrics_observe(&ms->size, &metrics_size_def, (double)bytes);
 }
 
-static void metrics_domain_count(const char *rcpt, enum metrics_outcome outcome)
-{
-    const char *at = rcpt ? strrchr(rcpt, '@') : NULL;
-    const char *domain = at ? at + 1 : "(none)";
-    size_t i;
-    for (i = 0; i < metrics.ndomains; i++)
-        if (str_eq_ci(metrics.domains[i].domain, domain))
-            break;
-    if (i == metrics.ndomains) {
-        /* A full table lumps the rest together rather than growing without bound. */
-        if (metrics.ndomains < METRICS_DOMAINS - 1) {
-            str_copy(metrics.domains[i].domain, sizeof metrics.domains[i].domain, domain);
-            metrics.ndomains++;
-        } else {
-            i = METRICS_DOMAINS - 1;
-            str_copy(metrics.domains[i].domain, sizeof metrics.domains[i].domain, "(others)");
-            metrics.ndomains = METRICS_DOMAINS;
-        }
-    }
-    metrics.domains[i].outcome[outcome]++;
-}
-
 void metrics_delivery(enum metrics_outcome outcome, const char *relay, const char *rcpt,
                       const char *reply, double seconds)
 {
+    if ((unsigned)outcome >= METRICS_OUTCOME_COUNT)
+        return;
     size_t t = 1;
     if (relay == NULL || strcmp(relay, "none") == 0)
         t = 2;
@@ -256,34 +218,17 @@ void metrics_delivery(enum metrics_outcome outcome, const char *relay, const cha
     if (outcome != METRICS_DEFERRED)
         metrics_observe(&ms->delivery, &metrics_delivery_def, seconds);
     metrics_rate_bump(1 + (int)outcome);
-    metrics_domain_count(rcpt, outcome);
-
-    struct metrics_recent *r = &metrics.recent[metrics.recent_next];
-    metrics.recent_next = (metrics.recent_next + 1) % METRICS_RECENT;
-    if (metrics.recent_count < METRICS_RECENT)
-        metrics.recent_count++;
-    r->when = time(NULL);
-    r->outcome = outcome;
-    str_copy(r->rcpt, sizeof r->rcpt, rcpt ? rcpt : "");
-    str_copy(r->relay, sizeof r->relay, relay ? relay : "none");
-    str_copy(r->reply, sizeof r->reply, reply ? reply : "");
+    metrics_tables_record(&ms->tables, outcome, relay, rcpt, reply, time(NULL));
 }
 
-size_t metrics_recent(struct metrics_recent *out)
+int metrics_deliveries_read(struct metrics_deliveries *out)
 {
-    for (size_t k = 0; k < metrics.recent_count; k++)
-        out[k] = metrics.recent[(metrics.recent_next + METRICS_RECENT - 1 - k) % METRICS_RECENT];
-    return metrics.recent_count;
+    return metrics_tables_read(&ms->tables, out);
 }
 
 void metrics_rate(int which, unsigned out[METRICS_MINUTES])
 {
-    time_t now = time(NULL) / 60;
-    for (int k = 0; k < METRICS_MINUTES; k++) {
-        time_t minute = now - (METRICS_MINUTES - 1 - k);
-        const struct metrics_minute *m = &metrics.minutes[minute % METRICS_MINUTES];
-        out[k] = m->minute == minute ? m->counts[which] : 0;
-    }
+    metrics_rates_read(&ms->rates, which, time(NULL), out);
 }
 
 void metrics_totals(struct metrics_totals *t)
@@ -301,27 +246,6 @@ void metrics_totals(struct metrics_totals *t)
         for (size_t o = 0; o < METRICS_OUTCOME_COUNT; o++)
             t->outcome[o] += metrics_read(&ms->deliveries[tr][o]);
     t->remote_sent = metrics_read(&ms->deliveries[1][METRICS_SENT]);
-}
-
-static int metrics_domain_cmp(const void *a, const void *b)
-{
-    const struct metrics_domain *x = a, *y = b;
-    unsigned long long nx = 0, ny = 0;
-    for (int o = 0; o < METRICS_OUTCOME_COUNT; o++) {
-        nx += x->outcome[o];
-        ny += y->outcome[o];
-    }
-    return nx < ny ? 1 : nx > ny ? -1 : strcmp(x->domain, y->domain);
-}
-
-size_t metrics_domains(struct metrics_domain *out, size_t max)
-{
-    struct metrics_domain all[METRICS_DOMAINS];
-    memcpy(all, metrics.domains, metrics.ndomains * sizeof all[0]);
-    qsort(all, metrics.ndomains, sizeof all[0], metrics_domain_cmp);
-    size_t n = metrics.ndomains < max ? metrics.ndomains : max;
-    memcpy(out, all, n * sizeof all[0]);
-    return n;
 }
 
 /* ---- rendering ---- */

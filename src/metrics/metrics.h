@@ -3,7 +3,8 @@
  * page (GET /): counters moved by one-line hooks where mail happens, a
  * ring of recent deliveries and per-minute rates, and the text rendering.
  * Counters are process-global and updated with relaxed atomics, so a hook
- * costs one add whichever thread runs it; everything else is loop-only.
+ * costs one add whichever thread runs it; the delivery tables have one
+ * writer (the loop thread of the delivery side).
  */
 #ifndef HONGYAN_METRICS_METRICS_H
 #define HONGYAN_METRICS_METRICS_H
@@ -48,8 +49,9 @@ void metrics_inbound_result(const char *method, const char *result);
 void metrics_spool_committed(uint64_t micros, size_t bytes);
 /*
  * One recipient's delivery result as logged: relay "local", "none" or
- * "host[ip]:port"; seconds from arrival to this result. Loop thread only
- * (it also feeds the status page's list of recent deliveries).
+ * "host[ip]:port"; seconds from arrival to this result. Loop thread only,
+ * in one process only: it also writes the status page's delivery tables,
+ * which have a single writer (metrics_tables.h).
  */
 void metrics_delivery(enum metrics_outcome outcome, const char *relay, const char *rcpt,
                       const char *reply, double seconds);
@@ -63,7 +65,8 @@ struct metrics_gauges {
 };
 
 /*
- * The counters and histograms in a region shared between processes: the
+ * The counters, histograms, per-minute rates and the status page's
+ * delivery tables in a region shared between processes: the
  * supervisor makes a sealed memfd of metrics_shared_size() bytes (zeroes)
  * and each child attaches it before its first thread, so the numbers
  * outlive a restarted child and, after the split, two processes add to one
@@ -79,6 +82,7 @@ void metrics_render(struct buf *out, const struct metrics_gauges *g);
 /* Read-only views for the status page (metrics_status.c). */
 #define METRICS_RECENT 12
 #define METRICS_MINUTES 30
+#define METRICS_DOMAINS 64
 struct metrics_recent {
     time_t when;
     enum metrics_outcome outcome;
@@ -86,8 +90,26 @@ struct metrics_recent {
     char relay[96];
     char reply[160];
 };
-/* Up to METRICS_RECENT deliveries, newest first; returns how many. */
-size_t metrics_recent(struct metrics_recent *out);
+/* Per recipient domain outcome counts; past METRICS_DOMAINS - 1 domains, one "(others)" row. */
+struct metrics_domain {
+    char domain[96];
+    unsigned long long outcome[METRICS_OUTCOME_COUNT];
+};
+/* The status page's delivery tables, as one consistent copy. */
+struct metrics_deliveries {
+    size_t nrecent; /* up to METRICS_RECENT, newest first */
+    struct metrics_recent recent[METRICS_RECENT];
+    size_t ndomains; /* the busiest first */
+    struct metrics_domain domains[METRICS_DOMAINS];
+};
+/*
+ * Copies the tables out of the shared region, which the delivery side
+ * writes (metrics_delivery) and another process may have scribbled on:
+ * every string comes out NUL-terminated, every count and index bounded.
+ * 0, or -1 when no consistent copy could be had (a writer killed in the
+ * middle of an update, until the next delivery): out is then empty.
+ */
+int metrics_deliveries_read(struct metrics_deliveries *out);
 /*
  * Per-minute counts of the last METRICS_MINUTES minutes, oldest first:
  * which 0 received, 1 sent, 2 deferred, 3 bounced.
@@ -99,11 +121,5 @@ struct metrics_totals {
     unsigned long long outcome[METRICS_OUTCOME_COUNT];
 };
 void metrics_totals(struct metrics_totals *t);
-/* Per recipient domain outcome counts, the busiest first; returns how many (<= max). */
-struct metrics_domain {
-    char domain[96];
-    unsigned long long outcome[METRICS_OUTCOME_COUNT];
-};
-size_t metrics_domains(struct metrics_domain *out, size_t max);
 
 #endif

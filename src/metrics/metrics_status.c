@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "lib/util.h"
 #include "metrics/metrics.h"
 
 #define METRICS_STATUS_DOMAINS 10
@@ -23,8 +24,9 @@ static void metrics_status_time(struct buf *out, time_t t)
 {
     struct tm tm;
     char text[32];
-    gmtime_r(&t, &tm);
-    strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    /* A time from the shared region may be anything: out of gmtime's range it is shown as such. */
+    if (gmtime_r(&t, &tm) == NULL || strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        str_copy(text, sizeof text, "(time out of range)");
     buf_puts(out, text);
 }
 
@@ -34,7 +36,8 @@ static void metrics_status_sparkline(struct buf *out, const char *label, int whi
 {
     unsigned counts[METRICS_MINUTES];
     metrics_rate(which, counts);
-    unsigned peak = 0, total = 0;
+    unsigned peak = 0;
+    unsigned long long total = 0;
     for (int k = 0; k < METRICS_MINUTES; k++) {
         total += counts[k];
         if (counts[k] > peak)
@@ -48,11 +51,11 @@ static void metrics_status_sparkline(struct buf *out, const char *label, int whi
                label, width, height + 4, width, height + 4, label, colour);
     for (int k = 0; k < METRICS_MINUTES; k++) {
         int x = k * (width - 2) / (METRICS_MINUTES - 1) + 1;
-        int y = 2 + height - (peak ? (int)(counts[k] * (unsigned)height / peak) : 0);
+        int y = 2 + height - (peak ? (int)((unsigned long long)counts[k] * height / peak) : 0);
         buf_printf(out, "%d,%d ", x, y);
     }
     buf_printf(out,
-               "'/></svg><span class=num>%u in %d min, peak %u/min, last %u/min</span></div>\n",
+               "'/></svg><span class=num>%llu in %d min, peak %u/min, last %u/min</span></div>\n",
                total, METRICS_MINUTES, peak, counts[METRICS_MINUTES - 1]);
 }
 
@@ -138,10 +141,15 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
     metrics_status_percent(out, t.tls_out, t.remote_sent);
     buf_puts(out, " of remote deliveries (handshakes per message sent).</p>\n");
 
-    struct metrics_recent recent[METRICS_RECENT];
-    size_t nrecent = metrics_recent(recent);
+    /* Static: the loop thread alone renders, and the copy is some 12 kB. */
+    static struct metrics_deliveries view;
+    int readable = metrics_deliveries_read(&view) == 0;
+    size_t nrecent = view.nrecent;
+    const struct metrics_recent *recent = view.recent;
     buf_puts(out, "<h2>Recent deliveries</h2>\n");
-    if (nrecent == 0)
+    if (!readable)
+        buf_puts(out, "<p class=muted>not readable now (an update was cut short): reload</p>\n");
+    else if (nrecent == 0)
         buf_puts(out, "<p class=muted>none yet</p>\n");
     else
         buf_puts(out, "<table><tr><th>time</th><th>recipient</th><th>outcome</th><th>relay</th>"
@@ -161,10 +169,13 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
     if (nrecent)
         buf_puts(out, "</table>\n");
 
-    struct metrics_domain domains[METRICS_STATUS_DOMAINS];
-    size_t ndomains = metrics_domains(domains, METRICS_STATUS_DOMAINS);
+    size_t ndomains =
+        view.ndomains < METRICS_STATUS_DOMAINS ? view.ndomains : METRICS_STATUS_DOMAINS;
+    const struct metrics_domain *domains = view.domains;
     buf_puts(out, "<h2>By destination domain</h2>\n");
-    if (ndomains == 0)
+    if (!readable)
+        buf_puts(out, "<p class=muted>not readable now: reload</p>\n");
+    else if (ndomains == 0)
         buf_puts(out, "<p class=muted>none yet</p>\n");
     else
         buf_puts(out, "<table><tr><th>domain</th><th>sent</th><th>deferred</th><th>bounced</th>"
