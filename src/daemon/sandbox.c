@@ -55,6 +55,8 @@ static const char *const sandbox_allowed[] = {
     /* memory and threads */
     "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "futex", "set_robust_list",
     "rseq", "set_tid_address", "sched_yield", "sched_getaffinity", "membarrier",
+    /* a private copy of a compiled table the supervisor opened (maps/map_fd.h) */
+    "memfd_create",
     /* signals, time, identity */
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigtimedwait",
     "tgkill", "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",

@@ -268,7 +268,7 @@ struct supervisor_worker_args {
     char *argv[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     char *owned[16 + 2 * SUPERVISOR_MAX_LISTENERS];
     int nowned;
-    int inherit[6 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
+    int inherit[8 + SUPERVISOR_MAX_LISTENERS]; /* descriptors exec keeps */
     int ninherit;
 };
 
@@ -281,7 +281,7 @@ static void supervisor_args_add(struct supervisor_worker_args *a, int *n, char *
 
 static void supervisor_args_build(struct supervisor_worker_args *a, const char *config_path,
                                   int snapshot_fd, int lock_fd, struct listen_sock *socks,
-                                  int nsocks, int keeper_fd, int metrics_fd)
+                                  int nsocks, int keeper_fd, int metrics_fd, int maps_fd)
 {
     memset(a, 0, sizeof *a);
     int n = 0;
@@ -315,6 +315,11 @@ static void supervisor_args_build(struct supervisor_worker_args *a, const char *
         supervisor_args_add(a, &n, "--metrics-fd", 0);
         supervisor_args_add(a, &n, xasprintf("%d", metrics_fd), 1);
         a->inherit[a->ninherit++] = metrics_fd;
+    }
+    if (maps_fd >= 0) {
+        supervisor_args_add(a, &n, "--maps-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", maps_fd), 1);
+        a->inherit[a->ninherit++] = maps_fd;
     }
     for (int i = 0; i < nsocks; i++) {
         supervisor_args_add(a, &n, "--listen", 0);
@@ -353,9 +358,12 @@ static pid_t supervisor_worker_start(struct daemon_child *c)
     struct supervisor_worker *w = c->ctx;
     w->keeper->snapshot_fd = *w->snapshot_fd;
     daemon_keeper_renew(w->keeper);
+    /* The relay password maps, opened here as root, when this kind delivers. */
+    int maps_fd = c->kind->relay_maps ? daemon_mapfd_start(c, w->config_path, *w->snapshot_fd) : -1;
     struct supervisor_worker_args args;
     supervisor_args_build(&args, w->config_path, *w->snapshot_fd, w->lock_fd, w->socks, w->nsocks,
-                          daemon_keeper_client_fd(w->keeper, w->keeper_client), w->metrics_fd);
+                          daemon_keeper_client_fd(w->keeper, w->keeper_client), w->metrics_fd,
+                          maps_fd);
     pid_t supervisor = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -370,6 +378,8 @@ static pid_t supervisor_worker_start(struct daemon_child *c)
         daemon_child_exec(&ex);
     }
     supervisor_args_free(&args);
+    if (maps_fd >= 0)
+        close(maps_fd); /* the child's */
     if (pid < 0)
         log_error("fork: %s", strerror(errno));
     return pid;
@@ -378,6 +388,7 @@ static pid_t supervisor_worker_start(struct daemon_child *c)
 static const struct daemon_child_kind supervisor_worker_kind = {
     .name = "worker",
     .restart = 1,
+    .relay_maps = 1, /* it delivers (after the split: the delivery kind, not smtpd) */
     .start = supervisor_worker_start,
 };
 
@@ -597,7 +608,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         if (supervisor_got_hup) {
             supervisor_got_hup = 0;
             for (size_t i = 0; i < nchildren; i++)
-                daemon_child_signal(children[i], SIGHUP);
+                daemon_child_reload(children[i], config_path);
             /* What the children now run on is what a restarted one falls back to. */
             int fresh = supervisor_config_snapshot(config_path);
             if (fresh >= 0) {

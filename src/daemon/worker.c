@@ -153,6 +153,8 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
 {
     struct worker *w = arg;
     struct buf err = BUF_INIT;
+    /* The supervisor sent the relay password maps' files, opened again, before the signal. */
+    daemon_mapfd_reload();
     struct server_gen *gen = server_gen_new(w->config_path, NULL, &err);
     if (gen == NULL) {
         log_error("reload failed, keeping the running configuration: %s", buf_cstr(&err));
