@@ -179,6 +179,7 @@ int daemon_child_stop(struct daemon_child *c, int seconds)
         nanosleep(&ts, NULL);
     }
     c->pid = 0;
-    daemon_mapfd_close(c);
+    if (c->kind->relay_maps)
+        daemon_mapfd_close(c);
     return rc;
 }

@@ -276,11 +276,14 @@ static int map_lmdb_open_env(struct map *m, const char *path)
     return rc;
 }
 
-/* A compiled table older than its source is reported, never silently used: 1 when it was. */
-static int map_lmdb_stale(struct map *m)
+/*
+ * A compiled table older than its source is reported, never silently used:
+ * 1 when it was. built is when the compiled file was written.
+ */
+static int map_lmdb_stale(struct map *m, const struct timespec *built)
 {
     struct stat src;
-    if (stat(m->source, &src) == 0 && map_ts_newer(&src.st_mtim, &m->mtim)) {
+    if (stat(m->source, &src) == 0 && map_ts_newer(&src.st_mtim, built)) {
         char *hint = map_rebuild_hint(m);
         map_lmdb_fail(m, "%s: %s is older than %s; run `%s`", m->spec, m->dbpath, m->source, hint);
         free(hint);
@@ -326,15 +329,23 @@ static void map_lmdb_refresh_fd(struct map *m)
         m->ino = db.st_ino;
         m->mtim = db.st_mtim;
     }
+    /*
+     * Stale is judged against the compiled file now in place: a source
+     * rebuilt since the master opened ours is not a stale table, it is a
+     * newer one waiting for the reload.
+     */
     struct stat now;
-    if (!m->newer_noted && stat(m->dbpath, &now) == 0 &&
-        (now.st_dev != m->dev || now.st_ino != m->ino)) {
+    struct timespec built = m->mtim;
+    int on_disk = stat(m->dbpath, &now) == 0;
+    if (on_disk)
+        built = now.st_mtim;
+    if (!m->newer_noted && on_disk && (now.st_dev != m->dev || now.st_ino != m->ino)) {
         log_warning("%s: %s was rebuilt; `hongyan reload` to use it (this process keeps the file "
                     "the master opened for it)",
                     m->spec, m->dbpath);
         m->newer_noted = 1;
     }
-    if (!map_lmdb_stale(m))
+    if (!map_lmdb_stale(m, &built))
         m->usable = 1;
 }
 
@@ -377,7 +388,7 @@ static void map_lmdb_refresh(struct map *m)
         m->ino = db.st_ino;
         m->mtim = db.st_mtim;
     }
-    if (!map_lmdb_stale(m))
+    if (!map_lmdb_stale(m, &m->mtim))
         m->usable = 1;
 }
 
