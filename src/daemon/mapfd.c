@@ -227,19 +227,11 @@ int daemon_mapfd_start(struct daemon_child *c, const char *config_path, int snap
         return -1;
     }
     c->maps_sock = sv[0];
-    /* The configuration the child will run on: the file, or the last one that loaded. */
-    struct buf err = BUF_INIT;
-    struct config *cfg = config_load(config_path, &err);
-    if (cfg == NULL && snapshot_fd >= 0) {
-        char proc_path[64];
-        struct buf text = BUF_INIT;
-        snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", snapshot_fd);
-        buf_reset(&err);
-        if (read_file(proc_path, &text, 4u << 20) == 0)
-            cfg = config_load_text(config_path, buf_cstr(&text), text.len, &err);
-        buf_free(&text);
-    }
-    buf_free(&err);
+    /*
+     * The configuration the child will run on: the file, or the last one
+     * that loaded (the child falls back the same way, and logs it too).
+     */
+    struct config *cfg = config_load_or_snapshot(config_path, snapshot_fd);
     if (cfg != NULL)
         mapfd_send(c->maps_sock, cfg);
     config_free(cfg); /* none: the child stops on the same configuration error */
@@ -295,7 +287,9 @@ static int mapfd_recv_one(int sock, struct map_fd_file **out, size_t *nout)
             continue;
         size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         int got[MAPFD_FILES_MAX];
-        memcpy(got, CMSG_DATA(cm), k * sizeof(int)); /* ctl caps k at MAPFD_FILES_MAX */
+        if (k > MAPFD_FILES_MAX) /* cannot be: ctl has room for that many */
+            k = MAPFD_FILES_MAX, bad = 1;
+        memcpy(got, CMSG_DATA(cm), k * sizeof(int));
         for (size_t i = 0; i < k; i++) {
             if (nfds < MAPFD_FILES_MAX)
                 fds[nfds++] = got[i];

@@ -112,6 +112,11 @@ def test_root_only_sasl_passwd_relays_and_stays_out_of_reach(server_factory, tmp
         assert holds_open(pid, opened), os.listdir("/proc/%d/fd" % pid)
         assert cannot_open(pid, opened)
         assert cannot_open(pid, srv.tmp / "sasl_passwd")
+        # No other child gets it: the keeper, and after the split smtpd, the network-facing one.
+        others = srv.child_pids("keeper") + srv.child_pids("smtpd")
+        assert srv.child_pids("keeper")
+        for other in others:
+            assert not holds_open(other, opened) and cannot_open(other, opened), other
         send(srv, "bob@example.net")
         assert wait_for(lambda: relay.messages, timeout=20), srv.log_text()[-3000:]
         assert relay.auth_ok == [("u1", "PLAIN")]
