@@ -179,7 +179,6 @@ int daemon_child_stop(struct daemon_child *c, int seconds)
         nanosleep(&ts, NULL);
     }
     c->pid = 0;
-    if (c->kind->relay_maps)
-        daemon_mapfd_close(c);
+    daemon_mapfd_close(c);
     return rc;
 }

@@ -12,6 +12,8 @@
 #include "server/server.h"
 
 struct config;
+struct event;
+struct event_base;
 struct passwd;
 
 /* A bound listening socket handed from the supervisor to the worker. */
@@ -66,7 +68,7 @@ struct daemon_child {
     pid_t pid;        /* 0: not running */
     time_t started, died;
     int quick_deaths; /* deaths within 5 s of the start, in a row: the restart waits longer */
-    int maps_sock;    /* relay_maps: the supervisor's end of the maps socketpair; 0: none */
+    struct daemon_mapfd *maps; /* relay_maps: the supervisor's side (daemon/mapfd.c); NULL: none */
 };
 /* Who a child becomes: drop 0 keeps the supervisor's (not started as root). */
 struct daemon_creds {
@@ -166,12 +168,25 @@ void daemon_keeper_stop(struct keeper_proc *kp);
 int daemon_mapfd_start(struct daemon_child *c, const char *config_path, int snapshot_fd);
 /* Supervisor, before passing SIGHUP to a running c: the files opened again and sent. */
 void daemon_mapfd_renew(struct daemon_child *c, const char *config_path);
-/* Supervisor: closes its end (at stop). */
+/*
+ * Supervisor, in its loop: at most once a second, looks whether a file sent
+ * to c was replaced (a rebuild renames a new one into place) and then sends
+ * them all again, so that the child takes the new table without a reload,
+ * as Postfix's daemons pick up a rebuilt table.
+ */
+void daemon_mapfd_watch(struct daemon_child *c);
+/* Supervisor: closes its end and forgets the files (at stop). */
 void daemon_mapfd_close(struct daemon_child *c);
 /* Child: keeps sock (from --maps-fd) and takes the files waiting on it into the registry. */
 void daemon_mapfd_adopt(int sock);
 /* Child, on SIGHUP before building the new generation: takes the newest files waiting. */
 void daemon_mapfd_reload(void);
+/*
+ * Child: an event on base that takes files the supervisor sends between
+ * reloads (after a rebuild); NULL when it has no maps socket. The caller
+ * frees it with event_free.
+ */
+struct event *daemon_mapfd_listen(struct event_base *base);
 /*
  * A warning line in warn for each file of smtp_sasl_password_maps that
  * mail_owner (with its group or setgid_group) could read: those passwords

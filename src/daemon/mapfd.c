@@ -20,7 +20,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "config/config.h"
 #include "daemon/daemon.h"
@@ -126,23 +129,49 @@ void daemon_mapfd_check_exposed(const struct config *cfg, struct buf *warn)
     strlist_free(files);
 }
 
-/*
- * Opens the key's files as cfg names them and sends them on sock, one
- * datagram. A file that cannot be opened goes with its errno, so that the
- * child fails on it as it does today, without opening the path itself.
- */
-static void mapfd_send(int sock, const struct config *cfg)
+/* What the supervisor keeps per child (daemon.h's struct daemon_child, maps). */
+struct daemon_mapfd {
+    int sock;     /* the supervisor's end of the pair; -1: none */
+    char **files; /* what was sent last (strlist), watched for a rebuild */
+    size_t nfiles;
+    struct mapfd_seen *seen; /* each file's identity when it was opened */
+    time_t watched;          /* the last look at them */
+};
+
+/* Which file a path named: a rebuild renames another one into place. */
+struct mapfd_seen {
+    int exists;
+    dev_t dev;
+    ino_t ino;
+};
+
+static struct mapfd_seen mapfd_look(const char *path)
 {
-    size_t n = 0;
-    char **files = map_list_files(config_get(cfg, mapfd_key), &n);
-    struct buf warn = BUF_INIT;
-    mapfd_exposed(cfg, files, n, &warn);
-    for (char *line = warn.data, *nl; line && *line; line = nl + 1) {
-        nl = strchr(line, '\n');
-        *nl = '\0';
-        log_warning("%s", line);
+    struct stat st;
+    struct mapfd_seen s = {0};
+    if (lstat(path, &st) == 0) {
+        s.exists = 1;
+        s.dev = st.st_dev;
+        s.ino = st.st_ino;
     }
-    buf_free(&warn);
+    return s;
+}
+
+/*
+ * Opens files (taken over: they become the watched set) and sends them on
+ * the child's socket, one datagram. A file that cannot be opened goes with
+ * its errno, so that the child fails on it as it does today, without
+ * opening the path itself.
+ */
+static void mapfd_send(struct daemon_mapfd *mf, char **files, size_t n)
+{
+    if (files != mf->files) {
+        strlist_free(mf->files);
+        mf->files = files;
+        mf->nfiles = n;
+        free(mf->seen);
+        mf->seen = xcalloc(n ? n : 1, sizeof *mf->seen);
+    }
     if (n > MAPFD_FILES_MAX) {
         log_warning("%s: %zu files; the first %d are opened as root, the others are read by "
                     "the delivering process itself",
@@ -158,6 +187,8 @@ static void mapfd_send(int sock, const struct config *cfg)
                         files[i], MAPFD_PATH_MAX);
             continue;
         }
+        /* Looked at before the open: a rename in between is seen at the next watch. */
+        mf->seen[i] = mapfd_look(files[i]);
         struct buf why = BUF_INIT;
         int fd = mapfd_open(files[i], &why);
         if (fd < 0) {
@@ -191,21 +222,43 @@ static void mapfd_send(int sock, const struct config *cfg)
         memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
     }
     /* A child that died meanwhile is restarted with a fresh pair and fresh files. */
-    if (sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+    if (sendmsg(mf->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_warning("%s: cannot hand the files over: %s", mapfd_key, strerror(errno));
     /* The datagram holds its own references. */
     for (size_t i = 0; i < nfds; i++)
         close(fds[i]);
     buf_free(&msg);
     buf_free(&body);
-    strlist_free(files);
+    mf->watched = time(NULL);
+}
+
+/* Sends the files cfg names, after warning about those mail_owner could read. */
+static void mapfd_send_config(struct daemon_mapfd *mf, const struct config *cfg)
+{
+    size_t n = 0;
+    char **files = map_list_files(config_get(cfg, mapfd_key), &n);
+    struct buf warn = BUF_INIT;
+    mapfd_exposed(cfg, files, n, &warn);
+    for (char *line = warn.data, *nl; line && *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        *nl = '\0';
+        log_warning("%s", line);
+    }
+    buf_free(&warn);
+    mapfd_send(mf, files, n);
 }
 
 void daemon_mapfd_close(struct daemon_child *c)
 {
-    if (c->maps_sock > 0)
-        close(c->maps_sock);
-    c->maps_sock = 0;
+    struct daemon_mapfd *mf = c->maps;
+    if (mf == NULL)
+        return;
+    if (mf->sock >= 0)
+        close(mf->sock);
+    strlist_free(mf->files);
+    free(mf->seen);
+    free(mf);
+    c->maps = NULL;
 }
 
 int daemon_mapfd_start(struct daemon_child *c, const char *config_path, int snapshot_fd)
@@ -216,39 +269,49 @@ int daemon_mapfd_start(struct daemon_child *c, const char *config_path, int snap
         log_error("%s: socketpair: %s", mapfd_key, strerror(errno));
         return -1;
     }
-    /* Never 0: maps_sock 0 means none. */
-    if (sv[0] < 3) {
-        int moved = fcntl(sv[0], F_DUPFD_CLOEXEC, 3);
-        close(sv[0]);
-        sv[0] = moved;
-    }
-    if (sv[0] < 0) {
-        close(sv[1]);
-        return -1;
-    }
-    c->maps_sock = sv[0];
+    struct daemon_mapfd *mf = c->maps = xcalloc(1, sizeof *mf);
+    mf->sock = sv[0];
     /*
      * The configuration the child will run on: the file, or the last one
      * that loaded (the child falls back the same way, and logs it too).
      */
     struct config *cfg = config_load_or_snapshot(config_path, snapshot_fd);
     if (cfg != NULL)
-        mapfd_send(c->maps_sock, cfg);
+        mapfd_send_config(mf, cfg);
     config_free(cfg); /* none: the child stops on the same configuration error */
     return sv[1];
 }
 
 void daemon_mapfd_renew(struct daemon_child *c, const char *config_path)
 {
-    if (c->maps_sock <= 0 || c->pid <= 0)
+    if (c->maps == NULL || c->pid <= 0)
         return;
     struct buf err = BUF_INIT;
     struct config *cfg = config_load(config_path, &err);
     /* A broken file: the child keeps its configuration, and its tables with it. */
     if (cfg != NULL)
-        mapfd_send(c->maps_sock, cfg);
+        mapfd_send_config(c->maps, cfg);
     config_free(cfg);
     buf_free(&err);
+}
+
+void daemon_mapfd_watch(struct daemon_child *c)
+{
+    struct daemon_mapfd *mf = c->maps;
+    time_t now = time(NULL);
+    if (mf == NULL || c->pid <= 0 || now - mf->watched < 1)
+        return;
+    mf->watched = now;
+    size_t n = mf->nfiles < MAPFD_FILES_MAX ? mf->nfiles : MAPFD_FILES_MAX;
+    for (size_t i = 0; i < n; i++) {
+        struct mapfd_seen s = mapfd_look(mf->files[i]);
+        if (s.exists != mf->seen[i].exists || s.dev != mf->seen[i].dev ||
+            s.ino != mf->seen[i].ino) {
+            log_info("%s: %s changed; handing the files over again", mapfd_key, mf->files[i]);
+            mapfd_send(mf, mf->files, mf->nfiles);
+            return;
+        }
+    }
 }
 
 /* Closes every descriptor of a datagram that is not used. */
@@ -323,7 +386,7 @@ static void mapfd_take(void)
     struct map_fd_file *files = NULL, *got;
     size_t n = 0, ngot;
     int any = 0, rc = 0;
-    /* Bounded: the supervisor sends one per start and one per SIGHUP. */
+    /* Bounded: the supervisor sends one per start, per SIGHUP and per rebuilt table. */
     for (int i = 0; i < 64 && (rc = mapfd_recv_one(mapfd_child_sock, &got, &ngot)) != 0; i++) {
         if (rc < 0)
             continue;
@@ -347,4 +410,27 @@ void daemon_mapfd_reload(void)
 {
     if (mapfd_child_sock >= 0)
         mapfd_take();
+}
+
+/* The supervisor sent files on its own (a rebuilt table): take them; its end gone: stop. */
+static void mapfd_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct event *self = arg;
+    char peek;
+    if (recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+        event_del(self); /* the supervisor is gone; we stop with it (PR_SET_PDEATHSIG) */
+        return;
+    }
+    mapfd_take();
+}
+
+struct event *daemon_mapfd_listen(struct event_base *base)
+{
+    if (mapfd_child_sock < 0)
+        return NULL;
+    struct event *ev =
+        event_new(base, mapfd_child_sock, EV_READ | EV_PERSIST, mapfd_readable, event_self_cbarg());
+    if (ev != NULL)
+        event_add(ev, NULL);
+    return ev;
 }

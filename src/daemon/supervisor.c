@@ -605,6 +605,9 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         supervisor_reap(children, nchildren, &reports_child);
         supervisor_daily(config_path, pw, &reports_child);
         daemon_child_restart_due(children, nchildren);
+        /* A rebuilt relay password table goes to the child without a reload. */
+        for (size_t i = 0; i < nchildren; i++)
+            daemon_mapfd_watch(children[i]);
         if (supervisor_got_hup) {
             supervisor_got_hup = 0;
             for (size_t i = 0; i < nchildren; i++)

@@ -54,6 +54,7 @@ struct worker {
     int nsocks;
     struct evconnlistener **listeners;
     struct event *sig_hup, *sig_term, *sig_int, *drain_tick, *test_trigger;
+    struct event *maps_fresh; /* files the supervisor sends after a rebuild (daemon/mapfd.c) */
     int qmgr_stopped;
     uint64_t drain_deadline;
 };
@@ -283,6 +284,7 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     w.sig_term = evsignal_new(w.srv.base, SIGTERM, worker_terminate, &w);
     w.sig_int = evsignal_new(w.srv.base, SIGINT, worker_terminate, &w);
     event_add(w.sig_hup, NULL);
+    w.maps_fresh = daemon_mapfd_listen(w.srv.base);
     event_add(w.sig_term, NULL);
     event_add(w.sig_int, NULL);
     sigset_t none;
@@ -317,6 +319,8 @@ int daemon_worker_run(const char *config_path, struct config *cfg, struct listen
     spool_free(w.srv.spool);
     dns_free(w.srv.dns);
     event_free(w.sig_hup);
+    if (w.maps_fresh)
+        event_free(w.maps_fresh);
     event_free(w.sig_term);
     event_free(w.sig_int);
     if (w.drain_tick)

@@ -293,11 +293,35 @@ static int map_lmdb_stale(struct map *m, const struct timespec *built)
 }
 
 /*
+ * When the registry holds a descriptor of the file now at dbpath (the
+ * supervisor sent it after a rebuild), takes it in place of ours: 1, with
+ * the old table closed so that the next refresh opens the new one.
+ */
+static int map_lmdb_adopt_newer(struct map *m, const struct stat *on_disk)
+{
+    int fd;
+    struct stat st;
+    if (!map_fd_get(m->dbpath, &fd) || fd < 0)
+        return 0;
+    if (fstat(fd, &st) < 0 || st.st_dev != on_disk->st_dev || st.st_ino != on_disk->st_ino) {
+        close(fd);
+        return 0;
+    }
+    close(m->fd);
+    m->fd = fd;
+    m->newer_noted = 0;
+    map_lmdb_close(m);
+    log_info("%s: %s: the rebuilt table is in use", m->spec, m->dbpath);
+    return 1;
+}
+
+/*
  * The same for a table the supervisor opened (map_fd.h): the descriptor is
  * the file, copied once into memory of our own for LMDB, which opens by
- * name. A rebuild renames a new file into place that only the next reload
- * brings (the supervisor opens it again then); until then the table answers
- * from the file it has, and says once that a newer one waits.
+ * name. A rebuild renames a new file into place: the supervisor notices
+ * (daemon/mapfd.c) and sends a descriptor of it, which the next refresh
+ * takes (map_lmdb_adopt_newer), as Postfix's daemons notice a changed table
+ * and restart; meanwhile the table answers from the file it has.
  */
 static void map_lmdb_refresh_fd(struct map *m)
 {
@@ -339,10 +363,16 @@ static void map_lmdb_refresh_fd(struct map *m)
     int on_disk = stat(m->dbpath, &now) == 0;
     if (on_disk)
         built = now.st_mtim;
-    if (!m->newer_noted && on_disk && (now.st_dev != m->dev || now.st_ino != m->ino)) {
-        log_warning("%s: %s was rebuilt; `hongyan reload` to use it (this process keeps the file "
-                    "the master opened for it)",
-                    m->spec, m->dbpath);
+    if (on_disk && (now.st_dev != m->dev || now.st_ino != m->ino)) {
+        /* A rebuild: the newer descriptor, when the supervisor has sent it. */
+        if (map_lmdb_adopt_newer(m, &now)) {
+            map_lmdb_refresh_fd(m);
+            return;
+        }
+        if (!m->newer_noted)
+            log_info("%s: %s was rebuilt; the old table answers until the master has opened the "
+                     "new one",
+                     m->spec, m->dbpath);
         m->newer_noted = 1;
     }
     if (!map_lmdb_stale(m, &built))

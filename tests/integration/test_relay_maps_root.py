@@ -2,7 +2,8 @@
 stays root:root 0600 in every form hongyan reads (hash:, lmdb:, texthash:,
 a pgsql: parameter file); the supervisor opens it and hands the descriptor
 to the process that delivers, whose uid and gids cannot open the file; a
-rebuild plus SIGHUP hands the new table over; a symbolic link is refused;
+rebuilt table is handed over without a reload, and a reload hands over the
+tables the new configuration names; a symbolic link is refused;
 `hongyan config` warns when mail_owner could read the passwords. Against an
 aiosmtpd relay with STARTTLS and AUTH (smtppeer.py), as the other relay
 tests."""
@@ -125,7 +126,9 @@ def test_root_only_sasl_passwd_relays_and_stays_out_of_reach(server_factory, tmp
         assert "readable by mail_owner" not in text
 
 
-def test_rebuilt_table_and_sighup_hand_over_the_new_password(server_factory, tmp_path):
+def test_rebuilt_table_is_handed_over_without_a_reload(server_factory, tmp_path):
+    """postmap's way: a new file renamed into place; the supervisor sees it and
+    sends it, as Postfix's daemons pick up a rebuilt table by themselves."""
     with Peer(tmp=tmp_path, tls=True, require_starttls=True, users={"u1": "new-one"}) as relay:
         srv = relay_server(server_factory, relay)
         spec, db = sasl_table(srv, "hash", ["[127.0.0.1]:%d u1:old-one" % relay.port])
@@ -136,17 +139,35 @@ def test_rebuilt_table_and_sighup_hand_over_the_new_password(server_factory, tmp
         assert wait_for(lambda: relay.auth_failed, timeout=20), srv.log_text()[-3000:]
         assert wait_for(lambda: "status=deferred" in srv.log_text(), timeout=10)
         old_inode = os.stat(db).st_ino
-        # postmap's way: a new file renamed into place, still root 0600.
         spec, db = sasl_table(srv, "hash", ["[127.0.0.1]:%d u1:new-one" % relay.port])
         assert os.stat(db).st_ino != old_inode
-        # Without a reload the process keeps the file the master opened, and says so.
-        assert wait_for(lambda: "was rebuilt; `hongyan reload` to use it" in srv.log_text(),
-                        timeout=15), srv.log_text()[-3000:]
-        assert not relay.auth_ok
-        srv.reload()
+        assert wait_for(lambda: relay.messages, timeout=20), srv.log_text()[-3000:]
+        assert relay.auth_ok == [("u1", "PLAIN")]
+        text = srv.log_text()
+        assert "%s changed; handing the files over again" % db in text, text[-3000:]
+        assert "the rebuilt table is in use" in text
+        pid = delivering(srv)
+        assert holds_open(pid, db) and cannot_open(pid, db)
+
+
+def test_reload_hands_over_the_tables_the_new_configuration_names(server_factory, tmp_path):
+    with Peer(tmp=tmp_path, tls=True, require_starttls=True, users={"u1": "right"}) as relay:
+        srv = relay_server(server_factory, relay)
+        spec, _ = sasl_table(srv, "lmdb", ["[127.0.0.1]:%d u1:wrong" % relay.port])
+        srv.settings["smtp_sasl_password_maps"] = spec
+        srv.write_config()
+        srv.start()
+        send(srv, "bob@example.net")
+        assert wait_for(lambda: relay.auth_failed, timeout=20), srv.log_text()[-3000:]
+        other = srv.tmp / "sasl_passwd2"
+        root_only(other, "[127.0.0.1]:%d u1:right\n" % relay.port)
+        assert srv.cmd("map", "build", "lmdb:%s" % other).returncode == 0
+        srv.settings["smtp_sasl_password_maps"] = "lmdb:%s" % other
+        srv.reload()  # writes main.cf, SIGHUP
         assert wait_for(lambda: relay.messages, timeout=20), srv.log_text()[-3000:]
         assert relay.auth_ok == [("u1", "PLAIN")]
         pid = delivering(srv)
+        db = srv.tmp / "sasl_passwd2.lmdb"
         assert holds_open(pid, db) and cannot_open(pid, db)
 
 

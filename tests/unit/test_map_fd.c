@@ -139,6 +139,12 @@ static void test_lmdb_from_descriptor(void **state)
     expect(m, "[other.test]", MAP_NOTFOUND, NULL);
     map_fd_replace(NULL, 0);
     expect(m, "[relay.test]:587", MAP_FOUND, "u:first");
+    /* The supervisor sends a descriptor of the file now in place: the next refresh takes it. */
+    int fresh = open(db, O_RDONLY | O_CLOEXEC);
+    assert_true(fresh >= 0);
+    register_one(db, fresh, 0);
+    usleep(1100 * 1000); /* tables look at their file at most once a second */
+    expect(m, "[relay.test]:587", MAP_FOUND, "u:second");
     map_free(m);
     /* The supervisor found no compiled file: the usual advice, never a "not found". */
     register_one(db, -1, ENOENT);
