@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "daemon/daemon.h"
 #include "smtpd/restrict.h"
 #include "config/config_keys.h"
 #include "lib/util.h"
@@ -243,6 +244,8 @@ static int config_cli_run(int argc, char **argv, int postconf, const char *usage
         /* A typo in a restriction list is said now, before a client meets its 451. */
         struct buf warn = BUF_INIT;
         restrict_conf_check(cfg, &warn);
+        /* Relay passwords the network-facing process could read (docs/security.md). */
+        daemon_mapfd_check_exposed(cfg, &warn);
         for (char *line = warn.data, *nl; line && *line; line = nl + 1) {
             nl = strchr(line, '\n');
             *nl = '\0';

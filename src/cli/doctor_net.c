@@ -17,6 +17,7 @@
 
 #include "cli/doctor.h"
 #include "cli/doctor_int.h"
+#include "daemon/daemon.h"
 #include "config/config.h"
 #include "deliver/client.h"
 #include "deliver/route.h"
@@ -402,6 +403,17 @@ void doctor_check_relay(struct doctor *d, struct doctor_check *c, const struct r
                                                  have_user ? buf_cstr(&user) : NULL,
                                                  have_user ? buf_cstr(&pass) : NULL, &f);
     doctor_set(c, st, buf_cstr(&f), buf_cstr(&e));
+    /* Passwords the network-facing process could read: they work, but they should not. */
+    struct buf exposed = BUF_INIT;
+    if (auth)
+        daemon_mapfd_check_exposed(d->cfg, &exposed);
+    if (exposed.len) {
+        doctor_set(c, DOCTOR_WARN, "smtp_sasl_password_maps: readable by mail_owner", NULL);
+        doctor_advise(c, xasprintf("Make the relay password files root:root 0600 (the "
+                                   "supervisor opens them as root; docs/security.md): %.*s",
+                                   (int)strcspn(buf_cstr(&exposed), "\n"), buf_cstr(&exposed)));
+    }
+    buf_free(&exposed);
     if (st == DOCTOR_FAIL)
         doctor_advise(c, xasprintf("Check relayhost, the relay's TLS, and the user:password for "
                                    "it in smtp_sasl_password_maps (rebuild a hash: table with "

@@ -274,7 +274,8 @@ const struct config_key config_keys[] = {
     {"smtp_sasl_auth_enable", "no", CONFIG_BOOL, NULL,
      "log in to the next hop with smtp_sasl_password_maps"},
     {"smtp_sasl_password_maps", "", CONFIG_MAPS, NULL,
-     "tables of host -> user:password for AUTH to the next hop"},
+     "tables of host -> user:password for AUTH to the next hop; their files are opened by "
+     "the root supervisor (keep them root:root 0600)"},
     {"smtp_sasl_security_options", "noplaintext, noanonymous", CONFIG_ENUM_LIST,
      "noplaintext noanonymous noactive nodictionary mutual_auth",
      "mechanism restrictions for AUTH to the next hop"},

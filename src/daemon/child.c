@@ -148,6 +148,16 @@ void daemon_child_signal(const struct daemon_child *c, int sig)
         kill(c->pid, sig);
 }
 
+void daemon_child_reload(struct daemon_child *c, const char *config_path)
+{
+    if (c->pid <= 0)
+        return;
+    /* Sent before the signal, so the files wait on the socket when the child reloads. */
+    if (c->kind->relay_maps)
+        daemon_mapfd_renew(c, config_path);
+    kill(c->pid, SIGHUP);
+}
+
 int daemon_child_stop(struct daemon_child *c, int seconds)
 {
     if (c->pid <= 0)
@@ -169,5 +179,6 @@ int daemon_child_stop(struct daemon_child *c, int seconds)
         nanosleep(&ts, NULL);
     }
     c->pid = 0;
+    daemon_mapfd_close(c);
     return rc;
 }

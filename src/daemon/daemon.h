@@ -12,6 +12,8 @@
 #include "server/server.h"
 
 struct config;
+struct event;
+struct event_base;
 struct passwd;
 
 /* A bound listening socket handed from the supervisor to the worker. */
@@ -67,6 +69,12 @@ struct daemon_child;
 struct daemon_child_kind {
     const char *name;
     int restart; /* 1: restarted when it dies, paced by its quick deaths */
+    /*
+     * 1: the process that delivers: it gets the relay password maps opened
+     * by root (daemon_mapfd_start in its start, daemon_mapfd_renew before
+     * each SIGHUP), and no other kind does.
+     */
+    int relay_maps;
     /* Forks and execs one (daemon_child_exec in the child); its pid, or -1 after logging why. */
     pid_t (*start)(struct daemon_child *c);
 };
@@ -77,6 +85,7 @@ struct daemon_child {
     pid_t pid;        /* 0: not running */
     time_t started, died;
     int quick_deaths; /* deaths within 5 s of the start, in a row: the restart waits longer */
+    struct daemon_mapfd *maps; /* relay_maps: the supervisor's side (daemon/mapfd.c); NULL: none */
 };
 /* Who a child becomes: drop 0 keeps the supervisor's (not started as root). */
 struct daemon_creds {
@@ -105,6 +114,12 @@ int daemon_child_reaped(struct daemon_child *const *table, size_t n, pid_t pid, 
 /* Restarts every dead child whose kind restarts and whose pause is over. */
 void daemon_child_restart_due(struct daemon_child *const *table, size_t n);
 void daemon_child_signal(const struct daemon_child *c, int sig);
+/*
+ * Passes a SIGHUP on to c; a kind with relay_maps first gets its tables'
+ * files opened again and sent (daemon_mapfd_renew), so that its reload
+ * builds on them.
+ */
+void daemon_child_reload(struct daemon_child *c, const char *config_path);
 /* SIGTERM, then SIGKILL (logged) after seconds; reaps it. -1 when it had to be killed. */
 int daemon_child_stop(struct daemon_child *c, int seconds);
 
@@ -153,6 +168,51 @@ int daemon_keeper_client_fd(const struct keeper_proc *kp, int client);
 void daemon_keeper_renew(struct keeper_proc *kp, int client);
 /* SIGTERM, then SIGKILL after 5 s. */
 void daemon_keeper_stop(struct keeper_proc *kp);
+
+/*
+ * The relay password maps opened by root (src/daemon/mapfd.c,
+ * docs/security.md): the files of smtp_sasl_password_maps stay root:root
+ * 0600, the supervisor opens them (no symbolic link followed, directories
+ * by lib/safedir's rules) and hands the descriptors to the child over a
+ * socketpair (SCM_RIGHTS, ipc/mapfd_proto.h); the child reads them through
+ * the maps' registry (maps/map_fd.h).
+ */
+/*
+ * Supervisor, before forking c: a fresh socketpair (the previous one
+ * closed) with the files, opened now for the configuration the child will
+ * load, waiting on it. Returns the child's end (close-on-exec: put it in
+ * the exec's inherit list and on the command line as --maps-fd, close it
+ * after the fork), or -1 (logged).
+ */
+int daemon_mapfd_start(struct daemon_child *c, const char *config_path, int snapshot_fd);
+/* Supervisor, before passing SIGHUP to a running c: the files opened again and sent. */
+void daemon_mapfd_renew(struct daemon_child *c, const char *config_path);
+/*
+ * Supervisor, in its loop: at most once a second, looks whether a file sent
+ * to c was replaced (a rebuild renames a new one into place) and then sends
+ * them all again, so that the child takes the new table without a reload,
+ * as Postfix's daemons pick up a rebuilt table.
+ */
+void daemon_mapfd_watch(struct daemon_child *c);
+/* Supervisor: closes its end and forgets the files (at stop). */
+void daemon_mapfd_close(struct daemon_child *c);
+/* Child: keeps sock (from --maps-fd) and takes the files waiting on it into the registry. */
+void daemon_mapfd_adopt(int sock);
+/* Child, on SIGHUP before building the new generation: takes the newest files waiting. */
+void daemon_mapfd_reload(void);
+/*
+ * Child: an event on base that takes files the supervisor sends between
+ * reloads (after a rebuild); NULL when it has no maps socket. The caller
+ * frees it with event_free.
+ */
+struct event *daemon_mapfd_listen(struct event_base *base);
+/*
+ * A warning line in warn for each file of smtp_sasl_password_maps that
+ * mail_owner (with its group or setgid_group) could read: those passwords
+ * would be in reach of the network-facing process. `hongyan config` and
+ * the supervisor say it.
+ */
+void daemon_mapfd_check_exposed(const struct config *cfg, struct buf *warn);
 
 /*
  * Runs one role's loop: smtpd on the inherited listening sockets, delivery

@@ -68,6 +68,11 @@ static const char *const sandbox_allowed[] = {
 
 /* smtpd's own: the connections its listening sockets (opened by the supervisor) bring. */
 static const char *const sandbox_smtpd_allowed[] = {"accept", "accept4"};
+/*
+ * delivery's own: a private copy of a compiled relay password table the
+ * supervisor opened (maps/map_fd.h); smtpd never gets those tables.
+ */
+static const char *const sandbox_delivery_allowed[] = {"memfd_create"};
 
 /* The socket families a worker opens: TCP and UDP peers, Unix-socket milters and policy. */
 static const int sandbox_families[] = {AF_UNIX, AF_INET, AF_INET6};
@@ -131,16 +136,24 @@ static int sandbox_smtpd_rules(scmp_filter_ctx ctx, struct buf *err)
                                err);
 }
 
+static int sandbox_delivery_rules(scmp_filter_ctx ctx, struct buf *err)
+{
+    if (sandbox_rules(ctx, err) < 0)
+        return -1;
+    return sandbox_allow_names(ctx, sandbox_delivery_allowed,
+                               SANDBOX_COUNT(sandbox_delivery_allowed), err);
+}
+
 #else
-#define sandbox_rules NULL
 #define sandbox_smtpd_rules NULL
+#define sandbox_delivery_rules NULL
 #endif /* SYSCALL_FILTER_SANITIZED */
 
 int daemon_sandbox_enter(enum daemon_role role, struct buf *err)
 {
     if (role == DAEMON_ROLE_SMTPD)
         return syscall_filter_enter("smtpd", sandbox_smtpd_rules, err);
-    return syscall_filter_enter("delivery", sandbox_rules, err);
+    return syscall_filter_enter("delivery", sandbox_delivery_rules, err);
 }
 
 #if HONGYAN_TEST_HOOKS

@@ -290,7 +290,7 @@ static void supervisor_args_add(struct supervisor_worker_args *a, int *n, char *
 static void supervisor_args_build(struct supervisor_worker_args *a, const char *command,
                                   const char *config_path, int snapshot_fd, int lock_fd,
                                   struct listen_sock *socks, int nsocks, int keeper_fd,
-                                  int metrics_fd, int split_fd)
+                                  int metrics_fd, int split_fd, int maps_fd)
 {
     memset(a, 0, sizeof *a);
     int n = 0;
@@ -329,6 +329,11 @@ static void supervisor_args_build(struct supervisor_worker_args *a, const char *
         supervisor_args_add(a, &n, "--split-fd", 0);
         supervisor_args_add(a, &n, xasprintf("%d", split_fd), 1);
         a->inherit[a->ninherit++] = split_fd;
+    }
+    if (maps_fd >= 0) {
+        supervisor_args_add(a, &n, "--maps-fd", 0);
+        supervisor_args_add(a, &n, xasprintf("%d", maps_fd), 1);
+        a->inherit[a->ninherit++] = maps_fd;
     }
     for (int i = 0; i < nsocks; i++) {
         supervisor_args_add(a, &n, "--listen", 0);
@@ -379,12 +384,14 @@ static pid_t supervisor_worker_start(struct daemon_child *c)
     if (!w->keeper_fresh)
         daemon_keeper_renew(w->keeper, w->keeper_client);
     w->keeper_fresh = 0;
+    /* The relay password maps, opened here as root, when this kind delivers. */
+    int maps_fd = c->kind->relay_maps ? daemon_mapfd_start(c, w->config_path, *w->snapshot_fd) : -1;
     struct supervisor_worker_args args;
     supervisor_args_build(&args, c->kind->name, w->config_path, *w->snapshot_fd, w->lock_fd,
                           w->role == DAEMON_ROLE_SMTPD ? w->socks : NULL,
                           w->role == DAEMON_ROLE_SMTPD ? w->nsocks : 0,
                           daemon_keeper_client_fd(w->keeper, w->keeper_client), w->metrics_fd,
-                          w->split_fd);
+                          w->split_fd, maps_fd);
     pid_t supervisor = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -399,6 +406,8 @@ static pid_t supervisor_worker_start(struct daemon_child *c)
         daemon_child_exec(&ex);
     }
     supervisor_args_free(&args);
+    if (maps_fd >= 0)
+        close(maps_fd); /* the child's */
     if (pid < 0)
         log_error("fork: %s", strerror(errno));
     return pid;
@@ -413,6 +422,7 @@ static const struct daemon_child_kind supervisor_smtpd_kind = {
 static const struct daemon_child_kind supervisor_delivery_kind = {
     .name = "delivery",
     .restart = 1,
+    .relay_maps = 1, /* the relay's SASL passwords: delivery's alone, smtpd never gets them */
     .start = supervisor_worker_start,
 };
 
@@ -669,10 +679,13 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         supervisor_reap(children, nchildren, &reports_child);
         supervisor_daily(config_path, pw, &reports_child);
         daemon_child_restart_due(children, nchildren);
+        /* A rebuilt relay password table goes to the child without a reload. */
+        for (size_t i = 0; i < nchildren; i++)
+            daemon_mapfd_watch(children[i]);
         if (supervisor_got_hup) {
             supervisor_got_hup = 0;
             for (size_t i = 0; i < nchildren; i++)
-                daemon_child_signal(children[i], SIGHUP);
+                daemon_child_reload(children[i], config_path);
             /* What the children now run on is what a restarted one falls back to. */
             int fresh = supervisor_config_snapshot(config_path);
             if (fresh >= 0) {

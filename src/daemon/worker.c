@@ -61,6 +61,7 @@ struct worker {
     int nsocks;
     struct evconnlistener **listeners;
     struct event *sig_hup, *sig_term, *sig_int, *drain_tick, *test_trigger;
+    struct event *maps_fresh; /* files the supervisor sends after a rebuild (daemon/mapfd.c) */
     int qmgr_stopped;
     uint64_t drain_deadline;
 };
@@ -160,6 +161,8 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
 {
     struct worker *w = arg;
     struct buf err = BUF_INIT;
+    /* The supervisor sent the relay password maps' files, opened again, before the signal. */
+    daemon_mapfd_reload();
     struct server_gen *gen =
         server_gen_new(w->config_path, NULL, w->role == DAEMON_ROLE_SMTPD, &err);
     if (gen == NULL) {
@@ -325,6 +328,7 @@ int daemon_worker_run(enum daemon_role role, const char *config_path, struct con
     w.sig_term = evsignal_new(w.srv.base, SIGTERM, worker_terminate, &w);
     w.sig_int = evsignal_new(w.srv.base, SIGINT, worker_terminate, &w);
     event_add(w.sig_hup, NULL);
+    w.maps_fresh = daemon_mapfd_listen(w.srv.base);
     event_add(w.sig_term, NULL);
     event_add(w.sig_int, NULL);
     sigset_t none;
@@ -365,6 +369,8 @@ int daemon_worker_run(enum daemon_role role, const char *config_path, struct con
     spool_free(w.srv.spool);
     dns_free(w.srv.dns);
     event_free(w.sig_hup);
+    if (w.maps_fresh)
+        event_free(w.maps_fresh);
     event_free(w.sig_term);
     event_free(w.sig_int);
     if (w.drain_tick)

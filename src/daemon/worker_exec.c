@@ -83,7 +83,7 @@ int daemon_worker_main(int argc, char **argv)
     const char *name = daemon_role_name(role);
     log_set_service(name);
     long parent = -1, lock_fd = -1, log_fd = -1, snapshot_fd = -1, keeper_fd = -1, metrics_fd = -1,
-         split_fd = -1;
+         split_fd = -1, maps_fd = -1;
     const char *config_path = NULL;
     struct listen_sock *socks = xcalloc((size_t)argc, sizeof *socks);
     int nsocks = 0;
@@ -108,6 +108,8 @@ int daemon_worker_main(int argc, char **argv)
             bad = worker_exec_take_fd(val, &metrics_fd) < 0;
         else if (strcmp(opt, "--split-fd") == 0)
             bad = worker_exec_take_fd(val, &split_fd) < 0;
+        else if (strcmp(opt, "--maps-fd") == 0)
+            bad = worker_exec_take_fd(val, &maps_fd) < 0;
         else if (strcmp(opt, "--listen") == 0 && role == DAEMON_ROLE_SMTPD) {
             bad = worker_exec_listener(val, &socks[nsocks]) < 0;
             nsocks += !bad; /* only whole entries: daemon_listeners_free closes them */
@@ -152,6 +154,9 @@ int daemon_worker_main(int argc, char **argv)
                         strerror(errno), name);
         close((int)metrics_fd); /* the mapping stays */
     }
+    /* The relay password maps root opened for us (daemon/mapfd.c): read from there, not by name. */
+    if (maps_fd >= 0)
+        daemon_mapfd_adopt((int)maps_fd);
     /* The keys and the users file are the keeper's: TLS, DKIM and AUTH ask it (ipc/). */
     if (keeper_fd >= 0) {
 #if HONGYAN_TEST_HOOKS

@@ -171,6 +171,27 @@ int read_file_flags(const char *path, int flags, struct buf *out, size_t max)
     return read_fd_all(fd, out, max);
 }
 
+int read_fd_whole(int fd, struct buf *out, size_t max)
+{
+    char chunk[65536];
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, chunk, sizeof chunk, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        if (out->len + (size_t)n > max) {
+            errno = EFBIG;
+            return -1;
+        }
+        buf_append(out, chunk, (size_t)n);
+        off += n;
+    }
+}
+
 int read_file_trusted(const char *path, uid_t trusted_uid, struct buf *out, size_t max)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -57,6 +57,13 @@ int read_file_flags(const char *path, int flags, struct buf *out, size_t max);
  */
 int read_file_trusted(const char *path, uid_t trusted_uid, struct buf *out, size_t max);
 /*
+ * Reads the whole file open on fd (at most max bytes) into out with pread
+ * from offset 0, leaving fd open and its offset alone: for a descriptor
+ * shared by several readers (a table file the supervisor opened). 0 or -1
+ * with errno (EFBIG when too big).
+ */
+int read_fd_whole(int fd, struct buf *out, size_t max);
+/*
  * Splits path into its directory (returned, caller frees: "." when path has
  * no slash, "/" for a file at the root) and its last component (*base,
  * pointing into path).

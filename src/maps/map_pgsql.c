@@ -19,6 +19,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "maps/map_fd.h"
 
 #define MAP_PGSQL_FILE_MAX (64 * 1024)
 #define MAP_PGSQL_TIMEOUT_DEFAULT 5
@@ -511,7 +512,8 @@ static int map_pgsql_set(struct map_pgsql *t, const char *key, const char *val, 
 struct map_pgsql *map_pgsql_open(const char *path, struct buf *err)
 {
     struct buf text = BUF_INIT;
-    if (read_file(path, &text, MAP_PGSQL_FILE_MAX) < 0) {
+    /* The supervisor's descriptor when it opened the file for us (it holds the password). */
+    if (map_fd_read_file(path, &text, MAP_PGSQL_FILE_MAX) < 0) {
         buf_printf(err, "%s: cannot read: %s", path, strerror(errno));
         buf_free(&text);
         return NULL;

@@ -23,6 +23,7 @@
 #include "lib/safedir.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "maps/map_fd.h"
 #include "maps/map_pgsql.h"
 #include "maps/map_text.h"
 
@@ -30,6 +31,8 @@
 static const char map_format_key[] = "\0hongyan-syntax";
 #define MAP_FORMAT_KEYLEN (sizeof map_format_key - 1)
 #define MAP_RECHECK_MS 1000
+/* The largest compiled table copied into memory from a supervisor's descriptor. */
+#define MAP_LMDB_COPY_MAX (256u * 1024 * 1024)
 
 enum map_type {
     MAP_TYPE_TEXTHASH,
@@ -57,6 +60,12 @@ struct map {
     struct buf why;       /* when !usable */
     int syntax;           /* MAP_SYNTAX_*, from the compiled file */
     struct map_pgsql *pg; /* pgsql: (map_pgsql.h) */
+
+    /* hash:/lmdb: whose FILE.lmdb the supervisor opened (map_fd.h). */
+    int from_supervisor;
+    int fd;       /* our descriptor of it, or -1 */
+    int fd_error; /* when fd is -1: why the supervisor could not open it */
+    int newer_noted;
 };
 
 struct map_list {
@@ -114,7 +123,7 @@ static const char *map_entries_find(const struct map_entries *e, const char *key
 
 static int map_read_source(const char *path, struct buf *text, struct buf *err)
 {
-    if (read_file(path, text, MAP_TEXT_MAX) < 0) {
+    if (map_fd_read_file(path, text, MAP_TEXT_MAX) < 0) {
         buf_printf(err, "%s: cannot read: %s", path, strerror(errno));
         return -1;
     }
@@ -162,6 +171,7 @@ struct map *map_open(const char *spec, struct buf *err)
     struct map *m = xcalloc(1, sizeof *m);
     m->type = type;
     m->spec = xstrdup(spec);
+    m->fd = -1;
     pthread_mutex_init(&m->mu, NULL);
     buf_init(&m->why);
     if (type == MAP_TYPE_INLINE) {
@@ -200,6 +210,10 @@ struct map *map_open(const char *spec, struct buf *err)
         return m;
     }
     m->dbpath = xasprintf("%s.lmdb", name);
+    if (map_fd_get(m->dbpath, &m->fd)) {
+        m->from_supervisor = 1;
+        m->fd_error = m->fd < 0 ? errno : 0;
+    }
     return m;
 }
 
@@ -237,6 +251,134 @@ static char *map_rebuild_hint(const struct map *m)
     return xasprintf("hongyan map build %s", m->spec);
 }
 
+/* Opens the LMDB file at path read-only and reads which syntax built it; 0 or an MDB error. */
+static int map_lmdb_open_env(struct map *m, const char *path)
+{
+    MDB_txn *txn = NULL;
+    int rc = mdb_env_create(&m->env);
+    if (rc == 0)
+        rc = mdb_env_open(m->env, path, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644);
+    if (rc == 0)
+        rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, NULL, 0, &m->dbi);
+    if (rc == 0) {
+        MDB_val k = {MAP_FORMAT_KEYLEN, (void *)map_format_key}, v;
+        m->syntax = MAP_SYNTAX_POSTMAP;
+        if (mdb_get(txn, m->dbi, &k, &v) == 0 && v.mv_size == 7 &&
+            memcmp(v.mv_data, "aliases", 7) == 0)
+            m->syntax = MAP_SYNTAX_ALIASES;
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/*
+ * A compiled table older than its source is reported, never silently used:
+ * 1 when it was. built is when the compiled file was written.
+ */
+static int map_lmdb_stale(struct map *m, const struct timespec *built)
+{
+    struct stat src;
+    if (stat(m->source, &src) == 0 && map_ts_newer(&src.st_mtim, built)) {
+        char *hint = map_rebuild_hint(m);
+        map_lmdb_fail(m, "%s: %s is older than %s; run `%s`", m->spec, m->dbpath, m->source, hint);
+        free(hint);
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * When the registry holds a descriptor of the file now at dbpath (the
+ * supervisor sent it after a rebuild), takes it in place of ours: 1, with
+ * the old table closed so that the next refresh opens the new one.
+ */
+static int map_lmdb_adopt_newer(struct map *m, const struct stat *on_disk)
+{
+    int fd;
+    struct stat st;
+    if (!map_fd_get(m->dbpath, &fd) || fd < 0)
+        return 0;
+    if (fstat(fd, &st) < 0 || st.st_dev != on_disk->st_dev || st.st_ino != on_disk->st_ino) {
+        close(fd);
+        return 0;
+    }
+    close(m->fd);
+    m->fd = fd;
+    m->newer_noted = 0;
+    map_lmdb_close(m);
+    log_info("%s: %s: the rebuilt table is in use", m->spec, m->dbpath);
+    return 1;
+}
+
+/*
+ * The same for a table the supervisor opened (map_fd.h): the descriptor is
+ * the file, copied once into memory of our own for LMDB, which opens by
+ * name. A rebuild renames a new file into place: the supervisor notices
+ * (daemon/mapfd.c) and sends a descriptor of it, which the next refresh
+ * takes (map_lmdb_adopt_newer), as Postfix's daemons notice a changed table
+ * and restart; meanwhile the table answers from the file it has.
+ */
+static void map_lmdb_refresh_fd(struct map *m)
+{
+    if (m->fd < 0) {
+        if (m->fd_error == ENOENT)
+            map_lmdb_fail(m, "%s: %s: %s; run `hongyan map build %s` and reload", m->spec,
+                          m->dbpath, strerror(ENOENT), m->spec);
+        else
+            map_lmdb_fail(m, "%s: %s: %s (opened by the master as root, which logged why)", m->spec,
+                          m->dbpath, strerror(m->fd_error));
+        return;
+    }
+    if (m->env == NULL) {
+        struct stat db;
+        int copy = fstat(m->fd, &db) < 0 ? -1 : map_fd_private_copy(m->fd, MAP_LMDB_COPY_MAX);
+        if (copy < 0) {
+            map_lmdb_fail(m, "%s: cannot read %s: %s", m->spec, m->dbpath, strerror(errno));
+            return;
+        }
+        char proc_path[64];
+        snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", copy);
+        int rc = map_lmdb_open_env(m, proc_path);
+        close(copy); /* LMDB holds its own descriptor of the copy */
+        if (rc != 0) {
+            map_lmdb_fail(m, "%s: cannot open %s: %s", m->spec, m->dbpath, mdb_strerror(rc));
+            return;
+        }
+        m->dev = db.st_dev;
+        m->ino = db.st_ino;
+        m->mtim = db.st_mtim;
+    }
+    /*
+     * Stale is judged against the compiled file now in place: a source
+     * rebuilt since the master opened ours is not a stale table, it is a
+     * newer one waiting for the reload.
+     */
+    struct stat now;
+    struct timespec built = m->mtim;
+    int on_disk = stat(m->dbpath, &now) == 0;
+    if (on_disk)
+        built = now.st_mtim;
+    if (on_disk && (now.st_dev != m->dev || now.st_ino != m->ino)) {
+        /* A rebuild: the newer descriptor, when the supervisor has sent it. */
+        if (map_lmdb_adopt_newer(m, &now)) {
+            map_lmdb_refresh_fd(m);
+            return;
+        }
+        if (!m->newer_noted)
+            log_info("%s: %s was rebuilt; the old table answers until the master has opened the "
+                     "new one",
+                     m->spec, m->dbpath);
+        m->newer_noted = 1;
+    }
+    if (!map_lmdb_stale(m, &built))
+        m->usable = 1;
+}
+
 /*
  * Brings the LMDB handle up to date: opens the compiled file, reopens it
  * when a rebuild renamed a new one into place, and refuses it when the text
@@ -248,7 +390,11 @@ static void map_lmdb_refresh(struct map *m)
     if (m->checked_ms && now - m->checked_ms < MAP_RECHECK_MS)
         return;
     m->checked_ms = now ? now : 1;
-    struct stat db, src;
+    if (m->from_supervisor) {
+        map_lmdb_refresh_fd(m);
+        return;
+    }
+    struct stat db;
     if (stat(m->dbpath, &db) < 0) {
         map_lmdb_fail(m,
                       "%s: %s: %s; run `hongyan map build %s` (or `hongyan aliases` for an "
@@ -259,25 +405,7 @@ static void map_lmdb_refresh(struct map *m)
     if (m->env == NULL || db.st_dev != m->dev || db.st_ino != m->ino ||
         map_ts_newer(&db.st_mtim, &m->mtim) || map_ts_newer(&m->mtim, &db.st_mtim)) {
         map_lmdb_close(m);
-        MDB_txn *txn = NULL;
-        int rc = mdb_env_create(&m->env);
-        if (rc == 0)
-            rc = mdb_env_open(m->env, m->dbpath, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644);
-        if (rc == 0)
-            rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn);
-        if (rc == 0)
-            rc = mdb_dbi_open(txn, NULL, 0, &m->dbi);
-        if (rc == 0) {
-            MDB_val k = {MAP_FORMAT_KEYLEN, (void *)map_format_key}, v;
-            m->syntax = MAP_SYNTAX_POSTMAP;
-            if (mdb_get(txn, m->dbi, &k, &v) == 0 && v.mv_size == 7 &&
-                memcmp(v.mv_data, "aliases", 7) == 0)
-                m->syntax = MAP_SYNTAX_ALIASES;
-            rc = mdb_txn_commit(txn);
-            txn = NULL;
-        }
-        if (txn)
-            mdb_txn_abort(txn);
+        int rc = map_lmdb_open_env(m, m->dbpath);
         int fd;
         struct stat st;
         if (rc == 0 && mdb_env_get_fd(m->env, &fd) == 0 && fstat(fd, &st) == 0)
@@ -290,14 +418,8 @@ static void map_lmdb_refresh(struct map *m)
         m->ino = db.st_ino;
         m->mtim = db.st_mtim;
     }
-    /* A compiled table older than its source is reported, never silently used. */
-    if (stat(m->source, &src) == 0 && map_ts_newer(&src.st_mtim, &m->mtim)) {
-        char *hint = map_rebuild_hint(m);
-        map_lmdb_fail(m, "%s: %s is older than %s; run `%s`", m->spec, m->dbpath, m->source, hint);
-        free(hint);
-        return;
-    }
-    m->usable = 1;
+    if (!map_lmdb_stale(m, &m->mtim))
+        m->usable = 1;
 }
 
 static enum map_result map_lmdb_lookup(struct map *m, const char *key, struct buf *value,
@@ -363,6 +485,8 @@ void map_free(struct map *m)
     if (m == NULL)
         return;
     map_lmdb_close(m);
+    if (m->fd >= 0)
+        close(m->fd);
     map_pgsql_free(m->pg);
     map_entries_free(&m->ents);
     pthread_mutex_destroy(&m->mu);
@@ -404,6 +528,27 @@ int map_list_check(const char *specs, struct buf *err)
     }
     strlist_free(items);
     return rc;
+}
+
+char **map_list_files(const char *specs, size_t *count)
+{
+    size_t n = 0, k = 0;
+    char **items = strlist_split(specs, &n);
+    char **files = xcalloc(n + 1, sizeof *files);
+    for (size_t i = 0; i < n; i++) {
+        enum map_type type;
+        const char *name;
+        struct buf err = BUF_INIT;
+        int ok = map_split_spec(items[i], &type, &name, &err) == 0;
+        buf_free(&err);
+        if (!ok || type == MAP_TYPE_INLINE)
+            continue;
+        files[k++] = type == MAP_TYPE_LMDB ? xasprintf("%s.lmdb", name) : xstrdup(name);
+    }
+    strlist_free(items);
+    if (count)
+        *count = k;
+    return files;
 }
 
 /* Postfix semantics: the first table with the key wins; a table that cannot answer stops the

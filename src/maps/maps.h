@@ -39,6 +39,12 @@ int map_list_empty(const struct map_list *l);
 /* Checks the syntax and types of a list of tables without opening them: 0, or -1 with err. */
 int map_list_check(const char *specs, struct buf *err);
 /*
+ * The files the tables of specs read when opened: FILE for texthash: and
+ * pgsql: (its parameter file), FILE.lmdb for hash: and lmdb:; inline:
+ * tables and malformed specs name none. NULL-terminated, for strlist_free.
+ */
+char **map_list_files(const char *specs, size_t *count);
+/*
  * 1 when a lookup may wait on the network (pgsql:), so that a caller on
  * the event loop runs it on the work queue instead; 0 for local tables.
  */

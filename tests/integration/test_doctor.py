@@ -437,6 +437,7 @@ def test_port25_closed(env):
 def relay_setup(env, peer, password):
     maps = env.tmp / "sasl_passwd"
     maps.write_text("[127.0.0.1]:%d user@example.com:%s\n" % (peer.port, password))
+    os.chmod(maps, 0o600)  # root's alone, as docs/security.md asks
     env.settings.update({
         "relayhost": "[127.0.0.1]:%d" % peer.port,
         "smtp_sasl_auth_enable": "yes",
@@ -461,6 +462,20 @@ def test_relay_accepts_credentials(env, tmp_path):
         assert relay.auth == [("user@example.com", "PLAIN", True)]
         assert relay.handler.mail == []
         assert "s3cret" not in r.stdout + r.stderr
+
+
+def test_relay_password_file_mail_owner_can_read_is_warn(env, tmp_path):
+    with Peer(tmp_path, users={"user@example.com": "s3cret"}) as relay:
+        relay_setup(env, relay, "s3cret")
+        os.chmod(env.tmp / "sasl_passwd", 0o644)
+        env.settings["mail_owner"] = "hongyan"  # the server's user, whom the warning is about
+        env.write()
+        r = env.doctor()
+        got = lines(r.stdout)
+        assert got["network"][0] == "warn", r.stdout
+        assert "TLS ok, AUTH as user@example.com accepted" in got["network"][1]
+        assert "smtp_sasl_password_maps: readable by mail_owner" in got["network"][1]
+        assert "Make the relay password files root:root 0600" in r.stdout, r.stdout
 
 
 def test_relay_refuses_credentials(env, tmp_path):
