@@ -49,6 +49,7 @@ struct spool_round {
     struct spool *s;
     struct spool_commit *commits;
     struct spool_waiter *waiters;
+    int synced; /* it called syncfs (a round of failed commits alone does not) */
 };
 
 char *spool_path(const char *dir, const char *name, const char *suffix)
@@ -506,6 +507,7 @@ static void spool_round_work(void *arg)
     }
     if (!any)
         return;
+    r->synced = 1;
     int rc = syncfs(s->sync_fd), e = errno;
     /*
      * syncfs reports a writeback error once. One that the previous round's
@@ -538,6 +540,8 @@ static void spool_round_done(void *arg)
     struct spool_round *r = arg;
     struct spool *s = r->s;
     s->rounds++;
+    if (r->synced)
+        metrics_spool_synced();
     s->round_running = 0;
     s->running = NULL;
     struct spool_commit *c = r->commits;
