@@ -2,6 +2,8 @@
  * Fuzz target: the DATA/BDAT reader (src/smtp/data.c). The input is fed in
  * pieces whose sizes come from the first bytes; the result must not depend
  * on how the bytes were split, and the output never holds a bare CR or LF.
+ * A Date or Message-ID field the reader notes is one that reading the
+ * stored message back (msghdr_has) finds too: the session skips that read.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +12,7 @@
 
 #include "lib/buf.h"
 #include "smtp/data.h"
+#include "smtp/msghdr.h"
 
 static int sink(void *arg, const char *d, size_t n)
 {
@@ -18,7 +21,7 @@ static int sink(void *arg, const char *d, size_t n)
 }
 
 static void run(const uint8_t *in, size_t n, enum smtp_data_mode mode, size_t step, struct buf *out,
-                enum smtp_data_status *st, size_t *used, int *done)
+                enum smtp_data_status *st, size_t *used, int *done, unsigned *fields)
 {
     struct smtp_data d = {0};
     smtp_data_init(&d, mode, 5000, 300, sink, out);
@@ -30,6 +33,9 @@ static void run(const uint8_t *in, size_t n, enum smtp_data_mode mode, size_t st
     *done = smtp_data_done(&d);
     *st = mode == SMTP_DATA_BDAT ? smtp_data_finish(&d) : d.status;
     *used = pos;
+    *fields =
+        (smtp_data_has_fields(&d, SMTP_DATA_FIELD_DATE) ? SMTP_DATA_FIELD_DATE : 0) |
+        (smtp_data_has_fields(&d, SMTP_DATA_FIELD_MESSAGE_ID) ? SMTP_DATA_FIELD_MESSAGE_ID : 0);
     smtp_data_release(&d);
 }
 
@@ -43,9 +49,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum smtp_data_status sa, sb;
     size_t ua, ub;
     int da, db;
-    run(data + 2, size - 2, mode, 0, &a, &sa, &ua, &da);
-    run(data + 2, size - 2, mode, step, &b, &sb, &ub, &db);
-    if (sa != sb || ua != ub || da != db)
+    unsigned fa, fb;
+    run(data + 2, size - 2, mode, 0, &a, &sa, &ua, &da, &fa);
+    run(data + 2, size - 2, mode, step, &b, &sb, &ub, &db, &fb);
+    if (sa != sb || ua != ub || da != db || fa != fb)
         abort();
     if (sa == SMTP_DATA_OK) {
         if (a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0))
@@ -56,6 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (a.data[i] == '\r' && (i + 1 >= a.len || a.data[i + 1] != '\n'))
                 abort();
         }
+        const char *text = a.data ? a.data : "";
+        if ((fa & SMTP_DATA_FIELD_DATE) && !msghdr_has(text, a.len, "Date"))
+            abort();
+        if ((fa & SMTP_DATA_FIELD_MESSAGE_ID) && !msghdr_has(text, a.len, "Message-ID"))
+            abort();
     }
     buf_free(&a);
     buf_free(&b);

@@ -31,6 +31,12 @@ struct delivery_rcpt_result {
     char *reply;         /* remote reply or local reason, for the log and the DSN; heap */
     char *relay;         /* "host[ip]:port", "local", ...; heap, may be NULL */
     const char *service; /* Postfix's agent for the log ("smtp", "lmtp"); static, may be NULL */
+    /*
+     * 1 when no peer took the message (discard:), so doing it again after a
+     * crash harms no one: its result needs no sync before the message is
+     * removed, unlike a peer's 250 (docs/queue.md, Results).
+     */
+    int repeatable;
 };
 
 struct delivery_request {

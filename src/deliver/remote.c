@@ -335,6 +335,7 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
         case ROUTE_DISCARD:
             res->service = "discard"; /* logged as Postfix's discard(8) */
             res->status = DELIVERY_OK;
+            res->repeatable = 1;
             str_copy(res->dsn, sizeof res->dsn, "2.0.0");
             res->reply = xstrdup(r.text);
             res->relay = xstrdup("none");

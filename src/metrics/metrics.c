@@ -75,6 +75,7 @@ struct metrics_shared {
     unsigned long long refused[METRICS_REFUSAL_COUNT];
     unsigned long long received[METRICS_LISTENERS];
     unsigned long long recipients;
+    unsigned long long sync_rounds;
     unsigned long long tls[2][METRICS_TLS_VERSIONS];
     unsigned long long auth[2]; /* failure, success */
     unsigned long long dkim_signatures;
@@ -204,6 +205,11 @@ void metrics_spool_committed(uint64_t micros, size_t bytes)
     metrics_observe(&ms->size, &metrics_size_def, (double)bytes);
 }
 
+void metrics_spool_synced(void)
+{
+    metrics_add(&ms->sync_rounds);
+}
+
 void metrics_delivery(enum metrics_outcome outcome, const char *relay, const char *rcpt,
                       const char *reply, double seconds)
 {
@@ -290,6 +296,9 @@ static void metrics_render_counters(struct buf *out)
     metrics_family(out, "hongyan_recipients_accepted_total", "counter",
                    "recipients accepted by RCPT TO");
     buf_printf(out, "hongyan_recipients_accepted_total %llu\n", metrics_read(&ms->recipients));
+    metrics_family(out, "hongyan_spool_sync_rounds_total", "counter",
+                   "group-commit rounds of the spool, one syncfs each");
+    buf_printf(out, "hongyan_spool_sync_rounds_total %llu\n", metrics_read(&ms->sync_rounds));
     static const char *const delivery_families[METRICS_OUTCOME_COUNT][2] = {
         {"hongyan_messages_delivered_total", "recipients delivered (status=sent), by transport"},
         {"hongyan_messages_deferred_total", "delivery attempts deferred (status=deferred)"},

@@ -47,6 +47,8 @@ void metrics_dkim_signed(unsigned signatures);
 void metrics_inbound_result(const char *method, const char *result);
 /* A spool commit finished: its latency and the message's size. */
 void metrics_spool_committed(uint64_t micros, size_t bytes);
+/* A group-commit round of the spool ended: one syncfs(2), shared by all it carried. */
+void metrics_spool_synced(void);
 /*
  * One recipient's delivery result as logged: relay "local", "none" or
  * "host[ip]:port"; seconds from arrival to this result. Loop thread only,

@@ -173,7 +173,8 @@ static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, si
             qjob_set(j, results[k].rcpt, results[k].status, results[k].dsn, results[k].reply,
                      results[k].relay);
             j->res[results[k].rcpt].service = results[k].service;
-            j->remote_ok |= results[k].status == DELIVERY_OK;
+            /* A discard is not a peer's 250: repeating it after a crash is harmless. */
+            j->remote_ok |= results[k].status == DELIVERY_OK && !results[k].repeatable;
         }
     }
     delivery_results_free(results, count);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include <stdlib.h>
 
@@ -83,9 +84,26 @@ static void emit(struct smtp_data *d, const char *p, size_t n)
     }
 }
 
+/* A field name ended with its colon: note the ones smtp_data_has_fields() answers for. */
+static void header_name_end(struct smtp_data *d)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } noted[] = {
+        {"Date", SMTP_DATA_FIELD_DATE},
+        {"Message-ID", SMTP_DATA_FIELD_MESSAGE_ID},
+    };
+    for (size_t i = 0; i < sizeof noted / sizeof noted[0]; i++)
+        if (d->line_len == strlen(noted[i].name) &&
+            strncasecmp(d->field_name, noted[i].name, d->line_len) == 0)
+            d->fields_seen |= noted[i].bit;
+}
+
 /* RFC 5322 3.6.8 ftext: printable US-ASCII except ':'. */
 static void header_char(struct smtp_data *d, unsigned char c)
 {
+    /* line_len is the octet's offset in the line: it is counted after this. */
     switch (d->hdr_line) {
     case HL_START:
         if (c == ' ' || c == '\t')
@@ -94,12 +112,18 @@ static void header_char(struct smtp_data *d, unsigned char c)
             d->hdr_line = HL_NAME;
         else
             d->hdr_line = HL_NOT;
+        if (d->hdr_line == HL_NAME)
+            d->field_name[0] = (char)c;
         break;
     case HL_NAME:
-        if (c == ':')
+        if (c == ':') {
             d->hdr_line = HL_VALUE;
-        else if (c < 33 || c > 126)
+            header_name_end(d);
+        } else if (c < 33 || c > 126) {
             d->hdr_line = HL_NOT;
+        } else if (d->line_len < sizeof d->field_name) {
+            d->field_name[d->line_len] = (char)c;
+        }
         break;
     default:
         break;
@@ -287,4 +311,9 @@ void smtp_data_reply(const struct smtp_data *d, struct smtp_reply *r)
             smtp_reply_set(r, 451, "4.3.0", "Error: queue file write error");
         break;
     }
+}
+
+int smtp_data_has_fields(const struct smtp_data *d, unsigned fields)
+{
+    return (d->fields_seen & fields) == fields;
 }

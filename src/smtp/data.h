@@ -38,6 +38,17 @@ enum smtp_data_status {
     SMTP_DATA_WRITE_ERROR, /* the sink failed; errno in sink_errno */
 };
 
+/*
+ * Header fields the reader notes (names matched case-insensitively, with
+ * the colon right after the name; "Date :" is not noted), so that the
+ * session knows without reading the message back that submitted mail
+ * already has what RFC 6409 8.2 and 8.3 would make it add.
+ */
+enum smtp_data_field {
+    SMTP_DATA_FIELD_DATE = 1 << 0,
+    SMTP_DATA_FIELD_MESSAGE_ID = 1 << 1,
+};
+
 /* Receives message bytes; returns 0, or -1 with errno set (e.g. ENOSPC). */
 typedef int (*smtp_data_sink)(void *arg, const char *data, size_t len);
 
@@ -54,6 +65,9 @@ struct smtp_data {
     size_t msg_bytes; /* message octets after unstuffing, counted even past errors */
     size_t max_msg;   /* 0: no limit */
     size_t max_header;
+    unsigned
+        fields_seen;     /* enum smtp_data_field bits, in the header block as the client wrote it */
+    char field_name[12]; /* the start of the current line's field name */
     smtp_data_sink sink;
     void *sink_arg;
     char *out; /* NULL until the first byte */
@@ -72,6 +86,8 @@ size_t smtp_data_feed(struct smtp_data *d, const void *data, size_t n);
 /* BDAT LAST: final checks and flush. Also safe after DOT end. Returns the status. */
 enum smtp_data_status smtp_data_finish(struct smtp_data *d);
 int smtp_data_done(const struct smtp_data *d);
+/* 1 when every field in fields (enum smtp_data_field bits) was in the header block. */
+int smtp_data_has_fields(const struct smtp_data *d, unsigned fields);
 /* Frees the output buffer (safe any time; idempotent). */
 void smtp_data_release(struct smtp_data *d);
 /* The reply for a failed status (5xx for the message, 4xx for our disk). */

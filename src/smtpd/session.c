@@ -30,6 +30,7 @@ void smtpd_session_queued(struct smtpd_session *s, const char *queue_id)
         s->srv->queued(s->srv->queued_arg, queue_id);
 }
 static void session_linger(struct smtpd_session *s);
+static void session_flush(evutil_socket_t fd, short what, void *arg);
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg);
 
 /*
@@ -311,6 +312,7 @@ static void session_free(struct smtpd_session *s)
     free(s->auth_user);
     if (s->life_timer)
         event_free(s->life_timer);
+    smtpd_session_direct_write_end(s);
     if (s->bev)
         bufferevent_free(s->bev); /* closes the socket */
     server_session_ended(s->srv, (struct sockaddr *)&s->peer, s->peer_len);
@@ -394,6 +396,8 @@ void smtpd_session_on_read(struct bufferevent *bev, void *arg)
 void smtpd_session_on_write(struct bufferevent *bev, void *arg)
 {
     struct smtpd_session *s = arg;
+    if (s->flush_ev)
+        bufferevent_disable(bev, EV_WRITE); /* drained: session_flush() writes the next replies */
     if (s->starttls_wait && s->state != SMTPD_STATE_QUIT) {
         smtpd_tlsauth_starttls_go(s); /* the 220 is out */
         return;
@@ -405,6 +409,65 @@ void smtpd_session_on_write(struct bufferevent *bev, void *arg)
     /* Replies drained: go on with commands held back by the output cap. */
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         smtpd_session_run(s);
+}
+
+/*
+ * Replies on a plain TCP session are written here, once per pass of the
+ * event loop (all that one read produced, pipelined replies together), not
+ * by the bufferevent's write event: libevent adds that event when a reply
+ * is queued and deletes it once the reply has left, two epoll_ctl calls per
+ * reply, 14 of the 16 per message. The write event is enabled only when the
+ * socket does not take everything (a client that does not read), or fails
+ * (the bufferevent then reports the error as before).
+ */
+static void session_output_added(struct evbuffer *out, const struct evbuffer_cb_info *info,
+                                 void *arg)
+{
+    (void)out;
+    struct smtpd_session *s = arg;
+    if (info->n_added > 0 && !(bufferevent_get_enabled(s->bev) & EV_WRITE))
+        event_active(s->flush_ev, EV_WRITE, 0); /* no-op when already active */
+}
+
+static void session_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtpd_session *s = arg;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    if (bufferevent_get_enabled(s->bev) & EV_WRITE || evbuffer_get_length(out) == 0)
+        return; /* the bufferevent is writing, or a close took the replies */
+    /* A socket bufferevent keeps its output's start frozen; it thaws it to write, as here. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(s->bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(s->bev, EV_WRITE);
+        return;
+    }
+    smtpd_session_on_write(s->bev, s); /* what waited for the replies to leave */
+}
+
+static void session_direct_write_start(struct smtpd_session *s)
+{
+    s->flush_ev = event_new(s->srv->base, -1, 0, session_flush, s);
+    if (s->flush_ev == NULL)
+        return; /* the bufferevent writes, as for TLS */
+    s->flush_cb = evbuffer_add_cb(bufferevent_get_output(s->bev), session_output_added, s);
+    if (s->flush_cb == NULL) {
+        event_free(s->flush_ev);
+        s->flush_ev = NULL;
+    }
+}
+
+void smtpd_session_direct_write_end(struct smtpd_session *s)
+{
+    if (s->flush_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_output(s->bev), s->flush_cb);
+    s->flush_cb = NULL;
+    if (s->flush_ev)
+        event_free(s->flush_ev);
+    s->flush_ev = NULL;
 }
 
 void smtpd_session_on_event(struct bufferevent *bev, short what, void *arg)
@@ -620,7 +683,11 @@ void smtpd_session_start(struct server *srv, int fd, const struct sockaddr *peer
         s->life_timer = evtimer_new(srv->base, on_life_timeout, s);
         evtimer_add(s->life_timer, &tv);
     }
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (!s->tls)
+        session_direct_write_start(s);
+    if (s->flush_ev)
+        bufferevent_disable(s->bev, EV_WRITE); /* a new bufferevent starts with it enabled */
+    bufferevent_enable(s->bev, s->flush_ev ? EV_READ : EV_READ | EV_WRITE);
     if (!peer_lookup_start(s))
         smtpd_session_greet(s);
 }

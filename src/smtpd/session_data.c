@@ -234,11 +234,18 @@ void smtpd_message_commit(struct smtpd_session *s)
      * Mail we originate (AUTH, or mynetworks on smtpd_listen: the clients
      * allowed to relay without AUTH) is DKIM-signed first, off the loop, so
      * the queued bytes carry the signature; the 250 waits for both.
+     * Its missing Date or Message-ID is added there too, which means reading
+     * the message back; when the data reader saw both (and no milter could
+     * have removed one since), there is nothing to add, and without DKIM
+     * keys nothing to read: the commit follows at once.
      */
-    if (s->authenticated || s->trusted_net)
-        dkim_spool_sign(s->srv->workq, s->gen->dkim, config_get(s->gen->cfg, "myhostname"), m,
-                        sign_done, s);
-    else
+    if (s->authenticated || s->trusted_net) {
+        int complete =
+            !tx->milter &&
+            smtp_data_has_fields(&tx->data, SMTP_DATA_FIELD_DATE | SMTP_DATA_FIELD_MESSAGE_ID);
+        dkim_spool_sign(s->srv->workq, s->gen->dkim,
+                        complete ? NULL : config_get(s->gen->cfg, "myhostname"), m, sign_done, s);
+    } else
         spool_msg_commit(m, commit_done, s);
 }
 

@@ -95,6 +95,9 @@ struct smtpd_session {
     struct server_gen *gen; /* config and resolver for the whole session */
     struct bufferevent *bev;
     struct event *life_timer; /* smtpd_session_timeout */
+    /* Plain TCP: the replies are written by session.c itself (session_flush); NULL otherwise. */
+    struct event *flush_ev;
+    struct evbuffer_cb_entry *flush_cb;
     enum listener_kind kind;
     enum smtpd_state state;
     struct sockaddr_storage peer;
@@ -183,6 +186,8 @@ int smtpd_session_end_if_dead(struct smtpd_session *s);
 void smtpd_session_on_read(struct bufferevent *bev, void *arg);
 void smtpd_session_on_write(struct bufferevent *bev, void *arg);
 void smtpd_session_on_event(struct bufferevent *bev, short what, void *arg);
+/* Hands the writing back to the bufferevent (before STARTTLS replaces it). */
+void smtpd_session_direct_write_end(struct smtpd_session *s);
 void smtpd_session_greet(struct smtpd_session *s);
 
 /* session_cmd.c: the commands before DATA and the command table. */

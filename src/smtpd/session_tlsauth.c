@@ -116,6 +116,7 @@ int smtpd_cmd_starttls(struct smtpd_session *s, const char *args, size_t len)
 void smtpd_tlsauth_starttls_go(struct smtpd_session *s)
 {
     s->starttls_wait = 0;
+    smtpd_session_direct_write_end(s); /* the TLS bufferevent writes its own records */
     if (tls_server_starttls(s->gen->tls, &s->bev) < 0) {
         log_warning("cannot start TLS for %s[%s]: out of resources", s->host, s->addr);
         s->dead = 1;

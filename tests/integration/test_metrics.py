@@ -386,3 +386,35 @@ def test_status_page_in_a_real_browser(server_factory, tmp_path):
     keep = os.environ.get("HONGYAN_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, os.path.join(keep, "status.png"))
+
+
+def test_a_discarded_message_costs_one_sync_round_a_relayed_one_two(server_factory, tmp_path):
+    """Issue 13: with one session each message pays for its own syncs. A
+    message routed to discard: needs one round (its commit): redoing a
+    discard after a crash harms no one, so it is removed without syncing
+    its result. A message a remote server accepted needs a second round
+    before it goes, so that a crash does not send it twice (docs/queue.md,
+    Results)."""
+    from smtppeer import Peer
+    n = 6
+    with Peer(tmp=tmp_path) as relay:
+        srv = metrics_server(server_factory, {
+            "transport_maps": "inline:{ void.example = discard:, relayed.example = smtp:[127.0.0.1]:%d }"
+                              % relay.port,
+            "relay_domains": "void.example relayed.example",
+            "smtp_tls_security_level": "none"})
+        rounds = "hongyan_spool_sync_rounds_total"
+
+        def one_at_a_time(domain):
+            before = samples(scrape(srv.metrics_port)[2])[rounds]
+            for i in range(n):
+                removed = srv.log_text().count(": removed")
+                send(srv, 1, rcpt="x%d@%s" % (i, domain))
+                # One message in the queue at a time: no round is shared.
+                assert wait_for(lambda: srv.log_text().count(": removed") == removed + 1)
+            return samples(scrape(srv.metrics_port)[2])[rounds] - before
+
+        assert one_at_a_time("void.example") == n
+        assert "status=sent (discarded)" in srv.log_text()
+        assert one_at_a_time("relayed.example") == 2 * n
+        assert len(relay.messages) == n

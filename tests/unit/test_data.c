@@ -303,6 +303,52 @@ static void test_write_error(void **state)
     assert_string_equal(r.status, "5.3.4");
 }
 
+/* Which fields the reader notes, fed whole and split at every offset. */
+static unsigned fields_of(enum smtp_data_mode mode, const char *in)
+{
+    size_t len = strlen(in);
+    unsigned whole = 0;
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct smtp_data d = {0};
+        struct sinkbuf s = {BUF_INIT, 0, 0};
+        smtp_data_init(&d, mode, 0, 0, sink, &s);
+        smtp_data_feed(&d, in, cut);
+        smtp_data_feed(&d, in + cut, len - cut);
+        smtp_data_finish(&d);
+        unsigned seen =
+            (smtp_data_has_fields(&d, SMTP_DATA_FIELD_DATE) ? SMTP_DATA_FIELD_DATE : 0) |
+            (smtp_data_has_fields(&d, SMTP_DATA_FIELD_MESSAGE_ID) ? SMTP_DATA_FIELD_MESSAGE_ID : 0);
+        if (cut == 0)
+            whole = seen;
+        assert_int_equal(seen, whole); /* wherever the input is cut */
+        smtp_data_release(&d);
+        buf_free(&s.b);
+    }
+    return whole;
+}
+
+static void test_fields_seen(void **state)
+{
+    (void)state;
+    const unsigned both = SMTP_DATA_FIELD_DATE | SMTP_DATA_FIELD_MESSAGE_ID;
+    assert_int_equal(fields_of(SMTP_DATA_DOT, "Date: x\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n.\r\n"),
+                     both);
+    assert_int_equal(fields_of(SMTP_DATA_BDAT, "message-id:<a@b>\r\nDATE:x\r\n\r\nb\r\n"), both);
+    assert_int_equal(fields_of(SMTP_DATA_DOT, "Subject: s\r\nDate: x\r\n\r\n.\r\n"),
+                     SMTP_DATA_FIELD_DATE);
+    /* Only in the body, or after a line that ends the header block: not noted. */
+    assert_int_equal(
+        fields_of(SMTP_DATA_DOT, "Subject: s\r\n\r\nDate: x\r\nMessage-ID: <a>\r\n.\r\n"), 0);
+    assert_int_equal(fields_of(SMTP_DATA_DOT, "no header\r\nDate: x\r\n.\r\n"), 0);
+    /* Names that only start or end alike, a space before the colon, a folded value. */
+    assert_int_equal(fields_of(SMTP_DATA_DOT, "Dates: x\r\nXDate: x\r\nMessage-IDs: y\r\n"
+                                              "Date : x\r\nX: a\r\n Date: b\r\n\r\n.\r\n"),
+                     0);
+    /* A dot-stuffed line is read unstuffed. */
+    assert_int_equal(fields_of(SMTP_DATA_DOT, "..Date: x\r\nDate: y\r\n\r\n.\r\n"),
+                     SMTP_DATA_FIELD_DATE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_smuggling_sequences), cmocka_unit_test(test_bare_at_edges),
         cmocka_unit_test(test_line_length),         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_large_chunks),        cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_fields_seen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
