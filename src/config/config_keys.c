@@ -136,7 +136,7 @@ const struct config_key config_keys[] = {
     {"smtpd_client_connection_limit", "10000", CONFIG_INT, NULL, "simultaneous sessions in total"},
     {"smtpd_client_ipv6_prefix_length", "64", CONFIG_INT, "128",
      "IPv6 clients count against per-client limits (connections, rates, AUTH failures) by this "
-     "prefix, as one host owns a /64 (Postfix 3.9's default is 84); read at worker start"},
+     "prefix, as one host owns a /64 (Postfix 3.9's default is 84); read when smtpd starts"},
     {"smtpd_inbound_memory_limit", "268435456", CONFIG_INT, NULL,
      "bytes of messages held in memory for the SPF/DKIM/DMARC checks, all sessions together; "
      "beyond it a message waits for its checks in a file"},
@@ -292,7 +292,7 @@ const struct config_key config_keys[] = {
      "a directory of hashed CA certificates (c_rehash) for verify/secure, besides smtp_tls_CAfile"},
     {"smtp_tls_session_cache_database", "", CONFIG_TABLE, NULL,
      "turns on the client's TLS session cache (resumption per next hop); the sessions stay in the "
-     "worker's memory, the type:file named is not written"},
+     "delivery process's memory, the type:file named is not written"},
     {"smtp_tls_session_cache_timeout", "3600s", CONFIG_TIME, "s",
      "how long a cached client TLS session is offered for resumption"},
     {"smtp_tls_wrappermode", "no", CONFIG_BOOL, NULL,
