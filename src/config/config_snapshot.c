@@ -1,6 +1,6 @@
 /*
- * Loading the configuration in a process the supervisor exec'd (the worker,
- * the keeper): the file on disk, as a SIGHUP would read it, else the
+ * Loading the configuration in a process the supervisor exec'd (smtpd,
+ * delivery, the keeper): the file on disk, as a SIGHUP would read it, else the
  * supervisor's sealed snapshot of the last one that loaded (config.h).
  */
 #include <errno.h>

@@ -1,7 +1,8 @@
 /*
  * hongyan serve: the supervisor (root: directories, sockets, privilege drop,
- * restarting a dead worker, passing signals on) and the worker (mail_owner:
- * one libevent loop for sessions, delivery, DNS and timers).
+ * restarting a dead child, passing signals on), the keeper, and smtpd and
+ * delivery (mail_owner: one libevent loop each, smtpd's for the sessions,
+ * delivery's for the queue manager and its agents; docs/architecture.md).
  */
 #ifndef HONGYAN_DAEMON_DAEMON_H
 #define HONGYAN_DAEMON_DAEMON_H

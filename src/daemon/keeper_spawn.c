@@ -29,7 +29,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
-/* How long the worker's start waits for the keeper's keys. */
+/* How long the supervisor waits for the keeper's keys before it starts smtpd and delivery. */
 #define KEEPER_READY_MS 10000
 
 static pid_t keeper_spawn_start(struct daemon_child *c);
@@ -64,7 +64,7 @@ int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const c
     char gstrings[4096];
     if (getgrnam_r(config_get(cfg, "setgid_group"), &gentry, gstrings, sizeof gstrings, &drop) != 0)
         drop = NULL;
-    /* The worker must share neither its uid nor any of its groups with the keys' owner. */
+    /* smtpd and delivery share neither their uid nor any of their groups with the keys' owner. */
     if (pw->pw_uid == 0 || pw->pw_uid == mail_owner->pw_uid || pw->pw_gid == 0 ||
         pw->pw_gid == mail_owner->pw_gid || (drop && drop->gr_gid == pw->pw_gid)) {
         log_error("keeper_user: '%s' must have a uid and a group of its own (not root's, "
@@ -122,7 +122,7 @@ static _Noreturn void keeper_spawn_child(struct keeper_proc *kp, int ready_w, pi
         inherit[ninherit++] = log_file_fd();
     }
     argv[n] = NULL;
-    /* Its own uid and group, no supplementary group: it shares none with the worker. */
+    /* Its own uid and group, no supplementary group: it shares none with smtpd or delivery. */
     struct daemon_exec ex = {
         .creds = {.drop = kp->drop, .uid = kp->uid, .gid = kp->gid},
         .supervisor = supervisor,

@@ -1,6 +1,6 @@
 /*
  * The metrics_listen HTTP server: GET /metrics (Prometheus) and GET / (the
- * status page), served from the worker's event loop. HTTP/1.1 subset: one
+ * status page), served from smtpd's event loop. HTTP/1.1 subset: one
  * GET per connection (answered with Connection: close), the request head
  * capped in size and time, the queue figures gathered on the work queue so
  * that a scrape never stalls mail.

@@ -2,9 +2,9 @@
  * The daily report run: once a day, a few minutes after midnight UTC (when
  * the reporting day is over, RFC 8460 4.1), the supervisor starts
  * `hongyan report send` as mail_owner, a fork and exec of its own binary.
- * Not the worker: it runs under a seccomp filter that allows no exec, and
- * the reports' DNS lookups, compression and queueing (through the setgid
- * hongyan-postdrop, like any local mail) stay off its event loop.
+ * Not smtpd or delivery: their seccomp filters allow no exec, and the
+ * reports' DNS lookups, compression and queueing (through the setgid
+ * hongyan-postdrop, like any local mail) stay off their event loops.
  */
 #include <stdlib.h>
 #include <time.h>

@@ -573,7 +573,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     struct keeper_proc keeper;
     if (rc == 0 && daemon_keeper_init(&keeper, cfg, config_path, pw) < 0)
         return EX_NOUSER;
-    /* The keeper's: the certificate is read by the worker, the key and DKIM keys are not. */
+    /* The keeper's: the certificate is read by smtpd, the key and DKIM keys are not. */
     if (rc == 0)
         rc = supervisor_prepare_keeper_dir("data_directory", tls_dir, 0755, pw, &keeper);
     if (rc == 0)
@@ -591,7 +591,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
         buf_free(&err);
         return EX_CONFIG;
     }
-    /* Here, once per start: the worker's Landlock ruleset does not let it read /sys. */
+    /* Here, once per start: smtpd's and delivery's Landlock rulesets do not let them read /sys. */
     spool_check_filesystem(config_get(cfg, "queue_directory"), lock_fd);
     if (pw != NULL && supervisor_prepare_maildrop(cfg, pw) < 0)
         return EX_CANTCREAT;
@@ -654,7 +654,7 @@ int daemon_supervise(const char *config_path, struct config *cfg)
     delivery_ctx.role = DAEMON_ROLE_DELIVERY;
     delivery_ctx.split_fd = split[1];
     delivery_ctx.supplementary = 1;
-    /* Bounces and delay notices are signed; it checks no password and makes no TLS server. */
+    /* It signs the sendmail mail it picks up; it checks no password and makes no TLS server. */
     delivery_ctx.keeper_client = daemon_keeper_add_client(
         &keeper, KEEPER_CAP(KEEPER_DKIM_KEYS) | KEEPER_CAP(KEEPER_DKIM_SIGN));
     struct daemon_child smtpd = {

@@ -1,10 +1,11 @@
 /*
- * The worker's own numbers for Prometheus (GET /metrics) and the status
+ * The server's own numbers for Prometheus (GET /metrics) and the status
  * page (GET /): counters moved by one-line hooks where mail happens, a
  * ring of recent deliveries and per-minute rates, and the text rendering.
- * Counters are process-global and updated with relaxed atomics, so a hook
- * costs one add whichever thread runs it; the delivery tables have one
- * writer (the loop thread of the delivery side).
+ * Counters live in the region the supervisor shares with smtpd and delivery
+ * (both add to them) and are updated with relaxed atomics, so a hook costs
+ * one add whichever thread runs it; the delivery tables have one writer
+ * (delivery's loop thread).
  */
 #ifndef HONGYAN_METRICS_METRICS_H
 #define HONGYAN_METRICS_METRICS_H

@@ -1,6 +1,6 @@
 /*
  * The queue manager (see qmgr.h): a list of known messages with their next
- * try, run from a one-second tick on the worker's event loop. A delivery
+ * try, run from a one-second tick on delivery's event loop. A delivery
  * reads the envelope afresh from active/ (so operator moves by rename are
  * simply noticed), splits pending recipients into local (Maildir, on the
  * work queue) and the rest (remote_deliver: remote domains, and local ones

@@ -1,5 +1,5 @@
 /*
- * The queue manager: the scheduler that runs in the worker's event loop. At
+ * The queue manager: the scheduler that runs in delivery's event loop. At
  * start it rebuilds its state from the spool (recovery after any crash) and
  * picks up mail that `sendmail` left in maildrop/; then it delivers each
  * message's pending recipients (local domains: the built-in Maildir, unless

@@ -1,5 +1,5 @@
 /*
- * What the worker process shares with every session and agent: the event
+ * What smtpd or delivery shares with every session and agent: the event
  * loop, the configuration in force, and the modules built from it. A SIGHUP
  * builds a new set (config, resolver, TLS) and swaps it in; sessions keep a
  * reference to the generation they started with (server_gen_ref/unref), so
@@ -29,7 +29,7 @@ struct restrict_conf;
 struct milter_conf;
 
 /*
- * Bytes held in memory by all the sessions of a worker (smtpd/hold.h,
+ * Bytes held in memory by all the sessions of smtpd (smtpd/hold.h,
  * smtpd_inbound_memory_limit). Defined here, not in smtpd/, because
  * struct server embeds it and smtpd sits above this layer.
  */

@@ -1,6 +1,6 @@
 /*
  * Policy delegation client; see policyd.h. One pool of idle connections
- * per process (the worker's loop); a connection is taken by one request at
+ * per process (smtpd's loop); a connection is taken by one request at
  * a time and handed back after a complete reply.
  */
 #include "smtpd/policyd.h"

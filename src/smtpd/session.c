@@ -1,5 +1,5 @@
 /*
- * The SMTP server session: one per client connection, on the worker's event
+ * The SMTP server session: one per client connection, on smtpd's event
  * loop. This part holds the state, the replies, the transaction's life, the
  * input (command lines, capped; DATA/BDAT bytes to the data reader), the
  * session's life cycle and the client's name; smtpd/session_int.h lists the
