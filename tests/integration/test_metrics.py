@@ -213,15 +213,6 @@ def test_pflogsumm_counts_match_the_metrics(server_factory):
     assert got.get("bounced", 0) == 0
 
 
-# The queue view (gauges, oldest deferred message) is the delivery
-# process's, and the page is served by smtpd: until it is in the shared
-# region as the delivery tables are, smtpd shows it empty. Strict: the
-# merge of that step makes these pass, and then the mark must go.
-DELIVERY_TABLES_IN_SMTPD = pytest.mark.xfail(
-    strict=True, reason="delivery's queue view not yet shared with smtpd")
-
-
-@DELIVERY_TABLES_IN_SMTPD
 def test_queue_gauge_equals_the_deferred_count(server_factory):
     dead = free_port()
     srv = metrics_server(server_factory, {
@@ -333,7 +324,6 @@ def chromium_binary():
     return None
 
 
-@DELIVERY_TABLES_IN_SMTPD
 def test_status_page_html(server_factory):
     dead = free_port()
     srv = metrics_server(server_factory, {
