@@ -3,8 +3,11 @@
  * one request head of at most METRICS_HTTP_HEAD_MAX bytes within
  * METRICS_HTTP_TIMEOUT seconds, answers it and closes: enough for
  * Prometheus, curl and a browser, and nothing a client can hold open. The
- * queue gauges need a stat of every queued file, so they are gathered on
- * the work queue and the answer is written when they come back.
+ * active and deferred gauges and the oldest deferred message are the
+ * delivery process's queue manager's, read from the shared metrics region
+ * (metrics_queue_read); the held messages are counted here from hold/, a
+ * stat of each, so they are gathered on the work queue and the answer is
+ * written when they come back.
  */
 #include "daemon/metrics_http.h"
 

@@ -54,8 +54,10 @@ static void qmgr_gauge_deferred(struct qmgr *q, struct qmsg *m)
     if (q->oldest_dirty || (q->oldest && q->oldest->order < m->order))
         return; /* unknown until the tick (which will weigh m too), or an older one is shown */
     struct metrics_oldest o;
-    if (qmgr_gauge_describe(q, m, &o) < 0)
-        return; /* gone meanwhile: the scan will forget it */
+    if (qmgr_gauge_describe(q, m, &o) < 0) {
+        q->oldest_dirty = 1; /* gone meanwhile: the tick looks for the next one */
+        return;
+    }
     q->oldest = m;
     metrics_queue_publish_oldest(&o);
 }
@@ -71,7 +73,7 @@ static void qmgr_gauge_undeferred(struct qmgr *q, struct qmsg *m)
 
 void qmgr_gauge_track(struct qmgr *q, struct qmsg *m)
 {
-    /* As qmgr_view() had it: deferred is idle, not due and not waiting for a turn. */
+    /* Deferred: idle, not due and not waiting for a turn (as the page has always shown it). */
     int state = m->busy || m->in_ready || m->next_try <= time(NULL) ? QMGR_GAUGE_ACTIVE
                                                                     : QMGR_GAUGE_DEFERRED;
     int busy = m->busy != 0;
