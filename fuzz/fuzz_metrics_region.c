@@ -3,8 +3,9 @@
  * server renders memory the delivery process writes, and a compromised
  * process could write anything there. The input (repeated to the region's
  * size) becomes the whole region; then the status page, the exposition,
- * the tables' copy, and a delivery written over it (the writer reads its
- * tables back) must stay in bounds.
+ * the tables' copy, the queue view's copy, a delivery written over it (the
+ * writer reads its tables back) and a queue view written over it must stay
+ * in bounds and come back whole.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -63,8 +64,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct buf out = BUF_INIT;
     struct metrics_gauges gauges = {0};
     struct metrics_oldest oldest = {0};
+    (void)metrics_queue_read(&gauges, &oldest);
+    if (gauges.deliveries_in_flight < 0 || !memchr(oldest.id, 0, sizeof oldest.id) ||
+        !memchr(oldest.recipient, 0, sizeof oldest.recipient) ||
+        !memchr(oldest.reason, 0, sizeof oldest.reason))
+        __builtin_trap();
     metrics_status_render(&out, "mx.example.com", &gauges, &oldest);
     metrics_render(&out, &gauges);
+    /* A restarted queue manager publishing over what it finds, then read again. */
+    struct metrics_queue_counts counts = {.messages = {3, 4}, .bytes = {300, 400}, .in_flight = 2};
+    struct metrics_oldest mine = {.arrival = 1700000000};
+    memcpy(mine.id, "4Xy7Qz", 7);
+    memcpy(mine.recipient, "rcpt@example.net", 17);
+    memcpy(mine.reason, "451 4.4.1 later", 16);
+    metrics_queue_publish_oldest(&mine);
+    metrics_queue_publish_counts(&counts);
+    struct metrics_gauges again = {0};
+    if (metrics_queue_read(&again, &oldest) != 0 || again.queue_messages[1] != 4 ||
+        again.queue_bytes[0] != 300 || again.deliveries_in_flight != 2 ||
+        strcmp(oldest.id, mine.id) != 0 || strcmp(oldest.reason, mine.reason) != 0)
+        __builtin_trap();
     /* A restarted delivery process writing over what it finds, then read again. */
     metrics_delivery(METRICS_DEFERRED, "mx.example.net[192.0.2.1]:25", "rcpt@example.net",
                      "451 4.7.1 later", 2.5);

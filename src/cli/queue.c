@@ -286,8 +286,8 @@ static int queue_move(struct spool *s, const char *id, int hold)
         return 1;
     }
     printf("%s: %s\n", id, hold ? "placed on hold" : "released from hold");
-    if (!hold)
-        queue_poke(s, "W\n");
+    /* Either way the queue manager rescans: a release to deliver, a hold to stop counting it. */
+    queue_poke(s, "W\n");
     return 0;
 }
 

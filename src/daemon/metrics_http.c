@@ -3,8 +3,11 @@
  * one request head of at most METRICS_HTTP_HEAD_MAX bytes within
  * METRICS_HTTP_TIMEOUT seconds, answers it and closes: enough for
  * Prometheus, curl and a browser, and nothing a client can hold open. The
- * queue gauges need a stat of every queued file, so they are gathered on
- * the work queue and the answer is written when they come back.
+ * active and deferred gauges and the oldest deferred message are the
+ * delivery process's queue manager's, read from the shared metrics region
+ * (metrics_queue_read); the held messages are counted here from hold/, a
+ * stat of each, so they are gathered on the work queue and the answer is
+ * written when they come back.
  */
 #include "daemon/metrics_http.h"
 
@@ -25,8 +28,6 @@
 #include "lib/xalloc.h"
 #include "metrics/metrics.h"
 #include "metrics/metrics_status.h"
-#include "queue/envelope.h"
-#include "qmgr/qmgr.h"
 #include "queue/spool.h"
 
 /* A request head larger than this is not a scrape (Prometheus sends ~300 bytes). */
@@ -45,8 +46,6 @@ struct metrics_conn {
     int dead;        /* the peer left while gathering: free when the job is back */
     int responding;  /* the answer is being written; then the connection closes */
     /* Filled on the loop, then by the work queue. */
-    struct qmgr_view *view;
-    size_t nview;
     struct metrics_gauges gauges;
     struct metrics_oldest oldest;
     char hostname[256];
@@ -64,7 +63,6 @@ static void metrics_conn_free(struct metrics_conn *c)
     }
     if (c->bev)
         bufferevent_free(c->bev);
-    free(c->view);
     free(c);
     metrics_http_conns--;
 }
@@ -150,22 +148,13 @@ static void metrics_conn_respond(struct metrics_conn *c, int status, const char 
     buf_free(&out);
 }
 
-/* Work queue: the sizes of queued files, the held ones, the oldest deferred message's reason. */
+/* Work queue: the held messages and their sizes (hold/ is not the queue manager's). */
 static void metrics_gather_work(void *arg)
 {
     struct metrics_conn *c = arg;
     struct spool *spool = c->srv->spool;
     struct buf path = BUF_INIT;
     struct stat st;
-    for (size_t i = 0; i < c->nview; i++) {
-        int state = c->view[i].deferred ? 1 : 0;
-        /* The queue manager learns of a deletion or hold only at the next try: ask the disk. */
-        spool_data_path(spool, c->view[i].id, SPOOL_ACTIVE, &path);
-        if (stat(buf_cstr(&path), &st) < 0)
-            continue;
-        c->gauges.queue_messages[state]++;
-        c->gauges.queue_bytes[state] += (unsigned long long)st.st_size;
-    }
     size_t nhold = 0;
     char **held = spool_list(spool, SPOOL_HOLD, &nhold);
     for (size_t i = 0; i < nhold; i++) {
@@ -177,30 +166,6 @@ static void metrics_gather_work(void *arg)
     }
     strlist_free(held);
     buf_free(&path);
-    if (!c->want_status)
-        return;
-    /* The view is in arrival order: the first deferred message is the oldest. */
-    for (size_t i = 0; i < c->nview; i++) {
-        if (!c->view[i].deferred)
-            continue;
-        struct buf err = BUF_INIT;
-        struct envelope *e = spool_read_envelope(spool, c->view[i].id, NULL, &err);
-        buf_free(&err);
-        if (e == NULL)
-            continue;
-        str_copy(c->oldest.id, sizeof c->oldest.id, e->queue_id);
-        c->oldest.arrival = e->arrival;
-        for (size_t r = 0; r < e->nrcpts; r++) {
-            if (e->rcpts[r].state != RCPT_PENDING)
-                continue;
-            str_copy(c->oldest.recipient, sizeof c->oldest.recipient, e->rcpts[r].address);
-            str_copy(c->oldest.reason, sizeof c->oldest.reason,
-                     e->rcpts[r].last_error ? e->rcpts[r].last_error : "(not tried yet)");
-            break;
-        }
-        envelope_free(e);
-        break;
-    }
 }
 
 static void metrics_gather_done(void *arg)
@@ -252,10 +217,10 @@ static void metrics_conn_read(struct bufferevent *bev, void *arg)
     }
     bufferevent_disable(bev, EV_READ);
     c->want_status = strcmp(path, "/") == 0;
-    int inflight = 0;
-    /* The queue manager is the delivery process's: smtpd, which serves this, has none. */
-    c->nview = c->srv->qmgr ? qmgr_view(c->srv->qmgr, &c->view, &inflight) : 0;
-    c->gauges.deliveries_in_flight = inflight;
+    /* The queue manager is the delivery process's: its view comes through the region. */
+    if (metrics_queue_read(&c->gauges, &c->oldest) < 0)
+        log_warning("metrics: the queue view in the shared region is being rewritten or was left "
+                    "half-written; shown as empty");
     c->gauges.sessions_open = c->srv->sessions;
     str_copy(c->hostname, sizeof c->hostname, config_get(c->srv->gen->cfg, "myhostname"));
     c->gathering = 1;

@@ -7,6 +7,7 @@
 #include "metrics/metrics.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -84,6 +85,7 @@ struct metrics_shared {
     struct metrics_histogram commit, delivery, size;
     struct metrics_rates rates;
     struct metrics_tables tables; /* the status page's; metrics_tables.c */
+    struct metrics_queue queue;   /* the queue manager's view; metrics_tables.c */
 };
 static struct metrics_shared metrics_own;
 static struct metrics_shared *ms = &metrics_own;
@@ -230,6 +232,29 @@ void metrics_delivery(enum metrics_outcome outcome, const char *relay, const cha
 int metrics_deliveries_read(struct metrics_deliveries *out)
 {
     return metrics_tables_read(&ms->tables, out);
+}
+
+void metrics_queue_publish_counts(const struct metrics_queue_counts *c)
+{
+    metrics_queue_write_counts(&ms->queue, c);
+}
+
+void metrics_queue_publish_oldest(const struct metrics_oldest *o)
+{
+    metrics_queue_write_oldest(&ms->queue, o);
+}
+
+int metrics_queue_read(struct metrics_gauges *g, struct metrics_oldest *oldest)
+{
+    struct metrics_queue_counts c;
+    int rc = metrics_queue_read_region(&ms->queue, &c, oldest);
+    for (int s = 0; s < 2; s++) {
+        g->queue_messages[s] = c.messages[s];
+        g->queue_bytes[s] = c.bytes[s];
+    }
+    /* The gauge is an int: a scribbled region must not make it negative. */
+    g->deliveries_in_flight = c.in_flight > INT_MAX ? INT_MAX : (int)c.in_flight;
+    return rc;
 }
 
 void metrics_rate(int which, unsigned out[METRICS_MINUTES])

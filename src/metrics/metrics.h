@@ -68,8 +68,36 @@ struct metrics_gauges {
 };
 
 /*
+ * The queue manager's view, which the delivery process has and smtpd, which
+ * serves the page, has not: published into the shared region by the queue
+ * manager as it changes, read by smtpd at scrape time. Held messages are
+ * not in it (smtpd counts hold/ itself).
+ */
+struct metrics_queue_counts {
+    unsigned long long messages[2]; /* active, deferred */
+    unsigned long long bytes[2];
+    unsigned long long in_flight; /* messages being delivered now */
+};
+/* The oldest deferred message, from its envelope; id "" when none. */
+struct metrics_oldest {
+    char id[32];
+    time_t arrival;
+    char recipient[128];
+    char reason[256]; /* the first pending recipient's last error */
+};
+/* The writer's side: the delivery process's loop thread only (one writer). */
+void metrics_queue_publish_counts(const struct metrics_queue_counts *c);
+void metrics_queue_publish_oldest(const struct metrics_oldest *o);
+/*
+ * Fills g's active and deferred counts and bytes and its in-flight count,
+ * and *oldest, from the region (untrusted: strings terminated). 0, or -1
+ * when no consistent copy could be had: then they read as zero and none.
+ */
+int metrics_queue_read(struct metrics_gauges *g, struct metrics_oldest *oldest);
+
+/*
  * The counters, histograms, per-minute rates and the status page's
- * delivery tables in a region shared between processes: the
+ * delivery tables and queue view in a region shared between processes: the
  * supervisor makes a sealed memfd of metrics_shared_size() bytes (zeroes)
  * and each child attaches it before its first thread, so the numbers
  * outlive a restarted child and, after the split, two processes add to one

@@ -113,7 +113,9 @@ void metrics_status_render(struct buf *out, const char *hostname, const struct m
                g->sessions_open, g->deliveries_in_flight);
     buf_puts(out, "<p>Oldest deferred message: ");
     if (oldest->id[0]) {
-        buf_printf(out, "<b>%s</b>, queued ", oldest->id);
+        buf_puts(out, "<b>");
+        metrics_status_escape(out, oldest->id); /* from the shared region: any bytes */
+        buf_puts(out, "</b>, queued ");
         metrics_status_time(out, oldest->arrival);
         buf_printf(out, " (%lld min ago), to &lt;", (long long)(now - oldest->arrival) / 60);
         metrics_status_escape(out, oldest->recipient);

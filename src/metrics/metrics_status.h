@@ -11,14 +11,7 @@
 
 struct buf;
 struct metrics_gauges;
-
-/* The oldest deferred message, read from its envelope; id "" when none. */
-struct metrics_oldest {
-    char id[32];
-    time_t arrival;
-    char recipient[128];
-    char reason[256];
-};
+struct metrics_oldest;
 
 void metrics_status_render(struct buf *out, const char *hostname, const struct metrics_gauges *g,
                            const struct metrics_oldest *oldest);

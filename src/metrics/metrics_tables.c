@@ -1,6 +1,7 @@
 /*
- * The status page's delivery tables and per-minute rates in the shared
- * metrics region (metrics_tables.h): the writer under a sequence counter,
+ * The status page's delivery tables, the queue manager's view and the
+ * per-minute rates in the shared metrics region (metrics_tables.h): the
+ * writers under a sequence counter,
  * the reader that copies out and checks every field, and the rates bumped
  * by compare-and-swap from any process.
  *
@@ -41,6 +42,12 @@ _Static_assert(sizeof(struct metrics_domain) % sizeof(metrics_tables_word) == 0,
                "domain rows are copied in whole words");
 _Static_assert(sizeof(struct metrics_tables) % sizeof(metrics_tables_word) == 0,
                "the tables are copied in whole words");
+_Static_assert(sizeof(struct metrics_queue_counts) % sizeof(metrics_tables_word) == 0,
+               "the queue counts are copied in whole words");
+_Static_assert(sizeof(struct metrics_oldest) % sizeof(metrics_tables_word) == 0,
+               "the oldest deferred message is copied in whole words");
+_Static_assert(sizeof(struct metrics_queue) % sizeof(metrics_tables_word) == 0,
+               "the queue view is copied in whole words");
 
 static void metrics_tables_load(void *dst, const void *src, size_t len)
 {
@@ -69,21 +76,45 @@ static void metrics_tables_set(unsigned long long *word, unsigned long long valu
 }
 
 /*
- * The counter goes odd before the first store of an update. An odd value
- * found here was left by a writer killed mid-update: its half-written entry
- * is bounded when read like any other, and this update closes it.
+ * The one sequence counter of the region, used by the tables and by the
+ * queue view alike. The counter goes odd before the first store of an
+ * update. An odd value found here was left by a writer killed mid-update:
+ * its half-written entry is bounded when read like any other, and this
+ * update closes it.
  */
-static unsigned long long metrics_tables_write_begin(struct metrics_tables *t)
+static unsigned long long metrics_seq_write_begin(unsigned long long *seq)
 {
-    unsigned long long odd = metrics_tables_get(&t->seq) | 1;
-    metrics_tables_set(&t->seq, odd);
+    unsigned long long odd = metrics_tables_get(seq) | 1;
+    metrics_tables_set(seq, odd);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     return odd;
 }
 
-static void metrics_tables_write_end(struct metrics_tables *t, unsigned long long odd)
+static void metrics_seq_write_end(unsigned long long *seq, unsigned long long odd)
 {
-    __atomic_store_n(&t->seq, odd + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(seq, odd + 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Copies len bytes at src, guarded by seq, into dst: 0 once a copy was
+ * taken with the counter even and unchanged around it, -1 when the writer
+ * held it odd or moving for every try (dst then holds garbage: the caller
+ * must not use it).
+ */
+static int metrics_seq_read(const unsigned long long *seq, void *dst, const void *src, size_t len)
+{
+    for (int tries = 0; tries < METRICS_TABLES_READ_TRIES; tries++) {
+        unsigned long long before = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+        if (before & 1) {
+            sched_yield(); /* an update under way: let the writer finish it */
+            continue;
+        }
+        metrics_tables_load(dst, src, len);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (metrics_tables_get(seq) == before)
+            return 0;
+    }
+    return -1;
 }
 
 /* Is the region's name (at most cap bytes, maybe unterminated) name, ignoring ASCII case? */
@@ -141,14 +172,14 @@ void metrics_tables_record(struct metrics_tables *t, enum metrics_outcome outcom
     str_copy(entry.relay, sizeof entry.relay, relay ? relay : "none");
     str_copy(entry.reply, sizeof entry.reply, reply ? reply : "");
 
-    unsigned long long odd = metrics_tables_write_begin(t);
+    unsigned long long odd = metrics_seq_write_begin(&t->seq);
     size_t next = (size_t)(metrics_tables_get(&t->recent_next) % METRICS_RECENT);
     unsigned long long count = metrics_tables_get(&t->recent_count);
     metrics_tables_store(&t->recent[next], &entry, sizeof entry);
     metrics_tables_set(&t->recent_next, (next + 1) % METRICS_RECENT);
     metrics_tables_set(&t->recent_count, count < METRICS_RECENT ? count + 1 : METRICS_RECENT);
     metrics_tables_count_domain(t, rcpt, outcome);
-    metrics_tables_write_end(t, odd);
+    metrics_seq_write_end(&t->seq, odd);
 }
 
 static void metrics_tables_terminate(char *s, size_t size)
@@ -195,20 +226,46 @@ int metrics_tables_read(const struct metrics_tables *t, struct metrics_deliverie
 {
     struct metrics_tables copy;
     out->nrecent = out->ndomains = 0;
-    for (int tries = 0; tries < METRICS_TABLES_READ_TRIES; tries++) {
-        unsigned long long before = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
-        if (before & 1) {
-            sched_yield(); /* an update under way: let the writer finish it */
-            continue;
-        }
-        metrics_tables_load(&copy, t, sizeof copy);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (metrics_tables_get(&t->seq) == before) {
-            metrics_tables_check(&copy, out);
-            return 0;
-        }
-    }
-    return -1;
+    if (metrics_seq_read(&t->seq, &copy, t, sizeof copy) < 0)
+        return -1;
+    metrics_tables_check(&copy, out);
+    return 0;
+}
+
+void metrics_queue_write_counts(struct metrics_queue *mq, const struct metrics_queue_counts *c)
+{
+    unsigned long long odd = metrics_seq_write_begin(&mq->seq);
+    metrics_tables_store(&mq->counts, c, sizeof *c);
+    metrics_seq_write_end(&mq->seq, odd);
+}
+
+void metrics_queue_write_oldest(struct metrics_queue *mq, const struct metrics_oldest *o)
+{
+    struct metrics_oldest entry;
+    memset(&entry, 0, sizeof entry); /* padding and tails too: no stale stack bytes */
+    str_copy(entry.id, sizeof entry.id, o->id);
+    entry.arrival = o->arrival;
+    str_copy(entry.recipient, sizeof entry.recipient, o->recipient);
+    str_copy(entry.reason, sizeof entry.reason, o->reason);
+    unsigned long long odd = metrics_seq_write_begin(&mq->seq);
+    metrics_tables_store(&mq->oldest, &entry, sizeof entry);
+    metrics_seq_write_end(&mq->seq, odd);
+}
+
+int metrics_queue_read_region(const struct metrics_queue *mq, struct metrics_queue_counts *counts,
+                              struct metrics_oldest *oldest)
+{
+    struct metrics_queue copy;
+    memset(counts, 0, sizeof *counts);
+    memset(oldest, 0, sizeof *oldest);
+    if (metrics_seq_read(&mq->seq, &copy, mq, sizeof copy) < 0)
+        return -1;
+    *counts = copy.counts;
+    *oldest = copy.oldest;
+    metrics_tables_terminate(oldest->id, sizeof oldest->id);
+    metrics_tables_terminate(oldest->recipient, sizeof oldest->recipient);
+    metrics_tables_terminate(oldest->reason, sizeof oldest->reason);
+    return 0;
 }
 
 #define METRICS_RATE_COUNT_MAX 0xffffffffULL

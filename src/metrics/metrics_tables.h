@@ -1,8 +1,7 @@
 /*
- * The status page's delivery tables and per-minute rates as they sit in the
- * shared metrics region (metrics.c): fixed sizes, numbers and bounded
- * strings, no pointer. Inside src/metrics only; the rest of the server uses
- * metrics.h.
+ * The status page's delivery tables, the queue manager's view and the
+ * per-minute rates as they sit in the shared metrics region (metrics.c): fixed sizes, numbers and
+ * bounded strings, no pointer. Inside src/metrics only; the rest of the server uses metrics.h.
  */
 #ifndef HONGYAN_METRICS_METRICS_TABLES_H
 #define HONGYAN_METRICS_METRICS_TABLES_H
@@ -46,6 +45,28 @@ void metrics_tables_record(struct metrics_tables *t, enum metrics_outcome outcom
  * every try (a writer killed mid-update: out then holds nothing).
  */
 int metrics_tables_read(const struct metrics_tables *t, struct metrics_deliveries *out);
+
+/*
+ * The queue manager's view for the page and the scrape: counts and bytes of
+ * the active and deferred messages, deliveries in flight, and the oldest
+ * deferred message. One writer (the delivery process's queue manager, on
+ * its loop thread) under the same kind of sequence counter as the tables;
+ * counts and the oldest message are updated separately, each whole.
+ */
+struct metrics_queue {
+    unsigned long long seq;
+    struct metrics_queue_counts counts;
+    struct metrics_oldest oldest;
+};
+
+void metrics_queue_write_counts(struct metrics_queue *mq, const struct metrics_queue_counts *c);
+void metrics_queue_write_oldest(struct metrics_queue *mq, const struct metrics_oldest *o);
+/*
+ * A consistent copy, strings NUL-terminated (counts are taken as they are:
+ * any value renders). 0, or -1 as metrics_tables_read: both then zero.
+ */
+int metrics_queue_read_region(const struct metrics_queue *mq, struct metrics_queue_counts *counts,
+                              struct metrics_oldest *oldest);
 
 void metrics_rates_bump(struct metrics_rates *r, int which, time_t now);
 void metrics_rates_read(const struct metrics_rates *r, int which, time_t now,

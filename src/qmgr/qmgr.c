@@ -78,6 +78,7 @@ void qmgr_ready_remove(struct qmgr *q, struct qmsg *m)
         q->ready_tail = m->rprev;
     m->rnext = m->rprev = NULL;
     m->in_ready = 0;
+    qmgr_gauge_track(q, m);
 }
 
 /* Puts m on the ready list when it is due and idle. */
@@ -93,6 +94,7 @@ void qmgr_due(struct qmgr *q, struct qmsg *m, time_t now)
     else
         q->ready = m;
     q->ready_tail = m;
+    qmgr_gauge_track(q, m);
 }
 
 struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
@@ -117,13 +119,18 @@ struct qmsg *qmgr_add(struct qmgr *q, const char *id, time_t next_try)
     else
         q->msgs = m;
     q->msgs_tail = m;
+    m->scan_mark = q->scan_gen;
+    m->order = q->next_order++;
+    qmgr_gauge_size(q, m);
     qmgr_due(q, m, time(NULL));
+    qmgr_gauge_track(q, m); /* when not due: deferred */
     return m;
 }
 
 void qmgr_forget(struct qmgr *q, struct qmsg *gone)
 {
     qmgr_ready_remove(q, gone);
+    qmgr_gauge_leave(q, gone);
     for (struct qmsg **pp = &q->buckets[qmgr_hash(gone->id)]; *pp; pp = &(*pp)->hnext) {
         if (*pp == gone) {
             *pp = gone->hnext;
@@ -164,14 +171,36 @@ void qmgr_inflight_done(struct qmgr *q)
     qmgr_run(q);
 }
 
+/*
+ * Known messages that the scan did not list and that are not being
+ * delivered: deleted or put on hold by the operator. Each is confirmed
+ * gone with a stat (a listing cut short must not drop a queued message)
+ * before it is forgotten, so the gauges stop counting it now rather than
+ * at its next try. A held message is found again by the scan after its
+ * release.
+ */
+static void qmgr_prune(struct qmgr *q)
+{
+    struct qmsg *next;
+    for (struct qmsg *m = q->msgs; m; m = next) {
+        next = m->next;
+        if (m->busy || m->scan_mark == q->scan_gen || spool_is_active(q->srv->spool, m->id))
+            continue;
+        log_debug("%s: no longer in active/: forgotten", m->id);
+        qmgr_forget(q, m);
+    }
+}
+
 /* Adds every message in active/ we do not know yet, at the next try its envelope names. */
 void qmgr_scan(struct qmgr *q, int all_now)
 {
     size_t n;
     char **ids = spool_list(q->srv->spool, SPOOL_ACTIVE, &n);
+    q->scan_gen++;
     for (size_t i = 0; i < n; i++) {
         struct qmsg *m = qmgr_find(q, ids[i]);
         if (m) {
+            m->scan_mark = q->scan_gen;
             if (all_now && !m->busy) {
                 m->next_try = 0;
                 qmgr_due(q, m, 0);
@@ -187,6 +216,7 @@ void qmgr_scan(struct qmgr *q, int all_now)
         buf_free(&err);
     }
     strlist_free(ids);
+    qmgr_prune(q);
     q->last_scan = time(NULL);
 }
 
@@ -209,6 +239,7 @@ static void qmgr_on_tick(evutil_socket_t fd, short what, void *arg)
     if (time(NULL) - q->last_scan >= config_get_time(qmgr_cfg(q), "queue_run_delay"))
         qmgr_scan(q, 0);
     qmgr_run(q);
+    qmgr_gauge_oldest(q);
 }
 
 void qmgr_start(struct qmgr *q)
@@ -220,6 +251,7 @@ void qmgr_start(struct qmgr *q)
     if (bad)
         log_warning("queue recovery: %d file(s) moved to corrupt/", bad);
     qmgr_scan(q, 0);
+    qmgr_gauge_start(q);
     qmgr_fifo_open(q);
     q->tick = event_new(q->srv->base, -1, EV_PERSIST, qmgr_on_tick, q);
     q->admit_ev = event_new(q->srv->base, -1, 0, qmgr_on_admit, q);
@@ -268,25 +300,6 @@ void qmgr_flush(struct qmgr *q)
         }
     }
     qmgr_run(q);
-}
-
-size_t qmgr_view(struct qmgr *q, struct qmgr_view **out, int *inflight)
-{
-    size_t n = 0, cap = 0;
-    time_t now = time(NULL);
-    *out = NULL;
-    *inflight = 0;
-    for (struct qmsg *m = q->msgs; m; m = m->next) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            *out = xrealloc(*out, cap * sizeof **out);
-        }
-        str_copy((*out)[n].id, sizeof(*out)[n].id, m->id);
-        (*out)[n].deferred = !m->busy && !m->in_ready && m->next_try > now;
-        *inflight += m->busy != 0;
-        n++;
-    }
-    return n;
 }
 
 void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg)

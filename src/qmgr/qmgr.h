@@ -36,15 +36,5 @@ void qmgr_scan_soon(struct qmgr *q);
 /* Stops starting deliveries; done(arg) runs once those in flight have finished. */
 void qmgr_stop(struct qmgr *q, void (*done)(void *arg), void *arg);
 void qmgr_free(struct qmgr *q);
-/*
- * For the metrics page: the known messages in arrival order, each with
- * whether it waits for a retry (deferred) or is due or being delivered
- * (active), and how many are being delivered now. *out: caller frees.
- */
-struct qmgr_view {
-    char id[QUEUE_ID_MAX];
-    int deferred;
-};
-size_t qmgr_view(struct qmgr *q, struct qmgr_view **out, int *inflight);
 
 #endif

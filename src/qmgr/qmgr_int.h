@@ -15,6 +15,7 @@
 
 #include "deliver/agent.h"
 #include "lib/buf.h"
+#include "metrics/metrics.h"
 #include "queue/envelope.h"
 #include "queue/resolve.h"
 #include "qmgr/qmgr.h"
@@ -39,7 +40,14 @@ struct qmsg {
     struct qmsg *hnext;         /* hash chain by id */
     struct qmsg *rnext, *rprev; /* the ready list, when in_ready */
     int in_ready;
+    /* The queue gauges (qmgr_gauge.c): the data file's size, and how m is counted now. */
+    unsigned long long size;
+    unsigned long long order; /* when it joined the list: arrival order */
+    int gauge_counted, gauge_state, gauge_busy;
+    unsigned scan_mark; /* the last qmgr_scan() that listed it in active/ */
 };
+
+enum { QMGR_GAUGE_ACTIVE, QMGR_GAUGE_DEFERRED };
 
 #define QMGR_BUCKETS 16384
 #define QMGR_DEST_BUCKETS 1024
@@ -102,6 +110,16 @@ struct qmgr {
     int nflush_uids;
     void (*stop_done)(void *);
     void *stop_arg;
+    /*
+     * The queue gauges as published (qmgr_gauge.c), and the oldest deferred
+     * message published: oldest, or, when oldest_dirty, unknown since the
+     * one published left the deferred state (the tick finds the next).
+     */
+    struct metrics_queue_counts gauges;
+    struct qmsg *oldest;
+    int oldest_dirty;
+    unsigned long long next_order;
+    unsigned scan_gen;
 };
 
 /* The delivery round (qmgr_job.c, qmgr_record.c). */
@@ -216,6 +234,18 @@ void qmgr_dest_done(struct qmgr *q, struct qslot *s);
 /* Stopping: every delivery still waiting is cancelled (those running go on). */
 void qmgr_dest_cancel_waiting(struct qmgr *q);
 void qmgr_dest_free_all(struct qmgr *q);
+
+/* qmgr_gauge.c */
+/* Learns the size of a message new to the queue manager (one stat of its data file). */
+void qmgr_gauge_size(struct qmgr *q, struct qmsg *m);
+/* m's busy, in_ready or next_try may have changed: recounts and publishes if its state did. */
+void qmgr_gauge_track(struct qmgr *q, struct qmsg *m);
+/* m is being forgotten: it leaves the counts. */
+void qmgr_gauge_leave(struct qmgr *q, struct qmsg *m);
+/* On the tick: when the oldest deferred message left that state, finds and publishes the next. */
+void qmgr_gauge_oldest(struct qmgr *q);
+/* After the start-up scan: replaces whatever a previous delivery process left published. */
+void qmgr_gauge_start(struct qmgr *q);
 
 /* qmgr_pickup.c */
 /* Starts reading a batch of maildrop/ on the work queue, unless one is being read. */

@@ -242,6 +242,7 @@ int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     buf_free(&err);
     qmgr_ready_remove(q, m);
     m->busy = 1;
+    qmgr_gauge_track(q, m);
     q->inflight++;
     j->resolved = xcalloc(e->nrcpts + 1, sizeof *j->resolved);
     /*

@@ -323,6 +323,7 @@ void qmgr_job_record_done(void *arg)
         else
             j->qm->next_try = e->next_try;
         qmgr_due(q, j->qm, time(NULL));
+        qmgr_gauge_track(q, j->qm); /* not due: deferred now */
     }
     qmgr_job_free(j);
     qmgr_inflight_done(q);

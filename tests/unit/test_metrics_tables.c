@@ -1,8 +1,9 @@
 /*
  * Unit tests for the status page's tables in the shared metrics region
  * (metrics_tables.c): the sequence-counter read under a concurrent writer
- * thread, a writer killed mid-update, a region full of garbage, and the
- * per-minute rates bumped by two threads at once.
+ * thread, a writer killed mid-update, a region full of garbage, the same
+ * for the queue manager's view, and the per-minute rates bumped by two
+ * threads at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -220,6 +221,10 @@ static void test_status_page_from_a_garbage_region(void **state)
     struct metrics_gauges g = {0};
     struct metrics_oldest oldest = {0};
     metrics_status_render(&page, "mx.example.com", &g, &oldest);
+    /* The queue view as read from the garbage: shown, but never as markup. */
+    (void)metrics_queue_read(&g, &oldest);
+    assert_true(g.deliveries_in_flight >= 0);
+    metrics_status_render(&page, "mx.example.com", &g, &oldest);
     metrics_delivery(METRICS_SENT, "local", "new@example.com", "250 ok", 1);
     metrics_status_render(&page, "mx.example.com", &g, &oldest);
     assert_non_null(strstr(buf_cstr(&page), "new@example.com"));
@@ -227,6 +232,129 @@ static void test_status_page_from_a_garbage_region(void **state)
     assert_null(strstr(buf_cstr(&page), "<<"));
     buf_free(&page);
     munmap(raw, size);
+}
+
+/* Update n of the queue view: every count and string derived from n. */
+static void queue_fields_of(unsigned n, struct metrics_queue_counts *c, struct metrics_oldest *o)
+{
+    for (int s = 0; s < 2; s++) {
+        c->messages[s] = (unsigned long long)n * (s + 2);
+        c->bytes[s] = (unsigned long long)n * (s + 2) * 1000;
+    }
+    c->in_flight = n;
+    memset(o, 0, sizeof *o);
+    snprintf(o->id, sizeof o->id, "Q%u", n);
+    o->arrival = (time_t)n;
+    snprintf(o->recipient, sizeof o->recipient, "rcpt%u@d.test", n);
+    snprintf(o->reason, sizeof o->reason, "451 4.4.1 attempt %u: connection refused", n);
+}
+
+struct queue_writer {
+    struct metrics_queue *queue;
+    int enough, done;
+    unsigned writes;
+};
+
+static void *queue_writer_main(void *arg)
+{
+    struct queue_writer *w = arg;
+    struct metrics_queue_counts c;
+    struct metrics_oldest o;
+    unsigned n;
+    for (n = 1; n < MAX_WRITES; n++) {
+        if (n >= WRITES && __atomic_load_n(&w->enough, __ATOMIC_ACQUIRE))
+            break;
+        queue_fields_of(n, &c, &o);
+        metrics_queue_write_counts(w->queue, &c);
+        metrics_queue_write_oldest(w->queue, &o);
+    }
+    w->writes = n - 1;
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* A copy holds the counts of update n and the oldest of update n or n - 1 (written after). */
+static void check_queue_consistent(const struct metrics_queue_counts *c,
+                                   const struct metrics_oldest *o)
+{
+    unsigned n = (unsigned)c->in_flight;
+    struct metrics_queue_counts want;
+    struct metrics_oldest want_oldest;
+    queue_fields_of(n, &want, &want_oldest);
+    assert_memory_equal(c, &want, sizeof want);
+    if (n == 0 || strcmp(o->id, want_oldest.id) != 0)
+        queue_fields_of(n ? n - 1 : 0, &want, &want_oldest);
+    if (n <= 1 && o->id[0] == '\0')
+        return; /* nothing written yet, or counts 1 before its oldest */
+    assert_string_equal(o->id, want_oldest.id);
+    assert_int_equal(o->arrival, want_oldest.arrival);
+    assert_string_equal(o->recipient, want_oldest.recipient);
+    assert_string_equal(o->reason, want_oldest.reason);
+}
+
+static void test_queue_view_under_a_concurrent_writer(void **state)
+{
+    (void)state;
+    static struct metrics_queue queue;
+    memset(&queue, 0, sizeof queue);
+    struct queue_writer w = {.queue = &queue};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, queue_writer_main, &w), 0);
+    unsigned copies = 0, overlapped = 0;
+    struct metrics_queue_counts c;
+    struct metrics_oldest o;
+    while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) {
+        unsigned long long before = __atomic_load_n(&queue.seq, __ATOMIC_ACQUIRE);
+        if (metrics_queue_read_region(&queue, &c, &o) == 0) {
+            check_queue_consistent(&c, &o);
+            copies++;
+            if (__atomic_load_n(&queue.seq, __ATOMIC_ACQUIRE) != before &&
+                ++overlapped == OVERLAPPED)
+                __atomic_store_n(&w.enough, 1, __ATOMIC_RELEASE);
+        }
+    }
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(metrics_queue_read_region(&queue, &c, &o), 0);
+    assert_int_equal(c.in_flight, w.writes);
+    check_queue_consistent(&c, &o);
+    assert_true(overlapped > 0);
+    print_message("queue view: %u consistent copies (%u while the writer wrote) during %u writes\n",
+                  copies, overlapped, w.writes);
+}
+
+static void test_queue_view_killed_writer_and_garbage(void **state)
+{
+    (void)state;
+    static struct metrics_queue queue;
+    struct metrics_queue_counts c;
+    struct metrics_oldest o;
+    memset(&queue, 0, sizeof queue);
+    queue_fields_of(7, &c, &o);
+    metrics_queue_write_counts(&queue, &c);
+    metrics_queue_write_oldest(&queue, &o);
+    /* A writer killed mid-update: no copy, and the caller gets zeroes, not half an update. */
+    queue.seq++;
+    assert_int_equal(metrics_queue_read_region(&queue, &c, &o), -1);
+    assert_int_equal(c.messages[0] + c.messages[1] + c.bytes[0] + c.bytes[1] + c.in_flight, 0);
+    assert_string_equal(o.id, "");
+    /* Garbage with an even counter: taken, every string cut at its field's end. */
+    memset(&queue, '<', sizeof queue);
+    queue.seq = 0x3c3c3c3c3c3c3c3cULL;
+    assert_int_equal(metrics_queue_read_region(&queue, &c, &o), 0);
+    assert_int_equal(strlen(o.id), sizeof o.id - 1);
+    assert_int_equal(strlen(o.recipient), sizeof o.recipient - 1);
+    assert_int_equal(strlen(o.reason), sizeof o.reason - 1);
+    /* A restarted writer closes whatever it finds and its updates come out whole. */
+    queue.seq |= 1;
+    struct metrics_queue_counts fresh = {.messages = {1, 2}, .bytes = {300, 400}, .in_flight = 1};
+    struct metrics_oldest none = {0};
+    metrics_queue_write_counts(&queue, &fresh);
+    metrics_queue_write_oldest(&queue, &none);
+    assert_int_equal(queue.seq % 2, 0);
+    assert_int_equal(metrics_queue_read_region(&queue, &c, &o), 0);
+    assert_memory_equal(&c, &fresh, sizeof fresh);
+    assert_string_equal(o.id, "");
+    assert_string_equal(o.reason, "");
 }
 
 struct bumper {
@@ -273,6 +401,8 @@ int main(void)
         cmocka_unit_test(test_read_under_a_concurrent_writer),
         cmocka_unit_test(test_writer_killed_mid_update),
         cmocka_unit_test(test_garbage_region),
+        cmocka_unit_test(test_queue_view_under_a_concurrent_writer),
+        cmocka_unit_test(test_queue_view_killed_writer_and_garbage),
         cmocka_unit_test(test_status_page_from_a_garbage_region),
         cmocka_unit_test(test_rates_two_writers),
     };
