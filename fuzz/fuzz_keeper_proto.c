@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ipc/keeper_proto.h"
+#include "ipc/ipc_proto.h"
 
 static void fuzz_keeper_inside(const uint8_t *data, size_t size, struct keeper_bytes b, size_t max)
 {

@@ -40,7 +40,7 @@ int daemon_supervise(const char *config_path, struct config *cfg);
  * "Process split"), one loop each (daemon_worker_run):
  * - smtpd: the listeners (SMTP and metrics_listen), the sessions, inbound
  *   checks, DATA into incoming/ and the group commit; it tells delivery of
- *   each commit over the split socket (ipc/split_proto.h), a hint only.
+ *   each commit over the split socket (ipc/ipc_proto.h), a hint only.
  * - delivery: the queue manager, the agents, bounces, maildrop pickup and
  *   the flush FIFO; reads the split socket.
  */
@@ -154,7 +154,7 @@ int daemon_keeper_init(struct keeper_proc *kp, const struct config *cfg, const c
                        const struct passwd *mail_owner);
 /*
  * Registers a client process that may make the requests in caps (a mask of
- * KEEPER_CAP, ipc/keeper_proto.h), before the first daemon_keeper_renew.
+ * KEEPER_CAP, ipc/ipc_proto.h), before the first daemon_keeper_renew.
  * Returns its index for daemon_keeper_client_fd, or -1 when full.
  */
 int daemon_keeper_add_client(struct keeper_proc *kp, unsigned caps);
@@ -175,7 +175,7 @@ void daemon_keeper_stop(struct keeper_proc *kp);
  * docs/security.md): the files of smtp_sasl_password_maps stay root:root
  * 0600, the supervisor opens them (no symbolic link followed, directories
  * by lib/safedir's rules) and hands the descriptors to the child over a
- * socketpair (SCM_RIGHTS, ipc/mapfd_proto.h); the child reads them through
+ * socketpair (SCM_RIGHTS, ipc/ipc_proto.h); the child reads them through
  * the maps' registry (maps/map_fd.h).
  */
 /*

@@ -25,7 +25,7 @@
 
 #include "config/config.h"
 #include "daemon/daemon.h"
-#include "ipc/keeper_proto.h"
+#include "ipc/ipc_proto.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 

@@ -5,7 +5,7 @@
  * with the database password) stay root:root 0600. Before it execs a child
  * whose kind says relay_maps (daemon.h), the supervisor opens each of them
  * read-only without following a symbolic link and puts the descriptors on
- * a socketpair of that child's (SCM_RIGHTS, ipc/mapfd_proto.h); on SIGHUP
+ * a socketpair of that child's (SCM_RIGHTS, ipc/ipc_proto.h); on SIGHUP
  * it opens them again (a rebuild renames a new file into place) and sends
  * them before it signals the child. The child puts what it receives in the
  * maps' registry (maps/map_fd.h), from which its next table generation is
@@ -27,7 +27,7 @@
 
 #include "config/config.h"
 #include "daemon/daemon.h"
-#include "ipc/mapfd_proto.h"
+#include "ipc/ipc_proto.h"
 #include "lib/log.h"
 #include "lib/safedir.h"
 #include "lib/util.h"

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ipc/split_proto.h"
+#include "ipc/ipc_proto.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"

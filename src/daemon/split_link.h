@@ -1,6 +1,6 @@
 /*
  * The two ends of the smtpd -> delivery socket of the process split
- * (ipc/split_proto.h; docs/architecture.md, "Process split"): smtpd's
+ * (ipc/ipc_proto.h; docs/architecture.md, "Process split"): smtpd's
  * sender, which never blocks a session on it, and delivery's receiver,
  * which hands each hint to the queue manager to check against the spool.
  */

@@ -24,7 +24,7 @@
 
 #include "config/config.h"
 #include "daemon/daemon.h"
-#include "ipc/keeper_proto.h"
+#include "ipc/ipc_proto.h"
 #include "lib/log.h"
 #include "lib/safedir.h"
 #include "lib/util.h"
@@ -427,7 +427,7 @@ static const struct daemon_child_kind supervisor_delivery_kind = {
 };
 
 /*
- * The smtpd -> delivery socketpair (ipc/split_proto.h), held by the
+ * The smtpd -> delivery socketpair (ipc/ipc_proto.h), held by the
  * supervisor for the life of the server, so that either child restarted
  * alone finds the same connection. One way only, by the kernel: smtpd's
  * end cannot receive, so a compromised delivery process cannot send to

@@ -1,5 +1,5 @@
 /*
- * The client end of a keeper socketpair (keeper_proto.h), as the worker
+ * The client end of a keeper socketpair (ipc_proto.h), as the worker
  * holds it: any thread may call, several requests may be in flight at once
  * (each waits for the reply with its own id), and a caller never waits past
  * its timeout. A keeper that is restarting leaves the socket open (the
@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ipc/keeper_proto.h"
+#include "ipc/ipc_proto.h"
 #include "lib/buf.h"
 
 struct keeper_client;
@@ -54,7 +54,7 @@ enum keeper_status keeper_client_dkim_sign(struct keeper_client *kc, const char 
                                            const char *selector,
                                            const uint8_t digest[KEEPER_DIGEST_LEN],
                                            struct buf *sig);
-/* The DKIM_KEYS reply's fields into body, decoded by the caller (layout in keeper_proto.h). */
+/* The DKIM_KEYS reply's fields into body, decoded by the caller (layout in ipc_proto.h). */
 enum keeper_status keeper_client_dkim_keys(struct keeper_client *kc, struct buf *body);
 /* KEEPER_ST_OK, KEEPER_ST_NO, or KEEPER_ST_TEMPFAIL. */
 enum keeper_status keeper_client_password(struct keeper_client *kc, const char *user,

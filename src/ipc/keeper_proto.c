@@ -1,8 +1,8 @@
 /*
- * Encoding and decoding of the keeper's messages (keeper_proto.h): the one
+ * Encoding and decoding of the keeper's messages (ipc_proto.h): the one
  * place that knows the wire layout, bounds-checked field by field.
  */
-#include "ipc/keeper_proto.h"
+#include "ipc/ipc_proto.h"
 
 #include <string.h>
 

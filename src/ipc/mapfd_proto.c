@@ -1,8 +1,8 @@
 /*
- * Encoding and decoding of the table-file hand-over (mapfd_proto.h), on the
+ * Encoding and decoding of the table-file hand-over (ipc_proto.h), on the
  * keeper protocol's field codec.
  */
-#include "ipc/mapfd_proto.h"
+#include "ipc/ipc_proto.h"
 
 #include <string.h>
 

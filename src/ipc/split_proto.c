@@ -1,9 +1,9 @@
 /*
- * Encoding and decoding of the smtpd → delivery messages (split_proto.h),
+ * Encoding and decoding of the smtpd → delivery messages (ipc_proto.h),
  * with the keeper protocol's field codec, so that the wire layout of our
  * socketpairs is written once.
  */
-#include "ipc/split_proto.h"
+#include "ipc/ipc_proto.h"
 
 #include <string.h>
 

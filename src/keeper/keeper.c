@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "ipc/keeper_proto.h"
+#include "ipc/ipc_proto.h"
 #include "keeper/keeper.h"
 #include "lib/log.h"
 #include "lib/util.h"

@@ -1,7 +1,7 @@
 /*
  * The keeper: the one process that can read the TLS private key, the DKIM
  * private keys and the SASL users file, and that uses them on request over
- * socketpairs (ipc/keeper_proto.h). It runs as keeper_user with its own
+ * socketpairs (ipc/ipc_proto.h). It runs as keeper_user with its own
  * group, opens no socket, and parses nothing from the network; the
  * supervisor starts it (`hongyan keeper`, an exec of the binary) and
  * restarts it when it dies. docs/security.md has its profile.
@@ -39,7 +39,7 @@ int keeper_state_tls_sign(struct keeper_state *ks, int op, const uint8_t *keyid,
                           size_t inlen, struct buf *sig);
 int keeper_state_dkim_sign(struct keeper_state *ks, const char *domain, const char *selector,
                            const uint8_t *digest, struct buf *sig);
-/* The DKIM_KEYS reply's fields (keeper_proto.h), after a reload. */
+/* The DKIM_KEYS reply's fields (ipc_proto.h), after a reload. */
 void keeper_state_dkim_keys(struct keeper_state *ks, struct buf *body);
 /* Thread-safe: KEEPER_ST_OK or KEEPER_ST_NO; costs one hash either way. */
 int keeper_state_password(struct keeper_state *ks, const char *user, const char *pass);

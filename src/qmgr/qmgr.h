@@ -26,7 +26,7 @@ void qmgr_kick(struct qmgr *q, const char *queue_id);
 /* Retry every deferred message now (hongyan queue flush, the flush FIFO). */
 void qmgr_flush(struct qmgr *q);
 /*
- * The smtpd process says queue_id was committed (ipc/split_proto.h): a
+ * The smtpd process says queue_id was committed (ipc/ipc_proto.h): a
  * wake-up only. Ignored unless it names a message in active/ that the
  * queue manager does not know yet; then as qmgr_kick.
  */

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "ipc/keeper_client.h"
-#include "ipc/keeper_proto.h"
+#include "ipc/ipc_proto.h"
 
 static void test_decode_requests(void **state)
 {

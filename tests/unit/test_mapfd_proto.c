@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "ipc/mapfd_proto.h"
+#include "ipc/ipc_proto.h"
 
 static void test_round_trip(void **state)
 {

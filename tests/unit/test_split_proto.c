@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "ipc/split_proto.h"
+#include "ipc/ipc_proto.h"
 
 static void test_round_trip(void **state)
 {
