@@ -41,14 +41,12 @@ struct worker {
 int worker_smtpd_start(struct worker *w);
 /* SIGTERM: accept nothing more; open sessions finish in the shared drain. */
 void worker_smtpd_drain(struct worker *w);
-/* After the loop: the listeners (not their sockets: the supervisor owns those), PROXY reads, the
- * sender. */
+/* After the loop: listeners (their sockets are the supervisor's), PROXY reads, the sender. */
 void worker_smtpd_stop(struct worker *w);
 
 /* delivery_main.c: the queue manager and the receiver of smtpd's wake-ups. */
 void worker_delivery_start(struct worker *w);
-/* SIGTERM: the queue manager stops taking work; qmgr_stopped is set when its deliveries are done.
- */
+/* SIGTERM: the queue manager starts nothing new; qmgr_stopped once its deliveries are done. */
 void worker_delivery_drain(struct worker *w);
 /* After the loop, before the work queues go: the wake-up receiver. */
 void worker_delivery_stop(struct worker *w);
