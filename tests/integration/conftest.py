@@ -151,6 +151,35 @@ def role(pid):
     return argv[1].decode() if len(argv) > 1 else None
 
 
+
+def process_group_alive(pgid):
+    """Whether a process of group pgid is still running (zombies hold nothing)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def kill_process_group(pgid, timeout=10):
+    """SIGKILL to the whole group, then wait until every one of them is gone:
+    a child still in the kernel (a syncfs under way) holds its descriptors,
+    the spool lock among them, until it really exits, and a server started
+    meanwhile would find its queue "in use by another hongyan server"."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while process_group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
 class Server:
     """A hongyan instance with its own main.cf and data directory."""
 
@@ -243,11 +272,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-        # The worker is a child in the same session; make sure none survives.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # smtpd, delivery and the keeper are children in the same session; make sure none survives.
+        kill_process_group(self.proc.pid)
         rc = self.proc.returncode
         self.proc = None
         self.logf.close()

@@ -18,12 +18,13 @@ data pages were still dirty ends in NUL bytes; anything newer is gone.
 import fcntl
 import os
 import pathlib
-import signal
 import struct
 import subprocess
 import time
 
 import pytest
+
+from conftest import kill_process_group
 
 # <linux/fs.h>: FS_IOC_SHUTDOWN = _IOR('X', 125, __u32); flags from ext4.h.
 FS_IOC_SHUTDOWN = 0x8004587D
@@ -84,10 +85,7 @@ class LoopExt4:
         for srv in servers:
             if srv.proc is None:
                 continue
-            try:
-                os.killpg(srv.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_process_group(srv.proc.pid)
             srv.proc.wait(timeout=10)
             srv.proc = None
             srv.logf.close()

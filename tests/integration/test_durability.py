@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import wait_for, wait_port
+from conftest import kill_process_group, wait_for, wait_port
 
 RCPT_DOMAIN = "example.com"
 
@@ -85,7 +85,7 @@ def test_kill_whole_server_under_load(server):
     acked, stop = [], threading.Event()
     ts = load(server, acked, stop)
     assert wait_for(lambda: len(acked) >= 20, timeout=60)
-    os.killpg(server.proc.pid, signal.SIGKILL)
+    kill_process_group(server.proc.pid)
     stop.set()
     for t in ts:
         t.join(timeout=120)
