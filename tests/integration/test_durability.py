@@ -77,7 +77,9 @@ def test_kill_child_under_load(server, kind):
     os.kill(server.child_pids(kind)[0], signal.SIGKILL)
     for t in ts:
         t.join(timeout=120)
-    assert "%s pid" % kind in server.log_text() and "killed by signal 9" in server.log_text()
+    # The supervisor logs the death when it reaps the child, which may come after the load ends.
+    assert wait_for(lambda: "%s pid" % kind in server.log_text() and
+                    "killed by signal 9" in server.log_text(), timeout=15), server.log_text()[-3000:]
     check_exactly_once(server, acked)
 
 
@@ -151,7 +153,8 @@ def test_kill_delivery_while_relaying(server_factory):
         os.kill(srv.child_pids("delivery")[0], signal.SIGKILL)
         for t in ts:
             t.join(timeout=120)
-        assert "killed by signal 9" in srv.log_text()
+        assert wait_for(lambda: "killed by signal 9" in srv.log_text(), timeout=15), \
+            srv.log_text()[-3000:]
 
         def relayed():
             counts = {}
