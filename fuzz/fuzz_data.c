@@ -63,10 +63,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (a.data[i] == '\r' && (i + 1 >= a.len || a.data[i + 1] != '\n'))
                 abort();
         }
+        /*
+         * Only a whole message: the session asks after the end of DATA, and
+         * before it the reader may hold back a line it has already noted.
+         */
         const char *text = a.data ? a.data : "";
-        if ((fa & SMTP_DATA_FIELD_DATE) && !msghdr_has(text, a.len, "Date"))
+        if (da && (fa & SMTP_DATA_FIELD_DATE) && !msghdr_has(text, a.len, "Date"))
             abort();
-        if ((fa & SMTP_DATA_FIELD_MESSAGE_ID) && !msghdr_has(text, a.len, "Message-ID"))
+        if (da && (fa & SMTP_DATA_FIELD_MESSAGE_ID) && !msghdr_has(text, a.len, "Message-ID"))
             abort();
     }
     buf_free(&a);
