@@ -217,62 +217,6 @@ long long spool_free_space(struct spool *s)
     return s->free_bytes;
 }
 
-/* RFC 4648 base32hex upper case: the digits sort in the same order as the values. */
-static const char spool_b32[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
-/* spool_new_id's length: 7 digits of seconds, 4 of microseconds, 4 random. */
-#define SPOOL_ID_LEN 15
-
-void spool_new_id(char id[QUEUE_ID_MAX])
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    unsigned long long sec = (unsigned long long)tv.tv_sec;
-    unsigned long usec = (unsigned long)tv.tv_usec;
-    unsigned char rnd[3];
-    random_bytes(rnd, sizeof rnd);
-    unsigned long r = ((unsigned long)rnd[0] << 16 | (unsigned long)rnd[1] << 8 | rnd[2]) & 0xfffff;
-    int n = 0;
-    for (int i = 6; i >= 0; i--)
-        id[n++] = spool_b32[(sec >> (5 * i)) & 31];
-    for (int i = 3; i >= 0; i--)
-        id[n++] = spool_b32[(usec >> (5 * i)) & 31];
-    for (int i = 3; i >= 0; i--)
-        id[n++] = spool_b32[(r >> (5 * i)) & 31];
-    id[n] = '\0';
-}
-
-int spool_id_time(const char *id, struct timeval *tv)
-{
-    unsigned long long sec = 0, usec = 0;
-    if (strlen(id) != SPOOL_ID_LEN)
-        return -1;
-    for (int i = 0; i < 11; i++) {
-        const char *d = id[i] ? strchr(spool_b32, id[i]) : NULL;
-        if (d == NULL)
-            return -1;
-        if (i < 7)
-            sec = sec << 5 | (unsigned long long)(d - spool_b32);
-        else
-            usec = usec << 5 | (unsigned long long)(d - spool_b32);
-    }
-    if (usec >= 1000000)
-        return -1;
-    tv->tv_sec = (time_t)sec;
-    tv->tv_usec = (suseconds_t)usec;
-    return 0;
-}
-
-int spool_valid_id(const char *id)
-{
-    size_t n = strlen(id);
-    if (n < 10 || n > 16)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'A' && id[i] <= 'Z')))
-            return 0;
-    return 1;
-}
-
 struct spool_msg *spool_msg_new(struct spool *s, struct buf *err)
 {
     /*
@@ -285,10 +229,7 @@ struct spool_msg *spool_msg_new(struct spool *s, struct buf *err)
     m->s = s;
     m->fd = -1;
     for (int tries = 0; tries < 10 && m->fd < 0; tries++) {
-        spool_new_id(m->id);
-        /* The writer in the last character's low bit: two writers never publish one id. */
-        const char *last = strchr(spool_b32, m->id[SPOOL_ID_LEN - 1]);
-        m->id[SPOOL_ID_LEN - 1] = spool_b32[((last - spool_b32) & ~1) | (long)s->writer];
+        spool_new_writer_id(m->id, s->writer);
         char *path = spool_path(s->incoming, m->id, ".data");
         m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         int e = errno;

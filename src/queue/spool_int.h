@@ -17,6 +17,8 @@
 
 /* Every writer's incoming directory; a writer's index is in the ids it makes. */
 extern const char *const spool_writers[2];
+/* spool_new_id with writer (its index in spool_writers) in the last character's low bit. */
+void spool_new_writer_id(char id[QUEUE_ID_MAX], unsigned writer);
 
 struct spool_commit;
 struct spool_waiter;
