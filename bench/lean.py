@@ -455,8 +455,9 @@ def percentile(xs, p):
 
 
 def _log_delays(maillog):
-    """delay= of every relayed delivery in a log, and Postfix's delays=a/b/c/d
-    (b: time in the queue manager, from commit to hand-over to smtp(8))."""
+    """delay= of every relayed delivery in a log, and delays=a/b/c/d (both
+    servers write it: b is the time in the queue manager, from the message
+    becoming due, right after its commit, to the hand-over to the agent)."""
     total, qmgr = [], []
     try:
         text = maillog.read_text(errors="replace")
@@ -675,8 +676,8 @@ def render(results, L):
                  "local sink" % lat["n"])
         L.append("")
         L.append("Client's 250 to the final dot's arrival at the sink; and from each server's own log: "
-                 "`delay=` (arrival to delivery done) and, Postfix only, `delays=` b (commit to hand-over "
-                 "to smtp(8); hongyan's log has no such breakdown).")
+                 "`delay=` (arrival to delivery done) and `delays=` b (commit to hand-over to the "
+                 "SMTP client; Postfix's format: 0 means under 5 ms).")
         L.append("")
         L.append("| server | p50 ms | p99 ms | max ms | arrived / late | log delay= p50 / p99 s | "
                  "log commit→hand-over p50 / p99 s |")

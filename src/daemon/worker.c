@@ -68,6 +68,7 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
     server_gen_unref(old);
     log_info("reload: configuration %s", w->config_path ? w->config_path : "(embedded default)");
     log_set_syslog_name(config_get(gen->cfg, "syslog_name"));
+    log_set_delay_resolution((int)config_get_int(gen->cfg, "delay_logging_resolution_limit"));
     config_log_notes(gen->cfg, 0);
 }
 

@@ -10,6 +10,7 @@
 #define HONGYAN_DELIVER_AGENT_H
 
 #include <stddef.h>
+#include <sys/time.h>
 
 #include "deliver/route.h"
 #include "lib/buf.h"
@@ -37,6 +38,12 @@ struct delivery_rcpt_result {
      * removed, unlike a peer's 250 (docs/queue.md, Results).
      */
     int repeatable;
+    /*
+     * When the session that answered was ready to send (connected, greeted,
+     * TLS and AUTH done): the log's delays= c ends and d begins there. Zero
+     * when no session answered (a failed connection, discard:, error:).
+     */
+    struct timeval setup_done;
 };
 
 struct delivery_request {

@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 #include <stdint.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "deliver/agent.h"
@@ -45,6 +46,11 @@ struct qmsg {
     unsigned long long order; /* when it joined the list: arrival order */
     int gauge_counted, gauge_state, gauge_busy;
     unsigned scan_mark; /* the last qmgr_scan() that listed it in active/ */
+    /*
+     * When it last became due (joined the ready list): Postfix's entry into
+     * the active queue, where the log's delays= a ends and b begins.
+     */
+    struct timeval ready_since;
 };
 
 enum { QMGR_GAUGE_ACTIVE, QMGR_GAUGE_DEFERRED };
@@ -131,6 +137,8 @@ struct qresult {
     char dsn[16];
     char *reply, *relay;
     const char *service; /* the agent's name in the log; NULL: from relay */
+    /* For delays=: when its agent got it, when that agent's session was ready (zero: none). */
+    struct timeval handoff, setup_done;
 };
 
 /*
@@ -149,6 +157,7 @@ struct qpart {
     struct delivery_route *routes; /* per entry, when decided ahead (qjob.routes); else NULL */
     size_t n;
     struct delivery_request req;
+    struct timeval handoff; /* when the slot came and the agent got it */
     struct qpart *next;
 };
 

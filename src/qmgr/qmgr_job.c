@@ -119,6 +119,7 @@ static void qjob_local_work(void *arg)
     for (size_t k = 0; too_big && k < j->nlocal; k++) {
         char *why = xasprintf("message is larger than mailbox_size_limit (%lld bytes)", limit);
         qjob_set(j, j->local[k], DELIVERY_PERMFAIL, "5.2.2", why, "local");
+        j->res[j->local[k]].handoff = j->local_part->handoff;
         free(why);
     }
     for (size_t k = 0; !too_big && k < j->nlocal; k++) {
@@ -134,6 +135,7 @@ static void qjob_local_work(void *arg)
             maildir_deliver_file(j->mailboxes[k], buf_cstr(&j->data_path), j->env->sender,
                                  j->env->rcpts[i].address, &once, dsn, &reason, NULL);
         qjob_set(j, i, st, dsn, buf_cstr(&reason), "local");
+        j->res[i].handoff = j->local_part->handoff; /* no session: delays= c is 0 */
     }
     buf_free(&reason);
 }
@@ -173,6 +175,8 @@ static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, si
             qjob_set(j, results[k].rcpt, results[k].status, results[k].dsn, results[k].reply,
                      results[k].relay);
             j->res[results[k].rcpt].service = results[k].service;
+            j->res[results[k].rcpt].handoff = p->handoff;
+            j->res[results[k].rcpt].setup_done = results[k].setup_done;
             /* A discard is not a peer's 250: repeating it after a crash is harmless. */
             j->remote_ok |= results[k].status == DELIVERY_OK && !results[k].repeatable;
         }
@@ -192,6 +196,7 @@ static void qpart_start(struct qslot *s)
 {
     struct qpart *p = (struct qpart *)s;
     struct qjob *j = p->j;
+    gettimeofday(&p->handoff, NULL);
     if (p->local) {
         workq_submit(j->q->srv->workq, qjob_local_work, qjob_local_done, j);
         return;
