@@ -10,6 +10,7 @@ import os
 import pathlib
 import re
 import smtplib
+import sys
 import threading
 import time
 
@@ -82,6 +83,70 @@ class CpuGroup:
 def cgroup_for(name):
     cg = CpuGroup(name)
     return cg if cg.ok else None
+
+
+def machine_busy_seconds():
+    """CPU seconds the whole machine has spent busy since boot (every core:
+    user, nice, system, irq, softirq, steal), from /proc/stat."""
+    fields = open("/proc/stat").readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class BenchCpu:
+    """How much other work ran beside the bench. The bench moves itself into
+    a cgroup of its own at start; what it runs (load generators, sinks) stays
+    there, and every server's own cgroup (CpuGroup) is made inside it, so its
+    usage is the CPU of everything the bench caused in user space and in
+    system calls. The machine's busy time minus that is other work, plus the
+    kernel's own threads (the loop device's and the journal's I/O, which the
+    bench causes too: so a quiet run still shows a few percent). The load
+    average cannot tell this: tasks waiting on the spool's disk count in it,
+    so the bench's own load drives it to 20 and more."""
+
+    BASE = pathlib.Path("/sys/fs/cgroup/cpuacct")
+
+    def __init__(self):
+        self.path = None
+        cand = self.BASE / ("hybench-%d" % os.getpid())
+        if (self.BASE / "cpuacct.usage").exists():
+            try:
+                cand.mkdir()
+                (cand / "cgroup.procs").write_text(str(os.getpid()))
+                self.path = cand
+                CpuGroup.ROOTS = (cand,) + CpuGroup.ROOTS  # servers' groups nest inside
+            except OSError:
+                try:
+                    cand.rmdir()
+                except OSError:
+                    pass
+        self.wall0, self.busy0, self.own0 = time.time(), machine_busy_seconds(), self._own()
+
+    def _own(self):
+        return int((self.path / "cpuacct.usage").read_text()) / 1e9 if self.path else 0.0
+
+    def summary(self):
+        """{wall, machine, bench, others, others_share} over the run so far;
+        None where the bench has no cgroup (cgroup v2 only: no figure)."""
+        if self.path is None:
+            return None
+        wall = time.time() - self.wall0
+        machine = machine_busy_seconds() - self.busy0
+        bench = self._own() - self.own0
+        others = max(0.0, machine - bench)
+        return {"wall": wall, "machine": machine, "bench": bench, "others": others,
+                "others_share": others / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0}
+
+    def remove(self):
+        """Back to the root group, then remove the bench's (the servers' are gone by then)."""
+        if self.path is None:
+            return
+        try:
+            (self.BASE / "cgroup.procs").write_text(str(os.getpid()))
+            self.path.rmdir()
+        except OSError as e:
+            print("cleanup: bench cgroup %s: %s" % (self.path, e), file=sys.stderr)
+        self.path = None
 
 
 # ---------------------------------------------------------------- servers
