@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 
 #include "deliver/agent.h"
+#include "queue/spool.h"
 #include "smtp/response.h"
 #include "tls/tls_client.h"
 
@@ -101,8 +102,8 @@ struct smtp_msg {
     int ret;            /* enum dsn_ret */
     int body_8bit;
     int smtputf8;
-    const char *data_path; /* CRLF line ends, not dot-stuffed */
-    unsigned long long size;
+    /* Its range only is sent (CRLF line ends, not dot-stuffed); borrowed, not closed. */
+    struct spool_data data;
     const struct smtp_msg_rcpt *rcpts;
     size_t nrcpts;
 };

@@ -18,6 +18,7 @@
 #include "metrics/metrics.h"
 #include "queue/envelope.h"
 #include "queue/resolve.h"
+#include "queue/spool.h"
 #include "qmgr/qmgr.h"
 
 struct server;
@@ -158,7 +159,8 @@ struct qjob {
     struct envelope *env;
     struct config *cfg; /* the generation's config, held for the job */
     struct server_gen *gen;
-    struct buf data_path;
+    struct spool_data data; /* the message, open for the round; fd -1: see data_errno */
+    int data_errno;
     struct qresult *res; /* env->nrcpts entries */
     size_t *local, nlocal;
     char **mailboxes;

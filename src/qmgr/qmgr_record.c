@@ -65,8 +65,8 @@ static int qjob_delay_notice(struct qjob *j, time_t now)
     if (n > 0) {
         struct bounce_opts opts = {.delayed = 1, .will_retry_until = e->arrival + j->lifetime};
         struct buf err = BUF_INIT;
-        if (bounce_queue_opts(j->q->srv->spool, e, buf_cstr(&j->data_path), want, n, j->hostname,
-                              &opts, j->delay_id, &err) == 0) {
+        if (bounce_queue_opts(j->q->srv->spool, e, &j->data, want, n, j->hostname, &opts,
+                              j->delay_id, &err) == 0) {
             e->delay_warned = now;
             done = 1;
         } else {
@@ -139,8 +139,7 @@ void qmgr_job_record_work(void *arg)
     }
     if (ndsn > 0) {
         buf_free(&err);
-        if (bounce_queue(s, e, buf_cstr(&j->data_path), dsn_for, ndsn, j->hostname, j->bounce_id,
-                         &err) < 0) {
+        if (bounce_queue(s, e, &j->data, dsn_for, ndsn, j->hostname, j->bounce_id, &err) < 0) {
             /*
              * No DSN, no bounce: those recipients stay pending and are tried
              * (and bounced) again later; the other results are still recorded

@@ -249,7 +249,10 @@ static void test_queue(void **state)
     struct envelope *e = make_env();
     size_t idx[] = {0};
     char id[QUEUE_ID_MAX];
-    assert_int_equal(bounce_queue(s, e, path, idx, 1, "mx.example.com", id, &err), 0);
+    struct spool_data od;
+    test_data_range(path, 0, -1, &od);
+    assert_int_equal(bounce_queue(s, e, &od, idx, 1, "mx.example.com", id, &err), 0);
+    spool_data_close(&od);
     struct envelope *b = spool_read_envelope(s, id, NULL, &err);
     assert_non_null(b);
     assert_string_equal(b->sender, "");
