@@ -150,6 +150,7 @@ struct qpart {
     struct delivery_route *routes; /* per entry, when decided ahead (qjob.routes); else NULL */
     size_t n;
     struct delivery_request req;
+    struct spool_data data; /* open while its agent runs (qpart_start to qpart_finish), else -1 */
     struct qpart *next;
 };
 
@@ -159,8 +160,6 @@ struct qjob {
     struct envelope *env;
     struct config *cfg; /* the generation's config, held for the job */
     struct server_gen *gen;
-    struct spool_data data; /* the message, open for the round; fd -1: see data_errno */
-    int data_errno;
     struct qresult *res; /* env->nrcpts entries */
     size_t *local, nlocal;
     char **mailboxes;
