@@ -18,6 +18,7 @@
 struct server;
 struct envelope;
 struct remote_gen;
+struct spool_data;
 
 enum delivery_status {
     DELIVERY_OK,
@@ -50,8 +51,13 @@ struct delivery_request {
     struct server *srv;
     const struct envelope *env; /* read-only for the agent */
     const char *queue_id;
-    const char *data_path; /* the message: headers and body, CRLF line ends */
-    size_t *rcpts;         /* indexes into env->rcpts for this request */
+    /*
+     * The message (headers and body, CRLF line ends): its range of an open
+     * descriptor (queue/spool.h), borrowed: the queue manager closes it
+     * after the done callback. Agents read only the range.
+     */
+    const struct spool_data *data;
+    size_t *rcpts; /* indexes into env->rcpts for this request */
     size_t nrcpts;
     /*
      * Per request recipient, an enum route_class (deliver/route.h):

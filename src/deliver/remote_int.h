@@ -85,8 +85,7 @@ struct remote_req {
     struct server *srv;
     const struct envelope *env;
     char *queue_id;
-    char *data_path;
-    unsigned long long size;
+    struct spool_data data; /* borrowed from the queue manager (agent.h) */
     struct delivery_rcpt_result *results;
     size_t nresults;
     int jobs;

@@ -38,7 +38,6 @@ void remote_req_job_done(struct remote_req *req)
     struct delivery_rcpt_result *results = req->results;
     size_t n = req->nresults;
     free(req->queue_id);
-    free(req->data_path);
     free(req);
     done(arg, results, n);
 }
@@ -246,8 +245,7 @@ void remote_send(struct remote_job *j)
     j->msg.ret = env->ret;
     j->msg.body_8bit = env->body_8bit;
     j->msg.smtputf8 = env->smtputf8;
-    j->msg.data_path = j->req->data_path;
-    j->msg.size = j->req->size;
+    j->msg.data = j->req->data;
     j->msg.rcpts = j->mrcpts;
     j->msg.nrcpts = m;
     gettimeofday(&j->send_started, NULL);

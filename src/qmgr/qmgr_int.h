@@ -19,6 +19,7 @@
 #include "metrics/metrics.h"
 #include "queue/envelope.h"
 #include "queue/resolve.h"
+#include "queue/spool.h"
 #include "qmgr/qmgr.h"
 
 struct server;
@@ -158,6 +159,7 @@ struct qpart {
     size_t n;
     struct delivery_request req;
     struct timeval handoff; /* when the slot came and the agent got it */
+    struct spool_data data; /* open while its agent runs (qpart_start to qpart_finish), else -1 */
     struct qpart *next;
 };
 
@@ -167,7 +169,6 @@ struct qjob {
     struct envelope *env;
     struct config *cfg; /* the generation's config, held for the job */
     struct server_gen *gen;
-    struct buf data_path;
     struct qresult *res; /* env->nrcpts entries */
     size_t *local, nlocal;
     char **mailboxes;

@@ -49,6 +49,24 @@ static long long qmgr_backoff(const struct qjob *j, int attempts)
  * queued: the caller records that (synced), so a restart does not send
  * another; a crash in between can duplicate the notice, never lose it.
  */
+/*
+ * Queues a DSN (opts NULL: a non-delivery report) for rcpts, quoting the
+ * original from its data, opened here: the round's deliveries closed
+ * theirs. 0, or -1 with err.
+ */
+static int qjob_queue_notice(struct qjob *j, const size_t *rcpts, size_t n,
+                             const struct bounce_opts *opts, char id_out[QUEUE_ID_MAX],
+                             struct buf *err)
+{
+    struct spool *s = j->q->srv->spool;
+    struct spool_data orig;
+    if (spool_data_open(s, j->qm->id, SPOOL_ACTIVE, &orig, err) < 0)
+        return -1;
+    int rc = bounce_queue_opts(s, j->env, &orig, rcpts, n, j->hostname, opts, id_out, err);
+    spool_data_close(&orig);
+    return rc;
+}
+
 static int qjob_delay_notice(struct qjob *j, time_t now)
 {
     struct envelope *e = j->env;
@@ -65,8 +83,7 @@ static int qjob_delay_notice(struct qjob *j, time_t now)
     if (n > 0) {
         struct bounce_opts opts = {.delayed = 1, .will_retry_until = e->arrival + j->lifetime};
         struct buf err = BUF_INIT;
-        if (bounce_queue_opts(j->q->srv->spool, e, buf_cstr(&j->data_path), want, n, j->hostname,
-                              &opts, j->delay_id, &err) == 0) {
+        if (qjob_queue_notice(j, want, n, &opts, j->delay_id, &err) == 0) {
             e->delay_warned = now;
             done = 1;
         } else {
@@ -139,8 +156,7 @@ void qmgr_job_record_work(void *arg)
     }
     if (ndsn > 0) {
         buf_free(&err);
-        if (bounce_queue(s, e, buf_cstr(&j->data_path), dsn_for, ndsn, j->hostname, j->bounce_id,
-                         &err) < 0) {
+        if (qjob_queue_notice(j, dsn_for, ndsn, NULL, j->bounce_id, &err) < 0) {
             /*
              * No DSN, no bounce: those recipients stay pending and are tried
              * (and bounced) again later; the other results are still recorded
