@@ -6,6 +6,7 @@ HONGYAN_BIN names the binary under test (make test sets it).
 """
 import os
 import pathlib
+import random
 import signal
 import socket
 import stat
@@ -84,8 +85,30 @@ def pytest_configure(config):
     config.option.basetemp = str(run_dir / "t")
 
 
+def _ephemeral_low():
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A currently unused loopback TCP port (the kernel picks it)."""
+    """A currently unused loopback TCP port, below the kernel's ephemeral
+    range: a port from that range (what binding port 0 gives) can be taken
+    as the local end of any outgoing connection between this check and the
+    server's bind (a CI run failed so: "server exited with 69"), while ports
+    below it are only ever taken by a bind, here a random one among
+    thousands. Falls back to the kernel's choice when none is found."""
+    low = _ephemeral_low()
+    if low > 11000:
+        for _ in range(50):
+            port = random.randrange(10000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -248,10 +271,11 @@ class Server:
             try:
                 wait_port(self.smtpd_port, proc=self.proc)
                 break
-            except RuntimeError:
+            except RuntimeError as e:
                 # EX_UNAVAILABLE (69): a listening address was taken.
                 if self.proc.returncode != 69 or attempt == 2:
-                    raise
+                    raise RuntimeError("%s (attempt %d); its log ends:\n%s"
+                                       % (e, attempt + 1, self.log_text()[-3000:])) from e
                 self.logf.close()
                 self._new_ports()
         if wait:
