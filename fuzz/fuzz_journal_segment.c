@@ -1,7 +1,7 @@
 /*
  * Fuzz target: the spool journal's segment scan (src/queue/journal_scan.c).
  * Input: the first 8 bytes are the segment's number (little-endian, low
- * bits), the rest the bytes after the segment's header block. Checks that
+ * bits), the rest the segment's bytes after its header block. Checks that
  * every record reported lies inside the input, in order, without overlap,
  * that a valid one's header encodes back to its bytes, and that the scan
  * ends where its last valid record does.
@@ -13,8 +13,9 @@
 
 #include "queue/journal.h"
 
+/* bytes[0] is the segment's offset JOURNAL_SEG_HEADER_SIZE. */
 struct check {
-    const unsigned char *seg;
+    const unsigned char *bytes;
     size_t len;
     uint64_t seq, next;
 };
@@ -22,12 +23,13 @@ struct check {
 static void fuzz_on_rec(void *arg, enum journal_found what, const struct journal_rec *rec)
 {
     struct check *c = arg;
-    if (rec->offset < c->next || rec->len > c->len || rec->offset > c->len - rec->len)
+    uint64_t at = rec->offset - JOURNAL_SEG_HEADER_SIZE;
+    if (rec->offset < c->next || rec->len > c->len || at > c->len - rec->len)
         abort();
     c->next = rec->offset + rec->len;
     if (what != JOURNAL_FOUND_VALID)
         return;
-    const unsigned char *p = c->seg + rec->offset;
+    const unsigned char *p = c->bytes + at;
     if ((const unsigned char *)rec->env != p + JOURNAL_REC_HEADER_SIZE ||
         rec->data != rec->env + rec->env_len ||
         rec->len != journal_rec_size(rec->env_len, rec->data_len))
@@ -45,15 +47,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t seq = 0;
     for (int i = 0; i < 8; i++)
         seq |= (uint64_t)data[i] << (8 * i);
-    size_t len = JOURNAL_SEG_HEADER_SIZE + size - 8;
-    unsigned char *seg = calloc(1, len);
-    if (seg == NULL)
-        return 0;
-    memcpy(seg + JOURNAL_SEG_HEADER_SIZE, data + 8, size - 8);
-    struct check c = {seg, len, seq, JOURNAL_SEG_HEADER_SIZE};
+    const uint64_t base = JOURNAL_SEG_HEADER_SIZE;
+    struct check c = {data + 8, size - 8, seq, base};
     struct journal_scan_stats st;
-    journal_scan(seg, len, seq, fuzz_on_rec, &c, &st);
-    if (st.end > len || st.end < JOURNAL_SEG_HEADER_SIZE)
+    journal_scan(data + 8, size - 8, base, seq, fuzz_on_rec, &c, &st);
+    if (st.end > base + (size - 8) || st.end < base)
         abort();
     struct journal_seg_header h;
     if (journal_seg_header_decode(data, size, &h) == 0) {
@@ -62,6 +60,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (memcmp(again, data, sizeof again) != 0)
             abort();
     }
-    free(seg);
     return 0;
 }

@@ -87,9 +87,9 @@ static uint64_t *journal_seqs(int fd, const char *suffix, size_t *n)
     return out;
 }
 
-uint64_t *journal_list(int journal_fd, size_t *n)
+uint64_t *journal_list(int journal_fd, const char *suffix, size_t *n)
 {
-    return journal_seqs(journal_fd, ".seg", n);
+    return journal_seqs(journal_fd, suffix, n);
 }
 
 struct journal_writer *journal_writer_open(const char *queue_dir, struct buf *err)
@@ -378,13 +378,13 @@ static int journal_open_seg(int journal_fd, uint64_t seq, int flags)
     return fd;
 }
 
-/* Reads [0, len) of fd into out (replaced); 0 or -1 with errno. */
-static int journal_pread_all(int fd, uint64_t len, struct buf *out)
+/* Reads len bytes of fd from offset from into out (replaced); 0 or -1 with errno. */
+static int journal_pread_range(int fd, uint64_t from, uint64_t len, struct buf *out)
 {
     buf_reset(out);
     buf_reserve(out, len + 1);
     while (out->len < len) {
-        ssize_t got = pread(fd, out->data + out->len, len - out->len, (off_t)out->len);
+        ssize_t got = pread(fd, out->data + out->len, len - out->len, (off_t)(from + out->len));
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
@@ -397,7 +397,7 @@ static int journal_pread_all(int fd, uint64_t len, struct buf *out)
     return 0;
 }
 
-int journal_segment_read(int journal_fd, uint64_t seq, struct buf *out, int *live)
+int journal_segment_read(int journal_fd, uint64_t seq, uint64_t from, struct buf *out, int *live)
 {
     int fd = journal_open_seg(journal_fd, seq, O_RDONLY);
     struct stat st;
@@ -421,38 +421,81 @@ int journal_segment_read(int journal_fd, uint64_t seq, struct buf *out, int *liv
         else if (h.synced_end < limit)
             limit = h.synced_end;
     }
-    int rc = journal_pread_all(fd, limit, out);
+    int rc = journal_pread_range(fd, from, limit > from ? limit - from : 0, out);
     int e = errno;
     close(fd); /* and the shared lock with it */
     errno = e;
     return rc;
 }
 
-int journal_done_append(int journal_fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind)
+int journal_segment_open(int journal_fd, uint64_t seq)
+{
+    return journal_open_seg(journal_fd, seq, O_RDONLY);
+}
+
+int journal_record_read(int journal_fd, uint64_t seq, uint64_t offset, uint64_t len,
+                        struct buf *out)
+{
+    int fd = journal_open_seg(journal_fd, seq, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int rc = journal_pread_range(fd, offset, len, out);
+    int e = errno;
+    close(fd);
+    if (rc == 0 && out->len != len) {
+        rc = -1;
+        e = EIO;
+    }
+    errno = e;
+    return rc;
+}
+
+int journal_done_open(int journal_fd, uint64_t seq)
 {
     struct buf name = BUF_INIT;
     journal_done_name(seq, &name);
     int fd =
         openat(journal_fd, name.data, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int e = errno;
     buf_free(&name);
-    if (fd < 0)
+    if (fd < 0) {
+        errno = e;
         return -1;
-    unsigned char rec[JOURNAL_DONE_REC_SIZE];
-    journal_done_encode(rec, seq, offset, kind);
+    }
     struct stat st;
     int rc = fstat(fd, &st);
     /*
      * A torn earlier append leaves a length that is not a whole number of
-     * records; this one goes after it, at the next boundary, so that the
-     * parser (which walks in fixed steps) sees it.
+     * records; the next one goes at the next boundary, so that the parser
+     * (which walks in fixed steps) sees it.
      */
     if (rc == 0 && st.st_size % JOURNAL_DONE_REC_SIZE) {
         unsigned char pad[JOURNAL_DONE_REC_SIZE] = {0};
         rc = write_all(fd, pad,
                        JOURNAL_DONE_REC_SIZE - (size_t)(st.st_size % JOURNAL_DONE_REC_SIZE));
     }
-    if (rc == 0)
-        rc = write_all(fd, rec, sizeof rec);
+    if (rc < 0) {
+        e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int journal_done_write(int fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind)
+{
+    unsigned char rec[JOURNAL_DONE_REC_SIZE];
+    journal_done_encode(rec, seq, offset, kind);
+    return write_all(fd, rec, sizeof rec);
+}
+
+int journal_done_append(int journal_fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind)
+{
+    int fd = journal_done_open(journal_fd, seq);
+    if (fd < 0)
+        return -1;
+    int rc = journal_done_write(fd, seq, offset, kind);
     int e = errno;
     close(fd);
     errno = e;
@@ -471,7 +514,7 @@ int journal_done_read(int journal_fd, uint64_t seq, struct buf *out)
     struct stat st;
     int rc = fstat(fd, &st);
     if (rc == 0)
-        rc = journal_pread_all(fd, (uint64_t)st.st_size, out);
+        rc = journal_pread_range(fd, 0, (uint64_t)st.st_size, out);
     int e = errno;
     close(fd);
     errno = e;

@@ -94,12 +94,15 @@ enum journal_parse {
     JOURNAL_REC_END,     /* no record header here: the end of what was written */
 };
 /*
- * The record at off in seg[0..len), a segment whose number is seq. A header
- * that is torn, stale (another seq), malformed or whose record would run
- * past len is JOURNAL_REC_END. rec's pointers point into seg.
+ * The record at segment offset off in bytes[0..len), which hold the
+ * segment's bytes from offset base on (base >= JOURNAL_SEG_HEADER_SIZE;
+ * base JOURNAL_SEG_HEADER_SIZE and bytes past the header block for a whole
+ * segment) of segment seq. A header that is torn, stale (another seq),
+ * malformed or whose record would run past the bytes is JOURNAL_REC_END.
+ * rec's pointers point into bytes.
  */
-enum journal_parse journal_rec_parse(const void *seg, size_t len, uint64_t off, uint64_t seq,
-                                     struct journal_rec *rec);
+enum journal_parse journal_rec_parse(const void *bytes, size_t len, uint64_t base, uint64_t off,
+                                     uint64_t seq, struct journal_rec *rec);
 
 /*
  * What a scan found: every valid record, and every damaged one followed by
@@ -113,12 +116,16 @@ enum journal_found {
 };
 typedef void (*journal_scan_fn)(void *arg, enum journal_found what, const struct journal_rec *rec);
 struct journal_scan_stats {
-    uint64_t end; /* offset after the last valid record (JOURNAL_SEG_HEADER_SIZE when none) */
+    uint64_t end; /* offset after the last valid record (base when none) */
     size_t valid, damaged, torn;
 };
-/* Scans seg[0..len) from the first record; stats may be NULL. */
-void journal_scan(const void *seg, size_t len, uint64_t seq, journal_scan_fn fn, void *arg,
-                  struct journal_scan_stats *stats);
+/*
+ * Scans bytes[0..len), segment seq's bytes from offset base on (as for
+ * journal_rec_parse), from a record that starts at base; stats (may be NULL)
+ * end is base when nothing valid was found.
+ */
+void journal_scan(const void *bytes, size_t len, uint64_t base, uint64_t seq, journal_scan_fn fn,
+                  void *arg, struct journal_scan_stats *stats);
 
 /* ---- Done-log ---- */
 
@@ -181,13 +188,22 @@ int journal_writer_commit(struct journal_writer *w, struct journal_item *items, 
 /* ---- Files, for delivery and the queue commands ---- */
 
 /*
- * A segment's bytes as far as they may be read: the whole file when no
- * writer holds it, the synced end its header names when smtpd is writing it
- * (its lock is held), so that nothing is read before its round was synced.
- * *live says which. 0 or -1 with errno.
+ * A segment's bytes from offset from (>= JOURNAL_SEG_HEADER_SIZE) as far as
+ * they may be read: to the end of the file when no writer holds it, to the
+ * synced end its header names when smtpd is writing it (its lock is held),
+ * so that nothing is read before its round was synced. *live says which.
+ * 0 or -1 with errno.
  */
-int journal_segment_read(int journal_fd, uint64_t seq, struct buf *out, int *live);
-/* Appends a done-log record (no sync: the caller decides); 0 or -1 with errno. */
+int journal_segment_read(int journal_fd, uint64_t seq, uint64_t from, struct buf *out, int *live);
+/*
+ * Opens segment seq's done-log for appending (made if missing; a torn last
+ * record is padded so the next one starts at a record boundary). The fd,
+ * or -1 with errno.
+ */
+int journal_done_open(int journal_fd, uint64_t seq);
+/* Appends one done-log record on fd (no sync: the caller decides); 0 or -1 with errno. */
+int journal_done_write(int fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind);
+/* journal_done_open, write, close. */
 int journal_done_append(int journal_fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind);
 /* A done-log's bytes (empty when there is none); 0 or -1 with errno. */
 int journal_done_read(int journal_fd, uint64_t seq, struct buf *out);
@@ -199,7 +215,12 @@ int journal_done_read(int journal_fd, uint64_t seq, struct buf *out);
  * that a newer segment exists. -1 with EBUSY when a writer holds it.
  */
 int journal_reclaim(int journal_fd, uint64_t seq);
-/* The segments under journal/, oldest first (malloc'd; *n set). */
-uint64_t *journal_list(int journal_fd, size_t *n);
+/* The numbers of journal/'s names ending in suffix (".seg", ".done"), sorted (malloc'd; *n set). */
+uint64_t *journal_list(int journal_fd, const char *suffix, size_t *n);
+/* Segment seq opened read-only, or -1 with errno. */
+int journal_segment_open(int journal_fd, uint64_t seq);
+/* Exactly len bytes of segment seq from offset (a record already indexed); 0 or -1 with errno. */
+int journal_record_read(int journal_fd, uint64_t seq, uint64_t offset, uint64_t len,
+                        struct buf *out);
 
 #endif

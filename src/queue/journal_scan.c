@@ -116,43 +116,45 @@ static int journal_rec_header_decode(const unsigned char *p, uint64_t seq, struc
     return 0;
 }
 
-enum journal_parse journal_rec_parse(const void *seg, size_t len, uint64_t off, uint64_t seq,
-                                     struct journal_rec *rec)
+enum journal_parse journal_rec_parse(const void *bytes, size_t len, uint64_t base, uint64_t off,
+                                     uint64_t seq, struct journal_rec *rec)
 {
-    const unsigned char *p = seg;
+    const unsigned char *p = bytes;
     memset(rec, 0, sizeof *rec);
-    if (off < JOURNAL_SEG_HEADER_SIZE || off > len || len - off < JOURNAL_REC_HEADER_SIZE)
+    if (base < JOURNAL_SEG_HEADER_SIZE || off < base || off - base > len ||
+        len - (off - base) < JOURNAL_REC_HEADER_SIZE)
         return JOURNAL_REC_END;
-    if (journal_rec_header_decode(p + off, seq, rec) < 0)
+    const unsigned char *at = p + (off - base);
+    if (journal_rec_header_decode(at, seq, rec) < 0)
         return JOURNAL_REC_END;
     /* A record straddling the end of what was read was not written whole. */
-    if (rec->len > len - off)
+    if (rec->len > len - (off - base))
         return JOURNAL_REC_END;
     rec->offset = off;
-    rec->env = (const char *)p + off + JOURNAL_REC_HEADER_SIZE;
+    rec->env = (const char *)at + JOURNAL_REC_HEADER_SIZE;
     rec->data = rec->env + rec->env_len;
     size_t body = JOURNAL_REC_HEADER_SIZE + rec->env_len + rec->data_len;
-    if (journal_get_u32(p + off + body) != crc32c(0, p + off, body)) {
+    if (journal_get_u32(at + body) != crc32c(0, at, body)) {
         rec->env = rec->data = NULL;
         return JOURNAL_REC_DAMAGED;
     }
     return JOURNAL_REC_VALID;
 }
 
-void journal_scan(const void *seg, size_t len, uint64_t seq, journal_scan_fn fn, void *arg,
-                  struct journal_scan_stats *stats)
+void journal_scan(const void *bytes, size_t len, uint64_t base, uint64_t seq, journal_scan_fn fn,
+                  void *arg, struct journal_scan_stats *stats)
 {
-    struct journal_scan_stats st = {.end = JOURNAL_SEG_HEADER_SIZE};
+    struct journal_scan_stats st = {.end = base};
     /*
      * Damaged records are reported only once a valid record after them
      * shows they are not a torn tail: first_damaged remembers where the run
      * of damaged ones began, and is walked again by their lengths then.
      */
-    uint64_t off = JOURNAL_SEG_HEADER_SIZE, first_damaged = 0;
+    uint64_t off = base, first_damaged = 0;
     size_t run = 0;
     struct journal_rec rec;
     for (;;) {
-        enum journal_parse r = journal_rec_parse(seg, len, off, seq, &rec);
+        enum journal_parse r = journal_rec_parse(bytes, len, base, off, seq, &rec);
         if (r == JOURNAL_REC_END)
             break;
         if (r == JOURNAL_REC_DAMAGED) {
@@ -161,7 +163,7 @@ void journal_scan(const void *seg, size_t len, uint64_t seq, journal_scan_fn fn,
         } else {
             for (uint64_t d = first_damaged; run > 0; run--) {
                 struct journal_rec bad;
-                journal_rec_parse(seg, len, d, seq, &bad);
+                journal_rec_parse(bytes, len, base, d, seq, &bad);
                 fn(arg, JOURNAL_FOUND_DAMAGED, &bad);
                 st.damaged++;
                 d += bad.len;

@@ -22,6 +22,7 @@
 #include "queue/journal.h"
 #include "testutil.h"
 
+#define H JOURNAL_SEG_HEADER_SIZE
 #define ID1 "1LGL65FDNF42HOP"
 #define ID2 "1LGL65FDNF42HOQ"
 #define ID3 "1LGL65FDNF42HOR"
@@ -107,7 +108,8 @@ static void test_scan_valid(void **state)
     uint64_t off[3];
     three_records(&seg, 7, off);
     struct journal_rec rec;
-    assert_int_equal(journal_rec_parse(seg.data, seg.len, off[1], 7, &rec), JOURNAL_REC_VALID);
+    assert_int_equal(journal_rec_parse(seg.data + H, seg.len - H, H, off[1], 7, &rec),
+                     JOURNAL_REC_VALID);
     assert_string_equal(rec.id, ID2);
     assert_int_equal(rec.data_len, 6);
     assert_memory_equal(rec.data, "second", 6);
@@ -115,13 +117,13 @@ static void test_scan_valid(void **state)
     assert_true(rec.offset == off[1] && rec.len == off[2] - off[1]);
     struct seen s = {0};
     struct journal_scan_stats st;
-    journal_scan(seg.data, seg.len, 7, on_rec, &s, &st);
+    journal_scan(seg.data + H, seg.len - H, H, 7, on_rec, &s, &st);
     assert_int_equal(s.valid, 3);
     assert_int_equal(st.damaged + st.torn, 0);
     assert_true(st.end == seg.len);
     /* Stale: the same bytes read as segment 8 (a recycled file) hold nothing. */
     memset(&s, 0, sizeof s);
-    journal_scan(seg.data, seg.len, 8, on_rec, &s, &st);
+    journal_scan(seg.data + H, seg.len - H, H, 8, on_rec, &s, &st);
     assert_int_equal(s.valid + s.damaged, 0);
     assert_true(st.end == JOURNAL_SEG_HEADER_SIZE);
     buf_free(&seg);
@@ -137,7 +139,7 @@ static void test_scan_torn_tail(void **state)
     for (size_t cut = off[2] + 1; cut < seg.len; cut += 7) {
         struct seen s = {0};
         struct journal_scan_stats st;
-        journal_scan(seg.data, cut, 7, on_rec, &s, &st);
+        journal_scan(seg.data + H, cut - H, H, 7, on_rec, &s, &st);
         assert_int_equal(s.valid, 2);
         assert_int_equal(s.damaged, 0);
         assert_true(st.end == off[2]);
@@ -145,7 +147,7 @@ static void test_scan_torn_tail(void **state)
     /* Zeros after the last record (a recycled segment's first life was zeros). */
     buf_append(&seg, (char[64]){0}, 64);
     struct seen s = {0};
-    journal_scan(seg.data, seg.len, 7, on_rec, &s, NULL);
+    journal_scan(seg.data + H, seg.len - H, H, 7, on_rec, &s, NULL);
     assert_int_equal(s.valid, 3);
     buf_free(&seg);
 }
@@ -160,7 +162,7 @@ static void test_scan_damaged(void **state)
     seg.data[off[1] + JOURNAL_REC_HEADER_SIZE + 3] ^= 0x20;
     struct seen s = {0};
     struct journal_scan_stats st;
-    journal_scan(seg.data, seg.len, 7, on_rec, &s, &st);
+    journal_scan(seg.data + H, seg.len - H, H, 7, on_rec, &s, &st);
     assert_int_equal(s.valid, 2);
     assert_int_equal(s.damaged, 1);
     assert_memory_equal(s.kinds, "vdv", 3);
@@ -170,7 +172,7 @@ static void test_scan_damaged(void **state)
     seg.data[off[1] + JOURNAL_REC_HEADER_SIZE + 3] ^= 0x20;
     seg.data[seg.len - 1] ^= 1;
     memset(&s, 0, sizeof s);
-    journal_scan(seg.data, seg.len, 7, on_rec, &s, &st);
+    journal_scan(seg.data + H, seg.len - H, H, 7, on_rec, &s, &st);
     assert_int_equal(s.valid, 2);
     assert_int_equal(s.damaged, 0);
     assert_int_equal(st.torn, 1);
@@ -179,7 +181,7 @@ static void test_scan_damaged(void **state)
     seg.data[seg.len - 1] ^= 1;
     seg.data[off[1] + 9] ^= 1;
     memset(&s, 0, sizeof s);
-    journal_scan(seg.data, seg.len, 7, on_rec, &s, &st);
+    journal_scan(seg.data + H, seg.len - H, H, 7, on_rec, &s, &st);
     assert_int_equal(s.valid, 1);
     buf_free(&seg);
 }
@@ -277,7 +279,7 @@ static void test_writer(void **state)
     assert_true(items[0].seq == 1 && items[0].offset == JOURNAL_SEG_HEADER_SIZE);
     assert_true(items[1].offset == items[0].offset + items[0].len);
     size_t n;
-    uint64_t *segs = journal_list(jfd, &n);
+    uint64_t *segs = journal_list(jfd, ".seg", &n);
     assert_int_equal(n, 1);
     assert_true(segs[0] == 1);
     free(segs);
@@ -290,14 +292,14 @@ static void test_writer(void **state)
     uint64_t end = items[2].offset + items[2].len;
     assert_int_equal(pwrite(raw, "garbage", 7, (off_t)end), 7);
     int live = 0;
-    assert_int_equal(journal_segment_read(jfd, 1, &seg, &live), 0);
+    assert_int_equal(journal_segment_read(jfd, 1, H, &seg, &live), 0);
     assert_int_equal(live, 1);
-    assert_true(seg.len == end);
+    assert_true(seg.len == end - H);
     struct seen s = {0};
-    journal_scan(seg.data, seg.len, 1, on_rec, &s, NULL);
+    journal_scan(seg.data, seg.len, H, 1, on_rec, &s, NULL);
     assert_int_equal(s.valid, 3);
     struct journal_rec rec;
-    assert_int_equal(journal_rec_parse(seg.data, seg.len, items[2].offset, 1, &rec),
+    assert_int_equal(journal_rec_parse(seg.data, seg.len, H, items[2].offset, 1, &rec),
                      JOURNAL_REC_VALID);
     assert_memory_equal(rec.data, "data three", 10);
     /* A live segment is not reclaimed. */
@@ -306,11 +308,11 @@ static void test_writer(void **state)
 
     /* The writer gone (its lock with it): read whole. */
     journal_writer_free(w);
-    assert_int_equal(journal_segment_read(jfd, 1, &seg, &live), 0);
+    assert_int_equal(journal_segment_read(jfd, 1, H, &seg, &live), 0);
     assert_int_equal(live, 0);
-    assert_true(seg.len == JOURNAL_SEGMENT_SIZE);
+    assert_true(seg.len == JOURNAL_SEGMENT_SIZE - H);
     memset(&s, 0, sizeof s);
-    journal_scan(seg.data, seg.len, 1, on_rec, &s, NULL);
+    journal_scan(seg.data, seg.len, H, 1, on_rec, &s, NULL);
     assert_int_equal(s.valid, 3);
 
     /* Done-log on disk, then the segment given back and reused under a new number. */
@@ -340,13 +342,13 @@ static void test_writer(void **state)
     assert_true(one.seq == 3);
     assert_int_equal(stat(p, &st), -1); /* taken from free/ */
     journal_writer_free(w);
-    assert_int_equal(journal_segment_read(jfd, 3, &seg, &live), 0);
+    assert_int_equal(journal_segment_read(jfd, 3, H, &seg, &live), 0);
     memset(&s, 0, sizeof s);
-    journal_scan(seg.data, seg.len, 3, on_rec, &s, NULL);
+    journal_scan(seg.data, seg.len, H, 3, on_rec, &s, NULL);
     /* Segment 1's three records are still in the bytes, but stale: only the new one counts. */
     assert_int_equal(s.valid, 1);
     assert_string_equal(s.ids[0], ID2);
-    assert_memory_equal(seg.data + JOURNAL_SEG_HEADER_SIZE + JOURNAL_REC_HEADER_SIZE, "E10\n", 4);
+    assert_memory_equal(seg.data + JOURNAL_REC_HEADER_SIZE, "E10\n", 4);
 
     buf_free(&log);
     buf_free(&seg);
@@ -378,9 +380,9 @@ static void test_writer_full_segment(void **state)
     int live;
     size_t total = 0;
     for (uint64_t seq = 1; seq <= 2; seq++) {
-        assert_int_equal(journal_segment_read(jfd, seq, &seg, &live), 0);
+        assert_int_equal(journal_segment_read(jfd, seq, H, &seg, &live), 0);
         struct seen s = {0};
-        journal_scan(seg.data, seg.len, seq, on_rec, &s, NULL);
+        journal_scan(seg.data, seg.len, H, seq, on_rec, &s, NULL);
         assert_int_equal(s.damaged, 0);
         total += (size_t)s.valid;
     }
