@@ -54,6 +54,7 @@ struct spool_journal {
     int fd;    /* journal/, or -1 when there is none (yet) */
     int owner; /* delivery: may write done-logs, materialize, quarantine, reclaim */
     int loaded;
+    int quarantined; /* damaged records copied to corrupt/ (spool_journal_recover's count) */
     struct jseg *segs; /* oldest first */
     struct jent *buckets[SPOOL_JOURNAL_BUCKETS];
     size_t count;
@@ -207,6 +208,7 @@ static void spool_journal_quarantine(struct spool *s, struct jseg *g, const stru
         log_error("%s: journal record at %s/%016" PRIx64 ".seg offset %" PRIu64
                   " fails its checksum; copied to %s",
                   rec->id, JOURNAL_DIR, g->seq, rec->offset, path);
+        j->quarantined++;
         if (spool_journal_done(j, g, rec->offset, JOURNAL_DONE) < 0)
             log_error("%s: cannot mark a damaged journal record: %s", rec->id, strerror(errno));
     } else {
@@ -411,6 +413,7 @@ int spool_journal_recover(struct spool *s)
     pthread_mutex_lock(&j->lock);
     spool_journal_reset(j);
     j->owner = 1;
+    j->quarantined = 0;
     if (spool_journal_dir(s) >= 0) {
         spool_journal_poll_locked(s);
         /* Done-logs whose segment is gone: a reclaim cut short after its rename. */
@@ -431,8 +434,9 @@ int spool_journal_recover(struct spool *s)
         if (j->count)
             log_info("journal: %zu queued message(s) in %s/", j->count, JOURNAL_DIR);
     }
+    int bad = j->quarantined;
     pthread_mutex_unlock(&j->lock);
-    return 0;
+    return bad;
 }
 
 int spool_journal_has(const struct spool *s, const char *id)
