@@ -99,11 +99,15 @@ struct journal_writer *journal_writer_open(const char *queue_dir, struct buf *er
     char *jdir = xasprintf("%s/%s", queue_dir, JOURNAL_DIR);
     char *fdir = xasprintf("%s/%s", queue_dir, JOURNAL_FREE_DIR);
     const char *bad = NULL;
-    if ((mkdir(jdir, 0700) < 0 && errno != EEXIST) ||
-        (w->dir_fd = open(jdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+    /* A directory made here is synced into its parent before any record in it is acknowledged. */
+    int made_j = mkdir(jdir, 0700) == 0, made_f = 0;
+    if ((!made_j && errno != EEXIST) ||
+        (w->dir_fd = open(jdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+        (made_j && fsync_dir(queue_dir) < 0))
         bad = jdir;
-    else if ((mkdir(fdir, 0700) < 0 && errno != EEXIST) ||
-             (w->free_fd = open(fdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+    else if (((made_f = mkdir(fdir, 0700) == 0) == 0 && errno != EEXIST) ||
+             (w->free_fd = open(fdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+             (made_f && fsync(w->dir_fd) < 0))
         bad = fdir;
     if (bad != NULL) {
         buf_printf(err, "%s: %s", bad, strerror(errno));
@@ -371,9 +375,20 @@ static int journal_open_seg(int journal_fd, uint64_t seq, int flags)
 {
     struct buf name = BUF_INIT;
     journal_seg_name(seq, &name);
-    int fd = openat(journal_fd, name.data, flags | O_CLOEXEC | O_NOFOLLOW);
+    /*
+     * Not through a symbolic link, and without blocking on a FIFO put in
+     * its place: the queue commands read the journal as root, in a
+     * directory mail_owner writes.
+     */
+    int fd = openat(journal_fd, name.data, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     int e = errno;
     buf_free(&name);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        e = S_ISREG(st.st_mode) ? errno : EINVAL;
+        close(fd);
+        fd = -1;
+    }
     errno = e;
     return fd;
 }
@@ -403,8 +418,8 @@ int journal_segment_read(int journal_fd, uint64_t seq, uint64_t from, struct buf
     struct stat st;
     if (fd < 0)
         return -1;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        int e = S_ISREG(st.st_mode) ? errno : EINVAL;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
         close(fd);
         errno = e;
         return -1;
@@ -506,13 +521,17 @@ int journal_done_read(int journal_fd, uint64_t seq, struct buf *out)
 {
     struct buf name = BUF_INIT;
     journal_done_name(seq, &name);
-    int fd = openat(journal_fd, name.data, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(journal_fd, name.data, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     buf_free(&name);
     buf_reset(out);
     if (fd < 0)
         return errno == ENOENT ? 0 : -1;
     struct stat st;
     int rc = fstat(fd, &st);
+    if (rc == 0 && !S_ISREG(st.st_mode)) {
+        rc = -1;
+        errno = EINVAL;
+    }
     if (rc == 0)
         rc = journal_pread_range(fd, 0, (uint64_t)st.st_size, out);
     int e = errno;

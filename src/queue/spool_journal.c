@@ -54,7 +54,7 @@ struct spool_journal {
     int fd;    /* journal/, or -1 when there is none (yet) */
     int owner; /* delivery: may write done-logs, materialize, quarantine, reclaim */
     int loaded;
-    int quarantined; /* damaged records copied to corrupt/ (spool_journal_recover's count) */
+    int quarantined;   /* damaged records copied to corrupt/ (spool_journal_recover's count) */
     struct jseg *segs; /* oldest first */
     struct jent *buckets[SPOOL_JOURNAL_BUCKETS];
     size_t count;
@@ -62,7 +62,7 @@ struct spool_journal {
 
 /* What one segment's first scan needs: its done-log's finished offsets. */
 struct jscan {
-    struct spool *s;
+    const struct spool *s;
     struct jseg *seg;
     uint64_t *done;
     size_t ndone, cap;
@@ -100,7 +100,7 @@ static void spool_journal_unlink_entry(struct spool_journal *j, struct jent *gon
 }
 
 /* journal/, opened when it exists; a queue without one has no journaled mail. */
-static int spool_journal_dir(struct spool *s)
+static int spool_journal_dir(const struct spool *s)
 {
     struct spool_journal *j = s->jr;
     if (j->fd < 0) {
@@ -192,8 +192,9 @@ static int spool_journal_in_files(const struct spool *s, const char *id)
  * its bytes are copied to corrupt/ for the operator, logged, and it is
  * marked finished so that its segment can be reclaimed.
  */
-static void spool_journal_quarantine(struct spool *s, struct jseg *g, const struct journal_rec *rec,
-                                     const char *bytes, uint64_t base)
+static void spool_journal_quarantine(const struct spool *s, struct jseg *g,
+                                     const struct journal_rec *rec, const char *bytes,
+                                     uint64_t base)
 {
     struct spool_journal *j = s->jr;
     char name[64];
@@ -228,7 +229,7 @@ static void spool_journal_on_rec(void *arg, enum journal_found what, const struc
 {
     struct jfound *f = arg;
     struct jscan *sc = f->sc;
-    struct spool *s = sc->s;
+    const struct spool *s = sc->s;
     struct spool_journal *j = s->jr;
     if (sc->first && sc->ndone &&
         bsearch(&rec->offset, sc->done, sc->ndone, sizeof *sc->done, spool_journal_cmp_u64))
@@ -272,7 +273,7 @@ static void spool_journal_on_rec(void *arg, enum journal_found what, const struc
  * and indexes what is new. *live says whether smtpd still writes it.
  * Returns the number of new records indexed, or -1 when it cannot be read.
  */
-static int spool_journal_scan_seg(struct spool *s, struct jseg *g, int first, int *live)
+static int spool_journal_scan_seg(const struct spool *s, struct jseg *g, int first, int *live)
 {
     struct spool_journal *j = s->jr;
     struct jscan sc = {.s = s, .seg = g, .first = first};
@@ -317,7 +318,7 @@ static int spool_journal_scan_seg(struct spool *s, struct jseg *g, int first, in
  * holds and that a newer segment follows, after a last look for records
  * written since the previous scan. Owner only, lock held.
  */
-static void spool_journal_reclaim_idle(struct spool *s)
+static void spool_journal_reclaim_idle(const struct spool *s)
 {
     struct spool_journal *j = s->jr;
     for (struct jseg **pp = &j->segs; *pp && (*pp)->next;) {
@@ -345,7 +346,7 @@ static void spool_journal_reclaim_idle(struct spool *s)
 }
 
 /* Finds segments not seen yet and reads what is new in each; lock held. */
-static void spool_journal_poll_locked(struct spool *s)
+static void spool_journal_poll_locked(const struct spool *s)
 {
     struct spool_journal *j = s->jr;
     if (spool_journal_dir(s) < 0)
@@ -443,6 +444,9 @@ int spool_journal_has(const struct spool *s, const char *id)
 {
     struct spool_journal *j = s->jr;
     pthread_mutex_lock(&j->lock);
+    /* A queue command's first look: everything in the journal (delivery's comes at its start). */
+    if (!j->loaded)
+        spool_journal_poll_locked(s);
     int there = spool_journal_find(j, id) != NULL;
     pthread_mutex_unlock(&j->lock);
     return there;
@@ -452,6 +456,8 @@ struct envelope *spool_journal_envelope(struct spool *s, const char *id, struct 
 {
     struct spool_journal *j = s->jr;
     pthread_mutex_lock(&j->lock);
+    if (!j->loaded)
+        spool_journal_poll_locked(s);
     struct jent *e = spool_journal_find(j, id);
     struct envelope *env = NULL;
     if (e == NULL)
@@ -484,6 +490,8 @@ int spool_journal_where(const struct spool *s, const char *id, uint64_t *seq, ui
 {
     struct spool_journal *j = s->jr;
     pthread_mutex_lock(&j->lock);
+    if (!j->loaded)
+        spool_journal_poll_locked(s);
     struct jent *e = spool_journal_find(j, id);
     if (e) {
         *seq = e->seg->seq;
