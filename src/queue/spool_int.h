@@ -83,7 +83,10 @@ void spool_journal_free(struct spool_journal *j);
  * reclaims what is finished. Returns the number of records quarantined.
  */
 int spool_journal_recover(struct spool *s);
-/* Indexes records committed since the last look (cheap: only new bytes are read). */
+/*
+ * Indexes records committed since the last look (cheap: only new bytes
+ * are read, and the directory only when the known segments had none).
+ */
 void spool_journal_poll(struct spool *s);
 int spool_journal_has(const struct spool *s, const char *id);
 /* NULL with errno ENOENT (not journaled) or EINVAL and err. */

@@ -373,11 +373,32 @@ static void spool_journal_poll_locked(const struct spool *s)
         spool_journal_reclaim_idle(s);
 }
 
+/*
+ * The hint's case: smtpd appended to the segment it holds, which is known
+ * already. Returns 1 when that is all there can be: something new was
+ * found there and smtpd still holds it (had it let go, it may have gone
+ * on in a new segment, which only the directory shows).
+ */
+static int spool_journal_poll_known(const struct spool *s)
+{
+    struct spool_journal *j = s->jr;
+    int found = 0, let_go = 0;
+    for (struct jseg *g = j->segs; g; g = g->next) {
+        if (g->complete)
+            continue;
+        int live, n = spool_journal_scan_seg(s, g, 0, &live);
+        found += n > 0 ? n : 0;
+        let_go |= !live;
+    }
+    return found > 0 && !let_go;
+}
+
 void spool_journal_poll(struct spool *s)
 {
     struct spool_journal *j = s->jr;
     pthread_mutex_lock(&j->lock);
-    spool_journal_poll_locked(s);
+    if (!j->loaded || !spool_journal_poll_known(s))
+        spool_journal_poll_locked(s);
     pthread_mutex_unlock(&j->lock);
 }
 
