@@ -1155,6 +1155,10 @@ def ratio(a, b, invert=False):
     return "%.2fx" % ((b / a) if invert else (a / b))
 
 
+# A run is quiet when other work took at most this share of the machine's CPU.
+QUIET_SHARE = 0.10
+
+
 def render(results, meta):
     L = []
     L.append("# hongyan benchmark results")
@@ -1167,10 +1171,23 @@ def render(results, meta):
     L.append("- Postfix: %s" % meta.get("postfix", "—"))
     L.append("- queues (and Maildirs) on: %s" % meta.get("spool", "—"))
     L.append("- load: smtp-source, %d-byte messages, one new connection per message" % MSG_SIZE)
-    L.append("- load average (1 min) at start / end: %s / %s%s" % (
-        meta.get("load_start", "?"), meta.get("load_end", "?"),
-        " — the machine was busy with other work: treat the numbers as rough"
-        if max(meta.get("load_start", 0), meta.get("load_end", 0)) > 1.0 else ""))
+    cpu = meta.get("cpu")
+    if cpu:
+        # Other work: the machine's busy time outside the bench's cgroup (lean.BenchCpu).
+        L.append("- other work on the machine during the run: %.1f%% of its CPU (%.0f CPU-s outside "
+                 "the bench's processes, the kernel's I/O threads included, against %.0f CPU-s of "
+                 "the bench's own, over %.0f s on %d cores)%s" % (
+                     100 * cpu["others_share"], cpu["others"], cpu["bench"], cpu["wall"], meta["cores"],
+                     " — busy: treat the numbers as rough" if cpu["others_share"] > QUIET_SHARE
+                     else " — a quiet run"))
+        L.append("- load average (1 min) at start / end: %s / %s (the load average counts tasks waiting "
+                 "for the spool's disk, so the bench's own load raises it: not a measure of other work)"
+                 % (meta.get("load_start", "?"), meta.get("load_end", "?")))
+    else:
+        # No cgroup here (or a run from before the measure): the load average is all there is.
+        L.append("- load average (1 min) at start / end: %s / %s (no measure of other work in this "
+                 "run; the load average counts the bench's own waits for the spool's disk too)"
+                 % (meta.get("load_start", "?"), meta.get("load_end", "?")))
     L.append("")
     # The lean sections first: issue 13's goal is judged on them.
     import lean
@@ -1342,6 +1359,44 @@ def loadavg():
         return -1.0
 
 
+RUN_MARK = "<!-- run -->"
+NOTES = "Notes and failures"
+
+
+def _section_key(section):
+    """A results section's name without what varies from run to run (counts,
+    the issue): "Lean acceptance", "Sustained", "DKIM", "STARTTLS"..."""
+    title = section.split("\n", 1)[0][len("### "):]
+    return re.split(r":| \(", title, 1)[0].strip()
+
+
+def _split_run(run):
+    """A run's text: its header (date, versions, load) and its ### sections."""
+    parts = ("\n" + run.strip()).split("\n### ")
+    return parts[0].strip(), ["### " + p.strip() for p in parts[1:]]
+
+
+def merge_results(old_block, md):
+    """The README's results block with this run's sections in place of the
+    same sections of earlier runs. A partial run (--only lean,latency)
+    replaces only its own tables; each table stays under the header (date,
+    commit, load) of the run that measured it; a run none of whose tables
+    is left is dropped, and so are its notes."""
+    body = md.split("\n", 2)[2] if md.startswith("# ") else md  # drop the title
+    body = body.replace("\n## ", "\n### ")  # sections under "Results on this machine"
+    header, sections = _split_run(body)
+    replaced = {_section_key(s) for s in sections} - {NOTES}
+    runs = [header + "\n\n" + "\n\n".join(sections)]
+    for old in old_block.split(RUN_MARK):
+        if not old.strip():
+            continue
+        old_header, old_sections = _split_run(old)
+        kept = [s for s in old_sections if _section_key(s) not in replaced]
+        if any(_section_key(s) != NOTES for s in kept):
+            runs.append(old_header + "\n\n" + "\n\n".join(kept))
+    return "".join("%s\n%s\n" % (RUN_MARK, r.strip()) for r in runs)
+
+
 def update_readme(md):
     readme = ROOT / "bench" / "README.md"
     text = readme.read_text()
@@ -1349,10 +1404,9 @@ def update_readme(md):
     if begin not in text or end not in text:
         print("README.md has no results markers; not updated", file=sys.stderr)
         return
-    body = md.split("\n", 2)[2] if md.startswith("# ") else md  # drop the title
-    body = body.replace("\n## ", "\n### ")  # sections under "Results on this machine"
     head, rest = text.split(begin, 1)
-    readme.write_text(head + begin + "\n" + body.strip() + "\n" + end + rest.split(end, 1)[1])
+    old, tail = rest.split(end, 1)
+    readme.write_text(head + begin + "\n" + merge_results(old, md) + end + tail)
 
 
 def cleanup():
@@ -1381,11 +1435,17 @@ def main():
     ap.add_argument("--no-spool-fs", action="store_true",
                     help="keep the queues in bench/out instead of an ext4 filesystem of their own")
     ap.add_argument("--idle", type=int, default=10000, help="idle sessions to hold")
+    ap.add_argument("--readme-from", metavar="RESULTS_JSON",
+                    help="measure nothing: write the results.json of an earlier run into bench/README.md")
     ap.add_argument("--readme", action="store_true",
                     help="also write the results into bench/README.md (between its results markers)")
     ap.add_argument("--postfix-big-sessions", type=int, default=1000,
                     help="idle sessions for Postfix with its smtpd process limit raised")
     args = ap.parse_args()
+    if args.readme_from:
+        saved = json.loads(pathlib.Path(args.readme_from).read_text())
+        update_readme(render(saved["results"], saved["meta"]))
+        return
 
     def stop_on_signal(sig, frame):
         cleanup()
@@ -1418,6 +1478,8 @@ def main():
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "host": platform.node(), "cores": os.cpu_count(), "kernel": platform.release(),
             "load_start": loadavg()}
+    bench_cpu = lean.BenchCpu()
+    _cleanups.append(bench_cpu.remove)  # first in, so removed last: after the servers' groups
     meta["hongyan"] = Hongyan(OUT / "unused", 0).version()
     meta["postfix"] = Postfix(OUT / "unused", 0).version()
     if HONGYAN_BASE:
@@ -1558,6 +1620,7 @@ def main():
             results["sustained"] = lean.scenario_sustained(
                 servers, count=n, fresh_fs=fs.setup if not args.no_spool_fs and WORK != OUT else None)
     finally:
+        meta["cpu"] = bench_cpu.summary()
         cleanup()
         try:
             os.unlink(OUT / "pids")  # all stopped: nothing for run.sh's trap to do

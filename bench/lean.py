@@ -10,6 +10,7 @@ import os
 import pathlib
 import re
 import smtplib
+import sys
 import threading
 import time
 
@@ -82,6 +83,70 @@ class CpuGroup:
 def cgroup_for(name):
     cg = CpuGroup(name)
     return cg if cg.ok else None
+
+
+def machine_busy_seconds():
+    """CPU seconds the whole machine has spent busy since boot (every core:
+    user, nice, system, irq, softirq, steal), from /proc/stat."""
+    fields = open("/proc/stat").readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class BenchCpu:
+    """How much other work ran beside the bench. The bench moves itself into
+    a cgroup of its own at start; what it runs (load generators, sinks) stays
+    there, and every server's own cgroup (CpuGroup) is made inside it, so its
+    usage is the CPU of everything the bench caused in user space and in
+    system calls. The machine's busy time minus that is other work, plus the
+    kernel's own threads (the loop device's and the journal's I/O, which the
+    bench causes too: so a quiet run still shows a few percent). The load
+    average cannot tell this: tasks waiting on the spool's disk count in it,
+    so the bench's own load drives it to 20 and more."""
+
+    BASE = pathlib.Path("/sys/fs/cgroup/cpuacct")
+
+    def __init__(self):
+        self.path = None
+        cand = self.BASE / ("hybench-%d" % os.getpid())
+        if (self.BASE / "cpuacct.usage").exists():
+            try:
+                cand.mkdir()
+                (cand / "cgroup.procs").write_text(str(os.getpid()))
+                self.path = cand
+                CpuGroup.ROOTS = (cand,) + CpuGroup.ROOTS  # servers' groups nest inside
+            except OSError:
+                try:
+                    cand.rmdir()
+                except OSError:
+                    pass
+        self.wall0, self.busy0, self.own0 = time.time(), machine_busy_seconds(), self._own()
+
+    def _own(self):
+        return int((self.path / "cpuacct.usage").read_text()) / 1e9 if self.path else 0.0
+
+    def summary(self):
+        """{wall, machine, bench, others, others_share} over the run so far;
+        None where the bench has no cgroup (cgroup v2 only: no figure)."""
+        if self.path is None:
+            return None
+        wall = time.time() - self.wall0
+        machine = machine_busy_seconds() - self.busy0
+        bench = self._own() - self.own0
+        others = max(0.0, machine - bench)
+        return {"wall": wall, "machine": machine, "bench": bench, "others": others,
+                "others_share": others / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0}
+
+    def remove(self):
+        """Back to the root group, then remove the bench's (the servers' are gone by then)."""
+        if self.path is None:
+            return
+        try:
+            (self.BASE / "cgroup.procs").write_text(str(os.getpid()))
+            self.path.rmdir()
+        except OSError as e:
+            print("cleanup: bench cgroup %s: %s" % (self.path, e), file=sys.stderr)
+        self.path = None
 
 
 # ---------------------------------------------------------------- servers
@@ -455,8 +520,9 @@ def percentile(xs, p):
 
 
 def _log_delays(maillog):
-    """delay= of every relayed delivery in a log, and Postfix's delays=a/b/c/d
-    (b: time in the queue manager, from commit to hand-over to smtp(8))."""
+    """delay= of every relayed delivery in a log, and delays=a/b/c/d (both
+    servers write it: b is the time in the queue manager, from the message
+    becoming due, right after its commit, to the hand-over to the agent)."""
     total, qmgr = [], []
     try:
         text = maillog.read_text(errors="replace")
@@ -675,8 +741,8 @@ def render(results, L):
                  "local sink" % lat["n"])
         L.append("")
         L.append("Client's 250 to the final dot's arrival at the sink; and from each server's own log: "
-                 "`delay=` (arrival to delivery done) and, Postfix only, `delays=` b (commit to hand-over "
-                 "to smtp(8); hongyan's log has no such breakdown).")
+                 "`delay=` (arrival to delivery done) and `delays=` b (commit to hand-over to the "
+                 "SMTP client; Postfix's format: 0 means under 5 ms).")
         L.append("")
         L.append("| server | p50 ms | p99 ms | max ms | arrived / late | log delay= p50 / p99 s | "
                  "log commit→hand-over p50 / p99 s |")
@@ -692,6 +758,13 @@ def render(results, L):
             L.append("")
             L.append("Target: relayed to a local sink within 50 ms at p99: %s (%.1f ms)."
                      % (_check(h["p99_ms"] <= 50), h["p99_ms"]))
+        if h.get("log_qmgr_p99") is not None:
+            # The log's b is rounded to 0.01 s: 0 means under 5 ms.
+            L.append("")
+            L.append("Target: handed to its delivery agent within 5 ms of its commit at p99 (the log's "
+                     "delays= b): %s (%s)." % (_check(h["log_qmgr_p99"] < 0.005),
+                                               "0, under 5 ms" if h["log_qmgr_p99"] < 0.005
+                                               else "%.2f s" % h["log_qmgr_p99"]))
         L.append("")
     for key, title, a, b, target, what in (
             ("restrict", "Restriction lists (issue 14)", "empty", "lists", 0.90,

@@ -94,19 +94,17 @@ void queue_walk(struct spool *s, void (*fn)(void *arg, const struct queue_entry 
         size_t n;
         char **ids = spool_list(s, w ? SPOOL_HOLD : SPOOL_ACTIVE, &n);
         for (size_t i = 0; i < n; i++) {
-            struct buf err = BUF_INIT, path = BUF_INIT;
+            struct buf err = BUF_INIT;
             struct queue_entry q = {.id = ids[i]};
             struct envelope *e = spool_read_envelope(s, ids[i], &q.where, &err);
             buf_free(&err);
             if (e == NULL)
                 continue;
-            spool_data_path(s, ids[i], q.where, &path);
-            struct stat st;
-            q.size = stat(buf_cstr(&path), &st) == 0 ? (long long)st.st_size : 0;
+            unsigned long long size;
+            q.size = spool_data_size(s, ids[i], q.where, &size) == 0 ? (long long)size : 0;
             q.e = e;
             fn(arg, &q);
             envelope_free(e);
-            buf_free(&path);
         }
         strlist_free(ids);
     }
@@ -203,7 +201,7 @@ static const char *queue_state(enum rcpt_state st)
 
 static int queue_show(struct spool *s, const char *id)
 {
-    struct buf err = BUF_INIT, path = BUF_INIT, data = BUF_INIT;
+    struct buf err = BUF_INIT, why = BUF_INIT, data = BUF_INIT;
     enum spool_where where;
     struct envelope *e = spool_read_envelope(s, id, &where, &err);
     if (e == NULL) {
@@ -231,10 +229,13 @@ static int queue_show(struct spool *s, const char *id)
             printf("original_recipient: %s\n", r->orcpt);
     }
     printf("*** MESSAGE CONTENTS %s ***\n", id);
-    spool_data_path(s, id, where, &path);
+    struct spool_data msg;
     int rc = 0;
-    if (read_file(buf_cstr(&path), &data, QUEUE_SHOW_MAX) < 0) {
-        fprintf(stderr, "hongyan queue: %s: %s\n", buf_cstr(&path), strerror(errno));
+    if (spool_data_open(s, id, where, &msg, &why) < 0 ||
+        spool_data_read(&msg, &data, QUEUE_SHOW_MAX) < 0) {
+        if (msg.fd >= 0)
+            buf_printf(&why, "%s: %s", id, strerror(errno));
+        fprintf(stderr, "hongyan queue: %s\n", buf_cstr(&why));
         rc = 1;
     } else {
         /* Shown with the terminal's line ends, as postcat does. */
@@ -245,7 +246,8 @@ static int queue_show(struct spool *s, const char *id)
     printf("*** END OF MESSAGE %s ***\n", id);
     envelope_free(e);
     buf_free(&err);
-    buf_free(&path);
+    spool_data_close(&msg);
+    buf_free(&why);
     buf_free(&data);
     return rc;
 }

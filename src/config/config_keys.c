@@ -99,6 +99,9 @@ const struct config_key config_keys[] = {
     {"syslog_name", "hongyan", CONFIG_STRING, NULL,
      "the first part of the program name in log lines (NAME/smtpd[PID]); postfix makes a plain "
      "pflogsumm read the log"},
+    {"delay_logging_resolution_limit", "2", CONFIG_INT, "6",
+     "decimals at most in delay= and delays= of the delivery log (0 to 6; two significant digits "
+     "are shown either way)"},
 
     /* Listeners (hongyan's own). */
     {"smtpd_listen", "127.0.0.1:2525", CONFIG_LISTEN, NULL,

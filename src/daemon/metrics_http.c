@@ -153,19 +153,16 @@ static void metrics_gather_work(void *arg)
 {
     struct metrics_conn *c = arg;
     struct spool *spool = c->srv->spool;
-    struct buf path = BUF_INIT;
-    struct stat st;
     size_t nhold = 0;
     char **held = spool_list(spool, SPOOL_HOLD, &nhold);
     for (size_t i = 0; i < nhold; i++) {
-        spool_data_path(spool, held[i], SPOOL_HOLD, &path);
-        if (stat(buf_cstr(&path), &st) < 0)
+        unsigned long long size;
+        if (spool_data_size(spool, held[i], SPOOL_HOLD, &size) < 0)
             continue;
         c->gauges.queue_messages[2]++;
-        c->gauges.queue_bytes[2] += (unsigned long long)st.st_size;
+        c->gauges.queue_bytes[2] += size;
     }
     strlist_free(held);
-    buf_free(&path);
 }
 
 static void metrics_gather_done(void *arg)

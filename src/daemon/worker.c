@@ -68,6 +68,7 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
     server_gen_unref(old);
     log_info("reload: configuration %s", w->config_path ? w->config_path : "(embedded default)");
     log_set_syslog_name(config_get(gen->cfg, "syslog_name"));
+    log_set_delay_resolution((int)config_get_int(gen->cfg, "delay_logging_resolution_limit"));
     config_log_notes(gen->cfg, 0);
 }
 
@@ -139,9 +140,12 @@ int daemon_worker_run(enum daemon_role role, const char *config_path, struct con
         log_error("cannot create the event loop");
         return EXIT_FAILURE;
     }
-    w.srv.clients = client_table_new();
     w.srv.workq = workq_new(w.srv.base, WORKER_THREADS);
-    w.srv.auth_workq = workq_new(w.srv.base, WORKER_AUTH_THREADS);
+    /* Sessions are smtpd's: delivery has no clients to count and no passwords to check. */
+    if (role == DAEMON_ROLE_SMTPD) {
+        w.srv.clients = client_table_new();
+        w.srv.auth_workq = workq_new(w.srv.base, WORKER_AUTH_THREADS);
+    }
     w.srv.map_workq = workq_new(w.srv.base, WORKER_MAP_THREADS);
     w.srv.client_v6_prefix = (int)config_get_int(cfg, "smtpd_client_ipv6_prefix_length");
     w.srv.hold_budget.limit = (size_t)config_get_int(cfg, "smtpd_inbound_memory_limit");

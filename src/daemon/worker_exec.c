@@ -147,6 +147,7 @@ int daemon_worker_main(int argc, char **argv)
     }
     log_set_hostname(config_get(cfg, "myhostname"));
     log_set_syslog_name(config_get(cfg, "syslog_name"));
+    log_set_delay_resolution((int)config_get_int(cfg, "delay_logging_resolution_limit"));
     /* The supervisor's counters: they were there before this worker and outlive it. */
     if (metrics_fd >= 0) {
         if (metrics_shared_attach((int)metrics_fd) < 0)

@@ -10,6 +10,7 @@
 #define HONGYAN_DELIVER_AGENT_H
 
 #include <stddef.h>
+#include <sys/time.h>
 
 #include "deliver/route.h"
 #include "lib/buf.h"
@@ -17,6 +18,7 @@
 struct server;
 struct envelope;
 struct remote_gen;
+struct spool_data;
 
 enum delivery_status {
     DELIVERY_OK,
@@ -37,14 +39,25 @@ struct delivery_rcpt_result {
      * removed, unlike a peer's 250 (docs/queue.md, Results).
      */
     int repeatable;
+    /*
+     * When the session that answered was ready to send (connected, greeted,
+     * TLS and AUTH done): the log's delays= c ends and d begins there. Zero
+     * when no session answered (a failed connection, discard:, error:).
+     */
+    struct timeval setup_done;
 };
 
 struct delivery_request {
     struct server *srv;
     const struct envelope *env; /* read-only for the agent */
     const char *queue_id;
-    const char *data_path; /* the message: headers and body, CRLF line ends */
-    size_t *rcpts;         /* indexes into env->rcpts for this request */
+    /*
+     * The message (headers and body, CRLF line ends): its range of an open
+     * descriptor (queue/spool.h), borrowed: the queue manager closes it
+     * after the done callback. Agents read only the range.
+     */
+    const struct spool_data *data;
+    size_t *rcpts; /* indexes into env->rcpts for this request */
     size_t nrcpts;
     /*
      * Per request recipient, an enum route_class (deliver/route.h):

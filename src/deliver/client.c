@@ -574,7 +574,6 @@ struct smtp_client *smtp_client_connect(const struct smtp_client_opts *o, const 
     c->hostip = rb ? xstrndup(label, (size_t)(rb - label + 1)) : xstrdup(label);
     c->ready_cb = cb;
     c->ready_arg = arg;
-    c->data_fd = -1;
     c->kick = event_new(c->base, -1, 0, client_kick_cb, c);
     c->bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
@@ -643,8 +642,6 @@ void smtp_client_free(struct smtp_client *c)
         bufferevent_free(c->bev);
     if (c->kick)
         event_free(c->kick);
-    if (c->data_fd >= 0)
-        close(c->data_fd);
     if (c->out) {
         for (size_t i = 0; c->m && i < c->m->nrcpts; i++)
             free(c->out[i].reply);

@@ -4,10 +4,10 @@
  * greeting, says EHLO (HELO when EHLO gets a 5xx), does STARTTLS per the TLS
  * level (or TLS from the first byte in wrapper mode) and AUTH when
  * credentials are given; then smtp_client_send() runs one mail transaction
- * (MAIL, RCPT..., DATA streamed from the spool file with dot-stuffing),
- * pipelined when the server offers PIPELINING (RFC 2920). A connection that
- * finished a transaction cleanly can be reused: smtp_client_reset() (RSET)
- * then smtp_client_send() again.
+ * (MAIL, RCPT..., DATA streamed with dot-stuffing from the message's
+ * range of its spool file), pipelined when the server offers PIPELINING
+ * (RFC 2920). A connection that finished a transaction cleanly can be
+ * reused: smtp_client_reset() (RSET) then smtp_client_send() again.
  *
  * LMTP (RFC 2033) is the same machine with opts.lmtp set: LHLO instead of
  * EHLO (no HELO fallback), and after the final dot one reply per accepted
@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 
 #include "deliver/agent.h"
+#include "queue/spool.h"
 #include "smtp/response.h"
 #include "tls/tls_client.h"
 
@@ -101,8 +102,8 @@ struct smtp_msg {
     int ret;            /* enum dsn_ret */
     int body_8bit;
     int smtputf8;
-    const char *data_path; /* CRLF line ends, not dot-stuffed */
-    unsigned long long size;
+    /* Its range only is sent (CRLF line ends, not dot-stuffed); borrowed, not closed. */
+    struct spool_data data;
     const struct smtp_msg_rcpt *rcpts;
     size_t nrcpts;
 };

@@ -73,7 +73,7 @@ struct smtp_client {
     size_t reply_idx; /* 0: MAIL, 1..n: RCPT, n+1: DATA */
     int pipelining;
     int mail_ok;
-    int data_fd;
+    off_t data_pos; /* the next byte of m->data to send */
     int at_bol;
     int after_cr;        /* the last chunk ended with a CR, not yet written */
     int dot_for_nothing; /* 354 with no recipient accepted: send "." and ignore */

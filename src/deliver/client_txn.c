@@ -47,9 +47,6 @@ void client_txn_finish(struct smtp_client *c, int conn_ok, const char *why)
             c->out[i].reply = xstrdup(why ? why : "no reply from the server");
         }
     }
-    if (c->data_fd >= 0)
-        close(c->data_fd);
-    c->data_fd = -1;
     free(c->accepted);
     c->accepted = NULL;
     struct smtp_rcpt_out *out = c->out;
@@ -119,7 +116,7 @@ static void client_send_mail(struct smtp_client *c)
     struct buf cmd = BUF_INIT;
     buf_printf(&cmd, "MAIL FROM:<%s>", m->sender);
     if (c->ehlo.ext & SMTP_EHLO_SIZE)
-        buf_printf(&cmd, " SIZE=%llu", m->size);
+        buf_printf(&cmd, " SIZE=%llu", (unsigned long long)m->data.length);
     if (m->body_8bit && (c->ehlo.ext & SMTP_EHLO_8BITMIME))
         buf_puts(&cmd, " BODY=8BITMIME");
     if (m->smtputf8 && (c->ehlo.ext & SMTP_EHLO_SMTPUTF8))
@@ -221,7 +218,8 @@ void client_pump(struct smtp_client *c)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     char chunk[CLIENT_CHUNK];
     while (c->state == CS_DATA_BODY && evbuffer_get_length(out) < CLIENT_OUT_HIGH) {
-        ssize_t n = read(c->data_fd, chunk, sizeof chunk);
+        /* The message's range only: the file may hold other messages after it. */
+        ssize_t n = spool_data_pread(&c->m->data, c->data_pos, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -242,11 +240,10 @@ void client_pump(struct smtp_client *c)
             if (!c->at_bol)
                 evbuffer_add(out, "\r\n", 2);
             evbuffer_add(out, ".\r\n", 3);
-            close(c->data_fd);
-            c->data_fd = -1;
             client_state(c, CS_DOT);
             return;
         }
+        c->data_pos += n;
         client_data_chunk(c, out, chunk, (size_t)n);
     }
 }
@@ -301,7 +298,7 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
     c->naccepted = 0;
     c->reply_idx = 0;
     c->mail_ok = 0;
-    c->data_fd = -1;
+    c->data_pos = 0;
     c->at_bol = 1;
     c->after_cr = 0;
     c->dot_for_nothing = 0;
@@ -317,15 +314,12 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
         /* RFC 6531 3.2: a message that needs SMTPUTF8 cannot go to a server without it. */
         buf_printf(&why, "SMTPUTF8 is required, but was not offered by host %s", c->hostip);
         client_local_fail(c, DELIVERY_PERMFAIL, "5.6.7", buf_cstr(&why));
-    } else if ((c->ehlo.ext & SMTP_EHLO_SIZE) && c->ehlo.size > 0 && m->size > c->ehlo.size) {
+    } else if ((c->ehlo.ext & SMTP_EHLO_SIZE) && c->ehlo.size > 0 &&
+               (unsigned long long)m->data.length > c->ehlo.size) {
         /* RFC 1870 6: do not send what the server announced it will refuse. */
-        buf_printf(&why, "message size %llu exceeds size limit %llu of server %s", m->size,
-                   c->ehlo.size, c->hostip);
+        buf_printf(&why, "message size %llu exceeds size limit %llu of server %s",
+                   (unsigned long long)m->data.length, c->ehlo.size, c->hostip);
         client_local_fail(c, DELIVERY_PERMFAIL, "5.3.4", buf_cstr(&why));
-    } else if ((c->data_fd = open(m->data_path, O_RDONLY | O_CLOEXEC)) < 0) {
-        buf_printf(&why, "cannot open the queue file %s: %s", m->data_path, strerror(errno));
-        log_error("%s", buf_cstr(&why));
-        client_local_fail(c, DELIVERY_TEMPFAIL, "4.3.0", buf_cstr(&why));
     } else {
         client_state(c, CS_TXN);
         client_send_mail(c);

@@ -20,8 +20,6 @@
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
-#define MAILDIR_COPY_BUF 65536
-
 static atomic_uint maildir_seq;
 
 /* Disk full, quota, I/O: try again later. Anything about the path itself: give up. */
@@ -121,15 +119,14 @@ static int maildir_has_entry(const char *dir, const char *prefix)
     return found;
 }
 
-enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_path,
-                                          const char *sender, const char *rcpt,
-                                          const struct maildir_once *once, char dsn[16],
-                                          struct buf *reason, struct buf *path_out)
+enum delivery_status maildir_deliver(const char *mailbox, const struct spool_data *data,
+                                     const char *sender, const char *rcpt,
+                                     const struct maildir_once *once, char dsn[16],
+                                     struct buf *reason, struct buf *path_out)
 {
     enum delivery_status st;
     struct buf dir = BUF_INIT, tmp = BUF_INIT, fin = BUF_INIT, name = BUF_INIT, hdr = BUF_INIT;
-    int in = -1, out = -1;
-    char *copy = NULL;
+    int out = -1;
     if (mailbox == NULL || mailbox[0] != '/') {
         buf_reset(reason);
         buf_printf(reason, "mailbox path is not absolute: %s", mailbox ? mailbox : "(none)");
@@ -139,14 +136,6 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     buf_puts(&dir, mailbox);
     while (dir.len > 1 && dir.data[dir.len - 1] == '/')
         buf_truncate(&dir, dir.len - 1);
-    in = open(data_path, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        st = DELIVERY_TEMPFAIL;
-        str_copy(dsn, 16, "4.3.0");
-        buf_reset(reason);
-        buf_printf(reason, "cannot open queue file: %s", strerror(errno));
-        goto done;
-    }
     /* RFC 5321 4.4: Return-Path is added at final delivery. */
     buf_printf(&hdr, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", sender, rcpt);
     if (once) {
@@ -186,24 +175,10 @@ enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_
     size_t size = hdr.len;
     if (write_all(out, hdr.data, hdr.len) < 0)
         goto write_error;
-    copy = xmalloc(MAILDIR_COPY_BUF);
-    for (;;) {
-        ssize_t n = read(in, copy, MAILDIR_COPY_BUF);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            st = DELIVERY_TEMPFAIL;
-            str_copy(dsn, 16, "4.3.0");
-            buf_reset(reason);
-            buf_printf(reason, "cannot read queue file: %s", strerror(errno));
-            goto unlink_tmp;
-        }
-        if (n == 0)
-            break;
-        if (write_all(out, copy, (size_t)n) < 0)
-            goto write_error;
-        size += (size_t)n;
-    }
+    /* Only the message's range: the file may hold other messages before and after it. */
+    if (spool_data_copy(data, out) < 0)
+        goto write_error;
+    size += (size_t)data->length;
     struct stat ost;
     int defer =
         once && once->sync_deferred && fstat(out, &ost) == 0 && ost.st_dev == once->sync_dev;
@@ -252,11 +227,8 @@ write_error:
 unlink_tmp:
     unlink(buf_cstr(&tmp));
 done:
-    if (in >= 0)
-        close(in);
     if (out >= 0)
         close(out);
-    free(copy);
     buf_free(&dir);
     buf_free(&tmp);
     buf_free(&fin);

@@ -10,9 +10,10 @@
 
 #include "deliver/agent.h"
 #include "lib/buf.h"
+#include "queue/spool.h"
 
 /*
- * Delivers the message in data_path (CRLF line ends, kept as they are) to
+ * Delivers the message data (its range only: spool.h; CRLF line ends, kept as they are) to
  * the Maildir mailbox (an absolute path; tmp/ new/ cur/ are created mode
  * 0700 when a file cannot be created for want of them), with "Return-Path: <sender>" and
  * "Delivered-To: rcpt" prepended. DELIVERY_OK, DELIVERY_TEMPFAIL (disk full, I/O error: retry) or
@@ -42,9 +43,9 @@ struct maildir_once {
 };
 
 /* once may be NULL: a fresh unique name, no duplicate check. */
-enum delivery_status maildir_deliver_file(const char *mailbox, const char *data_path,
-                                          const char *sender, const char *rcpt,
-                                          const struct maildir_once *once, char dsn[16],
-                                          struct buf *reason, struct buf *path_out);
+enum delivery_status maildir_deliver(const char *mailbox, const struct spool_data *data,
+                                     const char *sender, const char *rcpt,
+                                     const struct maildir_once *once, char dsn[16],
+                                     struct buf *reason, struct buf *path_out);
 
 #endif

@@ -287,15 +287,12 @@ void remote_deliver(const struct delivery_request *dreq, delivery_done_cb done, 
     req->srv = srv;
     req->env = dreq->env;
     req->queue_id = xstrdup(dreq->queue_id);
-    req->data_path = xstrdup(dreq->data_path);
+    req->data = *dreq->data;
     req->done = done;
     req->arg = arg;
     req->nresults = dreq->nrcpts;
     req->results = xcalloc(dreq->nrcpts ? dreq->nrcpts : 1, sizeof *req->results);
     req->jobs = 1; /* held until every job is started */
-    struct stat st;
-    if (stat(dreq->data_path, &st) == 0)
-        req->size = (unsigned long long)st.st_size;
     struct remote_job **jobs = xcalloc(dreq->nrcpts ? dreq->nrcpts : 1, sizeof *jobs);
     size_t njobs = 0;
     for (size_t i = 0; i < dreq->nrcpts; i++) {

@@ -85,8 +85,7 @@ struct remote_req {
     struct server *srv;
     const struct envelope *env;
     char *queue_id;
-    char *data_path;
-    unsigned long long size;
+    struct spool_data data; /* borrowed from the queue manager (agent.h) */
     struct delivery_rcpt_result *results;
     size_t nresults;
     int jobs;
@@ -153,6 +152,8 @@ struct remote_job {
     char **tls_match;       /* smtp_tls_policy_maps match=, expanded for the connection made */
     enum tls_level c_level; /* the TLS level of the last connection made */
     struct smtp_msg msg;
+    /* When the current session was ready and sending began (zero: none yet): for delays=. */
+    struct timeval send_started;
     struct smtp_msg_rcpt *mrcpts;
     size_t *mpos; /* msg rcpt i -> index into pos */
     char *last_error;

@@ -19,6 +19,14 @@ static void remote_result(struct remote_job *j, size_t k, enum delivery_status s
     free(r->relay);
     r->relay = relay ? xstrdup(relay) : NULL;
     r->service = j->route.kind == ROUTE_LMTP ? "lmtp" : "smtp";
+    /*
+     * Postfix's delays= c is connection setup, d transmission: without a
+     * session the whole attempt was connection setup, which ends now.
+     */
+    if (j->send_started.tv_sec)
+        r->setup_done = j->send_started;
+    else
+        gettimeofday(&r->setup_done, NULL);
 }
 
 void remote_req_job_done(struct remote_req *req)
@@ -30,7 +38,6 @@ void remote_req_job_done(struct remote_req *req)
     struct delivery_rcpt_result *results = req->results;
     size_t n = req->nresults;
     free(req->queue_id);
-    free(req->data_path);
     free(req);
     done(arg, results, n);
 }
@@ -238,10 +245,10 @@ void remote_send(struct remote_job *j)
     j->msg.ret = env->ret;
     j->msg.body_8bit = env->body_8bit;
     j->msg.smtputf8 = env->smtputf8;
-    j->msg.data_path = j->req->data_path;
-    j->msg.size = j->req->size;
+    j->msg.data = j->req->data;
     j->msg.rcpts = j->mrcpts;
     j->msg.nrcpts = m;
+    gettimeofday(&j->send_started, NULL);
     smtp_client_send(j->c, &j->msg, remote_sent, j);
 }
 
@@ -413,6 +420,7 @@ void remote_connect(struct remote_job *j, const struct remote_addr *a)
     struct sockaddr_storage ss;
     socklen_t len;
     int lmtp = j->route.kind == ROUTE_LMTP;
+    memset(&j->send_started, 0, sizeof j->send_started); /* a new connection's setup begins */
     if (remote_conn_lookup_start(j, a, lmtp))
         return;
     if ((j->route.path ? remote_sockaddr_unix(j->route.path, &ss, &len)

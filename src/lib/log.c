@@ -180,3 +180,43 @@ void log_as(const char *service, const char *fmt, ...)
     log_scope(old);
     errno = saved;
 }
+
+/* Written by the loop thread at start and reload, read by any thread that logs. */
+static _Atomic int log_delay_decimals = 2;
+
+void log_set_delay_resolution(int decimals)
+{
+    log_delay_decimals = decimals < 0 ? 0 : decimals > 6 ? 6 : decimals;
+}
+
+void log_format_delay(struct buf *out, long long usec)
+{
+    if (usec < 0)
+        usec = 0;
+    long long sec = usec / 1000000;
+    usec %= 1000000;
+    long long step = 1000000; /* the resolution shown, in microseconds */
+    for (int i = log_delay_decimals; i > 0; i--)
+        step /= 10;
+    /* Two significant digits: a coarser step for larger values (0.26, 2.1, 37). */
+    if (step < 1000000) {
+        if (sec > 0)
+            step = sec >= 10 ? 1000000 : 100000;
+        else
+            while (usec >= 100 * step)
+                step *= 10;
+    }
+    usec += step / 2; /* rounded to the step; a carry into the next second keeps the step */
+    if (usec >= 1000000) {
+        sec++;
+        usec -= 1000000;
+    }
+    buf_printf(out, "%lld", sec);
+    if (usec < step)
+        return;
+    buf_putc(out, '.');
+    for (long long rem = usec, unit = 100000; rem >= step && unit > 0; unit /= 10) {
+        buf_putc(out, (char)('0' + rem / unit));
+        rem %= unit;
+    }
+}

@@ -27,6 +27,16 @@ const char *log_scope(const char *service);
 /* One info line as SERVICE, for call sites that speak for one service. */
 void log_as(const char *service, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_set_hostname(const char *hostname);
+/*
+ * Appends a duration (microseconds; negative counts as 0) the way Postfix
+ * writes delay= and delays=: two significant digits, never finer than
+ * delay_logging_resolution_limit decimals (default 2: 0.01 s), whole
+ * seconds from 10 s on, no trailing zeros: 0, 0.04, 0.3, 2.1, 37. Log
+ * readers (pflogsumm, grep habits) see what Postfix would have written.
+ */
+void log_format_delay(struct buf *out, long long usec);
+/* delay_logging_resolution_limit: 0 to 6 decimals (out of range is clamped). */
+void log_set_delay_resolution(int decimals);
 /* Opens (append) the extra log file; -1 with a message in err. NULL closes it. */
 int log_open_file(const char *path, struct buf *err);
 /*

@@ -173,23 +173,79 @@ int read_file_flags(const char *path, int flags, struct buf *out, size_t max)
 
 int read_fd_whole(int fd, struct buf *out, size_t max)
 {
+    return read_fd_range(fd, 0, -1, out, max);
+}
+
+int read_fd_range(int fd, off_t offset, off_t length, struct buf *out, size_t max)
+{
+    if (length >= 0 && (unsigned long long)length > max) {
+        errno = EFBIG;
+        return -1;
+    }
     char chunk[65536];
-    off_t off = 0;
+    off_t done = 0;
     for (;;) {
-        ssize_t n = pread(fd, chunk, sizeof chunk, off);
+        size_t want = sizeof chunk;
+        if (length >= 0 && (unsigned long long)(length - done) < want)
+            want = (size_t)(length - done);
+        if (want == 0)
+            return 0;
+        ssize_t n = pread(fd, chunk, want, offset + done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return -1;
-        if (n == 0)
+        if (n == 0 && length < 0)
             return 0;
+        if (n == 0) {
+            errno = EIO; /* the file ends before the range does */
+            return -1;
+        }
         if (out->len + (size_t)n > max) {
             errno = EFBIG;
             return -1;
         }
         buf_append(out, chunk, (size_t)n);
-        off += n;
+        done += n;
     }
+}
+
+int copy_fd_range(int in, off_t offset, size_t len, int out)
+{
+    loff_t off_in = offset;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = copy_file_range(in, &off_in, out, NULL, left, 0);
+        if (n < 0 &&
+            (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP) &&
+            left == len)
+            break; /* not between these files (file systems, kernel): plain copy below */
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            errno = EIO; /* in ends before the range does */
+            return -1;
+        }
+        left -= (size_t)n;
+    }
+    char b[65536];
+    while (left > 0) {
+        ssize_t n = pread(in, b, left < sizeof b ? left : sizeof b, off_in);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        if (write_all(out, b, (size_t)n) < 0)
+            return -1;
+        off_in += n;
+        left -= (size_t)n;
+    }
+    return 0;
 }
 
 int read_file_trusted(const char *path, uid_t trusted_uid, struct buf *out, size_t max)

@@ -64,6 +64,19 @@ int read_file_trusted(const char *path, uid_t trusted_uid, struct buf *out, size
  */
 int read_fd_whole(int fd, struct buf *out, size_t max);
 /*
+ * The same for bytes [offset, offset + length) of fd (length -1: to the
+ * end of the file): -1 with EFBIG at once when length > max, with EIO when
+ * the file ends before the range does.
+ */
+int read_fd_range(int fd, off_t offset, off_t length, struct buf *out, size_t max);
+/*
+ * Copies len bytes of in from offset to out at out's file position (which
+ * advances), in the kernel (copy_file_range: a reflink or in-kernel copy)
+ * where the two files allow it, by pread/write otherwise; in's offset is
+ * left alone. 0, or -1 with errno (EIO when in ends before the range does).
+ */
+int copy_fd_range(int in, off_t offset, size_t len, int out);
+/*
  * Splits path into its directory (returned, caller frees: "." when path has
  * no slash, "/" for a file at the root) and its last component (*base,
  * pointing into path).

@@ -71,15 +71,17 @@ static void bounce_work(void *arg)
                             : xstrdup("5.7.1");
         idx[i] = i;
     }
-    struct buf path = BUF_INIT, err = BUF_INIT;
-    /* The message as it came, from its data file in our incoming directory (spool.h layout). */
-    buf_printf(&path, "%s/%s.data", spool_incoming_dir(j->srv->spool), spool_msg_id(j->m));
-    j->bounce_ok = !env->is_bounce && env->sender[0] &&
-                   bounce_queue(j->srv->spool, env, buf_cstr(&path), idx, env->nrcpts,
+    struct buf err = BUF_INIT;
+    /* The message as it came, not yet committed. */
+    struct spool_data data;
+    if (spool_msg_data_open(j->m, &data) < 0)
+        buf_printf(&err, "cannot read the original message: %s", strerror(errno));
+    j->bounce_ok = !env->is_bounce && env->sender[0] && data.fd >= 0 &&
+                   bounce_queue(j->srv->spool, env, &data, idx, env->nrcpts,
                                 config_get(j->gen->cfg, "myhostname"), j->bounce_id, &err) == 0;
     if (!j->bounce_ok && err.len)
         log_error("%s: cannot queue the bounce: %s", spool_msg_id(j->m), buf_cstr(&err));
-    buf_free(&path);
+    spool_data_close(&data);
     buf_free(&err);
     free(idx);
 }

@@ -87,6 +87,7 @@ void qmgr_due(struct qmgr *q, struct qmsg *m, time_t now)
     if (m->in_ready || m->busy || m->next_try > now)
         return;
     m->in_ready = 1;
+    gettimeofday(&m->ready_since, NULL);
     m->rnext = NULL;
     m->rprev = q->ready_tail;
     if (q->ready_tail)

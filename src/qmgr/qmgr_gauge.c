@@ -11,7 +11,6 @@
  * proportion to the queue.
  */
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "lib/buf.h"
@@ -28,12 +27,9 @@
 
 void qmgr_gauge_size(struct qmgr *q, struct qmsg *m)
 {
-    struct buf path = BUF_INIT;
-    struct stat st;
-    spool_data_path(q->srv->spool, m->id, SPOOL_ACTIVE, &path);
     /* Gone already (deleted, held): it counts as empty until the queue manager forgets it. */
-    m->size = stat(buf_cstr(&path), &st) == 0 ? (unsigned long long)st.st_size : 0;
-    buf_free(&path);
+    if (spool_data_size(q->srv->spool, m->id, SPOOL_ACTIVE, &m->size) < 0)
+        m->size = 0;
 }
 
 static void qmgr_gauge_count(struct qmgr *q, const struct qmsg *m, int sign)

@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 #include <stdint.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "deliver/agent.h"
@@ -18,6 +19,7 @@
 #include "metrics/metrics.h"
 #include "queue/envelope.h"
 #include "queue/resolve.h"
+#include "queue/spool.h"
 #include "qmgr/qmgr.h"
 
 struct server;
@@ -45,6 +47,11 @@ struct qmsg {
     unsigned long long order; /* when it joined the list: arrival order */
     int gauge_counted, gauge_state, gauge_busy;
     unsigned scan_mark; /* the last qmgr_scan() that listed it in active/ */
+    /*
+     * When it last became due (joined the ready list): Postfix's entry into
+     * the active queue, where the log's delays= a ends and b begins.
+     */
+    struct timeval ready_since;
 };
 
 enum { QMGR_GAUGE_ACTIVE, QMGR_GAUGE_DEFERRED };
@@ -131,6 +138,8 @@ struct qresult {
     char dsn[16];
     char *reply, *relay;
     const char *service; /* the agent's name in the log; NULL: from relay */
+    /* For delays=: when its agent got it, when that agent's session was ready (zero: none). */
+    struct timeval handoff, setup_done;
 };
 
 /*
@@ -149,6 +158,8 @@ struct qpart {
     struct delivery_route *routes; /* per entry, when decided ahead (qjob.routes); else NULL */
     size_t n;
     struct delivery_request req;
+    struct timeval handoff; /* when the slot came and the agent got it */
+    struct spool_data data; /* open while its agent runs (qpart_start to qpart_finish), else -1 */
     struct qpart *next;
 };
 
@@ -158,7 +169,6 @@ struct qjob {
     struct envelope *env;
     struct config *cfg; /* the generation's config, held for the job */
     struct server_gen *gen;
-    struct buf data_path;
     struct qresult *res; /* env->nrcpts entries */
     size_t *local, nlocal;
     char **mailboxes;

@@ -64,10 +64,10 @@ void qmgr_job_free(struct qjob *j)
         free(p->key);
         free(p->rcpts);
         free(p->rcpt_class);
+        spool_data_close(&p->data);
         free(p);
     }
     free(j->bounced);
-    buf_free(&j->data_path);
     envelope_free(j->env);
     server_gen_unref(j->gen);
     free(j);
@@ -92,6 +92,7 @@ static void qjob_part_done(struct qjob *j);
 /* A delivery is over: its slot goes to the next in line, then the round may be recorded. */
 static void qpart_finish(struct qpart *p)
 {
+    spool_data_close(&p->data); /* the agent is done with it */
     if (p->slot.dest)
         qmgr_dest_done(p->j->q, &p->slot);
     qjob_part_done(p->j);
@@ -113,12 +114,11 @@ static void qjob_local_work(void *arg)
      * (5.2.2, as local(8) reports "File too large") instead of being cut.
      */
     long long limit = config_get_int(j->cfg, "mailbox_size_limit");
-    struct stat st_data;
-    int too_big = limit > 0 && stat(buf_cstr(&j->data_path), &st_data) == 0 &&
-                  (long long)st_data.st_size > limit;
+    int too_big = limit > 0 && (long long)j->local_part->data.length > limit;
     for (size_t k = 0; too_big && k < j->nlocal; k++) {
         char *why = xasprintf("message is larger than mailbox_size_limit (%lld bytes)", limit);
         qjob_set(j, j->local[k], DELIVERY_PERMFAIL, "5.2.2", why, "local");
+        j->res[j->local[k]].handoff = j->local_part->handoff;
         free(why);
     }
     for (size_t k = 0; !too_big && k < j->nlocal; k++) {
@@ -131,9 +131,10 @@ static void qjob_local_work(void *arg)
                                     .sync_dev = spool_device(j->q->srv->spool),
                                     .sync_deferred = &j->sync_deferred};
         enum delivery_status st =
-            maildir_deliver_file(j->mailboxes[k], buf_cstr(&j->data_path), j->env->sender,
-                                 j->env->rcpts[i].address, &once, dsn, &reason, NULL);
+            maildir_deliver(j->mailboxes[k], &j->local_part->data, j->env->sender,
+                            j->env->rcpts[i].address, &once, dsn, &reason, NULL);
         qjob_set(j, i, st, dsn, buf_cstr(&reason), "local");
+        j->res[i].handoff = j->local_part->handoff; /* no session: delays= c is 0 */
     }
     buf_free(&reason);
 }
@@ -173,6 +174,8 @@ static void qjob_remote_done(void *arg, struct delivery_rcpt_result *results, si
             qjob_set(j, results[k].rcpt, results[k].status, results[k].dsn, results[k].reply,
                      results[k].relay);
             j->res[results[k].rcpt].service = results[k].service;
+            j->res[results[k].rcpt].handoff = p->handoff;
+            j->res[results[k].rcpt].setup_done = results[k].setup_done;
             /* A discard is not a peer's 250: repeating it after a crash is harmless. */
             j->remote_ok |= results[k].status == DELIVERY_OK && !results[k].repeatable;
         }
@@ -192,6 +195,29 @@ static void qpart_start(struct qslot *s)
 {
     struct qpart *p = (struct qpart *)s;
     struct qjob *j = p->j;
+    gettimeofday(&p->handoff, NULL);
+    /*
+     * The data is opened when the delivery starts, not when the message is
+     * admitted: messages waiting in a next hop's line hold no descriptor,
+     * so a backlog of qmgr_message_active_limit costs none. The agent
+     * borrows it; qpart_finish closes it. Deliveries without a session
+     * (error:, discard:) do not read it.
+     */
+    struct buf err = BUF_INIT;
+    if (p->key[0] &&
+        spool_data_open(j->q->srv->spool, j->qm->id, SPOOL_ACTIVE, &p->data, &err) < 0) {
+        /* What an agent that cannot read the message would answer: try again later. */
+        char *why = xasprintf("cannot open the queue file %s", buf_cstr(&err));
+        log_error("%s: %s", j->qm->id, why);
+        buf_free(&err);
+        for (size_t k = 0; k < (p->local ? j->nlocal : p->n); k++)
+            qjob_set(j, p->local ? j->local[k] : p->rcpts[k], DELIVERY_TEMPFAIL, "4.3.0", why,
+                     p->local ? "local" : "none");
+        free(why);
+        qpart_finish(p);
+        return;
+    }
+    buf_free(&err);
     if (p->local) {
         workq_submit(j->q->srv->workq, qjob_local_work, qjob_local_done, j);
         return;
@@ -199,7 +225,7 @@ static void qpart_start(struct qslot *s)
     p->req.srv = j->q->srv;
     p->req.env = j->env;
     p->req.queue_id = j->env->queue_id;
-    p->req.data_path = buf_cstr(&j->data_path);
+    p->req.data = &p->data;
     p->req.rcpts = p->rcpts;
     p->req.nrcpts = p->n;
     p->req.rcpt_class = p->rcpt_class;
@@ -227,7 +253,6 @@ int qmgr_start_delivery(struct qmgr *q, struct qmsg *m)
     j->env = e;
     j->gen = server_gen_ref(q->srv);
     j->cfg = j->gen->cfg;
-    spool_data_path(q->srv->spool, m->id, SPOOL_ACTIVE, &j->data_path);
     j->res = xcalloc(e->nrcpts + 1, sizeof *j->res);
     j->local = xcalloc(e->nrcpts + 1, sizeof *j->local);
     j->mailboxes = xcalloc(e->nrcpts + 1, sizeof *j->mailboxes);
@@ -315,6 +340,7 @@ static struct qpart *qjob_part(struct qjob *j, const char *key)
     struct qpart *p = xcalloc(1, sizeof *p);
     p->j = j;
     p->key = xstrdup(key);
+    p->data.fd = -1;
     p->rcpts = xcalloc(j->env->nrcpts + 1, sizeof *p->rcpts);
     p->rcpt_class = xcalloc(j->env->nrcpts + 1, 1);
     *pp = p;

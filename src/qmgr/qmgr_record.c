@@ -49,6 +49,24 @@ static long long qmgr_backoff(const struct qjob *j, int attempts)
  * queued: the caller records that (synced), so a restart does not send
  * another; a crash in between can duplicate the notice, never lose it.
  */
+/*
+ * Queues a DSN (opts NULL: a non-delivery report) for rcpts, quoting the
+ * original from its data, opened here: the round's deliveries closed
+ * theirs. 0, or -1 with err.
+ */
+static int qjob_queue_notice(struct qjob *j, const size_t *rcpts, size_t n,
+                             const struct bounce_opts *opts, char id_out[QUEUE_ID_MAX],
+                             struct buf *err)
+{
+    struct spool *s = j->q->srv->spool;
+    struct spool_data orig;
+    if (spool_data_open(s, j->qm->id, SPOOL_ACTIVE, &orig, err) < 0)
+        return -1;
+    int rc = bounce_queue_opts(s, j->env, &orig, rcpts, n, j->hostname, opts, id_out, err);
+    spool_data_close(&orig);
+    return rc;
+}
+
 static int qjob_delay_notice(struct qjob *j, time_t now)
 {
     struct envelope *e = j->env;
@@ -65,8 +83,7 @@ static int qjob_delay_notice(struct qjob *j, time_t now)
     if (n > 0) {
         struct bounce_opts opts = {.delayed = 1, .will_retry_until = e->arrival + j->lifetime};
         struct buf err = BUF_INIT;
-        if (bounce_queue_opts(j->q->srv->spool, e, buf_cstr(&j->data_path), want, n, j->hostname,
-                              &opts, j->delay_id, &err) == 0) {
+        if (qjob_queue_notice(j, want, n, &opts, j->delay_id, &err) == 0) {
             e->delay_warned = now;
             done = 1;
         } else {
@@ -139,8 +156,7 @@ void qmgr_job_record_work(void *arg)
     }
     if (ndsn > 0) {
         buf_free(&err);
-        if (bounce_queue(s, e, buf_cstr(&j->data_path), dsn_for, ndsn, j->hostname, j->bounce_id,
-                         &err) < 0) {
+        if (qjob_queue_notice(j, dsn_for, ndsn, NULL, j->bounce_id, &err) < 0) {
             /*
              * No DSN, no bounce: those recipients stay pending and are tried
              * (and bounced) again later; the other results are still recorded
@@ -262,6 +278,41 @@ static void qjob_results_synced(void *arg, int err_code)
     qmgr_job_record_done(j);
 }
 
+/* to - from in microseconds; 0 when from was never set. */
+static long long qmgr_usec_between(const struct timeval *from, const struct timeval *to)
+{
+    if (from->tv_sec == 0)
+        return 0;
+    return (long long)(to->tv_sec - from->tv_sec) * 1000000 + (to->tv_usec - from->tv_usec);
+}
+
+/*
+ * "delay=T, delays=a/b/c/d" as Postfix's log has them (log_format_delay):
+ * a before the queue manager (arrival until the message became due: for a
+ * first attempt receiving and committing it, for a retry the time it
+ * waited), b in the queue manager (until its agent got it), c connection
+ * setup (DNS, connect, greeting, TLS, AUTH), d transmission. Without a
+ * session c is 0 and d the agent's whole time; without an agent (a route
+ * that failed, an unknown user) b runs until now. The parts add up to T.
+ */
+static void qjob_log_times(struct buf *out, const struct qresult *r, const struct timeval *arrived,
+                           const struct timeval *ready, const struct timeval *now)
+{
+    const struct timeval *due = ready->tv_sec ? ready : arrived;
+    const struct timeval *handoff = r->handoff.tv_sec ? &r->handoff : now;
+    const struct timeval *setup = r->setup_done.tv_sec ? &r->setup_done : handoff;
+    buf_puts(out, "delay=");
+    log_format_delay(out, qmgr_usec_between(arrived, now));
+    buf_puts(out, ", delays=");
+    log_format_delay(out, qmgr_usec_between(arrived, due));
+    buf_puts(out, "/");
+    log_format_delay(out, qmgr_usec_between(due, handoff));
+    buf_puts(out, "/");
+    log_format_delay(out, qmgr_usec_between(handoff, setup));
+    buf_puts(out, "/");
+    log_format_delay(out, qmgr_usec_between(setup, now));
+}
+
 void qmgr_job_record_done(void *arg)
 {
     struct qjob *j = arg;
@@ -277,19 +328,18 @@ void qmgr_job_record_done(void *arg)
         spool_sync(q->srv->spool, qjob_results_synced, j);
         return;
     }
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
+    struct timeval now, arrived;
+    gettimeofday(&now, NULL);
     /*
      * From the arrival to the microsecond when the queue id tells it (the
      * envelope's arrival is whole seconds: counting from its start would add
      * up to a second to every delay= and to the delivery-time metric).
      */
-    struct timeval arrived;
-    double delay = (double)(tv.tv_sec - e->arrival) + tv.tv_usec / 1e6;
-    if (spool_id_time(e->queue_id, &arrived) == 0 && arrived.tv_sec == e->arrival)
-        delay = (double)(tv.tv_sec - arrived.tv_sec) + (tv.tv_usec - arrived.tv_usec) / 1e6;
-    if (delay < 0)
-        delay = 0;
+    if (spool_id_time(e->queue_id, &arrived) < 0 || arrived.tv_sec != e->arrival)
+        arrived = (struct timeval){e->arrival, 0};
+    long long delay_us = qmgr_usec_between(&arrived, &now);
+    double delay = delay_us < 0 ? 0 : (double)delay_us / 1e6;
+    struct buf times = BUF_INIT;
     for (size_t i = 0; i < e->nrcpts; i++) {
         struct qresult *r = &j->res[i];
         if (!r->have)
@@ -307,13 +357,16 @@ void qmgr_job_record_done(void *arg)
         const char *service = r->service                               ? r->service
                               : r->relay && !strcmp(r->relay, "local") ? "virtual"
                                                                        : "error";
-        log_as(service, "%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", e->queue_id,
-               e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", delay, r->dsn,
-               qmgr_status_word(r->status), r->reply);
+        buf_reset(&times);
+        qjob_log_times(&times, r, &arrived, &j->qm->ready_since, &now);
+        log_as(service, "%s: to=<%s>%s, relay=%s, %s, dsn=%s, status=%s (%s)", e->queue_id,
+               e->rcpts[i].address, buf_cstr(&orig), r->relay ? r->relay : "none", buf_cstr(&times),
+               r->dsn, qmgr_status_word(r->status), r->reply);
         metrics_delivery((enum metrics_outcome)r->status, r->relay, e->rcpts[i].address, r->reply,
                          delay);
         buf_free(&orig);
     }
+    buf_free(&times);
     if (j->delay_id[0]) {
         log_as("bounce", "%s: sender delay notification: %s", e->queue_id, j->delay_id);
         qmgr_add(q, j->delay_id, 0);

@@ -234,32 +234,32 @@ void bounce_build_opts(const struct envelope *env, const char *msg, size_t len, 
     buf_free(&boundary);
 }
 
-int bounce_queue(struct spool *s, const struct envelope *env, const char *data_path,
+int bounce_queue(struct spool *s, const struct envelope *env, const struct spool_data *orig,
                  const size_t *rcpts, size_t nrcpts, const char *hostname,
                  char id_out[QUEUE_ID_MAX], struct buf *err)
 {
-    return bounce_queue_opts(s, env, data_path, rcpts, nrcpts, hostname, NULL, id_out, err);
+    return bounce_queue_opts(s, env, orig, rcpts, nrcpts, hostname, NULL, id_out, err);
 }
 
-int bounce_queue_opts(struct spool *s, const struct envelope *env, const char *data_path,
+int bounce_queue_opts(struct spool *s, const struct envelope *env, const struct spool_data *orig,
                       const size_t *rcpts, size_t nrcpts, const char *hostname,
                       const struct bounce_opts *opts, char id_out[QUEUE_ID_MAX], struct buf *err)
 {
-    struct buf orig = BUF_INIT, text = BUF_INIT;
-    if (read_file(data_path, &orig, BOUNCE_ORIG_MAX) < 0) {
+    struct buf quoted = BUF_INIT, text = BUF_INIT;
+    if (spool_data_read(orig, &quoted, BOUNCE_ORIG_MAX) < 0) {
         if (errno != EFBIG) {
-            buf_printf(err, "cannot read %s: %s", data_path, strerror(errno));
-            buf_free(&orig);
+            buf_printf(err, "cannot read the original message: %s", strerror(errno));
+            buf_free(&quoted);
             return -1;
         }
-        orig.len = 0; /* too large to quote in full: fall back to what we can say */
+        buf_reset(&quoted); /* too large to quote in full: fall back to what we can say */
     }
     struct envelope copy = *env;
-    if (orig.len >= BOUNCE_ORIG_MAX / 2)
+    if (quoted.len >= BOUNCE_ORIG_MAX / 2)
         copy.ret = DSN_RET_HDRS;
-    bounce_build_opts(&copy, orig.data ? orig.data : "", orig.len, rcpts, nrcpts, hostname,
+    bounce_build_opts(&copy, quoted.data ? quoted.data : "", quoted.len, rcpts, nrcpts, hostname,
                       time(NULL), opts, &text);
-    buf_free(&orig);
+    buf_free(&quoted);
     struct spool_msg *m = spool_msg_new(s, err);
     if (m == NULL) {
         buf_free(&text);

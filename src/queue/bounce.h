@@ -56,13 +56,14 @@ void bounce_build_opts(const struct envelope *env, const char *msg, size_t len, 
 
 /*
  * Builds and queues the DSN durably (synchronous commit: call it from the
- * work queue or the CLI). 0 with the new id in id_out, or -1 with err.
+ * work queue or the CLI), quoting the original from its data (read, not
+ * closed). 0 with the new id in id_out, or -1 with err.
  */
-int bounce_queue(struct spool *s, const struct envelope *env, const char *data_path,
+int bounce_queue(struct spool *s, const struct envelope *env, const struct spool_data *orig,
                  const size_t *rcpts, size_t nrcpts, const char *hostname,
                  char id_out[QUEUE_ID_MAX], struct buf *err);
 /* The same, for the kind opts says (NULL: a non-delivery report). */
-int bounce_queue_opts(struct spool *s, const struct envelope *env, const char *data_path,
+int bounce_queue_opts(struct spool *s, const struct envelope *env, const struct spool_data *orig,
                       const size_t *rcpts, size_t nrcpts, const char *hostname,
                       const struct bounce_opts *opts, char id_out[QUEUE_ID_MAX], struct buf *err);
 

@@ -214,9 +214,64 @@ struct envelope *spool_read_envelope(struct spool *s, const char *id, enum spool
  * committed, on hold, gone).
  */
 int spool_is_active(const struct spool *s, const char *id);
-/* The data file's path (out is replaced). */
+/*
+ * Today's layout's data file (out is replaced): for the spool's own files,
+ * recovery and tests. Readers of a message's data use spool_data_open().
+ */
 void spool_data_path(const struct spool *s, const char *id, enum spool_where where,
                      struct buf *out);
+
+/*
+ * A queued message's data (headers and body, CRLF line ends, not
+ * dot-stuffed): bytes [offset, offset + length) of the file open on fd.
+ * Today each message has a file of its own (offset 0, length its size);
+ * a spool that keeps several messages in one file gives a range of it, so
+ * a reader never assumes offset 0 and never reads past length. Readers
+ * use pread, copy_file_range and the helpers below, never fd's file
+ * position: several deliveries of one message share the descriptor, on
+ * different threads.
+ */
+struct spool_data {
+    int fd;
+    off_t offset;
+    off_t length;
+};
+#define SPOOL_DATA_INIT                                                                            \
+    {                                                                                              \
+        .fd = -1, .offset = 0, .length = 0                                                         \
+    }
+/*
+ * Opens the data of message id in active/ or hold/ into *d, which the
+ * caller closes with spool_data_close(). Not through a symbolic link and a
+ * regular file only (the CLI may run as root in directories the server's
+ * user writes). 0, or -1 with errno (ENOENT: no such message) and err
+ * ("PATH: reason"; err may be NULL), and d->fd -1.
+ */
+int spool_data_open(const struct spool *s, const char *id, enum spool_where where,
+                    struct spool_data *d, struct buf *err);
+/*
+ * The same for a message being received (before its commit): what was
+ * written so far (the write buffer is flushed first).
+ */
+int spool_msg_data_open(struct spool_msg *m, struct spool_data *d);
+/* Closes d's descriptor (if open) and sets it to -1. */
+void spool_data_close(struct spool_data *d);
+/*
+ * The data's size without opening it (queue listings, gauges): 0 with
+ * *size, or -1 with errno (ENOENT: no such message).
+ */
+int spool_data_size(const struct spool *s, const char *id, enum spool_where where,
+                    unsigned long long *size);
+/*
+ * Reads up to len bytes of the data from pos (0 is the message's first
+ * byte) into out: the count, 0 at the message's end, -1 with errno (EIO
+ * when the file ends before the range does).
+ */
+ssize_t spool_data_pread(const struct spool_data *d, off_t pos, void *out, size_t len);
+/* Appends the whole message to out: 0, or -1 with errno (EFBIG when longer than max). */
+int spool_data_read(const struct spool_data *d, struct buf *out, size_t max);
+/* Writes the whole message to out_fd at its file position: 0, or -1 with errno. */
+int spool_data_copy(const struct spool_data *d, int out_fd);
 /*
  * Appends records (whole lines) to an active message's envelope durably
  * (write + fdatasync); on failure the file is cut back to its old length.

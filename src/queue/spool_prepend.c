@@ -24,23 +24,22 @@ int spool_msg_read(struct spool_msg *m, struct buf *out, size_t max)
         errno = m->failed_errno;
         return -1;
     }
-    if (m->size > max) {
-        errno = EFBIG;
-        return -1;
-    }
     /* Still all in the receive buffer (a journal candidate): no file to make or read. */
     if (m->fd < 0 && m->wlen == m->size) {
-        buf_reset(out);
+        if (m->size > max) {
+            errno = EFBIG;
+            return -1;
+        }
         buf_append(out, m->wbuf, m->wlen);
         return 0;
     }
-    if (spool_msg_flush(m) < 0) {
-        errno = m->failed_errno;
+    struct spool_data d;
+    if (spool_msg_data_open(m, &d) < 0)
         return -1;
-    }
-    char *path = spool_path(m->s->incoming, m->id, ".data");
-    int rc = read_file(path, out, max);
-    free(path);
+    int rc = spool_data_read(&d, out, max);
+    int e = errno;
+    spool_data_close(&d);
+    errno = e;
     return rc;
 }
 
@@ -60,45 +59,6 @@ int spool_msg_truncate(struct spool_msg *m)
         return -1;
     }
     m->size = 0;
-    return 0;
-}
-
-/* Copies the first len bytes of in to the end of out, in the kernel when it can. */
-static int spool_copy_fd(int in, int out, size_t len)
-{
-    loff_t off_in = 0;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t n = copy_file_range(in, &off_in, out, NULL, left, 0);
-        if (n < 0 &&
-            (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP) &&
-            off_in == 0)
-            break; /* not on this file system: plain copy below */
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0) {
-            errno = EIO; /* the file is shorter than what we wrote */
-            return -1;
-        }
-        left -= (size_t)n;
-    }
-    char b[SPOOL_WBUF];
-    while (left > 0) {
-        ssize_t n = pread(in, b, left < sizeof b ? left : sizeof b, off_in);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        if (write_all(out, b, (size_t)n) < 0)
-            return -1;
-        off_in += n;
-        left -= (size_t)n;
-    }
     return 0;
 }
 
@@ -126,7 +86,7 @@ int spool_msg_prepend(struct spool_msg *m, const void *data, size_t len)
         goto fail;
     /* The data file is write-only (the receiving fd); read it through its name. */
     in = open(data_path, O_RDONLY | O_CLOEXEC);
-    if (in < 0 || write_all(out, data, len) < 0 || spool_copy_fd(in, out, m->size) < 0)
+    if (in < 0 || write_all(out, data, len) < 0 || copy_fd_range(in, 0, m->size, out) < 0)
         goto fail;
     if (rename(pre_path, data_path) < 0)
         goto fail;

@@ -62,6 +62,8 @@ class _Handler:
         self.peer = peer
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.peer.ehlo_delay:
+            await asyncio.sleep(self.peer.ehlo_delay)  # a slow server: connection setup time
         if self.peer.ehlo_reply:
             return [self.peer.ehlo_reply]  # e.g. a 502: the client must fall back to HELO
         session.host_name = hostname
@@ -91,6 +93,8 @@ class _Handler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.peer.data_delay:
+            await asyncio.sleep(self.peer.data_delay)  # a slow server: transmission time
         if self.peer.data_reply:
             return self.peer.data_reply
         with self.peer.lock:
@@ -116,8 +120,10 @@ class Peer:
     def __init__(self, tmp=None, tls=False, require_starttls=False, wrapper=False, users=None,
                  hostname="127.0.0.1", port=None, name="relay.test", exclude_mechanisms=None,
                  pipelining=False, ehlo_reply=None, broken_tls=False, size_limit=None,
-                 smtputf8=True):
+                 smtputf8=True, ehlo_delay=0, data_delay=0):
         self.lock = threading.Lock()
+        self.ehlo_delay = ehlo_delay
+        self.data_delay = data_delay
         self.messages = []
         self.rcpt_options = []
         self.connections = 0

@@ -132,3 +132,28 @@ def test_killed_delivery_takes_the_journal_again(server_factory):
     assert wait_for(lambda: srv.log_text().count(": removed") >= removed + 1, timeout=30)
     srv.stop()
     assert srv.log_text().count(": removed") == removed + 1
+
+
+def test_delivered_from_the_journal_to_maildir_and_relay(server_factory):
+    """Neither a Maildir delivery nor a relay needs the message as files:
+    both read its range of the segment, and it is marked done, not moved."""
+    with Peer() as relay:
+        srv = server_factory({"transport_maps": "inline:{ remote.test = smtp:[127.0.0.1]:%d }"
+                              % relay.port})
+        local = send(srv, 3, size=3000, rcpt="sink@example.com")
+        remote = send(srv, 3, size=3000, rcpt="rcpt@remote.test")
+        assert wait_for(lambda: srv.log_text().count(": removed") >= 6, timeout=30), \
+            srv.log_text()[-3000:]
+        assert "status=deferred" not in srv.log_text()
+        counts = subject_counts(relay.messages)
+        assert all(counts.get(t) == 1 for t in remote), counts
+    files = srv.messages("example.com", "sink")
+    got = [f.read_bytes() for f in files]
+    assert len(got) == 3
+    for tok in local:
+        body = [g for g in got if ("Subject: %s" % tok).encode() in g]
+        assert len(body) == 1 and body[0].endswith(("x" * 78 + "\r\n").encode())
+    seg = segments(srv)[0]
+    assert wait_for(lambda: len(done_records(srv, seg)) == 6)
+    assert all(kind == 1 for kind, _ in done_records(srv, seg))
+    assert active_files(srv) == []

@@ -166,7 +166,7 @@ def test_dovecot_virtual_transport_unix_socket(server_factory, dovecot):
     log = maillog(srv)
     # Postfix's shape: relay=myhostname[socket path], Dovecot's own reply per recipient.
     assert wait_for(lambda: re.search(
-        r"to=<carol@virt\.test>, relay=mx\.local\.test\[%s\], delay=[0-9.]+, dsn=2\.0\.0, "
+        r"to=<carol@virt\.test>, relay=mx\.local\.test\[%s\], delay=[0-9.]+, delays=[0-9./]+, dsn=2\.0\.0, "
         r"status=sent \(250 2\.0\.0 <carol@virt\.test> \S+ Saved\)" % re.escape(str(dovecot.socket)),
         maillog(srv)), timeout=10), log
     assert "to=<dave@local.test>, relay=local" in maillog(srv)

@@ -245,11 +245,19 @@ static void test_queue(void **state)
     assert_non_null(s);
     char path[512];
     snprintf(path, sizeof path, "%s/orig", dir);
-    assert_int_equal(write_file_atomic(path, orig, strlen(orig), 0600), 0);
+    /* The original is a range of a file holding other messages before and after it. */
+    struct buf segment = BUF_INIT;
+    buf_printf(&segment, "Subject: BEFORE\r\n\r\nx\r\n%sSubject: AFTER\r\n\r\ny\r\n", orig);
+    assert_int_equal(write_file_atomic(path, segment.data, segment.len, 0600), 0);
+    buf_free(&segment);
     struct envelope *e = make_env();
     size_t idx[] = {0};
     char id[QUEUE_ID_MAX];
-    assert_int_equal(bounce_queue(s, e, path, idx, 1, "mx.example.com", id, &err), 0);
+    e->ret = DSN_RET_FULL; /* the whole original is quoted: a read past its end would show */
+    struct spool_data od;
+    test_data_range(path, (off_t)strlen("Subject: BEFORE\r\n\r\nx\r\n"), (off_t)strlen(orig), &od);
+    assert_int_equal(bounce_queue(s, e, &od, idx, 1, "mx.example.com", id, &err), 0);
+    spool_data_close(&od);
     struct envelope *b = spool_read_envelope(s, id, NULL, &err);
     assert_non_null(b);
     assert_string_equal(b->sender, "");
@@ -261,6 +269,9 @@ static void test_queue(void **state)
     spool_data_path(s, id, SPOOL_ACTIVE, &dp);
     assert_int_equal(read_file(buf_cstr(&dp), &data, 1 << 20), 0);
     assert_non_null(strstr(buf_cstr(&data), "Final-Recipient: rfc822; bob@example.com"));
+    assert_non_null(strstr(buf_cstr(&data), "secret body"));
+    assert_null(strstr(buf_cstr(&data), "BEFORE"));
+    assert_null(strstr(buf_cstr(&data), "AFTER"));
     buf_free(&dp);
     buf_free(&data);
     buf_free(&err);

@@ -14,6 +14,7 @@
 #include "deliver/maildir.h"
 #include "lib/buf.h"
 #include "lib/util.h"
+#include "queue/spool.h"
 #include "testutil.h"
 
 static void test_deliver(void **state)
@@ -25,10 +26,12 @@ static void test_deliver(void **state)
     snprintf(mbox, sizeof mbox, "%s/example.com/bob/", root);
     const char *msg = "Subject: hi\r\n\r\nbody line\r\n";
     assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
+    struct spool_data msgdata;
+    test_data_range(data, 0, -1, &msgdata);
     char dsn[16];
     struct buf reason = BUF_INIT, path = BUF_INIT, got = BUF_INIT, path2 = BUF_INIT;
-    assert_int_equal(maildir_deliver_file(mbox, data, "alice@example.org", "bob@example.com", NULL,
-                                          dsn, &reason, &path),
+    assert_int_equal(maildir_deliver(mbox, &msgdata, "alice@example.org", "bob@example.com", NULL,
+                                     dsn, &reason, &path),
                      DELIVERY_OK);
     assert_string_equal(dsn, "2.0.0");
     const char *subs[] = {"tmp", "new", "cur"};
@@ -59,7 +62,7 @@ static void test_deliver(void **state)
 
     /* A second delivery gets another name; the null sender becomes <>. */
     assert_int_equal(
-        maildir_deliver_file(mbox, data, "", "bob@example.com", NULL, dsn, &reason, &path2),
+        maildir_deliver(mbox, &msgdata, "", "bob@example.com", NULL, dsn, &reason, &path2),
         DELIVERY_OK);
     assert_string_not_equal(buf_cstr(&path), buf_cstr(&path2));
     buf_reset(&got);
@@ -70,6 +73,7 @@ static void test_deliver(void **state)
     buf_free(&path);
     buf_free(&path2);
     buf_free(&got);
+    spool_data_close(&msgdata);
     test_rm_rf(root);
     free(root);
 }
@@ -86,12 +90,14 @@ static void test_deliver_once(void **state)
     snprintf(curdir, sizeof curdir, "%scur", mbox);
     const char *msg = "Subject: once\r\n\r\nbody\r\n";
     assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
+    struct spool_data msgdata;
+    test_data_range(data, 0, -1, &msgdata);
     char dsn[16];
     struct buf reason = BUF_INIT, path = BUF_INIT;
     struct maildir_once once = {.stem = "1700000000.QABCDEFR0", .check_cur = 0};
     for (int i = 0; i < 2; i++)
         assert_int_equal(
-            maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, &path),
+            maildir_deliver(mbox, &msgdata, "a@b", "bob@example.com", &once, dsn, &reason, &path),
             DELIVERY_OK);
     assert_int_equal(test_count_files(newdir), 1);
     /* A reader moves it to cur/ with flags; a checked retry finds it there. */
@@ -101,18 +107,19 @@ static void test_deliver_once(void **state)
     assert_int_equal(rename(buf_cstr(&path), moved), 0);
     once.check_cur = 1;
     assert_int_equal(
-        maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &once, dsn, &reason, NULL),
+        maildir_deliver(mbox, &msgdata, "a@b", "bob@example.com", &once, dsn, &reason, NULL),
         DELIVERY_OK);
     assert_int_equal(test_count_files(newdir), 0);
     assert_int_equal(test_count_files(curdir), 1);
     /* Another recipient index is another delivery. */
     struct maildir_once other = {.stem = "1700000000.QABCDEFR1", .check_cur = 1};
     assert_int_equal(
-        maildir_deliver_file(mbox, data, "a@b", "bob@example.com", &other, dsn, &reason, NULL),
+        maildir_deliver(mbox, &msgdata, "a@b", "bob@example.com", &other, dsn, &reason, NULL),
         DELIVERY_OK);
     assert_int_equal(test_count_files(newdir), 1);
     buf_free(&reason);
     buf_free(&path);
+    spool_data_close(&msgdata);
     test_rm_rf(root);
     free(root);
 }
@@ -124,26 +131,28 @@ static void test_failures(void **state)
     char data[512], bad[512];
     snprintf(data, sizeof data, "%s/msg", root);
     assert_int_equal(write_file_atomic(data, "x\r\n", 3, 0600), 0);
+    struct spool_data msgdata;
+    test_data_range(data, 0, -1, &msgdata);
     char dsn[16];
     struct buf reason = BUF_INIT;
     /* A relative path, and a path through a regular file: permanent. */
-    assert_int_equal(
-        maildir_deliver_file("relative/", data, "a@b", "c@d", NULL, dsn, &reason, NULL),
-        DELIVERY_PERMFAIL);
+    assert_int_equal(maildir_deliver("relative/", &msgdata, "a@b", "c@d", NULL, dsn, &reason, NULL),
+                     DELIVERY_PERMFAIL);
     assert_int_equal(dsn[0], '5');
     snprintf(bad, sizeof bad, "%s/msg/sub/", root);
-    assert_int_equal(maildir_deliver_file(bad, data, "a@b", "c@d", NULL, dsn, &reason, NULL),
+    assert_int_equal(maildir_deliver(bad, &msgdata, "a@b", "c@d", NULL, dsn, &reason, NULL),
                      DELIVERY_PERMFAIL);
     assert_int_equal(dsn[0], '5');
     assert_true(reason.len > 0);
-    /* The queue file vanished: temporary. */
-    char mbox[512], gone[512];
+    /* The message data cannot be read: temporary. */
+    char mbox[512];
     snprintf(mbox, sizeof mbox, "%s/box/", root);
-    snprintf(gone, sizeof gone, "%s/nothing", root);
-    assert_int_equal(maildir_deliver_file(mbox, gone, "a@b", "c@d", NULL, dsn, &reason, NULL),
+    struct spool_data gone = {.fd = -1, .offset = 0, .length = 3};
+    assert_int_equal(maildir_deliver(mbox, &gone, "a@b", "c@d", NULL, dsn, &reason, NULL),
                      DELIVERY_TEMPFAIL);
     assert_int_equal(dsn[0], '4');
     buf_free(&reason);
+    spool_data_close(&msgdata);
     test_rm_rf(root);
     free(root);
 }
@@ -162,6 +171,8 @@ static void test_deferred_sync_and_dirs(void **state)
     snprintf(mbox, sizeof mbox, "%s/example.com/carol", root);
     const char *msg = "Subject: sync\r\n\r\nbody\r\n";
     assert_int_equal(write_file_atomic(data, msg, strlen(msg), 0600), 0);
+    struct spool_data msgdata;
+    test_data_range(data, 0, -1, &msgdata);
     struct stat st;
     assert_int_equal(stat(root, &st), 0);
     char dsn[16];
@@ -170,7 +181,7 @@ static void test_deferred_sync_and_dirs(void **state)
     struct maildir_once once = {
         .stem = "1700000000.QSYNCR0", .sync_dev = st.st_dev, .sync_deferred = &deferred};
     assert_int_equal(
-        maildir_deliver_file(mbox, data, "a@b", "carol@example.com", &once, dsn, &reason, NULL),
+        maildir_deliver(mbox, &msgdata, "a@b", "carol@example.com", &once, dsn, &reason, NULL),
         DELIVERY_OK);
     assert_int_equal(deferred, 1);
     const char *subs[] = {"tmp", "new", "cur"};
@@ -187,7 +198,7 @@ static void test_deferred_sync_and_dirs(void **state)
     once.sync_dev = st.st_dev + 1; /* not the device the Maildir is on */
     once.stem = "1700000000.QSYNCR1";
     assert_int_equal(
-        maildir_deliver_file(mbox, data, "a@b", "carol@example.com", &once, dsn, &reason, NULL),
+        maildir_deliver(mbox, &msgdata, "a@b", "carol@example.com", &once, dsn, &reason, NULL),
         DELIVERY_OK);
     assert_int_equal(deferred, 0);
     snprintf(sub, sizeof sub, "%s/new", mbox);
@@ -195,6 +206,7 @@ static void test_deferred_sync_and_dirs(void **state)
     snprintf(sub, sizeof sub, "%s/cur", mbox);
     assert_int_equal(stat(sub, &st), 0);
     buf_free(&reason);
+    spool_data_close(&msgdata);
     test_rm_rf(root);
     free(root);
 }

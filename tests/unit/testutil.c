@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include "config/config.h"
 #include "lib/buf.h"
 #include "lib/util.h"
+#include "queue/spool.h"
 
 char *test_tmpdir(const char *name)
 {
@@ -80,4 +82,14 @@ struct sockaddr_storage test_sockaddr(const char *ip)
     if (sockaddr_from_ip(ip, 0, &ss, &len) != 0)
         fail_msg("not an IP address: %s", ip);
     return ss;
+}
+
+void test_data_range(const char *path, off_t offset, off_t length, struct spool_data *d)
+{
+    d->fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(d->fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(d->fd, &st), 0);
+    d->offset = offset;
+    d->length = length >= 0 ? length : st.st_size - offset;
 }

@@ -8,8 +8,10 @@
 #define HONGYAN_TESTS_TESTUTIL_H
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
 struct config;
+struct spool_data;
 
 /* A new directory /tmp/NAME.XXXXXX, mode 0700; the caller frees the string. */
 char *test_tmpdir(const char *name);
@@ -26,5 +28,12 @@ struct config *test_config(const char *text);
 
 /* The socket address of an IPv4 or IPv6 literal, port 0; fails the test when it is not one. */
 struct sockaddr_storage test_sockaddr(const char *ip);
+
+/*
+ * Bytes [offset, offset + length) of the file at path as a message's data
+ * (length -1: to its end), as a spool would hand it to an agent; the test
+ * closes it with spool_data_close(). Fails the test when it cannot open it.
+ */
+void test_data_range(const char *path, off_t offset, off_t length, struct spool_data *d);
 
 #endif

@@ -1,0 +1,186 @@
+/*
+ * The SMTP client's mail transaction (src/deliver/client_txn.c) sends only
+ * the message's range of its data file: a file holding other bytes before
+ * and after the message, as a spool of shared segments hands it out, and a
+ * peer on loopback (a thread speaking just enough SMTP) that records the
+ * MAIL command and what came between DATA and the final dot.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "deliver/client.h"
+#include "lib/buf.h"
+#include "lib/util.h"
+#include "queue/spool.h"
+#include "testutil.h"
+
+static const char *before = "MAIL FROM:<other@example.com>\r\n.\r\nQUIT\r\n";
+static const char *message = "Subject: range\r\n\r\nonly this\r\n.leading dot\r\n";
+static const char *after = "From: someone else\r\n\r\nthe next message\r\n";
+
+struct peer {
+    int listener;
+    struct buf mail;    /* the MAIL command line */
+    struct buf content; /* between 354 and the final dot, as sent (dot-stuffed) */
+};
+
+/* One line (CRLF kept) from fd into line; 0, or -1 at EOF. Byte by byte: the peer is tiny. */
+static int peer_line(int fd, struct buf *line)
+{
+    buf_reset(line);
+    char ch;
+    while (recv(fd, &ch, 1, 0) == 1) {
+        buf_append(line, &ch, 1);
+        if (ch == '\n')
+            return 0;
+    }
+    return -1;
+}
+
+static void peer_say(int fd, const char *text)
+{
+    assert_int_equal(write_all(fd, text, strlen(text)), 0);
+}
+
+static void *peer_run(void *arg)
+{
+    struct peer *p = arg;
+    int fd = accept(p->listener, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct buf line = BUF_INIT;
+    peer_say(fd, "220 peer.test ESMTP\r\n");
+    while (peer_line(fd, &line) == 0) {
+        const char *l = buf_cstr(&line);
+        if (strncmp(l, "EHLO", 4) == 0) {
+            peer_say(fd, "250-peer.test\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n");
+        } else if (strncmp(l, "MAIL", 4) == 0) {
+            buf_set(&p->mail, l);
+            peer_say(fd, "250 2.1.0 Ok\r\n");
+        } else if (strncmp(l, "RCPT", 4) == 0) {
+            peer_say(fd, "250 2.1.5 Ok\r\n");
+        } else if (strncmp(l, "DATA", 4) == 0) {
+            peer_say(fd, "354 End data with <CR><LF>.<CR><LF>\r\n");
+            while (peer_line(fd, &line) == 0 && strcmp(buf_cstr(&line), ".\r\n") != 0)
+                buf_append(&p->content, line.data, line.len);
+            peer_say(fd, "250 2.0.0 Ok: queued as PEER1\r\n");
+        } else if (strncmp(l, "QUIT", 4) == 0) {
+            peer_say(fd, "221 2.0.0 Bye\r\n");
+            break;
+        } else {
+            peer_say(fd, "502 5.5.2 Error: command not recognized\r\n");
+        }
+    }
+    buf_free(&line);
+    close(fd);
+    return NULL;
+}
+
+struct run {
+    struct smtp_msg msg;
+    int sent;
+    enum delivery_status status;
+};
+
+static void sent_cb(void *arg, struct smtp_client *c, int conn_ok, struct smtp_rcpt_out *out)
+{
+    struct run *r = arg;
+    r->sent = 1;
+    r->status = out[0].status;
+    free(out[0].reply);
+    free(out);
+    smtp_client_quit(c);
+}
+
+static void ready_cb(void *arg, struct smtp_client *c, int ok, enum smtp_client_fail fail,
+                     int permanent, const char *dsn, const char *why)
+{
+    struct run *r = arg;
+    assert_true(ok);
+    smtp_client_send(c, &r->msg, sent_cb, r);
+}
+
+static void test_sends_only_the_range(void **state)
+{
+    (void)state;
+    char *root = test_tmpdir("test_client_txn");
+    char path[512];
+    snprintf(path, sizeof path, "%s/segment", root);
+    struct buf all = BUF_INIT;
+    buf_printf(&all, "%s%s%s", before, message, after);
+    assert_int_equal(write_file_atomic(path, all.data, all.len, 0600), 0);
+    buf_free(&all);
+
+    struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
+    p.listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(p.listener >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    assert_int_equal(bind(p.listener, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(p.listener, 1), 0);
+    assert_int_equal(getsockname(p.listener, (struct sockaddr *)&sin, &len), 0);
+    pthread_t peer_thread;
+    assert_int_equal(pthread_create(&peer_thread, NULL, peer_run, &p), 0);
+
+    struct event_base *base = event_base_new();
+    struct smtp_client_opts o = {.base = base,
+                                 .level = TLS_LEVEL_NONE,
+                                 .helo_name = "client.test",
+                                 .server_name = "peer.test",
+                                 .connect_timeout = 10,
+                                 .helo_timeout = 10,
+                                 .mail_timeout = 10,
+                                 .rcpt_timeout = 10,
+                                 .data_init_timeout = 10,
+                                 .data_xfer_timeout = 10,
+                                 .data_done_timeout = 10,
+                                 .quit_timeout = 10};
+    struct smtp_msg_rcpt rcpt = {.address = "bob@example.com"};
+    struct run r = {.msg = {.sender = "alice@example.org", .rcpts = &rcpt, .nrcpts = 1}};
+    test_data_range(path, (off_t)strlen(before), (off_t)strlen(message), &r.msg.data);
+    smtp_client_connect(&o, (struct sockaddr *)&sin, sizeof sin, "peer.test[127.0.0.1]:25",
+                        ready_cb, &r);
+    struct timeval limit = {20, 0};
+    event_base_loopexit(base, &limit);
+    event_base_dispatch(base);
+    assert_int_equal(pthread_join(peer_thread, NULL), 0);
+
+    assert_true(r.sent);
+    assert_int_equal(r.status, DELIVERY_OK);
+    /* RFC 1870: SIZE is the range's length; RFC 5321 4.5.2: the leading dot doubled. */
+    char size[64];
+    snprintf(size, sizeof size, " SIZE=%zu", strlen(message));
+    assert_non_null(strstr(buf_cstr(&p.mail), size));
+    assert_string_equal(buf_cstr(&p.content),
+                        "Subject: range\r\n\r\nonly this\r\n..leading dot\r\n");
+
+    spool_data_close(&r.msg.data);
+    buf_free(&p.mail);
+    buf_free(&p.content);
+    close(p.listener);
+    event_base_free(base);
+    test_rm_rf(root);
+    free(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sends_only_the_range),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
