@@ -22,9 +22,11 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/crc32c.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
 
@@ -33,7 +35,12 @@ struct journal_writer {
     int free_fd; /* journal/free/ */
     int seg_fd; /* the segment being written, locked; -1 before the first round or after an error */
     uint64_t seq, end;
+    time_t retry_after; /* no segment could be taken: none is tried before then */
+    int take_errno;
 };
+
+/* How long after a failure to take a segment (disk full) rounds go without the journal. */
+#define JOURNAL_RETRY_SECONDS 10
 
 /* The highest number among names ending in suffix in the directory open on fd; 0 when none. */
 static uint64_t journal_max_seq(int fd, const char *suffix)
@@ -326,6 +333,8 @@ static int journal_writer_flush(struct journal_writer *w, struct journal_item *i
         errno = e;
         return -1;
     }
+    for (size_t i = 0; i < n; i++)
+        items[i].durable = 1;
     w->end = off;
     /*
      * Tells readers how far they may go while we hold the segment; not
@@ -342,6 +351,8 @@ static int journal_writer_flush(struct journal_writer *w, struct journal_item *i
 
 int journal_writer_commit(struct journal_writer *w, struct journal_item *items, size_t n)
 {
+    for (size_t i = 0; i < n; i++)
+        items[i].seq = items[i].offset = items[i].len = 0, items[i].durable = 0;
     size_t first = 0;
     uint64_t batch = 0;
     for (size_t i = 0; i <= n; i++) {
@@ -363,8 +374,25 @@ int journal_writer_commit(struct journal_writer *w, struct journal_item *items, 
             /* A full segment is left as it is: delivery reclaims it once its records are done. */
             if (full)
                 journal_writer_abandon(w);
-            if (w->seg_fd < 0 && journal_writer_take(w) < 0)
-                return -1;
+            if (w->seg_fd < 0) {
+                /* After a failure, not before a pause: a full disk must not cost a try per round.
+                 */
+                time_t now = time(NULL);
+                if (w->retry_after > now) {
+                    errno = w->take_errno;
+                    return -1;
+                }
+                if (journal_writer_take(w) < 0) {
+                    w->take_errno = errno ? errno : EIO;
+                    w->retry_after = now + JOURNAL_RETRY_SECONDS;
+                    log_warning("journal: cannot take a segment: %s; small messages take files "
+                                "for %d s",
+                                strerror(w->take_errno), JOURNAL_RETRY_SECONDS);
+                    errno = w->take_errno;
+                    return -1;
+                }
+                w->retry_after = 0;
+            }
         }
         batch += need;
     }

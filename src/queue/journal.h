@@ -166,7 +166,9 @@ struct journal_item {
     size_t env_len;
     const void *data;
     size_t data_len;
-    uint64_t seq, offset, len; /* set by journal_writer_commit */
+    /* Set by journal_writer_commit: where its record went (seq 0: nowhere), and whether synced. */
+    uint64_t seq, offset, len;
+    int durable;
 };
 /*
  * Makes journal/ and journal/free/ under queue_dir (mode 0700); no segment
@@ -180,8 +182,13 @@ void journal_writer_free(struct journal_writer *w);
  * the synced end in the segment's header. A segment too full for the rest
  * is left for a new one. On any error the segment is abandoned (the next
  * round takes a new one, so nothing is ever written after a failed write)
- * and -1 is returned with errno: none of the items may be acknowledged.
- * Called by one thread at a time (the round's).
+ * and -1 is returned with errno. Then each item says what became of it:
+ * durable (a segment filled before the error: it may be acknowledged),
+ * seq 0 (never written: the caller may commit it another way), or neither
+ * (written, not known durable: a failed commit, which delivery may still
+ * find after a crash, as a file commit cut short). When no segment can be
+ * taken (disk full), none is tried again for 10 seconds. Called by one
+ * thread at a time (the round's).
  */
 int journal_writer_commit(struct journal_writer *w, struct journal_item *items, size_t n);
 

@@ -538,8 +538,23 @@ static void spool_round_work(void *arg)
         /* One pwritev and one fdatasync of the segment for all of them. */
         int rc = journal_writer_commit(s->jw, items, nj), e = errno;
         for (size_t i = 0; i < nj; i++) {
-            journaled[i]->result = rc;
-            journaled[i]->err_code = rc < 0 ? e : 0;
+            struct spool_commit *c = journaled[i];
+            if (rc == 0 || items[i].durable) {
+                c->result = 0;
+                c->err_code = 0;
+            } else if (items[i].seq == 0) {
+                /* Never written (no segment could be taken): today's files instead. */
+                c->journaled = 0;
+                errno = 0;
+                c->result = spool_commit_write(s, c->m, &c->env_text, 0);
+                if (c->result == 0)
+                    c->result = spool_commit_publish(s, c->m);
+                c->err_code = c->result < 0 ? errno : 0;
+                any |= c->result == 0;
+            } else {
+                c->result = -1;
+                c->err_code = e;
+            }
         }
         r->synced = 1;
     }
