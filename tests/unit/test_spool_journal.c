@@ -74,7 +74,8 @@ static struct spool *smtpd_spool(const char *dir)
     return s;
 }
 
-/* Delivery's spool after its start-up recovery, which quarantined *bad files (may be NULL: none). */
+/* Delivery's spool after its start-up recovery, which quarantined *bad files (may be NULL: none).
+ */
 static struct spool *delivery_start(const char *dir, int *bad)
 {
     struct buf err = BUF_INIT;
@@ -207,7 +208,8 @@ static void test_refresh(void **state)
     free(dir);
 }
 
-/* A damaged record among good ones is copied to corrupt/ and skipped; a move left in files counts as moved. */
+/* A damaged record among good ones is copied to corrupt/ and skipped; a move left in files counts
+ * as moved. */
 static void test_recovery(void **state)
 {
     (void)state;
