@@ -115,6 +115,9 @@ def test_killed_delivery_takes_the_journal_again(server_factory):
         listing = srv.cmd("queue").stdout  # the queue command reads the journal too
         assert listing.count("bob@example.com") == 10, listing
         qid = re.search(r"^([0-9A-V]{15})\b", listing, re.M).group(1)
+        shown = srv.cmd("queue", "show", qid)
+        assert shown.returncode == 0 and "*** MESSAGE CONTENTS" in shown.stdout, shown
+        assert sum(("Subject: %s" % t) in shown.stdout for t in tokens) == 1
         r = srv.cmd("queue", "hold", qid)
         assert r.returncode != 0 and "in the journal" in r.stderr, r.stderr
     finally:
