@@ -286,8 +286,9 @@ static int spool_journal_scan_seg(const struct spool *s, struct jseg *g, int fir
         return -1;
     }
     if (first && journal_done_read(j->fd, g->seq, &log) == 0) {
-        journal_done_parse(log.data, log.len, g->seq, spool_journal_on_done, &sc);
-        qsort(sc.done, sc.ndone, sizeof *sc.done, spool_journal_cmp_u64);
+        journal_done_parse(log.data ? log.data : "", log.len, g->seq, spool_journal_on_done, &sc);
+        if (sc.ndone > 1)
+            qsort(sc.done, sc.ndone, sizeof *sc.done, spool_journal_cmp_u64);
     }
     size_t before = j->count;
     struct jfound f = {&sc, bytes.data, g->scanned};

@@ -64,6 +64,8 @@ int spool_msg_truncate(struct spool_msg *m)
 
 int spool_msg_prepend(struct spool_msg *m, const void *data, size_t len)
 {
+    if (m->failed_errno == 0 && len == 0)
+        return 0;
     if (m->failed_errno == 0 && m->fd < 0 && m->wlen == m->size && len <= SPOOL_WBUF - m->wlen) {
         /* Signature and message still fit the receive buffer: the journal may take them. */
         memmove(m->wbuf + len, m->wbuf, m->wlen);
