@@ -29,12 +29,14 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xalloc.h"
+#include "version.h"
 
 struct journal_writer {
     int dir_fd;  /* journal/ */
     int free_fd; /* journal/free/ */
     int seg_fd; /* the segment being written, locked; -1 before the first round or after an error */
     uint64_t seq, end;
+    uint64_t seg_size;  /* JOURNAL_SEGMENT_SIZE; smaller in tests of recycling */
     time_t retry_after; /* no segment could be taken: none is tried before then */
     int take_errno;
 };
@@ -103,6 +105,14 @@ struct journal_writer *journal_writer_open(const char *queue_dir, struct buf *er
 {
     struct journal_writer *w = xcalloc(1, sizeof *w);
     w->dir_fd = w->free_fd = w->seg_fd = -1;
+    w->seg_size = JOURNAL_SEGMENT_SIZE;
+#if HONGYAN_TEST_HOOKS
+    /* The test build can make small segments, so that a short test fills and recycles many. */
+    const char *size = getenv("HONGYAN_TEST_JOURNAL_SEGMENT_SIZE");
+    long long want = size ? atoll(size) : 0;
+    if (want >= 2 * JOURNAL_SEG_HEADER_SIZE && want <= JOURNAL_SEGMENT_SIZE)
+        w->seg_size = (uint64_t)want;
+#endif
     char *jdir = xasprintf("%s/%s", queue_dir, JOURNAL_DIR);
     char *fdir = xasprintf("%s/%s", queue_dir, JOURNAL_FREE_DIR);
     const char *bad = NULL;
@@ -162,7 +172,7 @@ static void journal_writer_abandon(struct journal_writer *w)
 }
 
 /*
- * A new file of JOURNAL_SEGMENT_SIZE zeros, synced, open and locked on *fd,
+ * A new file of seg_size zeros, synced, open and locked on *fd,
  * named tmp in journal/. Written out, not fallocate'd: an extent still
  * "unwritten" turns written at the first write over it, a metadata change
  * that each round's fdatasync would have to commit.
@@ -175,9 +185,11 @@ static int journal_segment_create(struct journal_writer *w, const char *tmp, int
         return -1;
     if (flock(f, LOCK_EX) < 0)
         goto fail;
-    for (uint64_t off = 0; off < JOURNAL_SEGMENT_SIZE; off += sizeof zeros)
-        if (write_all(f, zeros, sizeof zeros) < 0)
+    for (uint64_t off = 0; off < w->seg_size; off += sizeof zeros) {
+        size_t n = w->seg_size - off < sizeof zeros ? (size_t)(w->seg_size - off) : sizeof zeros;
+        if (write_all(f, zeros, n) < 0)
             goto fail;
+    }
     if (fdatasync(f) < 0)
         goto fail;
     *fd = f;
@@ -220,9 +232,17 @@ static int journal_writer_take(struct journal_writer *w)
         if (f < 0)
             continue; /* delivery removed it meanwhile (more than it keeps) */
         /* Locked before it has its new name: no reader ever sees it unlocked there. */
-        if (flock(f, LOCK_EX) < 0 || fstat(f, &st) < 0 || !S_ISREG(st.st_mode) ||
-            st.st_size != (off_t)JOURNAL_SEGMENT_SIZE ||
-            renameat(w->free_fd, old.data, w->dir_fd, name.data) < 0) {
+        if (flock(f, LOCK_EX) < 0 || fstat(f, &st) < 0 || !S_ISREG(st.st_mode)) {
+            close(f);
+            continue;
+        }
+        if (st.st_size != (off_t)w->seg_size) {
+            /* Made for another segment size (a test build's): not reused. */
+            unlinkat(w->free_fd, old.data, 0);
+            close(f);
+            continue;
+        }
+        if (renameat(w->free_fd, old.data, w->dir_fd, name.data) < 0) {
             close(f);
             continue;
         }
@@ -349,6 +369,12 @@ static int journal_writer_flush(struct journal_writer *w, struct journal_item *i
     return 0;
 }
 
+int journal_writer_fits(const struct journal_writer *w, size_t env_len, size_t data_len)
+{
+    uint64_t size = journal_rec_size(env_len, data_len);
+    return size != 0 && size <= w->seg_size - JOURNAL_SEG_HEADER_SIZE;
+}
+
 int journal_writer_commit(struct journal_writer *w, struct journal_item *items, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -361,7 +387,11 @@ int journal_writer_commit(struct journal_writer *w, struct journal_item *items, 
             errno = EFBIG;
             return -1;
         }
-        int full = w->seg_fd >= 0 && w->end + batch + need > JOURNAL_SEGMENT_SIZE;
+        if (i < n && need > w->seg_size - JOURNAL_SEG_HEADER_SIZE) {
+            errno = EFBIG;
+            return -1;
+        }
+        int full = w->seg_fd >= 0 && w->end + batch + need > w->seg_size;
         if (i == n || full || w->seg_fd < 0) {
             if (w->seg_fd >= 0 && journal_writer_flush(w, items + first, i - first) < 0) {
                 journal_writer_abandon(w);

@@ -176,6 +176,8 @@ struct journal_item {
  */
 struct journal_writer *journal_writer_open(const char *queue_dir, struct buf *err);
 void journal_writer_free(struct journal_writer *w);
+/* 1 when a record of these lengths fits in one of w's segments. */
+int journal_writer_fits(const struct journal_writer *w, size_t env_len, size_t data_len);
 /*
  * Appends the records of items (each journal_rec_size() != 0) with one
  * pwritev per segment and makes them durable with one fdatasync, then notes

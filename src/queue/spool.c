@@ -472,7 +472,7 @@ static int spool_journal_fits(const struct spool *s, const struct spool_commit *
 {
     const struct spool_msg *m = c->m;
     return s->jw != NULL && m->fd < 0 && !m->env->hold && strlen(m->id) < JOURNAL_ID_FIELD &&
-           journal_rec_size(c->env_text.len, m->wlen) != 0;
+           journal_writer_fits(s->jw, c->env_text.len, m->wlen);
 }
 
 /* The envelope as committed: its records, then the commit record with the data's size. */
