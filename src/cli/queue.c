@@ -268,11 +268,14 @@ static int queue_delete(struct spool *s, const char *id)
         for (int w = 0; w < 2; w++) {
             size_t c;
             char **ids = spool_list(s, w ? SPOOL_HOLD : SPOOL_ACTIVE, &c);
-            for (size_t i = 0; i < c; i++)
+            for (size_t i = 0; i < c; i++) {
                 if (spool_delete(s, ids[i]) == 0) {
                     printf("%s: removed\n", ids[i]);
                     n++;
+                } else if (errno == EBUSY) {
+                    fprintf(stderr, "hongyan queue: %s: %s\n", ids[i], QUEUE_JOURNALED);
                 }
+            }
             strlist_free(ids);
         }
     } else if (spool_delete(s, id) == 0) {

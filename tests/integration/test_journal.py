@@ -120,6 +120,8 @@ def test_killed_delivery_takes_the_journal_again(server_factory):
         assert sum(("Subject: %s" % t) in shown.stdout for t in tokens) == 1
         r = srv.cmd("queue", "hold", qid)
         assert r.returncode != 0 and "in the journal" in r.stderr, r.stderr
+        r = srv.cmd("queue", "delete", "ALL")
+        assert "Deleted: 0 messages" in r.stdout and r.stderr.count("in the journal") == 10, r
     finally:
         os.kill(delivery, signal.SIGKILL)  # a stopped process dies of it too
     assert wait_for(lambda: srv.log_text().count(": removed") >= 10, timeout=30), \
