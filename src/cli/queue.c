@@ -252,6 +252,15 @@ static int queue_show(struct spool *s, const char *id)
     return rc;
 }
 
+/*
+ * Why hold and delete leave a journaled message alone: delivery may be
+ * reading it from the journal right now, and it moves to active/ (as
+ * files, where they work) at its first deferral.
+ */
+#define QUEUE_JOURNALED                                                                            \
+    "in the journal (a small message delivery is taking from journal/); hold and delete work "     \
+    "once it is in active/, which it is after its first deferral: run this again then"
+
 static int queue_delete(struct spool *s, const char *id)
 {
     int n = 0, missing = 0;
@@ -259,16 +268,22 @@ static int queue_delete(struct spool *s, const char *id)
         for (int w = 0; w < 2; w++) {
             size_t c;
             char **ids = spool_list(s, w ? SPOOL_HOLD : SPOOL_ACTIVE, &c);
-            for (size_t i = 0; i < c; i++)
+            for (size_t i = 0; i < c; i++) {
                 if (spool_delete(s, ids[i]) == 0) {
                     printf("%s: removed\n", ids[i]);
                     n++;
+                } else if (errno == EBUSY) {
+                    fprintf(stderr, "hongyan queue: %s: %s\n", ids[i], QUEUE_JOURNALED);
                 }
+            }
             strlist_free(ids);
         }
     } else if (spool_delete(s, id) == 0) {
         printf("%s: removed\n", id);
         n = 1;
+    } else if (errno == EBUSY) {
+        fprintf(stderr, "hongyan queue: %s: %s\n", id, QUEUE_JOURNALED);
+        missing = 1;
     } else {
         fprintf(stderr, "hongyan queue: %s: no such message\n", id);
         missing = 1;
@@ -284,7 +299,8 @@ static int queue_move(struct spool *s, const char *id, int hold)
         fprintf(stderr, "hongyan queue: %s: %s\n", id,
                 errno == ENOENT
                     ? (hold ? "no such message in the active queue" : "no such message on hold")
-                    : strerror(errno));
+                : errno == EBUSY ? QUEUE_JOURNALED
+                                 : strerror(errno));
         return 1;
     }
     printf("%s: %s\n", id, hold ? "placed on hold" : "released from hold");

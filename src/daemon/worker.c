@@ -168,6 +168,12 @@ int daemon_worker_run(enum daemon_role role, const char *config_path, struct con
     if (role == DAEMON_ROLE_SMTPD) {
         /* smtpd's own unfinished receipts; the committed queue is delivery's to repair. */
         spool_recover_incoming(w.srv.spool);
+        /* Small messages go to the journal: a new segment for this smtpd (docs/queue.md). */
+        if (spool_journal_enable(w.srv.spool, &err) < 0) {
+            log_error("spool: %s", buf_cstr(&err));
+            buf_free(&err);
+            return EXIT_FAILURE;
+        }
         w.srv.auth = auth_new(w.srv.base, w.srv.auth_workq, cfg, &err);
         if (w.srv.auth == NULL) {
             log_error("%s", buf_cstr(&err));

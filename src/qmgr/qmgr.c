@@ -279,8 +279,12 @@ void qmgr_hint(struct qmgr *q, const char *queue_id)
     if (q->stopping || !spool_valid_id(queue_id) || qmgr_find(q, queue_id) != NULL)
         return;
     if (!spool_is_active(q->srv->spool, queue_id)) {
-        log_debug("%s: queued hint for a message not in active/: ignored", queue_id);
-        return;
+        /* Committed to the journal since the last look: read what smtpd synced since. */
+        spool_refresh(q->srv->spool);
+        if (!spool_is_active(q->srv->spool, queue_id)) {
+            log_debug("%s: queued hint for a message not in the queue: ignored", queue_id);
+            return;
+        }
     }
     qmgr_kick(q, queue_id);
 }

@@ -204,6 +204,22 @@ void qmgr_job_record_work(void *arg)
      */
     int finish_in_round = !pending && j->remote_ok;
     int sync_now = (j->remote_ok && !finish_in_round) || warned;
+    /*
+     * A finished journaled message: its done-log record is its last result
+     * (nothing is appended). After a remote server's 250 it joins the next
+     * round's syncfs before the message counts as gone, as files do.
+     */
+    if (!pending && spool_journaled(s, e->queue_id)) {
+        if (spool_remove(s, e->queue_id) == 0) {
+            j->removed = 1;
+            j->sync_results = j->remote_ok;
+        } else {
+            j->gone = 1;
+        }
+        buf_free(&rec);
+        buf_free(&err);
+        return;
+    }
     if (rec.len && (pending || j->remote_ok) &&
         spool_append_sync(s, e->queue_id, rec.data, rec.len, sync_now) < 0) {
         if (errno == ENOENT)

@@ -24,6 +24,7 @@
 #include "lib/util.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "queue/journal.h"
 #include "queue/maildrop.h"
 #include "queue/spool_int.h"
 #include "metrics/metrics.h"
@@ -35,6 +36,7 @@ struct spool_commit {
     struct buf env_text;
     int result, err_code;
     uint64_t started_ms; /* for the commit latency metric */
+    int journaled;       /* committed to the journal: the round's syncfs is not its sync */
     struct spool_commit *next;
 };
 
@@ -71,6 +73,7 @@ struct spool *spool_open(const char *queue_dir, const char *incoming, struct buf
 {
     struct spool *s = xcalloc(1, sizeof *s);
     s->sync_fd = -1;
+    s->jr = spool_journal_new();
     s->dir = xstrdup(queue_dir);
     s->writer = strcmp(incoming, SPOOL_INCOMING_DELIVERY) == 0;
     if (strcmp(incoming, spool_writers[s->writer]) != 0) {
@@ -155,6 +158,8 @@ void spool_free(struct spool *s)
         return;
     if (s->sync_fd >= 0)
         close(s->sync_fd);
+    journal_writer_free(s->jw);
+    spool_journal_free(s->jr);
     free(s->dir);
     free(s->incoming);
     free(s->active);
@@ -170,6 +175,23 @@ void spool_attach(struct spool *s, struct event_base *base, struct workq *wq)
 {
     s->base = base;
     s->wq = wq;
+}
+
+int spool_journal_enable(struct spool *s, struct buf *err)
+{
+    if (s->jw == NULL)
+        s->jw = journal_writer_open(s->dir, err);
+    return s->jw ? 0 : -1;
+}
+
+void spool_refresh(struct spool *s)
+{
+    spool_journal_poll(s);
+}
+
+int spool_journaled(const struct spool *s, const char *id)
+{
+    return spool_journal_has(s, id);
 }
 
 const char *spool_dir(const struct spool *s)
@@ -228,7 +250,16 @@ struct spool_msg *spool_msg_new(struct spool *s, struct buf *err)
     m->wlen = 0;
     m->s = s;
     m->fd = -1;
-    for (int tries = 0; tries < 10 && m->fd < 0; tries++) {
+    if (s->jw != NULL) {
+        /*
+         * No file yet: a message that fits in the receive buffer is
+         * committed to the journal without ever having one. The id is
+         * unique without O_EXCL: spool_new_id never repeats one in this
+         * process, and the other writer's differ in their last bit.
+         */
+        spool_new_writer_id(m->id, s->writer);
+    }
+    for (int tries = 0; tries < 10 && m->fd < 0 && s->jw == NULL; tries++) {
         spool_new_writer_id(m->id, s->writer);
         char *path = spool_path(s->incoming, m->id, ".data");
         m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -241,7 +272,7 @@ struct spool_msg *spool_msg_new(struct spool *s, struct buf *err)
             return NULL;
         }
     }
-    if (m->fd < 0) {
+    if (m->fd < 0 && s->jw == NULL) {
         buf_puts(err, "cannot find a free queue id");
         free(m);
         errno = EEXIST;
@@ -272,6 +303,17 @@ size_t spool_msg_size(const struct spool_msg *m)
 
 int spool_msg_flush(struct spool_msg *m)
 {
+    /* The data file, made when something needs it: more than the buffer, DKIM, a commit to files.
+     */
+    if (m->fd < 0) {
+        char *path = spool_path(m->s->incoming, m->id, ".data");
+        m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        free(path);
+        if (m->fd < 0) {
+            m->failed_errno = errno;
+            return -1;
+        }
+    }
     if (m->wlen == 0)
         return 0;
     if (write_all(m->fd, m->wbuf, m->wlen) < 0) {
@@ -421,6 +463,18 @@ static void spool_uncommit(struct spool *s, const char *id)
     }
 }
 
+/*
+ * Does this commit go to the journal? smtpd's messages whose data never
+ * left the receive buffer (so no file was made for them), not headed for
+ * hold/, and small enough for a record. The rest take today's files.
+ */
+static int spool_journal_fits(const struct spool *s, const struct spool_commit *c)
+{
+    const struct spool_msg *m = c->m;
+    return s->jw != NULL && m->fd < 0 && !m->env->hold && strlen(m->id) < JOURNAL_ID_FIELD &&
+           journal_writer_fits(s->jw, c->env_text.len, m->wlen);
+}
+
 /* The envelope as committed: its records, then the commit record with the data's size. */
 static void spool_encode(struct spool_msg *m, struct buf *out)
 {
@@ -451,6 +505,11 @@ static void spool_round_work(void *arg)
     struct spool_round *r = arg;
     struct spool *s = r->s;
     int any = r->waiters != NULL;
+    size_t ncommits = 0, nj = 0;
+    for (struct spool_commit *c = r->commits; c; c = c->next)
+        ncommits++;
+    struct journal_item *items = s->jw ? xcalloc(ncommits + 1, sizeof *items) : NULL;
+    struct spool_commit **journaled = s->jw ? xcalloc(ncommits + 1, sizeof *journaled) : NULL;
     for (struct spool_commit *c = r->commits; c; c = c->next) {
         errno = 0;
         if (c->m->failed_errno) {
@@ -459,12 +518,48 @@ static void spool_round_work(void *arg)
             spool_unlink_incoming(s, c->m->id);
             continue;
         }
+        if (spool_journal_fits(s, c)) {
+            items[nj] = (struct journal_item){.id = c->m->id,
+                                              .env = c->env_text.data,
+                                              .env_len = c->env_text.len,
+                                              .data = c->m->wbuf,
+                                              .data_len = c->m->wlen};
+            journaled[nj++] = c;
+            c->journaled = 1;
+            continue;
+        }
         c->result = spool_commit_write(s, c->m, &c->env_text, 0);
         if (c->result == 0)
             c->result = spool_commit_publish(s, c->m);
         c->err_code = c->result < 0 ? errno : 0;
         any |= c->result == 0;
     }
+    if (nj > 0) {
+        /* One pwritev and one fdatasync of the segment for all of them. */
+        int rc = journal_writer_commit(s->jw, items, nj), e = errno;
+        for (size_t i = 0; i < nj; i++) {
+            struct spool_commit *c = journaled[i];
+            if (rc == 0 || items[i].durable) {
+                c->result = 0;
+                c->err_code = 0;
+            } else if (items[i].seq == 0) {
+                /* Never written (no segment could be taken): today's files instead. */
+                c->journaled = 0;
+                errno = 0;
+                c->result = spool_commit_write(s, c->m, &c->env_text, 0);
+                if (c->result == 0)
+                    c->result = spool_commit_publish(s, c->m);
+                c->err_code = c->result < 0 ? errno : 0;
+                any |= c->result == 0;
+            } else {
+                c->result = -1;
+                c->err_code = e;
+            }
+        }
+        r->synced = 1;
+    }
+    free(items);
+    free(journaled);
     if (!any)
         return;
     r->synced = 1;
@@ -485,7 +580,7 @@ static void spool_round_work(void *arg)
     if (rc == 0)
         return;
     for (struct spool_commit *c = r->commits; c; c = c->next) {
-        if (c->result == 0) {
+        if (c->result == 0 && !c->journaled) {
             spool_uncommit(s, c->m->id);
             c->result = -1;
             c->err_code = e;
@@ -555,8 +650,7 @@ static void spool_round_start(struct spool *s)
     workq_submit(s->wq, spool_round_work, spool_round_done, s->running);
 }
 
-/* Is id being committed by the running round (in active/ but not yet durable)? */
-static int spool_in_round(const struct spool *s, const char *id)
+int spool_in_round(const struct spool *s, const char *id)
 {
     if (s->running == NULL)
         return 0;
@@ -633,213 +727,4 @@ int spool_msg_commit_sync(struct spool_msg *m, struct buf *err)
     spool_msg_free(m);
     errno = e;
     return rc;
-}
-
-static const char *spool_where_dir(const struct spool *s, enum spool_where w)
-{
-    return w == SPOOL_HOLD ? s->hold : s->active;
-}
-
-int spool_is_active(const struct spool *s, const char *id)
-{
-    if (!spool_valid_id(id))
-        return 0;
-    struct stat st;
-    char *env = spool_path(s->active, id, NULL);
-    int there = lstat(env, &st) == 0 && S_ISREG(st.st_mode);
-    free(env);
-    return there;
-}
-
-void spool_data_path(const struct spool *s, const char *id, enum spool_where where, struct buf *out)
-{
-    buf_reset(out);
-    buf_printf(out, "%s/%s.data", spool_where_dir(s, where), id);
-}
-
-struct envelope *spool_read_envelope(struct spool *s, const char *id, enum spool_where *where,
-                                     struct buf *err)
-{
-    if (!spool_valid_id(id)) {
-        errno = ENOENT;
-        return NULL;
-    }
-    struct buf text = BUF_INIT;
-    enum spool_where w = SPOOL_ACTIVE;
-    char *p = spool_path(s->active, id, NULL);
-    int rc = read_file(p, &text, SPOOL_ENVELOPE_MAX);
-    free(p);
-    if (rc < 0 && errno == ENOENT) {
-        w = SPOOL_HOLD;
-        p = spool_path(s->hold, id, NULL);
-        rc = read_file(p, &text, SPOOL_ENVELOPE_MAX);
-        free(p);
-    }
-    if (rc < 0) {
-        int e = errno;
-        buf_printf(err, "%s: %s", id, strerror(e));
-        buf_free(&text);
-        errno = e;
-        return NULL;
-    }
-    struct envelope *env = envelope_decode(text.data ? text.data : "", text.len, err);
-    buf_free(&text);
-    if (env == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    env->hold = w == SPOOL_HOLD;
-    if (where)
-        *where = w;
-    return env;
-}
-
-int spool_append(struct spool *s, const char *id, const char *records, size_t len)
-{
-    return spool_append_sync(s, id, records, len, 1);
-}
-
-int spool_append_sync(struct spool *s, const char *id, const char *records, size_t len, int sync)
-{
-    char *p = spool_path(s->active, id, NULL);
-    int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
-    free(p);
-    if (fd < 0)
-        return -1;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    if (write_all(fd, records, len) < 0 || (sync && fdatasync(fd) < 0)) {
-        int e = errno;
-        /* Cut a partial record off so the next append starts on a fresh line. */
-        if (ftruncate(fd, st.st_size) == 0)
-            (void)fdatasync(fd);
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return close(fd);
-}
-
-/* Moves a message between directories: envelope first out of active/, data first into it. */
-static int spool_move(struct spool *s, const char *id, const char *from, const char *to,
-                      int env_first)
-{
-    if (!spool_valid_id(id)) {
-        errno = ENOENT;
-        return -1;
-    }
-    char *fe = spool_path(from, id, NULL), *fd = spool_path(from, id, ".data");
-    char *te = spool_path(to, id, NULL), *td = spool_path(to, id, ".data");
-    int rc;
-    if (env_first) {
-        rc = rename(fe, te);
-        if (rc == 0 && rename(fd, td) < 0 && errno != ENOENT)
-            rc = -1;
-    } else {
-        struct stat st;
-        rc = stat(fe, &st);
-        if (rc == 0 && rename(fd, td) < 0 && errno != ENOENT)
-            rc = -1;
-        if (rc == 0)
-            rc = rename(fe, te);
-    }
-    int e = errno;
-    if (rc == 0) {
-        fsync_dir(to);
-        fsync_dir(from);
-    }
-    free(fe);
-    free(fd);
-    free(te);
-    free(td);
-    errno = e;
-    return rc;
-}
-
-int spool_hold(struct spool *s, const char *id)
-{
-    return spool_move(s, id, s->active, s->hold, 1);
-}
-
-int spool_release(struct spool *s, const char *id)
-{
-    return spool_move(s, id, s->hold, s->active, 0);
-}
-
-int spool_delete(struct spool *s, const char *id)
-{
-    if (!spool_valid_id(id)) {
-        errno = ENOENT;
-        return -1;
-    }
-    const char *dirs[] = {s->active, s->hold};
-    for (size_t i = 0; i < 2; i++) {
-        char *e = spool_path(dirs[i], id, NULL), *d = spool_path(dirs[i], id, ".data");
-        int rc = unlink(e);
-        if (rc == 0)
-            unlink(d);
-        free(e);
-        free(d);
-        if (rc == 0) {
-            fsync_dir(dirs[i]);
-            return 0;
-        }
-    }
-    errno = ENOENT;
-    return -1;
-}
-
-int spool_remove(struct spool *s, const char *id)
-{
-    if (!spool_valid_id(id)) {
-        errno = ENOENT;
-        return -1;
-    }
-    /* The envelope first: without it the data is an orphan that recovery removes. */
-    char *e = spool_path(s->active, id, NULL), *d = spool_path(s->active, id, ".data");
-    int rc = unlink(e);
-    int err = errno;
-    if (rc == 0)
-        unlink(d);
-    free(e);
-    free(d);
-    errno = err;
-    return rc;
-}
-
-static int spool_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-char **spool_list(struct spool *s, enum spool_where where, size_t *count)
-{
-    size_t n = 0, cap = 16;
-    char **list = xmalloc(cap * sizeof *list);
-    DIR *d = opendir(spool_where_dir(s, where));
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (!spool_valid_id(de->d_name))
-                continue;
-            if (where == SPOOL_ACTIVE && spool_in_round(s, de->d_name))
-                continue;
-            if (n + 2 > cap) {
-                cap *= 2;
-                list = xrealloc(list, cap * sizeof *list);
-            }
-            list[n++] = xstrdup(de->d_name);
-        }
-        closedir(d);
-    }
-    list[n] = NULL;
-    qsort(list, n, sizeof *list, spool_cmp);
-    if (count)
-        *count = n;
-    return list;
 }

@@ -39,7 +39,7 @@ struct spool_msg;
  * unreadable one is refused, so nothing misreads or quarantines a queue it
  * does not understand. spool_open() calls the check; 0 or -1 with err.
  */
-#define SPOOL_VERSION 1
+#define SPOOL_VERSION 2
 int spool_version_check(const char *queue_dir, struct buf *err);
 /*
  * The marker's number, or 0 when text is not one line "hongyan-spool N\n"
@@ -86,6 +86,22 @@ struct spool *spool_open(const char *queue_dir, const char *incoming, struct buf
 void spool_free(struct spool *s);
 /* Group commit needs the loop and the work queue; without them commits are synchronous. */
 void spool_attach(struct spool *s, struct event_base *base, struct workq *wq);
+/*
+ * smtpd's: commits small messages to the journal (queue/journal.h,
+ * docs/queue.md "The journal"): a message whose data stayed in the receive
+ * buffer (SPOOL_WBUF) and that is not headed for hold/ is one record
+ * appended to a segment, a round's records synced by one fdatasync; others
+ * still take two files and the round's syncfs. 0 or -1 with err.
+ */
+int spool_journal_enable(struct spool *s, struct buf *err);
+/*
+ * Learns of messages committed to the journal since the last look (the
+ * queue manager calls it for a hint it does not know yet; spool_list does
+ * it itself). Only bytes its writer has synced are read.
+ */
+void spool_refresh(struct spool *s);
+/* 1 when id is queued as a journal record (not as files in active/). */
+int spool_journaled(const struct spool *s, const char *id);
 
 /* A message being received. NULL with err (e.g. disk full) is a 4xx. */
 struct spool_msg *spool_msg_new(struct spool *s, struct buf *err);
@@ -260,6 +276,8 @@ int spool_data_copy(const struct spool_data *d, int out_fd);
  * Appends records (whole lines) to an active message's envelope durably
  * (write + fdatasync); on failure the file is cut back to its old length.
  * 0 or -1 with errno (ENOENT: the message was deleted or held meanwhile).
+ * A journaled message is moved to active/ as files with the records
+ * appended, synced, whatever sync says (delivery's results mean it stays).
  */
 int spool_append(struct spool *s, const char *id, const char *records, size_t len);
 /* The same; sync 0 skips the fdatasync (records a crash may lose without harm). */
@@ -267,10 +285,15 @@ int spool_append_sync(struct spool *s, const char *id, const char *records, size
 /*
  * Removes a finished message from active/ without syncing the directory: a
  * crash may bring it back, and it is then delivered again (for Maildir,
- * idempotently: maildir.h). 0 or -1 with errno.
+ * idempotently: maildir.h). A journaled one is marked done in its
+ * segment's done-log, not synced either. 0 or -1 with errno.
  */
 int spool_remove(struct spool *s, const char *id);
-/* Operator actions by rename; 0 or -1 with errno (ENOENT: no such message there). */
+/*
+ * Operator actions by rename; 0 or -1 with errno (ENOENT: no such message
+ * there; EBUSY: a journal record, which these do not touch: it is in
+ * active/ as files once a delivery defers it).
+ */
 int spool_hold(struct spool *s, const char *id);
 int spool_release(struct spool *s, const char *id);
 int spool_delete(struct spool *s, const char *id);

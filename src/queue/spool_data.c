@@ -7,12 +7,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/util.h"
+#include "queue/journal.h"
 #include "queue/spool_int.h"
 
 /* Opens a whole data file as the range of its size; 0 or -1 with errno. */
@@ -45,6 +47,21 @@ int spool_data_open(const struct spool *s, const char *id, enum spool_where wher
         errno = ENOENT;
         if (err)
             buf_printf(err, "%s: not a queue id", id);
+        return -1;
+    }
+    /* A journaled message: its data is a range of its segment (docs/queue.md, The journal). */
+    uint64_t seq, off, len;
+    if (where == SPOOL_ACTIVE && spool_journal_where(s, id, &seq, &off, &len) == 0) {
+        d->fd = journal_segment_open(spool_journal_fd(s), seq);
+        if (d->fd >= 0) {
+            d->offset = (off_t)off;
+            d->length = (off_t)len;
+            return 0;
+        }
+        int e = errno;
+        if (err)
+            buf_printf(err, "%s: journal segment %016" PRIx64 ": %s", id, seq, strerror(e));
+        errno = e;
         return -1;
     }
     struct buf path = BUF_INIT;
@@ -87,6 +104,11 @@ int spool_data_size(const struct spool *s, const char *id, enum spool_where wher
     if (!spool_valid_id(id)) {
         errno = ENOENT;
         return -1;
+    }
+    uint64_t seq, off, len;
+    if (where == SPOOL_ACTIVE && spool_journal_where(s, id, &seq, &off, &len) == 0) {
+        *size = len;
+        return 0;
     }
     struct buf path = BUF_INIT;
     struct stat st;

@@ -51,6 +51,7 @@ int spool_version_check(const char *queue_dir, struct buf *err)
      * Root reads it too (the supervisor, `hongyan queue`) in a directory
      * mail_owner writes: never through a symbolic link, never blocking on a FIFO.
      */
+    int write_marker = 0;
     if (read_file_flags(path, O_NOFOLLOW | O_NONBLOCK, &text, 64) == 0) {
         long v = spool_version_parse(text.data ? text.data : "", text.len);
         if (v == 0)
@@ -64,22 +65,30 @@ int spool_version_check(const char *queue_dir, struct buf *err)
                        "this one reads up to %d); run that release to drain it",
                        path, v, SPOOL_VERSION);
         else
-            rc = 0; /* older versions, when there are any, are migrated here */
+            /*
+             * Version 1 (two files per message) is read as it is: version
+             * 2 only adds journal/. The marker says so, so that a release
+             * that cannot read the journal refuses the queue.
+             */
+            write_marker = v < SPOOL_VERSION;
+        rc = v >= 1 && v <= SPOOL_VERSION ? 0 : -1;
     } else if (errno == ENOENT) {
         /*
          * No marker: a new queue, or one written by a release from before
          * the marker, whose layout is version 1: nothing to migrate. The
          * marker is written durably so the next release can tell.
          */
-        struct buf want = BUF_INIT;
-        buf_printf(&want, "%s%d\n", SPOOL_VERSION_TAG, SPOOL_VERSION);
-        if (write_file_atomic(path, want.data, want.len, 0644) == 0)
-            rc = 0;
-        else
-            buf_printf(err, "%s: cannot write the spool version marker: %s", path, strerror(errno));
-        buf_free(&want);
+        write_marker = 1;
     } else {
         buf_printf(err, "%s: %s", path, strerror(errno));
+    }
+    if (write_marker) {
+        struct buf want = BUF_INIT;
+        buf_printf(&want, "%s%d\n", SPOOL_VERSION_TAG, SPOOL_VERSION);
+        rc = write_file_atomic(path, want.data, want.len, 0644);
+        if (rc < 0)
+            buf_printf(err, "%s: cannot write the spool version marker: %s", path, strerror(errno));
+        buf_free(&want);
     }
     buf_free(&text);
     free(path);
@@ -89,8 +98,8 @@ int spool_version_check(const char *queue_dir, struct buf *err)
 int spool_dirs_hand_over(int qfd, const char *queue_dir, uid_t owner, gid_t group,
                          mode_t create_mode, struct buf *err)
 {
-    static const char *const names[] = {SPOOL_INCOMING_SMTPD, SPOOL_INCOMING_DELIVERY, "active",
-                                        "hold", "corrupt"};
+    static const char *const names[] = {
+        SPOOL_INCOMING_SMTPD, SPOOL_INCOMING_DELIVERY, "active", "hold", "corrupt", "journal"};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof names / sizeof names[0]; i++) {
         char *display = xasprintf("%s/%s", queue_dir, names[i]);

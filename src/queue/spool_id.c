@@ -5,6 +5,7 @@
  */
 #include "queue/spool.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -16,12 +17,35 @@ static const char spool_b32[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
 /* spool_new_id's length: 7 digits of seconds, 4 of microseconds, 4 random. */
 #define SPOOL_ID_LEN 15
 
+/* The last moment an id was made for, by this process. */
+static pthread_mutex_t spool_id_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long long spool_id_last_sec;
+static unsigned long spool_id_last_usec;
+
 void spool_new_id(char id[QUEUE_ID_MAX])
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     unsigned long long sec = (unsigned long long)tv.tv_sec;
     unsigned long usec = (unsigned long)tv.tv_usec;
+    /*
+     * One moment per id in this process (the next microsecond when two come
+     * in one, or when the clock stepped back): a message received into the
+     * journal has no file whose O_EXCL creation would prove its id unused,
+     * and the other writer's ids differ in their last bit.
+     */
+    pthread_mutex_lock(&spool_id_lock);
+    if (sec < spool_id_last_sec || (sec == spool_id_last_sec && usec <= spool_id_last_usec)) {
+        sec = spool_id_last_sec;
+        usec = spool_id_last_usec + 1;
+        if (usec >= 1000000) {
+            sec++;
+            usec = 0;
+        }
+    }
+    spool_id_last_sec = sec;
+    spool_id_last_usec = usec;
+    pthread_mutex_unlock(&spool_id_lock);
     unsigned char rnd[3];
     random_bytes(rnd, sizeof rnd);
     unsigned long r = ((unsigned long)rnd[0] << 16 | (unsigned long)rnd[1] << 8 | rnd[2]) & 0xfffff;

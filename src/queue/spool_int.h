@@ -6,6 +6,7 @@
 #define HONGYAN_QUEUE_SPOOL_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -22,6 +23,8 @@ void spool_new_writer_id(char id[QUEUE_ID_MAX], unsigned writer);
 
 struct spool_commit;
 struct spool_waiter;
+struct spool_journal;
+struct journal_writer;
 
 struct spool {
     char *dir, *incoming, *active, *hold, *corrupt, *maildrop, *public_dir, *fifo;
@@ -44,12 +47,16 @@ struct spool {
     /* spool_free_space()'s cache: statvfs at most once a second. */
     time_t free_checked;
     long long free_bytes;
+    /* smtpd's: small messages are committed to the journal (spool_journal_enable). */
+    struct journal_writer *jw;
+    /* The journal's queued messages as delivery and the queue commands see them. */
+    struct spool_journal *jr;
 };
 
 struct spool_msg {
     struct spool *s;
     char id[QUEUE_ID_MAX];
-    int fd;
+    int fd; /* incoming/ID.data; -1 while the data fits in wbuf and nothing needed a file */
     int failed_errno; /* a write failed: the commit must fail */
     size_t size;
     struct envelope *env;
@@ -61,5 +68,45 @@ struct spool_msg {
 char *spool_path(const char *dir, const char *name, const char *suffix);
 /* Writes out the receive buffer; -1 (and the message failed) on error. */
 int spool_msg_flush(struct spool_msg *m);
+/* Is id being committed by the running round (in active/ but not yet durable)? */
+int spool_in_round(const struct spool *s, const char *id);
+
+/*
+ * The journal's index (spool_journal.c). Every function locks it: the loop
+ * and work-queue threads both use it.
+ */
+struct spool_journal *spool_journal_new(void);
+void spool_journal_free(struct spool_journal *j);
+/*
+ * Delivery's start: it becomes the journal's owner (done-logs, moves,
+ * quarantine, reclaiming), reads every segment and its done-log, and
+ * reclaims what is finished. Returns the number of records quarantined.
+ */
+int spool_journal_recover(struct spool *s);
+/*
+ * Indexes records committed since the last look (cheap: only new bytes
+ * are read, and the directory only when the known segments had none).
+ */
+void spool_journal_poll(struct spool *s);
+int spool_journal_has(const struct spool *s, const char *id);
+/* NULL with errno ENOENT (not journaled) or EINVAL and err. */
+struct envelope *spool_journal_envelope(struct spool *s, const char *id, struct buf *err);
+/* Appends the journaled ids to *list (spool_list's array: *n used, *cap allocated), after a poll.
+ */
+void spool_journal_ids(struct spool *s, char ***list, size_t *n, size_t *cap);
+/* Where id's data is: segment, offset and length; -1 with ENOENT when not journaled. */
+int spool_journal_where(const struct spool *s, const char *id, uint64_t *seq, uint64_t *data_off,
+                        uint64_t *data_len);
+/* journal/ open, or -1. */
+int spool_journal_fd(const struct spool *s);
+/* Every recipient finished: marked done (not synced). -1 with ENOENT when not journaled. */
+int spool_journal_finish(struct spool *s, const char *id);
+/*
+ * The message must stay queued: written to active/ as today's two files,
+ * with records appended to its envelope, synced, then marked moved. -1
+ * with ENOENT when not journaled, another errno when it could not be done
+ * (the record is still the message).
+ */
+int spool_journal_materialize(struct spool *s, const char *id, const char *records, size_t len);
 
 #endif

@@ -20,6 +20,19 @@
 
 int spool_msg_read(struct spool_msg *m, struct buf *out, size_t max)
 {
+    if (m->failed_errno) {
+        errno = m->failed_errno;
+        return -1;
+    }
+    /* Still all in the receive buffer (a journal candidate): no file to make or read. */
+    if (m->fd < 0 && m->wlen == m->size) {
+        if (m->size > max) {
+            errno = EFBIG;
+            return -1;
+        }
+        buf_append(out, m->wbuf, m->wlen);
+        return 0;
+    }
     struct spool_data d;
     if (spool_msg_data_open(m, &d) < 0)
         return -1;
@@ -37,6 +50,10 @@ int spool_msg_truncate(struct spool_msg *m)
         return -1;
     }
     m->wlen = 0;
+    if (m->fd < 0) {
+        m->size = 0;
+        return 0;
+    }
     if (ftruncate(m->fd, 0) < 0 || lseek(m->fd, 0, SEEK_SET) < 0) {
         m->failed_errno = errno;
         return -1;
@@ -47,6 +64,16 @@ int spool_msg_truncate(struct spool_msg *m)
 
 int spool_msg_prepend(struct spool_msg *m, const void *data, size_t len)
 {
+    if (m->failed_errno == 0 && len == 0)
+        return 0;
+    if (m->failed_errno == 0 && m->fd < 0 && m->wlen == m->size && len <= SPOOL_WBUF - m->wlen) {
+        /* Signature and message still fit the receive buffer: the journal may take them. */
+        memmove(m->wbuf + len, m->wbuf, m->wlen);
+        memcpy(m->wbuf, data, len);
+        m->wlen += len;
+        m->size += len;
+        return 0;
+    }
     if (m->failed_errno || spool_msg_flush(m) < 0) {
         errno = m->failed_errno;
         return -1;

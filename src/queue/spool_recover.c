@@ -278,6 +278,8 @@ int spool_recover(struct spool *s)
 {
     int bad = spool_recover_dir(s, s->active, s->hold);
     bad += spool_recover_dir(s, s->hold, s->active);
+    /* After the files: a record whose files a move to active/ left there is marked moved. */
+    bad += spool_journal_recover(s);
     fsync_dir(s->active);
     fsync_dir(s->hold);
     fsync_dir(s->corrupt);

@@ -234,7 +234,11 @@ static int tx_open(struct smtpd_session *s)
     env->ret = tx->ret == 1 ? DSN_RET_FULL : tx->ret == 2 ? DSN_RET_HDRS : DSN_RET_DEFAULT;
     env->smtputf8 = tx->smtputf8;
     env->body_8bit = tx->body_8bit;
-    env->arrival = time(NULL);
+    /*
+     * env->arrival is the queue id's second (spool_msg_new): time(NULL)
+     * here could read the second before it (a coarser clock, at a second's
+     * edge), and delay= then counted a second too many.
+     */
     if (s->authenticated)
         log_as("smtpd", "%s: client=%s[%s], sasl_method=%s, sasl_username=%s",
                spool_msg_id(tx->msg), s->host, s->addr, sasl_mechanism(s->sasl), s->auth_user);

@@ -224,6 +224,13 @@ void smtpd_message_commit(struct smtpd_session *s)
         return; /* DISCARD: answered as accepted, nothing queued */
     struct spool_msg *m = tx->msg;
     tx->msg = NULL; /* the spool owns it now */
+    /*
+     * HOLD (access table or policy): committed straight into hold/, as a
+     * milter's quarantine is, rather than moved there after a commit that
+     * may have gone to the journal (where nothing is moved by rename).
+     */
+    if (restrict_effects(s->rs)->hold)
+        spool_msg_envelope(m)->hold = 1;
     log_as("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", spool_msg_id(m), tx->sender,
            spool_msg_size(m), spool_msg_envelope(m)->nrcpts);
     smtpd_session_enter(s, SMTPD_STATE_COMMIT);
@@ -270,13 +277,8 @@ static void commit_done(void *arg, int result, int err_code, const char *queue_i
 {
     struct smtpd_session *s = arg;
     s->commit_pending = 0;
-    /* HOLD (access table or policy): parked in hold/ until the queue command releases it. */
-    int held = 0;
-    if (result == 0 && restrict_effects(s->rs)->hold) {
-        held = spool_hold(s->srv->spool, queue_id) == 0;
-        if (!held)
-            log_warning("%s: cannot move to hold: %s; delivering it", queue_id, strerror(errno));
-    }
+    /* HOLD: the commit parked it in hold/ until the queue command releases it. */
+    int held = result == 0 && restrict_effects(s->rs)->hold;
     if (s->dead) {
         if (result == 0 && !held)
             smtpd_session_queued(s, queue_id);

@@ -19,7 +19,7 @@ from powercut import LoopExt4
 from smtppeer import Peer
 from test_powercut import subject_counts
 
-MARKER = "hongyan-spool 1\n"
+MARKER = "hongyan-spool 2\n"
 
 
 def queue_dir(srv):
@@ -46,7 +46,8 @@ def test_queue_from_before_the_marker_is_delivered(server_factory, monkeypatch):
     srv.stop()
     marker = queue_dir(srv) / "spool-version"
     if previous:
-        assert not marker.exists(), "HONGYAN_PREVIOUS_BIN already writes the marker"
+        # A release from before the marker, or one that writes version 1.
+        assert not marker.exists() or marker.read_text() == "hongyan-spool 1\n"
     else:
         marker.unlink()  # what a release from before the marker leaves
     monkeypatch.setattr(conftest, "BIN", current)
@@ -60,7 +61,7 @@ def test_queue_from_before_the_marker_is_delivered(server_factory, monkeypatch):
     assert not os.listdir(queue_dir(srv) / "corrupt")
 
 
-@pytest.mark.parametrize("content", ["hongyan-spool 2\n", "hongyan-spool 01\n", "garbage\n", ""])
+@pytest.mark.parametrize("content", ["hongyan-spool 3\n", "hongyan-spool 01\n", "garbage\n", ""])
 def test_queue_it_cannot_read_is_refused_and_untouched(server_factory, content):
     srv = server_factory(start=False)
     active = queue_dir(srv) / "active"
@@ -72,13 +73,47 @@ def test_queue_it_cannot_read_is_refused_and_untouched(server_factory, content):
     assert srv.proc.wait(timeout=20) == 78  # EX_CONFIG, without a restarting worker
     srv.proc = None
     srv.logf.close()
-    want = "the queue was written by a newer hongyan" if content == "hongyan-spool 2\n" \
+    want = "the queue was written by a newer hongyan" if content == "hongyan-spool 3\n" \
         else "not a spool version marker"
     assert want in srv.log_text()
     r = srv.cmd("queue")
     assert r.returncode != 0 and want in r.stderr
     assert os.listdir(active) == ["ZZZZZZZZZZZZZZZ"]
     assert (queue_dir(srv) / "spool-version").read_text() == content
+
+
+def test_version_1_queue_is_marked_2_and_delivered(server_factory):
+    """Version 1 (two files per message) is read as it is; the marker says 2
+    afterwards, so a release that cannot read journal/ refuses the queue."""
+    relay_port = Peer().port
+    srv = server_factory({"relayhost": "[127.0.0.1]:%d" % relay_port,
+                          "minimal_backoff_time": "60s", "maximal_backoff_time": "120s"})
+    tok = uuid.uuid4().hex
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as s:
+        s.sendmail("a@example.com", ["rcpt@remote.test"], "Subject: %s\r\n\r\nbody\r\n" % tok)
+    assert wait_for(lambda: "status=deferred" in srv.log_text(), timeout=30)
+    srv.stop()
+    marker = queue_dir(srv) / "spool-version"
+    marker.write_text("hongyan-spool 1\n")
+    with Peer(port=relay_port) as relay:
+        srv.start()
+        assert marker.read_text() == MARKER
+        assert srv.cmd("queue", "flush").returncode == 0
+        assert wait_for(lambda: tok in subject_counts(relay.messages), timeout=30)
+
+
+@pytest.mark.skipif(not os.environ.get("HONGYAN_PREVIOUS_BIN"),
+                    reason="HONGYAN_PREVIOUS_BIN names no release before version 2")
+def test_previous_release_refuses_a_version_2_queue(server_factory, monkeypatch):
+    srv = server_factory()
+    srv.stop()
+    assert (queue_dir(srv) / "spool-version").read_text() == MARKER
+    monkeypatch.setattr(conftest, "BIN", os.environ["HONGYAN_PREVIOUS_BIN"])
+    srv.start(wait=False)
+    assert srv.proc.wait(timeout=20) == 78
+    srv.proc = None
+    srv.logf.close()
+    assert "the queue was written by a newer hongyan (spool version 2" in srv.log_text()
 
 
 def test_marker_is_not_followed_through_a_symlink(server_factory, tmp_path):
