@@ -489,10 +489,13 @@ static void spool_commit_prepare(struct spool_commit *c)
 }
 
 /*
- * One sync round, on a pool thread: every message of the batch is written
- * and renamed into active/, then one syncfs(2) makes all of it durable at
+ * One sync round, on a pool thread. The messages that fit the journal
+ * (spool_journal_fits) are appended to its segment with one pwritev and
+ * made durable with one fdatasync (journal.h). The others are written and
+ * renamed into active/, then one syncfs(2) makes all of that durable at
  * once: the files, the renames, and whatever spool_sync() callers wrote
- * before asking. One sync call per round, however many messages it carries.
+ * before asking. So a round costs one fdatasync, one syncfs, or both,
+ * however many messages it carries; smtpd's small messages need no syncfs.
  *
  * A crash before the syncfs returns may leave in active/ a message whose
  * files are not all on disk; it was never acknowledged, and recovery
