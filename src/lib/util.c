@@ -454,3 +454,19 @@ size_t str_split_tabs(char *line, char **fields, size_t max)
     }
     return n;
 }
+
+unsigned hash_str(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+unsigned hash_bytes(const void *data, size_t len)
+{
+    unsigned h = 2166136261u;
+    for (const unsigned char *p = data; len > 0; p++, len--)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}

@@ -101,6 +101,9 @@ int write_file_atomic_owned(const char *path, const void *data, size_t len, mode
                             gid_t gid);
 
 uint64_t now_ms(void); /* monotonic */
+/* FNV-1a of a string or of len bytes: the hash of every in-memory table keyed by ids or names. */
+unsigned hash_str(const char *s);
+unsigned hash_bytes(const void *data, size_t len);
 /* An IPv4 or IPv6 address literal ("192.0.2.1", "2001:db8::1") and port as a socket address; -1 if
  * ip is neither. */
 int sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);

@@ -50,10 +50,7 @@ static struct config *qmgr_cfg(struct qmgr *q)
 
 static unsigned qmgr_hash(const char *id)
 {
-    unsigned h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % QMGR_BUCKETS;
+    return hash_str(id) % QMGR_BUCKETS;
 }
 
 static struct qmsg *qmgr_find(struct qmgr *q, const char *id)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/util.h"
 #include "lib/xalloc.h"
 #include "qmgr/qmgr_int.h"
 
@@ -28,10 +29,7 @@ struct qdest {
 
 static unsigned qmgr_dest_hash(const char *key)
 {
-    unsigned h = 2166136261u;
-    for (; *key; key++)
-        h = (h ^ (unsigned char)*key) * 16777619u;
-    return h % QMGR_DEST_BUCKETS;
+    return hash_str(key) % QMGR_DEST_BUCKETS;
 }
 
 static struct qdest *qmgr_dest_get(struct qmgr *q, const char *key)

@@ -71,10 +71,7 @@ struct jscan {
 
 static unsigned spool_journal_hash(const char *id)
 {
-    unsigned h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % SPOOL_JOURNAL_BUCKETS;
+    return hash_str(id) % SPOOL_JOURNAL_BUCKETS;
 }
 
 static struct jent *spool_journal_find(struct spool_journal *j, const char *id)

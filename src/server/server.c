@@ -80,10 +80,7 @@ struct client_table {
 
 static unsigned client_hash(const char *s)
 {
-    unsigned h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % CLIENT_BUCKETS;
+    return hash_str(s) % CLIENT_BUCKETS;
 }
 
 struct client_table *client_table_new(void)

@@ -42,10 +42,7 @@ static const char *const anvil_limit_keys[ANVIL_EVENT_COUNT] = {
 
 static unsigned anvil_hash(const unsigned char key[16])
 {
-    unsigned h = 2166136261u; /* FNV-1a */
-    for (int i = 0; i < 16; i++)
-        h = (h ^ key[i]) * 16777619u;
-    return h % ANVIL_BUCKETS;
+    return hash_bytes(key, 16) % ANVIL_BUCKETS;
 }
 
 static void anvil_unlink(struct anvil_client *c)
