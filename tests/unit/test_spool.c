@@ -50,15 +50,8 @@ static void on_commit(void *arg, int result, int err_code, const char *queue_id)
 
 static struct spool_msg *new_msg(struct spool *s, const char *rcpt, const char *body)
 {
-    struct buf err = BUF_INIT;
-    struct spool_msg *m = spool_msg_new(s, &err);
-    assert_non_null(m);
-    struct envelope *e = spool_msg_envelope(m);
-    free(e->sender);
-    e->sender = strdup("sender@example.com");
-    envelope_add_rcpt(e, rcpt);
+    struct spool_msg *m = test_spool_msg(s, rcpt);
     assert_int_equal(spool_msg_write(m, body, strlen(body)), 0);
-    buf_free(&err);
     return m;
 }
 

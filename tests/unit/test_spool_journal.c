@@ -38,13 +38,7 @@ static void on_commit(void *arg, int result, int err_code, const char *queue_id)
 /* Commits one message of size bytes (synchronously: no loop attached); its id in out. */
 static void commit(struct spool *s, size_t size, char out[QUEUE_ID_MAX])
 {
-    struct buf err = BUF_INIT;
-    struct spool_msg *m = spool_msg_new(s, &err);
-    assert_non_null(m);
-    struct envelope *e = spool_msg_envelope(m);
-    free(e->sender);
-    e->sender = strdup("sender@example.com");
-    envelope_add_rcpt(e, "rcpt@example.com");
+    struct spool_msg *m = test_spool_msg(s, "rcpt@example.com");
     const char *head = "Subject: x\r\n\r\n";
     assert_int_equal(spool_msg_write(m, head, strlen(head)), 0);
     for (size_t n = strlen(head); n < size; n++)
@@ -53,7 +47,6 @@ static void commit(struct spool *s, size_t size, char out[QUEUE_ID_MAX])
     spool_msg_commit(m, on_commit, &ok);
     assert_int_equal(ok, 1);
     snprintf(out, QUEUE_ID_MAX, "%s", committed);
-    buf_free(&err);
 }
 
 static int in_dir(const char *root, const char *sub, const char *name)

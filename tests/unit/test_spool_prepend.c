@@ -25,15 +25,7 @@
 
 static struct spool_msg *new_msg(struct spool *s)
 {
-    struct buf err = BUF_INIT;
-    struct spool_msg *m = spool_msg_new(s, &err);
-    assert_non_null(m);
-    struct envelope *e = spool_msg_envelope(m);
-    free(e->sender);
-    e->sender = strdup("sender@example.com");
-    envelope_add_rcpt(e, "rcpt@example.com");
-    buf_free(&err);
-    return m;
+    return test_spool_msg(s, "rcpt@example.com");
 }
 
 /* Prepends to a message of body_len bytes and checks what the commit stores. */

@@ -93,3 +93,16 @@ void test_data_range(const char *path, off_t offset, off_t length, struct spool_
     d->offset = offset;
     d->length = length >= 0 ? length : st.st_size - offset;
 }
+
+struct spool_msg *test_spool_msg(struct spool *s, const char *rcpt)
+{
+    struct buf err = BUF_INIT;
+    struct spool_msg *m = spool_msg_new(s, &err);
+    assert_non_null(m);
+    buf_free(&err);
+    struct envelope *e = spool_msg_envelope(m);
+    free(e->sender);
+    e->sender = strdup("sender@example.com");
+    envelope_add_rcpt(e, rcpt);
+    return m;
+}

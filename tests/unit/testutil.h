@@ -12,6 +12,8 @@
 
 struct config;
 struct spool_data;
+struct spool;
+struct spool_msg;
 
 /* A new directory /tmp/NAME.XXXXXX, mode 0700; the caller frees the string. */
 char *test_tmpdir(const char *name);
@@ -35,5 +37,8 @@ struct sockaddr_storage test_sockaddr(const char *ip);
  * closes it with spool_data_close(). Fails the test when it cannot open it.
  */
 void test_data_range(const char *path, off_t offset, off_t length, struct spool_data *d);
+
+/* A new message on s from sender@example.com to rcpt, nothing written yet. */
+struct spool_msg *test_spool_msg(struct spool *s, const char *rcpt);
 
 #endif
