@@ -321,8 +321,9 @@ static void metrics_render_counters(struct buf *out)
     metrics_family(out, "hongyan_recipients_accepted_total", "counter",
                    "recipients accepted by RCPT TO");
     buf_printf(out, "hongyan_recipients_accepted_total %llu\n", metrics_read(&ms->recipients));
-    metrics_family(out, "hongyan_spool_sync_rounds_total", "counter",
-                   "group-commit rounds of the spool, one syncfs each");
+    metrics_family(
+        out, "hongyan_spool_sync_rounds_total", "counter",
+        "group-commit rounds of the spool (each an fdatasync of the journal, a syncfs, or both)");
     buf_printf(out, "hongyan_spool_sync_rounds_total %llu\n", metrics_read(&ms->sync_rounds));
     static const char *const delivery_families[METRICS_OUTCOME_COUNT][2] = {
         {"hongyan_messages_delivered_total", "recipients delivered (status=sent), by transport"},

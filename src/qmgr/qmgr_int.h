@@ -187,6 +187,9 @@ struct qjob {
     int sync_then_remove;
     /* A message that stays queued: its results, written unsynced, join the next sync round. */
     int sync_results;
+    /* A journaled message a remote server took: its done-log record synced before it counts as
+     * gone. */
+    int sync_done_log;
     char bounce_id[QUEUE_ID_MAX];
     char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
     size_t *bounced, nbounced;   /* recipients bounced in this round */

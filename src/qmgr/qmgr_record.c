@@ -207,12 +207,13 @@ void qmgr_job_record_work(void *arg)
     /*
      * A finished journaled message: its done-log record is its last result
      * (nothing is appended). After a remote server's 250 it joins the next
-     * round's syncfs before the message counts as gone, as files do.
+     * round before the message counts as gone, as files do; that round
+     * syncs the done-logs with fdatasync, no syncfs (spool_sync_journal).
      */
     if (!pending && spool_journaled(s, e->queue_id)) {
         if (spool_remove(s, e->queue_id) == 0) {
             j->removed = 1;
-            j->sync_results = j->remote_ok;
+            j->sync_done_log = j->remote_ok;
         } else {
             j->gone = 1;
         }
@@ -326,6 +327,11 @@ void qmgr_job_record_done(void *arg)
     if (j->sync_results) {
         j->sync_results = 0;
         spool_sync(q->srv->spool, qjob_results_synced, j);
+        return;
+    }
+    if (j->sync_done_log) {
+        j->sync_done_log = 0;
+        spool_sync_journal(q->srv->spool, qjob_results_synced, j);
         return;
     }
     struct timeval now, arrived;

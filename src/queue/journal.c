@@ -172,6 +172,29 @@ static void journal_writer_abandon(struct journal_writer *w)
 }
 
 /*
+ * Writes len zeros at from. Written out, not fallocate'd, for the reason
+ * below: later writes over them must change no metadata.
+ */
+static int journal_pwritev_all(int fd, struct iovec *iov, size_t n, off_t off);
+
+static int journal_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+    struct iovec iov = {(void *)buf, len};
+    return journal_pwritev_all(fd, &iov, 1, off);
+}
+
+static int journal_write_zeros(int fd, uint64_t from, uint64_t len)
+{
+    static const unsigned char zeros[65536];
+    for (uint64_t off = 0; off < len; off += sizeof zeros) {
+        size_t n = len - off < sizeof zeros ? (size_t)(len - off) : sizeof zeros;
+        if (journal_pwrite_all(fd, zeros, n, (off_t)(from + off)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
  * A new file of seg_size zeros, synced, open and locked on *fd,
  * named tmp in journal/. Written out, not fallocate'd: an extent still
  * "unwritten" turns written at the first write over it, a metadata change
@@ -179,17 +202,13 @@ static void journal_writer_abandon(struct journal_writer *w)
  */
 static int journal_segment_create(struct journal_writer *w, const char *tmp, int *fd)
 {
-    static const unsigned char zeros[65536];
     int f = openat(w->dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (f < 0)
         return -1;
     if (flock(f, LOCK_EX) < 0)
         goto fail;
-    for (uint64_t off = 0; off < w->seg_size; off += sizeof zeros) {
-        size_t n = w->seg_size - off < sizeof zeros ? (size_t)(w->seg_size - off) : sizeof zeros;
-        if (write_all(f, zeros, n) < 0)
-            goto fail;
-    }
+    if (journal_write_zeros(f, 0, w->seg_size) < 0)
+        goto fail;
     if (fdatasync(f) < 0)
         goto fail;
     *fd = f;
@@ -523,12 +542,17 @@ int journal_record_read(int journal_fd, uint64_t seq, uint64_t offset, uint64_t 
     return rc;
 }
 
-int journal_done_open(int journal_fd, uint64_t seq)
+int journal_done_open(int journal_fd, uint64_t seq, struct journal_done_log *out)
 {
-    struct buf name = BUF_INIT;
+    struct buf name = BUF_INIT, bytes = BUF_INIT;
     journal_done_name(seq, &name);
-    int fd =
-        openat(journal_fd, name.data, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    *out = (struct journal_done_log){.fd = -1};
+    int fd = openat(journal_fd, name.data, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT) {
+        fd =
+            openat(journal_fd, name.data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        out->created = out->grown = fd >= 0;
+    }
     int e = errno;
     buf_free(&name);
     if (fd < 0) {
@@ -537,40 +561,64 @@ int journal_done_open(int journal_fd, uint64_t seq)
     }
     struct stat st;
     int rc = fstat(fd, &st);
-    /*
-     * A torn earlier append leaves a length that is not a whole number of
-     * records; the next one goes at the next boundary, so that the parser
-     * (which walks in fixed steps) sees it.
-     */
-    if (rc == 0 && st.st_size % JOURNAL_DONE_REC_SIZE) {
-        unsigned char pad[JOURNAL_DONE_REC_SIZE] = {0};
-        rc = write_all(fd, pad,
-                       JOURNAL_DONE_REC_SIZE - (size_t)(st.st_size % JOURNAL_DONE_REC_SIZE));
+    if (rc == 0 && !S_ISREG(st.st_mode)) {
+        rc = -1;
+        errno = EINVAL;
     }
+    /*
+     * Written by an earlier run: the next record goes after the last slot
+     * in use (one written before preallocation, or torn, included).
+     */
+    if (rc == 0 && st.st_size > 0)
+        rc = journal_pread_range(fd, 0, (uint64_t)st.st_size, &bytes);
+    if (rc == 0) {
+        out->next = journal_done_used(bytes.data ? bytes.data : "", bytes.len);
+        out->alloc = (uint64_t)st.st_size;
+    }
+    e = errno;
+    buf_free(&bytes);
     if (rc < 0) {
-        e = errno;
         close(fd);
         errno = e;
         return -1;
     }
-    return fd;
+    out->fd = fd;
+    return 0;
 }
 
-int journal_done_write(int fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind)
+int journal_done_write(struct journal_done_log *d, uint64_t seq, uint64_t offset,
+                       enum journal_done_kind kind)
 {
     unsigned char rec[JOURNAL_DONE_REC_SIZE];
     journal_done_encode(rec, seq, offset, kind);
-    return write_all(fd, rec, sizeof rec);
+    if (d->next + sizeof rec > d->alloc) {
+        uint64_t grow = JOURNAL_DONE_CHUNK - d->alloc % JOURNAL_DONE_CHUNK;
+        if (journal_write_zeros(d->fd, d->alloc, grow) < 0)
+            return -1;
+        d->alloc += grow;
+        d->grown = 1;
+    }
+    if (journal_pwrite_all(d->fd, rec, sizeof rec, (off_t)d->next) < 0)
+        return -1;
+    d->next += sizeof rec;
+    return 0;
+}
+
+void journal_done_close(struct journal_done_log *d)
+{
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
 }
 
 int journal_done_append(int journal_fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind)
 {
-    int fd = journal_done_open(journal_fd, seq);
-    if (fd < 0)
+    struct journal_done_log d;
+    if (journal_done_open(journal_fd, seq, &d) < 0)
         return -1;
-    int rc = journal_done_write(fd, seq, offset, kind);
+    int rc = journal_done_write(&d, seq, offset, kind);
     int e = errno;
-    close(fd);
+    journal_done_close(&d);
     errno = e;
     return rc;
 }

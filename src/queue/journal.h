@@ -140,10 +140,17 @@ typedef void (*journal_done_fn)(void *arg, uint64_t offset, enum journal_done_ki
 /*
  * Calls fn for each valid record of segment seq in a done-log's bytes, in
  * order. Records are fixed-size; a torn or stale one is skipped (it can
- * only make a message look unfinished, never finished). Returns how many
- * were skipped.
+ * only make a message look unfinished, never finished), and so is a slot
+ * not written yet (zeros). Returns how many were skipped, not counting
+ * those unwritten slots.
  */
 size_t journal_done_parse(const void *buf, size_t len, uint64_t seq, journal_done_fn fn, void *arg);
+/*
+ * How many bytes of a done-log are in use: up to the end of the last slot
+ * that holds anything but zeros (a record, or a torn or stale one). The
+ * next record goes there.
+ */
+size_t journal_done_used(const void *buf, size_t len);
 
 /* ---- Names ---- */
 
@@ -205,13 +212,30 @@ int journal_writer_commit(struct journal_writer *w, struct journal_item *items, 
  */
 int journal_segment_read(int journal_fd, uint64_t seq, uint64_t from, struct buf *out, int *live);
 /*
- * Opens segment seq's done-log for appending (made if missing; a torn last
- * record is padded so the next one starts at a record boundary). The fd,
- * or -1 with errno.
+ * A done-log open for writing. Records go into fixed slots of space that
+ * was written with zeros ahead of them (JOURNAL_DONE_CHUNK at a time), so
+ * that recording one overwrites allocated blocks: its fdatasync then costs
+ * a write and a cache flush, no journal commit of the filesystem (the
+ * segments' reason too). Only creating or extending the file changes its
+ * size; grown says so, and that the directory may need a sync too.
  */
-int journal_done_open(int journal_fd, uint64_t seq);
-/* Appends one done-log record on fd (no sync: the caller decides); 0 or -1 with errno. */
-int journal_done_write(int fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind);
+#define JOURNAL_DONE_CHUNK (64u * 1024)
+struct journal_done_log {
+    int fd;
+    uint64_t next;  /* the next free slot's offset */
+    uint64_t alloc; /* the file's size: zeros from next on */
+    int created;    /* made by this open: its name is not durable yet */
+    int grown;      /* created or extended since the caller last synced it */
+};
+/*
+ * Opens segment seq's done-log for writing (made if missing), its next
+ * slot after the last one that holds anything. 0, or -1 with errno.
+ */
+int journal_done_open(int journal_fd, uint64_t seq, struct journal_done_log *out);
+/* Writes one record into the next slot (no sync: the caller decides); 0 or -1 with errno. */
+int journal_done_write(struct journal_done_log *d, uint64_t seq, uint64_t offset,
+                       enum journal_done_kind kind);
+void journal_done_close(struct journal_done_log *d);
 /* journal_done_open, write, close. */
 int journal_done_append(int journal_fd, uint64_t seq, uint64_t offset, enum journal_done_kind kind);
 /* A done-log's bytes (empty when there is none); 0 or -1 with errno. */

@@ -196,7 +196,10 @@ size_t journal_done_parse(const void *buf, size_t len, uint64_t seq, journal_don
     const unsigned char *p = buf;
     size_t skipped = 0;
     for (size_t at = 0; len - at >= JOURNAL_DONE_REC_SIZE; at += JOURNAL_DONE_REC_SIZE) {
+        static const unsigned char unwritten[JOURNAL_DONE_REC_SIZE];
         const unsigned char *r = p + at;
+        if (memcmp(r, unwritten, sizeof unwritten) == 0)
+            continue; /* preallocated, not written yet (journal_done_write) */
         unsigned kind = r[4];
         uint64_t offset = journal_get_u64(r + 16);
         if (journal_get_u32(r) != JOURNAL_DONE_MAGIC ||
@@ -211,6 +214,16 @@ size_t journal_done_parse(const void *buf, size_t len, uint64_t seq, journal_don
     if (len % JOURNAL_DONE_REC_SIZE)
         skipped++; /* a torn last append */
     return skipped;
+}
+
+size_t journal_done_used(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    size_t end = len;
+    while (end > 0 && p[end - 1] == 0)
+        end--;
+    /* A slot partly written (a torn record) is used whole. */
+    return (end + JOURNAL_DONE_REC_SIZE - 1) / JOURNAL_DONE_REC_SIZE * JOURNAL_DONE_REC_SIZE;
 }
 
 void journal_seg_name(uint64_t seq, struct buf *out)

@@ -43,6 +43,7 @@ struct spool_commit {
 struct spool_waiter {
     spool_sync_cb cb;
     void *arg;
+    int done_logs_only; /* spool_sync_journal: the journal's done-logs are all it wrote */
     int err_code;
     struct spool_waiter *next;
 };
@@ -496,6 +497,9 @@ static void spool_commit_prepare(struct spool_commit *c)
  * once: the files, the renames, and whatever spool_sync() callers wrote
  * before asking. So a round costs one fdatasync, one syncfs, or both,
  * however many messages it carries; smtpd's small messages need no syncfs.
+ * A round whose only waiters came by spool_sync_journal() (delivery's
+ * done-log records after a remote 250) syncs just the done-logs written
+ * since the last one, with fdatasync (spool_journal_sync_done).
  *
  * A crash before the syncfs returns may leave in active/ a message whose
  * files are not all on disk; it was never acknowledged, and recovery
@@ -507,7 +511,11 @@ static void spool_round_work(void *arg)
 {
     struct spool_round *r = arg;
     struct spool *s = r->s;
-    int any = r->waiters != NULL;
+    int any = 0, done_logs = 0;
+    for (struct spool_waiter *w = r->waiters; w; w = w->next) {
+        done_logs |= w->done_logs_only;
+        any |= !w->done_logs_only;
+    }
     size_t ncommits = 0, nj = 0;
     for (struct spool_commit *c = r->commits; c; c = c->next)
         ncommits++;
@@ -563,6 +571,14 @@ static void spool_round_work(void *arg)
     }
     free(items);
     free(journaled);
+    if (!any && done_logs) {
+        /* Only the done-logs: their fdatasync, no syncfs (which would cover them too). */
+        r->synced = 1;
+        int rc = spool_journal_sync_done(s), e = errno;
+        for (struct spool_waiter *w = r->waiters; w; w = w->next)
+            w->err_code = rc < 0 ? e : 0;
+        return;
+    }
     if (!any)
         return;
     r->synced = 1;
@@ -691,17 +707,28 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
         spool_round_start(s);
 }
 
-void spool_sync(struct spool *s, spool_sync_cb cb, void *arg)
+static void spool_wait_round(struct spool *s, spool_sync_cb cb, void *arg, int done_logs_only)
 {
     struct spool_waiter *w = xcalloc(1, sizeof *w);
     w->cb = cb;
     w->arg = arg;
+    w->done_logs_only = done_logs_only;
     w->next = s->waiting;
     s->waiting = w;
     if (s->wq == NULL)
         spool_round_now(s);
     else if (!s->round_running)
         spool_round_start(s);
+}
+
+void spool_sync(struct spool *s, spool_sync_cb cb, void *arg)
+{
+    spool_wait_round(s, cb, arg, 0);
+}
+
+void spool_sync_journal(struct spool *s, spool_sync_cb cb, void *arg)
+{
+    spool_wait_round(s, cb, arg, 1);
 }
 
 int spool_msg_commit_sync(struct spool_msg *m, struct buf *err)

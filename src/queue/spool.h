@@ -125,6 +125,12 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg);
  */
 typedef void (*spool_sync_cb)(void *arg, int err_code);
 void spool_sync(struct spool *s, spool_sync_cb cb, void *arg);
+/*
+ * The same for a caller whose only writes were records in the journal's
+ * done-logs (spool_remove of a journaled message): the round syncs those
+ * with fdatasync, no syncfs unless another caller or a commit needs one.
+ */
+void spool_sync_journal(struct spool *s, spool_sync_cb cb, void *arg);
 /* The device the spool is on: files elsewhere are not covered by spool_sync(). */
 dev_t spool_device(const struct spool *s);
 /* The same, synchronously (CLI use); 0 or -1 with err. Takes ownership. */

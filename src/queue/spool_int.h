@@ -102,6 +102,12 @@ int spool_journal_fd(const struct spool *s);
 /* Every recipient finished: marked done (not synced). -1 with ENOENT when not journaled. */
 int spool_journal_finish(struct spool *s, const char *id);
 /*
+ * fdatasync of every done-log written since the last call (and of journal/
+ * once after one was made): what spool_sync_journal() waiters need. 0 or -1
+ * with errno.
+ */
+int spool_journal_sync_done(struct spool *s);
+/*
  * The message must stay queued: written to active/ as today's two files,
  * with records appended to its envelope, synced, then marked moved. -1
  * with ENOENT when not journaled, another errno when it could not be done

@@ -35,7 +35,8 @@ struct jseg {
     uint64_t scanned; /* records before this offset are known (indexed, finished or damaged) */
     size_t pending;   /* indexed records not yet finished */
     int complete;     /* read to its end with no writer holding it: nothing more can come */
-    int done_fd;      /* its done-log, open for appending once needed (owner only) */
+    struct journal_done_log done; /* its done-log, open once needed (owner only; fd -1 till then) */
+    int done_unsynced;            /* records written since spool_journal_sync_done took it */
     struct jseg *next;
 };
 
@@ -139,7 +140,7 @@ static struct jseg *spool_journal_seg(struct spool_journal *j, uint64_t seq)
     struct jseg *g = xcalloc(1, sizeof *g);
     g->seq = seq;
     g->scanned = JOURNAL_SEG_HEADER_SIZE;
-    g->done_fd = -1;
+    g->done.fd = -1;
     g->next = *pp;
     *pp = g;
     return g;
@@ -148,9 +149,22 @@ static struct jseg *spool_journal_seg(struct spool_journal *j, uint64_t seq)
 static int spool_journal_done(struct spool_journal *j, struct jseg *g, uint64_t offset,
                               enum journal_done_kind kind)
 {
-    if (g->done_fd < 0 && (g->done_fd = journal_done_open(j->fd, g->seq)) < 0)
+    if (g->done.fd < 0 && journal_done_open(j->fd, g->seq, &g->done) < 0)
         return -1;
-    return journal_done_write(g->done_fd, g->seq, offset, kind);
+    if (journal_done_write(&g->done, g->seq, offset, kind) < 0)
+        return -1;
+    g->done_unsynced = 1;
+    return 0;
+}
+
+/* g's done-log synced now (lock held), and journal/ too after it was made. */
+static int spool_journal_sync_seg_done(struct spool_journal *j, struct jseg *g)
+{
+    if (fdatasync(g->done.fd) < 0 || (g->done.created && fsync(j->fd) < 0))
+        return -1;
+    g->done.created = 0;
+    g->done_unsynced = 0;
+    return 0;
 }
 
 static void spool_journal_on_done(void *arg, uint64_t offset, enum journal_done_kind kind)
@@ -326,10 +340,7 @@ static void spool_journal_reclaim_idle(const struct spool *s)
             pp = &g->next;
             continue;
         }
-        if (g->done_fd >= 0) {
-            close(g->done_fd);
-            g->done_fd = -1;
-        }
+        journal_done_close(&g->done);
         if (journal_reclaim(j->fd, g->seq) < 0) {
             if (errno != EBUSY)
                 log_warning("journal: cannot reclaim %016" PRIx64 ".seg: %s", g->seq,
@@ -413,8 +424,7 @@ static void spool_journal_reset(struct spool_journal *j)
     }
     for (struct jseg *g = j->segs, *next; g; g = next) {
         next = g->next;
-        if (g->done_fd >= 0)
-            close(g->done_fd);
+        journal_done_close(&g->done);
         free(g);
     }
     j->segs = NULL;
@@ -535,8 +545,9 @@ int spool_journal_finish(struct spool *s, const char *id)
         /*
          * Not synced here: a discard or a local delivery done again after a
          * crash harms no one (Maildir's name makes it idempotent); after a
-         * remote server's 250 the caller waits for the next round's syncfs
-         * before the message counts as gone (docs/queue.md, Results).
+         * remote server's 250 the caller waits for the next round's
+         * fdatasync of the done-logs (spool_sync_journal) before the message
+         * counts as gone (docs/queue.md, Results).
          */
         rc = spool_journal_done(j, e->seg, e->offset, JOURNAL_DONE);
         e_no = errno;
@@ -617,7 +628,8 @@ int spool_journal_materialize(struct spool *s, const char *id, const char *recor
          * the disk before a later removal of those files could.
          */
         struct jseg *g = e->seg;
-        if (spool_journal_done(j, g, e->offset, JOURNAL_MOVED) < 0 || fdatasync(g->done_fd) < 0)
+        if (spool_journal_done(j, g, e->offset, JOURNAL_MOVED) < 0 ||
+            spool_journal_sync_seg_done(j, g) < 0)
             log_warning("%s: moved from the journal to active/, but the journal's done-log "
                         "failed (%s): the next start notices the files",
                         id, strerror(errno));
@@ -633,5 +645,50 @@ int spool_journal_materialize(struct spool *s, const char *id, const char *recor
     buf_free(&seg_part);
     pthread_mutex_unlock(&j->lock);
     errno = err;
+    return rc;
+}
+
+int spool_journal_sync_done(struct spool *s)
+{
+    struct spool_journal *j = s->jr;
+    size_t n = 0, cap = 0;
+    int *fds = NULL, dir = 0, rc = 0, e = 0;
+    /*
+     * Taken under the lock, synced outside it: the loop reads the index
+     * meanwhile. A duplicate descriptor, because a segment finished by
+     * another thread meanwhile is reclaimed, its done-log closed (syncing
+     * it then is harmless: the segment is gone durably first).
+     */
+    pthread_mutex_lock(&j->lock);
+    for (struct jseg *g = j->segs; g; g = g->next) {
+        if (!g->done_unsynced || g->done.fd < 0)
+            continue;
+        int fd = dup(g->done.fd);
+        if (fd < 0) {
+            rc = -1;
+            e = errno;
+            continue;
+        }
+        if (n == cap)
+            fds = xrealloc(fds, (cap = cap ? cap * 2 : 4) * sizeof *fds);
+        fds[n++] = fd;
+        dir |= g->done.created; /* its name must reach the disk too, once */
+        g->done.created = 0;
+        g->done_unsynced = 0;
+    }
+    pthread_mutex_unlock(&j->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (fdatasync(fds[i]) < 0 && rc == 0) {
+            rc = -1;
+            e = errno;
+        }
+        close(fds[i]);
+    }
+    if (dir && fsync(j->fd) < 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    free(fds);
+    errno = e;
     return rc;
 }

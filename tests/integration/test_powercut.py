@@ -190,6 +190,56 @@ def test_power_cut_without_syncs_loses_mail(server_factory, tmp_path, monkeypatc
         assert missing, "no acknowledged message lost without syncs: the power cut is not real"
 
 
+def relay_then_cut(fs, srv, relay, n):
+    """N messages relayed to RELAY; once the log says all were sent (it does
+    after their done-log records are synced), the power goes; the server
+    comes back and has a few seconds to send anything again. The counts by
+    Subject token, and the tokens."""
+    tokens = []
+    with smtplib.SMTP("127.0.0.1", srv.smtpd_port, timeout=30) as s:
+        for _ in range(n):
+            tok = uuid.uuid4().hex
+            s.sendmail("a@example.com", ["rcpt@remote.test"], "Subject: %s\r\n\r\nbody\r\n" % tok)
+            tokens.append(tok)
+    assert wait_for(lambda: srv.log_text().count("status=sent") >= n, timeout=30), \
+        srv.log_text()[-3000:]
+    fs.cut(srv)
+    fs.remount()
+    srv.start()
+    wait_for(lambda: False, timeout=3)  # recovery, and any delivery it starts
+    srv.stop()
+    return subject_counts(relay.messages), tokens
+
+
+def test_power_cut_after_relaying_sends_nothing_twice(server_factory, tmp_path):
+    """A remote server's 250 is recorded durably (the journal's done-log,
+    fdatasync'd: docs/queue.md, Results) before the log says sent: a power
+    cut right after sends none of those messages again."""
+    with LoopExt4(tmp_path / "disk") as fs, Peer() as relay:
+        srv = server_factory({"data_directory": str(fs.mountpoint / "data"),
+                              "relayhost": "[127.0.0.1]:%d" % relay.port})
+        counts, tokens = relay_then_cut(fs, srv, relay, 40)
+        assert all(counts.get(t) == 1 for t in tokens), \
+            "sent again after the cut: %s" % {t: c for t, c in counts.items() if c != 1}
+
+
+@pytest.mark.skipif(os.environ.get("HONGYAN_SANITIZED") == "1",
+                    reason="ASan must come first among preloaded libraries")
+def test_power_cut_without_done_log_syncs_sends_again(server_factory, tmp_path, monkeypatch):
+    """The test above can fail: with only the done-logs' syncs taken away,
+    relayed messages are sent again after the cut."""
+    shim = build_nosync_shim(tmp_path)
+    monkeypatch.setenv("HONGYAN_NOSYNC_SUFFIX", ".done")
+    with LoopExt4(tmp_path / "disk") as fs, Peer() as relay:
+        srv = server_factory({"data_directory": str(fs.mountpoint / "data"),
+                              "relayhost": "[127.0.0.1]:%d" % relay.port}, start=False)
+        start_without_syncs(srv, shim, monkeypatch)
+        counts, tokens = relay_then_cut(fs, srv, relay, 40)
+        twice = [t for t in tokens if counts.get(t, 0) > 1]
+        print("without the done-logs' syncs: %d of %d sent twice" % (len(twice), len(tokens)))
+        assert twice, "nothing sent twice without the done-log syncs: the test cannot fail"
+
+
 def test_helper_skips_cleanly_without_root(monkeypatch, tmp_path):
     """The harness's one reason to skip besides a missing loop device."""
     monkeypatch.setattr(os, "geteuid", lambda: 1000)

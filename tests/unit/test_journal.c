@@ -397,14 +397,87 @@ static void test_writer_full_segment(void **state)
     free(dir);
 }
 
+/*
+ * Done-logs are written into preallocated zeros: one chunk at creation, the
+ * next when it is full; a reopen goes on after the last slot in use, also
+ * in a log appended before preallocation that ends in a torn record.
+ */
+static void test_done_log_slots(void **state)
+{
+    (void)state;
+    unsigned char bytes[3 * JOURNAL_DONE_REC_SIZE] = {0};
+    assert_int_equal(journal_done_used(bytes, sizeof bytes), 0);
+    journal_done_encode(bytes, 1, H, JOURNAL_DONE);
+    assert_int_equal(journal_done_used(bytes, sizeof bytes), JOURNAL_DONE_REC_SIZE);
+    bytes[JOURNAL_DONE_REC_SIZE + 3] = 7; /* a torn one: its slot is used */
+    assert_int_equal(journal_done_used(bytes, sizeof bytes), 2 * JOURNAL_DONE_REC_SIZE);
+
+    char *dir = test_tmpdir("test_journal_done");
+    struct buf err = BUF_INIT, log = BUF_INIT;
+    struct journal_writer *w = journal_writer_open(dir, &err); /* makes journal/ */
+    assert_non_null(w);
+    int jfd = open_journal(dir);
+    struct journal_done_log d;
+    assert_int_equal(journal_done_open(jfd, 5, &d), 0);
+    assert_true(d.created && d.next == 0 && d.alloc == 0);
+    assert_int_equal(journal_done_write(&d, 5, H, JOURNAL_DONE), 0);
+    assert_int_equal(journal_done_write(&d, 5, H + 100, JOURNAL_MOVED), 0);
+    struct stat st;
+    assert_int_equal(fstat(d.fd, &st), 0);
+    assert_int_equal(st.st_size, JOURNAL_DONE_CHUNK);
+    journal_done_close(&d);
+
+    assert_int_equal(journal_done_open(jfd, 5, &d), 0);
+    assert_true(!d.created && d.next == 2 * JOURNAL_DONE_REC_SIZE && d.alloc == JOURNAL_DONE_CHUNK);
+    size_t per_chunk = JOURNAL_DONE_CHUNK / JOURNAL_DONE_REC_SIZE;
+    for (size_t i = 2; i < per_chunk + 1; i++)
+        assert_int_equal(journal_done_write(&d, 5, H + 200 + i, JOURNAL_DONE), 0);
+    assert_int_equal(fstat(d.fd, &st), 0);
+    assert_int_equal(st.st_size, 2 * JOURNAL_DONE_CHUNK); /* the next chunk, once */
+    journal_done_close(&d);
+    assert_int_equal(journal_done_read(jfd, 5, &log), 0);
+    struct done_seen seen = {0};
+    assert_int_equal(journal_done_parse(log.data, log.len, 5, on_done, &seen), 0);
+    assert_int_equal(seen.n, per_chunk + 1);
+    assert_true(seen.off[0] == H && seen.off[1] == H + 100 && seen.kind[1] == JOURNAL_MOVED);
+
+    /* Written before preallocation, cut short in its last record. */
+    char p[512];
+    snprintf(p, sizeof p, "%s/journal/0000000000000006.done", dir);
+    int raw = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(raw >= 0);
+    journal_done_encode(bytes, 6, H, JOURNAL_DONE);
+    assert_int_equal(write(raw, bytes, JOURNAL_DONE_REC_SIZE + 10), JOURNAL_DONE_REC_SIZE + 10);
+    close(raw);
+    assert_int_equal(journal_done_append(jfd, 6, H + 300, JOURNAL_DONE), 0);
+    assert_int_equal(journal_done_read(jfd, 6, &log), 0);
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(journal_done_parse(log.data, log.len, 6, on_done, &seen), 1);
+    assert_int_equal(seen.n, 2);
+    assert_true(seen.off[0] == H && seen.off[1] == H + 300);
+
+    journal_writer_free(w);
+    close(jfd);
+    buf_free(&log);
+    buf_free(&err);
+    test_rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c),       cmocka_unit_test(test_seg_header),
-        cmocka_unit_test(test_scan_valid),   cmocka_unit_test(test_scan_torn_tail),
-        cmocka_unit_test(test_scan_damaged), cmocka_unit_test(test_rec_size),
-        cmocka_unit_test(test_done_log),     cmocka_unit_test(test_names),
-        cmocka_unit_test(test_writer),       cmocka_unit_test(test_writer_full_segment),
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_seg_header),
+        cmocka_unit_test(test_scan_valid),
+        cmocka_unit_test(test_scan_torn_tail),
+        cmocka_unit_test(test_scan_damaged),
+        cmocka_unit_test(test_rec_size),
+        cmocka_unit_test(test_done_log),
+        cmocka_unit_test(test_done_log_slots),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_writer),
+        cmocka_unit_test(test_writer_full_segment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
