@@ -40,7 +40,8 @@
 // clang-format off
 static const char *const sandbox_allowed[] = {
     /* descriptors and files: the spool, mailboxes, tables re-read on SIGHUP */
-    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek",
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
+    "pwritev2", "lseek",
     "close", "openat", "open", "stat", "fstat", "lstat", "newfstatat", "statx", "statfs",
     "fstatfs", "access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64",
     "mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat",

@@ -1,7 +1,7 @@
 /*
  * The journal's files (queue/journal.h): smtpd's writer, which takes a
  * segment (a free one to write over, or a new one filled with zeros), appends
- * a round's records with one pwritev and syncs them with one fdatasync;
+ * a round's records with one pwritev2 that syncs them (RWF_DSYNC);
  * and the file operations delivery and the queue commands use: reading a
  * segment no further than its writer synced, the done-log, reclaiming.
  *
@@ -175,12 +175,12 @@ static void journal_writer_abandon(struct journal_writer *w)
  * Writes len zeros at from. Written out, not fallocate'd, for the reason
  * below: later writes over them must change no metadata.
  */
-static int journal_pwritev_all(int fd, struct iovec *iov, size_t n, off_t off);
+static int journal_pwritev_all(int fd, struct iovec *iov, size_t n, off_t off, int flags);
 
 static int journal_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
     struct iovec iov = {(void *)buf, len};
-    return journal_pwritev_all(fd, &iov, 1, off);
+    return journal_pwritev_all(fd, &iov, 1, off, 0);
 }
 
 static int journal_write_zeros(int fd, uint64_t from, uint64_t len)
@@ -305,12 +305,16 @@ static int journal_writer_take(struct journal_writer *w)
     return 0;
 }
 
-/* pwritev until everything is written (short writes and IOV_MAX); 0 or -1 with errno. */
-static int journal_pwritev_all(int fd, struct iovec *iov, size_t n, off_t off)
+/*
+ * pwritev2 until everything is written (short writes and IOV_MAX); 0 or -1
+ * with errno. flags: 0, or RWF_DSYNC to make each write durable as it
+ * returns (the range it wrote only).
+ */
+static int journal_pwritev_all(int fd, struct iovec *iov, size_t n, off_t off, int flags)
 {
     while (n > 0) {
         int chunk = n > IOV_MAX ? IOV_MAX : (int)n;
-        ssize_t got = pwritev(fd, iov, chunk, off);
+        ssize_t got = pwritev2(fd, iov, chunk, off, flags);
         if (got < 0) {
             if (errno == EINTR)
                 continue;
@@ -334,7 +338,7 @@ static int journal_pwritev_all(int fd, struct iovec *iov, size_t n, off_t off)
     return 0;
 }
 
-/* Writes items[0..n) at the segment's end and syncs them: one pwritev, one fdatasync. */
+/* Writes items[0..n) at the segment's end and syncs them: one pwritev2 with RWF_DSYNC. */
 static int journal_writer_flush(struct journal_writer *w, struct journal_item *items, size_t n)
 {
     if (n == 0)
@@ -362,9 +366,12 @@ static int journal_writer_flush(struct journal_writer *w, struct journal_item *i
         it->len = journal_rec_size(it->env_len, it->data_len);
         off += it->len;
     }
-    int rc = journal_pwritev_all(w->seg_fd, iov, k, (off_t)w->end);
-    if (rc == 0)
-        rc = fdatasync(w->seg_fd);
+    /*
+     * RWF_DSYNC syncs the range written, as fdatasync would the whole
+     * file: the same write and cache flush, but not the header block that
+     * the previous round dirtied (below), which needs no sync.
+     */
+    int rc = journal_pwritev_all(w->seg_fd, iov, k, (off_t)w->end, RWF_DSYNC);
     int e = errno;
     free(iov);
     free(hdrs);

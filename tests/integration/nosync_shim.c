@@ -6,15 +6,17 @@
  * sent again (tests/integration/test_powercut.py). Built by the test with
  * cc -shared.
  *
- * With HONGYAN_NOSYNC_SUFFIX set, only fsync and fdatasync of files whose
- * name ends with it are no-ops (".done": the journal's done-logs); every
- * other sync call is the real one.
+ * pwritev2 loses its RWF_DSYNC (the journal's segments are synced so).
+ * With HONGYAN_NOSYNC_SUFFIX set, only the calls on files whose name ends
+ * with it are no-ops (".done": the journal's done-logs); every other sync
+ * call is the real one.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static int nosync_skips(int fd)
@@ -62,4 +64,25 @@ void sync(void)
         return;
     void (*real)(void) = (void (*)(void))dlsym(RTLD_NEXT, "sync");
     real();
+}
+
+/* The server is built with 64-bit file offsets: its pwritev2 is glibc's pwritev64v2. */
+static ssize_t nosync_pwritev2(const char *name, int fd, const struct iovec *iov, int iovcnt,
+                               off_t offset, int flags)
+{
+    if (nosync_skips(fd))
+        flags &= ~RWF_DSYNC;
+    ssize_t (*real)(int, const struct iovec *, int, off_t, int) =
+        (ssize_t(*)(int, const struct iovec *, int, off_t, int))dlsym(RTLD_NEXT, name);
+    return real(fd, iov, iovcnt, offset, flags);
+}
+
+ssize_t pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags)
+{
+    return nosync_pwritev2("pwritev2", fd, iov, iovcnt, offset, flags);
+}
+
+ssize_t pwritev64v2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags)
+{
+    return nosync_pwritev2("pwritev64v2", fd, iov, iovcnt, offset, flags);
 }

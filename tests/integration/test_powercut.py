@@ -174,6 +174,10 @@ def test_power_cut_without_syncs_loses_mail(server_factory, tmp_path, monkeypatc
     with LoopExt4(tmp_path / "disk") as fs:
         srv = server_factory({"data_directory": str(fs.mountpoint / "data")}, start=False)
         srv.data = fs.mountpoint / "data"
+        # The queue made with syncs first: without them its version marker
+        # may not survive a cut, and the restart would refuse the queue.
+        srv.start()
+        srv.stop()
         acked, missing = [], []
         for _ in range(3):
             start_without_syncs(srv, shim, monkeypatch)
@@ -233,6 +237,8 @@ def test_power_cut_without_done_log_syncs_sends_again(server_factory, tmp_path, 
     with LoopExt4(tmp_path / "disk") as fs, Peer() as relay:
         srv = server_factory({"data_directory": str(fs.mountpoint / "data"),
                               "relayhost": "[127.0.0.1]:%d" % relay.port}, start=False)
+        srv.start()  # the queue made with syncs (as above)
+        srv.stop()
         start_without_syncs(srv, shim, monkeypatch)
         counts, tokens = relay_then_cut(fs, srv, relay, 40)
         twice = [t for t in tokens if counts.get(t, 0) > 1]
