@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,7 @@ struct spool_round {
     struct spool *s;
     struct spool_commit *commits;
     struct spool_waiter *waiters;
+    struct spool_round *next_taken; /* on s->taken */
     int synced; /* it called syncfs (a round of failed commits alone does not) */
 };
 
@@ -74,6 +76,8 @@ struct spool *spool_open(const char *queue_dir, const char *incoming, struct buf
 {
     struct spool *s = xcalloc(1, sizeof *s);
     s->sync_fd = -1;
+    pthread_mutex_init(&s->round_lock, NULL);
+    pthread_mutex_init(&s->round_serial, NULL);
     s->jr = spool_journal_new();
     s->dir = xstrdup(queue_dir);
     s->writer = strcmp(incoming, SPOOL_INCOMING_DELIVERY) == 0;
@@ -169,6 +173,8 @@ void spool_free(struct spool *s)
     free(s->maildrop);
     free(s->public_dir);
     free(s->fifo);
+    pthread_mutex_destroy(&s->round_lock);
+    pthread_mutex_destroy(&s->round_serial);
     free(s);
 }
 
@@ -491,8 +497,8 @@ static void spool_commit_prepare(struct spool_commit *c)
 
 /*
  * One sync round, on a pool thread. The messages that fit the journal
- * (spool_journal_fits) are appended to its segment with one pwritev and
- * made durable with one fdatasync (journal.h). The others are written and
+ * (spool_journal_fits) are appended to its segment with one pwritev2 that
+ * makes them durable (RWF_DSYNC: journal.h). The others are written and
  * renamed into active/, then one syncfs(2) makes all of that durable at
  * once: the files, the renames, and whatever spool_sync() callers wrote
  * before asking. So a round costs one fdatasync, one syncfs, or both,
@@ -507,9 +513,8 @@ static void spool_commit_prepare(struct spool_commit *c)
  * file does not have) and removes it. Until the round is done, spool_list()
  * hides its messages, so the queue manager cannot start on one early.
  */
-static void spool_round_work(void *arg)
+static void spool_round_write(struct spool_round *r)
 {
-    struct spool_round *r = arg;
     struct spool *s = r->s;
     int any = 0, done_logs = 0;
     for (struct spool_waiter *w = r->waiters; w; w = w->next) {
@@ -607,8 +612,43 @@ static void spool_round_work(void *arg)
     }
 }
 
-static void spool_round_start(struct spool *s);
+/* Moves what is waiting into r; round_lock held. */
+static void spool_round_take(struct spool *s, struct spool_round *r)
+{
+    r->commits = s->pending;
+    /* Waiters were pushed on the front: put them back in the order they came. */
+    for (struct spool_waiter *w = s->waiting, *next; w; w = next) {
+        next = w->next;
+        w->next = r->waiters;
+        r->waiters = w;
+    }
+    s->pending = s->pending_tail = NULL;
+    s->waiting = NULL;
+    r->next_taken = s->taken;
+    s->taken = r;
+}
 
+/*
+ * A round's job on a pool thread. Rounds write one at a time, and each
+ * takes its batch when it may start, not when it was queued: while one
+ * syncs, the next waits here and then takes everything that came
+ * meanwhile at once, with no trip through the event loop in between
+ * (which cost 0.35 ms per round at 20 sessions: docs/queue.md).
+ */
+static void spool_round_work(void *arg)
+{
+    struct spool_round *r = arg;
+    struct spool *s = r->s;
+    pthread_mutex_lock(&s->round_serial);
+    pthread_mutex_lock(&s->round_lock);
+    spool_round_take(s, r);
+    s->round_queued = 0;
+    pthread_mutex_unlock(&s->round_lock);
+    spool_round_write(r);
+    pthread_mutex_unlock(&s->round_serial);
+}
+
+/* Back on the loop: the round's callbacks, in the order its batch came. */
 static void spool_round_done(void *arg)
 {
     struct spool_round *r = arg;
@@ -616,8 +656,12 @@ static void spool_round_done(void *arg)
     s->rounds++;
     if (r->synced)
         metrics_spool_synced();
-    s->round_running = 0;
-    s->running = NULL;
+    pthread_mutex_lock(&s->round_lock);
+    struct spool_round **pp = &s->taken;
+    while (*pp != r)
+        pp = &(*pp)->next_taken;
+    *pp = r->next_taken;
+    pthread_mutex_unlock(&s->round_lock);
     struct spool_commit *c = r->commits;
     while (c) {
         struct spool_commit *next = c->next;
@@ -641,50 +685,42 @@ static void spool_round_done(void *arg)
         w = next;
     }
     free(r);
-    /* Commits that arrived during this round form the next one. */
-    if (s->pending || s->waiting)
-        spool_round_start(s);
-}
-
-static struct spool_round *spool_round_take(struct spool *s)
-{
-    struct spool_round *r = xcalloc(1, sizeof *r);
-    r->s = s;
-    r->commits = s->pending;
-    /* Waiters were pushed on the front: put them back in the order they came. */
-    for (struct spool_waiter *w = s->waiting, *next; w; w = next) {
-        next = w->next;
-        w->next = r->waiters;
-        r->waiters = w;
-    }
-    s->pending = s->pending_tail = NULL;
-    s->waiting = NULL;
-    return r;
-}
-
-static void spool_round_start(struct spool *s)
-{
-    s->round_running = 1;
-    s->running = spool_round_take(s);
-    workq_submit(s->wq, spool_round_work, spool_round_done, s->running);
 }
 
 int spool_in_round(const struct spool *s, const char *id)
 {
-    if (s->running == NULL)
-        return 0;
-    for (const struct spool_commit *c = s->running->commits; c; c = c->next)
-        if (strcmp(c->m->id, id) == 0)
-            return 1;
-    return 0;
+    int found = 0;
+    pthread_mutex_t *lock = (pthread_mutex_t *)&s->round_lock; /* the list, not s, changes */
+    pthread_mutex_lock(lock);
+    for (const struct spool_round *r = s->taken; r && !found; r = r->next_taken)
+        for (const struct spool_commit *c = r->commits; c && !found; c = c->next)
+            found = strcmp(c->m->id, id) == 0;
+    pthread_mutex_unlock(lock);
+    return found;
 }
 
-static void spool_round_now(struct spool *s)
+/*
+ * Something was added to the next round (round_lock held by the caller,
+ * released here): a round is queued unless one is that has not taken its
+ * batch yet. Without a work queue (the CLI) the round runs now.
+ */
+static void spool_round_request(struct spool *s)
 {
-    struct spool_round *r = spool_round_take(s);
-    spool_round_work(r);
-    s->round_running = 0;
-    spool_round_done(r);
+    int queue_one = s->wq != NULL && !s->round_queued;
+    if (queue_one)
+        s->round_queued = 1;
+    pthread_mutex_unlock(&s->round_lock);
+    struct spool_round *r;
+    if (s->wq == NULL) {
+        r = xcalloc(1, sizeof *r);
+        r->s = s;
+        spool_round_work(r);
+        spool_round_done(r);
+    } else if (queue_one) {
+        r = xcalloc(1, sizeof *r);
+        r->s = s;
+        workq_submit(s->wq, spool_round_work, spool_round_done, r);
+    }
 }
 
 void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
@@ -696,15 +732,13 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
     c->arg = arg;
     c->started_ms = now_ms();
     spool_commit_prepare(c);
+    pthread_mutex_lock(&s->round_lock);
     if (s->pending_tail)
         s->pending_tail->next = c;
     else
         s->pending = c;
     s->pending_tail = c;
-    if (s->wq == NULL)
-        spool_round_now(s);
-    else if (!s->round_running)
-        spool_round_start(s);
+    spool_round_request(s);
 }
 
 static void spool_wait_round(struct spool *s, spool_sync_cb cb, void *arg, int done_logs_only)
@@ -713,12 +747,10 @@ static void spool_wait_round(struct spool *s, spool_sync_cb cb, void *arg, int d
     w->cb = cb;
     w->arg = arg;
     w->done_logs_only = done_logs_only;
+    pthread_mutex_lock(&s->round_lock);
     w->next = s->waiting;
     s->waiting = w;
-    if (s->wq == NULL)
-        spool_round_now(s);
-    else if (!s->round_running)
-        spool_round_start(s);
+    spool_round_request(s);
 }
 
 void spool_sync(struct spool *s, spool_sync_cb cb, void *arg)

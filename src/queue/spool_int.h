@@ -5,6 +5,7 @@
 #ifndef HONGYAN_QUEUE_SPOOL_INT_H
 #define HONGYAN_QUEUE_SPOOL_INT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -31,10 +32,16 @@ struct spool {
     unsigned writer; /* index of incoming in spool_writers: the low bit of its ids' last char */
     struct event_base *base;
     struct workq *wq;
+    /*
+     * The group commit (spool.c, spool_round_work). round_lock guards the
+     * four below, shared by the loop (which adds) and the round on a pool
+     * thread (which takes); round_serial is held by the round writing.
+     */
+    pthread_mutex_t round_lock, round_serial;
     struct spool_commit *pending, *pending_tail; /* waiting for the next round */
     struct spool_waiter *waiting;                /* spool_sync() callers for the next round */
-    struct spool_round *running;                 /* the round on the work queue, if any */
-    int round_running;
+    struct spool_round *taken; /* rounds that took their batch, not yet reported back */
+    int round_queued;          /* a round is on the work queue that has not taken its batch */
     unsigned long rounds;
     /*
      * Opened once, before anything is written, and used by the sync rounds
