@@ -114,27 +114,21 @@ static void ready_cb(void *arg, struct smtp_client *c, int ok, enum smtp_client_
     smtp_client_send(c, &r->msg, sent_cb, r);
 }
 
-static void test_sends_only_the_range(void **state)
+/*
+ * Sends bytes [off, off + len) of the file at path to a peer of our own and
+ * returns, in p, what came between DATA and the final dot.
+ */
+static void send_range(const char *path, off_t off, off_t len, struct peer *p)
 {
-    (void)state;
-    char *root = test_tmpdir("test_client_txn");
-    char path[512];
-    snprintf(path, sizeof path, "%s/segment", root);
-    struct buf all = BUF_INIT;
-    buf_printf(&all, "%s%s%s", before, message, after);
-    assert_int_equal(write_file_atomic(path, all.data, all.len, 0600), 0);
-    buf_free(&all);
-
-    struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
-    p.listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(p.listener >= 0);
+    p->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(p->listener >= 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sin;
-    assert_int_equal(bind(p.listener, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(listen(p.listener, 1), 0);
-    assert_int_equal(getsockname(p.listener, (struct sockaddr *)&sin, &len), 0);
+    socklen_t slen = sizeof sin;
+    assert_int_equal(bind(p->listener, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(p->listener, 1), 0);
+    assert_int_equal(getsockname(p->listener, (struct sockaddr *)&sin, &slen), 0);
     pthread_t peer_thread;
-    assert_int_equal(pthread_create(&peer_thread, NULL, peer_run, &p), 0);
+    assert_int_equal(pthread_create(&peer_thread, NULL, peer_run, p), 0);
 
     struct event_base *base = event_base_new();
     struct smtp_client_opts o = {.base = base,
@@ -151,28 +145,106 @@ static void test_sends_only_the_range(void **state)
                                  .quit_timeout = 10};
     struct smtp_msg_rcpt rcpt = {.address = "bob@example.com"};
     struct run r = {.msg = {.sender = "alice@example.org", .rcpts = &rcpt, .nrcpts = 1}};
-    test_data_range(path, (off_t)strlen(before), (off_t)strlen(message), &r.msg.data);
+    test_data_range(path, off, len, &r.msg.data);
     smtp_client_connect(&o, (struct sockaddr *)&sin, sizeof sin, "peer.test[127.0.0.1]:25",
                         ready_cb, &r);
     struct timeval limit = {20, 0};
     event_base_loopexit(base, &limit);
     event_base_dispatch(base);
     assert_int_equal(pthread_join(peer_thread, NULL), 0);
-
     assert_true(r.sent);
     assert_int_equal(r.status, DELIVERY_OK);
+    spool_data_close(&r.msg.data);
+    close(p->listener);
+    event_base_free(base);
+}
+
+static void test_sends_only_the_range(void **state)
+{
+    (void)state;
+    char *root = test_tmpdir("test_client_txn");
+    char path[512];
+    snprintf(path, sizeof path, "%s/segment", root);
+    struct buf all = BUF_INIT;
+    buf_printf(&all, "%s%s%s", before, message, after);
+    assert_int_equal(write_file_atomic(path, all.data, all.len, 0600), 0);
+    buf_free(&all);
+
+    struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
+    send_range(path, (off_t)strlen(before), (off_t)strlen(message), &p);
     /* RFC 1870: SIZE is the range's length; RFC 5321 4.5.2: the leading dot doubled. */
     char size[64];
     snprintf(size, sizeof size, " SIZE=%zu", strlen(message));
     assert_non_null(strstr(buf_cstr(&p.mail), size));
     assert_string_equal(buf_cstr(&p.content),
                         "Subject: range\r\n\r\nonly this\r\n..leading dot\r\n");
-
-    spool_data_close(&r.msg.data);
     buf_free(&p.mail);
     buf_free(&p.content);
-    close(p.listener);
-    event_base_free(base);
+    test_rm_rf(root);
+    free(root);
+}
+
+/* What the wire must carry for data, byte by byte: the rule, written the plain way. */
+static void expected_wire(const char *data, size_t n, struct buf *out)
+{
+    int bol = 1;
+    for (size_t i = 0; i < n; i++) {
+        char ch = data[i];
+        if (ch == '\r' || ch == '\n') {
+            buf_append(out, "\r\n", 2);
+            if (ch == '\r' && i + 1 < n && data[i + 1] == '\n')
+                i++;
+            bol = 1;
+            continue;
+        }
+        if (bol && ch == '.')
+            buf_append(out, ".", 1);
+        buf_append(out, &ch, 1);
+        bol = 0;
+    }
+    if (!bol)
+        buf_append(out, "\r\n", 2);
+}
+
+/*
+ * Data that is not plain CRLF text, and long enough to be read in several
+ * chunks (CLIENT_CHUNK, 64 KB): bare CR and LF, dots after each kind of
+ * line end, a CRLF and a dotted line split by a chunk's end. The whole
+ * lines that need nothing are passed on in spans (client_plain_lines); the
+ * rest byte by byte; the peer must see exactly what the rule says.
+ */
+static void test_data_on_the_wire(void **state)
+{
+    (void)state;
+    char *root = test_tmpdir("test_client_txn");
+    char path[512];
+    snprintf(path, sizeof path, "%s/odd", root);
+    struct buf data = BUF_INIT;
+    buf_puts(&data, "Subject: odd\r\n\r\n.dot\r\nbare lf\n.after lf\nbare cr\r.after cr\r\n");
+    buf_puts(&data, "\r\n\n\r\r\n..two\r\nmid\rline\r\nmid\nline\r\n.\r\n");
+    while (data.len < 65536 - 40)
+        buf_puts(&data, "plain line of text, nothing to do\r\n");
+    while (data.len < 65535)
+        buf_puts(&data, "x");
+    buf_puts(&data, "\r\n.split dot\r\n"); /* the CR is the chunk's last byte */
+    while (data.len < 2 * 65536 - 1)
+        buf_puts(&data, "y");
+    buf_puts(&data, "\n.\r\n");
+    for (int i = 0; i < 300; i++)
+        buf_puts(&data, i % 7 ? "line\r\n" : ".line\r\n");
+    buf_puts(&data, "no end");
+    assert_int_equal(write_file_atomic(path, data.data, data.len, 0600), 0);
+
+    struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
+    send_range(path, 0, (off_t)data.len, &p);
+    struct buf want = BUF_INIT;
+    expected_wire(data.data, data.len, &want);
+    assert_int_equal(p.content.len, want.len);
+    assert_memory_equal(p.content.data, want.data, want.len);
+    buf_free(&want);
+    buf_free(&data);
+    buf_free(&p.mail);
+    buf_free(&p.content);
     test_rm_rf(root);
     free(root);
 }
@@ -181,6 +253,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sends_only_the_range),
+        cmocka_unit_test(test_data_on_the_wire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
