@@ -156,7 +156,7 @@ enum delivery_status maildir_deliver(const char *mailbox, const struct spool_dat
         struct timeval tv;
         gettimeofday(&tv, NULL);
         buf_printf(&name, "%lld.M%ldP%ldQ%u.", (long long)tv.tv_sec, (long)tv.tv_usec,
-                   (long)getpid(), atomic_fetch_add(&maildir_seq, 1) + 1);
+                   (long)own_pid(), atomic_fetch_add(&maildir_seq, 1) + 1);
         maildir_host(&name);
     }
     buf_printf(&tmp, "%s/tmp/%s", buf_cstr(&dir), buf_cstr(&name));

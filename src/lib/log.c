@@ -23,19 +23,6 @@ static int log_fd = -1;
 static int log_to_stderr = 1;
 static int log_debug_on = 0;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-/* getpid() is a system call (glibc no longer caches it): once per process, reset by fork. */
-static pid_t log_pid;
-static pthread_once_t log_pid_once = PTHREAD_ONCE_INIT;
-
-static void log_pid_reset(void)
-{
-    log_pid = 0;
-}
-
-static void log_pid_init(void)
-{
-    pthread_atfork(NULL, NULL, log_pid_reset);
-}
 
 void log_set_service(const char *service)
 {
@@ -121,13 +108,11 @@ static void log_write(const char *severity, const char *fmt, va_list ap)
     localtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
 
-    pthread_once(&log_pid_once, log_pid_init);
+    pid_t pid = own_pid();
     pthread_mutex_lock(&log_lock);
-    if (log_pid == 0)
-        log_pid = getpid();
     int n =
         snprintf(line, sizeof line, "%s %s %s/%s[%ld]: %s", stamp, log_hostname, log_syslog_name,
-                 log_thread_service ? log_thread_service : log_service, (long)log_pid, severity);
+                 log_thread_service ? log_thread_service : log_service, (long)pid, severity);
     pthread_mutex_unlock(&log_lock);
     if (n < 0 || (size_t)n >= sizeof line)
         return;

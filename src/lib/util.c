@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,6 +327,27 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 {
     return write_file_atomic_owned(path, data, len, mode, (uid_t)SAFEDIR_KEEP_ID,
                                    (gid_t)SAFEDIR_KEEP_ID);
+}
+
+static _Atomic pid_t own_pid_cached; /* threads may race to fill it: the same value */
+static pthread_once_t own_pid_once = PTHREAD_ONCE_INIT;
+
+static void own_pid_forget(void)
+{
+    own_pid_cached = 0;
+}
+
+static void own_pid_watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, own_pid_forget);
+}
+
+pid_t own_pid(void)
+{
+    pthread_once(&own_pid_once, own_pid_watch_forks);
+    if (own_pid_cached == 0)
+        own_pid_cached = getpid();
+    return own_pid_cached;
 }
 
 uint64_t now_ms(void)

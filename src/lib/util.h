@@ -101,6 +101,11 @@ int write_file_atomic_owned(const char *path, const void *data, size_t len, mode
                             gid_t gid);
 
 uint64_t now_ms(void); /* monotonic */
+/*
+ * getpid(), once per process (glibc no longer caches it, and smtpd asked
+ * six times per message); forgotten in a child after fork(2).
+ */
+pid_t own_pid(void);
 /* FNV-1a of a string or of len bytes: the hash of every in-memory table keyed by ids or names. */
 unsigned hash_str(const char *s);
 unsigned hash_bytes(const void *data, size_t len);

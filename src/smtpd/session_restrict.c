@@ -51,7 +51,7 @@ int smtpd_restrict_at(struct smtpd_session *s, enum restrict_point point, const 
 {
     struct smtpd_tx *tx = s->tx;
     char instance[64];
-    snprintf(instance, sizeof instance, "%lx.%llx", (unsigned long)getpid(),
+    snprintf(instance, sizeof instance, "%lx.%llx", (unsigned long)own_pid(),
              tx ? tx->instance : 0ULL);
     struct restrict_facts f = {
         .sa = (const struct sockaddr *)&s->peer,
