@@ -160,6 +160,8 @@ static enum client_step client_step(const struct smtp_client *c)
     case CS_AUTH_LOGIN_PASS:
         return STEP_AUTH;
     case CS_TXN:
+        if (c->rset_first)
+            return STEP_RSET;
         if (c->reply_idx == 0)
             return STEP_MAIL;
         if (c->m && c->reply_idx <= c->m->nrcpts)
@@ -374,6 +376,8 @@ static void client_broken(struct smtp_client *c, enum smtp_client_fail fail, con
     case CS_TXN:
     case CS_DATA_BODY:
     case CS_DOT:
+        c->reuse_failed = c->rset_first; /* before RSET's reply: it died while idle */
+        c->rset_first = 0;
         client_txn_finish(c, 0, why);
         return;
     case CS_RSET: {

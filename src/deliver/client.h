@@ -132,6 +132,19 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
 /* RSET before reusing a connection; ok 0 means it died while idle: free it. */
 typedef void (*smtp_client_reset_cb)(void *arg, struct smtp_client *c, int ok);
 void smtp_client_reset(struct smtp_client *c, smtp_client_reset_cb cb, void *arg);
+/*
+ * smtp_client_reset then smtp_client_send in one go, for a server that
+ * offered PIPELINING: RSET leads the group of MAIL, RCPT and DATA (RFC 2920
+ * 3.1 lets it stand anywhere in one), a round trip less per message on a
+ * cached connection. When RSET is not answered 2xx, or the connection ends
+ * before its reply (it died while idle), cb gets conn_ok 0 and
+ * smtp_client_reuse_failed(c) is 1: the server took nothing; free c and
+ * open a new connection, as after a failed reset. Returns 0, doing nothing,
+ * when the server did not offer PIPELINING.
+ */
+int smtp_client_send_reused(struct smtp_client *c, const struct smtp_msg *m, smtp_client_sent_cb cb,
+                            void *arg);
+int smtp_client_reuse_failed(const struct smtp_client *c);
 
 /*
  * While idle (between transactions), closed(arg, c) runs if the server

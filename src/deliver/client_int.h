@@ -77,6 +77,8 @@ struct smtp_client {
     int at_bol;
     int after_cr;        /* the last chunk ended with a CR, not yet written */
     int dot_for_nothing; /* 354 with no recipient accepted: send "." and ignore */
+    int rset_first;      /* smtp_client_send_reused: the group's first reply is RSET's */
+    int reuse_failed;    /* ... and it was not 2xx, or the connection ended before it */
     size_t dot_next;     /* LMTP: the recipient the next reply to the dot is for */
 };
 

@@ -332,6 +332,8 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
     c->dot_for_nothing = 0;
     c->dot_next = 0;
     c->pipelining = (c->ehlo.ext & SMTP_EHLO_PIPELINING) != 0;
+    int rset_first = c->rset_first;
+    c->rset_first = 0;
     struct buf why = BUF_INIT;
     const char *unsafe_dsn, *unsafe = client_msg_unsafe(m, &unsafe_dsn);
     if (unsafe != NULL) {
@@ -350,6 +352,10 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
         client_local_fail(c, DELIVERY_PERMFAIL, "5.3.4", buf_cstr(&why));
     } else {
         client_state(c, CS_TXN);
+        if (rset_first) {
+            c->rset_first = 1;
+            client_send(c, "RSET");
+        }
         client_send_mail(c);
         if (c->pipelining) {
             /* RFC 2920 3.1: MAIL, RCPT... and DATA may go in one group, DATA last. */
@@ -361,9 +367,35 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_msg *m, smtp_clie
     buf_free(&why);
 }
 
+int smtp_client_send_reused(struct smtp_client *c, const struct smtp_msg *m, smtp_client_sent_cb cb,
+                            void *arg)
+{
+    if (!(c->ehlo.ext & SMTP_EHLO_PIPELINING))
+        return 0;
+    c->idle_cb = NULL;
+    c->reuse_failed = 0;
+    c->rset_first = 1;
+    smtp_client_send(c, m, cb, arg);
+    return 1;
+}
+
+int smtp_client_reuse_failed(const struct smtp_client *c)
+{
+    return c->reuse_failed;
+}
+
 /* A complete reply while in CS_TXN. */
 void client_txn_reply(struct smtp_client *c)
 {
+    if (c->rset_first) {
+        c->rset_first = 0;
+        if (c->reply.code / 100 != 2) {
+            /* Not the idle connection it seemed: whatever follows is not heard. */
+            c->reuse_failed = 1;
+            client_txn_finish(c, 0, "RSET not accepted on a cached connection");
+        }
+        return;
+    }
     const struct smtp_msg *m = c->m;
     size_t n = m->nrcpts;
     size_t idx = c->reply_idx;

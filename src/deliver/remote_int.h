@@ -183,12 +183,20 @@ void remote_tlsrpt(struct remote_job *j, const char *result, const char *host, c
                    int dane);
 size_t remote_open_count(const struct remote_job *j);
 void remote_send(struct remote_job *j);
+/*
+ * On a cached connection whose server pipelines: RSET and the message in
+ * one group (smtp_client_send_reused). 0 when it does not pipeline (the
+ * caller resets first).
+ */
+int remote_send_reused(struct remote_job *j);
 enum route_tls_result remote_job_tls_policy(struct remote_job *j);
 void remote_connect(struct remote_job *j, const struct remote_addr *a);
 
 /* remote_lookup.c: finding the servers, and running the job over them. */
 void remote_job_try_next(struct remote_job *j);
 void remote_job_run(struct remote_job *j);
+/* The cached connection c died while idle: freed, and the job runs again on a new one. */
+void remote_reuse_lost(struct remote_job *j, struct smtp_client *c);
 void remote_job_start(struct remote_job *j);
 
 #endif

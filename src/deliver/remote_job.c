@@ -177,6 +177,15 @@ size_t remote_open_count(const struct remote_job *j)
 static void remote_sent(void *arg, struct smtp_client *c, int conn_ok, struct smtp_rcpt_out *out)
 {
     struct remote_job *j = arg;
+    if (!conn_ok && smtp_client_reuse_failed(c)) {
+        /* RSET went unanswered on a cached connection: nothing was tried, no result. */
+        for (size_t i = 0; i < j->msg.nrcpts; i++)
+            free(out[i].reply);
+        free(out);
+        j->sessions--;
+        remote_reuse_lost(j, c);
+        return;
+    }
     const char *relay = smtp_client_label(c);
     for (size_t i = 0; i < j->msg.nrcpts; i++)
         if (out[i].status == DELIVERY_TEMPFAIL)
@@ -222,7 +231,8 @@ static void remote_sent(void *arg, struct smtp_client *c, int conn_ok, struct sm
     remote_job_try_next(j);
 }
 
-void remote_send(struct remote_job *j)
+/* The message for the recipients still open, into j->msg. */
+static void remote_msg_build(struct remote_job *j)
 {
     const struct envelope *env = j->req->env;
     size_t open = remote_open_count(j);
@@ -249,7 +259,21 @@ void remote_send(struct remote_job *j)
     j->msg.rcpts = j->mrcpts;
     j->msg.nrcpts = m;
     gettimeofday(&j->send_started, NULL);
+}
+
+void remote_send(struct remote_job *j)
+{
+    remote_msg_build(j);
     smtp_client_send(j->c, &j->msg, remote_sent, j);
+}
+
+int remote_send_reused(struct remote_job *j)
+{
+    remote_msg_build(j);
+    if (!smtp_client_send_reused(j->c, &j->msg, remote_sent, j))
+        return 0;
+    j->sessions++;
+    return 1;
 }
 
 static void remote_ready(void *arg, struct smtp_client *c, int ok, enum smtp_client_fail fail,

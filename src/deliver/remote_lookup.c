@@ -348,6 +348,11 @@ static void remote_reuse_reset(void *arg, struct smtp_client *c, int ok)
         remote_send(j);
         return;
     }
+    remote_reuse_lost(j, c);
+}
+
+void remote_reuse_lost(struct remote_job *j, struct smtp_client *c)
+{
     /* It died while idle: not the server's fault, just open a new one. */
     smtp_client_free(c);
     j->c = NULL;
@@ -382,7 +387,8 @@ void remote_job_run(struct remote_job *j)
         j->c_ip = idle->ip;
         free(idle);
         d->active++;
-        smtp_client_reset(j->c, remote_reuse_reset, j);
+        if (!remote_send_reused(j))
+            smtp_client_reset(j->c, remote_reuse_reset, j);
         return;
     }
     long long limit = config_get_int(j->gen->cfg, "smtp_destination_concurrency_limit");

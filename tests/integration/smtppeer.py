@@ -113,6 +113,16 @@ class _CountingSMTP(SMTP):
             self._peer.connections += 1
         super().connection_made(transport)
 
+    async def smtp_RSET(self, arg):
+        with self._peer.lock:
+            self._peer.rsets += 1
+        if self._peer.rset_reply:
+            # A server that went away while the connection sat idle in a cache.
+            await self.push(self._peer.rset_reply)
+            self.transport.close()
+            return
+        await super().smtp_RSET(arg)
+
 
 class Peer:
     """An aiosmtpd server in a thread; see the module docstring."""
@@ -120,8 +130,10 @@ class Peer:
     def __init__(self, tmp=None, tls=False, require_starttls=False, wrapper=False, users=None,
                  hostname="127.0.0.1", port=None, name="relay.test", exclude_mechanisms=None,
                  pipelining=False, ehlo_reply=None, broken_tls=False, size_limit=None,
-                 smtputf8=True, ehlo_delay=0, data_delay=0):
+                 smtputf8=True, ehlo_delay=0, data_delay=0, rset_reply=None):
         self.lock = threading.Lock()
+        self.rsets = 0  # RSET commands received
+        self.rset_reply = rset_reply  # e.g. a 421: answered, then the connection is closed
         self.ehlo_delay = ehlo_delay
         self.data_delay = data_delay
         self.messages = []

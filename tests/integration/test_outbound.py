@@ -325,6 +325,47 @@ def test_connection_reuse(server_factory, tmp_path):
         assert wait_for(lambda: logs(srv).count("status=sent") == 12, timeout=20), logs(srv)
 
 
+def test_connection_reuse_pipelines_rset(server_factory, tmp_path):
+    """A server that offers PIPELINING gets RSET in the same group as MAIL,
+    RCPT and DATA on a cached connection: the same few connections, one
+    RSET per reused one, every message delivered."""
+    with Peer(pipelining=True) as mx:
+        srv = make_server(server_factory, None, {
+            "relayhost": "[127.0.0.1]:%d" % mx.port,
+            "smtp_destination_concurrency_limit": "2",
+            "smtp_connection_cache_time_limit": "10s",
+        }, start=False)
+        for i in range(12):
+            sendmail(srv, ["user%d@example.net" % i], body="Subject: m%d\n\nbody %d\n" % (i, i))
+        srv.start()
+        assert wait_for(lambda: len(mx.messages) == 12, timeout=30), logs(srv)
+        assert mx.connections_after_start <= 2, mx.connections_after_start
+        assert mx.rsets >= 12 - mx.connections_after_start, mx.rsets
+        assert wait_for(lambda: logs(srv).count("status=sent") == 12, timeout=20), logs(srv)
+        assert "status=deferred" not in logs(srv)
+
+
+def test_cached_connection_refusing_pipelined_rset_is_replaced(server_factory, tmp_path):
+    """The cached connection's server answers the pipelined RSET with 421
+    and hangs up (as one that timed the connection out would): the message
+    goes out on a new connection, nothing is deferred or counted against
+    the server."""
+    with Peer(pipelining=True, rset_reply="421 4.4.2 idle too long, closing") as mx:
+        srv = make_server(server_factory, None, {
+            "relayhost": "[127.0.0.1]:%d" % mx.port,
+            "smtp_destination_concurrency_limit": "1",
+            "smtp_connection_cache_time_limit": "10s",
+        }, start=False)
+        for i in range(5):
+            sendmail(srv, ["user%d@example.net" % i], body="Subject: r%d\n\nbody %d\n" % (i, i))
+        srv.start()
+        assert wait_for(lambda: len(mx.messages) == 5, timeout=30), logs(srv)
+        assert wait_for(lambda: logs(srv).count("status=sent") == 5, timeout=20), logs(srv)
+        assert mx.rsets >= 1, "no connection was reused"
+        assert mx.connections_after_start == 1 + mx.rsets, (mx.connections_after_start, mx.rsets)
+        assert "status=deferred" not in logs(srv)
+
+
 def test_wrappermode_relay(server_factory, tmp_path):
     with Peer(tmp=tmp_path, wrapper=True, users={"u": "p"}) as relay:
         srv = make_server(server_factory, None, {

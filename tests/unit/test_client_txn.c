@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,11 @@ static const char *after = "From: someone else\r\n\r\nthe next message\r\n";
 
 struct peer {
     int listener;
-    struct buf mail;    /* the MAIL command line */
-    struct buf content; /* between 354 and the final dot, as sent (dot-stuffed) */
+    struct buf mail;     /* the MAIL command line */
+    struct buf content;  /* between 354 and the final dot, as sent (dot-stuffed) */
+    int rsets;           /* RSETs seen */
+    int rset_pipelined;  /* each was followed by MAIL before we answered it */
+    atomic_int finished; /* the peer thread is done */
 };
 
 /* One line (CRLF kept) from fd into line; 0, or -1 at EOF. Byte by byte: the peer is tiny. */
@@ -68,6 +72,15 @@ static void *peer_run(void *arg)
         const char *l = buf_cstr(&line);
         if (strncmp(l, "EHLO", 4) == 0) {
             peer_say(fd, "250-peer.test\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n");
+        } else if (strncmp(l, "RSET", 4) == 0) {
+            /* Not answered until the next line is in: a client waiting for it hangs here. */
+            p->rsets++;
+            if (peer_line(fd, &line) < 0)
+                break;
+            p->rset_pipelined += strncmp(buf_cstr(&line), "MAIL", 4) == 0;
+            peer_say(fd, "250 2.0.0 Ok\r\n");
+            buf_set(&p->mail, buf_cstr(&line));
+            peer_say(fd, "250 2.1.0 Ok\r\n");
         } else if (strncmp(l, "MAIL", 4) == 0) {
             buf_set(&p->mail, l);
             peer_say(fd, "250 2.1.0 Ok\r\n");
@@ -87,6 +100,7 @@ static void *peer_run(void *arg)
     }
     buf_free(&line);
     close(fd);
+    atomic_store(&p->finished, 1);
     return NULL;
 }
 
@@ -94,15 +108,21 @@ struct run {
     struct smtp_msg msg;
     int sent;
     enum delivery_status status;
+    int again; /* send the message this many more times on the same connection, reused */
 };
 
 static void sent_cb(void *arg, struct smtp_client *c, int conn_ok, struct smtp_rcpt_out *out)
 {
     struct run *r = arg;
-    r->sent = 1;
+    r->sent++;
     r->status = out[0].status;
     free(out[0].reply);
     free(out);
+    if (conn_ok && r->status == DELIVERY_OK && r->again > 0) {
+        r->again--;
+        assert_int_equal(smtp_client_send_reused(c, &r->msg, sent_cb, r), 1);
+        return;
+    }
     smtp_client_quit(c);
 }
 
@@ -118,7 +138,7 @@ static void ready_cb(void *arg, struct smtp_client *c, int ok, enum smtp_client_
  * Sends bytes [off, off + len) of the file at path to a peer of our own and
  * returns, in p, what came between DATA and the final dot.
  */
-static void send_range(const char *path, off_t off, off_t len, struct peer *p)
+static void send_range(const char *path, off_t off, off_t len, int again, struct peer *p)
 {
     p->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(p->listener >= 0);
@@ -144,15 +164,19 @@ static void send_range(const char *path, off_t off, off_t len, struct peer *p)
                                  .data_done_timeout = 10,
                                  .quit_timeout = 10};
     struct smtp_msg_rcpt rcpt = {.address = "bob@example.com"};
-    struct run r = {.msg = {.sender = "alice@example.org", .rcpts = &rcpt, .nrcpts = 1}};
+    struct run r = {.msg = {.sender = "alice@example.org", .rcpts = &rcpt, .nrcpts = 1},
+                    .again = again};
     test_data_range(path, off, len, &r.msg.data);
     smtp_client_connect(&o, (struct sockaddr *)&sin, sizeof sin, "peer.test[127.0.0.1]:25",
                         ready_cb, &r);
-    struct timeval limit = {20, 0};
-    event_base_loopexit(base, &limit);
-    event_base_dispatch(base);
+    /* Until the peer has hung up after QUIT (at most 20 s), in steps of 50 ms. */
+    for (int step = 0; step < 400 && !atomic_load(&p->finished); step++) {
+        struct timeval tick = {0, 50000};
+        event_base_loopexit(base, &tick);
+        event_base_dispatch(base);
+    }
     assert_int_equal(pthread_join(peer_thread, NULL), 0);
-    assert_true(r.sent);
+    assert_int_equal(r.sent, 1 + again);
     assert_int_equal(r.status, DELIVERY_OK);
     spool_data_close(&r.msg.data);
     close(p->listener);
@@ -171,7 +195,7 @@ static void test_sends_only_the_range(void **state)
     buf_free(&all);
 
     struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
-    send_range(path, (off_t)strlen(before), (off_t)strlen(message), &p);
+    send_range(path, (off_t)strlen(before), (off_t)strlen(message), 0, &p);
     /* RFC 1870: SIZE is the range's length; RFC 5321 4.5.2: the leading dot doubled. */
     char size[64];
     snprintf(size, sizeof size, " SIZE=%zu", strlen(message));
@@ -236,7 +260,7 @@ static void test_data_on_the_wire(void **state)
     assert_int_equal(write_file_atomic(path, data.data, data.len, 0600), 0);
 
     struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
-    send_range(path, 0, (off_t)data.len, &p);
+    send_range(path, 0, (off_t)data.len, 0, &p);
     struct buf want = BUF_INIT;
     expected_wire(data.data, data.len, &want);
     assert_int_equal(p.content.len, want.len);
@@ -249,11 +273,35 @@ static void test_data_on_the_wire(void **state)
     free(root);
 }
 
+/*
+ * A connection used again (smtp_client_send_reused) to a server that
+ * offers PIPELINING: RSET goes in one group with MAIL, RCPT and DATA. The
+ * peer reads the line after each RSET before it answers: a client that
+ * waited for the RSET reply would hang there until the peer's timeout.
+ */
+static void test_reused_connection_pipelines_rset(void **state)
+{
+    (void)state;
+    char *root = test_tmpdir("test_client_txn");
+    char path[512];
+    snprintf(path, sizeof path, "%s/msg", root);
+    assert_int_equal(write_file_atomic(path, message, strlen(message), 0600), 0);
+    struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
+    send_range(path, 0, (off_t)strlen(message), 2, &p);
+    assert_int_equal(p.rsets, 2);
+    assert_int_equal(p.rset_pipelined, 2);
+    buf_free(&p.mail);
+    buf_free(&p.content);
+    test_rm_rf(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sends_only_the_range),
         cmocka_unit_test(test_data_on_the_wire),
+        cmocka_unit_test(test_reused_connection_pipelines_rset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
