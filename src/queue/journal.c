@@ -558,7 +558,7 @@ int journal_done_open(int journal_fd, uint64_t seq, struct journal_done_log *out
     if (fd < 0 && errno == ENOENT) {
         fd =
             openat(journal_fd, name.data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        out->created = out->grown = fd >= 0;
+        out->created = fd >= 0;
     }
     int e = errno;
     buf_free(&name);
@@ -603,7 +603,6 @@ int journal_done_write(struct journal_done_log *d, uint64_t seq, uint64_t offset
         if (journal_write_zeros(d->fd, d->alloc, grow) < 0)
             return -1;
         d->alloc += grow;
-        d->grown = 1;
     }
     if (journal_pwrite_all(d->fd, rec, sizeof rec, (off_t)d->next) < 0)
         return -1;

@@ -217,7 +217,8 @@ int journal_segment_read(int journal_fd, uint64_t seq, uint64_t from, struct buf
  * that recording one overwrites allocated blocks: its fdatasync then costs
  * a write and a cache flush, no journal commit of the filesystem (the
  * segments' reason too). Only creating or extending the file changes its
- * size; grown says so, and that the directory may need a sync too.
+ * size (fdatasync then commits that as well); created says the directory
+ * needs a sync too.
  */
 #define JOURNAL_DONE_CHUNK (64u * 1024)
 struct journal_done_log {
@@ -225,7 +226,6 @@ struct journal_done_log {
     uint64_t next;  /* the next free slot's offset */
     uint64_t alloc; /* the file's size: zeros from next on */
     int created;    /* made by this open: its name is not durable yet */
-    int grown;      /* created or extended since the caller last synced it */
 };
 /*
  * Opens segment seq's done-log for writing (made if missing), its next

@@ -710,15 +710,14 @@ static void spool_round_request(struct spool *s)
     if (queue_one)
         s->round_queued = 1;
     pthread_mutex_unlock(&s->round_lock);
-    struct spool_round *r;
+    if (s->wq != NULL && !queue_one)
+        return;
+    struct spool_round *r = xcalloc(1, sizeof *r);
+    r->s = s;
     if (s->wq == NULL) {
-        r = xcalloc(1, sizeof *r);
-        r->s = s;
         spool_round_work(r);
         spool_round_done(r);
-    } else if (queue_one) {
-        r = xcalloc(1, sizeof *r);
-        r->s = s;
+    } else {
         workq_submit(s->wq, spool_round_work, spool_round_done, r);
     }
 }

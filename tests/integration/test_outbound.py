@@ -308,21 +308,29 @@ def test_null_mx_bounces_at_once(server_factory, tmp_path):
         assert mx.connections_after_start == 0
 
 
+def relay_queued(server_factory, mx, concurrency, n, tag):
+    """N messages queued while the server is down, all relayed to MX once it
+    starts (so they are picked up together); waits until MX has them all
+    and the log says sent for each. The server."""
+    srv = make_server(server_factory, None, {
+        "relayhost": "[127.0.0.1]:%d" % mx.port,
+        "smtp_destination_concurrency_limit": str(concurrency),
+        # Long enough that a slow (sanitized) pickup never outlives the cache.
+        "smtp_connection_cache_time_limit": "10s",
+    }, start=False)
+    for i in range(n):
+        sendmail(srv, ["user%d@example.net" % i], body="Subject: %s%d\n\nbody %d\n" % (tag, i, i))
+    srv.start()
+    assert wait_for(lambda: len(mx.messages) == n, timeout=30), logs(srv)
+    assert wait_for(lambda: logs(srv).count("status=sent") == n, timeout=20), logs(srv)
+    return srv
+
+
 def test_connection_reuse(server_factory, tmp_path):
     """Many messages to one next hop, few connections, counted at the peer."""
     with Peer() as mx:
-        srv = make_server(server_factory, None, {
-            "relayhost": "[127.0.0.1]:%d" % mx.port,
-            "smtp_destination_concurrency_limit": "2",
-            # Long enough that a slow (sanitized) pickup never outlives the cache.
-            "smtp_connection_cache_time_limit": "10s",
-        }, start=False)
-        for i in range(12):
-            sendmail(srv, ["user%d@example.net" % i], body="Subject: m%d\n\nbody %d\n" % (i, i))
-        srv.start()  # all twelve are picked up together
-        assert wait_for(lambda: len(mx.messages) == 12, timeout=30), logs(srv)
+        relay_queued(server_factory, mx, 2, 12, "m")
         assert mx.connections_after_start <= 2, mx.connections_after_start
-        assert wait_for(lambda: logs(srv).count("status=sent") == 12, timeout=20), logs(srv)
 
 
 def test_connection_reuse_pipelines_rset(server_factory, tmp_path):
@@ -330,18 +338,9 @@ def test_connection_reuse_pipelines_rset(server_factory, tmp_path):
     RCPT and DATA on a cached connection: the same few connections, one
     RSET per reused one, every message delivered."""
     with Peer(pipelining=True) as mx:
-        srv = make_server(server_factory, None, {
-            "relayhost": "[127.0.0.1]:%d" % mx.port,
-            "smtp_destination_concurrency_limit": "2",
-            "smtp_connection_cache_time_limit": "10s",
-        }, start=False)
-        for i in range(12):
-            sendmail(srv, ["user%d@example.net" % i], body="Subject: m%d\n\nbody %d\n" % (i, i))
-        srv.start()
-        assert wait_for(lambda: len(mx.messages) == 12, timeout=30), logs(srv)
+        srv = relay_queued(server_factory, mx, 2, 12, "m")
         assert mx.connections_after_start <= 2, mx.connections_after_start
         assert mx.rsets >= 12 - mx.connections_after_start, mx.rsets
-        assert wait_for(lambda: logs(srv).count("status=sent") == 12, timeout=20), logs(srv)
         assert "status=deferred" not in logs(srv)
 
 
@@ -351,16 +350,7 @@ def test_cached_connection_refusing_pipelined_rset_is_replaced(server_factory, t
     goes out on a new connection, nothing is deferred or counted against
     the server."""
     with Peer(pipelining=True, rset_reply="421 4.4.2 idle too long, closing") as mx:
-        srv = make_server(server_factory, None, {
-            "relayhost": "[127.0.0.1]:%d" % mx.port,
-            "smtp_destination_concurrency_limit": "1",
-            "smtp_connection_cache_time_limit": "10s",
-        }, start=False)
-        for i in range(5):
-            sendmail(srv, ["user%d@example.net" % i], body="Subject: r%d\n\nbody %d\n" % (i, i))
-        srv.start()
-        assert wait_for(lambda: len(mx.messages) == 5, timeout=30), logs(srv)
-        assert wait_for(lambda: logs(srv).count("status=sent") == 5, timeout=20), logs(srv)
+        srv = relay_queued(server_factory, mx, 1, 5, "r")
         assert mx.rsets >= 1, "no connection was reused"
         assert mx.connections_after_start == 1 + mx.rsets, (mx.connections_after_start, mx.rsets)
         assert "status=deferred" not in logs(srv)

@@ -135,11 +135,17 @@ static void ready_cb(void *arg, struct smtp_client *c, int ok, enum smtp_client_
 }
 
 /*
- * Sends bytes [off, off + len) of the file at path to a peer of our own and
+ * Sends bytes [off, off + len) of a file holding file's bytes to a peer of
+ * our own (again: that many more times over the connection, reused) and
  * returns, in p, what came between DATA and the final dot.
  */
-static void send_range(const char *path, off_t off, off_t len, int again, struct peer *p)
+static void send_range(const struct buf *file, off_t off, off_t len, int again, struct peer *p)
 {
+    char *root = test_tmpdir("test_client_txn");
+    char path[512];
+    snprintf(path, sizeof path, "%s/data", root);
+    assert_int_equal(write_file_atomic(path, file->data, file->len, 0600), 0);
+    *p = (struct peer){.mail = BUF_INIT, .content = BUF_INIT};
     p->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(p->listener >= 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -181,31 +187,31 @@ static void send_range(const char *path, off_t off, off_t len, int again, struct
     spool_data_close(&r.msg.data);
     close(p->listener);
     event_base_free(base);
+    test_rm_rf(root);
+    free(root);
+}
+
+static void peer_free(struct peer *p)
+{
+    buf_free(&p->mail);
+    buf_free(&p->content);
 }
 
 static void test_sends_only_the_range(void **state)
 {
     (void)state;
-    char *root = test_tmpdir("test_client_txn");
-    char path[512];
-    snprintf(path, sizeof path, "%s/segment", root);
     struct buf all = BUF_INIT;
     buf_printf(&all, "%s%s%s", before, message, after);
-    assert_int_equal(write_file_atomic(path, all.data, all.len, 0600), 0);
+    struct peer p;
+    send_range(&all, (off_t)strlen(before), (off_t)strlen(message), 0, &p);
     buf_free(&all);
-
-    struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
-    send_range(path, (off_t)strlen(before), (off_t)strlen(message), 0, &p);
     /* RFC 1870: SIZE is the range's length; RFC 5321 4.5.2: the leading dot doubled. */
     char size[64];
     snprintf(size, sizeof size, " SIZE=%zu", strlen(message));
     assert_non_null(strstr(buf_cstr(&p.mail), size));
     assert_string_equal(buf_cstr(&p.content),
                         "Subject: range\r\n\r\nonly this\r\n..leading dot\r\n");
-    buf_free(&p.mail);
-    buf_free(&p.content);
-    test_rm_rf(root);
-    free(root);
+    peer_free(&p);
 }
 
 /* What the wire must carry for data, byte by byte: the rule, written the plain way. */
@@ -240,9 +246,6 @@ static void expected_wire(const char *data, size_t n, struct buf *out)
 static void test_data_on_the_wire(void **state)
 {
     (void)state;
-    char *root = test_tmpdir("test_client_txn");
-    char path[512];
-    snprintf(path, sizeof path, "%s/odd", root);
     struct buf data = BUF_INIT;
     buf_puts(&data, "Subject: odd\r\n\r\n.dot\r\nbare lf\n.after lf\nbare cr\r.after cr\r\n");
     buf_puts(&data, "\r\n\n\r\r\n..two\r\nmid\rline\r\nmid\nline\r\n.\r\n");
@@ -257,20 +260,15 @@ static void test_data_on_the_wire(void **state)
     for (int i = 0; i < 300; i++)
         buf_puts(&data, i % 7 ? "line\r\n" : ".line\r\n");
     buf_puts(&data, "no end");
-    assert_int_equal(write_file_atomic(path, data.data, data.len, 0600), 0);
-
-    struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
-    send_range(path, 0, (off_t)data.len, 0, &p);
+    struct peer p;
+    send_range(&data, 0, (off_t)data.len, 0, &p);
     struct buf want = BUF_INIT;
     expected_wire(data.data, data.len, &want);
     assert_int_equal(p.content.len, want.len);
     assert_memory_equal(p.content.data, want.data, want.len);
     buf_free(&want);
     buf_free(&data);
-    buf_free(&p.mail);
-    buf_free(&p.content);
-    test_rm_rf(root);
-    free(root);
+    peer_free(&p);
 }
 
 /*
@@ -282,18 +280,14 @@ static void test_data_on_the_wire(void **state)
 static void test_reused_connection_pipelines_rset(void **state)
 {
     (void)state;
-    char *root = test_tmpdir("test_client_txn");
-    char path[512];
-    snprintf(path, sizeof path, "%s/msg", root);
-    assert_int_equal(write_file_atomic(path, message, strlen(message), 0600), 0);
-    struct peer p = {.mail = BUF_INIT, .content = BUF_INIT};
-    send_range(path, 0, (off_t)strlen(message), 2, &p);
+    struct buf one = BUF_INIT;
+    buf_puts(&one, message);
+    struct peer p;
+    send_range(&one, 0, (off_t)one.len, 2, &p);
+    buf_free(&one);
     assert_int_equal(p.rsets, 2);
     assert_int_equal(p.rset_pipelined, 2);
-    buf_free(&p.mail);
-    buf_free(&p.content);
-    test_rm_rf(root);
-    free(root);
+    peer_free(&p);
 }
 
 int main(void)
