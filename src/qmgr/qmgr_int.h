@@ -187,9 +187,12 @@ struct qjob {
     int sync_then_remove;
     /* A message that stays queued: its results, written unsynced, join the next sync round. */
     int sync_results;
-    /* A journaled message a remote server took: its done-log record synced before it counts as
-     * gone. */
-    int sync_done_log;
+    /*
+     * A finished journaled message: removed by the next round
+     * (spool_finish_journaled), its done-log record synced there first when
+     * a remote server took it.
+     */
+    int finish_journaled;
     char bounce_id[QUEUE_ID_MAX];
     char delay_id[QUEUE_ID_MAX]; /* the delay notice queued in this round, or "" */
     size_t *bounced, nbounced;   /* recipients bounced in this round */
@@ -233,6 +236,12 @@ int qmgr_clamp(long long n, int max);
 /* qmgr_record.c */
 /* On the work queue (qjob as arg): bounces, then the result records, then the removal. */
 void qmgr_job_record_work(void *arg);
+/*
+ * 1 when j's record step writes nothing itself: a journaled message whose
+ * recipients all got through, which the next round removes. No DSN, no
+ * record, no file: it runs on the loop, without a trip to a pool thread.
+ */
+int qmgr_job_record_light(const struct qjob *j);
 /* Back on the loop: the sync rounds the records wait for, the log lines, the next try. */
 void qmgr_job_record_done(void *arg);
 

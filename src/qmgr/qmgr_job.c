@@ -100,8 +100,15 @@ static void qpart_finish(struct qpart *p)
 
 static void qjob_part_done(struct qjob *j)
 {
-    if (--j->outstanding == 0)
-        workq_submit(j->q->srv->workq, qmgr_job_record_work, qmgr_job_record_done, j);
+    if (--j->outstanding > 0)
+        return;
+    if (qmgr_job_record_light(j)) {
+        /* Nothing to write but the removal, which a round makes: record_done returns at once. */
+        qmgr_job_record_work(j);
+        qmgr_job_record_done(j);
+        return;
+    }
+    workq_submit(j->q->srv->workq, qmgr_job_record_work, qmgr_job_record_done, j);
 }
 
 static void qjob_local_work(void *arg)

@@ -97,11 +97,22 @@ static int qjob_delay_notice(struct qjob *j, time_t now)
     return done;
 }
 
+int qmgr_job_record_light(const struct qjob *j)
+{
+    const struct envelope *e = j->env;
+    if (!spool_journaled(j->q->srv->spool, e->queue_id))
+        return 0;
+    for (size_t i = 0; i < e->nrcpts; i++)
+        if (e->rcpts[i].state == RCPT_PENDING &&
+            !(j->res[i].have && j->res[i].status == DELIVERY_OK))
+            return 0;
+    return 1;
+}
+
 /*
- * On a pool thread: fold the results into the envelope, queue the DSN for
- * new failures (before recording them, so a crash can duplicate a DSN but
- * never lose one), append the records durably, and remove a finished
- * message.
+ * On a pool thread (or the loop: qmgr_job_record_light): fold the results into the envelope, queue
+ * the DSN for new failures (before recording them, so a crash can duplicate a DSN but never lose
+ * one), append the records durably, and remove a finished message.
  */
 void qmgr_job_record_work(void *arg)
 {
@@ -206,17 +217,13 @@ void qmgr_job_record_work(void *arg)
     int sync_now = (j->remote_ok && !finish_in_round) || warned;
     /*
      * A finished journaled message: its done-log record is its last result
-     * (nothing is appended). After a remote server's 250 it joins the next
-     * round before the message counts as gone, as files do; that round
-     * syncs the done-logs with fdatasync, no syncfs (spool_sync_journal).
+     * (nothing is appended). The next round writes it (record_done hands
+     * the message over: spool_finish_journaled) and, after a remote
+     * server's 250, syncs it before the message counts as gone, as files
+     * do: an fdatasync of the done-logs, no syncfs.
      */
     if (!pending && spool_journaled(s, e->queue_id)) {
-        if (spool_remove(s, e->queue_id) == 0) {
-            j->removed = 1;
-            j->sync_done_log = j->remote_ok;
-        } else {
-            j->gone = 1;
-        }
+        j->finish_journaled = 1;
         buf_free(&rec);
         buf_free(&err);
         return;
@@ -268,6 +275,16 @@ static void qjob_record_synced(void *arg, int err_code)
         return;
     }
     workq_submit(j->q->srv->workq, qjob_remove_work, qmgr_job_record_done, j);
+}
+
+static void qjob_finished(void *arg, int err_code)
+{
+    struct qjob *j = arg;
+    if (err_code == 0)
+        j->removed = 1;
+    else
+        j->gone = 1; /* deleted or held by the operator meanwhile */
+    qmgr_job_record_done(j);
 }
 
 static void qjob_results_synced(void *arg, int err_code)
@@ -329,9 +346,9 @@ void qmgr_job_record_done(void *arg)
         spool_sync(q->srv->spool, qjob_results_synced, j);
         return;
     }
-    if (j->sync_done_log) {
-        j->sync_done_log = 0;
-        spool_sync_journal(q->srv->spool, qjob_results_synced, j);
+    if (j->finish_journaled) {
+        j->finish_journaled = 0;
+        spool_finish_journaled(q->srv->spool, e->queue_id, j->remote_ok, qjob_finished, j);
         return;
     }
     struct timeval now, arrived;

@@ -44,8 +44,10 @@ struct spool_commit {
 struct spool_waiter {
     spool_sync_cb cb;
     void *arg;
-    int done_logs_only; /* spool_sync_journal: the journal's done-logs are all it wrote */
-    int err_code;
+    /* spool_finish_journaled: the message removed in the round, and whether its record is synced */
+    char finish[QUEUE_ID_MAX];
+    int durable;
+    int err_code, sync_err;
     struct spool_waiter *next;
 };
 
@@ -503,8 +505,9 @@ static void spool_commit_prepare(struct spool_commit *c)
  * once: the files, the renames, and whatever spool_sync() callers wrote
  * before asking. So a round costs one fdatasync, one syncfs, or both,
  * however many messages it carries; smtpd's small messages need no syncfs.
- * A round whose only waiters came by spool_sync_journal() (delivery's
- * done-log records after a remote 250) syncs just the done-logs written
+ * The journaled messages that spool_finish_journaled() removes get their
+ * done-log records first; a round whose only other business is making
+ * those durable (after a remote 250) syncs just the done-logs written
  * since the last one, with fdatasync (spool_journal_sync_done).
  *
  * A crash before the syncfs returns may leave in active/ a message whose
@@ -518,8 +521,12 @@ static void spool_round_write(struct spool_round *r)
     struct spool *s = r->s;
     int any = 0, done_logs = 0;
     for (struct spool_waiter *w = r->waiters; w; w = w->next) {
-        done_logs |= w->done_logs_only;
-        any |= !w->done_logs_only;
+        if (!w->finish[0]) {
+            any = 1;
+            continue;
+        }
+        w->err_code = spool_remove(s, w->finish) < 0 ? errno : 0;
+        done_logs |= w->durable && w->err_code == 0;
     }
     size_t ncommits = 0, nj = 0;
     for (struct spool_commit *c = r->commits; c; c = c->next)
@@ -581,7 +588,7 @@ static void spool_round_write(struct spool_round *r)
         r->synced = 1;
         int rc = spool_journal_sync_done(s), e = errno;
         for (struct spool_waiter *w = r->waiters; w; w = w->next)
-            w->err_code = rc < 0 ? e : 0;
+            w->sync_err = rc < 0 ? e : 0;
         return;
     }
     if (!any)
@@ -600,7 +607,7 @@ static void spool_round_write(struct spool_round *r)
         e = EIO;
     }
     for (struct spool_waiter *w = r->waiters; w; w = w->next)
-        w->err_code = rc < 0 ? e : 0;
+        w->sync_err = rc < 0 ? e : 0;
     if (rc == 0)
         return;
     for (struct spool_commit *c = r->commits; c; c = c->next) {
@@ -680,7 +687,14 @@ static void spool_round_done(void *arg)
     struct spool_waiter *w = r->waiters;
     while (w) {
         struct spool_waiter *next = w->next;
-        w->cb(w->arg, w->err_code);
+        if (!w->finish[0]) {
+            w->cb(w->arg, w->sync_err);
+        } else {
+            if (w->durable && w->err_code == 0 && w->sync_err)
+                log_warning("%s: cannot sync its removal from the journal: %s", w->finish,
+                            strerror(w->sync_err));
+            w->cb(w->arg, w->err_code);
+        }
         free(w);
         w = next;
     }
@@ -740,12 +754,8 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg)
     spool_round_request(s);
 }
 
-static void spool_wait_round(struct spool *s, spool_sync_cb cb, void *arg, int done_logs_only)
+static void spool_wait_round(struct spool *s, struct spool_waiter *w)
 {
-    struct spool_waiter *w = xcalloc(1, sizeof *w);
-    w->cb = cb;
-    w->arg = arg;
-    w->done_logs_only = done_logs_only;
     pthread_mutex_lock(&s->round_lock);
     w->next = s->waiting;
     s->waiting = w;
@@ -754,12 +764,21 @@ static void spool_wait_round(struct spool *s, spool_sync_cb cb, void *arg, int d
 
 void spool_sync(struct spool *s, spool_sync_cb cb, void *arg)
 {
-    spool_wait_round(s, cb, arg, 0);
+    struct spool_waiter *w = xcalloc(1, sizeof *w);
+    w->cb = cb;
+    w->arg = arg;
+    spool_wait_round(s, w);
 }
 
-void spool_sync_journal(struct spool *s, spool_sync_cb cb, void *arg)
+void spool_finish_journaled(struct spool *s, const char *id, int durable, spool_sync_cb cb,
+                            void *arg)
 {
-    spool_wait_round(s, cb, arg, 1);
+    struct spool_waiter *w = xcalloc(1, sizeof *w);
+    w->cb = cb;
+    w->arg = arg;
+    str_copy(w->finish, sizeof w->finish, id);
+    w->durable = durable;
+    spool_wait_round(s, w);
 }
 
 int spool_msg_commit_sync(struct spool_msg *m, struct buf *err)

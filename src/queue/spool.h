@@ -126,11 +126,18 @@ void spool_msg_commit(struct spool_msg *m, spool_commit_cb cb, void *arg);
 typedef void (*spool_sync_cb)(void *arg, int err_code);
 void spool_sync(struct spool *s, spool_sync_cb cb, void *arg);
 /*
- * The same for a caller whose only writes were records in the journal's
- * done-logs (spool_remove of a journaled message): the round syncs those
- * with fdatasync, no syncfs unless another caller or a commit needs one.
+ * Removes a journaled message in the next round, on its pool thread: its
+ * done-log record is written there, with the others of the round, so a
+ * delivery's last step costs no trip to a thread of its own. With durable
+ * (after a remote server's 250), the round then syncs the done-logs with
+ * fdatasync, no syncfs unless another caller or a commit needs one. cb
+ * runs on the event loop with 0, or the errno of a removal that failed
+ * (ENOENT: deleted or held meanwhile). A failed sync of the record is
+ * logged here and not reported: the message is gone either way, and the
+ * failure only means a crash could deliver it again.
  */
-void spool_sync_journal(struct spool *s, spool_sync_cb cb, void *arg);
+void spool_finish_journaled(struct spool *s, const char *id, int durable, spool_sync_cb cb,
+                            void *arg);
 /* The device the spool is on: files elsewhere are not covered by spool_sync(). */
 dev_t spool_device(const struct spool *s);
 /* The same, synchronously (CLI use); 0 or -1 with err. Takes ownership. */

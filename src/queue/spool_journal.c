@@ -546,7 +546,7 @@ int spool_journal_finish(struct spool *s, const char *id)
          * Not synced here: a discard or a local delivery done again after a
          * crash harms no one (Maildir's name makes it idempotent); after a
          * remote server's 250 the caller waits for the next round's
-         * fdatasync of the done-logs (spool_sync_journal) before the message
+         * fdatasync of the done-logs (spool_finish_journaled) before the message
          * counts as gone (docs/queue.md, Results).
          */
         rc = spool_journal_done(j, e->seg, e->offset, JOURNAL_DONE);
