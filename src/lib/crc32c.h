@@ -15,5 +15,7 @@
  * of one call to the next to checksum pieces as one run of bytes.
  */
 uint32_t crc32c(uint32_t crc, const void *data, size_t len);
+/* The same in portable software: what crc32c() does without SSE4.2, and its tests' reference. */
+uint32_t crc32c_soft(uint32_t crc, const void *data, size_t len);
 
 #endif
