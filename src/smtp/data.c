@@ -165,6 +165,15 @@ static void text_char(struct smtp_data *d, const char *p)
     d->state = ST_TEXT;
 }
 
+/* Where the run of ordinary octets from i ends: the next CR or LF, or n. */
+static size_t text_run_end(const char *p, size_t i, size_t n)
+{
+    const char *cr = memchr(p + i, '\r', n - i);
+    size_t end = cr ? (size_t)(cr - p) : n;
+    const char *lf = memchr(p + i, '\n', end - i);
+    return lf ? (size_t)(lf - p) : end;
+}
+
 /* A bare LF: an error, and the line does not end (so no terminator can follow). */
 static void bare_lf(struct smtp_data *d)
 {
@@ -197,11 +206,13 @@ size_t smtp_data_feed(struct smtp_data *d, const void *data, size_t n)
             } else if (c == '\n') {
                 bare_lf(d);
                 i++;
-            } else if (!d->in_header) {
-                /* fast path: copy the run up to the next CR or LF */
-                size_t j = i;
-                while (j < n && p[j] != '\r' && p[j] != '\n')
-                    j++;
+            } else if (!d->in_header || d->hdr_line == HL_VALUE || d->hdr_line == HL_NOT) {
+                /*
+                 * Fast path: copy the run up to the next CR or LF. In the
+                 * header too once the field name is over: header_char()
+                 * looks at nothing after it.
+                 */
+                size_t j = text_run_end(p, i, n);
                 d->line_len += j - i;
                 line_check(d);
                 emit(d, p + i, j - i);
