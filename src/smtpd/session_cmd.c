@@ -473,6 +473,7 @@ static int cmd_noop(struct smtpd_session *s, const char *args, size_t len)
 static int cmd_quit(struct smtpd_session *s, const char *args, size_t len)
 {
     smtpd_reply(s, 221, "2.0.0", "Bye");
+    s->quit_asked = 1;
     smtpd_session_close(s);
     return 0;
 }

@@ -128,8 +128,9 @@ struct smtpd_session {
     int in_run;       /* smtpd_session_run() is on the stack */
     int dead;         /* the connection is gone; free when safe */
     int commit_pending;
-    int eof;       /* the client has shut down its side */
-    int lingering; /* our side is shut down; reading until the client's */
+    int eof;        /* the client has shut down its side */
+    int lingering;  /* our side is shut down; reading until the client's */
+    int quit_asked; /* the session ends by the client's QUIT */
     const char *last_cmd;
     unsigned cmd_total[SMTP_CMD_COUNT];
     unsigned cmd_ok[SMTP_CMD_COUNT];

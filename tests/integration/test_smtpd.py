@@ -464,6 +464,34 @@ def test_pipelined_quit_then_half_close(server):
     assert rest == b"Subject: half\r\n\r\nclosed\r\n"
 
 
+def test_quit_closes_at_once_unless_more_follows(server):
+    """After a QUIT that nothing followed the server closes without waiting
+    for the client's FIN (as Postfix does): its end of the connection is gone
+    while ours is still open. Text pipelined after QUIT is read and dropped
+    instead (the lingering close), so the 221 still arrives and the close is
+    clean, not a reset."""
+    c, _ = greet(server.smtpd_port)
+    port = c.sock.getsockname()[1]
+    assert c.cmd("QUIT")[0] == 221
+    assert c.closed()
+
+    def server_side_open():
+        """The server's end as a socket a process still holds (-p names it)."""
+        out = subprocess.run(["ss", "-tnpH", "state", "all", "sport", "= :%d" % server.smtpd_port,
+                              "dport", "= :%d" % port], capture_output=True, text=True).stdout
+        return [l for l in out.splitlines() if "users:" in l]
+    # The client has not closed its side: a lingering server would still hold its socket.
+    assert wait_for(lambda: not server_side_open(), timeout=2), server_side_open()
+    c.close()
+
+    c, _ = greet(server.smtpd_port)
+    c.send(b"QUIT\r\nNOOP\r\nNOOP\r\n")
+    assert c.reply()[0] == 221
+    assert c.closed()
+    assert c.buf == b""
+    c.close()
+
+
 def test_client_vanishes_mid_data_nothing_queued(server):
     c, _ = greet(server.smtpd_port)
     c.send(b"MAIL FROM:<a@sender.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n"
