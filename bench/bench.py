@@ -1426,7 +1426,7 @@ def main():
     ap.add_argument("--only", default="lean,latency,restrict,metrics,sink,accept,relay,idle,durability,tls,dkim",
                     help="scenarios; `sustained` is added by --sustained")
     ap.add_argument("--sessions", default="1,20,100")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the lean scenario")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the lean scenario")
     ap.add_argument("--pair-rounds", type=int, default=7,
                     help="interleaved rounds of the restrict and metrics comparisons")
     ap.add_argument("--sustained", action="store_true",
