@@ -110,9 +110,10 @@ int qmgr_job_record_light(const struct qjob *j)
 }
 
 /*
- * On a pool thread (or the loop: qmgr_job_record_light): fold the results into the envelope, queue
- * the DSN for new failures (before recording them, so a crash can duplicate a DSN but never lose
- * one), append the records durably, and remove a finished message.
+ * On a pool thread (or the loop: qmgr_job_record_light): fold the results
+ * into the envelope, queue the DSN for new failures (before recording
+ * them, so a crash can duplicate a DSN but never lose one), append the
+ * records durably, and remove a finished message.
  */
 void qmgr_job_record_work(void *arg)
 {
@@ -184,6 +185,18 @@ void qmgr_job_record_work(void *arg)
         }
     }
     free(dsn_for);
+    /*
+     * A finished journaled message: its done-log record is its last result
+     * (no record is encoded or appended). The next round writes it
+     * (record_done hands the message over: spool_finish_journaled) and,
+     * after a remote server's 250, syncs it before the message counts as
+     * gone, as files do: an fdatasync of the done-logs, no syncfs.
+     */
+    if (!pending && spool_journaled(s, e->queue_id)) {
+        j->finish_journaled = 1;
+        buf_free(&err);
+        return;
+    }
     int warned = pending && qjob_delay_notice(j, now);
     for (size_t i = 0; i < e->nrcpts; i++)
         if (j->res[i].have)
@@ -215,19 +228,6 @@ void qmgr_job_record_work(void *arg)
      */
     int finish_in_round = !pending && j->remote_ok;
     int sync_now = (j->remote_ok && !finish_in_round) || warned;
-    /*
-     * A finished journaled message: its done-log record is its last result
-     * (nothing is appended). The next round writes it (record_done hands
-     * the message over: spool_finish_journaled) and, after a remote
-     * server's 250, syncs it before the message counts as gone, as files
-     * do: an fdatasync of the done-logs, no syncfs.
-     */
-    if (!pending && spool_journaled(s, e->queue_id)) {
-        j->finish_journaled = 1;
-        buf_free(&rec);
-        buf_free(&err);
-        return;
-    }
     if (rec.len && (pending || j->remote_ok) &&
         spool_append_sync(s, e->queue_id, rec.data, rec.len, sync_now) < 0) {
         if (errno == ENOENT)

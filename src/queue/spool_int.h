@@ -110,8 +110,8 @@ int spool_journal_fd(const struct spool *s);
 int spool_journal_finish(struct spool *s, const char *id);
 /*
  * fdatasync of every done-log written since the last call (and of journal/
- * once after one was made): what spool_finish_journaled() durable waiters need. 0 or -1
- * with errno.
+ * once after one was made): what a durable spool_finish_journaled() needs.
+ * 0 or -1 with errno.
  */
 int spool_journal_sync_done(struct spool *s);
 /*
