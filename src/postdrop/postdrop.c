@@ -11,7 +11,9 @@
  * without following a symbolic link in the last component. The group's
  * privilege is only "create a file in a maildrop": a directory given on
  * the command line is used only when its group is the one we run with and
- * nobody else may enter it.
+ * nobody else may enter it. Root needs no group to write there: run by
+ * root, the helper need not be setgid (a build not yet installed, as in
+ * the README's tour), and gives its file the directory's group itself.
  *
  *   hongyan-postdrop QUEUE_DIR      stdin (sendmail's maildrop format) into maildrop/
  *   hongyan-postdrop -w QUEUE_DIR   wake the server (pick up now)
@@ -40,9 +42,10 @@ static int postdrop_fail(int code, const char *what, int err)
 /*
  * Opens QUEUE_DIR/sub as a path descriptor (search permission is all the
  * group has) and checks that it is ours to write in: a directory of our
- * effective group, closed to other users.
+ * effective group (any group for root), closed to other users. *gid: the
+ * directory's group, which the server reads the files through.
  */
-static int postdrop_open_dir(const char *queue_dir, const char *sub, int *out)
+static int postdrop_open_dir(const char *queue_dir, const char *sub, int *out, gid_t *gid)
 {
     int qfd = open(queue_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (qfd < 0)
@@ -60,7 +63,7 @@ static int postdrop_open_dir(const char *queue_dir, const char *sub, int *out)
         close(dfd);
         return postdrop_fail(EX_TEMPFAIL, sub, errno);
     }
-    if (st.st_gid != getegid() || (st.st_mode & 07) != 0) {
+    if ((st.st_gid != getegid() && geteuid() != 0) || (st.st_mode & 07) != 0) {
         fprintf(stderr,
                 "hongyan-postdrop: %s/%s is not a drop directory of this helper's group (gid %ld, "
                 "mode %04o): the helper must be installed setgid to the setgid_group "
@@ -70,6 +73,7 @@ static int postdrop_open_dir(const char *queue_dir, const char *sub, int *out)
         return EX_NOPERM;
     }
     *out = dfd;
+    *gid = st.st_gid;
     return 0;
 }
 
@@ -124,7 +128,8 @@ static int postdrop_copy(int fd)
 static int postdrop_drop(const char *queue_dir)
 {
     int dfd;
-    int rc = postdrop_open_dir(queue_dir, "maildrop", &dfd);
+    gid_t gid;
+    int rc = postdrop_open_dir(queue_dir, "maildrop", &dfd, &gid);
     if (rc != 0)
         return rc;
     char name[64], tmp[80];
@@ -141,12 +146,13 @@ static int postdrop_drop(const char *queue_dir)
     int hl = snprintf(head, sizeof head, "HONGYAN-POSTDROP uid=%lu\n", (unsigned long)getuid());
     /*
      * fchmod: the caller's umask must not decide who may read the file. The
-     * server reads it through the group; syncfs covers the rename, as we
+     * server reads it through the group (root's file gets it by fchown, a
+     * setgid helper's has it already); syncfs covers the rename, as we
      * cannot open the directory (no read permission) to fsync it.
      */
-    if (fchmod(fd, 0640) < 0 || postdrop_write_all(fd, head, (size_t)hl) < 0 ||
-        postdrop_copy(fd) < 0 || fsync(fd) < 0 || renameat(dfd, tmp, dfd, name) < 0 ||
-        syncfs(fd) < 0) {
+    if ((gid != getegid() && fchown(fd, (uid_t)-1, gid) < 0) || fchmod(fd, 0640) < 0 ||
+        postdrop_write_all(fd, head, (size_t)hl) < 0 || postdrop_copy(fd) < 0 || fsync(fd) < 0 ||
+        renameat(dfd, tmp, dfd, name) < 0 || syncfs(fd) < 0) {
         rc = postdrop_fail(errno == EFBIG ? EX_DATAERR : EX_TEMPFAIL, "maildrop", errno);
         unlinkat(dfd, tmp, 0);
     }
@@ -165,7 +171,8 @@ static int postdrop_drop(const char *queue_dir)
 static int postdrop_poke(const char *queue_dir, char what)
 {
     int dfd;
-    int rc = postdrop_open_dir(queue_dir, "public", &dfd);
+    gid_t gid;
+    int rc = postdrop_open_dir(queue_dir, "public", &dfd, &gid);
     if (rc != 0)
         return rc;
     int fd = openat(dfd, "flush", O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);

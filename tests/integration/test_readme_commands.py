@@ -2,8 +2,11 @@
 `hongyan` user, no configuration, no data directory. `make run` in a copy of
 the tree, inside private mount and network namespaces whose /etc is a copy
 without the account, must build, create the account, serve on
-127.0.0.1:2525 and deliver a message into Maildir. (`make test`, the other
-command, is what runs this very file.)"""
+127.0.0.1:2525 and deliver a message into Maildir. The tour's relay part
+follows: a second server from `tour.cf`, run as root (so it drops to the
+new account), and `sendmail` into it through the fresh build's helper,
+relayed to an aiosmtpd stand-in. (`make test`, the other command, is what
+runs this very file.)"""
 import os
 import shutil
 import subprocess
@@ -54,6 +57,30 @@ SCRIPT = textwrap.dedent("""\
     PY
     fi
     id hongyan >/dev/null 2>&1 && echo "ACCOUNT CREATED"
+    # The tour's relay part, its lines as the README has them: a server
+    # run as root that drops privileges, and sendmail into it through the
+    # helper of this fresh build (not setgid: nothing installed it).
+    /usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:2626 >"$WORK/aiosmtpd.log" 2>&1 &
+    aio=$!
+    cat > tour.cf <<EOF
+    data_directory = $PWD/tour-data
+    smtpd_listen = 127.0.0.1:2526
+    submission_listen = 127.0.0.1:2588
+    relayhost = [127.0.0.1]:2626
+    EOF
+    setsid ./build/hongyan -c tour.cf serve >"$WORK/tour.log" 2>&1 &
+    tour=$!
+    for i in $(seq 1 100); do
+        /usr/bin/python3 -c 'import socket; socket.create_connection(("127.0.0.1", 2526), 1)' 2>/dev/null && break
+        sleep 0.2
+    done
+    echo "relayed" | ./build/hongyan -c tour.cf sendmail someone@example.net && echo "SENDMAIL QUEUED"
+    for i in $(seq 1 100); do
+        grep -q "to=<someone@example.net>.*status=sent" "$WORK/tour.log" && { echo "RELAYED"; break; }
+        sleep 0.2
+    done
+    kill -TERM -$tour $aio 2>/dev/null || true
+    wait $tour $aio || true
     kill -TERM -$pid 2>/dev/null || true
     wait $pid || true
     """)
@@ -79,3 +106,6 @@ def test_make_run_works_on_a_machine_without_our_account(tmp_path):
     log = (tmp_path / "run.log").read_text(errors="replace") if (tmp_path / "run.log").exists() else ""
     assert "ACCOUNT CREATED" in r.stdout, r.stdout + r.stderr + log[-3000:]
     assert "DELIVERED" in r.stdout, r.stdout + r.stderr + log[-3000:]
+    tour = (tmp_path / "tour.log").read_text(errors="replace") if (tmp_path / "tour.log").exists() else ""
+    assert "SENDMAIL QUEUED" in r.stdout, r.stdout + r.stderr + tour[-3000:]
+    assert "RELAYED" in r.stdout, r.stdout + r.stderr + tour[-3000:]
