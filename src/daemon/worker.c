@@ -209,7 +209,12 @@ int daemon_worker_run(enum daemon_role role, const char *config_path, struct con
         log_info("ready: %d listener(s), queue %s", nsocks, config_get(cfg, "queue_directory"));
     else
         log_info("ready: queue manager, queue %s", config_get(cfg, "queue_directory"));
-    event_base_dispatch(w.srv.base);
+    /* One iteration at a time, to write the iteration's log lines at once (lib/log.h). */
+    log_batch_thread();
+    while (event_base_loop(w.srv.base, EVLOOP_ONCE) == 0 && !event_base_got_exit(w.srv.base) &&
+           !event_base_got_break(w.srv.base))
+        log_flush();
+    log_flush();
 
     /* Orderly teardown so sanitizer runs report real leaks only. */
     if (role == DAEMON_ROLE_SMTPD)

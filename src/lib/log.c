@@ -1,6 +1,14 @@
 /*
  * Mail log writer; see log.h. Formatting happens into a local buffer so that
  * concurrent threads never interleave within a line.
+ *
+ * A worker's event-loop thread writes its info lines in one write(2) per
+ * loop iteration (log_batch_thread, log_flush): smtpd logs three lines per
+ * session, and each write(2) to an ext4 file costs about 2 us (a journal
+ * handle for the file's times), three times what the same bytes cost in one
+ * write. Lines wait at most for the end of the iteration that logged them;
+ * warnings, errors and any other thread's line first write out what waits,
+ * so the file keeps the order in which lines were logged.
  */
 #include "lib/log.h"
 
@@ -9,6 +17,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +32,49 @@ static int log_fd = -1;
 static int log_to_stderr = 1;
 static int log_debug_on = 0;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Lines the loop thread logged in this iteration (log_lock). */
+static struct buf log_batch = BUF_INIT;
+static __thread int log_batching;
+/* Beyond this, a batch is written at once: a long iteration must not hold a large buffer. */
+#define LOG_BATCH_MAX 16384
+
+/* Writes what log_batch holds to every destination; log_lock held. */
+static void log_batch_write(void)
+{
+    if (log_batch.len == 0)
+        return;
+    if (log_to_stderr)
+        write_all(STDERR_FILENO, log_batch.data, log_batch.len);
+    if (log_fd >= 0)
+        write_all(log_fd, log_batch.data, log_batch.len);
+    log_batch.len = 0;
+}
+
+void log_flush(void)
+{
+    pthread_mutex_lock(&log_lock);
+    log_batch_write();
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* A child forked with lines waiting would write them a second time. */
+static void log_before_fork(void)
+{
+    log_flush();
+}
+
+static void log_batch_hooks(void)
+{
+    pthread_atfork(log_before_fork, NULL, NULL);
+    atexit(log_flush);
+}
+
+void log_batch_thread(void)
+{
+    static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+    pthread_once(&hooks_once, log_batch_hooks);
+    log_batching = 1;
+}
 
 void log_set_service(const char *service)
 {
@@ -63,6 +115,7 @@ int log_open_file(const char *path, struct buf *err)
         }
     }
     pthread_mutex_lock(&log_lock);
+    log_batch_write(); /* to the file they were logged for */
     if (log_fd >= 0)
         close(log_fd);
     log_fd = fd;
@@ -78,6 +131,7 @@ int log_file_fd(void)
 void log_adopt_fd(int fd)
 {
     pthread_mutex_lock(&log_lock);
+    log_batch_write();
     if (log_fd >= 0 && log_fd != fd)
         close(log_fd);
     log_fd = fd;
@@ -99,14 +153,25 @@ int log_debug_enabled(void)
     return log_debug_on;
 }
 
+/* "Dec  7 10:59:27", formatted once a second per thread (localtime_r reads the zone each time). */
+static const char *log_stamp(void)
+{
+    static __thread time_t stamp_second = (time_t)-1;
+    static __thread char stamp[32];
+    time_t now = time(NULL);
+    if (now != stamp_second) {
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+        stamp_second = now;
+    }
+    return stamp;
+}
+
 static void log_write(const char *severity, const char *fmt, va_list ap)
 {
     char line[8192];
-    char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+    const char *stamp = log_stamp();
 
     pid_t pid = own_pid();
     pthread_mutex_lock(&log_lock);
@@ -128,11 +193,18 @@ static void log_write(const char *severity, const char *fmt, va_list ap)
             line[i] = '?';
     line[len++] = '\n';
 
-    if (log_to_stderr)
-        write_all(STDERR_FILENO, line, len);
     pthread_mutex_lock(&log_lock);
-    if (log_fd >= 0)
-        write_all(log_fd, line, len);
+    if (log_batching && severity[0] == '\0') {
+        if (log_batch.len + len > LOG_BATCH_MAX)
+            log_batch_write();
+        buf_append(&log_batch, line, len);
+    } else {
+        log_batch_write();
+        if (log_to_stderr)
+            write_all(STDERR_FILENO, line, len);
+        if (log_fd >= 0)
+            write_all(log_fd, line, len);
+    }
     pthread_mutex_unlock(&log_lock);
 }
 

@@ -7,7 +7,8 @@
  * Lines go to stderr and, when maillog_file is set, to that file. Debug
  * tracing is separate (log_debug, off unless enabled) and never carries
  * secrets: callers redact AUTH payloads before logging anything.
- * Safe to call from any thread: each line is written with one write(2).
+ * Safe to call from any thread: each line is written whole, with one
+ * write(2) or in a loop thread's batch (log_batch_thread).
  */
 #ifndef HONGYAN_LIB_LOG_H
 #define HONGYAN_LIB_LOG_H
@@ -46,6 +47,14 @@ int log_open_file(const char *path, struct buf *err);
 int log_file_fd(void);
 void log_adopt_fd(int fd);
 void log_set_stderr(int enabled);
+/*
+ * The calling thread (a worker's event loop) keeps its info lines until
+ * log_flush(), which its loop calls after every iteration; any other line,
+ * or another thread's, writes them out first. Also written before fork(2)
+ * and at exit.
+ */
+void log_batch_thread(void);
+void log_flush(void);
 void log_set_debug(int enabled);
 int log_debug_enabled(void);
 

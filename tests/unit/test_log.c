@@ -1,14 +1,20 @@
 /*
- * Unit tests for the mail log's time format (src/lib/log.c): delay= and
+ * Unit tests for the mail log (src/lib/log.c): its time format, delay= and
  * delays= written as Postfix writes them (format_tv with two significant
  * digits and delay_logging_resolution_limit = 2), so that a log reader sees
- * the same text from either server.
+ * the same text from either server; and a loop thread's batched lines,
+ * which must reach the file whole, once, and in the order logged.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -78,6 +84,78 @@ static void test_negative_is_zero(void **state)
     delay_is(-2000000, "0");
 }
 
+/* The messages of the file's lines, in order, joined by '|'. */
+static const char *log_messages(int fd)
+{
+    static struct buf out = BUF_INIT;
+    char text[8192];
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    assert_true(n >= 0);
+    text[n] = '\0';
+    out.len = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *msg = strstr(line, "]: ");
+        assert_non_null(msg);
+        if (out.len > 0)
+            buf_puts(&out, "|");
+        buf_puts(&out, msg + 3);
+    }
+    return buf_cstr(&out);
+}
+
+static void *log_from_another_thread(void *arg)
+{
+    log_info("%s", (const char *)arg);
+    return NULL;
+}
+
+static void test_batched_lines_whole_once_in_order(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/hongyan-test-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    log_set_stderr(0);
+    log_adopt_fd(fd);
+    log_batch_thread();
+
+    log_info("a");
+    log_info("b");
+    assert_string_equal(log_messages(fd), ""); /* until the loop's iteration ends */
+    log_flush();
+    assert_string_equal(log_messages(fd), "a|b");
+
+    /* A warning writes out what waits, then itself. */
+    log_info("c");
+    log_warning("w");
+    assert_string_equal(log_messages(fd), "a|b|c|warning: w");
+
+    /* So does another thread's line. */
+    log_info("d");
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, log_from_another_thread, "e"), 0);
+    pthread_join(t, NULL);
+    assert_string_equal(log_messages(fd), "a|b|c|warning: w|d|e");
+
+    /* A child that exits (atexit) must not write the parent's waiting lines again. */
+    log_info("f");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        exit(0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    log_flush();
+    assert_string_equal(log_messages(fd), "a|b|c|warning: w|d|e|f");
+
+    /* Control bytes from remote text cannot split a line. */
+    log_info("g\nh");
+    log_flush();
+    assert_string_equal(log_messages(fd), "a|b|c|warning: w|d|e|f|g?h");
+    log_adopt_fd(-1); /* closes fd */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -85,6 +163,7 @@ int main(void)
         cmocka_unit_test(test_seconds),
         cmocka_unit_test(test_resolution_limit),
         cmocka_unit_test(test_negative_is_zero),
+        cmocka_unit_test(test_batched_lines_whole_once_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
