@@ -6,7 +6,6 @@
 #include "config/config_keys.h"
 
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "lib/util.h"

@@ -32,7 +32,7 @@ static int log_fd = -1;
 static int log_to_stderr = 1;
 static int log_debug_on = 0;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Lines the loop thread logged in this iteration (log_lock). */
+/* Lines the loop thread logged in this iteration, and any line on its way out (log_lock). */
 static struct buf log_batch = BUF_INIT;
 static __thread int log_batching;
 /* Beyond this, a batch is written at once: a long iteration must not hold a large buffer. */
@@ -57,15 +57,10 @@ void log_flush(void)
     pthread_mutex_unlock(&log_lock);
 }
 
-/* A child forked with lines waiting would write them a second time. */
-static void log_before_fork(void)
-{
-    log_flush();
-}
-
 static void log_batch_hooks(void)
 {
-    pthread_atfork(log_before_fork, NULL, NULL);
+    /* Before fork: a child forked with lines waiting would write them a second time. */
+    pthread_atfork(log_flush, NULL, NULL);
     atexit(log_flush);
 }
 
@@ -193,18 +188,13 @@ static void log_write(const char *severity, const char *fmt, va_list ap)
             line[i] = '?';
     line[len++] = '\n';
 
+    /* Behind what waits; written now unless the loop thread's info line can wait too. */
     pthread_mutex_lock(&log_lock);
-    if (log_batching && severity[0] == '\0') {
-        if (log_batch.len + len > LOG_BATCH_MAX)
-            log_batch_write();
-        buf_append(&log_batch, line, len);
-    } else {
+    if (log_batch.len + len > LOG_BATCH_MAX)
         log_batch_write();
-        if (log_to_stderr)
-            write_all(STDERR_FILENO, line, len);
-        if (log_fd >= 0)
-            write_all(log_fd, line, len);
-    }
+    buf_append(&log_batch, line, len);
+    if (!log_batching || severity[0] != '\0')
+        log_batch_write();
     pthread_mutex_unlock(&log_lock);
 }
 

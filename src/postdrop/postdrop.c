@@ -42,8 +42,8 @@ static int postdrop_fail(int code, const char *what, int err)
 /*
  * Opens QUEUE_DIR/sub as a path descriptor (search permission is all the
  * group has) and checks that it is ours to write in: a directory of our
- * effective group (any group for root), closed to other users. *gid: the
- * directory's group, which the server reads the files through.
+ * effective group (any group for root), closed to other users. *gid (when
+ * not NULL): the directory's group, which the server reads the files through.
  */
 static int postdrop_open_dir(const char *queue_dir, const char *sub, int *out, gid_t *gid)
 {
@@ -73,7 +73,8 @@ static int postdrop_open_dir(const char *queue_dir, const char *sub, int *out, g
         return EX_NOPERM;
     }
     *out = dfd;
-    *gid = st.st_gid;
+    if (gid)
+        *gid = st.st_gid;
     return 0;
 }
 
@@ -171,8 +172,7 @@ static int postdrop_drop(const char *queue_dir)
 static int postdrop_poke(const char *queue_dir, char what)
 {
     int dfd;
-    gid_t gid;
-    int rc = postdrop_open_dir(queue_dir, "public", &dfd, &gid);
+    int rc = postdrop_open_dir(queue_dir, "public", &dfd, NULL);
     if (rc != 0)
         return rc;
     int fd = openat(dfd, "flush", O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
